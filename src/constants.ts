@@ -1,0 +1,69 @@
+/**
+ * Every default of Plexus in one place. Options left out take these values; docs quote them.
+ */
+
+/** Default network name: nodes of different networks never exchange traffic. */
+export const DEFAULT_NETWORK = 'plexus'
+/** Default listen addresses. */
+export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
+/** Largest payload accepted by request, broadcast, publish and tunnel send (bytes). */
+export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+/** Default relay endpoint (thin clients and the CLI). */
+export const DEFAULT_RELAY_HOST = '127.0.0.1'
+export const DEFAULT_RELAY_PORT = 55555
+/** Environment variable that overrides where CLI client commands attach (host:port). */
+export const RELAY_ENV = 'PLEXUS_RELAY'
+
+/** Default request timeout (ms). */
+export const DEFAULT_REQUEST_TIMEOUT = 10_000
+/** Default per-member limits when joining a cluster. */
+export const DEFAULT_LIMITS = {
+  /** Requests running at once in this member's handler. */
+  requests: 1024,
+  /** Broadcast handlers running at once. */
+  broadcasts: 256,
+  /** Open tunnels. */
+  tunnels: 128,
+  /** Bytes of request payloads held by running handlers. */
+  queueBytes: 64 * 1024 * 1024,
+} as const
+
+/** Cluster names: 1–64 chars of [A-Za-z0-9_-]. */
+export const CLUSTER_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/
+/** Network names: same alphabet, 1–64 chars. */
+export const NETWORK_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/
+
+/** Link (per-peer long-lived stream) settings. */
+export const LINK = {
+  /** Bytes queued for one peer before senders wait for the stream to drain. */
+  maxQueuedBytes: 8 * 1024 * 1024,
+  /** Largest frame a peer may send (bytes); a larger length prefix resets the link. */
+  maxFrameSize: DEFAULT_MAX_MESSAGE_SIZE + 64 * 1024,
+  /** Heartbeat interval (ms): pings measure latency and prove the peer alive. */
+  heartbeatInterval: 1000,
+  /** A peer silent this long (ms) is considered dead and its link closed. */
+  deadAfter: 3500,
+  /** Time to open the link stream to a newly connected peer (ms). */
+  openTimeout: 5000,
+} as const
+
+/** Membership announcements. */
+export const MEMBERSHIP = {
+  /** Members re-sign their announcement this often (ms) so it stays fresh. */
+  refreshInterval: 20_000,
+  /** Announcements older (or further in the future) than this (ms) are refused. */
+  maxAge: 60_000,
+  /** Remembered last counters per (peer, cluster), to refuse replays (entries). */
+  maxRemembered: 65_536,
+} as const
+
+/** Same-host discovery. */
+export const LOCAL_DISCOVERY = {
+  /** Rescan interval (ms) in addition to file-system notifications. */
+  scanInterval: 1000,
+} as const
+
+/** Load balancing: members within this factor of the best latency count as equally fast. */
+export const LATENCY_TOLERANCE = 1.5
+/** Weight of a new latency sample in the moving average. */
+export const LATENCY_EWMA_ALPHA = 0.2

@@ -1,0 +1,89 @@
+/**
+ * Error classes of the public API. Tell them apart by `err.name` (the relay carries the
+ * name across the wire, so a thin client throws the same class). Each carries a clear
+ * message and, where one exists, the underlying `cause`.
+ */
+
+/** Base class of every error Plexus throws on purpose. */
+export class PlexusError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = new.target.name
+  }
+}
+
+/** An argument (or CLI flag, or relay field) is missing or malformed; the message names it. */
+export class InvalidArgumentError extends PlexusError {}
+
+/** The operation did not complete before its deadline. */
+export class TimeoutError extends PlexusError {}
+
+/** No proven, reachable member of the addressed cluster exists right now. */
+export class NoMembersError extends PlexusError {}
+
+/** The member's handler threw or rejected; `message` carries its message. */
+export class RemoteError extends PlexusError {}
+
+/** The member's limits (concurrent requests, queued bytes) are full; nothing was run. */
+export class OverloadedError extends PlexusError {}
+
+/** The caller lacks a key it needs (cluster key, network key, relay permission). */
+export class UnauthorizedError extends PlexusError {}
+
+/** The named durable stream does not exist. */
+export class StreamNotFoundError extends PlexusError {}
+
+/** The tunnel was closed, by either side or by the death of its peer. */
+export class TunnelClosedError extends PlexusError {}
+
+/** The cluster has fewer proven members than the stream's `replicas`. */
+export class NotEnoughReplicasError extends PlexusError {}
+
+/**
+ * The member died or its connection closed after the request was written to it, so the
+ * request may or may not have run (at-most-once). Pass `retry: true` to resend it.
+ */
+export class MemberLostError extends PlexusError {}
+
+/** The node (or relay client) was stopped or the call was aborted by its `signal`. */
+export class AbortedError extends PlexusError {}
+
+/** Every error class by name, to rebuild an error that crossed the wire. */
+export const errorClasses = {
+  PlexusError,
+  InvalidArgumentError,
+  TimeoutError,
+  NoMembersError,
+  RemoteError,
+  OverloadedError,
+  UnauthorizedError,
+  StreamNotFoundError,
+  TunnelClosedError,
+  NotEnoughReplicasError,
+  MemberLostError,
+  AbortedError,
+} as const
+
+/** Name of an error class that may cross the wire. */
+export type ErrorName = keyof typeof errorClasses
+
+/**
+ * Rebuilds an error received from a peer or the relay: the class named by `name` when
+ * known, else a `RemoteError`. Never throws.
+ */
+export function errorFromWire(name: string, message: string): PlexusError {
+  const Cls = (errorClasses as Record<string, typeof PlexusError>)[name] ?? RemoteError
+  return new Cls(message)
+}
+
+/** The wire name of an error: its class name when it is one of ours, else `RemoteError`. */
+export function errorName(err: unknown): ErrorName {
+  if (err instanceof PlexusError && err.name in errorClasses) return err.name as ErrorName
+  return 'RemoteError'
+}
+
+/** A human message for any thrown value. */
+export function errorMessage(err: unknown): string {
+  if (err instanceof Error) return err.message
+  return String(err)
+}
