@@ -1,6 +1,31 @@
 /**
  * Plexus public API: interfaces, factory functions and error classes, all exported by name.
  */
-export * from './errors.js'
-export type * from './types.js'
+export {
+  AbortedError,
+  InvalidArgumentError,
+  MemberLostError,
+  NoMembersError,
+  NotEnoughReplicasError,
+  OverloadedError,
+  PlexusError,
+  RemoteError,
+  StreamNotFoundError,
+  TimeoutError,
+  TunnelClosedError,
+  UnauthorizedError,
+} from './errors.js'
+export { createNode } from './node.js'
+export type {
+  BroadcastContext,
+  JoinOptions,
+  Limits,
+  MemberStatus,
+  Membership,
+  NodeOptions,
+  NodeStatus,
+  PlexusNode,
+  RequestContext,
+  RequestOptions,
+} from './types.js'
 export { generateKey } from './util/keys.js'

@@ -92,6 +92,11 @@ export class BinaryWriter {
     this.view.setUint32(offset, v)
   }
 
+  /** Forgets everything written; keeps the buffer. */
+  reset(): void {
+    this.pos = 0
+  }
+
   /** The written bytes (a view, valid until the next write). */
   finish(): Uint8Array {
     return this.buf.subarray(0, this.pos)

@@ -1,0 +1,237 @@
+/**
+ * The member directory: every node's view of who serves each cluster, built only from
+ * verified announcements.
+ *
+ * An announcement is accepted when its signature verifies, its counter is newer than the
+ * last one accepted from that peer for that cluster (replays refused), its time is within
+ * `maxAge` of ours, and its public key matches the cluster's: the one derived from our own
+ * key when we are a member, else the first one seen (trust on first use; see
+ * docs/security.md). Accepted announcements are flooded to every other link once; a node
+ * that links up receives every fresh announcement we hold. Members re-sign every
+ * `refreshInterval`; an entry not refreshed within `maxAge` is dropped.
+ */
+import { MEMBERSHIP } from '../constants.js'
+import { DecodeError } from '../util/binary.js'
+import { type Announcement, AnnounceKind, ClusterSigner, decodeAnnouncement, verifyAnnouncement } from './proof.js'
+
+/** One proven member of a cluster. */
+export interface MemberEntry {
+  peer: string
+  cluster: string
+  counter: number
+  addrs: string[]
+  /** Encoded announcement, forwarded to peers that link up. */
+  bytes: Uint8Array
+}
+
+/** What the directory needs from the node around it. */
+export interface DirectoryHost {
+  network: string
+  self: string
+  now(): number
+  /** Current addresses of this node (put into our announcements). */
+  addresses(): string[]
+  /** Sends an encoded announcement to every linked peer except `except`. */
+  flood(bytes: Uint8Array, except?: string): void
+  /** A member was added or removed (for waiters and dialing). */
+  changed(cluster: string, peer: string, added: boolean, entry?: MemberEntry): void
+}
+
+/** Why an announcement was refused (counted in status). */
+export type RefuseReason = 'malformed' | 'signature' | 'replay' | 'stale' | 'wrong-key' | 'self'
+
+interface LocalJoin {
+  signer: ClusterSigner
+}
+
+/** Per-cluster member view with replay protection. */
+export class MemberDirectory {
+  private readonly clusters = new Map<string, Map<string, MemberEntry>>()
+  private readonly lastCounter = new Map<string, number>()
+  private readonly pinned = new Map<string, string>()
+  private readonly local = new Map<string, LocalJoin>()
+  private counter = 0
+  private timer: NodeJS.Timeout | undefined
+  /** Refused announcements by reason. */
+  readonly refused: Record<RefuseReason, number> = {
+    malformed: 0,
+    signature: 0,
+    replay: 0,
+    stale: 0,
+    'wrong-key': 0,
+    self: 0,
+  }
+
+  constructor(
+    private readonly host: DirectoryHost,
+    private readonly opts: { refreshInterval?: number; maxAge?: number } = {},
+  ) {}
+
+  private get maxAge(): number {
+    return this.opts.maxAge ?? MEMBERSHIP.maxAge
+  }
+
+  start(): void {
+    const every = this.opts.refreshInterval ?? MEMBERSHIP.refreshInterval
+    this.timer = setInterval(() => this.refresh(), every)
+    this.timer.unref()
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer)
+  }
+
+  /** Proven members of `cluster` (including this node when it has joined). */
+  members(cluster: string): MemberEntry[] {
+    const m = this.clusters.get(cluster)
+    return m ? [...m.values()] : []
+  }
+
+  /** Names of every cluster with at least one known member, or joined here. */
+  clusterNames(): string[] {
+    const names = new Set<string>([...this.clusters.keys()].filter((c) => (this.clusters.get(c)?.size ?? 0) > 0))
+    for (const c of this.local.keys()) names.add(c)
+    return [...names].sort()
+  }
+
+  /** True when this node has joined `cluster`. */
+  joined(cluster: string): boolean {
+    return this.local.has(cluster)
+  }
+
+  /** Joins: pins our key for the cluster, drops entries under another key, announces. */
+  join(cluster: string, clusterKey: Uint8Array): void {
+    const signer = new ClusterSigner(clusterKey, cluster, this.host.network)
+    const hex = Buffer.from(signer.publicKey).toString('hex')
+    if (this.pinned.get(cluster) !== hex) {
+      this.pinned.set(cluster, hex)
+      for (const e of this.members(cluster)) this.remove(cluster, e.peer)
+    }
+    this.local.set(cluster, { signer })
+    this.announce(cluster, AnnounceKind.Join)
+  }
+
+  /** Leaves: announces the leave (peers drop us at once) and forgets the local join. */
+  leave(cluster: string): void {
+    if (!this.local.has(cluster)) return
+    this.announce(cluster, AnnounceKind.Leave)
+    this.local.delete(cluster)
+  }
+
+  /** Leaves every cluster (on stop). */
+  leaveAll(): void {
+    for (const c of [...this.local.keys()]) this.leave(c)
+  }
+
+  private nextCounter(): number {
+    this.counter = Math.max(this.counter + 1, this.host.now())
+    return this.counter
+  }
+
+  private announce(cluster: string, kind: number): void {
+    const j = this.local.get(cluster)
+    if (!j) return
+    const bytes = j.signer.announce(kind, this.host.self, this.nextCounter(), this.host.addresses())
+    this.accept(bytes, this.host.self)
+    this.host.flood(bytes)
+  }
+
+  /** Re-signs our joins (fresh time) and drops entries nobody refreshed. */
+  refresh(): void {
+    for (const c of this.local.keys()) this.announce(c, AnnounceKind.Join)
+    const now = this.host.now()
+    for (const [cluster, m] of this.clusters) {
+      for (const e of [...m.values()]) {
+        if (e.peer !== this.host.self && now - e.counter > this.maxAge) this.remove(cluster, e.peer)
+      }
+    }
+  }
+
+  /**
+   * Handles an announcement received from `from` (or made locally). Returns true when it
+   * was new and accepted, in which case it has been flooded onwards.
+   */
+  receive(bytes: Uint8Array, from: string): boolean {
+    let a: Announcement
+    try {
+      a = decodeAnnouncement(bytes)
+    } catch (err) {
+      if (err instanceof DecodeError) {
+        this.refused.malformed++
+        throw err
+      }
+      throw err
+    }
+    if (a.peer === this.host.self) {
+      this.refused.self++
+      return false
+    }
+    if (!this.accept(bytes, from, a)) return false
+    this.host.flood(bytes, from)
+    return true
+  }
+
+  private accept(bytes: Uint8Array, _from: string, decoded?: Announcement): boolean {
+    const a = decoded ?? decodeAnnouncement(bytes)
+    const key = `${a.peer}/${a.cluster}`
+    const last = this.lastCounter.get(key)
+    if (last !== undefined && a.counter <= last) {
+      this.refused.replay++
+      return false
+    }
+    const now = this.host.now()
+    if (Math.abs(now - a.counter) > this.maxAge) {
+      this.refused.stale++
+      return false
+    }
+    const hex = Buffer.from(a.publicKey).toString('hex')
+    const pinned = this.pinned.get(a.cluster)
+    if (pinned !== undefined && pinned !== hex) {
+      this.refused['wrong-key']++
+      return false
+    }
+    if (!verifyAnnouncement(a, this.host.network)) {
+      this.refused.signature++
+      return false
+    }
+    if (pinned === undefined) this.pinned.set(a.cluster, hex)
+    this.remember(key, a.counter)
+    if (a.kind === AnnounceKind.Leave) {
+      this.remove(a.cluster, a.peer)
+      return true
+    }
+    let m = this.clusters.get(a.cluster)
+    if (!m) this.clusters.set(a.cluster, (m = new Map()))
+    const entry: MemberEntry = { peer: a.peer, cluster: a.cluster, counter: a.counter, addrs: a.addrs, bytes }
+    const isNew = !m.has(a.peer)
+    m.set(a.peer, entry)
+    if (isNew) this.host.changed(a.cluster, a.peer, true, entry)
+    return true
+  }
+
+  private remember(key: string, counter: number): void {
+    this.lastCounter.delete(key)
+    this.lastCounter.set(key, counter)
+    if (this.lastCounter.size > MEMBERSHIP.maxRemembered) {
+      const oldest = this.lastCounter.keys().next().value
+      if (oldest !== undefined) this.lastCounter.delete(oldest)
+    }
+  }
+
+  private remove(cluster: string, peer: string): void {
+    const m = this.clusters.get(cluster)
+    if (!m?.delete(peer)) return
+    if (m.size === 0) this.clusters.delete(cluster)
+    this.host.changed(cluster, peer, false)
+  }
+
+  /** Every fresh announcement we hold, to send to a peer that just linked up. */
+  snapshot(): Uint8Array[] {
+    const now = this.host.now()
+    const out: Uint8Array[] = []
+    for (const m of this.clusters.values()) {
+      for (const e of m.values()) if (now - e.counter <= this.maxAge) out.push(e.bytes)
+    }
+    return out
+  }
+}

@@ -1,0 +1,110 @@
+/**
+ * Membership proofs. A cluster key K yields, per cluster name, an Ed25519 signing key
+ * (seed = HMAC-SHA256(K, "plexus/cluster-sign/v1/" + cluster)). Every announcement is
+ * signed with it over the network name, the kind (join/leave), the cluster, the member's
+ * peer id, a counter that only grows (the member's clock in ms, bumped when equal) and the
+ * member's addresses. Members, who hold K, accept only the key they derive themselves;
+ * others verify with the public key carried in the announcement (see docs/security.md for
+ * what that means). K itself never leaves the process.
+ *
+ * Layout (all big-endian, strings u16-length UTF-8):
+ *   u8 version(1) | u8 kind | str cluster | str peer | u64 counter | u16 n | n × str addr |
+ *   32 bytes public key | 64 bytes signature
+ * The signature covers "plexus-announce/1\0" | str network | every byte before it.
+ */
+import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
+import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { deriveKey } from '../util/keys.js'
+
+export const ANNOUNCE_VERSION = 1
+export const PUBLIC_KEY_BYTES = 32
+export const SIGNATURE_BYTES = 64
+/** Most addresses one announcement may carry. */
+export const MAX_ANNOUNCED_ADDRS = 16
+
+/** Announcement kinds. */
+export const AnnounceKind = { Join: 1, Leave: 2 } as const
+
+/** A decoded (not yet verified) announcement. */
+export interface Announcement {
+  kind: number
+  cluster: string
+  peer: string
+  counter: number
+  addrs: string[]
+  publicKey: Uint8Array
+  signature: Uint8Array
+  /** The bytes the signature covers (without the network prefix). */
+  signed: Uint8Array
+  /** The whole encoded announcement, forwarded as is. */
+  bytes: Uint8Array
+}
+
+// DER prefixes that wrap raw Ed25519 keys for node:crypto.
+const PKCS8_PREFIX = Buffer.from('302e020100300506032b657004220420', 'hex')
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+
+/** Signs announcements for one cluster with the key derived from the cluster key. */
+export class ClusterSigner {
+  readonly publicKey: Uint8Array
+  private readonly privateKey: KeyObject
+
+  constructor(
+    clusterKey: Uint8Array,
+    readonly cluster: string,
+    private readonly network: string,
+  ) {
+    const seed = deriveKey(clusterKey, `plexus/cluster-sign/v1/${cluster}`)
+    this.privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+    const spki = createPublicKey(this.privateKey).export({ format: 'der', type: 'spki' })
+    this.publicKey = new Uint8Array(spki.subarray(spki.length - PUBLIC_KEY_BYTES))
+  }
+
+  /** Encodes and signs an announcement. */
+  announce(kind: number, peer: string, counter: number, addrs: string[]): Uint8Array {
+    const w = new BinaryWriter(256)
+    w.u8(ANNOUNCE_VERSION).u8(kind).str(this.cluster).str(peer).u64(counter)
+    const list = addrs.slice(0, MAX_ANNOUNCED_ADDRS)
+    w.u16(list.length)
+    for (const a of list) w.str(a)
+    w.raw(this.publicKey)
+    const signed = w.finish().slice()
+    const sig = sign(null, signingInput(this.network, signed), this.privateKey)
+    return new BinaryWriter(signed.length + SIGNATURE_BYTES).raw(signed).raw(sig).finish().slice()
+  }
+}
+
+/** Decodes an announcement; throws `DecodeError` on anything malformed. */
+export function decodeAnnouncement(bytes: Uint8Array): Announcement {
+  const r = new BinaryReader(bytes)
+  const version = r.u8('announce version')
+  if (version !== ANNOUNCE_VERSION) throw new DecodeError(`unknown announce version ${version}`)
+  const kind = r.u8('announce kind')
+  if (kind !== AnnounceKind.Join && kind !== AnnounceKind.Leave) throw new DecodeError(`unknown announce kind ${kind}`)
+  const cluster = r.str('cluster')
+  const peer = r.str('peer')
+  const counter = r.u64('counter')
+  const n = r.u16('address count')
+  if (n > MAX_ANNOUNCED_ADDRS) throw new DecodeError(`too many addresses (${n})`)
+  const addrs: string[] = []
+  for (let i = 0; i < n; i++) addrs.push(r.str('address'))
+  const publicKey = r.raw(PUBLIC_KEY_BYTES, 'public key')
+  const signedEnd = r.pos
+  const signature = r.raw(SIGNATURE_BYTES, 'signature')
+  r.end('announcement')
+  return { kind, cluster, peer, counter, addrs, publicKey, signature, signed: bytes.subarray(0, signedEnd), bytes }
+}
+
+/** True when the signature is valid for this network under the announcement's public key. */
+export function verifyAnnouncement(a: Announcement, network: string): boolean {
+  try {
+    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, a.publicKey]), format: 'der', type: 'spki' })
+    return verify(null, signingInput(network, a.signed), key, a.signature)
+  } catch {
+    return false
+  }
+}
+
+function signingInput(network: string, signed: Uint8Array): Uint8Array {
+  return new BinaryWriter(signed.length + 64).raw(new TextEncoder().encode('plexus-announce/1\0')).str(network).raw(signed).finish()
+}

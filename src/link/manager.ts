@@ -1,0 +1,191 @@
+/**
+ * Keeps one link per connected peer of the same network. On every new connection it opens
+ * the link stream; a peer that does not speak this network's link protocol (another
+ * network) is hung up on. Heartbeats measure latency and find silent peers: a peer not
+ * heard from for `deadAfter` ms is disconnected. Frames received from any peer are handed
+ * to the registered handler by type.
+ *
+ * Guarantees: at most one sending link per peer at a time; `onUp` runs once per link
+ * before any frame is written on it; `onDown` runs once when it closes.
+ */
+import type { Connection, PeerId, Stream } from '@libp2p/interface'
+import { LINK, LATENCY_EWMA_ALPHA } from '../constants.js'
+import type { PlexusLibp2p } from '../transport/libp2p.js'
+import type { BinaryReader } from '../util/binary.js'
+import { encodeU64Frame, FrameType } from './frames.js'
+import { Link, readFrames } from './link.js'
+
+/** Options of the link manager (defaults in constants.ts `LINK`). */
+export interface LinkManagerOptions {
+  protocol: string
+  maxFrameSize?: number
+  maxQueuedBytes?: number
+  heartbeatInterval?: number
+  deadAfter?: number
+  now?: () => number
+}
+
+/** Link lifecycle callbacks and frame dispatch. */
+export interface LinkEvents {
+  onUp(link: Link): void
+  onDown(link: Link): void
+  onFrame(peer: string, type: number, body: BinaryReader): void
+}
+
+/** Manages links to every connected peer. */
+export class LinkManager {
+  private readonly links = new Map<string, Link>()
+  private readonly opening = new Map<string, Promise<Link | undefined>>()
+  private readonly foreign = new Set<string>()
+  private heartbeat: NodeJS.Timeout | undefined
+  private stopped = false
+  private readonly now: () => number
+  private readonly opts: Required<Omit<LinkManagerOptions, 'now'>>
+  private readonly listeners: Array<[string, (evt: any) => void]> = []
+
+  constructor(
+    private readonly libp2p: PlexusLibp2p,
+    options: LinkManagerOptions,
+    private readonly events: LinkEvents,
+  ) {
+    this.now = options.now ?? Date.now
+    this.opts = {
+      protocol: options.protocol,
+      maxFrameSize: options.maxFrameSize ?? LINK.maxFrameSize,
+      maxQueuedBytes: options.maxQueuedBytes ?? LINK.maxQueuedBytes,
+      heartbeatInterval: options.heartbeatInterval ?? LINK.heartbeatInterval,
+      deadAfter: options.deadAfter ?? LINK.deadAfter,
+    }
+  }
+
+  async start(): Promise<void> {
+    await this.libp2p.handle(this.opts.protocol, (stream, connection) => this.onInbound(stream, connection), {
+      maxInboundStreams: 8,
+      maxOutboundStreams: 8,
+    })
+    this.on('connection:open', (evt) => {
+      const conn = evt.detail as Connection
+      void this.ensure(conn.remotePeer)
+    })
+    this.on('peer:disconnect', (evt) => {
+      const peer = (evt.detail as PeerId).toString()
+      this.links.get(peer)?.abort(new Error('peer disconnected'))
+    })
+    for (const conn of this.libp2p.getConnections()) void this.ensure(conn.remotePeer)
+    this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatInterval)
+    this.heartbeat.unref()
+  }
+
+  private on(name: string, fn: (evt: any) => void): void {
+    this.libp2p.addEventListener(name as any, fn)
+    this.listeners.push([name, fn])
+  }
+
+  /** The open link to `peer`, if any. */
+  get(peer: string): Link | undefined {
+    const link = this.links.get(peer)
+    return link && !link.closed ? link : undefined
+  }
+
+  /** Every open link. */
+  all(): Link[] {
+    return [...this.links.values()].filter((l) => !l.closed)
+  }
+
+  /** Opens (or returns) the link to a connected or dialable peer. */
+  ensure(peer: PeerId): Promise<Link | undefined> {
+    const key = peer.toString()
+    const existing = this.get(key)
+    if (existing) return Promise.resolve(existing)
+    if (this.stopped || this.foreign.has(key)) return Promise.resolve(undefined)
+    let p = this.opening.get(key)
+    if (p) return p
+    p = this.open(peer).finally(() => this.opening.delete(key))
+    this.opening.set(key, p)
+    return p
+  }
+
+  private async open(peer: PeerId): Promise<Link | undefined> {
+    const key = peer.toString()
+    let stream: Stream
+    try {
+      stream = await this.libp2p.dialProtocol(peer, this.opts.protocol, {
+        signal: AbortSignal.timeout(LINK.openTimeout),
+      })
+    } catch (err) {
+      if ((err as Error).name === 'UnsupportedProtocolError') {
+        // Another network (or not Plexus): never exchange traffic with it.
+        this.foreign.add(key)
+        await this.libp2p.hangUp(peer).catch(() => {})
+      }
+      return undefined
+    }
+    if (this.stopped) {
+      stream.abort(new Error('stopped'))
+      return undefined
+    }
+    const link = new Link(key, stream, this.opts.maxQueuedBytes, this.now())
+    // Our outbound stream carries only our frames; anything the peer sends on it is ignored.
+    this.links.set(key, link)
+    link.onClose(() => {
+      if (this.links.get(key) === link) this.links.delete(key)
+      this.events.onDown(link)
+      // Reopen when the stream died but the peer is still connected.
+      if (!this.stopped && this.libp2p.getConnections(peer).length > 0) {
+        setTimeout(() => void this.ensure(peer), 200).unref()
+      }
+    })
+    this.events.onUp(link)
+    return link
+  }
+
+  private onInbound(stream: Stream, connection: Connection): void {
+    const peer = connection.remotePeer.toString()
+    readFrames(stream, peer, this.opts.maxFrameSize, (from, type, body) => {
+      const link = this.links.get(from)
+      if (link) link.lastSeen = this.now()
+      if (type === FrameType.Ping) {
+        const token = body.u64('ping token')
+        body.end('ping')
+        this.links.get(from)?.write((w) => encodeU64Frame(w, FrameType.Pong, token))
+        return
+      }
+      if (type === FrameType.Pong) {
+        const token = body.u64('pong token')
+        body.end('pong')
+        if (link) this.sample(link, this.now() - token)
+        return
+      }
+      this.events.onFrame(from, type, body)
+    })
+    // Make sure we can answer: open our side if we have not yet.
+    void this.ensure(connection.remotePeer)
+  }
+
+  /** Feeds a round-trip sample (ms) into the peer's latency average. */
+  sample(link: Link, rttMs: number): void {
+    if (!(rttMs >= 0)) return
+    link.latencyMs = link.latencyMs === null ? rttMs : link.latencyMs + LATENCY_EWMA_ALPHA * (rttMs - link.latencyMs)
+  }
+
+  private beat(): void {
+    const now = this.now()
+    for (const link of this.all()) {
+      if (now - link.lastSeen > this.opts.deadAfter) {
+        link.abort(new Error('peer silent'))
+        const conns = this.libp2p.getConnections().filter((c) => c.remotePeer.toString() === link.peer)
+        for (const c of conns) void c.close().catch(() => {})
+        continue
+      }
+      link.write((w) => encodeU64Frame(w, FrameType.Ping, now))
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    if (this.heartbeat) clearInterval(this.heartbeat)
+    for (const [name, fn] of this.listeners) this.libp2p.removeEventListener(name as any, fn)
+    await Promise.all(this.all().map((l) => l.close()))
+    await this.libp2p.unhandle(this.opts.protocol).catch(() => {})
+  }
+}

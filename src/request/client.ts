@@ -1,0 +1,270 @@
+/**
+ * Sending requests. Each request goes to one proven member with an open link (or to this
+ * node when it is a member itself), chosen by `chooseMember`. The deadline travels with
+ * it; on timeout or abort the member is told to cancel.
+ *
+ * Delivery: at-most-once by default. A request whose member refused it (not a member any
+ * more, overloaded) or whose link closed before the request was handed to the stream is
+ * sent to another member. When the link closes after that, the caller gets
+ * `MemberLostError` unless it passed `retry: true`, which resends it (at-least-once).
+ */
+import { DEFAULT_REQUEST_TIMEOUT, LATENCY_EWMA_ALPHA } from '../constants.js'
+import {
+  AbortedError,
+  MemberLostError,
+  NoMembersError,
+  OverloadedError,
+  TimeoutError,
+  errorFromWire,
+} from '../errors.js'
+import { encodeRequest, encodeU32Frame, FrameType, type ReplyFrame, ReplyStatus } from '../link/frames.js'
+import type { Link } from '../link/link.js'
+import { type Candidate, chooseMember } from './balancer.js'
+
+/** What the client needs from the node around it. */
+export interface ClientHost {
+  self: string
+  now(): number
+  /** Proven members of a cluster (peer ids). */
+  members(cluster: string): string[]
+  link(peer: string): Link | undefined
+  /** True when this node serves the cluster itself. */
+  servesLocally(cluster: string): boolean
+  runLocal(cluster: string, data: Uint8Array, remainingMs: number): Promise<Uint8Array>
+  /** Resolves on the next membership or link change (or when `signal` aborts). */
+  nextChange(signal: AbortSignal): Promise<void>
+  /** True while the node is young enough that members may still be on their way. */
+  discovering(): boolean
+  count(counter: string): void
+}
+
+interface Pending {
+  id: number
+  cluster: string
+  data: Uint8Array
+  deadline: number
+  retry: boolean
+  tried: Set<string>
+  overloaded: boolean
+  member: string | undefined
+  batch: number
+  sentAt: number
+  /** Aborted when the request settles (ends waits for members). */
+  signal: AbortSignal
+  resolve(v: Uint8Array): void
+  reject(e: Error): void
+}
+
+/** Per-member bookkeeping kept by the client. */
+interface MemberStats {
+  outstanding: number
+  latencyMs: number | null
+}
+
+/** Request sender with load balancing, failover and deadlines. */
+export class RequestClient {
+  private readonly pending = new Map<number, Pending>()
+  private readonly stats = new Map<string, MemberStats>()
+  private nextId = 1
+  private turn = 0
+
+  constructor(private readonly host: ClientHost) {}
+
+  /** Outstanding count and latency this node measured for a member. */
+  memberStats(peer: string): MemberStats {
+    return this.stats.get(peer) ?? { outstanding: 0, latencyMs: null }
+  }
+
+  /** Requests waiting for a reply. */
+  get inFlight(): number {
+    return this.pending.size
+  }
+
+  request(
+    cluster: string,
+    data: Uint8Array,
+    opts: { timeout?: number; signal?: AbortSignal; retry?: boolean },
+  ): Promise<Uint8Array> {
+    const timeout = opts.timeout ?? DEFAULT_REQUEST_TIMEOUT
+    if (opts.signal?.aborted) return Promise.reject(new AbortedError('request aborted before it was sent'))
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const id = this.nextId
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1
+      const ac = new AbortController()
+      const timer = setTimeout(() => fail(new TimeoutError(`request to ${cluster} timed out after ${timeout} ms`)), timeout)
+      const onAbort = () => fail(new AbortedError('request aborted', { cause: opts.signal?.reason }))
+      opts.signal?.addEventListener('abort', onAbort, { once: true })
+      const cleanup = () => {
+        clearTimeout(timer)
+        opts.signal?.removeEventListener('abort', onAbort)
+        ac.abort()
+      }
+      const p: Pending = {
+        id,
+        cluster,
+        data,
+        deadline: this.host.now() + timeout,
+        retry: opts.retry === true,
+        tried: new Set(),
+        overloaded: false,
+        member: undefined,
+        batch: 0,
+        sentAt: 0,
+        signal: ac.signal,
+        resolve: (v) => {
+          cleanup()
+          resolve(v)
+        },
+        reject: (e) => {
+          cleanup()
+          reject(e)
+        },
+      }
+      const fail = (err: Error) => {
+        if (this.pending.get(id) !== p) return
+        this.finish(p)
+        // Tell the member to stop working on it.
+        if (p.member && p.member !== this.host.self) {
+          this.host.link(p.member)?.write((w) => encodeU32Frame(w, FrameType.Cancel, id))
+        }
+        p.reject(err)
+      }
+      this.pending.set(id, p)
+      void this.dispatch(p)
+    })
+  }
+
+  private finish(p: Pending): void {
+    this.pending.delete(p.id)
+    if (p.member) {
+      const s = this.stats.get(p.member)
+      if (s && s.outstanding > 0) s.outstanding--
+    }
+  }
+
+  /** Chooses a member and sends; waits for members while none is reachable. */
+  private async dispatch(p: Pending): Promise<void> {
+    while (this.pending.get(p.id) === p) {
+      const cands = this.candidates(p)
+      const chosen = chooseMember(cands, this.turn++)
+      if (chosen) {
+        this.send(p, chosen.peer)
+        return
+      }
+      const known = this.host.members(p.cluster)
+      const untried = known.filter((m) => !p.tried.has(m))
+      if (untried.length === 0 && !(known.length === 0 && this.host.discovering())) {
+        this.finish(p)
+        if (p.overloaded) p.reject(new OverloadedError(`every member of ${p.cluster} is overloaded`))
+        else if (known.length === 0) p.reject(new NoMembersError(`no members of ${p.cluster} are known`))
+        else p.reject(new NoMembersError(`no reachable member of ${p.cluster} (tried ${p.tried.size})`))
+        return
+      }
+      // Members known but not linked yet (or still discovering): wait for a change.
+      try {
+        await this.host.nextChange(p.signal)
+      } catch {
+        return
+      }
+    }
+  }
+
+  private candidates(p: Pending): Array<Candidate & { peer: string }> {
+    const out: Candidate[] = []
+    for (const peer of this.host.members(p.cluster)) {
+      if (p.tried.has(peer)) continue
+      const local = peer === this.host.self
+      if (!local && !this.host.link(peer)) continue
+      const s = this.memberStats(peer)
+      const latency = local ? 0 : (s.latencyMs ?? this.host.link(peer)?.latencyMs ?? null)
+      out.push({ peer, outstanding: s.outstanding, latencyMs: latency })
+    }
+    return out
+  }
+
+  private send(p: Pending, peer: string): void {
+    p.member = peer
+    p.tried.add(peer)
+    let s = this.stats.get(peer)
+    if (!s) this.stats.set(peer, (s = { outstanding: 0, latencyMs: null }))
+    s.outstanding++
+    p.sentAt = this.host.now()
+    const remaining = p.deadline - p.sentAt
+    if (peer === this.host.self) {
+      this.host.runLocal(p.cluster, p.data, remaining).then(
+        (reply) => this.onReply(peer, { id: p.id, status: ReplyStatus.Ok, data: reply }, p),
+        (err: Error & { overloaded?: boolean }) => {
+          if (err.overloaded) this.onReply(peer, { id: p.id, status: ReplyStatus.Overloaded, name: '', message: '' }, p)
+          else if (this.pending.get(p.id) === p) {
+            this.finish(p)
+            p.reject(err)
+          }
+        },
+      )
+      return
+    }
+    const link = this.host.link(peer)!
+    p.batch = link.write((w) =>
+      encodeRequest(w, { id: p.id, cluster: p.cluster, remainingMs: remaining, flags: 0, data: p.data }),
+    )
+  }
+
+  /** A reply frame arrived from `peer`. `local` is set for replies of this node itself. */
+  onReply(peer: string, f: ReplyFrame, local?: Pending): void {
+    const p = local ?? this.pending.get(f.id)
+    if (!p || this.pending.get(p.id) !== p || p.member !== peer) return
+    const s = this.stats.get(peer)
+    if (s) {
+      if (s.outstanding > 0) s.outstanding--
+      const rtt = this.host.now() - p.sentAt
+      s.latencyMs = s.latencyMs === null ? rtt : s.latencyMs + LATENCY_EWMA_ALPHA * (rtt - s.latencyMs)
+    }
+    p.member = undefined
+    if (f.status === ReplyStatus.Ok) {
+      this.pending.delete(p.id)
+      p.resolve((f as { data: Uint8Array }).data)
+      return
+    }
+    if (f.status === ReplyStatus.NotMember || f.status === ReplyStatus.Overloaded) {
+      // Not run: safe to try another member.
+      if (f.status === ReplyStatus.Overloaded) p.overloaded = true
+      this.host.count('requests.failover')
+      void this.dispatch(p)
+      return
+    }
+    this.pending.delete(p.id)
+    const e = f as { name: string; message: string }
+    p.reject(errorFromWire(e.name, e.message))
+  }
+
+  /** The link to `peer` closed: fail over, retry, or fail what was sent to it. */
+  onLinkDown(link: Link): void {
+    for (const p of [...this.pending.values()]) {
+      if (p.member !== link.peer) continue
+      const s = this.stats.get(link.peer)
+      if (s && s.outstanding > 0) s.outstanding--
+      p.member = undefined
+      const written = link.isFlushed(p.batch)
+      if (!written || p.retry) {
+        this.host.count(written ? 'requests.retried' : 'requests.failover')
+        if (written) p.tried.delete(link.peer)
+        void this.dispatch(p)
+      } else {
+        this.pending.delete(p.id)
+        p.reject(
+          new MemberLostError(
+            `member ${link.peer} of ${p.cluster} was lost after the request was sent; it may have run (pass retry: true to resend)`,
+          ),
+        )
+      }
+    }
+  }
+
+  /** Rejects everything (node stopping). */
+  abortAll(): void {
+    for (const p of [...this.pending.values()]) {
+      this.pending.delete(p.id)
+      p.reject(new AbortedError('node stopped'))
+    }
+  }
+}

@@ -1,0 +1,196 @@
+/**
+ * Serving requests for joined clusters. Each request runs the cluster's handler at once or
+ * is refused: over `limits.requests` running handlers or `limits.queueBytes` held bytes the
+ * member answers Overloaded (nothing queues without bound). The caller's deadline travels
+ * as remaining milliseconds: work that arrives expired is dropped, `ctx.signal` aborts at
+ * the deadline or when the caller cancels, and a reply produced after that is discarded.
+ * A handler that throws becomes a RemoteError reply; it never takes the node down.
+ */
+import { RemoteError, errorMessage, errorName } from '../errors.js'
+import { encodeReplyError, encodeReplyOk, ReplyStatus, type RequestFrame } from '../link/frames.js'
+import type { Link } from '../link/link.js'
+import type { Limits, RequestContext } from '../types.js'
+import { toBytes } from '../util/validate.js'
+
+/** A request handler as given to `join`. */
+export type RequestHandler = (data: Uint8Array, ctx: RequestContext) => Uint8Array | string | Promise<Uint8Array | string>
+
+interface Served {
+  cluster: string
+  handler: RequestHandler | undefined
+  limits: Required<Limits>
+  running: number
+  runningBytes: number
+}
+
+/** Outcome callback of one execution. */
+type Done = (err: unknown, reply?: Uint8Array) => void
+
+/** What the server needs from the node around it. */
+export interface ServerHost {
+  now(): number
+  link(peer: string): Link | undefined
+  count(counter: string): void
+}
+
+/** Runs request handlers of the clusters this node serves. */
+export class RequestServer {
+  private readonly served = new Map<string, Served>()
+  private readonly running = new Map<string, AbortController | null>()
+
+  constructor(private readonly host: ServerHost) {}
+
+  serve(cluster: string, handler: RequestHandler | undefined, limits: Required<Limits>): void {
+    this.served.set(cluster, { cluster, handler, limits, running: 0, runningBytes: 0 })
+  }
+
+  unserve(cluster: string): void {
+    this.served.delete(cluster)
+  }
+
+  /** Load of a served cluster (for status). */
+  load(cluster: string): { running: number; runningBytes: number } | undefined {
+    const s = this.served.get(cluster)
+    return s && { running: s.running, runningBytes: s.runningBytes }
+  }
+
+  /** A request frame from a peer. */
+  onRequest(peer: string, f: RequestFrame): void {
+    const reply = (status: number, name: string, message: string) =>
+      this.host.link(peer)?.write((w) => encodeReplyError(w, f.id, status, name, message))
+    const s = this.served.get(f.cluster)
+    if (!s) {
+      this.host.count('requests.notMember')
+      reply(ReplyStatus.NotMember, 'NoMembersError', `not a member of ${f.cluster}`)
+      return
+    }
+    if (f.remainingMs === 0) {
+      this.host.count('requests.expired')
+      return
+    }
+    const key = `${peer}/${f.id}`
+    const refused = this.execute(s, peer, f.data, f.remainingMs, key, (err, data) => {
+      this.running.delete(key)
+      const link = this.host.link(peer)
+      if (!link) return
+      if (err === undefined) link.write((w) => encodeReplyOk(w, f.id, data!))
+      else link.write((w) => encodeReplyError(w, f.id, ReplyStatus.Error, errorName(err), errorMessage(err)))
+    })
+    if (refused) reply(ReplyStatus.Overloaded, 'OverloadedError', refused)
+  }
+
+  /** The caller gave up: abort the handler's signal; its reply will be dropped. */
+  onCancel(peer: string, id: number): void {
+    const key = `${peer}/${id}`
+    const ac = this.running.get(key)
+    this.running.delete(key)
+    ac?.abort(new Error('caller cancelled'))
+  }
+
+  /**
+   * Runs a request for a cluster this node serves, without the network (the node is its
+   * own member). Rejects with Overloaded/NoMembers like a remote member would answer.
+   */
+  runLocal(cluster: string, data: Uint8Array, remainingMs: number, from: string): Promise<Uint8Array> {
+    const s = this.served.get(cluster)
+    if (!s) return Promise.reject(new RemoteError(`not a member of ${cluster}`))
+    return new Promise((resolve, reject) => {
+      const refused = this.execute(s, from, data, remainingMs, undefined, (err, reply) =>
+        err === undefined ? resolve(reply!) : reject(err),
+      )
+      if (refused) reject(Object.assign(new Error(refused), { overloaded: true }))
+    })
+  }
+
+  /**
+   * Starts the handler unless limits are full (then returns the refusal message).
+   * `done` is called at most once, and not at all when the deadline passed or the caller
+   * cancelled before the handler finished.
+   */
+  private execute(s: Served, from: string, data: Uint8Array, remainingMs: number, key: string | undefined, done: Done) {
+    if (s.running >= s.limits.requests) {
+      this.host.count('requests.overloaded')
+      return `${s.cluster}: ${s.running} requests running, limit ${s.limits.requests}`
+    }
+    if (s.runningBytes + data.length > s.limits.queueBytes) {
+      this.host.count('requests.overloaded')
+      return `${s.cluster}: ${s.runningBytes + data.length} bytes held, limit ${s.limits.queueBytes}`
+    }
+    s.running++
+    s.runningBytes += data.length
+    const deadline = this.host.now() + remainingMs
+    let ac: AbortController | undefined
+    let timer: NodeJS.Timeout | undefined
+    let finished = false
+    const running = this.running
+    if (key) running.set(key, null)
+    const ctx: RequestContext = {
+      from,
+      cluster: s.cluster,
+      deadline,
+      get signal() {
+        if (!ac) {
+          ac = new AbortController()
+          if (key) running.set(key, ac)
+          const left = deadline - Date.now()
+          if (left <= 0) ac.abort(new Error('deadline passed'))
+          else if (!finished) {
+            timer = setTimeout(() => ac!.abort(new Error('deadline passed')), left)
+            timer.unref()
+          }
+        }
+        return ac.signal
+      },
+    }
+    const finish = (err: unknown, reply?: Uint8Array) => {
+      if (finished) return
+      finished = true
+      if (timer) clearTimeout(timer)
+      s.running--
+      s.runningBytes -= data.length
+      const cancelled = key !== undefined && !running.has(key)
+      if (cancelled || this.host.now() > deadline) {
+        this.host.count('requests.dropped')
+        if (key) running.delete(key)
+        return
+      }
+      this.host.count(err === undefined ? 'requests.served' : 'requests.failed')
+      done(err, reply)
+    }
+    if (!s.handler) {
+      finish(new RemoteError(`${s.cluster}: this member has no request handler`))
+      return undefined
+    }
+    try {
+      const out = s.handler(data, ctx)
+      if (out instanceof Promise) {
+        out.then(
+          (r) => finishValue(r),
+          (err) => finish(asRemote(err)),
+        )
+      } else finishValue(out)
+    } catch (err) {
+      finish(asRemote(err))
+    }
+    return undefined
+
+    function finishValue(r: unknown) {
+      try {
+        finish(undefined, toBytes(r, 'reply'))
+      } catch (err) {
+        finish(asRemote(err))
+      }
+    }
+  }
+
+  /** Aborts every running handler (node stopping). */
+  abortAll(): void {
+    for (const ac of this.running.values()) ac?.abort(new Error('node stopping'))
+    this.running.clear()
+  }
+}
+
+function asRemote(err: unknown): Error {
+  if (err instanceof RemoteError) return err
+  return new RemoteError(errorMessage(err), { cause: err })
+}

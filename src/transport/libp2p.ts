@@ -1,0 +1,89 @@
+/**
+ * Builds the libp2p node under a Plexus node: TCP, noise, yamux (window capped so read
+ * buffers stay bounded), identify, ping, optional pnet (network key), mDNS, kad-dht and
+ * bootstrap. Protocol names carry the network name, so nodes of two networks on one
+ * machine never speak the same protocol.
+ */
+import { noise } from '@chainsafe/libp2p-noise'
+import { bootstrap } from '@libp2p/bootstrap'
+import { identify } from '@libp2p/identify'
+import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
+import { kadDHT, passthroughMapper } from '@libp2p/kad-dht'
+import { mdns } from '@libp2p/mdns'
+import { preSharedKey } from '@libp2p/pnet'
+import { ping } from '@libp2p/ping'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { createLibp2p, type Libp2p } from 'libp2p'
+
+/** Protocol ids of one network. */
+export function protocols(network: string) {
+  return {
+    link: `/plexus/${network}/link/1.0.0`,
+    kad: `/plexus/${network}/kad/1.0.0`,
+    identify: `plexus-${network}`,
+    mdnsTag: `plexus-${network}`,
+  }
+}
+
+/** What `buildLibp2p` needs. */
+export interface Libp2pConfig {
+  network: string
+  privateKey: PrivateKey
+  listen: string[]
+  bootstrap: string[]
+  /** 32-byte network key, or undefined for an open network. */
+  networkKey?: Uint8Array
+  mdns: boolean
+  dht: boolean
+}
+
+/** The libp2p node type Plexus runs on. */
+export type PlexusLibp2p = Libp2p<Record<string, unknown>>
+
+/** Formats a 32-byte key as the pnet swarm key file. */
+export function swarmKey(key: Uint8Array): Uint8Array {
+  const hex = Buffer.from(key).toString('hex')
+  return new TextEncoder().encode(`/key/swarm/psk/1.0.0/\n/base16/\n${hex}`)
+}
+
+/** Creates and starts the libp2p node. */
+export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
+  const p = protocols(cfg.network)
+  const peerDiscovery: Array<(components: any) => PeerDiscovery> = []
+  if (cfg.mdns) peerDiscovery.push(mdns({ serviceTag: p.mdnsTag, interval: 2000 }))
+  if (cfg.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: cfg.bootstrap, timeout: 0 }))
+  const services: Record<string, any> = {
+    identify: identify({ protocolPrefix: p.identify }),
+    ping: ping({ maxOutboundStreams: 8, maxInboundStreams: 8 }),
+  }
+  if (cfg.dht) {
+    services.dht = kadDHT({
+      protocol: p.kad,
+      clientMode: false,
+      peerInfoMapper: passthroughMapper,
+    })
+  }
+  const node = await createLibp2p({
+    privateKey: cfg.privateKey,
+    addresses: { listen: cfg.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [
+      yamux({
+        streamOptions: { maxStreamWindowSize: 2 * 1024 * 1024 },
+      } as any),
+    ],
+    connectionProtector: cfg.networkKey ? preSharedKey({ psk: swarmKey(cfg.networkKey) }) : undefined,
+    peerDiscovery,
+    services,
+    connectionManager: {
+      inboundConnectionThreshold: 1000,
+      maxIncomingPendingConnections: 256,
+      maxConnections: 1000,
+      dialTimeout: 5000,
+    },
+    connectionMonitor: { enabled: false },
+  })
+  return node as unknown as PlexusLibp2p
+}
