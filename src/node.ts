@@ -27,7 +27,7 @@ import { type RequestHandler, RequestServer } from './request/server.js'
 import { loadIdentity } from './transport/identity.js'
 import { buildLibp2p, type PlexusLibp2p, protocols } from './transport/libp2p.js'
 import type { JoinOptions, Limits, Membership, NodeOptions, NodeStatus, PlexusNode, RequestOptions } from './types.js'
-import { DecodeError } from './util/binary.js'
+import { type BinaryReader, type BinaryWriter, DecodeError } from './util/binary.js'
 import { parseKey } from './util/keys.js'
 import {
   checkClusterName,
@@ -156,7 +156,7 @@ class Node implements PlexusNode {
     this.startedAt = Date.now()
     const self = this.id
     const now = () => Date.now()
-    this.server = new RequestServer({ now, link: (p) => this.links.get(p), count: (c) => this.count(c) })
+    this.server = new RequestServer({ now, sendTo: (p, enc) => this.sendTo(p, enc), count: (c) => this.count(c) })
     this.client = new RequestClient({
       self,
       now,
@@ -279,7 +279,29 @@ class Node implements PlexusNode {
     })()
   }
 
-  private onFrame(peer: string, type: number, body: import('./util/binary.js').BinaryReader): void {
+  /** Writes a frame to a peer, waiting for our link to it to open when it is not up yet. */
+  private sendTo(peer: string, encode: (w: BinaryWriter) => void): void {
+    const link = this.links.get(peer)
+    if (link) {
+      link.write(encode)
+      return
+    }
+    let id: ReturnType<typeof peerIdFromString>
+    try {
+      id = peerIdFromString(peer)
+    } catch {
+      return
+    }
+    this.links.ensure(id).then(
+      (l) => {
+        if (l && !l.closed) l.write(encode)
+        else this.count('frames.undeliverable')
+      },
+      () => this.count('frames.undeliverable'),
+    )
+  }
+
+  private onFrame(peer: string, type: number, body: BinaryReader): void {
     switch (type) {
       case FrameType.Announce: {
         const bytes = body.bytes('announcement', 64 * 1024)

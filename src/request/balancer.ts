@@ -1,10 +1,11 @@
 /**
  * Member choice for requests (pure): fewest outstanding requests first; among those, the
- * members whose latency is within `LATENCY_TOLERANCE` of the best (or not yet measured)
+ * members whose latency is within `LATENCY_TOLERANCE` (+ `LATENCY_SLACK_MS`) of the best (or
+ * not yet measured)
  * take turns in round-robin order, so equally fast members share sequential load while a
  * clearly slower one is used only when the faster ones are busier.
  */
-import { LATENCY_TOLERANCE } from '../constants.js'
+import { LATENCY_SLACK_MS, LATENCY_TOLERANCE } from '../constants.js'
 
 /** A member the balancer may pick. */
 export interface Candidate {
@@ -30,7 +31,7 @@ export function chooseMember<T extends Candidate>(cands: readonly T[], turn: num
   const fast =
     best === Number.POSITIVE_INFINITY
       ? least
-      : least.filter((c) => c.latencyMs === null || c.latencyMs <= best * LATENCY_TOLERANCE + 0.05)
+      : least.filter((c) => c.latencyMs === null || c.latencyMs <= best * LATENCY_TOLERANCE + LATENCY_SLACK_MS)
   // Sort by peer id so the round-robin order is stable whatever order candidates came in.
   fast.sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
   return fast[turn % fast.length]

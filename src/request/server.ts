@@ -8,8 +8,8 @@
  */
 import { RemoteError, errorMessage, errorName } from '../errors.js'
 import { encodeReplyError, encodeReplyOk, ReplyStatus, type RequestFrame } from '../link/frames.js'
-import type { Link } from '../link/link.js'
 import type { Limits, RequestContext } from '../types.js'
+import type { BinaryWriter } from '../util/binary.js'
 import { toBytes } from '../util/validate.js'
 
 /** A request handler as given to `join`. */
@@ -29,7 +29,8 @@ type Done = (err: unknown, reply?: Uint8Array) => void
 /** What the server needs from the node around it. */
 export interface ServerHost {
   now(): number
-  link(peer: string): Link | undefined
+  /** Writes a frame to `peer`, opening the link first when it is not up yet. */
+  sendTo(peer: string, encode: (w: BinaryWriter) => void): void
   count(counter: string): void
 }
 
@@ -57,7 +58,7 @@ export class RequestServer {
   /** A request frame from a peer. */
   onRequest(peer: string, f: RequestFrame): void {
     const reply = (status: number, name: string, message: string) =>
-      this.host.link(peer)?.write((w) => encodeReplyError(w, f.id, status, name, message))
+      this.host.sendTo(peer, (w) => encodeReplyError(w, f.id, status, name, message))
     const s = this.served.get(f.cluster)
     if (!s) {
       this.host.count('requests.notMember')
@@ -71,10 +72,8 @@ export class RequestServer {
     const key = `${peer}/${f.id}`
     const refused = this.execute(s, peer, f.data, f.remainingMs, key, (err, data) => {
       this.running.delete(key)
-      const link = this.host.link(peer)
-      if (!link) return
-      if (err === undefined) link.write((w) => encodeReplyOk(w, f.id, data!))
-      else link.write((w) => encodeReplyError(w, f.id, ReplyStatus.Error, errorName(err), errorMessage(err)))
+      if (err === undefined) this.host.sendTo(peer, (w) => encodeReplyOk(w, f.id, data!))
+      else this.host.sendTo(peer, (w) => encodeReplyError(w, f.id, ReplyStatus.Error, errorName(err), errorMessage(err)))
     })
     if (refused) reply(ReplyStatus.Overloaded, 'OverloadedError', refused)
   }

@@ -1,0 +1,107 @@
+/**
+ * Flag value parsers and checks shared by the commands. Each throws `UsageError` naming the
+ * flag and what is wrong with its value, so the user sees one clear line.
+ */
+import { readFile } from 'node:fs/promises'
+import { multiaddr } from '@multiformats/multiaddr'
+import { CLUSTER_NAME_RE, NETWORK_NAME_RE } from '../constants.js'
+import { parseKey } from '../util/keys.js'
+import { describe } from '../util/validate.js'
+import { UsageError } from './output.js'
+
+/** Largest key file read (bytes); keys are 64 hex characters or a passphrase. */
+const MAX_KEY_FILE = 4096
+
+/** Parses a TCP port 0–65535 given to `flag`. */
+export function parsePort(flag: string): (value: string) => number {
+  return (value) => {
+    if (!/^\d{1,5}$/.test(value.trim()) || Number(value) > 65535) {
+      throw new UsageError(`${flag} must be an integer port 0-65535, got ${describe(value)}`)
+    }
+    return Number(value)
+  }
+}
+
+/** Parses a positive whole number of milliseconds given to `flag`. */
+export function parseMs(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value)
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
+      throw new UsageError(`${flag} must be a positive whole number of milliseconds, got ${describe(value)}`)
+    }
+    return n
+  }
+}
+
+/** Parses a positive integer given to `flag`. */
+export function parsePositiveInt(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value)
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n <= 0) {
+      throw new UsageError(`${flag} must be a positive integer, got ${describe(value)}`)
+    }
+    return n
+  }
+}
+
+/** Checks a cluster name given to `flag` (1–64 chars of [A-Za-z0-9_-]). */
+export function checkCluster(value: string, flag: string): string {
+  if (!CLUSTER_NAME_RE.test(value)) {
+    throw new UsageError(`${flag} must be a cluster name of 1-64 characters [A-Za-z0-9_-], got ${describe(value)}`)
+  }
+  return value
+}
+
+/** Parses a network name given to `--network`. */
+export function parseNetwork(value: string): string {
+  if (!NETWORK_NAME_RE.test(value)) {
+    throw new UsageError(`--network must be 1-64 characters of [A-Za-z0-9_-], got ${describe(value)}`)
+  }
+  return value
+}
+
+/** A repeatable multiaddr flag: checks each value and collects them in order. */
+export function collectMultiaddr(flag: string): (value: string, previous: string[] | undefined) => string[] {
+  return (value, previous) => {
+    try {
+      multiaddr(value)
+    } catch {
+      throw new UsageError(`${flag} must be a multiaddr such as /ip4/127.0.0.1/tcp/4001, got ${describe(value)}`)
+    }
+    return [...(previous ?? []), value]
+  }
+}
+
+/**
+ * Reads a key file given to `flag`: its trimmed content must be a key from `plexus keygen`
+ * (64 hex characters) or a passphrase of at least 16 characters. Errors name the file.
+ */
+export async function readKeyFile(file: string, flag: string): Promise<string> {
+  let text: string
+  try {
+    const buf = await readFile(file)
+    if (buf.length > MAX_KEY_FILE) throw new UsageError(`${flag} ${file}: file is ${buf.length} bytes, not a key`)
+    text = buf.toString('utf8').trim()
+  } catch (err) {
+    if (err instanceof UsageError) throw err
+    const code = (err as NodeJS.ErrnoException).code
+    const why =
+      code === 'ENOENT'
+        ? 'no such file'
+        : code === 'EACCES'
+          ? 'permission denied'
+          : code === 'EISDIR'
+            ? 'is a directory'
+            : (err as Error).message
+    throw new UsageError(`${flag} ${file}: cannot read key file: ${why}`)
+  }
+  if (text === '') throw new UsageError(`${flag} ${file}: key file is empty (create one with: plexus keygen > ${file})`)
+  try {
+    parseKey(text, flag)
+  } catch {
+    throw new UsageError(
+      `${flag} ${file}: not a key (expected 64 hex characters from plexus keygen, or a passphrase of at least 16 characters)`,
+    )
+  }
+  return text
+}

@@ -1,0 +1,286 @@
+/**
+ * One segment: a `.log` file of records whose offsets are >= its base offset, plus its sparse
+ * offset and time indexes. The active (last) segment is appended to by the writer only;
+ * sealed segments are immutable except for being replaced whole by compaction or deleted by
+ * retention/truncation. File handles are reference counted so a segment deleted or replaced
+ * while a read is in flight stays readable until that read ends.
+ */
+import { open, readFile } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
+import { join } from 'node:path'
+import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX } from './constants.js'
+import { CorruptLogError } from './errors.js'
+import { segmentStem, unlinkIfExists, writeFully } from './fsutil.js'
+import { OffsetIndex } from './index-file.js'
+import { type BadRecord, scanRecords } from './reader.js'
+import { recordOffset, recordTimestamp } from './record.js'
+import { TimeIndex } from './time-index.js'
+
+/** Builds both sparse indexes as records go by (writer and scans share the rules). */
+export class SegmentIndexer {
+  index = new OffsetIndex()
+  timeIndex = new TimeIndex()
+  private sinceIndex = Number.POSITIVE_INFINITY
+  private sinceTimeIndex = Number.POSITIVE_INFINITY
+  maxTimestamp = -1
+  offsetOfMaxTimestamp = -1
+  lastOffset = -1
+  records = 0
+
+  constructor(
+    readonly baseOffset: number,
+    private readonly interval: number,
+  ) {}
+
+  /** Accounts for one record at `position` of `size` bytes. */
+  track(offset: number, timestamp: number, position: number, size: number): void {
+    const rel = offset - this.baseOffset
+    if (this.sinceIndex >= this.interval) {
+      this.index.append(rel, position)
+      this.sinceIndex = 0
+    }
+    this.sinceIndex += size
+    if (timestamp > this.maxTimestamp) {
+      this.maxTimestamp = timestamp
+      this.offsetOfMaxTimestamp = offset
+      if (this.sinceTimeIndex >= this.interval) {
+        this.timeIndex.append(timestamp, rel)
+        this.sinceTimeIndex = 0
+      }
+    }
+    this.sinceTimeIndex += size
+    this.lastOffset = offset
+    this.records++
+  }
+
+  /** Adds the final time index entry so the last one carries the segment's max timestamp. */
+  finish(): void {
+    if (this.maxTimestamp > this.timeIndex.lastTimestamp) {
+      this.timeIndex.append(this.maxTimestamp, this.offsetOfMaxTimestamp - this.baseOffset)
+    }
+  }
+}
+
+/** A segment of the log. Fields are maintained by the log; treat them as read-only elsewhere. */
+export class Segment {
+  readonly logPath: string
+  readonly indexPath: string
+  readonly timeIndexPath: string
+  /** Bytes of records in the file (written; the tail may not be visible or synced yet). */
+  size = 0
+  /** Bytes readers may see (== size for sealed segments). */
+  visibleSize = 0
+  sealed = false
+  /** Largest timestamp, -1 when empty or unknown. */
+  maxTimestamp = -1
+  /** Clock value when the first record was appended in this process (age-based roll). */
+  firstAppendAt = -1
+  /** Indexer of the active segment; undefined for sealed ones. */
+  indexer: SegmentIndexer | undefined
+  /** Cached indexes of a sealed segment (loaded on demand, dropped by the LRU). */
+  cached: { index: OffsetIndex; timeIndex: TimeIndex } | undefined
+  /** Index file handles of the active segment. */
+  indexFh: FileHandle | undefined
+  timeIndexFh: FileHandle | undefined
+  private fh: FileHandle | undefined
+  private opening: Promise<FileHandle> | undefined
+  private refs = 0
+  private doomed: 'close' | 'delete' | undefined
+  private doomDone: (() => void) | undefined
+
+  constructor(
+    readonly dir: string,
+    readonly baseOffset: number,
+  ) {
+    const stem = segmentStem(baseOffset)
+    this.logPath = join(dir, stem + LOG_SUFFIX)
+    this.indexPath = join(dir, stem + INDEX_SUFFIX)
+    this.timeIndexPath = join(dir, stem + TIME_INDEX_SUFFIX)
+  }
+
+  /** Opens (once) the log file: read-write for the active segment, read-only when sealed. */
+  async handle(): Promise<FileHandle> {
+    if (this.fh) return this.fh
+    this.opening ??= open(this.logPath, this.sealed ? 'r' : 'r+').then((fh) => {
+      this.fh = fh
+      return fh
+    })
+    return this.opening
+  }
+
+  /** Adopts an already open handle (a freshly created segment). */
+  adopt(fh: FileHandle): void {
+    this.fh = fh
+  }
+
+  /** Pins the segment's files for a read; pair with `release()`. */
+  acquire(): void {
+    this.refs++
+  }
+
+  release(): void {
+    this.refs--
+    if (this.refs === 0 && this.doomed) void this.finishDoom()
+  }
+
+  /**
+   * Closes the segment's handles once no read holds it, deleting its files first when
+   * `deleteFiles`. Resolves when done.
+   */
+  retire(deleteFiles: boolean): Promise<void> {
+    this.doomed = deleteFiles ? 'delete' : 'close'
+    return new Promise((resolve) => {
+      this.doomDone = resolve
+      if (this.refs === 0) void this.finishDoom()
+    })
+  }
+
+  private async finishDoom(): Promise<void> {
+    const done = this.doomDone
+    this.doomDone = undefined
+    if (!done) return
+    try {
+      if (this.doomed === 'delete') {
+        // The log first: a crash in between leaves orphan indexes, which open() deletes.
+        await unlinkIfExists(this.logPath)
+        await unlinkIfExists(this.indexPath)
+        await unlinkIfExists(this.timeIndexPath)
+      }
+      await this.closeHandles()
+    } finally {
+      done()
+    }
+  }
+
+  /** Closes every open handle of the segment now. */
+  async closeHandles(): Promise<void> {
+    const handles = [this.opening ? await this.opening.catch(() => undefined) : this.fh, this.indexFh, this.timeIndexFh]
+    this.fh = undefined
+    this.opening = undefined
+    this.indexFh = undefined
+    this.timeIndexFh = undefined
+    for (const h of new Set(handles)) await h?.close().catch(() => {})
+  }
+
+  /** Writes the indexer's new entries to the index files (not synced: they are a cache). */
+  async flushIndexes(): Promise<void> {
+    const ix = this.indexer
+    if (!ix) return
+    const a = ix.index.flushable()
+    if (a) {
+      this.indexFh ??= await open(this.indexPath, 'a')
+      await writeFully(this.indexFh, a, 0, a.length, 0)
+    }
+    const b = ix.timeIndex.flushable()
+    if (b) {
+      this.timeIndexFh ??= await open(this.timeIndexPath, 'a')
+      await writeFully(this.timeIndexFh, b, 0, b.length, 0)
+    }
+  }
+
+  /** Rewrites both index files whole from the indexer (after a scan or truncation). */
+  async rewriteIndexes(): Promise<void> {
+    const ix = this.indexer!
+    for (const h of [this.indexFh, this.timeIndexFh]) await h?.close()
+    this.indexFh = await open(this.indexPath, 'w')
+    this.timeIndexFh = await open(this.timeIndexPath, 'w')
+    const a = ix.index.encode()
+    const b = ix.timeIndex.encode()
+    await writeFully(this.indexFh, a, 0, a.length, 0)
+    await writeFully(this.timeIndexFh, b, 0, b.length, 0)
+  }
+
+  /**
+   * Seals the segment: final time index entry, indexes written, log and indexes fsynced.
+   * After this every byte of the segment is durable, so recovery only scans the last one.
+   */
+  async seal(): Promise<void> {
+    const ix = this.indexer!
+    ix.finish()
+    await this.flushIndexes()
+    const fh = await this.handle()
+    await fh.datasync()
+    await this.indexFh?.datasync()
+    await this.timeIndexFh?.datasync()
+    this.sealed = true
+    this.maxTimestamp = ix.maxTimestamp
+    this.visibleSize = this.size
+    this.cached = { index: ix.index, timeIndex: ix.timeIndex }
+    this.indexer = undefined
+    await this.indexFh?.close()
+    await this.timeIndexFh?.close()
+    this.indexFh = undefined
+    this.timeIndexFh = undefined
+  }
+
+  /** The offset index (active: live; sealed: cached or loaded, rebuilt if implausible). */
+  async offsetIndex(nextBase: number, chunkBytes: number, interval: number): Promise<OffsetIndex> {
+    if (this.indexer) return this.indexer.index
+    if (!this.cached) await this.loadIndexes(nextBase, chunkBytes, interval)
+    return this.cached!.index
+  }
+
+  async timeIndex(nextBase: number, chunkBytes: number, interval: number): Promise<TimeIndex> {
+    if (this.indexer) return this.indexer.timeIndex
+    if (!this.cached) await this.loadIndexes(nextBase, chunkBytes, interval)
+    return this.cached!.timeIndex
+  }
+
+  /**
+   * Loads a sealed segment's index files; rebuilds them from the log when missing or
+   * implausible. Returns the reason it rebuilt, if it did. Throws `CorruptLogError` when the
+   * log itself is bad.
+   */
+  async loadIndexes(nextBase: number, chunkBytes: number, interval: number): Promise<string | undefined> {
+    const relLimit = nextBase - this.baseOffset
+    const [ib, tb] = await Promise.all([readOrEmpty(this.indexPath), readOrEmpty(this.timeIndexPath)])
+    let reason: string | undefined
+    const index = ib ? OffsetIndex.decode(ib, this.size, relLimit) : 'missing'
+    const timeIndex = tb ? TimeIndex.decode(tb, this.size, relLimit) : 'missing'
+    if (typeof index === 'string') reason = `${this.indexPath}: ${index}`
+    else if (typeof timeIndex === 'string') reason = `${this.timeIndexPath}: ${timeIndex}`
+    if (!reason && typeof index !== 'string' && typeof timeIndex !== 'string') {
+      this.cached = { index, timeIndex }
+      this.maxTimestamp = timeIndex.lastTimestamp
+      return undefined
+    }
+    const ix = new SegmentIndexer(this.baseOffset, interval)
+    const bad = await this.scanInto(ix, this.size, nextBase, chunkBytes)
+    if (bad) throw new CorruptLogError(this.logPath, bad.position, bad.reason)
+    ix.finish()
+    const { atomicWriteFile } = await import('./fsutil.js')
+    const { basename } = await import('node:path')
+    await atomicWriteFile(this.dir, basename(this.indexPath), ix.index.encode())
+    await atomicWriteFile(this.dir, basename(this.timeIndexPath), ix.timeIndex.encode())
+    this.cached = { index: ix.index, timeIndex: ix.timeIndex }
+    this.maxTimestamp = ix.maxTimestamp
+    return reason
+  }
+
+  /**
+   * Verifies records in `[0, end)` into `ix` (offsets increasing, >= base, < `limit`).
+   * Returns the first bad record, if any; `ix` then covers the good prefix.
+   */
+  async scanInto(ix: SegmentIndexer, end: number, limit: number, chunkBytes: number): Promise<BadRecord | undefined> {
+    const fh = await this.handle()
+    const { bad } = await scanRecords(fh, 0, end, chunkBytes, (buf, pos, size, filePos) => {
+      const offset = recordOffset(buf, pos)
+      if (offset < this.baseOffset || offset <= ix.lastOffset || offset >= limit) {
+        return `offset ${offset} out of order (segment base ${this.baseOffset}, previous ${ix.lastOffset})`
+      }
+      if (offset - this.baseOffset > 0xffffffff) return `offset ${offset} too far from the segment base`
+      ix.track(offset, recordTimestamp(buf, pos), filePos, size)
+      return undefined
+    })
+    return bad
+  }
+}
+
+async function readOrEmpty(path: string): Promise<Buffer | undefined> {
+  try {
+    return await readFile(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+    throw err
+  }
+}

@@ -1,0 +1,135 @@
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { createNode, generateKey, InvalidArgumentError, NoMembersError } from '../src/index.js'
+import { startNode, startNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
+import { exited, spawnNode, waitForLine } from './helpers/procs.js'
+
+const dec = (b: Uint8Array) => new TextDecoder().decode(b)
+
+describe('createNode', () => {
+  it('keeps its identity in dataDir across restarts', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plexus-id-'))
+    try {
+      const a = await createNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], discovery: { local: false } })
+      const id = a.id
+      await a.stop()
+      const b = await createNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], discovery: { local: false } })
+      expect(b.id).toBe(id)
+      await b.stop()
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('nodes of two networks on one machine never mix, even when dialled directly', async () => {
+    const key = generateKey()
+    const [a] = await startNodes(1, { network: uniqueNetwork('x') })
+    const [b] = await startNodes(1, { network: uniqueNetwork('y') })
+    await b.join('db', { key, onRequest: () => 'b' })
+    // Point a at b explicitly: the link protocol differs, so b's announcements never arrive.
+    const c = await startNode({ network: a.network, bootstrap: [b.addresses[0]!] })
+    await new Promise((r) => setTimeout(r, 3100))
+    expect(a.status().clusters).toEqual([])
+    expect(c.status().clusters).toEqual([])
+    expect(c.status().peers.map((p) => p.id)).not.toContain(b.id)
+    await expect(c.request('db', 'x', { timeout: 500 })).rejects.toBeInstanceOf(NoMembersError)
+  })
+
+  it('with a network key, nodes with the same key talk and a node without it cannot connect', async () => {
+    const network = uniqueNetwork('k')
+    const networkKey = generateKey()
+    const [a, b] = await startNodes(2, { network, networkKey })
+    await b.join('db', { key: generateKey(), onRequest: () => 'secret' })
+    await waitForMembers(a, 'db', 1)
+    expect(dec(await a.request('db', 'x'))).toBe('secret')
+    const outsider = await startNode({ network, bootstrap: [b.addresses[0]!], discovery: { local: false } })
+    const wrongKey = await startNode({ network, networkKey: generateKey(), bootstrap: [b.addresses[0]!] })
+    await new Promise((r) => setTimeout(r, 3000))
+    for (const n of [outsider, wrongKey]) {
+      expect(n.status().peers).toEqual([])
+      expect(n.status().clusters).toEqual([])
+    }
+  })
+
+  it('bootstrap addresses connect nodes with local discovery off', async () => {
+    const network = uniqueNetwork('b')
+    const a = await startNode({ network, discovery: { local: false } })
+    const b = await startNode({ network, discovery: { local: false }, bootstrap: [a.addresses[0]!] })
+    await a.join('db', { key: generateKey(), onRequest: () => 'a' })
+    await waitForMembers(b, 'db', 1)
+    expect(dec(await b.request('db', 'x'))).toBe('a')
+  })
+
+  it('several processes on one machine find each other with no flags within 2 s', async () => {
+    const network = uniqueNetwork('p')
+    const key = generateKey()
+    const procs = [spawnNode(['test/fixtures/member.mjs', network, 'svc', key, 'p1'])]
+    procs.push(spawnNode(['test/fixtures/member.mjs', network, 'svc', key, 'p2']))
+    await Promise.all(procs.map((p) => waitForLine(p, /^ready /)))
+    const start = Date.now()
+    const client = await startNode({ network })
+    await waitForMembers(client, 'svc', 2, 2000)
+    expect(Date.now() - start).toBeLessThan(2000)
+  })
+
+  it('stop() leaves no open handles: the process exits by itself', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plexus-life-'))
+    try {
+      const child = spawnNode(['test/fixtures/lifecycle.mjs', dir])
+      await waitForLine(child, /^stopped \S+ ping$/)
+      const code = await Promise.race([exited(child), new Promise((r) => setTimeout(() => r('still running'), 5000))])
+      expect(code).toBe(0)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('validates its options and names the field', async () => {
+    const bad: Array<[unknown, RegExp]> = [
+      [{ network: 'has space' }, /network/],
+      [{ network: 5 }, /network/],
+      [{ networkKey: 'short' }, /networkKey/],
+      [{ listen: 'x' }, /listen/],
+      [{ listen: ['not-a-multiaddr'] }, /listen/],
+      [{ bootstrap: ['garbage'] }, /bootstrap/],
+      [{ dataDir: 7 }, /dataDir/],
+      [{ relay: { port: 70000 } }, /relay.port/],
+      [{ maxMessageSize: -1 }, /maxMessageSize/],
+      [{ discovery: 'all' }, /discovery/],
+      ['opts', /options/],
+    ]
+    for (const [opts, re] of bad) {
+      const err = await createNode(opts as never).catch((e) => e)
+      expect(err, JSON.stringify(opts)).toBeInstanceOf(InvalidArgumentError)
+      expect(err.message).toMatch(re)
+    }
+  })
+
+  it('stop() is idempotent and calls after it fail clearly', async () => {
+    const a = await startNode({ network: uniqueNetwork() })
+    await Promise.all([a.stop(), a.stop()])
+    await expect(a.request('db', 'x')).rejects.toThrow(/stopped/)
+  })
+})
+
+describe('cluster security', () => {
+  it('a node joining with the wrong key never receives the cluster traffic', async () => {
+    const [client, good, evil] = await startNodes(3)
+    await good.join('db', { key: generateKey(), onRequest: () => 'good' })
+    await waitForMembers(client, 'db', 1)
+    let evilGot = 0
+    await evil.join('db', {
+      key: generateKey(),
+      onRequest: () => {
+        evilGot++
+        return 'evil'
+      },
+    })
+    await waitFor(() => (client.status().counters['announcements.refused.wrong-key'] ?? 0) >= 1, 3000, 'refusal')
+    for (let i = 0; i < 20; i++) expect(dec(await client.request('db', 'x'))).toBe('good')
+    expect(evilGot).toBe(0)
+    expect(good.status().clusters[0]!.members.map((m) => m.id)).toEqual([good.id])
+  })
+})
