@@ -1,0 +1,29 @@
+/**
+ * Seeded randomness for tests: mulberry32. The seed comes from TEST_SEED when set, else
+ * from the clock; tests print it on failure so a run can be replayed.
+ */
+
+/** A seeded PRNG returning floats in [0, 1). */
+export function mulberry32(seed: number): () => number {
+  let a = seed >>> 0
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+}
+
+/** The seed of this run (TEST_SEED or time based). */
+export function testSeed(): number {
+  const env = process.env.TEST_SEED
+  return env ? Number(env) : Date.now() % 2 ** 31
+}
+
+/** Random bytes from a PRNG. */
+export function randomBytesFrom(rand: () => number, n: number): Uint8Array {
+  const out = new Uint8Array(n)
+  for (let i = 0; i < n; i++) out[i] = Math.floor(rand() * 256)
+  return out
+}
