@@ -1,44 +1,49 @@
 /**
  * `createNode`: one process's overlay endpoint. It wires the layers together:
  * transport (libp2p) → links (one batched stream per peer) → cluster membership (signed
- * announcements) → request client/server, plus discovery (same host, mDNS, bootstrap)
- * and the optional relay endpoint for thin clients. See docs/architecture.md.
+ * announcements) → request-reply, broadcast, pub/sub and tunnels, plus discovery and the
+ * optional relay endpoint for thin clients. See docs/architecture.md.
  */
+import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { multiaddr } from '@multiformats/multiaddr'
-import type { Multiaddr } from '@multiformats/multiaddr'
-import { startRelay, type RelayServer } from '../relay/server.js'
+import { type RelayServer, startRelay } from '../relay/server.js'
+import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory } from './cluster/membership.js'
-import {
-  DEFAULT_LIMITS,
-  DEFAULT_LISTEN,
-  DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_NETWORK,
-  DEFAULT_RELAY_HOST,
-  DEFAULT_RELAY_PORT,
-  LINK,
-} from './constants.js'
-import { LocalDiscovery } from './discovery/local.js'
-import { AbortedError, InvalidArgumentError } from './errors.js'
+import { Dialer } from './discovery/dialer.js'
+import { AbortedError, InvalidArgumentError, StreamNotFoundError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { LinkManager } from './link/manager.js'
+import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
+import { PubSub } from './pubsub/pubsub.js'
+import { checkTopic } from './pubsub/subject.js'
 import { RequestClient } from './request/client.js'
 import { type RequestHandler, RequestServer } from './request/server.js'
 import { loadIdentity } from './transport/identity.js'
 import { buildLibp2p, type PlexusLibp2p, protocols } from './transport/libp2p.js'
-import type { JoinOptions, Limits, Membership, NodeOptions, NodeStatus, PlexusNode, RequestOptions } from './types.js'
+import { TunnelManager } from './tunnel/manager.js'
+import type {
+  JoinOptions,
+  Membership,
+  Message,
+  NodeOptions,
+  NodeStatus,
+  PlexusNode,
+  PublishAck,
+  PublishOptions,
+  RequestOptions,
+  Subscription,
+  Tunnel,
+  TunnelOptions,
+} from './types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from './util/binary.js'
 import { parseKey } from './util/keys.js'
 import {
   checkClusterName,
   checkFunction,
-  checkNetworkName,
   checkOptions,
-  checkPort,
-  checkPositiveInt,
-  checkStringArray,
   checkTimeout,
   describe,
+  toBytes,
   toPayload,
 } from './util/validate.js'
 
@@ -50,59 +55,9 @@ const DISCOVERY_GRACE = 3000
  * Throws `InvalidArgumentError` naming the bad option.
  */
 export async function createNode(options: NodeOptions = {}): Promise<PlexusNode> {
-  const o = checkOptions<NodeOptions>(options, 'options')
-  const network = checkNetworkName(o.network ?? DEFAULT_NETWORK, 'network')
-  const networkKey = o.networkKey === undefined ? undefined : parseKey(o.networkKey, 'networkKey')
-  const listen = checkStringArray(o.listen, 'listen') ?? DEFAULT_LISTEN
-  const bootstrapAddrs = checkStringArray(o.bootstrap, 'bootstrap') ?? []
-  const discovery = checkOptions<NonNullable<NodeOptions['discovery']>>(o.discovery, 'discovery')
-  const maxMessageSize = checkPositiveInt(o.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE
-  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
-    throw new InvalidArgumentError(`dataDir must be a non-empty path string, got ${describe(o.dataDir)}`)
-  }
-  for (const [i, a] of [...listen.map((a) => ['listen', a]), ...bootstrapAddrs.map((a) => ['bootstrap', a])].entries()) {
-    try {
-      multiaddr(a[1])
-    } catch {
-      throw new InvalidArgumentError(`${a[0]}[${i}] is not a valid multiaddr: ${describe(a[1])}`)
-    }
-  }
-  let relay: { host: string; port: number } | undefined
-  if (o.relay !== undefined && o.relay !== false) {
-    const r = checkOptions<{ host?: string; port?: number }>(o.relay, 'relay')
-    if (r.host !== undefined && typeof r.host !== 'string') {
-      throw new InvalidArgumentError(`relay.host must be a string, got ${describe(r.host)}`)
-    }
-    relay = { host: r.host ?? DEFAULT_RELAY_HOST, port: checkPort(r.port, 'relay.port') ?? DEFAULT_RELAY_PORT }
-  }
-  const mdnsOn = discovery.mdns !== undefined && discovery.mdns !== false
-  const node = new Node({
-    network,
-    networkKey,
-    listen,
-    bootstrap: bootstrapAddrs,
-    local: discovery.local !== false,
-    mdns: mdnsOn,
-    dht: discovery.dht === true,
-    dataDir: o.dataDir,
-    relay,
-    maxMessageSize,
-  })
+  const node = new Node(parseNodeOptions(options))
   await node.start()
   return node
-}
-
-interface NodeConfig {
-  network: string
-  networkKey: Uint8Array | undefined
-  listen: string[]
-  bootstrap: string[]
-  local: boolean
-  mdns: boolean
-  dht: boolean
-  dataDir: string | undefined
-  relay: { host: string; port: number } | undefined
-  maxMessageSize: number
 }
 
 class Node implements PlexusNode {
@@ -111,13 +66,14 @@ class Node implements PlexusNode {
   private directory!: MemberDirectory
   private server!: RequestServer
   private client!: RequestClient
-  private localDiscovery: LocalDiscovery | undefined
+  private pubsub!: PubSub
+  private broadcaster!: Broadcaster
+  private tunnels!: TunnelManager
+  private dialer!: Dialer
   private relayServer: RelayServer | undefined
   private readonly counters: Record<string, number> = {}
   private changeWaiters: Array<() => void> = []
   private readonly joins = new Map<string, Membership>()
-  private readonly lastDial = new Map<string, number>()
-  private bootstrapTimer: NodeJS.Timeout | undefined
   private startedAt = 0
   private stopping: Promise<void> | undefined
   id = ''
@@ -136,37 +92,46 @@ class Node implements PlexusNode {
     return this.relayServer?.address
   }
 
-  /** The libp2p node underneath (for tests and advanced use). */
-  get p2p(): PlexusLibp2p {
-    return this.libp2p
-  }
-
   async start(): Promise<void> {
-    const privateKey = await loadIdentity(this.cfg.dataDir)
     this.libp2p = await buildLibp2p({
       network: this.cfg.network,
-      privateKey,
+      privateKey: await loadIdentity(this.cfg.dataDir),
       listen: this.cfg.listen,
       bootstrap: this.cfg.bootstrap,
       networkKey: this.cfg.networkKey,
       mdns: this.cfg.mdns,
       dht: this.cfg.dht,
     })
-    this.id = this.libp2p.peerId.toString()
+    const self = (this.id = this.libp2p.peerId.toString())
     this.startedAt = Date.now()
-    const self = this.id
     const now = () => Date.now()
-    this.server = new RequestServer({ now, sendTo: (p, enc) => this.sendTo(p, enc), count: (c) => this.count(c) })
+    const count = (c: string) => this.count(c)
+    const link = (p: string) => this.links.get(p)
+    const members = (c: string) => this.directory.members(c).map((m) => m.peer)
+    const discovering = () => Date.now() - this.startedAt < DISCOVERY_GRACE
+    const nextChange = (signal: AbortSignal) => this.nextChange(signal)
+    this.server = new RequestServer({ now, sendTo: (p, enc) => this.sendTo(p, enc), count })
     this.client = new RequestClient({
       self,
       now,
-      members: (c) => this.directory.members(c).map((m) => m.peer),
-      link: (p) => this.links.get(p),
+      members,
+      link,
       servesLocally: (c) => this.directory.joined(c),
       runLocal: (c, data, remaining) => this.server.runLocal(c, data, remaining, self),
-      nextChange: (signal) => this.nextChange(signal),
-      discovering: () => Date.now() - this.startedAt < DISCOVERY_GRACE,
-      count: (c) => this.count(c),
+      nextChange,
+      discovering,
+      count,
+    })
+    this.pubsub = new PubSub({ self, links: () => this.links.all(), link, count })
+    this.broadcaster = new Broadcaster({ self, members, link, count })
+    this.tunnels = new TunnelManager({
+      self,
+      link,
+      pick: (c, exclude) => this.client.pick(c, new Set([...exclude, self])),
+      nextChange,
+      discovering,
+      maxMessageSize: this.cfg.maxMessageSize,
+      count,
     })
     this.directory = new MemberDirectory({
       network: this.cfg.network,
@@ -174,12 +139,12 @@ class Node implements PlexusNode {
       now,
       addresses: () => this.addresses.slice(0, 16),
       flood: (bytes, except) => {
-        for (const link of this.links.all()) {
-          if (link.peer !== except) link.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+        for (const l of this.links.all()) {
+          if (l.peer !== except) l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
         }
       },
       changed: (_cluster, peer, added, entry) => {
-        if (added && entry && peer !== self && !this.links.get(peer)) this.dial(peer, entry.addrs)
+        if (added && entry && peer !== self) this.dialer.dial(peer, entry.addrs)
         this.notifyChange()
       },
     })
@@ -187,114 +152,50 @@ class Node implements PlexusNode {
       this.libp2p,
       { protocol: protocols(this.cfg.network).link, maxFrameSize: this.cfg.maxMessageSize + 64 * 1024 },
       {
-        onUp: (link) => {
-          for (const bytes of this.directory.snapshot()) {
-            link.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
-          }
+        onUp: (l) => {
+          for (const bytes of this.directory.snapshot()) l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+          this.pubsub.onLinkUp(l)
           this.notifyChange()
         },
-        onDown: (link) => {
-          this.client.onLinkDown(link)
+        onDown: (l) => {
+          this.client.onLinkDown(l)
+          this.tunnels.onLinkDown(l.peer)
           this.notifyChange()
         },
+        onPeerGone: (peer) => this.pubsub.onPeerGone(peer),
         onFrame: (peer, type, body) => this.onFrame(peer, type, body),
       },
     )
+    this.dialer = new Dialer({
+      libp2p: this.libp2p,
+      network: this.cfg.network,
+      networkKey: this.cfg.networkKey,
+      linked: (p) => this.links.get(p) !== undefined,
+      ensureLink: (p) => this.links.ensure(p),
+      count,
+    })
     await this.links.start()
     this.directory.start()
-    this.libp2p.addEventListener('peer:discovery', (evt) => {
-      const info = evt.detail
-      if (info.id.equals(this.libp2p.peerId)) return
-      this.dial(info.id.toString(), info.multiaddrs.map((m: Multiaddr) => m.toString()))
-    })
-    if (this.cfg.local) {
-      this.localDiscovery = new LocalDiscovery({
-        network: this.cfg.network,
-        networkKey: this.cfg.networkKey,
-        self,
-        addresses: () => this.localAddresses(),
-        found: (peer) => {
-          // The lower id dials at once; the other waits a little to avoid crossed dials.
-          if (this.links.get(peer.id)) return
-          const delay = self < peer.id ? 0 : 1500
-          const seen = this.lastDial.get(`seen/${peer.id}`) ?? Date.now()
-          this.lastDial.set(`seen/${peer.id}`, seen)
-          if (Date.now() - seen >= delay) this.dial(peer.id, peer.addrs)
-        },
-      })
-      await this.localDiscovery.start()
-    }
-    if (this.cfg.bootstrap.length > 0) {
-      const dialBootstrap = () => {
-        for (const a of this.cfg.bootstrap) {
-          const ma = multiaddr(a)
-          const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value
-          if (peer && this.links.get(peer)) continue
-          this.libp2p.dial(ma, { signal: AbortSignal.timeout(LINK.openTimeout) }).catch(() => {})
-        }
-      }
-      dialBootstrap()
-      this.bootstrapTimer = setInterval(dialBootstrap, 5000)
-      this.bootstrapTimer.unref()
-    }
-    if (this.cfg.relay) {
-      this.relayServer = await startRelay(this, this.cfg.relay)
-    }
-  }
-
-  private localAddresses(): string[] {
-    const all = this.libp2p.getMultiaddrs().map((a) => a.toString())
-    const loop = all.filter((a) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
-    return loop.length > 0 ? loop : all
-  }
-
-  /** Dials a peer unless linked or dialled in the last 2 s. */
-  private dial(peer: string, addrs: string[]): void {
-    if (this.stopping || peer === this.id || this.links.get(peer)) return
-    const last = this.lastDial.get(peer) ?? 0
-    if (Date.now() - last < 2000) return
-    this.lastDial.set(peer, Date.now())
-    let id: ReturnType<typeof peerIdFromString>
-    try {
-      id = peerIdFromString(peer)
-    } catch {
-      return
-    }
-    const mas: Multiaddr[] = []
-    for (const a of addrs) {
-      try {
-        mas.push(multiaddr(a))
-      } catch {
-        // skip malformed
-      }
-    }
-    void (async () => {
-      try {
-        if (mas.length > 0) await this.libp2p.peerStore.merge(id, { multiaddrs: mas })
-        await this.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
-        await this.links.ensure(id)
-      } catch {
-        this.count('dials.failed')
-      }
-    })()
+    await this.dialer.start({ local: this.cfg.local, bootstrap: this.cfg.bootstrap })
+    if (this.cfg.relay) this.relayServer = await startRelay(this, this.cfg.relay)
   }
 
   /** Writes a frame to a peer, waiting for our link to it to open when it is not up yet. */
   private sendTo(peer: string, encode: (w: BinaryWriter) => void): void {
-    const link = this.links.get(peer)
-    if (link) {
-      link.write(encode)
+    const l = this.links.get(peer)
+    if (l) {
+      l.write(encode)
       return
     }
-    let id: ReturnType<typeof peerIdFromString>
+    let id: PeerId
     try {
       id = peerIdFromString(peer)
     } catch {
       return
     }
     this.links.ensure(id).then(
-      (l) => {
-        if (l && !l.closed) l.write(encode)
+      (opened) => {
+        if (opened && !opened.closed) opened.write(encode)
         else this.count('frames.undeliverable')
       },
       () => this.count('frames.undeliverable'),
@@ -302,6 +203,7 @@ class Node implements PlexusNode {
   }
 
   private onFrame(peer: string, type: number, body: BinaryReader): void {
+    const max = this.cfg.maxMessageSize
     switch (type) {
       case FrameType.Announce: {
         const bytes = body.bytes('announcement', 64 * 1024)
@@ -310,17 +212,30 @@ class Node implements PlexusNode {
         return
       }
       case FrameType.Request:
-        this.server.onRequest(peer, decodeRequest(body, this.cfg.maxMessageSize))
-        return
+        return this.server.onRequest(peer, decodeRequest(body, max))
       case FrameType.Reply:
-        this.client.onReply(peer, decodeReply(body, this.cfg.maxMessageSize))
-        return
+        return this.client.onReply(peer, decodeReply(body, max))
       case FrameType.Cancel: {
         const id = body.u32('cancel id')
         body.end('cancel')
-        this.server.onCancel(peer, id)
-        return
+        return this.server.onCancel(peer, id)
       }
+      case FrameType.Interest:
+        return this.pubsub.onInterest(peer, body)
+      case FrameType.Publish:
+        return this.pubsub.onPublish(peer, body, max)
+      case FrameType.Broadcast:
+        return this.broadcaster.onFrame(peer, body, max)
+      case FrameType.TunnelOpen:
+        return this.tunnels.onFrame('open', peer, body)
+      case FrameType.TunnelAccept:
+        return this.tunnels.onFrame('accept', peer, body)
+      case FrameType.TunnelData:
+        return this.tunnels.onFrame('data', peer, body)
+      case FrameType.TunnelCredit:
+        return this.tunnels.onFrame('credit', peer, body)
+      case FrameType.TunnelClose:
+        return this.tunnels.onFrame('close', peer, body)
       default:
         this.count('frames.unknown')
         throw new DecodeError(`unknown frame type ${type}`)
@@ -337,21 +252,24 @@ class Node implements PlexusNode {
     for (const fn of waiters) fn()
   }
 
+  /** Resolves on the next membership or link change, or after 250 ms (re-check). */
   private nextChange(signal: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       if (signal.aborted) return reject(new AbortedError('aborted'))
+      const timer = setTimeout(() => done(), 250)
+      timer.unref()
       const done = () => {
+        clearTimeout(timer)
         signal.removeEventListener('abort', onAbort)
         resolve()
       }
       const onAbort = () => {
+        clearTimeout(timer)
         this.changeWaiters = this.changeWaiters.filter((f) => f !== done)
         reject(new AbortedError('aborted'))
       }
       signal.addEventListener('abort', onAbort, { once: true })
       this.changeWaiters.push(done)
-      // Re-check periodically too: discovery grace may end without any event.
-      setTimeout(done, 250).unref()
     })
   }
 
@@ -366,17 +284,13 @@ class Node implements PlexusNode {
     if (o.key === undefined) throw new InvalidArgumentError('options.key (the cluster key) is required to join')
     const key = parseKey(o.key, 'options.key')
     const onRequest = checkFunction<RequestHandler>(o.onRequest, 'options.onRequest')
-    checkFunction(o.onBroadcast, 'options.onBroadcast')
-    checkFunction(o.onTunnel, 'options.onTunnel')
-    const l = checkOptions<Limits>(o.limits, 'options.limits')
-    const limits: Required<Limits> = {
-      requests: checkPositiveInt(l.requests, 'options.limits.requests') ?? DEFAULT_LIMITS.requests,
-      broadcasts: checkPositiveInt(l.broadcasts, 'options.limits.broadcasts') ?? DEFAULT_LIMITS.broadcasts,
-      tunnels: checkPositiveInt(l.tunnels, 'options.limits.tunnels') ?? DEFAULT_LIMITS.tunnels,
-      queueBytes: checkPositiveInt(l.queueBytes, 'options.limits.queueBytes') ?? DEFAULT_LIMITS.queueBytes,
-    }
+    const onBroadcast = checkFunction<NonNullable<JoinOptions['onBroadcast']>>(o.onBroadcast, 'options.onBroadcast')
+    const onTunnel = checkFunction<NonNullable<JoinOptions['onTunnel']>>(o.onTunnel, 'options.onTunnel')
+    const limits = parseLimits(o.limits)
     if (this.joins.has(cluster)) throw new InvalidArgumentError(`cluster ${cluster} is already joined by this node`)
     this.server.serve(cluster, onRequest, limits)
+    this.broadcaster.serve(cluster, onBroadcast, limits.broadcasts)
+    this.tunnels.serve(cluster, onTunnel, limits.tunnels)
     this.directory.join(cluster, key)
     let left = false
     const membership: Membership = {
@@ -387,6 +301,8 @@ class Node implements PlexusNode {
         this.joins.delete(cluster)
         this.directory.leave(cluster)
         this.server.unserve(cluster)
+        this.broadcaster.unserve(cluster)
+        this.tunnels.unserve(cluster)
       },
     }
     this.joins.set(cluster, membership)
@@ -399,13 +315,54 @@ class Node implements PlexusNode {
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
     const o = checkOptions<RequestOptions>(options, 'options')
     const timeout = checkTimeout(o.timeout, 'options.timeout')
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-      throw new InvalidArgumentError(`options.signal must be an AbortSignal, got ${describe(o.signal)}`)
-    }
+    checkSignal(o.signal)
     if (o.retry !== undefined && typeof o.retry !== 'boolean') {
       throw new InvalidArgumentError(`options.retry must be a boolean, got ${describe(o.retry)}`)
     }
     return this.client.request(cluster, payload, { timeout, signal: o.signal, retry: o.retry })
+  }
+
+  async broadcast(cluster: string, data: Uint8Array | string): Promise<number> {
+    this.assertRunning()
+    checkClusterName(cluster, 'cluster')
+    return this.broadcaster.broadcast(cluster, toPayload(data, 'data', this.cfg.maxMessageSize))
+  }
+
+  async tunnel(cluster: string, options: TunnelOptions = {}): Promise<Tunnel> {
+    this.assertRunning()
+    checkClusterName(cluster, 'cluster')
+    const o = checkOptions<TunnelOptions>(options, 'options')
+    const timeout = checkTimeout(o.timeout, 'options.timeout')
+    checkSignal(o.signal)
+    return this.tunnels.open(cluster, timeout, o.signal)
+  }
+
+  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): Subscription {
+    this.assertRunning()
+    checkFunction(handler, 'handler')
+    return this.pubsub.subscribe(pattern, handler)
+  }
+
+  async publish(topic: string, data: Uint8Array | string, options: PublishOptions = {}): Promise<PublishAck | undefined> {
+    this.assertRunning()
+    checkTopic(topic, 'topic')
+    const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
+    const o = checkOptions<PublishOptions>(options, 'options')
+    const key = o.key === undefined ? undefined : toBytes(o.key, 'options.key')
+    const headers = checkHeaders(o.headers)
+    if (o.ack !== undefined && o.ack !== 'none' && o.ack !== 'leader' && o.ack !== 'all') {
+      throw new InvalidArgumentError(`options.ack must be 'none', 'leader' or 'all', got ${describe(o.ack)}`)
+    }
+    checkTimeout(o.timeout, 'options.timeout')
+    if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
+      throw new InvalidArgumentError(`options.msgId must be a non-empty string, got ${describe(o.msgId)}`)
+    }
+    if (o.ack === 'leader' || o.ack === 'all') {
+      throw new StreamNotFoundError(`no durable stream captures topic ${topic} (ack: '${o.ack}' needs one)`)
+    }
+    const wait = this.pubsub.publish(topic, payload, key, headers)
+    if (wait) await wait
+    return undefined
   }
 
   status(): NodeStatus {
@@ -434,6 +391,10 @@ class Node implements PlexusNode {
     const counters: Record<string, number> = { ...this.counters }
     for (const [reason, n] of Object.entries(this.directory.refused)) counters[`announcements.refused.${reason}`] = n
     counters['requests.inFlight'] = this.client.inFlight
+    const ps = this.pubsub.stats()
+    counters['pubsub.subscriptions'] = ps.subscriptions
+    counters['pubsub.queueDropped'] = ps.dropped
+    counters['tunnels.open'] = this.tunnels.openCount
     return { id: this.id, network: this.cfg.network, addresses: this.addresses, peers, clusters, counters }
   }
 
@@ -443,15 +404,33 @@ class Node implements PlexusNode {
   }
 
   private async doStop(): Promise<void> {
-    if (this.bootstrapTimer) clearInterval(this.bootstrapTimer)
     await this.relayServer?.close()
     this.directory.leaveAll()
     this.directory.stop()
     this.client.abortAll()
     this.server.abortAll()
-    await this.localDiscovery?.stop()
+    this.tunnels.closeAll()
+    this.pubsub.close()
+    await this.dialer.stop()
     await this.links.stop()
     await this.libp2p.stop()
     this.notifyChange()
   }
+}
+
+function checkSignal(signal: unknown): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError(`options.signal must be an AbortSignal, got ${describe(signal)}`)
+  }
+}
+
+function checkHeaders(headers: unknown): Record<string, string> | undefined {
+  if (headers === undefined) return undefined
+  const h = checkOptions<Record<string, unknown>>(headers, 'options.headers')
+  const entries = Object.entries(h)
+  if (entries.length > 64) throw new InvalidArgumentError('options.headers may have at most 64 entries')
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string') throw new InvalidArgumentError(`options.headers.${k} must be a string, got ${describe(v)}`)
+  }
+  return h as Record<string, string>
 }

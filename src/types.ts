@@ -56,7 +56,7 @@ export interface JoinOptions {
   key: string | Uint8Array
   onRequest?: (data: Uint8Array, ctx: RequestContext) => Uint8Array | string | Promise<Uint8Array | string>
   onBroadcast?: (data: Uint8Array, ctx: BroadcastContext) => void | Promise<void>
-  onTunnel?: (tunnel: unknown, ctx: { from: string; cluster: string }) => void | Promise<void>
+  onTunnel?: (tunnel: Tunnel, ctx: { from: string; cluster: string }) => void | Promise<void>
   limits?: Limits
 }
 
@@ -74,6 +74,67 @@ export interface RequestOptions {
   /** Resend to another member when the chosen one dies after the request was written
    * (at-least-once instead of at-most-once). */
   retry?: boolean
+}
+
+/**
+ * An ordered, reliable, flow-controlled, bidirectional message channel to one member.
+ * `send` waits while the receiver's window is full; iterate to read messages in order.
+ * Either side may `close()`; the other side's iteration then ends after the messages sent
+ * before the close. The peer's death ends it with `TunnelClosedError` on this side.
+ */
+export interface Tunnel extends AsyncIterable<Uint8Array> {
+  readonly peer: string
+  readonly cluster: string
+  readonly closed: boolean
+  send(data: Uint8Array | string, options?: { signal?: AbortSignal }): Promise<void>
+  close(): Promise<void>
+}
+
+/** Options of `node.tunnel`. */
+export interface TunnelOptions {
+  /** Time for a member to accept (ms, default 10 s), else `TimeoutError`. */
+  timeout?: number
+  signal?: AbortSignal
+}
+
+/** A message delivered to a subscription. */
+export interface Message {
+  topic: string
+  data: Uint8Array
+  key?: Uint8Array
+  headers?: Record<string, string>
+  /** Peer id of the publisher. */
+  from: string
+}
+
+/**
+ * A subscription. Without a handler it is an `AsyncIterable<Message>` with a bounded
+ * queue (65,536 messages or 64 MiB): when full, new messages are dropped and counted in
+ * `dropped`. With a handler, the handler is called for each message in order and the
+ * subscription cannot be iterated. Breaking out of a `for await` unsubscribes.
+ */
+export interface Subscription extends AsyncIterable<Message> {
+  readonly pattern: string
+  readonly dropped: number
+  readonly received: number
+  unsubscribe(): void
+}
+
+/** Options of `node.publish`. */
+export interface PublishOptions {
+  key?: Uint8Array | string
+  headers?: Record<string, string>
+  /** `none` (default): fire and forget. `leader`/`all` need a durable stream capturing the topic. */
+  ack?: 'none' | 'leader' | 'all'
+  msgId?: string
+  timeout?: number
+}
+
+/** Where a message with `ack` was stored. */
+export interface PublishAck {
+  stream: string
+  partition: number
+  offset: number
 }
 
 /** One member as seen by this node. */
@@ -108,6 +169,15 @@ export interface PlexusNode {
   join(cluster: string, options: JoinOptions): Promise<Membership>
   /** Send one request to one proven member, chosen by load; resolves to its reply. */
   request(cluster: string, data: Uint8Array | string, options?: RequestOptions): Promise<Uint8Array>
+  /** Send `data` to every member of `cluster` reachable now, at most once each, no replies.
+   * Resolves to the number of members it was handed to (this node included when a member). */
+  broadcast(cluster: string, data: Uint8Array | string): Promise<number>
+  /** Open a tunnel to one member of `cluster`, chosen like a request. */
+  tunnel(cluster: string, options?: TunnelOptions): Promise<Tunnel>
+  /** Subscribe to a topic pattern (`*` one token, `>` one or more trailing tokens). */
+  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): Subscription
+  /** Publish to every matching subscriber; resolves once queued on every link (with backpressure). */
+  publish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<PublishAck | undefined>
   /** Snapshot of peers, clusters, members and counters. */
   status(): NodeStatus
   /** Stop everything; leaves no open handles. Idempotent. */

@@ -26,6 +26,18 @@ export const FrameType = {
   Reply: 5,
   /** The caller gave up on a request; body: u32 id. */
   Cancel: 6,
+  /** Subscription interest; body in pubsub/frames.ts. */
+  Interest: 7,
+  /** A published message; body in pubsub/frames.ts. */
+  Publish: 8,
+  /** A cluster broadcast; body in broadcast/broadcast.ts. */
+  Broadcast: 9,
+  /** Tunnel frames; bodies in tunnel/frames.ts. */
+  TunnelOpen: 10,
+  TunnelAccept: 11,
+  TunnelData: 12,
+  TunnelCredit: 13,
+  TunnelClose: 14,
 } as const
 
 /** Reply status codes. */

@@ -29,6 +29,8 @@ export interface LinkManagerOptions {
 export interface LinkEvents {
   onUp(link: Link): void
   onDown(link: Link): void
+  /** Every connection to the peer has closed. */
+  onPeerGone(peer: string): void
   onFrame(peer: string, type: number, body: BinaryReader): void
 }
 
@@ -70,6 +72,7 @@ export class LinkManager {
     this.on('peer:disconnect', (evt) => {
       const peer = (evt.detail as PeerId).toString()
       this.links.get(peer)?.abort(new Error('peer disconnected'))
+      this.events.onPeerGone(peer)
     })
     for (const conn of this.libp2p.getConnections()) void this.ensure(conn.remotePeer)
     this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatInterval)

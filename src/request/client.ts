@@ -169,7 +169,12 @@ export class RequestClient {
     }
   }
 
-  private candidates(p: Pending): Array<Candidate & { peer: string }> {
+  /** Picks a member of `cluster` like a request would, skipping `exclude` (for tunnels). */
+  pick(cluster: string, exclude: Set<string>): string | undefined {
+    return chooseMember(this.candidates({ cluster, tried: exclude }), this.turn++)?.peer
+  }
+
+  private candidates(p: Pick<Pending, 'cluster' | 'tried'>): Array<Candidate & { peer: string }> {
     const out: Candidate[] = []
     for (const peer of this.host.members(p.cluster)) {
       if (p.tried.has(peer)) continue

@@ -1,0 +1,164 @@
+/**
+ * Cluster broadcast with tree fan-out. The sender splits the proven members it can reach
+ * into at most `BROADCAST_FANOUT` groups and sends the message once to the first linked
+ * member of each group, naming the rest of the group as that member's delegates; each
+ * receiver delivers locally (if it is a member) and forwards the same way to its
+ * delegates. A broadcaster therefore writes O(fan-out) frames whatever the cluster size,
+ * and the message reaches N members in O(log N) hops.
+ *
+ * At most once: every message carries (origin, sequence) and receivers remember the last
+ * `BROADCAST_DEDUPE` ids, so overlapping views during churn never deliver twice.
+ * Non-members never receive it: only proven members are ever chosen as recipients.
+ * Handlers run under the member's `broadcasts` limit; over it the message is dropped for
+ * that member and counted (`broadcasts.dropped`).
+ *
+ * Frame body: str origin | u32 seq | str cluster | u16 n | n × str delegate | bytes data
+ */
+import { FrameType, writeFrame } from '../link/frames.js'
+import type { Link } from '../link/link.js'
+import type { BinaryReader } from '../util/binary.js'
+import { DecodeError } from '../util/binary.js'
+import type { BroadcastContext } from '../types.js'
+
+/** Groups a sender splits recipients into. */
+export const BROADCAST_FANOUT = 8
+/** Broadcast ids remembered for de-duplication. */
+export const BROADCAST_DEDUPE = 16_384
+/** Most delegates one frame may name. */
+export const MAX_DELEGATES = 4096
+
+/** A broadcast handler as given to `join`. */
+export type BroadcastHandler = (data: Uint8Array, ctx: BroadcastContext) => void | Promise<void>
+
+interface Served {
+  handler: BroadcastHandler | undefined
+  limit: number
+  running: number
+}
+
+/** What broadcast needs from the node. */
+export interface BroadcastHost {
+  self: string
+  /** Proven members of a cluster. */
+  members(cluster: string): string[]
+  link(peer: string): Link | undefined
+  count(counter: string): void
+}
+
+/** Broadcast engine of one node. */
+export class Broadcaster {
+  private seq = 0
+  private readonly served = new Map<string, Served>()
+  private seen = new Set<string>()
+  private seenOld = new Set<string>()
+
+  constructor(private readonly host: BroadcastHost) {}
+
+  serve(cluster: string, handler: BroadcastHandler | undefined, limit: number): void {
+    this.served.set(cluster, { handler, limit, running: 0 })
+  }
+
+  unserve(cluster: string): void {
+    this.served.delete(cluster)
+  }
+
+  /** Sends to every member reachable now; returns how many recipients were handed frames. */
+  broadcast(cluster: string, data: Uint8Array): number {
+    this.seq = (this.seq + 1) >>> 0
+    const id = `${this.host.self}/${this.seq}`
+    this.remember(id)
+    const targets = this.host
+      .members(cluster)
+      .filter((m) => m !== this.host.self)
+      .sort()
+    if (this.served.has(cluster)) this.deliver(cluster, this.host.self, data)
+    return this.fanOut(this.host.self, this.seq, cluster, targets, data)
+  }
+
+  /** Splits `targets` into groups and sends one frame per group head. */
+  private fanOut(origin: string, seq: number, cluster: string, targets: string[], data: Uint8Array): number {
+    let sent = 0
+    const groups = Math.min(BROADCAST_FANOUT, targets.length)
+    for (let g = 0; g < groups; g++) {
+      const start = Math.floor((g * targets.length) / groups)
+      const end = Math.floor(((g + 1) * targets.length) / groups)
+      const group = targets.slice(start, end)
+      // The first member of the group we can reach carries the rest of the group.
+      const headIdx = group.findIndex((p) => this.host.link(p) !== undefined)
+      if (headIdx < 0) {
+        this.host.count('broadcasts.unreachable')
+        continue
+      }
+      const head = group[headIdx]!
+      const delegates = group.filter((_, i) => i !== headIdx)
+      this.host.link(head)!.write((w) =>
+        writeFrame(w, FrameType.Broadcast, (b) => {
+          b.str(origin).u32(seq).str(cluster).u16(delegates.length)
+          for (const d of delegates) b.str(d)
+          b.bytes(data)
+        }),
+      )
+      sent += 1 + delegates.length
+    }
+    return sent
+  }
+
+  onFrame(peer: string, r: BinaryReader, maxData: number): void {
+    const origin = r.str('origin')
+    const seq = r.u32('seq')
+    const cluster = r.str('cluster')
+    const n = r.u16('delegate count')
+    if (n > MAX_DELEGATES) throw new DecodeError(`too many delegates (${n})`)
+    const delegates: string[] = []
+    for (let i = 0; i < n; i++) delegates.push(r.str('delegate'))
+    const data = r.bytes('data', maxData)
+    r.end('broadcast')
+    const id = `${origin}/${seq}`
+    if (this.seen.has(id) || this.seenOld.has(id)) {
+      this.host.count('broadcasts.duplicates')
+      return
+    }
+    this.remember(id)
+    if (delegates.length > 0) {
+      // Forward only to peers we also know as proven members.
+      const known = new Set(this.host.members(cluster))
+      const mine = delegates.filter((d) => known.has(d) && d !== this.host.self).sort()
+      this.fanOut(origin, seq, cluster, mine, data)
+    }
+    if (this.served.has(cluster)) this.deliver(cluster, peer === origin ? origin : origin, data)
+  }
+
+  private deliver(cluster: string, from: string, data: Uint8Array): void {
+    const s = this.served.get(cluster)!
+    if (!s.handler) return
+    if (s.running >= s.limit) {
+      this.host.count('broadcasts.dropped')
+      return
+    }
+    s.running++
+    this.host.count('broadcasts.delivered')
+    const done = () => {
+      s.running--
+    }
+    try {
+      const r = s.handler(data, { from, cluster })
+      if (r instanceof Promise) {
+        r.then(done, () => {
+          done()
+          this.host.count('broadcasts.handlerErrors')
+        })
+      } else done()
+    } catch {
+      done()
+      this.host.count('broadcasts.handlerErrors')
+    }
+  }
+
+  private remember(id: string): void {
+    this.seen.add(id)
+    if (this.seen.size >= BROADCAST_DEDUPE) {
+      this.seenOld = this.seen
+      this.seen = new Set()
+    }
+  }
+}

@@ -1,0 +1,127 @@
+/**
+ * Turns discovery into connections: dials peers found on this host, by mDNS or announced
+ * as members, and keeps dialling `bootstrap` addresses while they are not linked. Each
+ * peer is dialled at most once per `DIAL_BACKOFF` ms; on this host, the lower peer id
+ * dials first so two nodes do not cross their dials.
+ */
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { LINK } from '../constants.js'
+import type { PlexusLibp2p } from '../transport/libp2p.js'
+import { LocalDiscovery } from './local.js'
+
+/** Minimum time between two dials of one peer (ms). */
+export const DIAL_BACKOFF = 2000
+/** How long the higher peer id waits for the lower one to dial (ms). */
+const CROSS_DIAL_DELAY = 1500
+/** Bootstrap re-dial interval while unlinked (ms). */
+const BOOTSTRAP_INTERVAL = 5000
+
+/** What the dialer needs from the node. */
+export interface DialerHost {
+  libp2p: PlexusLibp2p
+  network: string
+  networkKey: Uint8Array | undefined
+  /** True when a link to the peer is open. */
+  linked(peer: string): boolean
+  /** Opens the link once connected. */
+  ensureLink(peer: PeerId): Promise<unknown>
+  count(counter: string): void
+}
+
+/** Discovery-to-connection glue (start/stop). */
+export class Dialer {
+  private readonly lastDial = new Map<string, number>()
+  private readonly firstSeen = new Map<string, number>()
+  private local: LocalDiscovery | undefined
+  private bootstrapTimer: NodeJS.Timeout | undefined
+  private stopped = false
+  private readonly onDiscovery = (evt: CustomEvent) => {
+    const info = evt.detail as { id: PeerId; multiaddrs: Multiaddr[] }
+    if (info.id.equals(this.host.libp2p.peerId)) return
+    this.dial(info.id.toString(), info.multiaddrs.map((m) => m.toString()))
+  }
+
+  constructor(private readonly host: DialerHost) {}
+
+  async start(opts: { local: boolean; bootstrap: string[] }): Promise<void> {
+    const self = this.host.libp2p.peerId.toString()
+    this.host.libp2p.addEventListener('peer:discovery', this.onDiscovery as never)
+    if (opts.local) {
+      this.local = new LocalDiscovery({
+        network: this.host.network,
+        networkKey: this.host.networkKey,
+        self,
+        addresses: () => this.localAddresses(),
+        found: (peer) => {
+          if (this.host.linked(peer.id)) return
+          const seen = this.firstSeen.get(peer.id) ?? Date.now()
+          this.firstSeen.set(peer.id, seen)
+          if (self < peer.id || Date.now() - seen >= CROSS_DIAL_DELAY) this.dial(peer.id, peer.addrs)
+        },
+      })
+      await this.local.start()
+    }
+    if (opts.bootstrap.length > 0) {
+      const dialBootstrap = () => {
+        for (const a of opts.bootstrap) {
+          const ma = multiaddr(a)
+          const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value
+          if (peer && this.host.linked(peer)) continue
+          this.host.libp2p.dial(ma, { signal: AbortSignal.timeout(LINK.openTimeout) }).catch(() => {
+            this.host.count('dials.failed')
+          })
+        }
+      }
+      dialBootstrap()
+      this.bootstrapTimer = setInterval(dialBootstrap, BOOTSTRAP_INTERVAL)
+      this.bootstrapTimer.unref()
+    }
+  }
+
+  private localAddresses(): string[] {
+    const all = this.host.libp2p.getMultiaddrs().map((a) => a.toString())
+    const loop = all.filter((a) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
+    return loop.length > 0 ? loop : all
+  }
+
+  /** Dials a peer unless linked or dialled within `DIAL_BACKOFF`. */
+  dial(peer: string, addrs: string[]): void {
+    if (this.stopped || peer === this.host.libp2p.peerId.toString() || this.host.linked(peer)) return
+    const last = this.lastDial.get(peer) ?? 0
+    if (Date.now() - last < DIAL_BACKOFF) return
+    this.lastDial.set(peer, Date.now())
+    if (this.lastDial.size > 10_000) this.lastDial.clear()
+    let id: PeerId
+    try {
+      id = peerIdFromString(peer)
+    } catch {
+      return
+    }
+    const mas: Multiaddr[] = []
+    for (const a of addrs) {
+      try {
+        mas.push(multiaddr(a))
+      } catch {
+        // skip malformed addresses
+      }
+    }
+    void (async () => {
+      try {
+        if (mas.length > 0) await this.host.libp2p.peerStore.merge(id, { multiaddrs: mas })
+        await this.host.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
+        await this.host.ensureLink(id)
+      } catch {
+        this.host.count('dials.failed')
+      }
+    })()
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.host.libp2p.removeEventListener('peer:discovery', this.onDiscovery as never)
+    if (this.bootstrapTimer) clearInterval(this.bootstrapTimer)
+    await this.local?.stop()
+  }
+}

@@ -1,0 +1,102 @@
+/**
+ * Validation of `createNode` options into the node's configuration. Every bad field throws
+ * `InvalidArgumentError` naming it.
+ */
+import { multiaddr } from '@multiformats/multiaddr'
+import {
+  DEFAULT_LIMITS,
+  DEFAULT_LISTEN,
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_NETWORK,
+  DEFAULT_RELAY_HOST,
+  DEFAULT_RELAY_PORT,
+} from './constants.js'
+import { InvalidArgumentError } from './errors.js'
+import type { Limits, NodeOptions } from './types.js'
+import { parseKey } from './util/keys.js'
+import {
+  checkNetworkName,
+  checkOptions,
+  checkPort,
+  checkPositiveInt,
+  checkStringArray,
+  describe,
+} from './util/validate.js'
+
+/** A node's validated configuration. */
+export interface NodeConfig {
+  network: string
+  networkKey: Uint8Array | undefined
+  listen: string[]
+  bootstrap: string[]
+  local: boolean
+  mdns: boolean
+  dht: boolean
+  dataDir: string | undefined
+  relay: { host: string; port: number } | undefined
+  maxMessageSize: number
+}
+
+/** Validates `createNode` options. */
+export function parseNodeOptions(options: unknown): NodeConfig {
+  const o = checkOptions<NodeOptions>(options, 'options')
+  const network = checkNetworkName(o.network ?? DEFAULT_NETWORK, 'network')
+  const networkKey = o.networkKey === undefined ? undefined : parseKey(o.networkKey, 'networkKey')
+  const listen = checkStringArray(o.listen, 'listen') ?? DEFAULT_LISTEN
+  const bootstrap = checkStringArray(o.bootstrap, 'bootstrap') ?? []
+  const discovery = checkOptions<NonNullable<NodeOptions['discovery']>>(o.discovery, 'discovery')
+  for (const f of ['local', 'dht'] as const) {
+    if (discovery[f] !== undefined && typeof discovery[f] !== 'boolean') {
+      throw new InvalidArgumentError(`discovery.${f} must be a boolean, got ${describe(discovery[f])}`)
+    }
+  }
+  if (discovery.mdns !== undefined && typeof discovery.mdns !== 'boolean') {
+    checkOptions(discovery.mdns, 'discovery.mdns')
+  }
+  const maxMessageSize = checkPositiveInt(o.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE
+  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
+    throw new InvalidArgumentError(`dataDir must be a non-empty path string, got ${describe(o.dataDir)}`)
+  }
+  const addrs: Array<[string, string]> = [
+    ...listen.map((a): [string, string] => ['listen', a]),
+    ...bootstrap.map((a): [string, string] => ['bootstrap', a]),
+  ]
+  for (const [i, [field, a]] of addrs.entries()) {
+    try {
+      multiaddr(a)
+    } catch {
+      throw new InvalidArgumentError(`${field}[${i}] is not a valid multiaddr: ${describe(a)}`)
+    }
+  }
+  let relay: { host: string; port: number } | undefined
+  if (o.relay !== undefined && o.relay !== false) {
+    const r = checkOptions<{ host?: string; port?: number }>(o.relay, 'relay')
+    if (r.host !== undefined && typeof r.host !== 'string') {
+      throw new InvalidArgumentError(`relay.host must be a string, got ${describe(r.host)}`)
+    }
+    relay = { host: r.host ?? DEFAULT_RELAY_HOST, port: checkPort(r.port, 'relay.port') ?? DEFAULT_RELAY_PORT }
+  }
+  return {
+    network,
+    networkKey,
+    listen,
+    bootstrap,
+    local: discovery.local !== false,
+    mdns: discovery.mdns !== undefined && discovery.mdns !== false,
+    dht: discovery.dht === true,
+    dataDir: o.dataDir,
+    relay,
+    maxMessageSize,
+  }
+}
+
+/** Validates join limits, filling defaults. */
+export function parseLimits(value: unknown): Required<Limits> {
+  const l = checkOptions<Limits>(value, 'options.limits')
+  return {
+    requests: checkPositiveInt(l.requests, 'options.limits.requests') ?? DEFAULT_LIMITS.requests,
+    broadcasts: checkPositiveInt(l.broadcasts, 'options.limits.broadcasts') ?? DEFAULT_LIMITS.broadcasts,
+    tunnels: checkPositiveInt(l.tunnels, 'options.limits.tunnels') ?? DEFAULT_LIMITS.tunnels,
+    queueBytes: checkPositiveInt(l.queueBytes, 'options.limits.queueBytes') ?? DEFAULT_LIMITS.queueBytes,
+  }
+}

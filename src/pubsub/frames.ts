@@ -1,0 +1,82 @@
+/**
+ * Pub/sub frames on links (type codes in `link/frames.ts`):
+ *
+ *   Interest: u8 mode (0 replace all, 1 add, 2 remove) | u16 n | n × str pattern
+ *   Publish:  str topic | u8 flags (1 key, 2 headers) | [bytes key] |
+ *             [u16 n | n × (str name, str value)] | bytes data
+ */
+import type { BinaryReader, BinaryWriter } from '../util/binary.js'
+import { DecodeError } from '../util/binary.js'
+
+export const InterestMode = { Replace: 0, Add: 1, Remove: 2 } as const
+const FLAG_KEY = 1
+const FLAG_HEADERS = 2
+/** Most headers one message may carry. */
+export const MAX_HEADERS = 64
+
+/** A message as delivered to subscribers. */
+export interface PubMessage {
+  topic: string
+  data: Uint8Array
+  key?: Uint8Array
+  headers?: Record<string, string>
+  /** Peer id of the publisher. */
+  from: string
+}
+
+export function writeInterest(w: BinaryWriter, mode: number, patterns: string[]): void {
+  w.u8(mode).u16(patterns.length)
+  for (const p of patterns) w.str(p)
+}
+
+export function readInterest(r: BinaryReader): { mode: number; patterns: string[] } {
+  const mode = r.u8('interest mode')
+  if (mode > InterestMode.Remove) throw new DecodeError(`unknown interest mode ${mode}`)
+  const n = r.u16('pattern count')
+  const patterns: string[] = []
+  for (let i = 0; i < n; i++) patterns.push(r.str('pattern'))
+  r.end('interest')
+  return { mode, patterns }
+}
+
+export function writePublish(
+  w: BinaryWriter,
+  topic: string,
+  data: Uint8Array,
+  key: Uint8Array | undefined,
+  headers: Record<string, string> | undefined,
+): void {
+  w.str(topic).u8((key ? FLAG_KEY : 0) | (headers ? FLAG_HEADERS : 0))
+  if (key) w.bytes(key)
+  if (headers) {
+    const entries = Object.entries(headers)
+    w.u16(entries.length)
+    for (const [k, v] of entries) w.str(k).str(v)
+  }
+  w.bytes(data)
+}
+
+/** Reads the topic only (to skip messages nobody here wants without decoding the rest). */
+export function readPublishTopic(r: BinaryReader): string {
+  return r.str('topic')
+}
+
+/** Reads the rest of a publish frame after its topic. */
+export function readPublishRest(r: BinaryReader, topic: string, from: string, maxData: number): PubMessage {
+  const flags = r.u8('publish flags')
+  if (flags > (FLAG_KEY | FLAG_HEADERS)) throw new DecodeError(`unknown publish flags ${flags}`)
+  const msg: PubMessage = { topic, data: EMPTY, from }
+  if (flags & FLAG_KEY) msg.key = r.bytes('key', 64 * 1024)
+  if (flags & FLAG_HEADERS) {
+    const n = r.u16('header count')
+    if (n > MAX_HEADERS) throw new DecodeError(`too many headers (${n})`)
+    const headers: Record<string, string> = {}
+    for (let i = 0; i < n; i++) headers[r.str('header name')] = r.str('header value')
+    msg.headers = headers
+  }
+  msg.data = r.bytes('data', maxData)
+  r.end('publish')
+  return msg
+}
+
+const EMPTY = new Uint8Array(0)

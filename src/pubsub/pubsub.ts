@@ -1,0 +1,261 @@
+/**
+ * Topic pub/sub over links. Each node tells every linked peer which patterns it is
+ * subscribed to (a full set when the link comes up, then additions and removals); a
+ * publisher sends each message once to every linked peer whose interest matches, on that
+ * peer's ordered link, so every matching subscriber receives it at most once and in
+ * publish order per publisher. Interest of a peer is forgotten when its connection ends.
+ *
+ * Subscribers with a handler get it called in order, synchronously; iterators read from a
+ * bounded queue (`maxPending` messages / `maxPendingBytes`): when it is full, new messages
+ * for that subscription are dropped and counted (`dropped`, `pubsub.dropped` in status).
+ */
+import { InvalidArgumentError } from '../errors.js'
+import { FrameType } from '../link/frames.js'
+import type { Link } from '../link/link.js'
+import { type BinaryReader, BinaryWriter } from '../util/binary.js'
+import { writeFrame } from '../link/frames.js'
+import { BoundedQueue } from './queue.js'
+import { checkPattern } from './subject.js'
+import { InterestMode, type PubMessage, readInterest, readPublishRest, readPublishTopic, writeInterest, writePublish } from './frames.js'
+import { SubjectIndex } from './subject.js'
+
+/** Default bound of one subscription's queue. */
+export const SUB_MAX_PENDING = 65_536
+export const SUB_MAX_PENDING_BYTES = 64 * 1024 * 1024
+/** Topics whose interested peers are cached. */
+const ROUTE_CACHE_SIZE = 4096
+
+/** A subscription: an `AsyncIterable` of messages unless a handler was given. */
+export interface Subscription extends AsyncIterable<PubMessage> {
+  readonly pattern: string
+  /** Messages dropped because the queue was full. */
+  readonly dropped: number
+  /** Messages delivered to this subscription so far. */
+  readonly received: number
+  unsubscribe(): void
+}
+
+/** What pub/sub needs from the node. */
+export interface PubSubHost {
+  self: string
+  links(): Link[]
+  link(peer: string): Link | undefined
+  count(counter: string, n?: number): void
+}
+
+class Sub implements Subscription {
+  dropped = 0
+  received = 0
+  closed = false
+  readonly queue: BoundedQueue<PubMessage> | undefined
+  private iterating = false
+
+  constructor(
+    readonly pattern: string,
+    private readonly handler: ((m: PubMessage) => void | Promise<void>) | undefined,
+    private readonly owner: PubSub,
+  ) {
+    if (!handler) this.queue = new BoundedQueue(SUB_MAX_PENDING, SUB_MAX_PENDING_BYTES, (m) => m.data.length + 64)
+  }
+
+  deliver(m: PubMessage): void {
+    if (this.closed) return
+    if (this.handler) {
+      this.received++
+      try {
+        const r = this.handler(m)
+        if (r instanceof Promise) r.catch(() => this.owner.host.count('pubsub.handlerErrors'))
+      } catch {
+        this.owner.host.count('pubsub.handlerErrors')
+      }
+      return
+    }
+    if (this.queue!.push(m)) this.received++
+    else {
+      this.dropped++
+      this.owner.host.count('pubsub.dropped')
+    }
+  }
+
+  unsubscribe(): void {
+    if (this.closed) return
+    this.closed = true
+    this.queue?.end()
+    this.owner.remove(this)
+  }
+
+  [Symbol.asyncIterator](): AsyncIterator<PubMessage> {
+    if (!this.queue) {
+      throw new InvalidArgumentError('this subscription has a handler; iterate a subscription made without one')
+    }
+    if (this.iterating) throw new InvalidArgumentError('this subscription is already being iterated')
+    this.iterating = true
+    const q = this.queue
+    return {
+      next: () => q.next(),
+      return: async () => {
+        this.unsubscribe()
+        return { value: undefined, done: true }
+      },
+    }
+  }
+}
+
+/** Pub/sub engine of one node. */
+export class PubSub {
+  private readonly local = new SubjectIndex<Sub>()
+  private readonly subs = new Set<Sub>()
+  private readonly patternCount = new Map<string, number>()
+  private readonly remote = new Map<string, SubjectIndex<string>>()
+  private readonly remotePatterns = new Map<string, Set<string>>()
+  private routeCache = new Map<string, string[]>()
+
+  constructor(readonly host: PubSubHost) {}
+
+  subscribe(pattern: string, handler?: (m: PubMessage) => void | Promise<void>): Subscription {
+    checkPattern(pattern, 'pattern')
+    if (handler !== undefined && typeof handler !== 'function') {
+      throw new InvalidArgumentError('handler must be a function when given')
+    }
+    const sub = new Sub(pattern, handler, this)
+    this.local.add(pattern, sub)
+    this.subs.add(sub)
+    const n = (this.patternCount.get(pattern) ?? 0) + 1
+    this.patternCount.set(pattern, n)
+    if (n === 1) this.sendInterest(InterestMode.Add, [pattern])
+    return sub
+  }
+
+  /** Called by a subscription's `unsubscribe`. */
+  remove(sub: Sub): void {
+    this.local.delete(sub.pattern, sub)
+    this.subs.delete(sub)
+    const n = (this.patternCount.get(sub.pattern) ?? 1) - 1
+    if (n > 0) this.patternCount.set(sub.pattern, n)
+    else {
+      this.patternCount.delete(sub.pattern)
+      this.sendInterest(InterestMode.Remove, [sub.pattern])
+    }
+  }
+
+  private sendInterest(mode: number, patterns: string[]): void {
+    for (const link of this.host.links()) {
+      link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, mode, patterns)))
+    }
+  }
+
+  /** A link came up: tell the peer everything we are subscribed to. */
+  onLinkUp(link: Link): void {
+    const patterns = [...this.patternCount.keys()]
+    link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, InterestMode.Replace, patterns)))
+  }
+
+  /** A peer's connection ended: forget its interest. */
+  onPeerGone(peer: string): void {
+    if (this.remote.delete(peer)) {
+      this.remotePatterns.delete(peer)
+      this.routeCache.clear()
+    }
+  }
+
+  onInterest(peer: string, r: BinaryReader): void {
+    const { mode, patterns } = readInterest(r)
+    for (const p of patterns) checkPattern(p, 'pattern') // throws → resets the hostile stream
+    let idx = this.remote.get(peer)
+    let set = this.remotePatterns.get(peer)
+    if (!idx || !set || mode === InterestMode.Replace) {
+      idx = new SubjectIndex()
+      set = new Set()
+      this.remote.set(peer, idx)
+      this.remotePatterns.set(peer, set)
+    }
+    for (const p of patterns) {
+      if (mode === InterestMode.Remove) {
+        idx.delete(p, p)
+        set.delete(p)
+      } else if (!set.has(p)) {
+        if (set.size >= 10_000) throw new InvalidArgumentError('peer declared more than 10000 patterns')
+        idx.add(p, p)
+        set.add(p)
+      }
+    }
+    this.routeCache.clear()
+  }
+
+  /** Peers with a subscription matching `topic` (cached until interest changes). */
+  private route(topic: string): string[] {
+    let peers = this.routeCache.get(topic)
+    if (peers) return peers
+    peers = []
+    for (const [peer, idx] of this.remote) if (idx.match(topic).size > 0) peers.push(peer)
+    if (this.routeCache.size >= ROUTE_CACHE_SIZE) this.routeCache = new Map()
+    this.routeCache.set(topic, peers)
+    return peers
+  }
+
+  /**
+   * Sends a message to every matching subscriber (remote ones once per node). Resolves
+   * once it is queued on every link; waits while a link's queue is full (backpressure).
+   */
+  publish(
+    topic: string,
+    data: Uint8Array,
+    key: Uint8Array | undefined,
+    headers: Record<string, string> | undefined,
+  ): Promise<void> | undefined {
+    const peers = this.route(topic)
+    let waits: Promise<void>[] | undefined
+    if (peers.length > 0) {
+      let frame: Uint8Array | undefined
+      if (peers.length > 1) {
+        const w = new BinaryWriter(data.length + topic.length + 32)
+        writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers))
+        frame = w.finish()
+      }
+      for (const peer of peers) {
+        const link = this.host.link(peer)
+        if (!link) continue
+        if (frame) {
+          const f = frame
+          link.write((w) => w.raw(f))
+        } else link.write((w) => writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers)))
+        if (link.full) (waits ??= []).push(link.writable().catch(() => {}))
+      }
+    }
+    if (this.local.size > 0) {
+      const subs = this.local.match(topic)
+      if (subs.size > 0) {
+        const m: PubMessage = { topic, data, from: this.host.self }
+        if (key) m.key = key
+        if (headers) m.headers = headers
+        for (const s of subs) s.deliver(m)
+      }
+    }
+    return waits ? Promise.all(waits).then(() => {}) : undefined
+  }
+
+  onPublish(peer: string, r: BinaryReader, maxData: number): void {
+    const topic = readPublishTopic(r)
+    const subs = this.local.size > 0 ? this.local.match(topic) : undefined
+    if (!subs || subs.size === 0) {
+      this.host.count('pubsub.unwanted')
+      return
+    }
+    const m = readPublishRest(r, topic, peer, maxData)
+    for (const s of subs) s.deliver(m)
+  }
+
+  /** Counts for status: local subscriptions and their drops. */
+  stats(): { subscriptions: number; patternsFromPeers: number; dropped: number } {
+    let remote = 0
+    for (const s of this.remotePatterns.values()) remote += s.size
+    let dropped = 0
+    for (const s of this.subs) dropped += s.dropped
+    return { subscriptions: this.subs.size, patternsFromPeers: remote, dropped }
+  }
+
+  /** Ends every local subscription (node stopping). */
+  close(): void {
+    for (const s of [...this.subs]) s.unsubscribe()
+  }
+}

@@ -1,0 +1,245 @@
+/**
+ * Opening and accepting tunnels. The opener picks a member like a request does, sends
+ * TunnelOpen with its window and waits for TunnelAccept (or a refusal: then it tries
+ * another member) until `timeout` (`TimeoutError`). The acceptor checks membership and
+ * its `tunnels` limit, answers, and hands the new end to `onTunnel`. Tunnels with a peer
+ * whose link closes end with `TunnelClosedError` at once.
+ */
+import { DEFAULT_REQUEST_TIMEOUT } from '../constants.js'
+import { NoMembersError, OverloadedError, TimeoutError, TunnelClosedError } from '../errors.js'
+import type { Link } from '../link/link.js'
+import { type BinaryReader, DecodeError } from '../util/binary.js'
+import { CloseReason, Dir, TUNNEL_WINDOW, writeAccept, writeClose, writeOpen } from './frames.js'
+import { type Tunnel, TunnelEnd } from './tunnel.js'
+
+/** A tunnel handler as given to `join`. */
+export type TunnelHandler = (tunnel: Tunnel, ctx: { from: string; cluster: string }) => void | Promise<void>
+
+interface Served {
+  handler: TunnelHandler | undefined
+  limit: number
+  open: number
+}
+
+interface Opening {
+  resolve(end: TunnelEnd): void
+  refuse(reason: number, message: string): void
+  peer: string
+  cluster: string
+}
+
+/** What tunnels need from the node. */
+export interface TunnelHost {
+  self: string
+  link(peer: string): Link | undefined
+  /** Picks a linked member of the cluster not in `exclude` (like a request), or undefined. */
+  pick(cluster: string, exclude: Set<string>): string | undefined
+  /** Waits for a membership or link change. */
+  nextChange(signal: AbortSignal): Promise<void>
+  discovering(): boolean
+  maxMessageSize: number
+  count(counter: string): void
+}
+
+/** Tunnel tables and setup of one node. */
+export class TunnelManager {
+  private nextTid = 1
+  /** Tunnels this node opened, by `${peer}/${tid}`. */
+  private readonly outgoing = new Map<string, TunnelEnd>()
+  /** Tunnels this node accepted, by `${peer}/${tid}`. */
+  private readonly incoming = new Map<string, TunnelEnd>()
+  private readonly opening = new Map<string, Opening>()
+  private readonly served = new Map<string, Served>()
+
+  constructor(private readonly host: TunnelHost) {}
+
+  serve(cluster: string, handler: TunnelHandler | undefined, limit: number): void {
+    this.served.set(cluster, { handler, limit, open: 0 })
+  }
+
+  unserve(cluster: string): void {
+    this.served.delete(cluster)
+  }
+
+  /** Number of open tunnels (both directions). */
+  get openCount(): number {
+    return this.outgoing.size + this.incoming.size
+  }
+
+  async open(cluster: string, timeout = DEFAULT_REQUEST_TIMEOUT, signal?: AbortSignal): Promise<Tunnel> {
+    const deadline = Date.now() + timeout
+    const ac = new AbortController()
+    const timer = setTimeout(() => ac.abort(new TimeoutError(`tunnel to ${cluster} not accepted within ${timeout} ms`)), timeout)
+    const onAbort = () => ac.abort(signal?.reason)
+    signal?.addEventListener('abort', onAbort, { once: true })
+    const tried = new Set<string>()
+    let overloaded = false
+    try {
+      for (;;) {
+        if (ac.signal.aborted) throw ac.signal.reason
+        const peer = this.host.pick(cluster, tried)
+        if (!peer) {
+          const waiting = this.host.discovering()
+          if (!waiting && tried.size > 0 && overloaded) throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
+          if (!waiting && tried.size === 0) throw new NoMembersError(`no reachable member of ${cluster}`)
+          if (!waiting) throw new NoMembersError(`no member of ${cluster} accepted the tunnel (tried ${tried.size})`)
+          await this.host.nextChange(ac.signal).catch(() => {})
+          continue
+        }
+        tried.add(peer)
+        const result = await this.tryOpen(peer, cluster, Math.max(1, deadline - Date.now()), ac.signal)
+        if (result instanceof TunnelEnd) return result
+        if (result === CloseReason.Refused) overloaded = true
+      }
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /** One attempt: resolves to the end, or to the refusal reason. */
+  private tryOpen(peer: string, cluster: string, remaining: number, signal: AbortSignal): Promise<TunnelEnd | number> {
+    const link = this.host.link(peer)
+    if (!link) return Promise.resolve(CloseReason.NotMember)
+    const tid = this.nextTid
+    this.nextTid = this.nextTid >= 0xffffffff ? 1 : this.nextTid + 1
+    const key = `${peer}/${tid}`
+    return new Promise((resolve, reject) => {
+      const cleanup = () => {
+        this.opening.delete(key)
+        signal.removeEventListener('abort', onAbort)
+      }
+      const onAbort = () => {
+        cleanup()
+        this.host.link(peer)?.write((w) => writeClose(w, tid, Dir.FromOpener, CloseReason.Timeout, 'setup timed out'))
+        reject(signal.reason)
+      }
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.opening.set(key, {
+        peer,
+        cluster,
+        resolve: (end) => {
+          cleanup()
+          resolve(end)
+        },
+        refuse: (reason) => {
+          cleanup()
+          resolve(reason)
+        },
+      })
+      link.write((w) => writeOpen(w, tid, cluster, remaining, TUNNEL_WINDOW))
+    })
+  }
+
+  private makeEnd(tid: number, dir: number, peer: string, cluster: string, peerWindow: number): TunnelEnd {
+    const table = dir === Dir.FromOpener ? this.outgoing : this.incoming
+    const key = `${peer}/${tid}`
+    const end = new TunnelEnd(tid, dir, peer, cluster, peerWindow, TUNNEL_WINDOW, this.host.maxMessageSize, {
+      link: () => this.host.link(peer),
+      finished: () => {
+        if (table.get(key) === end) table.delete(key)
+        if (dir === Dir.FromAcceptor) {
+          const s = this.served.get(cluster)
+          if (s && s.open > 0) s.open--
+        }
+      },
+    })
+    table.set(key, end)
+    return end
+  }
+
+  onFrame(type: 'open' | 'accept' | 'data' | 'credit' | 'close', peer: string, r: BinaryReader): void {
+    const tid = r.u32('tunnel id')
+    const dir = r.u8('tunnel dir')
+    if (dir > Dir.FromAcceptor) throw new DecodeError(`bad tunnel direction ${dir}`)
+    // A frame from the opener concerns a tunnel we accepted, and vice versa.
+    const table = dir === Dir.FromOpener ? this.incoming : this.outgoing
+    const key = `${peer}/${tid}`
+    switch (type) {
+      case 'open': {
+        const cluster = r.str('cluster')
+        r.u32('timeout')
+        const window = r.u32('window')
+        r.end('tunnel open')
+        this.accept(peer, tid, cluster, window)
+        return
+      }
+      case 'accept': {
+        const window = r.u32('window')
+        r.end('tunnel accept')
+        const o = this.opening.get(key)
+        if (!o) {
+          // Accepted after we gave up: tell the acceptor to close it.
+          this.host.link(peer)?.write((w) => writeClose(w, tid, Dir.FromOpener, CloseReason.Timeout, 'setup timed out'))
+          return
+        }
+        o.resolve(this.makeEnd(tid, Dir.FromOpener, peer, o.cluster, window))
+        return
+      }
+      case 'data': {
+        const flags = r.u8('flags')
+        const chunk = r.bytes('chunk', 1 << 20)
+        r.end('tunnel data')
+        const end = table.get(key)
+        if (!end) return
+        if (!end.onData((flags & 1) === 1, chunk)) end.abort(CloseReason.Error, 'flow control violated')
+        return
+      }
+      case 'credit': {
+        const bytes = r.u32('credit')
+        r.end('tunnel credit')
+        table.get(key)?.onCredit(bytes)
+        return
+      }
+      case 'close': {
+        const reason = r.u8('reason')
+        const message = r.str('message')
+        r.end('tunnel close')
+        const o = dir === Dir.FromAcceptor ? this.opening.get(key) : undefined
+        if (o) o.refuse(reason, message)
+        else table.get(key)?.onRemoteClose(reason, message)
+      }
+    }
+  }
+
+  private accept(peer: string, tid: number, cluster: string, window: number): void {
+    const refuse = (reason: number, message: string) =>
+      this.host.link(peer)?.write((w) => writeClose(w, tid, Dir.FromAcceptor, reason, message))
+    const s = this.served.get(cluster)
+    if (!s) return void refuse(CloseReason.NotMember, `not a member of ${cluster}`)
+    if (!s.handler) return void refuse(CloseReason.Refused, `${cluster}: this member does not accept tunnels`)
+    if (s.open >= s.limit) {
+      this.host.count('tunnels.refused')
+      return void refuse(CloseReason.Refused, `${cluster}: ${s.open} tunnels open, limit ${s.limit}`)
+    }
+    const link = this.host.link(peer)
+    if (!link) return
+    s.open++
+    const end = this.makeEnd(tid, Dir.FromAcceptor, peer, cluster, window)
+    link.write((w) => writeAccept(w, tid, TUNNEL_WINDOW))
+    this.host.count('tunnels.accepted')
+    try {
+      const r = s.handler(end, { from: peer, cluster })
+      if (r instanceof Promise) r.catch((err) => end.abort(CloseReason.Error, `handler failed: ${String(err)}`))
+    } catch (err) {
+      end.abort(CloseReason.Error, `handler failed: ${String(err)}`)
+    }
+  }
+
+  /** The link to a peer closed: every tunnel with it ends. */
+  onLinkDown(peer: string): void {
+    for (const table of [this.outgoing, this.incoming]) {
+      for (const [key, end] of [...table]) {
+        if (key.startsWith(`${peer}/`)) end.terminate(new TunnelClosedError(`tunnel peer ${peer} is gone`))
+      }
+    }
+    for (const [key, o] of [...this.opening]) if (o.peer === peer) o.refuse(CloseReason.NotMember, 'peer gone')
+  }
+
+  /** Ends every tunnel (node stopping). */
+  closeAll(): void {
+    for (const table of [this.outgoing, this.incoming]) {
+      for (const end of [...table.values()]) end.abort(CloseReason.Normal, 'node stopping')
+    }
+  }
+}
