@@ -56,7 +56,13 @@ const DISCOVERY_GRACE = 3000
  */
 export async function createNode(options: NodeOptions = {}): Promise<PlexusNode> {
   const node = new Node(parseNodeOptions(options))
-  await node.start()
+  try {
+    await node.start()
+  } catch (err) {
+    // A half-started node (e.g. the relay port was taken) must not keep running.
+    await node.stop().catch(() => {})
+    throw err
+  }
   return node
 }
 
@@ -86,6 +92,11 @@ class Node implements PlexusNode {
 
   get addresses(): string[] {
     return this.libp2p.getMultiaddrs().map((a) => a.toString())
+  }
+
+  /** Largest payload accepted (bytes). */
+  get maxMessageSize(): number {
+    return this.cfg.maxMessageSize
   }
 
   get relayAddress(): string | undefined {
@@ -177,7 +188,9 @@ class Node implements PlexusNode {
     await this.links.start()
     this.directory.start()
     await this.dialer.start({ local: this.cfg.local, bootstrap: this.cfg.bootstrap })
-    if (this.cfg.relay) this.relayServer = await startRelay(this, this.cfg.relay)
+    if (this.cfg.relay) {
+      this.relayServer = await startRelay(this, { ...this.cfg.relay, maxMessageSize: this.cfg.maxMessageSize })
+    }
   }
 
   /** Writes a frame to a peer, waiting for our link to it to open when it is not up yet. */
@@ -403,17 +416,18 @@ class Node implements PlexusNode {
     return this.stopping
   }
 
+  /** Stops whatever `start` got to (it may have failed half way). */
   private async doStop(): Promise<void> {
     await this.relayServer?.close()
-    this.directory.leaveAll()
-    this.directory.stop()
-    this.client.abortAll()
-    this.server.abortAll()
-    this.tunnels.closeAll()
-    this.pubsub.close()
-    await this.dialer.stop()
-    await this.links.stop()
-    await this.libp2p.stop()
+    this.directory?.leaveAll()
+    this.directory?.stop()
+    this.client?.abortAll()
+    this.server?.abortAll()
+    this.tunnels?.closeAll()
+    this.pubsub?.close()
+    await this.dialer?.stop()
+    await this.links?.stop()
+    await this.libp2p?.stop()
     this.notifyChange()
   }
 }

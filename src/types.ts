@@ -79,8 +79,9 @@ export interface RequestOptions {
 /**
  * An ordered, reliable, flow-controlled, bidirectional message channel to one member.
  * `send` waits while the receiver's window is full; iterate to read messages in order.
- * Either side may `close()`; the other side's iteration then ends after the messages sent
- * before the close. The peer's death ends it with `TunnelClosedError` on this side.
+ * `close()` ends this side's sending (like a TCP half-close): the other side's iteration
+ * ends after the messages sent before it, and this side keeps reading until the other side
+ * closes too. The peer's death ends both directions with `TunnelClosedError`.
  */
 export interface Tunnel extends AsyncIterable<Uint8Array> {
   readonly peer: string
@@ -163,6 +164,8 @@ export interface PlexusNode {
   readonly addresses: string[]
   /** Network name. */
   readonly network: string
+  /** Largest payload accepted (bytes), from the `maxMessageSize` option. */
+  readonly maxMessageSize: number
   /** Relay endpoint address when enabled (`host:port`). */
   readonly relayAddress: string | undefined
   /** Serve a cluster. Resolves once the membership is announced. */

@@ -47,7 +47,9 @@ export function parsePositiveInt(flag: string): (value: string) => number {
 /** Checks a cluster name given to `flag` (1–64 chars of [A-Za-z0-9_-]). */
 export function checkCluster(value: string, flag: string): string {
   if (!CLUSTER_NAME_RE.test(value)) {
-    throw new UsageError(`${flag} must be a cluster name of 1-64 characters [A-Za-z0-9_-], got ${describe(value)}`)
+    throw new UsageError(
+      `${flag} must be a cluster name of 1-64 characters [A-Za-z0-9_-], got ${describe(value)}`,
+    )
   }
   return value
 }
@@ -66,7 +68,9 @@ export function collectMultiaddr(flag: string): (value: string, previous: string
     try {
       multiaddr(value)
     } catch {
-      throw new UsageError(`${flag} must be a multiaddr such as /ip4/127.0.0.1/tcp/4001, got ${describe(value)}`)
+      throw new UsageError(
+        `${flag} must be a multiaddr such as /ip4/127.0.0.1/tcp/4001, got ${describe(value)}`,
+      )
     }
     return [...(previous ?? []), value]
   }
@@ -80,7 +84,8 @@ export async function readKeyFile(file: string, flag: string): Promise<string> {
   let text: string
   try {
     const buf = await readFile(file)
-    if (buf.length > MAX_KEY_FILE) throw new UsageError(`${flag} ${file}: file is ${buf.length} bytes, not a key`)
+    if (buf.length > MAX_KEY_FILE)
+      throw new UsageError(`${flag} ${file}: file is ${buf.length} bytes, not a key`)
     text = buf.toString('utf8').trim()
   } catch (err) {
     if (err instanceof UsageError) throw err
@@ -95,7 +100,8 @@ export async function readKeyFile(file: string, flag: string): Promise<string> {
             : (err as Error).message
     throw new UsageError(`${flag} ${file}: cannot read key file: ${why}`)
   }
-  if (text === '') throw new UsageError(`${flag} ${file}: key file is empty (create one with: plexus keygen > ${file})`)
+  if (text === '')
+    throw new UsageError(`${flag} ${file}: key file is empty (create one with: plexus keygen > ${file})`)
   try {
     parseKey(text, flag)
   } catch {

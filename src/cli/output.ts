@@ -42,7 +42,10 @@ export function errorNameOf(err: unknown): string {
 
 /** The message of any thrown value squeezed onto one bounded line. */
 export function oneLine(text: string): string {
-  const s = text.replace(/\s*\n\s*/g, ' ').replace(/\s+/g, ' ').trim()
+  const s = text
+    .replace(/\s*\n\s*/g, ' ')
+    .replace(/\s+/g, ' ')
+    .trim()
   return s.length > MAX_MESSAGE ? `${s.slice(0, MAX_MESSAGE)}…` : s
 }
 

@@ -2,8 +2,9 @@
  * Small file-system helpers of the commit log: segment file names, full reads and writes,
  * directory fsync and atomic file replacement.
  */
-import { open, rename, unlink } from 'node:fs/promises'
+
 import type { FileHandle } from 'node:fs/promises'
+import { open, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { BASE_OFFSET_DIGITS, TMP_SUFFIX } from './constants.js'
 

@@ -4,11 +4,11 @@
  * read path: one fresh buffer per chunk so the returned records can be views into it).
  */
 import type { FileHandle } from 'node:fs/promises'
+import { DecodeError } from '../util/binary.js'
 import { MAX_SEGMENT_BYTES, REC } from './constants.js'
 import { readFully } from './fsutil.js'
-import { INCOMPLETE, decodeRecord, recordOffset, verifyRecord } from './record.js'
+import { decodeRecord, INCOMPLETE, recordOffset, verifyRecord } from './record.js'
 import type { LogRecord } from './types.js'
-import { DecodeError } from '../util/binary.js'
 
 /** Where and why a scan or read stopped at a bad record. */
 export interface BadRecord {
@@ -19,9 +19,14 @@ export interface BadRecord {
 /**
  * Visitor of `scanRecords`: `buf[pos, pos+size)` is one verified record at file position
  * `filePos`. Return a string to reject it (the scan stops there as at a bad record), `false`
- * to stop cleanly, anything else to continue. The buffer is reused after the call returns.
+ * to stop cleanly before it (the returned `end` is its position), anything else to continue. The buffer is reused after the call returns.
  */
-export type ScanVisitor = (buf: Buffer, pos: number, size: number, filePos: number) => string | boolean | undefined
+export type ScanVisitor = (
+  buf: Buffer,
+  pos: number,
+  size: number,
+  filePos: number,
+) => string | boolean | undefined
 
 /**
  * Verifies and visits the records of `fh` in `[start, end)`. Returns the position after the
@@ -50,7 +55,7 @@ export async function scanRecords(
       }
       // Shift the partial record to the front, grow if one record exceeds the buffer.
       const partial = have - p
-      let need = REC.HEADER_SIZE
+      let need: number = REC.HEADER_SIZE
       if (partial >= 4) need = buf.readUInt32BE(p + REC.SIZE)
       if (need > buf.length) {
         const bigger = Buffer.allocUnsafe(need)
@@ -60,14 +65,21 @@ export async function scanRecords(
       filePos += p
       have = partial
       p = 0
-      const n = await readFully(fh, buf, have, Math.min(buf.length - have, end - (filePos + have)), filePos + have)
+      const n = await readFully(
+        fh,
+        buf,
+        have,
+        Math.min(buf.length - have, end - (filePos + have)),
+        filePos + have,
+      )
       if (n === 0) return { end: filePos, bad: { position: filePos, reason: 'truncated record' } }
       have += n
       continue
     }
     const verdict = visit(buf, p, r, filePos + p)
-    if (typeof verdict === 'string') return { end: filePos + p, bad: { position: filePos + p, reason: verdict } }
-    if (verdict === false) return { end: filePos + p + r, bad: undefined }
+    if (typeof verdict === 'string')
+      return { end: filePos + p, bad: { position: filePos + p, reason: verdict } }
+    if (verdict === false) return { end: filePos + p, bad: undefined }
     p += r
   }
 }
@@ -122,7 +134,8 @@ export async function readRecords(
         if (n < REC.HEADER_SIZE) return bad(pos, 'truncated record')
         len = buf.readUInt32BE(REC.SIZE)
         if (pos + len > end) return bad(pos, 'record runs past the end of the segment')
-        if (out.length > 0 && bytes + len > maxBytes) return { bytes, full: true, bad: undefined, badAtStart: false }
+        if (out.length > 0 && bytes + len > maxBytes)
+          return { bytes, full: true, bad: undefined, badAtStart: false }
         buf = Buffer.allocUnsafe(len)
         n = await readFully(fh, buf, 0, len, pos)
         r = verifyRecord(buf, 0, n, MAX_SEGMENT_BYTES)
@@ -136,7 +149,8 @@ export async function readRecords(
       if (offset <= lastOffset || offset >= limit) return bad(pos + p, `offset ${offset} out of order`)
       lastOffset = offset
       if (offset >= fromOffset) {
-        if (out.length > 0 && bytes + r > maxBytes) return { bytes, full: true, bad: undefined, badAtStart: false }
+        if (out.length > 0 && bytes + r > maxBytes)
+          return { bytes, full: true, bad: undefined, badAtStart: false }
         try {
           out.push(decodeRecord(buf, p))
         } catch (err) {

@@ -46,7 +46,8 @@ export function checkedRecordSize(r: AppendRecord, i: number, maxRecordBytes: nu
   }
   let size = REC.HEADER_SIZE + r.value.length
   if (r.key !== undefined) {
-    if (!(r.key instanceof Uint8Array)) throw new InvalidArgumentError(`records[${i}].key must be a Uint8Array`)
+    if (!(r.key instanceof Uint8Array))
+      throw new InvalidArgumentError(`records[${i}].key must be a Uint8Array`)
     size += r.key.length
   }
   if (r.timestamp !== undefined && !isU64(r.timestamp)) {
@@ -66,14 +67,17 @@ export function checkedRecordSize(r: AppendRecord, i: number, maxRecordBytes: nu
         throw new InvalidArgumentError(`records[${i}].headers.${name} must be a Uint8Array`)
       }
       const nameBytes = Buffer.byteLength(name, 'utf8')
-      if (nameBytes > 0xffff) throw new InvalidArgumentError(`records[${i}] header name longer than 65535 bytes`)
+      if (nameBytes > 0xffff)
+        throw new InvalidArgumentError(`records[${i}] header name longer than 65535 bytes`)
       size += HEADER_NAME_LENGTH_SIZE + nameBytes + HEADER_VALUE_LENGTH_SIZE + v.length
       n++
     }
     if (n > MAX_HEADERS) throw new InvalidArgumentError(`records[${i}] has more than ${MAX_HEADERS} headers`)
   }
   if (size > maxRecordBytes) {
-    throw new InvalidArgumentError(`records[${i}] is ${size} bytes encoded, over maxRecordBytes (${maxRecordBytes})`)
+    throw new InvalidArgumentError(
+      `records[${i}] is ${size} bytes encoded, over maxRecordBytes (${maxRecordBytes})`,
+    )
   }
   return size
 }
@@ -160,6 +164,11 @@ export function recordOffset(buf: Buffer, pos: number): number {
 /** Timestamp of the (verified) record at `pos`. */
 export function recordTimestamp(buf: Buffer, pos: number): number {
   return readU64(buf, pos + REC.TIMESTAMP)
+}
+
+/** Term of the (verified) record at `pos`. */
+export function recordTerm(buf: Buffer, pos: number): number {
+  return readU64(buf, pos + REC.TERM)
 }
 
 /** Key bytes of the (verified) record at `pos`, a view; undefined when it has none. */

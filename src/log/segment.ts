@@ -5,15 +5,16 @@
  * retention/truncation. File handles are reference counted so a segment deleted or replaced
  * while a read is in flight stays readable until that read ends.
  */
-import { open, readFile } from 'node:fs/promises'
+
 import type { FileHandle } from 'node:fs/promises'
-import { join } from 'node:path'
-import { INDEX_SUFFIX, LOG_SUFFIX, TIME_INDEX_SUFFIX } from './constants.js'
+import { open, readFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
+import { IDX, INDEX_SUFFIX, LOG_SUFFIX, TIDX, TIME_INDEX_SUFFIX } from './constants.js'
 import { CorruptLogError } from './errors.js'
-import { segmentStem, unlinkIfExists, writeFully } from './fsutil.js'
+import { atomicWriteFile, segmentStem, unlinkIfExists, writeFully } from './fsutil.js'
 import { OffsetIndex } from './index-file.js'
 import { type BadRecord, scanRecords } from './reader.js'
-import { recordOffset, recordTimestamp } from './record.js'
+import { recordOffset, recordTerm, recordTimestamp } from './record.js'
 import { TimeIndex } from './time-index.js'
 
 /** Builds both sparse indexes as records go by (writer and scans share the rules). */
@@ -25,6 +26,7 @@ export class SegmentIndexer {
   maxTimestamp = -1
   offsetOfMaxTimestamp = -1
   lastOffset = -1
+  lastTerm = -1
   records = 0
 
   constructor(
@@ -33,7 +35,7 @@ export class SegmentIndexer {
   ) {}
 
   /** Accounts for one record at `position` of `size` bytes. */
-  track(offset: number, timestamp: number, position: number, size: number): void {
+  track(offset: number, timestamp: number, term: number, position: number, size: number): void {
     const rel = offset - this.baseOffset
     if (this.sinceIndex >= this.interval) {
       this.index.append(rel, position)
@@ -50,6 +52,7 @@ export class SegmentIndexer {
     }
     this.sinceTimeIndex += size
     this.lastOffset = offset
+    this.lastTerm = term
     this.records++
   }
 
@@ -154,7 +157,11 @@ export class Segment {
 
   /** Closes every open handle of the segment now. */
   async closeHandles(): Promise<void> {
-    const handles = [this.opening ? await this.opening.catch(() => undefined) : this.fh, this.indexFh, this.timeIndexFh]
+    const handles = [
+      this.opening ? await this.opening.catch(() => undefined) : this.fh,
+      this.indexFh,
+      this.timeIndexFh,
+    ]
     this.fh = undefined
     this.opening = undefined
     this.indexFh = undefined
@@ -166,16 +173,13 @@ export class Segment {
   async flushIndexes(): Promise<void> {
     const ix = this.indexer
     if (!ix) return
+    if (!this.indexFh || !this.timeIndexFh) return this.rewriteIndexes()
+    const ipos = ix.index.written * IDX.ENTRY_SIZE
     const a = ix.index.flushable()
-    if (a) {
-      this.indexFh ??= await open(this.indexPath, 'a')
-      await writeFully(this.indexFh, a, 0, a.length, 0)
-    }
+    if (a) await writeFully(this.indexFh, a, 0, a.length, ipos)
+    const tpos = ix.timeIndex.written * TIDX.ENTRY_SIZE
     const b = ix.timeIndex.flushable()
-    if (b) {
-      this.timeIndexFh ??= await open(this.timeIndexPath, 'a')
-      await writeFully(this.timeIndexFh, b, 0, b.length, 0)
-    }
+    if (b) await writeFully(this.timeIndexFh, b, 0, b.length, tpos)
   }
 
   /** Rewrites both index files whole from the indexer (after a scan or truncation). */
@@ -245,11 +249,9 @@ export class Segment {
       return undefined
     }
     const ix = new SegmentIndexer(this.baseOffset, interval)
-    const bad = await this.scanInto(ix, this.size, nextBase, chunkBytes)
+    const { bad } = await this.scanInto(ix, this.size, nextBase, chunkBytes)
     if (bad) throw new CorruptLogError(this.logPath, bad.position, bad.reason)
     ix.finish()
-    const { atomicWriteFile } = await import('./fsutil.js')
-    const { basename } = await import('node:path')
     await atomicWriteFile(this.dir, basename(this.indexPath), ix.index.encode())
     await atomicWriteFile(this.dir, basename(this.timeIndexPath), ix.timeIndex.encode())
     this.cached = { index: ix.index, timeIndex: ix.timeIndex }
@@ -258,21 +260,28 @@ export class Segment {
   }
 
   /**
-   * Verifies records in `[0, end)` into `ix` (offsets increasing, >= base, < `limit`).
-   * Returns the first bad record, if any; `ix` then covers the good prefix.
+   * Verifies records in `[0, end)` into `ix` (offsets increasing, >= base, < `limit`),
+   * stopping cleanly before the first record with offset >= `stopAt`. Returns where it
+   * stopped and the first bad record, if any; `ix` then covers the good prefix.
    */
-  async scanInto(ix: SegmentIndexer, end: number, limit: number, chunkBytes: number): Promise<BadRecord | undefined> {
+  async scanInto(
+    ix: SegmentIndexer,
+    end: number,
+    limit: number,
+    chunkBytes: number,
+    stopAt = Number.MAX_SAFE_INTEGER,
+  ): Promise<{ end: number; bad: BadRecord | undefined }> {
     const fh = await this.handle()
-    const { bad } = await scanRecords(fh, 0, end, chunkBytes, (buf, pos, size, filePos) => {
+    return scanRecords(fh, 0, end, chunkBytes, (buf, pos, size, filePos) => {
       const offset = recordOffset(buf, pos)
       if (offset < this.baseOffset || offset <= ix.lastOffset || offset >= limit) {
         return `offset ${offset} out of order (segment base ${this.baseOffset}, previous ${ix.lastOffset})`
       }
       if (offset - this.baseOffset > 0xffffffff) return `offset ${offset} too far from the segment base`
-      ix.track(offset, recordTimestamp(buf, pos), filePos, size)
+      if (offset >= stopAt) return false
+      ix.track(offset, recordTimestamp(buf, pos), recordTerm(buf, pos), filePos, size)
       return undefined
     })
-    return bad
   }
 }
 

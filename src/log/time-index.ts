@@ -88,7 +88,8 @@ export class TimeIndex {
    * Returns a reason string when the file is implausible.
    */
   static decode(buf: Buffer, logBytes: number, relLimit: number): TimeIndex | string {
-    if (buf.length % TIDX.ENTRY_SIZE !== 0) return `size ${buf.length} is not a multiple of ${TIDX.ENTRY_SIZE}`
+    if (buf.length % TIDX.ENTRY_SIZE !== 0)
+      return `size ${buf.length} is not a multiple of ${TIDX.ENTRY_SIZE}`
     const n = buf.length / TIDX.ENTRY_SIZE
     if (n === 0 && logBytes > 0) return 'empty time index for a non-empty segment'
     const idx = new TimeIndex(Math.max(n, 16))

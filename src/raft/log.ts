@@ -3,7 +3,14 @@
  * entries that the driver has not yet persisted. The log tracks `committed` (known durable on
  * a quorum) and `applied` (handed to the application and confirmed by `advance`).
  */
-import { CompactedError, type ConfState, type Entry, entrySize, type HardState, RaftInvariantError } from './types.js'
+import {
+  CompactedError,
+  type ConfState,
+  type Entry,
+  entrySize,
+  type HardState,
+  RaftInvariantError,
+} from './types.js'
 
 /**
  * Read access to the persisted log, as the Raft core needs it. The driver owns writes (it
@@ -57,14 +64,16 @@ export class MemoryStorage implements Storage {
     const off = this.ents[0]!.index
     if (i < off) throw new CompactedError(`entry ${i} is compacted (first is ${off + 1})`)
     const e = this.ents[i - off]
-    if (e === undefined) throw new RaftInvariantError(`entry ${i} is beyond the last index ${this.lastIndex()}`)
+    if (e === undefined)
+      throw new RaftInvariantError(`entry ${i} is beyond the last index ${this.lastIndex()}`)
     return e.term
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     const off = this.ents[0]!.index
     if (lo <= off) throw new CompactedError(`entry ${lo} is compacted (first is ${off + 1})`)
-    if (hi > this.lastIndex() + 1) throw new RaftInvariantError(`entries up to ${hi - 1} requested, last is ${this.lastIndex()}`)
+    if (hi > this.lastIndex() + 1)
+      throw new RaftInvariantError(`entries up to ${hi - 1} requested, last is ${this.lastIndex()}`)
     return limitSize(this.ents.slice(lo - off, hi - off), maxBytes)
   }
 
@@ -74,7 +83,8 @@ export class MemoryStorage implements Storage {
     const first = entries[0]!.index
     const off = this.ents[0]!.index
     if (first <= off) throw new RaftInvariantError(`append at ${first} overlaps the compacted prefix ${off}`)
-    if (first > this.lastIndex() + 1) throw new RaftInvariantError(`append at ${first} leaves a gap after ${this.lastIndex()}`)
+    if (first > this.lastIndex() + 1)
+      throw new RaftInvariantError(`append at ${first} leaves a gap after ${this.lastIndex()}`)
     this.ents.length = first - off
     for (const e of entries) this.ents.push(e)
   }
@@ -132,7 +142,9 @@ export class RaftLog {
     this.offset = storage.lastIndex() + 1
     const first = storage.firstIndex() - 1
     if (committed > storage.lastIndex()) {
-      throw new RaftInvariantError(`commit ${committed} is beyond the persisted last index ${storage.lastIndex()}`)
+      throw new RaftInvariantError(
+        `commit ${committed} is beyond the persisted last index ${storage.lastIndex()}`,
+      )
     }
     this.committed = Math.max(committed, first)
     this.applied = Math.min(Math.max(applied, first), this.committed)
@@ -197,7 +209,8 @@ export class RaftLog {
     const lastNew = index + ents.length
     const ci = this.findConflict(ents)
     if (ci !== 0) {
-      if (ci <= this.committed) throw new RaftInvariantError(`entry ${ci} conflicts with committed ${this.committed}`)
+      if (ci <= this.committed)
+        throw new RaftInvariantError(`entry ${ci} conflicts with committed ${this.committed}`)
       this.append(ents.slice(ci - index - 1))
     }
     this.commitTo(Math.min(commit, lastNew))
@@ -208,8 +221,10 @@ export class RaftLog {
   append(ents: readonly Entry[]): void {
     if (ents.length === 0) return
     const after = ents[0]!.index
-    if (after <= this.committed) throw new RaftInvariantError(`append at ${after} would overwrite committed ${this.committed}`)
-    if (after > this.lastIndex() + 1) throw new RaftInvariantError(`append at ${after} leaves a gap after ${this.lastIndex()}`)
+    if (after <= this.committed)
+      throw new RaftInvariantError(`append at ${after} would overwrite committed ${this.committed}`)
+    if (after > this.lastIndex() + 1)
+      throw new RaftInvariantError(`append at ${after} leaves a gap after ${this.lastIndex()}`)
     if (after === this.offset + this.unstable.length) {
       for (const e of ents) this.unstable.push(e)
     } else if (after <= this.offset) {
@@ -237,7 +252,8 @@ export class RaftLog {
   slice(lo: number, hi: number, maxBytes: number): Entry[] {
     if (lo >= hi) return []
     if (lo < this.firstIndex()) throw new CompactedError(`entry ${lo} is compacted`)
-    if (hi > this.lastIndex() + 1) throw new RaftInvariantError(`slice to ${hi - 1} beyond last ${this.lastIndex()}`)
+    if (hi > this.lastIndex() + 1)
+      throw new RaftInvariantError(`slice to ${hi - 1} beyond last ${this.lastIndex()}`)
     let out: Entry[] = []
     if (lo < this.offset) {
       out = this.storage.entries(lo, Math.min(hi, this.offset), maxBytes)
@@ -264,7 +280,8 @@ export class RaftLog {
 
   commitTo(c: number): void {
     if (c <= this.committed) return
-    if (c > this.lastIndex()) throw new RaftInvariantError(`commit ${c} is beyond last index ${this.lastIndex()}`)
+    if (c > this.lastIndex())
+      throw new RaftInvariantError(`commit ${c} is beyond last index ${this.lastIndex()}`)
     this.committed = c
   }
 

@@ -239,7 +239,7 @@ export class TunnelManager {
   /** Ends every tunnel (node stopping). */
   closeAll(): void {
     for (const table of [this.outgoing, this.incoming]) {
-      for (const end of [...table.values()]) end.abort(CloseReason.Normal, 'node stopping')
+      for (const end of [...table.values()]) end.abort(CloseReason.Error, 'node stopping')
     }
   }
 }

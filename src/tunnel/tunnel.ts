@@ -6,16 +6,23 @@
  * and each end buffers at most its window. Messages larger than a chunk are cut into
  * fragments and joined again before delivery.
  *
- * Closing: `close()` sends everything already queued, then a close; the other end reads
- * the messages sent before it, then its iteration ends; sends after a close throw
- * `TunnelClosedError`. When the peer dies (its link closes), both iteration and `send`
- * throw `TunnelClosedError`.
+ * Closing is per direction, like TCP: `close()` sends everything already queued, then a
+ * close; the other end reads the messages sent before it, then its iteration ends. Sends
+ * after our own `close()` throw `TunnelClosedError`; we keep reading until the peer closes
+ * too. The tunnel is finished when both sides have closed. When the peer dies (its link
+ * closes) or fails the tunnel, both iteration and `send` throw `TunnelClosedError`.
  */
 import { InvalidArgumentError, TunnelClosedError } from '../errors.js'
 import type { Link } from '../link/link.js'
 import { BoundedQueue } from '../pubsub/queue.js'
 import { toBytes } from '../util/validate.js'
 import { CloseReason, TUNNEL_CHUNK, writeClose, writeCredit, writeData } from './frames.js'
+
+/** A received message and the credit it holds. */
+interface Inbound {
+  data: Uint8Array
+  credit: number
+}
 
 /** The public face of a tunnel. */
 export interface Tunnel extends AsyncIterable<Uint8Array> {
@@ -41,13 +48,21 @@ export interface TunnelWire {
 /** One end of a tunnel (internal implementation). */
 export class TunnelEnd implements Tunnel {
   private credit: number
-  private readonly inbox: BoundedQueue<Uint8Array>
+  private readonly inbox: BoundedQueue<Inbound>
   private fragments: Uint8Array[] = []
   private fragmentBytes = 0
   private unacked = 0
+  /** Credit for fragments received while whole messages were waiting to be read. */
+  private deferred = 0
   private creditWaiters: Array<() => void> = []
   private sending: Promise<void> = Promise.resolve()
-  private state: 'open' | 'closed' = 'open'
+  /** We closed our sending direction. */
+  private localClosed = false
+  /** The peer closed its sending direction. */
+  private remoteClosed = false
+  /** Failed (peer death, error): both directions are over. */
+  private terminated = false
+  private finished = false
   private closeError: Error | undefined
   private iterating = false
 
@@ -64,16 +79,17 @@ export class TunnelEnd implements Tunnel {
     private readonly wire: TunnelWire,
   ) {
     this.credit = peerWindow
-    this.inbox = new BoundedQueue<Uint8Array>(
+    // Bound: the window plus a message being reassembled plus one complete message.
+    this.inbox = new BoundedQueue<Inbound>(
       Number.MAX_SAFE_INTEGER,
-      window + maxMessageSize,
-      (m) => m.length,
-      (m) => this.consumed(m.length),
+      window + 2 * maxMessageSize,
+      (m) => m.data.length,
+      (m) => this.taken(m),
     )
   }
 
   get closed(): boolean {
-    return this.state === 'closed'
+    return this.localClosed || this.terminated
   }
 
   /** Sends one message, cut into chunks, each waiting for credit. */
@@ -84,7 +100,7 @@ export class TunnelEnd implements Tunnel {
         new InvalidArgumentError(`data is ${bytes.length} bytes, over maxMessageSize (${this.maxMessageSize} bytes)`),
       )
     }
-    if (this.state === 'closed') return Promise.reject(this.closedError())
+    if (this.closed) return Promise.reject(this.closedError())
     // Serialize sends so fragments of two messages never interleave.
     const p = this.sending.then(() => this.sendNow(bytes, options.signal))
     this.sending = p.catch(() => {})
@@ -95,8 +111,8 @@ export class TunnelEnd implements Tunnel {
     let off = 0
     do {
       const len = Math.min(TUNNEL_CHUNK, bytes.length - off)
-      while (this.credit < len && this.state === 'open') await this.waitCredit(signal)
-      if (this.state === 'closed') throw this.closedError()
+      while (this.credit < len && !this.terminated) await this.waitCredit(signal)
+      if (this.terminated) throw this.closedError()
       const link = this.wire.link()
       if (!link) {
         this.terminate(new TunnelClosedError(`tunnel to ${this.peer}: link lost`))
@@ -139,17 +155,26 @@ export class TunnelEnd implements Tunnel {
     this.wakeSenders()
   }
 
-  /** A chunk arrived. Returns false on a flow-control violation (caller closes). */
+  /**
+   * A chunk arrived. Returns false on a flow-control violation (caller closes).
+   * Credit for a fragment of an unfinished message is returned at once while the reader
+   * has nothing else waiting (else when it catches up), so messages larger than the
+   * window still flow; a complete message returns the credit of its last chunk when read.
+   */
   onData(more: boolean, chunk: Uint8Array): boolean {
-    if (this.state === 'closed') return true
+    if (this.terminated || this.remoteClosed) return true
     this.fragmentBytes += chunk.length
     if (this.fragmentBytes > this.maxMessageSize) return false
     if (!more && this.fragments.length === 0) {
       this.fragmentBytes = 0
-      return this.inbox.push(chunk)
+      return this.inbox.push({ data: chunk, credit: chunk.length })
     }
     this.fragments.push(chunk)
-    if (more) return true
+    if (more) {
+      if (this.inbox.length === 0) this.returnCredit(chunk.length)
+      else this.deferred += chunk.length
+      return true
+    }
     const msg = new Uint8Array(this.fragmentBytes)
     let o = 0
     for (const f of this.fragments) {
@@ -158,58 +183,74 @@ export class TunnelEnd implements Tunnel {
     }
     this.fragments = []
     this.fragmentBytes = 0
-    return this.inbox.push(msg)
+    return this.inbox.push({ data: msg, credit: chunk.length })
   }
 
-  /** The application consumed `n` bytes: return credit in batches of a quarter window. */
-  private consumed(n: number): void {
+  /** The application read a message: return its credit, and any deferred credit. */
+  private taken(m: Inbound): void {
+    let n = m.credit
+    if (this.inbox.length === 0 && this.deferred > 0) {
+      n += this.deferred
+      this.deferred = 0
+    }
+    this.returnCredit(n)
+  }
+
+  /** Returns credit to the peer in batches of a quarter window. */
+  private returnCredit(n: number): void {
     this.unacked += n
-    if (this.unacked >= this.window / 4 && this.state === 'open') {
+    if (this.unacked >= this.window / 4 && !this.terminated) {
       const bytes = this.unacked
       this.unacked = 0
       this.wire.link()?.write((w) => writeCredit(w, this.tid, this.dir, bytes))
     }
   }
 
-  /** The peer closed: deliver what arrived, then end. */
+  /**
+   * The peer closed its sending direction: after a normal close our iteration ends once
+   * the messages it sent are read; any other reason fails the tunnel.
+   */
   onRemoteClose(reason: number, message: string): void {
-    if (this.state === 'closed') return
-    this.state = 'closed'
-    this.closeError = new TunnelClosedError(
-      reason === CloseReason.Normal ? `tunnel closed by ${this.peer}` : `tunnel closed by ${this.peer}: ${message}`,
-    )
+    if (this.terminated || this.remoteClosed) return
+    if (reason !== CloseReason.Normal) {
+      this.terminate(new TunnelClosedError(`tunnel closed by ${this.peer}: ${message}`))
+      return
+    }
+    this.remoteClosed = true
     this.inbox.end()
-    this.wakeSenders()
-    this.wire.finished()
+    if (this.localClosed) this.finish()
   }
 
   /** Ends the tunnel with an error on both reading and sending (peer death). */
   terminate(err: Error): void {
-    if (this.state === 'closed') return
-    this.state = 'closed'
+    if (this.terminated) return
+    this.terminated = true
     this.closeError = err
     this.inbox.fail(err)
     this.wakeSenders()
-    this.wire.finished()
+    this.finish()
   }
 
   async close(): Promise<void> {
-    if (this.state === 'closed') return
-    await this.sending.catch(() => {})
     if (this.closed) return
-    this.state = 'closed'
-    this.closeError = new TunnelClosedError('tunnel closed')
+    this.localClosed = true
+    await this.sending.catch(() => {})
+    if (this.terminated) return
     this.wire.link()?.write((w) => writeClose(w, this.tid, this.dir, CloseReason.Normal, ''))
-    this.inbox.end()
-    this.wakeSenders()
-    this.wire.finished()
+    if (this.remoteClosed) this.finish()
   }
 
   /** Closes with a reason sent to the peer (errors, refusals). */
   abort(reason: number, message: string): void {
-    if (this.state === 'closed') return
+    if (this.terminated) return
     this.wire.link()?.write((w) => writeClose(w, this.tid, this.dir, reason, message))
     this.terminate(new TunnelClosedError(message))
+  }
+
+  private finish(): void {
+    if (this.finished) return
+    this.finished = true
+    this.wire.finished()
   }
 
   private closedError(): Error {
@@ -220,7 +261,10 @@ export class TunnelEnd implements Tunnel {
     if (this.iterating) throw new InvalidArgumentError('this tunnel is already being iterated')
     this.iterating = true
     return {
-      next: () => this.inbox.next(),
+      next: async () => {
+        const r = await this.inbox.next()
+        return r.done ? { value: undefined, done: true } : { value: r.value.data, done: false }
+      },
       return: async () => ({ value: undefined, done: true }),
     }
   }

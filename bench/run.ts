@@ -1,0 +1,189 @@
+/**
+ * `npm run bench`: runs each benchmark part and prints Plexus figures beside NATS figures
+ * measured in the same run.
+ *
+ *   npm run bench                      # every part
+ *   npm run bench -- --only request    # request-reply only (Plexus and NATS)
+ *   npm run bench -- --only log        # the log part (bench/log.ts), if present
+ *   npm run bench -- --quick           # shorter phases
+ *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
+ *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
+ */
+import { existsSync } from 'node:fs'
+import { cpus, loadavg, totalmem } from 'node:os'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { NATS_INSTALL_HINT, type RequestFigures, runNatsRequestBench } from './nats.js'
+import { runPlexusRequestBench } from './request.js'
+import { formatTable, type Row, stopAllChildren } from './util.js'
+
+type LogRow = { name: string; value: number; unit: string; note?: string }
+type LogBench = (opts?: { quick?: boolean }) => Promise<LogRow[]>
+
+const PARTS = ['request', 'log'] as const
+type Part = (typeof PARTS)[number]
+
+/** 1-minute load average: other work on the machine skews every figure. */
+const loadAvg = () => loadavg()[0].toFixed(2)
+
+const progress = (s: string) => process.stderr.write(`  ${s}\n`)
+
+function requestRows(plexus: RequestFigures, nats: RequestFigures | undefined): Row[] {
+  const n = nats
+  return [
+    {
+      name: 'request p50, sequential, 1 member',
+      value: plexus.latency1.p50,
+      nats: n?.latency1.p50,
+      unit: 'µs',
+      better: 'lower',
+    },
+    {
+      name: 'request p99, sequential, 1 member',
+      value: plexus.latency1.p99,
+      nats: n?.latency1.p99,
+      unit: 'µs',
+      better: 'lower',
+    },
+    {
+      name: 'request p50, sequential, 3 members',
+      value: plexus.latency3.p50,
+      nats: n?.latency3.p50,
+      unit: 'µs',
+      better: 'lower',
+    },
+    {
+      name: 'request p99, sequential, 3 members',
+      value: plexus.latency3.p99,
+      nats: n?.latency3.p99,
+      unit: 'µs',
+      better: 'lower',
+    },
+    {
+      name: 'throughput, 100 in flight, 3 members',
+      value: plexus.throughput3,
+      nats: n?.throughput3,
+      unit: 'req/s',
+      better: 'higher',
+    },
+    {
+      name: 'throughput, 100 in flight, 1 member',
+      value: plexus.throughput1,
+      nats: n?.throughput1,
+      unit: 'req/s',
+      better: 'higher',
+    },
+    {
+      name: 'p50 under load (100 in flight, 3 members)',
+      value: plexus.loaded3.p50,
+      nats: n?.loaded3.p50,
+      unit: 'µs',
+    },
+    {
+      name: 'p99 under load (100 in flight, 3 members)',
+      value: plexus.loaded3.p99,
+      nats: n?.loaded3.p99,
+      unit: 'µs',
+    },
+  ]
+}
+
+async function runRequestPart(opts: {
+  quick: boolean
+  nats: boolean
+  profileMember?: string
+}): Promise<Row[]> {
+  const payload = new Uint8Array(1024)
+  for (let i = 0; i < payload.length; i++) payload[i] = i & 0xff
+  let nats: RequestFigures | undefined
+  if (opts.nats) {
+    progress('NATS: starting nats-server and 3 responder processes (queue group), requester in this process')
+    nats = await runNatsRequestBench({ payload, quick: opts.quick, log: progress })
+  }
+  progress('Plexus: starting 3 member processes, requester node in this process')
+  const memberNodeArgs = opts.profileMember
+    ? ['--cpu-prof', '--cpu-prof-dir', resolve(opts.profileMember)]
+    : undefined
+  const plexus = await runPlexusRequestBench({ payload, quick: opts.quick, log: progress, memberNodeArgs })
+  return requestRows(plexus, nats)
+}
+
+async function runLogPart(quick: boolean): Promise<Row[] | string> {
+  const url = new URL('./log.js', import.meta.url)
+  if (!existsSync(url)) return 'skipped: bench/log.ts is not there yet'
+  const mod = (await import(url.href)) as { runLogBench?: LogBench }
+  if (typeof mod.runLogBench !== 'function') return 'skipped: bench/log.ts does not export runLogBench'
+  const rows = await mod.runLogBench({ quick })
+  return rows.map((r) => ({ name: r.name, value: r.value, unit: r.unit, note: r.note }))
+}
+
+async function main(): Promise<number> {
+  const { values } = parseArgs({
+    options: {
+      only: { type: 'string' },
+      quick: { type: 'boolean', default: false },
+      'no-nats': { type: 'boolean', default: false },
+      'profile-member': { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  if (values.help) {
+    console.log('usage: npm run bench -- [--only request|log] [--quick] [--no-nats] [--profile-member DIR]')
+    return 0
+  }
+  if (values.only !== undefined && !PARTS.includes(values.only as Part)) {
+    console.error(`--only must be one of ${PARTS.join(', ')}, got ${JSON.stringify(values.only)}`)
+    return 2
+  }
+  const parts: Part[] = values.only ? [values.only as Part] : [...PARTS]
+  const quick = values.quick === true
+  console.log(
+    `Plexus benchmark  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} cores  ` +
+      `${(totalmem() / 2 ** 30).toFixed(1)} GiB  load ${loadAvg()}${quick ? '  (quick)' : ''}`,
+  )
+  let failed = false
+  for (const part of parts) {
+    console.log(`\n== ${part} ==`)
+    const t0 = Date.now()
+    try {
+      if (part === 'request') {
+        const rows = await runRequestPart({
+          quick,
+          nats: values['no-nats'] !== true,
+          profileMember: values['profile-member'],
+        })
+        console.log(formatTable(rows))
+        if (rows.every((r) => r.nats === undefined) && values['no-nats'] !== true)
+          console.log(NATS_INSTALL_HINT)
+        console.log(
+          '1 KB payload echo; requester in the bench process, 3 responders/members in 3 separate processes; ' +
+            'NATS: one nats-server, queue group; Plexus: TCP loopback, noise, yamux.',
+        )
+      } else {
+        const out = await runLogPart(quick)
+        if (typeof out === 'string') console.log(out)
+        else console.log(formatTable(out))
+      }
+    } catch (err) {
+      failed = true
+      console.log(`${part}: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+    } finally {
+      await stopAllChildren()
+    }
+    console.log(`(${part}: ${((Date.now() - t0) / 1000).toFixed(1)} s; load average now ${loadAvg()})`)
+  }
+  return failed ? 1 : 0
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code
+    // Leftover handles (e.g. a node that did not stop) must not keep the bench alive.
+    setTimeout(() => process.exit(code), 2000).unref()
+  },
+  async (err) => {
+    console.error(err)
+    await stopAllChildren()
+    process.exit(1)
+  },
+)

@@ -1,0 +1,54 @@
+#!/usr/bin/env node
+/**
+ * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `status`.
+ * Client commands attach to the local node's relay (`PLEXUS_RELAY=host:port` overrides
+ * 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
+ * and exits non-zero; the codes are listed at `EXIT` in output.ts
+ * (2 bad usage, 3 no node to attach to, 4 timeout, 5 no members, 1 anything else).
+ */
+import { Command, CommanderError } from 'commander'
+import { registerKeygen } from './keygen.js'
+import { registerNode } from './node.js'
+import { EXIT, fail, oneLine, UsageError } from './output.js'
+import { registerRequest } from './request.js'
+import { registerStatus } from './status.js'
+
+/** Builds the `plexus` program with every command registered. */
+export function buildProgram(): Command {
+  const program = new Command()
+  program
+    .name('plexus')
+    .description('Plexus: a decentralized, service-addressed messaging overlay')
+    .showSuggestionAfterError(true)
+    .exitOverride()
+    .configureOutput({
+      // Commander's own errors are turned into our one-line form in main(); help goes to stdout.
+      outputError: () => {},
+    })
+  registerKeygen(program)
+  registerNode(program)
+  registerRequest(program)
+  registerStatus(program)
+  for (const cmd of program.commands) {
+    cmd.exitOverride().configureOutput({ outputError: () => {} })
+  }
+  return program
+}
+
+/** Runs the CLI with `argv` (as `process.argv`); exits the process on failure. */
+export async function main(argv: string[] = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv)
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      // --help and --version exit 0; help shown for a missing command exits non-zero.
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version') process.exit(EXIT.ok)
+      if (err.code === 'commander.help' || err.code === 'commander.executeSubCommandAsync')
+        process.exit(EXIT.usage)
+      await fail(new UsageError(oneLine(err.message.replace(/^error:\s*/i, ''))), EXIT.usage)
+    }
+    await fail(err)
+  }
+}
+
+await main()

@@ -1,0 +1,250 @@
+/**
+ * `plexus node`: runs an overlay node in the foreground with the relay endpoint on
+ * 127.0.0.1 (so client commands can attach), optionally serving clusters:
+ * each `--join CLUSTER` starts a group that the following `--cluster-key-file`, `--exec`,
+ * `--echo` and `--max-requests` belong to. Prints one ready line on stdout
+ * (`plexus node <id> network <n> relay <host:port> listening <addrs...>`), then
+ * `joined <cluster>` per join. SIGINT/SIGTERM stop the node cleanly and exit 0.
+ */
+import type { Command } from 'commander'
+import { DEFAULT_LIMITS, DEFAULT_NETWORK, DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT } from '../constants.js'
+import type { JoinOptions, PlexusNode } from '../types.js'
+import {
+  checkCluster,
+  collectMultiaddr,
+  parseNetwork,
+  parsePort,
+  parsePositiveInt,
+  readKeyFile,
+} from './args.js'
+import { execHandler } from './exec.js'
+import { EXIT, formatError, UsageError, writeOut } from './output.js'
+
+/** Concurrent `--exec` commands per cluster unless `--max-requests` says otherwise. */
+export const DEFAULT_EXEC_CONCURRENCY = 64
+/** How long a clean stop may take before the process exits anyway (ms). */
+const STOP_GRACE = 5000
+
+/** One `--join` group as given on the command line. */
+export interface JoinGroup {
+  cluster: string
+  keyFile?: string
+  exec?: string
+  echo?: boolean
+  maxRequests?: number
+}
+
+/** Parsed options of `plexus node`. */
+interface NodeFlags {
+  network?: string
+  networkKeyFile?: string
+  listen?: string[]
+  bootstrap?: string[]
+  dataDir?: string
+  relayPort: number
+  mdns: boolean
+}
+
+/**
+ * Groups the join-related flags in command-line order. Feed it every option event; read
+ * `groups` after parsing and `check()` to get the first problem (or undefined).
+ */
+export class JoinGroups {
+  readonly groups: JoinGroup[] = []
+  private problem: string | undefined
+
+  /** Records one occurrence of a join-related flag. */
+  add(flag: 'join' | 'cluster-key-file' | 'exec' | 'echo' | 'max-requests', value?: string | number): void {
+    if (flag === 'join') {
+      this.groups.push({ cluster: String(value) })
+      return
+    }
+    const g = this.groups.at(-1)
+    if (!g) {
+      this.problem ??= `--${flag} must follow a --join CLUSTER`
+      return
+    }
+    const dup = (f: string) => {
+      this.problem ??= `--join ${g.cluster}: ${f} given twice`
+    }
+    switch (flag) {
+      case 'cluster-key-file':
+        if (g.keyFile !== undefined) dup('--cluster-key-file')
+        g.keyFile = String(value)
+        break
+      case 'exec':
+        if (g.exec !== undefined) dup('--exec')
+        g.exec = String(value)
+        break
+      case 'echo':
+        g.echo = true
+        break
+      case 'max-requests':
+        if (g.maxRequests !== undefined) dup('--max-requests')
+        g.maxRequests = Number(value)
+        break
+    }
+  }
+
+  /** Validates every group; throws `UsageError` naming the first problem. */
+  check(): JoinGroup[] {
+    if (this.problem) throw new UsageError(this.problem)
+    const seen = new Set<string>()
+    for (const g of this.groups) {
+      checkCluster(g.cluster, '--join')
+      if (seen.has(g.cluster)) throw new UsageError(`--join ${g.cluster} given twice`)
+      seen.add(g.cluster)
+      if (g.keyFile === undefined) {
+        throw new UsageError(
+          `--join ${g.cluster} needs --cluster-key-file F (create a key with: plexus keygen > F)`,
+        )
+      }
+      if (g.exec !== undefined && g.echo)
+        throw new UsageError(`--join ${g.cluster}: give --exec or --echo, not both`)
+      if (g.exec !== undefined && g.exec.trim() === '')
+        throw new UsageError(`--join ${g.cluster}: --exec needs a command`)
+    }
+    return this.groups
+  }
+}
+
+/** Registers the `node` command on `program`. */
+export function registerNode(program: Command): void {
+  const groups = new JoinGroups()
+  const cmd = program
+    .command('node')
+    .description('run an overlay node (with the relay endpoint on 127.0.0.1 for client commands)')
+    .option('--network <name>', `overlay name (default ${DEFAULT_NETWORK})`, parseNetwork)
+    .option('--network-key-file <file>', 'file holding the network key (pre-shared, from plexus keygen)')
+    .option(
+      '--listen <multiaddr>',
+      'address to listen on, repeatable (default /ip4/0.0.0.0/tcp/0)',
+      collectMultiaddr('--listen'),
+    )
+    .option(
+      '--bootstrap <multiaddr>',
+      'known node to dial (…/p2p/<id>), repeatable',
+      collectMultiaddr('--bootstrap'),
+    )
+    .option('--data-dir <dir>', 'directory keeping the identity (same id after restart)')
+    .option(
+      '--relay-port <port>',
+      `relay port on 127.0.0.1 (0: any free port)`,
+      parsePort('--relay-port'),
+      DEFAULT_RELAY_PORT,
+    )
+    .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
+    .option('--join <cluster>', 'serve a cluster; the flags below belong to the latest --join')
+    .option('--cluster-key-file <file>', 'key of the cluster being joined (required with --join)')
+    .option(
+      '--exec <cmd>',
+      'serve each request by running /bin/sh -c CMD: request on stdin, reply from stdout',
+    )
+    .option('--echo', 'serve each request by replying with the request itself')
+    .option(
+      '--max-requests <n>',
+      `requests of the cluster run at once (default ${DEFAULT_EXEC_CONCURRENCY} with --exec, ${DEFAULT_LIMITS.requests} otherwise); more get OverloadedError`,
+      parsePositiveInt('--max-requests'),
+    )
+  cmd.on('option:join', (v: string) => groups.add('join', v))
+  cmd.on('option:cluster-key-file', (v: string) => groups.add('cluster-key-file', v))
+  cmd.on('option:exec', (v: string) => groups.add('exec', v))
+  cmd.on('option:echo', () => groups.add('echo'))
+  cmd.on('option:max-requests', (v: string) => groups.add('max-requests', v))
+  cmd.action(async (flags: NodeFlags) => {
+    await runNode(flags, groups.check())
+  })
+}
+
+async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
+  if (flags.dataDir !== undefined && flags.dataDir.trim() === '')
+    throw new UsageError('--data-dir must not be empty')
+  const networkKey =
+    flags.networkKeyFile !== undefined
+      ? await readKeyFile(flags.networkKeyFile, '--network-key-file')
+      : undefined
+  const prepared: Array<{ group: JoinGroup; options: JoinOptions }> = []
+  for (const g of joins) {
+    const key = await readKeyFile(g.keyFile!, '--cluster-key-file')
+    const options: JoinOptions = { key }
+    if (g.exec !== undefined) {
+      options.onRequest = execHandler(g.exec)
+      options.limits = { requests: g.maxRequests ?? DEFAULT_EXEC_CONCURRENCY }
+    } else {
+      if (g.echo) options.onRequest = (data) => data
+      if (g.maxRequests !== undefined) options.limits = { requests: g.maxRequests }
+    }
+    prepared.push({ group: g, options })
+  }
+
+  let node: PlexusNode | undefined
+  let stopRequested = false
+  let stopping: Promise<void> | undefined
+  const stop = (code: number): Promise<void> => {
+    stopRequested = true
+    const running = node
+    if (!running) return Promise.resolve() // start-up sees stopRequested and stops the node
+    stopping ??= (async () => {
+      const timer = setTimeout(() => process.exit(code), STOP_GRACE)
+      try {
+        await running.stop()
+      } catch (err) {
+        process.stderr.write(`${formatError(err)}\n`)
+      }
+      clearTimeout(timer)
+      await writeOut(process.stdout, 'stopped\n')
+      process.exit(code)
+    })()
+    return stopping
+  }
+  let signals = 0
+  const onSignal = () => {
+    signals++
+    if (signals > 1) process.exit(EXIT.ok) // second Ctrl-C: do not wait any longer
+    void stop(EXIT.ok)
+  }
+  process.on('SIGINT', onSignal)
+  process.on('SIGTERM', onSignal)
+  process.on('SIGHUP', onSignal)
+  // A library fault must not print a stack trace or leave the node half-alive.
+  process.on('uncaughtException', (err) => {
+    process.stderr.write(`${formatError(err)}\n`)
+    void stop(EXIT.failure)
+  })
+  process.on('unhandledRejection', (err) => {
+    process.stderr.write(`plexus: warning: unhandled ${formatError(err).slice('plexus: '.length)}\n`)
+  })
+  process.stdout.on('error', () => {}) // a closed stdout (reader gone) must not kill the node
+
+  // Loaded here so the other commands (and bad-flag errors) do not pay for libp2p's start-up.
+  const { createNode } = await import('../node.js')
+  node = await createNode({
+    network: flags.network,
+    networkKey,
+    listen: flags.listen,
+    bootstrap: flags.bootstrap,
+    dataDir: flags.dataDir,
+    discovery: { mdns: flags.mdns },
+    relay: { host: DEFAULT_RELAY_HOST, port: flags.relayPort },
+  })
+  if (stopRequested) {
+    await stop(EXIT.ok)
+    return
+  }
+  const listening = node.addresses.length > 0 ? node.addresses.join(' ') : '(none)'
+  await writeOut(
+    process.stdout,
+    `plexus node ${node.id} network ${node.network} relay ${node.relayAddress ?? 'off'} listening ${listening}\n`,
+  )
+  try {
+    for (const { group, options } of prepared) {
+      await node.join(group.cluster, options)
+      const how = group.exec !== undefined ? 'exec' : group.echo ? 'echo' : 'no request handler'
+      await writeOut(process.stdout, `joined ${group.cluster} (${how})\n`)
+    }
+  } catch (err) {
+    process.stderr.write(`${formatError(err)}\n`)
+    await stop(EXIT.failure)
+  }
+  // Runs until a signal arrives; the libp2p node keeps the event loop alive.
+}

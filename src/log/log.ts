@@ -1,0 +1,417 @@
+/**
+ * The public face of the commit log: `openLog()` and the `Log` interface. One `Log` owns one
+ * directory (one partition replica). It knows nothing of networking or replication.
+ */
+import { InvalidArgumentError } from '../errors.js'
+import { compact } from './compactor.js'
+import { LOG_DEFAULTS, MAX_SEGMENT_BYTES, REC } from './constants.js'
+import { LogCore, type ResolvedOptions } from './core.js'
+import { CorruptLogError, LogClosedError } from './errors.js'
+import { readRecords } from './reader.js'
+import { checkedRecordSize } from './record.js'
+import { recover } from './recovery.js'
+import { enforceRetention } from './retention.js'
+import type { Segment } from './segment.js'
+import { offsetForTime } from './time-lookup.js'
+import { truncateAfter } from './truncate.js'
+import type {
+  AppendRecord,
+  CompactionResult,
+  LogOptions,
+  LogRecord,
+  LogStats,
+  RecoveryReport,
+  ReplicaRecord,
+  RetentionResult,
+  SegmentInfo,
+} from './types.js'
+import { type AppendResult, Writer } from './writer.js'
+
+export type { AppendResult }
+
+/** Options of `Log.read`. */
+export interface ReadOptions {
+  /** Byte budget (encoded record sizes); the first record is returned even when larger. */
+  maxBytes?: number
+  /** Most records returned. */
+  maxRecords?: number
+}
+
+/**
+ * An open commit log. Ordering: appends and `truncateAfter` take effect in call order; the
+ * records of one `append` get consecutive offsets. Durability: under `fsync: 'always'` a
+ * resolved append is on disk (fdatasync) and survives a crash; under `'interval'`/`'never'`
+ * it is in the OS page cache and survives a process crash but maybe not a power loss.
+ * Visibility: readers and `waitForNew` see a record once its append is written (under
+ * `'always'`: once it is synced, so nothing read can be lost by a crash).
+ */
+export interface Log {
+  /** Directory of the log. */
+  readonly dir: string
+  /** What `openLog` found and repaired (torn tail, rebuilt indexes, removed leftovers). */
+  readonly recovery: RecoveryReport
+
+  /**
+   * Appends `records` (non-empty) at the end of the log and resolves with their offsets,
+   * consecutive, after they are written (and synced under `'always'`). Concurrent appends
+   * share one write and one fdatasync (group commit). Rejects with `InvalidArgumentError` on
+   * bad input (nothing written) and with the write error if the disk fails (the log then
+   * refuses appends until reopened).
+   */
+  append(records: readonly AppendRecord[]): Promise<AppendResult>
+  /** `append` of one record; resolves with its offset. */
+  appendOne(record: AppendRecord): Promise<number>
+  /**
+   * Appends records whose offset, timestamp and term are fixed by the caller (a replica
+   * copying its leader). Offsets must strictly increase and exceed every offset in the log
+   * (gaps are allowed: a compacted leader). Same durability as `append`.
+   */
+  appendAt(records: readonly ReplicaRecord[]): Promise<AppendResult>
+  /**
+   * Visible records with offset >= `fromOffset`, in offset order, up to the byte budget
+   * (default 1 MiB). Below `earliestOffset()` reading starts at the earliest record; at or
+   * past the end it returns []. Offsets may have gaps after compaction. Throws
+   * `CorruptLogError` (file, position) if it meets bytes that fail their checksum.
+   */
+  read(fromOffset: number, opts?: ReadOptions): Promise<LogRecord[]>
+  /** First visible offset whose record timestamp is >= `timestamp`; undefined if none. */
+  offsetForTime(timestamp: number): Promise<number | undefined>
+  /** Term of the record at `offset`; undefined when there is no such record. */
+  termAt(offset: number): Promise<number | undefined>
+  /** Lowest offset that may still be present (retention moves it forward). */
+  earliestOffset(): number
+  /** Highest visible offset; -1 when nothing was ever appended. */
+  latestOffset(): number
+  /** Highest offset known to be fdatasync'ed (== latestOffset under `'always'`). */
+  durableOffset(): number
+  /** Term of the last record; -1 when the log is empty. */
+  lastTerm(): number
+  /**
+   * Drops every record with offset > `offset` (a replica's divergent tail); the next append
+   * gets `offset + 1`. Runs after appends queued before it; durable when it resolves.
+   */
+  truncateAfter(offset: number): Promise<void>
+  /**
+   * Resolves with the latest offset as soon as it exceeds `afterOffset` (immediately if it
+   * already does). No polling. Rejects with `AbortedError` when `signal` aborts and with
+   * `LogClosedError` when the log closes.
+   */
+  waitForNew(afterOffset: number, signal?: AbortSignal): Promise<number>
+  /** Seals the active segment and starts a new one (no-op when it is empty). */
+  roll(): Promise<void>
+  /** Deletes sealed segments beyond the `retention` limits, oldest first. */
+  enforceRetention(): Promise<RetentionResult>
+  /** One compaction pass over sealed segments (see compactor.ts); crash-safe. */
+  compact(): Promise<CompactionResult>
+  /** Age-based roll, retention, and compaction when `compact: true`. */
+  maintain(): Promise<void>
+  /** fdatasyncs everything written so far (useful under `'never'`/`'interval'`). */
+  flush(): Promise<void>
+  /** The segments, oldest first. */
+  segments(): SegmentInfo[]
+  /** Counters since open. */
+  stats(): LogStats
+  /** Finishes queued appends, syncs, and closes files. Later calls reject with `LogClosedError`. */
+  close(): Promise<void>
+}
+
+/**
+ * Opens (creating if needed) the log in `options.dir`, recovering from any crash: a torn or
+ * corrupt tail is truncated to its last valid record, missing or corrupt indexes are rebuilt,
+ * leftovers of interrupted rewrites removed, all listed in `log.recovery`. Throws
+ * `CorruptLogError` when a sealed segment that had to be rescanned holds bad records (nothing
+ * is dropped silently), `InvalidArgumentError` on bad options. One process per directory.
+ */
+export async function openLog(options: LogOptions): Promise<Log> {
+  const core = new LogCore(resolveOptions(options))
+  const report = await recover(core)
+  const log = new LogImpl(core, report)
+  if (core.lastTerm < 0) core.lastTerm = await core.lastTermBefore(core.segments.length)
+  return log
+}
+
+function resolveOptions(o: LogOptions): ResolvedOptions {
+  if (!o || typeof o.dir !== 'string' || o.dir === '')
+    throw new InvalidArgumentError('dir must be a non-empty path')
+  const int = (
+    name: keyof LogOptions,
+    v: unknown,
+    def: number,
+    min: number,
+    max = Number.MAX_SAFE_INTEGER,
+  ) => {
+    if (v === undefined) return def
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min || v > max) {
+      throw new InvalidArgumentError(`${name} must be an integer in [${min}, ${max}], got ${String(v)}`)
+    }
+    return v
+  }
+  const f = o.fsync ?? 'always'
+  if (f !== 'always' && f !== 'never' && !(typeof f === 'object' && f !== null && 'intervalMs' in f)) {
+    throw new InvalidArgumentError(`fsync must be 'always', 'never' or { intervalMs }, got ${String(f)}`)
+  }
+  if (typeof f === 'object') int('fsync', f.intervalMs, 0, 1)
+  const r = o.retention ?? {}
+  for (const k of ['maxAge', 'maxBytes', 'maxMessages'] as const) {
+    if (r[k] !== undefined) int('retention', r[k], 0, 0)
+  }
+  if (o.now !== undefined && typeof o.now !== 'function')
+    throw new InvalidArgumentError('now must be a function')
+  return {
+    dir: o.dir,
+    fsync: f,
+    segmentBytes: int(
+      'segmentBytes',
+      o.segmentBytes,
+      LOG_DEFAULTS.segmentBytes,
+      REC.HEADER_SIZE,
+      MAX_SEGMENT_BYTES,
+    ),
+    segmentMs: int('segmentMs', o.segmentMs, LOG_DEFAULTS.segmentMs, 0),
+    indexIntervalBytes: int('indexIntervalBytes', o.indexIntervalBytes, LOG_DEFAULTS.indexIntervalBytes, 1),
+    maxRecordBytes: int('maxRecordBytes', o.maxRecordBytes, LOG_DEFAULTS.maxRecordBytes, REC.HEADER_SIZE),
+    retention: r,
+    compact: o.compact ?? false,
+    deleteRetentionMs: int('deleteRetentionMs', o.deleteRetentionMs, LOG_DEFAULTS.deleteRetentionMs, 0),
+    compactionMaxKeys: int('compactionMaxKeys', o.compactionMaxKeys, LOG_DEFAULTS.compactionMaxKeys, 1),
+    maintenanceIntervalMs: int('maintenanceIntervalMs', o.maintenanceIntervalMs, 0, 0),
+    maxWriteBytes: int('maxWriteBytes', o.maxWriteBytes, LOG_DEFAULTS.maxWriteBytes, 1),
+    now: o.now ?? Date.now,
+  }
+}
+
+function checkOffset(v: unknown, name: string, min = 0): number {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < min) {
+    throw new InvalidArgumentError(`${name} must be an integer >= ${min}, got ${String(v)}`)
+  }
+  return v
+}
+
+class LogImpl implements Log {
+  private readonly writer: Writer
+  private closing = false
+  private readonly timers: NodeJS.Timeout[] = []
+
+  constructor(
+    private readonly core: LogCore,
+    readonly recovery: RecoveryReport,
+  ) {
+    this.writer = new Writer(core)
+    const { fsync, maintenanceIntervalMs } = core.opts
+    if (typeof fsync === 'object') {
+      this.timers.push(
+        setInterval(() => this.writer.dirty && void this.flush().catch(() => {}), fsync.intervalMs),
+      )
+    }
+    if (maintenanceIntervalMs > 0) {
+      this.timers.push(setInterval(() => void this.maintain().catch(() => {}), maintenanceIntervalMs))
+    }
+    for (const t of this.timers) t.unref()
+  }
+
+  get dir(): string {
+    return this.core.opts.dir
+  }
+
+  private check(): void {
+    if (this.closing) throw new LogClosedError('the log is closed')
+    this.core.check()
+  }
+
+  async append(records: readonly AppendRecord[]): Promise<AppendResult> {
+    return this.enqueue(records, false)
+  }
+
+  async appendOne(record: AppendRecord): Promise<number> {
+    return (await this.enqueue([record], false)).firstOffset
+  }
+
+  async appendAt(records: readonly ReplicaRecord[]): Promise<AppendResult> {
+    records.forEach((r, i) => {
+      checkOffset(r?.offset, `records[${i}].offset`)
+      checkOffset(r.timestamp, `records[${i}].timestamp`)
+      checkOffset(r.term, `records[${i}].term`)
+    })
+    return this.enqueue(records, true)
+  }
+
+  private enqueue(records: readonly AppendRecord[], explicit: boolean): Promise<AppendResult> {
+    this.check()
+    if (!Array.isArray(records) || records.length === 0) {
+      throw new InvalidArgumentError('records must be a non-empty array')
+    }
+    const sizes = new Array<number>(records.length)
+    let bytes = 0
+    for (let i = 0; i < records.length; i++)
+      bytes += sizes[i] = checkedRecordSize(records[i]!, i, this.core.opts.maxRecordBytes)
+    return this.writer.append(records, sizes, bytes, explicit)
+  }
+
+  async read(fromOffset: number, opts: ReadOptions = {}): Promise<LogRecord[]> {
+    this.check()
+    checkOffset(fromOffset, 'fromOffset')
+    const maxBytes = checkOffset(opts.maxBytes ?? LOG_DEFAULTS.readMaxBytes, 'maxBytes', 1)
+    const maxRecords = checkOffset(opts.maxRecords ?? Number.MAX_SAFE_INTEGER, 'maxRecords', 1)
+    for (let attempt = 0; ; attempt++) {
+      const gen = this.core.generation
+      try {
+        return await this.readOnce(fromOffset, maxBytes, maxRecords)
+      } catch (err) {
+        // Bytes changed under the read (truncation or compaction swap): read again.
+        if (err instanceof CorruptLogError && gen !== this.core.generation && attempt < 3) continue
+        throw err
+      }
+    }
+  }
+
+  private async readOnce(from: number, maxBytes: number, maxRecords: number): Promise<LogRecord[]> {
+    const core = this.core
+    const out: LogRecord[] = []
+    if (from > core.visibleOffset) return out
+    let bytes = 0
+    const segs = core.segments
+    for (let i = core.segmentIndexFor(from); i < segs.length; i++) {
+      const seg = segs[i]!
+      const limit = segs[i + 1]?.baseOffset ?? Number.MAX_SAFE_INTEGER
+      seg.acquire()
+      try {
+        let start = 0
+        if (from > seg.baseOffset) {
+          const idx = await seg.offsetIndex(limit, LOG_DEFAULTS.scanChunkBytes, core.opts.indexIntervalBytes)
+          core.touchIndex(seg)
+          start = idx.lookup(from - seg.baseOffset)
+        }
+        const end = seg.visibleSize
+        if (start >= end) continue
+        const fh = await seg.handle()
+        const slack = core.opts.indexIntervalBytes + REC.HEADER_SIZE
+        let res = await readRecords(fh, start, end, from, limit, maxBytes - bytes, maxRecords, slack, out)
+        if (res.bad && res.badAtStart && start > 0) {
+          // The index pointed at the wrong place (damaged index file): scan from the start.
+          res = await readRecords(fh, 0, end, from, limit, maxBytes - bytes, maxRecords, slack, out)
+        }
+        if (res.bad) throw new CorruptLogError(seg.logPath, res.bad.position, res.bad.reason)
+        bytes += res.bytes
+        if (res.full || out.length >= maxRecords) break
+      } finally {
+        seg.release()
+      }
+    }
+    return out
+  }
+
+  async offsetForTime(timestamp: number): Promise<number | undefined> {
+    this.check()
+    checkOffset(timestamp, 'timestamp')
+    return offsetForTime(this.core, timestamp)
+  }
+
+  async termAt(offset: number): Promise<number | undefined> {
+    checkOffset(offset, 'offset')
+    const [r] = await this.read(offset, { maxRecords: 1, maxBytes: 1 })
+    return r && r.offset === offset ? r.term : undefined
+  }
+
+  earliestOffset(): number {
+    return this.core.earliestOffset
+  }
+
+  latestOffset(): number {
+    return this.core.visibleOffset
+  }
+
+  durableOffset(): number {
+    return this.core.durableOffset
+  }
+
+  lastTerm(): number {
+    return this.core.lastTerm
+  }
+
+  async truncateAfter(offset: number): Promise<void> {
+    this.check()
+    checkOffset(offset, 'offset', -1)
+    await this.core.exclusive(() => this.writer.task(() => truncateAfter(this.core, offset)))
+  }
+
+  waitForNew(afterOffset: number, signal?: AbortSignal): Promise<number> {
+    checkOffset(afterOffset, 'afterOffset', -1)
+    return this.core.waitFor(afterOffset, signal)
+  }
+
+  async roll(): Promise<void> {
+    this.check()
+    await this.writer.task(() => this.core.roll())
+  }
+
+  async enforceRetention(): Promise<RetentionResult> {
+    this.check()
+    return this.core.exclusive(() => enforceRetention(this.core))
+  }
+
+  async compact(): Promise<CompactionResult> {
+    this.check()
+    return this.core.exclusive(() => compact(this.core))
+  }
+
+  async maintain(): Promise<void> {
+    this.check()
+    const { segmentMs, now, retention } = this.core.opts
+    const active = this.core.active
+    if (
+      segmentMs > 0 &&
+      active.size > 0 &&
+      active.firstAppendAt >= 0 &&
+      now() - active.firstAppendAt >= segmentMs
+    ) {
+      await this.roll()
+    }
+    if (
+      retention.maxAge !== undefined ||
+      retention.maxBytes !== undefined ||
+      retention.maxMessages !== undefined
+    ) {
+      await this.enforceRetention()
+    }
+    if (this.core.opts.compact) await this.compact()
+  }
+
+  async flush(): Promise<void> {
+    this.check()
+    await this.writer.task(() => this.writer.sync())
+  }
+
+  segments(): SegmentInfo[] {
+    return this.core.segments.map((s: Segment) => ({
+      baseOffset: s.baseOffset,
+      bytes: s.size,
+      sealed: s.sealed,
+      maxTimestamp: s.indexer ? s.indexer.maxTimestamp : s.maxTimestamp,
+      file: s.logPath,
+    }))
+  }
+
+  stats(): LogStats {
+    const s = this.core.stats
+    return {
+      ...s,
+      appendsPerFsync: s.fsyncs === 0 ? 0 : s.appends / s.fsyncs,
+      segments: this.core.segments.length,
+    }
+  }
+
+  async close(): Promise<void> {
+    if (this.closing) return
+    this.closing = true
+    for (const t of this.timers) clearInterval(t)
+    const core = this.core
+    try {
+      if (!core.failure) await this.writer.task(() => this.writer.sync())
+      await core.exclusive(async () => {})
+    } finally {
+      core.closed = true
+      core.rejectWaiters(new LogClosedError('the log is closed'))
+      for (const seg of core.segments) await seg.closeHandles()
+    }
+  }
+}

@@ -1,0 +1,244 @@
+/**
+ * The single writer of a log: a queue of appends and exclusive tasks run strictly in call
+ * order. Appends waiting while a write+fsync is in flight are gathered into the next round:
+ * one buffer, one write syscall, one fdatasync for all of them (group commit). Offsets are
+ * assigned in queue order, so they follow the order of the `append` calls.
+ */
+import { InvalidArgumentError } from '../errors.js'
+import { MAX_RELATIVE_OFFSET } from './constants.js'
+import type { LogCore } from './core.js'
+import { LogClosedError } from './errors.js'
+import { writeFully } from './fsutil.js'
+import { encodeRecord } from './record.js'
+import type { Segment } from './segment.js'
+import type { AppendRecord, ReplicaRecord } from './types.js'
+
+/** Offsets given to one append call: every offset from first to last (dense for `append`). */
+export interface AppendResult {
+  firstOffset: number
+  lastOffset: number
+}
+
+interface AppendReq {
+  kind: 'append'
+  records: readonly AppendRecord[]
+  sizes: number[]
+  bytes: number
+  explicit: boolean
+  resolve: (r: AppendResult) => void
+  reject: (e: unknown) => void
+  result?: AppendResult
+}
+
+interface TaskReq {
+  kind: 'task'
+  run: () => Promise<unknown>
+  resolve: (v: unknown) => void
+  reject: (e: unknown) => void
+}
+
+type Req = AppendReq | TaskReq
+
+/** Group-commit writer bound to one log core. */
+export class Writer {
+  private queue: Req[] = []
+  private head = 0
+  private running = false
+  private scratch: Buffer
+  /** Bytes written but not yet fdatasync'ed (fsync 'interval' / 'never'). */
+  dirty = false
+  private readonly always: boolean
+
+  constructor(private readonly core: LogCore) {
+    this.always = core.opts.fsync === 'always'
+    this.scratch = Buffer.allocUnsafe(64 * 1024)
+  }
+
+  /** Queues an append; resolves after it is written (and synced under 'always'). */
+  append(
+    records: readonly AppendRecord[],
+    sizes: number[],
+    bytes: number,
+    explicit: boolean,
+  ): Promise<AppendResult> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ kind: 'append', records, sizes, bytes, explicit, resolve, reject })
+      this.kick()
+    })
+  }
+
+  /** Queues `run` to execute alone, after everything queued before it. */
+  task<T>(run: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      this.queue.push({ kind: 'task', run, resolve: resolve as (v: unknown) => void, reject })
+      this.kick()
+    })
+  }
+
+  private kick(): void {
+    if (this.running) return
+    this.running = true
+    // Start on the next macrotask, so appenders woken by the previous round (their
+    // continuations are microtasks) join this round instead of splitting it.
+    setImmediate(() => void this.loop())
+  }
+
+  private async loop(): Promise<void> {
+    const max = this.core.opts.maxWriteBytes
+    while (this.head < this.queue.length) {
+      const first = this.queue[this.head]!
+      if (first.kind === 'task') {
+        this.head++
+        try {
+          first.resolve(await first.run())
+        } catch (err) {
+          first.reject(err)
+        }
+        this.compactQueue()
+        continue
+      }
+      const batch: AppendReq[] = []
+      let bytes = 0
+      while (this.head < this.queue.length) {
+        const r = this.queue[this.head]!
+        if (r.kind !== 'append' || (batch.length > 0 && bytes + r.bytes > max)) break
+        batch.push(r)
+        bytes += r.bytes
+        this.head++
+      }
+      this.compactQueue()
+      if (this.core.failure || this.core.closed) {
+        const err = this.core.failure ?? new LogClosedError('the log is closed')
+        for (const r of batch) r.reject(err)
+        continue
+      }
+      try {
+        await this.writeBatch(batch, bytes)
+      } catch (err) {
+        // A failed write or fsync leaves the file in an unknown state: refuse further appends.
+        this.core.failure = new Error(`commit log write failed: ${(err as Error).message}`, { cause: err })
+        for (const r of batch) r.reject(this.core.failure)
+      }
+    }
+    this.running = false
+  }
+
+  private compactQueue(): void {
+    if (this.head === this.queue.length) {
+      this.queue = []
+      this.head = 0
+    } else if (this.head > 1024) {
+      this.queue = this.queue.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  private async writeBatch(batch: AppendReq[], bytes: number): Promise<void> {
+    const core = this.core
+    const { segmentBytes, segmentMs, now: clock } = core.opts
+    let seg = core.active
+    const now = clock()
+    if (segmentMs > 0 && seg.size > 0 && seg.firstAppendAt >= 0 && now - seg.firstAppendAt >= segmentMs) {
+      await core.roll()
+      seg = core.active
+    }
+    if (this.scratch.length < bytes) {
+      this.scratch = Buffer.allocUnsafe(
+        Math.max(bytes, Math.min(this.scratch.length * 2, core.opts.maxWriteBytes)),
+      )
+    }
+    const buf = this.scratch
+    let p = 0
+    let segPos = seg.size
+    const done: AppendReq[] = []
+    for (const req of batch) {
+      const recs = req.records
+      const n = recs.length
+      if (req.explicit) {
+        const reason = checkExplicit(recs as readonly ReplicaRecord[], core.nextOffset, seg)
+        if (reason) {
+          req.reject(new InvalidArgumentError(reason))
+          continue
+        }
+      }
+      let ix = seg.indexer!
+      const firstOffset = req.explicit ? (recs[0] as ReplicaRecord).offset : core.nextOffset
+      for (let i = 0; i < n; i++) {
+        const r = recs[i]!
+        const size = req.sizes[i]!
+        const off = req.explicit ? (r as ReplicaRecord).offset : core.nextOffset
+        if (segPos > 0 && (segPos + size > segmentBytes || off - seg.baseOffset > MAX_RELATIVE_OFFSET)) {
+          // Roll between records: what is encoded so far goes to the old segment first.
+          if (p > 0) await this.write(seg, p)
+          p = 0
+          await core.roll()
+          seg = core.active
+          segPos = 0
+          ix = seg.indexer!
+        }
+        if (seg.firstAppendAt < 0) seg.firstAppendAt = now
+        const ts = r.timestamp ?? now
+        const term = r.term ?? 0
+        encodeRecord(buf, p, size, r, off, ts, term)
+        ix.track(off, ts, term, segPos, size)
+        segPos += size
+        p += size
+        core.nextOffset = off + 1
+        core.lastTerm = term
+      }
+      req.result = { firstOffset, lastOffset: core.nextOffset - 1 }
+      done.push(req)
+    }
+    if (p > 0) await this.write(seg, p)
+    if (done.length === 0) return
+    if (this.always) {
+      await (await seg.handle()).datasync()
+      core.stats.fsyncs++
+      seg.visibleSize = seg.size
+    } else this.dirty = true
+    core.publish(core.nextOffset - 1, this.always)
+    for (const r of done) {
+      core.stats.appends++
+      core.stats.records += r.records.length
+      core.stats.bytes += r.bytes
+      r.resolve(r.result!)
+    }
+  }
+
+  /** Writes `scratch[0, len)` at the end of `seg` and its new index entries. */
+  private async write(seg: Segment, len: number): Promise<void> {
+    const fh = await seg.handle()
+    await writeFully(fh, this.scratch, 0, len, seg.size)
+    seg.size += len
+    if (!this.always) seg.visibleSize = seg.size
+    this.core.stats.writes++
+    await seg.flushIndexes()
+  }
+
+  /** fdatasyncs the active segment if anything is unsynced (interval policy, close). */
+  async sync(): Promise<void> {
+    const seg = this.core.active
+    await seg.flushIndexes()
+    if (!this.dirty) return
+    this.dirty = false
+    await (await seg.handle()).datasync()
+    this.core.stats.fsyncs++
+    this.core.publish(this.core.nextOffset - 1, true)
+  }
+}
+
+/** Why explicit offsets cannot be appended now, if they cannot. */
+function checkExplicit(recs: readonly ReplicaRecord[], next: number, seg: Segment): string | undefined {
+  let prev = next - 1
+  for (let i = 0; i < recs.length; i++) {
+    const o = recs[i]!.offset
+    if (!Number.isSafeInteger(o) || o <= prev) {
+      return `records[${i}].offset ${o} must exceed ${prev} (offsets strictly increase from the log's next offset ${next})`
+    }
+    prev = o
+  }
+  if (seg.size === 0 && prev - seg.baseOffset > MAX_RELATIVE_OFFSET) {
+    return `records jump more than ${MAX_RELATIVE_OFFSET} offsets past the segment base`
+  }
+  return undefined
+}

@@ -1,0 +1,175 @@
+import { readdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { Log, LogOptions } from '../../src/log/index.js'
+import { openLog } from '../../src/log/index.js'
+import { b, clock, recs, summary, tempDir } from './helpers.js'
+
+const cleanups: Array<() => Promise<void>> = []
+afterEach(async () => {
+  while (cleanups.length) await cleanups.pop()!()
+})
+
+async function fresh(opts: Partial<LogOptions> = {}) {
+  const t = await tempDir()
+  const logs: Log[] = []
+  cleanups.push(async () => {
+    for (const l of logs) await l.close().catch(() => {})
+    await t.cleanup()
+  })
+  const open = async (o: Partial<LogOptions> = {}) => {
+    const l = await openLog({
+      dir: t.dir,
+      fsync: 'never',
+      segmentBytes: 120,
+      indexIntervalBytes: 40,
+      ...opts,
+      ...o,
+    })
+    logs.push(l)
+    return l
+  }
+  return { log: await open(), dir: t.dir, reopen: open }
+}
+
+async function readAll(log: Log) {
+  const out: ReturnType<typeof summary> = []
+  let next = 0
+  for (;;) {
+    const rs = await log.read(next, { maxBytes: 100 })
+    if (rs.length === 0) return out
+    out.push(...summary(rs))
+    next = rs[rs.length - 1]!.offset + 1
+  }
+}
+
+describe('retention', () => {
+  const cases: Array<{
+    name: string
+    retention: LogOptions['retention']
+    expectEarliestAtLeast: number
+    keepAtLeast: number
+  }> = [
+    { name: 'maxMessages', retention: { maxMessages: 10 }, expectEarliestAtLeast: 10, keepAtLeast: 10 },
+    { name: 'maxBytes', retention: { maxBytes: 300 }, expectEarliestAtLeast: 10, keepAtLeast: 6 },
+  ]
+  for (const c of cases) {
+    it(`deletes whole sealed segments by ${c.name}, never below the limit`, async () => {
+      const { log, reopen } = await fresh({ retention: c.retention })
+      for (let i = 0; i < 40; i++) await log.append([{ value: b(`v${i}`) }])
+      const segsBefore = log.segments().length
+      const res = await log.enforceRetention()
+      expect(res.deletedSegments).toBeGreaterThan(0)
+      expect(log.segments().length).toBe(segsBefore - res.deletedSegments)
+      expect(log.earliestOffset()).toBeGreaterThanOrEqual(c.expectEarliestAtLeast)
+      const all = await readAll(log)
+      expect(all.length).toBeGreaterThanOrEqual(c.keepAtLeast)
+      expect(all[all.length - 1]!.offset).toBe(39)
+      expect(all[0]!.offset).toBe(log.earliestOffset())
+      if (c.retention?.maxMessages)
+        expect(40 - log.earliestOffset()).toBeGreaterThanOrEqual(c.retention.maxMessages)
+      if (c.retention?.maxBytes) {
+        expect(log.segments().reduce((a, s) => a + s.bytes, 0)).toBeGreaterThanOrEqual(c.retention.maxBytes)
+      }
+      await log.close()
+      const again = await reopen()
+      expect(await readAll(again)).toEqual(all)
+      // reading below the earliest offset starts at the earliest
+      expect((await again.read(0, { maxRecords: 1 }))[0]!.offset).toBe(again.earliestOffset())
+    })
+  }
+
+  it('deletes by age using record timestamps and the injected clock, never the active segment', async () => {
+    const c = clock(10_000)
+    const { log } = await fresh({ retention: { maxAge: 1000 }, now: c.now })
+    for (let i = 0; i < 20; i++) {
+      await log.append([{ value: b(`v${i}`) }])
+      c.advance(100)
+    }
+    // now = 12000: records with timestamp < 11000 are expired (the first ~10)
+    await log.enforceRetention()
+    const all = await readAll(log)
+    expect(all[0]!.offset).toBeGreaterThan(0)
+    expect(all[0]!.offset).toBeLessThanOrEqual(10)
+    c.advance(100_000)
+    await log.maintain()
+    expect(log.segments().length).toBe(1)
+    expect(log.segments()[0]!.sealed).toBe(false)
+    expect((await readAll(log)).length).toBeGreaterThan(0)
+  })
+})
+
+describe('compaction', () => {
+  it('keeps the latest value per key, keyless records, and never touches the active segment', async () => {
+    const { log, reopen, dir } = await fresh({ deleteRetentionMs: 1e12 })
+    const model = new Map<string, number>()
+    for (let i = 0; i < 60; i++) {
+      const key = i % 7 === 0 ? undefined : `k${i % 5}`
+      await log.append([{ key: key === undefined ? undefined : b(key), value: b(`v${i}`) }])
+      if (key) model.set(key, i)
+    }
+    const activeBase = log.segments().at(-1)!.baseOffset
+    const res = await log.compact()
+    expect(res.recordsRemoved).toBeGreaterThan(0)
+    const all = await readAll(log)
+    // every keyless record survives
+    for (let i = 0; i < 60; i += 7) expect(all.some((r) => r.offset === i)).toBe(true)
+    // the latest per key survives, older ones in sealed segments do not
+    for (const [k, off] of model) expect(all.find((r) => r.key === k && r.offset === off)).toBeDefined()
+    for (const r of all) {
+      if (r.key && r.offset < activeBase) expect(model.get(r.key)).toBe(r.offset)
+    }
+    // the active segment is untouched
+    expect(all.filter((r) => r.offset >= activeBase).length).toBe(60 - activeBase)
+    expect((await readdir(dir)).some((n) => n.endsWith('.cleaned'))).toBe(false)
+    await log.close()
+    const again = await reopen()
+    expect(again.recovery.rebuiltIndexes).toEqual([])
+    expect(await readAll(again)).toEqual(all)
+    expect((await again.compact()).recordsRemoved).toBe(0)
+  })
+
+  it('keeps tombstones for deleteRetentionMs, then drops them', async () => {
+    const c = clock(1_000_000)
+    const { log } = await fresh({ deleteRetentionMs: 5000, now: c.now, segmentBytes: 100 })
+    await log.append([{ key: b('a'), value: b('1') }])
+    await log.append([{ key: b('a'), value: new Uint8Array(0) }])
+    for (let i = 0; i < 8; i++) await log.append([{ key: b(`x${i}`), value: b('filler') }])
+    await log.compact()
+    let all = await readAll(log)
+    expect(all.filter((r) => r.key === 'a')).toEqual([{ offset: 1, key: 'a', value: '' }])
+    c.advance(10_000)
+    await log.compact()
+    all = await readAll(log)
+    expect(all.filter((r) => r.key === 'a')).toEqual([])
+  })
+
+  it('removes leftovers of an interrupted compaction on open', async () => {
+    const { log, reopen, dir } = await fresh()
+    await log.append(recs(10, 'v', (i) => `k${i % 2}`))
+    const before = await readAll(log)
+    await log.close()
+    await writeFile(join(dir, '00000000000000000000.log.cleaned'), 'garbage')
+    await writeFile(join(dir, '00000000000000000000.index.cleaned'), 'garbage')
+    await writeFile(join(dir, 'x.tmp'), 'garbage')
+    const again = await reopen()
+    expect(again.recovery.removedFiles.sort()).toEqual([
+      '00000000000000000000.index.cleaned',
+      '00000000000000000000.log.cleaned',
+      'x.tmp',
+    ])
+    expect(await readAll(again)).toEqual(before)
+  })
+
+  it('deletes a sealed segment left empty and keeps reads and offsets right', async () => {
+    const { log } = await fresh({ segmentBytes: 60, deleteRetentionMs: 1e12 })
+    for (let i = 0; i < 6; i++) await log.append([{ key: b('same'), value: b(`v${i}`) }])
+    const n = log.segments().length
+    const res = await log.compact()
+    expect(res.segmentsDeleted).toBeGreaterThan(0)
+    expect(log.segments().length).toBeLessThan(n)
+    const all = await readAll(log)
+    expect(all.map((r) => r.value)).toEqual(['v5'])
+    expect((await log.append(recs(1))).firstOffset).toBe(6)
+  })
+})
