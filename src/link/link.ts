@@ -99,9 +99,11 @@ export class Link {
 
   private flush(): void {
     if (this.closed || this.waitingDrain || this.w.length === 0) return
-    const data = this.w.finish()
-    // Hand the buffer over instead of copying it; start a new one sized like this batch.
-    this.w = new BinaryWriter(Math.max(16 * 1024, Math.min(data.length, 1024 * 1024)))
+    // Copy the batch out at its exact size (the stream may keep a reference to it) and
+    // keep reusing the writer's buffer: small batches then cost small allocations.
+    const data = this.w.finish().slice()
+    if (data.length > 4 * 1024 * 1024) this.w = new BinaryWriter(16 * 1024)
+    else this.w.reset()
     this.flushedBatch = this.batch
     this.batch++
     let ok: boolean

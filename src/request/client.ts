@@ -38,21 +38,52 @@ export interface ClientHost {
   count(counter: string): void
 }
 
-interface Pending {
-  id: number
-  cluster: string
-  data: Uint8Array
-  deadline: number
-  retry: boolean
-  tried: Set<string>
-  overloaded: boolean
+/** Reason used to end waits of a settled request (no DOMException per request). */
+const SETTLED = new Error('request settled')
+
+/** One request waiting for its reply. */
+class Pending {
+  tried: Set<string> | undefined
+  overloaded = false
   member: string | undefined
-  batch: number
-  sentAt: number
-  /** Aborted when the request settles (ends waits for members). */
-  signal: AbortSignal
-  resolve(v: Uint8Array): void
-  reject(e: Error): void
+  batch = 0
+  sentAt = 0
+  timer: NodeJS.Timeout | undefined
+  /** Created only when the request has to wait for members. */
+  ac: AbortController | undefined
+  onAbort: (() => void) | undefined
+
+  constructor(
+    readonly id: number,
+    readonly cluster: string,
+    readonly data: Uint8Array,
+    readonly deadline: number,
+    readonly retry: boolean,
+    readonly userSignal: AbortSignal | undefined,
+    private readonly res: (v: Uint8Array) => void,
+    private readonly rej: (e: Error) => void,
+  ) {}
+
+  get signal(): AbortSignal {
+    this.ac ??= new AbortController()
+    return this.ac.signal
+  }
+
+  private cleanup(): void {
+    clearTimeout(this.timer)
+    if (this.onAbort) this.userSignal?.removeEventListener('abort', this.onAbort)
+    this.ac?.abort(SETTLED)
+  }
+
+  resolve(v: Uint8Array): void {
+    this.cleanup()
+    this.res(v)
+  }
+
+  reject(e: Error): void {
+    this.cleanup()
+    this.rej(e)
+  }
 }
 
 /** Per-member bookkeeping kept by the client. */
@@ -90,48 +121,34 @@ export class RequestClient {
     return new Promise<Uint8Array>((resolve, reject) => {
       const id = this.nextId
       this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1
-      const ac = new AbortController()
-      const timer = setTimeout(() => fail(new TimeoutError(`request to ${cluster} timed out after ${timeout} ms`)), timeout)
-      const onAbort = () => fail(new AbortedError('request aborted', { cause: opts.signal?.reason }))
-      opts.signal?.addEventListener('abort', onAbort, { once: true })
-      const cleanup = () => {
-        clearTimeout(timer)
-        opts.signal?.removeEventListener('abort', onAbort)
-        ac.abort()
-      }
-      const p: Pending = {
-        id,
-        cluster,
-        data,
-        deadline: this.host.now() + timeout,
-        retry: opts.retry === true,
-        tried: new Set(),
-        overloaded: false,
-        member: undefined,
-        batch: 0,
-        sentAt: 0,
-        signal: ac.signal,
-        resolve: (v) => {
-          cleanup()
-          resolve(v)
-        },
-        reject: (e) => {
-          cleanup()
-          reject(e)
-        },
-      }
-      const fail = (err: Error) => {
-        if (this.pending.get(id) !== p) return
-        this.finish(p)
-        // Tell the member to stop working on it.
-        if (p.member && p.member !== this.host.self) {
-          this.host.link(p.member)?.write((w) => encodeU32Frame(w, FrameType.Cancel, id))
-        }
-        p.reject(err)
+      const p = new Pending(id, cluster, data, this.host.now() + timeout, opts.retry === true, opts.signal, resolve, reject)
+      p.timer = setTimeout(() => this.fail(p, new TimeoutError(`request to ${cluster} timed out after ${timeout} ms`)), timeout)
+      if (opts.signal) {
+        p.onAbort = () => this.fail(p, new AbortedError('request aborted', { cause: opts.signal?.reason }))
+        opts.signal.addEventListener('abort', p.onAbort, { once: true })
       }
       this.pending.set(id, p)
-      void this.dispatch(p)
+      if (!this.trySend(p)) void this.dispatch(p)
     })
+  }
+
+  /** Gives up on a request (timeout, abort) and tells its member to stop working on it. */
+  private fail(p: Pending, err: Error): void {
+    if (this.pending.get(p.id) !== p) return
+    const member = p.member
+    this.finish(p)
+    if (member && member !== this.host.self) {
+      this.host.link(member)?.write((w) => encodeU32Frame(w, FrameType.Cancel, p.id))
+    }
+    p.reject(err)
+  }
+
+  /** Sends to a chosen member when one is reachable now. */
+  private trySend(p: Pending): boolean {
+    const chosen = chooseMember(this.candidates(p), this.turn++)
+    if (!chosen) return false
+    this.send(p, chosen.peer)
+    return true
   }
 
   private finish(p: Pending): void {
@@ -142,22 +159,18 @@ export class RequestClient {
     }
   }
 
-  /** Chooses a member and sends; waits for members while none is reachable. */
+  /** Waits for a member to become reachable, then sends; or fails when none will. */
   private async dispatch(p: Pending): Promise<void> {
     while (this.pending.get(p.id) === p) {
-      const cands = this.candidates(p)
-      const chosen = chooseMember(cands, this.turn++)
-      if (chosen) {
-        this.send(p, chosen.peer)
-        return
-      }
+      if (this.trySend(p)) return
       const known = this.host.members(p.cluster)
-      const untried = known.filter((m) => !p.tried.has(m))
+      const untried = known.filter((m) => !p.tried?.has(m))
       if (untried.length === 0 && !(known.length === 0 && this.host.discovering())) {
         this.finish(p)
+        const tried = p.tried?.size ?? 0
         if (p.overloaded) p.reject(new OverloadedError(`every member of ${p.cluster} is overloaded`))
         else if (known.length === 0) p.reject(new NoMembersError(`no members of ${p.cluster} are known`))
-        else p.reject(new NoMembersError(`no reachable member of ${p.cluster} (tried ${p.tried.size})`))
+        else p.reject(new NoMembersError(`no reachable member of ${p.cluster} (tried ${tried})`))
         return
       }
       // Members known but not linked yet (or still discovering): wait for a change.
@@ -177,7 +190,7 @@ export class RequestClient {
   private candidates(p: Pick<Pending, 'cluster' | 'tried'>): Array<Candidate & { peer: string }> {
     const out: Candidate[] = []
     for (const peer of this.host.members(p.cluster)) {
-      if (p.tried.has(peer)) continue
+      if (p.tried?.has(peer)) continue
       const local = peer === this.host.self
       if (!local && !this.host.link(peer)) continue
       const s = this.memberStats(peer)
@@ -189,7 +202,7 @@ export class RequestClient {
 
   private send(p: Pending, peer: string): void {
     p.member = peer
-    p.tried.add(peer)
+    ;(p.tried ??= new Set()).add(peer)
     let s = this.stats.get(peer)
     if (!s) this.stats.set(peer, (s = { outstanding: 0, latencyMs: null }))
     s.outstanding++
@@ -252,7 +265,7 @@ export class RequestClient {
       const written = link.isFlushed(p.batch)
       if (!written || p.retry) {
         this.host.count(written ? 'requests.retried' : 'requests.failover')
-        if (written) p.tried.delete(link.peer)
+        if (written) p.tried?.delete(link.peer)
         void this.dispatch(p)
       } else {
         this.pending.delete(p.id)
