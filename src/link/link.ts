@@ -1,33 +1,40 @@
 /**
  * One peer's link: a long-lived outbound libp2p stream that carries every frame this node
- * sends to that peer, written in batches. Frames queued in the same turn of the event loop
- * leave in one `send()`; when the stream pushes back (`send()` false) frames wait in one
- * bounded buffer until `drain`. Frames from the peer arrive on its own outbound stream
- * (our inbound) and are read by `FrameReader`.
+ * sends to that peer, written in batches. Frames are encoded straight into 64 KiB blocks;
+ * full blocks and, at the end of each event-loop turn, the partial one are handed to the
+ * stream, so frames queued in one turn leave together. When the stream pushes back
+ * (`send()` false) blocks wait, bounded by `maxQueuedBytes`, until `drain`. Frames from the
+ * peer arrive on its own outbound stream (our inbound) and are read by `readFrames`.
  *
  * Ordering: frames are sent in the order `write` was called. Durability: none; a frame
- * still queued when the stream closes is lost, and `isFlushed(batch)` tells callers whether
- * theirs had been handed to the stream.
+ * still queued when the stream closes is lost, and `isFlushed(ticket)` tells callers
+ * whether theirs had been handed to the stream.
  */
 import type { Stream } from '@libp2p/interface'
-import { Uint8ArrayList } from 'uint8arraylist'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { FRAME_HEADER_BYTES } from './frames.js'
 
 /** Called for each complete frame; throwing `DecodeError` resets the stream. */
 export type FrameHandler = (peer: string, type: number, body: BinaryReader) => void
 
+/** Frames are gathered into blocks of about this size; a full block leaves as it is. */
+export const LINK_BLOCK = 64 * 1024
+
 /** The sending half of a peer link. */
 export class Link {
-  private w = new BinaryWriter(16 * 1024)
+  /** The block frames are being written into. */
+  private w = new BinaryWriter(LINK_BLOCK + 8 * 1024)
+  /** Full blocks waiting to be sent, in order. */
+  private sealed: Uint8Array[] = []
+  private sealedBytes = 0
   private scheduled = false
   private waitingDrain = false
   private writableWaiters: Array<() => void> = []
   private closeListeners: Array<() => void> = []
-  /** Number of the batch that frames written now belong to. */
-  batch = 1
-  /** Last batch handed to the stream. */
-  flushedBatch = 0
+  /** Bytes ever queued on this link (a frame's end position is its ticket). */
+  private queuedTotal = 0
+  /** Bytes ever handed to the stream. */
+  private flushedTotal = 0
   closed = false
   /** Smoothed round-trip time (ms) from heartbeats and replies; null before a sample. */
   latencyMs: number | null = null
@@ -43,38 +50,46 @@ export class Link {
     this.lastSeen = now
     stream.addEventListener('drain', () => {
       this.waitingDrain = false
-      if (this.w.length > 0) this.flush()
+      this.flush()
     })
     stream.addEventListener('close', () => this.markClosed())
   }
 
   /** Bytes queued and not yet handed to the stream. */
   get queuedBytes(): number {
-    return this.w.length
+    return this.sealedBytes + this.w.length
   }
 
   /** True when the queue is over its bound; callers that can wait should `await writable()`. */
   get full(): boolean {
-    return this.w.length >= this.maxQueuedBytes
+    return this.queuedBytes >= this.maxQueuedBytes
   }
 
   /**
-   * Queues one frame (`encode` appends it to the writer) and returns the batch number it
-   * will leave in. Throws when the link is closed.
+   * Queues one frame (`encode` appends it) and returns its ticket for `isFlushed`.
+   * Throws when the link is closed.
    */
   write(encode: (w: BinaryWriter) => void): number {
     if (this.closed) throw new Error(`link to ${this.peer} is closed`)
+    const before = this.w.length
     encode(this.w)
+    this.queuedTotal += this.w.length - before
+    if (this.w.length >= LINK_BLOCK) {
+      const block = this.w.finish()
+      this.sealed.push(block)
+      this.sealedBytes += block.length
+      this.w = new BinaryWriter(LINK_BLOCK + 8 * 1024)
+    }
     if (!this.scheduled && !this.waitingDrain) {
       this.scheduled = true
       setImmediate(this.flushCb)
     }
-    return this.batch
+    return this.queuedTotal
   }
 
-  /** True once the batch has been handed to the stream. */
-  isFlushed(batch: number): boolean {
-    return batch <= this.flushedBatch
+  /** True once the frame with this ticket has been handed to the stream. */
+  isFlushed(ticket: number): boolean {
+    return ticket <= this.flushedTotal
   }
 
   /** Resolves when the queue is below its bound (or rejects when the link closes). */
@@ -97,23 +112,27 @@ export class Link {
     this.flush()
   }
 
+  /** Hands queued blocks to the stream until it pushes back. */
   private flush(): void {
-    if (this.closed || this.waitingDrain || this.w.length === 0) return
-    // Copy the batch out at its exact size (the stream may keep a reference to it) and
-    // keep reusing the writer's buffer: small batches then cost small allocations.
-    const data = this.w.finish().slice()
-    if (data.length > 4 * 1024 * 1024) this.w = new BinaryWriter(16 * 1024)
-    else this.w.reset()
-    this.flushedBatch = this.batch
-    this.batch++
-    let ok: boolean
+    if (this.closed) return
     try {
-      ok = this.stream.send(data)
+      while (!this.waitingDrain && this.sealed.length > 0) {
+        const block = this.sealed.shift()!
+        this.sealedBytes -= block.length
+        this.flushedTotal += block.length
+        if (!this.stream.send(block)) this.waitingDrain = true
+      }
+      if (!this.waitingDrain && this.w.length > 0) {
+        // The partial block is copied at its exact size so its buffer can be reused.
+        const data = this.w.finish().slice()
+        this.w.reset()
+        this.flushedTotal += data.length
+        if (!this.stream.send(data)) this.waitingDrain = true
+      }
     } catch {
       this.abort(new Error('send failed'))
       return
     }
-    if (!ok) this.waitingDrain = true
     if (this.writableWaiters.length > 0 && !this.full) {
       const waiters = this.writableWaiters
       this.writableWaiters = []
@@ -152,25 +171,68 @@ export class Link {
 }
 
 /**
- * Reads frames from a peer's stream. Bounded: a length prefix above `maxFrameSize` or a
- * frame that fails to decode aborts the stream.
+ * Reads frames from a peer's stream. Frames that lie whole inside one received chunk are
+ * decoded in place (no copy); only a frame split across chunks is gathered into a buffer.
+ * Bounded: a length prefix above `maxFrameSize` or a frame that fails to decode aborts
+ * the stream.
  */
 export function readFrames(stream: Stream, peer: string, maxFrameSize: number, handle: FrameHandler): void {
-  const buf = new Uint8ArrayList()
-  stream.addEventListener('message', (evt) => {
-    buf.append(evt.data)
-    try {
-      while (buf.byteLength >= FRAME_HEADER_BYTES) {
-        const len = buf.getUint32(0)
-        if (len < 1 || len > maxFrameSize) throw new DecodeError(`frame length ${len} out of range`)
-        if (buf.byteLength < FRAME_HEADER_BYTES + len) break
-        const frame = buf.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + len)
-        buf.consume(FRAME_HEADER_BYTES + len)
-        const r = new BinaryReader(frame)
-        handle(peer, r.u8('frame type'), r)
+  /** A frame split across chunks, allocated at its full size once its length is known. */
+  let partial: Uint8Array | undefined
+  let filled = 0
+  /** Fewer than 4 bytes left over: the start of a length prefix. */
+  let head: Uint8Array | undefined
+  const frameLength = (b: Uint8Array, p: number) => {
+    const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0
+    if (len < 1 || len > maxFrameSize) throw new DecodeError(`frame length ${len} out of range`)
+    return len
+  }
+  const dispatch = (frame: Uint8Array) => {
+    const r = new BinaryReader(frame)
+    handle(peer, r.u8('frame type'), r)
+  }
+  const onChunk = (chunk: Uint8Array) => {
+    let buf = chunk
+    let pos = 0
+    if (partial) {
+      const take = Math.min(partial.length - filled, buf.length)
+      partial.set(buf.subarray(0, take), filled)
+      filled += take
+      pos = take
+      if (filled < partial.length) return
+      const frame = partial
+      partial = undefined
+      dispatch(frame.subarray(FRAME_HEADER_BYTES))
+    } else if (head) {
+      const joined = new Uint8Array(head.length + buf.length)
+      joined.set(head)
+      joined.set(buf, head.length)
+      buf = joined
+      head = undefined
+    }
+    const end = buf.length
+    while (end - pos >= FRAME_HEADER_BYTES) {
+      const len = frameLength(buf, pos)
+      const total = FRAME_HEADER_BYTES + len
+      if (end - pos < total) {
+        partial = new Uint8Array(total)
+        partial.set(buf.subarray(pos))
+        filled = end - pos
+        return
       }
+      const frame = buf.subarray(pos + FRAME_HEADER_BYTES, pos + total)
+      pos += total
+      dispatch(frame)
+    }
+    if (pos < end) head = buf.slice(pos)
+  }
+  stream.addEventListener('message', (evt) => {
+    try {
+      const data = evt.data
+      if (data instanceof Uint8Array) onChunk(data)
+      else for (const c of data) onChunk(c)
     } catch (err) {
-      buf.consume(buf.byteLength)
+      partial = head = undefined
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   })

@@ -144,9 +144,12 @@ export class LinkManager {
 
   private onInbound(stream: Stream, connection: Connection): void {
     const peer = connection.remotePeer.toString()
-    readFrames(stream, peer, this.opts.maxFrameSize, (from, type, body) => {
-      const link = this.links.get(from)
+    // Any data from the peer proves it alive (once per chunk, not per frame).
+    stream.addEventListener('message', () => {
+      const link = this.links.get(peer)
       if (link) link.lastSeen = this.now()
+    })
+    readFrames(stream, peer, this.opts.maxFrameSize, (from, type, body) => {
       if (type === FrameType.Ping) {
         const token = body.u64('ping token')
         body.end('ping')
@@ -156,6 +159,7 @@ export class LinkManager {
       if (type === FrameType.Pong) {
         const token = body.u64('pong token')
         body.end('pong')
+        const link = this.links.get(from)
         if (link) this.sample(link, this.now() - token)
         return
       }

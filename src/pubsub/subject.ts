@@ -33,9 +33,15 @@ function tokens(value: unknown, field: string, allowWildcards: boolean): string[
   return toks
 }
 
+/** Recently validated topics (publishers reuse a few topics at high rates). */
+let validTopics = new Set<string>()
+
 /** Validates a topic to publish to (no wildcards); returns it. */
 export function checkTopic(value: unknown, field = 'topic'): string {
+  if (typeof value === 'string' && validTopics.has(value)) return value
   tokens(value, field, false)
+  if (validTopics.size >= 1024) validTopics = new Set()
+  validTopics.add(value as string)
   return value as string
 }
 

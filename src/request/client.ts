@@ -46,7 +46,8 @@ class Pending {
   tried: Set<string> | undefined
   overloaded = false
   member: string | undefined
-  batch = 0
+  /** Link ticket of the request frame (for isFlushed). */
+  ticket = 0
   sentAt = 0
   timer: NodeJS.Timeout | undefined
   /** Created only when the request has to wait for members. */
@@ -222,7 +223,7 @@ export class RequestClient {
       return
     }
     const link = this.host.link(peer)!
-    p.batch = link.write((w) =>
+    p.ticket = link.write((w) =>
       encodeRequest(w, { id: p.id, cluster: p.cluster, remainingMs: remaining, flags: 0, data: p.data }),
     )
   }
@@ -262,7 +263,7 @@ export class RequestClient {
       const s = this.stats.get(link.peer)
       if (s && s.outstanding > 0) s.outstanding--
       p.member = undefined
-      const written = link.isFlushed(p.batch)
+      const written = link.isFlushed(p.ticket)
       if (!written || p.retry) {
         this.host.count(written ? 'requests.retried' : 'requests.failover')
         if (written) p.tried?.delete(link.peer)

@@ -16,17 +16,20 @@ export class DecodeError extends Error {
 /** Growable big-endian writer. */
 export class BinaryWriter {
   private buf: Uint8Array
-  private view: DataView
   private pos = 0
 
   constructor(initialSize = 256) {
     this.buf = new Uint8Array(initialSize)
-    this.view = new DataView(this.buf.buffer)
   }
 
   /** Bytes written so far. */
   get length(): number {
     return this.pos
+  }
+
+  /** Size of the underlying buffer. */
+  get capacity(): number {
+    return this.buf.length
   }
 
   private ensure(n: number): void {
@@ -36,40 +39,58 @@ export class BinaryWriter {
     const next = new Uint8Array(size)
     next.set(this.buf.subarray(0, this.pos))
     this.buf = next
-    this.view = new DataView(next.buffer)
   }
 
   u8(v: number): this {
-    this.ensure(1)
-    this.view.setUint8(this.pos, v)
-    this.pos += 1
+    if (this.pos + 1 > this.buf.length) this.ensure(1)
+    this.buf[this.pos++] = v
     return this
   }
 
   u16(v: number): this {
-    this.ensure(2)
-    this.view.setUint16(this.pos, v)
-    this.pos += 2
+    if (this.pos + 2 > this.buf.length) this.ensure(2)
+    const b = this.buf
+    const p = this.pos
+    b[p] = v >>> 8
+    b[p + 1] = v
+    this.pos = p + 2
     return this
   }
 
   u32(v: number): this {
-    this.ensure(4)
-    this.view.setUint32(this.pos, v)
-    this.pos += 4
+    if (this.pos + 4 > this.buf.length) this.ensure(4)
+    const b = this.buf
+    const p = this.pos
+    b[p] = v >>> 24
+    b[p + 1] = v >>> 16
+    b[p + 2] = v >>> 8
+    b[p + 3] = v
+    this.pos = p + 4
     return this
   }
 
   /** Unsigned 64-bit from a non-negative safe integer. */
   u64(v: number): this {
     this.ensure(8)
-    this.view.setBigUint64(this.pos, BigInt(v))
-    this.pos += 8
+    if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`u64 value out of range: ${v}`)
+    const hi = Math.floor(v / 0x100000000)
+    const lo = v >>> 0
+    const b = this.buf
+    const p = this.pos
+    b[p] = hi >>> 24
+    b[p + 1] = hi >>> 16
+    b[p + 2] = hi >>> 8
+    b[p + 3] = hi
+    b[p + 4] = lo >>> 24
+    b[p + 5] = lo >>> 16
+    b[p + 6] = lo >>> 8
+    b[p + 7] = lo
+    this.pos = p + 8
     return this
   }
 
   raw(bytes: Uint8Array): this {
-    this.ensure(bytes.length)
+    if (this.pos + bytes.length > this.buf.length) this.ensure(bytes.length)
     this.buf.set(bytes, this.pos)
     this.pos += bytes.length
     return this
@@ -82,14 +103,37 @@ export class BinaryWriter {
 
   /** UTF-8 string with a u16 length prefix (at most 65535 bytes). */
   str(s: string): this {
-    const b = textEncoder.encode(s)
-    if (b.length > 0xffff) throw new RangeError('string longer than 65535 bytes')
-    return this.u16(b.length).raw(b)
+    const n = s.length
+    if (n < 128) {
+      // Fast path for short ASCII strings (topics, cluster names, peer ids).
+      if (this.pos + 2 + n > this.buf.length) this.ensure(2 + n)
+      const b = this.buf
+      const start = this.pos + 2
+      let i = 0
+      for (; i < n; i++) {
+        const c = s.charCodeAt(i)
+        if (c >= 0x80) break
+        b[start + i] = c
+      }
+      if (i === n) {
+        b[this.pos] = n >>> 8
+        b[this.pos + 1] = n
+        this.pos = start + n
+        return this
+      }
+    }
+    const enc = textEncoder.encode(s)
+    if (enc.length > 0xffff) throw new RangeError('string longer than 65535 bytes')
+    return this.u16(enc.length).raw(enc)
   }
 
   /** Overwrites a u32 at `offset` (for length prefixes written after the body). */
   patchU32(offset: number, v: number): void {
-    this.view.setUint32(offset, v)
+    const b = this.buf
+    b[offset] = v >>> 24
+    b[offset + 1] = v >>> 16
+    b[offset + 2] = v >>> 8
+    b[offset + 3] = v
   }
 
   /** Forgets everything written; keeps the buffer. */
@@ -105,12 +149,9 @@ export class BinaryWriter {
 
 /** Bounds-checked big-endian reader over one buffer. */
 export class BinaryReader {
-  private readonly view: DataView
   pos = 0
 
-  constructor(private readonly buf: Uint8Array) {
-    this.view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength)
-  }
+  constructor(private readonly buf: Uint8Array) {}
 
   /** Bytes not yet read. */
   get remaining(): number {
@@ -124,30 +165,34 @@ export class BinaryReader {
   }
 
   u8(what = 'u8'): number {
-    this.need(1, what)
-    return this.view.getUint8(this.pos++)
+    if (this.pos + 1 > this.buf.length) this.need(1, what)
+    return this.buf[this.pos++]!
   }
 
   u16(what = 'u16'): number {
     this.need(2, what)
-    const v = this.view.getUint16(this.pos)
+    const v = (this.buf[this.pos]! << 8) | this.buf[this.pos + 1]!
     this.pos += 2
     return v
   }
 
   u32(what = 'u32'): number {
-    this.need(4, what)
-    const v = this.view.getUint32(this.pos)
-    this.pos += 4
-    return v
+    if (this.pos + 4 > this.buf.length) this.need(4, what)
+    const b = this.buf
+    const p = this.pos
+    this.pos = p + 4
+    return ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0
   }
 
   u64(what = 'u64'): number {
     this.need(8, what)
-    const v = this.view.getBigUint64(this.pos)
-    this.pos += 8
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw new DecodeError(`${what} too large`)
-    return Number(v)
+    const b = this.buf
+    const p = this.pos
+    const hi = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0
+    const lo = ((b[p + 4]! << 24) | (b[p + 5]! << 16) | (b[p + 6]! << 8) | b[p + 7]!) >>> 0
+    this.pos = p + 8
+    if (hi > 0x1fffff) throw new DecodeError(`${what} too large`)
+    return hi * 0x100000000 + lo
   }
 
   raw(n: number, what = 'bytes'): Uint8Array {
@@ -166,6 +211,22 @@ export class BinaryReader {
 
   str(what = 'string'): string {
     const n = this.u16(`${what} length`)
+    if (n <= 64 && this.pos + n <= this.buf.length) {
+      // Fast path for short ASCII strings.
+      const b = this.buf
+      const start = this.pos
+      let ascii = true
+      for (let i = start; i < start + n; i++) {
+        if (b[i]! >= 0x80) {
+          ascii = false
+          break
+        }
+      }
+      if (ascii) {
+        this.pos += n
+        return String.fromCharCode.apply(null, b.subarray(start, start + n) as unknown as number[])
+      }
+    }
     try {
       return textDecoder.decode(this.raw(n, what))
     } catch (err) {
