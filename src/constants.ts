@@ -66,6 +66,6 @@ export const LOCAL_DISCOVERY = {
 /** Load balancing: members within this factor of the best latency, plus
  * `LATENCY_SLACK_MS`, count as equally fast (sub-millisecond noise must not decide). */
 export const LATENCY_TOLERANCE = 1.5
-export const LATENCY_SLACK_MS = 1
+export const LATENCY_SLACK_MS = 3
 /** Weight of a new latency sample in the moving average. */
 export const LATENCY_EWMA_ALPHA = 0.2

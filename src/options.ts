@@ -57,15 +57,16 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
     throw new InvalidArgumentError(`dataDir must be a non-empty path string, got ${describe(o.dataDir)}`)
   }
-  const addrs: Array<[string, string]> = [
-    ...listen.map((a): [string, string] => ['listen', a]),
-    ...bootstrap.map((a): [string, string] => ['bootstrap', a]),
-  ]
-  for (const [i, [field, a]] of addrs.entries()) {
-    try {
-      multiaddr(a)
-    } catch {
-      throw new InvalidArgumentError(`${field}[${i}] is not a valid multiaddr: ${describe(a)}`)
+  for (const [field, list] of [
+    ['listen', listen],
+    ['bootstrap', bootstrap],
+  ] as const) {
+    for (const [i, a] of list.entries()) {
+      try {
+        multiaddr(a)
+      } catch {
+        throw new InvalidArgumentError(`${field}[${i}] is not a valid multiaddr: ${describe(a)}`)
+      }
     }
   }
   let relay: { host: string; port: number } | undefined

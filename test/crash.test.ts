@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { generateKey, MemberLostError } from '../src/index.js'
+import { generateKey, MemberLostError, TunnelClosedError } from '../src/index.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 import { spawnNode, waitForLine } from './helpers/procs.js'
 
@@ -71,5 +71,24 @@ describe('member killed with kill -9', () => {
     }
     const results = await Promise.all(all)
     expect(results.length).toBe(200)
+  })
+
+  it('a tunnel to a member killed with kill -9 ends with TunnelClosedError within 5 s', async () => {
+    const network = uniqueNetwork('crash')
+    const key = generateKey()
+    const p1 = spawnNode(['test/fixtures/member.mjs', network, 'db', key, 'p1'])
+    await waitForLine(p1, /^ready /)
+    const client = await startNode({ network })
+    await waitForMembers(client, 'db', 1)
+    const t = await client.tunnel('db')
+    await t.send('ping')
+    const it = t[Symbol.asyncIterator]()
+    expect(dec((await it.next()).value)).toBe('ping')
+    const killedAt = Date.now()
+    p1.kill('SIGKILL')
+    const err = await it.next().catch((e) => e)
+    expect(err).toBeInstanceOf(TunnelClosedError)
+    expect(Date.now() - killedAt).toBeLessThan(5000)
+    await expect(t.send('more')).rejects.toBeInstanceOf(TunnelClosedError)
   })
 })

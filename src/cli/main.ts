@@ -37,6 +37,8 @@ export function buildProgram(): Command {
 
 /** Runs the CLI with `argv` (as `process.argv`); exits the process on failure. */
 export async function main(argv: string[] = process.argv): Promise<void> {
+  // A reader that goes away (`plexus request db x | head -c1`) must not cause a stack trace.
+  process.stdout.on('error', () => {})
   try {
     await buildProgram().parseAsync(argv)
   } catch (err) {

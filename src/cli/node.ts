@@ -214,7 +214,6 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
   process.on('unhandledRejection', (err) => {
     process.stderr.write(`plexus: warning: unhandled ${formatError(err).slice('plexus: '.length)}\n`)
   })
-  process.stdout.on('error', () => {}) // a closed stdout (reader gone) must not kill the node
 
   // Loaded here so the other commands (and bad-flag errors) do not pay for libp2p's start-up.
   const { createNode } = await import('../node.js')

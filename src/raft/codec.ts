@@ -14,12 +14,14 @@ import {
   MESSAGE_TYPES,
   type Message,
   type NodeId,
+  type Snapshot,
 } from './types.js'
 
 /** Message format version written first in every encoded message. */
 export const RAFT_CODEC_VERSION = 1
 /** Longest node id accepted by the decoders, in UTF-8 bytes. */
 export const MAX_NODE_ID_BYTES = 256
+const utf8 = new TextEncoder()
 const ENTRY_MIN_BYTES = 8 + 8 + 1 + 4
 const FLAG_REJECT = 1
 const FLAG_TRANSFER = 2
@@ -33,7 +35,7 @@ function writeEntry(w: BinaryWriter, e: Entry): void {
 
 function readId(r: BinaryReader, what: string): NodeId {
   const id = r.str(what)
-  if (id.length === 0 || new TextEncoder().encode(id).length > MAX_NODE_ID_BYTES) {
+  if (id.length === 0 || (id.length * 3 > MAX_NODE_ID_BYTES && utf8.encode(id).length > MAX_NODE_ID_BYTES)) {
     throw new DecodeError(`${what} must be 1..${MAX_NODE_ID_BYTES} bytes`)
   }
   return id
@@ -66,7 +68,7 @@ export function decodeEntry(buf: Uint8Array): Entry {
   return e
 }
 
-/** Encodes a message for the wire. The result is a fresh copy. */
+/** Encodes a message for the wire into a fresh buffer. */
 export function encodeMessage(m: Message): Uint8Array {
   let size = 64 + m.from.length * 3 + m.to.length * 3
   for (const e of m.entries) size += e.data.length + ENTRY_MIN_BYTES
@@ -76,7 +78,14 @@ export function encodeMessage(m: Message): Uint8Array {
   w.u8((m.reject ? FLAG_REJECT : 0) | (m.transfer ? FLAG_TRANSFER : 0))
   w.u32(m.entries.length)
   for (const e of m.entries) writeEntry(w, e)
-  return w.finish().slice()
+  const s = m.snapshot
+  w.u8(s === undefined ? 0 : 1)
+  if (s !== undefined) {
+    w.u64(s.index).u64(s.term).u32(s.confState.voters.length)
+    for (const v of s.confState.voters) w.str(v)
+    w.bytes(s.data)
+  }
+  return w.finish() // the writer is not reused: its view is ours
 }
 
 /**
@@ -104,6 +113,19 @@ export function decodeMessage(buf: Uint8Array): Message {
   if (n * ENTRY_MIN_BYTES > r.remaining) throw new DecodeError(`entry count ${n} exceeds the frame`)
   const entries: Entry[] = []
   for (let i = 0; i < n; i++) entries.push(readEntry(r))
+  const hasSnap = r.u8('snapshot flag')
+  if (hasSnap > 1) throw new DecodeError('bad snapshot flag')
+  let snapshot: Snapshot | undefined
+  if (hasSnap === 1) {
+    const sIndex = r.u64('snapshot index')
+    const sTerm = r.u64('snapshot term')
+    const nv = r.u32('snapshot voter count')
+    if (nv * 3 > r.remaining) throw new DecodeError(`voter count ${nv} exceeds the frame`)
+    const voters: NodeId[] = []
+    for (let i = 0; i < nv; i++) voters.push(readId(r, 'snapshot voter'))
+    const data = r.bytes('snapshot data', r.remaining).slice()
+    snapshot = { index: sIndex, term: sTerm, confState: { voters }, data }
+  }
   r.end('raft message')
   const m: Message = {
     type,
@@ -118,12 +140,21 @@ export function decodeMessage(buf: Uint8Array): Message {
     rejectHint,
     transfer: (flags & FLAG_TRANSFER) !== 0,
   }
+  if (snapshot !== undefined) m.snapshot = snapshot
   validate(m)
   return m
 }
 
 function validate(m: Message): void {
   if (m.type !== 'MsgProp' && m.term === 0) throw new DecodeError(`${m.type} without a term`)
+  if ((m.type === 'MsgSnap') !== (m.snapshot !== undefined))
+    throw new DecodeError('snapshot only and always on MsgSnap')
+  if (m.snapshot !== undefined) {
+    const s = m.snapshot
+    if (s.index === 0 || s.term === 0 || s.term > m.term)
+      throw new DecodeError('snapshot index/term out of range')
+    if (s.confState.voters.length === 0) throw new DecodeError('snapshot without voters')
+  }
   if (m.type === 'MsgProp') {
     if (m.term !== 0) throw new DecodeError('MsgProp carries no term')
     if (m.entries.length === 0) throw new DecodeError('empty MsgProp')

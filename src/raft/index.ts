@@ -17,9 +17,9 @@ export {
   MAX_NODE_ID_BYTES,
   RAFT_CODEC_VERSION,
 } from './codec.js'
+export type { RaftConfig } from './config.js'
 export { MemoryStorage, type Storage } from './log.js'
 export type { ProgressState } from './progress.js'
-export type { RaftConfig } from './raft.js'
 export { type ProposalResult, RawNode, type Status } from './rawnode.js'
 export {
   CompactedError,
@@ -37,5 +37,6 @@ export {
   RaftInvariantError,
   type Ready,
   type Role,
+  type Snapshot,
   type SoftState,
 } from './types.js'

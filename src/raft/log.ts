@@ -10,6 +10,7 @@ import {
   entrySize,
   type HardState,
   RaftInvariantError,
+  type Snapshot,
 } from './types.js'
 
 /**
@@ -32,6 +33,12 @@ export interface Storage {
    * always returning at least one entry. Throws `CompactedError` if `lo < firstIndex()`.
    */
   entries(lo: number, hi: number, maxBytes: number): Entry[]
+  /**
+   * The latest snapshot (covering at least everything before `firstIndex()`), sent to a
+   * follower whose next entry was compacted away. Optional: without it, never compact
+   * below the slowest member.
+   */
+  snapshot?(): Snapshot
 }
 
 /**
@@ -43,6 +50,7 @@ export class MemoryStorage implements Storage {
   private ents: Entry[] = [{ index: 0, term: 0, type: 'normal', data: new Uint8Array(0) }]
   hardState: HardState = { term: 0, vote: null, commit: 0 }
   confState: ConfState
+  private snap: Snapshot = { index: 0, term: 0, confState: { voters: [] }, data: new Uint8Array(0) }
 
   constructor(confState: ConfState = { voters: [] }) {
     this.confState = { voters: [...confState.voters] }
@@ -99,13 +107,30 @@ export class MemoryStorage implements Storage {
     this.confState = { voters: [...cs.voters] }
   }
 
-  /** Discards entries up to and including `index` (which must be applied and persisted). */
-  compact(index: number): void {
+  /**
+   * Records a snapshot of the applied state at `index` (with the configuration and data as
+   * of that index) and discards the entries up to it.
+   */
+  compact(index: number, confState: ConfState, data: Uint8Array): void {
     const off = this.ents[0]!.index
     if (index <= off) return
     if (index > this.lastIndex()) throw new RaftInvariantError(`compact ${index} is beyond the last index`)
     const dummy = { ...this.ents[index - off]!, data: new Uint8Array(0) }
+    this.snap = { index, term: dummy.term, confState: { voters: [...confState.voters] }, data }
     this.ents = [dummy, ...this.ents.slice(index - off + 1)]
+  }
+
+  /** The snapshot recorded by the last `compact` or `applySnapshot`. */
+  snapshot(): Snapshot {
+    return this.snap
+  }
+
+  /** Installs a received snapshot: the log restarts after it, the configuration is its. */
+  applySnapshot(s: Snapshot): void {
+    this.snap = s
+    this.ents = [{ index: s.index, term: s.term, type: 'normal', data: new Uint8Array(0) }]
+    this.confState = { voters: [...s.confState.voters] }
+    if (this.hardState.commit < s.index) this.hardState = { ...this.hardState, commit: s.index }
   }
 }
 
@@ -129,6 +154,8 @@ export function limitSize(ents: Entry[], maxBytes: number): Entry[] {
 export class RaftLog {
   private unstable: Entry[] = []
   private offset: number
+  /** A received snapshot not yet persisted; while set, the log starts right after it. */
+  pendingSnapshot: Snapshot | undefined
   committed: number
   applied: number
   /** Highest index handed out in a Ready's committedEntries (not yet confirmed applied). */
@@ -152,17 +179,19 @@ export class RaftLog {
   }
 
   firstIndex(): number {
-    return this.storage.firstIndex()
+    return this.pendingSnapshot !== undefined ? this.pendingSnapshot.index + 1 : this.storage.firstIndex()
   }
 
   lastIndex(): number {
-    return this.unstable.length > 0 ? this.offset + this.unstable.length - 1 : this.storage.lastIndex()
+    if (this.unstable.length > 0) return this.offset + this.unstable.length - 1
+    return this.pendingSnapshot !== undefined ? this.pendingSnapshot.index : this.storage.lastIndex()
   }
 
   /** Term of entry `i`, or `undefined` if it is compacted or beyond the last index. */
   term(i: number): number | undefined {
     if (i < this.firstIndex() - 1 || i > this.lastIndex()) return undefined
     if (i >= this.offset) return this.unstable[i - this.offset]!.term
+    if (this.pendingSnapshot !== undefined) return this.pendingSnapshot.term // i is its index
     return this.storage.term(i)
   }
 
@@ -234,6 +263,30 @@ export class RaftLog {
     } else {
       this.unstable = this.unstable.slice(0, after - this.offset).concat(ents)
     }
+  }
+
+  /**
+   * Replaces the whole log with a snapshot (whose index is beyond our commit and whose
+   * entry we do not have): the driver persists it from the next Ready.
+   */
+  restore(s: Snapshot): void {
+    this.pendingSnapshot = s
+    this.unstable = []
+    this.offset = s.index + 1
+    this.committed = s.index
+    this.applying = s.index
+  }
+
+  /** The driver persisted the pending snapshot at `index` and applied its data. */
+  snapshotPersisted(index: number): void {
+    if (this.pendingSnapshot?.index !== index) return
+    this.pendingSnapshot = undefined
+    if (this.applied < index) this.applied = index
+  }
+
+  /** True if some entries are not yet persisted. */
+  hasUnstable(): boolean {
+    return this.unstable.length > 0
   }
 
   /** Entries not yet persisted, in order. */

@@ -2,12 +2,13 @@
  * The leader's view of each member: how much of the log it is known to hold (`match`), what
  * to send next (`next`), and the flow-control state. In `probe` the leader sends one append at
  * a time until it finds where the logs match; in `replicate` it pipelines appends up to a
- * window of `maxInflight` unacknowledged messages.
+ * window of `maxInflight` unacknowledged messages; in `snapshot` it has sent a snapshot and
+ * waits for the follower to acknowledge it (or for a retry timeout).
  */
 import type { NodeId } from './types.js'
 
 /** Flow-control state of one follower, as seen by the leader. */
-export type ProgressState = 'probe' | 'replicate'
+export type ProgressState = 'probe' | 'replicate' | 'snapshot'
 
 /**
  * The window of appends sent but not yet acknowledged, by the last index each carried.
@@ -57,6 +58,9 @@ export class Progress {
   probeSent = false
   /** Heard from since the last check-quorum round. */
   recentActive = false
+  /** In snapshot state: the index of the snapshot sent, and ticks since it was sent. */
+  pendingSnapshot = 0
+  snapshotAge = 0
   readonly inflights: Inflights
 
   constructor(next: number, maxInflight: number) {
@@ -71,8 +75,15 @@ export class Progress {
   }
 
   becomeProbe(): void {
+    const floor = this.state === 'snapshot' ? this.pendingSnapshot : 0
     this.resetState('probe')
-    this.next = this.match + 1
+    this.next = Math.max(this.match, floor) + 1
+  }
+
+  becomeSnapshot(index: number): void {
+    this.resetState('snapshot')
+    this.pendingSnapshot = index
+    this.snapshotAge = 0
   }
 
   becomeReplicate(): void {
@@ -110,6 +121,7 @@ export class Progress {
 
   /** True when no append should be sent now. */
   isPaused(): boolean {
+    if (this.state === 'snapshot') return true
     return this.state === 'probe' ? this.probeSent : this.inflights.full()
   }
 

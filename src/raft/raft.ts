@@ -4,9 +4,16 @@
  * `RawNode` packs into `Ready` batches. No clocks, timers, I/O or ambient randomness: time is
  * `tick()`, randomness is the injected `rand`.
  */
-import { decodeConfChange } from './codec.js'
-import { RaftLog, type Storage } from './log.js'
+import { type RaftConfig, resolveConfig } from './config.js'
+import { RaftLog } from './log.js'
 import { ProgressTracker } from './progress.js'
+import {
+  bcastHeartbeat,
+  handleAppend,
+  handleHeartbeat,
+  handleSnapshot,
+  maybeSendAppend,
+} from './replication.js'
 import {
   type ConfChange,
   type ConfState,
@@ -21,32 +28,6 @@ import {
   type SoftState,
   voteRespType,
 } from './types.js'
-
-/** Configuration of one Raft member. */
-export interface RaftConfig {
-  /** This member's id (its peer id). */
-  id: NodeId
-  /** Persisted log and state; read at start and whenever entries are needed. */
-  storage: Storage
-  /** Index the application has already applied (durably); committed entries after it are re-delivered. */
-  applied?: number
-  /** Ticks without hearing from a leader before campaigning (randomized in [n, 2n)). Default 10. */
-  electionTick?: number
-  /** Ticks between leader heartbeats. Default 1. Must be < electionTick. */
-  heartbeatTick?: number
-  /** Byte budget of one MsgApp (at least one entry is always sent). Default 1 MiB. */
-  maxSizePerMsg?: number
-  /** Max unacknowledged MsgApp per follower in replicate state (pipelining window). Default 256. */
-  maxInflightMsgs?: number
-  /** Byte budget of committedEntries per Ready. Default 64 MiB. */
-  maxCommittedSizePerReady?: number
-  /** Run a pre-vote round before raising the term (default true). */
-  preVote?: boolean
-  /** Leader steps down without quorum contact; followers ignore votes while a leader is live (default true). */
-  checkQuorum?: boolean
-  /** Uniform random number in [0, 1), seeded by the caller: picks the election timeout. */
-  rand: () => number
-}
 
 /** The Raft protocol state of one member. Use it through `RawNode`. */
 export class Raft {
@@ -73,21 +54,19 @@ export class Raft {
   private heartbeatElapsed = 0
   private randomizedElectionTimeout = 0
 
-  constructor(cfg: RaftConfig) {
+  constructor(config: RaftConfig) {
+    const cfg = resolveConfig(config)
     this.id = cfg.id
-    this.electionTimeout = cfg.electionTick ?? 10
-    this.heartbeatTimeout = cfg.heartbeatTick ?? 1
-    if (!(this.heartbeatTimeout > 0 && this.electionTimeout > this.heartbeatTimeout)) {
-      throw new RangeError('raft: electionTick must be greater than heartbeatTick > 0')
-    }
-    this.maxSizePerMsg = cfg.maxSizePerMsg ?? 1024 * 1024
-    this.maxCommittedSize = cfg.maxCommittedSizePerReady ?? 64 * 1024 * 1024
-    this.preVote = cfg.preVote ?? true
-    this.checkQuorum = cfg.checkQuorum ?? true
+    this.electionTimeout = cfg.electionTick
+    this.heartbeatTimeout = cfg.heartbeatTick
+    this.maxSizePerMsg = cfg.maxSizePerMsg
+    this.maxCommittedSize = cfg.maxCommittedSizePerReady
+    this.preVote = cfg.preVote
+    this.checkQuorum = cfg.checkQuorum
     this.rand = cfg.rand
     const { hardState, confState } = cfg.storage.initialState()
-    this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied ?? 0)
-    this.tracker = new ProgressTracker(Math.max(1, cfg.maxInflightMsgs ?? 256))
+    this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied)
+    this.tracker = new ProgressTracker(cfg.maxInflightMsgs)
     for (const v of confState.voters) this.tracker.add(v, this.log.lastIndex() + 1)
     this.term = hardState.term
     this.vote = hardState.vote
@@ -107,7 +86,8 @@ export class Raft {
     return this.tracker.voters.has(this.id)
   }
 
-  private send(m: Message): void {
+  /** Queues `m` for the next Ready, stamping sender and term. (Internal: used by replication.ts.) */
+  send(m: Message): void {
     m.from = this.id
     // Vote traffic carries its own term; proposals carry none (they are term-less requests).
     if (
@@ -206,9 +186,13 @@ export class Raft {
       }
       this.leadTransferee = null // a transfer that did not finish in one election timeout is abandoned
     }
+    for (const pr of this.tracker.progress.values()) {
+      // A snapshot unacknowledged for an election timeout was probably lost: probe again.
+      if (pr.state === 'snapshot' && ++pr.snapshotAge >= this.electionTimeout) pr.becomeProbe()
+    }
     if (this.heartbeatElapsed >= this.heartbeatTimeout) {
       this.heartbeatElapsed = 0
-      this.bcastHeartbeat()
+      bcastHeartbeat(this)
     }
   }
 
@@ -224,7 +208,9 @@ export class Raft {
 
   private hasUnappliedConfChanges(): boolean {
     if (this.log.committed <= this.log.applied) return false
-    const ents = this.log.slice(this.log.applied + 1, this.log.committed + 1, Number.POSITIVE_INFINITY)
+    // Changes inside a pending snapshot are already in its configuration.
+    const lo = Math.max(this.log.applied + 1, this.log.firstIndex())
+    const ents = this.log.slice(lo, this.log.committed + 1, Number.POSITIVE_INFINITY)
     return ents.some((e) => e.type === 'confChange')
   }
 
@@ -267,13 +253,13 @@ export class Raft {
       }
       if (m.type === 'MsgPreVote' || (m.type === 'MsgPreVoteResp' && !m.reject)) {
         // A pre-vote neither raises our term nor is a granted pre-vote a reason to.
-      } else if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat') {
+      } else if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') {
         this.becomeFollower(m.term, m.from)
       } else {
         this.becomeFollower(m.term, null)
       }
     } else if (m.term < this.term) {
-      if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat') {
+      if (m.type === 'MsgApp' || m.type === 'MsgHeartbeat' || m.type === 'MsgSnap') {
         // A stale leader (e.g. back from a partition): tell it the current term.
         this.send(message({ type: 'MsgAppResp', to: m.from }))
       } else if (m.type === 'MsgPreVote') {
@@ -334,11 +320,15 @@ export class Raft {
         const wasPaused = pr.isPaused()
         if (!pr.maybeUpdate(m.index)) return
         if (pr.state === 'probe') pr.becomeReplicate()
-        else pr.inflights.freeLE(m.index)
+        else if (pr.state === 'replicate') pr.inflights.freeLE(m.index)
+        else if (pr.match + 1 >= this.log.firstIndex()) {
+          pr.becomeProbe() // the snapshot arrived: resume with entries
+          pr.becomeReplicate()
+        }
         if (this.maybeCommit()) this.bcastAppend()
         else if (wasPaused) this.sendAppend(m.from)
         // Pipelining: fill the window with whatever is left to send.
-        while (this.maybeSendAppend(m.from, false)) {}
+        while (maybeSendAppend(this, m.from, false)) {}
         if (m.from === this.leadTransferee && pr.match === this.log.lastIndex()) {
           this.send(message({ type: 'MsgTimeoutNow', to: m.from }))
         }
@@ -360,11 +350,15 @@ export class Raft {
         throw new ProposalDroppedError('no leader: an election is in progress')
       case 'MsgApp':
         this.becomeFollower(m.term, m.from)
-        this.handleAppend(m)
+        handleAppend(this, m)
         return
       case 'MsgHeartbeat':
         this.becomeFollower(m.term, m.from)
-        this.handleHeartbeat(m)
+        handleHeartbeat(this, m)
+        return
+      case 'MsgSnap':
+        this.becomeFollower(m.term, m.from)
+        handleSnapshot(this, m)
         return
     }
     if (m.type !== myResp) return
@@ -389,12 +383,17 @@ export class Raft {
       case 'MsgApp':
         this.electionElapsed = 0
         this.leader = m.from
-        this.handleAppend(m)
+        handleAppend(this, m)
         return
       case 'MsgHeartbeat':
         this.electionElapsed = 0
         this.leader = m.from
-        this.handleHeartbeat(m)
+        handleHeartbeat(this, m)
+        return
+      case 'MsgSnap':
+        this.electionElapsed = 0
+        this.leader = m.from
+        handleSnapshot(this, m)
         return
       case 'MsgTimeoutNow':
         if (m.from === this.leader) this.hup(true)
@@ -403,39 +402,6 @@ export class Raft {
   }
 
   // ---- follower handlers ----
-
-  private handleAppend(m: Message): void {
-    if (m.index < this.log.committed) {
-      this.send(message({ type: 'MsgAppResp', to: m.from, index: this.log.committed }))
-      return
-    }
-    if (this.log.matchTerm(m.index, m.logTerm)) {
-      const ci = this.log.findConflict(m.entries)
-      if (ci !== 0 && ci <= this.log.committed) return // would rewrite committed history: not a real leader
-    }
-    const lastNew = this.log.maybeAppend(m.index, m.logTerm, m.commit, m.entries)
-    if (lastNew !== undefined) {
-      this.send(message({ type: 'MsgAppResp', to: m.from, index: lastNew }))
-      return
-    }
-    // Reject with a hint: the last index whose term is <= the leader's logTerm at m.index.
-    const hint = this.log.findConflictByTerm(Math.min(m.index, this.log.lastIndex()), m.logTerm)
-    this.send(
-      message({
-        type: 'MsgAppResp',
-        to: m.from,
-        index: m.index,
-        reject: true,
-        rejectHint: hint.index,
-        logTerm: hint.term,
-      }),
-    )
-  }
-
-  private handleHeartbeat(m: Message): void {
-    this.log.commitTo(Math.min(m.commit, this.log.lastIndex()))
-    this.send(message({ type: 'MsgHeartbeatResp', to: m.from }))
-  }
 
   // ---- leader helpers ----
 
@@ -477,39 +443,9 @@ export class Raft {
     for (const id of this.tracker.progress.keys()) if (id !== this.id) this.sendAppend(id)
   }
 
-  private sendAppend(to: NodeId): void {
-    this.maybeSendAppend(to, true)
-  }
-
-  /** Sends an append to `to` unless its flow control is paused (or, without `sendIfEmpty`, nothing is new). */
-  private maybeSendAppend(to: NodeId, sendIfEmpty: boolean): boolean {
-    const pr = this.tracker.progress.get(to)
-    if (pr === undefined || pr.isPaused()) return false
-    const prevIndex = pr.next - 1
-    const prevTerm = this.log.term(prevIndex)
-    if (prevTerm === undefined) return false // compacted: needs a snapshot (not supported yet)
-    const last = this.log.lastIndex()
-    const ents = pr.next <= last ? this.log.slice(pr.next, last + 1, this.maxSizePerMsg) : []
-    if (ents.length === 0 && !sendIfEmpty) return false
-    this.send(
-      message({
-        type: 'MsgApp',
-        to,
-        index: prevIndex,
-        logTerm: prevTerm,
-        entries: ents,
-        commit: this.log.committed,
-      }),
-    )
-    pr.sentEntries(ents.length)
-    return true
-  }
-
-  private bcastHeartbeat(): void {
-    for (const [id, pr] of this.tracker.progress) {
-      if (id === this.id) continue
-      this.send(message({ type: 'MsgHeartbeat', to: id, commit: Math.min(pr.match, this.log.committed) }))
-    }
+  /** Sends an append (or a probe, or a snapshot) to `to` unless its flow control is paused. */
+  sendAppend(to: NodeId): void {
+    maybeSendAppend(this, to, true)
   }
 
   /** Asks the leader to hand leadership to `to` once it is caught up. */
@@ -543,10 +479,5 @@ export class Raft {
       }
     }
     return this.tracker.confState()
-  }
-
-  /** Decodes and applies the conf change carried by a committed `confChange` entry. */
-  applyConfChangeEntry(e: Entry): ConfState {
-    return this.applyConfChange(decodeConfChange(e.data))
   }
 }

@@ -4,7 +4,7 @@
  *   feed inputs:   node.tick() on a timer, node.step(msg) for each received message,
  *                  node.propose(data) / node.proposeConfChange(cc) for local requests;
  *   then:          while (node.hasReady()) { const rd = node.ready()
- *                    persist rd.hardState + rd.entries (fsync if rd.mustSync)
+ *                    persist rd.snapshot, rd.hardState, rd.entries (fsync if rd.mustSync)
  *                    send rd.messages                    // only after the persist completes
  *                    apply rd.committedEntries in order  // confChange: node.applyConfChange
  *                    node.advance(rd) }
@@ -12,7 +12,9 @@
  * Everything is synchronous and deterministic; the node never performs I/O itself.
  */
 import { decodeConfChange, encodeConfChange } from './codec.js'
-import { Raft, type RaftConfig } from './raft.js'
+import type { RaftConfig } from './config.js'
+import type { ProgressState } from './progress.js'
+import { Raft } from './raft.js'
 import {
   type ConfChange,
   type ConfState,
@@ -45,7 +47,7 @@ export interface Status {
   role: Role
   voters: NodeId[]
   /** Leader only: per-member replication progress. */
-  progress: Record<NodeId, { match: number; next: number; state: 'probe' | 'replicate'; inflight: number }>
+  progress: Record<NodeId, { match: number; next: number; state: ProgressState; inflight: number }>
 }
 
 /** One Raft member, driven through the Ready/advance loop (see the module doc). */
@@ -86,7 +88,18 @@ export class RawNode {
    * changes first, so callers retry. Throws `ProposalDroppedError` when no leader is known.
    */
   propose(data: Uint8Array): ProposalResult | null {
-    return this.proposeEntry({ type: 'normal', data })
+    return this.proposeEntries([{ type: 'normal', data }])
+  }
+
+  /**
+   * Proposes several payloads as consecutive entries in one append (one MsgApp per
+   * follower instead of one per payload: the batching path for group commit). On the leader
+   * the result names the first entry; the i-th payload lands at `index + i`, same term.
+   * Same durability and errors as `propose`.
+   */
+  proposeBatch(data: readonly Uint8Array[]): ProposalResult | null {
+    if (data.length === 0) return null
+    return this.proposeEntries(data.map((d) => ({ type: 'normal' as const, data: d })))
   }
 
   /**
@@ -95,20 +108,14 @@ export class RawNode {
    * on each member when the driver applies the committed entry with `applyConfChange`.
    */
   proposeConfChange(cc: ConfChange): ProposalResult | null {
-    return this.proposeEntry({ type: 'confChange', data: encodeConfChange(cc) })
+    return this.proposeEntries([{ type: 'confChange', data: encodeConfChange(cc) }])
   }
 
-  private proposeEntry(e: { type: 'normal' | 'confChange'; data: Uint8Array }): ProposalResult | null {
+  private proposeEntries(es: { type: 'normal' | 'confChange'; data: Uint8Array }[]): ProposalResult | null {
     const wasLeader = this.raft.role === 'leader'
     const before = this.raft.log.lastIndex()
-    this.raft.step(
-      message({
-        type: 'MsgProp',
-        from: this.raft.id,
-        to: this.raft.id,
-        entries: [{ index: 0, term: 0, ...e }],
-      }),
-    )
+    const entries = es.map((e) => ({ index: 0, term: 0, ...e }))
+    this.raft.step(message({ type: 'MsgProp', from: this.raft.id, to: this.raft.id, entries }))
     if (wasLeader && this.raft.log.lastIndex() > before) return { index: before + 1, term: this.raft.term }
     return null
   }
@@ -125,10 +132,10 @@ export class RawNode {
   /**
    * Feeds a message received from a peer. Messages of any age, order or duplication are
    * safe. Proposals forwarded by a peer that cannot be accepted here are dropped silently;
-   * responses from non-members are ignored.
+   * responses from non-members and messages addressed to another id are ignored.
    */
   step(m: Message): void {
-    if (m.from === this.raft.id) return
+    if (m.from === this.raft.id || m.to !== this.raft.id) return // looped back or misrouted
     if (isResponse(m.type) && !this.raft.tracker.progress.has(m.from)) return
     try {
       this.raft.step(m)
@@ -145,7 +152,8 @@ export class RawNode {
   /** True if `ready()` has something to persist, send or apply. */
   hasReady(): boolean {
     const r = this.raft
-    if (r.msgs.length > 0 || r.log.unstableEntries().length > 0 || r.log.hasNextCommittedEnts()) return true
+    if (r.msgs.length > 0 || r.log.hasUnstable() || r.log.hasNextCommittedEnts()) return true
+    if (r.log.pendingSnapshot !== undefined) return true
     const s = r.softState()
     if (s.leader !== this.prevSoft.leader || s.role !== this.prevSoft.role) return true
     return !sameHard(r.hardState(), this.prevHard)
@@ -165,6 +173,10 @@ export class RawNode {
       mustSync: false,
     }
     r.msgs = []
+    if (r.log.pendingSnapshot !== undefined) {
+      rd.snapshot = r.log.pendingSnapshot
+      rd.mustSync = true
+    }
     const s = r.softState()
     if (s.leader !== this.prevSoft.leader || s.role !== this.prevSoft.role) {
       rd.softState = s
@@ -173,7 +185,7 @@ export class RawNode {
     const h = r.hardState()
     if (!sameHard(h, this.prevHard)) {
       rd.hardState = h
-      rd.mustSync = rd.entries.length > 0 || h.term !== this.prevHard.term || h.vote !== this.prevHard.vote
+      rd.mustSync ||= rd.entries.length > 0 || h.term !== this.prevHard.term || h.vote !== this.prevHard.vote
       this.prevHard = h
     }
     if (rd.entries.length > 0) rd.mustSync = true
@@ -186,6 +198,7 @@ export class RawNode {
    */
   advance(rd: Ready): void {
     const log = this.raft.log
+    if (rd.snapshot !== undefined) log.snapshotPersisted(rd.snapshot.index)
     const last = rd.entries[rd.entries.length - 1]
     if (last !== undefined) log.stableTo(last.index, last.term)
     const applied = rd.committedEntries[rd.committedEntries.length - 1]

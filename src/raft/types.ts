@@ -39,6 +39,7 @@ export type MessageType =
   | 'MsgHeartbeat'
   | 'MsgHeartbeatResp'
   | 'MsgTimeoutNow'
+  | 'MsgSnap'
 
 /** All message types, in wire-code order (the codec writes the position). */
 export const MESSAGE_TYPES: readonly MessageType[] = [
@@ -52,6 +53,7 @@ export const MESSAGE_TYPES: readonly MessageType[] = [
   'MsgHeartbeat',
   'MsgHeartbeatResp',
   'MsgTimeoutNow',
+  'MsgSnap',
 ]
 
 /**
@@ -62,6 +64,7 @@ export const MESSAGE_TYPES: readonly MessageType[] = [
  * - MsgVote/MsgPreVote: `index`/`logTerm` = candidate's last entry; `transfer` marks a
  *   campaign caused by leadership transfer (it may disturb a leader lease).
  * - MsgHeartbeat: `commit` = min(leader commit, follower's known match).
+ * - MsgSnap: `snapshot` = the leader's snapshot, for a follower whose next entry was compacted.
  * Ordering: none is assumed; the core tolerates loss, duplication and reordering.
  */
 export interface Message {
@@ -76,6 +79,20 @@ export interface Message {
   reject: boolean
   rejectHint: number
   transfer: boolean
+  /** MsgSnap only. */
+  snapshot?: Snapshot
+}
+
+/**
+ * A point-in-time image of the applied state: everything up to and including `index`
+ * (whose entry had `term`), the configuration as of that index, and the application's
+ * serialized state (may be empty when the log itself is the state, as for streams).
+ */
+export interface Snapshot {
+  index: number
+  term: number
+  confState: ConfState
+  data: Uint8Array
 }
 
 /**
@@ -110,13 +127,17 @@ export interface SoftState {
 
 /**
  * One batch of work for the driver. Process it in this order, then call `advance(ready)`:
- * 1. persist `hardState` (if present) and `entries` (appending; an entry with index i
- *    replaces every persisted entry with index >= i), durably (fsync) when `mustSync`;
+ * 1. persist `snapshot` (if present: it replaces the whole log up to its index, and its
+ *    data replaces the application state), then `hardState` (if present) and `entries`
+ *    (appending; an entry with index i replaces every persisted entry with index >= i),
+ *    durably (fsync) when `mustSync`;
  * 2. only then send `messages` (they may promise that the state above is durable);
  * 3. apply `committedEntries` in order (they are already persisted once step 1 is done).
+ * Entries and messages are shared with the core: treat them as immutable.
  */
 export interface Ready {
   softState?: SoftState
+  snapshot?: Snapshot
   hardState?: HardState
   entries: Entry[]
   messages: Message[]

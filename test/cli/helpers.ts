@@ -116,7 +116,18 @@ export interface NodeProc {
 export async function startNode(network: string, args: string[] = []): Promise<NodeProc> {
   const child = spawn(
     process.execPath,
-    [CLI, 'node', '--network', network, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--relay-port', '0', ...args],
+    [
+      CLI,
+      'node',
+      '--network',
+      network,
+      '--no-mdns',
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--relay-port',
+      '0',
+      ...args,
+    ],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   )
   children.add(child)

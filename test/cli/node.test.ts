@@ -5,7 +5,16 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { exited, runCli, startNode, statusOf, tempDir, tempFile, uniqueNetwork, waitMembers } from './helpers.js'
+import {
+  exited,
+  runCli,
+  startNode,
+  statusOf,
+  tempDir,
+  tempFile,
+  uniqueNetwork,
+  waitMembers,
+} from './helpers.js'
 
 function alive(pid: number): boolean {
   try {
@@ -82,13 +91,29 @@ describe('plexus node + request + status', () => {
       key,
       '--exec',
       `echo $$ > '${pidFile}'; exec sleep 30`,
+      '--join',
+      'single',
+      '--cluster-key-file',
+      key,
+      '--exec',
+      'sleep 2; cat',
+      '--max-requests',
+      '1',
     ])
     const env = { PLEXUS_RELAY: member.relay }
-    const [up, broken, slow] = await Promise.all([
+    const [up, broken, slow, single1, single2] = await Promise.all([
       runCli(['request', 'upper', 'hello'], { env }),
       runCli(['request', 'broken', 'x'], { env }),
       runCli(['request', 'slow', 'x', '--timeout', '800'], { env }),
+      runCli(['request', 'single', 'one'], { env }),
+      runCli(['request', 'single', 'two'], { env }),
     ])
+    // --max-requests 1: one runs, the other is refused rather than queued.
+    const singles = [single1, single2].sort((x, y) => (x.code ?? -1) - (y.code ?? -1))
+    expect(singles[0]!.code).toBe(0)
+    expect(singles[0]!.stdout).toMatch(/^(one|two)$/)
+    expect(singles[1]!.code).toBe(1)
+    expect(singles[1]!.stderr).toMatch(/^plexus: OverloadedError: .+\n$/)
     expect(up).toEqual({ code: 0, stdout: 'up: HELLO', stderr: '' })
     expect(broken.code).toBe(1)
     expect(broken.stderr).toBe('plexus: RemoteError: disk on fire\n')
@@ -121,7 +146,16 @@ describe('plexus node + request + status', () => {
     const network = uniqueNetwork()
     const first = await startNode(network)
     const port = first.relay.split(':')[1]!
-    const r = await runCli(['node', '--network', network, '--no-mdns', '--listen', '/ip4/127.0.0.1/tcp/0', '--relay-port', port])
+    const r = await runCli([
+      'node',
+      '--network',
+      network,
+      '--no-mdns',
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--relay-port',
+      port,
+    ])
     expect(r.code).not.toBe(0)
     const lines = r.stderr.split('\n').filter((l) => l !== '')
     expect(lines).toHaveLength(1)

@@ -28,7 +28,9 @@ const u = fc.integer({ min: 1, max: 2 ** 40 })
 
 const msgArb: fc.Arbitrary<Message> = fc
   .record({
-    type: fc.constantFrom(...MESSAGE_TYPES.filter((t) => t !== 'MsgApp' && t !== 'MsgProp')),
+    type: fc.constantFrom(
+      ...MESSAGE_TYPES.filter((t) => t !== 'MsgApp' && t !== 'MsgProp' && t !== 'MsgSnap'),
+    ),
     from: id,
     to: id,
     term: u,
@@ -69,6 +71,25 @@ const appArb: fc.Arbitrary<Message> = fc
     })
   })
 
+const snapArb: fc.Arbitrary<Message> = fc
+  .record({
+    from: id,
+    to: id,
+    term: fc.integer({ min: 1, max: 1000 }),
+    index: fc.integer({ min: 1, max: 1e9 }),
+    voters: fc.array(id, { minLength: 1, maxLength: 5 }),
+    data: fc.uint8Array({ maxLength: 64 }),
+  })
+  .map((r) =>
+    message({
+      type: 'MsgSnap',
+      from: r.from,
+      to: r.to,
+      term: r.term,
+      snapshot: { index: r.index, term: r.term, confState: { voters: r.voters }, data: r.data },
+    }),
+  )
+
 function onlyDecodeErrors(f: () => unknown): void {
   try {
     f()
@@ -80,7 +101,7 @@ function onlyDecodeErrors(f: () => unknown): void {
 describe('raft codec', () => {
   it('round-trips every message shape', () => {
     fc.assert(
-      fc.property(fc.oneof(msgArb, appArb), (m) => {
+      fc.property(fc.oneof(msgArb, appArb, snapArb), (m) => {
         expect(decodeMessage(encodeMessage(m))).toEqual(m)
       }),
     )
@@ -130,7 +151,7 @@ describe('raft codec', () => {
 
   it('throws only DecodeError on truncated or bit-flipped messages', () => {
     fc.assert(
-      fc.property(fc.oneof(msgArb, appArb), fc.nat(), fc.nat(7), (m, pos, bit) => {
+      fc.property(fc.oneof(msgArb, appArb, snapArb), fc.nat(), fc.nat(7), (m, pos, bit) => {
         const b = encodeMessage(m)
         expect(() => decodeMessage(b.subarray(0, pos % b.length))).toThrow(DecodeError)
         const flipped = b.slice()
@@ -188,7 +209,7 @@ describe('raft codec', () => {
     for (let i = 0; i < 5; i++) s.propose('a', `v${i}`)
     s.stabilize()
     const hostile = fc
-      .oneof(msgArb, appArb)
+      .oneof(msgArb, appArb, snapArb)
       .map((m) => ({ ...m, from: m.from.length % 2 ? 'b' : m.from, to: 'x' }))
     fc.assert(
       fc.property(fc.array(hostile, { maxLength: 20 }), fc.constantFrom(...ids), (msgs, target) => {

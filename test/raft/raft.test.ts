@@ -6,7 +6,7 @@
  * after every event.
  */
 import { describe, expect, it } from 'vitest'
-import { MemoryStorage, type Message, ProposalDroppedError, RawNode } from '../../src/raft/index.js'
+import { MemoryStorage, type Message, message, ProposalDroppedError, RawNode } from '../../src/raft/index.js'
 import { Sim, type SimOptions } from './sim.js'
 
 const enc = (s: string) => new TextEncoder().encode(s)
@@ -304,6 +304,71 @@ describe('log repair', () => {
   })
 })
 
+describe('snapshots', () => {
+  it('catches up a follower whose next entries were compacted away', () => {
+    const s = sim(['a', 'b', 'c'])
+    elect(s, 'a')
+    s.crash('c')
+    for (let i = 0; i < 100; i++) s.propose('a', `e${i}`)
+    s.stabilize()
+    s.compact('a')
+    s.compact('b')
+    expect(s.n('a').storage.firstIndex()).toBe(102)
+    const types: string[] = []
+    s.onDeliver = (m) => {
+      if (m.to === 'c' || m.from === 'c') types.push(m.type)
+    }
+    s.restart('c')
+    tickAll(s, 3)
+    expect(types).toContain('MsgSnap')
+    expect(s.n('c').storage.firstIndex()).toBe(102) // installed, log restarts after it
+    expect(s.n('c').applied).toEqual(s.n('a').applied)
+    s.propose('a', 'after')
+    s.stabilize()
+    expect(s.n('c').applied.at(-1)).toBe('after')
+    expect(s.rn('a').status().progress.c!.state).toBe('replicate')
+  })
+
+  it('a snapshot replaces a divergent log; a lost one is sent again', () => {
+    const s = sim(['a', 'b', 'c'], { preVote: false, checkQuorum: false, electionTick: 5 })
+    preload(s, 'a', [1, 1, 3, 3, 3], 3)
+    preload(s, 'b', [1, 1, 3, 3, 3], 3)
+    preload(s, 'c', [1, 1, 2, 2, 2, 2, 2, 2], 3)
+    s.isolate('c')
+    elect(s, 'a')
+    s.propose('a', 'x')
+    s.stabilize()
+    s.compact('a')
+    let dropped = 0
+    s.filter = (m) => !(m.type === 'MsgSnap' && dropped++ === 0) // lose the first snapshot
+    s.heal()
+    tickAll(s, 12, ['a', 'b'])
+    expect(dropped).toBeGreaterThan(1)
+    expect(terms(s, 'a').slice(s.n('c').storage.firstIndex() - 1)).toEqual(
+      terms(s, 'c').slice(s.n('c').storage.firstIndex() - 1),
+    )
+    expect(s.n('c').applied).toEqual(s.n('a').applied)
+    expect(s.rn('c').raft.log.lastIndex()).toBe(s.rn('a').raft.log.lastIndex())
+  })
+
+  it('a member holding an unpersisted snapshot can still tick and campaign', () => {
+    const rn = new RawNode({
+      id: 'c',
+      storage: new MemoryStorage({ voters: ['a', 'b', 'c'] }),
+      rand: () => 0,
+    })
+    const snapshot = { index: 50, term: 2, confState: { voters: ['a', 'b', 'c'] }, data: new Uint8Array() }
+    rn.step(message({ type: 'MsgSnap', from: 'a', to: 'c', term: 2, snapshot }))
+    expect(rn.status()).toMatchObject({ commit: 50, applied: 0, lastIndex: 50 })
+    for (let i = 0; i < 25; i++) rn.tick()
+    const rd = rn.ready()
+    expect(rd.snapshot?.index).toBe(50)
+    expect(rd.messages.some((m) => m.type === 'MsgPreVote' && m.index === 50 && m.logTerm === 2)).toBe(true)
+    rn.advance(rd)
+    expect(rn.status().applied).toBe(50)
+  })
+})
+
 describe('membership', () => {
   it('adds a member, which catches up and becomes a voter', () => {
     const s = sim(['a', 'b', 'c'], { joiners: ['d'] })
@@ -384,6 +449,23 @@ describe('RawNode Ready loop', () => {
     // Restart: committed entries after `applied` are delivered again.
     const again = new RawNode({ id: 'x', storage, applied: 1, rand: () => 0.5 })
     expect(again.ready().committedEntries.map((e) => e.index)).toEqual([2])
+  })
+
+  it('proposes a batch as consecutive entries in one append per follower', () => {
+    const s = sim(['a', 'b', 'c'])
+    elect(s, 'a')
+    const apps: number[] = []
+    s.onDeliver = (m) => {
+      if (m.type === 'MsgApp' && m.to === 'b' && m.entries.length > 0) apps.push(m.entries.length)
+    }
+    const at = s.rn('a').proposeBatch(['x', 'y', 'z'].map(enc))
+    expect(at).toEqual({ index: 2, term: 1 })
+    s.stabilize()
+    expect(apps).toEqual([3])
+    expect(s.n('c').applied.slice(-3)).toEqual(['x', 'y', 'z'])
+    expect(s.rn('b').proposeBatch(['w'].map(enc))).toBeNull() // forwarded to the leader
+    s.stabilize()
+    expect(s.n('a').applied.at(-1)).toBe('w')
   })
 
   it('rejects proposals without a leader', () => {

@@ -16,6 +16,7 @@ const CHAOS: Faults = {
   leaderCrash: 0.3,
   crashMidReady: 0.01,
   skipReady: 0.3,
+  compact: 0,
 }
 
 const CALM: Faults = {
@@ -41,6 +42,7 @@ export function runSchedule(
   // Per-seed variety: a quarter of the schedules run plain Raft (no pre-vote, no check-quorum),
   // which produces many more elections; short election timeouts make delays look like failures.
   const knobs = mulberry32(seed ^ 0x5eed)
+  const compact = knobs() < 0.5 ? 0.1 : 0
   const plain = knobs() < 0.25
   const electionTick = knobs() < 0.5 ? 5 : ELECTION
   const sim = new Sim({
@@ -63,6 +65,7 @@ export function runSchedule(
     crash: 0.01 + 0.15 * sim.rng(),
     restart: 0.05 + 0.3 * sim.rng(),
     leaderCrash: 0.8 * sim.rng(),
+    compact, // snapshots: compacted logs force catch-up by MsgSnap
   }
   // "Storm" schedules crash leaders right after they take a proposal, before it spreads:
   // the breeding ground of divergent tails and of the Figure 8 commit hazard.
@@ -81,10 +84,15 @@ export function runSchedule(
           }
         } else if (up.length > 0) sim.propose(sim.pick(up).id, `c${p++}`)
       }
+      if (sim.rng() < 0.03) {
+        // Leadership transfer: its MsgTimeoutNow campaign bypasses pre-vote and leases.
+        const l = sim.leader()
+        if (l !== undefined) l.node().transferLeader(sim.pick(ids))
+      }
       sim.round()
     }
     // Heal: restart everyone, reconnect, stop losing messages (delays/reordering stay small).
-    sim.faults = CALM
+    sim.faults = { ...CALM, compact }
     sim.heal()
     for (const id of ids) sim.restart(id)
     const healedAt = sim.now
@@ -155,7 +163,8 @@ export function runMembership(seed: number, chaosRounds: number): { changes: num
     electionTick: ELECTION,
     faults: CHAOS,
   })
-  sim.faults = { ...CHAOS, drop: 0.2 * sim.rng(), crash: 0.05 * sim.rng(), leaderCrash: 0.5 }
+  const compact = seed % 2 === 0 ? 0.1 : 0
+  sim.faults = { ...CHAOS, drop: 0.2 * sim.rng(), crash: 0.05 * sim.rng(), leaderCrash: 0.5, compact }
   let changes = 0
   let removals = 0
   const toAdd = ['n4', 'n5']
@@ -184,7 +193,7 @@ export function runMembership(seed: number, chaosRounds: number): { changes: num
       }
       sim.round()
     }
-    sim.faults = CALM
+    sim.faults = { ...CALM, compact }
     sim.heal()
     for (const id of sim.order) sim.restart(id)
     for (let r = 0; r < 2 * ELECTION; r++) sim.round()
@@ -194,8 +203,12 @@ export function runMembership(seed: number, chaosRounds: number): { changes: num
       sim.round()
       const l = sim.leader()
       if (l === undefined) continue
-      const voters = l.node().raft.tracker.confState().voters
-      if (voters.every((v) => sim.n(v).node().raft.leader === l.id)) leader = l.id
+      // Agreed and settled: every voter follows it, and no conf change (possibly its own
+      // removal, which would make it step down) is still pending.
+      const r = l.node().raft
+      const voters = r.tracker.confState().voters
+      const settled = voters.includes(l.id) && r.pendingConfIndex <= r.log.applied
+      if (settled && voters.every((v) => sim.n(v).node().raft.leader === l.id)) leader = l.id
     }
     if (leader === undefined) throw new Error('liveness: no agreed leader after healing')
     const wanted = ['m0', 'm1', 'm2']

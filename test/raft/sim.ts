@@ -3,6 +3,7 @@
  * reordering, duplication, partitions, crash/restart (persisted state survives, unstable
  * state is lost), and an invariant checker run after every event.
  */
+
 import {
   decodeConfChange,
   decodeMessage,
@@ -12,6 +13,7 @@ import {
   type Message,
   RawNode,
 } from '../../src/raft/index.js'
+import { checkElectable, checkPromise, checkRound } from './invariants.js'
 
 /** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
 export function mulberry32(seed: number): () => number {
@@ -37,6 +39,8 @@ export interface Faults {
   leaderCrash: number
   crashMidReady: number
   skipReady: number
+  /** Per round: a random live node snapshots its applied state and compacts its log. */
+  compact: number
 }
 
 export const NO_FAULTS: Faults = {
@@ -50,6 +54,7 @@ export const NO_FAULTS: Faults = {
   leaderCrash: 0,
   crashMidReady: 0,
   skipReady: 0,
+  compact: 0,
 }
 
 export interface SimOptions {
@@ -76,7 +81,7 @@ export class SimNode {
   rn: RawNode | null = null
   appliedIndex = 0
   /** The application's durable state: applied entry keys, by index - 1. */
-  readonly applied: string[] = []
+  applied: string[] = []
 
   constructor(
     readonly id: string,
@@ -237,7 +242,17 @@ export class Sim {
     const rn = sn.rn
     if (rn === null || !rn.hasReady()) return
     const rd = rn.ready()
-    // 1. persist
+    // 1. persist (a snapshot also replaces the application state)
+    if (rd.snapshot) {
+      const s = rd.snapshot
+      sn.storage.applySnapshot(s)
+      const state = JSON.parse(new TextDecoder().decode(s.data)) as string[]
+      if (state.length !== s.index)
+        throw new InvariantError(`snapshot ${s.index} holds ${state.length} entries`)
+      for (let i = 0; i < state.length; i++) this.recordApplied(i + 1, state[i]!)
+      sn.applied = state
+      sn.appliedIndex = s.index
+    }
     if (rd.entries.length > 0) {
       sn.storage.append(rd.entries)
       for (const e of rd.entries) this.checkEntry(sn.storage, e)
@@ -249,7 +264,7 @@ export class Sim {
     }
     // 2. send: every promise a message makes must already be durable.
     for (const m of rd.messages) {
-      this.checkPromise(sn, m)
+      checkPromise(sn, m)
       this.enqueue(m)
     }
     // 3. apply
@@ -258,10 +273,7 @@ export class Sim {
         throw new InvariantError(`${sn.id} applies ${e.index} after ${sn.appliedIndex}`)
       }
       const k = key(e)
-      const prev = this.appliedMap[e.index]
-      if (prev === undefined) this.appliedMap[e.index] = k
-      else if (prev !== k)
-        throw new InvariantError(`state machine safety: index ${e.index} applied as ${prev} and ${k}`)
+      this.recordApplied(e.index, k)
       if (e.type === 'confChange') {
         const cs = rn.applyConfChange(decodeConfChange(e.data))
         sn.storage.setConfState(cs)
@@ -273,25 +285,19 @@ export class Sim {
     this.check()
   }
 
-  /** The persistence-before-send contract: what a message claims is on disk already. */
-  private checkPromise(sn: SimNode, m: Message): void {
-    const st = sn.storage
-    const hs = st.hardState
-    if (m.type !== 'MsgProp' && m.type !== 'MsgPreVote' && m.type !== 'MsgPreVoteResp' && m.term > hs.term) {
-      throw new InvariantError(`${sn.id} sends ${m.type} for term ${m.term} with persisted term ${hs.term}`)
-    }
-    if (m.type === 'MsgVoteResp' && !m.reject && (hs.vote !== m.to || hs.term !== m.term)) {
-      throw new InvariantError(`${sn.id} grants a vote to ${m.to} that is not persisted`)
-    }
-    if (m.type === 'MsgAppResp' && !m.reject && (m.index > st.lastIndex() || m.index < st.firstIndex() - 1)) {
-      throw new InvariantError(`${sn.id} acks ${m.index} but persisted only up to ${st.lastIndex()}`)
-    }
-    if (m.type === 'MsgApp' && m.entries.length > 0) {
-      const last = m.entries[m.entries.length - 1]!
-      if (last.index > st.lastIndex() || st.term(last.index) !== last.term) {
-        throw new InvariantError(`${sn.id} sends entry ${last.index} it has not persisted`)
-      }
-    }
+  private recordApplied(index: number, k: string): void {
+    const prev = this.appliedMap[index]
+    if (prev === undefined) this.appliedMap[index] = k
+    else if (prev !== k)
+      throw new InvariantError(`state machine safety: index ${index} applied as ${prev} and ${k}`)
+  }
+
+  /** Snapshot `id`'s applied state into its storage and drop the log up to it. */
+  compact(id: string): void {
+    const sn = this.n(id)
+    if (sn.appliedIndex < sn.storage.firstIndex()) return
+    const data = new TextEncoder().encode(JSON.stringify(sn.applied))
+    sn.storage.compact(sn.appliedIndex, sn.storage.confState, data)
   }
 
   /** Log Matching: (index, term) names one entry, with one predecessor term, everywhere. */
@@ -313,7 +319,7 @@ export class Sim {
     sn.start()
     const commit = sn.node().raft.log.committed
     // Everything the restarted node believes committed must be the committed history.
-    for (let i = 1; i <= commit; i++) this.checkCommitted(sn, i)
+    for (let i = sn.node().raft.log.firstIndex(); i <= commit; i++) this.checkCommitted(sn, i)
     this.seenCommit.set(id, commit)
   }
 
@@ -345,38 +351,13 @@ export class Sim {
       }
       const seen = this.seenCommit.get(sn.id)!
       if (r.log.committed > seen) {
-        for (let i = seen + 1; i <= r.log.committed; i++) this.checkCommitted(sn, i)
+        // Entries inside a snapshot were checked when some node applied them.
+        for (let i = Math.max(seen + 1, r.log.firstIndex()); i <= r.log.committed; i++)
+          this.checkCommitted(sn, i)
         this.seenCommit.set(sn.id, r.log.committed)
       }
     }
-  }
-
-  /** Per-round checks: leader completeness and durability of committed entries. */
-  checkRound(): void {
-    for (const sn of this.alive()) {
-      const r = sn.node().raft
-      if (r.role !== 'leader') continue
-      for (let i = 1; i < this.committed.length; i++) {
-        const c = this.committed[i]!
-        if (c.commitTerm < r.term && r.log.term(i) !== c.term) {
-          throw new InvariantError(
-            `leader completeness: leader ${sn.id} of term ${r.term} lacks committed ${i}`,
-          )
-        }
-      }
-    }
-    // Every committed entry is persisted on a majority of the initial voters (fixed-membership runs).
-    if (this.opts.joiners !== undefined && this.opts.joiners.length > 0) return
-    const q = Math.floor(this.opts.ids.length / 2) + 1
-    for (let i = 1; i < this.committed.length; i++) {
-      const c = this.committed[i]!
-      let n = 0
-      for (const id of this.opts.ids) {
-        const st = this.n(id).storage
-        if (st.lastIndex() >= i && st.term(i) === c.term) n++
-      }
-      if (n < q) throw new InvariantError(`durability: committed entry ${i} persisted on ${n} < ${q} nodes`)
-    }
+    checkElectable(this)
   }
 
   /** Delivers every message due now, in random order. */
@@ -409,7 +390,8 @@ export class Sim {
     if (this.groups === null && this.rng() < f.partition) {
       this.groups = new Map()
       const split = this.rng() < 0.5
-      const lone = this.pick(this.order)
+      const l = this.leader()
+      const lone = l !== undefined && this.rng() < f.leaderCrash ? l.id : this.pick(this.order)
       for (const id of this.order) this.groups.set(id, split ? this.int(2) : id === lone ? 1 : 0)
     } else if (this.groups !== null && this.rng() < f.heal) {
       this.groups = null
@@ -421,6 +403,7 @@ export class Sim {
       else if (up.length > 0) this.crash(this.pick(up).id)
     }
     for (const sn of this.nodes.values()) if (!sn.alive && this.rng() < f.restart) this.restart(sn.id)
+    if (f.compact > 0 && this.rng() < f.compact) this.compact(this.pick(this.order))
   }
 
   /** One round = one tick of logical time for every live node, readies, deliveries. */
@@ -437,7 +420,7 @@ export class Sim {
     }
     for (const id of ids) if (this.rng() >= this.faults.skipReady) this.processReady(this.n(id))
     this.deliverDue()
-    this.checkRound()
+    checkRound(this)
     this.now++
   }
 
@@ -457,7 +440,7 @@ export class Sim {
         this.deliverDue()
       }
       if (!busy) {
-        this.checkRound()
+        checkRound(this)
         return
       }
     }

@@ -14,21 +14,21 @@ const seeds = (base: number, count: number): number[] =>
 describe('raft simulation', () => {
   it('3 nodes: safety under chaos, liveness after healing', () => {
     let commits = 0
-    const list = seeds(1000, 250)
+    const list = seeds(1000, 400)
     for (const seed of list) commits += runSchedule(seed, 3, 300).commits
     expect(commits).toBeGreaterThan(list.length * 10)
   })
 
   it('5 nodes: safety under chaos, liveness after healing', () => {
     let commits = 0
-    const list = seeds(5000, 150)
+    const list = seeds(5000, 250)
     for (const seed of list) commits += runSchedule(seed, 5, 300).commits
     expect(commits).toBeGreaterThan(list.length * 10)
   })
 
   it('membership changes: safety under chaos, liveness after healing', () => {
     let changes = 0
-    const list = seeds(9000, 150)
+    const list = seeds(9000, 250)
     for (const seed of list) changes += runMembership(seed, 300).changes
     expect(changes).toBeGreaterThan(list.length)
   })
