@@ -1,6 +1,7 @@
 /**
  * Thin TypeScript client of the relay: the library's method names (`request`, `join`,
- * `status`) without embedding libp2p — the local node does the overlay work. Errors that
+ * `broadcast`, `subscribe`, `publish`, `tunnel`, `status`) without embedding libp2p — the
+ * local node does the overlay work. Errors that
  * cross the wire by name are rebuilt as the same exported classes (`errorFromWire`).
  */
 import { connect, type Socket } from 'node:net'
@@ -14,12 +15,12 @@ import {
   AbortedError,
   errorFromWire,
   errorMessage,
-  InvalidArgumentError,
-  PlexusError,
   RemoteError,
   TimeoutError,
+  TunnelClosedError,
 } from '../src/errors.js'
-import type { Limits, NodeStatus, RequestContext } from '../src/types.js'
+import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
+import type { Limits, Message, NodeStatus, PublishAck, PublishOptions, RequestContext } from '../src/types.js'
 import { type BinaryWriter, DecodeError } from '../src/util/binary.js'
 import { parseKey } from '../src/util/keys.js'
 import {
@@ -27,12 +28,25 @@ import {
   checkFunction,
   checkOptions,
   checkPort,
-  checkPositiveInt,
   checkTimeout,
-  describe,
   toBytes,
   toPayload,
 } from '../src/util/validate.js'
+import {
+  type ConnectRelayOptions,
+  checkHeaders,
+  checkU32,
+  invalid,
+  parseRelayAddress,
+  type RelayClient,
+  type RelayJoinOptions,
+  type RelayMembership,
+  type RelayRequestOptions,
+  type RelayTunnelOptions,
+  RelayUnavailableError,
+} from './client-api.js'
+import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
+import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
 import { FramedConnection } from './connection.js'
 import {
   CONNECTION_ID,
@@ -46,89 +60,38 @@ import {
   encodeRequest,
   FRAME_OVERHEAD,
   type Frame,
+  JoinFlag,
   Op,
   opcodeName,
   PROTOCOL_VERSION,
   type Welcome,
 } from './protocol.js'
+import {
+  decodeBroadcastDeliver,
+  decodeMessage,
+  decodePublishAck,
+  decodeTunnelClose,
+  decodeTunnelCredit,
+  decodeTunnelIncoming,
+  decodeTunnelOpened,
+  encodeBroadcast,
+  encodePublish,
+  encodeSubscribe,
+  encodeTunnelOpen,
+} from './protocol-ext.js'
 
-/**
- * No relay could be reached (nothing listening, refused handshake, connection lost).
- * Requests in flight when the connection is lost may or may not have run.
- */
-export class RelayUnavailableError extends PlexusError {}
-
-/** Options of `connectRelay`. */
-export interface ConnectRelayOptions {
-  /** Relay host; default from `PLEXUS_RELAY`, else 127.0.0.1. */
-  host?: string
-  /** Relay port; default from `PLEXUS_RELAY`, else 55555. */
-  port?: number
-  /** `host:port` (wins over `host`/`port`). */
-  address?: string
-  /** Aborts connecting (AbortedError). */
-  signal?: AbortSignal
-  /** Connect + handshake deadline in ms (default 5000; TimeoutError). */
-  timeout?: number
-  /** Name sent in HELLO (for the node's logs). */
-  clientName?: string
-}
-
-/** Options of `RelayClient.request`. */
-export interface RelayRequestOptions {
-  /** Deadline in ms (default: the node's, 10 s); enforced by the node. */
-  timeout?: number
-  /** Aborting sends CANCEL and rejects with AbortedError. */
-  signal?: AbortSignal
-}
-
-/** Options of `RelayClient.join`. */
-export interface RelayJoinOptions {
-  /** The cluster key; it goes to the local node over loopback, never to the network. */
-  key: string | Uint8Array
-  onRequest?: (data: Uint8Array, ctx: RequestContext) => Uint8Array | string | Promise<Uint8Array | string>
-  limits?: Limits
-}
-
-/** A cluster joined through the relay; `leave()` withdraws it (peers drop it at once). */
-export interface RelayMembership {
-  readonly cluster: string
-  leave(): Promise<void>
-}
-
-/**
- * A connection to a node's relay. Calls may run concurrently; each resolves or rejects
- * exactly once. Closing (or losing the connection) fails pending calls and makes the node
- * leave every cluster joined through this client.
- */
-export interface RelayClient {
-  /** Peer id of the node behind the relay. */
-  readonly id: string
-  /** Network of that node. */
-  readonly network: string
-  /** Largest payload the node accepts (bytes). */
-  readonly maxMessageSize: number
-  /** One request to one member of `cluster` (at-most-once); resolves to its reply. */
-  request(cluster: string, data: Uint8Array | string, opts?: RelayRequestOptions): Promise<Uint8Array>
-  /** Serve `cluster` from this process; resolves once the node announced the membership. */
-  join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership>
-  /** The node's status snapshot. */
-  status(): Promise<NodeStatus>
-  /** Closes the connection; pending calls reject with AbortedError. Idempotent. */
-  close(): Promise<void>
-}
-
-/** Parses `host:port` (IPv6 as `[::1]:55555`); throws InvalidArgumentError naming `field`. */
-export function parseRelayAddress(value: unknown, field: string): { host: string; port: number } {
-  const bad = () =>
-    new InvalidArgumentError(`${field} must be host:port (e.g. 127.0.0.1:55555), got ${describe(value)}`)
-  if (typeof value !== 'string') throw bad()
-  const m = /^(?:\[([^\]]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(value.trim())
-  if (!m) throw bad()
-  const port = Number(m[3])
-  if (port < 1 || port > 65535) throw bad()
-  return { host: (m[1] ?? m[2])!, port }
-}
+export {
+  type ConnectRelayOptions,
+  parseRelayAddress,
+  type RelayClient,
+  type RelayJoinOptions,
+  type RelayMembership,
+  type RelayRequestOptions,
+  type RelayTunnelOptions,
+  RelayUnavailableError,
+} from './client-api.js'
+export type { RelaySubscription } from './client-subscription.js'
+export type { RelayTunnel } from './client-tunnel.js'
 
 /** Connects to a node's relay and completes the handshake. */
 export async function connectRelay(opts: ConnectRelayOptions = {}): Promise<RelayClient> {
@@ -155,10 +118,6 @@ export async function connectRelay(opts: ConnectRelayOptions = {}): Promise<Rela
   return client
 }
 
-function invalid(field: string, value: unknown, what = 'a non-empty string'): InvalidArgumentError {
-  return new InvalidArgumentError(`${field} must be ${what}, got ${describe(value)}`)
-}
-
 interface Pending {
   resolve(frame: Frame): void
   reject(err: Error): void
@@ -170,7 +129,13 @@ class Client implements RelayClient {
   maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE
   private conn!: FramedConnection
   private readonly pending = new Map<number, Pending>()
-  private readonly handlers = new Map<string, RelayJoinOptions['onRequest']>()
+  private readonly handlers = new Map<string, RelayJoinOptions>()
+  private readonly subs = new Map<number, ClientSubscription>()
+  private nextSubId = 1
+  private readonly tunnels = new Map<number, ClientTunnel>()
+  /** Tunnels created on TUNNEL_OPENED, by the TUNNEL_OPEN call id, until the caller takes them. */
+  private readonly opened = new Map<number, ClientTunnel>()
+  private readonly openingCluster = new Map<number, string>()
   private readonly invocations = new Map<number, AbortController>()
   private nextId = 1
   private closedErr: Error | undefined
@@ -244,6 +209,15 @@ class Client implements RelayClient {
     for (const p of pending) p.reject(this.closedErr)
     for (const ac of this.invocations.values()) ac.abort(this.closedErr)
     this.invocations.clear()
+    for (const s of [...this.subs.values()]) s.fail(this.closedErr)
+    const lost = new TunnelClosedError(`tunnel lost: ${this.closedErr.message}`, { cause: this.closedErr })
+    for (const t of [...this.tunnels.values()]) t.terminate(lost)
+    this.tunnels.clear()
+  }
+
+  private tunnelWire = {
+    send: (opcode: number, id: number, body?: (w: BinaryWriter) => void) => this.conn.send(opcode, id, body),
+    finished: (id: number) => this.tunnels.delete(id),
   }
 
   private onFrame(f: Frame): void {
@@ -264,6 +238,51 @@ class Client implements RelayClient {
         this.invocations.get(f.id)?.abort(new TimeoutError('the caller gave up'))
         this.invocations.delete(f.id)
         return
+      case Op.BroadcastDeliver:
+        this.onBroadcastDeliver(f)
+        return
+      case Op.Message: {
+        const m = decodeMessage(f.body, this.maxMessageSize)
+        const msg: Message = { topic: m.topic, data: m.data, from: m.from }
+        if (m.key) msg.key = m.key
+        if (m.headers) msg.headers = m.headers
+        this.subs.get(f.id)?.deliver(msg, m.dropped)
+        return
+      }
+      case Op.TunnelOpened: {
+        const o = decodeTunnelOpened(f.body)
+        const p = this.pending.get(f.id)
+        const t = new ClientTunnel(
+          o.tunnelId,
+          o.peer,
+          this.openingCluster.get(f.id) ?? '',
+          o.window,
+          clientTunnelWindow(this.maxMessageSize),
+          this.maxMessageSize,
+          this.tunnelWire,
+        )
+        this.tunnels.set(o.tunnelId, t)
+        if (!p) {
+          t.abort('the tunnel setup was abandoned')
+          return
+        }
+        this.opened.set(f.id, t)
+        break
+      }
+      case Op.TunnelIncoming:
+        this.onTunnelIncoming(f)
+        return
+      case Op.TunnelData:
+        this.tunnels.get(f.id)?.onData(decodeBytesBody(f.body, 'TUNNEL_DATA', this.maxMessageSize))
+        return
+      case Op.TunnelCredit:
+        this.tunnels.get(f.id)?.onCredit(decodeTunnelCredit(f.body))
+        return
+      case Op.TunnelClose: {
+        const c = decodeTunnelClose(f.body)
+        this.tunnels.get(f.id)?.onClose(c.kind, c.name, c.message)
+        return
+      }
       case Op.Ping:
         this.conn.send(Op.Pong, f.id)
         return
@@ -281,9 +300,47 @@ class Client implements RelayClient {
     p.resolve(f)
   }
 
+  private onBroadcastDeliver(f: Frame): void {
+    const b = decodeBroadcastDeliver(f.body, this.maxMessageSize)
+    const handler = this.handlers.get(b.cluster)?.onBroadcast
+    const id = f.id
+    const ack = () => void this.conn.send(Op.BroadcastAck, id)
+    if (!handler) {
+      ack()
+      return
+    }
+    Promise.resolve()
+      .then(() => handler(b.data, { from: b.from, cluster: b.cluster }))
+      .then(ack, ack)
+  }
+
+  private onTunnelIncoming(f: Frame): void {
+    const inc = decodeTunnelIncoming(f.body)
+    const window = clientTunnelWindow(this.maxMessageSize)
+    const t = new ClientTunnel(
+      f.id,
+      inc.from,
+      inc.cluster,
+      inc.window,
+      window,
+      this.maxMessageSize,
+      this.tunnelWire,
+    )
+    this.tunnels.set(f.id, t)
+    const handler = this.handlers.get(inc.cluster)?.onTunnel
+    if (!handler) {
+      t.abort(`${inc.cluster}: this member does not accept tunnels`)
+      return
+    }
+    this.conn.send(Op.TunnelCredit, f.id, (w) => w.u32(window))
+    Promise.resolve()
+      .then(() => handler(t, { from: inc.from, cluster: inc.cluster }))
+      .catch((err) => t.abort(`handler failed: ${errorMessage(err)}`))
+  }
+
   private onInvoke(f: Frame): void {
     const inv = decodeInvoke(f.body, this.maxMessageSize)
-    const handler = this.handlers.get(inv.cluster)
+    const handler = this.handlers.get(inv.cluster)?.onRequest
     const id = f.id
     const ac = new AbortController()
     this.invocations.set(id, ac)
@@ -312,11 +369,17 @@ class Client implements RelayClient {
   }
 
   /** Sends one call frame and resolves with the answering frame. */
-  private call(opcode: number, body?: (w: BinaryWriter) => void, signal?: AbortSignal): Promise<Frame> {
+  private call(
+    opcode: number,
+    body?: (w: BinaryWriter) => void,
+    signal?: AbortSignal,
+    onId?: (id: number) => void,
+  ): Promise<Frame> {
     if (this.closedErr) return Promise.reject(this.closedErr)
     let id = this.nextId
     while (id === CONNECTION_ID || this.pending.has(id)) id = (id + 1) >>> 0
     this.nextId = (id + 1) >>> 0
+    onId?.(id)
     return new Promise<Frame>((resolve, reject) => {
       const onAbort = () => {
         if (!this.pending.delete(id)) return
@@ -380,6 +443,12 @@ class Client implements RelayClient {
     if (o.key === undefined) throw invalid('options.key', o.key, 'the cluster key (required to join)')
     parseKey(o.key, 'options.key')
     const onRequest = checkFunction<RelayJoinOptions['onRequest']>(o.onRequest, 'options.onRequest')
+    const onBroadcast = checkFunction<RelayJoinOptions['onBroadcast']>(o.onBroadcast, 'options.onBroadcast')
+    const onTunnel = checkFunction<RelayJoinOptions['onTunnel']>(o.onTunnel, 'options.onTunnel')
+    const flags =
+      (onRequest ? JoinFlag.Requests : 0) |
+      (onBroadcast ? JoinFlag.Broadcasts : 0) |
+      (onTunnel ? JoinFlag.Tunnels : 0)
     const l = checkOptions<Limits>(o.limits, 'options.limits')
     const limits = {
       requests: checkU32(l.requests, 'options.limits.requests'),
@@ -391,9 +460,9 @@ class Client implements RelayClient {
       throw invalid('cluster', cluster, 'a cluster not yet joined by this client')
     }
     const key = typeof o.key === 'string' ? o.key : toBytes(o.key, 'options.key')
-    this.handlers.set(cluster, onRequest)
+    this.handlers.set(cluster, { key, onRequest, onBroadcast, onTunnel })
     try {
-      this.expect(await this.call(Op.Join, (w) => encodeJoin(w, { cluster, key, limits })), Op.Ok)
+      this.expect(await this.call(Op.Join, (w) => encodeJoin(w, { cluster, key, limits, flags })), Op.Ok)
     } catch (err) {
       this.handlers.delete(cluster)
       throw err
@@ -412,6 +481,96 @@ class Client implements RelayClient {
         return left
       },
     }
+  }
+
+  async broadcast(cluster: string, data: Uint8Array | string): Promise<number> {
+    checkClusterName(cluster, 'cluster')
+    const payload = toPayload(data, 'data', this.maxMessageSize)
+    const f = await this.call(Op.Broadcast, (w) => encodeBroadcast(w, { cluster, data: payload }))
+    this.expect(f, Op.Ok)
+    const n = f.body.u32('count')
+    f.body.end('OK')
+    return n
+  }
+
+  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): RelaySubscription {
+    checkPattern(pattern, 'pattern')
+    const h = checkFunction<(msg: Message) => void | Promise<void>>(handler, 'handler')
+    if (this.closedErr) throw this.closedErr
+    let id = this.nextSubId
+    while (id === 0 || this.subs.has(id)) id = (id + 1) >>> 0
+    this.nextSubId = (id + 1) >>> 0
+    const sub = new ClientSubscription(id, pattern, h, (s, tellRelay) => {
+      if (this.subs.get(s.id) === s) this.subs.delete(s.id)
+      if (tellRelay && !this.closedErr) this.call(Op.Unsubscribe, (w) => w.u32(s.id)).catch(() => {})
+    })
+    this.subs.set(id, sub)
+    this.call(Op.Subscribe, (w) => encodeSubscribe(w, { subId: id, pattern, maxPending: 0 })).then(
+      (f) => {
+        try {
+          this.expect(f, Op.Ok)
+          sub.confirmed()
+        } catch (err) {
+          sub.confirmed(err as Error)
+        }
+      },
+      (err) => sub.confirmed(err),
+    )
+    return sub
+  }
+
+  async publish(
+    topic: string,
+    data: Uint8Array | string,
+    opts: PublishOptions = {},
+  ): Promise<PublishAck | undefined> {
+    checkTopic(topic, 'topic')
+    const payload = toPayload(data, 'data', this.maxMessageSize)
+    const o = checkOptions<PublishOptions>(opts, 'options')
+    const key = o.key === undefined ? undefined : toBytes(o.key, 'options.key')
+    const headers = checkHeaders(o.headers)
+    const ack = o.ack ?? 'none'
+    if (ack !== 'none' && ack !== 'leader' && ack !== 'all') {
+      throw invalid('options.ack', o.ack, "'none', 'leader' or 'all'")
+    }
+    if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
+      throw invalid('options.msgId', o.msgId)
+    }
+    const timeout = checkTimeout(o.timeout, 'options.timeout')
+    const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
+    const f = await this.call(Op.Publish, (w) =>
+      encodePublish(w, { topic, key, headers, msgId: o.msgId, ack, timeoutMs, data: payload }),
+    )
+    if (f.opcode === Op.PublishAck) return decodePublishAck(f.body)
+    this.expect(f, Op.Ok)
+    return undefined
+  }
+
+  async tunnel(cluster: string, opts: RelayTunnelOptions = {}): Promise<RelayTunnel> {
+    checkClusterName(cluster, 'cluster')
+    const o = checkOptions<RelayTunnelOptions>(opts, 'options')
+    const timeout = checkTimeout(o.timeout, 'options.timeout')
+    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+      throw invalid('options.signal', o.signal, 'an AbortSignal')
+    }
+    if (o.signal?.aborted) throw new AbortedError('tunnel aborted before it was opened')
+    const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
+    const window = clientTunnelWindow(this.maxMessageSize)
+    let callId = 0
+    const f = await this.call(
+      Op.TunnelOpen,
+      (w) => encodeTunnelOpen(w, { cluster, timeoutMs, window }),
+      o.signal,
+      (id) => {
+        callId = id
+        this.openingCluster.set(id, cluster)
+      },
+    ).finally(() => this.openingCluster.delete(callId))
+    const t = this.opened.get(callId)
+    this.opened.delete(callId)
+    this.expect(f, Op.TunnelOpened)
+    if (!t) throw new RelayUnavailableError('relay sent TUNNEL_OPENED without a tunnel')
+    return t
   }
 
   async status(): Promise<NodeStatus> {
@@ -433,10 +592,4 @@ class Client implements RelayClient {
     this.fail(this.closedErr)
     await closed
   }
-}
-
-function checkU32(v: unknown, field: string): number {
-  const n = checkPositiveInt(v, field) ?? 0
-  if (n > 0xffffffff) throw invalid(field, v, 'at most 4294967295')
-  return n
 }

@@ -31,6 +31,11 @@ export interface ConnectionOptions {
    * owner to keep writing answers after this.
    */
   onEnd?(): void
+  /**
+   * The outbound buffer has room again: a flush the socket accepted at once, or 'drain'
+   * (a chance to send frames held back to keep the buffer bounded).
+   */
+  onDrain?(): void
 }
 
 /** Batched, bounded framing over a socket. */
@@ -96,11 +101,12 @@ export class FramedConnection {
     if (this.out.length === 0 || this.socket.destroyed) return
     const bytes = Buffer.from(this.out.finish())
     this.out.reset()
-    this.socket.write(bytes)
+    const accepted = this.socket.write(bytes)
     if (this.socket.writableLength > this.opts.pauseAt && !this.paused) {
       this.paused = true
       this.socket.pause()
     }
+    if (accepted && !this.isClosed) this.opts.onDrain?.()
   }
 
   /** Flushes queued frames, then closes gracefully; destroys after `graceMs`. Idempotent. */
@@ -125,6 +131,7 @@ export class FramedConnection {
       this.paused = false
       if (!this.ending) this.socket.resume()
     }
+    if (!this.isClosed) this.opts.onDrain?.()
   }
 
   private onData(chunk: Buffer): void {

@@ -1,6 +1,7 @@
 /**
  * `plexus/relay`: the thin client (`connectRelay`), the server side (`startRelay`, used by
- * the node) and the wire protocol constants and codecs (see docs/relay-protocol.md).
+ * the node; `stats()` shows its bounded buffers) and the wire protocol constants (see
+ * docs/relay-protocol.md).
  */
 export {
   type ConnectRelayOptions,
@@ -10,6 +11,9 @@ export {
   type RelayJoinOptions,
   type RelayMembership,
   type RelayRequestOptions,
+  type RelaySubscription,
+  type RelayTunnel,
+  type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client.js'
 export {
@@ -18,6 +22,7 @@ export {
   type Frame,
   FrameDecoder,
   HEADER_SIZE,
+  JoinFlag,
   KeyForm,
   MAGIC,
   MIN_FRAME_LENGTH,
@@ -25,6 +30,16 @@ export {
   opcodeName,
   PROTOCOL_VERSION,
   RESERVED_OPCODES,
+  SUPPORTED_VERSIONS,
   writeFrame,
 } from './protocol.js'
-export { RELAY_LIMITS, type RelayServer, type RelayServerOptions, startRelay } from './server.js'
+export { AckMode, CloseKind, MsgFlag } from './protocol-ext.js'
+export {
+  RELAY_LIMITS,
+  type RelayServer,
+  type RelayServerOptions,
+  type RelayStats,
+  startRelay,
+} from './server.js'
+export { SUB_LIMITS } from './server-pubsub.js'
+export { relayTunnelWindow, type TunnelBridgeStats } from './server-tunnels.js'

@@ -1,5 +1,5 @@
 /**
- * The relay wire protocol (version 1): how thin clients in any language talk to a local
+ * The relay wire protocol (version 2; version 1 clients are still served): how thin clients in any language talk to a local
  * Plexus node over one TCP connection. `docs/relay-protocol.md` is the normative text; this
  * module is its TypeScript form, shared by `server.ts` and `client.ts`.
  *
@@ -9,8 +9,13 @@
  */
 import { BinaryReader, type BinaryWriter, DecodeError } from '../src/util/binary.js'
 
-/** Protocol version this code speaks. A HELLO with another version is refused. */
-export const PROTOCOL_VERSION = 1
+/** Protocol version this code speaks. A HELLO with a version not in `SUPPORTED_VERSIONS` is refused. */
+export const PROTOCOL_VERSION = 2
+/**
+ * Versions a server accepts. Version 2 added broadcast, pub/sub and tunnel frames and the
+ * JOIN flags byte; in a version-1 session JOIN has no flags byte (it serves requests only).
+ */
+export const SUPPORTED_VERSIONS: readonly number[] = [1, 2]
 /** The four bytes every HELLO starts with ("PLXR"). */
 export const MAGIC = new Uint8Array([0x50, 0x4c, 0x58, 0x52])
 /** Bytes of a frame header: u32 length, u8 opcode, u32 correlation id. */
@@ -23,10 +28,10 @@ export const FRAME_OVERHEAD = 64 * 1024
 export const CONNECTION_ID = 0
 
 /**
- * Opcodes. Ranges 0x30–0x3F (broadcast), 0x40–0x4F (pub/sub), 0x50–0x5F (tunnels) and
- * 0x60–0x6F (durable streams) are reserved for later versions; 0xF0–0xFF are never
- * assigned (private experiments). A relay answers an opcode it does not implement with
- * ERROR (InvalidArgumentError) and keeps the connection open.
+ * Opcodes. Ranges 0x30–0x3F (broadcast), 0x40–0x4F (pub/sub), 0x50–0x5F (tunnels) keep
+ * their unassigned codes for later versions, 0x60–0x6F (durable streams) is reserved;
+ * 0xF0–0xFF are never assigned (private experiments). A relay answers an opcode it does not
+ * implement with ERROR (InvalidArgumentError) and keeps the connection open.
  */
 export const Op = {
   /** c→s: magic, u16 version, str client name. First frame of every connection. */
@@ -39,7 +44,7 @@ export const Op = {
   Ping: 0x04,
   /** either way: empty body; answers a PING. */
   Pong: 0x05,
-  /** s→c: empty body; success of JOIN or LEAVE. */
+  /** s→c: success. Empty for JOIN, LEAVE, SUBSCRIBE, UNSUBSCRIBE, PUBLISH; `u32 count` for BROADCAST. */
   Ok: 0x08,
   /** s→c: str error name, str message. With id 0 the connection closes after it. */
   Error: 0x09,
@@ -49,7 +54,7 @@ export const Op = {
   Reply: 0x11,
   /** c→s: empty body; the caller gives up on the REQUEST with this id. */
   Cancel: 0x12,
-  /** c→s: str cluster, u8 key form, bytes key, u32 × 4 limits (0 = default). */
+  /** c→s: str cluster, u8 key form, bytes key, u32 × 4 limits (0 = default), u8 flags (v2). */
   Join: 0x18,
   /** c→s: str cluster. */
   Leave: 0x19,
@@ -65,7 +70,38 @@ export const Op = {
   Status: 0x28,
   /** s→c: bytes UTF-8 JSON of NodeStatus. */
   StatusReply: 0x29,
+  /** c→s: str cluster, bytes data. Answered OK with `u32 count` (members handed the data). */
+  Broadcast: 0x30,
+  /** s→c: str cluster, str from, bytes data (id chosen by the server); answer BROADCAST_ACK. */
+  BroadcastDeliver: 0x31,
+  /** c→s: empty body; the handler of the BROADCAST_DELIVER with this id finished. */
+  BroadcastAck: 0x32,
+  /** c→s: u32 subscription id, str pattern, u32 max pending messages (0 = default). */
+  Subscribe: 0x40,
+  /** c→s: u32 subscription id. */
+  Unsubscribe: 0x41,
+  /** s→c (id = subscription id): str topic, str from, u8 flags, [bytes key], [headers], u32 dropped, bytes data. */
+  Message: 0x42,
+  /** c→s: str topic, u8 flags, [bytes key], [headers], [str msg id], u8 ack, u32 timeout ms, bytes data. */
+  Publish: 0x43,
+  /** s→c: str stream, u32 partition, u64 offset (answer to a PUBLISH with ack). */
+  PublishAck: 0x44,
+  /** c→s: str cluster, u32 timeout ms (0 = default), u32 window (credit granted to the relay). */
+  TunnelOpen: 0x50,
+  /** s→c (id of the TUNNEL_OPEN): u32 tunnel id, str peer, u32 window (credit granted to the client). */
+  TunnelOpened: 0x51,
+  /** s→c (id = new tunnel id): str cluster, str from, u32 window (credit granted to the client). */
+  TunnelIncoming: 0x52,
+  /** both (id = tunnel id): bytes data — one message, at most the sender's credit. */
+  TunnelData: 0x53,
+  /** both (id = tunnel id): u32 bytes of credit returned to the other side. */
+  TunnelCredit: 0x54,
+  /** both (id = tunnel id): u8 kind (0 half-close, 1 failed), str error name, str message. */
+  TunnelClose: 0x55,
 } as const
+
+/** JOIN flags (version 2): what the client serves for the cluster. */
+export const JoinFlag = { Requests: 1, Broadcasts: 2, Tunnels: 4 } as const
 
 /** Reserved opcode ranges (inclusive) and what they are kept for. */
 export const RESERVED_OPCODES: ReadonlyArray<{ from: number; to: number; use: string }> = [
@@ -240,11 +276,12 @@ export function decodeRequest(r: BinaryReader, maxData: number): RequestBody {
   return m
 }
 
-/** JOIN body. Limits of 0 mean the node's default. */
+/** JOIN body. Limits of 0 mean the node's default; `flags` is a set of `JoinFlag` bits. */
 export interface JoinBody {
   cluster: string
   key: string | Uint8Array
   limits: { requests: number; broadcasts: number; tunnels: number; queueBytes: number }
+  flags: number
 }
 
 /** Writes a JOIN body: a string key as key form 0 (UTF-8), bytes as form 1. */
@@ -253,11 +290,14 @@ export function encodeJoin(w: BinaryWriter, m: JoinBody): void {
   if (typeof m.key === 'string') w.u8(KeyForm.Text).bytes(new TextEncoder().encode(m.key))
   else w.u8(KeyForm.Bytes).bytes(m.key)
   const l = m.limits
-  w.u32(l.requests).u32(l.broadcasts).u32(l.tunnels).u32(l.queueBytes)
+  w.u32(l.requests).u32(l.broadcasts).u32(l.tunnels).u32(l.queueBytes).u8(m.flags)
 }
 
-/** Reads a JOIN body; an unknown key form or a key over 4096 bytes throws `DecodeError`. */
-export function decodeJoin(r: BinaryReader): JoinBody {
+/**
+ * Reads a JOIN body of protocol `version` (version 1 has no flags byte: requests only); an
+ * unknown key form, unknown flag bits or a key over 4096 bytes throw `DecodeError`.
+ */
+export function decodeJoin(r: BinaryReader, version = PROTOCOL_VERSION): JoinBody {
   const cluster = r.str('cluster')
   const form = r.u8('key form')
   const raw = r.bytes('key', 4096)
@@ -278,8 +318,10 @@ export function decodeJoin(r: BinaryReader): JoinBody {
   }
   limits.tunnels = r.u32('limits.tunnels')
   limits.queueBytes = r.u32('limits.queueBytes')
+  const flags = version >= 2 ? r.u8('flags') : JoinFlag.Requests
+  if (flags > 7) throw new DecodeError(`unknown JOIN flags ${flags}`)
   r.end('JOIN')
-  return { cluster, key, limits }
+  return { cluster, key, limits, flags }
 }
 
 /** INVOKE body (server → client). */

@@ -408,6 +408,13 @@ class Node implements PlexusNode {
     counters['pubsub.subscriptions'] = ps.subscriptions
     counters['pubsub.queueDropped'] = ps.dropped
     counters['tunnels.open'] = this.tunnels.openCount
+    if (this.relayServer) {
+      const r = this.relayServer.stats()
+      counters['relay.connections'] = r.connections
+      counters['relay.subscriptions'] = r.subscriptions
+      counters['relay.subscriptionDrops'] = r.subscriptionDrops
+      counters['relay.tunnels'] = r.tunnels.length
+    }
     return { id: this.id, network: this.cfg.network, addresses: this.addresses, peers, clusters, counters }
   }
 

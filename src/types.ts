@@ -89,6 +89,8 @@ export interface Tunnel extends AsyncIterable<Uint8Array> {
   readonly closed: boolean
   send(data: Uint8Array | string, options?: { signal?: AbortSignal }): Promise<void>
   close(): Promise<void>
+  /** Ends both directions at once; the peer sees `TunnelClosedError` with `message`. */
+  abort(message?: string): void
 }
 
 /** Options of `node.tunnel`. */

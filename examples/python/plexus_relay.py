@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """A minimal Plexus relay client in pure Python (standard library only).
 
-Implements docs/relay-protocol.md, version 1: the handshake, REQUEST, JOIN/serve, STATUS.
+Implements docs/relay-protocol.md, version 2: the handshake, REQUEST, JOIN/serve, STATUS,
+PUBLISH and SUBSCRIBE.
 
     python3 examples/python/plexus_relay.py request CLUSTER DATA [--relay host:port] [--timeout MS]
     python3 examples/python/plexus_relay.py serve CLUSTER --key KEY [--relay host:port]   # echo, upper-cased
     python3 examples/python/plexus_relay.py status [--relay host:port]
+    python3 examples/python/plexus_relay.py publish TOPIC DATA [--relay host:port]
+    python3 examples/python/plexus_relay.py subscribe PATTERN [--count N] [--relay host:port]  # one line per message
 
 The relay address comes from --relay, else $PLEXUS_RELAY, else 127.0.0.1:55555.
 Errors print one line "ErrorName: message" on stderr and exit 1.
@@ -21,7 +24,7 @@ import struct
 import sys
 from typing import Callable
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"PLXR"
 
 # Opcodes (docs/relay-protocol.md, "Opcodes").
@@ -31,6 +34,8 @@ REQUEST, REPLY, CANCEL = 0x10, 0x11, 0x12
 JOIN, LEAVE = 0x18, 0x19
 INVOKE, INVOKE_REPLY, INVOKE_ERROR, INVOKE_CANCEL = 0x20, 0x21, 0x22, 0x23
 STATUS, STATUS_REPLY = 0x28, 0x29
+SUBSCRIBE, UNSUBSCRIBE, MESSAGE, PUBLISH, PUBLISH_ACK = 0x40, 0x41, 0x42, 0x43, 0x44
+JOIN_REQUESTS = 0x01  # JOIN flags (version 2): serve requests
 
 
 class PlexusError(Exception):
@@ -83,6 +88,9 @@ class Reader:
 
     def bytes(self) -> bytes:
         return self.take(self.u32())
+
+    def u8(self) -> int:
+        return self.take(1)[0]
 
 
 class RelayClient:
@@ -169,8 +177,35 @@ class RelayClient:
 
     def join(self, cluster: str, key: str) -> None:
         """Joins `cluster` with its key (text form). Limits 0 = node defaults."""
-        body = enc_str(cluster) + b"\x00" + enc_bytes(key.encode("utf-8")) + struct.pack(">IIII", 0, 0, 0, 0)
+        limits = struct.pack(">IIII", 0, 0, 0, 0)
+        body = enc_str(cluster) + b"\x00" + enc_bytes(key.encode("utf-8")) + limits + bytes([JOIN_REQUESTS])
         self._call(JOIN, body, OK)
+
+    def publish(self, topic: str, data: bytes) -> None:
+        """Publishes `data` on `topic` (no key, no headers, no ack); returns once the node queued it."""
+        body = enc_str(topic) + b"\x00" + b"\x00" + struct.pack(">I", 0) + enc_bytes(data)
+        self._call(PUBLISH, body, OK)
+
+    def subscribe(self, pattern: str, sub_id: int = 1) -> None:
+        """Starts subscription `sub_id` on `pattern` (`*` one token, `>` the rest)."""
+        self._call(SUBSCRIBE, struct.pack(">I", sub_id) + enc_str(pattern) + struct.pack(">I", 0), OK)
+
+    def messages(self):
+        """Yields (subscription id, topic, sender, data, dropped) for each MESSAGE, forever."""
+        while True:
+            op, rid, payload = self.recv()
+            if op == PING:
+                self.send(PONG, rid)
+            elif op == MESSAGE:
+                r = Reader(payload)
+                topic, sender, flags = r.str(), r.str(), r.u8()
+                if flags & 1:
+                    r.bytes()  # key
+                if flags & 2:
+                    for _ in range(r.u16()):
+                        r.str(), r.str()  # header name, value
+                dropped = r.u32()
+                yield rid, topic, sender, r.bytes(), dropped
 
     def serve(self, handler: Callable[[bytes, str, str], bytes]) -> None:
         """Answers INVOKE frames forever with handler(data, cluster, from)."""
@@ -206,6 +241,14 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--relay", dest="relay_sub")
     st = sub.add_parser("status", help="print the node's status as JSON")
     st.add_argument("--relay", dest="relay_sub")
+    pb = sub.add_parser("publish", help="publish DATA on TOPIC")
+    pb.add_argument("topic")
+    pb.add_argument("data", help="message data, or - for stdin")
+    pb.add_argument("--relay", dest="relay_sub")
+    sb = sub.add_parser("subscribe", help="print each message on PATTERN as one line")
+    sb.add_argument("pattern")
+    sb.add_argument("--count", type=int, default=0, help="exit after N messages (default: run until killed)")
+    sb.add_argument("--relay", dest="relay_sub")
     args = p.parse_args(argv)
     try:
         client = RelayClient(getattr(args, "relay_sub", None) or args.relay)
@@ -215,6 +258,19 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.flush()
         elif args.cmd == "status":
             print(json.dumps(client.status(), indent=2))
+        elif args.cmd == "publish":
+            data = sys.stdin.buffer.read() if args.data == "-" else args.data.encode("utf-8")
+            client.publish(args.topic, data)
+        elif args.cmd == "subscribe":
+            client.subscribe(args.pattern)
+            print(f"subscribed to {args.pattern}", file=sys.stderr, flush=True)
+            seen = 0
+            for _sid, _topic, _sender, data, _dropped in client.messages():
+                sys.stdout.write(data.decode("utf-8", "replace") + "\n")
+                sys.stdout.flush()
+                seen += 1
+                if args.count and seen >= args.count:
+                    break
         else:
             client.join(args.cluster, args.key)
             print(f"serving {args.cluster} through node {client.node_id}", file=sys.stderr, flush=True)

@@ -62,7 +62,8 @@ export class Broadcaster {
     this.served.delete(cluster)
   }
 
-  /** Sends to every member reachable now; returns how many recipients were handed frames. */
+  /** Sends to every member reachable now; returns how many members it was handed to
+   * (this node included when it is a member). */
   broadcast(cluster: string, data: Uint8Array): number {
     this.seq = (this.seq + 1) >>> 0
     const id = `${this.host.self}/${this.seq}`
@@ -71,8 +72,12 @@ export class Broadcaster {
       .members(cluster)
       .filter((m) => m !== this.host.self)
       .sort()
-    if (this.served.has(cluster)) this.deliver(cluster, this.host.self, data)
-    return this.fanOut(this.host.self, this.seq, cluster, targets, data)
+    let local = 0
+    if (this.served.has(cluster)) {
+      this.deliver(cluster, this.host.self, data)
+      local = 1
+    }
+    return local + this.fanOut(this.host.self, this.seq, cluster, targets, data)
   }
 
   /** Splits `targets` into groups and sends one frame per group head. */

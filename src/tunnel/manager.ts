@@ -182,7 +182,7 @@ export class TunnelManager {
         r.end('tunnel data')
         const end = table.get(key)
         if (!end) return
-        if (!end.onData((flags & 1) === 1, chunk)) end.abort(CloseReason.Error, 'flow control violated')
+        if (!end.onData((flags & 1) === 1, chunk)) end.fail(CloseReason.Error, 'flow control violated')
         return
       }
       case 'credit': {
@@ -220,9 +220,9 @@ export class TunnelManager {
     this.host.count('tunnels.accepted')
     try {
       const r = s.handler(end, { from: peer, cluster })
-      if (r instanceof Promise) r.catch((err) => end.abort(CloseReason.Error, `handler failed: ${String(err)}`))
+      if (r instanceof Promise) r.catch((err) => end.fail(CloseReason.Error, `handler failed: ${String(err)}`))
     } catch (err) {
-      end.abort(CloseReason.Error, `handler failed: ${String(err)}`)
+      end.fail(CloseReason.Error, `handler failed: ${String(err)}`)
     }
   }
 
@@ -239,7 +239,7 @@ export class TunnelManager {
   /** Ends every tunnel (node stopping). */
   closeAll(): void {
     for (const table of [this.outgoing, this.incoming]) {
-      for (const end of [...table.values()]) end.abort(CloseReason.Error, 'node stopping')
+      for (const end of [...table.values()]) end.fail(CloseReason.Error, 'node stopping')
     }
   }
 }

@@ -32,8 +32,10 @@ export interface Tunnel extends AsyncIterable<Uint8Array> {
   readonly cluster: string
   /** Sends one message; waits while the receiver's window is full. */
   send(data: Uint8Array | string, options?: { signal?: AbortSignal }): Promise<void>
-  /** Closes both directions after queued messages are sent. Idempotent. */
+  /** Ends our sending direction after queued messages are sent (half-close). Idempotent. */
   close(): Promise<void>
+  /** Ends both directions at once; the peer sees `TunnelClosedError` with `message`. */
+  abort(message?: string): void
   /** True once closed by either side or by the peer's death. */
   readonly closed: boolean
 }
@@ -240,8 +242,13 @@ export class TunnelEnd implements Tunnel {
     if (this.remoteClosed) this.finish()
   }
 
+  /** Ends both directions at once; the peer sees `TunnelClosedError` with `message`. */
+  abort(message = 'tunnel aborted'): void {
+    this.fail(CloseReason.Error, message)
+  }
+
   /** Closes with a reason sent to the peer (errors, refusals). */
-  abort(reason: number, message: string): void {
+  fail(reason: number, message: string): void {
     if (this.terminated) return
     this.wire.link()?.write((w) => writeClose(w, this.tid, this.dir, reason, message))
     this.terminate(new TunnelClosedError(message))

@@ -66,10 +66,11 @@ describe('relay protocol', () => {
     big.push(new Uint8Array([0, 1, 0, 0]))
     expect(() => big.next()).toThrow(/exceeds/)
     expect(opcodeName(Op.InvokeReply)).toBe('INVOKE_REPLY (0x21)')
-    expect(opcodeName(0x31)).toContain('broadcast')
+    expect(opcodeName(0x31)).toBe('BROADCAST_DELIVER (0x31)')
+    expect(opcodeName(0x3f)).toContain('broadcast')
   })
 
-  it('welcomes version 1 and refuses other versions with a reason', async () => {
+  it('welcomes versions 1 and 2 and refuses other versions with a reason', async () => {
     const node = await relayNode()
     const ok = await RawPeer.open(node.relayAddress!)
     ok.hello()
@@ -77,7 +78,7 @@ describe('relay protocol', () => {
     expect(welcome.opcode).toBe(Op.Welcome)
     const w = decodeWelcome(welcome.body)
     expect(w).toMatchObject({
-      version: 1,
+      version: 2,
       nodeId: node.id,
       network: node.network,
       maxMessageSize: 1024 * 1024,
@@ -85,7 +86,7 @@ describe('relay protocol', () => {
     ok.send(Op.Ping, 42)
     expect(await ok.next()).toMatchObject({ opcode: Op.Pong, id: 42 })
     // A reserved opcode is answered with ERROR and the connection stays open.
-    ok.send(0x30, 43)
+    ok.send(0x3f, 43)
     const unsupported = await ok.next()
     expect(unsupported).toMatchObject({ opcode: Op.Error, id: 43 })
     expect(decodeError(unsupported.body)).toMatchObject({ name: 'InvalidArgumentError' })
@@ -109,8 +110,19 @@ describe('relay protocol', () => {
     old.hello(99)
     const refuse = await old.next()
     expect(refuse.opcode).toBe(Op.Refuse)
-    expect(decodeStrBody(refuse.body, 'REFUSE')).toMatch(/unsupported protocol version 99.*version 1/)
+    expect(decodeStrBody(refuse.body, 'REFUSE')).toMatch(/unsupported protocol version 99.*versions 1 and 2/)
     await old.waitClosed()
+
+    // A version-1 client is still served, and WELCOME repeats its version.
+    const v1 = await RawPeer.open(node.relayAddress!)
+    v1.hello(1)
+    const w1 = await v1.next()
+    expect(decodeWelcome(w1.body).version).toBe(1)
+    v1.send(Op.Request, 1, (b) =>
+      encodeRequest(b, { cluster: 'echo', timeoutMs: 1000, data: new Uint8Array([7]) }),
+    )
+    expect((await v1.next()).opcode).toBe(Op.Reply)
+    v1.destroy()
   })
 
   it('answers requests already sent by a client that half-closed, then closes', async () => {

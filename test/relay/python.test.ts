@@ -6,7 +6,7 @@ import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_proces
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { generateKey } from '../../src/index.js'
-import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
+import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 
 const script = fileURLToPath(new URL('../../examples/python/plexus_relay.py', import.meta.url))
 const hasPython = spawnSync('python3', ['--version']).status === 0
@@ -56,6 +56,51 @@ describe.skipIf(!hasPython)('python relay client (python3 found)', () => {
     children.push(child)
     await waitForMembers(b, 'py', 1, 10_000)
     expect(new TextDecoder().decode(await b.request('py', 'shout'))).toBe('SHOUT')
+  })
+
+  it('subscribes from python (wildcards) and publishes from python to a library subscriber', async () => {
+    const network = uniqueNetwork('relaypy')
+    const [a, b] = await Promise.all([startNode({ network, relay: { port: 0 } }), startNode({ network })])
+    const child = spawn(
+      'python3',
+      [script, 'subscribe', 'orders.>', '--count', '3', '--relay', a.relayAddress!],
+      {
+        stdio: ['ignore', 'pipe', 'pipe'],
+      },
+    )
+    children.push(child)
+    let out = ''
+    let err = ''
+    child.stdout!.on('data', (d) => (out += d))
+    child.stderr!.on('data', (d) => (err += d))
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    await waitFor(() => err.includes('subscribed to orders.>'), 10_000)
+    // Publish until the interest reached b; the child exits after three messages.
+    let i = 0
+    let done = false
+    void exited.then(() => (done = true))
+    while (!done && i < 500) {
+      await b.publish(i % 2 ? 'orders.eu.created' : 'orders.us', `m${i++}`)
+      await b.publish('billing.x', 'never')
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(await exited).toBe(0)
+    const lines = out.trim().split('\n')
+    expect(lines.length).toBe(3)
+    const n = Number(lines[0]!.slice(1))
+    expect(lines).toEqual([`m${n}`, `m${n + 1}`, `m${n + 2}`])
+
+    // Python publishes; a library subscriber on another node receives.
+    const got: string[] = []
+    b.subscribe('py.*', (m) => void got.push(new TextDecoder().decode(m.data)))
+    for (let k = 0; k < 40 && got.length === 0; k++) {
+      const r = await run(['publish', 'py.hello', 'from python', '--relay', a.relayAddress!])
+      expect(r).toEqual({ code: 0, stdout: '', stderr: '' })
+    }
+    expect(got[0]).toBe('from python')
+    const bad = await run(['publish', 'py.*', 'x', '--relay', a.relayAddress!])
+    expect(bad.code).toBe(1)
+    expect(bad.stderr).toMatch(/^InvalidArgumentError: .*topic/)
   })
 })
 

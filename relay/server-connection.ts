@@ -1,0 +1,570 @@
+/**
+ * One thin client's connection to the relay (see `server.ts` for the guarantees): the
+ * handshake, calls under per-connection in-flight bounds, memberships served through
+ * INVOKE / BROADCAST_DELIVER / TUNNEL_INCOMING, subscriptions and tunnels.
+ */
+import type { Socket } from 'node:net'
+import {
+  AbortedError,
+  errorMessage,
+  errorName,
+  InvalidArgumentError,
+  OverloadedError,
+  RemoteError,
+  TimeoutError,
+} from '../src/errors.js'
+import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
+import type {
+  BroadcastContext,
+  JoinOptions,
+  Limits,
+  Membership,
+  PlexusNode,
+  RequestContext,
+  Tunnel,
+} from '../src/types.js'
+import { type BinaryWriter, DecodeError } from '../src/util/binary.js'
+import { FramedConnection } from './connection.js'
+import {
+  CONNECTION_ID,
+  decodeBytesBody,
+  decodeHello,
+  decodeJoin,
+  decodeRequest,
+  decodeStrBody,
+  encodeError,
+  encodeInvoke,
+  encodeWelcome,
+  FRAME_OVERHEAD,
+  type Frame,
+  JoinFlag,
+  Op,
+  opcodeName,
+  PROTOCOL_VERSION,
+  SUPPORTED_VERSIONS,
+} from './protocol.js'
+import {
+  decodeBroadcast,
+  decodePublish,
+  decodeSubscribe,
+  decodeTunnelClose,
+  decodeTunnelCredit,
+  decodeTunnelOpen,
+  decodeUnsubscribe,
+  encodeBroadcastDeliver,
+  encodePublishAck,
+  encodeTunnelIncoming,
+  encodeTunnelOpened,
+} from './protocol-ext.js'
+import { RelaySubscriptions } from './server-pubsub.js'
+import { RelayTunnels, type TunnelBridgeStats } from './server-tunnels.js'
+
+/** Snapshot of a relay's state, from `RelayServer.stats()`. */
+export interface RelayStats {
+  connections: number
+  subscriptions: number
+  /** Bytes waiting in subscription queues, all connections. */
+  subscriptionQueuedBytes: number
+  /** Subscription messages dropped because a client could not keep up, all connections. */
+  subscriptionDrops: number
+  tunnels: TunnelBridgeStats[]
+}
+
+/** Per-connection bounds. */
+export const RELAY_LIMITS = {
+  /** A connection must send HELLO within this many ms. */
+  handshakeTimeout: 5000,
+  /** Requests one client may have in flight; more are answered OverloadedError. */
+  maxInFlight: 4096,
+  /** Request payload bytes one client may have in flight. */
+  maxInFlightBytes: 64 * 1024 * 1024,
+  /** Outbound bytes above which reading from the client pauses. */
+  pauseAt: 8 * 1024 * 1024,
+  /** Outbound bytes above which the client is dropped (added to one max frame). */
+  dropAt: 64 * 1024 * 1024,
+  /** Tunnels (opened and incoming) one connection may have. */
+  maxTunnels: 256,
+} as const
+
+interface PendingInvoke {
+  resolve(data: Uint8Array): void
+  reject(err: Error): void
+}
+
+/** One thin client's connection (internal to the relay server). */
+export class RelayClientConnection {
+  private readonly conn: FramedConnection
+  private welcomed = false
+  private readonly requests = new Map<number, AbortController>()
+  private inFlightBytes = 0
+  private readonly memberships = new Map<string, Membership>()
+  private readonly invokes = new Map<number, PendingInvoke>()
+  private nextInvokeId = 1
+  private handshakeTimer: NodeJS.Timeout | undefined
+  private cleanedUp: Promise<void> | undefined
+  private peerEnded = false
+  private version = PROTOCOL_VERSION
+  private readonly subs: RelaySubscriptions
+  private readonly tunnels: RelayTunnels
+  private readonly deliveries = new Map<number, () => void>()
+  private nextDeliveryId = 1
+
+  constructor(
+    private readonly node: PlexusNode,
+    socket: Socket,
+    private readonly maxMessageSize: number,
+    private readonly onGone: () => void,
+  ) {
+    this.conn = new FramedConnection(socket, {
+      // Before HELLO only small frames are accepted.
+      maxFrame: 4096,
+      pauseAt: RELAY_LIMITS.pauseAt,
+      dropAt: RELAY_LIMITS.dropAt + maxMessageSize + FRAME_OVERHEAD,
+      onFrame: (f) => this.onFrame(f),
+      onFatal: (err) => this.fatal(err),
+      onClose: () => void this.cleanup(),
+      onDrain: () => this.subs.pump(),
+      onEnd: () => {
+        // The client sends nothing more: it cannot answer INVOKEs, so leave its clusters,
+        // but answer the requests it already sent before closing.
+        this.peerEnded = true
+        void this.leaveAll()
+        this.maybeEnd()
+      },
+    })
+    this.subs = new RelaySubscriptions(node, this.conn)
+    this.tunnels = new RelayTunnels(this.conn, maxMessageSize, RELAY_LIMITS.maxTunnels)
+    this.handshakeTimer = setTimeout(
+      () => this.refuse('no HELLO within 5000 ms'),
+      RELAY_LIMITS.handshakeTimeout,
+    )
+    this.handshakeTimer.unref()
+  }
+
+  /** Closes the connection and leaves its memberships. */
+  shutdown(): Promise<void> {
+    this.conn.end(250)
+    return this.cleanup()
+  }
+
+  private cleanup(): Promise<void> {
+    this.cleanedUp ??= (async () => {
+      clearTimeout(this.handshakeTimer)
+      this.onGone()
+      for (const ac of this.requests.values()) ac.abort(new AbortedError('relay client disconnected'))
+      this.requests.clear()
+      await this.leaveAll()
+    })()
+    return this.cleanedUp
+  }
+
+  /** Adds this connection's counters to `st`. */
+  addStats(st: RelayStats): void {
+    st.subscriptions += this.subs.size
+    st.subscriptionQueuedBytes += this.subs.queued
+    st.subscriptionDrops += this.subs.dropped
+    st.tunnels.push(...this.tunnels.stats())
+  }
+
+  /**
+   * Leaves every cluster joined through this connection; pending INVOKEs fail, pending
+   * broadcast deliveries count as done, subscriptions end and tunnels fail.
+   */
+  private async leaveAll(): Promise<void> {
+    this.subs.closeAll()
+    this.tunnels.abortAll('the relay client disconnected')
+    const deliveries = [...this.deliveries.values()]
+    this.deliveries.clear()
+    for (const d of deliveries) d()
+    const invokes = [...this.invokes.values()]
+    this.invokes.clear()
+    for (const p of invokes) p.reject(new RemoteError('the relay client serving this request disconnected'))
+    const ms = [...this.memberships.values()]
+    this.memberships.clear()
+    await Promise.all(ms.map((m) => m.leave().catch(() => {})))
+  }
+
+  /** After the client's half-close: close once every request it sent is answered. */
+  private maybeEnd(): void {
+    if (this.peerEnded && this.requests.size === 0) this.conn.end()
+  }
+
+  private refuse(reason: string): void {
+    this.conn.send(Op.Refuse, CONNECTION_ID, (w) => w.str(reason))
+    this.conn.end()
+  }
+
+  /** A malformed frame: name the problem, then close. */
+  private fatal(err: unknown): void {
+    const msg =
+      err instanceof DecodeError ? `malformed frame: ${err.message}` : `relay error: ${errorMessage(err)}`
+    if (!this.welcomed) this.conn.send(Op.Refuse, CONNECTION_ID, (w) => w.str(msg))
+    else
+      this.conn.send(Op.Error, CONNECTION_ID, (w) =>
+        encodeError(w, { name: 'InvalidArgumentError', message: msg }),
+      )
+  }
+
+  private onFrame(f: Frame): void {
+    if (!this.welcomed) {
+      if (f.opcode !== Op.Hello) {
+        this.refuse(`expected HELLO (0x01) as the first frame, got ${opcodeName(f.opcode)}`)
+        return
+      }
+      const hello = decodeHello(f.body)
+      if (!SUPPORTED_VERSIONS.includes(hello.version)) {
+        this.refuse(
+          `unsupported protocol version ${hello.version}; this relay speaks versions ${SUPPORTED_VERSIONS.join(' and ')}`,
+        )
+        return
+      }
+      clearTimeout(this.handshakeTimer)
+      this.welcomed = true
+      this.version = hello.version
+      this.conn.decoder.maxFrame = this.maxMessageSize + FRAME_OVERHEAD
+      this.conn.send(Op.Welcome, CONNECTION_ID, (w) =>
+        encodeWelcome(w, {
+          version: this.version,
+          nodeId: this.node.id,
+          network: this.node.network,
+          maxMessageSize: this.maxMessageSize,
+        }),
+      )
+      return
+    }
+    switch (f.opcode) {
+      case Op.Request:
+        this.onRequest(f)
+        return
+      case Op.Cancel:
+        f.body.end('CANCEL')
+        // REQUEST, BROADCAST, PUBLISH and TUNNEL_OPEN calls are all cancellable.
+        this.requests.get(f.id)?.abort(new AbortedError('cancelled by the relay client'))
+        return
+      case Op.Join:
+        this.onJoin(f)
+        return
+      case Op.Leave:
+        this.onLeave(f.id, decodeStrBody(f.body, 'LEAVE'))
+        return
+      case Op.InvokeReply:
+        this.settleInvoke(f.id, decodeBytesBody(f.body, 'INVOKE_REPLY', this.maxMessageSize))
+        return
+      case Op.InvokeError:
+        this.settleInvoke(f.id, new RemoteError(decodeStrBody(f.body, 'INVOKE_ERROR')))
+        return
+      case Op.Status:
+        f.body.end('STATUS')
+        this.conn.send(Op.StatusReply, f.id, (w) =>
+          w.bytes(new TextEncoder().encode(JSON.stringify(this.node.status()))),
+        )
+        return
+      case Op.Ping:
+        f.body.end('PING')
+        this.conn.send(Op.Pong, f.id)
+        return
+      case Op.Pong:
+        return
+      case Op.Broadcast: {
+        const b = decodeBroadcast(f.body, this.maxMessageSize)
+        this.track(
+          f.id,
+          b.data.length,
+          () => this.node.broadcast(b.cluster, b.data),
+          (n) => [Op.Ok, (w) => w.u32(n)],
+        )
+        return
+      }
+      case Op.BroadcastAck: {
+        f.body.end('BROADCAST_ACK')
+        const d = this.deliveries.get(f.id)
+        this.deliveries.delete(f.id)
+        d?.()
+        return
+      }
+      case Op.Subscribe: {
+        const s = decodeSubscribe(f.body)
+        this.answer(f.id, () => {
+          checkPattern(s.pattern, 'pattern')
+          this.subs.subscribe(s.subId, s.pattern, s.maxPending)
+        })
+        return
+      }
+      case Op.Unsubscribe: {
+        const id = decodeUnsubscribe(f.body)
+        this.answer(f.id, () => this.subs.unsubscribe(id))
+        return
+      }
+      case Op.Publish:
+        this.onPublish(f)
+        return
+      case Op.TunnelOpen:
+        this.onTunnelOpen(f)
+        return
+      case Op.TunnelData: {
+        const data = decodeBytesBody(f.body, 'TUNNEL_DATA', this.maxMessageSize)
+        this.tunnels.get(f.id)?.onData(data)
+        return
+      }
+      case Op.TunnelCredit: {
+        const n = decodeTunnelCredit(f.body)
+        this.tunnels.get(f.id)?.onCredit(n)
+        return
+      }
+      case Op.TunnelClose: {
+        const c = decodeTunnelClose(f.body)
+        this.tunnels.get(f.id)?.onClose(c.kind, c.message)
+        return
+      }
+      case Op.Hello:
+        throw new DecodeError('HELLO sent twice')
+      default:
+        this.sendError(f.id, new InvalidArgumentError(`unsupported opcode ${opcodeName(f.opcode)}`))
+    }
+  }
+
+  private sendError(id: number, err: unknown): void {
+    this.conn.send(Op.Error, id, (w) => encodeError(w, { name: errorName(err), message: errorMessage(err) }))
+  }
+
+  /** Runs a synchronous call and answers OK, or ERROR with what it threw. */
+  private answer(id: number, run: () => void): void {
+    try {
+      run()
+      this.conn.send(Op.Ok, id)
+    } catch (err) {
+      this.sendError(id, err)
+    }
+  }
+
+  /**
+   * Runs one asynchronous call under the connection's in-flight bounds (count and payload
+   * bytes) and answers it exactly once: the frame `answer(result)` describes, or ERROR.
+   */
+  private track<T>(
+    id: number,
+    bytes: number,
+    run: (signal: AbortSignal) => Promise<T>,
+    answer: (v: T) => [opcode: number, body?: (w: BinaryWriter) => void],
+  ): void {
+    if (this.requests.has(id)) throw new DecodeError(`correlation id ${id} is already in flight`)
+    if (this.requests.size >= RELAY_LIMITS.maxInFlight) {
+      this.sendError(
+        id,
+        new OverloadedError(`${RELAY_LIMITS.maxInFlight} calls in flight on this relay connection`),
+      )
+      return
+    }
+    if (this.inFlightBytes + bytes > RELAY_LIMITS.maxInFlightBytes) {
+      this.sendError(
+        id,
+        new OverloadedError(
+          `over ${RELAY_LIMITS.maxInFlightBytes} payload bytes in flight on this relay connection`,
+        ),
+      )
+      return
+    }
+    const ac = new AbortController()
+    this.requests.set(id, ac)
+    this.inFlightBytes += bytes
+    const done = () => {
+      this.inFlightBytes -= bytes
+      if (this.requests.get(id) === ac) this.requests.delete(id)
+      queueMicrotask(() => this.maybeEnd())
+    }
+    let p: Promise<T>
+    try {
+      p = run(ac.signal)
+    } catch (err) {
+      p = Promise.reject(err)
+    }
+    p.then(
+      (v) => {
+        done()
+        const [opcode, body] = answer(v)
+        this.conn.send(opcode, id, body)
+      },
+      (err) => {
+        done()
+        this.sendError(id, err)
+      },
+    )
+  }
+
+  private onRequest(f: Frame): void {
+    const req = decodeRequest(f.body, this.maxMessageSize)
+    this.track(
+      f.id,
+      req.data.length,
+      (signal) =>
+        this.node.request(req.cluster, req.data, {
+          timeout: req.timeoutMs === 0 ? undefined : req.timeoutMs,
+          signal,
+        }),
+      (reply) => [Op.Reply, (w) => w.bytes(reply)],
+    )
+  }
+
+  private onPublish(f: Frame): void {
+    const m = decodePublish(f.body, this.maxMessageSize)
+    this.track(
+      f.id,
+      m.data.length,
+      async () => {
+        checkTopic(m.topic, 'topic')
+        return this.node.publish(m.topic, m.data, {
+          key: m.key,
+          headers: m.headers,
+          ack: m.ack,
+          msgId: m.msgId,
+          timeout: m.timeoutMs === 0 ? undefined : m.timeoutMs,
+        })
+      },
+      (ack) => (ack ? [Op.PublishAck, (w) => encodePublishAck(w, ack)] : [Op.Ok]),
+    )
+  }
+
+  private onTunnelOpen(f: Frame): void {
+    const o = decodeTunnelOpen(f.body)
+    const refusal = this.tunnels.refusal(o.window)
+    if (refusal) {
+      this.sendError(f.id, refusal)
+      return
+    }
+    this.track(
+      f.id,
+      0,
+      async (signal) => {
+        const t = await this.node.tunnel(o.cluster, {
+          timeout: o.timeoutMs === 0 ? undefined : o.timeoutMs,
+          signal,
+        })
+        if (this.cleanedUp || this.peerEnded || this.conn.isClosed) {
+          t.abort('the relay client disconnected')
+          throw new AbortedError('the relay client disconnected')
+        }
+        return this.tunnels.add(t, 'opened', o.window)
+      },
+      (b) => [
+        Op.TunnelOpened,
+        (w) => encodeTunnelOpened(w, { tunnelId: b.id, peer: b.stats().peer, window: b.window }),
+      ],
+    )
+  }
+
+  /** A tunnel accepted by the node for a cluster this client joined with tunnels. */
+  private incomingTunnel(t: Tunnel, ctx: { from: string; cluster: string }): void {
+    if (this.conn.isClosed || this.peerEnded || this.tunnels.size >= RELAY_LIMITS.maxTunnels) {
+      t.abort('the relay client cannot take more tunnels')
+      return
+    }
+    const b = this.tunnels.add(t, 'incoming', 0)
+    this.conn.send(Op.TunnelIncoming, b.id, (w) =>
+      encodeTunnelIncoming(w, { cluster: ctx.cluster, from: ctx.from, window: b.window }),
+    )
+  }
+
+  /** A broadcast for a joined cluster: resolves when the client sends BROADCAST_ACK. */
+  private deliverBroadcast(data: Uint8Array, ctx: BroadcastContext): Promise<void> {
+    if (this.conn.isClosed) return Promise.resolve()
+    let id = this.nextDeliveryId
+    while (id === CONNECTION_ID || this.deliveries.has(id)) id = (id + 1) >>> 0
+    this.nextDeliveryId = (id + 1) >>> 0
+    return new Promise<void>((resolve) => {
+      this.deliveries.set(id, resolve)
+      this.conn.send(Op.BroadcastDeliver, id, (w) =>
+        encodeBroadcastDeliver(w, { cluster: ctx.cluster, from: ctx.from, data }),
+      )
+    })
+  }
+
+  private onJoin(f: Frame): void {
+    const j = decodeJoin(f.body, this.version)
+    const limits: Limits = {}
+    for (const k of ['requests', 'broadcasts', 'tunnels', 'queueBytes'] as const) {
+      if (j.limits[k] > 0) limits[k] = j.limits[k]
+    }
+    if (this.memberships.has(j.cluster)) {
+      this.sendError(
+        f.id,
+        new InvalidArgumentError(`cluster ${j.cluster} is already joined on this connection`),
+      )
+      return
+    }
+    const cluster = j.cluster
+    const opts: JoinOptions = { key: j.key, limits }
+    if (j.flags & JoinFlag.Requests) opts.onRequest = (data, ctx) => this.invoke(cluster, data, ctx)
+    if (j.flags & JoinFlag.Broadcasts) opts.onBroadcast = (data, ctx) => this.deliverBroadcast(data, ctx)
+    if (j.flags & JoinFlag.Tunnels) opts.onTunnel = (t, ctx) => this.incomingTunnel(t, ctx)
+    let p: Promise<Membership>
+    try {
+      p = this.node.join(cluster, opts)
+    } catch (err) {
+      p = Promise.reject(err)
+    }
+    p.then(
+      (m) => {
+        if (this.cleanedUp || this.peerEnded) {
+          void m.leave()
+          return
+        }
+        this.memberships.set(cluster, m)
+        this.conn.send(Op.Ok, f.id)
+      },
+      (err) => this.sendError(f.id, err),
+    )
+  }
+
+  private onLeave(id: number, cluster: string): void {
+    const m = this.memberships.get(cluster)
+    if (!m) {
+      this.sendError(id, new InvalidArgumentError(`cluster ${cluster} was not joined on this connection`))
+      return
+    }
+    this.memberships.delete(cluster)
+    m.leave().then(
+      () => this.conn.send(Op.Ok, id),
+      (err) => this.sendError(id, err),
+    )
+  }
+
+  /** Forwards one request for a joined cluster to the client; resolves with its reply. */
+  private invoke(cluster: string, data: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
+    if (this.conn.isClosed)
+      return Promise.reject(new RemoteError('the relay client serving this cluster disconnected'))
+    const remaining = Math.max(1, Math.min(0xffffffff, Math.round(ctx.deadline - Date.now())))
+    let id = this.nextInvokeId
+    while (id === CONNECTION_ID || this.invokes.has(id)) id = (id + 1) >>> 0
+    this.nextInvokeId = (id + 1) >>> 0
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const onAbort = () => {
+        if (!this.invokes.delete(id)) return
+        this.conn.send(Op.InvokeCancel, id)
+        reject(new TimeoutError(`${cluster}: the caller gave up`))
+      }
+      const signal = ctx.signal
+      this.invokes.set(id, {
+        resolve: (d) => {
+          signal.removeEventListener('abort', onAbort)
+          resolve(d)
+        },
+        reject: (e) => {
+          signal.removeEventListener('abort', onAbort)
+          reject(e)
+        },
+      })
+      signal.addEventListener('abort', onAbort, { once: true })
+      this.conn.send(Op.Invoke, id, (w) =>
+        encodeInvoke(w, { cluster, remainingMs: remaining, from: ctx.from, data }),
+      )
+    })
+  }
+
+  private settleInvoke(id: number, outcome: Uint8Array | Error): void {
+    const p = this.invokes.get(id)
+    if (!p) return // late (after cancel) or unknown: ignored
+    this.invokes.delete(id)
+    if (outcome instanceof Error) p.reject(outcome)
+    else p.resolve(outcome)
+  }
+}
