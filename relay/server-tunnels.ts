@@ -34,7 +34,6 @@ export function relayTunnelWindow(maxMessageSize: number): number {
   return Math.max(2 * 1024 * 1024, maxMessageSize)
 }
 
-
 /** The bridged tunnels of one relay connection, by tunnel id. */
 export class RelayTunnels {
   private readonly map = new Map<number, TunnelBridge>()

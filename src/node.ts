@@ -164,7 +164,8 @@ class Node implements PlexusNode {
       { protocol: protocols(this.cfg.network).link, maxFrameSize: this.cfg.maxMessageSize + 64 * 1024 },
       {
         onUp: (l) => {
-          for (const bytes of this.directory.snapshot()) l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+          for (const bytes of this.directory.snapshot())
+            l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
           this.pubsub.onLinkUp(l)
           this.notifyChange()
         },
@@ -189,7 +190,10 @@ class Node implements PlexusNode {
     this.directory.start()
     await this.dialer.start({ local: this.cfg.local, bootstrap: this.cfg.bootstrap })
     if (this.cfg.relay) {
-      this.relayServer = await startRelay(this, { ...this.cfg.relay, maxMessageSize: this.cfg.maxMessageSize })
+      this.relayServer = await startRelay(this, {
+        ...this.cfg.relay,
+        maxMessageSize: this.cfg.maxMessageSize,
+      })
     }
   }
 
@@ -225,30 +229,41 @@ class Node implements PlexusNode {
         return
       }
       case FrameType.Request:
-        return this.server.onRequest(peer, decodeRequest(body, max))
+        this.server.onRequest(peer, decodeRequest(body, max))
+        return
       case FrameType.Reply:
-        return this.client.onReply(peer, decodeReply(body, max))
+        this.client.onReply(peer, decodeReply(body, max))
+        return
       case FrameType.Cancel: {
         const id = body.u32('cancel id')
         body.end('cancel')
-        return this.server.onCancel(peer, id)
+        this.server.onCancel(peer, id)
+        return
       }
       case FrameType.Interest:
-        return this.pubsub.onInterest(peer, body)
+        this.pubsub.onInterest(peer, body)
+        return
       case FrameType.Publish:
-        return this.pubsub.onPublish(peer, body, max)
+        this.pubsub.onPublish(peer, body, max)
+        return
       case FrameType.Broadcast:
-        return this.broadcaster.onFrame(peer, body, max)
+        this.broadcaster.onFrame(peer, body, max)
+        return
       case FrameType.TunnelOpen:
-        return this.tunnels.onFrame('open', peer, body)
+        this.tunnels.onFrame('open', peer, body)
+        return
       case FrameType.TunnelAccept:
-        return this.tunnels.onFrame('accept', peer, body)
+        this.tunnels.onFrame('accept', peer, body)
+        return
       case FrameType.TunnelData:
-        return this.tunnels.onFrame('data', peer, body)
+        this.tunnels.onFrame('data', peer, body)
+        return
       case FrameType.TunnelCredit:
-        return this.tunnels.onFrame('credit', peer, body)
+        this.tunnels.onFrame('credit', peer, body)
+        return
       case FrameType.TunnelClose:
-        return this.tunnels.onFrame('close', peer, body)
+        this.tunnels.onFrame('close', peer, body)
+        return
       default:
         this.count('frames.unknown')
         throw new DecodeError(`unknown frame type ${type}`)
@@ -294,13 +309,18 @@ class Node implements PlexusNode {
     this.assertRunning()
     checkClusterName(cluster, 'cluster')
     const o = checkOptions<JoinOptions>(options, 'options')
-    if (o.key === undefined) throw new InvalidArgumentError('options.key (the cluster key) is required to join')
+    if (o.key === undefined)
+      throw new InvalidArgumentError('options.key (the cluster key) is required to join')
     const key = parseKey(o.key, 'options.key')
     const onRequest = checkFunction<RequestHandler>(o.onRequest, 'options.onRequest')
-    const onBroadcast = checkFunction<NonNullable<JoinOptions['onBroadcast']>>(o.onBroadcast, 'options.onBroadcast')
+    const onBroadcast = checkFunction<NonNullable<JoinOptions['onBroadcast']>>(
+      o.onBroadcast,
+      'options.onBroadcast',
+    )
     const onTunnel = checkFunction<NonNullable<JoinOptions['onTunnel']>>(o.onTunnel, 'options.onTunnel')
     const limits = parseLimits(o.limits)
-    if (this.joins.has(cluster)) throw new InvalidArgumentError(`cluster ${cluster} is already joined by this node`)
+    if (this.joins.has(cluster))
+      throw new InvalidArgumentError(`cluster ${cluster} is already joined by this node`)
     this.server.serve(cluster, onRequest, limits)
     this.broadcaster.serve(cluster, onBroadcast, limits.broadcasts)
     this.tunnels.serve(cluster, onTunnel, limits.tunnels)
@@ -322,7 +342,11 @@ class Node implements PlexusNode {
     return membership
   }
 
-  async request(cluster: string, data: Uint8Array | string, options: RequestOptions = {}): Promise<Uint8Array> {
+  async request(
+    cluster: string,
+    data: Uint8Array | string,
+    options: RequestOptions = {},
+  ): Promise<Uint8Array> {
     this.assertRunning()
     checkClusterName(cluster, 'cluster')
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
@@ -356,7 +380,11 @@ class Node implements PlexusNode {
     return this.pubsub.subscribe(pattern, handler)
   }
 
-  async publish(topic: string, data: Uint8Array | string, options: PublishOptions = {}): Promise<PublishAck | undefined> {
+  async publish(
+    topic: string,
+    data: Uint8Array | string,
+    options: PublishOptions = {},
+  ): Promise<PublishAck | undefined> {
     this.assertRunning()
     checkTopic(topic, 'topic')
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
@@ -402,7 +430,8 @@ class Node implements PlexusNode {
       }),
     }))
     const counters: Record<string, number> = { ...this.counters }
-    for (const [reason, n] of Object.entries(this.directory.refused)) counters[`announcements.refused.${reason}`] = n
+    for (const [reason, n] of Object.entries(this.directory.refused))
+      counters[`announcements.refused.${reason}`] = n
     counters['requests.inFlight'] = this.client.inFlight
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
@@ -451,7 +480,8 @@ function checkHeaders(headers: unknown): Record<string, string> | undefined {
   const entries = Object.entries(h)
   if (entries.length > 64) throw new InvalidArgumentError('options.headers may have at most 64 entries')
   for (const [k, v] of entries) {
-    if (typeof v !== 'string') throw new InvalidArgumentError(`options.headers.${k} must be a string, got ${describe(v)}`)
+    if (typeof v !== 'string')
+      throw new InvalidArgumentError(`options.headers.${k} must be a string, got ${describe(v)}`)
   }
   return h as Record<string, string>
 }

@@ -75,7 +75,10 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     if (r.host !== undefined && typeof r.host !== 'string') {
       throw new InvalidArgumentError(`relay.host must be a string, got ${describe(r.host)}`)
     }
-    relay = { host: r.host ?? DEFAULT_RELAY_HOST, port: checkPort(r.port, 'relay.port') ?? DEFAULT_RELAY_PORT }
+    relay = {
+      host: r.host ?? DEFAULT_RELAY_HOST,
+      port: checkPort(r.port, 'relay.port') ?? DEFAULT_RELAY_PORT,
+    }
   }
   return {
     network,

@@ -17,8 +17,10 @@ function hostileFrame(rand: () => number): Uint8Array {
   const body = randomBytesFrom(rand, Math.floor(rand() * 64))
   const w = new BinaryWriter()
   const mode = rand()
-  if (mode < 0.1) w.u32(0xfffffff0) // absurd length
-  else if (mode < 0.2) w.u32(0) // empty frame
+  if (mode < 0.1)
+    w.u32(0xfffffff0) // absurd length
+  else if (mode < 0.2)
+    w.u32(0) // empty frame
   else w.u32(body.length + 1)
   w.u8(type).raw(body)
   const bytes = w.finish().slice()
@@ -46,11 +48,15 @@ describe('hostile peers', () => {
       try {
         let resets = 0
         for (let round = 0; round < 60; round++) {
-          const stream = await attacker.dialProtocol(multiaddr(target.addresses[0]!), protocols(target.network).link)
+          const stream = await attacker.dialProtocol(
+            multiaddr(target.addresses[0]!),
+            protocols(target.network).link,
+          )
           const closed = new Promise<void>((resolve) => stream.addEventListener('close', () => resolve()))
           const n = 1 + Math.floor(rand() * 4)
           for (let i = 0; i < n; i++) {
-            const frame = rand() < 0.3 ? randomBytesFrom(rand, 1 + Math.floor(rand() * 300)) : hostileFrame(rand)
+            const frame =
+              rand() < 0.3 ? randomBytesFrom(rand, 1 + Math.floor(rand() * 300)) : hostileFrame(rand)
             stream.send(frame)
           }
           await stream.close().catch(() => {})

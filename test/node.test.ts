@@ -12,10 +12,18 @@ describe('createNode', () => {
   it('keeps its identity in dataDir across restarts', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'plexus-id-'))
     try {
-      const a = await createNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], discovery: { local: false } })
+      const a = await createNode({
+        dataDir: dir,
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        discovery: { local: false },
+      })
       const id = a.id
       await a.stop()
-      const b = await createNode({ dataDir: dir, listen: ['/ip4/127.0.0.1/tcp/0'], discovery: { local: false } })
+      const b = await createNode({
+        dataDir: dir,
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        discovery: { local: false },
+      })
       expect(b.id).toBe(id)
       await b.stop()
     } finally {
@@ -79,7 +87,10 @@ describe('createNode', () => {
     try {
       const child = spawnNode(['test/fixtures/lifecycle.mjs', dir])
       await waitForLine(child, /^stopped \S+ ping$/)
-      const code = await Promise.race([exited(child), new Promise((r) => setTimeout(() => r('still running'), 5000))])
+      const code = await Promise.race([
+        exited(child),
+        new Promise((r) => setTimeout(() => r('still running'), 5000)),
+      ])
       expect(code).toBe(0)
     } finally {
       rmSync(dir, { recursive: true, force: true })
@@ -127,7 +138,11 @@ describe('cluster security', () => {
         return 'evil'
       },
     })
-    await waitFor(() => (client.status().counters['announcements.refused.wrong-key'] ?? 0) >= 1, 3000, 'refusal')
+    await waitFor(
+      () => (client.status().counters['announcements.refused.wrong-key'] ?? 0) >= 1,
+      3000,
+      'refusal',
+    )
     for (let i = 0; i < 20; i++) expect(dec(await client.request('db', 'x'))).toBe('good')
     expect(evilGot).toBe(0)
     expect(good.status().clusters[0]!.members.map((m) => m.id)).toEqual([good.id])

@@ -33,7 +33,9 @@ describe('pub/sub', () => {
     await pubNode.publish('orders.eu.created', 'deep', { key: 'k1', headers: { h: 'v' } })
     await waitFor(() => gotTail.length === 501 && gotStar.length === 500)
     expect(gotStar.map((m) => dec(m.data))).toEqual(Array.from({ length: 500 }, (_, i) => String(i)))
-    expect(gotTail.map((m) => dec(m.data)).slice(0, 500)).toEqual(Array.from({ length: 500 }, (_, i) => String(i)))
+    expect(gotTail.map((m) => dec(m.data)).slice(0, 500)).toEqual(
+      Array.from({ length: 500 }, (_, i) => String(i)),
+    )
     const last = gotTail[500]!
     expect(last.topic).toBe('orders.eu.created')
     expect(dec(last.key!)).toBe('k1')

@@ -10,7 +10,6 @@ import {
 } from '../src/index.js'
 import { startNodes, waitFor, waitForMembers } from './helpers/nodes.js'
 
-const enc = (s: string) => new TextEncoder().encode(s)
 const dec = (b: Uint8Array) => new TextDecoder().decode(b)
 
 describe('request-reply', () => {
@@ -65,7 +64,11 @@ describe('request-reply', () => {
     await m2.join('db', { key, onRequest: () => 'm2' })
     await waitForMembers(client, 'db', 2)
     await mem1.leave()
-    await waitFor(() => client.status().clusters.find((c) => c.name === 'db')?.members.length === 1, 1000, 'leave seen')
+    await waitFor(
+      () => client.status().clusters.find((c) => c.name === 'db')?.members.length === 1,
+      1000,
+      'leave seen',
+    )
     for (let i = 0; i < 20; i++) expect(dec(await client.request('db', 'x'))).toBe('m2')
   })
 
@@ -95,7 +98,9 @@ describe('request-reply', () => {
       key: generateKey(),
       onRequest: (_d, ctx) => {
         const started = Date.now()
-        aborted = new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve(Date.now() - started)))
+        aborted = new Promise((resolve) =>
+          ctx.signal.addEventListener('abort', () => resolve(Date.now() - started)),
+        )
         expect(ctx.deadline).toBeGreaterThan(Date.now())
         return new Promise(() => {})
       },
@@ -143,8 +148,16 @@ describe('request-reply', () => {
     const [a, b, c] = await startNodes(3)
     const key = generateKey()
     const hold: Array<() => void> = []
-    await b.join('pool', { key, limits: { requests: 1 }, onRequest: () => new Promise((r) => hold.push(() => r('b'))) })
-    await c.join('pool', { key, limits: { requests: 1 }, onRequest: () => new Promise((r) => hold.push(() => r('c'))) })
+    await b.join('pool', {
+      key,
+      limits: { requests: 1 },
+      onRequest: () => new Promise((r) => hold.push(() => r('b'))),
+    })
+    await c.join('pool', {
+      key,
+      limits: { requests: 1 },
+      onRequest: () => new Promise((r) => hold.push(() => r('c'))),
+    })
     await waitForMembers(a, 'pool', 2)
     const both = [a.request('pool', '1'), a.request('pool', '2')]
     await waitFor(() => hold.length === 2)
@@ -180,7 +193,9 @@ describe('request-reply', () => {
     })
     await waitForMembers(a, 'flaky2', 2)
     // With retry the request ends at the surviving member whichever is chosen first.
-    const results = await Promise.all([1, 2, 3, 4].map(() => a.request('flaky2', 'x', { retry: true, timeout: 8000 })))
+    const results = await Promise.all(
+      [1, 2, 3, 4].map(() => a.request('flaky2', 'x', { retry: true, timeout: 8000 })),
+    )
     expect(results.map(dec)).toEqual(['c', 'c', 'c', 'c'])
   })
 
@@ -189,13 +204,17 @@ describe('request-reply', () => {
     await expect(a.request('bad name!', 'x')).rejects.toThrow(/cluster/)
     await expect(a.request('ok', 42 as unknown as string)).rejects.toThrow(/data/)
     await expect(a.request('ok', 'x', { timeout: -1 })).rejects.toThrow(/options.timeout/)
-    await expect(a.request('ok', 'x', { retry: 'yes' as unknown as boolean })).rejects.toThrow(/options.retry/)
+    await expect(a.request('ok', 'x', { retry: 'yes' as unknown as boolean })).rejects.toThrow(
+      /options.retry/,
+    )
     await expect(a.request('ok', new Uint8Array(2 * 1024 * 1024))).rejects.toThrow(/maxMessageSize/)
     await expect(a.join('ok', {} as never)).rejects.toThrow(/options.key/)
     await expect(a.join('ok', { key: 'short' })).rejects.toThrow(/options.key/)
     await expect(a.join('', { key: generateKey() })).rejects.toThrow(/cluster/)
     await expect(a.join('ok', { key: generateKey(), onRequest: 5 as never })).rejects.toThrow(/onRequest/)
-    await expect(a.join('ok', { key: generateKey(), limits: { requests: 0 } })).rejects.toThrow(/limits.requests/)
+    await expect(a.join('ok', { key: generateKey(), limits: { requests: 0 } })).rejects.toThrow(
+      /limits.requests/,
+    )
     for (const p of [a.request('bad name!', 'x'), a.join('', { key: generateKey() })]) {
       const e = await p.catch((x) => x)
       expect(e).toBeInstanceOf(InvalidArgumentError)

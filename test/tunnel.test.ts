@@ -34,7 +34,8 @@ describe('tunnels', () => {
       const msgs = sizes.map((n) => randomBytesFrom(rand, Math.min(n, 4096)).slice(0, n))
       const padded = msgs.map((m, i) => {
         const out = new Uint8Array(sizes[i]!)
-        for (let o = 0; o < out.length; o += m.length) out.set(m.subarray(0, Math.min(m.length, out.length - o)), o)
+        for (let o = 0; o < out.length; o += m.length)
+          out.set(m.subarray(0, Math.min(m.length, out.length - o)), o)
         return out
       })
       const reading = (async () => {
@@ -115,10 +116,12 @@ describe('tunnels', () => {
     await t2.close()
     expect(t2.closed).toBe(true)
     await expect(t2.send('late')).rejects.toBeInstanceOf(TunnelClosedError)
-    await waitFor(() => a.status().counters['tunnels.open'] === 0 && b.status().counters['tunnels.open'] === 0)
+    await waitFor(
+      () => a.status().counters['tunnels.open'] === 0 && b.status().counters['tunnels.open'] === 0,
+    )
   })
 
-  it("the death of either end ends the tunnel with TunnelClosedError on the other", async () => {
+  it('the death of either end ends the tunnel with TunnelClosedError on the other', async () => {
     const [a, b, c] = await startNodes(3)
     let serverSide: Tunnel | undefined
     await b.join('die', { key: generateKey(), onTunnel: (t) => void (serverSide = t) })

@@ -16,9 +16,9 @@
  */
 import { FrameType, writeFrame } from '../link/frames.js'
 import type { Link } from '../link/link.js'
+import type { BroadcastContext } from '../types.js'
 import type { BinaryReader } from '../util/binary.js'
 import { DecodeError } from '../util/binary.js'
-import type { BroadcastContext } from '../types.js'
 
 /** Groups a sender splits recipients into. */
 export const BROADCAST_FANOUT = 8

@@ -12,7 +12,13 @@
  */
 import { MEMBERSHIP } from '../constants.js'
 import { DecodeError } from '../util/binary.js'
-import { type Announcement, AnnounceKind, ClusterSigner, decodeAnnouncement, verifyAnnouncement } from './proof.js'
+import {
+  AnnounceKind,
+  type Announcement,
+  ClusterSigner,
+  decodeAnnouncement,
+  verifyAnnouncement,
+} from './proof.js'
 
 /** One proven member of a cluster. */
 export interface MemberEntry {
@@ -89,7 +95,9 @@ export class MemberDirectory {
 
   /** Names of every cluster with at least one known member, or joined here. */
   clusterNames(): string[] {
-    const names = new Set<string>([...this.clusters.keys()].filter((c) => (this.clusters.get(c)?.size ?? 0) > 0))
+    const names = new Set<string>(
+      [...this.clusters.keys()].filter((c) => (this.clusters.get(c)?.size ?? 0) > 0),
+    )
     for (const c of this.local.keys()) names.add(c)
     return [...names].sort()
   }

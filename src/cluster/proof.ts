@@ -55,7 +55,11 @@ export class ClusterSigner {
     private readonly network: string,
   ) {
     const seed = deriveKey(clusterKey, `plexus/cluster-sign/v1/${cluster}`)
-    this.privateKey = createPrivateKey({ key: Buffer.concat([PKCS8_PREFIX, seed]), format: 'der', type: 'pkcs8' })
+    this.privateKey = createPrivateKey({
+      key: Buffer.concat([PKCS8_PREFIX, seed]),
+      format: 'der',
+      type: 'pkcs8',
+    })
     const spki = createPublicKey(this.privateKey).export({ format: 'der', type: 'spki' })
     this.publicKey = new Uint8Array(spki.subarray(spki.length - PUBLIC_KEY_BYTES))
   }
@@ -80,7 +84,8 @@ export function decodeAnnouncement(bytes: Uint8Array): Announcement {
   const version = r.u8('announce version')
   if (version !== ANNOUNCE_VERSION) throw new DecodeError(`unknown announce version ${version}`)
   const kind = r.u8('announce kind')
-  if (kind !== AnnounceKind.Join && kind !== AnnounceKind.Leave) throw new DecodeError(`unknown announce kind ${kind}`)
+  if (kind !== AnnounceKind.Join && kind !== AnnounceKind.Leave)
+    throw new DecodeError(`unknown announce kind ${kind}`)
   const cluster = r.str('cluster')
   const peer = r.str('peer')
   const counter = r.u64('counter')
@@ -92,13 +97,27 @@ export function decodeAnnouncement(bytes: Uint8Array): Announcement {
   const signedEnd = r.pos
   const signature = r.raw(SIGNATURE_BYTES, 'signature')
   r.end('announcement')
-  return { kind, cluster, peer, counter, addrs, publicKey, signature, signed: bytes.subarray(0, signedEnd), bytes }
+  return {
+    kind,
+    cluster,
+    peer,
+    counter,
+    addrs,
+    publicKey,
+    signature,
+    signed: bytes.subarray(0, signedEnd),
+    bytes,
+  }
 }
 
 /** True when the signature is valid for this network under the announcement's public key. */
 export function verifyAnnouncement(a: Announcement, network: string): boolean {
   try {
-    const key = createPublicKey({ key: Buffer.concat([SPKI_PREFIX, a.publicKey]), format: 'der', type: 'spki' })
+    const key = createPublicKey({
+      key: Buffer.concat([SPKI_PREFIX, a.publicKey]),
+      format: 'der',
+      type: 'spki',
+    })
     return verify(null, signingInput(network, a.signed), key, a.signature)
   } catch {
     return false
@@ -106,5 +125,9 @@ export function verifyAnnouncement(a: Announcement, network: string): boolean {
 }
 
 function signingInput(network: string, signed: Uint8Array): Uint8Array {
-  return new BinaryWriter(signed.length + 64).raw(new TextEncoder().encode('plexus-announce/1\0')).str(network).raw(signed).finish()
+  return new BinaryWriter(signed.length + 64)
+    .raw(new TextEncoder().encode('plexus-announce/1\0'))
+    .str(network)
+    .raw(signed)
+    .finish()
 }

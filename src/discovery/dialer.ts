@@ -40,7 +40,10 @@ export class Dialer {
   private readonly onDiscovery = (evt: CustomEvent) => {
     const info = evt.detail as { id: PeerId; multiaddrs: Multiaddr[] }
     if (info.id.equals(this.host.libp2p.peerId)) return
-    this.dial(info.id.toString(), info.multiaddrs.map((m) => m.toString()))
+    this.dial(
+      info.id.toString(),
+      info.multiaddrs.map((m) => m.toString()),
+    )
   }
 
   constructor(private readonly host: DialerHost) {}

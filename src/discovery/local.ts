@@ -70,7 +70,10 @@ export class LocalDiscovery {
   /** Rewrites our record (after our addresses changed). */
   async publish(): Promise<void> {
     const tmp = `${this.file}.tmp`
-    await writeFile(tmp, JSON.stringify({ id: this.opts.self, pid: process.pid, addrs: this.opts.addresses() }))
+    await writeFile(
+      tmp,
+      JSON.stringify({ id: this.opts.self, pid: process.pid, addrs: this.opts.addresses() }),
+    )
     await rename(tmp, this.file)
   }
 

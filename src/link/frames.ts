@@ -7,7 +7,7 @@
  * link's `maxFrameSize`, an unknown type, or a body that does not decode exactly resets
  * the link: a hostile peer can break its own link, never the node.
  */
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { type BinaryReader, type BinaryWriter, DecodeError } from '../util/binary.js'
 
 /** Bytes of the length prefix. */
 export const FRAME_HEADER_BYTES = 4
@@ -75,7 +75,12 @@ export function writeFrame(w: BinaryWriter, type: number, body: (w: BinaryWriter
 
 export function encodeRequest(w: BinaryWriter, f: RequestFrame): void {
   writeFrame(w, FrameType.Request, (b) =>
-    b.u32(f.id).str(f.cluster).u32(Math.min(0xffffffff, Math.max(0, Math.floor(f.remainingMs)))).u8(f.flags).bytes(f.data),
+    b
+      .u32(f.id)
+      .str(f.cluster)
+      .u32(Math.min(0xffffffff, Math.max(0, Math.floor(f.remainingMs))))
+      .u8(f.flags)
+      .bytes(f.data),
   )
 }
 
@@ -95,7 +100,13 @@ export function encodeReplyOk(w: BinaryWriter, id: number, data: Uint8Array): vo
   writeFrame(w, FrameType.Reply, (b) => b.u32(id).u8(ReplyStatus.Ok).bytes(data))
 }
 
-export function encodeReplyError(w: BinaryWriter, id: number, status: number, name: string, message: string): void {
+export function encodeReplyError(
+  w: BinaryWriter,
+  id: number,
+  status: number,
+  name: string,
+  message: string,
+): void {
   writeFrame(w, FrameType.Reply, (b) => b.u32(id).u8(status).str(name).str(truncate(message, 4096)))
 }
 

@@ -97,7 +97,9 @@ export class Link {
     if (this.closed) return Promise.reject(new Error(`link to ${this.peer} is closed`))
     if (!this.full) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
-      this.writableWaiters.push(() => (this.closed ? reject(new Error(`link to ${this.peer} is closed`)) : resolve()))
+      this.writableWaiters.push(() =>
+        this.closed ? reject(new Error(`link to ${this.peer} is closed`)) : resolve(),
+      )
     })
   }
 

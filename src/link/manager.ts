@@ -9,7 +9,7 @@
  * before any frame is written on it; `onDown` runs once when it closes.
  */
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { LINK, LATENCY_EWMA_ALPHA } from '../constants.js'
+import { LATENCY_EWMA_ALPHA, LINK } from '../constants.js'
 import type { PlexusLibp2p } from '../transport/libp2p.js'
 import type { BinaryReader } from '../util/binary.js'
 import { encodeU64Frame, FrameType } from './frames.js'
@@ -172,7 +172,8 @@ export class LinkManager {
   /** Feeds a round-trip sample (ms) into the peer's latency average. */
   sample(link: Link, rttMs: number): void {
     if (!(rttMs >= 0)) return
-    link.latencyMs = link.latencyMs === null ? rttMs : link.latencyMs + LATENCY_EWMA_ALPHA * (rttMs - link.latencyMs)
+    link.latencyMs =
+      link.latencyMs === null ? rttMs : link.latencyMs + LATENCY_EWMA_ALPHA * (rttMs - link.latencyMs)
   }
 
   private beat(): void {

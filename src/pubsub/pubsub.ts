@@ -10,14 +10,20 @@
  * for that subscription are dropped and counted (`dropped`, `pubsub.dropped` in status).
  */
 import { InvalidArgumentError } from '../errors.js'
-import { FrameType } from '../link/frames.js'
+import { FrameType, writeFrame } from '../link/frames.js'
 import type { Link } from '../link/link.js'
 import { type BinaryReader, BinaryWriter } from '../util/binary.js'
-import { writeFrame } from '../link/frames.js'
+import {
+  InterestMode,
+  type PubMessage,
+  readInterest,
+  readPublishRest,
+  readPublishTopic,
+  writeInterest,
+  writePublish,
+} from './frames.js'
 import { BoundedQueue } from './queue.js'
-import { checkPattern } from './subject.js'
-import { InterestMode, type PubMessage, readInterest, readPublishRest, readPublishTopic, writeInterest, writePublish } from './frames.js'
-import { SubjectIndex } from './subject.js'
+import { checkPattern, SubjectIndex } from './subject.js'
 
 /** Default bound of one subscription's queue. */
 export const SUB_MAX_PENDING = 65_536
@@ -55,7 +61,8 @@ class Sub implements Subscription {
     private readonly handler: ((m: PubMessage) => void | Promise<void>) | undefined,
     private readonly owner: PubSub,
   ) {
-    if (!handler) this.queue = new BoundedQueue(SUB_MAX_PENDING, SUB_MAX_PENDING_BYTES, (m) => m.data.length + 64)
+    if (!handler)
+      this.queue = new BoundedQueue(SUB_MAX_PENDING, SUB_MAX_PENDING_BYTES, (m) => m.data.length + 64)
   }
 
   deliver(m: PubMessage): void {
@@ -86,7 +93,9 @@ class Sub implements Subscription {
 
   [Symbol.asyncIterator](): AsyncIterator<PubMessage> {
     if (!this.queue) {
-      throw new InvalidArgumentError('this subscription has a handler; iterate a subscription made without one')
+      throw new InvalidArgumentError(
+        'this subscription has a handler; iterate a subscription made without one',
+      )
     }
     if (this.iterating) throw new InvalidArgumentError('this subscription is already being iterated')
     this.iterating = true
@@ -147,7 +156,9 @@ export class PubSub {
   /** A link came up: tell the peer everything we are subscribed to. */
   onLinkUp(link: Link): void {
     const patterns = [...this.patternCount.keys()]
-    link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, InterestMode.Replace, patterns)))
+    link.write((w) =>
+      writeFrame(w, FrameType.Interest, (b) => writeInterest(b, InterestMode.Replace, patterns)),
+    )
   }
 
   /** A peer's connection ended: forget its interest. */
@@ -218,7 +229,10 @@ export class PubSub {
         if (frame) {
           const f = frame
           link.write((w) => w.raw(f))
-        } else link.write((w) => writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers)))
+        } else
+          link.write((w) =>
+            writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers)),
+          )
         if (link.full) (waits ??= []).push(link.writable().catch(() => {}))
       }
     }

@@ -13,15 +13,20 @@ const BAD_CHARS = /[\s\0]/
 
 function tokens(value: unknown, field: string, allowWildcards: boolean): string[] {
   if (typeof value !== 'string' || value.length === 0 || value.length > MAX_TOPIC_LENGTH) {
-    throw new InvalidArgumentError(`${field} must be a non-empty string of at most ${MAX_TOPIC_LENGTH} characters, got ${describe(value)}`)
+    throw new InvalidArgumentError(
+      `${field} must be a non-empty string of at most ${MAX_TOPIC_LENGTH} characters, got ${describe(value)}`,
+    )
   }
-  if (BAD_CHARS.test(value)) throw new InvalidArgumentError(`${field} must not contain whitespace: ${describe(value)}`)
+  if (BAD_CHARS.test(value))
+    throw new InvalidArgumentError(`${field} must not contain whitespace: ${describe(value)}`)
   const toks = value.split('.')
   toks.forEach((t, i) => {
     if (t === '') throw new InvalidArgumentError(`${field} has an empty token: ${describe(value)}`)
     if (t === '*' || t === '>') {
       if (!allowWildcards) {
-        throw new InvalidArgumentError(`${field} must not contain wildcards (* or >) when publishing: ${describe(value)}`)
+        throw new InvalidArgumentError(
+          `${field} must not contain wildcards (* or >) when publishing: ${describe(value)}`,
+        )
       }
       if (t === '>' && i !== toks.length - 1) {
         throw new InvalidArgumentError(`${field}: '>' may only be the last token: ${describe(value)}`)

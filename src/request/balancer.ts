@@ -31,7 +31,9 @@ export function chooseMember<T extends Candidate>(cands: readonly T[], turn: num
   const fast =
     best === Number.POSITIVE_INFINITY
       ? least
-      : least.filter((c) => c.latencyMs === null || c.latencyMs <= best * LATENCY_TOLERANCE + LATENCY_SLACK_MS)
+      : least.filter(
+          (c) => c.latencyMs === null || c.latencyMs <= best * LATENCY_TOLERANCE + LATENCY_SLACK_MS,
+        )
   // Sort by peer id so the round-robin order is stable whatever order candidates came in.
   fast.sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
   return fast[turn % fast.length]

@@ -11,11 +11,11 @@
 import { DEFAULT_REQUEST_TIMEOUT, LATENCY_EWMA_ALPHA } from '../constants.js'
 import {
   AbortedError,
+  errorFromWire,
   MemberLostError,
   NoMembersError,
   OverloadedError,
   TimeoutError,
-  errorFromWire,
 } from '../errors.js'
 import { encodeRequest, encodeU32Frame, FrameType, type ReplyFrame, ReplyStatus } from '../link/frames.js'
 import type { Link } from '../link/link.js'
@@ -122,8 +122,20 @@ export class RequestClient {
     return new Promise<Uint8Array>((resolve, reject) => {
       const id = this.nextId
       this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1
-      const p = new Pending(id, cluster, data, this.host.now() + timeout, opts.retry === true, opts.signal, resolve, reject)
-      p.timer = setTimeout(() => this.fail(p, new TimeoutError(`request to ${cluster} timed out after ${timeout} ms`)), timeout)
+      const p = new Pending(
+        id,
+        cluster,
+        data,
+        this.host.now() + timeout,
+        opts.retry === true,
+        opts.signal,
+        resolve,
+        reject,
+      )
+      p.timer = setTimeout(
+        () => this.fail(p, new TimeoutError(`request to ${cluster} timed out after ${timeout} ms`)),
+        timeout,
+      )
       if (opts.signal) {
         p.onAbort = () => this.fail(p, new AbortedError('request aborted', { cause: opts.signal?.reason }))
         opts.signal.addEventListener('abort', p.onAbort, { once: true })
@@ -213,7 +225,8 @@ export class RequestClient {
       this.host.runLocal(p.cluster, p.data, remaining).then(
         (reply) => this.onReply(peer, { id: p.id, status: ReplyStatus.Ok, data: reply }, p),
         (err: Error & { overloaded?: boolean }) => {
-          if (err.overloaded) this.onReply(peer, { id: p.id, status: ReplyStatus.Overloaded, name: '', message: '' }, p)
+          if (err.overloaded)
+            this.onReply(peer, { id: p.id, status: ReplyStatus.Overloaded, name: '', message: '' }, p)
           else if (this.pending.get(p.id) === p) {
             this.finish(p)
             p.reject(err)

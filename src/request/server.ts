@@ -6,14 +6,17 @@
  * the deadline or when the caller cancels, and a reply produced after that is discarded.
  * A handler that throws becomes a RemoteError reply; it never takes the node down.
  */
-import { RemoteError, errorMessage, errorName } from '../errors.js'
+import { errorMessage, errorName, RemoteError } from '../errors.js'
 import { encodeReplyError, encodeReplyOk, ReplyStatus, type RequestFrame } from '../link/frames.js'
 import type { Limits, RequestContext } from '../types.js'
 import type { BinaryWriter } from '../util/binary.js'
 import { toBytes } from '../util/validate.js'
 
 /** A request handler as given to `join`. */
-export type RequestHandler = (data: Uint8Array, ctx: RequestContext) => Uint8Array | string | Promise<Uint8Array | string>
+export type RequestHandler = (
+  data: Uint8Array,
+  ctx: RequestContext,
+) => Uint8Array | string | Promise<Uint8Array | string>
 
 interface Served {
   cluster: string
@@ -73,7 +76,10 @@ export class RequestServer {
     const refused = this.execute(s, peer, f.data, f.remainingMs, key, (err, data) => {
       this.running.delete(key)
       if (err === undefined) this.host.sendTo(peer, (w) => encodeReplyOk(w, f.id, data!))
-      else this.host.sendTo(peer, (w) => encodeReplyError(w, f.id, ReplyStatus.Error, errorName(err), errorMessage(err)))
+      else
+        this.host.sendTo(peer, (w) =>
+          encodeReplyError(w, f.id, ReplyStatus.Error, errorName(err), errorMessage(err)),
+        )
     })
     if (refused) reply(ReplyStatus.Overloaded, 'OverloadedError', refused)
   }
@@ -106,7 +112,14 @@ export class RequestServer {
    * `done` is called at most once, and not at all when the deadline passed or the caller
    * cancelled before the handler finished.
    */
-  private execute(s: Served, from: string, data: Uint8Array, remainingMs: number, key: string | undefined, done: Done) {
+  private execute(
+    s: Served,
+    from: string,
+    data: Uint8Array,
+    remainingMs: number,
+    key: string | undefined,
+    done: Done,
+  ) {
     if (s.running >= s.limits.requests) {
       this.host.count('requests.overloaded')
       return `${s.cluster}: ${s.running} requests running, limit ${s.limits.requests}`

@@ -32,8 +32,16 @@ export const TUNNEL_CHUNK = 64 * 1024
 export const TUNNEL_WINDOW = 1024 * 1024
 export const FLAG_MORE = 1
 
-export function writeOpen(w: BinaryWriter, tid: number, cluster: string, timeoutMs: number, window: number): void {
-  writeFrame(w, FrameType.TunnelOpen, (b) => b.u32(tid).u8(Dir.FromOpener).str(cluster).u32(timeoutMs).u32(window))
+export function writeOpen(
+  w: BinaryWriter,
+  tid: number,
+  cluster: string,
+  timeoutMs: number,
+  window: number,
+): void {
+  writeFrame(w, FrameType.TunnelOpen, (b) =>
+    b.u32(tid).u8(Dir.FromOpener).str(cluster).u32(timeoutMs).u32(window),
+  )
 }
 
 export function writeAccept(w: BinaryWriter, tid: number, window: number): void {

@@ -69,7 +69,10 @@ export class TunnelManager {
   async open(cluster: string, timeout = DEFAULT_REQUEST_TIMEOUT, signal?: AbortSignal): Promise<Tunnel> {
     const deadline = Date.now() + timeout
     const ac = new AbortController()
-    const timer = setTimeout(() => ac.abort(new TimeoutError(`tunnel to ${cluster} not accepted within ${timeout} ms`)), timeout)
+    const timer = setTimeout(
+      () => ac.abort(new TimeoutError(`tunnel to ${cluster} not accepted within ${timeout} ms`)),
+      timeout,
+    )
     const onAbort = () => ac.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
     const tried = new Set<string>()
@@ -80,9 +83,11 @@ export class TunnelManager {
         const peer = this.host.pick(cluster, tried)
         if (!peer) {
           const waiting = this.host.discovering()
-          if (!waiting && tried.size > 0 && overloaded) throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
+          if (!waiting && tried.size > 0 && overloaded)
+            throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
           if (!waiting && tried.size === 0) throw new NoMembersError(`no reachable member of ${cluster}`)
-          if (!waiting) throw new NoMembersError(`no member of ${cluster} accepted the tunnel (tried ${tried.size})`)
+          if (!waiting)
+            throw new NoMembersError(`no member of ${cluster} accepted the tunnel (tried ${tried.size})`)
           await this.host.nextChange(ac.signal).catch(() => {})
           continue
         }
@@ -98,7 +103,12 @@ export class TunnelManager {
   }
 
   /** One attempt: resolves to the end, or to the refusal reason. */
-  private tryOpen(peer: string, cluster: string, remaining: number, signal: AbortSignal): Promise<TunnelEnd | number> {
+  private tryOpen(
+    peer: string,
+    cluster: string,
+    remaining: number,
+    signal: AbortSignal,
+  ): Promise<TunnelEnd | number> {
     const link = this.host.link(peer)
     if (!link) return Promise.resolve(CloseReason.NotMember)
     const tid = this.nextTid
@@ -111,7 +121,9 @@ export class TunnelManager {
       }
       const onAbort = () => {
         cleanup()
-        this.host.link(peer)?.write((w) => writeClose(w, tid, Dir.FromOpener, CloseReason.Timeout, 'setup timed out'))
+        this.host
+          .link(peer)
+          ?.write((w) => writeClose(w, tid, Dir.FromOpener, CloseReason.Timeout, 'setup timed out'))
         reject(signal.reason)
       }
       signal.addEventListener('abort', onAbort, { once: true })
@@ -170,7 +182,9 @@ export class TunnelManager {
         const o = this.opening.get(key)
         if (!o) {
           // Accepted after we gave up: tell the acceptor to close it.
-          this.host.link(peer)?.write((w) => writeClose(w, tid, Dir.FromOpener, CloseReason.Timeout, 'setup timed out'))
+          this.host
+            .link(peer)
+            ?.write((w) => writeClose(w, tid, Dir.FromOpener, CloseReason.Timeout, 'setup timed out'))
           return
         }
         o.resolve(this.makeEnd(tid, Dir.FromOpener, peer, o.cluster, window))
@@ -220,7 +234,8 @@ export class TunnelManager {
     this.host.count('tunnels.accepted')
     try {
       const r = s.handler(end, { from: peer, cluster })
-      if (r instanceof Promise) r.catch((err) => end.fail(CloseReason.Error, `handler failed: ${String(err)}`))
+      if (r instanceof Promise)
+        r.catch((err) => end.fail(CloseReason.Error, `handler failed: ${String(err)}`))
     } catch (err) {
       end.fail(CloseReason.Error, `handler failed: ${String(err)}`)
     }
@@ -233,7 +248,7 @@ export class TunnelManager {
         if (key.startsWith(`${peer}/`)) end.terminate(new TunnelClosedError(`tunnel peer ${peer} is gone`))
       }
     }
-    for (const [key, o] of [...this.opening]) if (o.peer === peer) o.refuse(CloseReason.NotMember, 'peer gone')
+    for (const [, o] of [...this.opening]) if (o.peer === peer) o.refuse(CloseReason.NotMember, 'peer gone')
   }
 
   /** Ends every tunnel (node stopping). */

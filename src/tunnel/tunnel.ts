@@ -99,7 +99,9 @@ export class TunnelEnd implements Tunnel {
     const bytes = toBytes(data, 'data')
     if (bytes.length > this.maxMessageSize) {
       return Promise.reject(
-        new InvalidArgumentError(`data is ${bytes.length} bytes, over maxMessageSize (${this.maxMessageSize} bytes)`),
+        new InvalidArgumentError(
+          `data is ${bytes.length} bytes, over maxMessageSize (${this.maxMessageSize} bytes)`,
+        ),
       )
     }
     if (this.closed) return Promise.reject(this.closedError())

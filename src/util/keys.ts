@@ -19,7 +19,8 @@ export function generateKey(): string {
 /** Turns a user-supplied key into 32 bytes, or throws `InvalidArgumentError` naming `field`. */
 export function parseKey(value: unknown, field: string): Uint8Array {
   if (value instanceof Uint8Array) {
-    if (value.length < 16) throw new InvalidArgumentError(`${field} must be at least 16 bytes, got ${value.length}`)
+    if (value.length < 16)
+      throw new InvalidArgumentError(`${field} must be at least 16 bytes, got ${value.length}`)
     return value.length === KEY_BYTES ? value : sha256(concat(tag('plexus-key-bytes'), value))
   }
   if (typeof value === 'string') {

@@ -28,7 +28,9 @@ export function toPayload(value: unknown, field: string, maxMessageSize: number)
 /** Cluster names: 1–64 chars of [A-Za-z0-9_-]. */
 export function checkClusterName(value: unknown, field = 'cluster'): string {
   if (typeof value !== 'string' || !CLUSTER_NAME_RE.test(value)) {
-    throw new InvalidArgumentError(`${field} must be 1-64 characters of [A-Za-z0-9_-], got ${describe(value)}`)
+    throw new InvalidArgumentError(
+      `${field} must be 1-64 characters of [A-Za-z0-9_-], got ${describe(value)}`,
+    )
   }
   return value
 }
@@ -36,7 +38,9 @@ export function checkClusterName(value: unknown, field = 'cluster'): string {
 /** Network names: 1–64 chars of [A-Za-z0-9_-]. */
 export function checkNetworkName(value: unknown, field = 'network'): string {
   if (typeof value !== 'string' || !NETWORK_NAME_RE.test(value)) {
-    throw new InvalidArgumentError(`${field} must be 1-64 characters of [A-Za-z0-9_-], got ${describe(value)}`)
+    throw new InvalidArgumentError(
+      `${field} must be 1-64 characters of [A-Za-z0-9_-], got ${describe(value)}`,
+    )
   }
   return value
 }
@@ -45,7 +49,9 @@ export function checkNetworkName(value: unknown, field = 'network'): string {
 export function checkTimeout(value: unknown, field: string): number | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new InvalidArgumentError(`${field} must be a positive number of milliseconds, got ${describe(value)}`)
+    throw new InvalidArgumentError(
+      `${field} must be a positive number of milliseconds, got ${describe(value)}`,
+    )
   }
   return value
 }

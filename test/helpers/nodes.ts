@@ -32,7 +32,11 @@ export async function startNodes(n: number, opts: NodeOptions = {}): Promise<Ple
 }
 
 /** Polls `cond` on every event-loop turn until true or `ms` passes. */
-export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000, what = 'condition'): Promise<void> {
+export async function waitFor(
+  cond: () => boolean | Promise<boolean>,
+  ms = 5000,
+  what = 'condition',
+): Promise<void> {
   const end = Date.now() + ms
   while (!(await cond())) {
     if (Date.now() > end) throw new Error(`timed out after ${ms} ms waiting for ${what}`)
@@ -43,7 +47,11 @@ export async function waitFor(cond: () => boolean | Promise<boolean>, ms = 5000,
 /** Waits until `node` sees `count` connected members of `cluster`. */
 export function waitForMembers(node: PlexusNode, cluster: string, count: number, ms = 5000): Promise<void> {
   return waitFor(
-    () => (node.status().clusters.find((c) => c.name === cluster)?.members.filter((m) => m.connected).length ?? 0) >= count,
+    () =>
+      (node
+        .status()
+        .clusters.find((c) => c.name === cluster)
+        ?.members.filter((m) => m.connected).length ?? 0) >= count,
     ms,
     `${count} members of ${cluster} seen by ${node.id}`,
   )

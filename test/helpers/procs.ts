@@ -13,7 +13,10 @@ afterEach(() => {
 
 /** Spawns `process.execPath args…`, killed after the test. */
 export function spawnNode(args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
-  const child = spawn(process.execPath, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  const child = spawn(process.execPath, args, {
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'pipe'],
+  })
   children.push(child)
   return child
 }
@@ -23,7 +26,10 @@ export function waitForLine(child: ChildProcess, re: RegExp, ms = 10_000): Promi
   return new Promise((resolve, reject) => {
     let buf = ''
     let err = ''
-    const timer = setTimeout(() => done(new Error(`no line matching ${re} within ${ms} ms; stderr: ${err}`)), ms)
+    const timer = setTimeout(
+      () => done(new Error(`no line matching ${re} within ${ms} ms; stderr: ${err}`)),
+      ms,
+    )
     const onData = (d: Buffer) => {
       buf += d.toString()
       for (const line of buf.split('\n')) {
@@ -34,7 +40,8 @@ export function waitForLine(child: ChildProcess, re: RegExp, ms = 10_000): Promi
     const onErr = (d: Buffer) => {
       err += d.toString()
     }
-    const onExit = (code: number | null) => done(new Error(`process exited (${code}) before ${re}; stderr: ${err}`))
+    const onExit = (code: number | null) =>
+      done(new Error(`process exited (${code}) before ${re}; stderr: ${err}`))
     function done(e?: Error, m?: RegExpMatchArray) {
       clearTimeout(timer)
       child.stdout?.off('data', onData)

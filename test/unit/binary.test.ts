@@ -42,7 +42,9 @@ describe('binary codec', () => {
     expect(() => new BinaryReader(new Uint8Array([0, 5, 65])).str()).toThrow(DecodeError)
     expect(() => new BinaryReader(new Uint8Array([0, 2, 0xff, 0xfe])).str()).toThrow(DecodeError)
     expect(() => new BinaryReader(new Uint8Array([0, 0, 0, 9, 1])).bytes('x', 4)).toThrow(DecodeError)
-    expect(() => new BinaryReader(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])).u64()).toThrow(DecodeError)
+    expect(() => new BinaryReader(new Uint8Array([0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0])).u64()).toThrow(
+      DecodeError,
+    )
     expect(() => new BinaryReader(new Uint8Array([1])).end()).toThrow(DecodeError)
   })
 })

@@ -1,6 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { MemberDirectory, type DirectoryHost } from '../../src/cluster/membership.js'
-import { AnnounceKind, ClusterSigner, decodeAnnouncement, verifyAnnouncement } from '../../src/cluster/proof.js'
+import { type DirectoryHost, MemberDirectory } from '../../src/cluster/membership.js'
+import {
+  AnnounceKind,
+  ClusterSigner,
+  decodeAnnouncement,
+  verifyAnnouncement,
+} from '../../src/cluster/proof.js'
 import { DecodeError } from '../../src/util/binary.js'
 import { parseKey } from '../../src/util/keys.js'
 
@@ -58,7 +63,8 @@ describe('membership proofs', () => {
 
   it('truncated announcements throw DecodeError', () => {
     const bytes = new ClusterSigner(key, 'db', 'net').announce(1, 'peerA', 1, [])
-    for (let n = 0; n < bytes.length; n++) expect(() => decodeAnnouncement(bytes.subarray(0, n))).toThrow(DecodeError)
+    for (let n = 0; n < bytes.length; n++)
+      expect(() => decodeAnnouncement(bytes.subarray(0, n))).toThrow(DecodeError)
   })
 })
 
@@ -107,7 +113,9 @@ describe('member directory', () => {
   it('a non-member pins the first key seen and refuses a conflicting one', () => {
     const { dir, now } = directory()
     dir.receive(new ClusterSigner(key, 'db', 'net').announce(1, 'good', now.t, []), 'good')
-    expect(dir.receive(new ClusterSigner(otherKey, 'db', 'net').announce(1, 'bad', now.t, []), 'bad')).toBe(false)
+    expect(dir.receive(new ClusterSigner(otherKey, 'db', 'net').announce(1, 'bad', now.t, []), 'bad')).toBe(
+      false,
+    )
     expect(dir.members('db').map((m) => m.peer)).toEqual(['good'])
   })
 

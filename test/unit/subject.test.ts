@@ -27,20 +27,25 @@ describe('subjects', () => {
 
   it('SubjectIndex finds exactly the matching patterns, also after deletions (property)', () => {
     fc.assert(
-      fc.property(fc.uniqueArray(patternArb, { maxLength: 12 }), fc.array(fc.nat(11)), topicArb, (pats, dels, t) => {
-        const idx = new SubjectIndex<string>()
-        for (const p of pats) idx.add(p, p)
-        const live = new Set(pats)
-        for (const d of dels) {
-          const p = pats[d % Math.max(1, pats.length)]
-          if (p !== undefined) {
-            idx.delete(p, p)
-            live.delete(p)
+      fc.property(
+        fc.uniqueArray(patternArb, { maxLength: 12 }),
+        fc.array(fc.nat(11)),
+        topicArb,
+        (pats, dels, t) => {
+          const idx = new SubjectIndex<string>()
+          for (const p of pats) idx.add(p, p)
+          const live = new Set(pats)
+          for (const d of dels) {
+            const p = pats[d % Math.max(1, pats.length)]
+            if (p !== undefined) {
+              idx.delete(p, p)
+              live.delete(p)
+            }
           }
-        }
-        expect([...idx.match(t)].sort()).toEqual([...live].filter((p) => reference(p, t)).sort())
-        expect(idx.size).toBe(live.size)
-      }),
+          expect([...idx.match(t)].sort()).toEqual([...live].filter((p) => reference(p, t)).sort())
+          expect(idx.size).toBe(live.size)
+        },
+      ),
       { numRuns: 1000 },
     )
   })
