@@ -111,3 +111,45 @@ export async function readKeyFile(file: string, flag: string): Promise<string> {
   }
   return text
 }
+
+/** Parses `--ack`: `leader` or `all` (a durable stream must capture the topic). */
+export function parseAck(value: string): 'leader' | 'all' {
+  if (value !== 'leader' && value !== 'all') {
+    throw new UsageError(`--ack must be leader or all, got ${describe(value)}`)
+  }
+  return value
+}
+
+/** Parses a flag whose value must be a non-empty string of at most `max` characters. */
+export function parseText(flag: string, max = 1024): (value: string) => string {
+  return (value) => {
+    if (value === '' || value.length > max) {
+      throw new UsageError(
+        `${flag} must be a non-empty string of at most ${max} characters, got ${describe(value)}`,
+      )
+    }
+    return value
+  }
+}
+
+/** Most `--header` flags on one publish (the relay's limit). */
+export const MAX_CLI_HEADERS = 64
+
+/** The repeatable `--header name=value` flag: collects the pairs, refusing duplicates. */
+export function collectHeader(
+  value: string,
+  previous: Record<string, string> | undefined,
+): Record<string, string> {
+  const eq = value.indexOf('=')
+  if (eq <= 0)
+    throw new UsageError(`--header must be name=value with a non-empty name, got ${describe(value)}`)
+  const name = value.slice(0, eq)
+  // A prototype-less object, so a header named __proto__ is just a header.
+  const headers: Record<string, string> = Object.assign(Object.create(null), previous)
+  if (Object.hasOwn(headers, name)) throw new UsageError(`--header ${name} given twice`)
+  if (Object.keys(headers).length >= MAX_CLI_HEADERS) {
+    throw new UsageError(`--header given more than ${MAX_CLI_HEADERS} times`)
+  }
+  headers[name] = value.slice(eq + 1)
+  return headers
+}

@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /**
- * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `status`.
+ * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `broadcast`,
+ * `publish`, `subscribe`, `tunnel`, `status`.
  * Client commands attach to the local node's relay (`PLEXUS_RELAY=host:port` overrides
  * 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
  * and exits non-zero; the codes are listed at `EXIT` in output.ts
@@ -10,8 +11,10 @@ import { Command, CommanderError } from 'commander'
 import { registerKeygen } from './keygen.js'
 import { registerNode } from './node.js'
 import { EXIT, fail, oneLine, UsageError } from './output.js'
+import { registerPubSub } from './pubsub.js'
 import { registerRequest } from './request.js'
 import { registerStatus } from './status.js'
+import { registerTunnel } from './tunnel.js'
 
 /** Builds the `plexus` program with every command registered. */
 export function buildProgram(): Command {
@@ -28,6 +31,8 @@ export function buildProgram(): Command {
   registerKeygen(program)
   registerNode(program)
   registerRequest(program)
+  registerPubSub(program)
+  registerTunnel(program)
   registerStatus(program)
   for (const cmd of program.commands) {
     cmd.exitOverride().configureOutput({ outputError: () => {} })

@@ -2,7 +2,8 @@
  * `plexus node`: runs an overlay node in the foreground with the relay endpoint on
  * 127.0.0.1 (so client commands can attach), optionally serving clusters:
  * each `--join CLUSTER` starts a group that the following `--cluster-key-file`, `--exec`,
- * `--echo` and `--max-requests` belong to. Prints one ready line on stdout
+ * `--echo`, `--max-requests`, `--tunnel-exec`, `--tunnel-echo`, `--max-tunnels` and
+ * `--on-broadcast` belong to (tunnels and broadcasts are served as serve.ts describes). Prints one ready line on stdout
  * (`plexus node <id> network <n> relay <host:port> listening <addrs...>`), then
  * `joined <cluster>` per join. SIGINT/SIGTERM stop the node cleanly and exit 0.
  */
@@ -19,6 +20,7 @@ import {
 } from './args.js'
 import { execHandler } from './exec.js'
 import { EXIT, formatError, UsageError, writeOut } from './output.js'
+import { broadcastExecHandler, tunnelEchoHandler, tunnelExecHandler } from './serve.js'
 
 /** Concurrent `--exec` commands per cluster unless `--max-requests` says otherwise. */
 export const DEFAULT_EXEC_CONCURRENCY = 64
@@ -32,7 +34,23 @@ export interface JoinGroup {
   exec?: string
   echo?: boolean
   maxRequests?: number
+  tunnelExec?: string
+  tunnelEcho?: boolean
+  maxTunnels?: number
+  onBroadcast?: string
 }
+
+/** The join-related flags, as `JoinGroups.add` takes them. */
+export type JoinFlag =
+  | 'join'
+  | 'cluster-key-file'
+  | 'exec'
+  | 'echo'
+  | 'max-requests'
+  | 'tunnel-exec'
+  | 'tunnel-echo'
+  | 'max-tunnels'
+  | 'on-broadcast'
 
 /** Parsed options of `plexus node`. */
 interface NodeFlags {
@@ -54,7 +72,7 @@ export class JoinGroups {
   private problem: string | undefined
 
   /** Records one occurrence of a join-related flag. */
-  add(flag: 'join' | 'cluster-key-file' | 'exec' | 'echo' | 'max-requests', value?: string | number): void {
+  add(flag: JoinFlag, value?: string | number): void {
     if (flag === 'join') {
       this.groups.push({ cluster: String(value) })
       return
@@ -83,6 +101,21 @@ export class JoinGroups {
         if (g.maxRequests !== undefined) dup('--max-requests')
         g.maxRequests = Number(value)
         break
+      case 'tunnel-exec':
+        if (g.tunnelExec !== undefined) dup('--tunnel-exec')
+        g.tunnelExec = String(value)
+        break
+      case 'tunnel-echo':
+        g.tunnelEcho = true
+        break
+      case 'max-tunnels':
+        if (g.maxTunnels !== undefined) dup('--max-tunnels')
+        g.maxTunnels = Number(value)
+        break
+      case 'on-broadcast':
+        if (g.onBroadcast !== undefined) dup('--on-broadcast')
+        g.onBroadcast = String(value)
+        break
     }
   }
 
@@ -103,6 +136,14 @@ export class JoinGroups {
         throw new UsageError(`--join ${g.cluster}: give --exec or --echo, not both`)
       if (g.exec !== undefined && g.exec.trim() === '')
         throw new UsageError(`--join ${g.cluster}: --exec needs a command`)
+      if (g.tunnelExec !== undefined && g.tunnelEcho)
+        throw new UsageError(`--join ${g.cluster}: give --tunnel-exec or --tunnel-echo, not both`)
+      if (g.tunnelExec !== undefined && g.tunnelExec.trim() === '')
+        throw new UsageError(`--join ${g.cluster}: --tunnel-exec needs a command`)
+      if (g.maxTunnels !== undefined && g.tunnelExec === undefined && !g.tunnelEcho)
+        throw new UsageError(`--join ${g.cluster}: --max-tunnels needs --tunnel-exec or --tunnel-echo`)
+      if (g.onBroadcast !== undefined && g.onBroadcast.trim() === '')
+        throw new UsageError(`--join ${g.cluster}: --on-broadcast needs a command`)
     }
     return this.groups
   }
@@ -146,11 +187,25 @@ export function registerNode(program: Command): void {
       `requests of the cluster run at once (default ${DEFAULT_EXEC_CONCURRENCY} with --exec, ${DEFAULT_LIMITS.requests} otherwise); more get OverloadedError`,
       parsePositiveInt('--max-requests'),
     )
+    .option(
+      '--tunnel-exec <cmd>',
+      'serve each tunnel by running /bin/sh -c CMD: tunnel bytes on stdin, its stdout back into the tunnel',
+    )
+    .option('--tunnel-echo', 'serve each tunnel by sending every message back')
+    .option(
+      '--max-tunnels <n>',
+      `tunnels of the cluster open at once (default ${DEFAULT_LIMITS.tunnels}); more are refused`,
+      parsePositiveInt('--max-tunnels'),
+    )
+    .option('--on-broadcast <cmd>', 'run /bin/sh -c CMD for each broadcast, data on stdin (cat prints them)')
   cmd.on('option:join', (v: string) => groups.add('join', v))
   cmd.on('option:cluster-key-file', (v: string) => groups.add('cluster-key-file', v))
   cmd.on('option:exec', (v: string) => groups.add('exec', v))
   cmd.on('option:echo', () => groups.add('echo'))
   cmd.on('option:max-requests', (v: string) => groups.add('max-requests', v))
+  for (const flag of ['tunnel-exec', 'tunnel-echo', 'max-tunnels', 'on-broadcast'] as const) {
+    cmd.on(`option:${flag}`, (v?: string) => groups.add(flag, v))
+  }
   cmd.action(async (flags: NodeFlags) => {
     await runNode(flags, groups.check())
   })
@@ -174,6 +229,10 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
       if (g.echo) options.onRequest = (data) => data
       if (g.maxRequests !== undefined) options.limits = { requests: g.maxRequests }
     }
+    if (g.tunnelExec !== undefined) options.onTunnel = tunnelExecHandler(g.tunnelExec)
+    else if (g.tunnelEcho) options.onTunnel = tunnelEchoHandler()
+    if (g.maxTunnels !== undefined) options.limits = { ...options.limits, tunnels: g.maxTunnels }
+    if (g.onBroadcast !== undefined) options.onBroadcast = broadcastExecHandler(g.onBroadcast)
     prepared.push({ group: g, options })
   }
 
@@ -238,8 +297,11 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
   try {
     for (const { group, options } of prepared) {
       await node.join(group.cluster, options)
-      const how = group.exec !== undefined ? 'exec' : group.echo ? 'echo' : 'no request handler'
-      await writeOut(process.stdout, `joined ${group.cluster} (${how})\n`)
+      const how = [group.exec !== undefined ? 'exec' : group.echo ? 'echo' : 'no request handler']
+      if (group.tunnelExec !== undefined) how.push('tunnel-exec')
+      else if (group.tunnelEcho) how.push('tunnel-echo')
+      if (group.onBroadcast !== undefined) how.push('on-broadcast')
+      await writeOut(process.stdout, `joined ${group.cluster} (${how.join(', ')})\n`)
     }
   } catch (err) {
     process.stderr.write(`${formatError(err)}\n`)

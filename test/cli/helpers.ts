@@ -194,3 +194,36 @@ export async function waitMembers(relay: string, cluster: string, count: number,
     await new Promise((r) => setTimeout(r, 100))
   }
 }
+
+/** A `plexus` process started by `spawnCli`. */
+export interface CliProc {
+  child: ChildProcess
+  /** Everything it printed on stdout so far (when stdout is a pipe). */
+  stdout(): string
+  /** Everything it printed on stderr so far. */
+  stderr(): string
+  /** Resolves with the exit code once it has exited and its output is read. */
+  done: Promise<number | null>
+}
+
+/**
+ * Starts `plexus ...args` and returns at once (killed after the test). `stdio` picks its
+ * stdin and stdout: a pipe (default) or a file descriptor, e.g. for `tunnel < big.bin`.
+ */
+export function spawnCli(
+  args: string[],
+  opts: { env?: Record<string, string>; stdin?: number | 'pipe'; stdout?: number | 'pipe' } = {},
+): CliProc {
+  const child = spawn(process.execPath, [CLI, ...args], {
+    env: { ...process.env, ...opts.env },
+    stdio: [opts.stdin ?? 'pipe', opts.stdout ?? 'pipe', 'pipe'],
+  })
+  children.add(child)
+  let out = ''
+  let err = ''
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()))
+  child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
+  child.stdin?.on('error', () => {})
+  const done = new Promise<number | null>((r) => child.once('close', (code) => r(code)))
+  return { child, stdout: () => out, stderr: () => err, done }
+}

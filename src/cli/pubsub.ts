@@ -1,0 +1,119 @@
+/**
+ * `plexus broadcast`, `plexus publish` and `plexus subscribe`, attached to the local node's
+ * relay.
+ *
+ * - `broadcast CLUSTER DATA|-` hands DATA to every reachable member of CLUSTER and prints
+ *   nothing (exit 0, also when no member was reachable).
+ * - `publish TOPIC DATA|- [--ack leader|all] [--msg-id ID] [--timeout MS] [--key K]
+ *   [--header name=value]...` publishes once; with `--ack` it prints the offset where the
+ *   capturing durable stream stored the message (`StreamNotFoundError`, exit 1, when no
+ *   stream captures the topic).
+ * - `subscribe PATTERN [--count N] [--json]` prints each message as it arrives: its data as
+ *   is followed by a newline, or with `--json` one object per line
+ *   `{"topic","key","headers","data","from"}` (key and data decoded as UTF-8, key null and
+ *   headers {} when absent). It exits 0 after N messages with `--count`, else runs until
+ *   Ctrl-C (exit 130, connection closed so the node drops the subscription).
+ */
+import type { Command } from 'commander'
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../constants.js'
+import { checkPattern, checkTopic } from '../pubsub/subject.js'
+import type { Message, PublishOptions } from '../types.js'
+import { checkCluster, collectHeader, parseAck, parseMs, parsePositiveInt, parseText } from './args.js'
+import { withRelay } from './client.js'
+import { readStdin, writeChunk } from './io.js'
+import { writeOut } from './output.js'
+
+/** Registers `broadcast`, `publish` and `subscribe` on `program`. */
+export function registerPubSub(program: Command): void {
+  program
+    .command('broadcast')
+    .description('hand DATA (- reads stdin) to every reachable member of CLUSTER; prints nothing')
+    .argument('<cluster>', 'cluster name')
+    .argument('<data>', 'payload as text, or - for stdin')
+    .action(async (cluster: string, data: string) => {
+      checkCluster(cluster, 'CLUSTER')
+      const payload = data === '-' ? await readStdin(DEFAULT_MAX_MESSAGE_SIZE, 'broadcast data') : data
+      await withRelay((client) => client.broadcast(cluster, payload))
+    })
+
+  program
+    .command('publish')
+    .description('publish DATA (- reads stdin) to TOPIC; with --ack prints the stored offset')
+    .argument('<topic>', 'topic (dot-separated tokens, no wildcards)')
+    .argument('<data>', 'payload as text, or - for stdin')
+    .option('--ack <level>', 'wait until a durable stream stored it: leader or all', parseAck)
+    .option('--msg-id <id>', 'id for de-duplication by a durable stream', parseText('--msg-id'))
+    .option('--timeout <ms>', 'deadline for --ack in milliseconds', parseMs('--timeout'))
+    .option('--key <key>', 'message key (text)', parseText('--key'))
+    .option('--header <name=value>', 'message header, repeatable', collectHeader)
+    .action(async (topic: string, data: string, flags: PublishFlags) => {
+      checkTopic(topic, 'TOPIC')
+      const payload = data === '-' ? await readStdin(DEFAULT_MAX_MESSAGE_SIZE, 'publish data') : data
+      const opts: PublishOptions = {}
+      if (flags.ack !== undefined) opts.ack = flags.ack
+      if (flags.msgId !== undefined) opts.msgId = flags.msgId
+      if (flags.timeout !== undefined) opts.timeout = flags.timeout
+      if (flags.key !== undefined) opts.key = flags.key
+      if (flags.header !== undefined) opts.headers = { ...flags.header }
+      const ack = await withRelay((client) => client.publish(topic, payload, opts))
+      if (ack) await writeOut(process.stdout, `${ack.offset}\n`)
+    })
+
+  program
+    .command('subscribe')
+    .description('print messages of topics matching PATTERN (* one token, > the rest), one per line')
+    .argument('<pattern>', 'topic pattern, e.g. orders.* or orders.>')
+    .option('--count <n>', 'exit after N messages', parsePositiveInt('--count'))
+    .option('--json', 'one JSON object per line: topic, key, headers, data, from')
+    .action(async (pattern: string, flags: { count?: number; json?: boolean }) => {
+      checkPattern(pattern, 'PATTERN')
+      await withRelay(async (client) => {
+        const sub = client.subscribe(pattern)
+        await sub.ready
+        let n = 0
+        for await (const m of sub) {
+          await writeChunk(
+            process.stdout,
+            flags.json ? `${JSON.stringify(messageJson(m))}\n` : lineOf(m.data),
+          )
+          if (flags.count !== undefined && ++n >= flags.count) break
+        }
+      })
+    })
+}
+
+/** Flags of `publish` as commander parsed them. */
+interface PublishFlags {
+  ack?: 'leader' | 'all'
+  msgId?: string
+  timeout?: number
+  key?: string
+  header?: Record<string, string>
+}
+
+const utf8 = new TextDecoder()
+
+/** The data bytes as they are, plus a newline. */
+function lineOf(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(data.length + 1)
+  out.set(data)
+  out[data.length] = 0x0a
+  return out
+}
+
+/** The `--json` shape of a message (one line of `subscribe --json`). */
+export function messageJson(m: Message): {
+  topic: string
+  key: string | null
+  headers: Record<string, string>
+  data: string
+  from: string
+} {
+  return {
+    topic: m.topic,
+    key: m.key ? utf8.decode(m.key) : null,
+    headers: { ...m.headers },
+    data: utf8.decode(m.data),
+    from: m.from,
+  }
+}
