@@ -22,10 +22,16 @@ export type {
   Limits,
   MemberStatus,
   Membership,
+  Message,
   NodeOptions,
   NodeStatus,
   PlexusNode,
+  PublishAck,
+  PublishOptions,
   RequestContext,
   RequestOptions,
+  Subscription,
+  Tunnel,
+  TunnelOptions,
 } from './types.js'
 export { generateKey } from './util/keys.js'
