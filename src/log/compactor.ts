@@ -68,20 +68,19 @@ export async function compact(core: LogCore): Promise<CompactionResult> {
     result.bytesBefore += seg.size
     const replacement = await rewrite(core, seg, keep)
     result.recordsRemoved += drops
-    const at = core.segments.indexOf(seg)
+    // Copy-on-write: readers iterating the old array keep a consistent list.
     if (replacement) {
-      core.segments[at] = replacement
+      core.segments = core.segments.map((x) => (x === seg ? replacement : x))
       core.touchIndex(replacement)
       result.segmentsRewritten++
       result.bytesAfter += replacement.size
       await seg.retire(false)
     } else {
-      core.segments.splice(at, 1)
+      core.segments = core.segments.filter((x) => x !== seg)
       await seg.retire(true)
       await fsyncDir(core.opts.dir)
       result.segmentsDeleted++
     }
-    core.generation++
   }
   core.stats.compactions++
   return result
@@ -129,9 +128,9 @@ async function rewrite(
     }
     // Copy in rounds: the visitor stops when the output chunk is full, we flush and resume.
     let pos = 0
-    const src = await seg.handle()
     seg.acquire()
     try {
+      const src = await seg.handle()
       while (pos < seg.size) {
         const { end, bad } = await scanRecords(src, pos, seg.size, CHUNK, (buf, p, len) => {
           if (!keep(buf, p)) return undefined

@@ -16,8 +16,10 @@
  * 42  u16  headerCount
  * 44  key bytes, value bytes, then per header: u16 nameLength, UTF-8 name, u32 length, bytes
  * ```
- * Offset index entry (`.index`, sparse): `u32 relativeOffset, u32 position`.
- * Time index entry (`.timeindex`, sparse): `u64 maxTimestamp, u32 relativeOffset`.
+ * Offset index entry (`.index`, sparse): `u32 relativeOffset, u32 position, u32 crc`.
+ * Time index entry (`.timeindex`, sparse): `u64 maxTimestamp, u32 relativeOffset, u32 crc`.
+ * Each entry's CRC-32 covers its other bytes, so a damaged entry is always noticed (and the
+ * file rebuilt from the log).
  */
 
 /** Byte position of each field of a record header. */
@@ -42,23 +44,31 @@ export const REC = {
 export const RECORD_MAGIC = 1
 /** Flag bit: the record has a key (a zero-length key is distinct from no key). */
 export const FLAG_HAS_KEY = 1
-/** Bytes of a header name's length prefix and of a header value's length prefix. */
+/** Bytes of a header name's length prefix (u16). */
 export const HEADER_NAME_LENGTH_SIZE = 2
+/** Bytes of a header value's length prefix (u32). */
 export const HEADER_VALUE_LENGTH_SIZE = 4
 /** Most headers one record may carry (u16 count). */
 export const MAX_HEADERS = 0xffff
 
-/** Offset index entry layout. */
-export const IDX = { REL_OFFSET: 0, POSITION: 4, ENTRY_SIZE: 8 } as const
-/** Time index entry layout. */
-export const TIDX = { TIMESTAMP: 0, REL_OFFSET: 8, ENTRY_SIZE: 12 } as const
+/** Offset index entry layout (CRC over bytes [0, CRC)). */
+export const IDX = { REL_OFFSET: 0, POSITION: 4, CRC: 8, ENTRY_SIZE: 12 } as const
+/** Time index entry layout (CRC over bytes [0, CRC)). */
+export const TIDX = { TIMESTAMP: 0, REL_OFFSET: 8, CRC: 12, ENTRY_SIZE: 16 } as const
 
-/** Segment file name suffixes; the stem is the base offset padded to 20 digits. */
+/** Segment log file suffix; the stem is the base offset padded to 20 digits. */
 export const LOG_SUFFIX = '.log'
+/** Sparse offset index file suffix. */
 export const INDEX_SUFFIX = '.index'
+/** Sparse time index file suffix. */
 export const TIME_INDEX_SUFFIX = '.timeindex'
 /** Suffix of compaction output not yet swapped in; leftovers are deleted on open. */
 export const CLEANED_SUFFIX = '.cleaned'
+/**
+ * Marker of a sealed segment whose background fsync had not finished (fsync 'never' or
+ * 'interval'): recovery verifies that segment like the tail, then deletes the marker.
+ */
+export const SEALING_SUFFIX = '.sealing'
 /** Suffix of atomically written files before their rename; leftovers are deleted on open. */
 export const TMP_SUFFIX = '.tmp'
 /** Digits of a segment file name stem. */

@@ -5,10 +5,11 @@
  * segments runs under `exclusive`.
  */
 import { open } from 'node:fs/promises'
+import { join } from 'node:path'
 import { AbortedError } from '../errors.js'
-import { LOG_DEFAULTS } from './constants.js'
-import { CorruptLogError, LogClosedError } from './errors.js'
-import { fsyncDir } from './fsutil.js'
+import { LOG_DEFAULTS, SEALING_SUFFIX } from './constants.js'
+import { CorruptLogError, LogClosedError, StaleSegmentError } from './errors.js'
+import { fsyncDir, segmentStem, unlinkIfExists } from './fsutil.js'
 import { scanRecords } from './reader.js'
 import { recordTerm } from './record.js'
 import { Segment, SegmentIndexer } from './segment.js'
@@ -51,6 +52,11 @@ export class LogCore {
   lastTerm = -1
   /** Bumped when bytes readers may be looking at change in place (truncation, swap). */
   generation = 0
+  /** Background fsyncs of sealed segments (fsync 'never'/'interval'), the last of a chain. */
+  pendingSeal: Promise<void> | undefined
+  /** Set while such a change is in progress; resolves when it ends. */
+  mutation: Promise<void> | undefined
+  private endMutationFn: (() => void) | undefined
   closed = false
   /** Set when a write or fsync failed: the log refuses appends until reopened. */
   failure: Error | undefined
@@ -102,13 +108,53 @@ export class LogCore {
     return next ? next.baseOffset : Number.MAX_SAFE_INTEGER
   }
 
-  /** Marks `seg` (sealed) as recently used; evicts the least recently used cached indexes. */
+  /**
+   * Marks sealed `seg` as recently used. The least recently used beyond
+   * `LOG_DEFAULTS.indexCacheSegments` lose their cached indexes and, when no read pins
+   * them, their file handle (bounded memory and file descriptors).
+   */
   touchIndex(seg: Segment): void {
     if (seg.indexer) return
     const i = this.indexLru.indexOf(seg)
     if (i >= 0) this.indexLru.splice(i, 1)
     this.indexLru.push(seg)
-    while (this.indexLru.length > LOG_DEFAULTS.indexCacheSegments) this.indexLru.shift()!.cached = undefined
+    seg.unevict()
+    while (this.indexLru.length > LOG_DEFAULTS.indexCacheSegments) this.indexLru.shift()!.evict()
+  }
+
+  /** Marks the start of an in-place change readers may trip over (they retry after it). */
+  beginMutation(): void {
+    this.generation++
+    this.mutation = new Promise((resolve) => (this.endMutationFn = resolve))
+  }
+
+  endMutation(): void {
+    this.generation++
+    this.mutation = undefined
+    this.endMutationFn?.()
+    this.endMutationFn = undefined
+  }
+
+  /**
+   * Runs a read-only `fn`; if it throws `CorruptLogError` while (or because) the log was
+   * changed in place under it, or met a segment retired under it, waits for the change to
+   * end and runs it again with the current segment list.
+   */
+  async stable<T>(fn: () => Promise<T>): Promise<T> {
+    for (let attempt = 0; ; attempt++) {
+      const gen = this.generation
+      try {
+        return await fn()
+      } catch (err) {
+        if (err instanceof StaleSegmentError && attempt < 10) {
+          await this.mutation
+          continue
+        }
+        if (!(err instanceof CorruptLogError) || attempt >= 3) throw err
+        if (!this.mutation && gen === this.generation) throw err
+        await this.mutation
+      }
+    }
   }
 
   /** Runs `fn` alone among exclusive operations (retention, compaction, truncation). */
@@ -140,19 +186,61 @@ export class LogCore {
   }
 
   /**
-   * Seals the active segment (fsync) and starts a new one at `nextOffset`. Only the writer
-   * calls it (between writes). A no-op when the active segment is empty.
+   * Seals the active segment and starts a new one at `nextOffset`. Only the writer calls it
+   * (between writes). A no-op when the active segment is empty. Under fsync 'always' the old
+   * segment is fsynced before the writer moves on (the appends it holds are acknowledged
+   * as durable). Otherwise its fsync runs in the background (chained, in segment order),
+   * marked by a `<base>.sealing` file (made durable first) that tells recovery to verify
+   * that segment too.
    */
   async roll(): Promise<void> {
     const old = this.active
     if (old.size === 0) return
     const last = old.indexer!.lastOffset
-    await old.seal()
-    this.stats.fsyncs++
+    if (this.opts.fsync === 'always') {
+      await old.seal()
+      this.stats.fsyncs++
+      this.publish(last, true)
+    } else {
+      const marker = join(this.opts.dir, segmentStem(old.baseOffset) + SEALING_SUFFIX)
+      await (await open(marker, 'w')).close()
+      await fsyncDir(this.opts.dir)
+      const sync = await old.freeze()
+      old.acquire()
+      // Background seals run one after another, in segment order, beside the writer.
+      const previous = this.pendingSeal
+      const seal = this.sealInBackground(old, previous, sync, marker, last)
+      this.pendingSeal = seal
+      void seal.then(() => {
+        if (this.pendingSeal === seal) this.pendingSeal = undefined
+      })
+      this.publish(last, false)
+    }
     this.touchIndex(old)
-    this.segments.push(await this.createSegment(this.nextOffset))
+    const next = await this.createSegment(this.nextOffset)
+    this.segments = [...this.segments, next] // read the list after the await: compaction may have swapped it
     this.stats.rolls++
-    this.publish(last, true)
+  }
+
+  /** fsyncs a frozen segment after the previous background seal; never rejects. */
+  private async sealInBackground(
+    seg: Segment,
+    previous: Promise<void> | undefined,
+    sync: () => Promise<void>,
+    marker: string,
+    last: number,
+  ): Promise<void> {
+    try {
+      await previous
+      await sync()
+      this.stats.fsyncs++
+      await unlinkIfExists(marker)
+      this.publish(last, true)
+    } catch (err) {
+      this.failure ??= new Error(`commit log fsync failed: ${(err as Error).message}`, { cause: err })
+    } finally {
+      seg.release()
+    }
   }
 
   /** Makes records up to `offset` visible (and durable when `durable`); wakes waiters. */
@@ -205,7 +293,7 @@ export class LogCore {
       const seg = this.segments[i]!
       if (seg.visibleSize === 0) continue
       const limit = this.segments[i + 1]?.baseOffset ?? Number.MAX_SAFE_INTEGER
-      seg.acquire()
+      if (!seg.acquire()) throw new StaleSegmentError(seg.logPath)
       try {
         const idx = await seg.offsetIndex(limit, LOG_DEFAULTS.scanChunkBytes, this.opts.indexIntervalBytes)
         const start = idx.count > 0 ? idx.entryAt(idx.count - 1).position : 0

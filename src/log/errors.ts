@@ -20,3 +20,8 @@ export class CorruptLogError extends PlexusError {
 
 /** The log was closed; the operation did not run (or its outcome is unknown if it was queued). */
 export class LogClosedError extends PlexusError {}
+
+/** Internal: a reader met a segment retired under it; `LogCore.stable` retries the read. */
+export class StaleSegmentError extends Error {
+  override name = 'StaleSegmentError'
+}

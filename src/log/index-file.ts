@@ -1,10 +1,11 @@
 /**
  * The sparse offset index of one segment (`.index`): one entry (relative offset, byte
- * position) every `indexIntervalBytes` of log, the first record always indexed. Entries are
+ * position, CRC) every `indexIntervalBytes` of log, the first record always indexed. Entries are
  * strictly increasing in both fields. The file is a cache of the log: it is never fsynced on
  * the append path, it is rebuilt from the log when missing or implausible, and a lookup
  * whose position turns out wrong falls back to scanning (see reader.ts).
  */
+import { crc32 } from 'node:zlib'
 import { IDX } from './constants.js'
 
 /** In-memory sparse offset index; `flushable()` yields entries not yet written to the file. */
@@ -36,6 +37,23 @@ export class OffsetIndex {
     this.count++
   }
 
+  /** The last entry at or before `relOffset` (relative offset -1, position 0 if none). */
+  lookupEntry(relOffset: number): { relOffset: number; position: number } {
+    let lo = 0
+    let hi = this.count - 1
+    let best = -1
+    while (lo <= hi) {
+      const mid = (lo + hi) >>> 1
+      if (this.rel[mid]! <= relOffset) {
+        best = mid
+        lo = mid + 1
+      } else hi = mid - 1
+    }
+    return best < 0
+      ? { relOffset: -1, position: 0 }
+      : { relOffset: this.rel[best]!, position: this.pos[best]! }
+  }
+
   /** Byte position of the last indexed record at or before `relOffset` (0 if none). */
   lookup(relOffset: number): number {
     let lo = 0
@@ -63,6 +81,7 @@ export class OffsetIndex {
     for (let i = this.written, p = 0; i < this.count; i++, p += IDX.ENTRY_SIZE) {
       buf.writeUInt32BE(this.rel[i]!, p + IDX.REL_OFFSET)
       buf.writeUInt32BE(this.pos[i]!, p + IDX.POSITION)
+      buf.writeUInt32BE(crc32(buf.subarray(p, p + IDX.CRC)), p + IDX.CRC)
     }
     this.written = this.count
     return buf
@@ -91,6 +110,8 @@ export class OffsetIndex {
     let lastRel = -1
     let lastPos = -1
     for (let i = 0, p = 0; i < n; i++, p += IDX.ENTRY_SIZE) {
+      if (crc32(buf.subarray(p, p + IDX.CRC)) !== buf.readUInt32BE(p + IDX.CRC))
+        return `entry ${i} fails its checksum`
       const rel = buf.readUInt32BE(p + IDX.REL_OFFSET)
       const pos = buf.readUInt32BE(p + IDX.POSITION)
       if (i === 0 && pos !== 0) return 'first entry does not point at position 0'

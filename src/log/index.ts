@@ -5,4 +5,5 @@
 export { LOG_DEFAULTS } from './constants.js'
 export { CorruptLogError, LogClosedError } from './errors.js'
 export { type AppendResult, type Log, openLog, type ReadOptions } from './log.js'
+/** Records, options and reports (types.ts). */
 export type * from './types.js'

@@ -6,7 +6,7 @@ import { InvalidArgumentError } from '../errors.js'
 import { compact } from './compactor.js'
 import { LOG_DEFAULTS, MAX_SEGMENT_BYTES, REC } from './constants.js'
 import { LogCore, type ResolvedOptions } from './core.js'
-import { CorruptLogError, LogClosedError } from './errors.js'
+import { CorruptLogError, LogClosedError, StaleSegmentError } from './errors.js'
 import { readRecords } from './reader.js'
 import { checkedRecordSize } from './record.js'
 import { recover } from './recovery.js'
@@ -27,6 +27,7 @@ import type {
 } from './types.js'
 import { type AppendResult, Writer } from './writer.js'
 
+/** Offsets given to one append call (see writer.ts). */
 export type { AppendResult }
 
 /** Options of `Log.read`. */
@@ -227,6 +228,7 @@ class LogImpl implements Log {
   }
 
   async appendAt(records: readonly ReplicaRecord[]): Promise<AppendResult> {
+    if (!Array.isArray(records)) throw new InvalidArgumentError('records must be a non-empty array')
     records.forEach((r, i) => {
       checkOffset(r?.offset, `records[${i}].offset`)
       checkOffset(r.timestamp, `records[${i}].timestamp`)
@@ -252,16 +254,7 @@ class LogImpl implements Log {
     checkOffset(fromOffset, 'fromOffset')
     const maxBytes = checkOffset(opts.maxBytes ?? LOG_DEFAULTS.readMaxBytes, 'maxBytes', 1)
     const maxRecords = checkOffset(opts.maxRecords ?? Number.MAX_SAFE_INTEGER, 'maxRecords', 1)
-    for (let attempt = 0; ; attempt++) {
-      const gen = this.core.generation
-      try {
-        return await this.readOnce(fromOffset, maxBytes, maxRecords)
-      } catch (err) {
-        // Bytes changed under the read (truncation or compaction swap): read again.
-        if (err instanceof CorruptLogError && gen !== this.core.generation && attempt < 3) continue
-        throw err
-      }
-    }
+    return this.core.stable(() => this.readOnce(fromOffset, maxBytes, maxRecords))
   }
 
   private async readOnce(from: number, maxBytes: number, maxRecords: number): Promise<LogRecord[]> {
@@ -273,19 +266,33 @@ class LogImpl implements Log {
     for (let i = core.segmentIndexFor(from); i < segs.length; i++) {
       const seg = segs[i]!
       const limit = segs[i + 1]?.baseOffset ?? Number.MAX_SAFE_INTEGER
-      seg.acquire()
+      if (!seg.acquire()) throw new StaleSegmentError(seg.logPath)
       try {
         let start = 0
+        let startOffset = -1
         if (from > seg.baseOffset) {
           const idx = await seg.offsetIndex(limit, LOG_DEFAULTS.scanChunkBytes, core.opts.indexIntervalBytes)
-          core.touchIndex(seg)
-          start = idx.lookup(from - seg.baseOffset)
+          const entry = idx.lookupEntry(from - seg.baseOffset)
+          start = entry.position
+          if (entry.relOffset >= 0) startOffset = seg.baseOffset + entry.relOffset
         }
+        core.touchIndex(seg)
         const end = seg.visibleSize
         if (start >= end) continue
         const fh = await seg.handle()
         const slack = core.opts.indexIntervalBytes + REC.HEADER_SIZE
-        let res = await readRecords(fh, start, end, from, limit, maxBytes - bytes, maxRecords, slack, out)
+        let res = await readRecords(
+          fh,
+          start,
+          end,
+          from,
+          limit,
+          maxBytes - bytes,
+          maxRecords,
+          slack,
+          out,
+          startOffset,
+        )
         if (res.bad && res.badAtStart && start > 0) {
           // The index pointed at the wrong place (damaged index file): scan from the start.
           res = await readRecords(fh, 0, end, from, limit, maxBytes - bytes, maxRecords, slack, out)
@@ -303,7 +310,7 @@ class LogImpl implements Log {
   async offsetForTime(timestamp: number): Promise<number | undefined> {
     this.check()
     checkOffset(timestamp, 'timestamp')
-    return offsetForTime(this.core, timestamp)
+    return this.core.stable(() => offsetForTime(this.core, timestamp))
   }
 
   async termAt(offset: number): Promise<number | undefined> {
@@ -331,7 +338,9 @@ class LogImpl implements Log {
   async truncateAfter(offset: number): Promise<void> {
     this.check()
     checkOffset(offset, 'offset', -1)
-    await this.core.exclusive(() => this.writer.task(() => truncateAfter(this.core, offset)))
+    // Queued on the writer now (call order with appends), then waits for any running
+    // retention/compaction pass: appends queued behind it wait too.
+    await this.writer.task(() => this.core.exclusive(() => truncateAfter(this.core, offset)))
   }
 
   waitForNew(afterOffset: number, signal?: AbortSignal): Promise<number> {

@@ -98,7 +98,8 @@ export interface ReadOutcome {
 /**
  * Reads records with offset >= `fromOffset` from `[start, end)` into `out`, decoding views
  * into freshly allocated buffers, until `maxBytes` is spent (the first record is returned even
- * when larger) or `maxRecords` are in `out`. Offsets must increase and stay below `limit`.
+ * when larger) or `maxRecords` are in `out`. Offsets must increase and stay below `limit`;
+ * with `startOffset` >= 0 the record at `start` must have that offset (an index's claim).
  */
 export async function readRecords(
   fh: FileHandle,
@@ -110,6 +111,7 @@ export async function readRecords(
   maxRecords: number,
   slack: number,
   out: LogRecord[],
+  startOffset = -1,
 ): Promise<ReadOutcome> {
   let pos = start
   let bytes = 0
@@ -146,6 +148,9 @@ export async function readRecords(
       }
       if (typeof r === 'string') return bad(pos + p, r)
       const offset = recordOffset(buf, p)
+      if (first && startOffset >= 0 && offset !== startOffset) {
+        return bad(pos + p, `index entry for offset ${startOffset} points at offset ${offset}`)
+      }
       if (offset <= lastOffset || offset >= limit) return bad(pos + p, `offset ${offset} out of order`)
       lastOffset = offset
       if (offset >= fromOffset) {

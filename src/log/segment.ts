@@ -56,11 +56,15 @@ export class SegmentIndexer {
     this.records++
   }
 
-  /** Adds the final time index entry so the last one carries the segment's max timestamp. */
+  /**
+   * Adds the final time index entry of a sealed segment: (max timestamp, last offset), so the
+   * last entry carries the segment's largest timestamp and names its last record (which lets
+   * `loadIndexes` notice a time index that lost its tail).
+   */
   finish(): void {
-    if (this.maxTimestamp > this.timeIndex.lastTimestamp) {
-      this.timeIndex.append(this.maxTimestamp, this.offsetOfMaxTimestamp - this.baseOffset)
-    }
+    const rel = this.lastOffset - this.baseOffset
+    if (this.lastOffset >= 0 && this.timeIndex.lastRelOffset !== rel)
+      this.timeIndex.append(this.maxTimestamp, rel)
   }
 }
 
@@ -101,13 +105,19 @@ export class Segment {
     this.timeIndexPath = join(dir, stem + TIME_INDEX_SUFFIX)
   }
 
-  /** Opens (once) the log file: read-write for the active segment, read-only when sealed. */
+  /**
+   * Opens (once) the log file, read-write: a sealed segment can become active again by
+   * `truncateAfter` while reads hold this handle.
+   */
   async handle(): Promise<FileHandle> {
     if (this.fh) return this.fh
-    this.opening ??= open(this.logPath, this.sealed ? 'r' : 'r+').then((fh) => {
-      this.fh = fh
-      return fh
-    })
+    if (!this.opening) {
+      const opening: Promise<FileHandle> = open(this.logPath, 'r+').then((fh) => {
+        if (this.opening === opening) this.fh = fh
+        return fh
+      })
+      this.opening = opening
+    }
     return this.opening
   }
 
@@ -116,14 +126,37 @@ export class Segment {
     this.fh = fh
   }
 
-  /** Pins the segment's files for a read; pair with `release()`. */
-  acquire(): void {
+  /**
+   * Pins the segment's files for a read; pair with `release()`. Returns false (and pins
+   * nothing) when the segment was already retired: the caller's segment list is stale.
+   */
+  acquire(): boolean {
+    if (this.doomed) return false
     this.refs++
+    return true
   }
 
   release(): void {
     this.refs--
-    if (this.refs === 0 && this.doomed) void this.finishDoom()
+    if (this.refs !== 0) return
+    if (this.doomed) void this.finishDoom()
+    else if (this.evicted) this.evict()
+  }
+
+  /** Set by the handle LRU: close the handle once no read pins the segment. */
+  private evicted = false
+
+  /** Drops the cached indexes and closes the file handle now, or when the last read ends. */
+  evict(): void {
+    this.cached = undefined
+    if (this.indexer) return // active again (truncation): its handles are the writer's
+    this.evicted = this.refs > 0
+    if (!this.evicted) void this.closeHandles()
+  }
+
+  /** The LRU took the segment back: keep its handle. */
+  unevict(): void {
+    this.evicted = false
   }
 
   /**
@@ -155,18 +188,15 @@ export class Segment {
     }
   }
 
-  /** Closes every open handle of the segment now. */
+  /** Closes every open handle of the segment now (a later `handle()` reopens the log file). */
   async closeHandles(): Promise<void> {
-    const handles = [
-      this.opening ? await this.opening.catch(() => undefined) : this.fh,
-      this.indexFh,
-      this.timeIndexFh,
-    ]
+    const { fh, opening, indexFh, timeIndexFh } = this
     this.fh = undefined
     this.opening = undefined
     this.indexFh = undefined
     this.timeIndexFh = undefined
-    for (const h of new Set(handles)) await h?.close().catch(() => {})
+    const log = fh ?? (opening ? await opening.catch(() => undefined) : undefined)
+    for (const h of new Set([log, indexFh, timeIndexFh])) await h?.close().catch(() => {})
   }
 
   /** Writes the indexer's new entries to the index files (not synced: they are a cache). */
@@ -195,26 +225,38 @@ export class Segment {
   }
 
   /**
-   * Seals the segment: final time index entry, indexes written, log and indexes fsynced.
-   * After this every byte of the segment is durable, so recovery only scans the last one.
+   * Seals the segment in memory: final time index entry, index entries written (not synced),
+   * readers see it whole, the writer moves on. Returns the step that makes it durable
+   * (fdatasync of the log and both indexes); the caller runs it now or in the background
+   * while the segment is pinned.
    */
-  async seal(): Promise<void> {
+  async freeze(): Promise<() => Promise<void>> {
     const ix = this.indexer!
     ix.finish()
     await this.flushIndexes()
-    const fh = await this.handle()
-    await fh.datasync()
-    await this.indexFh?.datasync()
-    await this.timeIndexFh?.datasync()
+    const handles = [this.indexFh, this.timeIndexFh]
+    this.indexFh = undefined
+    this.timeIndexFh = undefined
     this.sealed = true
     this.maxTimestamp = ix.maxTimestamp
     this.visibleSize = this.size
     this.cached = { index: ix.index, timeIndex: ix.timeIndex }
     this.indexer = undefined
-    await this.indexFh?.close()
-    await this.timeIndexFh?.close()
-    this.indexFh = undefined
-    this.timeIndexFh = undefined
+    return async () => {
+      await (await this.handle()).datasync()
+      for (const h of handles) {
+        await h?.datasync()
+        await h?.close()
+      }
+    }
+  }
+
+  /**
+   * Seals the segment and fsyncs it: after this every byte of the segment is durable, so
+   * recovery only scans segments after it.
+   */
+  async seal(): Promise<void> {
+    await (await this.freeze())()
   }
 
   /** The offset index (active: live; sealed: cached or loaded, rebuilt if implausible). */
@@ -244,9 +286,12 @@ export class Segment {
     if (typeof index === 'string') reason = `${this.indexPath}: ${index}`
     else if (typeof timeIndex === 'string') reason = `${this.timeIndexPath}: ${timeIndex}`
     if (!reason && typeof index !== 'string' && typeof timeIndex !== 'string') {
-      this.cached = { index, timeIndex }
-      this.maxTimestamp = timeIndex.lastTimestamp
-      return undefined
+      reason = await this.checkTail(index, timeIndex, chunkBytes)
+      if (!reason) {
+        this.cached = { index, timeIndex }
+        this.maxTimestamp = timeIndex.lastTimestamp
+        return undefined
+      }
     }
     const ix = new SegmentIndexer(this.baseOffset, interval)
     const { bad } = await this.scanInto(ix, this.size, nextBase, chunkBytes)
@@ -257,6 +302,35 @@ export class Segment {
     this.cached = { index: ix.index, timeIndex: ix.timeIndex }
     this.maxTimestamp = ix.maxTimestamp
     return reason
+  }
+
+  /**
+   * Cheap consistency check of plausible index files against the log: the record at the
+   * last offset index entry has that entry's offset, the records from there to the end are
+   * valid, and the last one is the one the final time index entry names. Returns what is
+   * wrong, if anything.
+   */
+  private async checkTail(
+    index: OffsetIndex,
+    timeIndex: TimeIndex,
+    chunkBytes: number,
+  ): Promise<string | undefined> {
+    if (index.count === 0)
+      return timeIndex.count === 0 ? undefined : `${this.timeIndexPath}: entries for an empty segment`
+    const { relOffset, position } = index.entryAt(index.count - 1)
+    let last = -1
+    const { bad } = await scanRecords(await this.handle(), position, this.size, chunkBytes, (buf, pos) => {
+      const offset = recordOffset(buf, pos)
+      if (last < 0 && offset !== this.baseOffset + relOffset) return 'last entry does not match the log'
+      if (offset <= last) return 'offsets out of order'
+      last = offset
+      return undefined
+    })
+    if (bad) return `${this.indexPath}: ${bad.reason} (at byte ${bad.position} of the log)`
+    if (last - this.baseOffset !== timeIndex.lastRelOffset) {
+      return `${this.timeIndexPath}: last entry does not name the last record`
+    }
+    return undefined
   }
 
   /**

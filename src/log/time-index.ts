@@ -2,11 +2,14 @@
  * The sparse time index of one segment (`.timeindex`). An entry (T, o) means: the largest
  * timestamp among records up to offset o is T, and record o has timestamp T. Entries are
  * added when a record raises the maximum and at least `indexIntervalBytes` passed since the
- * previous entry (the first record always), and once more when the segment is sealed, so the
- * last entry of a sealed segment carries its largest timestamp. Timestamps need not be
- * monotonic across records; entries are strictly increasing in both fields. Like the offset
+ * previous entry (the first record always), and once more when the segment is sealed:
+ * (largest timestamp, last offset), so the last entry of a sealed segment carries its largest
+ * timestamp and names its last record (that entry may repeat the previous timestamp; it is
+ * the only one whose record need not have that timestamp). Timestamps need not be monotonic
+ * across records; entries increase strictly in offset and never decrease in timestamp. Like the offset
  * index it is a rebuildable cache, not fsynced on the append path.
  */
+import { crc32 } from 'node:zlib'
 import { TIDX } from './constants.js'
 import { readU64, writeU64 } from './record.js'
 
@@ -73,6 +76,7 @@ export class TimeIndex {
     for (let i = this.written, p = 0; i < this.count; i++, p += TIDX.ENTRY_SIZE) {
       writeU64(buf, p + TIDX.TIMESTAMP, this.ts[i]!)
       buf.writeUInt32BE(this.rel[i]!, p + TIDX.REL_OFFSET)
+      buf.writeUInt32BE(crc32(buf.subarray(p, p + TIDX.CRC)), p + TIDX.CRC)
     }
     this.written = this.count
     return buf
@@ -96,9 +100,11 @@ export class TimeIndex {
     let lastTs = -1
     let lastRel = -1
     for (let i = 0, p = 0; i < n; i++, p += TIDX.ENTRY_SIZE) {
+      if (crc32(buf.subarray(p, p + TIDX.CRC)) !== buf.readUInt32BE(p + TIDX.CRC))
+        return `entry ${i} fails its checksum`
       const ts = readU64(buf, p + TIDX.TIMESTAMP)
       const rel = buf.readUInt32BE(p + TIDX.REL_OFFSET)
-      if (ts < 0 || ts <= lastTs || rel <= lastRel) return `entry ${i} is not increasing`
+      if (ts < 0 || ts < lastTs || rel <= lastRel) return `entry ${i} is not increasing`
       if (rel >= relLimit) return `entry ${i} points past the segment`
       idx.append(ts, rel)
       lastTs = ts

@@ -5,7 +5,7 @@
  */
 import { LOG_DEFAULTS } from './constants.js'
 import type { LogCore } from './core.js'
-import { CorruptLogError } from './errors.js'
+import { CorruptLogError, StaleSegmentError } from './errors.js'
 import { scanRecords } from './reader.js'
 import { recordOffset, recordTimestamp } from './record.js'
 
@@ -17,7 +17,7 @@ export async function offsetForTime(core: LogCore, target: number): Promise<numb
     const maxTs = seg.indexer ? seg.indexer.maxTimestamp : seg.maxTimestamp
     if (maxTs < target) continue
     const limit = segs[i + 1]?.baseOffset ?? Number.MAX_SAFE_INTEGER
-    seg.acquire()
+    if (!seg.acquire()) throw new StaleSegmentError(seg.logPath)
     try {
       const chunk = LOG_DEFAULTS.scanChunkBytes
       const interval = core.opts.indexIntervalBytes
@@ -27,14 +27,20 @@ export async function offsetForTime(core: LogCore, target: number): Promise<numb
       const { after } = ti.search(target)
       const afterOffset = after < 0 ? -1 : seg.baseOffset + after
       const fh = await seg.handle()
-      for (const start of after < 0 ? [0] : [idx.lookup(after), 0]) {
+      const entry = after < 0 ? { relOffset: -1, position: 0 } : idx.lookupEntry(after)
+      // Start at the index entry (its record must be the one it names), else at the start.
+      const tries =
+        entry.position > 0 ? [entry, { relOffset: -1, position: 0 }] : [{ relOffset: -1, position: 0 }]
+      for (const t of tries) {
+        const start = t.position
+        const expected = t.relOffset >= 0 ? seg.baseOffset + t.relOffset : -1
         let found: number | undefined
         let first = true
         let startBad = false
         const { bad } = await scanRecords(fh, start, seg.visibleSize, chunk, (buf, pos) => {
           const offset = recordOffset(buf, pos)
-          if (first && start > 0 && offset > afterOffset) {
-            startBad = true // the index pointed past the candidate range
+          if (first && expected >= 0 && offset !== expected) {
+            startBad = true // the index entry does not match the log
             return false
           }
           first = false

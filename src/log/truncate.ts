@@ -13,6 +13,16 @@ import { SegmentIndexer } from './segment.js'
 /** Truncates so that `offset` is the last offset. Runs as a writer task under `exclusive`. */
 export async function truncateAfter(core: LogCore, offset: number): Promise<void> {
   if (offset >= core.nextOffset - 1) return
+  await core.pendingSeal // no background fsync on a segment we are about to cut or delete
+  core.beginMutation()
+  try {
+    await cut(core, offset)
+  } finally {
+    core.endMutation()
+  }
+}
+
+async function cut(core: LogCore, offset: number): Promise<void> {
   const segs = core.segments
   if (offset < segs[0]!.baseOffset) {
     const doomed = segs.slice().reverse()
@@ -26,32 +36,28 @@ export async function truncateAfter(core: LogCore, offset: number): Promise<void
     const i = core.segmentIndexFor(offset)
     const seg = segs[i]!
     const ix = new SegmentIndexer(seg.baseOffset, core.opts.indexIntervalBytes)
-    seg.acquire()
-    let cut: number
+    seg.acquire() // pinned until it is the active segment: the handle LRU must not close it
     try {
       const next = segs[i + 1]?.baseOffset ?? Number.MAX_SAFE_INTEGER
       const res = await seg.scanInto(ix, seg.size, next, 1024 * 1024, offset + 1)
       if (res.bad) throw new CorruptLogError(seg.logPath, res.bad.position, res.bad.reason)
-      cut = res.end
+      const cut = res.end
+      const doomed = segs.slice(i + 1).reverse()
+      core.segments = segs.slice(0, i + 1)
+      for (const later of doomed) {
+        await later.retire(true)
+        await fsyncDir(core.opts.dir) // one at a time, newest first: a crash never leaves a hole
+      }
+      seg.sealed = false
+      seg.cached = undefined
+      const fh = await seg.handle()
+      await fh.truncate(cut)
+      await fh.datasync()
+      seg.size = seg.visibleSize = cut
+      seg.indexer = ix
     } finally {
       seg.release()
     }
-    const doomed = segs.slice(i + 1).reverse()
-    core.segments = segs.slice(0, i + 1)
-    for (const later of doomed) {
-      await later.retire(true)
-      await fsyncDir(core.opts.dir) // one at a time, newest first: a crash never leaves a hole
-    }
-    if (seg.sealed) {
-      await seg.closeHandles()
-      seg.sealed = false
-      seg.cached = undefined
-    }
-    const fh = await seg.handle()
-    await fh.truncate(cut)
-    await fh.datasync()
-    seg.size = seg.visibleSize = cut
-    seg.indexer = ix
     seg.maxTimestamp = -1
     seg.firstAppendAt = ix.records > 0 ? core.opts.now() : -1
     await seg.rewriteIndexes()
@@ -61,5 +67,4 @@ export async function truncateAfter(core: LogCore, offset: number): Promise<void
   core.nextOffset = offset + 1
   core.visibleOffset = Math.min(core.visibleOffset, offset)
   core.durableOffset = Math.min(core.durableOffset, offset)
-  core.generation++
 }

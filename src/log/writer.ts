@@ -45,6 +45,10 @@ export class Writer {
   private head = 0
   private running = false
   private scratch: Buffer
+  /** Second buffer: holds the write in flight while the next round encodes into `scratch`. */
+  private spare: Buffer
+  /** The pipelined write of the previous round (fsync 'never'/'interval'), until it completes. */
+  private inflight: Promise<void> | undefined
   /** Bytes written but not yet fdatasync'ed (fsync 'interval' / 'never'). */
   dirty = false
   private readonly always: boolean
@@ -52,6 +56,12 @@ export class Writer {
   constructor(private readonly core: LogCore) {
     this.always = core.opts.fsync === 'always'
     this.scratch = Buffer.allocUnsafe(64 * 1024)
+    this.spare = Buffer.allocUnsafe(64 * 1024)
+  }
+
+  /** Waits for the pipelined write in flight, if any. */
+  private async drain(): Promise<void> {
+    while (this.inflight) await this.inflight
   }
 
   /** Queues an append; resolves after it is written (and synced under 'always'). */
@@ -89,6 +99,7 @@ export class Writer {
       const first = this.queue[this.head]!
       if (first.kind === 'task') {
         this.head++
+        await this.drain()
         try {
           first.resolve(await first.run())
         } catch (err) {
@@ -133,12 +144,19 @@ export class Writer {
     }
   }
 
+  /**
+   * Encodes a round into one buffer and writes it. Under 'always' it writes, fdatasyncs and
+   * resolves before returning. Otherwise the write is left in flight (pipelined) and the
+   * next round encodes into the other buffer meanwhile; writes still happen one at a time,
+   * in order, and each round resolves when its own write completes.
+   */
   private async writeBatch(batch: AppendReq[], bytes: number): Promise<void> {
     const core = this.core
     const { segmentBytes, segmentMs, now: clock } = core.opts
     let seg = core.active
     const now = clock()
     if (segmentMs > 0 && seg.size > 0 && seg.firstAppendAt >= 0 && now - seg.firstAppendAt >= segmentMs) {
+      await this.drain()
       await core.roll()
       seg = core.active
     }
@@ -169,7 +187,8 @@ export class Writer {
         const off = req.explicit ? (r as ReplicaRecord).offset : core.nextOffset
         if (segPos > 0 && (segPos + size > segmentBytes || off - seg.baseOffset > MAX_RELATIVE_OFFSET)) {
           // Roll between records: what is encoded so far goes to the old segment first.
-          if (p > 0) await this.write(seg, p)
+          await this.drain()
+          if (p > 0) await this.write(seg, buf, p)
           p = 0
           await core.roll()
           seg = core.active
@@ -189,14 +208,54 @@ export class Writer {
       req.result = { firstOffset, lastOffset: core.nextOffset - 1 }
       done.push(req)
     }
-    if (p > 0) await this.write(seg, p)
     if (done.length === 0) return
+    const last = core.nextOffset - 1
     if (this.always) {
+      if (p > 0) await this.write(seg, buf, p)
       await (await seg.handle()).datasync()
       core.stats.fsyncs++
       seg.visibleSize = seg.size
-    } else this.dirty = true
-    core.publish(core.nextOffset - 1, this.always)
+      this.finish(done, last, true)
+      return
+    }
+    await this.drain()
+    if (core.failure) {
+      for (const r of done) r.reject(core.failure)
+      return
+    }
+    // Hand `buf` to the write in flight; the next round encodes into the other buffer.
+    this.scratch = this.spare
+    this.spare = buf
+    const flight = this.writeInFlight(seg, buf, p, done, last)
+    this.inflight = flight
+    void flight.then(() => {
+      if (this.inflight === flight) this.inflight = undefined
+    })
+  }
+
+  /** The pipelined part of a round: write, then resolve. Never rejects (failures are recorded). */
+  private async writeInFlight(
+    seg: Segment,
+    buf: Buffer,
+    len: number,
+    done: AppendReq[],
+    last: number,
+  ): Promise<void> {
+    const core = this.core
+    try {
+      if (len > 0) await this.write(seg, buf, len)
+      this.dirty = true
+      this.finish(done, last, false)
+    } catch (err) {
+      core.failure ??= new Error(`commit log write failed: ${(err as Error).message}`, { cause: err })
+      for (const r of done) r.reject(core.failure)
+    }
+  }
+
+  /** Publishes up to `last` and resolves a round's appends. */
+  private finish(done: AppendReq[], last: number, durable: boolean): void {
+    const core = this.core
+    core.publish(last, durable)
     for (const r of done) {
       core.stats.appends++
       core.stats.records += r.records.length
@@ -205,18 +264,24 @@ export class Writer {
     }
   }
 
-  /** Writes `scratch[0, len)` at the end of `seg` and its new index entries. */
-  private async write(seg: Segment, len: number): Promise<void> {
-    const fh = await seg.handle()
-    await writeFully(fh, this.scratch, 0, len, seg.size)
+  /**
+   * Writes `buf[0, len)` at the end of `seg` and its new index entries. The position is
+   * reserved before the first await, so the caller may encode the next round meanwhile.
+   */
+  private async write(seg: Segment, buf: Buffer, len: number): Promise<void> {
+    const pos = seg.size
     seg.size += len
-    if (!this.always) seg.visibleSize = seg.size
+    const fh = await seg.handle()
+    await writeFully(fh, buf, 0, len, pos)
+    if (!this.always) seg.visibleSize = pos + len
     this.core.stats.writes++
     await seg.flushIndexes()
   }
 
   /** fdatasyncs the active segment if anything is unsynced (interval policy, close). */
   async sync(): Promise<void> {
+    await this.drain()
+    await this.core.pendingSeal
     const seg = this.core.active
     await seg.flushIndexes()
     if (!this.dirty) return

@@ -241,4 +241,25 @@ describe('commit log basics', () => {
     const st = await stat(log.segments()[0]!.file)
     expect(st.size).toBeGreaterThan(0)
   })
+
+  it('keeps file handles and cached indexes bounded with many segments, under concurrent reads', async () => {
+    const { readdirSync } = await import('node:fs')
+    const fds = () => readdirSync('/proc/self/fd').length
+    const { log } = await fresh({ segmentBytes: 120, indexIntervalBytes: 30 })
+    for (let i = 0; i < 200; i += 4) await log.append(recs(4, `v${i}-`))
+    expect(log.segments().length).toBeGreaterThan(60)
+    const base = fds()
+    const froms = Array.from({ length: 300 }, (_, i) => (i * 7919) % 200)
+    await Promise.all(
+      froms.map(async (from) => {
+        const [r] = await log.read(from, { maxRecords: 1 })
+        expect(r!.offset).toBe(from)
+        expect(s(r!.value)).toBe(`v${from - (from % 4)}-${from % 4}`)
+      }),
+    )
+    expect(fds() - base).toBeLessThanOrEqual(20)
+    for (let from = 0; from < 200; from += 3)
+      expect((await log.read(from, { maxRecords: 1 }))[0]!.offset).toBe(from)
+    expect(fds() - base).toBeLessThanOrEqual(20)
+  })
 })

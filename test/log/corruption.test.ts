@@ -158,4 +158,37 @@ describe(`corruption and truncation (seed ${seed}; rerun with LOG_TEST_SEED=${se
     expect((err2 as CorruptLogError).file).toBe(sealed)
     expect((await stat(sealed)).size).toBe(buf.length) // nothing was cut
   })
+
+  it('a sealed segment whose background fsync was interrupted is verified; damage there cuts the log', async () => {
+    const stem = String(PER_SEG).padStart(20, '0') // the second segment
+    // marker on an intact segment: everything kept, marker gone
+    let dir = await copy()
+    await writeFile(join(dir, `${stem}.sealing`), '')
+    let log = await openLog({ dir, ...opts })
+    expect(await readAllValues(log)).toEqual(range(TOTAL))
+    expect(log.recovery.removedFiles).toContain(`${stem}.sealing`)
+    expect(log.recovery.truncated).toEqual([])
+    await log.close()
+    expect((await readdir(dir)).some((f) => f.endsWith('.sealing'))).toBe(false)
+    // marker on a damaged segment: cut there, later segments dropped and reported
+    dir = await copy()
+    const file = join(dir, `${stem}.log`)
+    const buf = await readFile(file)
+    buf[REC_SIZE * 5 + 20] = buf[REC_SIZE * 5 + 20]! ^ 0x40
+    await writeFile(file, buf)
+    await writeFile(join(dir, `${stem}.sealing`), '')
+    log = await openLog({ dir, ...opts })
+    expect(await readAllValues(log)).toEqual(range(PER_SEG + 5))
+    const t = log.recovery.truncated
+    expect(t.map((x) => x.file)).toEqual([
+      file,
+      join(dir, `${String(PER_SEG * 2).padStart(20, '0')}.log`),
+      join(dir, `${String(PER_SEG * 3).padStart(20, '0')}.log`),
+    ])
+    expect(t[0]!.position).toBe(REC_SIZE * 5)
+    expect(t.every((x) => x.lastValidOffset === PER_SEG + 4)).toBe(true)
+    expect(log.segments().length).toBe(2)
+    expect((await log.append([{ value: value(PER_SEG + 5) }])).firstOffset).toBe(PER_SEG + 5)
+    await log.close()
+  })
 })

@@ -173,3 +173,171 @@ describe('compaction', () => {
     expect((await log.append(recs(1))).firstOffset).toBe(6)
   })
 })
+
+describe('compaction crash states', () => {
+  it('every intermediate state of a segment swap opens to the old or the new segment', async () => {
+    const { copyFile, cp, rm: rmf } = await import('node:fs/promises')
+    const { log, dir } = await fresh({ segmentBytes: 200, deleteRetentionMs: 1e12 })
+    for (let i = 0; i < 40; i++) {
+      await log.append([{ key: i % 3 === 0 ? undefined : b(`k${i % 4}`), value: b(`v${i}`) }])
+    }
+    await log.close()
+    const parent = join(dir, '..')
+    const A = `${dir}-A`
+    const B = `${dir}-B`
+    cleanups.push(async () => {
+      await rmf(A, { recursive: true, force: true })
+      await rmf(B, { recursive: true, force: true })
+    })
+    await cp(dir, A, { recursive: true })
+    await cp(dir, B, { recursive: true })
+    const lb = await openLog({ dir: B, fsync: 'never' })
+    const res = await lb.compact()
+    expect(res.segmentsRewritten).toBeGreaterThan(0)
+    const contentB = await readAll(lb)
+    await lb.close()
+    const la = await openLog({ dir: A, fsync: 'never' })
+    const contentA = await readAll(la)
+    await la.close()
+    // The first segment that was rewritten (same name, different bytes) and the next base.
+    const { readFile: rf } = await import('node:fs/promises')
+    const logsA = (await readdir(A)).filter((f) => f.endsWith('.log')).sort()
+    let x = ''
+    for (const f of logsA) {
+      const nb = await rf(join(B, f)).catch(() => undefined)
+      if (nb && !nb.equals(await rf(join(A, f)))) {
+        x = f.slice(0, 20)
+        break
+      }
+    }
+    expect(x).not.toBe('')
+    const xBase = Number(x)
+    const yBase = Number(logsA[logsA.indexOf(`${x}.log`) + 1]!.slice(0, 20))
+    const after = [
+      ...contentA.filter((r) => r.offset < xBase || r.offset >= yBase),
+      ...contentB.filter((r) => r.offset >= xBase && r.offset < yBase),
+    ].sort((p, q) => p.offset - q.offset)
+    expect(after).not.toEqual(contentA)
+
+    let k = 0
+    const state = async (steps: (d: string) => Promise<void>) => {
+      const d = join(parent, `state-${k++}-${Date.now()}`)
+      cleanups.push(() => rmf(d, { recursive: true, force: true }))
+      await cp(A, d, { recursive: true })
+      await steps(d)
+      const l = await openLog({ dir: d, fsync: 'never' })
+      const got = await readAll(l)
+      const rec = l.recovery
+      await l.close()
+      return { got, rec }
+    }
+    const cleaned = async (d: string, suffix: string) =>
+      copyFile(join(B, x + suffix), join(d, `${x + suffix}.cleaned`))
+    const allCleaned = async (d: string) => {
+      for (const sfx of ['.log', '.index', '.timeindex']) await cleaned(d, sfx)
+    }
+    // 1. cleaned files written, nothing swapped
+    let r = await state(allCleaned)
+    expect(r.got).toEqual(contentA)
+    expect(r.rec.removedFiles.length).toBe(3)
+    // 2. old indexes deleted, log not yet renamed
+    r = await state(async (d) => {
+      await allCleaned(d)
+      await rmf(join(d, `${x}.index`))
+      await rmf(join(d, `${x}.timeindex`))
+    })
+    expect(r.got).toEqual(contentA)
+    expect(r.rec.rebuiltIndexes.length).toBeGreaterThan(0)
+    // 3. log renamed (commit), indexes not yet
+    r = await state(async (d) => {
+      await allCleaned(d)
+      await rmf(join(d, `${x}.index`))
+      await rmf(join(d, `${x}.timeindex`))
+      await rmf(join(d, `${x}.log.cleaned`))
+      await copyFile(join(B, `${x}.log`), join(d, `${x}.log`))
+    })
+    expect(r.got).toEqual(after)
+    // 4. offset index renamed, time index not yet
+    r = await state(async (d) => {
+      await cleaned(d, '.timeindex')
+      await rmf(join(d, `${x}.timeindex`))
+      await copyFile(join(B, `${x}.log`), join(d, `${x}.log`))
+      await copyFile(join(B, `${x}.index`), join(d, `${x}.index`))
+    })
+    expect(r.got).toEqual(after)
+    // 5. done
+    r = await state(async (d) => {
+      for (const sfx of ['.log', '.index', '.timeindex']) await copyFile(join(B, x + sfx), join(d, x + sfx))
+    })
+    expect(r.got).toEqual(after)
+    expect(r.rec.rebuiltIndexes).toEqual([])
+  })
+})
+
+describe('concurrency', () => {
+  it('reads racing compaction, retention and truncation never fail and never see wrong bytes', async () => {
+    const { log } = await fresh({
+      segmentBytes: 150,
+      retention: { maxMessages: 150 },
+      deleteRetentionMs: 1e12,
+    })
+    const overrides = new Map<number, string>()
+    const expected = (o: number) => overrides.get(o) ?? `v${o}`
+    for (let i = 0; i < 300; i += 10) {
+      await log.append(
+        Array.from({ length: 10 }, (_, j) => ({ key: b(`k${(i + j) % 7}`), value: b(expected(i + j)) })),
+      )
+    }
+    const reads = async (until: Promise<unknown>) => {
+      let done = false
+      void until.finally(() => (done = true))
+      let n = 0
+      while (!done || n < 5) {
+        const from = (n * 37) % 300
+        const rs = await log.read(from, { maxBytes: 200 + (n % 5) * 100 })
+        let prev = -1
+        for (const r of rs) {
+          expect(r.offset).toBeGreaterThan(prev)
+          expect(r.offset).toBeGreaterThanOrEqual(Math.min(from, 300))
+          expect(new TextDecoder().decode(r.value)).toBe(expected(r.offset))
+          prev = r.offset
+        }
+        n++
+        await new Promise((r) => setImmediate(r)) // let the maintenance task make progress
+      }
+      return n
+    }
+    const c = log.compact()
+    expect(await Promise.all([reads(c), reads(c), c.then(() => 0)])).toBeDefined()
+    const t = log.truncateAfter(250)
+    await Promise.all([reads(t), reads(t), t])
+    const e = log.enforceRetention()
+    await Promise.all([reads(e), reads(e), e])
+    const t2 = log.truncateAfter(120)
+    overrides.set(121, 'x')
+    const appended = log.append([{ value: b('x') }]) // queued after the truncation
+    await Promise.all([reads(t2), t2])
+    expect((await appended).firstOffset).toBe(121)
+  })
+
+  it('close lets queued appends finish first', async () => {
+    const { log, reopen } = await fresh({ fsync: 'always' })
+    const ps = Array.from({ length: 20 }, (_, i) => log.append([{ value: b(`q${i}`) }]))
+    await log.close()
+    const res = await Promise.all(ps)
+    expect(res.at(-1)!.lastOffset).toBe(19)
+    const again = await reopen()
+    expect(again.latestOffset()).toBe(19)
+  })
+
+  it('maintain() compacts when compact: true, and the maintenance timer runs it', async () => {
+    const { log } = await fresh({ compact: true, deleteRetentionMs: 1e12, maintenanceIntervalMs: 10 })
+    for (let i = 0; i < 30; i++) await log.append([{ key: b(`k${i % 2}`), value: b(`v${i}`) }])
+    await new Promise((r) => setTimeout(r, 80))
+    expect(log.stats().compactions).toBeGreaterThan(0) // the timer ran maintain()
+    await log.maintain() // and one more pass now that the appends are done
+    const all = await readAll(log)
+    const sealedEnd = log.segments().at(-1)!.baseOffset
+    expect(all.filter((r) => r.offset < sealedEnd).length).toBeLessThanOrEqual(2)
+  })
+})

@@ -164,6 +164,10 @@ class Compact implements fc.AsyncCommand<Model, Real> {
   async run(m: Model, r: Real) {
     const activeBase = r.log.segments().at(-1)!.baseOffset
     await r.log.compact()
+    await this.verify(m, r, activeBase)
+  }
+  /** Checks the compaction rules against the model, then adopts what the log kept. */
+  async verify(m: Model, r: Real, activeBase: number) {
     const got = await dump(r.log)
     const latest = new Map<string, number>()
     for (const x of m.recs) if (x.key !== undefined) latest.set(x.key, x.offset)
@@ -177,6 +181,36 @@ class Compact implements fc.AsyncCommand<Model, Real> {
     m.recs = got
   }
   toString = () => 'compact'
+}
+
+/** Appends racing a compaction pass: offsets follow call order, compaction rules still hold. */
+class AppendsDuringCompaction implements fc.AsyncCommand<Model, Real> {
+  constructor(
+    readonly batches: Array<Array<{ key: string | undefined; value: string; timestamp: number }>>,
+  ) {}
+  check = () => true
+  async run(m: Model, r: Real) {
+    const activeBase = r.log.segments().at(-1)!.baseOffset
+    const toRecs = (batch: (typeof this.batches)[number]) =>
+      batch.map((x) => ({
+        key: x.key === undefined ? undefined : b(x.key),
+        value: b(x.value),
+        timestamp: x.timestamp,
+        term: m.term,
+      }))
+    const [first, ...rest] = this.batches
+    const p1 = r.log.append(toRecs(first!))
+    const c = r.log.compact()
+    const ps = [p1, ...rest.map((x) => r.log.append(toRecs(x)))]
+    const results = await Promise.all(ps)
+    await c
+    for (let i = 0; i < this.batches.length; i++) {
+      expect(results[i]!.firstOffset).toBe(m.next)
+      for (const x of this.batches[i]!) m.recs.push({ offset: m.next++, ...x, term: m.term })
+    }
+    await new Compact().verify(m, r, activeBase)
+  }
+  toString = () => `appendsDuringCompaction(${JSON.stringify(this.batches)})`
 }
 
 class Reopen implements fc.AsyncCommand<Model, Real> {
@@ -206,6 +240,9 @@ const commands = [
   fc.constant(new Retention()),
   fc.constant(new Compact()),
   fc.constant(new Reopen()),
+  fc
+    .array(fc.array(recArb, { minLength: 1, maxLength: 4 }), { minLength: 1, maxLength: 4 })
+    .map((x) => new AppendsDuringCompaction(x)),
 ]
 
 describe(`commit log model test (seed ${seed}; rerun with LOG_TEST_SEED=${seed})`, () => {
