@@ -1,0 +1,487 @@
+/**
+ * `ReplicaDriver`: the etcd-style loop around one `RawNode`, persisting to a
+ * `RaftLogStorage`. It owns the clock (a tick timer), batches local proposals, and runs the
+ * Ready loop in the order the core's contract requires:
+ *
+ *   1. persist the Ready's snapshot, entries and hard state, awaiting the fsync;
+ *   2. only then send its messages (they may promise that step 1 is durable);
+ *   3. apply its committed entries through the injected `apply`, in order, awaited;
+ *   4. `advance`.
+ *
+ * No networking inside: the transport is injected as `send(to, bytes)` and feeds
+ * `receive(from, bytes)`.
+ */
+import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
+import {
+  type ConfChange,
+  decodeMessage,
+  type Entry,
+  encodeMessage,
+  type NodeId,
+  type ProposalResult,
+  type RaftConfig,
+  RawNode,
+  type Ready,
+  type Role,
+  type Snapshot,
+  type Status,
+} from '../raft/index.js'
+import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from './errors.js'
+import { RaftLogStorage } from './storage.js'
+
+/** A leadership or role change seen by this member. */
+export interface LeaderChange {
+  leader: NodeId | null
+  role: Role
+  term: number
+}
+
+/** Options of `ReplicaDriver`. */
+export interface ReplicaDriverOptions {
+  /** This member's id (its peer id). */
+  id: NodeId
+  /** Replica directory (see `RaftLogStorage`). */
+  dir: string
+  /** Bootstrap voters for a brand-new group (ignored once the directory has a configuration). */
+  voters?: NodeId[]
+  /**
+   * Sends encoded bytes to a peer. Called only after the state those bytes promise is
+   * durable. Must not throw (errors are counted and the message dropped: Raft retries).
+   */
+  send: (to: NodeId, bytes: Uint8Array) => void
+  /**
+   * The state machine: applies committed entries, in index order, awaited before the next
+   * batch. Gets every committed entry: `normal` ones (a leader's no-op has empty data) and
+   * `confChange` ones (membership already updated by the driver). After a restart entries
+   * after `applied` are delivered again, possibly some the state machine had already
+   * applied: deduplicate by index. A throw stops the driver (see `onError`).
+   */
+  apply: (entries: Entry[]) => void | Promise<void>
+  /** Installs a snapshot's data received from the leader (before later entries are applied). */
+  restore?: (snapshot: Snapshot) => void | Promise<void>
+  /** Index the state machine durably applied (default 0: replay everything retained). */
+  applied?: number
+  /** Milliseconds per Raft tick (default 50). */
+  tickMs?: number
+  /** Ticks before a follower campaigns (default 10, randomized in [n, 2n)). */
+  electionTick?: number
+  /** Ticks between heartbeats (default 1). */
+  heartbeatTick?: number
+  /** Randomness for election jitter (default `Math.random`). */
+  rand?: () => number
+  /** Most proposals queued or awaiting commit; more are rejected with `OverloadedError` (default 4096). */
+  maxPending?: number
+  /** Most payloads per `proposeBatch` (default 1024). */
+  maxBatch?: number
+  /** Other core knobs (message size, pipelining window, pre-vote, check-quorum). */
+  raft?: Pick<RaftConfig, 'maxSizePerMsg' | 'maxInflightMsgs' | 'preVote' | 'checkQuorum'>
+  /** Called on every leader or role change seen by this member. Must not throw. */
+  onLeaderChange?: (change: LeaderChange) => void
+  /** Called once when the driver stops on a fatal error (disk failure, `apply` threw). */
+  onError?: (err: unknown) => void
+  /** Clock for log record timestamps (default `Date.now`). */
+  now?: () => number
+}
+
+/** Counters since start, for monitoring and tests. */
+export interface DriverStats {
+  received: number
+  /** Inbound bytes that did not decode as a Raft message. */
+  malformed: number
+  /** Inbound messages not from `from`, not addressed to us, or proposals from peers. */
+  misrouted: number
+  /** Inbound messages the core threw on (should stay 0). */
+  stepErrors: number
+  sent: number
+  sendErrors: number
+  readies: number
+  /** Proposals accepted on the leader, and the `proposeBatch` calls that carried them. */
+  proposals: number
+  batches: number
+}
+
+interface Waiter {
+  resolve: (r: ProposalResult) => void
+  reject: (err: unknown) => void
+}
+
+type Queued = Waiter & ({ kind: 'data'; data: Uint8Array } | { kind: 'conf'; cc: ConfChange })
+
+/**
+ * One Raft member, driven. Ordering: committed entries reach `apply` in index order, each
+ * exactly once per process lifetime; `propose` promises resolve in index order, each after
+ * its entry is committed on a quorum (fsynced there) and applied here. Durability: a message
+ * leaves only after the state it depends on is fsynced (persistence before send).
+ */
+export class ReplicaDriver {
+  readonly id: NodeId
+  private readonly opts: ReplicaDriverOptions
+  private node: RawNode | undefined
+  private store: RaftLogStorage | undefined
+  private timer: NodeJS.Timeout | undefined
+  private queue: Queued[] = []
+  private readonly pending = new Map<number, Waiter & { term: number }>()
+  private running: Promise<void> | undefined
+  private scheduled = false
+  private storageLock: Promise<unknown> = Promise.resolve()
+  private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
+  private killed = false
+  private appliedIndex = 0
+  private readonly counters: DriverStats = {
+    received: 0,
+    malformed: 0,
+    misrouted: 0,
+    stepErrors: 0,
+    sent: 0,
+    sendErrors: 0,
+    readies: 0,
+    proposals: 0,
+    batches: 0,
+  }
+
+  constructor(opts: ReplicaDriverOptions) {
+    if (typeof opts.send !== 'function') throw new InvalidArgumentError('send must be a function')
+    if (typeof opts.apply !== 'function') throw new InvalidArgumentError('apply must be a function')
+    for (const k of ['tickMs', 'maxPending', 'maxBatch'] as const) {
+      const v = opts[k]
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
+        throw new InvalidArgumentError(`${k} must be a positive integer, got ${v}`)
+    }
+    this.id = opts.id
+    this.opts = opts
+  }
+
+  /**
+   * Opens the replica directory (restoring its persisted state), builds the Raft node and
+   * starts ticking. Rejects if the storage cannot be opened (see `RaftLogStorage.open`).
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new InvalidArgumentError('a driver starts once')
+    this.state = 'running'
+    const o = this.opts
+    let store: RaftLogStorage | undefined
+    try {
+      store = await RaftLogStorage.open({ dir: o.dir, voters: o.voters, now: o.now })
+      if (this.state !== 'running') {
+        await store.close() // stopped while opening
+        return
+      }
+      this.node = new RawNode({
+        id: o.id,
+        storage: store,
+        rand: o.rand ?? Math.random,
+        applied: o.applied ?? 0,
+        electionTick: o.electionTick ?? 10,
+        heartbeatTick: o.heartbeatTick ?? 1,
+        ...o.raft,
+      })
+      this.store = store
+    } catch (err) {
+      this.state = 'stopped'
+      await store?.close().catch(() => {})
+      throw err
+    }
+    this.appliedIndex = this.node.status().applied
+    this.timer = setInterval(() => this.tick(), o.tickMs ?? 50)
+    this.timer.unref()
+  }
+
+  /**
+   * Stops the driver. Every queued or uncommitted proposal rejects with `AbortedError`.
+   * With `flush` (default) the Ready in progress completes (persist, send, apply) and the
+   * latest commit index is written; with `flush: false` (a crash, for tests) nothing more is
+   * sent or applied and in-memory state is dropped; only what was already fsynced survives.
+   */
+  async stop(options: { flush?: boolean } = {}): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return
+    const flush = options.flush ?? true
+    this.state = 'stopping'
+    this.killed = !flush
+    if (this.timer) clearInterval(this.timer)
+    this.rejectAll(new AbortedError('replica stopped'))
+    if (flush) await this.running?.catch(() => {})
+    const store = this.store
+    if (store) {
+      await this.withStorage(async () => {
+        if (flush) await store.flushHardState().catch(() => {})
+        await store.close()
+      }).catch(() => {})
+    }
+    this.state = 'stopped'
+  }
+
+  /**
+   * Proposes `data` (non-empty) for the log. Resolves with `{ index, term }` once the entry
+   * is committed (fsynced on a quorum) and applied here. Rejects with `NotLeaderError`
+   * (nothing appended; `leader` says where to go), `OverloadedError` (too many pending),
+   * `LeadershipLostError` (outcome unknown), `EntryOverwrittenError` (definitely not
+   * committed), `AbortedError` (driver stopped; outcome unknown if it was appended).
+   * Proposals made in one turn of the event loop go to the core as one `proposeBatch`.
+   */
+  propose(data: Uint8Array): Promise<ProposalResult> {
+    if (!(data instanceof Uint8Array) || data.length === 0)
+      return Promise.reject(new InvalidArgumentError('data must be a non-empty Uint8Array'))
+    return this.enqueue((w) => ({ ...w, kind: 'data', data }))
+  }
+
+  /**
+   * Proposes adding or removing one voter; resolves once the change is committed and applied
+   * here (membership updated, configuration persisted). Same errors as `propose`, plus the
+   * core's `ProposalDroppedError` while an earlier change is pending.
+   */
+  proposeConfChange(cc: ConfChange): Promise<ProposalResult> {
+    return this.enqueue((w) => ({ ...w, kind: 'conf', cc }))
+  }
+
+  /**
+   * Feeds bytes received from peer `from`. Malformed bytes, messages whose sender is not
+   * `from` or not addressed to us, and proposals from peers are dropped and counted; this
+   * never throws.
+   */
+  receive(from: NodeId, bytes: Uint8Array): void {
+    const node = this.node
+    if (node === undefined || this.state !== 'running') return
+    this.counters.received++
+    let m: ReturnType<typeof decodeMessage>
+    try {
+      m = decodeMessage(bytes)
+    } catch {
+      this.counters.malformed++
+      return
+    }
+    if (m.from !== from || m.to !== this.id || m.type === 'MsgProp') {
+      this.counters.misrouted++
+      return
+    }
+    try {
+      node.step(m)
+    } catch {
+      this.counters.stepErrors++
+    }
+    this.schedule()
+  }
+
+  /** Starts an election now (tests, or a preferred leader). */
+  campaign(): void {
+    this.node?.campaign()
+    this.schedule()
+  }
+
+  /** Asks the leader to hand leadership to `to`. */
+  transferLeader(to: NodeId): void {
+    this.node?.transferLeader(to)
+    this.schedule()
+  }
+
+  /**
+   * Compacts the raft log up to `index` (default: everything applied here): records a
+   * snapshot (empty data unless given) so memory is bounded; followers behind it are sent
+   * the snapshot. Serialized with the Ready loop's writes.
+   */
+  async compact(index = this.appliedIndex, data?: Uint8Array): Promise<void> {
+    const store = this.store
+    if (store === undefined) throw new AbortedError('replica not started')
+    if (index > this.appliedIndex) throw new InvalidArgumentError(`index ${index} is not applied yet`)
+    await this.withStorage(() => store.compact(index, store.confState(), data))
+  }
+
+  /** Current leader as this member knows it (null: none known). */
+  get leader(): NodeId | null {
+    return this.node?.raft.leader ?? null
+  }
+
+  /** Current role. */
+  get role(): Role {
+    return this.node?.raft.role ?? 'follower'
+  }
+
+  /** Highest index applied through `apply` in this process (or given as `applied`). */
+  get applied(): number {
+    return this.appliedIndex
+  }
+
+  /** The core's status (term, commit, progress...) plus the driver's counters. */
+  status(): Status & { stats: DriverStats; pending: number } {
+    if (this.node === undefined) throw new AbortedError('replica not started')
+    return {
+      ...this.node.status(),
+      stats: { ...this.counters },
+      pending: this.queue.length + this.pending.size,
+    }
+  }
+
+  /** The storage, for diagnostics and tests. */
+  get storage(): RaftLogStorage | undefined {
+    return this.store
+  }
+
+  private enqueue(make: (w: Waiter) => Queued): Promise<ProposalResult> {
+    const node = this.node
+    if (node === undefined || this.state !== 'running')
+      return Promise.reject(new AbortedError('replica is not running'))
+    const max = this.opts.maxPending ?? 4096
+    if (this.queue.length + this.pending.size >= max)
+      return Promise.reject(new OverloadedError(`${max} proposals pending on ${this.id}; retry later`))
+    if (node.raft.role !== 'leader') return Promise.reject(new NotLeaderError(node.raft.leader))
+    return new Promise<ProposalResult>((resolve, reject) => {
+      this.queue.push(make({ resolve, reject }))
+      this.schedule()
+    })
+  }
+
+  private tick(): void {
+    if (this.state !== 'running' || this.node === undefined) return
+    this.node.tick()
+    this.schedule()
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.running !== undefined) return
+    this.scheduled = true
+    queueMicrotask(() => {
+      this.scheduled = false
+      if (this.running === undefined && this.state === 'running') {
+        this.running = this.loop().finally(() => {
+          this.running = undefined
+        })
+      }
+    })
+  }
+
+  /** Hands queued proposals to the core: consecutive data proposals as one batch. */
+  private flushProposals(node: RawNode): void {
+    while (this.queue.length > 0) {
+      if (node.raft.role !== 'leader') {
+        const err = new NotLeaderError(node.raft.leader)
+        for (const q of this.queue.splice(0)) q.reject(err)
+        return
+      }
+      const head = this.queue[0]!
+      let batch: Queued[]
+      if (head.kind === 'conf') batch = this.queue.splice(0, 1)
+      else {
+        let n = 1
+        const max = this.opts.maxBatch ?? 1024
+        while (n < this.queue.length && n < max && this.queue[n]!.kind === 'data') n++
+        batch = this.queue.splice(0, n)
+      }
+      let r: ProposalResult | null
+      try {
+        r =
+          head.kind === 'conf'
+            ? node.proposeConfChange(head.cc)
+            : node.proposeBatch(batch.map((q) => (q as { data: Uint8Array }).data))
+      } catch (err) {
+        for (const q of batch) q.reject(err)
+        continue
+      }
+      if (r === null) {
+        const err = new NotLeaderError(node.raft.leader)
+        for (const q of batch) q.reject(err)
+        continue
+      }
+      this.counters.batches++
+      this.counters.proposals += batch.length
+      for (let i = 0; i < batch.length; i++) {
+        const q = batch[i]!
+        this.pending.set(r.index + i, { term: r.term, resolve: q.resolve, reject: q.reject })
+      }
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const node = this.node!
+    const store = this.store!
+    try {
+      while (this.state === 'running') {
+        this.flushProposals(node)
+        if (!node.hasReady()) break
+        const rd = node.ready()
+        this.counters.readies++
+        if (rd.softState) this.opts.onLeaderChange?.({ ...rd.softState, term: node.raft.term })
+        await this.withStorage(() => this.persist(store, rd))
+        if (this.killed) return
+        for (const m of rd.messages) {
+          try {
+            this.opts.send(m.to, encodeMessage(m))
+            this.counters.sent++
+          } catch {
+            this.counters.sendErrors++
+          }
+        }
+        await this.applyCommitted(node, store, rd.committedEntries)
+        if (this.killed) return
+        node.advance(rd)
+        if (node.raft.role !== 'leader' && this.pending.size > 0)
+          this.rejectPending(new LeadershipLostError(`${this.id} lost leadership; the outcome is unknown`))
+      }
+    } catch (err) {
+      if (this.killed) return
+      await this.fail(err)
+    }
+  }
+
+  private async persist(store: RaftLogStorage, rd: Ready): Promise<void> {
+    if (rd.snapshot) {
+      await store.applySnapshot(rd.snapshot)
+      await this.opts.restore?.(rd.snapshot)
+      this.appliedIndex = Math.max(this.appliedIndex, rd.snapshot.index)
+    }
+    const work: Promise<void>[] = []
+    if (rd.entries.length > 0) work.push(store.append(rd.entries)) // one append: one group commit
+    if (rd.hardState) work.push(store.setHardState(rd.hardState))
+    await Promise.all(work)
+  }
+
+  private async applyCommitted(node: RawNode, store: RaftLogStorage, ents: Entry[]): Promise<void> {
+    if (ents.length === 0) return
+    for (const e of ents) {
+      if (e.type !== 'confChange') continue
+      const cs = node.applyConfChange(e.data) // membership first, in log order
+      await this.withStorage(() => store.setConfState(cs, e.index))
+    }
+    if (this.killed) return
+    await this.opts.apply(ents)
+    if (this.killed) return
+    this.settle(ents)
+  }
+
+  /** Resolves or rejects the proposals waiting on applied entries. */
+  private settle(run: Entry[]): void {
+    for (const e of run) {
+      this.appliedIndex = e.index
+      const w = this.pending.get(e.index)
+      if (w === undefined) continue
+      this.pending.delete(e.index)
+      if (w.term === e.term) w.resolve({ index: e.index, term: e.term })
+      else
+        w.reject(
+          new EntryOverwrittenError(`entry ${e.index} was committed with term ${e.term}, not ${w.term}`),
+        )
+    }
+  }
+
+  private rejectPending(err: unknown): void {
+    for (const w of this.pending.values()) w.reject(err)
+    this.pending.clear()
+  }
+
+  private rejectAll(err: unknown): void {
+    for (const q of this.queue.splice(0)) q.reject(err)
+    this.rejectPending(err)
+  }
+
+  private async fail(err: unknown): Promise<void> {
+    if (this.state !== 'running') return
+    this.rejectAll(err)
+    this.opts.onError?.(err)
+    await this.stop({ flush: false })
+  }
+
+  /** Serializes storage mutations (Ready persistence, conf state, compaction). */
+  private withStorage<T>(f: () => Promise<T>): Promise<T> {
+    const p = this.storageLock.then(f)
+    this.storageLock = p.catch(() => {})
+    return p
+  }
+}

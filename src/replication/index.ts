@@ -1,0 +1,18 @@
+/**
+ * The replication layer of durable streams: Raft storage on the commit log and the driver
+ * loop around the Raft core. Transport-agnostic (bytes in, bytes out). See
+ * docs/replication.md.
+ */
+export {
+  type DriverStats,
+  type LeaderChange,
+  ReplicaDriver,
+  type ReplicaDriverOptions,
+} from './driver.js'
+export {
+  CorruptReplicaStateError,
+  EntryOverwrittenError,
+  LeadershipLostError,
+  NotLeaderError,
+} from './errors.js'
+export { type PersistedConfState, RaftLogStorage, type RaftLogStorageOptions } from './storage.js'
