@@ -5,14 +5,21 @@
  *   npm run bench                      # every part
  *   npm run bench -- --only request    # request-reply only (Plexus and NATS)
  *   npm run bench -- --only log        # the log part (bench/log.ts), if present
+ *   npm run bench -- --only pubsub     # pub/sub 1->1 and 1->5, Plexus and NATS (separate processes)
+ *   npm run bench -- --only broadcast  # broadcast to 5 members, beside NATS publish to 5 subscribers
+ *   npm run bench -- --only tunnel     # tunnel 1 KB / 64 KB, beside a raw libp2p stream
  *   npm run bench -- --quick           # shorter phases
  *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
+ *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel: 3 rounds side by side, best kept
+ *   npm run bench -- --profile DIR     # pubsub/broadcast/tunnel: Plexus senders and receivers
+ *                                      # run with --cpu-prof into DIR
  */
 import { existsSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { formatTunnelTable, runBroadcastPart, runPubsubPart, runTunnelPart } from './flow.js'
 import { NATS_INSTALL_HINT, type RequestFigures, runNatsRequestBench } from './nats.js'
 import { runPlexusRequestBench } from './request.js'
 import { formatTable, type Row, stopAllChildren } from './util.js'
@@ -20,7 +27,7 @@ import { formatTable, type Row, stopAllChildren } from './util.js'
 type LogRow = { name: string; value: number; unit: string; note?: string }
 type LogBench = (opts?: { quick?: boolean }) => Promise<LogRow[]>
 
-const PARTS = ['request', 'log'] as const
+const PARTS = ['request', 'pubsub', 'broadcast', 'tunnel', 'log'] as const
 type Part = (typeof PARTS)[number]
 
 /** 1-minute load average: other work on the machine skews every figure. */
@@ -124,11 +131,15 @@ async function main(): Promise<number> {
       quick: { type: 'boolean', default: false },
       'no-nats': { type: 'boolean', default: false },
       'profile-member': { type: 'string' },
+      profile: { type: 'string' },
+      rounds: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) {
-    console.log('usage: npm run bench -- [--only request|log] [--quick] [--no-nats] [--profile-member DIR]')
+    console.log(
+      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N]`,
+    )
     return 0
   }
   if (values.only !== undefined && !PARTS.includes(values.only as Part)) {
@@ -137,6 +148,11 @@ async function main(): Promise<number> {
   }
   const parts: Part[] = values.only ? [values.only as Part] : [...PARTS]
   const quick = values.quick === true
+  const rounds = values.rounds === undefined ? 1 : Number(values.rounds)
+  if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10) {
+    console.error(`--rounds must be an integer 1..10, got ${JSON.stringify(values.rounds)}`)
+    return 2
+  }
   console.log(
     `Plexus benchmark  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} cores  ` +
       `${(totalmem() / 2 ** 30).toFixed(1)} GiB  load ${loadAvg()}${quick ? '  (quick)' : ''}`,
@@ -158,6 +174,42 @@ async function main(): Promise<number> {
         console.log(
           '1 KB payload echo; requester in the bench process, 3 responders/members in 3 separate processes; ' +
             'NATS: one nats-server, queue group; Plexus: TCP loopback, noise, yamux.',
+        )
+      } else if (part === 'pubsub' || part === 'broadcast') {
+        const flowOpts = {
+          quick,
+          nats: values['no-nats'] !== true,
+          profileDir: values.profile,
+          rounds,
+          log: progress,
+        }
+        const { rows, notes } =
+          part === 'pubsub' ? await runPubsubPart(flowOpts) : await runBroadcastPart(flowOpts)
+        console.log(formatTable(rows))
+        for (const n of notes) console.log(`  ${n}`)
+        console.log(
+          part === 'pubsub'
+            ? '1 KB messages; publisher and each subscriber in its own process; the publisher sends as fast as ' +
+                'it can (Plexus: await publish(); NATS: publish() with a flush every 16,384), receive rate from ' +
+                "each subscriber's first to last message. NATS: one nats-server; Plexus: TCP loopback, noise, yamux."
+            : '1 KB messages; sender (not a member) and 5 members each in its own process. Plexus broadcast() has ' +
+                'no backpressure: the sender is paced by its own buffered memory (<= 64 MiB). NATS figures: publish ' +
+                'to 5 plain subscribers, the nearest NATS equivalent (NATS has no cluster broadcast).',
+        )
+      } else if (part === 'tunnel') {
+        const { rows, notes } = await runTunnelPart({
+          quick,
+          nats: false,
+          profileDir: values.profile,
+          rounds,
+          log: progress,
+        })
+        console.log(formatTunnelTable(rows))
+        for (const n of notes) console.log(`  ${n}`)
+        console.log(
+          'Opener (sender) and acceptor (receiver) in two processes; await tunnel.send() per message, receiver ' +
+            'iterates the tunnel. Raw: one libp2p stream between two processes, same libp2p config as ' +
+            'src/transport/libp2p.ts (buildLibp2p), send() + drain, receiver counts bytes.',
         )
       } else {
         const out = await runLogPart(quick)

@@ -223,6 +223,7 @@ export async function stopAllChildren(graceMs = 3000): Promise<void> {
 
 function fmt(v: number | undefined, unit: string): string {
   if (v === undefined || Number.isNaN(v)) return '-'
+  if (Number.isInteger(v) && v < 100) return `${v} ${unit}`
   const n = v >= 100 ? Math.round(v).toLocaleString('en-US') : v.toFixed(v >= 10 ? 1 : 2)
   return `${n} ${unit}`
 }
@@ -231,8 +232,8 @@ function fmt(v: number | undefined, unit: string): string {
 export function formatTable(rows: Row[]): string {
   const header = ['metric', 'Plexus', 'NATS', 'ratio', 'target']
   const body = rows.map((r) => {
-    const hasNats = r.nats !== undefined && !Number.isNaN(r.nats) && r.nats > 0
-    const ratio = hasNats ? `${(r.value / r.nats!).toFixed(2)}x` : '-'
+    const hasNats = r.nats !== undefined && !Number.isNaN(r.nats)
+    const ratio = hasNats && r.nats! > 0 ? `${(r.value / r.nats!).toFixed(2)}x` : '-'
     let target = '-'
     if (r.better && hasNats) {
       const met = r.better === 'lower' ? r.value <= r.nats! : r.value >= r.nats!
