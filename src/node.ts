@@ -155,6 +155,7 @@ class Node implements PlexusNode {
         }
       },
       changed: (_cluster, peer, added, entry) => {
+        this.broadcaster.invalidate()
         if (added && entry && peer !== self) this.dialer.dial(peer, entry.addrs)
         this.notifyChange()
       },

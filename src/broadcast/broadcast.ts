@@ -50,6 +50,8 @@ export class Broadcaster {
   private seq = 0
   private readonly served = new Map<string, Served>()
   private seen = new Set<string>()
+  /** Sorted recipients per cluster (cleared on membership change). */
+  private readonly targets = new Map<string, string[]>()
   private seenOld = new Set<string>()
 
   constructor(private readonly host: BroadcastHost) {}
@@ -62,26 +64,48 @@ export class Broadcaster {
     this.served.delete(cluster)
   }
 
-  /** Sends to every member reachable now; returns how many members it was handed to
-   * (this node included when it is a member). */
-  broadcast(cluster: string, data: Uint8Array): number {
+  /**
+   * Sends to every member reachable now; resolves to how many members it was handed to
+   * (this node included when it is a member), once every link it used has room again
+   * (backpressure: a fast broadcaster cannot grow link queues without bound).
+   */
+  async broadcast(cluster: string, data: Uint8Array): Promise<number> {
     this.seq = (this.seq + 1) >>> 0
     const id = `${this.host.self}/${this.seq}`
     this.remember(id)
-    const targets = this.host
-      .members(cluster)
-      .filter((m) => m !== this.host.self)
-      .sort()
+    let targets = this.targets.get(cluster)
+    if (!targets) {
+      targets = this.host
+        .members(cluster)
+        .filter((m) => m !== this.host.self)
+        .sort()
+      this.targets.set(cluster, targets)
+    }
     let local = 0
     if (this.served.has(cluster)) {
       this.deliver(cluster, this.host.self, data)
       local = 1
     }
-    return local + this.fanOut(this.host.self, this.seq, cluster, targets, data)
+    const full: Link[] = []
+    const sent = this.fanOut(this.host.self, this.seq, cluster, targets, data, full)
+    if (full.length > 0) await Promise.all(full.map((l) => l.writable().catch(() => {})))
+    return local + sent
+  }
+
+  /** Membership changed: forget cached recipient lists. */
+  invalidate(): void {
+    this.targets.clear()
   }
 
   /** Splits `targets` into groups and sends one frame per group head. */
-  private fanOut(origin: string, seq: number, cluster: string, targets: string[], data: Uint8Array): number {
+  private fanOut(
+    origin: string,
+    seq: number,
+    cluster: string,
+    targets: string[],
+    data: Uint8Array,
+    full?: Link[],
+  ): number {
     let sent = 0
     const groups = Math.min(BROADCAST_FANOUT, targets.length)
     for (let g = 0; g < groups; g++) {
@@ -96,13 +120,15 @@ export class Broadcaster {
       }
       const head = group[headIdx]!
       const delegates = group.filter((_, i) => i !== headIdx)
-      this.host.link(head)!.write((w) =>
+      const link = this.host.link(head)!
+      link.write((w) =>
         writeFrame(w, FrameType.Broadcast, (b) => {
           b.str(origin).u32(seq).str(cluster).u16(delegates.length)
           for (const d of delegates) b.str(d)
           b.bytes(data)
         }),
       )
+      if (full && link.full) full.push(link)
       sent += 1 + delegates.length
     }
     return sent

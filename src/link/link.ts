@@ -17,8 +17,9 @@ import { FRAME_HEADER_BYTES } from './frames.js'
 /** Called for each complete frame; throwing `DecodeError` resets the stream. */
 export type FrameHandler = (peer: string, type: number, body: BinaryReader) => void
 
-/** Frames are gathered into blocks of about this size; a full block leaves as it is. */
-export const LINK_BLOCK = 64 * 1024
+/** Frames are gathered into blocks of about this size (a little under one 65,507-byte noise
+ * message with 1 KB frames); a full block leaves as it is. */
+export const LINK_BLOCK = 60 * 1024
 
 /** The sending half of a peer link. */
 export class Link {

@@ -118,6 +118,10 @@ export class PubSub {
   private readonly remote = new Map<string, SubjectIndex<string>>()
   private readonly remotePatterns = new Map<string, Set<string>>()
   private routeCache = new Map<string, string[]>()
+  /** Local subscriptions matching a topic, cached until a subscription changes. */
+  private localCache = new Map<string, Sub[]>()
+  /** Scratch buffer for frames written to several peers. */
+  private readonly scratch = new BinaryWriter(4096)
 
   constructor(readonly host: PubSubHost) {}
 
@@ -129,6 +133,7 @@ export class PubSub {
     const sub = new Sub(pattern, handler, this)
     this.local.add(pattern, sub)
     this.subs.add(sub)
+    this.localCache.clear()
     const n = (this.patternCount.get(pattern) ?? 0) + 1
     this.patternCount.set(pattern, n)
     if (n === 1) this.sendInterest(InterestMode.Add, [pattern])
@@ -139,6 +144,7 @@ export class PubSub {
   remove(sub: Sub): void {
     this.local.delete(sub.pattern, sub)
     this.subs.delete(sub)
+    this.localCache.clear()
     const n = (this.patternCount.get(sub.pattern) ?? 1) - 1
     if (n > 0) this.patternCount.set(sub.pattern, n)
     else {
@@ -219,9 +225,10 @@ export class PubSub {
     if (peers.length > 0) {
       let frame: Uint8Array | undefined
       if (peers.length > 1) {
-        const w = new BinaryWriter(data.length + topic.length + 32)
-        writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers))
-        frame = w.finish()
+        // Encode once; every link copies the bytes into its own block.
+        this.scratch.reset()
+        writeFrame(this.scratch, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers))
+        frame = this.scratch.finish()
       }
       for (const peer of peers) {
         const link = this.host.link(peer)
@@ -237,8 +244,8 @@ export class PubSub {
       }
     }
     if (this.local.size > 0) {
-      const subs = this.local.match(topic)
-      if (subs.size > 0) {
+      const subs = this.localMatches(topic)
+      if (subs.length > 0) {
         const m: PubMessage = { topic, data, from: this.host.self }
         if (key) m.key = key
         if (headers) m.headers = headers
@@ -248,10 +255,21 @@ export class PubSub {
     return waits ? Promise.all(waits).then(() => {}) : undefined
   }
 
+  /** Local subscriptions matching `topic` (cached per topic). */
+  private localMatches(topic: string): Sub[] {
+    let subs = this.localCache.get(topic)
+    if (!subs) {
+      subs = [...this.local.match(topic)]
+      if (this.localCache.size >= ROUTE_CACHE_SIZE) this.localCache = new Map()
+      this.localCache.set(topic, subs)
+    }
+    return subs
+  }
+
   onPublish(peer: string, r: BinaryReader, maxData: number): void {
     const topic = readPublishTopic(r)
-    const subs = this.local.size > 0 ? this.local.match(topic) : undefined
-    if (!subs || subs.size === 0) {
+    const subs = this.local.size > 0 ? this.localMatches(topic) : undefined
+    if (!subs || subs.length === 0) {
       this.host.count('pubsub.unwanted')
       return
     }

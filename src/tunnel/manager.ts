@@ -28,6 +28,40 @@ interface Opening {
   cluster: string
 }
 
+/** Tunnel ends by peer, then tunnel id (no string key per data frame). */
+class EndTable {
+  private readonly byPeer = new Map<string, Map<number, TunnelEnd>>()
+  size = 0
+
+  get(peer: string, tid: number): TunnelEnd | undefined {
+    return this.byPeer.get(peer)?.get(tid)
+  }
+
+  set(peer: string, tid: number, end: TunnelEnd): void {
+    let m = this.byPeer.get(peer)
+    if (!m) this.byPeer.set(peer, (m = new Map()))
+    if (!m.has(tid)) this.size++
+    m.set(tid, end)
+  }
+
+  /** Removes the entry if it is still `end`. */
+  delete(peer: string, tid: number, end: TunnelEnd): void {
+    const m = this.byPeer.get(peer)
+    if (m?.get(tid) !== end) return
+    m.delete(tid)
+    this.size--
+    if (m.size === 0) this.byPeer.delete(peer)
+  }
+
+  ofPeer(peer: string): TunnelEnd[] {
+    return [...(this.byPeer.get(peer)?.values() ?? [])]
+  }
+
+  all(): TunnelEnd[] {
+    return [...this.byPeer.values()].flatMap((m) => [...m.values()])
+  }
+}
+
 /** What tunnels need from the node. */
 export interface TunnelHost {
   self: string
@@ -45,9 +79,9 @@ export interface TunnelHost {
 export class TunnelManager {
   private nextTid = 1
   /** Tunnels this node opened, by `${peer}/${tid}`. */
-  private readonly outgoing = new Map<string, TunnelEnd>()
+  private readonly outgoing = new EndTable()
   /** Tunnels this node accepted, by `${peer}/${tid}`. */
-  private readonly incoming = new Map<string, TunnelEnd>()
+  private readonly incoming = new EndTable()
   private readonly opening = new Map<string, Opening>()
   private readonly served = new Map<string, Served>()
 
@@ -145,18 +179,17 @@ export class TunnelManager {
 
   private makeEnd(tid: number, dir: number, peer: string, cluster: string, peerWindow: number): TunnelEnd {
     const table = dir === Dir.FromOpener ? this.outgoing : this.incoming
-    const key = `${peer}/${tid}`
     const end = new TunnelEnd(tid, dir, peer, cluster, peerWindow, TUNNEL_WINDOW, this.host.maxMessageSize, {
       link: () => this.host.link(peer),
       finished: () => {
-        if (table.get(key) === end) table.delete(key)
+        table.delete(peer, tid, end)
         if (dir === Dir.FromAcceptor) {
           const s = this.served.get(cluster)
           if (s && s.open > 0) s.open--
         }
       },
     })
-    table.set(key, end)
+    table.set(peer, tid, end)
     return end
   }
 
@@ -166,7 +199,6 @@ export class TunnelManager {
     if (dir > Dir.FromAcceptor) throw new DecodeError(`bad tunnel direction ${dir}`)
     // A frame from the opener concerns a tunnel we accepted, and vice versa.
     const table = dir === Dir.FromOpener ? this.incoming : this.outgoing
-    const key = `${peer}/${tid}`
     switch (type) {
       case 'open': {
         const cluster = r.str('cluster')
@@ -179,7 +211,7 @@ export class TunnelManager {
       case 'accept': {
         const window = r.u32('window')
         r.end('tunnel accept')
-        const o = this.opening.get(key)
+        const o = this.opening.get(`${peer}/${tid}`)
         if (!o) {
           // Accepted after we gave up: tell the acceptor to close it.
           this.host
@@ -194,7 +226,7 @@ export class TunnelManager {
         const flags = r.u8('flags')
         const chunk = r.bytes('chunk', 1 << 20)
         r.end('tunnel data')
-        const end = table.get(key)
+        const end = table.get(peer, tid)
         if (!end) return
         if (!end.onData((flags & 1) === 1, chunk)) end.fail(CloseReason.Error, 'flow control violated')
         return
@@ -202,16 +234,16 @@ export class TunnelManager {
       case 'credit': {
         const bytes = r.u32('credit')
         r.end('tunnel credit')
-        table.get(key)?.onCredit(bytes)
+        table.get(peer, tid)?.onCredit(bytes)
         return
       }
       case 'close': {
         const reason = r.u8('reason')
         const message = r.str('message')
         r.end('tunnel close')
-        const o = dir === Dir.FromAcceptor ? this.opening.get(key) : undefined
+        const o = dir === Dir.FromAcceptor ? this.opening.get(`${peer}/${tid}`) : undefined
         if (o) o.refuse(reason, message)
-        else table.get(key)?.onRemoteClose(reason, message)
+        else table.get(peer, tid)?.onRemoteClose(reason, message)
       }
     }
   }
@@ -244,9 +276,8 @@ export class TunnelManager {
   /** The link to a peer closed: every tunnel with it ends. */
   onLinkDown(peer: string): void {
     for (const table of [this.outgoing, this.incoming]) {
-      for (const [key, end] of [...table]) {
-        if (key.startsWith(`${peer}/`)) end.terminate(new TunnelClosedError(`tunnel peer ${peer} is gone`))
-      }
+      for (const end of table.ofPeer(peer))
+        end.terminate(new TunnelClosedError(`tunnel peer ${peer} is gone`))
     }
     for (const [, o] of [...this.opening]) if (o.peer === peer) o.refuse(CloseReason.NotMember, 'peer gone')
   }
@@ -254,7 +285,7 @@ export class TunnelManager {
   /** Ends every tunnel (node stopping). */
   closeAll(): void {
     for (const table of [this.outgoing, this.incoming]) {
-      for (const end of [...table.values()]) end.fail(CloseReason.Error, 'node stopping')
+      for (const end of table.all()) end.fail(CloseReason.Error, 'node stopping')
     }
   }
 }

@@ -204,13 +204,15 @@ export class BinaryReader {
 
   /** Bytes with a u32 length prefix; `max` bounds the length. */
   bytes(what = 'bytes', max = Number.MAX_SAFE_INTEGER): Uint8Array {
-    const n = this.u32(`${what} length`)
+    if (this.pos + 4 > this.buf.length) this.need(4, `${what} length`)
+    const n = this.u32()
     if (n > max) throw new DecodeError(`${what} of ${n} bytes exceeds ${max}`)
     return this.raw(n, what)
   }
 
   str(what = 'string'): string {
-    const n = this.u16(`${what} length`)
+    if (this.pos + 2 > this.buf.length) this.need(2, `${what} length`)
+    const n = this.u16()
     if (n <= 64 && this.pos + n <= this.buf.length) {
       // Fast path for short ASCII strings.
       const b = this.buf
