@@ -226,8 +226,8 @@ async function plexusSub(): Promise<void> {
 }
 
 /**
- * `broadcast()` resolves at once (no backpressure of its own), so the sender is paced by
- * its own buffered memory: after every 256 broadcasts it yields (links flush), and waits
+ * `broadcast()` waits while a link queue is full; the sender is also paced by its own
+ * buffered memory, as it was before broadcast had backpressure: after every 256 broadcasts it yields (links flush), and waits
  * while more than 64 MiB of array buffers are held (frames queued on links and sockets).
  */
 async function plexusBroadcastSender(): Promise<void> {

@@ -192,8 +192,8 @@ async function main(): Promise<number> {
             ? '1 KB messages; publisher and each subscriber in its own process; the publisher sends as fast as ' +
                 'it can (Plexus: await publish(); NATS: publish() with a flush every 16,384), receive rate from ' +
                 "each subscriber's first to last message. NATS: one nats-server; Plexus: TCP loopback, noise, yamux."
-            : '1 KB messages; sender (not a member) and 5 members each in its own process. Plexus broadcast() has ' +
-                'no backpressure: the sender is paced by its own buffered memory (<= 64 MiB). NATS figures: publish ' +
+            : '1 KB messages; sender (not a member) and 5 members each in its own process. Plexus: await broadcast(), ' +
+                'which waits while a link queue is full. NATS figures: publish ' +
                 'to 5 plain subscribers, the nearest NATS equivalent (NATS has no cluster broadcast).',
         )
       } else if (part === 'tunnel') {
