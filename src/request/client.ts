@@ -38,9 +38,6 @@ export interface ClientHost {
   count(counter: string): void
 }
 
-/** Request latency samples older than this (ms) give way to the link's heartbeat latency. */
-const STALE_SAMPLE_MS = 1000
-
 /** Reason used to end waits of a settled request (no DOMException per request). */
 const SETTLED = new Error('request settled')
 
@@ -92,8 +89,6 @@ class Pending {
 
 /** Per-member bookkeeping kept by the client. */
 interface MemberStats {
-  /** When `latencyMs` last got a request sample (local ms). */
-  sampledAt?: number
   outstanding: number
   latencyMs: number | null
 }
@@ -207,16 +202,15 @@ export class RequestClient {
 
   private candidates(p: Pick<Pending, 'cluster' | 'tried'>): Array<Candidate & { peer: string }> {
     const out: Candidate[] = []
-    const now = this.host.now()
     for (const peer of this.host.members(p.cluster)) {
       if (p.tried?.has(peer)) continue
       const local = peer === this.host.self
       if (!local && !this.host.link(peer)) continue
       const s = this.memberStats(peer)
-      // A member's request latency goes stale when it is not used (one slow reply must not
-      // starve it forever): after STALE_SAMPLE_MS the link's heartbeat latency stands in.
-      const fresh = s.latencyMs !== null && now - (s.sampledAt ?? 0) < STALE_SAMPLE_MS
-      const latency = local ? 0 : fresh ? s.latencyMs : (this.host.link(peer)?.latencyMs ?? s.latencyMs)
+      // Latency is the link's heartbeat round trip: the network distance to the member.
+      // Request round trips are not used here: under concurrency they measure queueing,
+      // which `outstanding` already accounts for, and a member would starve on one slow reply.
+      const latency = local ? 0 : (this.host.link(peer)?.latencyMs ?? null)
       out.push({ peer, outstanding: s.outstanding, latencyMs: latency })
     }
     return out
@@ -259,7 +253,6 @@ export class RequestClient {
       if (s.outstanding > 0) s.outstanding--
       const rtt = this.host.now() - p.sentAt
       s.latencyMs = s.latencyMs === null ? rtt : s.latencyMs + LATENCY_EWMA_ALPHA * (rtt - s.latencyMs)
-      s.sampledAt = this.host.now()
     }
     p.member = undefined
     if (f.status === ReplyStatus.Ok) {
