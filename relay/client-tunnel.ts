@@ -11,6 +11,7 @@ import { errorFromWire, InvalidArgumentError, TunnelClosedError } from '../src/e
 import { BoundedQueue } from '../src/pubsub/queue.js'
 import type { BinaryWriter } from '../src/util/binary.js'
 import { toPayload } from '../src/util/validate.js'
+import { Waiters } from '../src/util/waiters.js'
 import { Op } from './protocol.js'
 import { CloseKind, encodeTunnelClose } from './protocol-ext.js'
 
@@ -43,7 +44,7 @@ export function clientTunnelWindow(maxMessageSize: number): number {
 export class ClientTunnel implements RelayTunnel {
   private readonly inbox: BoundedQueue<Uint8Array>
   private unacked = 0
-  private waiters: Array<() => void> = []
+  private readonly senders = new Waiters()
   private sending: Promise<void> = Promise.resolve()
   private localClosed = false
   private remoteClosed = false
@@ -96,25 +97,11 @@ export class ClientTunnel implements RelayTunnel {
   }
 
   private waitCredit(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason)
-      const done = () => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }
-      const onAbort = () => {
-        this.waiters = this.waiters.filter((f) => f !== done)
-        reject(signal!.reason)
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.waiters.push(done)
-    })
+    return this.senders.wait(signal)
   }
 
   private wakeSenders(): void {
-    const ws = this.waiters
-    this.waiters = []
-    for (const w of ws) w()
+    this.senders.wakeAll()
   }
 
   async close(): Promise<void> {

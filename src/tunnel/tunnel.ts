@@ -16,6 +16,7 @@ import { InvalidArgumentError, TunnelClosedError } from '../errors.js'
 import type { Link } from '../link/link.js'
 import { BoundedQueue } from '../pubsub/queue.js'
 import { toBytes } from '../util/validate.js'
+import { Waiters } from '../util/waiters.js'
 import { CloseReason, TUNNEL_CHUNK, writeClose, writeCredit, writeData } from './frames.js'
 
 /** A received message and the credit it holds. */
@@ -56,7 +57,7 @@ export class TunnelEnd implements Tunnel {
   private unacked = 0
   /** Credit for fragments received while whole messages were waiting to be read. */
   private deferred = 0
-  private creditWaiters: Array<() => void> = []
+  private readonly senders = new Waiters()
   private sending: Promise<void> = Promise.resolve()
   /** We closed our sending direction. */
   private localClosed = false
@@ -132,25 +133,11 @@ export class TunnelEnd implements Tunnel {
   }
 
   private waitCredit(signal?: AbortSignal): Promise<void> {
-    return new Promise((resolve, reject) => {
-      if (signal?.aborted) return reject(signal.reason)
-      const done = () => {
-        signal?.removeEventListener('abort', onAbort)
-        resolve()
-      }
-      const onAbort = () => {
-        this.creditWaiters = this.creditWaiters.filter((f) => f !== done)
-        reject(signal!.reason)
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.creditWaiters.push(done)
-    })
+    return this.senders.wait(signal)
   }
 
   private wakeSenders(): void {
-    const ws = this.creditWaiters
-    this.creditWaiters = []
-    for (const w of ws) w()
+    this.senders.wakeAll()
   }
 
   /** The peer returned credit. */
