@@ -1,0 +1,477 @@
+/**
+ * `PartitionReplica`: one member's replica of one stream partition.
+ *
+ *   <dir>/raft/   the partition's Raft group (ReplicaDriver + RaftLogStorage, fsync 'always'):
+ *                 the write-ahead log; a data entry carries a batch of messages (batch.ts)
+ *   <dir>/data/   the partition log consumers read (commit log, fsync 'never'): committed
+ *                 messages at dense offsets from 0, each with the `px.ri` position header
+ *
+ * The state machine applies committed raft entries in index order: the k messages of entry
+ * `e` get offsets `next .. next + k - 1`, identical on every replica (same entries, same
+ * order, same timestamps fixed by the leader). The partition log needs no fsync: after a
+ * crash its tail may be missing or torn, and the last intact record says which raft index
+ * was applied last, so the rest is replayed from the raft log (entries at or below it are
+ * skipped: re-delivery is idempotent). A partition log that is missing or unreadable is
+ * rebuilt from the raft log. See docs/replication.md, "Partition replicas".
+ */
+import { mkdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
+import { CorruptLogError, type Log, type LogRecord, openLog, type ReplicaRecord } from '../log/index.js'
+import type { Entry, NodeId, Role, Snapshot } from '../raft/index.js'
+import { NotLeaderError, ReplicaDriver } from '../replication/index.js'
+import {
+  type BatchMessage,
+  decodeBatch,
+  decodePosition,
+  encodeBatch,
+  encodePosition,
+  messageSize,
+  POSITION_HEADER,
+  RESERVED_HEADER_PREFIX,
+} from './batch.js'
+import type {
+  PartitionMessage,
+  PartitionRecovery,
+  PartitionReplicaOptions,
+  PublishMessage,
+  PublishOptions,
+  PublishResult,
+} from './types.js'
+
+interface Publish {
+  messages: BatchMessage[]
+  bytes: number
+  resolve: (r: PublishResult) => void
+  reject: (err: unknown) => void
+}
+
+const DEFAULTS = { maxPendingMessages: 65_536, maxBatchMessages: 4096, maxBatchBytes: 1 << 20 }
+
+/**
+ * One replica of one stream partition. Ordering: total order per partition, offsets dense
+ * from 0, identical on every replica; the messages of one `publish` call are consecutive.
+ * Durability: a `publish` with `ack: 'all'` resolves only after its entry is fsynced on a
+ * majority (Raft commit) and applied here, so it survives the loss of any minority and a
+ * restart of every replica. Visibility: `read`/`waitForNew` see committed messages only.
+ */
+export class PartitionReplica {
+  readonly id: NodeId
+  private readonly opts: PartitionReplicaOptions
+  private driver: ReplicaDriver | undefined
+  private log: Log | undefined
+  private state: 'new' | 'running' | 'stopped' = 'new'
+  private appliedIndex = 0
+  private nextOffset = 0
+  private queue: Publish[] = []
+  private flushScheduled = false
+  private pendingMessages = 0
+  private inflight = 0
+  /** Offsets given to entries applied while proposals were in flight (index → first offset). */
+  private readonly spans = new Map<number, number>()
+  private recoveryReport: PartitionRecovery = {
+    appliedIndex: 0,
+    droppedPartialRecords: 0,
+    rebuilt: undefined,
+  }
+  /** Entries whose payload did not decode (skipped identically on every replica). */
+  skippedEntries = 0
+
+  constructor(opts: PartitionReplicaOptions) {
+    if (typeof opts.id !== 'string' || opts.id === '')
+      throw new InvalidArgumentError('id must be a non-empty string')
+    if (typeof opts.dir !== 'string' || opts.dir === '') throw new InvalidArgumentError('dir must be a path')
+    if (!Array.isArray(opts.voters) || opts.voters.length === 0)
+      throw new InvalidArgumentError('voters must be a non-empty array')
+    for (const k of ['maxPendingMessages', 'maxBatchMessages', 'maxBatchBytes'] as const) {
+      const v = opts[k]
+      if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
+        throw new InvalidArgumentError(`${k} must be a positive integer, got ${v}`)
+    }
+    this.id = opts.id
+    this.opts = opts
+  }
+
+  /**
+   * Opens the partition log (repairing a half-applied tail, or rebuilding it when missing or
+   * corrupt), then the raft group, which replays committed entries after the last applied
+   * one. Rejects when the raft state cannot be opened (`CorruptReplicaStateError`).
+   */
+  async start(): Promise<void> {
+    if (this.state !== 'new') throw new InvalidArgumentError('a partition replica starts once')
+    this.state = 'running'
+    await mkdir(this.opts.dir, { recursive: true })
+    try {
+      this.log = await this.openPartitionLog()
+      const o = this.opts
+      this.driver = new ReplicaDriver({
+        ...o.driver,
+        id: o.id,
+        dir: join(o.dir, 'raft'),
+        voters: o.voters,
+        send: o.send,
+        applied: this.appliedIndex,
+        apply: (entries) => this.apply(entries),
+        restore: (snap) => this.restore(snap),
+      })
+      await this.driver.start()
+    } catch (err) {
+      this.state = 'stopped'
+      await this.log?.close().catch(() => {})
+      throw err
+    }
+  }
+
+  /**
+   * Stops the replica: queued and uncommitted publishes reject (`AbortedError`: outcome
+   * unknown if already proposed). `flush: false` simulates a crash (tests): nothing more is
+   * sent or applied; the partition log keeps what was written (the OS has it).
+   */
+  async stop(options: { flush?: boolean } = {}): Promise<void> {
+    if (this.state === 'stopped') return
+    this.state = 'stopped'
+    const err = new AbortedError('partition replica stopped')
+    for (const p of this.queue.splice(0)) p.reject(err)
+    await this.driver?.stop(options)
+    await this.log?.close().catch(() => {})
+  }
+
+  /**
+   * Appends `messages` (non-empty) on the leader. Resolves with their offsets, consecutive,
+   * once their raft entry is committed and applied here (see `PublishOptions.ack`).
+   * Concurrent calls are batched into one raft entry (up to `maxBatchMessages` /
+   * `maxBatchBytes`). Rejects with `NotLeaderError` (nothing appended; `.leader` is the hint),
+   * `OverloadedError` (more than `maxPendingMessages` pending), `InvalidArgumentError`, and,
+   * with an unknown outcome (it may still commit: retry only if duplicates are acceptable),
+   * `LeadershipLostError` or `AbortedError`.
+   */
+  publish(messages: readonly PublishMessage[], options: PublishOptions): Promise<PublishResult> {
+    let batch: BatchMessage[]
+    try {
+      if (options?.ack !== 'all' && options?.ack !== 'leader')
+        throw new InvalidArgumentError(`ack must be 'leader' or 'all', got ${String(options?.ack)}`)
+      batch = this.validate(messages)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const driver = this.driver
+    if (this.state !== 'running' || driver === undefined)
+      return Promise.reject(new AbortedError('partition replica is not running'))
+    if (driver.role !== 'leader') return Promise.reject(new NotLeaderError(driver.leader))
+    const max = this.opts.maxPendingMessages ?? DEFAULTS.maxPendingMessages
+    if (this.pendingMessages + batch.length > max)
+      return Promise.reject(new OverloadedError(`${max} messages pending on partition replica ${this.id}`))
+    let bytes = 0
+    for (const m of batch) bytes += messageSize(m)
+    this.pendingMessages += batch.length
+    return new Promise<PublishResult>((resolve, reject) => {
+      const done = () => (this.pendingMessages -= batch.length)
+      this.queue.push({
+        messages: batch,
+        bytes,
+        resolve: (r) => {
+          done()
+          resolve(r)
+        },
+        reject: (e) => {
+          done()
+          reject(e)
+        },
+      })
+      if (!this.flushScheduled) {
+        this.flushScheduled = true
+        queueMicrotask(() => this.flush())
+      }
+    })
+  }
+
+  /**
+   * Committed messages with offset >= `fromOffset`, in offset order, up to `maxBytes`
+   * (default 1 MiB; the first message is returned even when larger) or `maxRecords`.
+   * Below `earliest()` reading starts at the earliest message; past the end it returns [].
+   */
+  async read(
+    fromOffset: number,
+    opts: { maxBytes?: number; maxRecords?: number } = {},
+  ): Promise<PartitionMessage[]> {
+    const recs = await this.openLog().read(fromOffset, opts)
+    return recs.map(toMessage)
+  }
+
+  /**
+   * Resolves with the latest committed offset once it exceeds `afterOffset` (at once if it
+   * already does). Rejects with `AbortedError` on `signal`, `LogClosedError` on stop.
+   */
+  waitForNew(afterOffset: number, signal?: AbortSignal): Promise<number> {
+    return this.openLog().waitForNew(afterOffset, signal)
+  }
+
+  /** Lowest offset that may still be present. */
+  earliest(): number {
+    return this.openLog().earliestOffset()
+  }
+
+  /** Highest committed offset applied on this replica; -1 when empty. */
+  latest(): number {
+    return this.openLog().latestOffset()
+  }
+
+  /** Current leader as this member knows it (null: none known). */
+  get leader(): NodeId | null {
+    return this.driver?.leader ?? null
+  }
+
+  /** Current role in the partition's raft group. */
+  get role(): Role {
+    return this.driver?.role ?? 'follower'
+  }
+
+  /** Feeds bytes received from peer `from` to the raft group; never throws. */
+  receive(from: NodeId, bytes: Uint8Array): void {
+    this.driver?.receive(from, bytes)
+  }
+
+  /** What `start` found in the partition log. */
+  get recovery(): PartitionRecovery {
+    return this.recoveryReport
+  }
+
+  /** Last raft index applied to the partition log, next offset, and the driver's status. */
+  status(): {
+    appliedIndex: number
+    nextOffset: number
+    pendingMessages: number
+    raft: ReturnType<ReplicaDriver['status']>
+  } {
+    if (this.driver === undefined) throw new AbortedError('partition replica not started')
+    return {
+      appliedIndex: this.appliedIndex,
+      nextOffset: this.nextOffset,
+      pendingMessages: this.pendingMessages,
+      raft: this.driver.status(),
+    }
+  }
+
+  /** The driver (campaign, transfer, diagnostics, tests). */
+  get raft(): ReplicaDriver | undefined {
+    return this.driver
+  }
+
+  private openLog(): Log {
+    if (this.log === undefined) throw new AbortedError('partition replica not started')
+    return this.log
+  }
+
+  private validate(messages: readonly PublishMessage[]): BatchMessage[] {
+    if (!Array.isArray(messages) || messages.length === 0)
+      throw new InvalidArgumentError('messages must be a non-empty array')
+    const now = (this.opts.now ?? Date.now)()
+    return messages.map((m, i) => {
+      if (m === null || typeof m !== 'object')
+        throw new InvalidArgumentError(`messages[${i}] must be an object`)
+      const value = bytesOf(m.value, `messages[${i}].value`)
+      const out: BatchMessage = { value, timestamp: now }
+      if (m.key !== undefined) out.key = bytesOf(m.key, `messages[${i}].key`)
+      if (m.timestamp !== undefined) {
+        if (!Number.isSafeInteger(m.timestamp) || m.timestamp < 0)
+          throw new InvalidArgumentError(`messages[${i}].timestamp must be a non-negative integer (ms)`)
+        out.timestamp = m.timestamp
+      }
+      if (m.headers !== undefined) {
+        if (m.headers === null || typeof m.headers !== 'object')
+          throw new InvalidArgumentError(`messages[${i}].headers must be an object`)
+        for (const [k, v] of Object.entries(m.headers)) {
+          if (k.startsWith(RESERVED_HEADER_PREFIX))
+            throw new InvalidArgumentError(
+              `messages[${i}].headers: names starting with "px." are reserved (${k})`,
+            )
+          if (!(v instanceof Uint8Array))
+            throw new InvalidArgumentError(`messages[${i}].headers.${k} must be a Uint8Array`)
+        }
+        if (Object.keys(m.headers).length > 0) out.headers = m.headers
+      }
+      return out
+    })
+  }
+
+  /** Turns queued publishes into raft proposals, whole publish calls per entry. */
+  private flush(): void {
+    this.flushScheduled = false
+    const driver = this.driver
+    const maxMsgs = this.opts.maxBatchMessages ?? DEFAULTS.maxBatchMessages
+    const maxBytes = this.opts.maxBatchBytes ?? DEFAULTS.maxBatchBytes
+    while (this.queue.length > 0) {
+      let n = 1
+      let msgs = this.queue[0]!.messages.length
+      let bytes = this.queue[0]!.bytes
+      while (n < this.queue.length) {
+        const q = this.queue[n]!
+        if (msgs + q.messages.length > maxMsgs || bytes + q.bytes > maxBytes) break
+        msgs += q.messages.length
+        bytes += q.bytes
+        n++
+      }
+      const group = this.queue.splice(0, n)
+      if (driver === undefined || this.state !== 'running') {
+        for (const p of group) p.reject(new AbortedError('partition replica stopped'))
+        continue
+      }
+      const data = encodeBatch(group.flatMap((p) => p.messages))
+      this.inflight++
+      driver
+        .propose(data)
+        .then(({ index }) => {
+          const first = this.spans.get(index)
+          for (const k of this.spans.keys()) {
+            if (k > index) break
+            this.spans.delete(k)
+          }
+          if (first === undefined) {
+            const err = new AbortedError(`entry ${index} committed but was not applied as a batch`)
+            for (const p of group) p.reject(err)
+            return
+          }
+          let off = first
+          for (const p of group) {
+            p.resolve({ firstOffset: off, lastOffset: off + p.messages.length - 1 })
+            off += p.messages.length
+          }
+        })
+        .catch((err) => {
+          for (const p of group) p.reject(err)
+        })
+        .finally(() => {
+          if (--this.inflight === 0) this.spans.clear()
+        })
+    }
+  }
+
+  /** The state machine: committed entries, in index order, possibly re-delivered. */
+  private async apply(entries: Entry[]): Promise<void> {
+    const log = this.openLog()
+    const records: ReplicaRecord[] = []
+    let offset = this.nextOffset
+    let last = this.appliedIndex
+    const spans: Array<[number, number]> = []
+    for (const e of entries) {
+      if (e.index <= last) continue // re-delivered after a restart: already in the partition log
+      last = e.index
+      if (e.type !== 'normal' || e.data.length === 0) continue // conf change, leader no-op
+      let batch: BatchMessage[]
+      try {
+        batch = decodeBatch(e.data)
+      } catch {
+        this.skippedEntries++ // same bytes on every replica: skipped everywhere alike
+        continue
+      }
+      if (this.inflight > 0) spans.push([e.index, offset])
+      for (let pos = 0; pos < batch.length; pos++) {
+        const m = batch[pos]!
+        const headers = {
+          ...m.headers,
+          [POSITION_HEADER]: encodePosition({ index: e.index, pos, count: batch.length }),
+        }
+        records.push({
+          offset: offset++,
+          timestamp: m.timestamp,
+          term: e.term,
+          key: m.key,
+          value: m.value,
+          headers,
+        })
+      }
+    }
+    if (records.length > 0) await log.appendAt(records)
+    this.nextOffset = offset
+    this.appliedIndex = last
+    for (const [i, first] of spans) this.spans.set(i, first)
+  }
+
+  /** Snapshots carry no partition data yet: installing one cannot be completed here. */
+  private restore(snap: Snapshot): void {
+    if (snap.index <= this.appliedIndex) return
+    throw new InvalidArgumentError(
+      `snapshot at raft index ${snap.index} is past the partition log (applied ${this.appliedIndex}); ` +
+        'partition catch-up from a snapshot is not implemented',
+    )
+  }
+
+  /** Opens `data/`, derives the applied raft index, rebuilds it when it cannot be trusted. */
+  private async openPartitionLog(): Promise<Log> {
+    const dir = join(this.opts.dir, 'data')
+    const open = () => openLog({ dir, fsync: 'never', segmentBytes: this.opts.segmentBytes })
+    let log: Log | undefined
+    let rebuilt: string | undefined
+    try {
+      log = await open()
+      if (this.opts.verifyOnStart) await verify(log)
+      const tail = await this.recoverTail(log)
+      this.recoveryReport = { appliedIndex: tail.applied, droppedPartialRecords: tail.dropped, rebuilt }
+      return log
+    } catch (err) {
+      if (!(err instanceof CorruptLogError) && !(err instanceof TrustError)) throw err
+      rebuilt = err.message
+    }
+    await log?.close().catch(() => {})
+    await rm(dir, { recursive: true, force: true })
+    log = await open()
+    this.appliedIndex = 0
+    this.nextOffset = 0
+    this.recoveryReport = { appliedIndex: 0, droppedPartialRecords: 0, rebuilt }
+    return log
+  }
+
+  /** Reads the last record's position; drops a half-applied batch so it is re-applied whole. */
+  private async recoverTail(log: Log): Promise<{ applied: number; dropped: number }> {
+    const lastOffset = log.latestOffset()
+    this.appliedIndex = 0
+    this.nextOffset = 0
+    if (lastOffset < 0) return { applied: 0, dropped: 0 }
+    const [rec] = await log.read(lastOffset, { maxRecords: 1 })
+    const p = rec?.offset === lastOffset ? decodePosition(rec.headers?.[POSITION_HEADER]) : undefined
+    if (p === undefined)
+      throw new TrustError(`last partition record ${lastOffset} has no valid position header`)
+    let dropped = 0
+    let applied = p.index
+    if (p.pos !== p.count - 1) {
+      dropped = p.pos + 1
+      await log.truncateAfter(lastOffset - dropped)
+      applied = p.index - 1
+    }
+    this.appliedIndex = applied
+    this.nextOffset = log.latestOffset() + 1
+    return { applied, dropped }
+  }
+}
+
+/** The partition log's content contradicts what the state machine writes. */
+class TrustError extends Error {}
+
+/** Reads the whole log once (every record's CRC is checked); throws `CorruptLogError`. */
+async function verify(log: Log): Promise<void> {
+  let next = log.earliestOffset()
+  const end = log.latestOffset()
+  while (next <= end) {
+    const recs = await log.read(next, { maxBytes: 4 << 20 })
+    if (recs.length === 0) break
+    for (const r of recs)
+      if (r.offset !== next++) throw new TrustError(`partition log offsets not dense at ${r.offset}`)
+  }
+}
+
+function toMessage(r: LogRecord): PartitionMessage {
+  let headers = r.headers
+  if (headers !== undefined && POSITION_HEADER in headers) {
+    const { [POSITION_HEADER]: _, ...rest } = headers
+    headers = Object.keys(rest).length > 0 ? rest : undefined
+  }
+  return { offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value, headers }
+}
+
+const enc = new TextEncoder()
+
+function bytesOf(v: unknown, what: string): Uint8Array {
+  if (v instanceof Uint8Array) return v
+  if (typeof v === 'string') return enc.encode(v)
+  throw new InvalidArgumentError(`${what} must be a Uint8Array or a string`)
+}

@@ -1,0 +1,76 @@
+/**
+ * Public types of a partition replica: messages in and out, options, recovery report.
+ */
+import type { NodeId } from '../raft/index.js'
+import type { ReplicaDriverOptions } from '../replication/index.js'
+
+/** A message given to `publish`. Strings are sent as UTF-8. */
+export interface PublishMessage {
+  key?: Uint8Array | string
+  value: Uint8Array | string
+  /** Header names starting with `px.` are reserved. */
+  headers?: Record<string, Uint8Array>
+  /** Milliseconds since the epoch; default: the leader's clock when `publish` is called. */
+  timestamp?: number
+}
+
+/** Options of `publish`. */
+export interface PublishOptions {
+  /**
+   * `'all'`: resolve once committed (fsynced on a majority of the replicas) and applied to
+   * this leader's partition log. `'leader'`: currently the same as `'all'` (the driver has no
+   * "persisted on the leader" hook yet; see docs/replication.md).
+   */
+  ack: 'leader' | 'all'
+}
+
+/** Offsets given to the messages of one `publish` call: consecutive, in call order. */
+export interface PublishResult {
+  firstOffset: number
+  lastOffset: number
+}
+
+/** A committed message read back. Bytes are views into a buffer owned by the caller. */
+export interface PartitionMessage {
+  offset: number
+  timestamp: number
+  key: Uint8Array | undefined
+  value: Uint8Array
+  headers: Record<string, Uint8Array> | undefined
+}
+
+/** Options of `PartitionReplica`. */
+export interface PartitionReplicaOptions {
+  /** This member's id (its peer id). */
+  id: NodeId
+  /** Replica directory: `raft/` and `data/` are created inside. */
+  dir: string
+  /** Bootstrap voters (ignored once the raft directory holds a configuration). */
+  voters: NodeId[]
+  /** Sends bytes to a peer; must not throw (see `ReplicaDriverOptions.send`). */
+  send: (to: NodeId, bytes: Uint8Array) => void
+  /** Most messages queued or awaiting commit in `publish`; more get `OverloadedError` (65,536). */
+  maxPendingMessages?: number
+  /** Most messages per raft entry (default 4,096; one publish call is never split). */
+  maxBatchMessages?: number
+  /** Most encoded bytes per raft entry (default 1 MiB; one publish call is never split). */
+  maxBatchBytes?: number
+  /** Scan the whole partition log on start; rebuild it from the raft log if it is corrupt. */
+  verifyOnStart?: boolean
+  /** Segment size of the partition log (default: the commit log's default). */
+  segmentBytes?: number
+  /** Clock for default timestamps (default `Date.now`). */
+  now?: () => number
+  /** Passed to the driver (ticks, election, randomness, raft knobs, callbacks). */
+  driver?: Omit<ReplicaDriverOptions, 'id' | 'dir' | 'voters' | 'send' | 'apply' | 'restore' | 'applied'>
+}
+
+/** What `start` found and repaired in the partition log. */
+export interface PartitionRecovery {
+  /** The raft index the partition log had applied (0: none). */
+  appliedIndex: number
+  /** Records of a half-applied batch removed from the tail (re-applied from the raft log). */
+  droppedPartialRecords: number
+  /** Why the partition log was discarded and rebuilt from the raft log, if it was. */
+  rebuilt: string | undefined
+}
