@@ -16,6 +16,7 @@ import { LinkManager } from './link/manager.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
 import { PubSub } from './pubsub/pubsub.js'
 import { checkTopic } from './pubsub/subject.js'
+import { RaftTransport } from './replication/transport.js'
 import { RequestClient } from './request/client.js'
 import { type RequestHandler, RequestServer } from './request/server.js'
 import { loadIdentity } from './transport/identity.js'
@@ -66,6 +67,16 @@ export async function createNode(options: NodeOptions = {}): Promise<PlexusNode>
   return node
 }
 
+/**
+ * Internal seams of a node for the layers built on it (durable streams) and their tests:
+ * the Raft transport over links and the proven members of a cluster. Not part of the
+ * public API.
+ */
+export function nodeInternals(node: PlexusNode): { raft: RaftTransport; members(cluster: string): string[] } {
+  if (!(node instanceof Node)) throw new InvalidArgumentError('not a node made by createNode')
+  return { raft: node.raft, members: (c) => node.membersOf(c) }
+}
+
 class Node implements PlexusNode {
   private libp2p!: PlexusLibp2p
   private links!: LinkManager
@@ -76,6 +87,8 @@ class Node implements PlexusNode {
   private broadcaster!: Broadcaster
   private tunnels!: TunnelManager
   private dialer!: Dialer
+  /** Raft traffic of every group this node takes part in (internal; see nodeInternals). */
+  raft!: RaftTransport
   private relayServer: RelayServer | undefined
   private readonly counters: Record<string, number> = {}
   private changeWaiters: Array<() => void> = []
@@ -135,6 +148,7 @@ class Node implements PlexusNode {
     })
     this.pubsub = new PubSub({ self, links: () => this.links.all(), link, count })
     this.broadcaster = new Broadcaster({ self, members, link, count })
+    this.raft = new RaftTransport({ sendTo: (p, enc) => this.sendTo(p, enc), count })
     this.tunnels = new TunnelManager({
       self,
       link,
@@ -262,6 +276,9 @@ class Node implements PlexusNode {
       case FrameType.TunnelCredit:
         this.tunnels.onFrame('credit', peer, body)
         return
+      case FrameType.Raft:
+        this.raft.onFrame(peer, body)
+        return
       case FrameType.TunnelClose:
         this.tunnels.onFrame('close', peer, body)
         return
@@ -300,6 +317,11 @@ class Node implements PlexusNode {
       signal.addEventListener('abort', onAbort, { once: true })
       this.changeWaiters.push(done)
     })
+  }
+
+  /** Proven members of a cluster (peer ids). */
+  membersOf(cluster: string): string[] {
+    return this.directory.members(cluster).map((m) => m.peer)
   }
 
   private assertRunning(): void {

@@ -38,6 +38,8 @@ export const FrameType = {
   TunnelData: 12,
   TunnelCredit: 13,
   TunnelClose: 14,
+  /** A Raft message of one group; body in replication/transport.ts. */
+  Raft: 15,
 } as const
 
 /** Reply status codes. */

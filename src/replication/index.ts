@@ -16,3 +16,4 @@ export {
   NotLeaderError,
 } from './errors.js'
 export { type PersistedConfState, RaftLogStorage, type RaftLogStorageOptions } from './storage.js'
+export { MAX_RAFT_FRAME, RaftTransport, type RaftTransportHost } from './transport.js'
