@@ -459,6 +459,7 @@ class Node implements PlexusNode {
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
     counters['pubsub.queueDropped'] = ps.dropped
+    counters['pubsub.peerPatterns'] = ps.patternsFromPeers
     counters['tunnels.open'] = this.tunnels.openCount
     if (this.relayServer) {
       const r = this.relayServer.stats()

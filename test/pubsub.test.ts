@@ -76,6 +76,15 @@ describe('pub/sub', () => {
     expect(s.status().counters['pubsub.unwanted'] ?? 0).toBe(unwantedBefore)
   })
 
+  it("a subscriber's death withdraws its interest at the publisher", async () => {
+    const [p, s] = await startNodes(2)
+    s.subscribe('gone.*', () => {})
+    await waitFor(() => p.status().counters['pubsub.peerPatterns'] === 1, 2000, 'interest at the publisher')
+    await s.stop()
+    await waitFor(() => p.status().counters['pubsub.peerPatterns'] === 0, 5000, 'interest withdrawn')
+    await p.publish('gone.x', 'nobody')
+  })
+
   it('interest reaches a publisher within 2 s of subscribe', async () => {
     const [p, s] = await startNodes(2)
     await waitFor(() => p.status().peers.length === 1)
