@@ -4,7 +4,29 @@
  * "Partition replicas".
  */
 export { POSITION_HEADER, RESERVED_HEADER_PREFIX } from './batch.js'
+export {
+  type CreateStream,
+  type DeleteStream,
+  decodeCommand,
+  encodeCommand,
+  MAX_PARTITIONS,
+  MAX_REMEMBERED_REQUESTS,
+  MAX_REPLICAS,
+  type MetaCommand,
+  type MetaResult,
+  metaResultError,
+  type RetentionPolicy,
+  StreamCatalog,
+  type StreamConfig,
+  type StreamMeta,
+  type StreamSpec,
+  sameSpec,
+  subjectsOverlap,
+  type UpdatePlacement,
+  validateStreamConfig,
+} from './metadata.js'
 export { PartitionReplica } from './partition.js'
+export { placeStream } from './placement.js'
 export type {
   PartitionMessage,
   PartitionRecovery,
