@@ -1,6 +1,6 @@
 /**
  * One peer's link: a long-lived outbound libp2p stream that carries every frame this node
- * sends to that peer, written in batches. Frames are encoded straight into 64 KiB blocks;
+ * sends to that peer, written in batches. Frames are encoded straight into ~64 KiB blocks;
  * full blocks and, at the end of each event-loop turn, the partial one are handed to the
  * stream, so frames queued in one turn leave together. When the stream pushes back
  * (`send()` false) blocks wait, bounded by `maxQueuedBytes`, until `drain`. Frames from the
@@ -17,14 +17,26 @@ import { FRAME_HEADER_BYTES } from './frames.js'
 /** Called for each complete frame; throwing `DecodeError` resets the stream. */
 export type FrameHandler = (peer: string, type: number, body: BinaryReader) => void
 
-/** Frames are gathered into blocks of about this size (a little under one 65,507-byte noise
- * message with 1 KB frames); a full block leaves as it is. */
-export const LINK_BLOCK = 60 * 1024
+/** Frames are gathered into blocks of exactly this size: one yamux data frame that fills one
+ * noise message (65,535 − 16 tag − 12 yamux header = 65,507 bytes). A full block leaves as
+ * it is; a frame that crosses the end of a block continues in the next one (the reader
+ * joins it), so large frames never make yamux or noise split a write into a full and a
+ * tiny piece. */
+export const LINK_BLOCK = 65_535 - 16 - 12
+
+/** Buffer size of a block writer: one block plus room for the frame that overflows it. */
+const WRITER_BYTES = LINK_BLOCK + 8 * 1024
+
+/** A plain Uint8Array over memory that is not zero-filled (the caller overwrites it all). */
+function uninitialized(n: number): Uint8Array {
+  const b = Buffer.allocUnsafeSlow(n)
+  return new Uint8Array(b.buffer, b.byteOffset, n)
+}
 
 /** The sending half of a peer link. */
 export class Link {
   /** The block frames are being written into. */
-  private w = new BinaryWriter(LINK_BLOCK + 8 * 1024)
+  private w = new BinaryWriter(WRITER_BYTES)
   /** Full blocks waiting to be sent, in order. */
   private sealed: Uint8Array[] = []
   private sealedBytes = 0
@@ -75,17 +87,37 @@ export class Link {
     const before = this.w.length
     encode(this.w)
     this.queuedTotal += this.w.length - before
-    if (this.w.length >= LINK_BLOCK) {
-      const block = this.w.finish()
-      this.sealed.push(block)
-      this.sealedBytes += block.length
-      this.w = new BinaryWriter(LINK_BLOCK + 8 * 1024)
-    }
+    if (this.w.length >= LINK_BLOCK) this.seal()
     if (!this.scheduled && !this.waitingDrain) {
       this.scheduled = true
       setImmediate(this.flushCb)
     }
     return this.queuedTotal
+  }
+
+  /**
+   * Moves full blocks out of the writer (copied into buffers that are not zero-filled
+   * first) and keeps what lies past the last one at the start of the writer, whose buffer
+   * is reused (unless a very large frame grew it).
+   */
+  private seal(): void {
+    const data = this.w.finish()
+    let off = 0
+    while (data.length - off >= LINK_BLOCK) {
+      const block = uninitialized(LINK_BLOCK)
+      block.set(data.subarray(off, off + LINK_BLOCK))
+      this.sealed.push(block)
+      this.sealedBytes += LINK_BLOCK
+      off += LINK_BLOCK
+    }
+    const rest = data.subarray(off)
+    if (this.w.capacity > 2 * WRITER_BYTES) {
+      this.w = new BinaryWriter(Math.max(WRITER_BYTES, rest.length + 1024))
+    } else {
+      this.w.reset()
+    }
+    // Overlapping source and target are fine: `set` copies the source first.
+    if (rest.length > 0) this.w.raw(rest)
   }
 
   /** True once the frame with this ticket has been handed to the stream. */
@@ -218,7 +250,7 @@ export function readFrames(stream: Stream, peer: string, maxFrameSize: number, h
       const len = frameLength(buf, pos)
       const total = FRAME_HEADER_BYTES + len
       if (end - pos < total) {
-        partial = new Uint8Array(total)
+        partial = uninitialized(total)
         partial.set(buf.subarray(pos))
         filled = end - pos
         return

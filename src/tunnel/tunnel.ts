@@ -15,15 +15,15 @@
 import { InvalidArgumentError, TunnelClosedError } from '../errors.js'
 import type { Link } from '../link/link.js'
 import { BoundedQueue } from '../pubsub/queue.js'
+import type { BinaryWriter } from '../util/binary.js'
 import { toBytes } from '../util/validate.js'
 import { Waiters } from '../util/waiters.js'
 import { CloseReason, TUNNEL_CHUNK, writeClose, writeCredit, writeData } from './frames.js'
 
-/** A received message and the credit it holds. */
-interface Inbound {
-  data: Uint8Array
-  credit: number
-}
+const EMPTY = new Uint8Array(0)
+const RESOLVED: Promise<void> = Promise.resolve()
+const DONE: Promise<IteratorResult<Uint8Array>> = Promise.resolve({ value: undefined, done: true })
+const byteLength = (m: Uint8Array): number => m.length
 
 /** The public face of a tunnel. */
 export interface Tunnel extends AsyncIterable<Uint8Array> {
@@ -51,7 +51,10 @@ export interface TunnelWire {
 /** One end of a tunnel (internal implementation). */
 export class TunnelEnd implements Tunnel {
   private credit: number
-  private readonly inbox: BoundedQueue<Inbound>
+  /** Received messages. A message holds credit equal to its length, except a reassembled
+   * one, which holds only its last chunk's (recorded in `reassembled`). */
+  private readonly inbox: BoundedQueue<Uint8Array>
+  private readonly reassembled = new Map<Uint8Array, number>()
   private fragments: Uint8Array[] = []
   private fragmentBytes = 0
   private unacked = 0
@@ -59,6 +62,13 @@ export class TunnelEnd implements Tunnel {
   private deferred = 0
   private readonly senders = new Waiters()
   private sending: Promise<void> = Promise.resolve()
+  /** Sends on the slow path not finished yet (the fast path only runs when none are). */
+  private pendingSends = 0
+  /** The chunk `encodeData` writes next (saves a closure per frame). */
+  private outChunk: Uint8Array = EMPTY
+  private outMore = false
+  private readonly encodeData = (w: BinaryWriter): void =>
+    writeData(w, this.tid, this.dir, this.outMore, this.outChunk)
   /** We closed our sending direction. */
   private localClosed = false
   /** The peer closed its sending direction. */
@@ -83,10 +93,10 @@ export class TunnelEnd implements Tunnel {
   ) {
     this.credit = peerWindow
     // Bound: the window plus a message being reassembled plus one complete message.
-    this.inbox = new BoundedQueue<Inbound>(
+    this.inbox = new BoundedQueue<Uint8Array>(
       Number.MAX_SAFE_INTEGER,
       window + 2 * maxMessageSize,
-      (m) => m.data.length,
+      byteLength,
       (m) => this.taken(m),
     )
   }
@@ -106,10 +116,35 @@ export class TunnelEnd implements Tunnel {
       )
     }
     if (this.closed) return Promise.reject(this.closedError())
+    // Fast path: nothing queued before us, one chunk, credit and link room at hand: the
+    // frame is queued now, in order, exactly as `sendNow` would queue it.
+    if (this.pendingSends === 0 && bytes.length <= TUNNEL_CHUNK && this.credit >= bytes.length) {
+      const link = this.wire.link()
+      if (link && !link.closed && !link.full) {
+        this.credit -= bytes.length
+        this.writeChunk(link, false, bytes)
+        return RESOLVED
+      }
+    }
     // Serialize sends so fragments of two messages never interleave.
+    this.pendingSends++
     const p = this.sending.then(() => this.sendNow(bytes, options.signal))
-    this.sending = p.catch(() => {})
+    const settled = p.then(
+      () => void this.pendingSends--,
+      () => void this.pendingSends--,
+    )
+    this.sending = settled
     return p
+  }
+
+  private writeChunk(link: Link, more: boolean, chunk: Uint8Array): void {
+    this.outMore = more
+    this.outChunk = chunk
+    try {
+      link.write(this.encodeData)
+    } finally {
+      this.outChunk = EMPTY
+    }
   }
 
   private async sendNow(bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
@@ -124,11 +159,10 @@ export class TunnelEnd implements Tunnel {
         throw this.closedError()
       }
       if (link.full) await link.writable()
-      const chunk = bytes.subarray(off, off + len)
+      const chunk = len === bytes.length ? bytes : bytes.subarray(off, off + len)
       off += len
-      const more = off < bytes.length
       this.credit -= len
-      link.write((w) => writeData(w, this.tid, this.dir, more, chunk))
+      this.writeChunk(link, off < bytes.length, chunk)
     } while (off < bytes.length)
   }
 
@@ -158,7 +192,7 @@ export class TunnelEnd implements Tunnel {
     if (this.fragmentBytes > this.maxMessageSize) return false
     if (!more && this.fragments.length === 0) {
       this.fragmentBytes = 0
-      return this.inbox.push({ data: chunk, credit: chunk.length })
+      return this.inbox.push(chunk)
     }
     this.fragments.push(chunk)
     if (more) {
@@ -174,12 +208,22 @@ export class TunnelEnd implements Tunnel {
     }
     this.fragments = []
     this.fragmentBytes = 0
-    return this.inbox.push({ data: msg, credit: chunk.length })
+    this.reassembled.set(msg, chunk.length)
+    if (this.inbox.push(msg)) return true
+    this.reassembled.delete(msg)
+    return false
   }
 
   /** The application read a message: return its credit, and any deferred credit. */
-  private taken(m: Inbound): void {
-    let n = m.credit
+  private taken(m: Uint8Array): void {
+    let n = m.length
+    if (this.reassembled.size > 0) {
+      const c = this.reassembled.get(m)
+      if (c !== undefined) {
+        this.reassembled.delete(m)
+        n = c
+      }
+    }
     if (this.inbox.length === 0 && this.deferred > 0) {
       n += this.deferred
       this.deferred = 0
@@ -187,10 +231,10 @@ export class TunnelEnd implements Tunnel {
     this.returnCredit(n)
   }
 
-  /** Returns credit to the peer in batches of a quarter window. */
+  /** Returns credit to the peer in batches of an eighth of the window. */
   private returnCredit(n: number): void {
     this.unacked += n
-    if (this.unacked >= this.window / 4 && !this.terminated) {
+    if (this.unacked >= this.window / 8 && !this.terminated) {
       const bytes = this.unacked
       this.unacked = 0
       this.wire.link()?.write((w) => writeCredit(w, this.tid, this.dir, bytes))
@@ -218,6 +262,7 @@ export class TunnelEnd implements Tunnel {
     this.terminated = true
     this.closeError = err
     this.inbox.fail(err)
+    this.reassembled.clear()
     this.wakeSenders()
     this.finish()
   }
@@ -256,12 +301,7 @@ export class TunnelEnd implements Tunnel {
   [Symbol.asyncIterator](): AsyncIterator<Uint8Array> {
     if (this.iterating) throw new InvalidArgumentError('this tunnel is already being iterated')
     this.iterating = true
-    return {
-      next: async () => {
-        const r = await this.inbox.next()
-        return r.done ? { value: undefined, done: true } : { value: r.value.data, done: false }
-      },
-      return: async () => ({ value: undefined, done: true }),
-    }
+    // The queue's own results (no wrapper promise or object per message).
+    return { next: () => this.inbox.next(), return: () => DONE }
   }
 }
