@@ -15,6 +15,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import './yamux-window.js'
 
 /** Protocol ids of one network. */
 export function protocols(network: string) {
