@@ -6,7 +6,7 @@
  * messages the relay dropped because this client could not keep up (reported in MESSAGE).
  */
 import { InvalidArgumentError } from '../src/errors.js'
-import { BoundedQueue } from '../src/pubsub/queue.js'
+import { BoundedQueue, subscriptionIterator } from '../src/pubsub/queue.js'
 import type { Message } from '../src/types.js'
 
 /** A subscription through the relay; `unsubscribe()` ends it (also on breaking out of `for await`). */
@@ -32,7 +32,8 @@ export class ClientSubscription implements RelaySubscription {
   ready: Promise<void>
   private readonly queue: BoundedQueue<Message> | undefined
   private closed = false
-  private iterating = false
+  /** Set once an iterator was handed out (one reader at a time). */
+  iterating = false
   private settle!: { resolve(): void; reject(e: Error): void }
 
   constructor(
@@ -94,20 +95,6 @@ export class ClientSubscription implements RelaySubscription {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    if (!this.queue) {
-      throw new InvalidArgumentError(
-        'this subscription has a handler; iterate a subscription made without one',
-      )
-    }
-    if (this.iterating) throw new InvalidArgumentError('this subscription is already being iterated')
-    this.iterating = true
-    const q = this.queue
-    return {
-      next: () => q.next(),
-      return: async () => {
-        this.unsubscribe()
-        return { value: undefined, done: true }
-      },
-    }
+    return subscriptionIterator(this.queue, this, () => this.unsubscribe())
   }
 }

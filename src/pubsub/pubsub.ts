@@ -22,7 +22,7 @@ import {
   writeInterest,
   writePublish,
 } from './frames.js'
-import { BoundedQueue } from './queue.js'
+import { BoundedQueue, subscriptionIterator } from './queue.js'
 import { checkPattern, SubjectIndex } from './subject.js'
 
 /** Default bound of one subscription's queue. */
@@ -54,7 +54,8 @@ class Sub implements Subscription {
   received = 0
   closed = false
   readonly queue: BoundedQueue<PubMessage> | undefined
-  private iterating = false
+  /** Set once an iterator was handed out (one reader at a time). */
+  iterating = false
 
   constructor(
     readonly pattern: string,
@@ -92,21 +93,7 @@ class Sub implements Subscription {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<PubMessage> {
-    if (!this.queue) {
-      throw new InvalidArgumentError(
-        'this subscription has a handler; iterate a subscription made without one',
-      )
-    }
-    if (this.iterating) throw new InvalidArgumentError('this subscription is already being iterated')
-    this.iterating = true
-    const q = this.queue
-    return {
-      next: () => q.next(),
-      return: async () => {
-        this.unsubscribe()
-        return { value: undefined, done: true }
-      },
-    }
+    return subscriptionIterator(this.queue, this, () => this.unsubscribe())
   }
 }
 

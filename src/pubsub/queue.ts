@@ -1,3 +1,5 @@
+import { InvalidArgumentError } from '../errors.js'
+
 /**
  * A bounded async queue: the one buffer behind every `AsyncIterable` Plexus hands out
  * (subscriptions, tunnels, consumers). `push` never blocks: when the queue is full it
@@ -101,5 +103,28 @@ export class BoundedQueue<T> implements AsyncIterable<T> {
 
   [Symbol.asyncIterator](): AsyncIterator<T> {
     return { next: () => this.next(), return: async () => ({ value: undefined, done: true }) }
+  }
+}
+
+/**
+ * The iterator of a subscription: refuses a handler subscription (no queue) and a second
+ * reader; breaking out of `for await` (`return`) calls `onReturn` (unsubscribe).
+ */
+export function subscriptionIterator<T>(
+  queue: BoundedQueue<T> | undefined,
+  state: { iterating: boolean },
+  onReturn: () => void,
+): AsyncIterator<T> {
+  if (!queue) {
+    throw new InvalidArgumentError('this subscription has a handler; iterate a subscription made without one')
+  }
+  if (state.iterating) throw new InvalidArgumentError('this subscription is already being iterated')
+  state.iterating = true
+  return {
+    next: () => queue.next(),
+    return: async () => {
+      onReturn()
+      return { value: undefined, done: true }
+    },
   }
 }
