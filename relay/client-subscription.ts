@@ -5,7 +5,6 @@
  * library): when full, new messages are dropped and counted. `dropped` also includes the
  * messages the relay dropped because this client could not keep up (reported in MESSAGE).
  */
-import { InvalidArgumentError } from '../src/errors.js'
 import { BoundedQueue, subscriptionIterator } from '../src/pubsub/queue.js'
 import type { Message } from '../src/types.js'
 
