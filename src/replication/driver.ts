@@ -103,6 +103,22 @@ export interface DriverStats {
 interface Waiter {
   resolve: (r: ProposalResult) => void
   reject: (err: unknown) => void
+  /** `proposeWithPersist`: settled right after the Ready persisting the entry (then cleared). */
+  persisted?: { resolve: (r: ProposalResult) => void; reject: (err: unknown) => void }
+}
+
+/** What `proposeWithPersist` returns: two stages of one proposal. */
+export interface ProposalStages {
+  /**
+   * Resolves with `{ index, term }` once the entry is fsynced in this member's raft log while
+   * it was still the leader of `term` (before any message carrying the entry is sent).
+   * Rejects with the same errors as `committed` when they come first, and with
+   * `LeadershipLostError` (outcome unknown) when leadership of `term` ended before the fsync
+   * completed. Never resolves after `committed` rejects.
+   */
+  persisted: Promise<ProposalResult>
+  /** Exactly what `propose` returns. */
+  committed: Promise<ProposalResult>
 }
 
 type Queued = Waiter & ({ kind: 'data'; data: Uint8Array } | { kind: 'conf'; cc: ConfChange })
@@ -219,9 +235,31 @@ export class ReplicaDriver {
    * Proposals made in one turn of the event loop go to the core as one `proposeBatch`.
    */
   propose(data: Uint8Array): Promise<ProposalResult> {
+    return this.proposeData(data, undefined)
+  }
+
+  private proposeData(data: Uint8Array, persisted: Waiter['persisted']): Promise<ProposalResult> {
     if (!(data instanceof Uint8Array) || data.length === 0)
       return Promise.reject(new InvalidArgumentError('data must be a non-empty Uint8Array'))
-    return this.enqueue((w) => ({ ...w, kind: 'data', data }))
+    return this.enqueue((w) => ({ ...w, kind: 'data', data, persisted }))
+  }
+
+  /**
+   * `propose` in two stages: `persisted` settles once the entry is durable in this leader's
+   * own raft log (a leader crash and restart keeps it; it is not yet on a quorum, so it may
+   * still be truncated by a later leader that never received it, or lost with this disk),
+   * `committed` is exactly `propose`'s promise. `persisted` always settles no later than
+   * `committed`. Both promises are marked handled: ignoring one of them is safe.
+   */
+  proposeWithPersist(data: Uint8Array): ProposalStages {
+    let stage!: NonNullable<Waiter['persisted']>
+    const persisted = new Promise<ProposalResult>((resolve, reject) => {
+      stage = { resolve, reject }
+    })
+    const committed = this.proposeData(data, stage)
+    committed.catch(stage.reject) // no-op once persisted resolved
+    persisted.catch(() => {})
+    return { persisted, committed }
   }
 
   /**
@@ -384,7 +422,12 @@ export class ReplicaDriver {
       this.counters.proposals += batch.length
       for (let i = 0; i < batch.length; i++) {
         const q = batch[i]!
-        this.pending.set(r.index + i, { term: r.term, resolve: q.resolve, reject: q.reject })
+        this.pending.set(r.index + i, {
+          term: r.term,
+          resolve: q.resolve,
+          reject: q.reject,
+          persisted: q.persisted,
+        })
       }
     }
   }
@@ -401,6 +444,7 @@ export class ReplicaDriver {
         if (rd.softState) this.opts.onLeaderChange?.({ ...rd.softState, term: node.raft.term })
         await this.withStorage(() => this.persist(store, rd))
         if (this.killed) return
+        this.settlePersisted(node, rd.entries)
         for (const m of rd.messages) {
           try {
             this.opts.send(m.to, encodeMessage(m))
@@ -446,6 +490,28 @@ export class ReplicaDriver {
     this.settle(ents)
   }
 
+  /**
+   * Settles the `persisted` stage of proposals whose entries were just fsynced: resolved if
+   * this member still leads the proposal's term (its log is then never overwritten while it
+   * leads), else rejected with `LeadershipLostError` (outcome unknown).
+   */
+  private settlePersisted(node: RawNode, ents: Entry[]): void {
+    for (const e of ents) {
+      const w = this.pending.get(e.index)
+      const stage = w?.persisted
+      if (w === undefined || stage === undefined) continue
+      w.persisted = undefined
+      if (w.term === e.term && node.raft.role === 'leader' && node.raft.term === w.term)
+        stage.resolve({ index: e.index, term: e.term })
+      else
+        stage.reject(
+          new LeadershipLostError(
+            `${this.id} lost leadership of term ${w.term} before entry ${e.index} was persisted; the outcome is unknown`,
+          ),
+        )
+    }
+  }
+
   /** Resolves or rejects the proposals waiting on applied entries. */
   private settle(run: Entry[]): void {
     for (const e of run) {
@@ -453,8 +519,10 @@ export class ReplicaDriver {
       const w = this.pending.get(e.index)
       if (w === undefined) continue
       this.pending.delete(e.index)
-      if (w.term === e.term) w.resolve({ index: e.index, term: e.term })
-      else
+      if (w.term === e.term) {
+        w.persisted?.resolve({ index: e.index, term: e.term }) // applied here, so durable here
+        w.resolve({ index: e.index, term: e.term })
+      } else
         w.reject(
           new EntryOverwrittenError(`entry ${e.index} was committed with term ${e.term}, not ${w.term}`),
         )

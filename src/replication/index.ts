@@ -6,6 +6,7 @@
 export {
   type DriverStats,
   type LeaderChange,
+  type ProposalStages,
   ReplicaDriver,
   type ReplicaDriverOptions,
 } from './driver.js'

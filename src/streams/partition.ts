@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
 import { CorruptLogError, type Log, type LogRecord, openLog, type ReplicaRecord } from '../log/index.js'
 import type { Entry, NodeId, Role, Snapshot } from '../raft/index.js'
-import { NotLeaderError, ReplicaDriver } from '../replication/index.js'
+import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replication/index.js'
 import {
   type BatchMessage,
   decodeBatch,
@@ -42,6 +42,7 @@ import type {
 interface Publish {
   messages: BatchMessage[]
   bytes: number
+  ack: PublishOptions['ack']
   resolve: (r: PublishResult) => void
   reject: (err: unknown) => void
 }
@@ -53,7 +54,9 @@ const DEFAULTS = { maxPendingMessages: 65_536, maxBatchMessages: 4096, maxBatchB
  * from 0, identical on every replica; the messages of one `publish` call are consecutive.
  * Durability: a `publish` with `ack: 'all'` resolves only after its entry is fsynced on a
  * majority (Raft commit) and applied here, so it survives the loss of any minority and a
- * restart of every replica. Visibility: `read`/`waitForNew` see committed messages only.
+ * restart of every replica; with `ack: 'leader'` it resolves once the entry is fsynced in
+ * the leader's raft log, with the offsets it will get if committed (see `PublishOptions`).
+ * Visibility: `read`/`waitForNew` see committed messages only.
  */
 export class PartitionReplica {
   readonly id: NodeId
@@ -69,6 +72,12 @@ export class PartitionReplica {
   private inflight = 0
   /** Offsets given to entries applied while proposals were in flight (index → first offset). */
   private readonly spans = new Map<number, number>()
+  /**
+   * Offset prediction cache for `ack: 'leader'`: the offset the entry after raft `index` of
+   * the leader's log of `term` will start at. Valid only while that log is unchanged up to
+   * `index`, i.e. while the same term's leadership lasts.
+   */
+  private predicted: { term: number; index: number; next: number } | undefined
   private recoveryReport: PartitionRecovery = {
     appliedIndex: 0,
     droppedPartialRecords: 0,
@@ -137,13 +146,16 @@ export class PartitionReplica {
   }
 
   /**
-   * Appends `messages` (non-empty) on the leader. Resolves with their offsets, consecutive,
-   * once their raft entry is committed and applied here (see `PublishOptions.ack`).
+   * Appends `messages` (non-empty) on the leader. Resolves with their offsets, consecutive:
+   * with `ack: 'all'` once their raft entry is committed and applied here; with `ack:
+   * 'leader'` once it is fsynced in this leader's raft log, with the offsets it will be given
+   * if it commits (predicted; see `PublishOptions.ack` for what is and is not guaranteed).
    * Concurrent calls are batched into one raft entry (up to `maxBatchMessages` /
    * `maxBatchBytes`). Rejects with `NotLeaderError` (nothing appended; `.leader` is the hint),
    * `OverloadedError` (more than `maxPendingMessages` pending), `InvalidArgumentError`, and,
    * with an unknown outcome (it may still commit: retry only if duplicates are acceptable),
-   * `LeadershipLostError` or `AbortedError`.
+   * `LeadershipLostError` (for `'leader'`: leadership ended before the entry was fsynced)
+   * or `AbortedError`.
    */
   publish(messages: readonly PublishMessage[], options: PublishOptions): Promise<PublishResult> {
     let batch: BatchMessage[]
@@ -165,19 +177,7 @@ export class PartitionReplica {
     for (const m of batch) bytes += messageSize(m)
     this.pendingMessages += batch.length
     return new Promise<PublishResult>((resolve, reject) => {
-      const done = () => (this.pendingMessages -= batch.length)
-      this.queue.push({
-        messages: batch,
-        bytes,
-        resolve: (r) => {
-          done()
-          resolve(r)
-        },
-        reject: (e) => {
-          done()
-          reject(e)
-        },
-      })
+      this.queue.push({ messages: batch, bytes, ack: options.ack, resolve, reject })
       if (!this.flushScheduled) {
         this.flushScheduled = true
         queueMicrotask(() => this.flush())
@@ -312,14 +312,31 @@ export class PartitionReplica {
         n++
       }
       const group = this.queue.splice(0, n)
+      // queued and uncommitted messages count against maxPendingMessages, whatever the ack
+      const release = () => (this.pendingMessages -= msgs)
       if (driver === undefined || this.state !== 'running') {
+        release()
         for (const p of group) p.reject(new AbortedError('partition replica stopped'))
         continue
       }
       const data = encodeBatch(group.flatMap((p) => p.messages))
       this.inflight++
-      driver
-        .propose(data)
+      const { persisted, committed } = driver.proposeWithPersist(data)
+      if (group.some((p) => p.ack === 'leader')) {
+        persisted
+          .then(({ index, term }) => {
+            if (index <= this.appliedIndex) return // already applied: `committed` gives the real offsets
+            let off = this.predictOffset(index, term, msgs)
+            for (const p of group) {
+              if (p.ack === 'leader') p.resolve({ firstOffset: off, lastOffset: off + p.messages.length - 1 })
+              off += p.messages.length
+            }
+          })
+          .catch((err) => {
+            for (const p of group) if (p.ack === 'leader') p.reject(err)
+          })
+      }
+      committed
         .then(({ index }) => {
           const first = this.spans.get(index)
           for (const k of this.spans.keys()) {
@@ -338,12 +355,53 @@ export class PartitionReplica {
           }
         })
         .catch((err) => {
-          for (const p of group) p.reject(err)
+          for (const p of group) p.reject(err) // no-op for 'leader' publishes already resolved
         })
         .finally(() => {
+          release()
           if (--this.inflight === 0) this.spans.clear()
         })
     }
+  }
+
+  /**
+   * The first offset the messages of entry `index` (proposed by this leader in `term`, just
+   * fsynced, holding `count` messages) will get when applied: the applied `nextOffset` plus
+   * the messages of every data entry between the applied index and `index` in this leader's
+   * raft log (uncommitted ones and earlier terms' alike; no-ops, conf changes and payloads
+   * that do not decode count zero, exactly as `apply` treats them). A leader's log is never
+   * overwritten while it leads, and every later leader's log extends it if the entry commits,
+   * so the prediction is what `apply` will assign. Scans each entry once per term (cached).
+   * Throws `LeadershipLostError` if the log no longer holds the entry at `term`.
+   */
+  private predictOffset(index: number, term: number, count: number): number {
+    const store = this.driver?.storage
+    const lost = () =>
+      new LeadershipLostError(
+        `entry ${index} of term ${term} is no longer in ${this.id}'s log; outcome unknown`,
+      )
+    if (store === undefined) throw lost()
+    let termAt: number
+    try {
+      termAt = store.term(index)
+    } catch {
+      throw lost()
+    }
+    if (termAt !== term) throw lost()
+    let from = this.appliedIndex + 1
+    let next = this.nextOffset
+    const c = this.predicted
+    if (c !== undefined && c.term === term && c.index >= this.appliedIndex && c.index < index) {
+      from = c.index + 1
+      next = c.next
+    }
+    while (from < index) {
+      const ents = store.entries(from, index, 4 << 20)
+      for (const e of ents) next += dataMessages(e)
+      from += ents.length
+    }
+    this.predicted = { term, index, next: next + count }
+    return next
   }
 
   /** The state machine: committed entries, in index order, possibly re-delivered. */
@@ -456,6 +514,16 @@ async function verify(log: Log): Promise<void> {
     if (recs.length === 0) break
     for (const r of recs)
       if (r.offset !== next++) throw new TrustError(`partition log offsets not dense at ${r.offset}`)
+  }
+}
+
+/** Messages `apply` assigns offsets to for entry `e` (0 for no-ops, conf changes, bad payloads). */
+function dataMessages(e: Entry): number {
+  if (e.type !== 'normal' || e.data.length === 0) return 0
+  try {
+    return decodeBatch(e.data).length
+  } catch {
+    return 0
   }
 }
 

@@ -18,8 +18,17 @@ export interface PublishMessage {
 export interface PublishOptions {
   /**
    * `'all'`: resolve once committed (fsynced on a majority of the replicas) and applied to
-   * this leader's partition log. `'leader'`: currently the same as `'all'` (the driver has no
-   * "persisted on the leader" hook yet; see docs/replication.md).
+   * this leader's partition log; survives the loss of any minority of replicas.
+   *
+   * `'leader'`: resolve once the entry is fsynced in this leader's raft log while it still
+   * leads (no follower need have it; nothing is visible to readers yet), with the offsets it
+   * will get when applied. Guarantees: survives a crash and restart of the leader process or
+   * machine (the entry is on its disk; if it stays or becomes leader again, or a new leader
+   * has the entry, it commits with exactly these offsets). Not guaranteed: the entry is lost
+   * if the leader's disk is lost before a follower got it, and it is truncated (never
+   * committed, its offsets later given to other messages) if leadership passes to a replica
+   * that never received it (leader cut off or crashed before replicating). Leadership lost
+   * before the fsync rejects with `LeadershipLostError` (outcome unknown).
    */
   ack: 'leader' | 'all'
 }

@@ -252,3 +252,30 @@ describe('ReplicaDriver (3 members, in-memory transport, real disks)', () => {
     await expect(leader.driver.propose(b('x'))).rejects.toBeInstanceOf(AbortedError)
   })
 })
+
+describe('ReplicaDriver.proposeWithPersist', () => {
+  it('persisted resolves on the leader alone; committed waits for a quorum', async () => {
+    const { reps, net, ids } = await cluster()
+    const leader = await leaderOf(reps)
+    const ok = leader.driver.proposeWithPersist(b('q0'))
+    const p0 = await ok.persisted
+    expect(await ok.committed).toEqual(p0)
+
+    net.isolate(leader.id, ids)
+    const { persisted, committed } = leader.driver.proposeWithPersist(b('q1'))
+    let done = false
+    committed.then(() => (done = true)).catch(() => {})
+    const p1 = await persisted
+    expect(p1).toEqual({ index: p0.index + 1, term: p0.term })
+    expect(leader.driver.storage!.lastIndex()).toBeGreaterThanOrEqual(p1.index) // fsynced here
+    await new Promise((r) => setTimeout(r, 40))
+    expect(done).toBe(false)
+    net.heal()
+    expect(await committed).toEqual(p1)
+
+    const follower = reps.find((r) => r !== leader)!
+    const nl = follower.driver.proposeWithPersist(b('x'))
+    await expect(nl.persisted).rejects.toBeInstanceOf(NotLeaderError)
+    await expect(nl.committed).rejects.toBeInstanceOf(NotLeaderError)
+  })
+})
