@@ -234,6 +234,11 @@ main().then(
     setTimeout(() => process.exit(code), 2000).unref()
   },
   async (err) => {
+    // Bad options: one clear line and exit 2; anything else with its stack.
+    if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
+      console.error(`bench: ${(err as Error).message}`)
+      process.exit(2)
+    }
     console.error(err)
     await stopAllChildren()
     process.exit(1)

@@ -1,13 +1,14 @@
 #!/usr/bin/env node
 /**
  * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `broadcast`,
- * `publish`, `subscribe`, `tunnel`, `status`.
+ * `publish`, `subscribe`, `tunnel`, `status`, `bench`.
  * Client commands attach to the local node's relay (`PLEXUS_RELAY=host:port` overrides
  * 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
  * and exits non-zero; the codes are listed at `EXIT` in output.ts
  * (2 bad usage, 3 no node to attach to, 4 timeout, 5 no members, 1 anything else).
  */
 import { Command, CommanderError } from 'commander'
+import { registerBench } from './bench.js'
 import { registerKeygen } from './keygen.js'
 import { registerNode } from './node.js'
 import { EXIT, fail, oneLine, UsageError } from './output.js'
@@ -34,6 +35,7 @@ export function buildProgram(): Command {
   registerPubSub(program)
   registerTunnel(program)
   registerStatus(program)
+  registerBench(program)
   for (const cmd of program.commands) {
     cmd.exitOverride().configureOutput({ outputError: () => {} })
   }

@@ -250,3 +250,14 @@ describe('CLI bad input', () => {
     expectOneLine(r, /^plexus: RelayUnavailableError: .*127\.0\.0\.1:9/, 3)
   })
 })
+
+describe('plexus bench', () => {
+  it('passes options through and refuses bad ones with one line and exit 2', async () => {
+    const { spawnSync } = await import('node:child_process')
+    for (const args of [['--only', 'nope'], ['--bogus']]) {
+      const r = spawnSync(process.execPath, ['dist/src/cli/main.js', 'bench', ...args], { encoding: 'utf8' })
+      expect(r.status, args.join(' ')).toBe(2)
+      expect(r.stderr.trim().split('\n')).toHaveLength(1)
+    }
+  })
+})
