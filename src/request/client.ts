@@ -239,8 +239,28 @@ export class RequestClient {
       return
     }
     const link = this.host.link(peer)!
-    p.ticket = link.write((w) =>
-      encodeRequest(w, { id: p.id, cluster: p.cluster, remainingMs: remaining, flags: 0, data: p.data }),
+    const write = () => {
+      p.ticket = link.write((w) =>
+        encodeRequest(w, {
+          id: p.id,
+          cluster: p.cluster,
+          remainingMs: p.deadline - this.host.now(),
+          flags: 0,
+          data: p.data,
+        }),
+      )
+    }
+    if (!link.full) {
+      write()
+      return
+    }
+    // Backpressure: the link's queue is full, so the request waits for room (its deadline
+    // still runs) instead of growing the queue without bound.
+    link.writable().then(
+      () => {
+        if (this.pending.get(p.id) === p && p.member === peer && !link.closed) write()
+      },
+      () => {}, // the link closed: onLinkDown fails the request over
     )
   }
 
@@ -279,7 +299,7 @@ export class RequestClient {
       const s = this.stats.get(link.peer)
       if (s && s.outstanding > 0) s.outstanding--
       p.member = undefined
-      const written = link.isFlushed(p.ticket)
+      const written = p.ticket > 0 && link.isFlushed(p.ticket)
       if (!written || p.retry) {
         this.host.count(written ? 'requests.retried' : 'requests.failover')
         if (written) p.tried?.delete(link.peer)
