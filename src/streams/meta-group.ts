@@ -1,0 +1,347 @@
+/**
+ * `MetaGroup`: one member's side of a cluster's metadata Raft group (`meta/<cluster>`), which
+ * replicates the cluster's `StreamCatalog`. See docs/architecture.md, "Durable streams".
+ *
+ * Bootstrap follows the "join an existing group" rule: the member first probes the other
+ * proven members of the cluster (control group `meta-ctl/<cluster>`) for a running group;
+ * when one answers, it starts its replica with the voters it learned (it then receives the
+ * log or a snapshot) and asks the leader to add it; only when nobody answers does the member
+ * with the lowest peer id bootstrap a one-voter group. The leader adds joiners one conf
+ * change at a time (up to `maxVoters`). A member whose directory already holds replica state
+ * restarts from it and only asks to be added when it is not a voter yet.
+ *
+ * Control message layout (util/binary): `u8 kind | u32 request id | body`
+ * - probe (1): empty
+ * - probeReply (2): `u8 running | str leader ('' none) | u16 n | n × str voter`
+ * - join (3): `str id` (must be the sender)
+ * - joinReply (4): `u8 status (0 ok, 1 not leader, 2 error) | str leader hint or message`
+ */
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { AbortedError } from '../errors.js'
+import type { ProposalResult } from '../raft/index.js'
+import {
+  NotLeaderError,
+  type RaftTransport,
+  ReplicaDriver,
+  type ReplicaDriverOptions,
+} from '../replication/index.js'
+import { BinaryReader, BinaryWriter } from '../util/binary.js'
+import type { StreamCatalog } from './metadata.js'
+
+/** What a `MetaGroup` needs from its node (see `nodeInternals`). */
+export interface MetaGroupHost {
+  raft: RaftTransport
+  /** Proven members of a cluster (peer ids; this node may or may not be listed). */
+  members(cluster: string): string[]
+}
+
+/** Options of `MetaGroup`. */
+export interface MetaGroupOptions {
+  host: MetaGroupHost
+  /** This node's peer id. */
+  id: string
+  cluster: string
+  /** Replica directory of the metadata group on this node. */
+  dir: string
+  /** The state machine the group's committed entries are applied to. */
+  catalog: StreamCatalog
+  /** Driver knobs (tick, election timing, randomness, error hook). */
+  driver?: Pick<
+    ReplicaDriverOptions,
+    'tickMs' | 'electionTick' | 'heartbeatTick' | 'rand' | 'raft' | 'onError'
+  >
+  /** How long to wait for control replies (ms, default 500). */
+  probeTimeoutMs?: number
+  /** Pause between bootstrap or join attempts (ms, default 200). */
+  retryMs?: number
+  /** Most voters the group grows to (default 3); further members stay outside. */
+  maxVoters?: number
+}
+
+enum Kind {
+  Probe = 1,
+  ProbeReply = 2,
+  Join = 3,
+  JoinReply = 4,
+}
+
+type JoinReply =
+  | { status: 'ok' }
+  | { status: 'notLeader'; leader: string | null }
+  | { status: 'error'; message: string }
+interface ProbeReply {
+  from: string
+  running: boolean
+  leader: string | null
+  voters: string[]
+}
+type Reply = { kind: Kind.ProbeReply; probe: ProbeReply } | { kind: Kind.JoinReply; join: JoinReply }
+
+/** One node's member of a cluster's metadata Raft group. */
+export class MetaGroup {
+  /** Raft group id of the metadata group. */
+  readonly group: string
+  private readonly ctlGroup: string
+  private readonly opts: MetaGroupOptions
+  private driver: ReplicaDriver | undefined
+  private readonly unregister: Array<() => void> = []
+  private readonly waiting = new Map<number, (r: Reply) => void>()
+  private nextRequest = 1
+  private joinChain: Promise<unknown> = Promise.resolve()
+  private stopped = false
+  private running: Promise<void> | undefined
+  /** Set when the group is full and this member stays outside it. */
+  private outside = false
+
+  constructor(opts: MetaGroupOptions) {
+    this.opts = opts
+    this.group = `meta/${opts.cluster}`
+    this.ctlGroup = `meta-ctl/${opts.cluster}`
+  }
+
+  /**
+   * Registers the raft and control groups and starts bootstrapping or joining in the
+   * background (see the module doc). Resolves once registered; watch `voters`/`leader`.
+   */
+  start(): Promise<void> {
+    const { raft } = this.opts.host
+    const allowed = (peer: string): boolean => this.members().includes(peer)
+    this.unregister.push(
+      raft.register(this.group, (from, bytes) => this.driver?.receive(from, bytes), allowed),
+      raft.register(this.ctlGroup, (from, bytes) => this.onControl(from, bytes), allowed),
+    )
+    this.running = this.run().catch((err) => {
+      if (!this.stopped) this.opts.driver?.onError?.(err)
+    })
+    return Promise.resolve()
+  }
+
+  /** Stops the replica and unregisters both groups. */
+  async stop(): Promise<void> {
+    this.stopped = true
+    for (const u of this.unregister.splice(0)) u()
+    for (const w of this.waiting.values())
+      w({ kind: Kind.JoinReply, join: { status: 'error', message: 'stopped' } })
+    this.waiting.clear()
+    await this.running
+    await this.driver?.stop()
+  }
+
+  /**
+   * Proposes an encoded metadata command (`encodeCommand`). Resolves once committed and
+   * applied here (read the outcome with `catalog.resultAt(index)`). Rejects with
+   * `NotLeaderError` (carrying the leader hint) on a non-leader, plus `ReplicaDriver.propose`'s
+   * errors.
+   */
+  propose(bytes: Uint8Array): Promise<ProposalResult> {
+    if (this.driver === undefined) return Promise.reject(new NotLeaderError(null))
+    return this.driver.propose(bytes)
+  }
+
+  /** The leader as this member knows it (null: none known or not started). */
+  get leader(): string | null {
+    return this.driver?.leader ?? null
+  }
+
+  /** The group's voters as this member knows them (empty before its replica starts). */
+  get voters(): string[] {
+    return this.driver ? this.driver.status().voters : []
+  }
+
+  /** This member's role; `outside` when it has no replica (yet, or the group is full). */
+  get role(): string {
+    return this.driver && !this.outside ? this.driver.role : 'outside'
+  }
+
+  /** The replica driver, once started (diagnostics and tests). */
+  get replica(): ReplicaDriver | undefined {
+    return this.driver
+  }
+
+  private members(): string[] {
+    return this.opts.host.members(this.opts.cluster).filter((m) => m !== this.opts.id)
+  }
+
+  private get retryMs(): number {
+    return this.opts.retryMs ?? 200
+  }
+
+  /** Bootstrap or join, then keep asking to be added until this member is a voter. */
+  private async run(): Promise<void> {
+    const { id } = this.opts
+    if (existsSync(join(this.opts.dir, 'confstate'))) await this.startDriver(undefined)
+    let target: string | null = null
+    while (!this.stopped && !this.outside) {
+      if (this.driver?.status().voters.includes(id)) return
+      if (target === null) {
+        const replies = await this.probe()
+        if (this.stopped) return
+        const live = replies.filter((r) => r.running && r.voters.length > 0)
+        if (live.length === 0 && this.driver === undefined) {
+          const everyone = [id, ...this.members()].sort()
+          if (everyone[0] === id) {
+            await this.startDriver([id])
+            continue
+          }
+        } else if (live.length > 0) {
+          const best = live.find((r) => r.leader !== null) ?? live[0]!
+          if (this.driver === undefined) await this.startDriver(best.voters)
+          target = best.leader
+        }
+      }
+      if (target !== null) {
+        const reply = await this.request(target, Kind.Join, (w) => w.str(id))
+        if (reply?.kind !== Kind.JoinReply) target = null
+        else if (reply.join.status === 'notLeader') target = reply.join.leader
+        else if (reply.join.status === 'error') {
+          if (reply.join.message === 'full') this.outside = true
+          target = null
+        }
+      }
+      await sleep(this.retryMs)
+    }
+  }
+
+  private async startDriver(voters: string[] | undefined): Promise<void> {
+    if (this.driver !== undefined || this.stopped) return
+    const { raft } = this.opts.host
+    const d: ReplicaDriver = new ReplicaDriver({
+      tickMs: 20,
+      electionTick: 10,
+      ...this.opts.driver,
+      id: this.opts.id,
+      dir: this.opts.dir,
+      voters,
+      send: (to, bytes) => raft.send(this.group, to, bytes),
+      apply: (entries) => this.opts.catalog.applyEntries(entries),
+      restore: (snap) => {
+        if (snap.data.length > 0) this.opts.catalog.restore(snap.data)
+      },
+    })
+    await d.start() // assigned only once started: `status()` throws before
+    if (this.stopped) await d.stop()
+    else this.driver = d
+  }
+
+  /** Asks every other member whether the group runs; collects replies for the probe timeout. */
+  private async probe(): Promise<ProbeReply[]> {
+    const replies = await Promise.all(this.members().map((m) => this.request(m, Kind.Probe, () => {})))
+    return replies.flatMap((r) => (r?.kind === Kind.ProbeReply ? [r.probe] : []))
+  }
+
+  /** Sends one control request; resolves with its reply, or undefined after the timeout. */
+  private request(to: string, kind: Kind, body: (w: BinaryWriter) => void): Promise<Reply | undefined> {
+    const req = this.nextRequest++
+    const w = new BinaryWriter(64)
+    w.u8(kind).u32(req)
+    body(w)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(req)
+        resolve(undefined)
+      }, this.opts.probeTimeoutMs ?? 500)
+      this.waiting.set(req, (r) => {
+        clearTimeout(timer)
+        this.waiting.delete(req)
+        resolve(r)
+      })
+      this.opts.host.raft.send(this.ctlGroup, to, w.finish().slice())
+    })
+  }
+
+  private reply(to: string, kind: Kind, req: number, body: (w: BinaryWriter) => void): void {
+    const w = new BinaryWriter(64)
+    w.u8(kind).u32(req)
+    body(w)
+    this.opts.host.raft.send(this.ctlGroup, to, w.finish().slice())
+  }
+
+  /** A control message from a proven member. Malformed messages are dropped. */
+  private onControl(from: string, bytes: Uint8Array): void {
+    if (this.stopped) return
+    try {
+      const r = new BinaryReader(bytes)
+      const kind = r.u8('kind')
+      const req = r.u32('request id')
+      switch (kind) {
+        case Kind.Probe: {
+          r.end('probe')
+          const d = this.driver
+          const voters = d ? d.status().voters : []
+          this.reply(from, Kind.ProbeReply, req, (w) => {
+            w.u8(d ? 1 : 0)
+              .str(d?.leader ?? '')
+              .u16(voters.length)
+            for (const v of voters) w.str(v)
+          })
+          return
+        }
+        case Kind.ProbeReply: {
+          const running = r.u8('running') === 1
+          const leader = r.str('leader') || null
+          const n = r.u16('voter count')
+          const voters: string[] = []
+          for (let i = 0; i < n; i++) voters.push(r.str('voter'))
+          r.end('probe reply')
+          this.waiting.get(req)?.({ kind, probe: { from, running, leader, voters } })
+          return
+        }
+        case Kind.Join: {
+          const id = r.str('id')
+          r.end('join')
+          if (id !== from) return
+          void this.onJoin(id).then((res) =>
+            this.reply(from, Kind.JoinReply, req, (w) => {
+              if (res.status === 'ok') w.u8(0).str('')
+              else if (res.status === 'notLeader') w.u8(1).str(res.leader ?? '')
+              else w.u8(2).str(res.message)
+            }),
+          )
+          return
+        }
+        case Kind.JoinReply: {
+          const status = r.u8('status')
+          const text = r.str('hint')
+          r.end('join reply')
+          const join: JoinReply =
+            status === 0
+              ? { status: 'ok' }
+              : status === 1
+                ? { status: 'notLeader', leader: text || null }
+                : { status: 'error', message: text }
+          this.waiting.get(req)?.({ kind, join })
+          return
+        }
+      }
+    } catch {
+      // malformed: dropped
+    }
+  }
+
+  /** Leader side of a join: adds `id` as a voter, one conf change at a time. */
+  private onJoin(id: string): Promise<JoinReply> {
+    const run = async (): Promise<JoinReply> => {
+      const d = this.driver
+      if (d === undefined || d.role !== 'leader') return { status: 'notLeader', leader: d?.leader ?? null }
+      const voters = d.status().voters
+      if (voters.includes(id)) return { status: 'ok' }
+      if (voters.length >= (this.opts.maxVoters ?? 3)) return { status: 'error', message: 'full' }
+      try {
+        await d.proposeConfChange({ type: 'addNode', nodeId: id })
+        return { status: 'ok' }
+      } catch (err) {
+        if (err instanceof NotLeaderError) return { status: 'notLeader', leader: err.leader }
+        if (err instanceof AbortedError) return { status: 'error', message: 'stopped' }
+        return { status: 'error', message: err instanceof Error ? err.message : String(err) }
+      }
+    }
+    const p = this.joinChain.then(run)
+    this.joinChain = p.catch(() => {})
+    return p
+  }
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms))
+}
