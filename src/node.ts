@@ -41,7 +41,9 @@ import { parseKey } from './util/keys.js'
 import {
   checkClusterName,
   checkFunction,
+  checkHeaders,
   checkOptions,
+  checkSignal,
   checkTimeout,
   describe,
   toBytes,
@@ -490,22 +492,4 @@ class Node implements PlexusNode {
     await this.libp2p?.stop()
     this.notifyChange()
   }
-}
-
-function checkSignal(signal: unknown): void {
-  if (signal !== undefined && !(signal instanceof AbortSignal)) {
-    throw new InvalidArgumentError(`options.signal must be an AbortSignal, got ${describe(signal)}`)
-  }
-}
-
-function checkHeaders(headers: unknown): Record<string, string> | undefined {
-  if (headers === undefined) return undefined
-  const h = checkOptions<Record<string, unknown>>(headers, 'options.headers')
-  const entries = Object.entries(h)
-  if (entries.length > 64) throw new InvalidArgumentError('options.headers may have at most 64 entries')
-  for (const [k, v] of entries) {
-    if (typeof v !== 'string')
-      throw new InvalidArgumentError(`options.headers.${k} must be a string, got ${describe(v)}`)
-  }
-  return h as Record<string, string>
 }

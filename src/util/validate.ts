@@ -111,3 +111,23 @@ export function describe(value: unknown): string {
   if (value instanceof Uint8Array) return `${value.length} bytes`
   return typeof value === 'object' ? 'an object' : typeof value
 }
+
+/** An AbortSignal (or undefined). */
+export function checkSignal(signal: unknown): void {
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError(`options.signal must be an AbortSignal, got ${describe(signal)}`)
+  }
+}
+
+/** Message headers: at most 64 string values (or undefined). */
+export function checkHeaders(headers: unknown): Record<string, string> | undefined {
+  if (headers === undefined) return undefined
+  const h = checkOptions<Record<string, unknown>>(headers, 'options.headers')
+  const entries = Object.entries(h)
+  if (entries.length > 64) throw new InvalidArgumentError('options.headers may have at most 64 entries')
+  for (const [k, v] of entries) {
+    if (typeof v !== 'string')
+      throw new InvalidArgumentError(`options.headers.${k} must be a string, got ${describe(v)}`)
+  }
+  return h as Record<string, string>
+}
