@@ -36,7 +36,7 @@ function uninitialized(n: number): Uint8Array {
 /** The sending half of a peer link. */
 export class Link {
   /** The block frames are being written into. */
-  private w = new BinaryWriter(WRITER_BYTES)
+  private w = new BinaryWriter(0, uninitialized(WRITER_BYTES))
   /** Full blocks waiting to be sent, in order. */
   private sealed: Uint8Array[] = []
   private sealedBytes = 0
@@ -96,27 +96,21 @@ export class Link {
   }
 
   /**
-   * Moves full blocks out of the writer (copied into buffers that are not zero-filled
-   * first) and keeps what lies past the last one at the start of the writer, whose buffer
-   * is reused (unless a very large frame grew it).
+   * Moves full blocks out of the writer and starts a new writer with what lies past the
+   * last one.
    */
   private seal(): void {
     const data = this.w.finish()
     let off = 0
+    // Full blocks leave as views of the writer's buffer (no copy); the writer moves on to a
+    // fresh buffer that is not zero-filled, starting with the bytes past the last block.
     while (data.length - off >= LINK_BLOCK) {
-      const block = uninitialized(LINK_BLOCK)
-      block.set(data.subarray(off, off + LINK_BLOCK))
-      this.sealed.push(block)
+      this.sealed.push(data.subarray(off, off + LINK_BLOCK))
       this.sealedBytes += LINK_BLOCK
       off += LINK_BLOCK
     }
     const rest = data.subarray(off)
-    if (this.w.capacity > 2 * WRITER_BYTES) {
-      this.w = new BinaryWriter(Math.max(WRITER_BYTES, rest.length + 1024))
-    } else {
-      this.w.reset()
-    }
-    // Overlapping source and target are fine: `set` copies the source first.
+    this.w = new BinaryWriter(0, uninitialized(Math.max(WRITER_BYTES, rest.length + 1024)))
     if (rest.length > 0) this.w.raw(rest)
   }
 

@@ -18,8 +18,9 @@ export class BinaryWriter {
   private buf: Uint8Array
   private pos = 0
 
-  constructor(initialSize = 256) {
-    this.buf = new Uint8Array(initialSize)
+  /** Starts with a zeroed buffer of `initialSize` bytes, or writes into `buffer` as given. */
+  constructor(initialSize = 256, buffer?: Uint8Array) {
+    this.buf = buffer ?? new Uint8Array(initialSize)
   }
 
   /** Bytes written so far. */
