@@ -104,7 +104,7 @@ describe('plexus node + request + status', () => {
     const [up, broken, slow, single1, single2] = await Promise.all([
       runCli(['request', 'upper', 'hello'], { env }),
       runCli(['request', 'broken', 'x'], { env }),
-      runCli(['request', 'slow', 'x', '--timeout', '800'], { env }),
+      runCli(['request', 'slow', 'x', '--timeout', '1500'], { env }),
       runCli(['request', 'single', 'one'], { env }),
       runCli(['request', 'single', 'two'], { env }),
     ])
@@ -120,6 +120,8 @@ describe('plexus node + request + status', () => {
     expect(slow.code).toBe(4)
     expect(slow.stderr).toMatch(/^plexus: TimeoutError: .+\n$/)
     // The caller gave up, so the member killed the command.
+    const started = Date.now() + 3000
+    while (!existsSync(pidFile) && Date.now() < started) await new Promise((r) => setTimeout(r, 50))
     expect(existsSync(pidFile)).toBe(true)
     const pid = Number(readFileSync(pidFile, 'utf8').trim())
     const end = Date.now() + 3000
