@@ -5,39 +5,21 @@
  * cross the wire by name are rebuilt as the same exported classes (`errorFromWire`).
  */
 import { connect, type Socket } from 'node:net'
-import {
-  DEFAULT_MAX_MESSAGE_SIZE,
-  DEFAULT_RELAY_HOST,
-  DEFAULT_RELAY_PORT,
-  RELAY_ENV,
-} from '../src/constants.js'
-import {
-  AbortedError,
-  errorFromWire,
-  errorMessage,
-  RemoteError,
-  TimeoutError,
-  TunnelClosedError,
-} from '../src/errors.js'
+import { DEFAULT_MAX_MESSAGE_SIZE, RELAY_ENV } from '../src/constants.js'
+import { AbortedError, errorFromWire, errorMessage, TimeoutError, TunnelClosedError } from '../src/errors.js'
 import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
-import type { Limits, Message, NodeStatus, PublishAck, PublishOptions, RequestContext } from '../src/types.js'
+import type { Message, NodeStatus, PublishAck, PublishOptions } from '../src/types.js'
 import { type BinaryWriter, DecodeError } from '../src/util/binary.js'
-import { parseKey } from '../src/util/keys.js'
 import {
   checkClusterName,
   checkFunction,
   checkOptions,
-  checkPort,
   checkTimeout,
-  toBytes,
   toPayload,
 } from '../src/util/validate.js'
 import {
   type ConnectRelayOptions,
-  checkHeaders,
-  checkU32,
   invalid,
-  parseRelayAddress,
   type RelayClient,
   type RelayJoinOptions,
   type RelayMembership,
@@ -45,6 +27,8 @@ import {
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client-api.js'
+import { ClientMemberships } from './client-members.js'
+import { checkPublishOptions, resolveConnectOptions } from './client-options.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
 import { FramedConnection } from './connection.js'
@@ -52,27 +36,22 @@ import {
   CONNECTION_ID,
   decodeBytesBody,
   decodeError,
-  decodeInvoke,
   decodeStrBody,
   decodeWelcome,
   encodeHello,
-  encodeJoin,
   encodeRequest,
   FRAME_OVERHEAD,
   type Frame,
-  JoinFlag,
   Op,
   opcodeName,
   PROTOCOL_VERSION,
   type Welcome,
 } from './protocol.js'
 import {
-  decodeBroadcastDeliver,
   decodeMessage,
   decodePublishAck,
   decodeTunnelClose,
   decodeTunnelCredit,
-  decodeTunnelIncoming,
   decodeTunnelOpened,
   encodeBroadcast,
   encodePublish,
@@ -95,26 +74,9 @@ export type { RelayTunnel } from './client-tunnel.js'
 
 /** Connects to a node's relay and completes the handshake. */
 export async function connectRelay(opts: ConnectRelayOptions = {}): Promise<RelayClient> {
-  const o = checkOptions<ConnectRelayOptions>(opts, 'options')
-  let target: { host: string; port: number }
-  if (o.address !== undefined) target = parseRelayAddress(o.address, 'options.address')
-  else {
-    const env = process.env[RELAY_ENV]
-    const base = env
-      ? parseRelayAddress(env, RELAY_ENV)
-      : { host: DEFAULT_RELAY_HOST, port: DEFAULT_RELAY_PORT }
-    if (o.host !== undefined && (typeof o.host !== 'string' || o.host === '')) {
-      throw invalid('options.host', o.host)
-    }
-    target = { host: o.host ?? base.host, port: checkPort(o.port, 'options.port') ?? base.port }
-  }
-  const timeout = checkTimeout(o.timeout, 'options.timeout') ?? 5000
-  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-    throw invalid('options.signal', o.signal, 'an AbortSignal')
-  }
-  const name = o.clientName === undefined ? 'plexus-ts' : String(o.clientName).slice(0, 200)
+  const { target, timeout, signal, name } = resolveConnectOptions(opts)
   const client = new Client(target)
-  await client.open(name, timeout, o.signal)
+  await client.open(name, timeout, signal)
   return client
 }
 
@@ -129,14 +91,12 @@ class Client implements RelayClient {
   maxMessageSize = DEFAULT_MAX_MESSAGE_SIZE
   private conn!: FramedConnection
   private readonly pending = new Map<number, Pending>()
-  private readonly handlers = new Map<string, RelayJoinOptions>()
   private readonly subs = new Map<number, ClientSubscription>()
   private nextSubId = 1
   private readonly tunnels = new Map<number, ClientTunnel>()
   /** Tunnels created on TUNNEL_OPENED, by the TUNNEL_OPEN call id, until the caller takes them. */
   private readonly opened = new Map<number, ClientTunnel>()
   private readonly openingCluster = new Map<number, string>()
-  private readonly invocations = new Map<number, AbortController>()
   private nextId = 1
   private closedErr: Error | undefined
   private welcome: Pending | undefined
@@ -207,8 +167,7 @@ class Client implements RelayClient {
     const pending = [...this.pending.values()]
     this.pending.clear()
     for (const p of pending) p.reject(this.closedErr)
-    for (const ac of this.invocations.values()) ac.abort(this.closedErr)
-    this.invocations.clear()
+    this.members.abortAll(this.closedErr)
     for (const s of [...this.subs.values()]) s.fail(this.closedErr)
     const lost = new TunnelClosedError(`tunnel lost: ${this.closedErr.message}`, { cause: this.closedErr })
     for (const t of [...this.tunnels.values()]) t.terminate(lost)
@@ -219,6 +178,16 @@ class Client implements RelayClient {
     send: (opcode: number, id: number, body?: (w: BinaryWriter) => void) => this.conn.send(opcode, id, body),
     finished: (id: number) => this.tunnels.delete(id),
   }
+
+  private readonly members = new ClientMemberships({
+    maxMessageSize: () => this.maxMessageSize,
+    tunnels: this.tunnels,
+    tunnelWire: this.tunnelWire,
+    closed: () => this.closedErr !== undefined,
+    send: (opcode, id, body) => void this.conn.send(opcode, id, body),
+    call: (opcode, body) => this.call(opcode, body),
+    expect: (f, opcode) => this.expect(f, opcode),
+  })
 
   private onFrame(f: Frame): void {
     switch (f.opcode) {
@@ -232,14 +201,13 @@ class Client implements RelayClient {
         return
       }
       case Op.Invoke:
-        this.onInvoke(f)
+        this.members.onInvoke(f)
         return
       case Op.InvokeCancel:
-        this.invocations.get(f.id)?.abort(new TimeoutError('the caller gave up'))
-        this.invocations.delete(f.id)
+        this.members.cancelInvoke(f.id)
         return
       case Op.BroadcastDeliver:
-        this.onBroadcastDeliver(f)
+        this.members.onBroadcastDeliver(f)
         return
       case Op.Message: {
         const m = decodeMessage(f.body, this.maxMessageSize)
@@ -270,7 +238,7 @@ class Client implements RelayClient {
         break
       }
       case Op.TunnelIncoming:
-        this.onTunnelIncoming(f)
+        this.members.onTunnelIncoming(f)
         return
       case Op.TunnelData:
         this.tunnels.get(f.id)?.onData(decodeBytesBody(f.body, 'TUNNEL_DATA', this.maxMessageSize))
@@ -298,74 +266,6 @@ class Client implements RelayClient {
     if (!p) return // answer to a cancelled call
     this.pending.delete(f.id)
     p.resolve(f)
-  }
-
-  private onBroadcastDeliver(f: Frame): void {
-    const b = decodeBroadcastDeliver(f.body, this.maxMessageSize)
-    const handler = this.handlers.get(b.cluster)?.onBroadcast
-    const id = f.id
-    const ack = () => void this.conn.send(Op.BroadcastAck, id)
-    if (!handler) {
-      ack()
-      return
-    }
-    Promise.resolve()
-      .then(() => handler(b.data, { from: b.from, cluster: b.cluster }))
-      .then(ack, ack)
-  }
-
-  private onTunnelIncoming(f: Frame): void {
-    const inc = decodeTunnelIncoming(f.body)
-    const window = clientTunnelWindow(this.maxMessageSize)
-    const t = new ClientTunnel(
-      f.id,
-      inc.from,
-      inc.cluster,
-      inc.window,
-      window,
-      this.maxMessageSize,
-      this.tunnelWire,
-    )
-    this.tunnels.set(f.id, t)
-    const handler = this.handlers.get(inc.cluster)?.onTunnel
-    if (!handler) {
-      t.abort(`${inc.cluster}: this member does not accept tunnels`)
-      return
-    }
-    this.conn.send(Op.TunnelCredit, f.id, (w) => w.u32(window))
-    Promise.resolve()
-      .then(() => handler(t, { from: inc.from, cluster: inc.cluster }))
-      .catch((err) => t.abort(`handler failed: ${errorMessage(err)}`))
-  }
-
-  private onInvoke(f: Frame): void {
-    const inv = decodeInvoke(f.body, this.maxMessageSize)
-    const handler = this.handlers.get(inv.cluster)?.onRequest
-    const id = f.id
-    const ac = new AbortController()
-    this.invocations.set(id, ac)
-    const deadline = Date.now() + inv.remainingMs
-    const timer = setTimeout(() => ac.abort(new TimeoutError('deadline passed')), inv.remainingMs)
-    timer.unref()
-    const finish = (err: unknown, data?: Uint8Array) => {
-      clearTimeout(timer)
-      if (this.invocations.get(id) !== ac) return
-      this.invocations.delete(id)
-      if (err === undefined) this.conn.send(Op.InvokeReply, id, (w) => w.bytes(data!))
-      else this.conn.send(Op.InvokeError, id, (w) => w.str(errorMessage(err).slice(0, 4096)))
-    }
-    if (!handler) {
-      finish(new RemoteError(`${inv.cluster}: this member has no request handler`))
-      return
-    }
-    const ctx: RequestContext = { from: inv.from, cluster: inv.cluster, deadline, signal: ac.signal }
-    Promise.resolve()
-      .then(() => handler(inv.data, ctx))
-      .then(
-        (r) => finish(undefined, toPayload(r, 'reply', this.maxMessageSize)),
-        (err) => finish(err),
-      )
-      .catch((err) => finish(err))
   }
 
   /** Sends one call frame and resolves with the answering frame. */
@@ -437,50 +337,8 @@ class Client implements RelayClient {
     return decodeBytesBody(f.body, 'REPLY', this.maxMessageSize).slice()
   }
 
-  async join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership> {
-    checkClusterName(cluster, 'cluster')
-    const o = checkOptions<RelayJoinOptions>(opts, 'options')
-    if (o.key === undefined) throw invalid('options.key', o.key, 'the cluster key (required to join)')
-    parseKey(o.key, 'options.key')
-    const onRequest = checkFunction<RelayJoinOptions['onRequest']>(o.onRequest, 'options.onRequest')
-    const onBroadcast = checkFunction<RelayJoinOptions['onBroadcast']>(o.onBroadcast, 'options.onBroadcast')
-    const onTunnel = checkFunction<RelayJoinOptions['onTunnel']>(o.onTunnel, 'options.onTunnel')
-    const flags =
-      (onRequest ? JoinFlag.Requests : 0) |
-      (onBroadcast ? JoinFlag.Broadcasts : 0) |
-      (onTunnel ? JoinFlag.Tunnels : 0)
-    const l = checkOptions<Limits>(o.limits, 'options.limits')
-    const limits = {
-      requests: checkU32(l.requests, 'options.limits.requests'),
-      broadcasts: checkU32(l.broadcasts, 'options.limits.broadcasts'),
-      tunnels: checkU32(l.tunnels, 'options.limits.tunnels'),
-      queueBytes: checkU32(l.queueBytes, 'options.limits.queueBytes'),
-    }
-    if (this.handlers.has(cluster)) {
-      throw invalid('cluster', cluster, 'a cluster not yet joined by this client')
-    }
-    const key = typeof o.key === 'string' ? o.key : toBytes(o.key, 'options.key')
-    this.handlers.set(cluster, { key, onRequest, onBroadcast, onTunnel })
-    try {
-      this.expect(await this.call(Op.Join, (w) => encodeJoin(w, { cluster, key, limits, flags })), Op.Ok)
-    } catch (err) {
-      this.handlers.delete(cluster)
-      throw err
-    }
-    let left: Promise<void> | undefined
-    return {
-      cluster,
-      leave: () => {
-        left ??= (async () => {
-          try {
-            if (!this.closedErr) this.expect(await this.call(Op.Leave, (w) => w.str(cluster)), Op.Ok)
-          } finally {
-            this.handlers.delete(cluster)
-          }
-        })()
-        return left
-      },
-    }
+  join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership> {
+    return this.members.join(cluster, opts)
   }
 
   async broadcast(cluster: string, data: Uint8Array | string): Promise<number> {
@@ -526,21 +384,8 @@ class Client implements RelayClient {
   ): Promise<PublishAck | undefined> {
     checkTopic(topic, 'topic')
     const payload = toPayload(data, 'data', this.maxMessageSize)
-    const o = checkOptions<PublishOptions>(opts, 'options')
-    const key = o.key === undefined ? undefined : toBytes(o.key, 'options.key')
-    const headers = checkHeaders(o.headers)
-    const ack = o.ack ?? 'none'
-    if (ack !== 'none' && ack !== 'leader' && ack !== 'all') {
-      throw invalid('options.ack', o.ack, "'none', 'leader' or 'all'")
-    }
-    if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
-      throw invalid('options.msgId', o.msgId)
-    }
-    const timeout = checkTimeout(o.timeout, 'options.timeout')
-    const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
-    const f = await this.call(Op.Publish, (w) =>
-      encodePublish(w, { topic, key, headers, msgId: o.msgId, ack, timeoutMs, data: payload }),
-    )
+    const p = checkPublishOptions(opts)
+    const f = await this.call(Op.Publish, (w) => encodePublish(w, { topic, ...p, data: payload }))
     if (f.opcode === Op.PublishAck) return decodePublishAck(f.body)
     this.expect(f, Op.Ok)
     return undefined

@@ -11,33 +11,21 @@ import {
   InvalidArgumentError,
   OverloadedError,
   RemoteError,
-  TimeoutError,
 } from '../src/errors.js'
 import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
-import type {
-  BroadcastContext,
-  JoinOptions,
-  Limits,
-  Membership,
-  PlexusNode,
-  RequestContext,
-  Tunnel,
-} from '../src/types.js'
+import type { PlexusNode } from '../src/types.js'
 import { type BinaryWriter, DecodeError } from '../src/util/binary.js'
 import { FramedConnection } from './connection.js'
 import {
   CONNECTION_ID,
   decodeBytesBody,
   decodeHello,
-  decodeJoin,
   decodeRequest,
   decodeStrBody,
   encodeError,
-  encodeInvoke,
   encodeWelcome,
   FRAME_OVERHEAD,
   type Frame,
-  JoinFlag,
   Op,
   opcodeName,
   PROTOCOL_VERSION,
@@ -51,11 +39,10 @@ import {
   decodeTunnelCredit,
   decodeTunnelOpen,
   decodeUnsubscribe,
-  encodeBroadcastDeliver,
   encodePublishAck,
-  encodeTunnelIncoming,
   encodeTunnelOpened,
 } from './protocol-ext.js'
+import { RelayMemberships } from './server-members.js'
 import { RelaySubscriptions } from './server-pubsub.js'
 import { RelayTunnels, type TunnelBridgeStats } from './server-tunnels.js'
 
@@ -86,28 +73,19 @@ export const RELAY_LIMITS = {
   maxTunnels: 256,
 } as const
 
-interface PendingInvoke {
-  resolve(data: Uint8Array): void
-  reject(err: Error): void
-}
-
 /** One thin client's connection (internal to the relay server). */
 export class RelayClientConnection {
   private readonly conn: FramedConnection
   private welcomed = false
   private readonly requests = new Map<number, AbortController>()
   private inFlightBytes = 0
-  private readonly memberships = new Map<string, Membership>()
-  private readonly invokes = new Map<number, PendingInvoke>()
-  private nextInvokeId = 1
   private handshakeTimer: NodeJS.Timeout | undefined
   private cleanedUp: Promise<void> | undefined
   private peerEnded = false
   private version = PROTOCOL_VERSION
   private readonly subs: RelaySubscriptions
   private readonly tunnels: RelayTunnels
-  private readonly deliveries = new Map<number, () => void>()
-  private nextDeliveryId = 1
+  private readonly members: RelayMemberships
 
   constructor(
     private readonly node: PlexusNode,
@@ -134,6 +112,15 @@ export class RelayClientConnection {
     })
     this.subs = new RelaySubscriptions(node, this.conn)
     this.tunnels = new RelayTunnels(this.conn, maxMessageSize, RELAY_LIMITS.maxTunnels)
+    this.members = new RelayMemberships({
+      node,
+      conn: this.conn,
+      tunnels: this.tunnels,
+      maxTunnels: RELAY_LIMITS.maxTunnels,
+      cleanedUp: () => this.cleanedUp !== undefined,
+      peerEnded: () => this.peerEnded,
+      sendError: (id, err) => this.sendError(id, err),
+    })
     this.handshakeTimer = setTimeout(
       () => this.refuse('no HELLO within 5000 ms'),
       RELAY_LIMITS.handshakeTimeout,
@@ -173,15 +160,7 @@ export class RelayClientConnection {
   private async leaveAll(): Promise<void> {
     this.subs.closeAll()
     this.tunnels.abortAll('the relay client disconnected')
-    const deliveries = [...this.deliveries.values()]
-    this.deliveries.clear()
-    for (const d of deliveries) d()
-    const invokes = [...this.invokes.values()]
-    this.invokes.clear()
-    for (const p of invokes) p.reject(new RemoteError('the relay client serving this request disconnected'))
-    const ms = [...this.memberships.values()]
-    this.memberships.clear()
-    await Promise.all(ms.map((m) => m.leave().catch(() => {})))
+    await this.members.leaveAll()
   }
 
   /** After the client's half-close: close once every request it sent is answered. */
@@ -242,16 +221,16 @@ export class RelayClientConnection {
         this.requests.get(f.id)?.abort(new AbortedError('cancelled by the relay client'))
         return
       case Op.Join:
-        this.onJoin(f)
+        this.members.onJoin(f, this.version)
         return
       case Op.Leave:
-        this.onLeave(f.id, decodeStrBody(f.body, 'LEAVE'))
+        this.members.onLeave(f.id, decodeStrBody(f.body, 'LEAVE'))
         return
       case Op.InvokeReply:
-        this.settleInvoke(f.id, decodeBytesBody(f.body, 'INVOKE_REPLY', this.maxMessageSize))
+        this.members.settleInvoke(f.id, decodeBytesBody(f.body, 'INVOKE_REPLY', this.maxMessageSize))
         return
       case Op.InvokeError:
-        this.settleInvoke(f.id, new RemoteError(decodeStrBody(f.body, 'INVOKE_ERROR')))
+        this.members.settleInvoke(f.id, new RemoteError(decodeStrBody(f.body, 'INVOKE_ERROR')))
         return
       case Op.Status:
         f.body.end('STATUS')
@@ -277,9 +256,7 @@ export class RelayClientConnection {
       }
       case Op.BroadcastAck: {
         f.body.end('BROADCAST_ACK')
-        const d = this.deliveries.get(f.id)
-        this.deliveries.delete(f.id)
-        d?.()
+        this.members.ackDelivery(f.id)
         return
       }
       case Op.Subscribe: {
@@ -450,121 +427,5 @@ export class RelayClientConnection {
         (w) => encodeTunnelOpened(w, { tunnelId: b.id, peer: b.stats().peer, window: b.window }),
       ],
     )
-  }
-
-  /** A tunnel accepted by the node for a cluster this client joined with tunnels. */
-  private incomingTunnel(t: Tunnel, ctx: { from: string; cluster: string }): void {
-    if (this.conn.isClosed || this.peerEnded || this.tunnels.size >= RELAY_LIMITS.maxTunnels) {
-      t.abort('the relay client cannot take more tunnels')
-      return
-    }
-    const b = this.tunnels.add(t, 'incoming', 0)
-    this.conn.send(Op.TunnelIncoming, b.id, (w) =>
-      encodeTunnelIncoming(w, { cluster: ctx.cluster, from: ctx.from, window: b.window }),
-    )
-  }
-
-  /** A broadcast for a joined cluster: resolves when the client sends BROADCAST_ACK. */
-  private deliverBroadcast(data: Uint8Array, ctx: BroadcastContext): Promise<void> {
-    if (this.conn.isClosed) return Promise.resolve()
-    let id = this.nextDeliveryId
-    while (id === CONNECTION_ID || this.deliveries.has(id)) id = (id + 1) >>> 0
-    this.nextDeliveryId = (id + 1) >>> 0
-    return new Promise<void>((resolve) => {
-      this.deliveries.set(id, resolve)
-      this.conn.send(Op.BroadcastDeliver, id, (w) =>
-        encodeBroadcastDeliver(w, { cluster: ctx.cluster, from: ctx.from, data }),
-      )
-    })
-  }
-
-  private onJoin(f: Frame): void {
-    const j = decodeJoin(f.body, this.version)
-    const limits: Limits = {}
-    for (const k of ['requests', 'broadcasts', 'tunnels', 'queueBytes'] as const) {
-      if (j.limits[k] > 0) limits[k] = j.limits[k]
-    }
-    if (this.memberships.has(j.cluster)) {
-      this.sendError(
-        f.id,
-        new InvalidArgumentError(`cluster ${j.cluster} is already joined on this connection`),
-      )
-      return
-    }
-    const cluster = j.cluster
-    const opts: JoinOptions = { key: j.key, limits }
-    if (j.flags & JoinFlag.Requests) opts.onRequest = (data, ctx) => this.invoke(cluster, data, ctx)
-    if (j.flags & JoinFlag.Broadcasts) opts.onBroadcast = (data, ctx) => this.deliverBroadcast(data, ctx)
-    if (j.flags & JoinFlag.Tunnels) opts.onTunnel = (t, ctx) => this.incomingTunnel(t, ctx)
-    let p: Promise<Membership>
-    try {
-      p = this.node.join(cluster, opts)
-    } catch (err) {
-      p = Promise.reject(err)
-    }
-    p.then(
-      (m) => {
-        if (this.cleanedUp || this.peerEnded) {
-          void m.leave()
-          return
-        }
-        this.memberships.set(cluster, m)
-        this.conn.send(Op.Ok, f.id)
-      },
-      (err) => this.sendError(f.id, err),
-    )
-  }
-
-  private onLeave(id: number, cluster: string): void {
-    const m = this.memberships.get(cluster)
-    if (!m) {
-      this.sendError(id, new InvalidArgumentError(`cluster ${cluster} was not joined on this connection`))
-      return
-    }
-    this.memberships.delete(cluster)
-    m.leave().then(
-      () => this.conn.send(Op.Ok, id),
-      (err) => this.sendError(id, err),
-    )
-  }
-
-  /** Forwards one request for a joined cluster to the client; resolves with its reply. */
-  private invoke(cluster: string, data: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
-    if (this.conn.isClosed)
-      return Promise.reject(new RemoteError('the relay client serving this cluster disconnected'))
-    const remaining = Math.max(1, Math.min(0xffffffff, Math.round(ctx.deadline - Date.now())))
-    let id = this.nextInvokeId
-    while (id === CONNECTION_ID || this.invokes.has(id)) id = (id + 1) >>> 0
-    this.nextInvokeId = (id + 1) >>> 0
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const onAbort = () => {
-        if (!this.invokes.delete(id)) return
-        this.conn.send(Op.InvokeCancel, id)
-        reject(new TimeoutError(`${cluster}: the caller gave up`))
-      }
-      const signal = ctx.signal
-      this.invokes.set(id, {
-        resolve: (d) => {
-          signal.removeEventListener('abort', onAbort)
-          resolve(d)
-        },
-        reject: (e) => {
-          signal.removeEventListener('abort', onAbort)
-          reject(e)
-        },
-      })
-      signal.addEventListener('abort', onAbort, { once: true })
-      this.conn.send(Op.Invoke, id, (w) =>
-        encodeInvoke(w, { cluster, remainingMs: remaining, from: ctx.from, data }),
-      )
-    })
-  }
-
-  private settleInvoke(id: number, outcome: Uint8Array | Error): void {
-    const p = this.invokes.get(id)
-    if (!p) return // late (after cancel) or unknown: ignored
-    this.invokes.delete(id)
-    if (outcome instanceof Error) p.reject(outcome)
-    else p.resolve(outcome)
   }
 }

@@ -1,0 +1,60 @@
+/**
+ * Argument checking for the relay client's entry points whose options take more than a
+ * line or two to validate: `connectRelay` and `publish`.
+ */
+import { DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, RELAY_ENV } from '../src/constants.js'
+import type { PublishOptions } from '../src/types.js'
+import { checkOptions, checkPort, checkTimeout, toBytes } from '../src/util/validate.js'
+import { type ConnectRelayOptions, checkHeaders, invalid, parseRelayAddress } from './client-api.js'
+import type { PublishBody } from './protocol-ext.js'
+
+/** `connectRelay`'s options, checked and with their defaults applied. */
+export interface ResolvedConnectOptions {
+  target: { host: string; port: number }
+  timeout: number
+  signal: AbortSignal | undefined
+  name: string
+}
+
+/**
+ * Checks `connectRelay`'s options: the address comes from `address`, else from `host` /
+ * `port` over the relay environment variable, else the defaults.
+ */
+export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnectOptions {
+  const o = checkOptions<ConnectRelayOptions>(opts, 'options')
+  let target: { host: string; port: number }
+  if (o.address !== undefined) target = parseRelayAddress(o.address, 'options.address')
+  else {
+    const env = process.env[RELAY_ENV]
+    const base = env
+      ? parseRelayAddress(env, RELAY_ENV)
+      : { host: DEFAULT_RELAY_HOST, port: DEFAULT_RELAY_PORT }
+    if (o.host !== undefined && (typeof o.host !== 'string' || o.host === '')) {
+      throw invalid('options.host', o.host)
+    }
+    target = { host: o.host ?? base.host, port: checkPort(o.port, 'options.port') ?? base.port }
+  }
+  const timeout = checkTimeout(o.timeout, 'options.timeout') ?? 5000
+  if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
+    throw invalid('options.signal', o.signal, 'an AbortSignal')
+  }
+  const name = o.clientName === undefined ? 'plexus-ts' : String(o.clientName).slice(0, 200)
+  return { target, timeout, signal: o.signal, name }
+}
+
+/** Checks `publish`'s options into the PUBLISH frame fields other than topic and data. */
+export function checkPublishOptions(opts: PublishOptions): Omit<PublishBody, 'topic' | 'data'> {
+  const o = checkOptions<PublishOptions>(opts, 'options')
+  const key = o.key === undefined ? undefined : toBytes(o.key, 'options.key')
+  const headers = checkHeaders(o.headers)
+  const ack = o.ack ?? 'none'
+  if (ack !== 'none' && ack !== 'leader' && ack !== 'all') {
+    throw invalid('options.ack', o.ack, "'none', 'leader' or 'all'")
+  }
+  if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
+    throw invalid('options.msgId', o.msgId)
+  }
+  const timeout = checkTimeout(o.timeout, 'options.timeout')
+  const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
+  return { key, headers, msgId: o.msgId, ack, timeoutMs }
+}
