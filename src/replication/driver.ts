@@ -19,109 +19,18 @@ import {
   encodeMessage,
   type NodeId,
   type ProposalResult,
-  type RaftConfig,
   RawNode,
   type Ready,
   type Role,
-  type Snapshot,
   type Status,
 } from '../raft/index.js'
-import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from './errors.js'
+import type { DriverStats, ReplicaDriverOptions } from './driver-options.js'
+import { LeadershipLostError, NotLeaderError } from './errors.js'
+import { type ProposalStages, ProposalTracker, type Queued, type Waiter } from './proposals.js'
 import { RaftLogStorage } from './storage.js'
 
-/** A leadership or role change seen by this member. */
-export interface LeaderChange {
-  leader: NodeId | null
-  role: Role
-  term: number
-}
-
-/** Options of `ReplicaDriver`. */
-export interface ReplicaDriverOptions {
-  /** This member's id (its peer id). */
-  id: NodeId
-  /** Replica directory (see `RaftLogStorage`). */
-  dir: string
-  /** Bootstrap voters for a brand-new group (ignored once the directory has a configuration). */
-  voters?: NodeId[]
-  /**
-   * Sends encoded bytes to a peer. Called only after the state those bytes promise is
-   * durable. Must not throw (errors are counted and the message dropped: Raft retries).
-   */
-  send: (to: NodeId, bytes: Uint8Array) => void
-  /**
-   * The state machine: applies committed entries, in index order, awaited before the next
-   * batch. Gets every committed entry: `normal` ones (a leader's no-op has empty data) and
-   * `confChange` ones (membership already updated by the driver). After a restart entries
-   * after `applied` are delivered again, possibly some the state machine had already
-   * applied: deduplicate by index. A throw stops the driver (see `onError`).
-   */
-  apply: (entries: Entry[]) => void | Promise<void>
-  /** Installs a snapshot's data received from the leader (before later entries are applied). */
-  restore?: (snapshot: Snapshot) => void | Promise<void>
-  /** Index the state machine durably applied (default 0: replay everything retained). */
-  applied?: number
-  /** Milliseconds per Raft tick (default 50). */
-  tickMs?: number
-  /** Ticks before a follower campaigns (default 10, randomized in [n, 2n)). */
-  electionTick?: number
-  /** Ticks between heartbeats (default 1). */
-  heartbeatTick?: number
-  /** Randomness for election jitter (default `Math.random`). */
-  rand?: () => number
-  /** Most proposals queued or awaiting commit; more are rejected with `OverloadedError` (default 4096). */
-  maxPending?: number
-  /** Most payloads per `proposeBatch` (default 1024). */
-  maxBatch?: number
-  /** Other core knobs (message size, pipelining window, pre-vote, check-quorum). */
-  raft?: Pick<RaftConfig, 'maxSizePerMsg' | 'maxInflightMsgs' | 'preVote' | 'checkQuorum'>
-  /** Called on every leader or role change seen by this member. Must not throw. */
-  onLeaderChange?: (change: LeaderChange) => void
-  /** Called once when the driver stops on a fatal error (disk failure, `apply` threw). */
-  onError?: (err: unknown) => void
-  /** Clock for log record timestamps (default `Date.now`). */
-  now?: () => number
-}
-
-/** Counters since start, for monitoring and tests. */
-export interface DriverStats {
-  received: number
-  /** Inbound bytes that did not decode as a Raft message. */
-  malformed: number
-  /** Inbound messages not from `from`, not addressed to us, or proposals from peers. */
-  misrouted: number
-  /** Inbound messages the core threw on (should stay 0). */
-  stepErrors: number
-  sent: number
-  sendErrors: number
-  readies: number
-  /** Proposals accepted on the leader, and the `proposeBatch` calls that carried them. */
-  proposals: number
-  batches: number
-}
-
-interface Waiter {
-  resolve: (r: ProposalResult) => void
-  reject: (err: unknown) => void
-  /** `proposeWithPersist`: settled right after the Ready persisting the entry (then cleared). */
-  persisted?: { resolve: (r: ProposalResult) => void; reject: (err: unknown) => void }
-}
-
-/** What `proposeWithPersist` returns: two stages of one proposal. */
-export interface ProposalStages {
-  /**
-   * Resolves with `{ index, term }` once the entry is fsynced in this member's raft log while
-   * it was still the leader of `term` (before any message carrying the entry is sent).
-   * Rejects with the same errors as `committed` when they come first, and with
-   * `LeadershipLostError` (outcome unknown) when leadership of `term` ended before the fsync
-   * completed. Never resolves after `committed` rejects.
-   */
-  persisted: Promise<ProposalResult>
-  /** Exactly what `propose` returns. */
-  committed: Promise<ProposalResult>
-}
-
-type Queued = Waiter & ({ kind: 'data'; data: Uint8Array } | { kind: 'conf'; cc: ConfChange })
+export type { DriverStats, LeaderChange, ReplicaDriverOptions } from './driver-options.js'
+export type { ProposalStages } from './proposals.js'
 
 /**
  * One Raft member, driven. Ordering: committed entries reach `apply` in index order, each
@@ -135,8 +44,6 @@ export class ReplicaDriver {
   private node: RawNode | undefined
   private store: RaftLogStorage | undefined
   private timer: NodeJS.Timeout | undefined
-  private queue: Queued[] = []
-  private readonly pending = new Map<number, Waiter & { term: number }>()
   private running: Promise<void> | undefined
   private scheduled = false
   private storageLock: Promise<unknown> = Promise.resolve()
@@ -154,6 +61,7 @@ export class ReplicaDriver {
     proposals: 0,
     batches: 0,
   }
+  private readonly proposals: ProposalTracker
 
   constructor(opts: ReplicaDriverOptions) {
     if (typeof opts.send !== 'function') throw new InvalidArgumentError('send must be a function')
@@ -165,6 +73,7 @@ export class ReplicaDriver {
     }
     this.id = opts.id
     this.opts = opts
+    this.proposals = new ProposalTracker(opts.id, this.counters)
   }
 
   /**
@@ -214,7 +123,7 @@ export class ReplicaDriver {
     this.state = 'stopping'
     this.killed = !flush
     if (this.timer) clearInterval(this.timer)
-    this.rejectAll(new AbortedError('replica stopped'))
+    this.proposals.rejectAll(new AbortedError('replica stopped'))
     if (flush) await this.running?.catch(() => {})
     const store = this.store
     if (store) {
@@ -344,7 +253,7 @@ export class ReplicaDriver {
     return {
       ...this.node.status(),
       stats: { ...this.counters },
-      pending: this.queue.length + this.pending.size,
+      pending: this.proposals.size,
     }
   }
 
@@ -358,11 +267,11 @@ export class ReplicaDriver {
     if (node === undefined || this.state !== 'running')
       return Promise.reject(new AbortedError('replica is not running'))
     const max = this.opts.maxPending ?? 4096
-    if (this.queue.length + this.pending.size >= max)
+    if (this.proposals.size >= max)
       return Promise.reject(new OverloadedError(`${max} proposals pending on ${this.id}; retry later`))
     if (node.raft.role !== 'leader') return Promise.reject(new NotLeaderError(node.raft.leader))
     return new Promise<ProposalResult>((resolve, reject) => {
-      this.queue.push(make({ resolve, reject }))
+      this.proposals.queue.push(make({ resolve, reject }))
       this.schedule()
     })
   }
@@ -386,65 +295,19 @@ export class ReplicaDriver {
     })
   }
 
-  /** Hands queued proposals to the core: consecutive data proposals as one batch. */
-  private flushProposals(node: RawNode): void {
-    while (this.queue.length > 0) {
-      if (node.raft.role !== 'leader') {
-        const err = new NotLeaderError(node.raft.leader)
-        for (const q of this.queue.splice(0)) q.reject(err)
-        return
-      }
-      const head = this.queue[0]!
-      let batch: Queued[]
-      if (head.kind === 'conf') batch = this.queue.splice(0, 1)
-      else {
-        let n = 1
-        const max = this.opts.maxBatch ?? 1024
-        while (n < this.queue.length && n < max && this.queue[n]!.kind === 'data') n++
-        batch = this.queue.splice(0, n)
-      }
-      let r: ProposalResult | null
-      try {
-        r =
-          head.kind === 'conf'
-            ? node.proposeConfChange(head.cc)
-            : node.proposeBatch(batch.map((q) => (q as { data: Uint8Array }).data))
-      } catch (err) {
-        for (const q of batch) q.reject(err)
-        continue
-      }
-      if (r === null) {
-        const err = new NotLeaderError(node.raft.leader)
-        for (const q of batch) q.reject(err)
-        continue
-      }
-      this.counters.batches++
-      this.counters.proposals += batch.length
-      for (let i = 0; i < batch.length; i++) {
-        const q = batch[i]!
-        this.pending.set(r.index + i, {
-          term: r.term,
-          resolve: q.resolve,
-          reject: q.reject,
-          persisted: q.persisted,
-        })
-      }
-    }
-  }
-
   private async loop(): Promise<void> {
     const node = this.node!
     const store = this.store!
     try {
       while (this.state === 'running') {
-        this.flushProposals(node)
+        this.proposals.flush(node, this.opts.maxBatch ?? 1024)
         if (!node.hasReady()) break
         const rd = node.ready()
         this.counters.readies++
         if (rd.softState) this.opts.onLeaderChange?.({ ...rd.softState, term: node.raft.term })
         await this.withStorage(() => this.persist(store, rd))
         if (this.killed) return
-        this.settlePersisted(node, rd.entries)
+        this.proposals.settlePersisted(node, rd.entries)
         for (const m of rd.messages) {
           try {
             this.opts.send(m.to, encodeMessage(m))
@@ -456,8 +319,10 @@ export class ReplicaDriver {
         await this.applyCommitted(node, store, rd.committedEntries)
         if (this.killed) return
         node.advance(rd)
-        if (node.raft.role !== 'leader' && this.pending.size > 0)
-          this.rejectPending(new LeadershipLostError(`${this.id} lost leadership; the outcome is unknown`))
+        if (node.raft.role !== 'leader' && this.proposals.pending.size > 0)
+          this.proposals.rejectPending(
+            new LeadershipLostError(`${this.id} lost leadership; the outcome is unknown`),
+          )
       }
     } catch (err) {
       if (this.killed) return
@@ -487,61 +352,14 @@ export class ReplicaDriver {
     if (this.killed) return
     await this.opts.apply(ents)
     if (this.killed) return
-    this.settle(ents)
-  }
-
-  /**
-   * Settles the `persisted` stage of proposals whose entries were just fsynced: resolved if
-   * this member still leads the proposal's term (its log is then never overwritten while it
-   * leads), else rejected with `LeadershipLostError` (outcome unknown).
-   */
-  private settlePersisted(node: RawNode, ents: Entry[]): void {
-    for (const e of ents) {
-      const w = this.pending.get(e.index)
-      const stage = w?.persisted
-      if (w === undefined || stage === undefined) continue
-      w.persisted = undefined
-      if (w.term === e.term && node.raft.role === 'leader' && node.raft.term === w.term)
-        stage.resolve({ index: e.index, term: e.term })
-      else
-        stage.reject(
-          new LeadershipLostError(
-            `${this.id} lost leadership of term ${w.term} before entry ${e.index} was persisted; the outcome is unknown`,
-          ),
-        )
-    }
-  }
-
-  /** Resolves or rejects the proposals waiting on applied entries. */
-  private settle(run: Entry[]): void {
-    for (const e of run) {
-      this.appliedIndex = e.index
-      const w = this.pending.get(e.index)
-      if (w === undefined) continue
-      this.pending.delete(e.index)
-      if (w.term === e.term) {
-        w.persisted?.resolve({ index: e.index, term: e.term }) // applied here, so durable here
-        w.resolve({ index: e.index, term: e.term })
-      } else
-        w.reject(
-          new EntryOverwrittenError(`entry ${e.index} was committed with term ${e.term}, not ${w.term}`),
-        )
-    }
-  }
-
-  private rejectPending(err: unknown): void {
-    for (const w of this.pending.values()) w.reject(err)
-    this.pending.clear()
-  }
-
-  private rejectAll(err: unknown): void {
-    for (const q of this.queue.splice(0)) q.reject(err)
-    this.rejectPending(err)
+    this.proposals.settle(ents, (index) => {
+      this.appliedIndex = index
+    })
   }
 
   private async fail(err: unknown): Promise<void> {
     if (this.state !== 'running') return
-    this.rejectAll(err)
+    this.proposals.rejectAll(err)
     this.opts.onError?.(err)
     await this.stop({ flush: false })
   }

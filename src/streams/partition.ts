@@ -14,22 +14,20 @@
  * skipped: re-delivery is idempotent). A partition log that is missing or unreadable is
  * rebuilt from the raft log. See docs/replication.md, "Partition replicas".
  */
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
-import { CorruptLogError, type Log, type LogRecord, openLog, type ReplicaRecord } from '../log/index.js'
+import type { Log, LogRecord } from '../log/index.js'
 import type { Entry, NodeId, Role, Snapshot } from '../raft/index.js'
 import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replication/index.js'
 import {
   type BatchMessage,
-  decodeBatch,
-  decodePosition,
   encodeBatch,
-  encodePosition,
   messageSize,
   POSITION_HEADER,
   RESERVED_HEADER_PREFIX,
 } from './batch.js'
+import { dataMessages, entriesToRecords, openPartitionLog } from './partition-apply.js'
 import type {
   PartitionMessage,
   PartitionRecovery,
@@ -111,7 +109,11 @@ export class PartitionReplica {
     this.state = 'running'
     await mkdir(this.opts.dir, { recursive: true })
     try {
-      this.log = await this.openPartitionLog()
+      const opened = await openPartitionLog(this.opts)
+      this.log = opened.log
+      this.appliedIndex = opened.appliedIndex
+      this.nextOffset = opened.nextOffset
+      this.recoveryReport = opened.report
       const o = this.opts
       this.driver = new ReplicaDriver({
         ...o.driver,
@@ -407,42 +409,12 @@ export class PartitionReplica {
   /** The state machine: committed entries, in index order, possibly re-delivered. */
   private async apply(entries: Entry[]): Promise<void> {
     const log = this.openLog()
-    const records: ReplicaRecord[] = []
-    let offset = this.nextOffset
-    let last = this.appliedIndex
-    const spans: Array<[number, number]> = []
-    for (const e of entries) {
-      if (e.index <= last) continue // re-delivered after a restart: already in the partition log
-      last = e.index
-      if (e.type !== 'normal' || e.data.length === 0) continue // conf change, leader no-op
-      let batch: BatchMessage[]
-      try {
-        batch = decodeBatch(e.data)
-      } catch {
-        this.skippedEntries++ // same bytes on every replica: skipped everywhere alike
-        continue
-      }
-      if (this.inflight > 0) spans.push([e.index, offset])
-      for (let pos = 0; pos < batch.length; pos++) {
-        const m = batch[pos]!
-        const headers = {
-          ...m.headers,
-          [POSITION_HEADER]: encodePosition({ index: e.index, pos, count: batch.length }),
-        }
-        records.push({
-          offset: offset++,
-          timestamp: m.timestamp,
-          term: e.term,
-          key: m.key,
-          value: m.value,
-          headers,
-        })
-      }
-    }
-    if (records.length > 0) await log.appendAt(records)
-    this.nextOffset = offset
-    this.appliedIndex = last
-    for (const [i, first] of spans) this.spans.set(i, first)
+    const run = entriesToRecords(entries, this.appliedIndex, this.nextOffset, this.inflight > 0)
+    this.skippedEntries += run.skipped
+    if (run.records.length > 0) await log.appendAt(run.records)
+    this.nextOffset = run.nextOffset
+    this.appliedIndex = run.appliedIndex
+    for (const [i, first] of run.spans) this.spans.set(i, first)
   }
 
   /** Snapshots carry no partition data yet: installing one cannot be completed here. */
@@ -452,78 +424,6 @@ export class PartitionReplica {
       `snapshot at raft index ${snap.index} is past the partition log (applied ${this.appliedIndex}); ` +
         'partition catch-up from a snapshot is not implemented',
     )
-  }
-
-  /** Opens `data/`, derives the applied raft index, rebuilds it when it cannot be trusted. */
-  private async openPartitionLog(): Promise<Log> {
-    const dir = join(this.opts.dir, 'data')
-    const open = () => openLog({ dir, fsync: 'never', segmentBytes: this.opts.segmentBytes })
-    let log: Log | undefined
-    let rebuilt: string | undefined
-    try {
-      log = await open()
-      if (this.opts.verifyOnStart) await verify(log)
-      const tail = await this.recoverTail(log)
-      this.recoveryReport = { appliedIndex: tail.applied, droppedPartialRecords: tail.dropped, rebuilt }
-      return log
-    } catch (err) {
-      if (!(err instanceof CorruptLogError) && !(err instanceof TrustError)) throw err
-      rebuilt = err.message
-    }
-    await log?.close().catch(() => {})
-    await rm(dir, { recursive: true, force: true })
-    log = await open()
-    this.appliedIndex = 0
-    this.nextOffset = 0
-    this.recoveryReport = { appliedIndex: 0, droppedPartialRecords: 0, rebuilt }
-    return log
-  }
-
-  /** Reads the last record's position; drops a half-applied batch so it is re-applied whole. */
-  private async recoverTail(log: Log): Promise<{ applied: number; dropped: number }> {
-    const lastOffset = log.latestOffset()
-    this.appliedIndex = 0
-    this.nextOffset = 0
-    if (lastOffset < 0) return { applied: 0, dropped: 0 }
-    const [rec] = await log.read(lastOffset, { maxRecords: 1 })
-    const p = rec?.offset === lastOffset ? decodePosition(rec.headers?.[POSITION_HEADER]) : undefined
-    if (p === undefined)
-      throw new TrustError(`last partition record ${lastOffset} has no valid position header`)
-    let dropped = 0
-    let applied = p.index
-    if (p.pos !== p.count - 1) {
-      dropped = p.pos + 1
-      await log.truncateAfter(lastOffset - dropped)
-      applied = p.index - 1
-    }
-    this.appliedIndex = applied
-    this.nextOffset = log.latestOffset() + 1
-    return { applied, dropped }
-  }
-}
-
-/** The partition log's content contradicts what the state machine writes. */
-class TrustError extends Error {}
-
-/** Reads the whole log once (every record's CRC is checked); throws `CorruptLogError`. */
-async function verify(log: Log): Promise<void> {
-  let next = log.earliestOffset()
-  const end = log.latestOffset()
-  while (next <= end) {
-    const recs = await log.read(next, { maxBytes: 4 << 20 })
-    if (recs.length === 0) break
-    for (const r of recs)
-      if (r.offset !== next++) throw new TrustError(`partition log offsets not dense at ${r.offset}`)
-  }
-}
-
-/** Messages `apply` assigns offsets to for entry `e` (0 for no-ops, conf changes, bad payloads). */
-function dataMessages(e: Entry): number {
-  if (e.type !== 'normal' || e.data.length === 0) return 0
-  try {
-    return decodeBatch(e.data).length
-  } catch {
-    return 0
   }
 }
 

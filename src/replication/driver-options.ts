@@ -1,0 +1,75 @@
+/**
+ * The options, callbacks and counters of `ReplicaDriver` (driver.ts, which re-exports them).
+ */
+import type { Entry, NodeId, RaftConfig, Role, Snapshot } from '../raft/index.js'
+
+/** A leadership or role change seen by this member. */
+export interface LeaderChange {
+  leader: NodeId | null
+  role: Role
+  term: number
+}
+
+/** Options of `ReplicaDriver`. */
+export interface ReplicaDriverOptions {
+  /** This member's id (its peer id). */
+  id: NodeId
+  /** Replica directory (see `RaftLogStorage`). */
+  dir: string
+  /** Bootstrap voters for a brand-new group (ignored once the directory has a configuration). */
+  voters?: NodeId[]
+  /**
+   * Sends encoded bytes to a peer. Called only after the state those bytes promise is
+   * durable. Must not throw (errors are counted and the message dropped: Raft retries).
+   */
+  send: (to: NodeId, bytes: Uint8Array) => void
+  /**
+   * The state machine: applies committed entries, in index order, awaited before the next
+   * batch. Gets every committed entry: `normal` ones (a leader's no-op has empty data) and
+   * `confChange` ones (membership already updated by the driver). After a restart entries
+   * after `applied` are delivered again, possibly some the state machine had already
+   * applied: deduplicate by index. A throw stops the driver (see `onError`).
+   */
+  apply: (entries: Entry[]) => void | Promise<void>
+  /** Installs a snapshot's data received from the leader (before later entries are applied). */
+  restore?: (snapshot: Snapshot) => void | Promise<void>
+  /** Index the state machine durably applied (default 0: replay everything retained). */
+  applied?: number
+  /** Milliseconds per Raft tick (default 50). */
+  tickMs?: number
+  /** Ticks before a follower campaigns (default 10, randomized in [n, 2n)). */
+  electionTick?: number
+  /** Ticks between heartbeats (default 1). */
+  heartbeatTick?: number
+  /** Randomness for election jitter (default `Math.random`). */
+  rand?: () => number
+  /** Most proposals queued or awaiting commit; more are rejected with `OverloadedError` (default 4096). */
+  maxPending?: number
+  /** Most payloads per `proposeBatch` (default 1024). */
+  maxBatch?: number
+  /** Other core knobs (message size, pipelining window, pre-vote, check-quorum). */
+  raft?: Pick<RaftConfig, 'maxSizePerMsg' | 'maxInflightMsgs' | 'preVote' | 'checkQuorum'>
+  /** Called on every leader or role change seen by this member. Must not throw. */
+  onLeaderChange?: (change: LeaderChange) => void
+  /** Called once when the driver stops on a fatal error (disk failure, `apply` threw). */
+  onError?: (err: unknown) => void
+  /** Clock for log record timestamps (default `Date.now`). */
+  now?: () => number
+}
+
+/** Counters since start, for monitoring and tests. */
+export interface DriverStats {
+  received: number
+  /** Inbound bytes that did not decode as a Raft message. */
+  malformed: number
+  /** Inbound messages not from `from`, not addressed to us, or proposals from peers. */
+  misrouted: number
+  /** Inbound messages the core threw on (should stay 0). */
+  stepErrors: number
+  sent: number
+  sendErrors: number
+  readies: number
+  /** Proposals accepted on the leader, and the `proposeBatch` calls that carried them. */
+  proposals: number
+  batches: number
+}

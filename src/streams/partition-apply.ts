@@ -1,0 +1,167 @@
+/**
+ * The state machine side of `PartitionReplica`: turning committed raft entries into partition
+ * log records at dense offsets, and recovering the partition log on start (repairing a
+ * half-applied tail, or rebuilding it from scratch when it cannot be trusted). See
+ * docs/replication.md, "Partition replicas".
+ */
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { CorruptLogError, type Log, openLog, type ReplicaRecord } from '../log/index.js'
+import type { Entry } from '../raft/index.js'
+import { type BatchMessage, decodeBatch, decodePosition, encodePosition, POSITION_HEADER } from './batch.js'
+import type { PartitionRecovery } from './types.js'
+
+/** What `entriesToRecords` derived from a run of committed entries. */
+export interface AppliedRun {
+  /** Records to append to the partition log, at dense offsets. */
+  records: ReplicaRecord[]
+  /** Offset the next applied message gets. */
+  nextOffset: number
+  /** Raft index of the last entry of the run (or the previous applied index). */
+  appliedIndex: number
+  /** `[raft index, first offset]` of each data entry, when spans were asked for. */
+  spans: Array<[number, number]>
+  /** Entries whose payload did not decode (skipped identically on every replica). */
+  skipped: number
+}
+
+/**
+ * Assigns offsets to the messages of committed `entries` (index order, possibly re-delivered:
+ * indexes at or below `appliedIndex` are skipped), starting at `nextOffset`. No-ops and conf
+ * changes only advance the applied index; each message carries its `px.ri` position header.
+ * With `trackSpans`, the first offset of every data entry is reported.
+ */
+export function entriesToRecords(
+  entries: Entry[],
+  appliedIndex: number,
+  nextOffset: number,
+  trackSpans: boolean,
+): AppliedRun {
+  const records: ReplicaRecord[] = []
+  let offset = nextOffset
+  let last = appliedIndex
+  let skipped = 0
+  const spans: Array<[number, number]> = []
+  for (const e of entries) {
+    if (e.index <= last) continue // re-delivered after a restart: already in the partition log
+    last = e.index
+    if (e.type !== 'normal' || e.data.length === 0) continue // conf change, leader no-op
+    let batch: BatchMessage[]
+    try {
+      batch = decodeBatch(e.data)
+    } catch {
+      skipped++ // same bytes on every replica: skipped everywhere alike
+      continue
+    }
+    if (trackSpans) spans.push([e.index, offset])
+    for (let pos = 0; pos < batch.length; pos++) {
+      const m = batch[pos]!
+      const headers = {
+        ...m.headers,
+        [POSITION_HEADER]: encodePosition({ index: e.index, pos, count: batch.length }),
+      }
+      records.push({
+        offset: offset++,
+        timestamp: m.timestamp,
+        term: e.term,
+        key: m.key,
+        value: m.value,
+        headers,
+      })
+    }
+  }
+  return { records, nextOffset: offset, appliedIndex: last, spans, skipped }
+}
+
+/** Messages `entriesToRecords` assigns offsets to for entry `e` (0 for no-ops, conf changes, bad payloads). */
+export function dataMessages(e: Entry): number {
+  if (e.type !== 'normal' || e.data.length === 0) return 0
+  try {
+    return decodeBatch(e.data).length
+  } catch {
+    return 0
+  }
+}
+
+/** An opened partition log and the state machine position it holds. */
+export interface OpenedPartitionLog {
+  log: Log
+  /** Last raft index fully applied to the log. */
+  appliedIndex: number
+  /** Offset the next applied message gets. */
+  nextOffset: number
+  /** What was found (and repaired or rebuilt). */
+  report: PartitionRecovery
+}
+
+/**
+ * Opens the partition log in `<dir>/data`, derives the applied raft index from its last
+ * record, and rebuilds it empty when it cannot be trusted (corrupt, or contradicting what
+ * the state machine writes). Other errors are thrown.
+ */
+export async function openPartitionLog(opts: {
+  dir: string
+  segmentBytes?: number
+  verifyOnStart?: boolean
+}): Promise<OpenedPartitionLog> {
+  const dir = join(opts.dir, 'data')
+  const open = () => openLog({ dir, fsync: 'never', segmentBytes: opts.segmentBytes })
+  let log: Log | undefined
+  let rebuilt: string | undefined
+  try {
+    log = await open()
+    if (opts.verifyOnStart) await verify(log)
+    const tail = await recoverTail(log)
+    return {
+      log,
+      appliedIndex: tail.applied,
+      nextOffset: tail.next,
+      report: { appliedIndex: tail.applied, droppedPartialRecords: tail.dropped, rebuilt },
+    }
+  } catch (err) {
+    if (!(err instanceof CorruptLogError) && !(err instanceof TrustError)) throw err
+    rebuilt = err.message
+  }
+  await log?.close().catch(() => {})
+  await rm(dir, { recursive: true, force: true })
+  log = await open()
+  return {
+    log,
+    appliedIndex: 0,
+    nextOffset: 0,
+    report: { appliedIndex: 0, droppedPartialRecords: 0, rebuilt },
+  }
+}
+
+/** Reads the last record's position; drops a half-applied batch so it is re-applied whole. */
+async function recoverTail(log: Log): Promise<{ applied: number; next: number; dropped: number }> {
+  const lastOffset = log.latestOffset()
+  if (lastOffset < 0) return { applied: 0, next: 0, dropped: 0 }
+  const [rec] = await log.read(lastOffset, { maxRecords: 1 })
+  const p = rec?.offset === lastOffset ? decodePosition(rec.headers?.[POSITION_HEADER]) : undefined
+  if (p === undefined)
+    throw new TrustError(`last partition record ${lastOffset} has no valid position header`)
+  let dropped = 0
+  let applied = p.index
+  if (p.pos !== p.count - 1) {
+    dropped = p.pos + 1
+    await log.truncateAfter(lastOffset - dropped)
+    applied = p.index - 1
+  }
+  return { applied, next: log.latestOffset() + 1, dropped }
+}
+
+/** The partition log's content contradicts what the state machine writes. */
+class TrustError extends Error {}
+
+/** Reads the whole log once (every record's CRC is checked); throws `CorruptLogError`. */
+async function verify(log: Log): Promise<void> {
+  let next = log.earliestOffset()
+  const end = log.latestOffset()
+  while (next <= end) {
+    const recs = await log.read(next, { maxBytes: 4 << 20 })
+    if (recs.length === 0) break
+    for (const r of recs)
+      if (r.offset !== next++) throw new TrustError(`partition log offsets not dense at ${r.offset}`)
+  }
+}
