@@ -12,9 +12,10 @@
  * A write goes to `<file>.tmp`, is fdatasync'ed, renamed over `<file>`, and the directory is
  * fsync'ed: a crash leaves either the old or the new file, never a mix.
  */
-import { open, readFile, rename, unlink } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { readFile, unlink } from 'node:fs/promises'
+import { basename, dirname } from 'node:path'
 import { crc32 } from 'node:zlib'
+import { atomicWriteFile } from '../log/fsutil.js'
 import { CorruptReplicaStateError } from './errors.js'
 
 const MAGIC = [0x50, 0x58, 0x52, 0x53] // "PXRS"
@@ -56,28 +57,9 @@ export function unframeState(file: string, kind: StateKindCode, buf: Uint8Array)
   return payload
 }
 
-/** fsyncs a directory so that renames and unlinks in it are durable. */
-export async function fsyncDir(dir: string): Promise<void> {
-  const fh = await open(dir, 'r')
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-}
-
 /** Atomically replaces `file` with a framed `payload` (temp + fdatasync + rename + dir fsync). */
 export async function writeStateFile(file: string, kind: StateKindCode, payload: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp`
-  const fh = await open(tmp, 'w')
-  try {
-    await fh.writeFile(frameState(kind, payload))
-    await fh.datasync()
-  } finally {
-    await fh.close()
-  }
-  await rename(tmp, file)
-  await fsyncDir(dirname(file))
+  await atomicWriteFile(dirname(file), basename(file), frameState(kind, payload))
 }
 
 /**

@@ -3,11 +3,12 @@
  * written atomically (temp file, fsync, rename) so a crash never leaves a torn key. The
  * same dataDir gives the same peer id after a restart.
  */
-import { mkdir, open, readFile, rename } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { InvalidArgumentError } from '../errors.js'
+import { atomicWriteFile } from '../log/fsutil.js'
 
 /** File name of the identity inside dataDir. */
 export const IDENTITY_FILE = 'identity.key'
@@ -28,19 +29,6 @@ export async function loadIdentity(dataDir: string | undefined): Promise<Private
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err
   }
   const key = await generateKeyPair('Ed25519')
-  await writeFileAtomic(file, privateKeyToProtobuf(key))
+  await atomicWriteFile(dataDir, IDENTITY_FILE, privateKeyToProtobuf(key))
   return key
-}
-
-/** Writes `data` to `file` through a temp file, fsync and rename. */
-export async function writeFileAtomic(file: string, data: Uint8Array): Promise<void> {
-  const tmp = `${file}.tmp-${process.pid}`
-  const fh = await open(tmp, 'w', 0o600)
-  try {
-    await fh.writeFile(data)
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
-  await rename(tmp, file)
 }
