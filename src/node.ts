@@ -10,7 +10,7 @@ import { type RelayServer, startRelay } from '../relay/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory } from './cluster/membership.js'
 import { Dialer } from './discovery/dialer.js'
-import { AbortedError, InvalidArgumentError, StreamNotFoundError } from './errors.js'
+import { AbortedError, InvalidArgumentError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { LinkManager } from './link/manager.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
@@ -19,10 +19,16 @@ import { checkTopic } from './pubsub/subject.js'
 import { RaftTransport } from './replication/transport.js'
 import { RequestClient } from './request/client.js'
 import { type RequestHandler, RequestServer } from './request/server.js'
+import { PeerRpc } from './rpc/rpc.js'
+import { STREAM_CALL_TIMEOUT } from './streams/client.js'
+import { MAX_TABLE_BYTES } from './streams/directory.js'
+import { StreamService } from './streams/service.js'
 import { loadIdentity } from './transport/identity.js'
 import { buildLibp2p, type PlexusLibp2p, protocols } from './transport/libp2p.js'
 import { TunnelManager } from './tunnel/manager.js'
 import type {
+  ConsumeOptions,
+  Consumer,
   JoinOptions,
   Membership,
   Message,
@@ -32,6 +38,7 @@ import type {
   PublishAck,
   PublishOptions,
   RequestOptions,
+  Streams,
   Subscription,
   Tunnel,
   TunnelOptions,
@@ -91,6 +98,8 @@ class Node implements PlexusNode {
   private dialer!: Dialer
   /** Raft traffic of every group this node takes part in (internal; see nodeInternals). */
   raft!: RaftTransport
+  private rpc!: PeerRpc
+  private streamService!: StreamService
   private relayServer: RelayServer | undefined
   private readonly counters: Record<string, number> = {}
   private changeWaiters: Array<() => void> = []
@@ -151,6 +160,31 @@ class Node implements PlexusNode {
     this.pubsub = new PubSub({ self, links: () => this.links.all(), link, count })
     this.broadcaster = new Broadcaster({ self, members, link, count })
     this.raft = new RaftTransport({ sendTo: (p, enc) => this.sendTo(p, enc), count })
+    this.rpc = new PeerRpc({
+      self,
+      sendTo: (p, enc, undeliverable) => this.sendTo(p, enc, undeliverable),
+      count,
+    })
+    this.streamService = new StreamService({
+      self,
+      network: this.cfg.network,
+      dataDir: this.cfg.dataDir,
+      raft: this.raft,
+      rpc: this.rpc,
+      maxMessageSize: this.cfg.maxMessageSize,
+      members,
+      clusters: () => this.directory.clusterNames(),
+      signer: (c) => this.directory.signer(c),
+      publicKey: (c) => this.directory.publicKey(c),
+      flood: (bytes, except) => {
+        for (const l of this.links.all()) {
+          if (l.peer !== except) l.write((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
+        }
+      },
+      nextChange,
+      count,
+    })
+    this.streamService.start()
     this.tunnels = new TunnelManager({
       self,
       link,
@@ -183,11 +217,14 @@ class Node implements PlexusNode {
         onUp: (l) => {
           for (const bytes of this.directory.snapshot())
             l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+          for (const bytes of this.streamService.directory.snapshot())
+            l.write((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
           this.pubsub.onLinkUp(l)
           this.notifyChange()
         },
         onDown: (l) => {
           this.client.onLinkDown(l)
+          this.rpc.onLinkDown(l.peer)
           this.tunnels.onLinkDown(l.peer)
           this.notifyChange()
         },
@@ -215,25 +252,27 @@ class Node implements PlexusNode {
   }
 
   /** Writes a frame to a peer, waiting for our link to it to open when it is not up yet. */
-  private sendTo(peer: string, encode: (w: BinaryWriter) => void): void {
+  private sendTo(peer: string, encode: (w: BinaryWriter) => void, undeliverable?: () => void): void {
     const l = this.links.get(peer)
     if (l) {
       l.write(encode)
       return
     }
+    const fail = () => {
+      this.count('frames.undeliverable')
+      undeliverable?.()
+    }
     let id: PeerId
     try {
       id = peerIdFromString(peer)
     } catch {
+      fail()
       return
     }
-    this.links.ensure(id).then(
-      (opened) => {
-        if (opened && !opened.closed) opened.write(encode)
-        else this.count('frames.undeliverable')
-      },
-      () => this.count('frames.undeliverable'),
-    )
+    this.links.ensure(id).then((opened) => {
+      if (opened && !opened.closed) opened.write(encode)
+      else fail()
+    }, fail)
   }
 
   private onFrame(peer: string, type: number, body: BinaryReader): void {
@@ -281,6 +320,18 @@ class Node implements PlexusNode {
       case FrameType.Raft:
         this.raft.onFrame(peer, body)
         return
+      case FrameType.RpcCall:
+        this.rpc.onCall(peer, body)
+        return
+      case FrameType.RpcReply:
+        this.rpc.onReply(peer, body)
+        return
+      case FrameType.StreamTable: {
+        const bytes = body.bytes('stream table', MAX_TABLE_BYTES)
+        body.end('stream table')
+        this.streamService.onTable(peer, bytes)
+        return
+      }
       case FrameType.TunnelClose:
         this.tunnels.onFrame('close', peer, body)
         return
@@ -350,6 +401,7 @@ class Node implements PlexusNode {
     this.broadcaster.serve(cluster, onBroadcast, limits.broadcasts)
     this.tunnels.serve(cluster, onTunnel, limits.tunnels)
     this.directory.join(cluster, key)
+    await this.streamService.onJoin(cluster)
     let left = false
     const membership: Membership = {
       cluster,
@@ -361,6 +413,7 @@ class Node implements PlexusNode {
         this.server.unserve(cluster)
         this.broadcaster.unserve(cluster)
         this.tunnels.unserve(cluster)
+        await this.streamService.onLeave(cluster)
       },
     }
     this.joins.set(cluster, membership)
@@ -419,16 +472,25 @@ class Node implements PlexusNode {
     if (o.ack !== undefined && o.ack !== 'none' && o.ack !== 'leader' && o.ack !== 'all') {
       throw new InvalidArgumentError(`options.ack must be 'none', 'leader' or 'all', got ${describe(o.ack)}`)
     }
-    checkTimeout(o.timeout, 'options.timeout')
+    const timeout = checkTimeout(o.timeout, 'options.timeout') ?? STREAM_CALL_TIMEOUT
     if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
       throw new InvalidArgumentError(`options.msgId must be a non-empty string, got ${describe(o.msgId)}`)
     }
-    if (o.ack === 'leader' || o.ack === 'all') {
-      throw new StreamNotFoundError(`no durable stream captures topic ${topic} (ack: '${o.ack}' needs one)`)
-    }
+    const ack = o.ack ?? 'none'
+    const stored = this.streamService.publish(topic, payload, key, headers, ack, timeout)
+    stored?.catch(() => {}) // awaited below; no unhandled rejection while pub/sub waits
     const wait = this.pubsub.publish(topic, payload, key, headers)
     if (wait) await wait
-    return undefined
+    return stored && (await stored)
+  }
+
+  get streams(): Streams {
+    return this.streamService.streams
+  }
+
+  consume(stream: string, options?: ConsumeOptions): Consumer {
+    this.assertRunning()
+    return this.streamService.consume(stream, options)
   }
 
   status(): NodeStatus {
@@ -457,6 +519,8 @@ class Node implements PlexusNode {
     const counters: Record<string, number> = { ...this.counters }
     for (const [reason, n] of Object.entries(this.directory.refused))
       counters[`announcements.refused.${reason}`] = n
+    for (const [reason, n] of Object.entries(this.streamService.directory.refused))
+      counters[`streamTables.refused.${reason}`] = n
     counters['requests.inFlight'] = this.client.inFlight
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
@@ -470,7 +534,15 @@ class Node implements PlexusNode {
       counters['relay.subscriptionDrops'] = r.subscriptionDrops
       counters['relay.tunnels'] = r.tunnels.length
     }
-    return { id: this.id, network: this.cfg.network, addresses: this.addresses, peers, clusters, counters }
+    return {
+      id: this.id,
+      network: this.cfg.network,
+      addresses: this.addresses,
+      peers,
+      clusters,
+      counters,
+      streams: this.streamService.status(),
+    }
   }
 
   stop(): Promise<void> {
@@ -481,6 +553,8 @@ class Node implements PlexusNode {
   /** Stops whatever `start` got to (it may have failed half way). */
   private async doStop(): Promise<void> {
     await this.relayServer?.close()
+    this.rpc?.close()
+    await this.streamService?.stop()
     this.directory?.leaveAll()
     this.directory?.stop()
     this.client?.abortAll()

@@ -140,6 +140,119 @@ export interface PublishAck {
   offset: number
 }
 
+/** Retention of a stream; absent fields mean "no limit". */
+export interface StreamRetention {
+  /** Milliseconds. */
+  maxAge?: number
+  maxBytes?: number
+  maxMessages?: number
+}
+
+/** Options of `node.streams.create`. */
+export interface StreamConfig {
+  /** The cluster that owns the stream; its members host the replicas. */
+  cluster: string
+  /** Topic pattern the stream captures (wildcards allowed); never overlaps another stream's. */
+  subject: string
+  /** Replicas per partition (default 3); more than the cluster's members is `NotEnoughReplicasError`. */
+  replicas?: number
+  /** Partitions (default 1); messages go by key hash, without a key round robin. */
+  partitions?: number
+  retention?: StreamRetention
+  compact?: boolean
+}
+
+/** Options of the `node.streams` calls. */
+export interface StreamCallOptions {
+  /** Deadline in ms (default 10 s). */
+  timeout?: number
+  signal?: AbortSignal
+}
+
+/** One partition of a stream as `streams.info` reports it. */
+export interface PartitionInfo {
+  partition: number
+  /** Peer id of the current leader; null while none is elected. */
+  leader: string | null
+  /** Peer ids of the replicas (preferred leader first). */
+  replicas: string[]
+  /** Replicas whose log is caught up with the leader's (the leader included). */
+  inSync: string[]
+  /** Lowest offset still retained. */
+  firstOffset: number
+  /** Offset the next message will get (= messages ever committed). */
+  nextOffset: number
+}
+
+/** A stream: its configuration and the state of every partition. */
+export interface StreamInfo {
+  name: string
+  cluster: string
+  subject: string
+  replicas: number
+  retention: StreamRetention
+  compact: boolean
+  partitions: PartitionInfo[]
+}
+
+/** Durable streams of the network (any node may call these, members or not). */
+export interface Streams {
+  /**
+   * Creates a stream, agreed by the owning cluster's metadata group. Creating a stream that
+   * exists with the same configuration resolves to it; a different configuration or an
+   * overlapping subject is an `InvalidArgumentError`.
+   */
+  create(name: string, config: StreamConfig, options?: StreamCallOptions): Promise<StreamInfo>
+  /** The stream's configuration and partitions; `StreamNotFoundError` when none has that name. */
+  info(name: string, options?: StreamCallOptions): Promise<StreamInfo>
+  /** Deletes the stream and its data on every replica; `StreamNotFoundError` when absent. */
+  delete(name: string, options?: StreamCallOptions): Promise<void>
+  /** The streams this node knows of (name, cluster, subject), sorted by name. */
+  list(): Array<{ name: string; cluster: string; subject: string; partitions: number; replicas: number }>
+}
+
+/** Where `consume` starts in each partition. */
+export type ConsumeFrom = 'earliest' | 'latest' | 'new' | { offset: number } | { time: Date }
+
+/** Options of `node.consume`. */
+export interface ConsumeOptions {
+  /** Default `'earliest'`. `latest`: the last committed message; `new`: only later ones. */
+  from?: ConsumeFrom
+  /** Read only this partition (default: every partition). */
+  partition?: number
+  /** Durable consumer name (position stored with the stream). */
+  durable?: string
+  /** Redelivery delay of unacked messages for durable consumers (ms). */
+  ackWait?: number
+  /** Ends the iteration. */
+  signal?: AbortSignal
+}
+
+/** A committed message read from a stream. */
+export interface StreamMessage {
+  stream: string
+  topic: string
+  partition: number
+  offset: number
+  /** Milliseconds since the epoch (the leader's clock when appended). */
+  timestamp: number
+  key?: Uint8Array
+  data: Uint8Array
+  headers?: Record<string, string>
+  /** Acknowledges the message (records the position of a durable consumer). */
+  ack(): Promise<void>
+}
+
+/**
+ * Reads a stream: committed messages of each partition in offset order (no order across
+ * partitions), tailing live. Memory is bounded: reading pauses while the buffer is full.
+ */
+export interface Consumer extends AsyncIterable<StreamMessage> {
+  readonly stream: string
+  /** Ends the iteration; pending reads stop. */
+  close(): void
+}
+
 /** One member as seen by this node. */
 export interface MemberStatus {
   id: string
@@ -156,6 +269,22 @@ export interface NodeStatus {
   peers: Array<{ id: string; addresses: string[]; latencyMs: number | null }>
   clusters: Array<{ name: string; joined: boolean; members: MemberStatus[] }>
   counters: Record<string, number>
+  /** Streams this node knows, with the partitions it hosts. */
+  streams: Array<{
+    name: string
+    cluster: string
+    subject: string
+    partitions: number
+    replicas: number
+    /** Partition replicas running on this node. */
+    hosted: Array<{
+      partition: number
+      role: string
+      leader: string | null
+      inSync: string[] | null
+      nextOffset: number
+    }>
+  }>
 }
 
 /** A running overlay node. */
@@ -183,6 +312,10 @@ export interface PlexusNode {
   subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): Subscription
   /** Publish to every matching subscriber; resolves once queued on every link (with backpressure). */
   publish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<PublishAck | undefined>
+  /** Durable streams: create, inspect, delete (from any node). */
+  readonly streams: Streams
+  /** Reads a stream's committed messages (every partition unless `partition` is given). */
+  consume(stream: string, options?: ConsumeOptions): Consumer
   /** Snapshot of peers, clusters, members and counters. */
   status(): NodeStatus
   /** Stop everything; leaves no open handles. Idempotent. */

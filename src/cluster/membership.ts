@@ -102,6 +102,20 @@ export class MemberDirectory {
     return [...names].sort()
   }
 
+  /** The signer of a cluster this node has joined (for other signed cluster messages). */
+  signer(cluster: string): ClusterSigner | undefined {
+    return this.local.get(cluster)?.signer
+  }
+
+  /**
+   * The cluster's public key: derived from our key when we are a member, else the one pinned
+   * from the first accepted announcement; undefined before any.
+   */
+  publicKey(cluster: string): Uint8Array | undefined {
+    const hex = this.pinned.get(cluster)
+    return hex === undefined ? undefined : new Uint8Array(Buffer.from(hex, 'hex'))
+  }
+
   /** True when this node has joined `cluster`. */
   joined(cluster: string): boolean {
     return this.local.has(cluster)

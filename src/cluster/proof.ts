@@ -64,6 +64,14 @@ export class ClusterSigner {
     this.publicKey = new Uint8Array(spki.subarray(spki.length - PUBLIC_KEY_BYTES))
   }
 
+  /**
+   * Signs `signed` for this network under `domain` (a protocol label that keeps signatures
+   * of one message kind from being valid for another). Check with `verifyClusterSignature`.
+   */
+  sign(domain: string, signed: Uint8Array): Uint8Array {
+    return new Uint8Array(sign(null, signingInput(domain, this.network, signed), this.privateKey))
+  }
+
   /** Encodes and signs an announcement. */
   announce(kind: number, peer: string, counter: number, addrs: string[]): Uint8Array {
     const w = new BinaryWriter(256)
@@ -73,7 +81,7 @@ export class ClusterSigner {
     for (const a of list) w.str(a)
     w.raw(this.publicKey)
     const signed = w.finish().slice()
-    const sig = sign(null, signingInput(this.network, signed), this.privateKey)
+    const sig = this.sign(ANNOUNCE_DOMAIN, signed)
     return new BinaryWriter(signed.length + SIGNATURE_BYTES).raw(signed).raw(sig).finish().slice()
   }
 }
@@ -112,21 +120,34 @@ export function decodeAnnouncement(bytes: Uint8Array): Announcement {
 
 /** True when the signature is valid for this network under the announcement's public key. */
 export function verifyAnnouncement(a: Announcement, network: string): boolean {
+  return verifyClusterSignature(ANNOUNCE_DOMAIN, network, a.publicKey, a.signed, a.signature)
+}
+
+/** True when `signature` is `ClusterSigner.sign(domain, signed)` by the holder of `publicKey`. */
+export function verifyClusterSignature(
+  domain: string,
+  network: string,
+  publicKey: Uint8Array,
+  signed: Uint8Array,
+  signature: Uint8Array,
+): boolean {
   try {
     const key = createPublicKey({
-      key: Buffer.concat([SPKI_PREFIX, a.publicKey]),
+      key: Buffer.concat([SPKI_PREFIX, publicKey]),
       format: 'der',
       type: 'spki',
     })
-    return verify(null, signingInput(network, a.signed), key, a.signature)
+    return verify(null, signingInput(domain, network, signed), key, signature)
   } catch {
     return false
   }
 }
 
-function signingInput(network: string, signed: Uint8Array): Uint8Array {
+const ANNOUNCE_DOMAIN = 'plexus-announce/1'
+
+function signingInput(domain: string, network: string, signed: Uint8Array): Uint8Array {
   return new BinaryWriter(signed.length + 64)
-    .raw(new TextEncoder().encode('plexus-announce/1\0'))
+    .raw(new TextEncoder().encode(`${domain}\0`))
     .str(network)
     .raw(signed)
     .finish()

@@ -40,6 +40,12 @@ export const FrameType = {
   TunnelClose: 14,
   /** A Raft message of one group; body in replication/transport.ts. */
   Raft: 15,
+  /** An internal call to one peer; body in rpc/rpc.ts. */
+  RpcCall: 16,
+  /** The reply to an `RpcCall`; body in rpc/rpc.ts. */
+  RpcReply: 17,
+  /** A cluster's signed stream table, flooded; body in streams/directory.ts. */
+  StreamTable: 18,
 } as const
 
 /** Reply status codes. */

@@ -51,6 +51,8 @@ export interface MetaGroupOptions {
     ReplicaDriverOptions,
     'tickMs' | 'electionTick' | 'heartbeatTick' | 'rand' | 'raft' | 'onError'
   >
+  /** Called after committed entries were applied to the catalog. */
+  applied?: () => void
   /** How long to wait for control replies (ms, default 500). */
   probeTimeoutMs?: number
   /** Pause between bootstrap or join attempts (ms, default 200). */
@@ -214,9 +216,13 @@ export class MetaGroup {
       dir: this.opts.dir,
       voters,
       send: (to, bytes) => raft.send(this.group, to, bytes),
-      apply: (entries) => this.opts.catalog.applyEntries(entries),
+      apply: (entries) => {
+        this.opts.catalog.applyEntries(entries)
+        this.opts.applied?.()
+      },
       restore: (snap) => {
         if (snap.data.length > 0) this.opts.catalog.restore(snap.data)
+        this.opts.applied?.()
       },
     })
     await d.start() // assigned only once started: `status()` throws before

@@ -26,6 +26,7 @@ import {
   messageSize,
   POSITION_HEADER,
   RESERVED_HEADER_PREFIX,
+  TOPIC_HEADER,
 } from './batch.js'
 import { dataMessages, entriesToRecords, openPartitionLog } from './partition-apply.js'
 import type {
@@ -292,6 +293,11 @@ export class PartitionReplica {
         }
         if (Object.keys(m.headers).length > 0) out.headers = m.headers
       }
+      if (m.topic !== undefined) {
+        if (typeof m.topic !== 'string')
+          throw new InvalidArgumentError(`messages[${i}].topic must be a string`)
+        out.headers = { ...out.headers, [TOPIC_HEADER]: enc.encode(m.topic) }
+      }
       return out
     })
   }
@@ -427,13 +433,17 @@ export class PartitionReplica {
   }
 }
 
+const dec = new TextDecoder()
+
 function toMessage(r: LogRecord): PartitionMessage {
   let headers = r.headers
-  if (headers !== undefined && POSITION_HEADER in headers) {
-    const { [POSITION_HEADER]: _, ...rest } = headers
+  let topic = ''
+  if (headers !== undefined && (POSITION_HEADER in headers || TOPIC_HEADER in headers)) {
+    const { [POSITION_HEADER]: _, [TOPIC_HEADER]: t, ...rest } = headers
+    if (t !== undefined) topic = dec.decode(t)
     headers = Object.keys(rest).length > 0 ? rest : undefined
   }
-  return { offset: r.offset, timestamp: r.timestamp, key: r.key, value: r.value, headers }
+  return { offset: r.offset, timestamp: r.timestamp, topic, key: r.key, value: r.value, headers }
 }
 
 const enc = new TextEncoder()

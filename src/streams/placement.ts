@@ -6,7 +6,7 @@
 import { InvalidArgumentError, NotEnoughReplicasError } from '../errors.js'
 
 /** 32-bit FNV-1a of a string: a stable tie-breaker, identical on every platform. */
-function fnv1a(s: string): number {
+export function fnv1a(s: string): number {
   let h = 0x811c9dc5
   for (let i = 0; i < s.length; i++) {
     h ^= s.charCodeAt(i)

@@ -12,6 +12,8 @@ export interface PublishMessage {
   headers?: Record<string, Uint8Array>
   /** Milliseconds since the epoch; default: the leader's clock when `publish` is called. */
   timestamp?: number
+  /** The topic it was published on (stored with it, returned by `read`). */
+  topic?: string
 }
 
 /** Options of `publish`. */
@@ -43,6 +45,8 @@ export interface PublishResult {
 export interface PartitionMessage {
   offset: number
   timestamp: number
+  /** The topic it was published on ('' when none was given). */
+  topic: string
   key: Uint8Array | undefined
   value: Uint8Array
   headers: Record<string, Uint8Array> | undefined

@@ -1,0 +1,265 @@
+/**
+ * `PeerRpc`: internal calls from this node to one named peer over the existing links (the
+ * durable-stream layers use it: metadata commands, publishes to a partition leader, reads).
+ * User requests go through `request/` instead (addressed to a cluster, balanced by load).
+ *
+ * Frame bodies (util/binary):
+ * - `RpcCall`: `u32 id | str method | u32 timeout ms | u8 flags (bit 0: no reply) | bytes body`
+ * - `RpcReply`: `u32 id | u8 status (0 ok, 1 error) | ok: bytes body | error: str name | str message`
+ *
+ * Guarantees: a call is written once (never resent); it resolves with the handler's bytes, or
+ * rejects with the handler's error class (by name, see errors.ts), `TimeoutError` after its
+ * timeout, `MemberLostError` when the link to the peer closes first (the handler may or may
+ * not have run), `AbortedError` on `signal` or `close()`. Replies to calls that already gave
+ * up are dropped. Memory: at most `maxConcurrent` handlers run at once; further calls are
+ * answered `OverloadedError` without running.
+ */
+import {
+  AbortedError,
+  errorFromWire,
+  errorMessage,
+  errorName,
+  InvalidArgumentError,
+  MemberLostError,
+  OverloadedError,
+  PlexusError,
+  TimeoutError,
+} from '../errors.js'
+import { FrameType, writeFrame } from '../link/frames.js'
+import { BinaryReader, BinaryWriter } from '../util/binary.js'
+
+/** Longest method name (bytes of UTF-8 are close enough for ASCII names). */
+const MAX_METHOD = 64
+/** Largest call or reply body accepted from a peer. */
+export const MAX_RPC_BODY = 16 * 1024 * 1024
+const FLAG_NO_REPLY = 1
+
+/** What `PeerRpc` needs from its node. */
+export interface RpcHost {
+  /** This node's peer id: calls to it run the handler in-process. */
+  self: string
+  /**
+   * Writes a frame to a peer (opening the link when needed); never throws. Calls
+   * `undeliverable` when no link could be opened (the frame was not sent).
+   */
+  sendTo(peer: string, encode: (w: BinaryWriter) => void, undeliverable?: () => void): void
+  count(name: string): void
+}
+
+/**
+ * The call was never written: no link to the peer could be opened. Safe to retry elsewhere.
+ * Internal (never crosses the wire).
+ */
+export class PeerUnreachableError extends PlexusError {}
+
+/** Context of one served call. */
+export interface RpcContext {
+  from: string
+  /** Aborted when the call's timeout passes or the node stops. */
+  signal: AbortSignal
+}
+
+/** Serves one method. Throwing (or rejecting) sends the error back by class name. */
+export type RpcHandler = (body: Uint8Array, ctx: RpcContext) => Uint8Array | Promise<Uint8Array>
+
+/** Options of `call`. */
+export interface CallOptions {
+  /** Milliseconds (required: every call has a deadline). */
+  timeout: number
+  signal?: AbortSignal
+}
+
+interface Pending {
+  peer: string
+  resolve(body: Uint8Array): void
+  reject(err: Error): void
+}
+
+/** Internal peer-to-peer calls; see the module doc. */
+export class PeerRpc {
+  private readonly handlers = new Map<string, { handler: RpcHandler; allowed?: (peer: string) => boolean }>()
+  private readonly pending = new Map<number, Pending>()
+  private readonly serving = new Set<AbortController>()
+  private nextId = 1
+  private closed = false
+
+  constructor(
+    private readonly host: RpcHost,
+    private readonly opts: { maxConcurrent?: number } = {},
+  ) {}
+
+  /**
+   * Registers the handler of `method` (replacing none: a method is served once). `allowed`
+   * filters callers; refused callers get `UnauthorizedError`. Returns the unregister function.
+   */
+  handle(method: string, handler: RpcHandler, allowed?: (peer: string) => boolean): () => void {
+    if (method.length === 0 || method.length > MAX_METHOD)
+      throw new InvalidArgumentError(`bad method ${method}`)
+    if (this.handlers.has(method)) throw new InvalidArgumentError(`method ${method} is already served`)
+    const entry = { handler, allowed }
+    this.handlers.set(method, entry)
+    return () => {
+      if (this.handlers.get(method) === entry) this.handlers.delete(method)
+    }
+  }
+
+  /** Calls `method` on `peer`; see the module doc for the outcomes. */
+  call(peer: string, method: string, body: Uint8Array, options: CallOptions): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new AbortedError('node is stopped'))
+    const { signal } = options
+    if (signal?.aborted) return Promise.reject(new AbortedError('aborted'))
+    const id = this.allocateId()
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const finish = () => {
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.pending.delete(id)
+      }
+      const timer = setTimeout(() => {
+        finish()
+        reject(new TimeoutError(`${method} to ${peer} got no reply within ${options.timeout} ms`))
+      }, options.timeout)
+      const onAbort = () => {
+        finish()
+        reject(new AbortedError('aborted'))
+      }
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.pending.set(id, {
+        peer,
+        resolve: (b) => {
+          finish()
+          resolve(b)
+        },
+        reject: (e) => {
+          finish()
+          reject(e)
+        },
+      })
+      const timeoutMs = Math.min(Math.ceil(options.timeout), 0xffffffff)
+      if (peer === this.host.self) {
+        this.serve(peer, id, method, timeoutMs, 0, body)
+        return
+      }
+      this.host.sendTo(
+        peer,
+        (w) => {
+          writeFrame(w, FrameType.RpcCall, (b) => b.u32(id).str(method).u32(timeoutMs).u8(0).bytes(body))
+        },
+        () => this.pending.get(id)?.reject(new PeerUnreachableError(`no link to ${peer}`)),
+      )
+    })
+  }
+
+  /** Sends a call whose reply nobody waits for (fire and forget; errors are dropped). */
+  notify(peer: string, method: string, body: Uint8Array): void {
+    if (this.closed) return
+    this.host.sendTo(peer, (w) => {
+      writeFrame(w, FrameType.RpcCall, (b) => b.u32(0).str(method).u32(30_000).u8(FLAG_NO_REPLY).bytes(body))
+    })
+  }
+
+  /** Decodes an `RpcCall` frame body from `peer` and serves it. Throws `DecodeError` if malformed. */
+  onCall(peer: string, r: BinaryReader): void {
+    const id = r.u32('rpc id')
+    const method = r.str('rpc method')
+    const timeout = r.u32('rpc timeout')
+    const flags = r.u8('rpc flags')
+    const body = r.bytes('rpc body', MAX_RPC_BODY)
+    r.end('rpc call')
+    this.serve(peer, id, method, timeout, flags, body)
+  }
+
+  private serve(
+    peer: string,
+    id: number,
+    method: string,
+    timeout: number,
+    flags: number,
+    body: Uint8Array,
+  ): void {
+    const noReply = (flags & FLAG_NO_REPLY) !== 0
+    const local = peer === this.host.self
+    const reply = (encode: (w: BinaryWriter) => void) => {
+      if (noReply || this.closed) return
+      if (local) {
+        const w = new BinaryWriter(64)
+        encode(w.u32(id))
+        this.onReply(peer, new BinaryReader(w.finish()))
+      } else this.host.sendTo(peer, (w) => writeFrame(w, FrameType.RpcReply, (b) => encode(b.u32(id))))
+    }
+    const fail = (err: unknown) => reply((w) => w.u8(1).str(errorName(err)).str(errorMessage(err)))
+    const entry = this.handlers.get(method)
+    if (entry === undefined) {
+      this.host.count('rpc.unknownMethod')
+      fail(new InvalidArgumentError(`no handler for ${method} on this node`))
+      return
+    }
+    if (entry.allowed && !entry.allowed(peer)) {
+      this.host.count('rpc.refused')
+      fail(new InvalidArgumentError(`${method} refused: not allowed from ${peer}`))
+      return
+    }
+    if (this.serving.size >= (this.opts.maxConcurrent ?? 8192)) {
+      this.host.count('rpc.overloaded')
+      fail(new OverloadedError(`${this.serving.size} internal calls already running`))
+      return
+    }
+    const ac = new AbortController()
+    const timer = setTimeout(() => ac.abort(), timeout)
+    this.serving.add(ac)
+    let result: Uint8Array | Promise<Uint8Array>
+    try {
+      result = entry.handler(body, { from: peer, signal: ac.signal })
+    } catch (err) {
+      result = Promise.reject(err)
+    }
+    Promise.resolve(result)
+      .then(
+        (bytes) => reply((w) => w.u8(0).bytes(bytes)),
+        (err) => fail(err),
+      )
+      .finally(() => {
+        clearTimeout(timer)
+        this.serving.delete(ac)
+      })
+  }
+
+  /** Decodes an `RpcReply` frame body. Throws `DecodeError` if malformed. */
+  onReply(peer: string, r: BinaryReader): void {
+    const id = r.u32('rpc id')
+    const status = r.u8('rpc status')
+    const p = this.pending.get(id)
+    if (status === 0) {
+      const body = r.bytes('rpc reply', MAX_RPC_BODY)
+      r.end('rpc reply')
+      if (p && p.peer === peer) p.resolve(body)
+    } else {
+      const name = r.str('error name')
+      const message = r.str('error message')
+      r.end('rpc error')
+      if (p && p.peer === peer) p.reject(errorFromWire(name, message))
+    }
+  }
+
+  /** The link to `peer` closed: its pending calls fail with `MemberLostError`. */
+  onLinkDown(peer: string): void {
+    for (const p of [...this.pending.values()]) {
+      if (p.peer === peer) p.reject(new MemberLostError(`link to ${peer} closed before its reply`))
+    }
+  }
+
+  /** Fails every pending call (`AbortedError`) and aborts running handlers. */
+  close(): void {
+    this.closed = true
+    for (const p of [...this.pending.values()]) p.reject(new AbortedError('node is stopped'))
+    for (const ac of this.serving) ac.abort()
+  }
+
+  private allocateId(): number {
+    for (;;) {
+      const id = this.nextId
+      this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1
+      if (!this.pending.has(id)) return id
+    }
+  }
+}

@@ -1,0 +1,442 @@
+/**
+ * `StreamsClient`: the side of durable streams every node offers, member or not —
+ * `streams.create/info/delete/list`, routing publishes to partition leaders, and the calls
+ * consumers make. Everything goes through `PeerRpc` to members named by the
+ * `StreamDirectory` (or, for metadata, to the cluster's members, leader hint first).
+ *
+ * Retry rules: metadata commands carry a request id, so they are retried on any member
+ * until the deadline (the metadata group deduplicates). A publish is retried only while it
+ * is certainly not appended (the peer is not the leader, does not host the partition yet,
+ * or could not be reached); once written to a leader, losing the link or the deadline
+ * rejects with the outcome unknown (`MemberLostError`, `TimeoutError`), never resends.
+ */
+import {
+  AbortedError,
+  errorFromWire,
+  InvalidArgumentError,
+  MemberLostError,
+  NoMembersError,
+  PlexusError,
+  StreamNotFoundError,
+  TimeoutError,
+} from '../errors.js'
+import { type PeerRpc, PeerUnreachableError } from '../rpc/rpc.js'
+import type {
+  PartitionInfo,
+  PublishAck,
+  StreamCallOptions,
+  StreamConfig,
+  StreamInfo,
+  Streams,
+} from '../types.js'
+import { BinaryWriter } from '../util/binary.js'
+import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
+import type { KnownStream, StreamDirectory } from './directory.js'
+import { newRequestId, partitionKey } from './host.js'
+import { validateStreamConfig } from './metadata.js'
+import {
+  decodeFetchReply,
+  decodeLoad,
+  decodeMetaReply,
+  decodePubReply,
+  decodeStateReply,
+  encodeFetchCall,
+  encodeMetaCall,
+  encodeRef,
+  type FetchResult,
+  type MetaCall,
+  type MetaReply,
+  type PartitionRef,
+  type PartitionState,
+  type Routed,
+  type WireAck,
+  writePubCall,
+} from './wire.js'
+
+/** Default deadline of stream calls and acked publishes (ms). */
+export const STREAM_CALL_TIMEOUT = 10_000
+/** Most fire-and-forget appends (publish without ack to a captured topic) in flight. */
+const MAX_BACKGROUND_APPENDS = 4096
+
+/** What the client needs from its node. */
+export interface StreamsClientDeps {
+  self: string
+  rpc: PeerRpc
+  directory: StreamDirectory
+  members(cluster: string): string[]
+  clusters(): string[]
+  nextChange(signal: AbortSignal): Promise<void>
+  maxMessageSize: number
+  count(name: string): void
+}
+
+const sleep = (ms: number, signal?: AbortSignal) =>
+  new Promise<void>((resolve, reject) => {
+    const t = setTimeout(done, ms)
+    function done() {
+      signal?.removeEventListener('abort', abort)
+      resolve()
+    }
+    function abort() {
+      clearTimeout(t)
+      reject(new AbortedError('aborted'))
+    }
+    signal?.addEventListener('abort', abort, { once: true })
+  })
+
+/** 32-bit FNV-1a of bytes: the partition of a keyed message is `hash(key) % partitions`. */
+export function keyHash(key: Uint8Array): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < key.length; i++) {
+    h ^= key[i]!
+    h = Math.imul(h, 0x01000193)
+  }
+  return h >>> 0
+}
+
+/** Transient failures of one metadata attempt: try another member. */
+const retryable = (err: unknown) =>
+  err instanceof PeerUnreachableError ||
+  err instanceof TimeoutError ||
+  err instanceof MemberLostError ||
+  (err instanceof PlexusError &&
+    ['OverloadedError', 'RemoteError', 'InvalidArgumentError'].includes(err.name))
+
+/** The client side of durable streams; see the module doc. */
+export class StreamsClient {
+  readonly api: Streams
+  private readonly leaders = new Map<string, string>()
+  private readonly roundRobin = new Map<string, number>()
+  private background = 0
+  private slotWaiters: Array<() => void> = []
+  private readonly closing = new AbortController()
+
+  constructor(private readonly d: StreamsClientDeps) {
+    this.api = {
+      create: (name, config, options) => this.create(name, config, options),
+      info: (name, options) => this.info(name, options),
+      delete: (name, options) => this.delete(name, options),
+      list: () =>
+        d.directory.list().map(({ cluster, meta }) => ({
+          name: meta.name,
+          cluster,
+          subject: meta.subject,
+          partitions: meta.partitions,
+          replicas: meta.replicas,
+        })),
+    }
+  }
+
+  /** Aborts every call in progress (node stop). */
+  close(): void {
+    this.closing.abort()
+  }
+
+  /** Members able to host replicas of `cluster`, with the replicas they already host. */
+  async loads(cluster: string, members: string[]): Promise<Map<string, number>> {
+    const body = new TextEncoder().encode(cluster)
+    const out = new Map<string, number>()
+    await Promise.all(
+      members.map(async (m) => {
+        try {
+          const l = decodeLoad(await this.d.rpc.call(m, 's.load', body, { timeout: 1500 }))
+          if (l.canHost) out.set(m, l.replicas)
+        } catch {
+          // unreachable members are not placed
+        }
+      }),
+    )
+    return out
+  }
+
+  private callOptions(options: StreamCallOptions | undefined): { deadline: number; signal: AbortSignal } {
+    const o = checkOptions<StreamCallOptions>(options ?? {}, 'options')
+    const timeout = checkTimeout(o.timeout, 'options.timeout') ?? STREAM_CALL_TIMEOUT
+    checkSignal(o.signal)
+    const signal = o.signal ? AbortSignal.any([o.signal, this.closing.signal]) : this.closing.signal
+    return { deadline: Date.now() + timeout, signal }
+  }
+
+  private async create(name: string, config: StreamConfig, options?: StreamCallOptions): Promise<StreamInfo> {
+    const { cluster, ...spec } = validateStreamConfig(name, config)
+    const opts = this.callOptions(options)
+    const other = this.d.directory.get(name)
+    if (other && other.cluster !== cluster)
+      throw new InvalidArgumentError(`stream "${name}" already exists in cluster ${other.cluster}`)
+    const table = await this.meta({ op: 'create', cluster, requestId: newRequestId(), spec }, opts)
+    this.d.directory.receive(table, undefined)
+    return this.info(name, { timeout: Math.max(1, opts.deadline - Date.now()), signal: opts.signal })
+  }
+
+  private async delete(name: string, options?: StreamCallOptions): Promise<void> {
+    if (typeof name !== 'string' || name === '')
+      throw new InvalidArgumentError(`name must be a stream name, got ${describe(name)}`)
+    const opts = this.callOptions(options)
+    const known = await this.locate(name, opts)
+    const table = await this.meta(
+      { op: 'delete', cluster: known.cluster, requestId: newRequestId(), name },
+      opts,
+    )
+    this.d.directory.receive(table, undefined)
+  }
+
+  private async info(name: string, options?: StreamCallOptions): Promise<StreamInfo> {
+    if (typeof name !== 'string' || name === '')
+      throw new InvalidArgumentError(`name must be a stream name, got ${describe(name)}`)
+    const opts = this.callOptions(options)
+    const { cluster, meta } = await this.locate(name, opts)
+    const partitions = await Promise.all(
+      meta.placement.map((replicas, partition) =>
+        this.partitionInfo({ stream: name, createdIndex: meta.createdIndex, partition }, replicas, opts),
+      ),
+    )
+    return {
+      name,
+      cluster,
+      subject: meta.subject,
+      replicas: meta.replicas,
+      retention: { ...meta.retention },
+      compact: meta.compact,
+      partitions,
+    }
+  }
+
+  /** Asks every replica of a partition for its state (bounded wait); the leader's view wins. */
+  private async partitionInfo(
+    ref: PartitionRef,
+    replicas: string[],
+    opts: { deadline: number; signal: AbortSignal },
+  ): Promise<PartitionInfo> {
+    const timeout = Math.max(1, Math.min(1500, opts.deadline - Date.now()))
+    const body = encodeRef(ref)
+    const states = await Promise.all(
+      replicas.map(async (peer) => {
+        try {
+          const r = decodeStateReply(
+            await this.d.rpc.call(peer, 's.pstat', body, { timeout, signal: opts.signal }),
+          )
+          return r.status === 'ok' ? { peer, ...r.value } : undefined
+        } catch (err) {
+          if (err instanceof AbortedError) throw err
+          return undefined
+        }
+      }),
+    )
+    const known = states.filter((s): s is PartitionState & { peer: string } => s !== undefined)
+    const leader = known.find((s) => s.role === 'leader')
+    if (leader) this.leaders.set(partitionKey(ref), leader.peer)
+    const hint = leader?.peer ?? known.find((s) => s.leader !== null)?.leader ?? null
+    return {
+      partition: ref.partition,
+      leader: hint,
+      replicas: [...replicas],
+      inSync: leader?.inSync ?? [],
+      firstOffset: leader?.firstOffset ?? Math.min(...known.map((s) => s.firstOffset), 0),
+      nextOffset: leader?.nextOffset ?? Math.max(0, ...known.map((s) => s.nextOffset)),
+    }
+  }
+
+  /** The stream named `name`: from the directory, else asked of every known cluster. */
+  async locate(name: string, opts: { deadline: number; signal: AbortSignal }): Promise<KnownStream> {
+    const known = this.d.directory.get(name)
+    if (known) return known
+    const timeout = Math.max(1, Math.min(2000, opts.deadline - Date.now()))
+    await Promise.all(
+      this.d.clusters().map(async (cluster) => {
+        const body = encodeMetaCall({ op: 'table', cluster })
+        for (const peer of this.d.members(cluster).slice(0, 3)) {
+          try {
+            const r = decodeMetaReply(
+              await this.d.rpc.call(peer, 's.meta', body, { timeout, signal: opts.signal }),
+            )
+            if (r.status === 'ok') {
+              this.d.directory.receive(r.table, undefined)
+              return
+            }
+          } catch (err) {
+            if (err instanceof AbortedError) throw err
+          }
+        }
+      }),
+    )
+    const found = this.d.directory.get(name)
+    if (found) return found
+    throw new StreamNotFoundError(`no stream named "${name}"`)
+  }
+
+  /** Runs a metadata call on the cluster's metadata leader; resolves with the signed table. */
+  private async meta(call: MetaCall, opts: { deadline: number; signal: AbortSignal }): Promise<Uint8Array> {
+    const body = encodeMetaCall(call)
+    let hint: string | null = this.d.directory.table(call.cluster)?.leader ?? null
+    const tried = new Set<string>()
+    let last: unknown
+    let sawMembers = false
+    while (Date.now() < opts.deadline) {
+      if (opts.signal.aborted) throw new AbortedError('aborted')
+      const members = this.d.members(call.cluster)
+      if (members.length === 0) {
+        const wait = AbortSignal.any([
+          opts.signal,
+          AbortSignal.timeout(Math.max(1, opts.deadline - Date.now())),
+        ])
+        await this.d.nextChange(wait).catch(() => {})
+        continue
+      }
+      sawMembers = true
+      const peer =
+        hint !== null && members.includes(hint) && !tried.has(hint)
+          ? hint
+          : members.find((m) => !tried.has(m))
+      hint = null
+      if (peer === undefined) {
+        tried.clear()
+        await sleep(150, opts.signal)
+        continue
+      }
+      tried.add(peer)
+      const timeout = Math.max(1, Math.min(5000, opts.deadline - Date.now()))
+      let r: MetaReply
+      try {
+        r = decodeMetaReply(await this.d.rpc.call(peer, 's.meta', body, { timeout, signal: opts.signal }))
+      } catch (err) {
+        if (!retryable(err)) throw err
+        last = err
+        continue
+      }
+      if (r.status === 'ok') return r.table
+      if (r.status === 'error') throw errorFromWire(r.name, r.message)
+      hint = r.hint
+      if (hint === null || tried.has(hint)) await sleep(100, opts.signal)
+      if (hint !== null) tried.delete(hint)
+    }
+    if (!sawMembers) throw new NoMembersError(`no reachable member of cluster ${call.cluster}`)
+    throw new TimeoutError(
+      `no metadata leader of cluster ${call.cluster} answered in time${last ? ` (last: ${(last as Error).message})` : ''}`,
+    )
+  }
+
+  /**
+   * Routes a call to a partition: the cached leader first, then the replicas in turn,
+   * following leader hints. `leaderOnly`: only a leader's `ok` counts (publishes).
+   */
+  async route<T>(
+    ref: PartitionRef,
+    replicas: string[],
+    method: string,
+    body: Uint8Array,
+    decode: (bytes: Uint8Array) => Routed<T>,
+    opts: { deadline: number; signal: AbortSignal },
+  ): Promise<T> {
+    const key = partitionKey(ref)
+    let next: string | undefined = this.leaders.get(key)
+    let turn = 0
+    while (true) {
+      const remaining = opts.deadline - Date.now()
+      if (remaining <= 0)
+        throw new TimeoutError(`partition ${ref.partition} of stream ${ref.stream}: no leader in time`)
+      if (opts.signal.aborted) throw new AbortedError('aborted')
+      const peer: string = next ?? replicas[turn++ % replicas.length]!
+      next = undefined
+      let r: Routed<T>
+      try {
+        r = decode(await this.d.rpc.call(peer, method, body, { timeout: remaining, signal: opts.signal }))
+      } catch (err) {
+        if (!(err instanceof PeerUnreachableError)) throw err
+        if (this.leaders.get(key) === peer) this.leaders.delete(key)
+        if (turn % replicas.length === 0) await sleep(100, opts.signal)
+        continue
+      }
+      if (r.status === 'ok') {
+        this.leaders.set(key, peer)
+        return r.value
+      }
+      if (this.leaders.get(key) === peer) this.leaders.delete(key)
+      if (r.status === 'notLeader' && r.hint !== null && r.hint !== peer && replicas.includes(r.hint))
+        next = r.hint
+      else await sleep(r.status === 'notLeader' ? 50 : 100, opts.signal)
+    }
+  }
+
+  /**
+   * Appends a message published on `topic` to the stream capturing it; undefined when none
+   * does (then `ack` other than 'none' is a `StreamNotFoundError`). Without `ack` the append
+   * runs in the background (at most `MAX_BACKGROUND_APPENDS` at once; more wait here).
+   */
+  publish(
+    topic: string,
+    data: Uint8Array,
+    key: Uint8Array | undefined,
+    headers: Record<string, string> | undefined,
+    ack: WireAck,
+    timeout: number,
+  ): Promise<PublishAck | undefined> | undefined {
+    const known = this.d.directory.forTopic(topic)
+    if (known === undefined) {
+      if (ack === 'none') return undefined
+      return Promise.reject(
+        new StreamNotFoundError(`no durable stream captures topic ${topic} (ack: '${ack}' needs one)`),
+      )
+    }
+    const { meta } = known
+    let partition: number
+    if (key !== undefined) partition = keyHash(key) % meta.partitions
+    else {
+      const n = this.roundRobin.get(meta.name) ?? 0
+      this.roundRobin.set(meta.name, n + 1)
+      partition = n % meta.partitions
+    }
+    const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
+    const body = writePubCall(new BinaryWriter(data.length + topic.length + 96), {
+      ...ref,
+      ack,
+      timestamp: 0,
+      topic,
+      key,
+      headers,
+      data,
+    }).finish()
+    const opts = { deadline: Date.now() + timeout, signal: this.closing.signal }
+    const run = () => this.route(ref, meta.placement[partition]!, 's.pub', body, decodePubReply, opts)
+    if (ack !== 'none') return run().then((offset) => ({ stream: meta.name, partition, offset }))
+    return this.backgroundSlot().then(() => {
+      run()
+        .catch(() => this.d.count('streams.appendsFailed'))
+        .finally(() => this.releaseSlot())
+      return undefined
+    })
+  }
+
+  private backgroundSlot(): Promise<void> {
+    if (this.background < MAX_BACKGROUND_APPENDS) {
+      this.background++
+      return Promise.resolve()
+    }
+    return new Promise((resolve) =>
+      this.slotWaiters.push(() => {
+        this.background++
+        resolve()
+      }),
+    )
+  }
+
+  private releaseSlot(): void {
+    this.background--
+    this.slotWaiters.shift()?.()
+  }
+
+  /** Fetches committed messages of a partition from `offset` (long poll up to `waitMs`). */
+  fetch(
+    ref: PartitionRef,
+    replicas: string[],
+    offset: number,
+    waitMs: number,
+    signal: AbortSignal,
+  ): Promise<FetchResult> {
+    const body = encodeFetchCall({ ...ref, offset, maxBytes: 1024 * 1024, waitMs })
+    const sig = AbortSignal.any([signal, this.closing.signal])
+    return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, {
+      deadline: Date.now() + waitMs + 10_000,
+      signal: sig,
+    })
+  }
+}

@@ -1,0 +1,286 @@
+/**
+ * `ClusterHost`: what one member of a cluster runs for the cluster's durable streams — its
+ * replica of the metadata group (`MetaGroup` + `StreamCatalog`) and the partition replicas
+ * placed on it.
+ *
+ * - While it leads the metadata group it signs the catalog as a stream table and floods it
+ *   (streams/directory.ts) after every applied change and every `refreshMs`.
+ * - Every member (metadata voter or not) reconciles its partition replicas with the newest
+ *   table of its cluster: it starts the replicas placed on it (raft group
+ *   `p/<cluster>/<stream>/<createdIndex>/<partition>`, voters = the placement, bootstrapped
+ *   identically on every replica) and stops and deletes the data of streams the table no
+ *   longer lists (only when the table is newer than the stream's creation).
+ * - Metadata calls (create, delete) are answered by the metadata leader: it places the
+ *   partitions (members asked for their load; only members with a data directory host),
+ *   proposes the command, waits for it to apply, and replies with the signed table.
+ *
+ * Data layout under `dir`: `meta/` (the metadata replica) and
+ * `s/<stream>-<createdIndex>/<partition>/` (a partition replica: `raft/`, `data/`).
+ * Durability: everything a replica acknowledged is on disk before the ack (see
+ * PartitionReplica); deleting a stream removes its directories.
+ */
+import { randomBytes } from 'node:crypto'
+import { readdir, rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import type { ClusterSigner } from '../cluster/proof.js'
+import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
+import type { RaftTransport } from '../replication/index.js'
+import type { StreamDirectory, StreamTable } from './directory.js'
+import { MetaGroup } from './meta-group.js'
+import {
+  encodeCommand,
+  type MetaCommand,
+  metaResultError,
+  StreamCatalog,
+  type StreamMeta,
+} from './metadata.js'
+import { PartitionReplica } from './partition.js'
+import { fnv1a, placeStream } from './placement.js'
+import type { MetaCall, MetaReply, PartitionRef } from './wire.js'
+
+/** Key of one partition incarnation in the hosted map. */
+export function partitionKey(p: PartitionRef): string {
+  return `${p.stream}/${p.createdIndex}/${p.partition}`
+}
+
+/** A partition replica running on this node, with what the stream layer tracks about it. */
+export interface HostedPartition {
+  cluster: string
+  meta: StreamMeta
+  partition: number
+  replica: PartitionReplica
+  /** Last time a raft message arrived from each peer (ms). */
+  lastHeard: Map<string, number>
+  /** Stops the replica and unregisters its raft group (data kept). */
+  stop(): Promise<void>
+}
+
+/** What a `ClusterHost` needs from its node. */
+export interface ClusterHostDeps {
+  id: string
+  cluster: string
+  /** Directory of this cluster's stream data. */
+  dir: string
+  raft: RaftTransport
+  signer: ClusterSigner
+  directory: StreamDirectory
+  /** Proven members of the cluster (this node included or not). */
+  members(): string[]
+  /** Asks members for their load: resolves with the members able to host and their replica counts. */
+  loads(members: string[]): Promise<Map<string, number>>
+  /** Every partition hosted by this node (shared across clusters). */
+  hosted: Map<string, HostedPartition>
+  now(): number
+  onError(err: unknown): void
+  /** Raft timing of partitions and the metadata group. */
+  tickMs: number
+  electionTick: number
+  /** Table refresh interval (ms). */
+  refreshMs: number
+}
+
+/** One member's share of a cluster's durable streams; see the module doc. */
+export class ClusterHost {
+  readonly catalog = new StreamCatalog()
+  readonly meta: MetaGroup
+  private timer: NodeJS.Timeout | undefined
+  private lastPublished = 0
+  private publishedIndex = -1
+  private publishQueued = false
+  private reconciling: Promise<void> = Promise.resolve()
+  private cleaned = false
+  private stopped = false
+
+  constructor(private readonly d: ClusterHostDeps) {
+    this.meta = new MetaGroup({
+      host: { raft: d.raft, members: () => d.members() },
+      id: d.id,
+      cluster: d.cluster,
+      dir: join(d.dir, 'meta'),
+      catalog: this.catalog,
+      driver: { tickMs: d.tickMs, electionTick: d.electionTick, onError: d.onError },
+      applied: () => this.queuePublish(),
+    })
+  }
+
+  /** Starts the metadata replica and the table refresh timer. */
+  async start(): Promise<void> {
+    await this.meta.start()
+    this.timer = setInterval(
+      () => {
+        if (this.meta.role === 'leader' && this.d.now() - this.lastPublished >= this.d.refreshMs)
+          this.publish()
+        else if (this.meta.role === 'leader' && this.publishedIndex !== this.catalog.lastApplied)
+          this.publish()
+      },
+      Math.min(1000, this.d.refreshMs),
+    )
+    this.timer.unref()
+    const table = this.d.directory.table(this.d.cluster)
+    if (table) this.onTable(table)
+  }
+
+  /** Stops the metadata replica and every partition replica of this cluster (data kept). */
+  async stop(): Promise<void> {
+    this.stopped = true
+    clearInterval(this.timer)
+    await this.reconciling
+    const mine = [...this.d.hosted.entries()].filter(([, h]) => h.cluster === this.d.cluster)
+    await Promise.all(
+      mine.map(async ([key, h]) => {
+        this.d.hosted.delete(key)
+        await h.stop()
+      }),
+    )
+    await this.meta.stop()
+  }
+
+  /** A newer table of this cluster was accepted: reconcile the hosted replicas with it. */
+  onTable(table: StreamTable): void {
+    if (this.stopped) return
+    this.reconciling = this.reconciling.then(() => this.reconcile(table)).catch((err) => this.d.onError(err))
+  }
+
+  /** Serves a metadata call (create, delete, table) addressed to this member. */
+  async handleMeta(call: MetaCall): Promise<MetaReply> {
+    if (call.op === 'table') {
+      const t = this.d.directory.table(this.d.cluster)
+      if (this.meta.role === 'leader') return { status: 'ok', table: this.publish() }
+      if (t) return { status: 'ok', table: t.bytes }
+      return { status: 'notLeader', hint: this.meta.leader }
+    }
+    if (this.meta.role !== 'leader') return { status: 'notLeader', hint: this.meta.leader }
+    let cmd: MetaCommand
+    if (call.op === 'delete') cmd = { type: 'delete', name: call.name, requestId: call.requestId }
+    else {
+      const existing = this.catalog.get(call.spec.name)
+      let placement: string[][] = []
+      if (!existing) {
+        const members = [...new Set([this.d.id, ...this.d.members()])]
+        const load = await this.d.loads(members)
+        try {
+          placement = placeStream(
+            [...load.keys()],
+            load,
+            call.spec.partitions,
+            call.spec.replicas,
+            fnv1a(call.spec.name),
+          )
+        } catch (err) {
+          return { status: 'error', name: errorName(err), message: errorMessage(err) }
+        }
+      }
+      cmd = { type: 'create', ...call.spec, placement, requestId: call.requestId }
+    }
+    const { index } = await this.meta.propose(encodeCommand(cmd))
+    const res = this.catalog.resultAt(index)
+    if (res === undefined) throw new InvalidArgumentError('metadata result no longer available; retry')
+    if (!res.ok) {
+      const err = metaResultError(res)
+      return { status: 'error', name: err.name, message: err.message }
+    }
+    return { status: 'ok', table: this.publish() }
+  }
+
+  /** Signs and floods the current catalog as this cluster's table; returns its bytes. */
+  private publish(): Uint8Array {
+    this.lastPublished = this.d.now()
+    this.publishedIndex = this.catalog.lastApplied
+    return this.d.directory.publish(this.d.signer, this.d.id, this.catalog.lastApplied, this.catalog.list())
+  }
+
+  private queuePublish(): void {
+    if (this.publishQueued) return
+    this.publishQueued = true
+    queueMicrotask(() => {
+      this.publishQueued = false
+      if (!this.stopped && this.meta.role === 'leader') this.publish()
+    })
+  }
+
+  private async reconcile(table: StreamTable): Promise<void> {
+    if (this.stopped) return
+    const wanted = new Map<string, { meta: StreamMeta; partition: number }>()
+    for (const meta of table.streams) {
+      meta.placement.forEach((replicas, partition) => {
+        if (replicas.includes(this.d.id))
+          wanted.set(partitionKey({ stream: meta.name, createdIndex: meta.createdIndex, partition }), {
+            meta,
+            partition,
+          })
+      })
+    }
+    for (const [key, h] of [...this.d.hosted.entries()]) {
+      if (h.cluster !== this.d.cluster || wanted.has(key)) continue
+      if (h.meta.createdIndex > table.index) continue // the table predates this stream
+      this.d.hosted.delete(key)
+      await h.stop()
+      await rm(this.streamDir(h.meta), { recursive: true, force: true })
+    }
+    for (const [key, w] of wanted) {
+      if (this.stopped) return
+      if (!this.d.hosted.has(key)) await this.host(key, w.meta, w.partition)
+    }
+    if (!this.cleaned) {
+      this.cleaned = true
+      await this.removeOrphans(table)
+    }
+  }
+
+  private async host(key: string, meta: StreamMeta, partition: number): Promise<void> {
+    const group = `p/${this.d.cluster}/${meta.name}/${meta.createdIndex}/${partition}`
+    const voters = meta.placement[partition]!
+    const lastHeard = new Map<string, number>()
+    const replica: PartitionReplica = new PartitionReplica({
+      id: this.d.id,
+      dir: join(this.streamDir(meta), String(partition)),
+      voters,
+      send: (to, bytes) => this.d.raft.send(group, to, bytes),
+      driver: { tickMs: this.d.tickMs, electionTick: this.d.electionTick, onError: this.d.onError },
+    })
+    const unregister = this.d.raft.register(
+      group,
+      (from, bytes) => {
+        lastHeard.set(from, this.d.now())
+        replica.receive(from, bytes)
+      },
+      (peer) => voters.includes(peer),
+    )
+    try {
+      await replica.start()
+    } catch (err) {
+      unregister()
+      throw err
+    }
+    const stop = async () => {
+      unregister()
+      await replica.stop().catch(() => {})
+    }
+    this.d.hosted.set(key, { cluster: this.d.cluster, meta, partition, replica, lastHeard, stop })
+  }
+
+  private streamDir(meta: StreamMeta): string {
+    return join(this.d.dir, 's', `${meta.name}-${meta.createdIndex}`)
+  }
+
+  /** Removes stream directories left from streams deleted while this member was down. */
+  private async removeOrphans(table: StreamTable): Promise<void> {
+    let names: string[]
+    try {
+      names = await readdir(join(this.d.dir, 's'))
+    } catch {
+      return
+    }
+    const live = new Set(table.streams.map((m) => `${m.name}-${m.createdIndex}`))
+    for (const n of names) {
+      const created = Number(n.slice(n.lastIndexOf('-') + 1))
+      if (live.has(n) || !Number.isSafeInteger(created) || created > table.index) continue
+      await rm(join(this.d.dir, 's', n), { recursive: true, force: true })
+    }
+  }
+}
+
+/** A fresh request id for metadata commands (retries reuse it). */
+export function newRequestId(): string {
+  return randomBytes(12).toString('hex')
+}

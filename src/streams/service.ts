@@ -1,0 +1,285 @@
+/**
+ * `StreamService`: the durable-stream layer of a node. It owns the network-wide
+ * `StreamDirectory`, one `ClusterHost` per joined cluster (when the node has a data
+ * directory), the internal calls partition replicas and metadata leaders serve
+ * (`s.meta`, `s.pub`, `s.fetch`, `s.pstat`, `s.load`; bodies in wire.ts), and the client
+ * side every node offers: `streams.create/info/delete/list`, publish routing, `consume`
+ * (client.ts, consumer.ts). See docs/architecture.md, "Durable streams".
+ */
+import { join } from 'node:path'
+import type { ClusterSigner } from '../cluster/proof.js'
+import { AbortedError } from '../errors.js'
+import { LeadershipLostError, NotLeaderError, type RaftTransport } from '../replication/index.js'
+import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
+import type { ConsumeOptions, Consumer, NodeStatus, PublishAck, Streams } from '../types.js'
+import { StreamsClient } from './client.js'
+import { openConsumer } from './consumer.js'
+import { StreamDirectory } from './directory.js'
+import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
+import {
+  decodeFetchCall,
+  decodeMetaCall,
+  decodePubCall,
+  decodeRef,
+  encodeFetchReply,
+  encodeLoad,
+  encodeMetaReply,
+  encodePubReply,
+  encodeStateReply,
+  type PartitionState,
+} from './wire.js'
+
+/** What the stream layer needs from its node. */
+export interface StreamServiceDeps {
+  self: string
+  network: string
+  dataDir: string | undefined
+  raft: RaftTransport
+  rpc: PeerRpc
+  maxMessageSize: number
+  /** Proven members of a cluster. */
+  members(cluster: string): string[]
+  /** Every cluster name this node knows. */
+  clusters(): string[]
+  signer(cluster: string): ClusterSigner | undefined
+  publicKey(cluster: string): Uint8Array | undefined
+  /** Floods a stream table frame body to every link except `except`. */
+  flood(bytes: Uint8Array, except?: string): void
+  /** Resolves on the next membership or link change (or after a short while). */
+  nextChange(signal: AbortSignal): Promise<void>
+  count(name: string): void
+  /** Raft timing (defaults: 50 ms ticks, 10 ticks election timeout). */
+  tickMs?: number
+  electionTick?: number
+  /** Stream table refresh (ms, default 10 s). */
+  refreshMs?: number
+}
+
+/** The node's durable-stream layer; see the module doc. */
+export class StreamService {
+  readonly directory: StreamDirectory
+  readonly hosted = new Map<string, HostedPartition>()
+  private readonly hosts = new Map<string, ClusterHost>()
+  private readonly unregister: Array<() => void> = []
+  private readonly client: StreamsClient
+  private stopped = false
+
+  constructor(private readonly d: StreamServiceDeps) {
+    this.directory = new StreamDirectory({
+      network: d.network,
+      now: Date.now,
+      publicKey: (c) => d.publicKey(c),
+      flood: (bytes, except) => d.flood(bytes, except),
+      changed: (cluster, table) => this.hosts.get(cluster)?.onTable(table),
+    })
+    this.client = new StreamsClient({
+      self: d.self,
+      rpc: d.rpc,
+      directory: this.directory,
+      members: d.members,
+      clusters: d.clusters,
+      nextChange: d.nextChange,
+      maxMessageSize: d.maxMessageSize,
+      count: d.count,
+    })
+  }
+
+  /** The public `node.streams` object. */
+  get streams(): Streams {
+    return this.client.api
+  }
+
+  /** Registers the internal calls. */
+  start(): void {
+    const { rpc } = this.d
+    this.unregister.push(
+      rpc.handle('s.meta', (b) => this.onMeta(b)),
+      rpc.handle('s.pub', (b) => this.onPublish(b)),
+      rpc.handle('s.fetch', (b, ctx) => this.onFetch(b, ctx)),
+      rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
+      rpc.handle('s.load', (b) => {
+        const cluster = new TextDecoder().decode(b)
+        return encodeLoad(this.hosts.has(cluster), this.hosted.size)
+      }),
+    )
+  }
+
+  /** Stops every cluster host (replicas stop; data kept). */
+  async stop(): Promise<void> {
+    this.stopped = true
+    this.client.close()
+    for (const u of this.unregister.splice(0)) u()
+    await Promise.all([...this.hosts.values()].map((h) => h.stop().catch(() => {})))
+    this.hosts.clear()
+  }
+
+  /** This node joined `cluster`: host its streams when the node has a data directory. */
+  async onJoin(cluster: string): Promise<void> {
+    const signer = this.d.signer(cluster)
+    if (this.stopped || this.d.dataDir === undefined || signer === undefined || this.hosts.has(cluster))
+      return
+    const host = new ClusterHost({
+      id: this.d.self,
+      cluster,
+      dir: join(this.d.dataDir, 'streams', cluster),
+      raft: this.d.raft,
+      signer,
+      directory: this.directory,
+      members: () => this.d.members(cluster),
+      loads: (members) => this.client.loads(cluster, members),
+      hosted: this.hosted,
+      now: Date.now,
+      onError: () => this.d.count('streams.replicaErrors'),
+      tickMs: this.d.tickMs ?? 50,
+      electionTick: this.d.electionTick ?? 10,
+      refreshMs: this.d.refreshMs ?? 10_000,
+    })
+    this.hosts.set(cluster, host)
+    await host.start()
+  }
+
+  /** This node left `cluster`: its replicas there stop (data kept for a later join). */
+  async onLeave(cluster: string): Promise<void> {
+    const host = this.hosts.get(cluster)
+    this.hosts.delete(cluster)
+    await host?.stop()
+  }
+
+  /** A `StreamTable` frame from a peer. */
+  onTable(peer: string, bytes: Uint8Array): void {
+    this.directory.receive(bytes, peer)
+  }
+
+  /** Publishes through a stream capturing `topic` (see `StreamsClient.publish`). */
+  publish(
+    topic: string,
+    data: Uint8Array,
+    key: Uint8Array | undefined,
+    headers: Record<string, string> | undefined,
+    ack: 'none' | 'leader' | 'all',
+    timeout: number,
+  ): Promise<PublishAck | undefined> | undefined {
+    return this.client.publish(topic, data, key, headers, ack, timeout)
+  }
+
+  /** Opens a consumer (see `Consumer`). */
+  consume(stream: string, options: ConsumeOptions | undefined): Consumer {
+    return openConsumer(this.client, stream, options)
+  }
+
+  /** Streams for `status()`: the directory's, with the partitions hosted here. */
+  status(): NodeStatus['streams'] {
+    return this.directory.list().map(({ cluster, meta }) => ({
+      name: meta.name,
+      cluster,
+      subject: meta.subject,
+      partitions: meta.partitions,
+      replicas: meta.replicas,
+      hosted: [...this.hosted.values()]
+        .filter((h) => h.meta.name === meta.name && h.cluster === cluster)
+        .sort((a, b) => a.partition - b.partition)
+        .map((h) => {
+          const s = this.stateOf(h)
+          return {
+            partition: h.partition,
+            role: s.role,
+            leader: s.leader,
+            inSync: s.inSync,
+            nextOffset: s.nextOffset,
+          }
+        }),
+    }))
+  }
+
+  private async onMeta(body: Uint8Array): Promise<Uint8Array> {
+    const call = decodeMetaCall(body)
+    const host = this.hosts.get(call.cluster)
+    if (host === undefined) return encodeMetaReply({ status: 'notLeader', hint: null })
+    try {
+      return encodeMetaReply(await host.handleMeta(call))
+    } catch (err) {
+      if (err instanceof NotLeaderError) return encodeMetaReply({ status: 'notLeader', hint: err.leader })
+      throw err
+    }
+  }
+
+  private async onPublish(body: Uint8Array): Promise<Uint8Array> {
+    const call = decodePubCall(body, this.d.maxMessageSize)
+    const h = this.hosted.get(partitionKey(call))
+    if (h === undefined) return encodePubReply({ status: 'notHere' })
+    let headers: Record<string, Uint8Array> | undefined
+    if (call.headers) for (const [k, v] of Object.entries(call.headers)) (headers ??= {})[k] = enc.encode(v)
+    try {
+      const res = await h.replica.publish([{ key: call.key, value: call.data, headers, topic: call.topic }], {
+        ack: call.ack === 'all' ? 'all' : 'leader',
+      })
+      return encodePubReply({ status: 'ok', value: res.firstOffset })
+    } catch (err) {
+      if (err instanceof NotLeaderError) return encodePubReply({ status: 'notLeader', hint: err.leader })
+      if (err instanceof LeadershipLostError) this.d.count('streams.leadershipLost')
+      throw err
+    }
+  }
+
+  private async onFetch(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
+    const call = decodeFetchCall(body)
+    const h = this.hosted.get(partitionKey(call))
+    if (h === undefined) return encodeFetchReply({ status: 'notHere' })
+    const r = h.replica
+    const maxBytes = Math.max(1, Math.min(call.maxBytes, 4 * 1024 * 1024))
+    let messages = await r.read(call.offset, { maxBytes })
+    if (messages.length === 0 && call.waitMs > 0 && r.latest() < call.offset) {
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(call.waitMs)])
+      try {
+        await r.waitForNew(call.offset - 1, signal)
+        messages = await r.read(call.offset, { maxBytes })
+      } catch (err) {
+        if (!(err instanceof AbortedError)) throw err
+      }
+    }
+    return encodeFetchReply({
+      status: 'ok',
+      value: { firstOffset: r.earliest(), nextOffset: r.latest() + 1, messages },
+    })
+  }
+
+  private partitionState(body: Uint8Array) {
+    const h = this.hosted.get(partitionKey(decodeRef(body)))
+    if (h === undefined) return { status: 'notHere' as const }
+    return { status: 'ok' as const, value: this.stateOf(h) }
+  }
+
+  /**
+   * A hosted replica's view. In sync (known on the leader): the leader, and followers heard
+   * from within 3 election timeouts whose log is within 256 entries of the leader's.
+   */
+  private stateOf(h: HostedPartition): PartitionState {
+    const r = h.replica
+    let role = 'stopped'
+    let inSync: string[] | null = null
+    let firstOffset = 0
+    let nextOffset = 0
+    try {
+      const s = r.status()
+      role = s.raft.role
+      nextOffset = s.nextOffset
+      firstOffset = r.earliest()
+      if (role === 'leader') {
+        const fresh = 3 * (this.d.tickMs ?? 50) * (this.d.electionTick ?? 10)
+        const now = Date.now()
+        inSync = [this.d.self]
+        for (const [id, pr] of Object.entries(s.raft.progress)) {
+          if (id === this.d.self) continue
+          const heard = h.lastHeard.get(id)
+          if (heard !== undefined && now - heard <= fresh && s.raft.lastIndex - pr.match <= 256)
+            inSync.push(id)
+        }
+      }
+    } catch {
+      // not started yet or stopped: reported as such
+    }
+    return { role, leader: r.leader, firstOffset, nextOffset, inSync }
+  }
+}
+
+const enc = new TextEncoder()

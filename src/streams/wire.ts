@@ -1,0 +1,310 @@
+/**
+ * Bodies of the internal stream calls (`PeerRpc` methods, see service.ts). Layouts use
+ * util/binary; every decoder throws `DecodeError` on malformed input.
+ *
+ * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table) | str cluster | str requestId | create: spec`
+ *   reply: `u8 status` — 0 ok: `bytes signed table`; 1 not leader: `str hint`; 2 error:
+ *   `str error name | str message`.
+ * - `s.pub` call: `str stream | u64 createdIndex | u16 partition | u8 ack (0 none, 1 leader,
+ *   2 all) | u64 timestamp | str topic | u8 has key | [bytes key] | u16 n | n × (str, str) header
+ *   | bytes data`; reply: `u8 status` — 0 ok: `u64 offset`; 1 not leader: `str hint`; 3 not here.
+ * - `s.fetch` call: `str stream | u64 createdIndex | u16 partition | u64 offset | u32 maxBytes |
+ *   u32 waitMs`; reply: `u8 status` — 0 ok: `u64 firstOffset | u64 nextOffset | u32 n | n ×
+ *   (u64 offset | u64 timestamp | str topic | u8 has key | [bytes key] | u16 n | n × (str, bytes) | bytes
+ *   value)`; 3 not here.
+ * - `s.pstat` call: `str stream | u64 createdIndex | u16 partition`; reply `u8 status` — 0 ok:
+ *   `str role | str leader | u64 firstOffset | u64 nextOffset | u8 has inSync | u16 n | n × str`;
+ *   3 not here.
+ * - `s.load` call: `str cluster`; reply `u8 can host | u32 replicas hosted`.
+ */
+import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import type { StreamSpec } from './metadata-codec.js'
+import { readSpec, writeSpec } from './metadata-codec.js'
+import type { PartitionMessage } from './types.js'
+
+/** Reply status codes shared by the stream calls. */
+export const Status = { Ok: 0, NotLeader: 1, Error: 2, NotHere: 3 } as const
+
+/** Publish acknowledgement levels on the wire. */
+export const ACKS = ['none', 'leader', 'all'] as const
+export type WireAck = (typeof ACKS)[number]
+
+/** Addresses one partition of one incarnation of a stream. */
+export interface PartitionRef {
+  stream: string
+  createdIndex: number
+  partition: number
+}
+
+/** A metadata call. */
+export type MetaCall =
+  | { op: 'create'; cluster: string; requestId: string; spec: StreamSpec }
+  | { op: 'delete'; cluster: string; requestId: string; name: string }
+  | { op: 'table'; cluster: string }
+
+/** A metadata reply. */
+export type MetaReply =
+  | { status: 'ok'; table: Uint8Array }
+  | { status: 'notLeader'; hint: string | null }
+  | { status: 'error'; name: string; message: string }
+
+/** A publish to a partition leader. */
+export interface PubCall extends PartitionRef {
+  ack: WireAck
+  timestamp: number
+  topic: string
+  key: Uint8Array | undefined
+  headers: Record<string, string> | undefined
+  data: Uint8Array
+}
+
+/** Outcome of a publish, fetch or pstat that did not fail with an error. */
+export type Routed<T> =
+  | { status: 'ok'; value: T }
+  | { status: 'notLeader'; hint: string | null }
+  | { status: 'notHere' }
+
+/** A fetch of committed messages. */
+export interface FetchCall extends PartitionRef {
+  offset: number
+  maxBytes: number
+  waitMs: number
+}
+
+/** Fetched messages with the partition's bounds on the serving replica. */
+export interface FetchResult {
+  firstOffset: number
+  nextOffset: number
+  messages: PartitionMessage[]
+}
+
+/** A replica's view of its partition. */
+export interface PartitionState {
+  role: string
+  leader: string | null
+  firstOffset: number
+  nextOffset: number
+  /** Known on the leader only. */
+  inSync: string[] | null
+}
+
+const OPS = ['create', 'delete', 'table'] as const
+
+const w = () => new BinaryWriter(128)
+const done = (b: BinaryWriter) => b.finish().slice()
+
+export function encodeMetaCall(c: MetaCall): Uint8Array {
+  const b = w()
+    .u8(OPS.indexOf(c.op) + 1)
+    .str(c.cluster)
+  if (c.op === 'create') writeSpec(b.str(c.requestId), c.spec)
+  else if (c.op === 'delete') b.str(c.requestId).str(c.name)
+  return done(b)
+}
+
+export function decodeMetaCall(bytes: Uint8Array): MetaCall {
+  const r = new BinaryReader(bytes)
+  const op = OPS[r.u8('op') - 1]
+  const cluster = r.str('cluster')
+  let c: MetaCall
+  if (op === 'create') c = { op, cluster, requestId: r.str('requestId'), spec: readSpec(r) }
+  else if (op === 'delete') c = { op, cluster, requestId: r.str('requestId'), name: r.str('name') }
+  else if (op === 'table') c = { op, cluster }
+  else throw new DecodeError('unknown meta op')
+  r.end('meta call')
+  return c
+}
+
+export function encodeMetaReply(m: MetaReply): Uint8Array {
+  if (m.status === 'ok') return done(w().u8(Status.Ok).bytes(m.table))
+  if (m.status === 'notLeader')
+    return done(
+      w()
+        .u8(Status.NotLeader)
+        .str(m.hint ?? ''),
+    )
+  return done(w().u8(Status.Error).str(m.name).str(m.message))
+}
+
+export function decodeMetaReply(bytes: Uint8Array): MetaReply {
+  const r = new BinaryReader(bytes)
+  const s = r.u8('status')
+  let m: MetaReply
+  if (s === Status.Ok) m = { status: 'ok', table: r.bytes('table') }
+  else if (s === Status.NotLeader) m = { status: 'notLeader', hint: r.str('hint') || null }
+  else if (s === Status.Error) m = { status: 'error', name: r.str('name'), message: r.str('message') }
+  else throw new DecodeError(`unknown meta status ${s}`)
+  r.end('meta reply')
+  return m
+}
+
+function writeRef(b: BinaryWriter, p: PartitionRef): BinaryWriter {
+  return b.str(p.stream).u64(p.createdIndex).u16(p.partition)
+}
+
+function readRef(r: BinaryReader): PartitionRef {
+  return { stream: r.str('stream'), createdIndex: r.u64('createdIndex'), partition: r.u16('partition') }
+}
+
+/** Encodes a publish call into `b` (the caller owns the writer, for reuse). */
+export function writePubCall(b: BinaryWriter, c: PubCall): BinaryWriter {
+  writeRef(b, c).u8(ACKS.indexOf(c.ack)).u64(c.timestamp).str(c.topic)
+  if (c.key) b.u8(1).bytes(c.key)
+  else b.u8(0)
+  const h = c.headers ? Object.entries(c.headers) : []
+  b.u16(h.length)
+  for (const [k, v] of h) b.str(k).str(v)
+  return b.bytes(c.data)
+}
+
+export function decodePubCall(bytes: Uint8Array, maxData: number): PubCall {
+  const r = new BinaryReader(bytes)
+  const ref = readRef(r)
+  const ack = ACKS[r.u8('ack')]
+  if (ack === undefined) throw new DecodeError('unknown ack')
+  const timestamp = r.u64('timestamp')
+  const topic = r.str('topic')
+  const key = r.u8('has key') === 1 ? r.bytes('key', maxData) : undefined
+  const n = r.u16('header count')
+  let headers: Record<string, string> | undefined
+  for (let i = 0; i < n; i++) {
+    headers ??= {}
+    headers[r.str('header name')] = r.str('header value')
+  }
+  const data = r.bytes('data', maxData)
+  r.end('publish call')
+  return { ...ref, ack, timestamp, topic, key, headers, data }
+}
+
+function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void): Uint8Array {
+  const b = w()
+  if (x.status === 'ok') write(b.u8(Status.Ok), x.value)
+  else if (x.status === 'notLeader') b.u8(Status.NotLeader).str(x.hint ?? '')
+  else b.u8(Status.NotHere)
+  return done(b)
+}
+
+function decodeRouted<T>(bytes: Uint8Array, read: (r: BinaryReader) => T, what: string): Routed<T> {
+  const r = new BinaryReader(bytes)
+  const s = r.u8('status')
+  let x: Routed<T>
+  if (s === Status.Ok) x = { status: 'ok', value: read(r) }
+  else if (s === Status.NotLeader) x = { status: 'notLeader', hint: r.str('hint') || null }
+  else if (s === Status.NotHere) x = { status: 'notHere' }
+  else throw new DecodeError(`unknown ${what} status ${s}`)
+  r.end(what)
+  return x
+}
+
+export const encodePubReply = (x: Routed<number>) => encodeRouted(x, (b, v) => b.u64(v))
+export const decodePubReply = (bytes: Uint8Array) =>
+  decodeRouted(bytes, (r) => r.u64('offset'), 'publish reply')
+
+export function encodeFetchCall(c: FetchCall): Uint8Array {
+  return done(writeRef(w(), c).u64(c.offset).u32(c.maxBytes).u32(c.waitMs))
+}
+
+export function decodeFetchCall(bytes: Uint8Array): FetchCall {
+  const r = new BinaryReader(bytes)
+  const c = { ...readRef(r), offset: r.u64('offset'), maxBytes: r.u32('maxBytes'), waitMs: r.u32('waitMs') }
+  r.end('fetch call')
+  return c
+}
+
+export function encodeFetchReply(x: Routed<FetchResult>): Uint8Array {
+  return encodeRouted(x, (b, v) => {
+    b.u64(v.firstOffset).u64(v.nextOffset).u32(v.messages.length)
+    for (const m of v.messages) {
+      b.u64(m.offset).u64(m.timestamp).str(m.topic)
+      if (m.key) b.u8(1).bytes(m.key)
+      else b.u8(0)
+      const h = m.headers ? Object.entries(m.headers) : []
+      b.u16(h.length)
+      for (const [k, v] of h) b.str(k).bytes(v)
+      b.bytes(m.value)
+    }
+  })
+}
+
+export function decodeFetchReply(bytes: Uint8Array): Routed<FetchResult> {
+  return decodeRouted(
+    bytes,
+    (r) => {
+      const firstOffset = r.u64('firstOffset')
+      const nextOffset = r.u64('nextOffset')
+      const n = r.u32('message count')
+      if (n > r.remaining) throw new DecodeError(`implausible message count ${n}`)
+      const messages: PartitionMessage[] = []
+      for (let i = 0; i < n; i++) {
+        const offset = r.u64('offset')
+        const timestamp = r.u64('timestamp')
+        const topic = r.str('topic')
+        const key = r.u8('has key') === 1 ? r.bytes('key') : undefined
+        const nh = r.u16('header count')
+        let headers: Record<string, Uint8Array> | undefined
+        for (let j = 0; j < nh; j++) {
+          headers ??= {}
+          headers[r.str('header name')] = r.bytes('header value')
+        }
+        messages.push({ offset, timestamp, topic, key, headers, value: r.bytes('value') })
+      }
+      return { firstOffset, nextOffset, messages }
+    },
+    'fetch reply',
+  )
+}
+
+export function encodeRef(p: PartitionRef): Uint8Array {
+  return done(writeRef(w(), p))
+}
+
+export function decodeRef(bytes: Uint8Array): PartitionRef {
+  const r = new BinaryReader(bytes)
+  const p = readRef(r)
+  r.end('partition ref')
+  return p
+}
+
+export function encodeStateReply(x: Routed<PartitionState>): Uint8Array {
+  return encodeRouted(x, (b, v) => {
+    b.str(v.role)
+      .str(v.leader ?? '')
+      .u64(v.firstOffset)
+      .u64(v.nextOffset)
+    b.u8(v.inSync ? 1 : 0).u16(v.inSync?.length ?? 0)
+    for (const id of v.inSync ?? []) b.str(id)
+  })
+}
+
+export function decodeStateReply(bytes: Uint8Array): Routed<PartitionState> {
+  return decodeRouted(
+    bytes,
+    (r) => {
+      const role = r.str('role')
+      const leader = r.str('leader') || null
+      const firstOffset = r.u64('firstOffset')
+      const nextOffset = r.u64('nextOffset')
+      const has = r.u8('has inSync') === 1
+      const n = r.u16('inSync count')
+      const ids: string[] = []
+      for (let i = 0; i < n; i++) ids.push(r.str('inSync member'))
+      return { role, leader, firstOffset, nextOffset, inSync: has ? ids : null }
+    },
+    'state reply',
+  )
+}
+
+export function encodeLoad(canHost: boolean, replicas: number): Uint8Array {
+  return done(
+    w()
+      .u8(canHost ? 1 : 0)
+      .u32(replicas),
+  )
+}
+
+export function decodeLoad(bytes: Uint8Array): { canHost: boolean; replicas: number } {
+  const r = new BinaryReader(bytes)
+  const x = { canHost: r.u8('can host') === 1, replicas: r.u32('replicas') }
+  r.end('load reply')
+  return x
+}
