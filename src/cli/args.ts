@@ -5,6 +5,7 @@
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
 import { CLUSTER_NAME_RE, NETWORK_NAME_RE } from '../constants.js'
+import type { ConsumeFrom } from '../types.js'
 import { parseKey } from '../util/keys.js'
 import { describe } from '../util/validate.js'
 import { UsageError } from './output.js'
@@ -152,4 +153,42 @@ export function collectHeader(
   }
   headers[name] = value.slice(eq + 1)
   return headers
+}
+
+/** Checks a stream name given as `what` (1–64 chars of [A-Za-z0-9_-], like cluster names). */
+export function checkStreamName(value: string, what: string): string {
+  if (!CLUSTER_NAME_RE.test(value)) {
+    throw new UsageError(
+      `${what} must be a stream name of 1-64 characters [A-Za-z0-9_-], got ${describe(value)}`,
+    )
+  }
+  return value
+}
+
+/** Parses a non-negative integer given to `flag` (partitions, offsets). */
+export function parseNonNegativeInt(flag: string): (value: string) => number {
+  return (value) => {
+    const n = Number(value)
+    if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) {
+      throw new UsageError(`${flag} must be a non-negative integer, got ${describe(value)}`)
+    }
+    return n
+  }
+}
+
+/**
+ * Parses `consume --from`: `earliest`, `latest`, `new`, an offset (a non-negative integer)
+ * or an ISO 8601 time such as 2024-05-01T12:00:00Z.
+ */
+export function parseFrom(value: string): ConsumeFrom {
+  const v = value.trim()
+  if (v === 'earliest' || v === 'latest' || v === 'new') return v
+  if (/^\d+$/.test(v) && Number.isSafeInteger(Number(v))) return { offset: Number(v) }
+  if (/^\d{4}-\d{2}-\d{2}/.test(v)) {
+    const t = new Date(v)
+    if (!Number.isNaN(t.getTime())) return { time: t }
+  }
+  throw new UsageError(
+    `--from must be earliest, latest, new, an offset (a non-negative integer) or an ISO 8601 time, got ${describe(value)}`,
+  )
 }

@@ -90,3 +90,11 @@ export async function pumpFromTunnel(
     if (!gone(output)) await writeChunk(output, msg)
   }
 }
+
+/** The data bytes as they are, plus a newline (one line of `subscribe` and `consume`). */
+export function lineOf(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(data.length + 1)
+  out.set(data)
+  out[data.length] = 0x0a
+  return out
+}

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `broadcast`,
- * `publish`, `subscribe`, `tunnel`, `status`, `bench`.
+ * `publish`, `subscribe`, `tunnel`, `stream create|info|delete|list`, `consume`, `status`,
+ * `bench`.
  * Client commands attach to the local node's relay (`PLEXUS_RELAY=host:port` overrides
  * 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
  * and exits non-zero; the codes are listed at `EXIT` in output.ts
@@ -15,6 +16,7 @@ import { EXIT, fail, oneLine, UsageError } from './output.js'
 import { registerPubSub } from './pubsub.js'
 import { registerRequest } from './request.js'
 import { registerStatus } from './status.js'
+import { registerStreams } from './streams.js'
 import { registerTunnel } from './tunnel.js'
 
 /** Builds the `plexus` program with every command registered. */
@@ -34,11 +36,16 @@ export function buildProgram(): Command {
   registerRequest(program)
   registerPubSub(program)
   registerTunnel(program)
+  registerStreams(program)
   registerStatus(program)
   registerBench(program)
-  for (const cmd of program.commands) {
-    cmd.exitOverride().configureOutput({ outputError: () => {} })
+  const quiet = (cmds: readonly Command[]) => {
+    for (const cmd of cmds) {
+      cmd.exitOverride().configureOutput({ outputError: () => {} })
+      quiet(cmd.commands)
+    }
   }
+  quiet(program.commands)
   return program
 }
 

@@ -5,9 +5,10 @@
  * - `broadcast CLUSTER DATA|-` hands DATA to every reachable member of CLUSTER and prints
  *   nothing (exit 0, also when no member was reachable).
  * - `publish TOPIC DATA|- [--ack leader|all] [--msg-id ID] [--timeout MS] [--key K]
- *   [--header name=value]...` publishes once; with `--ack` it prints the offset where the
- *   capturing durable stream stored the message (`StreamNotFoundError`, exit 1, when no
- *   stream captures the topic).
+ *   [--header name=value]... [--json]` publishes once; with `--ack` it prints the offset
+ *   where the capturing durable stream stored the message, or with `--json` the whole ack
+ *   `{"stream","partition","offset"}` (`StreamNotFoundError`, exit 1, when no stream
+ *   captures the topic).
  * - `subscribe PATTERN [--count N] [--json]` prints each message as it arrives: its data as
  *   is followed by a newline, or with `--json` one object per line
  *   `{"topic","key","headers","data","from"}` (key and data decoded as UTF-8, key null and
@@ -20,8 +21,8 @@ import { checkPattern, checkTopic } from '../pubsub/subject.js'
 import type { Message, PublishOptions } from '../types.js'
 import { checkCluster, collectHeader, parseAck, parseMs, parsePositiveInt, parseText } from './args.js'
 import { withRelay } from './client.js'
-import { readStdin, writeChunk } from './io.js'
-import { writeOut } from './output.js'
+import { lineOf, readStdin, writeChunk } from './io.js'
+import { UsageError, writeOut } from './output.js'
 
 /** Registers `broadcast`, `publish` and `subscribe` on `program`. */
 export function registerPubSub(program: Command): void {
@@ -46,8 +47,14 @@ export function registerPubSub(program: Command): void {
     .option('--timeout <ms>', 'deadline for --ack in milliseconds', parseMs('--timeout'))
     .option('--key <key>', 'message key (text)', parseText('--key'))
     .option('--header <name=value>', 'message header, repeatable', collectHeader)
+    .option('--json', 'with --ack: print {"stream","partition","offset"} as JSON')
     .action(async (topic: string, data: string, flags: PublishFlags) => {
       checkTopic(topic, 'TOPIC')
+      if (flags.json && flags.ack === undefined) {
+        throw new UsageError(
+          '--json needs --ack leader|all (without an ack nothing is stored, so there is nothing to print)',
+        )
+      }
       const payload = data === '-' ? await readStdin(DEFAULT_MAX_MESSAGE_SIZE, 'publish data') : data
       const opts: PublishOptions = {}
       if (flags.ack !== undefined) opts.ack = flags.ack
@@ -56,7 +63,7 @@ export function registerPubSub(program: Command): void {
       if (flags.key !== undefined) opts.key = flags.key
       if (flags.header !== undefined) opts.headers = { ...flags.header }
       const ack = await withRelay((client) => client.publish(topic, payload, opts))
-      if (ack) await writeOut(process.stdout, `${ack.offset}\n`)
+      if (ack) await writeOut(process.stdout, flags.json ? `${JSON.stringify(ack)}\n` : `${ack.offset}\n`)
     })
 
   program
@@ -89,17 +96,10 @@ interface PublishFlags {
   timeout?: number
   key?: string
   header?: Record<string, string>
+  json?: boolean
 }
 
 const utf8 = new TextDecoder()
-
-/** The data bytes as they are, plus a newline. */
-function lineOf(data: Uint8Array): Uint8Array {
-  const out = new Uint8Array(data.length + 1)
-  out.set(data)
-  out[data.length] = 0x0a
-  return out
-}
 
 /** The `--json` shape of a message (one line of `subscribe --json`). */
 export function messageJson(m: Message): {

@@ -1,26 +1,65 @@
 /**
  * `plexus status [--json]`: what the local node sees — its id, network, addresses, peers
- * with latency, clusters with their members (connected, outstanding requests, latency) and
- * counters. `--json` prints the `NodeStatus` object as JSON instead of tables.
+ * with latency, clusters with their members (connected, outstanding requests, latency),
+ * durable streams and counters. For each stream the node knows, `streams.info` is asked
+ * through the relay for its partitions, leaders and in-sync replicas; when that fails the
+ * error is shown for that stream and the command still succeeds. `--json` prints the
+ * `NodeStatus` object as JSON instead of tables, each stream with `info` (a `StreamInfo`,
+ * or null) and `infoError` (`{ name, message }`, or null).
  */
 import type { Command } from 'commander'
+import type { RelayClient } from '../../relay/client.js'
 import type { NodeStatus } from '../types.js'
 import { withRelay } from './client.js'
-import { writeOut } from './output.js'
+import { errorNameOf, oneLine, writeOut } from './output.js'
+import { formatStatusStreams, type StatusStream } from './stream-format.js'
+import { table } from './table.js'
+
+export { table } from './table.js'
+
+/** Deadline of each stream's `info` call (ms). */
+const INFO_TIMEOUT = 5000
+/** `info` calls in flight at once. */
+const INFO_CONCURRENCY = 8
+
+/** A status snapshot whose streams carry their `info` (or why it failed). */
+export type StatusWithStreams = Omit<NodeStatus, 'streams'> & { streams: StatusStream[] }
 
 /** Registers the `status` command on `program`. */
 export function registerStatus(program: Command): void {
   program
     .command('status')
-    .description("show the local node's peers, clusters and members, and counters")
+    .description("show the local node's peers, clusters and members, streams, and counters")
     .option('--json', 'print machine-readable JSON')
     .action(async (flags: { json?: boolean }) => {
-      const status = await withRelay((client) => client.status())
+      const status = await withRelay(async (client) => withStreamInfo(client, await client.status()))
       await writeOut(
         process.stdout,
         flags.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status),
       )
     })
+}
+
+/** Adds `streams.info` of every stream in `status` (a few at a time; failures recorded per stream). */
+export async function withStreamInfo(client: RelayClient, status: NodeStatus): Promise<StatusWithStreams> {
+  const known = status.streams ?? []
+  const streams: StatusStream[] = known.map((s) => ({ ...s, info: null, infoError: null }))
+  let next = 0
+  const worker = async () => {
+    while (next < streams.length) {
+      const s = streams[next++]!
+      try {
+        s.info = await client.streams.info(s.name, { timeout: INFO_TIMEOUT })
+      } catch (err) {
+        s.infoError = {
+          name: errorNameOf(err),
+          message: oneLine(err instanceof Error ? err.message : String(err)),
+        }
+      }
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(INFO_CONCURRENCY, streams.length) }, worker))
+  return { ...status, streams }
 }
 
 /** Latency for humans: `0.42 ms`, or `-` when not measured yet. */
@@ -29,23 +68,8 @@ function ms(v: number | null | undefined): string {
   return `${v < 10 ? v.toFixed(2) : v.toFixed(0)} ms`
 }
 
-/** Left-aligned columns with two spaces between them, each line indented by `indent`. */
-export function table(rows: string[][], indent = '  '): string {
-  const widths: number[] = []
-  for (const r of rows) {
-    r.forEach((c, i) => {
-      widths[i] = Math.max(widths[i] ?? 0, c.length)
-    })
-  }
-  return rows
-    .map((r) =>
-      `${indent}${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')}`.trimEnd(),
-    )
-    .join('\n')
-}
-
 /** The human-readable rendering of a status snapshot (ends with a newline). */
-export function formatStatus(s: NodeStatus): string {
+export function formatStatus(s: StatusWithStreams | NodeStatus): string {
   const out: string[] = []
   out.push(
     table(
@@ -87,6 +111,12 @@ export function formatStatus(s: NodeStatus): string {
       )
     }
   }
+  const streams: StatusStream[] = (s.streams ?? []).map((x) => ({
+    info: null,
+    infoError: null,
+    ...x,
+  }))
+  out.push(...formatStatusStreams(streams, s.id))
   const counters = Object.entries(s.counters).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
   out.push(`counters (${counters.length})`)
   if (counters.length > 0) out.push(table(counters.map(([k, v]) => [k, String(v)])))

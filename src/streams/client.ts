@@ -99,8 +99,7 @@ const retryable = (err: unknown) =>
   err instanceof PeerUnreachableError ||
   err instanceof TimeoutError ||
   err instanceof MemberLostError ||
-  (err instanceof PlexusError &&
-    ['OverloadedError', 'RemoteError', 'InvalidArgumentError'].includes(err.name))
+  (err instanceof PlexusError && err.name === 'OverloadedError')
 
 /** The client side of durable streams; see the module doc. */
 export class StreamsClient {

@@ -20,6 +20,7 @@
  * PartitionReplica); deleting a stream removes its directories.
  */
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
@@ -53,6 +54,8 @@ export interface HostedPartition {
   lastHeard: Map<string, number>
   /** Stops the replica and unregisters its raft group (data kept). */
   stop(): Promise<void>
+  /** When this node last handed leadership to the preferred leader (ms). */
+  lastTransfer: number
 }
 
 /** What a `ClusterHost` needs from its node. */
@@ -154,7 +157,7 @@ export class ClusterHost {
     if (call.op === 'delete') cmd = { type: 'delete', name: call.name, requestId: call.requestId }
     else {
       const existing = this.catalog.get(call.spec.name)
-      let placement: string[][] = []
+      let placement: string[][] = existing?.placement ?? []
       if (!existing) {
         const members = [...new Set([this.d.id, ...this.d.members()])]
         const load = await this.d.loads(members)
@@ -180,6 +183,28 @@ export class ClusterHost {
       return { status: 'error', name: err.name, message: err.message }
     }
     return { status: 'ok', table: this.publish() }
+  }
+
+  /**
+   * Spreads leaders as placed: a leader that is not its partition's preferred leader
+   * (placement order) hands leadership over when the preferred replica is alive, fully caught
+   * up and nothing is pending (so no publish in flight sees the change), at most every 3 s.
+   */
+  private balanceLeaders(): void {
+    const now = this.d.now()
+    for (const h of this.d.hosted.values()) {
+      if (h.cluster !== this.d.cluster || now - h.lastTransfer < 3000) continue
+      const preferred = h.meta.placement[h.partition]![0]!
+      const driver = h.replica.raft
+      if (preferred === this.d.id || driver === undefined || driver.role !== 'leader') continue
+      const s = h.replica.status()
+      const heard = h.lastHeard.get(preferred)
+      const pr = s.raft.progress[preferred]
+      if (s.pendingMessages > 0 || pr === undefined || heard === undefined || now - heard > 1000) continue
+      if (pr.match < s.raft.lastIndex) continue
+      h.lastTransfer = now
+      driver.transferLeader(preferred)
+    }
   }
 
   /** Signs and floods the current catalog as this cluster's table; returns its bytes. */
@@ -246,17 +271,28 @@ export class ClusterHost {
       },
       (peer) => voters.includes(peer),
     )
+    const fresh = !existsSync(join(this.streamDir(meta), String(partition), 'raft'))
     try {
       await replica.start()
     } catch (err) {
       unregister()
       throw err
     }
+    // A brand-new group: the preferred leader stands at once (faster than an election timeout).
+    if (fresh && voters[0] === this.d.id) replica.raft?.campaign()
     const stop = async () => {
       unregister()
       await replica.stop().catch(() => {})
     }
-    this.d.hosted.set(key, { cluster: this.d.cluster, meta, partition, replica, lastHeard, stop })
+    this.d.hosted.set(key, {
+      cluster: this.d.cluster,
+      meta,
+      partition,
+      replica,
+      lastHeard,
+      stop,
+      lastTransfer: 0,
+    })
   }
 
   private streamDir(meta: StreamMeta): string {

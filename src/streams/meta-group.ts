@@ -59,6 +59,12 @@ export interface MetaGroupOptions {
   retryMs?: number
   /** Most voters the group grows to (default 3); further members stay outside. */
   maxVoters?: number
+  /**
+   * A member bootstraps a group only after running this long and seeing the same member set
+   * for half of it (ms, default 2000): members starting together must see each other first,
+   * or each would bootstrap a group of its own.
+   */
+  settleMs?: number
 }
 
 enum Kind {
@@ -174,13 +180,24 @@ export class MetaGroup {
     const { id } = this.opts
     if (existsSync(join(this.opts.dir, 'confstate'))) await this.startDriver(undefined)
     let target: string | null = null
+    const settle = this.opts.settleMs ?? 2000
+    const started = Date.now()
+    let view = ''
+    let viewSince = started
     while (!this.stopped && !this.outside) {
+      const now = Date.now()
+      const seen = this.members().sort().join(',')
+      if (seen !== view) {
+        view = seen
+        viewSince = now
+      }
       if (this.driver?.status().voters.includes(id)) return
       if (target === null) {
         const replies = await this.probe()
         if (this.stopped) return
         const live = replies.filter((r) => r.running && r.voters.length > 0)
-        if (live.length === 0 && this.driver === undefined) {
+        const settled = now - started >= settle && now - viewSince >= settle / 2
+        if (live.length === 0 && this.driver === undefined && settled) {
           const everyone = [id, ...this.members()].sort()
           if (everyone[0] === id) {
             await this.startDriver([id])

@@ -1,0 +1,107 @@
+/**
+ * How the CLI shows durable streams: `stream info`/`stream create` (one stream with every
+ * partition), `stream list`, and the streams section of `status`.
+ */
+import type { NodeStatus, StreamInfo, StreamRetention } from '../types.js'
+import { table } from './table.js'
+
+/** A stream as `status` shows it: what the node knows, plus `streams.info` through the relay. */
+export interface StatusStream {
+  name: string
+  cluster: string
+  subject: string
+  partitions: number
+  replicas: number
+  hosted: NodeStatus['streams'][number]['hosted']
+  /** The stream's partitions, leaders and in-sync replicas; null when `info` failed. */
+  info: StreamInfo | null
+  /** Why `info` failed (error class name and message); null when it worked. */
+  infoError: { name: string; message: string } | null
+}
+
+/** Retention for humans: `none`, or the limits that are set. */
+export function retentionText(r: StreamRetention | undefined): string {
+  const parts: string[] = []
+  if (r?.maxAge !== undefined) parts.push(`maxAge ${r.maxAge} ms`)
+  if (r?.maxBytes !== undefined) parts.push(`maxBytes ${r.maxBytes}`)
+  if (r?.maxMessages !== undefined) parts.push(`maxMessages ${r.maxMessages}`)
+  return parts.length === 0 ? 'none' : parts.join(', ')
+}
+
+const ids = (list: string[]) => (list.length === 0 ? '-' : list.join(', '))
+
+/** The text of `stream info` and `stream create` (ends with a newline). */
+export function formatStreamInfo(s: StreamInfo): string {
+  const out: string[] = [
+    table(
+      [
+        ['stream', s.name],
+        ['cluster', s.cluster],
+        ['subject', s.subject],
+        ['replicas', String(s.replicas)],
+        ['partitions', String(s.partitions.length)],
+        ['retention', retentionText(s.retention)],
+        ['compact', s.compact ? 'yes' : 'no'],
+      ],
+      '',
+    ),
+  ]
+  for (const p of s.partitions) {
+    out.push(`partition ${p.partition}`)
+    out.push(
+      table([
+        ['leader', p.leader ?? '(none elected)'],
+        ['replicas', ids(p.replicas)],
+        ['in-sync', `${ids(p.inSync)} (${p.inSync.length}/${p.replicas.length})`],
+        ['offsets', `first ${p.firstOffset}, next ${p.nextOffset}`],
+      ]),
+    )
+  }
+  return `${out.join('\n')}\n`
+}
+
+/** The text of `stream list` (ends with a newline). */
+export function formatStreamList(
+  list: Array<{ name: string; cluster: string; subject: string; partitions: number; replicas: number }>,
+): string {
+  if (list.length === 0) return 'no streams\n'
+  return `${table(
+    [
+      ['NAME', 'CLUSTER', 'SUBJECT', 'PARTITIONS', 'REPLICAS'],
+      ...list.map((s) => [s.name, s.cluster, s.subject, String(s.partitions), String(s.replicas)]),
+    ],
+    '',
+  )}\n`
+}
+
+/** The streams section of `status` (lines without a trailing newline). */
+export function formatStatusStreams(streams: StatusStream[], self: string): string[] {
+  const out = [`streams (${streams.length})`]
+  for (const s of streams) {
+    out.push(
+      `  ${s.name}: cluster ${s.cluster}, subject ${s.subject}, ${s.partitions} partition(s), ${s.replicas} replica(s)`,
+    )
+    if (s.infoError) {
+      out.push(`    info failed: ${s.infoError.name}: ${s.infoError.message}`)
+      continue
+    }
+    if (!s.info) continue
+    const role = (p: number) => (s.hosted ?? []).find((h) => h.partition === p)?.role ?? '-'
+    out.push(
+      table(
+        [
+          ['PARTITION', 'LEADER', 'NEXT', 'HERE', 'IN-SYNC'],
+          ...s.info.partitions.map((p) => [
+            String(p.partition),
+            p.leader === null ? '(none)' : p.leader === self ? `${p.leader} (self)` : p.leader,
+            String(p.nextOffset),
+            role(p.partition),
+            `${p.inSync.length}/${p.replicas.length} ${ids(p.inSync)}`,
+          ]),
+        ],
+        '    ',
+      ),
+    )
+  }
+  return out
+}
