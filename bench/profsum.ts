@@ -2,9 +2,11 @@
  * Summarises a V8 `.cpuprofile` (from `node --cpu-prof`, e.g. `npm run bench -- --profile DIR`):
  * top functions by self time, and self time by package/file.
  *
- *   node dist/bench/profsum.js FILE.cpuprofile [--top 25] [--from MS]
+ *   node dist/bench/profsum.js FILE.cpuprofile [--top 25] [--from MS] [--to MS] [--inclusive]
  *
- * `--from MS` ignores samples in the first MS milliseconds (start-up, discovery).
+ * `--from MS` ignores samples in the first MS milliseconds (start-up, discovery), `--to MS`
+ * those after MS. `--inclusive` also lists the project's own functions (src/, relay/) by
+ * total time (self plus callees).
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -23,7 +25,12 @@ interface Profile {
 
 const { positionals, values } = parseArgs({
   allowPositionals: true,
-  options: { top: { type: 'string', default: '25' }, from: { type: 'string', default: '0' } },
+  options: {
+    top: { type: 'string', default: '25' },
+    from: { type: 'string', default: '0' },
+    to: { type: 'string' },
+    inclusive: { type: 'boolean', default: false },
+  },
 })
 
 function where(url: string): string {
@@ -45,9 +52,10 @@ for (const file of positionals) {
   let t = 0
   let total = 0
   const from = Number(values.from) * 1000
+  const to = values.to === undefined ? Number.POSITIVE_INFINITY : Number(values.to) * 1000
   for (let i = 0; i < p.samples.length; i++) {
     t += p.timeDeltas[i] ?? 0
-    if (t < from) continue
+    if (t < from || t > to) continue
     const dt = p.timeDeltas[i] ?? 0
     self.set(p.samples[i]!, (self.get(p.samples[i]!) ?? 0) + dt)
     total += dt
@@ -71,4 +79,25 @@ for (const file of positionals) {
   console.log('  top functions (self):')
   for (const [k, us] of [...fn].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top)))
     console.log(`   ${pct(us)}  ${k}`)
+  if (values.inclusive) {
+    // Total time: each sampled node's self time counts once for every distinct function on its stack.
+    const parent = new Map<number, number>()
+    for (const n of p.nodes) for (const c of n.children ?? []) parent.set(c, n.id)
+    const incl = new Map<string, number>()
+    for (const [id, us] of self) {
+      const seen = new Set<string>()
+      for (let cur: number | undefined = id; cur !== undefined; cur = parent.get(cur)) {
+        const cf = byId.get(cur)!.callFrame
+        const w = where(cf.url)
+        if (!w.startsWith('src/') && !w.startsWith('relay/')) continue
+        const key = `${cf.functionName || '(anonymous)'}  ${w}:${cf.lineNumber + 1}`
+        if (seen.has(key)) continue
+        seen.add(key)
+        incl.set(key, (incl.get(key) ?? 0) + us)
+      }
+    }
+    console.log('  project functions (total, with callees):')
+    for (const [k, us] of [...incl].sort((a, b) => b[1] - a[1]).slice(0, Number(values.top)))
+      console.log(`   ${pct(us)}  ${k}`)
+  }
 }

@@ -8,10 +8,12 @@
  *   npm run bench -- --only pubsub     # pub/sub 1->1 and 1->5, Plexus and NATS (separate processes)
  *   npm run bench -- --only broadcast  # broadcast to 5 members, beside NATS publish to 5 subscribers
  *   npm run bench -- --only tunnel     # tunnel 1 KB / 64 KB, beside a raw libp2p stream
+ *   npm run bench -- --only durable    # publish with ack 'all', 3 replicas, beside JetStream R3
  *   npm run bench -- --quick           # shorter phases
  *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
- *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel: 3 rounds side by side, best kept
+ *                                           # (durable: all 3 members; the notes name the leader)
+ *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel/durable: 3 rounds side by side, best kept
  *   npm run bench -- --profile DIR     # pubsub/broadcast/tunnel: Plexus senders and receivers
  *                                      # run with --cpu-prof into DIR
  */
@@ -19,7 +21,9 @@ import { existsSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { runPlexusDurableBench } from './durable.js'
 import { formatTunnelTable, runBroadcastPart, runPubsubPart, runTunnelPart } from './flow.js'
+import { type DurableFigures, durableRows, runJetStreamDurableBench } from './jetstream.js'
 import { NATS_INSTALL_HINT, type RequestFigures, runNatsRequestBench } from './nats.js'
 import { runPlexusRequestBench } from './request.js'
 import { formatTable, type Row, stopAllChildren } from './util.js'
@@ -27,7 +31,7 @@ import { formatTable, type Row, stopAllChildren } from './util.js'
 type LogRow = { name: string; value: number; unit: string; note?: string }
 type LogBench = (opts?: { quick?: boolean }) => Promise<LogRow[]>
 
-const PARTS = ['request', 'pubsub', 'broadcast', 'tunnel', 'log'] as const
+const PARTS = ['request', 'pubsub', 'broadcast', 'tunnel', 'log', 'durable'] as const
 type Part = (typeof PARTS)[number]
 
 /** 1-minute load average: other work on the machine skews every figure. */
@@ -115,6 +119,55 @@ async function runRequestPart(opts: {
   return requestRows(plexus, nats)
 }
 
+/**
+ * Durable publish: JetStream R3, then Plexus R3, `rounds` times side by side; each system's
+ * round with the best pipelined rate is kept (all rounds are listed in the notes).
+ */
+async function runDurablePart(opts: {
+  quick: boolean
+  nats: boolean
+  profileMember?: string
+  rounds: number
+}): Promise<{ rows: Row[]; notes: string[] }> {
+  let js: DurableFigures | undefined
+  let plexus: DurableFigures | undefined
+  const notes: string[] = []
+  const seen: string[] = []
+  const fig = (f: DurableFigures) => `${Math.round(f.sequentialRate)} / ${Math.round(f.pipelinedRate)} msg/s`
+  for (let i = 0; i < opts.rounds; i++) {
+    if (opts.rounds > 1) progress(`round ${i + 1} of ${opts.rounds}`)
+    let round = ''
+    if (opts.nats) {
+      progress('JetStream: starting 3 clustered nats-server processes, publisher in this process')
+      const j = await runJetStreamDurableBench({ quick: opts.quick, log: progress })
+      if (j && (!js || j.pipelinedRate > js.pipelinedRate)) js = j
+      if (j) round += `JetStream ${fig(j)}`
+    }
+    progress('Plexus: starting 3 member processes, publisher node in this process')
+    try {
+      const r = await runPlexusDurableBench({
+        quick: opts.quick,
+        log: progress,
+        profileDir: opts.profileMember,
+      })
+      if (!plexus || r.figures.pipelinedRate > plexus.pipelinedRate) plexus = r.figures
+      notes.push(...r.notes)
+      round += `${round ? ', ' : ''}Plexus ${fig(r.figures)}`
+    } catch (err) {
+      // Keep JetStream's figures on the table when the Plexus side fails.
+      if (!js) throw err
+      notes.push(`Plexus FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+    }
+    seen.push(round)
+  }
+  if (opts.rounds > 1)
+    notes.push(`rounds (one at a time / 256 in flight), best of each kept: ${seen.join('; ')}`)
+  for (const f of [plexus, js])
+    if (f && f.errors > 0) notes.push(`${f.durability.split(':')[0]}: ${f.errors} failed publishes`)
+  for (const f of [plexus, js]) if (f) notes.push(f.durability)
+  return { rows: durableRows(plexus, js), notes }
+}
+
 async function runLogPart(quick: boolean): Promise<Row[] | string> {
   const url = new URL('./log.js', import.meta.url)
   if (!existsSync(url)) return 'skipped: bench/log.ts is not there yet'
@@ -195,6 +248,20 @@ async function main(): Promise<number> {
             : '1 KB messages; sender (not a member) and 5 members each in its own process. Plexus: await broadcast(), ' +
                 'which waits while a link queue is full. NATS figures: publish ' +
                 'to 5 plain subscribers, the nearest NATS equivalent (NATS has no cluster broadcast).',
+        )
+      } else if (part === 'durable') {
+        const { rows, notes } = await runDurablePart({
+          quick,
+          nats: values['no-nats'] !== true,
+          profileMember: values['profile-member'],
+          rounds,
+        })
+        console.log(formatTable(rows))
+        for (const n of notes) console.log(`  ${n}`)
+        console.log(
+          "1 KB messages to a stream with 3 replicas (1 partition) on 3 server/member processes, ack 'all' " +
+            '(NATS column: JetStream PubAck); publisher in the bench process (JetStream: connected to the ' +
+            "stream leader's server; Plexus: a non-member node). One at a time, then 256 in flight.",
         )
       } else if (part === 'tunnel') {
         const { rows, notes } = await runTunnelPart({

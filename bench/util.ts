@@ -233,9 +233,10 @@ export function formatTable(rows: Row[]): string {
   const header = ['metric', 'Plexus', 'NATS', 'ratio', 'target']
   const body = rows.map((r) => {
     const hasNats = r.nats !== undefined && !Number.isNaN(r.nats)
-    const ratio = hasNats && r.nats! > 0 ? `${(r.value / r.nats!).toFixed(2)}x` : '-'
+    const hasValue = !Number.isNaN(r.value)
+    const ratio = hasNats && hasValue && r.nats! > 0 ? `${(r.value / r.nats!).toFixed(2)}x` : '-'
     let target = '-'
-    if (r.better && hasNats) {
+    if (r.better && hasNats && hasValue) {
       const met = r.better === 'lower' ? r.value <= r.nats! : r.value >= r.nats!
       target = `${r.better === 'lower' ? '<=' : '>='} NATS ${met ? 'met' : 'MISSED'}`
     } else if (r.better) {

@@ -211,8 +211,9 @@ export class Writer {
     if (done.length === 0) return
     const last = core.nextOffset - 1
     if (this.always) {
-      if (p > 0) await this.write(seg, buf, p)
-      await (await seg.handle()).datasync()
+      // The index files are a cache (never synced): their writes overlap the fdatasync.
+      if (p > 0) await this.write(seg, buf, p, false)
+      await Promise.all([seg.handle().then((fh) => fh.datasync()), seg.flushIndexes()])
       core.stats.fsyncs++
       seg.visibleSize = seg.size
       this.finish(done, last, true)
@@ -268,14 +269,14 @@ export class Writer {
    * Writes `buf[0, len)` at the end of `seg` and its new index entries. The position is
    * reserved before the first await, so the caller may encode the next round meanwhile.
    */
-  private async write(seg: Segment, buf: Buffer, len: number): Promise<void> {
+  private async write(seg: Segment, buf: Buffer, len: number, indexes = true): Promise<void> {
     const pos = seg.size
     seg.size += len
     const fh = await seg.handle()
     await writeFully(fh, buf, 0, len, pos)
     if (!this.always) seg.visibleSize = pos + len
     this.core.stats.writes++
-    await seg.flushIndexes()
+    if (indexes) await seg.flushIndexes()
   }
 
   /** fdatasyncs the active segment if anything is unsynced (interval policy, close). */

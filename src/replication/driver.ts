@@ -17,6 +17,7 @@ import {
   decodeMessage,
   type Entry,
   encodeMessage,
+  type Message,
   type NodeId,
   type ProposalResult,
   RawNode,
@@ -305,17 +306,19 @@ export class ReplicaDriver {
         const rd = node.ready()
         this.counters.readies++
         if (rd.softState) this.opts.onLeaderChange?.({ ...rd.softState, term: node.raft.term })
+        // A leader's appends and heartbeats may leave while its own entries are being
+        // persisted (Raft thesis 10.2.1): the leader counts itself only through commits that
+        // reach followers in a later Ready, after this persist. Not when the term or vote
+        // changes (they must be durable before anyone hears of them), nor with a snapshot.
+        const prev = store.initialState().hardState
+        const early =
+          rd.snapshot === undefined &&
+          (rd.hardState === undefined || (rd.hardState.term === prev.term && rd.hardState.vote === prev.vote))
+        const late = early ? rd.messages.filter((m) => !this.sendEarly(m)) : rd.messages
         await this.withStorage(() => this.persist(store, rd))
         if (this.killed) return
         this.proposals.settlePersisted(node, rd.entries)
-        for (const m of rd.messages) {
-          try {
-            this.opts.send(m.to, encodeMessage(m))
-            this.counters.sent++
-          } catch {
-            this.counters.sendErrors++
-          }
-        }
+        for (const m of late) this.sendMessage(m)
         await this.applyCommitted(node, store, rd.committedEntries)
         if (this.killed) return
         node.advance(rd)
@@ -327,6 +330,22 @@ export class ReplicaDriver {
     } catch (err) {
       if (this.killed) return
       await this.fail(err)
+    }
+  }
+
+  /** Sends `m` now when it may precede the persist of its Ready (leader appends, heartbeats). */
+  private sendEarly(m: Message): boolean {
+    if (m.type !== 'MsgApp' && m.type !== 'MsgHeartbeat') return false
+    this.sendMessage(m)
+    return true
+  }
+
+  private sendMessage(m: Message): void {
+    try {
+      this.opts.send(m.to, encodeMessage(m))
+      this.counters.sent++
+    } catch {
+      this.counters.sendErrors++
     }
   }
 

@@ -15,12 +15,14 @@
  * none (soft state rebuilt from floods after restart).
  *
  * Layout (util/binary): `u8 version (1) | str cluster | str leader | u64 index | u64 counter |
- * u32 n | n × (spec | u64 createdIndex | placement) (metadata-codec.ts) | 64 signature`; the
+ * u32 n | n × (spec | u64 createdIndex | placement) (metadata-codec.ts) | u32 k | k × (str name |
+ * u64 createdIndex) (tombstones) | 64 signature`; the
  * signature covers everything before it under domain `plexus-streams/1`.
  */
 import { type ClusterSigner, SIGNATURE_BYTES, verifyClusterSignature } from '../cluster/proof.js'
 import { SubjectIndex } from '../pubsub/subject.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import type { Tombstone } from './metadata.js'
 import { readPlacement, readSpec, type StreamMeta, writePlacement, writeSpec } from './metadata-codec.js'
 
 const TABLE_VERSION = 1
@@ -38,6 +40,8 @@ export interface StreamTable {
   /** The signer's clock (ms), bumped when equal: orders refreshes of one index. */
   counter: number
   streams: StreamMeta[]
+  /** Recently deleted stream incarnations: the only data replicas may delete. */
+  tombstones: Tombstone[]
   /** The encoded, signed table (flooded as is). */
   bytes: Uint8Array
 }
@@ -61,7 +65,7 @@ export interface KnownStream {
 }
 
 /** Why a table was refused (counted). */
-export type TableRefusal = 'malformed' | 'signature' | 'unknownKey' | 'stale'
+export type TableRefusal = 'malformed' | 'signature' | 'unknownKey' | 'stale' | 'conflict'
 
 /** The network-wide stream directory; see the module doc. */
 export class StreamDirectory {
@@ -70,7 +74,13 @@ export class StreamDirectory {
   private bySubject = new SubjectIndex<string>()
   private counter = 0
   /** Refused tables by reason. */
-  readonly refused: Record<TableRefusal, number> = { malformed: 0, signature: 0, unknownKey: 0, stale: 0 }
+  readonly refused: Record<TableRefusal, number> = {
+    malformed: 0,
+    signature: 0,
+    unknownKey: 0,
+    stale: 0,
+    conflict: 0,
+  }
 
   constructor(
     private readonly host: StreamDirectoryHost,
@@ -81,7 +91,13 @@ export class StreamDirectory {
    * Signs and installs our cluster's table (we lead its metadata group), then floods it.
    * Returns the encoded table.
    */
-  publish(signer: ClusterSigner, leader: string, index: number, streams: readonly StreamMeta[]): Uint8Array {
+  publish(
+    signer: ClusterSigner,
+    leader: string,
+    index: number,
+    streams: readonly StreamMeta[],
+    tombstones: readonly Tombstone[],
+  ): Uint8Array {
     this.counter = Math.max(this.counter + 1, this.host.now())
     const w = new BinaryWriter(256)
     w.u8(TABLE_VERSION).str(signer.cluster).str(leader).u64(index).u64(this.counter).u32(streams.length)
@@ -90,6 +106,8 @@ export class StreamDirectory {
       w.u64(m.createdIndex)
       writePlacement(w, m.placement)
     }
+    w.u32(tombstones.length)
+    for (const t of tombstones) w.str(t.name).u64(t.createdIndex)
     const signed = w.finish().slice()
     const sig = signer.sign(DOMAIN, signed)
     const bytes = new BinaryWriter(signed.length + SIGNATURE_BYTES).raw(signed).raw(sig).finish().slice()
@@ -126,6 +144,11 @@ export class StreamDirectory {
     if (held) {
       const h = held.table
       const expired = now - held.receivedAt > (this.opts.maxAgeMs ?? 60_000)
+      if (table.index === h.index && table.leader !== h.leader && !expired) {
+        // Two leaders at one catalog index: two metadata groups (split bootstrap). Keep ours.
+        this.refused.conflict++
+        return false
+      }
       const newer = table.index > h.index || (table.index === h.index && table.counter > h.counter)
       if (!newer && !(expired && table.counter > h.counter)) {
         if (table.index !== h.index || table.counter !== h.counter) this.refused.stale++
@@ -201,11 +224,16 @@ function decodeTable(bytes: Uint8Array): { table: StreamTable; signed: Uint8Arra
     const placement = readPlacement(r, spec)
     streams.push({ ...spec, placement, createdIndex })
   }
+  const k = r.u32('tombstone count')
+  if (k > r.remaining) throw new DecodeError(`implausible tombstone count ${k}`)
+  const tombstones: Tombstone[] = []
+  for (let i = 0; i < k; i++)
+    tombstones.push({ name: r.str('tombstone name'), createdIndex: r.u64('createdIndex') })
   const signedEnd = r.pos
   const signature = r.raw(SIGNATURE_BYTES, 'signature')
   r.end('stream table')
   return {
-    table: { cluster, leader, index, counter, streams, bytes },
+    table: { cluster, leader, index, counter, streams, tombstones, bytes },
     signed: bytes.subarray(0, signedEnd),
     signature,
   }

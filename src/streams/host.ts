@@ -8,8 +8,9 @@
  * - Every member (metadata voter or not) reconciles its partition replicas with the newest
  *   table of its cluster: it starts the replicas placed on it (raft group
  *   `p/<cluster>/<stream>/<createdIndex>/<partition>`, voters = the placement, bootstrapped
- *   identically on every replica) and stops and deletes the data of streams the table no
- *   longer lists (only when the table is newer than the stream's creation).
+ *   identically on every replica) and stops those the table no longer lists; their data is
+ *   deleted only when the table carries the stream's tombstone (an explicit delete), never
+ *   because a table merely lacks it.
  * - Metadata calls (create, delete) are answered by the metadata leader: it places the
  *   partitions (members asked for their load; only members with a data directory host),
  *   proposes the command, waits for it to apply, and replies with the signed table.
@@ -115,6 +116,7 @@ export class ClusterHost {
           this.publish()
         else if (this.meta.role === 'leader' && this.publishedIndex !== this.catalog.lastApplied)
           this.publish()
+        this.balanceLeaders()
       },
       Math.min(1000, this.d.refreshMs),
     )
@@ -211,7 +213,13 @@ export class ClusterHost {
   private publish(): Uint8Array {
     this.lastPublished = this.d.now()
     this.publishedIndex = this.catalog.lastApplied
-    return this.d.directory.publish(this.d.signer, this.d.id, this.catalog.lastApplied, this.catalog.list())
+    return this.d.directory.publish(
+      this.d.signer,
+      this.d.id,
+      this.catalog.lastApplied,
+      this.catalog.list(),
+      this.catalog.tombstones(),
+    )
   }
 
   private queuePublish(): void {
@@ -235,12 +243,15 @@ export class ClusterHost {
           })
       })
     }
+    const dead = new Set(table.tombstones.map((t) => `${t.name}-${t.createdIndex}`))
     for (const [key, h] of [...this.d.hosted.entries()]) {
       if (h.cluster !== this.d.cluster || wanted.has(key)) continue
       if (h.meta.createdIndex > table.index) continue // the table predates this stream
       this.d.hosted.delete(key)
       await h.stop()
-      await rm(this.streamDir(h.meta), { recursive: true, force: true })
+      // Data goes only with a tombstone: a table merely lacking the stream never deletes it.
+      const dir = `${h.meta.name}-${h.meta.createdIndex}`
+      if (dead.has(dir)) await rm(this.streamDir(h.meta), { recursive: true, force: true })
     }
     for (const [key, w] of wanted) {
       if (this.stopped) return
@@ -299,7 +310,7 @@ export class ClusterHost {
     return join(this.d.dir, 's', `${meta.name}-${meta.createdIndex}`)
   }
 
-  /** Removes stream directories left from streams deleted while this member was down. */
+  /** Removes stream directories of tombstoned streams (deleted while this member was down). */
   private async removeOrphans(table: StreamTable): Promise<void> {
     let names: string[]
     try {
@@ -307,12 +318,9 @@ export class ClusterHost {
     } catch {
       return
     }
-    const live = new Set(table.streams.map((m) => `${m.name}-${m.createdIndex}`))
-    for (const n of names) {
-      const created = Number(n.slice(n.lastIndexOf('-') + 1))
-      if (live.has(n) || !Number.isSafeInteger(created) || created > table.index) continue
-      await rm(join(this.d.dir, 's', n), { recursive: true, force: true })
-    }
+    const dead = new Set(table.tombstones.map((t) => `${t.name}-${t.createdIndex}`))
+    for (const n of names)
+      if (dead.has(n)) await rm(join(this.d.dir, 's', n), { recursive: true, force: true })
   }
 }
 

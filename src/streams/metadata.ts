@@ -42,7 +42,15 @@ export {
   validateStreamConfig,
 } from './metadata-codec.js'
 
-const SNAPSHOT_VERSION = 1
+const SNAPSHOT_VERSION = 2
+/** Deleted streams remembered (tombstones): replicas delete data only for these. */
+export const MAX_TOMBSTONES = 1024
+
+/** A deleted stream incarnation: its data may be removed wherever it is found. */
+export interface Tombstone {
+  name: string
+  createdIndex: number
+}
 /** Request ids remembered for deduplication of retried commands (oldest forgotten first). */
 export const MAX_REMEMBERED_REQUESTS = 4096
 /** Results kept in memory by raft index for proposers (`resultAt`). */
@@ -71,6 +79,7 @@ export class StreamCatalog {
   private requests = new Map<string, MetaResult>()
   private readonly recent = new Map<number, MetaResult>()
   private applied = 0
+  private tombs: Tombstone[] = []
   /** Entries whose payload did not decode (skipped identically on every replica). */
   skipped = 0
 
@@ -88,6 +97,11 @@ export class StreamCatalog {
   /** Every stream, sorted by name. Copies. */
   list(): StreamMeta[] {
     return [...this.streams.keys()].sort().map((n) => cloneMeta(this.streams.get(n)!))
+  }
+
+  /** Recently deleted stream incarnations, oldest first (at most `MAX_TOMBSTONES`). */
+  tombstones(): Tombstone[] {
+    return this.tombs.map((t) => ({ ...t }))
   }
 
   /** The stream capturing a published topic (at most one: subjects never overlap). */
@@ -156,6 +170,8 @@ export class StreamCatalog {
       if (!existing) return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
       this.streams.delete(name)
       this.subjects.delete(existing.subject, name)
+      this.tombs.push({ name, createdIndex: existing.createdIndex })
+      if (this.tombs.length > MAX_TOMBSTONES) this.tombs.shift()
       return { ok: true, op: 'deleted', name, stream: cloneMeta(existing) }
     }
     if (cmd.type === 'updatePlacement') {
@@ -193,7 +209,8 @@ export class StreamCatalog {
   /**
    * The whole state as bytes, identical on replicas that applied the same entries:
    * `u8 version | u64 lastApplied | u32 n | n × (spec, u64 createdIndex, placement) |
-   * u32 m | m × (str requestId, result)`.
+   * u32 m | m × (str requestId, result) | u32 k | k × (str name, u64 createdIndex)` (tombstones,
+   * from version 2).
    */
   snapshot(): Uint8Array {
     const w = new BinaryWriter(256)
@@ -208,6 +225,8 @@ export class StreamCatalog {
       w.str(id)
       writeResult(w, res)
     }
+    w.u32(this.tombs.length)
+    for (const t of this.tombs) w.str(t.name).u64(t.createdIndex)
     return w.finish().slice()
   }
 
@@ -218,7 +237,7 @@ export class StreamCatalog {
   restore(bytes: Uint8Array): void {
     const r = new BinaryReader(bytes)
     const v = r.u8('snapshot version')
-    if (v !== SNAPSHOT_VERSION) throw new DecodeError(`unknown metadata snapshot version ${v}`)
+    if (v !== 1 && v !== SNAPSHOT_VERSION) throw new DecodeError(`unknown metadata snapshot version ${v}`)
     const applied = r.u64('lastApplied')
     const n = r.u32('stream count')
     if (n > r.remaining) throw new DecodeError(`implausible stream count ${n}`)
@@ -236,7 +255,15 @@ export class StreamCatalog {
     if (m > r.remaining) throw new DecodeError(`implausible request count ${m}`)
     const requests = new Map<string, MetaResult>()
     for (let i = 0; i < m; i++) requests.set(r.str('requestId'), readResult(r))
+    const tombs: Tombstone[] = []
+    if (v >= 2) {
+      const k = r.u32('tombstone count')
+      if (k > r.remaining) throw new DecodeError(`implausible tombstone count ${k}`)
+      for (let i = 0; i < k; i++)
+        tombs.push({ name: r.str('tombstone name'), createdIndex: r.u64('createdIndex') })
+    }
     r.end('metadata snapshot')
+    this.tombs = tombs
     this.streams = streams
     this.subjects = subjects
     this.requests = requests

@@ -1,0 +1,271 @@
+/**
+ * JetStream side of the durable publish benchmark: three `nats-server` processes (the
+ * Debian package, 2.9) clustered on loopback, JetStream on, each with its own fresh store
+ * directory; a stream with three replicas on file storage capturing `bench.durable.>`; the
+ * publisher is the bench process (`nats` npm client connected to the server that leads the
+ * stream, JetStream's best case), publishing 1 KB messages with `js.publish()`, which
+ * resolves on the stream's PubAck.
+ *
+ * Durability: nats-server 2.9 acks once the stream's Raft group has the message on a
+ * majority of replicas, written but not fsynced; its file store fsyncs every 2 minutes.
+ * 2.9 has no setting to change that (`jetstream { sync_interval: always }` came with 2.10;
+ * 2.9.10 refuses the config with `unknown field "sync_interval"`).
+ */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { connect, type NatsConnection, StorageType } from 'nats'
+import { findNatsServer, NATS_INSTALL_HINT } from './nats.js'
+import {
+  concurrent,
+  freePort,
+  type LatencySummary,
+  type Row,
+  sequential,
+  sleep,
+  spawnTracked,
+  stopChild,
+  waitForLine,
+} from './util.js'
+
+/** Subject the durable benchmarks publish to (both systems' streams capture `bench.durable.>`). */
+export const DURABLE_SUBJECT = 'bench.durable.x'
+/** Pattern captured by the benchmark stream. */
+export const DURABLE_PATTERN = 'bench.durable.>'
+/** Publishes kept outstanding in the pipelined phase. */
+export const DURABLE_IN_FLIGHT = 256
+
+/** What the durable part measures, for one system. */
+export interface DurableFigures {
+  /** One publish at a time: acked publishes per second and their latency. */
+  sequentialRate: number
+  sequential: LatencySummary
+  /** `DURABLE_IN_FLIGHT` publishes outstanding: acked publishes per second and latency. */
+  pipelinedRate: number
+  pipelined: LatencySummary
+  /** Publishes that failed in the pipelined phase. */
+  errors: number
+  /** Publishes acked in all phases, and messages the stream holds at the end (should match). */
+  acked: number
+  stored: number
+  /** The durability settings in force, in one sentence. */
+  durability: string
+  /** When each phase ran (`performance.now()` ms, warm-up included), to slice profiles. */
+  phases: { sequential: [number, number]; pipelined: [number, number] }
+}
+
+/** Measurement sizes; `quick` shortens every phase. */
+export function durablePhases(quick: boolean) {
+  return quick
+    ? {
+        seq: { warmup: 100, count: 1_000_000, ms: 2000 },
+        conc: { inFlight: DURABLE_IN_FLIGHT, warmupMs: 500, ms: 2000 },
+      }
+    : {
+        seq: { warmup: 300, count: 1_000_000, ms: 4000 },
+        conc: { inFlight: DURABLE_IN_FLIGHT, warmupMs: 1000, ms: 4000 },
+      }
+}
+
+/** The 1 KB payload of both systems. */
+export function durablePayload(): Uint8Array {
+  const b = new Uint8Array(1024)
+  for (let i = 0; i < b.length; i++) b[i] = (i * 131 + 17) & 0xff
+  return b
+}
+
+/**
+ * Runs both phases against `publish` (which must resolve once the message is acked):
+ * one at a time, then `DURABLE_IN_FLIGHT` outstanding. Shared by both systems.
+ */
+export async function measureDurable(
+  publish: () => Promise<unknown>,
+  opts: { quick: boolean; log: (s: string) => void; label: string },
+): Promise<Omit<DurableFigures, 'stored' | 'durability'>> {
+  const p = durablePhases(opts.quick)
+  let acked = 0
+  const call = async () => {
+    await publish()
+    acked++
+  }
+  opts.log(`${opts.label}: one publish at a time`)
+  const t0 = performance.now()
+  const seq = await sequential(call, p.seq)
+  const t1 = performance.now()
+  opts.log(`${opts.label}: ${DURABLE_IN_FLIGHT} publishes in flight`)
+  const conc = await concurrent(call, p.conc)
+  const t2 = performance.now()
+  return {
+    phases: { sequential: [t0, t1], pipelined: [t1, t2] },
+    sequentialRate: seq.mean > 0 ? 1e6 / seq.mean : 0,
+    sequential: seq,
+    pipelinedRate: conc.rate,
+    pipelined: conc.latency,
+    errors: conc.errors,
+    acked,
+  }
+}
+
+/** The durable table rows: Plexus beside JetStream (either may be absent). */
+export function durableRows(plexus: DurableFigures | undefined, js: DurableFigures | undefined): Row[] {
+  const v = (f: DurableFigures | undefined, pick: (f: DurableFigures) => number) =>
+    f === undefined ? Number.NaN : pick(f)
+  const row = (
+    name: string,
+    pick: (f: DurableFigures) => number,
+    unit: string,
+    better?: 'lower' | 'higher',
+  ) => ({
+    name,
+    value: v(plexus, pick),
+    nats: js === undefined ? undefined : pick(js),
+    unit,
+    better,
+  })
+  return [
+    row('publish ack all, R3, 1 KB, one at a time', (f) => f.sequentialRate, 'msg/s', 'higher'),
+    row('  latency p50, one at a time', (f) => f.sequential.p50, 'µs'),
+    row('  latency p99, one at a time', (f) => f.sequential.p99, 'µs'),
+    row(
+      `publish ack all, R3, 1 KB, ${DURABLE_IN_FLIGHT} in flight`,
+      (f) => f.pipelinedRate,
+      'msg/s',
+      'higher',
+    ),
+    row(`  latency p50, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelined.p50, 'µs'),
+    row(`  latency p99, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelined.p99, 'µs'),
+    row('acked but not in the stream at the end', (f) => f.acked - f.stored, 'msgs'),
+  ]
+}
+
+/** One nats-server of the cluster. */
+interface Server {
+  name: string
+  port: number
+  clusterPort: number
+  httpPort: number
+  dir: string
+  child?: ReturnType<typeof spawnTracked>
+}
+
+function serverConfig(s: Server, all: Server[]): string {
+  const routes = all.filter((o) => o !== s).map((o) => `nats-route://127.0.0.1:${o.clusterPort}`)
+  return [
+    `server_name: ${s.name}`,
+    `listen: 127.0.0.1:${s.port}`,
+    `http: 127.0.0.1:${s.httpPort}`,
+    `jetstream { store_dir: ${JSON.stringify(join(s.dir, 'store'))} }`,
+    'cluster {',
+    '  name: bench',
+    `  listen: 127.0.0.1:${s.clusterPort}`,
+    `  routes: [${routes.join(', ')}]`,
+    '}',
+    '',
+  ].join('\n')
+}
+
+/** The JetStream meta group's leader as server `s` sees it (monitoring endpoint), or undefined. */
+async function metaLeader(s: Server): Promise<string | undefined> {
+  try {
+    const res = await fetch(`http://127.0.0.1:${s.httpPort}/jsz`, { signal: AbortSignal.timeout(2000) })
+    const body = (await res.json()) as { meta_cluster?: { leader?: string; cluster_size?: number } }
+    const meta = body.meta_cluster
+    return meta?.leader && (meta.cluster_size ?? 0) >= 3 ? meta.leader : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
+  const end = Date.now() + ms
+  let lastErr: unknown
+  for (;;) {
+    try {
+      const v = await probe()
+      if (v !== undefined) return v
+    } catch (err) {
+      lastErr = err
+    }
+    if (Date.now() > end)
+      throw new Error(
+        `timed out after ${ms} ms waiting for ${what}`,
+        lastErr ? { cause: lastErr } : undefined,
+      )
+    await sleep(100)
+  }
+}
+
+/**
+ * Runs the JetStream durable benchmark; returns undefined (after printing why) without
+ * nats-server. Every server is stopped and every store directory removed at the end.
+ */
+export async function runJetStreamDurableBench(opts: {
+  quick?: boolean
+  log?: (s: string) => void
+}): Promise<DurableFigures | undefined> {
+  const log = opts.log ?? (() => {})
+  const bin = findNatsServer()
+  if (!bin) {
+    console.log(NATS_INSTALL_HINT)
+    return undefined
+  }
+  const root = await mkdtemp(join(tmpdir(), 'plexus-bench-js-'))
+  const servers: Server[] = []
+  let nc: NatsConnection | undefined
+  let pc: NatsConnection | undefined
+  try {
+    for (let i = 1; i <= 3; i++) {
+      const [port, clusterPort, httpPort] = [await freePort(), await freePort(), await freePort()]
+      servers.push({ name: `n${i}`, port, clusterPort, httpPort, dir: join(root, `n${i}`) })
+    }
+    for (const s of servers) {
+      const conf = join(root, `${s.name}.conf`)
+      await writeFile(conf, serverConfig(s, servers))
+      s.child = spawnTracked(bin, ['-c', conf])
+    }
+    await Promise.all(servers.map((s) => waitForLine(s.child!, /Server is ready/, 15_000, 'stderr')))
+    const t0 = Date.now()
+    const leader = await waitFor('a JetStream meta leader', 30_000, () => metaLeader(servers[0]))
+    log(`JetStream: 3 servers (${bin}), meta leader ${leader} after ${Date.now() - t0} ms`)
+    nc = await connect({ servers: `127.0.0.1:${servers[0].port}`, noEcho: true })
+    const jsm = await nc.jetstreamManager()
+    await waitFor('the stream to be created', 30_000, () =>
+      jsm.streams.add({
+        name: 'bench',
+        subjects: [DURABLE_PATTERN],
+        num_replicas: 3,
+        storage: StorageType.File,
+      }),
+    )
+    const info = await waitFor('the stream leader and 2 current replicas', 30_000, async () => {
+      const si = await jsm.streams.info('bench')
+      const current = si.cluster?.replicas?.filter((r) => r.current).length ?? 0
+      return si.cluster?.leader && current >= 2 ? si : undefined
+    })
+    // Publish through the stream leader's server: JetStream's best case (no extra hop).
+    const lead = servers.find((s) => s.name === info.cluster?.leader) ?? servers[0]
+    pc = await connect({ servers: `127.0.0.1:${lead.port}`, noEcho: true })
+    log(`JetStream: stream bench R3 file storage, leader ${lead.name}; publisher connected to ${lead.name}`)
+    const js = pc.jetstream()
+    const payload = durablePayload()
+    const m = await measureDurable(() => js.publish(DURABLE_SUBJECT, payload), {
+      quick: opts.quick === true,
+      log,
+      label: 'JetStream',
+    })
+    const stored = (await jsm.streams.info('bench')).state.messages
+    return {
+      ...m,
+      stored,
+      durability:
+        'JetStream (nats-server 2.9.10): file storage, 3 replicas; PubAck once a majority of the ' +
+        "stream's Raft group stored the message (written, not fsynced); the file store fsyncs every " +
+        '2 minutes (default; 2.9 cannot be set to fsync per message: no sync_interval before 2.10)',
+    }
+  } finally {
+    await pc?.close().catch(() => {})
+    await nc?.close().catch(() => {})
+    await Promise.all(servers.map((s) => (s.child ? stopChild(s.child, 5000) : undefined)))
+    await rm(root, { recursive: true, force: true }).catch(() => {})
+  }
+}
