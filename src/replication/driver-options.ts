@@ -31,6 +31,14 @@ export interface ReplicaDriverOptions {
    * applied: deduplicate by index. A throw stops the driver (see `onError`).
    */
   apply: (entries: Entry[]) => void | Promise<void>
+  /**
+   * Pipelined apply: the next batch does not wait for `apply`'s promise (batches still start
+   * in index order, and `apply` must update its state synchronously before its first await),
+   * and proposals resolve once their entry is committed and handed to `apply`. For state
+   * machines whose durability rests on the raft log (rebuilt from it after a crash). Default
+   * false: proposals resolve after `apply`'s promise.
+   */
+  pipelineApply?: boolean
   /** Installs a snapshot's data received from the leader (before later entries are applied). */
   restore?: (snapshot: Snapshot) => void | Promise<void>
   /** Index the state machine durably applied (default 0: replay everything retained). */

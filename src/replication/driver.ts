@@ -51,6 +51,8 @@ export class ReplicaDriver {
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
   private killed = false
   private appliedIndex = 0
+  /** Pipelined applies still writing (see `pipelineApply`). */
+  private applyChain: Promise<void> = Promise.resolve()
   private readonly counters: DriverStats = {
     received: 0,
     malformed: 0,
@@ -126,6 +128,7 @@ export class ReplicaDriver {
     if (this.timer) clearInterval(this.timer)
     this.proposals.rejectAll(new AbortedError('replica stopped'))
     if (flush) await this.running?.catch(() => {})
+    if (flush) await this.applyChain
     const store = this.store
     if (store) {
       await this.withStorage(async () => {
@@ -351,6 +354,7 @@ export class ReplicaDriver {
 
   private async persist(store: RaftLogStorage, rd: Ready): Promise<void> {
     if (rd.snapshot) {
+      await this.applyChain
       await store.applySnapshot(rd.snapshot)
       await this.opts.restore?.(rd.snapshot)
       this.appliedIndex = Math.max(this.appliedIndex, rd.snapshot.index)
@@ -363,6 +367,21 @@ export class ReplicaDriver {
 
   private async applyCommitted(node: RawNode, store: RaftLogStorage, ents: Entry[]): Promise<void> {
     if (ents.length === 0) return
+    if (this.opts.pipelineApply && !ents.some((e) => e.type === 'confChange')) {
+      let applying: Promise<void>
+      try {
+        applying = Promise.resolve(this.opts.apply(ents)) // its synchronous part runs now
+      } catch (err) {
+        applying = Promise.reject(err)
+      }
+      this.proposals.settle(ents, (index) => {
+        this.appliedIndex = index
+      })
+      const chain = this.applyChain.then(() => applying)
+      this.applyChain = chain.catch((err) => this.fail(err))
+      return
+    }
+    await this.applyChain
     for (const e of ents) {
       if (e.type !== 'confChange') continue
       const cs = node.applyConfChange(e.data) // membership first, in log order

@@ -123,6 +123,7 @@ export class PartitionReplica {
         voters: o.voters,
         send: o.send,
         applied: this.appliedIndex,
+        pipelineApply: true,
         apply: (entries) => this.apply(entries),
         restore: (snap) => this.restore(snap),
       })
@@ -413,14 +414,16 @@ export class PartitionReplica {
   }
 
   /** The state machine: committed entries, in index order, possibly re-delivered. */
-  private async apply(entries: Entry[]): Promise<void> {
+  private apply(entries: Entry[]): Promise<void> {
+    // Pipelined (driver `pipelineApply`): offsets are assigned and publishes can resolve now;
+    // the partition log write follows in order (the raft log is the write-ahead log).
     const log = this.openLog()
     const run = entriesToRecords(entries, this.appliedIndex, this.nextOffset, this.inflight > 0)
     this.skippedEntries += run.skipped
-    if (run.records.length > 0) await log.appendAt(run.records)
     this.nextOffset = run.nextOffset
     this.appliedIndex = run.appliedIndex
     for (const [i, first] of run.spans) this.spans.set(i, first)
+    return run.records.length > 0 ? log.appendAt(run.records).then(() => {}) : Promise.resolve()
   }
 
   /** Snapshots carry no partition data yet: installing one cannot be completed here. */

@@ -96,6 +96,8 @@ describe("PartitionReplica publish with ack: 'leader'", () => {
     }
     await Promise.all([pub(['a0', 'a1'], 'all'), pub(['a2'], 'leader')])
 
+    // acks precede the partition log write (pipelined apply): wait until it is visible
+    await until(() => leader.latest() === 2, 5000, 'first messages visible')
     net.isolate(leader.id, ids) // no quorum: nothing can commit
     const latest = leader.latest()
     const all1 = track(pub(['b0', 'b1', 'b2'], 'all'))
