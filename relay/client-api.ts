@@ -5,6 +5,7 @@
 import { InvalidArgumentError, PlexusError } from '../src/errors.js'
 import type {
   BroadcastContext,
+  ConsumeOptions,
   Limits,
   Message,
   NodeStatus,
@@ -13,6 +14,8 @@ import type {
   RequestContext,
 } from '../src/types.js'
 import { checkOptions, checkPositiveInt, describe } from '../src/util/validate.js'
+import type { RelayConsumer } from './client-consumer.js'
+import type { RelayStreams } from './client-streams.js'
 import type { RelaySubscription } from './client-subscription.js'
 import type { RelayTunnel } from './client-tunnel.js'
 import { MAX_HEADERS } from './protocol-ext.js'
@@ -97,6 +100,14 @@ export interface RelayClient {
   publish(topic: string, data: Uint8Array | string, opts?: PublishOptions): Promise<PublishAck | undefined>
   /** Opens a tunnel to one member of `cluster`, with credit flow control on the relay hop too. */
   tunnel(cluster: string, opts?: RelayTunnelOptions): Promise<RelayTunnel>
+  /** Durable streams: create, info, delete, list (through the node). */
+  readonly streams: RelayStreams
+  /**
+   * Reads a stream's committed messages (every partition unless `partition` is given),
+   * with credit flow control on the relay hop. Errors (`StreamNotFoundError`, …) reject
+   * `ready` and end the iteration.
+   */
+  consume(stream: string, options?: ConsumeOptions): RelayConsumer
   /** The node's status snapshot. */
   status(): Promise<NodeStatus>
   /** Closes the connection; pending calls reject with AbortedError. Idempotent. */

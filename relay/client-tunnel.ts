@@ -12,6 +12,7 @@ import { BoundedQueue } from '../src/pubsub/queue.js'
 import type { BinaryWriter } from '../src/util/binary.js'
 import { toPayload } from '../src/util/validate.js'
 import { Waiters } from '../src/util/waiters.js'
+import { CreditReturn } from './credit.js'
 import { Op } from './protocol.js'
 import { CloseKind, encodeTunnelClose } from './protocol-ext.js'
 
@@ -43,7 +44,7 @@ export function clientTunnelWindow(maxMessageSize: number): number {
 /** One tunnel end in the thin client (internal). */
 export class ClientTunnel implements RelayTunnel {
   private readonly inbox: BoundedQueue<Uint8Array>
-  private unacked = 0
+  private readonly returns: CreditReturn
   private readonly senders = new Waiters()
   private sending: Promise<void> = Promise.resolve()
   private localClosed = false
@@ -64,6 +65,7 @@ export class ClientTunnel implements RelayTunnel {
     private readonly maxMessageSize: number,
     private readonly wire: ClientTunnelWire,
   ) {
+    this.returns = new CreditReturn(window, (n) => this.wire.send(Op.TunnelCredit, this.id, (w) => w.u32(n)))
     this.inbox = new BoundedQueue<Uint8Array>(
       Number.MAX_SAFE_INTEGER,
       window,
@@ -163,13 +165,8 @@ export class ClientTunnel implements RelayTunnel {
   }
 
   private taken(m: Uint8Array): void {
-    this.unacked += m.length
     if (this.terminated) return
-    if (this.unacked >= this.window / 4 || this.inbox.length === 0) {
-      const n = this.unacked
-      this.unacked = 0
-      this.wire.send(Op.TunnelCredit, this.id, (w) => w.u32(n))
-    }
+    this.returns.consumed(m.length, this.inbox.length === 0)
   }
 
   private finish(): void {

@@ -1,6 +1,7 @@
 /**
  * Thin TypeScript client of the relay: the library's method names (`request`, `join`,
- * `broadcast`, `subscribe`, `publish`, `tunnel`, `status`) without embedding libp2p — the
+ * `broadcast`, `subscribe`, `publish`, `tunnel`, `streams`, `consume`, `status`) without
+ * embedding libp2p — the
  * local node does the overlay work. Errors that
  * cross the wire by name are rebuilt as the same exported classes (`errorFromWire`).
  */
@@ -8,7 +9,7 @@ import { connect, type Socket } from 'node:net'
 import { DEFAULT_MAX_MESSAGE_SIZE, RELAY_ENV } from '../src/constants.js'
 import { AbortedError, errorFromWire, errorMessage, TimeoutError, TunnelClosedError } from '../src/errors.js'
 import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
-import type { Message, NodeStatus, PublishAck, PublishOptions } from '../src/types.js'
+import type { ConsumeOptions, Message, NodeStatus, PublishAck, PublishOptions } from '../src/types.js'
 import { type BinaryWriter, DecodeError } from '../src/util/binary.js'
 import {
   checkClusterName,
@@ -27,8 +28,10 @@ import {
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client-api.js'
+import type { RelayConsumer } from './client-consumer.js'
 import { ClientMemberships } from './client-members.js'
 import { checkPublishOptions, resolveConnectOptions } from './client-options.js'
+import { ClientStreams } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
 import { FramedConnection } from './connection.js'
@@ -69,6 +72,8 @@ export {
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client-api.js'
+export type { RelayConsumer } from './client-consumer.js'
+export type { RelayStreams } from './client-streams.js'
 export type { RelaySubscription } from './client-subscription.js'
 export type { RelayTunnel } from './client-tunnel.js'
 
@@ -172,12 +177,22 @@ class Client implements RelayClient {
     const lost = new TunnelClosedError(`tunnel lost: ${this.closedErr.message}`, { cause: this.closedErr })
     for (const t of [...this.tunnels.values()]) t.terminate(lost)
     this.tunnels.clear()
+    this.streams.failAll(this.closedErr)
   }
 
   private tunnelWire = {
     send: (opcode: number, id: number, body?: (w: BinaryWriter) => void) => this.conn.send(opcode, id, body),
     finished: (id: number) => this.tunnels.delete(id),
   }
+
+  /** Durable streams through the relay: create, info, delete, list. */
+  readonly streams: ClientStreams = new ClientStreams({
+    maxMessageSize: () => this.maxMessageSize,
+    closedError: () => this.closedErr,
+    send: (opcode, id, body) => this.conn.send(opcode, id, body),
+    call: (opcode, body, signal) => this.call(opcode, body, signal),
+    expect: (f, opcode) => this.expect(f, opcode),
+  })
 
   private readonly members = new ClientMemberships({
     maxMessageSize: () => this.maxMessageSize,
@@ -261,6 +276,8 @@ class Client implements RelayClient {
           return
         }
         break
+      default:
+        if (this.streams.onFrame(f)) return
     }
     const p = this.pending.get(f.id)
     if (!p) return // answer to a cancelled call
@@ -389,6 +406,10 @@ class Client implements RelayClient {
     if (f.opcode === Op.PublishAck) return decodePublishAck(f.body)
     this.expect(f, Op.Ok)
     return undefined
+  }
+
+  consume(stream: string, options?: ConsumeOptions): RelayConsumer {
+    return this.streams.consume(stream, options)
   }
 
   async tunnel(cluster: string, opts: RelayTunnelOptions = {}): Promise<RelayTunnel> {

@@ -8,9 +8,11 @@ export {
   connectRelay,
   parseRelayAddress,
   type RelayClient,
+  type RelayConsumer,
   type RelayJoinOptions,
   type RelayMembership,
   type RelayRequestOptions,
+  type RelayStreams,
   type RelaySubscription,
   type RelayTunnel,
   type RelayTunnelOptions,
@@ -34,6 +36,7 @@ export {
   writeFrame,
 } from './protocol.js'
 export { AckMode, CloseKind, MsgFlag } from './protocol-ext.js'
+export { FromKind } from './protocol-streams.js'
 export {
   RELAY_LIMITS,
   type RelayServer,
@@ -41,5 +44,6 @@ export {
   type RelayStats,
   startRelay,
 } from './server.js'
+export { CONSUMER_LIMITS, type ConsumerBridgeStats } from './server-consumer.js'
 export { SUB_LIMITS } from './server-pubsub.js'
 export { relayTunnelWindow, type TunnelBridgeStats } from './server-tunnels.js'

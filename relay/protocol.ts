@@ -28,8 +28,8 @@ export const FRAME_OVERHEAD = 64 * 1024
 export const CONNECTION_ID = 0
 
 /**
- * Opcodes. Ranges 0x30–0x3F (broadcast), 0x40–0x4F (pub/sub), 0x50–0x5F (tunnels) keep
- * their unassigned codes for later versions, 0x60–0x6F (durable streams) is reserved;
+ * Opcodes. Ranges 0x30–0x3F (broadcast), 0x40–0x4F (pub/sub), 0x50–0x5F (tunnels) and
+ * 0x60–0x6F (durable streams) keep their unassigned codes for later versions;
  * 0xF0–0xFF are never assigned (private experiments). A relay answers an opcode it does not
  * implement with ERROR (InvalidArgumentError) and keeps the connection open.
  */
@@ -44,7 +44,7 @@ export const Op = {
   Ping: 0x04,
   /** either way: empty body; answers a PING. */
   Pong: 0x05,
-  /** s→c: success. Empty for JOIN, LEAVE, SUBSCRIBE, UNSUBSCRIBE, PUBLISH; `u32 count` for BROADCAST. */
+  /** s→c: success. Empty for JOIN, LEAVE, SUBSCRIBE, UNSUBSCRIBE, PUBLISH, STREAM_DELETE, CONSUME, CONSUME_ACK; `u32 count` for BROADCAST. */
   Ok: 0x08,
   /** s→c: str error name, str message. With id 0 the connection closes after it. */
   Error: 0x09,
@@ -98,6 +98,28 @@ export const Op = {
   TunnelCredit: 0x54,
   /** both (id = tunnel id): u8 kind (0 half-close, 1 failed), str error name, str message. */
   TunnelClose: 0x55,
+  /** c→s: str name, str cluster, str subject, u16 replicas, u32 partitions, retention, u8 compact, u32 timeout ms. */
+  StreamCreate: 0x60,
+  /** c→s: str name, u32 timeout ms. Answered STREAM_INFO_REPLY or ERROR. */
+  StreamInfo: 0x61,
+  /** s→c: a stream's configuration and the state of every partition. */
+  StreamInfoReply: 0x62,
+  /** c→s: str name, u32 timeout ms. Answered OK or ERROR. */
+  StreamDelete: 0x63,
+  /** c→s: empty body. Answered STREAM_LIST_REPLY. */
+  StreamList: 0x64,
+  /** s→c: u32 n, then n × (str name, str cluster, str subject, u32 partitions, u16 replicas). */
+  StreamListReply: 0x65,
+  /** c→s: u32 consumer id, str stream, start, u8 flags, [u32 partition], [str durable], [u32 ack wait], u32 window. */
+  Consume: 0x68,
+  /** s→c (id = consumer id): str topic, u32 partition, u64 offset, u64 timestamp, u8 flags, [bytes key], [headers], bytes data. */
+  ConsumeMessage: 0x69,
+  /** c→s (id = consumer id): u32 bytes of credit returned to the relay. */
+  ConsumeCredit: 0x6a,
+  /** both (id = consumer id): u8 kind (0 ended, 1 failed), str error name, str message. */
+  ConsumeClose: 0x6b,
+  /** c→s: u32 consumer id, u32 partition, u64 offset. Answered OK or ERROR. */
+  ConsumeAck: 0x6c,
 } as const
 
 /** JOIN flags (version 2): what the client serves for the cluster. */

@@ -42,8 +42,10 @@ import {
   encodePublishAck,
   encodeTunnelOpened,
 } from './protocol-ext.js'
+import type { ConsumerBridgeStats } from './server-consumer.js'
 import { RelayMemberships } from './server-members.js'
 import { RelaySubscriptions } from './server-pubsub.js'
+import { RelayStreams } from './server-streams.js'
 import { RelayTunnels, type TunnelBridgeStats } from './server-tunnels.js'
 
 /** Snapshot of a relay's state, from `RelayServer.stats()`. */
@@ -55,6 +57,8 @@ export interface RelayStats {
   /** Subscription messages dropped because a client could not keep up, all connections. */
   subscriptionDrops: number
   tunnels: TunnelBridgeStats[]
+  /** Stream consumers open, all connections. */
+  consumers: ConsumerBridgeStats[]
 }
 
 /** Per-connection bounds. */
@@ -86,6 +90,7 @@ export class RelayClientConnection {
   private readonly subs: RelaySubscriptions
   private readonly tunnels: RelayTunnels
   private readonly members: RelayMemberships
+  private readonly streams: RelayStreams
 
   constructor(
     private readonly node: PlexusNode,
@@ -121,6 +126,13 @@ export class RelayClientConnection {
       peerEnded: () => this.peerEnded,
       sendError: (id, err) => this.sendError(id, err),
     })
+    this.streams = new RelayStreams({
+      node,
+      conn: this.conn,
+      maxMessageSize,
+      track: (id, bytes, run, answer) => this.track(id, bytes, run, answer),
+      sendError: (id, err) => this.sendError(id, err),
+    })
     this.handshakeTimer = setTimeout(
       () => this.refuse('no HELLO within 5000 ms'),
       RELAY_LIMITS.handshakeTimeout,
@@ -151,14 +163,16 @@ export class RelayClientConnection {
     st.subscriptionQueuedBytes += this.subs.queued
     st.subscriptionDrops += this.subs.dropped
     st.tunnels.push(...this.tunnels.stats())
+    st.consumers.push(...this.streams.stats())
   }
 
   /**
    * Leaves every cluster joined through this connection; pending INVOKEs fail, pending
-   * broadcast deliveries count as done, subscriptions end and tunnels fail.
+   * broadcast deliveries count as done, subscriptions and consumers end and tunnels fail.
    */
   private async leaveAll(): Promise<void> {
     this.subs.closeAll()
+    this.streams.closeAll()
     this.tunnels.abortAll('the relay client disconnected')
     await this.members.leaveAll()
   }
@@ -217,7 +231,7 @@ export class RelayClientConnection {
         return
       case Op.Cancel:
         f.body.end('CANCEL')
-        // REQUEST, BROADCAST, PUBLISH and TUNNEL_OPEN calls are all cancellable.
+        // REQUEST, BROADCAST, PUBLISH, TUNNEL_OPEN and STREAM_* calls are all cancellable.
         this.requests.get(f.id)?.abort(new AbortedError('cancelled by the relay client'))
         return
       case Op.Join:
@@ -296,6 +310,7 @@ export class RelayClientConnection {
       case Op.Hello:
         throw new DecodeError('HELLO sent twice')
       default:
+        if (this.streams.onFrame(f)) return
         this.sendError(f.id, new InvalidArgumentError(`unsupported opcode ${opcodeName(f.opcode)}`))
     }
   }

@@ -26,6 +26,7 @@ import {
 } from '../src/errors.js'
 import type { Tunnel } from '../src/types.js'
 import type { FramedConnection } from './connection.js'
+import { CreditReturn, SendCredit } from './credit.js'
 import { CONNECTION_ID, Op } from './protocol.js'
 import { CloseKind, encodeTunnelClose } from './protocol-ext.js'
 
@@ -111,24 +112,28 @@ export interface TunnelBridgeStats {
 /** A library tunnel bridged to TUNNEL_* frames of one relay connection. */
 export class TunnelBridge {
   private toNodeBytes = 0
-  private unreturned = 0
   private sendsPending = 0
   private held = 0
   private clientClosed = false
   private nodeClosed = false
   private done = false
-  private wake: (() => void) | undefined
+  /** Credit the client granted the relay (node → client direction). */
+  private readonly credit: SendCredit
+  /** Credit the relay owes the client (client → node direction). */
+  private readonly returns: CreditReturn
 
   constructor(
     readonly id: number,
     readonly direction: 'opened' | 'incoming',
     private readonly tunnel: Tunnel,
-    /** Credit the client granted the relay so far. */
-    private clientCredit: number,
+    /** Credit the client granted the relay when the tunnel opened. */
+    clientCredit: number,
     readonly window: number,
     private readonly conn: FramedConnection,
     private readonly onFinished: (id: number) => void,
   ) {
+    this.credit = new SendCredit(clientCredit)
+    this.returns = new CreditReturn(window, (n) => this.conn.send(Op.TunnelCredit, this.id, (w) => w.u32(n)))
     void this.readLoop()
   }
 
@@ -145,7 +150,7 @@ export class TunnelBridge {
       return
     }
     // Credit the client holds = window − bytes it sent that the relay has not credited back.
-    const used = this.toNodeBytes + this.unreturned + data.length
+    const used = this.toNodeBytes + this.returns.pending + data.length
     if (used > this.window) {
       this.fail(
         new TunnelClosedError(`flow control violated: ${used} bytes sent against a window of ${this.window}`),
@@ -158,13 +163,8 @@ export class TunnelBridge {
       () => {
         this.sendsPending--
         this.toNodeBytes -= data.length
-        this.unreturned += data.length
         if (this.done) return
-        if (this.unreturned >= this.window / 4 || this.sendsPending === 0) {
-          const n = this.unreturned
-          this.unreturned = 0
-          this.conn.send(Op.TunnelCredit, this.id, (w) => w.u32(n))
-        }
+        this.returns.consumed(data.length, this.sendsPending === 0)
         this.maybeFinish()
       },
       (err) => this.fail(err),
@@ -173,8 +173,7 @@ export class TunnelBridge {
 
   /** TUNNEL_CREDIT from the client. */
   onCredit(bytes: number): void {
-    this.clientCredit += bytes
-    this.kick()
+    this.credit.grant(bytes)
   }
 
   /** TUNNEL_CLOSE from the client. */
@@ -209,7 +208,7 @@ export class TunnelBridge {
       window: this.window,
       bufferedToNode: this.toNodeBytes,
       bufferedToClient: this.held,
-      clientCredit: this.clientCredit,
+      clientCredit: this.credit.available,
     }
   }
 
@@ -230,20 +229,8 @@ export class TunnelBridge {
     if (this.done) return
     this.done = true
     this.held = 0
-    this.kick()
+    this.credit.kick()
     this.onFinished(this.id)
-  }
-
-  private kick(): void {
-    const w = this.wake
-    this.wake = undefined
-    w?.()
-  }
-
-  private waitKick(): Promise<void> {
-    return new Promise((resolve) => {
-      this.wake = resolve
-    })
   }
 
   /** Node → client: read only with credit, send when the credit covers the message. */
@@ -256,9 +243,9 @@ export class TunnelBridge {
       return
     }
     try {
+      const stopped = () => this.done
       for (;;) {
-        while (this.clientCredit <= 0 && !this.done) await this.waitKick()
-        if (this.done) return
+        if (!(await this.credit.acquire(0, stopped, true))) return
         const r = await it.next()
         if (this.done) return
         if (r.done) {
@@ -271,9 +258,8 @@ export class TunnelBridge {
         }
         const data = r.value
         this.held = data.length
-        while (this.clientCredit < data.length && !this.done) await this.waitKick()
-        if (this.done) return
-        this.clientCredit -= data.length
+        if (!(await this.credit.acquire(data.length, stopped))) return
+        this.credit.take(data.length)
         this.held = 0
         this.conn.send(Op.TunnelData, this.id, (w) => w.bytes(data))
       }

@@ -1,7 +1,8 @@
 /**
  * The relay endpoint: a TCP server (127.0.0.1 by default) through which thin clients in
  * any language use a local node — request, join (serve requests, broadcasts and tunnels of
- * a cluster), leave, broadcast, publish/subscribe, tunnels, status. The wire
+ * a cluster), leave, broadcast, publish/subscribe, tunnels, durable streams (create, info,
+ * delete, list, consume), status. The wire
  * protocol is `relay/protocol.ts`, documented in `docs/relay-protocol.md`.
  *
  * Guarantees: frames from one client are handled in arrival order; replies go back in
@@ -11,8 +12,9 @@
  * ERROR naming the problem and the connection is closed; the node never crashes. When a
  * client goes away, the memberships it joined are left, its pending invocations fail
  * with RemoteError, its subscriptions end and its tunnels fail (the remote ends see
- * TunnelClosedError). Subscriptions (`server-pubsub.ts`) and tunnels (`server-tunnels.ts`)
- * are bounded per connection; see docs/relay-protocol.md for the policies.
+ * TunnelClosedError), its consumers close. Subscriptions (`server-pubsub.ts`), tunnels
+ * (`server-tunnels.ts`) and consumers (`server-streams.ts`) are bounded per connection; see
+ * docs/relay-protocol.md for the policies.
  */
 import { createServer, type Server } from 'node:net'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/constants.js'
@@ -93,6 +95,7 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
         subscriptionQueuedBytes: 0,
         subscriptionDrops: 0,
         tunnels: [],
+        consumers: [],
       }
       for (const c of clients) c.addStats(st)
       return st

@@ -32,7 +32,7 @@ import {
   parseText,
 } from './args.js'
 import { withRelay } from './client.js'
-import { lineOf, writeChunk } from './io.js'
+import { gone, lineOf, writeChunk } from './io.js'
 import { UsageError, writeOut } from './output.js'
 import { formatStreamInfo, formatStreamList } from './stream-format.js'
 
@@ -195,6 +195,8 @@ export function registerStreams(program: Command): void {
               process.stdout,
               flags.json ? `${JSON.stringify(streamMessageJson(m))}\n` : lineOf(m.data),
             )
+            // The reader went away (`plexus consume s | head -1`): stop reading.
+            if (gone(process.stdout)) break
             if (flags.durable !== undefined) await m.ack()
             if (flags.count !== undefined && ++n >= flags.count) break
           }

@@ -35,6 +35,7 @@ import {
   metaResultError,
   StreamCatalog,
   type StreamMeta,
+  sameSpec,
 } from './metadata.js'
 import { PartitionReplica } from './partition.js'
 import { fnv1a, placeStream } from './placement.js'
@@ -159,6 +160,10 @@ export class ClusterHost {
     if (call.op === 'delete') cmd = { type: 'delete', name: call.name, requestId: call.requestId }
     else {
       const existing = this.catalog.get(call.spec.name)
+      if (existing && !sameSpec(existing, call.spec)) {
+        const message = `stream "${existing.name}" already exists with a different configuration (subject "${existing.subject}", ${existing.partitions} partitions, ${existing.replicas} replicas)`
+        return { status: 'error', name: 'InvalidArgumentError', message }
+      }
       let placement: string[][] = existing?.placement ?? []
       if (!existing) {
         const members = [...new Set([this.d.id, ...this.d.members()])]

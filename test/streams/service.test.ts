@@ -117,6 +117,9 @@ describe('durable streams', () => {
     ).rejects.toMatchObject({
       name: 'InvalidArgumentError',
     })
+    await expect(outside.streams.create('a', { cluster: 'db', subject: 'a.>', replicas: 3 })).rejects.toThrow(
+      /already exists with a different configuration/,
+    )
     // same configuration again: the same stream
     const again = await outside.streams.create('a', { cluster: 'db', subject: 'a.>', replicas: 1 })
     expect(again.name).toBe('a')

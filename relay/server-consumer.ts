@@ -1,0 +1,205 @@
+/**
+ * One stream consumer carried over the relay hop: a library `Consumer` on the node side,
+ * CONSUME_MESSAGE frames with byte credit (`credit.ts`, the same mechanism as tunnels) on
+ * the client side.
+ *
+ * The relay reads the next message from the library consumer only while the client has
+ * granted credit, and sends it once the credit covers its cost (the frame's length field);
+ * it holds at most one message per consumer. The library consumer's own buffer is bounded
+ * and it pauses reading while full, so a slow client slows reading from the stream and
+ * memory stays bounded on every hop.
+ *
+ * For a durable consumer the relay remembers which messages it sent and not yet saw
+ * acknowledged (CONSUME_ACK), bounded by `CONSUMER_LIMITS`: beyond it the oldest are
+ * forgotten, their CONSUME_ACK becomes a no-op and the library redelivers them after
+ * `ackWait` (at-least-once is kept).
+ */
+import { errorMessage, errorName, PlexusError } from '../src/errors.js'
+import type { Consumer, StreamMessage } from '../src/types.js'
+import type { FramedConnection } from './connection.js'
+import { SendCredit } from './credit.js'
+import { Op } from './protocol.js'
+import { CloseKind } from './protocol-ext.js'
+import {
+  type ConsumeMessageBody,
+  consumeMessageCost,
+  encodeConsumeClose,
+  encodeConsumeMessage,
+} from './protocol-streams.js'
+
+/** Bounds of relay consumers. */
+export const CONSUMER_LIMITS = {
+  /** Consumers one connection may have open. */
+  maxConsumers: 256,
+  /** Sent-but-unacknowledged messages remembered per durable consumer. */
+  maxUnacked: 4096,
+  /** Bytes (message costs) of those remembered messages per durable consumer. */
+  maxUnackedBytes: 16 * 1024 * 1024,
+} as const
+
+/** Counters of one relay consumer for `RelayServer.stats()`. */
+export interface ConsumerBridgeStats {
+  id: number
+  stream: string
+  /** Credit the client granted when it opened the consumer. */
+  window: number
+  /** Credit the client granted that the relay has not used. */
+  clientCredit: number
+  /** Bytes of a message read from the library consumer and not yet sent (≤ one message). */
+  held: number
+  /** CONSUME_MESSAGE frames sent. */
+  sent: number
+  /** Durable consumers: sent messages remembered until acknowledged. */
+  unacked: number
+}
+
+interface Unacked {
+  message: StreamMessage
+  cost: number
+}
+
+/** A library consumer bridged to CONSUME_* frames of one relay connection. */
+export class ConsumerBridge {
+  private done = false
+  private held = 0
+  private sent = 0
+  private readonly credit: SendCredit
+  private readonly unacked = new Map<string, Unacked>()
+  private unackedBytes = 0
+
+  constructor(
+    readonly id: number,
+    readonly stream: string,
+    private readonly consumer: Consumer,
+    /** Credit the client granted in CONSUME. */
+    readonly window: number,
+    private readonly durable: boolean,
+    private readonly conn: FramedConnection,
+    /** Largest frame the client accepts (a costlier message fails the consumer). */
+    private readonly maxFrame: number,
+    private readonly onFinished: (id: number) => void,
+  ) {
+    this.credit = new SendCredit(window)
+  }
+
+  /** Starts pushing messages (call after the CONSUME was answered OK). */
+  start(): void {
+    void this.readLoop()
+  }
+
+  /** CONSUME_CREDIT from the client. */
+  onCredit(bytes: number): void {
+    this.credit.grant(bytes)
+  }
+
+  /** The client closed the consumer, or went away: stop without telling it. Idempotent. */
+  close(): void {
+    if (this.done) return
+    this.finish()
+    this.consumer.close()
+  }
+
+  /**
+   * CONSUME_ACK for the message at (`partition`, `offset`): acknowledges it to the library
+   * when it is remembered; a no-op otherwise (not durable, already acked or forgotten).
+   */
+  async ack(partition: number, offset: number): Promise<void> {
+    const k = `${partition}:${offset}`
+    const u = this.unacked.get(k)
+    if (!u) return
+    this.unacked.delete(k)
+    this.unackedBytes -= u.cost
+    await u.message.ack()
+  }
+
+  /** Counters for stats. */
+  stats(): ConsumerBridgeStats {
+    return {
+      id: this.id,
+      stream: this.stream,
+      window: this.window,
+      clientCredit: this.credit.available,
+      held: this.held,
+      sent: this.sent,
+      unacked: this.unacked.size,
+    }
+  }
+
+  private finish(): void {
+    if (this.done) return
+    this.done = true
+    this.held = 0
+    this.unacked.clear()
+    this.unackedBytes = 0
+    this.credit.kick()
+    this.onFinished(this.id)
+  }
+
+  /** The library consumer failed: tell the client with the error's class name. */
+  private fail(err: unknown): void {
+    if (this.done) return
+    this.conn.send(Op.ConsumeClose, this.id, (w) =>
+      encodeConsumeClose(w, { kind: CloseKind.Failed, name: errorName(err), message: errorMessage(err) }),
+    )
+    this.finish()
+    this.consumer.close()
+  }
+
+  private remember(m: StreamMessage, cost: number): void {
+    this.unacked.set(`${m.partition}:${m.offset}`, { message: m, cost })
+    this.unackedBytes += cost
+    while (
+      this.unacked.size > CONSUMER_LIMITS.maxUnacked ||
+      this.unackedBytes > CONSUMER_LIMITS.maxUnackedBytes
+    ) {
+      const [k, oldest] = this.unacked.entries().next().value as [string, Unacked]
+      this.unacked.delete(k)
+      this.unackedBytes -= oldest.cost
+    }
+  }
+
+  /** Library consumer → client: read only with credit, send when the credit covers the message. */
+  private async readLoop(): Promise<void> {
+    const stopped = () => this.done
+    try {
+      const it = this.consumer[Symbol.asyncIterator]()
+      for (;;) {
+        if (!(await this.credit.acquire(0, stopped, true))) return
+        const r = await it.next()
+        if (this.done) return
+        if (r.done) {
+          this.conn.send(Op.ConsumeClose, this.id, (w) =>
+            encodeConsumeClose(w, { kind: CloseKind.Half, name: '', message: '' }),
+          )
+          this.finish()
+          return
+        }
+        const m = r.value
+        const body: ConsumeMessageBody = {
+          topic: m.topic,
+          partition: m.partition,
+          offset: m.offset,
+          timestamp: m.timestamp,
+          data: m.data,
+        }
+        if (m.key) body.key = m.key
+        if (m.headers) body.headers = m.headers
+        const cost = consumeMessageCost(body)
+        if (cost > this.maxFrame) {
+          throw new PlexusError(
+            `message at partition ${m.partition} offset ${m.offset} of stream "${this.stream}" needs a ${cost}-byte frame, over the relay's limit of ${this.maxFrame}`,
+          )
+        }
+        this.held = cost
+        if (!(await this.credit.acquire(cost, stopped))) return
+        this.credit.take(cost)
+        this.held = 0
+        this.sent++
+        if (this.durable) this.remember(m, cost)
+        this.conn.send(Op.ConsumeMessage, this.id, (w) => encodeConsumeMessage(w, body))
+      }
+    } catch (err) {
+      this.fail(err)
+    }
+  }
+}
