@@ -103,6 +103,7 @@ export class ClientConsumer implements RelayConsumer {
       partition: m.partition,
       offset: m.offset,
       timestamp: m.timestamp,
+      deliveryCount: m.deliveryCount,
       data: m.data,
       ack: this.durable ? () => this.wire.ack(this.id, m.partition, m.offset) : noAck,
     }

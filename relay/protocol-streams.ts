@@ -242,6 +242,8 @@ export interface ConsumeMessageBody {
   partition: number
   offset: number
   timestamp: number
+  /** 1 on first delivery, more on redelivery (durable consumers). */
+  deliveryCount: number
   key?: Uint8Array
   headers?: Record<string, string>
   data: Uint8Array
@@ -254,7 +256,7 @@ const utf8Length = (s: string) => Buffer.byteLength(s, 'utf8')
  * exactly what the client can read off the frame it received.
  */
 export function consumeMessageCost(m: ConsumeMessageBody): number {
-  let n = 5 + 2 + utf8Length(m.topic) + 4 + 8 + 8 + 1 + 4 + m.data.length
+  let n = 5 + 2 + utf8Length(m.topic) + 4 + 8 + 8 + 2 + 1 + 4 + m.data.length
   if (m.key) n += 4 + m.key.length
   if (m.headers) {
     n += 2
@@ -266,7 +268,12 @@ export function consumeMessageCost(m: ConsumeMessageBody): number {
 /** Writes a CONSUME_MESSAGE body. */
 export function encodeConsumeMessage(w: BinaryWriter, m: ConsumeMessageBody): void {
   const flags = (m.key ? MsgFlag.Key : 0) | (m.headers ? MsgFlag.Headers : 0)
-  w.str(m.topic).u32(m.partition).u64(m.offset).u64(m.timestamp).u8(flags)
+  w.str(m.topic)
+    .u32(m.partition)
+    .u64(m.offset)
+    .u64(m.timestamp)
+    .u16(Math.min(m.deliveryCount, 0xffff))
+    .u8(flags)
   if (m.key) w.bytes(m.key)
   if (m.headers) {
     const entries = Object.entries(m.headers)
@@ -282,10 +289,11 @@ export function decodeConsumeMessage(r: BinaryReader, maxData: number): ConsumeM
   const partition = r.u32('partition')
   const offset = r.u64('offset')
   const timestamp = r.u64('timestamp')
+  const deliveryCount = r.u16('delivery count')
   const flags = r.u8('flags')
   if (flags & ~(MsgFlag.Key | MsgFlag.Headers))
     throw new DecodeError(`unknown CONSUME_MESSAGE flags ${flags}`)
-  const m: ConsumeMessageBody = { topic, partition, offset, timestamp, data: new Uint8Array() }
+  const m: ConsumeMessageBody = { topic, partition, offset, timestamp, deliveryCount, data: new Uint8Array() }
   if (flags & MsgFlag.Key) m.key = r.bytes('key', MAX_KEY)
   if (flags & MsgFlag.Headers) {
     const n = r.u16('header count')

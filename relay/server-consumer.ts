@@ -180,6 +180,7 @@ export class ConsumerBridge {
           partition: m.partition,
           offset: m.offset,
           timestamp: m.timestamp,
+          deliveryCount: m.deliveryCount,
           data: m.data,
         }
         if (m.key) body.key = m.key

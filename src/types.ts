@@ -220,10 +220,17 @@ export interface ConsumeOptions {
   from?: ConsumeFrom
   /** Read only this partition (default: every partition). */
   partition?: number
-  /** Durable consumer name (position stored with the stream). */
+  /**
+   * Durable consumer name (1–64 of [A-Za-z0-9_-]): its position — every offset below it
+   * acknowledged — is stored replicated by the stream's cluster and survives restarts. It
+   * resumes there (`from` applies only the first time). Consumers sharing a name share the
+   * partitions: each partition is read by one of them at a time.
+   */
   durable?: string
-  /** Redelivery delay of unacked messages for durable consumers (ms). */
+  /** Durable only: an unacknowledged message is delivered again after this long (ms, default 30 s). */
   ackWait?: number
+  /** Durable only: delivery pauses while this many messages are unacknowledged (default 1,024). */
+  maxAckPending?: number
   /** Ends the iteration. */
   signal?: AbortSignal
 }
@@ -239,7 +246,13 @@ export interface StreamMessage {
   key?: Uint8Array
   data: Uint8Array
   headers?: Record<string, string>
-  /** Acknowledges the message (records the position of a durable consumer). */
+  /** 1 on first delivery, more when a durable consumer delivers it again. */
+  deliveryCount: number
+  /**
+   * Acknowledges the message. For a durable consumer the position is committed (replicated)
+   * every 100 ms and on `close()`; messages acknowledged in the last 100 ms before a crash
+   * may be delivered again. A no-op for other consumers.
+   */
   ack(): Promise<void>
 }
 

@@ -31,6 +31,7 @@ import type {
 } from '../types.js'
 import { BinaryWriter } from '../util/binary.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
+import type { LeaderReply } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
 import { newRequestId, partitionKey } from './host.js'
 import { validateStreamConfig } from './metadata.js'
@@ -45,7 +46,6 @@ import {
   encodeRef,
   type FetchResult,
   type MetaCall,
-  type MetaReply,
   type PartitionRef,
   type PartitionState,
   type Routed,
@@ -105,6 +105,8 @@ const retryable = (err: unknown) =>
 export class StreamsClient {
   readonly api: Streams
   private readonly leaders = new Map<string, string>()
+  /** Last metadata leader seen per cluster. */
+  private readonly metaLeaders = new Map<string, string>()
   private readonly roundRobin = new Map<string, number>()
   private background = 0
   private slotWaiters: Array<() => void> = []
@@ -264,15 +266,38 @@ export class StreamsClient {
   }
 
   /** Runs a metadata call on the cluster's metadata leader; resolves with the signed table. */
-  private async meta(call: MetaCall, opts: { deadline: number; signal: AbortSignal }): Promise<Uint8Array> {
-    const body = encodeMetaCall(call)
-    let hint: string | null = this.d.directory.table(call.cluster)?.leader ?? null
+  private meta(call: MetaCall, opts: { deadline: number; signal: AbortSignal }): Promise<Uint8Array> {
+    return this.leaderCall(
+      call.cluster,
+      's.meta',
+      encodeMetaCall(call),
+      (bytes) => {
+        const r = decodeMetaReply(bytes)
+        return r.status === 'ok' ? { status: 'ok', value: r.table } : r
+      },
+      opts,
+    )
+  }
+
+  /**
+   * Calls `method` on the cluster's metadata leader: the known leader first, then each member,
+   * following leader hints, until the deadline. Safe only for calls that may run twice
+   * (metadata commands carry request ids; consumer commits only move forward).
+   */
+  async leaderCall<T>(
+    cluster: string,
+    method: string,
+    body: Uint8Array,
+    decode: (bytes: Uint8Array) => LeaderReply<T>,
+    opts: { deadline: number; signal: AbortSignal },
+  ): Promise<T> {
+    let hint: string | null = this.metaLeaders.get(cluster) ?? this.d.directory.table(cluster)?.leader ?? null
     const tried = new Set<string>()
     let last: unknown
     let sawMembers = false
     while (Date.now() < opts.deadline) {
       if (opts.signal.aborted) throw new AbortedError('aborted')
-      const members = this.d.members(call.cluster)
+      const members = this.d.members(cluster)
       if (members.length === 0) {
         const wait = AbortSignal.any([
           opts.signal,
@@ -294,23 +319,26 @@ export class StreamsClient {
       }
       tried.add(peer)
       const timeout = Math.max(1, Math.min(5000, opts.deadline - Date.now()))
-      let r: MetaReply
+      let r: LeaderReply<T>
       try {
-        r = decodeMetaReply(await this.d.rpc.call(peer, 's.meta', body, { timeout, signal: opts.signal }))
+        r = decode(await this.d.rpc.call(peer, method, body, { timeout, signal: opts.signal }))
       } catch (err) {
         if (!retryable(err)) throw err
         last = err
         continue
       }
-      if (r.status === 'ok') return r.table
+      if (r.status === 'ok') {
+        this.metaLeaders.set(cluster, peer)
+        return r.value
+      }
       if (r.status === 'error') throw errorFromWire(r.name, r.message)
       hint = r.hint
       if (hint === null || tried.has(hint)) await sleep(100, opts.signal)
       if (hint !== null) tried.delete(hint)
     }
-    if (!sawMembers) throw new NoMembersError(`no reachable member of cluster ${call.cluster}`)
+    if (!sawMembers) throw new NoMembersError(`no reachable member of cluster ${cluster}`)
     throw new TimeoutError(
-      `no metadata leader of cluster ${call.cluster} answered in time${last ? ` (last: ${(last as Error).message})` : ''}`,
+      `no metadata leader of cluster ${cluster} answered in time${last ? ` (last: ${(last as Error).message})` : ''}`,
     )
   }
 

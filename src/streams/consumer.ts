@@ -3,21 +3,20 @@
  * offset order, tailing live with long-poll fetches (no polling delay: a fetch waits on the
  * replica until a message commits). Reads go to the partition leader when known, else to
  * any replica (only committed messages are ever served), and move to another replica when
- * one becomes unreachable.
+ * one becomes unreachable. Durable consumers (`options.durable`) are in consumer-durable.ts.
  *
  * Memory: at most `MAX_BUFFERED` messages wait in the consumer; fetching pauses while it is
  * full. A position below the earliest retained offset continues from the earliest.
  */
-import { AbortedError, InvalidArgumentError, PlexusError } from '../errors.js'
-import type { ConsumeFrom, ConsumeOptions, Consumer, StreamMessage } from '../types.js'
-import { checkOptions, checkSignal, describe } from '../util/validate.js'
+import { InvalidArgumentError } from '../errors.js'
+import type { ConsumeFrom, ConsumeOptions, Consumer } from '../types.js'
+import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
 import type { StreamsClient } from './client.js'
+import { BufferedConsumer, LONG_POLL_MS, toStreamMessage } from './consumer-base.js'
+import { DurableConsumer } from './consumer-durable.js'
 import type { StreamMeta } from './metadata.js'
 
-/** Messages buffered by one consumer before fetching pauses. */
-export const MAX_BUFFERED = 4096
-/** How long one fetch waits on the replica for new messages (ms). */
-const LONG_POLL_MS = 5000
+const DURABLE_RE = /^[A-Za-z0-9_-]{1,64}$/
 
 function checkFrom(from: unknown): ConsumeFrom {
   if (from === undefined) return 'earliest'
@@ -56,97 +55,45 @@ export function openConsumer(
     throw new InvalidArgumentError(
       `options.partition must be a non-negative integer, got ${describe(o.partition)}`,
     )
-  if (o.durable !== undefined)
-    throw new InvalidArgumentError('options.durable: durable consumers are not available in this version')
-  if (o.ackWait !== undefined)
-    throw new InvalidArgumentError(
-      'options.ackWait applies to durable consumers, not available in this version',
-    )
   checkSignal(o.signal)
-  return new StreamConsumer(client, stream, from, o.partition, o.signal)
+  const ackWait = checkTimeout(o.ackWait, 'options.ackWait')
+  const maxAckPending = o.maxAckPending
+  if (maxAckPending !== undefined && (!Number.isSafeInteger(maxAckPending) || maxAckPending < 1))
+    throw new InvalidArgumentError(
+      `options.maxAckPending must be a positive integer, got ${describe(maxAckPending)}`,
+    )
+  if (o.durable === undefined) {
+    if (ackWait !== undefined || maxAckPending !== undefined)
+      throw new InvalidArgumentError('options.ackWait and options.maxAckPending need options.durable')
+    return new StreamConsumer(client, stream, from, o.partition, o.signal)
+  }
+  if (typeof o.durable !== 'string' || !DURABLE_RE.test(o.durable))
+    throw new InvalidArgumentError(
+      `options.durable must be 1-64 characters of [A-Za-z0-9_-], got ${describe(o.durable)}`,
+    )
+  return new DurableConsumer(client, stream, from, o.partition, o.signal, {
+    durable: o.durable,
+    ackWait: ackWait ?? 30_000,
+    maxAckPending: maxAckPending ?? 1024,
+  })
 }
 
-class StreamConsumer implements Consumer {
-  private readonly buffer: StreamMessage[] = []
-  private readonly ac = new AbortController()
-  private failure: Error | undefined
-  private ended = false
-  private wakeReader: (() => void) | undefined
-  private spaceWaiters: Array<() => void> = []
+const noAck = () => Promise.resolve()
 
+class StreamConsumer extends BufferedConsumer {
   constructor(
-    private readonly client: StreamsClient,
-    readonly stream: string,
+    client: StreamsClient,
+    stream: string,
     from: ConsumeFrom,
     partition: number | undefined,
     signal: AbortSignal | undefined,
   ) {
-    signal?.addEventListener('abort', () => this.close(), { once: true })
-    if (signal?.aborted) this.close()
-    else this.run(from, partition).catch((err) => this.fail(err))
-  }
-
-  close(): void {
-    if (this.ended) return
-    this.ended = true
-    this.ac.abort()
-    this.wake()
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<StreamMessage> {
-    return {
-      next: async () => {
-        while (true) {
-          const m = this.buffer.shift()
-          if (m) {
-            this.spaceWaiters.shift()?.()
-            return { value: m, done: false }
-          }
-          if (this.failure) {
-            const err = this.failure
-            this.failure = undefined
-            this.close()
-            throw err
-          }
-          if (this.ended) return { value: undefined, done: true }
-          await new Promise<void>((r) => {
-            this.wakeReader = r
-          })
-        }
-      },
-      return: async () => {
-        this.close()
-        return { value: undefined, done: true }
-      },
-    }
-  }
-
-  private wake(): void {
-    const w = this.wakeReader
-    this.wakeReader = undefined
-    w?.()
-    for (const s of this.spaceWaiters.splice(0)) s()
-  }
-
-  private fail(err: unknown): void {
-    if (this.ended) return
-    if (err instanceof AbortedError && this.ac.signal.aborted) return
-    this.failure = err instanceof Error ? err : new PlexusError(String(err))
-    this.ac.abort()
-    this.wake()
+    super(client, stream, signal)
+    if (!this.ended) this.run(from, partition).catch((err) => this.fail(err))
   }
 
   private async run(from: ConsumeFrom, only: number | undefined): Promise<void> {
-    const known = await this.client.locate(this.stream, {
-      deadline: Date.now() + 10_000,
-      signal: this.ac.signal,
-    })
-    const { meta } = known
-    if (only !== undefined && only >= meta.partitions)
-      throw new InvalidArgumentError(
-        `options.partition ${only} does not exist: stream ${this.stream} has ${meta.partitions} partition(s)`,
-      )
-    const parts = only === undefined ? meta.placement.map((_, p) => p) : [only]
+    const { meta, parts } = await this.partitions(only)
     await Promise.all(parts.map((p) => this.tail(meta, p, from)))
   }
 
@@ -154,38 +101,13 @@ class StreamConsumer implements Consumer {
     const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
     const replicas = meta.placement[partition]!
     const signal = this.ac.signal
-    let offset: number
-    if (from === 'earliest') offset = 0
-    else if (typeof from === 'object' && 'offset' in from) offset = from.offset
-    else {
-      const b = await this.client.fetch(ref, replicas, Number.MAX_SAFE_INTEGER, 0, signal)
-      offset = from === 'new' ? b.nextOffset : Math.max(0, b.nextOffset - 1)
-    }
-    const decoder = new TextDecoder()
+    let offset = await this.startOffset(meta, ref, from, signal)
     while (!signal.aborted) {
       const res = await this.client.fetch(ref, replicas, offset, LONG_POLL_MS, signal)
       if (res.messages.length === 0 && res.firstOffset > offset) offset = res.firstOffset
       for (const m of res.messages) {
-        while (this.buffer.length >= MAX_BUFFERED && !signal.aborted)
-          await new Promise<void>((r) => this.spaceWaiters.push(r))
-        if (signal.aborted) return
-        let headers: Record<string, string> | undefined
-        for (const [k, v] of Object.entries(m.headers ?? {})) (headers ??= {})[k] = decoder.decode(v)
-        this.buffer.push({
-          stream: meta.name,
-          topic: m.topic,
-          partition,
-          offset: m.offset,
-          timestamp: m.timestamp,
-          key: m.key,
-          data: m.value,
-          headers,
-          ack: () => Promise.resolve(),
-        })
+        if (!(await this.push(toStreamMessage(meta.name, partition, m, 1, noAck), signal))) return
         offset = m.offset + 1
-        const w = this.wakeReader
-        this.wakeReader = undefined
-        w?.()
       }
     }
   }

@@ -27,6 +27,7 @@ import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import type { RaftTransport } from '../replication/index.js'
+import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
 import { MetaGroup } from './meta-group.js'
 import {
@@ -40,6 +41,9 @@ import {
 import { PartitionReplica } from './partition.js'
 import { fnv1a, placeStream } from './placement.js'
 import type { MetaCall, MetaReply, PartitionRef } from './wire.js'
+
+/** Most consumer leases a metadata leader keeps (expired ones are pruned first). */
+const MAX_LEASES = 65_536
 
 /** Key of one partition incarnation in the hosted map. */
 export function partitionKey(p: PartitionRef): string {
@@ -94,6 +98,8 @@ export class ClusterHost {
   private publishQueued = false
   private reconciling: Promise<void> = Promise.resolve()
   private cleaned = false
+  /** Durable consumer partition leases (leader only): key → holder and expiry. */
+  private readonly leases = new Map<string, { holder: string; expires: number }>()
   private stopped = false
 
   constructor(private readonly d: ClusterHostDeps) {
@@ -212,6 +218,60 @@ export class ClusterHost {
       h.lastTransfer = now
       driver.transferLeader(preferred)
     }
+  }
+
+  /**
+   * Serves a durable-consumer call (metadata leader only): commit positions (replicated in
+   * the metadata group), read positions, or take/renew/release a partition lease (in memory
+   * on the leader: one holder per durable and partition; a new leader starts with none).
+   */
+  async handleConsumer(call: ConsumerCall): Promise<Uint8Array> {
+    const notLeader = () => encodeLeaderReply({ status: 'notLeader', hint: this.meta.leader }, () => {})
+    if (this.meta.role !== 'leader') return notLeader()
+    const s = this.catalog.get(call.stream)
+    if (!s || s.createdIndex !== call.createdIndex) {
+      const message = `stream "${call.stream}" does not exist`
+      return encodeLeaderReply({ status: 'error', name: 'StreamNotFoundError', message }, () => {})
+    }
+    if (call.op === 'positions')
+      return encodeLeaderReply(
+        { status: 'ok', value: this.catalog.positions(call.stream, call.durable) },
+        writePositions,
+      )
+    if (call.op === 'lease') {
+      const key = `${call.stream}/${call.createdIndex}/${call.durable}/${call.partition}`
+      const now = this.d.now()
+      const held = this.leases.get(key)
+      const free = held === undefined || held.expires <= now || held.holder === call.holder
+      if (free && call.ttlMs === 0) this.leases.delete(key)
+      else if (free) {
+        this.leases.delete(key) // re-insert: the map stays in expiry order for pruning
+        this.leases.set(key, { holder: call.holder, expires: now + Math.min(call.ttlMs, 60_000) })
+        for (const [k, l] of this.leases) {
+          if (l.expires > now || this.leases.size <= MAX_LEASES) break
+          this.leases.delete(k)
+        }
+      }
+      return encodeLeaderReply(
+        { status: 'ok', value: { granted: free, holder: free ? call.holder : held!.holder } },
+        writeLease,
+      )
+    }
+    const cmd: MetaCommand = {
+      type: 'consumerCommit',
+      name: call.stream,
+      createdIndex: call.createdIndex,
+      durable: call.durable,
+      offsets: call.offsets,
+      requestId: newRequestId(),
+    }
+    const { index } = await this.meta.propose(encodeCommand(cmd))
+    const res = this.catalog.resultAt(index)
+    if (res !== undefined && !res.ok) {
+      const err = metaResultError(res)
+      return encodeLeaderReply({ status: 'error', name: err.name, message: err.message }, () => {})
+    }
+    return encodeLeaderReply({ status: 'ok', value: undefined }, () => {})
   }
 
   /** Signs and floods the current catalog as this cluster's table; returns its bytes. */

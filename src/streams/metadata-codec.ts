@@ -9,6 +9,8 @@
  *   u16 partitions × (u8 n | n × str member)`
  * - delete (2): `str name`
  * - updatePlacement (3): `str name | u16 partition | u8 n | n × str member`
+ * - consumerCommit (4): `str name | u64 createdIndex | str durable | u16 n | n × (u16 partition |
+ *   u64 next offset)`
  */
 import { InvalidArgumentError, type PlexusError, StreamNotFoundError } from '../errors.js'
 import { checkPattern } from '../pubsub/subject.js'
@@ -20,8 +22,8 @@ export const MAX_PARTITIONS = 1024
 export const MAX_REPLICAS = 7
 const STREAM_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/
 const COMMAND_VERSION = 1
-const KINDS = ['create', 'delete', 'updatePlacement'] as const
-const OK_OPS = ['created', 'exists', 'deleted', 'updated'] as const
+const KINDS = ['create', 'delete', 'updatePlacement', 'consumerCommit'] as const
+const OK_OPS = ['created', 'exists', 'deleted', 'updated', 'committed'] as const
 const ERR_CODES = ['exists', 'overlap', 'not_found', 'invalid'] as const
 
 /** Retention of a stream; absent fields mean "no limit". Positive integers. */
@@ -74,7 +76,21 @@ export interface UpdatePlacement {
   requestId: string
 }
 
-export type MetaCommand = CreateStream | DeleteStream | UpdatePlacement
+/**
+ * Record a durable consumer's position: per partition, the offset it reads next (every
+ * offset below was acknowledged). Positions only move forward.
+ */
+export interface ConsumerCommit {
+  type: 'consumerCommit'
+  name: string
+  /** The stream incarnation (a recreated stream starts with no positions). */
+  createdIndex: number
+  durable: string
+  offsets: Array<[partition: number, next: number]>
+  requestId: string
+}
+
+export type MetaCommand = CreateStream | DeleteStream | UpdatePlacement | ConsumerCommit
 
 /**
  * The outcome of one applied command. `duplicate` marks a command whose `requestId` was
@@ -106,6 +122,12 @@ export function subjectsOverlap(a: string, b: string): boolean {
     if (s !== '*' && t !== '*' && s !== t) return false
   }
   return x.length === y.length
+}
+
+/** Validates a durable consumer name (1–64 of [A-Za-z0-9_-]); throws `DecodeError`. */
+function checkDurableName(v: string): string {
+  if (!STREAM_NAME_RE.test(v)) throw new DecodeError(`invalid durable name ${describe(v)}`)
+  return v
 }
 
 function positiveInt(v: unknown, field: string, max = Number.MAX_SAFE_INTEGER): number {
@@ -281,7 +303,10 @@ function encodeUnchecked(c: MetaCommand): Uint8Array {
     writeSpec(w, c)
     writePlacement(w, c.placement)
   } else if (c.type === 'delete') w.str(c.name)
-  else {
+  else if (c.type === 'consumerCommit') {
+    w.str(c.name).u64(c.createdIndex).str(c.durable).u16(c.offsets.length)
+    for (const [p, o] of c.offsets) w.u16(p).u64(o)
+  } else {
     w.str(c.name).u16(c.partition)
     writeMembers(w, c.replicas)
   }
@@ -306,6 +331,14 @@ export function decodeCommand(bytes: Uint8Array): MetaCommand {
     out = { type: 'create', ...spec, placement, requestId }
   } else if (kind === 'delete') {
     out = { type: 'delete', name: r.str('name'), requestId }
+  } else if (kind === 'consumerCommit') {
+    const name = r.str('name')
+    const createdIndex = r.u64('createdIndex')
+    const durable = checkDurableName(r.str('durable'))
+    const n = r.u16('offset count')
+    const offsets: Array<[number, number]> = []
+    for (let i = 0; i < n; i++) offsets.push([r.u16('partition'), r.u64('offset')])
+    out = { type: 'consumerCommit', name, createdIndex, durable, offsets, requestId }
   } else {
     const name = r.str('name')
     const partition = r.u16('partition')

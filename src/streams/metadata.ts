@@ -8,6 +8,7 @@ import { SubjectIndex } from '../pubsub/subject.js'
 import type { Entry } from '../raft/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import {
+  type ConsumerCommit,
   decodeCommand,
   type MetaCommand,
   type MetaResult,
@@ -23,6 +24,7 @@ import {
 } from './metadata-codec.js'
 
 export {
+  type ConsumerCommit,
   type CreateStream,
   type DeleteStream,
   decodeCommand,
@@ -42,7 +44,9 @@ export {
   validateStreamConfig,
 } from './metadata-codec.js'
 
-const SNAPSHOT_VERSION = 2
+const SNAPSHOT_VERSION = 3
+/** Most durable consumers per stream. */
+export const MAX_DURABLES = 1024
 /** Deleted streams remembered (tombstones): replicas delete data only for these. */
 export const MAX_TOMBSTONES = 1024
 
@@ -80,6 +84,8 @@ export class StreamCatalog {
   private readonly recent = new Map<number, MetaResult>()
   private applied = 0
   private tombs: Tombstone[] = []
+  /** stream → durable name → partition → next offset. */
+  private consumers = new Map<string, Map<string, Map<number, number>>>()
   /** Entries whose payload did not decode (skipped identically on every replica). */
   skipped = 0
 
@@ -148,7 +154,9 @@ export class StreamCatalog {
     this.applied = index
     const seen = this.requests.get(cmd.requestId)
     let res: MetaResult
-    if (seen) {
+    if (cmd.type === 'consumerCommit') {
+      res = this.commitPosition(cmd) // idempotent (positions only move forward): not remembered
+    } else if (seen) {
       res = { ...seen, duplicate: true }
       if (res.ok) res.stream = this.get(res.name)
     } else {
@@ -163,12 +171,47 @@ export class StreamCatalog {
     return res
   }
 
-  private execute(index: number, cmd: MetaCommand): MetaResult {
+  /** Positions of a durable consumer of a stream: partition → next offset. A copy. */
+  positions(stream: string, durable: string): Map<number, number> {
+    return new Map(this.consumers.get(stream)?.get(durable) ?? [])
+  }
+
+  /** Durable consumer names of a stream, sorted. */
+  durables(stream: string): string[] {
+    return [...(this.consumers.get(stream)?.keys() ?? [])].sort()
+  }
+
+  private commitPosition(cmd: ConsumerCommit): MetaResult {
+    const name = cmd.name
+    const s = this.streams.get(name)
+    if (!s || s.createdIndex !== cmd.createdIndex)
+      return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
+    let byDurable = this.consumers.get(name)
+    if (!byDurable) this.consumers.set(name, (byDurable = new Map()))
+    let pos = byDurable.get(cmd.durable)
+    if (!pos) {
+      if (byDurable.size >= MAX_DURABLES)
+        return {
+          ok: false,
+          code: 'invalid',
+          name,
+          message: `stream "${name}" has ${MAX_DURABLES} durable consumers`,
+        }
+      byDurable.set(cmd.durable, (pos = new Map()))
+    }
+    for (const [p, next] of cmd.offsets) {
+      if (p < s.partitions && next > (pos.get(p) ?? -1)) pos.set(p, next)
+    }
+    return { ok: true, op: 'committed', name, stream: undefined }
+  }
+
+  private execute(index: number, cmd: Exclude<MetaCommand, ConsumerCommit>): MetaResult {
     const name = cmd.name
     const existing = this.streams.get(name)
     if (cmd.type === 'delete') {
       if (!existing) return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
       this.streams.delete(name)
+      this.consumers.delete(name)
       this.subjects.delete(existing.subject, name)
       this.tombs.push({ name, createdIndex: existing.createdIndex })
       if (this.tombs.length > MAX_TOMBSTONES) this.tombs.shift()
@@ -210,7 +253,8 @@ export class StreamCatalog {
    * The whole state as bytes, identical on replicas that applied the same entries:
    * `u8 version | u64 lastApplied | u32 n | n × (spec, u64 createdIndex, placement) |
    * u32 m | m × (str requestId, result) | u32 k | k × (str name, u64 createdIndex)` (tombstones,
-   * from version 2).
+   * from version 2) `| u32 s | s × (str stream | u32 d | d × (str durable | u16 p | p × (u16
+   * partition | u64 next offset)))` (durable consumer positions, from version 3).
    */
   snapshot(): Uint8Array {
     const w = new BinaryWriter(256)
@@ -227,6 +271,17 @@ export class StreamCatalog {
     }
     w.u32(this.tombs.length)
     for (const t of this.tombs) w.str(t.name).u64(t.createdIndex)
+    const streams = [...this.consumers.keys()].sort()
+    w.u32(streams.length)
+    for (const name of streams) {
+      const byDurable = this.consumers.get(name)!
+      w.str(name).u32(byDurable.size)
+      for (const d of [...byDurable.keys()].sort()) {
+        const pos = byDurable.get(d)!
+        w.str(d).u16(pos.size)
+        for (const p of [...pos.keys()].sort((a, b) => a - b)) w.u16(p).u64(pos.get(p)!)
+      }
+    }
     return w.finish().slice()
   }
 
@@ -237,7 +292,7 @@ export class StreamCatalog {
   restore(bytes: Uint8Array): void {
     const r = new BinaryReader(bytes)
     const v = r.u8('snapshot version')
-    if (v !== 1 && v !== SNAPSHOT_VERSION) throw new DecodeError(`unknown metadata snapshot version ${v}`)
+    if (v < 1 || v > SNAPSHOT_VERSION) throw new DecodeError(`unknown metadata snapshot version ${v}`)
     const applied = r.u64('lastApplied')
     const n = r.u32('stream count')
     if (n > r.remaining) throw new DecodeError(`implausible stream count ${n}`)
@@ -262,8 +317,28 @@ export class StreamCatalog {
       for (let i = 0; i < k; i++)
         tombs.push({ name: r.str('tombstone name'), createdIndex: r.u64('createdIndex') })
     }
+    const consumers = new Map<string, Map<string, Map<number, number>>>()
+    if (v >= 3) {
+      const ns = r.u32('consumer stream count')
+      if (ns > r.remaining) throw new DecodeError(`implausible consumer stream count ${ns}`)
+      for (let i = 0; i < ns; i++) {
+        const name = r.str('stream')
+        const nd = r.u32('durable count')
+        if (nd > r.remaining) throw new DecodeError(`implausible durable count ${nd}`)
+        const byDurable = new Map<string, Map<number, number>>()
+        for (let j = 0; j < nd; j++) {
+          const d = r.str('durable')
+          const np = r.u16('position count')
+          const pos = new Map<number, number>()
+          for (let k = 0; k < np; k++) pos.set(r.u16('partition'), r.u64('offset'))
+          byDurable.set(d, pos)
+        }
+        consumers.set(name, byDurable)
+      }
+    }
     r.end('metadata snapshot')
     this.tombs = tombs
+    this.consumers = consumers
     this.streams = streams
     this.subjects = subjects
     this.requests = requests

@@ -14,6 +14,7 @@ import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, NodeStatus, PublishAck, Streams } from '../types.js'
 import { StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
+import { decodeConsumerCall, encodeLeaderReply } from './consumer-wire.js'
 import { StreamDirectory } from './directory.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
 import {
@@ -96,6 +97,7 @@ export class StreamService {
       rpc.handle('s.meta', (b) => this.onMeta(b)),
       rpc.handle('s.pub', (b) => this.onPublish(b)),
       rpc.handle('s.fetch', (b, ctx) => this.onFetch(b, ctx)),
+      rpc.handle('s.cons', (b) => this.onConsumer(b)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
       rpc.handle('s.load', (b) => {
         const cluster = new TextDecoder().decode(b)
@@ -199,6 +201,19 @@ export class StreamService {
       return encodeMetaReply(await host.handleMeta(call))
     } catch (err) {
       if (err instanceof NotLeaderError) return encodeMetaReply({ status: 'notLeader', hint: err.leader })
+      throw err
+    }
+  }
+
+  private async onConsumer(body: Uint8Array): Promise<Uint8Array> {
+    const call = decodeConsumerCall(body)
+    const host = this.hosts.get(call.cluster)
+    if (host === undefined) return encodeLeaderReply({ status: 'notLeader', hint: null }, () => {})
+    try {
+      return await host.handleConsumer(call)
+    } catch (err) {
+      if (err instanceof NotLeaderError)
+        return encodeLeaderReply({ status: 'notLeader', hint: err.leader }, () => {})
       throw err
     }
   }

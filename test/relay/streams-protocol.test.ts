@@ -118,11 +118,12 @@ describe('stream frame codecs', () => {
 
   it('a CONSUME_MESSAGE costs exactly its frame length', () => {
     const messages: ConsumeMessageBody[] = [
-      { topic: 'a', partition: 0, offset: 0, timestamp: 1, data: new Uint8Array() },
+      { topic: 'a', partition: 0, offset: 0, timestamp: 1, deliveryCount: 1, data: new Uint8Array() },
       {
         topic: 'orders.ü.€',
         partition: 7,
         offset: 2 ** 40,
+        deliveryCount: 3,
         timestamp: Date.now(),
         key: new Uint8Array(300),
         headers: { 'content-type': 'text/plain', é: 'ß'.repeat(100) },

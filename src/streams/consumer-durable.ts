@@ -1,0 +1,309 @@
+/**
+ * `DurableConsumer`: a consumer whose position is stored replicated in the stream's cluster
+ * (the metadata group, `consumerCommit` commands), so it resumes where it left off.
+ *
+ * Per partition, a *session*:
+ * 1. Take the partition's lease for this durable name from the metadata leader (one holder
+ *    per durable name and partition; `LEASE_TTL_MS`, renewed every `TICK_MS`). Consumers
+ *    sharing a name thereby share the partitions; a consumer that gets no lease waits and
+ *    retries, taking over within a lease time when the holder dies.
+ * 2. Read the committed position (or start at `from` the first time) and fetch from there.
+ * 3. Every delivered message is pending until acked; delivery pauses at `maxAckPending`
+ *    unacked; an unacked message is delivered again after `ackWait` (delivery count + 1).
+ * 4. Every `TICK_MS` (and on close) the acked prefix is committed: the position moves to the
+ *    first unacked offset. Positions only move forward.
+ * A session ends when its lease is lost: its buffered messages are dropped and later acks of
+ * its messages are ignored (the next holder starts from the committed position).
+ *
+ * Guarantees: at least once. Nothing below the committed position is delivered again;
+ * messages acked within the last tick before a crash, and unacked ones, are.
+ */
+import { randomBytes } from 'node:crypto'
+import { AbortedError } from '../errors.js'
+import type { ConsumeFrom, StreamMessage } from '../types.js'
+import type { BinaryReader } from '../util/binary.js'
+import type { StreamsClient } from './client.js'
+import { BufferedConsumer, LONG_POLL_MS, toStreamMessage } from './consumer-base.js'
+import {
+  type ConsumerCall,
+  type ConsumerRef,
+  decodeLeaderReply,
+  encodeConsumerCall,
+  readLease,
+  readPositions,
+} from './consumer-wire.js'
+import type { StreamMeta } from './metadata.js'
+
+/** Lease lifetime (ms): a dead holder's partitions move on after this long. */
+export const LEASE_TTL_MS = 5000
+/** Lease renewal, commit and redelivery check interval (ms). */
+const TICK_MS = 100
+/** Renew the lease every this many ticks. */
+const RENEW_EVERY = 10
+
+/** Durable options, validated. */
+export interface DurableOptions {
+  durable: string
+  ackWait: number
+  maxAckPending: number
+}
+
+interface Pending {
+  msg: StreamMessage
+  deliveredAt: number
+  acked: boolean
+}
+
+interface Session {
+  partition: number
+  /** Aborted when the lease is lost or the consumer closes. */
+  ac: AbortController
+  pending: Map<number, Pending>
+  /** Offsets below are acked (and pruned from `pending`). */
+  ackedUpTo: number
+  /** The next offset to fetch. */
+  readPos: number
+  committed: number
+  unacked: number
+  /** Resolved on an ack (delivery may resume below `maxAckPending`). */
+  ackWaiters: Array<() => void>
+}
+
+/** A durable consumer; see the module doc. */
+export class DurableConsumer extends BufferedConsumer {
+  private readonly holder = randomBytes(8).toString('hex')
+  private ref: ConsumerRef | undefined
+  private readonly sessions = new Set<Session>()
+
+  constructor(
+    client: StreamsClient,
+    stream: string,
+    private readonly from: ConsumeFrom,
+    partition: number | undefined,
+    signal: AbortSignal | undefined,
+    private readonly o: DurableOptions,
+  ) {
+    super(client, stream, signal)
+    if (!this.ended) this.run(partition).catch((err) => this.fail(err))
+  }
+
+  /** Ends the iteration, commits what was acked, and releases the leases. */
+  override close(): void {
+    if (this.ended) return
+    const sessions = [...this.sessions]
+    super.close()
+    for (const s of sessions) void this.finish(s)
+  }
+
+  protected override take(): StreamMessage | undefined {
+    // Skip messages of sessions that lost their lease meanwhile; the ackWait clock of a
+    // message starts when it is handed out.
+    while (this.buffer.length > 0) {
+      const m = this.buffer.shift()!
+      for (const s of this.sessions) {
+        const p = s.partition === m.partition && !s.ac.signal.aborted ? s.pending.get(m.offset) : undefined
+        if (p && !p.acked) {
+          p.deliveredAt = Date.now()
+          return m
+        }
+      }
+    }
+    return undefined
+  }
+
+  private async run(only: number | undefined): Promise<void> {
+    const { cluster, meta, parts } = await this.partitions(only)
+    this.ref = { cluster, stream: meta.name, createdIndex: meta.createdIndex, durable: this.o.durable }
+    await Promise.all(parts.map((p) => this.partitionLoop(meta, p)))
+  }
+
+  private call<T>(call: ConsumerCall, read: (r: BinaryReader) => T, timeout = 5000): Promise<T> {
+    return this.client.leaderCall(
+      call.cluster,
+      's.cons',
+      encodeConsumerCall(call),
+      (bytes) => decodeLeaderReply(bytes, read),
+      { deadline: Date.now() + timeout, signal: this.ac.signal },
+    )
+  }
+
+  /** Takes the partition's lease (waiting while another consumer holds it), then reads. */
+  private async partitionLoop(meta: StreamMeta, partition: number): Promise<void> {
+    const ref = this.ref!
+    while (!this.ac.signal.aborted) {
+      const lease = await this.call(
+        { ...ref, op: 'lease', partition, holder: this.holder, ttlMs: LEASE_TTL_MS },
+        readLease,
+      )
+      if (!lease.granted) {
+        await sleep(LEASE_TTL_MS / 5, this.ac.signal)
+        continue
+      }
+      const positions = await this.call({ ...ref, op: 'positions' }, readPositions)
+      const pref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
+      const start =
+        positions.get(partition) ?? (await this.startOffset(meta, pref, this.from, this.ac.signal))
+      const s: Session = {
+        partition,
+        ac: new AbortController(),
+        pending: new Map(),
+        ackedUpTo: start,
+        readPos: start,
+        committed: start,
+        unacked: 0,
+        ackWaiters: [],
+      }
+      this.sessions.add(s)
+      const signal = AbortSignal.any([this.ac.signal, s.ac.signal])
+      const ticking = this.tick(s, signal)
+      try {
+        await this.read(meta, s, start, signal)
+      } catch (err) {
+        if (!(err instanceof AbortedError) || this.ac.signal.aborted) throw err
+      } finally {
+        s.ac.abort()
+        await ticking
+        this.sessions.delete(s)
+      }
+    }
+  }
+
+  private async read(meta: StreamMeta, s: Session, start: number, signal: AbortSignal): Promise<void> {
+    const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition: s.partition }
+    const replicas = meta.placement[s.partition]!
+    let offset = start
+    while (!signal.aborted) {
+      await this.room(s, signal)
+      const res = await this.client.fetch(ref, replicas, offset, LONG_POLL_MS, signal)
+      if (res.messages.length === 0 && res.firstOffset > offset) {
+        offset = res.firstOffset // retention removed them: nothing to ack
+        s.readPos = offset
+        this.advance(s)
+      }
+      for (const m of res.messages) {
+        await this.room(s, signal)
+        if (signal.aborted) return
+        const p: Pending = { msg: undefined as never, deliveredAt: Number.POSITIVE_INFINITY, acked: false }
+        p.msg = toStreamMessage(meta.name, s.partition, m, 1, () => this.ack(s, m.offset))
+        s.pending.set(m.offset, p)
+        s.unacked++
+        offset = m.offset + 1
+        s.readPos = offset
+        if (!(await this.push(p.msg, signal))) return
+      }
+    }
+  }
+
+  /** Waits while `maxAckPending` messages are unacknowledged. */
+  private async room(s: Session, signal: AbortSignal): Promise<void> {
+    while (s.unacked >= this.o.maxAckPending && !signal.aborted)
+      await new Promise<void>((r) => s.ackWaiters.push(r))
+  }
+
+  private ack(s: Session, offset: number): Promise<void> {
+    const p = s.pending.get(offset)
+    if (p === undefined || p.acked || s.ac.signal.aborted) return Promise.resolve()
+    p.acked = true
+    s.unacked--
+    this.advance(s)
+    for (const w of s.ackWaiters.splice(0)) w()
+    return Promise.resolve()
+  }
+
+  /** Moves `ackedUpTo` to the first unacked offset (offsets may have gaps after compaction). */
+  private advance(s: Session): void {
+    for (const [offset, p] of s.pending) {
+      if (!p.acked) {
+        s.ackedUpTo = offset
+        return
+      }
+      s.pending.delete(offset) // pending is in offset order: drop the acked prefix
+    }
+    s.ackedUpTo = s.readPos
+  }
+
+  /** Commits, renews the lease and redelivers expired messages until the session ends. */
+  private async tick(s: Session, signal: AbortSignal): Promise<void> {
+    let n = 0
+    while (!signal.aborted) {
+      try {
+        await sleep(TICK_MS, signal)
+      } catch {
+        break
+      }
+      try {
+        await this.commit(s)
+        if (++n % RENEW_EVERY === 0) {
+          const ref = this.ref!
+          const l = await this.call(
+            { ...ref, op: 'lease', partition: s.partition, holder: this.holder, ttlMs: LEASE_TTL_MS },
+            readLease,
+          )
+          if (!l.granted) {
+            s.ac.abort() // another consumer holds it now
+            break
+          }
+        }
+        this.redeliver(s, signal)
+      } catch (err) {
+        if (signal.aborted) break
+        if (!(err instanceof AbortedError)) continue // transient (leader change): next tick
+      }
+    }
+    for (const w of s.ackWaiters.splice(0)) w()
+  }
+
+  private async commit(s: Session): Promise<void> {
+    const next = s.ackedUpTo
+    if (next <= s.committed) return
+    await this.call({ ...this.ref!, op: 'commit', offsets: [[s.partition, next]] }, () => undefined)
+    s.committed = Math.max(s.committed, next)
+  }
+
+  private redeliver(s: Session, signal: AbortSignal): void {
+    const now = Date.now()
+    for (const p of s.pending.values()) {
+      if (p.acked || now - p.deliveredAt < this.o.ackWait) continue // Infinity: still buffered
+      p.deliveredAt = Number.POSITIVE_INFINITY
+      p.msg = { ...p.msg, deliveryCount: p.msg.deliveryCount + 1 }
+      void this.push(p.msg, signal)
+    }
+  }
+
+  /** Final commit and lease release on close (best effort, bounded by a short deadline). */
+  private async finish(s: Session): Promise<void> {
+    const ref = this.ref
+    if (ref === undefined) return
+    const opts = { deadline: Date.now() + 2000, signal: new AbortController().signal }
+    const call = (c: ConsumerCall) =>
+      this.client.leaderCall(
+        c.cluster,
+        's.cons',
+        encodeConsumerCall(c),
+        (b) => decodeLeaderReply(b, () => undefined),
+        opts,
+      )
+    try {
+      if (s.ackedUpTo > s.committed)
+        await call({ ...ref, op: 'commit', offsets: [[s.partition, s.ackedUpTo]] })
+      await call({ ...ref, op: 'lease', partition: s.partition, holder: this.holder, ttlMs: 0 })
+    } catch {
+      // the lease expires by itself
+    }
+  }
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(new AbortedError('aborted'))
+    const t = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(t)
+      reject(new AbortedError('aborted'))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}

@@ -1,0 +1,128 @@
+/**
+ * Bodies of `s.cons`, the durable-consumer calls a consumer makes to its stream's metadata
+ * leader (util/binary; decoders throw `DecodeError`):
+ *
+ * call: `u8 op (1 commit, 2 positions, 3 lease) | str cluster | str stream | u64 createdIndex |
+ * str durable | commit: u16 n | n × (u16 partition | u64 next offset) | lease: u16 partition |
+ * str holder | u32 ttl ms (0 releases)`
+ *
+ * reply: `u8 status` — 0 ok: commit: nothing; positions: `u16 n | n × (u16 partition | u64
+ * next offset)`; lease: `u8 granted | str current holder`; 1 not leader: `str hint`; 2 error:
+ * `str error name | str message`.
+ */
+import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+
+/** Which durable consumer of which stream incarnation a call is about. */
+export interface ConsumerRef {
+  cluster: string
+  stream: string
+  createdIndex: number
+  durable: string
+}
+
+/** A durable-consumer call. */
+export type ConsumerCall = ConsumerRef &
+  (
+    | { op: 'commit'; offsets: Array<[number, number]> }
+    | { op: 'positions' }
+    | { op: 'lease'; partition: number; holder: string; ttlMs: number }
+  )
+
+/** Outcome of a lease call. */
+export interface LeaseResult {
+  granted: boolean
+  holder: string
+}
+
+/** A reply: the op's value, a leader hint, or an error by class name. */
+export type LeaderReply<T> =
+  | { status: 'ok'; value: T }
+  | { status: 'notLeader'; hint: string | null }
+  | { status: 'error'; name: string; message: string }
+
+const OPS = ['commit', 'positions', 'lease'] as const
+
+/** Encodes a durable-consumer call. */
+export function encodeConsumerCall(c: ConsumerCall): Uint8Array {
+  const w = new BinaryWriter(128)
+  w.u8(OPS.indexOf(c.op) + 1)
+    .str(c.cluster)
+    .str(c.stream)
+    .u64(c.createdIndex)
+    .str(c.durable)
+  if (c.op === 'commit') {
+    w.u16(c.offsets.length)
+    for (const [p, o] of c.offsets) w.u16(p).u64(o)
+  } else if (c.op === 'lease') w.u16(c.partition).str(c.holder).u32(c.ttlMs)
+  return w.finish().slice()
+}
+
+/** Decodes a durable-consumer call. */
+export function decodeConsumerCall(bytes: Uint8Array): ConsumerCall {
+  const r = new BinaryReader(bytes)
+  const op = OPS[r.u8('op') - 1]
+  const ref = {
+    cluster: r.str('cluster'),
+    stream: r.str('stream'),
+    createdIndex: r.u64('createdIndex'),
+    durable: r.str('durable'),
+  }
+  let c: ConsumerCall
+  if (op === 'commit') {
+    const n = r.u16('offset count')
+    const offsets: Array<[number, number]> = []
+    for (let i = 0; i < n; i++) offsets.push([r.u16('partition'), r.u64('offset')])
+    c = { ...ref, op, offsets }
+  } else if (op === 'positions') c = { ...ref, op }
+  else if (op === 'lease')
+    c = { ...ref, op, partition: r.u16('partition'), holder: r.str('holder'), ttlMs: r.u32('ttl') }
+  else throw new DecodeError('unknown consumer op')
+  r.end('consumer call')
+  return c
+}
+
+/** Encodes a reply; `write` encodes an ok value. */
+export function encodeLeaderReply<T>(x: LeaderReply<T>, write: (w: BinaryWriter, v: T) => void): Uint8Array {
+  const w = new BinaryWriter(64)
+  if (x.status === 'ok') write(w.u8(0), x.value)
+  else if (x.status === 'notLeader') w.u8(1).str(x.hint ?? '')
+  else w.u8(2).str(x.name).str(x.message)
+  return w.finish().slice()
+}
+
+/** Decodes a reply; `read` decodes an ok value. */
+export function decodeLeaderReply<T>(bytes: Uint8Array, read: (r: BinaryReader) => T): LeaderReply<T> {
+  const r = new BinaryReader(bytes)
+  const s = r.u8('status')
+  let x: LeaderReply<T>
+  if (s === 0) x = { status: 'ok', value: read(r) }
+  else if (s === 1) x = { status: 'notLeader', hint: r.str('hint') || null }
+  else if (s === 2) x = { status: 'error', name: r.str('name'), message: r.str('message') }
+  else throw new DecodeError(`unknown status ${s}`)
+  r.end('consumer reply')
+  return x
+}
+
+/** Writes positions: `u16 n | n × (u16 partition | u64 next)`. */
+export function writePositions(w: BinaryWriter, pos: Map<number, number>): void {
+  w.u16(pos.size)
+  for (const [p, o] of pos) w.u16(p).u64(o)
+}
+
+/** Reads positions written by `writePositions`. */
+export function readPositions(r: BinaryReader): Map<number, number> {
+  const n = r.u16('position count')
+  const out = new Map<number, number>()
+  for (let i = 0; i < n; i++) out.set(r.u16('partition'), r.u64('offset'))
+  return out
+}
+
+/** Writes a lease result. */
+export function writeLease(w: BinaryWriter, l: LeaseResult): void {
+  w.u8(l.granted ? 1 : 0).str(l.holder)
+}
+
+/** Reads a lease result. */
+export function readLease(r: BinaryReader): LeaseResult {
+  return { granted: r.u8('granted') === 1, holder: r.str('holder') }
+}
