@@ -8,6 +8,8 @@ export const DEFAULT_NETWORK = 'plexus'
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 /** Largest payload accepted by request, broadcast, publish and tunnel send (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+/** A stream replica unreachable this long is replaced by another member (ms). */
+export const DEFAULT_REPLACE_REPLICA_AFTER = 60_000
 /** Default relay endpoint (thin clients and the CLI). */
 export const DEFAULT_RELAY_HOST = '127.0.0.1'
 export const DEFAULT_RELAY_PORT = 55555

@@ -183,6 +183,8 @@ class Node implements PlexusNode {
       },
       nextChange,
       count,
+      isUp: (p) => p === self || this.links.get(p) !== undefined,
+      replaceAfterMs: this.cfg.replaceReplicaAfter,
     })
     this.streamService.start()
     this.tunnels = new TunnelManager({

@@ -10,6 +10,7 @@ import {
   DEFAULT_NETWORK,
   DEFAULT_RELAY_HOST,
   DEFAULT_RELAY_PORT,
+  DEFAULT_REPLACE_REPLICA_AFTER,
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
 import type { Limits, NodeOptions } from './types.js'
@@ -35,6 +36,7 @@ export interface NodeConfig {
   dataDir: string | undefined
   relay: { host: string; port: number } | undefined
   maxMessageSize: number
+  replaceReplicaAfter: number
 }
 
 /** Validates `createNode` options. */
@@ -80,6 +82,10 @@ export function parseNodeOptions(options: unknown): NodeConfig {
       port: checkPort(r.port, 'relay.port') ?? DEFAULT_RELAY_PORT,
     }
   }
+  const streams = checkOptions<NonNullable<NodeOptions['streams']>>(o.streams, 'streams')
+  const replaceReplicaAfter =
+    checkPositiveInt(streams.replaceReplicaAfter, 'streams.replaceReplicaAfter') ??
+    DEFAULT_REPLACE_REPLICA_AFTER
   return {
     network,
     networkKey,
@@ -91,6 +97,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     dataDir: o.dataDir,
     relay,
     maxMessageSize,
+    replaceReplicaAfter,
   }
 }
 

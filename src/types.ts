@@ -22,6 +22,15 @@ export interface NodeOptions {
   relay?: false | { host?: string; port?: number }
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
+  /** Durable streams hosted by this node's clusters. */
+  streams?: {
+    /**
+     * A stream replica whose member has been unreachable this long is replaced by another
+     * member of the cluster (ms, default 60 s; applied by whichever member leads the
+     * cluster's metadata group).
+     */
+    replaceReplicaAfter?: number
+  }
 }
 
 /** Per-member limits; over them a member answers `OverloadedError` instead of queueing. */

@@ -14,8 +14,8 @@
  * for `maxAgeMs` without a refresh (the metadata group was wiped and recreated). Durability:
  * none (soft state rebuilt from floods after restart).
  *
- * Layout (util/binary): `u8 version (1) | str cluster | str leader | u64 index | u64 counter |
- * u32 n | n × (spec | u64 createdIndex | placement) (metadata-codec.ts) | u32 k | k × (str name |
+ * Layout (util/binary): `u8 version (2) | str cluster | str leader | u64 index | u64 counter |
+ * u32 n | n × (spec | u64 createdIndex | placement | initial placement) (metadata-codec.ts) | u32 k | k × (str name |
  * u64 createdIndex) (tombstones) | 64 signature`; the
  * signature covers everything before it under domain `plexus-streams/1`.
  */
@@ -25,7 +25,7 @@ import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import type { Tombstone } from './metadata.js'
 import { readPlacement, readSpec, type StreamMeta, writePlacement, writeSpec } from './metadata-codec.js'
 
-const TABLE_VERSION = 1
+const TABLE_VERSION = 2
 const DOMAIN = 'plexus-streams/1'
 /** Largest encoded table accepted (bytes). */
 export const MAX_TABLE_BYTES = 1024 * 1024
@@ -105,6 +105,7 @@ export class StreamDirectory {
       writeSpec(w, m)
       w.u64(m.createdIndex)
       writePlacement(w, m.placement)
+      writePlacement(w, m.initialPlacement)
     }
     w.u32(tombstones.length)
     for (const t of tombstones) w.str(t.name).u64(t.createdIndex)
@@ -222,7 +223,8 @@ function decodeTable(bytes: Uint8Array): { table: StreamTable; signed: Uint8Arra
     const spec = readSpec(r)
     const createdIndex = r.u64('createdIndex')
     const placement = readPlacement(r, spec)
-    streams.push({ ...spec, placement, createdIndex })
+    const initialPlacement = readPlacement(r, spec)
+    streams.push({ ...spec, placement, initialPlacement, createdIndex })
   }
   const k = r.u32('tombstone count')
   if (k > r.remaining) throw new DecodeError(`implausible tombstone count ${k}`)

@@ -29,6 +29,7 @@ import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import type { RaftTransport } from '../replication/index.js'
 import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
+import { Healer, reconfigureStep } from './healer.js'
 import { MetaGroup } from './meta-group.js'
 import {
   encodeCommand,
@@ -62,6 +63,8 @@ export interface HostedPartition {
   stop(): Promise<void>
   /** When this node last handed leadership to the preferred leader (ms). */
   lastTransfer: number
+  /** A membership change toward the placement is in flight (leader only). */
+  reconfiguring: boolean
 }
 
 /** What a `ClusterHost` needs from its node. */
@@ -86,12 +89,18 @@ export interface ClusterHostDeps {
   electionTick: number
   /** Table refresh interval (ms). */
   refreshMs: number
+  /** True while this node has a link to `peer` (true for itself). */
+  isUp(peer: string): boolean
+  /** A placed replica whose member is unreachable this long is replaced (ms). */
+  replaceAfterMs: number
+  count(name: string): void
 }
 
 /** One member's share of a cluster's durable streams; see the module doc. */
 export class ClusterHost {
   readonly catalog = new StreamCatalog()
   readonly meta: MetaGroup
+  private readonly healer: Healer
   private timer: NodeJS.Timeout | undefined
   private lastPublished = 0
   private publishedIndex = -1
@@ -112,6 +121,18 @@ export class ClusterHost {
       driver: { tickMs: d.tickMs, electionTick: d.electionTick, onError: d.onError },
       applied: () => this.queuePublish(),
     })
+    this.healer = new Healer({
+      id: d.id,
+      catalog: this.catalog,
+      meta: this.meta,
+      members: () => d.members(),
+      isUp: (p) => d.isUp(p),
+      loads: (m) => d.loads(m),
+      now: () => d.now(),
+      replaceAfterMs: d.replaceAfterMs,
+      newRequestId,
+      count: (n) => d.count(n),
+    })
   }
 
   /** Starts the metadata replica and the table refresh timer. */
@@ -124,6 +145,9 @@ export class ClusterHost {
         else if (this.meta.role === 'leader' && this.publishedIndex !== this.catalog.lastApplied)
           this.publish()
         this.balanceLeaders()
+        void this.healer.tick()
+        for (const h of this.d.hosted.values())
+          if (h.cluster === this.d.cluster) reconfigureStep(h, this.d.id)
       },
       Math.min(1000, this.d.refreshMs),
     )
@@ -320,7 +344,10 @@ export class ClusterHost {
     }
     for (const [key, w] of wanted) {
       if (this.stopped) return
-      if (!this.d.hosted.has(key)) await this.host(key, w.meta, w.partition)
+      const h = this.d.hosted.get(key)
+      if (h)
+        h.meta = w.meta // placement changes (a replica replaced) reach running replicas
+      else await this.host(key, w.meta, w.partition)
     }
     if (!this.cleaned) {
       this.cleaned = true
@@ -330,7 +357,9 @@ export class ClusterHost {
 
   private async host(key: string, meta: StreamMeta, partition: number): Promise<void> {
     const group = `p/${this.d.cluster}/${meta.name}/${meta.createdIndex}/${partition}`
-    const voters = meta.placement[partition]!
+    // Bootstrapped with the placement at creation; a replica added later replays the
+    // membership changes from the leader's log on top of it.
+    const voters = meta.initialPlacement[partition]!
     const lastHeard = new Map<string, number>()
     const replica: PartitionReplica = new PartitionReplica({
       id: this.d.id,
@@ -339,13 +368,27 @@ export class ClusterHost {
       send: (to, bytes) => this.d.raft.send(group, to, bytes),
       driver: { tickMs: this.d.tickMs, electionTick: this.d.electionTick, onError: this.d.onError },
     })
+    const entry: HostedPartition = {
+      cluster: this.d.cluster,
+      meta,
+      partition,
+      replica,
+      lastHeard,
+      stop: async () => {},
+      lastTransfer: 0,
+      reconfiguring: false,
+    }
+    const allowed = (peer: string): boolean =>
+      entry.meta.placement[partition]!.includes(peer) ||
+      voters.includes(peer) ||
+      (replica.raft?.status().voters.includes(peer) ?? false)
     const unregister = this.d.raft.register(
       group,
       (from, bytes) => {
         lastHeard.set(from, this.d.now())
         replica.receive(from, bytes)
       },
-      (peer) => voters.includes(peer),
+      allowed,
     )
     const fresh = !existsSync(join(this.streamDir(meta), String(partition), 'raft'))
     try {
@@ -355,20 +398,13 @@ export class ClusterHost {
       throw err
     }
     // A brand-new group: the preferred leader stands at once (faster than an election timeout).
-    if (fresh && voters[0] === this.d.id) replica.raft?.campaign()
-    const stop = async () => {
+    if (fresh && voters[0] === this.d.id && meta.placement[partition]![0] === this.d.id)
+      replica.raft?.campaign()
+    entry.stop = async () => {
       unregister()
       await replica.stop().catch(() => {})
     }
-    this.d.hosted.set(key, {
-      cluster: this.d.cluster,
-      meta,
-      partition,
-      replica,
-      lastHeard,
-      stop,
-      lastTransfer: 0,
-    })
+    this.d.hosted.set(key, entry)
   }
 
   private streamDir(meta: StreamMeta): string {

@@ -48,6 +48,11 @@ export interface StreamSpec {
 export interface StreamMeta extends StreamSpec {
   /** Replicas per partition, preferred leader first. */
   placement: string[][]
+  /**
+   * The placement at creation: each partition's raft group was bootstrapped with it, so a
+   * replica added later starts from it and replays the membership changes from the log.
+   */
+  initialPlacement: string[][]
   /** Raft index of the create that made it (identical on every replica). */
   createdIndex: number
 }

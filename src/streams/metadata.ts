@@ -44,7 +44,7 @@ export {
   validateStreamConfig,
 } from './metadata-codec.js'
 
-const SNAPSHOT_VERSION = 3
+const SNAPSHOT_VERSION = 4
 /** Most durable consumers per stream. */
 export const MAX_DURABLES = 1024
 /** Deleted streams remembered (tombstones): replicas delete data only for these. */
@@ -64,6 +64,7 @@ const cloneMeta = (m: StreamMeta): StreamMeta => ({
   ...m,
   retention: { ...m.retention },
   placement: m.placement.map((l) => [...l]),
+  initialPlacement: m.initialPlacement.map((l) => [...l]),
 })
 
 /**
@@ -242,6 +243,7 @@ export class StreamCatalog {
       ...spec,
       retention: { ...spec.retention },
       placement: placement.map((l) => [...l]),
+      initialPlacement: placement.map((l) => [...l]),
       createdIndex: index,
     }
     this.streams.set(name, meta)
@@ -251,7 +253,8 @@ export class StreamCatalog {
 
   /**
    * The whole state as bytes, identical on replicas that applied the same entries:
-   * `u8 version | u64 lastApplied | u32 n | n × (spec, u64 createdIndex, placement) |
+   * `u8 version | u64 lastApplied | u32 n | n × (spec, u64 createdIndex, placement, initial
+   * placement (from version 4)) |
    * u32 m | m × (str requestId, result) | u32 k | k × (str name, u64 createdIndex)` (tombstones,
    * from version 2) `| u32 s | s × (str stream | u32 d | d × (str durable | u16 p | p × (u16
    * partition | u64 next offset)))` (durable consumer positions, from version 3).
@@ -263,6 +266,7 @@ export class StreamCatalog {
       writeSpec(w, m)
       w.u64(m.createdIndex)
       writePlacement(w, m.placement)
+      writePlacement(w, m.initialPlacement)
     }
     w.u32(this.requests.size)
     for (const [id, res] of this.requests) {
@@ -302,8 +306,9 @@ export class StreamCatalog {
       const spec = readSpec(r)
       const createdIndex = r.u64('createdIndex')
       const placement = readPlacement(r, spec)
+      const initialPlacement = v >= 4 ? readPlacement(r, spec) : placement.map((l) => [...l])
       if (streams.has(spec.name)) throw new DecodeError(`stream "${spec.name}" twice in snapshot`)
-      streams.set(spec.name, { ...spec, placement, createdIndex })
+      streams.set(spec.name, { ...spec, placement, initialPlacement, createdIndex })
       subjects.add(spec.subject, spec.name)
     }
     const m = r.u32('request count')

@@ -54,6 +54,10 @@ export interface StreamServiceDeps {
   electionTick?: number
   /** Stream table refresh (ms, default 10 s). */
   refreshMs?: number
+  /** True while this node has a link to `peer` (true for itself). */
+  isUp(peer: string): boolean
+  /** A placed replica unreachable this long is replaced (ms). */
+  replaceAfterMs: number
 }
 
 /** The node's durable-stream layer; see the module doc. */
@@ -135,6 +139,9 @@ export class StreamService {
       tickMs: this.d.tickMs ?? 50,
       electionTick: this.d.electionTick ?? 10,
       refreshMs: this.d.refreshMs ?? 10_000,
+      isUp: (p) => this.d.isUp(p),
+      replaceAfterMs: this.d.replaceAfterMs,
+      count: (n) => this.d.count(n),
     })
     this.hosts.set(cluster, host)
     await host.start()

@@ -184,4 +184,50 @@ describe('durable streams', () => {
     expect(after!.offset).toBeGreaterThan(first!.offset)
     expect(leader0).toBeTruthy()
   }, 60_000)
+
+  it('replaces a replica whose member is gone and gets back to full replication', async () => {
+    const network = uniqueNetwork()
+    const root = await tmp()
+    const opts = (i: number) => ({
+      network,
+      dataDir: join(root, `m${i}`),
+      streams: { replaceReplicaAfter: 1000 },
+    })
+    const members = await Promise.all([0, 1, 2, 3].map((i) => startNode(opts(i))))
+    const outside = await startNode({ network })
+    mine.push(...members, outside)
+    const key = generateKey()
+    for (const m of members) await m.join('db', { key })
+    for (const n of [...members, outside]) await waitForMembers(n, 'db', 4, 10_000)
+    const info = await outside.streams.create('heal', { cluster: 'db', subject: 'heal.>', replicas: 3 })
+    for (let i = 0; i < 20; i++) await outside.publish('heal.x', `a${i}`, { ack: 'all' })
+    const placed = info.partitions[0]!.replicas
+    const spare = members.find((m) => !placed.includes(m.id))!
+    // a follower dies for good
+    await waitFor(async () => (await outside.streams.info('heal')).partitions[0]!.leader !== null, 10_000)
+    const leader = (await outside.streams.info('heal')).partitions[0]!.leader
+    const victim = members.find((m) => placed.includes(m.id) && m.id !== leader)!
+    await victim.stop()
+    await waitFor(
+      async () => {
+        const p = (await outside.streams.info('heal', { timeout: 3000 })).partitions[0]!
+        return p.replicas.includes(spare.id) && !p.replicas.includes(victim.id) && p.inSync.length === 3
+      },
+      30_000,
+      'the spare member replacing the dead replica, in sync',
+    )
+    for (let i = 0; i < 10; i++) await outside.publish('heal.x', `b${i}`, { ack: 'all' })
+    // the new replica holds everything: read it from there
+    const got: string[] = []
+    for await (const m of spare.consume('heal', { from: 'earliest' })) {
+      got.push(new TextDecoder().decode(m.data))
+      if (got.length === 30) break
+    }
+    expect(got).toEqual([
+      ...Array.from({ length: 20 }, (_, i) => `a${i}`),
+      ...Array.from({ length: 10 }, (_, i) => `b${i}`),
+    ])
+    const st = spare.status().streams.find((s) => s.name === 'heal')!
+    expect(st.hosted[0]!.nextOffset).toBe(30)
+  }, 90_000)
 })
