@@ -64,7 +64,15 @@ export interface ClientStreamsHost {
 }
 
 const STREAM_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/
-const CONFIG_KEYS = ['cluster', 'subject', 'replicas', 'partitions', 'retention', 'compact']
+const CONFIG_KEYS = [
+  'cluster',
+  'subject',
+  'replicas',
+  'partitions',
+  'retention',
+  'compact',
+  'duplicateWindow',
+]
 const RETENTION_KEYS = ['maxAge', 'maxBytes', 'maxMessages'] as const
 
 /** Checks a stream name (1–64 characters of [A-Za-z0-9_-]) given as `field`. */
@@ -88,6 +96,7 @@ export function checkStreamConfig(config: unknown): {
   partitions: number
   retention: StreamRetention
   compact: boolean
+  duplicateWindow: number
 } {
   if (config === undefined || config === null) throw invalid('config', config, 'an object')
   const c = checkOptions<Record<string, unknown>>(config, 'config')
@@ -117,7 +126,8 @@ export function checkStreamConfig(config: unknown): {
   }
   if (c.compact !== undefined && typeof c.compact !== 'boolean')
     throw invalid('config.compact', c.compact, 'a boolean')
-  return { cluster, subject, replicas, partitions, retention, compact: c.compact === true }
+  const duplicateWindow = checkPositiveInt(c.duplicateWindow, 'config.duplicateWindow') ?? 0
+  return { cluster, subject, replicas, partitions, retention, compact: c.compact === true, duplicateWindow }
 }
 
 /** Checks `StreamCallOptions`; returns the wire timeout (0 = node default) and the signal. */

@@ -20,26 +20,36 @@ const MAX_ITEMS = 65_536
 
 const RETENTION_KEYS = ['maxAge', 'maxBytes', 'maxMessages'] as const
 
-function writeRetention(w: BinaryWriter, r: StreamRetention, compact: boolean): void {
+/** Flag bit 3: a `u64 duplicateWindow` follows the retention fields (0 / absent: default). */
+const DUPLICATE_WINDOW_FLAG = 8
+
+function writeRetention(w: BinaryWriter, r: StreamRetention, compact: boolean, duplicateWindow = 0): void {
   let flags = 0
   RETENTION_KEYS.forEach((k, i) => {
     if (r[k] !== undefined) flags |= 1 << i
   })
+  if (duplicateWindow > 0) flags |= DUPLICATE_WINDOW_FLAG
   w.u8(flags)
   for (const k of RETENTION_KEYS) if (r[k] !== undefined) w.u64(r[k]!)
+  if (duplicateWindow > 0) w.u64(duplicateWindow)
   w.u8(compact ? 1 : 0)
 }
 
-function readRetention(r: BinaryReader): { retention: StreamRetention; compact: boolean } {
+function readRetention(r: BinaryReader): {
+  retention: StreamRetention
+  compact: boolean
+  duplicateWindow: number
+} {
   const flags = r.u8('retention flags')
-  if (flags > 7) throw new DecodeError(`unknown retention flags ${flags}`)
+  if (flags > 15) throw new DecodeError(`unknown retention flags ${flags}`)
   const retention: StreamRetention = {}
   RETENTION_KEYS.forEach((k, i) => {
     if (flags & (1 << i)) retention[k] = r.u64(`retention.${k}`)
   })
+  const duplicateWindow = flags & DUPLICATE_WINDOW_FLAG ? r.u64('duplicateWindow') : 0
   const compact = r.u8('compact')
   if (compact > 1) throw new DecodeError(`compact must be 0 or 1, got ${compact}`)
-  return { retention, compact: compact === 1 }
+  return { retention, compact: compact === 1, duplicateWindow }
 }
 
 /** STREAM_CREATE body. `partitions` and `replicas` 0 mean the node's defaults. */
@@ -51,6 +61,8 @@ export interface StreamCreateBody {
   partitions: number
   retention: StreamRetention
   compact: boolean
+  /** 0 = the default (2 minutes). */
+  duplicateWindow: number
   /** 0 = the node's default. */
   timeoutMs: number
 }
@@ -58,7 +70,7 @@ export interface StreamCreateBody {
 /** Writes a STREAM_CREATE body. */
 export function encodeStreamCreate(w: BinaryWriter, m: StreamCreateBody): void {
   w.str(m.name).str(m.cluster).str(m.subject).u16(m.replicas).u32(m.partitions)
-  writeRetention(w, m.retention, m.compact)
+  writeRetention(w, m.retention, m.compact, m.duplicateWindow)
   w.u32(m.timeoutMs)
 }
 
@@ -69,10 +81,10 @@ export function decodeStreamCreate(r: BinaryReader): StreamCreateBody {
   const subject = r.str('subject')
   const replicas = r.u16('replicas')
   const partitions = r.u32('partitions')
-  const { retention, compact } = readRetention(r)
+  const { retention, compact, duplicateWindow } = readRetention(r)
   const timeoutMs = r.u32('timeout')
   r.end('STREAM_CREATE')
-  return { name, cluster, subject, replicas, partitions, retention, compact, timeoutMs }
+  return { name, cluster, subject, replicas, partitions, retention, compact, duplicateWindow, timeoutMs }
 }
 
 /** STREAM_INFO and STREAM_DELETE body. */
@@ -109,7 +121,7 @@ function readIds(r: BinaryReader, what: string): string[] {
 /** Writes a STREAM_INFO_REPLY body. */
 export function encodeStreamInfo(w: BinaryWriter, s: StreamInfo): void {
   w.str(s.name).str(s.cluster).str(s.subject).u16(s.replicas)
-  writeRetention(w, s.retention ?? {}, s.compact === true)
+  writeRetention(w, s.retention ?? {}, s.compact === true, s.duplicateWindow)
   w.u32(s.partitions.length)
   for (const p of s.partitions) {
     w.u32(p.partition).str(p.leader ?? '')
@@ -125,7 +137,7 @@ export function decodeStreamInfo(r: BinaryReader): StreamInfo {
   const cluster = r.str('cluster')
   const subject = r.str('subject')
   const replicas = r.u16('replicas')
-  const { retention, compact } = readRetention(r)
+  const { retention, compact, duplicateWindow } = readRetention(r)
   const n = r.u32('partition count')
   if (n > MAX_ITEMS) throw new DecodeError(`${n} partitions, at most ${MAX_ITEMS}`)
   const partitions: PartitionInfo[] = []
@@ -146,7 +158,7 @@ export function decodeStreamInfo(r: BinaryReader): StreamInfo {
     })
   }
   r.end('STREAM_INFO_REPLY')
-  return { name, cluster, subject, replicas, retention, compact, partitions }
+  return { name, cluster, subject, replicas, retention, compact, duplicateWindow, partitions }
 }
 
 /** One stream of a STREAM_LIST_REPLY (as `node.streams.list()` returns it). */

@@ -160,6 +160,7 @@ export class RelayStreams {
     if (m.partitions !== 0) config.partitions = m.partitions
     if (Object.keys(m.retention).length > 0) config.retention = m.retention
     if (m.compact) config.compact = true
+    if (m.duplicateWindow > 0) config.duplicateWindow = m.duplicateWindow
     this.host.track(
       f.id,
       0,

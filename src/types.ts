@@ -169,6 +169,8 @@ export interface StreamConfig {
   partitions?: number
   retention?: StreamRetention
   compact?: boolean
+  /** How long a publish `msgId` is remembered: a retry within it is stored once (ms, default 2 min). */
+  duplicateWindow?: number
 }
 
 /** Options of the `node.streams` calls. */
@@ -201,6 +203,7 @@ export interface StreamInfo {
   replicas: number
   retention: StreamRetention
   compact: boolean
+  duplicateWindow: number
   partitions: PartitionInfo[]
 }
 

@@ -198,6 +198,7 @@ export class StreamsClient {
       replicas: meta.replicas,
       retention: { ...meta.retention },
       compact: meta.compact,
+      duplicateWindow: meta.duplicateWindow,
       partitions,
     }
   }

@@ -4,8 +4,9 @@
  * machine is `StreamCatalog` in metadata.ts. See docs/replication.md, "Stream metadata".
  *
  * Command layout (big-endian, util/binary): `u8 version (1) | u8 kind | str requestId | body`
- * - create (1): `str name | str subject | u16 partitions | u8 replicas | u8 retention flags
- *   (bit 0 maxAge, 1 maxBytes, 2 maxMessages) | u64 each present | u8 compact (0/1) |
+ * - create (1): `str name | str subject | u16 partitions | u8 replicas | u8 flags (bit 0
+ *   retention.maxAge, 1 retention.maxBytes, 2 retention.maxMessages, 3 duplicateWindow) |
+ *   u64 each present | u8 compact (0/1) |
  *   u16 partitions × (u8 n | n × str member)`
  * - delete (2): `str name`
  * - updatePlacement (3): `str name | u16 partition | u8 n | n × str member`
@@ -42,7 +43,12 @@ export interface StreamSpec {
   replicas: number
   retention: RetentionPolicy
   compact: boolean
+  /** How long a `msgId` is remembered for de-duplication (ms). */
+  duplicateWindow: number
 }
+
+/** Default `duplicateWindow`: two minutes. */
+export const DEFAULT_DUPLICATE_WINDOW = 120_000
 
 /** A stream as the catalog holds it. */
 export interface StreamMeta extends StreamSpec {
@@ -171,7 +177,11 @@ export function validateStreamConfig(name: unknown, opts: unknown): StreamConfig
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts))
     throw new InvalidArgumentError(`options must be an object, got ${describe(opts)}`)
   const o = opts as Record<string, unknown>
-  refuseUnknown(o, ['cluster', 'subject', 'partitions', 'replicas', 'retention', 'compact'], 'options')
+  refuseUnknown(
+    o,
+    ['cluster', 'subject', 'partitions', 'replicas', 'retention', 'compact', 'duplicateWindow'],
+    'options',
+  )
   const cluster = checkClusterName(o.cluster, 'cluster')
   const subject = checkPattern(o.subject, 'subject')
   const partitions = o.partitions === undefined ? 1 : positiveInt(o.partitions, 'partitions', MAX_PARTITIONS)
@@ -189,6 +199,10 @@ export function validateStreamConfig(name: unknown, opts: unknown): StreamConfig
   }
   if (o.compact !== undefined && typeof o.compact !== 'boolean')
     throw new InvalidArgumentError(`compact must be a boolean, got ${describe(o.compact)}`)
+  const duplicateWindow =
+    o.duplicateWindow === undefined
+      ? DEFAULT_DUPLICATE_WINDOW
+      : positiveInt(o.duplicateWindow, 'duplicateWindow')
   return {
     cluster,
     name: name as string,
@@ -197,6 +211,7 @@ export function validateStreamConfig(name: unknown, opts: unknown): StreamConfig
     replicas,
     retention,
     compact: o.compact === true,
+    duplicateWindow,
   }
 }
 
@@ -208,6 +223,7 @@ export function sameSpec(a: StreamSpec, b: StreamSpec): boolean {
     a.partitions === b.partitions &&
     a.replicas === b.replicas &&
     a.compact === b.compact &&
+    a.duplicateWindow === b.duplicateWindow &&
     a.retention.maxAge === b.retention.maxAge &&
     a.retention.maxBytes === b.retention.maxBytes &&
     a.retention.maxMessages === b.retention.maxMessages
@@ -223,8 +239,10 @@ export function writeSpec(w: BinaryWriter, s: StreamSpec): void {
   RETENTION_KEYS.forEach((k, i) => {
     if (s.retention[k] !== undefined) flags |= 1 << i
   })
+  if (s.duplicateWindow !== DEFAULT_DUPLICATE_WINDOW) flags |= 8
   w.u8(flags)
   for (const k of RETENTION_KEYS) if (s.retention[k] !== undefined) w.u64(s.retention[k]!)
+  if (flags & 8) w.u64(s.duplicateWindow)
   w.u8(s.compact ? 1 : 0)
 }
 
@@ -235,14 +253,15 @@ export function readSpec(r: BinaryReader): StreamSpec {
   const partitions = r.u16('partitions')
   const replicas = r.u8('replicas')
   const flags = r.u8('retention flags')
-  if (flags > 7) throw new DecodeError(`unknown retention flags ${flags}`)
+  if (flags > 15) throw new DecodeError(`unknown spec flags ${flags}`)
   const retention: RetentionPolicy = {}
   RETENTION_KEYS.forEach((k, i) => {
     if (flags & (1 << i)) retention[k] = r.u64(`retention.${k}`)
   })
+  const duplicateWindow = flags & 8 ? r.u64('duplicateWindow') : DEFAULT_DUPLICATE_WINDOW
   const c = r.u8('compact')
   if (c > 1) throw new DecodeError(`compact flag ${c}`)
-  const spec = { name, subject, partitions, replicas, retention, compact: c === 1 }
+  const spec = { name, subject, partitions, replicas, retention, compact: c === 1, duplicateWindow }
   try {
     const { name: _, ...opts } = spec
     validateStreamConfig(name, { ...opts, cluster: 'x' })

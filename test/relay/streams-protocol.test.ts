@@ -62,10 +62,19 @@ describe('stream frame codecs', () => {
       partitions: 70_000,
       retention: { maxAge: 60_000, maxMessages: 2 ** 40 },
       compact: true,
+      duplicateWindow: 5000,
       timeoutMs: 1234,
     }
     expect(roundTrip((w) => encodeStreamCreate(w, create), decodeStreamCreate)).toEqual(create)
-    const bare = { ...create, replicas: 0, partitions: 0, retention: {}, compact: false, timeoutMs: 0 }
+    const bare = {
+      ...create,
+      replicas: 0,
+      partitions: 0,
+      retention: {},
+      compact: false,
+      duplicateWindow: 0,
+      timeoutMs: 0,
+    }
     expect(roundTrip((w) => encodeStreamCreate(w, bare), decodeStreamCreate)).toEqual(bare)
     const name = { name: 'x', timeoutMs: 5 }
     expect(
@@ -78,6 +87,7 @@ describe('stream frame codecs', () => {
     const info: StreamInfo = {
       name: 'orders',
       cluster: 'db',
+      duplicateWindow: 120_000,
       subject: 'orders.*',
       replicas: 2,
       retention: { maxBytes: 1 << 30 },

@@ -68,6 +68,7 @@ describe('MetaGroup over the overlay', () => {
       replicas: 3,
       retention: {},
       compact: false,
+      duplicateWindow: 120_000,
       placement: placeStream(ids, new Map(), 2, 3, 1),
     })
     const follower = members.find((m) => m !== leader)!

@@ -42,6 +42,7 @@ function create(name: string, subject: string, over: Partial<CreateStream> = {})
     placement: placeStream(['a', 'b', 'c', 'd'], new Map(), partitions, replicas, 1),
     requestId: `r${++req}`,
     ...over,
+    duplicateWindow: over.duplicateWindow ?? 120_000,
   }
 }
 const del = (name: string): MetaCommand => ({ type: 'delete', name, requestId: `r${++req}` })
@@ -218,6 +219,7 @@ describe('validateStreamConfig', () => {
       replicas: 3,
       retention: {},
       compact: false,
+      duplicateWindow: 120_000,
     })
   })
 
