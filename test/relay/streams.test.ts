@@ -70,6 +70,23 @@ async function take(c: RelayConsumer, n: number): Promise<StreamMessage[]> {
 }
 
 describe('durable streams through the relay', () => {
+  it('a durable consumer through the relay resumes after its acks, with delivery counts', async () => {
+    const { client } = await setup()
+    await client.streams.create('dur', { cluster: 'db', subject: 'dur.>', replicas: 3 })
+    for (let i = 0; i < 12; i++) await client.publish('dur.x', `d${i}`, { ack: 'all' })
+    const c1 = client.consume('dur', { durable: 'relayed', ackWait: 60_000 })
+    const first: StreamMessage[] = []
+    for await (const m of c1) {
+      first.push(m)
+      expect(m.deliveryCount).toBe(1)
+      if (first.length <= 5) await m.ack()
+      if (first.length === 7) break // 5 acked, 2 delivered but not acked
+    }
+    const rest = await take(client.consume('dur', { durable: 'relayed' }), 7)
+    expect(rest.map((m) => m.offset)).toEqual([5, 6, 7, 8, 9, 10, 11])
+    expect(text(rest[0]!.data)).toBe('d5')
+  }, 60_000)
+
   it('create, info, list, publish with acks, consume, delete', async () => {
     const { members, relay, client } = await setup()
     const info = await client.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 3 })
