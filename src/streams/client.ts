@@ -31,7 +31,7 @@ import type {
 } from '../types.js'
 import { BinaryWriter } from '../util/binary.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
-import type { LeaderReply } from './consumer-wire.js'
+import { encodeSeek, type LeaderReply } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
 import { newRequestId, partitionKey } from './host.js'
 import { validateStreamConfig } from './metadata.js'
@@ -450,6 +450,15 @@ export class StreamsClient {
   private releaseSlot(): void {
     this.background--
     this.slotWaiters.shift()?.()
+  }
+
+  /** The first offset of a partition at or after `timestamp` (ms). */
+  seek(ref: PartitionRef, replicas: string[], timestamp: number, signal: AbortSignal): Promise<number> {
+    const sig = AbortSignal.any([signal, this.closing.signal])
+    return this.route(ref, replicas, 's.seek', encodeSeek(ref, timestamp), decodePubReply, {
+      deadline: Date.now() + 10_000,
+      signal: sig,
+    })
   }
 
   /** Fetches committed messages of a partition from `offset` (long poll up to `waitMs`). */

@@ -129,6 +129,8 @@ export abstract class BufferedConsumer implements Consumer {
   ): Promise<number> {
     if (from === 'earliest') return 0
     if (typeof from === 'object' && 'offset' in from) return from.offset
+    if (typeof from === 'object' && 'time' in from)
+      return this.client.seek(ref, meta.placement[ref.partition]!, from.time.getTime(), signal)
     const b = await this.client.fetch(ref, meta.placement[ref.partition]!, Number.MAX_SAFE_INTEGER, 0, signal)
     return from === 'new' ? b.nextOffset : Math.max(0, b.nextOffset - 1)
   }

@@ -126,3 +126,35 @@ export function writeLease(w: BinaryWriter, l: LeaseResult): void {
 export function readLease(r: BinaryReader): LeaseResult {
   return { granted: r.u8('granted') === 1, holder: r.str('holder') }
 }
+
+/** `s.seek` call: `str stream | u64 createdIndex | u16 partition | u64 timestamp ms`. */
+export function encodeSeek(
+  ref: { stream: string; createdIndex: number; partition: number },
+  timestamp: number,
+): Uint8Array {
+  return new BinaryWriter(64)
+    .str(ref.stream)
+    .u64(ref.createdIndex)
+    .u16(ref.partition)
+    .u64(timestamp)
+    .finish()
+    .slice()
+}
+
+/** Decodes an `s.seek` call. */
+export function decodeSeek(bytes: Uint8Array): {
+  stream: string
+  createdIndex: number
+  partition: number
+  timestamp: number
+} {
+  const r = new BinaryReader(bytes)
+  const x = {
+    stream: r.str('stream'),
+    createdIndex: r.u64('createdIndex'),
+    partition: r.u16('partition'),
+    timestamp: r.u64('timestamp'),
+  }
+  r.end('seek call')
+  return x
+}

@@ -31,9 +31,9 @@ function checkFrom(from: unknown): ConsumeFrom {
       return { offset: o.offset as number }
     }
     if ('time' in o) {
-      if (!(o.time instanceof Date) || Number.isNaN(o.time.getTime()))
+      if (!(o.time instanceof Date) || Number.isNaN(o.time.getTime()) || o.time.getTime() < 0)
         throw new InvalidArgumentError(`options.from.time must be a valid Date, got ${describe(o.time)}`)
-      throw new InvalidArgumentError('options.from.time: starting by time is not available in this version')
+      return { time: o.time }
     }
   }
   throw new InvalidArgumentError(

@@ -210,6 +210,11 @@ export class PartitionReplica {
     return this.openLog().waitForNew(afterOffset, signal)
   }
 
+  /** First committed offset whose timestamp is >= `timestamp` (undefined: none yet). */
+  offsetForTime(timestamp: number): Promise<number | undefined> {
+    return this.openLog().offsetForTime(timestamp)
+  }
+
   /** Lowest offset that may still be present. */
   earliest(): number {
     return this.openLog().earliestOffset()

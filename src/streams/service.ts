@@ -14,7 +14,7 @@ import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, NodeStatus, PublishAck, Streams } from '../types.js'
 import { StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
-import { decodeConsumerCall, encodeLeaderReply } from './consumer-wire.js'
+import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
 import { StreamDirectory } from './directory.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
 import {
@@ -102,6 +102,7 @@ export class StreamService {
       rpc.handle('s.pub', (b) => this.onPublish(b)),
       rpc.handle('s.fetch', (b, ctx) => this.onFetch(b, ctx)),
       rpc.handle('s.cons', (b) => this.onConsumer(b)),
+      rpc.handle('s.seek', (b) => this.onSeek(b)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
       rpc.handle('s.load', (b) => {
         const cluster = new TextDecoder().decode(b)
@@ -210,6 +211,15 @@ export class StreamService {
       if (err instanceof NotLeaderError) return encodeMetaReply({ status: 'notLeader', hint: err.leader })
       throw err
     }
+  }
+
+  /** The first offset at or after a time (the next offset when none is yet). */
+  private async onSeek(body: Uint8Array): Promise<Uint8Array> {
+    const call = decodeSeek(body)
+    const h = this.hosted.get(partitionKey(call))
+    if (h === undefined) return encodePubReply({ status: 'notHere' })
+    const offset = await h.replica.offsetForTime(call.timestamp)
+    return encodePubReply({ status: 'ok', value: offset ?? h.replica.latest() + 1 })
   }
 
   private async onConsumer(body: Uint8Array): Promise<Uint8Array> {

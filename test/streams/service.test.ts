@@ -230,4 +230,20 @@ describe('durable streams', () => {
     const st = spare.status().streams.find((s) => s.name === 'heal')!
     expect(st.hosted[0]!.nextOffset).toBe(30)
   }, 90_000)
+
+  it('consumes from a time', async () => {
+    const { outside } = await cluster3()
+    await outside.streams.create('timed', { cluster: 'db', subject: 'timed.>', replicas: 3 })
+    for (let i = 0; i < 5; i++) await outside.publish('timed.x', `old${i}`, { ack: 'all' })
+    await new Promise((r) => setTimeout(r, 30))
+    const t = new Date()
+    for (let i = 0; i < 5; i++) await outside.publish('timed.x', `new${i}`, { ack: 'all' })
+    const got: string[] = []
+    for await (const m of outside.consume('timed', { from: { time: t } })) {
+      got.push(new TextDecoder().decode(m.data))
+      expect(m.timestamp).toBeGreaterThanOrEqual(t.getTime())
+      if (got.length === 5) break
+    }
+    expect(got).toEqual(['new0', 'new1', 'new2', 'new3', 'new4'])
+  }, 60_000)
 })
