@@ -479,7 +479,7 @@ class Node implements PlexusNode {
       throw new InvalidArgumentError(`options.msgId must be a non-empty string, got ${describe(o.msgId)}`)
     }
     const ack = o.ack ?? 'none'
-    const stored = this.streamService.publish(topic, payload, key, headers, ack, timeout)
+    const stored = this.streamService.publish(topic, payload, key, headers, ack, timeout, o.msgId)
     stored?.catch(() => {}) // awaited below; no unhandled rejection while pub/sub waits
     const wait = this.pubsub.publish(topic, payload, key, headers)
     if (wait) await wait

@@ -138,6 +138,11 @@ export interface PublishOptions {
   headers?: Record<string, string>
   /** `none` (default): fire and forget. `leader`/`all` need a durable stream capturing the topic. */
   ack?: 'none' | 'leader' | 'all'
+  /**
+   * Publish id: the stream stores a message once per id within its `duplicateWindow` (default
+   * 2 min), so a publish retried after a timeout or a leader change is not stored twice. With
+   * an id the node also resends on its own when the leader's link drops.
+   */
   msgId?: string
   timeout?: number
 }
@@ -147,6 +152,8 @@ export interface PublishAck {
   stream: string
   partition: number
   offset: number
+  /** Set when a message with this `msgId` was already stored (at `offset`): nothing was added. */
+  duplicate?: boolean
 }
 
 /** Retention of a stream; absent fields mean "no limit". */

@@ -20,6 +20,8 @@ const FLAG_KEY = 1
 
 /** Header names starting with this prefix are reserved for Plexus (refused in publishes). */
 export const RESERVED_HEADER_PREFIX = 'px.'
+/** Name of the header holding a message's publish id (`msgId`) on partition records. */
+export const MSG_ID_HEADER = 'px.id'
 /** Name of the header holding a message's topic on partition records. */
 export const TOPIC_HEADER = 'px.topic'
 /** Name of the position header on partition records. */

@@ -39,6 +39,7 @@ import {
   decodeFetchReply,
   decodeLoad,
   decodeMetaReply,
+  decodeOffsetReply,
   decodePubReply,
   decodeStateReply,
   encodeFetchCall,
@@ -69,6 +70,8 @@ export interface StreamsClientDeps {
   maxMessageSize: number
   count(name: string): void
 }
+
+const utf8 = new TextEncoder()
 
 const sleep = (ms: number, signal?: AbortSignal) =>
   new Promise<void>((resolve, reject) => {
@@ -353,7 +356,7 @@ export class StreamsClient {
     method: string,
     body: Uint8Array,
     decode: (bytes: Uint8Array) => Routed<T>,
-    opts: { deadline: number; signal: AbortSignal },
+    opts: { deadline: number; signal: AbortSignal; retryLost?: boolean },
   ): Promise<T> {
     const key = partitionKey(ref)
     let next: string | undefined = this.leaders.get(key)
@@ -369,7 +372,8 @@ export class StreamsClient {
       try {
         r = decode(await this.d.rpc.call(peer, method, body, { timeout: remaining, signal: opts.signal }))
       } catch (err) {
-        if (!(err instanceof PeerUnreachableError)) throw err
+        const lost = opts.retryLost === true && err instanceof MemberLostError
+        if (!(err instanceof PeerUnreachableError) && !lost) throw err
         if (this.leaders.get(key) === peer) this.leaders.delete(key)
         if (turn % replicas.length === 0) await sleep(100, opts.signal)
         continue
@@ -397,6 +401,7 @@ export class StreamsClient {
     headers: Record<string, string> | undefined,
     ack: WireAck,
     timeout: number,
+    msgId?: string,
   ): Promise<PublishAck | undefined> | undefined {
     const known = this.d.directory.forTopic(topic)
     if (known === undefined) {
@@ -408,6 +413,8 @@ export class StreamsClient {
     const { meta } = known
     let partition: number
     if (key !== undefined) partition = keyHash(key) % meta.partitions
+    else if (msgId !== undefined)
+      partition = keyHash(utf8.encode(msgId)) % meta.partitions // retries land alike
     else {
       const n = this.roundRobin.get(meta.name) ?? 0
       this.roundRobin.set(meta.name, n + 1)
@@ -419,13 +426,24 @@ export class StreamsClient {
       ack,
       timestamp: 0,
       topic,
+      msgId,
       key,
       headers,
       data,
     }).finish()
-    const opts = { deadline: Date.now() + timeout, signal: this.closing.signal }
+    // With a msgId a resend cannot store twice: an unknown outcome (lost link) is retried.
+    const opts = {
+      deadline: Date.now() + timeout,
+      signal: this.closing.signal,
+      retryLost: msgId !== undefined,
+    }
     const run = () => this.route(ref, meta.placement[partition]!, 's.pub', body, decodePubReply, opts)
-    if (ack !== 'none') return run().then((offset) => ({ stream: meta.name, partition, offset }))
+    if (ack !== 'none')
+      return run().then(({ offset, duplicate }) => {
+        const a: PublishAck = { stream: meta.name, partition, offset }
+        if (duplicate) a.duplicate = true
+        return a
+      })
     return this.backgroundSlot().then(() => {
       run()
         .catch(() => this.d.count('streams.appendsFailed'))
@@ -455,7 +473,7 @@ export class StreamsClient {
   /** The first offset of a partition at or after `timestamp` (ms). */
   seek(ref: PartitionRef, replicas: string[], timestamp: number, signal: AbortSignal): Promise<number> {
     const sig = AbortSignal.any([signal, this.closing.signal])
-    return this.route(ref, replicas, 's.seek', encodeSeek(ref, timestamp), decodePubReply, {
+    return this.route(ref, replicas, 's.seek', encodeSeek(ref, timestamp), decodeOffsetReply, {
       deadline: Date.now() + 10_000,
       signal: sig,
     })

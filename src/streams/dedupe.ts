@@ -27,18 +27,32 @@ export class DedupeWindow {
   ) {}
 
   /**
-   * The offset `id` was stored at, if it was stored within the window before `timestamp`;
-   * otherwise records it at `offset` and returns undefined.
+   * The offset `id` was stored at, if it was stored within the window before `timestamp`
+   * (the message is then a duplicate); undefined otherwise. Changes nothing.
    */
-  check(id: string, timestamp: number, offset: number): number | undefined {
-    this.newest = Math.max(this.newest, timestamp)
-    this.prune()
+  duplicateOf(id: string, timestamp: number): number | undefined {
     const seen = this.ids.get(id)
-    if (seen !== undefined && timestamp - seen.timestamp <= this.windowMs) return seen.offset
+    return seen !== undefined && timestamp - seen.timestamp <= this.windowMs ? seen.offset : undefined
+  }
+
+  /**
+   * Records that `id` was stored at `offset` with `timestamp`, and forgets ids older than the
+   * window behind the newest stored timestamp. Only stored messages move the window, so a
+   * replica rebuilding it from its partition log reaches the same state.
+   */
+  record(id: string, timestamp: number, offset: number): void {
+    this.newest = Math.max(this.newest, timestamp)
     this.ids.delete(id)
     this.ids.set(id, { offset, timestamp })
     if (this.ids.size > this.maxIds) this.ids.delete(this.ids.keys().next().value!)
-    return undefined
+    this.prune()
+  }
+
+  /** `duplicateOf`, then `record` when it is not a duplicate. */
+  check(id: string, timestamp: number, offset: number): number | undefined {
+    const dup = this.duplicateOf(id, timestamp)
+    if (dup === undefined) this.record(id, timestamp, offset)
+    return dup
   }
 
   /** Number of ids remembered. */

@@ -366,6 +366,7 @@ export class ClusterHost {
       dir: join(this.streamDir(meta), String(partition)),
       voters,
       send: (to, bytes) => this.d.raft.send(group, to, bytes),
+      duplicateWindowMs: meta.duplicateWindow,
       driver: { tickMs: this.d.tickMs, electionTick: this.d.electionTick, onError: this.d.onError },
     })
     const entry: HostedPartition = {

@@ -8,7 +8,19 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CorruptLogError, type Log, openLog, type ReplicaRecord } from '../log/index.js'
 import type { Entry } from '../raft/index.js'
-import { type BatchMessage, decodeBatch, decodePosition, encodePosition, POSITION_HEADER } from './batch.js'
+import {
+  type BatchMessage,
+  decodeBatch,
+  decodePosition,
+  encodePosition,
+  MSG_ID_HEADER,
+  POSITION_HEADER,
+} from './batch.js'
+import type { DedupeWindow } from './dedupe.js'
+
+const idDecoder = new TextDecoder()
+const idText = (b: Uint8Array) => idDecoder.decode(b)
+
 import type { PartitionRecovery } from './types.js'
 
 /** What `entriesToRecords` derived from a run of committed entries. */
@@ -19,8 +31,11 @@ export interface AppliedRun {
   nextOffset: number
   /** Raft index of the last entry of the run (or the previous applied index). */
   appliedIndex: number
-  /** `[raft index, first offset]` of each data entry, when spans were asked for. */
-  spans: Array<[number, number]>
+  /**
+   * `[raft index, offsets]` of each data entry when spans were asked for: one offset per
+   * message of the entry, negative (`-1 - original offset`) for a duplicate not stored.
+   */
+  spans: Array<[number, number[]]>
   /** Entries whose payload did not decode (skipped identically on every replica). */
   skipped: number
 }
@@ -36,12 +51,13 @@ export function entriesToRecords(
   appliedIndex: number,
   nextOffset: number,
   trackSpans: boolean,
+  dedupe?: DedupeWindow,
 ): AppliedRun {
   const records: ReplicaRecord[] = []
   let offset = nextOffset
   let last = appliedIndex
   let skipped = 0
-  const spans: Array<[number, number]> = []
+  const spans: Array<[number, number[]]> = []
   for (const e of entries) {
     if (e.index <= last) continue // re-delivered after a restart: already in the partition log
     last = e.index
@@ -53,12 +69,28 @@ export function entriesToRecords(
       skipped++ // same bytes on every replica: skipped everywhere alike
       continue
     }
-    if (trackSpans) spans.push([e.index, offset])
-    for (let pos = 0; pos < batch.length; pos++) {
-      const m = batch[pos]!
+    // Messages whose id was stored within the window are dropped (decided from the log
+    // alone: identical on every replica); positions count the stored ones.
+    const offsets: number[] = []
+    const kept: BatchMessage[] = []
+    for (const m of batch) {
+      const id = m.headers?.[MSG_ID_HEADER]
+      const key = id === undefined ? undefined : idText(id)
+      const dup = key === undefined || dedupe === undefined ? undefined : dedupe.duplicateOf(key, m.timestamp)
+      if (dup !== undefined) {
+        offsets.push(-1 - dup)
+        continue
+      }
+      if (key !== undefined) dedupe?.record(key, m.timestamp, offset + kept.length)
+      offsets.push(offset + kept.length)
+      kept.push(m)
+    }
+    if (trackSpans) spans.push([e.index, offsets])
+    for (let pos = 0; pos < kept.length; pos++) {
+      const m = kept[pos]!
       const headers = {
         ...m.headers,
-        [POSITION_HEADER]: encodePosition({ index: e.index, pos, count: batch.length }),
+        [POSITION_HEADER]: encodePosition({ index: e.index, pos, count: kept.length }),
       }
       records.push({
         offset: offset++,
@@ -73,11 +105,17 @@ export function entriesToRecords(
   return { records, nextOffset: offset, appliedIndex: last, spans, skipped }
 }
 
-/** Messages `entriesToRecords` assigns offsets to for entry `e` (0 for no-ops, conf changes, bad payloads). */
+/**
+ * Messages `entriesToRecords` assigns offsets to for entry `e` (0 for no-ops, conf changes,
+ * bad payloads; NaN when it carries message ids, whose duplicates are known only on apply).
+ */
 export function dataMessages(e: Entry): number {
   if (e.type !== 'normal' || e.data.length === 0) return 0
   try {
-    return decodeBatch(e.data).length
+    const batch = decodeBatch(e.data)
+    // Messages with ids may be duplicates: the count is known only once applied.
+    if (batch.some((m) => m.headers?.[MSG_ID_HEADER] !== undefined)) return Number.NaN
+    return batch.length
   } catch {
     return 0
   }
@@ -163,5 +201,27 @@ async function verify(log: Log): Promise<void> {
     if (recs.length === 0) break
     for (const r of recs)
       if (r.offset !== next++) throw new TrustError(`partition log offsets not dense at ${r.offset}`)
+  }
+}
+
+/**
+ * Refills a duplicate window from the partition log after a restart: the ids of stored
+ * messages from one window (plus a minute of clock slack) before the last one, in offset
+ * order — the state the window had when those records were applied.
+ */
+export async function rebuildDedupe(log: Log, window: DedupeWindow): Promise<void> {
+  const last = log.latestOffset()
+  if (last < 0) return
+  const [tail] = await log.read(last, { maxRecords: 1 })
+  if (tail === undefined) return
+  let offset = (await log.offsetForTime(Math.max(0, tail.timestamp - window.windowMs - 60_000))) ?? last + 1
+  while (offset <= last) {
+    const recs = await log.read(offset, { maxBytes: 4 << 20 })
+    if (recs.length === 0) break
+    for (const r of recs) {
+      const id = r.headers?.[MSG_ID_HEADER]
+      if (id !== undefined) window.record(idText(id), r.timestamp, r.offset)
+    }
+    offset = recs[recs.length - 1]!.offset + 1
   }
 }

@@ -23,12 +23,15 @@ import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replicati
 import {
   type BatchMessage,
   encodeBatch,
+  MSG_ID_HEADER,
   messageSize,
   POSITION_HEADER,
   RESERVED_HEADER_PREFIX,
   TOPIC_HEADER,
 } from './batch.js'
-import { dataMessages, entriesToRecords, openPartitionLog } from './partition-apply.js'
+import { DedupeWindow } from './dedupe.js'
+import { DEFAULT_DUPLICATE_WINDOW } from './metadata-codec.js'
+import { dataMessages, entriesToRecords, openPartitionLog, rebuildDedupe } from './partition-apply.js'
 import type {
   PartitionMessage,
   PartitionRecovery,
@@ -70,7 +73,9 @@ export class PartitionReplica {
   private pendingMessages = 0
   private inflight = 0
   /** Offsets given to entries applied while proposals were in flight (index → first offset). */
-  private readonly spans = new Map<number, number>()
+  private readonly spans = new Map<number, number[]>()
+  /** Message ids stored within the duplicate window (rebuilt from the partition log on start). */
+  private dedupe: DedupeWindow
   /**
    * Offset prediction cache for `ack: 'leader'`: the offset the entry after raft `index` of
    * the leader's log of `term` will start at. Valid only while that log is unchanged up to
@@ -98,6 +103,7 @@ export class PartitionReplica {
     }
     this.id = opts.id
     this.opts = opts
+    this.dedupe = new DedupeWindow(opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW)
   }
 
   /**
@@ -112,6 +118,7 @@ export class PartitionReplica {
     try {
       const opened = await openPartitionLog(this.opts)
       this.log = opened.log
+      await rebuildDedupe(opened.log, this.dedupe)
       this.appliedIndex = opened.appliedIndex
       this.nextOffset = opened.nextOffset
       this.recoveryReport = opened.report
@@ -299,6 +306,11 @@ export class PartitionReplica {
         }
         if (Object.keys(m.headers).length > 0) out.headers = m.headers
       }
+      if (m.msgId !== undefined) {
+        if (typeof m.msgId !== 'string' || m.msgId === '' || m.msgId.length > 256)
+          throw new InvalidArgumentError(`messages[${i}].msgId must be a string of 1-256 characters`)
+        out.headers = { ...out.headers, [MSG_ID_HEADER]: enc.encode(m.msgId) }
+      }
       if (m.topic !== undefined) {
         if (typeof m.topic !== 'string')
           throw new InvalidArgumentError(`messages[${i}].topic must be a string`)
@@ -340,7 +352,10 @@ export class PartitionReplica {
         persisted
           .then(({ index, term }) => {
             if (index <= this.appliedIndex) return // already applied: `committed` gives the real offsets
+            // With message ids in play, duplicates change offsets: resolve at commit instead.
+            if (group.some((p) => p.messages.some((m) => m.headers?.[MSG_ID_HEADER] !== undefined))) return
             let off = this.predictOffset(index, term, msgs)
+            if (!Number.isFinite(off)) return
             for (const p of group) {
               if (p.ack === 'leader') p.resolve({ firstOffset: off, lastOffset: off + p.messages.length - 1 })
               off += p.messages.length
@@ -352,20 +367,24 @@ export class PartitionReplica {
       }
       committed
         .then(({ index }) => {
-          const first = this.spans.get(index)
+          const offsets = this.spans.get(index)
           for (const k of this.spans.keys()) {
             if (k > index) break
             this.spans.delete(k)
           }
-          if (first === undefined) {
+          if (offsets === undefined) {
             const err = new AbortedError(`entry ${index} committed but was not applied as a batch`)
             for (const p of group) p.reject(err)
             return
           }
-          let off = first
+          let i = 0
           for (const p of group) {
-            p.resolve({ firstOffset: off, lastOffset: off + p.messages.length - 1 })
-            off += p.messages.length
+            const mine = offsets.slice(i, i + p.messages.length)
+            i += p.messages.length
+            const real = mine.map((o) => (o < 0 ? -1 - o : o))
+            const res: PublishResult = { firstOffset: real[0]!, lastOffset: real[real.length - 1]! }
+            if (mine.every((o) => o < 0)) res.duplicate = true
+            p.resolve(res)
           }
         })
         .catch((err) => {
@@ -414,7 +433,7 @@ export class PartitionReplica {
       for (const e of ents) next += dataMessages(e)
       from += ents.length
     }
-    this.predicted = { term, index, next: next + count }
+    this.predicted = Number.isFinite(next) ? { term, index, next: next + count } : undefined
     return next
   }
 
@@ -423,7 +442,7 @@ export class PartitionReplica {
     // Pipelined (driver `pipelineApply`): offsets are assigned and publishes can resolve now;
     // the partition log write follows in order (the raft log is the write-ahead log).
     const log = this.openLog()
-    const run = entriesToRecords(entries, this.appliedIndex, this.nextOffset, this.inflight > 0)
+    const run = entriesToRecords(entries, this.appliedIndex, this.nextOffset, this.inflight > 0, this.dedupe)
     this.skippedEntries += run.skipped
     this.nextOffset = run.nextOffset
     this.appliedIndex = run.appliedIndex
@@ -446,8 +465,11 @@ const dec = new TextDecoder()
 function toMessage(r: LogRecord): PartitionMessage {
   let headers = r.headers
   let topic = ''
-  if (headers !== undefined && (POSITION_HEADER in headers || TOPIC_HEADER in headers)) {
-    const { [POSITION_HEADER]: _, [TOPIC_HEADER]: t, ...rest } = headers
+  if (
+    headers !== undefined &&
+    (POSITION_HEADER in headers || TOPIC_HEADER in headers || MSG_ID_HEADER in headers)
+  ) {
+    const { [POSITION_HEADER]: _, [TOPIC_HEADER]: t, [MSG_ID_HEADER]: _id, ...rest } = headers
     if (t !== undefined) topic = dec.decode(t)
     headers = Object.keys(rest).length > 0 ? rest : undefined
   }

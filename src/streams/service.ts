@@ -25,6 +25,7 @@ import {
   encodeFetchReply,
   encodeLoad,
   encodeMetaReply,
+  encodeOffsetReply,
   encodePubReply,
   encodeStateReply,
   type PartitionState,
@@ -168,8 +169,9 @@ export class StreamService {
     headers: Record<string, string> | undefined,
     ack: 'none' | 'leader' | 'all',
     timeout: number,
+    msgId?: string,
   ): Promise<PublishAck | undefined> | undefined {
-    return this.client.publish(topic, data, key, headers, ack, timeout)
+    return this.client.publish(topic, data, key, headers, ack, timeout, msgId)
   }
 
   /** Opens a consumer (see `Consumer`). */
@@ -217,9 +219,9 @@ export class StreamService {
   private async onSeek(body: Uint8Array): Promise<Uint8Array> {
     const call = decodeSeek(body)
     const h = this.hosted.get(partitionKey(call))
-    if (h === undefined) return encodePubReply({ status: 'notHere' })
+    if (h === undefined) return encodeOffsetReply({ status: 'notHere' })
     const offset = await h.replica.offsetForTime(call.timestamp)
-    return encodePubReply({ status: 'ok', value: offset ?? h.replica.latest() + 1 })
+    return encodeOffsetReply({ status: 'ok', value: offset ?? h.replica.latest() + 1 })
   }
 
   private async onConsumer(body: Uint8Array): Promise<Uint8Array> {
@@ -242,10 +244,16 @@ export class StreamService {
     let headers: Record<string, Uint8Array> | undefined
     if (call.headers) for (const [k, v] of Object.entries(call.headers)) (headers ??= {})[k] = enc.encode(v)
     try {
-      const res = await h.replica.publish([{ key: call.key, value: call.data, headers, topic: call.topic }], {
-        ack: call.ack === 'all' ? 'all' : 'leader',
+      const res = await h.replica.publish(
+        [{ key: call.key, value: call.data, headers, topic: call.topic, msgId: call.msgId }],
+        {
+          ack: call.ack === 'all' ? 'all' : 'leader',
+        },
+      )
+      return encodePubReply({
+        status: 'ok',
+        value: { offset: res.firstOffset, duplicate: res.duplicate === true },
       })
-      return encodePubReply({ status: 'ok', value: res.firstOffset })
     } catch (err) {
       if (err instanceof NotLeaderError) return encodePubReply({ status: 'notLeader', hint: err.leader })
       if (err instanceof LeadershipLostError) this.d.count('streams.leadershipLost')

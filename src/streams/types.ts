@@ -14,6 +14,11 @@ export interface PublishMessage {
   timestamp?: number
   /** The topic it was published on (stored with it, returned by `read`). */
   topic?: string
+  /**
+   * Publish id: a message whose id was stored within the partition's duplicate window is
+   * not stored again (its original offset is returned, `duplicate` set).
+   */
+  msgId?: string
 }
 
 /** Options of `publish`. */
@@ -35,10 +40,15 @@ export interface PublishOptions {
   ack: 'leader' | 'all'
 }
 
-/** Offsets given to the messages of one `publish` call: consecutive, in call order. */
+/**
+ * Offsets given to the messages of one `publish` call, in call order: consecutive unless
+ * some were duplicates (`msgId` seen within the window: they report their original offset).
+ */
 export interface PublishResult {
   firstOffset: number
   lastOffset: number
+  /** Set when every message of the call was a duplicate (nothing stored). */
+  duplicate?: true
 }
 
 /** A committed message read back. Bytes are views into a buffer owned by the caller. */
@@ -68,6 +78,8 @@ export interface PartitionReplicaOptions {
   maxBatchMessages?: number
   /** Most encoded bytes per raft entry (default 1 MiB; one publish call is never split). */
   maxBatchBytes?: number
+  /** How long message ids are remembered for de-duplication (ms, default 2 min). */
+  duplicateWindowMs?: number
   /** Scan the whole partition log on start; rebuild it from the raft log if it is corrupt. */
   verifyOnStart?: boolean
   /** Segment size of the partition log (default: the commit log's default). */

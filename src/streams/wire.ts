@@ -6,8 +6,10 @@
  *   reply: `u8 status` — 0 ok: `bytes signed table`; 1 not leader: `str hint`; 2 error:
  *   `str error name | str message`.
  * - `s.pub` call: `str stream | u64 createdIndex | u16 partition | u8 ack (0 none, 1 leader,
- *   2 all) | u64 timestamp | str topic | u8 has key | [bytes key] | u16 n | n × (str, str) header
- *   | bytes data`; reply: `u8 status` — 0 ok: `u64 offset`; 1 not leader: `str hint`; 3 not here.
+ *   2 all) | u64 timestamp | str topic | str msgId ('' none) | u8 has key | [bytes key] | u16 n |
+ *   n × (str, str) header | bytes data`; reply: `u8 status` — 0 ok: `u64 offset | u8 duplicate`;
+ *   1 not leader: `str hint`; 3 not here.
+ * - `s.seek` call (consumer-wire.ts); reply `u8 status` — 0 ok: `u64 offset`; 3 not here.
  * - `s.fetch` call: `str stream | u64 createdIndex | u16 partition | u64 offset | u32 maxBytes |
  *   u32 waitMs`; reply: `u8 status` — 0 ok: `u64 firstOffset | u64 nextOffset | u32 n | n ×
  *   (u64 offset | u64 timestamp | str topic | u8 has key | [bytes key] | u16 n | n × (str, bytes) | bytes
@@ -53,6 +55,8 @@ export interface PubCall extends PartitionRef {
   ack: WireAck
   timestamp: number
   topic: string
+  /** Publish id for de-duplication ('' on the wire: none). */
+  msgId: string | undefined
   key: Uint8Array | undefined
   headers: Record<string, string> | undefined
   data: Uint8Array
@@ -148,7 +152,11 @@ function readRef(r: BinaryReader): PartitionRef {
 
 /** Encodes a publish call into `b` (the caller owns the writer, for reuse). */
 export function writePubCall(b: BinaryWriter, c: PubCall): BinaryWriter {
-  writeRef(b, c).u8(ACKS.indexOf(c.ack)).u64(c.timestamp).str(c.topic)
+  writeRef(b, c)
+    .u8(ACKS.indexOf(c.ack))
+    .u64(c.timestamp)
+    .str(c.topic)
+    .str(c.msgId ?? '')
   if (c.key) b.u8(1).bytes(c.key)
   else b.u8(0)
   const h = c.headers ? Object.entries(c.headers) : []
@@ -164,6 +172,7 @@ export function decodePubCall(bytes: Uint8Array, maxData: number): PubCall {
   if (ack === undefined) throw new DecodeError('unknown ack')
   const timestamp = r.u64('timestamp')
   const topic = r.str('topic')
+  const msgId = r.str('msgId') || undefined
   const key = r.u8('has key') === 1 ? r.bytes('key', maxData) : undefined
   const n = r.u16('header count')
   let headers: Record<string, string> | undefined
@@ -173,7 +182,7 @@ export function decodePubCall(bytes: Uint8Array, maxData: number): PubCall {
   }
   const data = r.bytes('data', maxData)
   r.end('publish call')
-  return { ...ref, ack, timestamp, topic, key, headers, data }
+  return { ...ref, ack, timestamp, topic, msgId, key, headers, data }
 }
 
 function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void): Uint8Array {
@@ -196,9 +205,25 @@ function decodeRouted<T>(bytes: Uint8Array, read: (r: BinaryReader) => T, what: 
   return x
 }
 
-export const encodePubReply = (x: Routed<number>) => encodeRouted(x, (b, v) => b.u64(v))
+/** An offset reply (`s.seek`). */
+export const encodeOffsetReply = (x: Routed<number>) => encodeRouted(x, (b, v) => b.u64(v))
+export const decodeOffsetReply = (bytes: Uint8Array) =>
+  decodeRouted(bytes, (r) => r.u64('offset'), 'offset reply')
+
+/** Where a publish was stored; `duplicate`: its `msgId` was already stored there. */
+export interface Stored {
+  offset: number
+  duplicate: boolean
+}
+
+export const encodePubReply = (x: Routed<Stored>) =>
+  encodeRouted(x, (b, v) => b.u64(v.offset).u8(v.duplicate ? 1 : 0))
 export const decodePubReply = (bytes: Uint8Array) =>
-  decodeRouted(bytes, (r) => r.u64('offset'), 'publish reply')
+  decodeRouted(
+    bytes,
+    (r) => ({ offset: r.u64('offset'), duplicate: r.u8('duplicate') === 1 }),
+    'publish reply',
+  )
 
 export function encodeFetchCall(c: FetchCall): Uint8Array {
   return done(writeRef(w(), c).u64(c.offset).u32(c.maxBytes).u32(c.waitMs))
