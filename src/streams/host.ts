@@ -367,6 +367,8 @@ export class ClusterHost {
       voters,
       send: (to, bytes) => this.d.raft.send(group, to, bytes),
       duplicateWindowMs: meta.duplicateWindow,
+      retention: meta.retention,
+      compact: meta.compact,
       driver: { tickMs: this.d.tickMs, electionTick: this.d.electionTick, onError: this.d.onError },
     })
     const entry: HostedPartition = {

@@ -6,7 +6,13 @@
  */
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import { CorruptLogError, type Log, openLog, type ReplicaRecord } from '../log/index.js'
+import {
+  CorruptLogError,
+  type Log,
+  openLog,
+  type ReplicaRecord,
+  type RetentionOptions,
+} from '../log/index.js'
 import type { Entry } from '../raft/index.js'
 import {
   type BatchMessage,
@@ -17,6 +23,9 @@ import {
   POSITION_HEADER,
 } from './batch.js'
 import type { DedupeWindow } from './dedupe.js'
+
+/** How often a partition log with retention or compaction is maintained (ms). */
+const MAINTENANCE_MS = 10_000
 
 const idDecoder = new TextDecoder()
 const idText = (b: Uint8Array) => idDecoder.decode(b)
@@ -141,9 +150,22 @@ export async function openPartitionLog(opts: {
   dir: string
   segmentBytes?: number
   verifyOnStart?: boolean
+  retention?: RetentionOptions
+  compact?: boolean
 }): Promise<OpenedPartitionLog> {
   const dir = join(opts.dir, 'data')
-  const open = () => openLog({ dir, fsync: 'never', segmentBytes: opts.segmentBytes })
+  // Retention and compaction run on each replica alike: segments roll by size only, so every
+  // replica holds the same segment boundaries and trims the same whole old segments.
+  const maintained = opts.compact === true || Object.keys(opts.retention ?? {}).length > 0
+  const open = () =>
+    openLog({
+      dir,
+      fsync: 'never',
+      segmentBytes: opts.segmentBytes,
+      retention: opts.retention,
+      compact: opts.compact,
+      maintenanceIntervalMs: maintained ? MAINTENANCE_MS : 0,
+    })
   let log: Log | undefined
   let rebuilt: string | undefined
   try {

@@ -222,6 +222,11 @@ export class PartitionReplica {
     return this.openLog().offsetForTime(timestamp)
   }
 
+  /** Applies retention and compaction now (they also run every 10 s when configured). */
+  maintain(): Promise<void> {
+    return this.openLog().maintain()
+  }
+
   /** Lowest offset that may still be present. */
   earliest(): number {
     return this.openLog().earliestOffset()

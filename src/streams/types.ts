@@ -78,6 +78,10 @@ export interface PartitionReplicaOptions {
   maxBatchMessages?: number
   /** Most encoded bytes per raft entry (default 1 MiB; one publish call is never split). */
   maxBatchBytes?: number
+  /** Retention of the partition log (whole old segments; consumers below it continue from the earliest). */
+  retention?: { maxAge?: number; maxBytes?: number; maxMessages?: number }
+  /** Keep only the latest message per key in sealed segments (offsets then have gaps). */
+  compact?: boolean
   /** How long message ids are remembered for de-duplication (ms, default 2 min). */
   duplicateWindowMs?: number
   /** Scan the whole partition log on start; rebuild it from the raft log if it is corrupt. */
