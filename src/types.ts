@@ -265,7 +265,11 @@ export interface StreamMessage {
   key?: Uint8Array
   data: Uint8Array
   headers?: Record<string, string>
-  /** 1 on first delivery, more when a durable consumer delivers it again. */
+  /**
+   * 1 on first delivery, more when this durable consumer delivers it again after `ackWait`.
+   * Counted per consumer session: a message delivered again by another consumer of the name
+   * (after a crash or a partition handover) starts at 1.
+   */
   deliveryCount: number
   /**
    * Acknowledges the message. For a durable consumer the position is committed (replicated)

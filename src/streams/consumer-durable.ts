@@ -12,7 +12,9 @@
  *    unacked; an unacked message is delivered again after `ackWait` (delivery count + 1).
  * 4. Every `TICK_MS` (and on close) the acked prefix is committed: the position moves to the
  *    first unacked offset. Positions only move forward.
- * A session ends when its lease is lost: its buffered messages are dropped and later acks of
+ * A session ends when its lease is lost, or when this consumer holds more than its fair share
+ * (`ceil(partitions / consumers)`, consumers counted by the metadata leader from recent lease
+ * requests) and hands one partition over: its buffered messages are dropped and later acks of
  * its messages are ignored (the next holder starts from the committed position).
  *
  * Guarantees: at least once. Nothing below the committed position is delivered again;
@@ -67,6 +69,8 @@ interface Session {
   unacked: number
   /** Resolved on an ack (delivery may resume below `maxAckPending`). */
   ackWaiters: Array<() => void>
+  /** Ended to leave the partition to another consumer of the name (fair share). */
+  yielded?: boolean
 }
 
 /** A durable consumer; see the module doc. */
@@ -74,6 +78,8 @@ export class DurableConsumer extends BufferedConsumer {
   private readonly holder = randomBytes(8).toString('hex')
   private ref: ConsumerRef | undefined
   private readonly sessions = new Set<Session>()
+  private partCount = 1
+  private lastYield = 0
 
   constructor(
     client: StreamsClient,
@@ -114,6 +120,7 @@ export class DurableConsumer extends BufferedConsumer {
   private async run(only: number | undefined): Promise<void> {
     const { cluster, meta, parts } = await this.partitions(only)
     this.ref = { cluster, stream: meta.name, createdIndex: meta.createdIndex, durable: this.o.durable }
+    this.partCount = parts.length
     await Promise.all(parts.map((p) => this.partitionLoop(meta, p)))
   }
 
@@ -164,6 +171,13 @@ export class DurableConsumer extends BufferedConsumer {
         s.ac.abort()
         await ticking
         this.sessions.delete(s)
+      }
+      if (s.yielded && !this.ac.signal.aborted) {
+        // Hand the partition over: release the lease, then stay away while another takes it.
+        await this.call({ ...ref, op: 'lease', partition, holder: this.holder, ttlMs: 0 }, readLease).catch(
+          () => {},
+        )
+        await sleep(2 * LEASE_TTL_MS, this.ac.signal).catch(() => {})
       }
     }
   }
@@ -241,6 +255,15 @@ export class DurableConsumer extends BufferedConsumer {
           )
           if (!l.granted) {
             s.ac.abort() // another consumer holds it now
+            break
+          }
+          // Fair share: with n consumers on this name, hold at most ceil(partitions / n).
+          const held = [...this.sessions].filter((x) => !x.ac.signal.aborted).length
+          if (held > Math.ceil(this.partCount / l.consumers) && Date.now() - this.lastYield > LEASE_TTL_MS) {
+            this.lastYield = Date.now()
+            await this.commit(s)
+            s.yielded = true
+            s.ac.abort()
             break
           }
         }

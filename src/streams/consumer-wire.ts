@@ -7,7 +7,7 @@
  * str holder | u32 ttl ms (0 releases)`
  *
  * reply: `u8 status` — 0 ok: commit: nothing; positions: `u16 n | n × (u16 partition | u64
- * next offset)`; lease: `u8 granted | str current holder`; 1 not leader: `str hint`; 2 error:
+ * next offset)`; lease: `u8 granted | str current holder | u16 consumers asking lately`; 1 not leader: `str hint`; 2 error:
  * `str error name | str message`.
  */
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
@@ -32,6 +32,8 @@ export type ConsumerCall = ConsumerRef &
 export interface LeaseResult {
   granted: boolean
   holder: string
+  /** Consumers of this durable name that asked for a lease recently (for fair sharing). */
+  consumers: number
 }
 
 /** A reply: the op's value, a leader hint, or an error by class name. */
@@ -119,12 +121,14 @@ export function readPositions(r: BinaryReader): Map<number, number> {
 
 /** Writes a lease result. */
 export function writeLease(w: BinaryWriter, l: LeaseResult): void {
-  w.u8(l.granted ? 1 : 0).str(l.holder)
+  w.u8(l.granted ? 1 : 0)
+    .str(l.holder)
+    .u16(Math.min(l.consumers, 0xffff))
 }
 
 /** Reads a lease result. */
 export function readLease(r: BinaryReader): LeaseResult {
-  return { granted: r.u8('granted') === 1, holder: r.str('holder') }
+  return { granted: r.u8('granted') === 1, holder: r.str('holder'), consumers: r.u16('consumers') }
 }
 
 /** `s.seek` call: `str stream | u64 createdIndex | u16 partition | u64 timestamp ms`. */

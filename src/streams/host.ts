@@ -109,6 +109,8 @@ export class ClusterHost {
   private cleaned = false
   /** Durable consumer partition leases (leader only): key → holder and expiry. */
   private readonly leases = new Map<string, { holder: string; expires: number }>()
+  /** Durable consumers recently asking for leases (leader only): durable key → holder → time. */
+  private readonly consumerSeen = new Map<string, Map<string, number>>()
   private stopped = false
 
   constructor(private readonly d: ClusterHostDeps) {
@@ -276,8 +278,14 @@ export class ClusterHost {
           this.leases.delete(k)
         }
       }
+      const consumers = this.noteConsumer(
+        `${call.stream}/${call.createdIndex}/${call.durable}`,
+        call.holder,
+        call.ttlMs,
+        now,
+      )
       return encodeLeaderReply(
-        { status: 'ok', value: { granted: free, holder: free ? call.holder : held!.holder } },
+        { status: 'ok', value: { granted: free, holder: free ? call.holder : held!.holder, consumers } },
         writeLease,
       )
     }
@@ -296,6 +304,23 @@ export class ClusterHost {
       return encodeLeaderReply({ status: 'error', name: err.name, message: err.message }, () => {})
     }
     return encodeLeaderReply({ status: 'ok', value: undefined }, () => {})
+  }
+
+  /**
+   * Records that `holder` asked for a lease of durable `key` (a release forgets it) and returns
+   * how many distinct consumers asked within two lease lifetimes.
+   */
+  private noteConsumer(key: string, holder: string, ttlMs: number, now: number): number {
+    let seen = this.consumerSeen.get(key)
+    if (seen === undefined) {
+      if (this.consumerSeen.size >= MAX_LEASES)
+        this.consumerSeen.delete(this.consumerSeen.keys().next().value!)
+      this.consumerSeen.set(key, (seen = new Map()))
+    }
+    if (ttlMs === 0) seen.delete(holder)
+    else seen.set(holder, now)
+    for (const [h, t] of seen) if (now - t > 2 * Math.max(ttlMs, 5000)) seen.delete(h)
+    return Math.max(1, seen.size)
   }
 
   /** Signs and floods the current catalog as this cluster's table; returns its bytes. */

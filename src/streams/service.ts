@@ -9,6 +9,7 @@
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { AbortedError } from '../errors.js'
+import { ProposalDroppedError } from '../raft/index.js'
 import { LeadershipLostError, NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, NodeStatus, PublishAck, Streams } from '../types.js'
@@ -211,6 +212,7 @@ export class StreamService {
       return encodeMetaReply(await host.handleMeta(call))
     } catch (err) {
       if (err instanceof NotLeaderError) return encodeMetaReply({ status: 'notLeader', hint: err.leader })
+      if (err instanceof ProposalDroppedError) return encodeMetaReply({ status: 'notLeader', hint: null })
       throw err
     }
   }
@@ -233,6 +235,8 @@ export class StreamService {
     } catch (err) {
       if (err instanceof NotLeaderError)
         return encodeLeaderReply({ status: 'notLeader', hint: err.leader }, () => {})
+      if (err instanceof ProposalDroppedError)
+        return encodeLeaderReply({ status: 'notLeader', hint: null }, () => {})
       throw err
     }
   }
@@ -256,6 +260,9 @@ export class StreamService {
       })
     } catch (err) {
       if (err instanceof NotLeaderError) return encodePubReply({ status: 'notLeader', hint: err.leader })
+      // Dropped before it was appended (leadership transfer, or this leader being removed from
+      // the group): nothing stored, so the publisher may try again elsewhere.
+      if (err instanceof ProposalDroppedError) return encodePubReply({ status: 'notLeader', hint: null })
       if (err instanceof LeadershipLostError) this.d.count('streams.leadershipLost')
       throw err
     }

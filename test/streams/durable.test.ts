@@ -120,9 +120,8 @@ describe('durable consumers', () => {
     c.close()
   }, 60_000)
 
-  it('two consumers on one durable name never read a partition at the same time', async () => {
+  it('two consumers on one durable name share the partitions, never holding one at once', async () => {
     const { a, b } = await setup(2)
-    for (let i = 0; i < 40; i++) await a.publish('jobs.x', `j${i}`, { ack: 'all', key: `k${i}` })
     const seen = new Map<string, string>() // partition/offset → consumer
     const consumers: Consumer[] = [a.consume('jobs', { durable: 'g' }), b.consume('jobs', { durable: 'g' })]
     const done = consumers.map(async (c, ci) => {
@@ -131,17 +130,18 @@ describe('durable consumers', () => {
         expect(seen.get(k)).toBeUndefined() // never handed to both
         seen.set(k, `c${ci}`)
         await m.ack()
-        if (seen.size === 40) for (const x of consumers) x.close()
+        if (seen.size === 60) for (const x of consumers) x.close()
       }
     })
+    // keep publishing while the consumers settle on one partition each
+    for (let i = 0; i < 60; i++) {
+      await a.publish('jobs.x', `j${i}`, { ack: 'all', key: `k${i}` })
+      await new Promise((r) => setTimeout(r, 80))
+    }
     await Promise.race([Promise.all(done), new Promise((r) => setTimeout(r, 20_000))])
     for (const c of consumers) c.close()
-    expect(seen.size).toBe(40)
-    // each partition was read by one consumer
-    for (const p of [0, 1]) {
-      const readers = new Set([...seen].filter(([k]) => k.startsWith(`${p}/`)).map(([, c]) => c))
-      expect(readers.size).toBe(1)
-    }
+    expect(seen.size).toBe(60)
+    expect(new Set(seen.values())).toEqual(new Set(['c0', 'c1'])) // both did some of the work
   }, 60_000)
 
   it('rejects bad durable options', async () => {
