@@ -11,22 +11,9 @@
  * 2.9 has no setting to change that (`jetstream { sync_interval: always }` came with 2.10;
  * 2.9.10 refuses the config with `unknown field "sync_interval"`).
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { connect, type NatsConnection, StorageType } from 'nats'
-import { findNatsServer, NATS_INSTALL_HINT } from './nats.js'
-import {
-  concurrent,
-  freePort,
-  type LatencySummary,
-  type Row,
-  sequential,
-  sleep,
-  spawnTracked,
-  stopChild,
-  waitForLine,
-} from './util.js'
+import { connect, type NatsConnection } from 'nats'
+import { BENCH_STREAM, startJetStreamCluster } from './stream-clusters.js'
+import { concurrent, type LatencySummary, type Row, sequential } from './util.js'
 
 /** Subject the durable benchmarks publish to (both systems' streams capture `bench.durable.>`). */
 export const DURABLE_SUBJECT = 'bench.durable.x'
@@ -138,63 +125,6 @@ export function durableRows(plexus: DurableFigures | undefined, js: DurableFigur
   ]
 }
 
-/** One nats-server of the cluster. */
-interface Server {
-  name: string
-  port: number
-  clusterPort: number
-  httpPort: number
-  dir: string
-  child?: ReturnType<typeof spawnTracked>
-}
-
-function serverConfig(s: Server, all: Server[]): string {
-  const routes = all.filter((o) => o !== s).map((o) => `nats-route://127.0.0.1:${o.clusterPort}`)
-  return [
-    `server_name: ${s.name}`,
-    `listen: 127.0.0.1:${s.port}`,
-    `http: 127.0.0.1:${s.httpPort}`,
-    `jetstream { store_dir: ${JSON.stringify(join(s.dir, 'store'))} }`,
-    'cluster {',
-    '  name: bench',
-    `  listen: 127.0.0.1:${s.clusterPort}`,
-    `  routes: [${routes.join(', ')}]`,
-    '}',
-    '',
-  ].join('\n')
-}
-
-/** The JetStream meta group's leader as server `s` sees it (monitoring endpoint), or undefined. */
-async function metaLeader(s: Server): Promise<string | undefined> {
-  try {
-    const res = await fetch(`http://127.0.0.1:${s.httpPort}/jsz`, { signal: AbortSignal.timeout(2000) })
-    const body = (await res.json()) as { meta_cluster?: { leader?: string; cluster_size?: number } }
-    const meta = body.meta_cluster
-    return meta?.leader && (meta.cluster_size ?? 0) >= 3 ? meta.leader : undefined
-  } catch {
-    return undefined
-  }
-}
-
-async function waitFor<T>(what: string, ms: number, probe: () => Promise<T | undefined>): Promise<T> {
-  const end = Date.now() + ms
-  let lastErr: unknown
-  for (;;) {
-    try {
-      const v = await probe()
-      if (v !== undefined) return v
-    } catch (err) {
-      lastErr = err
-    }
-    if (Date.now() > end)
-      throw new Error(
-        `timed out after ${ms} ms waiting for ${what}`,
-        lastErr ? { cause: lastErr } : undefined,
-      )
-    await sleep(100)
-  }
-}
-
 /**
  * Runs the JetStream durable benchmark; returns undefined (after printing why) without
  * nats-server. Every server is stopped and every store directory removed at the end.
@@ -204,48 +134,13 @@ export async function runJetStreamDurableBench(opts: {
   log?: (s: string) => void
 }): Promise<DurableFigures | undefined> {
   const log = opts.log ?? (() => {})
-  const bin = findNatsServer()
-  if (!bin) {
-    console.log(NATS_INSTALL_HINT)
-    return undefined
-  }
-  const root = await mkdtemp(join(tmpdir(), 'plexus-bench-js-'))
-  const servers: Server[] = []
-  let nc: NatsConnection | undefined
+  const cluster = await startJetStreamCluster({ subject: DURABLE_PATTERN, log })
+  if (!cluster) return undefined
   let pc: NatsConnection | undefined
   try {
-    for (let i = 1; i <= 3; i++) {
-      const [port, clusterPort, httpPort] = [await freePort(), await freePort(), await freePort()]
-      servers.push({ name: `n${i}`, port, clusterPort, httpPort, dir: join(root, `n${i}`) })
-    }
-    for (const s of servers) {
-      const conf = join(root, `${s.name}.conf`)
-      await writeFile(conf, serverConfig(s, servers))
-      s.child = spawnTracked(bin, ['-c', conf])
-    }
-    await Promise.all(servers.map((s) => waitForLine(s.child!, /Server is ready/, 15_000, 'stderr')))
-    const t0 = Date.now()
-    const leader = await waitFor('a JetStream meta leader', 30_000, () => metaLeader(servers[0]))
-    log(`JetStream: 3 servers (${bin}), meta leader ${leader} after ${Date.now() - t0} ms`)
-    nc = await connect({ servers: `127.0.0.1:${servers[0].port}`, noEcho: true })
-    const jsm = await nc.jetstreamManager()
-    await waitFor('the stream to be created', 30_000, () =>
-      jsm.streams.add({
-        name: 'bench',
-        subjects: [DURABLE_PATTERN],
-        num_replicas: 3,
-        storage: StorageType.File,
-      }),
-    )
-    const info = await waitFor('the stream leader and 2 current replicas', 30_000, async () => {
-      const si = await jsm.streams.info('bench')
-      const current = si.cluster?.replicas?.filter((r) => r.current).length ?? 0
-      return si.cluster?.leader && current >= 2 ? si : undefined
-    })
     // Publish through the stream leader's server: JetStream's best case (no extra hop).
-    const lead = servers.find((s) => s.name === info.cluster?.leader) ?? servers[0]
-    pc = await connect({ servers: `127.0.0.1:${lead.port}`, noEcho: true })
-    log(`JetStream: stream bench R3 file storage, leader ${lead.name}; publisher connected to ${lead.name}`)
+    pc = await connect({ servers: cluster.url(), noEcho: true })
+    log(`JetStream: publisher connected to ${cluster.leader.name}, the stream leader`)
     const js = pc.jetstream()
     const payload = durablePayload()
     const m = await measureDurable(() => js.publish(DURABLE_SUBJECT, payload), {
@@ -253,7 +148,7 @@ export async function runJetStreamDurableBench(opts: {
       log,
       label: 'JetStream',
     })
-    const stored = (await jsm.streams.info('bench')).state.messages
+    const stored = (await cluster.jsm.streams.info(BENCH_STREAM)).state.messages
     return {
       ...m,
       stored,
@@ -264,8 +159,6 @@ export async function runJetStreamDurableBench(opts: {
     }
   } finally {
     await pc?.close().catch(() => {})
-    await nc?.close().catch(() => {})
-    await Promise.all(servers.map((s) => (s.child ? stopChild(s.child, 5000) : undefined)))
-    await rm(root, { recursive: true, force: true }).catch(() => {})
+    await cluster.stop()
   }
 }

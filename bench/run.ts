@@ -9,19 +9,31 @@
  *   npm run bench -- --only broadcast  # broadcast to 5 members, beside NATS publish to 5 subscribers
  *   npm run bench -- --only tunnel     # tunnel 1 KB / 64 KB, beside a raw libp2p stream
  *   npm run bench -- --only durable    # publish with ack 'all', 3 replicas, beside JetStream R3
+ *   npm run bench -- --only e2e        # publish ack 'all' -> durable consume + ack, R3, beside JetStream
+ *   npm run bench -- --only catchup    # read 1M x 1 KB from earliest (--quick: 100k), beside JetStream
+ *   npm run bench -- --only catchup --messages 300000   # catch-up with another message count
  *   npm run bench -- --quick           # shorter phases
  *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
  *                                           # (durable: all 3 members; the notes name the leader)
  *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel/durable: 3 rounds side by side, best kept
  *   npm run bench -- --profile DIR     # pubsub/broadcast/tunnel: Plexus senders and receivers
- *                                      # run with --cpu-prof into DIR
+ *                                      # run with --cpu-prof into DIR (e2e/catchup: the Plexus
+ *                                      # publisher and consumer processes; members: --profile-member)
  */
 import { existsSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import {
+  type CatchupFigures,
+  catchupRows,
+  catchupSizes,
+  runJetStreamCatchup,
+  runPlexusCatchup,
+} from './catchup.js'
 import { runPlexusDurableBench } from './durable.js'
+import { type E2EFigures, e2eRows, runJetStreamE2E, runPlexusE2E } from './e2e.js'
 import { formatTunnelTable, runBroadcastPart, runPubsubPart, runTunnelPart } from './flow.js'
 import { type DurableFigures, durableRows, runJetStreamDurableBench } from './jetstream.js'
 import { NATS_INSTALL_HINT, type RequestFigures, runNatsRequestBench } from './nats.js'
@@ -31,7 +43,7 @@ import { formatTable, type Row, stopAllChildren } from './util.js'
 type LogRow = { name: string; value: number; unit: string; note?: string }
 type LogBench = (opts?: { quick?: boolean }) => Promise<LogRow[]>
 
-const PARTS = ['request', 'pubsub', 'broadcast', 'tunnel', 'log', 'durable'] as const
+const PARTS = ['request', 'pubsub', 'broadcast', 'tunnel', 'log', 'durable', 'e2e', 'catchup'] as const
 type Part = (typeof PARTS)[number]
 
 /** 1-minute load average: other work on the machine skews every figure. */
@@ -168,6 +180,125 @@ async function runDurablePart(opts: {
   return { rows: durableRows(plexus, js), notes }
 }
 
+/**
+ * End-to-end: JetStream, then Plexus (await m.ack(), then m.ack() not awaited), `rounds`
+ * times; each row's best round (by consumed rate) is kept, every round is in the notes.
+ */
+async function runE2EPart(opts: {
+  quick: boolean
+  nats: boolean
+  rounds: number
+  profileDir?: string
+  profileMember?: string
+}): Promise<{ rows: Row[]; notes: string[] }> {
+  const best = new Map<string, E2EFigures>()
+  const keep = (key: string, f: E2EFigures) => {
+    const b = best.get(key)
+    if (!b || f.rate > b.rate) best.set(key, f)
+  }
+  const notes: string[] = []
+  const durability = new Set<string>()
+  const seen: string[] = []
+  const fig = (f: E2EFigures) => `${f.inFlight} in flight ${Math.round(f.rate)} msg/s`
+  for (let i = 0; i < opts.rounds; i++) {
+    if (opts.rounds > 1) progress(`round ${i + 1} of ${opts.rounds}`)
+    const round: string[] = []
+    if (opts.nats) {
+      progress('JetStream: 3 clustered nats-servers; publisher and durable pull consumer in 2 processes')
+      const j = await runJetStreamE2E({ quick: opts.quick, log: progress })
+      if (j) {
+        for (const f of j.figures) {
+          keep(`js ${f.inFlight}`, f)
+          round.push(`JetStream ${fig(f)}`)
+        }
+        durability.add(j.durability)
+      }
+    }
+    progress('Plexus: 3 member processes; publisher and durable consumer in 2 processes (non-member nodes)')
+    try {
+      const r = await runPlexusE2E({
+        quick: opts.quick,
+        log: progress,
+        profileDir: opts.profileDir,
+        profileMember: opts.profileMember,
+      })
+      for (const f of r.figures) {
+        keep(`plexus ${f.ack} ${f.inFlight}`, f)
+        round.push(`Plexus ${f.ack} ${fig(f)}`)
+      }
+      notes.push(...r.notes)
+      durability.add(r.durability)
+    } catch (err) {
+      if (![...best.keys()].some((k) => k.startsWith('js'))) throw err
+      notes.push(`Plexus FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+    }
+    seen.push(round.join(', '))
+  }
+  if (opts.rounds > 1)
+    notes.push(`rounds (consumed and acked per second), best of each kept: ${seen.join('; ')}`)
+  const all = [...best.entries()]
+  for (const [k, f] of all)
+    if (f.publish.errors > 0)
+      notes.push(`${k}: ${f.publish.errors} failed publishes (${f.publish.firstError})`)
+  notes.push(...durability)
+  const pick = (prefix: string) => all.filter(([k]) => k.startsWith(prefix)).map(([, f]) => f)
+  return { rows: e2eRows(pick('plexus'), pick('js')), notes }
+}
+
+/** Catch-up read: Plexus first (its fill may be bounded by time), then JetStream with the same count. */
+async function runCatchupPart(opts: {
+  quick: boolean
+  nats: boolean
+  messages?: number
+  profileDir?: string
+  profileMember?: string
+}): Promise<{ rows: Row[]; notes: string[] }> {
+  const sizes = catchupSizes(opts.quick)
+  const count = opts.messages ?? sizes.count
+  const notes: string[] = []
+  let plexus: CatchupFigures | undefined
+  let js: CatchupFigures | undefined
+  progress(
+    `Plexus: 3 member processes; filling ${count.toLocaleString('en-US')} x 1 KB, then reader processes`,
+  )
+  try {
+    const r = await runPlexusCatchup({
+      count,
+      maxFillMs: sizes.maxFillMs,
+      log: progress,
+      profileDir: opts.profileDir,
+      profileMember: opts.profileMember,
+    })
+    plexus = r.figures
+    notes.push(...r.notes)
+    if (plexus.count < count)
+      notes.push(
+        `Plexus filled ${plexus.count} of ${count} within ${sizes.maxFillMs / 1000} s: both read that many`,
+      )
+  } catch (err) {
+    if (!opts.nats) throw err
+    notes.push(`Plexus FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+  }
+  if (opts.nats) {
+    const n = plexus?.count ?? count
+    progress(
+      `JetStream: 3 clustered nats-servers; filling ${n.toLocaleString('en-US')} x 1 KB, then reader processes`,
+    )
+    const r = await runJetStreamCatchup({ count: n, maxFillMs: sizes.maxFillMs, log: progress })
+    if (r) {
+      js = r.figures
+      notes.push(...r.notes)
+    }
+  }
+  for (const [name, f] of [
+    ['Plexus', plexus],
+    ['JetStream', js],
+  ] as const)
+    if (f && f.fillFailures > 0)
+      notes.push(`${name}: ${f.fillFailures} publishes failed during the fill (retried)`)
+  return { rows: catchupRows(plexus, js), notes }
+}
+
 async function runLogPart(quick: boolean): Promise<Row[] | string> {
   const url = new URL('./log.js', import.meta.url)
   if (!existsSync(url)) return 'skipped: bench/log.ts is not there yet'
@@ -186,12 +317,13 @@ async function main(): Promise<number> {
       'profile-member': { type: 'string' },
       profile: { type: 'string' },
       rounds: { type: 'string' },
+      messages: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) {
     console.log(
-      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N]`,
+      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N] [--messages N]`,
     )
     return 0
   }
@@ -204,6 +336,11 @@ async function main(): Promise<number> {
   const rounds = values.rounds === undefined ? 1 : Number(values.rounds)
   if (!Number.isInteger(rounds) || rounds < 1 || rounds > 10) {
     console.error(`--rounds must be an integer 1..10, got ${JSON.stringify(values.rounds)}`)
+    return 2
+  }
+  const messages = values.messages === undefined ? undefined : Number(values.messages)
+  if (messages !== undefined && (!Number.isSafeInteger(messages) || messages < 1 || messages > 10_000_000)) {
+    console.error(`--messages must be an integer 1..10000000, got ${JSON.stringify(values.messages)}`)
     return 2
   }
   console.log(
@@ -256,12 +393,47 @@ async function main(): Promise<number> {
           profileMember: values['profile-member'],
           rounds,
         })
-        console.log(formatTable(rows))
+        console.log(formatTable(rows, 'JetStream'))
         for (const n of notes) console.log(`  ${n}`)
         console.log(
           "1 KB messages to a stream with 3 replicas (1 partition) on 3 server/member processes, ack 'all' " +
-            '(NATS column: JetStream PubAck); publisher in the bench process (JetStream: connected to the ' +
+            '(JetStream: PubAck); publisher in the bench process (JetStream: connected to the ' +
             "stream leader's server; Plexus: a non-member node). One at a time, then 256 in flight.",
+        )
+      } else if (part === 'e2e') {
+        const { rows, notes } = await runE2EPart({
+          quick,
+          nats: values['no-nats'] !== true,
+          rounds,
+          profileDir: values.profile,
+          profileMember: values['profile-member'],
+        })
+        console.log(formatTable(rows, 'JetStream'))
+        for (const n of notes) console.log(`  ${n}`)
+        console.log(
+          "End to end: 1 KB messages published with ack 'all' (JetStream: PubAck), 256 in flight (then one at a " +
+            'time, each phase with a new durable consumer), to a stream with ' +
+            '3 replicas (1 partition) on 3 member/server processes, while a durable consumer acks every message; ' +
+            'publisher and consumer each in its own process (Plexus: non-member nodes; JetStream: the publisher on ' +
+            "the stream leader's server, the consumer on its consumer leader's). Rate: messages consumed and acked " +
+            'per second over the window; latency: from the publish call to the consumer (timestamp in the payload).',
+        )
+      } else if (part === 'catchup') {
+        const { rows, notes } = await runCatchupPart({
+          quick,
+          nats: values['no-nats'] !== true,
+          messages,
+          profileDir: values.profile,
+          profileMember: values['profile-member'],
+        })
+        console.log(formatTable(rows, 'JetStream'))
+        for (const n of notes) console.log(`  ${n}`)
+        console.log(
+          'Catch-up: the stream (3 replicas, 1 partition) is filled first, then a reader process reads from the ' +
+            'earliest message to the last; time from opening the consumer to the last message. Plain: Plexus ' +
+            'consume() without durable, JetStream an ordered consumer (no acks). Durable: Plexus durable + await ' +
+            'm.ack(), JetStream a durable pull consumer (explicit ack, batches of 1,024). MB = 10^6 bytes of payload. ' +
+            'Reads come from the page cache (the data was just written).',
         )
       } else if (part === 'tunnel') {
         const { rows, notes } = await runTunnelPart({

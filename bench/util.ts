@@ -228,9 +228,9 @@ function fmt(v: number | undefined, unit: string): string {
   return `${n} ${unit}`
 }
 
-/** The results table: metric | Plexus | NATS | ratio | target. */
-export function formatTable(rows: Row[]): string {
-  const header = ['metric', 'Plexus', 'NATS', 'ratio', 'target']
+/** The results table: metric | Plexus | NATS | ratio | target (`other` renames the NATS column). */
+export function formatTable(rows: Row[], other = 'NATS'): string {
+  const header = ['metric', 'Plexus', other, 'ratio', 'target']
   const body = rows.map((r) => {
     const hasNats = r.nats !== undefined && !Number.isNaN(r.nats)
     const hasValue = !Number.isNaN(r.value)
@@ -238,9 +238,9 @@ export function formatTable(rows: Row[]): string {
     let target = '-'
     if (r.better && hasNats && hasValue) {
       const met = r.better === 'lower' ? r.value <= r.nats! : r.value >= r.nats!
-      target = `${r.better === 'lower' ? '<=' : '>='} NATS ${met ? 'met' : 'MISSED'}`
+      target = `${r.better === 'lower' ? '<=' : '>='} ${other} ${met ? 'met' : 'MISSED'}`
     } else if (r.better) {
-      target = `${r.better === 'lower' ? '<=' : '>='} NATS`
+      target = `${r.better === 'lower' ? '<=' : '>='} ${other}`
     }
     const name = r.note ? `${r.name} (${r.note})` : r.name
     return [name, fmt(r.value, r.unit), hasNats ? fmt(r.nats, r.unit) : '-', ratio, target]
