@@ -184,16 +184,26 @@ export interface PublishAckBody {
   stream: string
   partition: number
   offset: number
+  /** The `msgId` was already stored (at `offset`): nothing was added. */
+  duplicate?: boolean
 }
 
-/** Writes a PUBLISH_ACK body. */
+/** Writes a PUBLISH_ACK body: `str stream | u32 partition | u64 offset | u8 duplicate`. */
 export function encodePublishAck(w: BinaryWriter, m: PublishAckBody): void {
-  w.str(m.stream).u32(m.partition).u64(m.offset)
+  w.str(m.stream)
+    .u32(m.partition)
+    .u64(m.offset)
+    .u8(m.duplicate ? 1 : 0)
 }
 
 /** Reads a PUBLISH_ACK body. */
 export function decodePublishAck(r: BinaryReader): PublishAckBody {
-  const m = { stream: r.str('stream'), partition: r.u32('partition'), offset: r.u64('offset') }
+  const m: PublishAckBody = {
+    stream: r.str('stream'),
+    partition: r.u32('partition'),
+    offset: r.u64('offset'),
+  }
+  if (r.u8('duplicate') === 1) m.duplicate = true
   r.end('PUBLISH_ACK')
   return m
 }

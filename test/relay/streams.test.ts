@@ -74,6 +74,10 @@ describe('durable streams through the relay', () => {
     const { client } = await setup()
     await client.streams.create('dur', { cluster: 'db', subject: 'dur.>', replicas: 3 })
     for (let i = 0; i < 12; i++) await client.publish('dur.x', `d${i}`, { ack: 'all' })
+    const once = await client.publish('dur.x', 'only once', { ack: 'all', msgId: 'm-1' })
+    const twice = await client.publish('dur.x', 'only once', { ack: 'all', msgId: 'm-1' })
+    expect(once).toMatchObject({ offset: 12 })
+    expect(twice).toEqual({ ...once, duplicate: true })
     const c1 = client.consume('dur', { durable: 'relayed', ackWait: 60_000 })
     const first: StreamMessage[] = []
     for await (const m of c1) {
@@ -82,8 +86,8 @@ describe('durable streams through the relay', () => {
       if (first.length <= 5) await m.ack()
       if (first.length === 7) break // 5 acked, 2 delivered but not acked
     }
-    const rest = await take(client.consume('dur', { durable: 'relayed' }), 7)
-    expect(rest.map((m) => m.offset)).toEqual([5, 6, 7, 8, 9, 10, 11])
+    const rest = await take(client.consume('dur', { durable: 'relayed' }), 8)
+    expect(rest.map((m) => m.offset)).toEqual([5, 6, 7, 8, 9, 10, 11, 12])
     expect(text(rest[0]!.data)).toBe('d5')
   }, 60_000)
 
