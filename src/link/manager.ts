@@ -14,6 +14,7 @@ import type { PlexusLibp2p } from '../transport/libp2p.js'
 import type { BinaryReader } from '../util/binary.js'
 import { encodeU64Frame, FrameType } from './frames.js'
 import { Link, readFrames } from './link.js'
+import { corkSocketWrites } from './socket-writes.js'
 
 /** Options of the link manager (defaults in constants.ts `LINK`). */
 export interface LinkManagerOptions {
@@ -67,6 +68,7 @@ export class LinkManager {
     })
     this.on('connection:open', (evt) => {
       const conn = evt.detail as Connection
+      corkSocketWrites(conn)
       void this.ensure(conn.remotePeer)
     })
     this.on('peer:disconnect', (evt) => {
@@ -74,7 +76,10 @@ export class LinkManager {
       this.links.get(peer)?.abort(new Error('peer disconnected'))
       this.events.onPeerGone(peer)
     })
-    for (const conn of this.libp2p.getConnections()) void this.ensure(conn.remotePeer)
+    for (const conn of this.libp2p.getConnections()) {
+      corkSocketWrites(conn)
+      void this.ensure(conn.remotePeer)
+    }
     this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatInterval)
     this.heartbeat.unref()
   }
@@ -143,6 +148,7 @@ export class LinkManager {
   }
 
   private onInbound(stream: Stream, connection: Connection): void {
+    corkSocketWrites(connection)
     const peer = connection.remotePeer.toString()
     // Any data from the peer proves it alive (once per chunk, not per frame).
     stream.addEventListener('message', () => {

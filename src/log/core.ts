@@ -29,6 +29,7 @@ export interface ResolvedOptions {
   compactionMaxKeys: number
   maintenanceIntervalMs: number
   maxWriteBytes: number
+  eagerWrites: boolean
   now: () => number
 }
 

@@ -177,6 +177,7 @@ function resolveOptions(o: LogOptions): ResolvedOptions {
     compactionMaxKeys: int('compactionMaxKeys', o.compactionMaxKeys, LOG_DEFAULTS.compactionMaxKeys, 1),
     maintenanceIntervalMs: int('maintenanceIntervalMs', o.maintenanceIntervalMs, 0, 0),
     maxWriteBytes: int('maxWriteBytes', o.maxWriteBytes, LOG_DEFAULTS.maxWriteBytes, 1),
+    eagerWrites: o.eagerWrites === true,
     now: o.now ?? Date.now,
   }
 }

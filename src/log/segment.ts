@@ -6,6 +6,7 @@
  * while a read is in flight stays readable until that read ends.
  */
 
+import { constants } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { open, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -16,6 +17,12 @@ import { OffsetIndex } from './index-file.js'
 import { type BadRecord, scanRecords } from './reader.js'
 import { recordOffset, recordTerm, recordTimestamp } from './record.js'
 import { TimeIndex } from './time-index.js'
+
+/**
+ * True where files can be opened with O_DSYNC (not on Windows): the fsync 'always' writer then
+ * makes each write durable in the same system call instead of writing and then fdatasyncing.
+ */
+export const SYNC_WRITES = typeof constants.O_DSYNC === 'number' && constants.O_DSYNC !== 0
 
 /** Builds both sparse indexes as records go by (writer and scans share the rules). */
 export class SegmentIndexer {
@@ -91,6 +98,9 @@ export class Segment {
   timeIndexFh: FileHandle | undefined
   private fh: FileHandle | undefined
   private opening: Promise<FileHandle> | undefined
+  /** Write-only handle opened with O_DSYNC (fsync 'always' writers): a write returns once durable. */
+  private syncFh: FileHandle | undefined
+  private syncOpening: Promise<FileHandle> | undefined
   private refs = 0
   private doomed: 'close' | 'delete' | undefined
   private doomDone: (() => void) | undefined
@@ -119,6 +129,27 @@ export class Segment {
       this.opening = opening
     }
     return this.opening
+  }
+
+  /**
+   * Opens (once) a write-only handle with O_DSYNC: every write through it returns only once
+   * its data (and the metadata needed to read it back, such as the file size) is on stable
+   * storage, exactly what a write followed by fdatasync guarantees, in one system call (one
+   * thread-pool round trip instead of two). Closed with the other handles. Only where
+   * `SYNC_WRITES` is true.
+   */
+  async syncHandle(): Promise<FileHandle> {
+    if (this.syncFh) return this.syncFh
+    if (!this.syncOpening) {
+      const opening: Promise<FileHandle> = open(this.logPath, constants.O_WRONLY | constants.O_DSYNC).then(
+        (fh) => {
+          if (this.syncOpening === opening) this.syncFh = fh
+          return fh
+        },
+      )
+      this.syncOpening = opening
+    }
+    return this.syncOpening
   }
 
   /** Adopts an already open handle (a freshly created segment). */
@@ -190,16 +221,24 @@ export class Segment {
 
   /** Closes every open handle of the segment now (a later `handle()` reopens the log file). */
   async closeHandles(): Promise<void> {
-    const { fh, opening, indexFh, timeIndexFh } = this
+    const { fh, opening, indexFh, timeIndexFh, syncFh, syncOpening } = this
     this.fh = undefined
     this.opening = undefined
     this.indexFh = undefined
     this.timeIndexFh = undefined
+    this.syncFh = undefined
+    this.syncOpening = undefined
     const log = fh ?? (opening ? await opening.catch(() => undefined) : undefined)
-    for (const h of new Set([log, indexFh, timeIndexFh])) await h?.close().catch(() => {})
+    const synced = syncFh ?? (syncOpening ? await syncOpening.catch(() => undefined) : undefined)
+    for (const h of new Set([log, synced, indexFh, timeIndexFh])) await h?.close().catch(() => {})
   }
 
-  /** Writes the indexer's new entries to the index files (not synced: they are a cache). */
+  /**
+   * Writes the indexer's new entries to the index files (not synced: they are a cache). The
+   * append path never calls it: the active segment's index files are only read by recovery,
+   * which rebuilds them from the log, so they are brought up to date when the segment is
+   * sealed (`freeze`) or the log closes.
+   */
   async flushIndexes(): Promise<void> {
     const ix = this.indexer
     if (!ix) return
@@ -237,6 +276,11 @@ export class Segment {
     const handles = [this.indexFh, this.timeIndexFh]
     this.indexFh = undefined
     this.timeIndexFh = undefined
+    const synced =
+      this.syncFh ?? (this.syncOpening ? await this.syncOpening.catch(() => undefined) : undefined)
+    this.syncFh = undefined
+    this.syncOpening = undefined
+    await synced?.close().catch(() => {})
     this.sealed = true
     this.maxTimestamp = ix.maxTimestamp
     this.visibleSize = this.size

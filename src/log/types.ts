@@ -70,6 +70,13 @@ export interface LogOptions {
   /** Run `maintain()` this often (ms); 0 (default) = only when called. */
   maintenanceIntervalMs?: number
   maxWriteBytes?: number
+  /**
+   * Start a write round as soon as the appending code's turn ends (a microtask) instead of on
+   * the next event-loop turn (default false). For a log with one appender that awaits each
+   * append (the raft storage): waiting a turn for appends to join a round only delays its
+   * write. With many independent appenders the default gathers more of them per fsync.
+   */
+  eagerWrites?: boolean
   /** Clock in ms (default `Date.now`); inject it to test age-based roll and retention. */
   now?: () => number
 }

@@ -4,7 +4,7 @@
  * throws `DecodeError` on anything malformed, truncated, oversized or semantically impossible,
  * so a hostile peer cannot make the core misbehave through the wire.
  */
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { BinaryReader, BinaryWriter, DecodeError, uninitializedBytes } from '../util/binary.js'
 import {
   type ConfChange,
   type ConfState,
@@ -47,8 +47,11 @@ function readEntry(r: BinaryReader): Entry {
   const t = r.u8('entry type')
   if (t > 1) throw new DecodeError(`unknown entry type ${t}`)
   const type: EntryType = t === 1 ? 'confChange' : 'normal'
-  // Copy: the entry outlives the frame buffer it was read from.
-  const data = r.bytes('entry data', r.remaining).slice()
+  // The entry outlives the frame it was read from. A view that spans most of its buffer (a
+  // large frame, assembled in a buffer of its own) is kept as it is; a small one is copied,
+  // or it would pin a whole read chunk of the link for as long as the entry lives.
+  const view = r.bytes('entry data', r.remaining)
+  const data = view.byteLength * 2 >= view.buffer.byteLength ? view : view.slice()
   if (type === 'confChange') decodeConfChange(data) // validate now, not when it is applied
   return { index, term, type, data }
 }
@@ -72,7 +75,9 @@ export function decodeEntry(buf: Uint8Array): Entry {
 export function encodeMessage(m: Message): Uint8Array {
   let size = 64 + m.from.length * 3 + m.to.length * 3
   for (const e of m.entries) size += e.data.length + ENTRY_MIN_BYTES
-  const w = new BinaryWriter(size)
+  for (const v of m.snapshot?.confState.voters ?? []) size += 4 + v.length * 3
+  if (m.snapshot !== undefined) size += 32 + m.snapshot.data.length
+  const w = new BinaryWriter(0, uninitializedBytes(size)) // every byte returned is written
   w.u8(RAFT_CODEC_VERSION).u8(MESSAGE_TYPES.indexOf(m.type)).str(m.from).str(m.to)
   w.u64(m.term).u64(m.logTerm).u64(m.index).u64(m.commit).u64(m.rejectHint)
   w.u8((m.reject ? FLAG_REJECT : 0) | (m.transfer ? FLAG_TRANSFER : 0))

@@ -25,6 +25,7 @@ export {
   CompactedError,
   type ConfChange,
   type ConfState,
+  EntriesUnavailableError,
   type Entry,
   type EntryType,
   type HardState,

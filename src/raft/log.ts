@@ -30,7 +30,9 @@ export interface Storage {
   term(i: number): number
   /**
    * Entries `[lo, hi)` in order, stopping once their total size would exceed `maxBytes` but
-   * always returning at least one entry. Throws `CompactedError` if `lo < firstIndex()`.
+   * always returning at least one entry. Throws `CompactedError` if `lo < firstIndex()`. A
+   * storage that keeps only recent entries in memory may, for entries at or below the applied
+   * index, return a shorter prefix or throw `EntriesUnavailableError` while it fetches them.
    */
   entries(lo: number, hi: number, maxBytes: number): Entry[]
   /**

@@ -15,6 +15,7 @@ import { decodeConfChange, encodeConfChange } from './codec.js'
 import type { RaftConfig } from './config.js'
 import type { ProgressState } from './progress.js'
 import { Raft } from './raft.js'
+import { maybeSendAppend } from './replication.js'
 import {
   type ConfChange,
   type ConfState,
@@ -141,6 +142,19 @@ export class RawNode {
       this.raft.step(m)
     } catch (err) {
       if (!(err instanceof ProposalDroppedError)) throw err
+    }
+  }
+
+  /**
+   * Leader: sends every follower whatever entries it is missing, as far as flow control
+   * allows (no empty appends). For a storage that just made old entries available again.
+   */
+  sendAppends(): void {
+    const r = this.raft
+    if (r.role !== 'leader') return
+    for (const id of r.tracker.progress.keys()) {
+      if (id === r.id) continue
+      while (maybeSendAppend(r, id, false)) {}
     }
   }
 

@@ -5,7 +5,7 @@
  * messages on the `Raft`; nothing is sent until the driver has persisted the Ready.
  */
 import type { Raft } from './raft.js'
-import { type Message, message, type NodeId } from './types.js'
+import { EntriesUnavailableError, type Message, message, type NodeId } from './types.js'
 
 /** Follower: applies an append if it matches our log, else rejects it with a backtracking hint. */
 export function handleAppend(r: Raft, m: Message): void {
@@ -75,7 +75,17 @@ export function maybeSendAppend(r: Raft, to: NodeId, sendIfEmpty: boolean): bool
   const prevTerm = log.term(prevIndex)
   if (prevTerm === undefined || pr.next < log.firstIndex()) return sendSnapshot(r, to)
   const last = log.lastIndex()
-  const entries = pr.next <= last ? log.slice(pr.next, last + 1, r.maxSizePerMsg) : []
+  let entries: Message['entries'] = []
+  if (pr.next <= last) {
+    try {
+      entries = log.slice(pr.next, last + 1, r.maxSizePerMsg)
+    } catch (err) {
+      // Old entries being fetched from disk: nothing is sent now (flow control untouched);
+      // the driver calls `sendAppends` once they are in memory (heartbeats retry meanwhile).
+      if (err instanceof EntriesUnavailableError) return false
+      throw err
+    }
+  }
   if (entries.length === 0 && !sendIfEmpty) return false
   r.send(message({ type: 'MsgApp', to, index: prevIndex, logTerm: prevTerm, entries, commit: log.committed }))
   pr.sentEntries(entries.length)

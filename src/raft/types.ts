@@ -151,6 +151,14 @@ export class ProposalDroppedError extends PlexusError {}
 /** The requested entries were compacted out of storage. */
 export class CompactedError extends PlexusError {}
 
+/**
+ * The requested entries are durable but not in memory right now (a storage that keeps only a
+ * recent window in memory is fetching them). Only ever thrown for entries the core has
+ * already applied, that is, when a leader needs old entries for a follower far behind: the
+ * append is skipped and sent once the storage has them (`RawNode.sendAppends`).
+ */
+export class EntriesUnavailableError extends PlexusError {}
+
 /** An internal Raft invariant broke (a bug, or storage that lost acknowledged state). */
 export class RaftInvariantError extends PlexusError {}
 

@@ -43,6 +43,21 @@ export interface ReplicaDriverOptions {
   restore?: (snapshot: Snapshot) => void | Promise<void>
   /** Index the state machine durably applied (default 0: replay everything retained). */
   applied?: number
+  /**
+   * Bytes of applied raft entries kept in memory for followers that lag (default 16 MiB);
+   * older ones are read back from the raft log on disk when a follower needs them. Entries
+   * not yet applied always stay in memory.
+   */
+  memoryBytes?: number
+  /**
+   * Most milliseconds a leader holds an append that carries nothing but a new commit index
+   * for a caught-up follower while later entries are already in flight (default 10; 0 sends
+   * it at once). The next append to that follower carries the commit instead, so under
+   * pipelined traffic these messages (and the follower's answers) are mostly never sent. An
+   * idle leader (everything committed, nothing queued) sends it at once. It never delays a
+   * commit or an acknowledgement, only (briefly) what followers apply.
+   */
+  commitDelayMs?: number
   /** Milliseconds per Raft tick (default 50). */
   tickMs?: number
   /** Ticks before a follower campaigns (default 10, randomized in [n, 2n)). */
@@ -76,6 +91,8 @@ export interface DriverStats {
   stepErrors: number
   sent: number
   sendErrors: number
+  /** Commit-only appends held back and then dropped because a later append carried the commit. */
+  commitOnlySaved: number
   readies: number
   /** Proposals accepted on the leader, and the `proposeBatch` calls that carried them. */
   proposals: number

@@ -8,6 +8,11 @@
  *   3. apply its committed entries through the injected `apply`, in order, awaited;
  *   4. `advance`.
  *
+ * Two exceptions to step 2 for a leader: its appends and heartbeats leave while it persists
+ * (see `loop`), and while later entries are in flight an append carrying nothing but a new
+ * commit index to a caught-up follower is held for up to `commitDelayMs` and dropped if the
+ * next append to that follower carries the commit (see `holdCommitOnly`).
+ *
  * No networking inside: the transport is injected as `send(to, bytes)` and feeds
  * `receive(from, bytes)`.
  */
@@ -47,6 +52,8 @@ export class ReplicaDriver {
   private timer: NodeJS.Timeout | undefined
   private running: Promise<void> | undefined
   private scheduled = false
+  /** Work arrived while the loop was running (see `schedule`). */
+  private again = false
   private storageLock: Promise<unknown> = Promise.resolve()
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
   private killed = false
@@ -60,20 +67,27 @@ export class ReplicaDriver {
     stepErrors: 0,
     sent: 0,
     sendErrors: 0,
+    commitOnlySaved: 0,
     readies: 0,
     proposals: 0,
     batches: 0,
   }
   private readonly proposals: ProposalTracker
+  /** Commit-only appends held back, by follower (see `sendMessage`). */
+  private readonly held = new Map<NodeId, Message>()
+  private heldTimer: NodeJS.Timeout | undefined
 
   constructor(opts: ReplicaDriverOptions) {
     if (typeof opts.send !== 'function') throw new InvalidArgumentError('send must be a function')
     if (typeof opts.apply !== 'function') throw new InvalidArgumentError('apply must be a function')
-    for (const k of ['tickMs', 'maxPending', 'maxBatch'] as const) {
+    for (const k of ['tickMs', 'maxPending', 'maxBatch', 'memoryBytes'] as const) {
       const v = opts[k]
       if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
         throw new InvalidArgumentError(`${k} must be a positive integer, got ${v}`)
     }
+    const cd = opts.commitDelayMs
+    if (cd !== undefined && (!Number.isSafeInteger(cd) || cd < 0))
+      throw new InvalidArgumentError(`commitDelayMs must be a non-negative integer, got ${cd}`)
     this.id = opts.id
     this.opts = opts
     this.proposals = new ProposalTracker(opts.id, this.counters)
@@ -89,7 +103,13 @@ export class ReplicaDriver {
     const o = this.opts
     let store: RaftLogStorage | undefined
     try {
-      store = await RaftLogStorage.open({ dir: o.dir, voters: o.voters, now: o.now })
+      store = await RaftLogStorage.open({
+        dir: o.dir,
+        voters: o.voters,
+        now: o.now,
+        applied: o.applied,
+        memoryBytes: o.memoryBytes,
+      })
       if (this.state !== 'running') {
         await store.close() // stopped while opening
         return
@@ -104,6 +124,12 @@ export class ReplicaDriver {
         ...o.raft,
       })
       this.store = store
+      store.onLoaded = () => {
+        // Old entries a lagging follower needs were read back from disk: send them now.
+        if (this.state !== 'running' || this.node === undefined) return
+        this.node.sendAppends()
+        this.schedule()
+      }
     } catch (err) {
       this.state = 'stopped'
       await store?.close().catch(() => {})
@@ -129,6 +155,7 @@ export class ReplicaDriver {
     this.proposals.rejectAll(new AbortedError('replica stopped'))
     if (flush) await this.running?.catch(() => {})
     if (flush) await this.applyChain
+    this.releaseHeld(flush) // a graceful stop still tells followers the last commit
     const store = this.store
     if (store) {
       await this.withStorage(async () => {
@@ -287,13 +314,23 @@ export class ReplicaDriver {
   }
 
   private schedule(): void {
-    if (this.scheduled || this.running !== undefined) return
+    if (this.running !== undefined) {
+      // The loop looks for work at the top of every round; `again` covers the moment after
+      // its last look, before it is gone (a wake-up lost there would wait for the next tick).
+      this.again = true
+      return
+    }
+    if (this.scheduled) return
     this.scheduled = true
     queueMicrotask(() => {
       this.scheduled = false
       if (this.running === undefined && this.state === 'running') {
         this.running = this.loop().finally(() => {
           this.running = undefined
+          if (this.again) {
+            this.again = false
+            this.schedule()
+          }
         })
       }
     })
@@ -304,6 +341,7 @@ export class ReplicaDriver {
     const store = this.store!
     try {
       while (this.state === 'running') {
+        this.again = false
         this.proposals.flush(node, this.opts.maxBatch ?? 1024)
         if (!node.hasReady()) break
         const rd = node.ready()
@@ -325,6 +363,7 @@ export class ReplicaDriver {
         await this.applyCommitted(node, store, rd.committedEntries)
         if (this.killed) return
         node.advance(rd)
+        store.release(node.raft.log.applied) // applied entries may leave memory (over budget)
         if (node.raft.role !== 'leader' && this.proposals.pending.size > 0)
           this.proposals.rejectPending(
             new LeadershipLostError(`${this.id} lost leadership; the outcome is unknown`),
@@ -344,12 +383,63 @@ export class ReplicaDriver {
   }
 
   private sendMessage(m: Message): void {
+    if (m.type === 'MsgApp') {
+      if (m.entries.length === 0 && this.holdCommitOnly(m)) return
+      // Every append carries the leader's commit index: a held commit-only one is superseded.
+      if (this.held.delete(m.to)) this.counters.commitOnlySaved++
+    }
+    this.transmit(m)
+  }
+
+  private transmit(m: Message): void {
     try {
       this.opts.send(m.to, encodeMessage(m))
       this.counters.sent++
     } catch {
       this.counters.sendErrors++
     }
+  }
+
+  /**
+   * Holds `m`, an append without entries, when all it does is tell a caught-up follower (in
+   * the replicate state: everything was sent to it) the new commit index. Delaying or
+   * dropping a message is always safe in Raft; holding this one changes no progress
+   * bookkeeping of the core (an empty append in the replicate state records nothing).
+   * Appends to a probing follower are probes and leave at once.
+   */
+  private holdCommitOnly(m: Message): boolean {
+    const delay = this.opts.commitDelayMs ?? 10
+    const node = this.node
+    if (delay === 0 || node === undefined || node.raft.role !== 'leader') return false
+    // Only while more appends are certainly coming (entries not yet committed, or proposals
+    // queued): an idle leader tells its followers at once, so what they serve stays fresh.
+    const log = node.raft.log
+    if (log.lastIndex() <= log.committed && this.proposals.queue.length === 0) return false
+    const pr = node.raft.tracker.progress.get(m.to)
+    if (pr === undefined || pr.state !== 'replicate') return false
+    if (this.held.has(m.to)) this.counters.commitOnlySaved++
+    this.held.set(m.to, m)
+    if (this.heldTimer === undefined) {
+      this.heldTimer = setTimeout(() => this.releaseHeld(), delay)
+      this.heldTimer.unref()
+    }
+    return true
+  }
+
+  /**
+   * Sends the commit-only appends still held (unless leadership of their term ended, or
+   * `send` is false) and stops holding.
+   */
+  private releaseHeld(send = this.state === 'running'): void {
+    if (this.heldTimer) clearTimeout(this.heldTimer)
+    this.heldTimer = undefined
+    const node = this.node
+    if (send && node !== undefined) {
+      for (const m of this.held.values()) {
+        if (node.raft.role === 'leader' && node.raft.term === m.term) this.transmit(m)
+      }
+    }
+    this.held.clear()
   }
 
   private async persist(store: RaftLogStorage, rd: Ready): Promise<void> {
@@ -397,6 +487,7 @@ export class ReplicaDriver {
 
   private async fail(err: unknown): Promise<void> {
     if (this.state !== 'running') return
+    this.releaseHeld() // commits decided before the failure still reach the followers
     this.proposals.rejectAll(err)
     this.opts.onError?.(err)
     await this.stop({ flush: false })

@@ -8,9 +8,13 @@
  *   <dir>/confstate   voters + index they were applied at
  *   <dir>/snapshot    index, term, configuration and data of the last compaction / install
  *
- * The core reads storage synchronously, so the entries after the snapshot point are also
- * kept in memory (`compact` bounds that); every write goes to disk first and is reflected in
- * memory only once durable.
+ * The core reads storage synchronously. Terms of every entry after the snapshot point are kept
+ * in memory (as runs: one item per term change); entry data only for a recent window: every
+ * entry not yet applied, plus older ones up to `memoryBytes`. An older entry asked for (a
+ * leader catching up a follower far behind) is read back from the commit log in the
+ * background while `entries` throws `EntriesUnavailableError`; `onLoaded` then tells the
+ * driver to send again. Every write goes to disk first and is reflected in memory only once
+ * durable.
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -21,6 +25,7 @@ import {
   type ConfState,
   decodeConfState,
   decodeHardState,
+  EntriesUnavailableError,
   type Entry,
   encodeConfState,
   encodeHardState,
@@ -38,6 +43,12 @@ import { readStateFile, removeTemp, StateKind, writeStateFile } from './statefil
 const TYPE_HEADER = 'rt'
 const CONF_HEADERS = { [TYPE_HEADER]: new Uint8Array([1]) }
 const LOAD_CHUNK_BYTES = 4 * 1024 * 1024
+/** Default byte budget of applied entries kept in memory (see `RaftLogStorageOptions.memoryBytes`). */
+export const DEFAULT_RAFT_MEMORY_BYTES = 16 * 1024 * 1024
+/** Bytes of old entries read back from disk at a time. */
+const WINDOW_BYTES = 4 * 1024 * 1024
+/** Per-entry overhead counted against the memory budget besides its data. */
+const ENTRY_OVERHEAD = 64
 
 /** Options of `RaftLogStorage.open`. */
 export interface RaftLogStorageOptions {
@@ -52,6 +63,16 @@ export interface RaftLogStorageOptions {
   now?: () => number
   /** Segment size of the raft commit log (default: the log's default). */
   segmentBytes?: number
+  /**
+   * Index the state machine has applied (entries after it stay in memory from the start: the
+   * core replays them). Default 0.
+   */
+  applied?: number
+  /**
+   * Bytes of applied entries kept in memory for followers that lag (default 16 MiB); older ones
+   * are read back from disk when needed. Entries not yet applied are always in memory.
+   */
+  memoryBytes?: number
 }
 
 /** Configuration as persisted: the voters and the index of the entry that produced them. */
@@ -73,20 +94,43 @@ export class RaftLogStorage implements Storage {
   private diskHs: HardState
   private conf: PersistedConfState
   private snap: Snapshot
-  /** Entries snap.index + 1 .. lastIndex, in order. */
-  private ents: Entry[]
+  /** Index of the last entry (snap.index when there is none after it). */
+  private last: number
+  /** Term runs over (snap.index, last]: `index` is the first entry of the run, ascending. */
+  private runs: Array<{ index: number; term: number }> = []
+  /** Entries in memory: tail[head..] are tailFirst .. last, in order (slots before head are dead). */
+  private tail: Entry[] = []
+  private head = 0
+  private tailBytes = 0
+  /** Highest index the driver released (applied): entries up to it may leave memory. */
+  private released = 0
+  private readonly memoryBytes: number
+  /** Old entries read back from disk, windowFirst .. windowFirst + window.length - 1. */
+  private window: Entry[] = []
+  private windowFirst = 0
+  private loading: Promise<void> | undefined
+  /** Windows of old entries read back from disk so far (diagnostics, tests). */
+  windowLoads = 0
+  /** Called when old entries asked for were read back from disk (`entries` may now serve them). */
+  onLoaded: (() => void) | undefined
 
   private constructor(
     readonly dir: string,
     private readonly log: Log,
     private readonly now: () => number,
-    state: { hs: HardState; diskHs: HardState; conf: PersistedConfState; snap: Snapshot; ents: Entry[] },
+    state: { hs: HardState; diskHs: HardState; conf: PersistedConfState; snap: Snapshot },
+    memoryBytes: number,
   ) {
     this.hs = state.hs
     this.diskHs = state.diskHs
     this.conf = state.conf
     this.snap = state.snap
-    this.ents = state.ents
+    this.last = state.snap.index
+    this.memoryBytes = memoryBytes
+  }
+
+  private get tailFirst(): number {
+    return this.last + 1 - (this.tail.length - this.head)
   }
 
   /**
@@ -116,6 +160,7 @@ export class RaftLogStorage implements Storage {
       dir: join(dir, 'log'),
       fsync: 'always',
       segmentBytes: opts.segmentBytes,
+      eagerWrites: true, // one appender (the Ready loop), awaiting each append
       now,
     })
     try {
@@ -125,15 +170,24 @@ export class RaftLogStorage implements Storage {
         const t = await log.termAt(S - 1)
         if (t !== undefined && t !== snap.term) await log.truncateAfter(S - 2)
       }
-      const ents = await loadEntries(log, snap, files.snap)
+      const memoryBytes = opts.memoryBytes ?? DEFAULT_RAFT_MEMORY_BYTES
+      const st = new RaftLogStorage(
+        dir,
+        log,
+        now,
+        { hs: diskHs, diskHs, conf: conf ?? { index: 0, voters: [] }, snap },
+        memoryBytes,
+      )
+      st.released = opts.applied ?? 0
+      await loadEntries(log, snap, files.snap, (e) => st.push(e))
       if (conf === undefined || conf.index < S) {
         conf =
           S > 0 ? { index: S, voters: [...snap.confState.voters] } : { index: 0, voters: opts.voters ?? [] }
         await writeStateFile(files.cs, StateKind.confState, encodePersistedConf(conf))
       }
-      const last = S + ents.length
-      const hs = { ...diskHs, commit: Math.max(S, Math.min(diskHs.commit, last)) }
-      return new RaftLogStorage(dir, log, now, { hs, diskHs, conf, snap, ents })
+      st.conf = conf
+      st.hs = { ...diskHs, commit: Math.max(S, Math.min(diskHs.commit, st.last)) }
+      return st
     } catch (err) {
       await log.close().catch(() => {})
       throw err
@@ -159,33 +213,148 @@ export class RaftLogStorage implements Storage {
   }
 
   lastIndex(): number {
-    return this.snap.index + this.ents.length
+    return this.last
   }
 
   term(i: number): number {
     const first = this.firstIndex()
     if (i === first - 1) return this.snap.term
     if (i < first) throw new CompactedError(`entry ${i} is compacted (first is ${first})`)
-    const e = this.ents[i - first]
-    if (e === undefined)
-      throw new RaftInvariantError(`entry ${i} is beyond the last index ${this.lastIndex()}`)
-    return e.term
+    if (i > this.last) throw new RaftInvariantError(`entry ${i} is beyond the last index ${this.last}`)
+    const t = this.tailFirst
+    if (i >= t) return this.tail[this.head + i - t]!.term
+    const runs = this.runs
+    let lo = 0
+    let hi = runs.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >>> 1
+      if (runs[mid]!.index <= i) lo = mid
+      else hi = mid - 1
+    }
+    return runs[lo]!.term
   }
 
   entries(lo: number, hi: number, maxBytes: number): Entry[] {
     const first = this.firstIndex()
     if (lo < first) throw new CompactedError(`entry ${lo} is compacted (first is ${first})`)
-    if (hi > this.lastIndex() + 1)
-      throw new RaftInvariantError(`entries up to ${hi - 1} requested, last is ${this.lastIndex()}`)
+    if (hi > this.last + 1)
+      throw new RaftInvariantError(`entries up to ${hi - 1} requested, last is ${this.last}`)
+    let from: Entry[]
+    let base: number
+    const t = this.tailFirst
+    if (lo >= t) {
+      from = this.tail
+      base = t - this.head
+    } else if (lo >= this.windowFirst && lo < this.windowFirst + this.window.length) {
+      // Read back from disk: served up to the window's end (a shorter prefix is allowed).
+      from = this.window
+      base = this.windowFirst
+      hi = Math.min(hi, base + from.length)
+    } else {
+      this.load(lo)
+      throw new EntriesUnavailableError(`entries from ${lo} are being read back from disk`)
+    }
     const out: Entry[] = []
     let size = 0
     for (let i = lo; i < hi; i++) {
-      const e = this.ents[i - first]!
+      const e = from[i - base]!
       size += e.data.length + 24
       if (out.length > 0 && size > maxBytes) break
       out.push(e)
     }
     return out
+  }
+
+  /** Entries and bytes held in memory (the recent window), for diagnostics and tests. */
+  memory(): { entries: number; bytes: number; first: number } {
+    return { entries: this.tail.length - this.head, bytes: this.tailBytes, first: this.tailFirst }
+  }
+
+  /**
+   * Entries up to `index` are applied: they may leave memory (oldest first, beyond
+   * `memoryBytes`). Entries after it always stay.
+   */
+  release(index: number): void {
+    if (index <= this.released) return
+    this.released = index
+    this.evict()
+  }
+
+  /** Appends `e` (the next index) to the in-memory view. */
+  private push(e: Entry): void {
+    const r = this.runs[this.runs.length - 1]
+    if (r === undefined || r.term !== e.term) this.runs.push({ index: e.index, term: e.term })
+    this.tail.push(e)
+    this.tailBytes += e.data.length + ENTRY_OVERHEAD
+    this.last = e.index
+    this.evict()
+  }
+
+  /** Drops applied entries from the front of the tail while it is over budget. */
+  private evict(): void {
+    const tail = this.tail
+    while (this.head < tail.length && this.tailBytes > this.memoryBytes) {
+      const e = tail[this.head]!
+      if (e.index > this.released) break
+      this.tailBytes -= e.data.length + ENTRY_OVERHEAD
+      tail[this.head++] = undefined as unknown as Entry // let it go
+    }
+    if (this.head > 1024 && this.head * 2 > tail.length) this.rebase()
+  }
+
+  /** Moves the live entries to the front of the array (amortized: rarely). */
+  private rebase(): void {
+    this.tail = this.tail.slice(this.head)
+    this.head = 0
+  }
+
+  /** Forgets in-memory entries at or after `index` (a truncated tail). */
+  private cutFrom(index: number): void {
+    const t = this.tailFirst
+    if (index <= t) {
+      this.tail = []
+      this.head = 0
+      this.tailBytes = 0
+    } else {
+      const keep = this.head + (index - t)
+      for (let i = keep; i < this.tail.length; i++)
+        this.tailBytes -= this.tail[i]!.data.length + ENTRY_OVERHEAD
+      this.tail.length = keep
+    }
+    while (this.runs.length > 0 && this.runs[this.runs.length - 1]!.index >= index) this.runs.pop()
+    if (this.windowFirst + this.window.length > index) this.window = []
+    this.last = index - 1
+  }
+
+  /** Reads old entries from `lo` back from disk (one window at a time), then `onLoaded`. */
+  private load(lo: number): void {
+    if (this.loading !== undefined) return
+    const end = this.tailFirst
+    this.loading = (async () => {
+      const recs = await this.log.read(lo - 1, { maxBytes: WINDOW_BYTES })
+      const ents: Entry[] = []
+      for (const r of recs) {
+        const index = r.offset + 1
+        if (index !== lo + ents.length || index >= end) break
+        const isConf = r.headers?.[TYPE_HEADER]?.[0] === 1
+        ents.push({
+          index,
+          term: r.term,
+          type: isConf ? 'confChange' : 'normal',
+          data: new Uint8Array(r.value),
+        })
+      }
+      if (ents.length > 0) {
+        this.window = ents
+        this.windowFirst = lo
+        this.windowLoads++
+      }
+    })()
+      .catch(() => {}) // a failed read is retried on the next request
+      .finally(() => {
+        this.loading = undefined
+        this.onLoaded?.()
+      })
   }
 
   snapshot(): Snapshot {
@@ -212,9 +381,9 @@ export class RaftLogStorage implements Storage {
       if (e.type === 'confChange') r.headers = CONF_HEADERS
       return r
     })
-    if (first <= this.lastIndex()) this.ents.length = first - base // truncated on disk already
+    if (first <= this.lastIndex()) this.cutFrom(first) // truncated on disk already
     await this.log.appendAt(records)
-    for (const e of entries) this.ents.push(e)
+    for (const e of entries) this.push(e)
   }
 
   /**
@@ -253,7 +422,12 @@ export class RaftLogStorage implements Storage {
     const t = await this.log.termAt(s.index - 1)
     await this.log.truncateAfter(t === s.term ? s.index - 1 : s.index - 2)
     this.snap = s
-    this.ents = []
+    this.tail = []
+    this.head = 0
+    this.tailBytes = 0
+    this.runs = []
+    this.window = []
+    this.last = s.index
     if (this.conf.index < s.index) await this.setConfState(s.confState, s.index)
     if (this.hs.commit < s.index) this.hs = { ...this.hs, commit: s.index }
   }
@@ -269,7 +443,20 @@ export class RaftLogStorage implements Storage {
     if (index > this.lastIndex()) throw new RaftInvariantError(`compact ${index} is beyond the last index`)
     const s: Snapshot = { index, term: this.term(index), confState: { voters: [...confState.voters] }, data }
     await this.writeSnapshot(s)
-    this.ents = this.ents.slice(index - this.snap.index)
+    const t = this.tailFirst
+    if (index >= t) {
+      const drop = this.head + index - t + 1
+      for (let i = this.head; i < drop; i++) this.tailBytes -= this.tail[i]!.data.length + ENTRY_OVERHEAD
+      this.tail = this.tail.slice(drop)
+      this.head = 0
+    }
+    // Runs: the one covering index + 1 starts there now.
+    let k = 0
+    while (k + 1 < this.runs.length && this.runs[k + 1]!.index <= index + 1) k++
+    this.runs = this.runs.slice(k)
+    if (this.runs.length > 0 && this.runs[0]!.index < index + 1)
+      this.runs[0] = { ...this.runs[0]!, index: index + 1 }
+    if (this.windowFirst <= index) this.window = []
     this.snap = s
     if (this.hs.commit < index) this.hs = { ...this.hs, commit: index } // a snapshot is committed
   }
@@ -289,9 +476,11 @@ export class RaftLogStorage implements Storage {
   }
 }
 
-/** Loads the entries after the snapshot point; they must be dense from `snap.index + 1`. */
-async function loadEntries(log: Log, snap: Snapshot, file: string): Promise<Entry[]> {
-  const ents: Entry[] = []
+/**
+ * Reads the entries after the snapshot point, in order, into `push`; they must be dense from
+ * `snap.index + 1`.
+ */
+async function loadEntries(log: Log, snap: Snapshot, file: string, push: (e: Entry) => void): Promise<void> {
   let next = snap.index // offset of index snap.index + 1
   let prevTerm = snap.term
   for (;;) {
@@ -306,7 +495,7 @@ async function loadEntries(log: Log, snap: Snapshot, file: string): Promise<Entr
       if (r.term < prevTerm)
         throw new CorruptReplicaStateError(file, `raft log term goes back at index ${next + 1}`)
       const isConf = r.headers?.[TYPE_HEADER]?.[0] === 1
-      ents.push({
+      push({
         index: next + 1,
         term: r.term,
         type: isConf ? 'confChange' : 'normal',
@@ -316,7 +505,6 @@ async function loadEntries(log: Log, snap: Snapshot, file: string): Promise<Entr
       next++
     }
   }
-  return ents
 }
 
 function decodeOr<T>(file: string, f: () => T): T {

@@ -25,7 +25,7 @@ import {
   PlexusError,
   TimeoutError,
 } from '../errors.js'
-import { FrameType, writeFrame } from '../link/frames.js'
+import { FRAME_HEADER_BYTES, FrameType, writeFrame } from '../link/frames.js'
 import { BinaryReader, BinaryWriter } from '../util/binary.js'
 
 /** Longest method name (bytes of UTF-8 are close enough for ASCII names). */
@@ -71,6 +71,8 @@ export interface CallOptions {
 
 interface Pending {
   peer: string
+  signal: AbortSignal | undefined
+  timer: NodeJS.Timeout | undefined
   resolve(body: Uint8Array): void
   reject(err: Error): void
 }
@@ -79,6 +81,11 @@ interface Pending {
 export class PeerRpc {
   private readonly handlers = new Map<string, { handler: RpcHandler; allowed?: (peer: string) => boolean }>()
   private readonly pending = new Map<number, Pending>()
+  /** Calls waiting on each caller signal (one abort listener per signal). */
+  private readonly watched = new WeakMap<AbortSignal, Set<Pending>>()
+  /** Handlers running now. */
+  private running = 0
+  /** Signals handed to running handlers (created only when a handler asks for one). */
   private readonly serving = new Set<AbortController>()
   private nextId = 1
   private closed = false
@@ -110,31 +117,24 @@ export class PeerRpc {
     if (signal?.aborted) return Promise.reject(new AbortedError('aborted'))
     const id = this.allocateId()
     return new Promise<Uint8Array>((resolve, reject) => {
-      const finish = () => {
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        this.pending.delete(id)
-      }
-      const timer = setTimeout(() => {
-        finish()
-        reject(new TimeoutError(`${method} to ${peer} got no reply within ${options.timeout} ms`))
-      }, options.timeout)
-      const onAbort = () => {
-        finish()
-        reject(new AbortedError('aborted'))
-      }
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.pending.set(id, {
+      const p: Pending = {
         peer,
+        signal,
+        timer: undefined,
         resolve: (b) => {
-          finish()
+          this.finish(id, p)
           resolve(b)
         },
         reject: (e) => {
-          finish()
+          this.finish(id, p)
           reject(e)
         },
-      })
+      }
+      p.timer = setTimeout(() => {
+        p.reject(new TimeoutError(`${method} to ${peer} got no reply within ${options.timeout} ms`))
+      }, options.timeout)
+      this.pending.set(id, p)
+      if (signal !== undefined) this.watch(signal, p)
       const timeoutMs = Math.min(Math.ceil(options.timeout), 0xffffffff)
       if (peer === this.host.self) {
         this.serve(peer, id, method, timeoutMs, 0, body)
@@ -148,6 +148,36 @@ export class PeerRpc {
         () => this.pending.get(id)?.reject(new PeerUnreachableError(`no link to ${peer}`)),
       )
     })
+  }
+
+  /** A call settled: forget it. */
+  private finish(id: number, p: Pending): void {
+    clearTimeout(p.timer)
+    if (this.pending.get(id) === p) this.pending.delete(id)
+    if (p.signal !== undefined) this.watched.get(p.signal)?.delete(p)
+  }
+
+  /**
+   * Rejects `p` with `AbortedError` when `signal` aborts. One listener per signal, however
+   * many calls share it (the stream client passes its one closing signal with every call):
+   * adding and removing an event listener per call costs more than the rest of the call.
+   */
+  private watch(signal: AbortSignal, p: Pending): void {
+    let set = this.watched.get(signal)
+    if (set === undefined) {
+      const calls = new Set<Pending>()
+      set = calls
+      this.watched.set(signal, calls)
+      signal.addEventListener(
+        'abort',
+        () => {
+          this.watched.delete(signal)
+          for (const c of [...calls]) c.reject(new AbortedError('aborted'))
+        },
+        { once: true },
+      )
+    }
+    set.add(p)
   }
 
   /** Sends a call whose reply nobody waits for (fire and forget; errors are dropped). */
@@ -177,51 +207,63 @@ export class PeerRpc {
     flags: number,
     body: Uint8Array,
   ): void {
-    const noReply = (flags & FLAG_NO_REPLY) !== 0
-    const local = peer === this.host.self
-    const reply = (encode: (w: BinaryWriter) => void) => {
-      if (noReply || this.closed) return
-      if (local) {
-        const w = new BinaryWriter(64)
-        encode(w.u32(id))
-        this.onReply(peer, new BinaryReader(w.finish()))
-      } else this.host.sendTo(peer, (w) => writeFrame(w, FrameType.RpcReply, (b) => encode(b.u32(id))))
-    }
-    const fail = (err: unknown) => reply((w) => w.u8(1).str(errorName(err)).str(errorMessage(err)))
+    const call = new ServedCall(this, peer, id, timeout, (flags & FLAG_NO_REPLY) !== 0)
     const entry = this.handlers.get(method)
     if (entry === undefined) {
       this.host.count('rpc.unknownMethod')
-      fail(new InvalidArgumentError(`no handler for ${method} on this node`))
+      call.fail(new InvalidArgumentError(`no handler for ${method} on this node`))
       return
     }
     if (entry.allowed && !entry.allowed(peer)) {
       this.host.count('rpc.refused')
-      fail(new InvalidArgumentError(`${method} refused: not allowed from ${peer}`))
+      call.fail(new InvalidArgumentError(`${method} refused: not allowed from ${peer}`))
       return
     }
-    if (this.serving.size >= (this.opts.maxConcurrent ?? 8192)) {
+    if (this.running >= (this.opts.maxConcurrent ?? 8192)) {
       this.host.count('rpc.overloaded')
-      fail(new OverloadedError(`${this.serving.size} internal calls already running`))
+      call.fail(new OverloadedError(`${this.running} internal calls already running`))
       return
     }
-    const ac = new AbortController()
-    const timer = setTimeout(() => ac.abort(), timeout)
-    this.serving.add(ac)
+    this.running++
     let result: Uint8Array | Promise<Uint8Array>
     try {
-      result = entry.handler(body, { from: peer, signal: ac.signal })
+      result = entry.handler(body, call)
     } catch (err) {
-      result = Promise.reject(err)
+      call.settle(undefined, err)
+      return
     }
-    Promise.resolve(result)
-      .then(
-        (bytes) => reply((w) => w.u8(0).bytes(bytes)),
-        (err) => fail(err),
-      )
-      .finally(() => {
-        clearTimeout(timer)
-        this.serving.delete(ac)
-      })
+    if (result instanceof Uint8Array) call.settle(result, undefined)
+    else Promise.resolve(result).then(call.ok, call.bad)
+  }
+
+  /** Internal (`ServedCall`): sends the reply of call `id` to `peer` (in process when it is this node). */
+  reply(peer: string, id: number, ok: Uint8Array | undefined, err: unknown): void {
+    if (this.closed) return
+    if (peer === this.host.self) {
+      const w = new BinaryWriter(64)
+      writeReplyBody(w, id, ok, err)
+      this.onReply(peer, new BinaryReader(w.finish()))
+      return
+    }
+    this.host.sendTo(peer, (w) => {
+      const start = w.length
+      w.u32(0).u8(FrameType.RpcReply)
+      writeReplyBody(w, id, ok, err)
+      w.patchU32(start, w.length - start - FRAME_HEADER_BYTES)
+    })
+  }
+
+  /** Internal (`ServedCall`): a served call finished. */
+  release(ac: AbortController | undefined): void {
+    this.running--
+    if (ac !== undefined) this.serving.delete(ac)
+  }
+
+  /** Internal (`ServedCall`): a handler asked for its signal; tracked so `close` aborts it. */
+  track(ac: AbortController): boolean {
+    if (this.closed) return false
+    this.serving.add(ac)
+    return true
   }
 
   /** Decodes an `RpcReply` frame body. Throws `DecodeError` if malformed. */
@@ -262,4 +304,55 @@ export class PeerRpc {
       if (!this.pending.has(id)) return id
     }
   }
+}
+
+/** `RpcReply` body after the id: `u8 0 | bytes body` or `u8 1 | str name | str message`. */
+function writeReplyBody(w: BinaryWriter, id: number, ok: Uint8Array | undefined, err: unknown): void {
+  w.u32(id)
+  if (ok !== undefined) w.u8(0).bytes(ok)
+  else w.u8(1).str(errorName(err)).str(errorMessage(err))
+}
+
+/**
+ * One call being served, and the handler's `RpcContext`. Its signal (aborted at the call's
+ * deadline or when the node stops) and the deadline timer exist only once the handler reads
+ * `signal`; most handlers never do.
+ */
+class ServedCall implements RpcContext {
+  private ac: AbortController | undefined
+  private timer: NodeJS.Timeout | undefined
+  private readonly started = Date.now()
+
+  constructor(
+    private readonly rpc: PeerRpc,
+    readonly from: string,
+    private readonly id: number,
+    private readonly timeout: number,
+    private readonly noReply: boolean,
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.ac === undefined) {
+      const ac = new AbortController()
+      this.ac = ac
+      if (!this.rpc.track(ac)) ac.abort()
+      else this.timer = setTimeout(() => ac.abort(), Math.max(0, this.timeout - (Date.now() - this.started)))
+    }
+    return this.ac.signal
+  }
+
+  /** Refused before the handler ran. */
+  fail(err: unknown): void {
+    if (!this.noReply) this.rpc.reply(this.from, this.id, undefined, err)
+  }
+
+  /** The handler finished with `bytes` or threw `err`. */
+  settle(bytes: Uint8Array | undefined, err: unknown): void {
+    if (this.timer !== undefined) clearTimeout(this.timer)
+    this.rpc.release(this.ac)
+    if (!this.noReply) this.rpc.reply(this.from, this.id, bytes, err)
+  }
+
+  readonly ok = (bytes: Uint8Array): void => this.settle(bytes, undefined)
+  readonly bad = (err: unknown): void => this.settle(undefined, err ?? new Error('rejected'))
 }

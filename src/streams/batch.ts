@@ -13,7 +13,7 @@
  */
 import { InvalidArgumentError } from '../errors.js'
 import type { RecordHeaders } from '../log/index.js'
-import { BinaryReader, BinaryWriter } from '../util/binary.js'
+import { BinaryReader, BinaryWriter, uninitializedBytes } from '../util/binary.js'
 
 const BATCH_VERSION = 1
 const FLAG_KEY = 1
@@ -45,7 +45,8 @@ export interface RecordPosition {
 /** Encoded size of one message inside a batch (for batching limits). */
 export function messageSize(m: BatchMessage): number {
   let n = 1 + 8 + (m.key ? 4 + m.key.length : 0) + 4 + m.value.length + 2
-  if (m.headers) for (const [k, v] of Object.entries(m.headers)) n += 2 + Buffer.byteLength(k) + 4 + v.length
+  const hs = m.headers
+  if (hs) for (const k in hs) n += 2 + Buffer.byteLength(k) + 4 + hs[k]!.length
   return n
 }
 
@@ -54,15 +55,21 @@ export function encodeBatch(messages: readonly BatchMessage[]): Uint8Array {
   if (messages.length === 0) throw new InvalidArgumentError('a batch holds at least one message')
   let size = 5
   for (const m of messages) size += messageSize(m)
-  const w = new BinaryWriter(size)
+  // Exactly `size` bytes are written; kept as the raft entry's data (hence a buffer of its own).
+  const w = new BinaryWriter(0, uninitializedBytes(size, true))
   w.u8(BATCH_VERSION).u32(messages.length)
   for (const m of messages) {
     w.u8(m.key ? FLAG_KEY : 0).u64(m.timestamp)
     if (m.key) w.bytes(m.key)
     w.bytes(m.value)
-    const hs = m.headers ? Object.entries(m.headers) : []
-    w.u16(hs.length)
-    for (const [k, v] of hs) w.str(k).bytes(v)
+    const hs = m.headers
+    if (hs === undefined) w.u16(0)
+    else {
+      let n = 0
+      for (const _ in hs) n++
+      w.u16(n)
+      for (const k in hs) w.str(k).bytes(hs[k]!)
+    }
   }
   return w.finish()
 }
@@ -103,7 +110,27 @@ export function decodeBatch(data: Uint8Array): BatchMessage[] {
 
 /** The 16-byte value of the position header. */
 export function encodePosition(p: RecordPosition): Uint8Array {
-  return new BinaryWriter(16).u64(p.index).u32(p.pos).u32(p.count).finish()
+  // One per stored message: written directly (a 16-byte array lives on the JS heap).
+  const b = new Uint8Array(16)
+  const hi = Math.floor(p.index / 0x100000000)
+  const lo = p.index >>> 0
+  b[0] = hi >>> 24
+  b[1] = hi >>> 16
+  b[2] = hi >>> 8
+  b[3] = hi
+  b[4] = lo >>> 24
+  b[5] = lo >>> 16
+  b[6] = lo >>> 8
+  b[7] = lo
+  b[8] = p.pos >>> 24
+  b[9] = p.pos >>> 16
+  b[10] = p.pos >>> 8
+  b[11] = p.pos
+  b[12] = p.count >>> 24
+  b[13] = p.count >>> 16
+  b[14] = p.count >>> 8
+  b[15] = p.count
+  return b
 }
 
 /** Decodes a position header value; undefined when absent or malformed. */

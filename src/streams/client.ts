@@ -29,7 +29,7 @@ import type {
   StreamInfo,
   Streams,
 } from '../types.js'
-import { BinaryWriter } from '../util/binary.js'
+import { BinaryWriter, uninitializedBytes } from '../util/binary.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
 import { encodeSeek, type LeaderReply } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
@@ -421,7 +421,7 @@ export class StreamsClient {
       partition = n % meta.partitions
     }
     const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
-    const body = writePubCall(new BinaryWriter(data.length + topic.length + 96), {
+    const body = writePubCall(new BinaryWriter(0, uninitializedBytes(data.length + topic.length + 96)), {
       ...ref,
       ack,
       timestamp: 0,

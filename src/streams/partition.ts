@@ -17,7 +17,7 @@
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
-import type { Log, LogRecord } from '../log/index.js'
+import type { Log, LogRecord, RecordHeaders } from '../log/index.js'
 import type { Entry, NodeId, Role, Snapshot } from '../raft/index.js'
 import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replication/index.js'
 import {
@@ -70,6 +70,8 @@ export class PartitionReplica {
   private nextOffset = 0
   private queue: Publish[] = []
   private flushScheduled = false
+  /** Encoded topics (see `topicBytes`). */
+  private readonly topics = new Map<string, Uint8Array>()
   private pendingMessages = 0
   private inflight = 0
   /** Offsets given to entries applied while proposals were in flight (index → first offset). */
@@ -290,39 +292,53 @@ export class PartitionReplica {
     return messages.map((m, i) => {
       if (m === null || typeof m !== 'object')
         throw new InvalidArgumentError(`messages[${i}] must be an object`)
-      const value = bytesOf(m.value, `messages[${i}].value`)
+      const value = bytesOf(m.value, i, 'value')
       const out: BatchMessage = { value, timestamp: now }
-      if (m.key !== undefined) out.key = bytesOf(m.key, `messages[${i}].key`)
+      if (m.key !== undefined) out.key = bytesOf(m.key, i, 'key')
       if (m.timestamp !== undefined) {
         if (!Number.isSafeInteger(m.timestamp) || m.timestamp < 0)
           throw new InvalidArgumentError(`messages[${i}].timestamp must be a non-negative integer (ms)`)
         out.timestamp = m.timestamp
       }
+      let headers: RecordHeaders | undefined
       if (m.headers !== undefined) {
         if (m.headers === null || typeof m.headers !== 'object')
           throw new InvalidArgumentError(`messages[${i}].headers must be an object`)
-        for (const [k, v] of Object.entries(m.headers)) {
+        for (const k in m.headers) {
+          if (!Object.hasOwn(m.headers, k)) continue
           if (k.startsWith(RESERVED_HEADER_PREFIX))
             throw new InvalidArgumentError(
               `messages[${i}].headers: names starting with "px." are reserved (${k})`,
             )
-          if (!(v instanceof Uint8Array))
+          if (!(m.headers[k] instanceof Uint8Array))
             throw new InvalidArgumentError(`messages[${i}].headers.${k} must be a Uint8Array`)
+          headers ??= { ...m.headers }
         }
-        if (Object.keys(m.headers).length > 0) out.headers = m.headers
       }
       if (m.msgId !== undefined) {
         if (typeof m.msgId !== 'string' || m.msgId === '' || m.msgId.length > 256)
           throw new InvalidArgumentError(`messages[${i}].msgId must be a string of 1-256 characters`)
-        out.headers = { ...out.headers, [MSG_ID_HEADER]: enc.encode(m.msgId) }
+        ;(headers ??= {})[MSG_ID_HEADER] = enc.encode(m.msgId)
       }
       if (m.topic !== undefined) {
         if (typeof m.topic !== 'string')
           throw new InvalidArgumentError(`messages[${i}].topic must be a string`)
-        out.headers = { ...out.headers, [TOPIC_HEADER]: enc.encode(m.topic) }
+        ;(headers ??= {})[TOPIC_HEADER] = this.topicBytes(m.topic)
       }
+      if (headers !== undefined) out.headers = headers
       return out
     })
+  }
+
+  /** UTF-8 of a topic, cached: one stream's publishes mostly repeat a few topics. */
+  private topicBytes(topic: string): Uint8Array {
+    let b = this.topics.get(topic)
+    if (b === undefined) {
+      if (this.topics.size >= 1024) this.topics.clear()
+      b = enc.encode(topic)
+      this.topics.set(topic, b)
+    }
+    return b
   }
 
   /** Turns queued publishes into raft proposals, whole publish calls per entry. */
@@ -483,8 +499,8 @@ function toMessage(r: LogRecord): PartitionMessage {
 
 const enc = new TextEncoder()
 
-function bytesOf(v: unknown, what: string): Uint8Array {
+function bytesOf(v: unknown, i: number, field: string): Uint8Array {
   if (v instanceof Uint8Array) return v
   if (typeof v === 'string') return enc.encode(v)
-  throw new InvalidArgumentError(`${what} must be a Uint8Array or a string`)
+  throw new InvalidArgumentError(`messages[${i}].${field} must be a Uint8Array or a string`)
 }

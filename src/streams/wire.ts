@@ -19,7 +19,7 @@
  *   3 not here.
  * - `s.load` call: `str cluster`; reply `u8 can host | u32 replicas hosted`.
  */
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { BinaryReader, BinaryWriter, DecodeError, uninitializedBytes } from '../util/binary.js'
 import type { StreamSpec } from './metadata-codec.js'
 import { readSpec, writeSpec } from './metadata-codec.js'
 import type { PartitionMessage } from './types.js'
@@ -185,12 +185,17 @@ export function decodePubCall(bytes: Uint8Array, maxData: number): PubCall {
   return { ...ref, ack, timestamp, topic, msgId, key, headers, data }
 }
 
-function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void): Uint8Array {
-  const b = w()
+/**
+ * Encodes a routed reply into a writer of `size` bytes (grown if needed): up to 64 bytes it
+ * lives on the JS heap (cheap), beyond that it is not zero-filled. The writer is not reused,
+ * so its view is returned without a copy.
+ */
+function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void, size = 64): Uint8Array {
+  const b = new BinaryWriter(0, size > 64 ? uninitializedBytes(size) : new Uint8Array(size))
   if (x.status === 'ok') write(b.u8(Status.Ok), x.value)
   else if (x.status === 'notLeader') b.u8(Status.NotLeader).str(x.hint ?? '')
   else b.u8(Status.NotHere)
-  return done(b)
+  return b.finish()
 }
 
 function decodeRouted<T>(bytes: Uint8Array, read: (r: BinaryReader) => T, what: string): Routed<T> {
@@ -237,18 +242,29 @@ export function decodeFetchCall(bytes: Uint8Array): FetchCall {
 }
 
 export function encodeFetchReply(x: Routed<FetchResult>): Uint8Array {
-  return encodeRouted(x, (b, v) => {
-    b.u64(v.firstOffset).u64(v.nextOffset).u32(v.messages.length)
-    for (const m of v.messages) {
-      b.u64(m.offset).u64(m.timestamp).str(m.topic)
-      if (m.key) b.u8(1).bytes(m.key)
-      else b.u8(0)
-      const h = m.headers ? Object.entries(m.headers) : []
-      b.u16(h.length)
-      for (const [k, v] of h) b.str(k).bytes(v)
-      b.bytes(m.value)
+  let size = 64
+  if (x.status === 'ok') {
+    for (const m of x.value.messages) {
+      size += 31 + m.topic.length * 3 + (m.key?.length ?? 0) + m.value.length
+      if (m.headers) for (const k in m.headers) size += 8 + k.length * 3 + m.headers[k]!.length
     }
-  })
+  }
+  return encodeRouted(
+    x,
+    (b, v) => {
+      b.u64(v.firstOffset).u64(v.nextOffset).u32(v.messages.length)
+      for (const m of v.messages) {
+        b.u64(m.offset).u64(m.timestamp).str(m.topic)
+        if (m.key) b.u8(1).bytes(m.key)
+        else b.u8(0)
+        const h = m.headers ? Object.entries(m.headers) : []
+        b.u16(h.length)
+        for (const [k, v] of h) b.str(k).bytes(v)
+        b.bytes(m.value)
+      }
+    },
+    size,
+  )
 }
 
 export function decodeFetchReply(bytes: Uint8Array): Routed<FetchResult> {

@@ -8,6 +8,18 @@
 const textEncoder = new TextEncoder()
 const textDecoder = new TextDecoder('utf-8', { fatal: true })
 
+/**
+ * A plain `Uint8Array` of `n` bytes that are not zero-filled: the caller writes every byte
+ * before anything reads them. Much cheaper than `new Uint8Array(n)` beyond a few dozen bytes
+ * (no zero fill; small sizes come from Node's shared 8 KiB pool). With `own`, the bytes get
+ * an ArrayBuffer of their own (for results kept long: a pooled slice keeps its whole pool
+ * block alive).
+ */
+export function uninitializedBytes(n: number, own = false): Uint8Array {
+  const b = own ? Buffer.allocUnsafeSlow(n) : Buffer.allocUnsafe(n)
+  return new Uint8Array(b.buffer, b.byteOffset, n)
+}
+
 /** Thrown when bytes cannot be decoded (truncated, oversized or malformed). */
 export class DecodeError extends Error {
   override name = 'DecodeError'

@@ -1,7 +1,9 @@
-import { readdir, stat } from 'node:fs/promises'
+import { open, readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Log, LogOptions } from '../../src/log/index.js'
 import { LogClosedError, openLog } from '../../src/log/index.js'
+import { SYNC_WRITES } from '../../src/log/segment.js'
 import { b, clock, recs, s, summary, tempDir } from './helpers.js'
 
 const cleanups: Array<() => Promise<void>> = []
@@ -219,6 +221,56 @@ describe('commit log basics', () => {
     expect(st.appendsPerFsync).toBeGreaterThan(1)
     expect(log.durableOffset()).toBe(49)
     expect((await readAll(log)).length).toBe(50)
+  })
+
+  it('fsync always: one synced write per round (no separate fdatasync where O_DSYNC exists)', async () => {
+    const { log, dir } = await fresh({ fsync: 'always' })
+    const probe = await open(join(dir, 'probe'), 'w')
+    const proto = Object.getPrototypeOf(probe) as { datasync: () => Promise<void> }
+    await probe.close()
+    const original = proto.datasync
+    let datasyncs = 0
+    proto.datasync = function (this: unknown) {
+      datasyncs++
+      return original.call(this)
+    }
+    try {
+      for (let i = 0; i < 5; i++) await log.append([{ value: b(`d${i}`) }])
+    } finally {
+      proto.datasync = original
+    }
+    expect(log.stats().fsyncs).toBe(5)
+    expect(log.durableOffset()).toBe(4)
+    expect(datasyncs).toBe(SYNC_WRITES ? 0 : 5)
+  })
+
+  it('eagerWrites: a round starts right after the appending turn; appends of one turn still share it', async () => {
+    const { log } = await fresh({ fsync: 'always', eagerWrites: true })
+    const offsets = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => log.append([{ value: b(`e${i}`) }])),
+    )
+    expect(offsets.map((o) => o.firstOffset)).toEqual(Array.from({ length: 10 }, (_, i) => i))
+    expect(log.stats().fsyncs).toBe(1) // the ten appends of one turn went out together
+    for (let i = 10; i < 15; i++) await log.append([{ value: b(`e${i}`) }])
+    expect(log.stats().fsyncs).toBe(6)
+    expect((await readAll(log)).map((r) => r.value)).toEqual(Array.from({ length: 15 }, (_, i) => `e${i}`))
+  })
+
+  it('index files of the active segment are written when it is sealed, not on every append', async () => {
+    const { log, reopen } = await fresh({ indexIntervalBytes: 64 })
+    for (let i = 0; i < 20; i++) await log.append([{ value: b(`value-${i}`.padEnd(80, 'x')) }])
+    const active = log.segments()[0]!
+    const index = active.file.replace(/\.log$/, '.index')
+    expect((await stat(index)).size).toBe(0) // a cache: recovery rebuilds the tail's
+    await log.roll()
+    expect((await stat(index)).size).toBeGreaterThan(0)
+    expect((await readAll(log, 10)).map((r) => r.offset)).toEqual(
+      Array.from({ length: 10 }, (_, i) => 10 + i),
+    )
+    await log.append([{ value: b('after') }])
+    await log.close()
+    const again = await reopen()
+    expect((await readAll(again, 15)).length).toBe(6)
   })
 
   it('fsync interval syncs in the background', async () => {

@@ -1,9 +1,14 @@
 import { appendFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { AbortedError, OverloadedError } from '../../src/errors.js'
-import { encodeMessage, message } from '../../src/raft/index.js'
-import { CorruptReplicaStateError, LeadershipLostError, NotLeaderError } from '../../src/replication/index.js'
+import { AbortedError, InvalidArgumentError, OverloadedError } from '../../src/errors.js'
+import { decodeMessage, encodeMessage, message } from '../../src/raft/index.js'
+import {
+  CorruptReplicaStateError,
+  LeadershipLostError,
+  NotLeaderError,
+  ReplicaDriver,
+} from '../../src/replication/index.js'
 import { b, leaderOf, makeCluster, proposeAll, Replica, s, until } from './helpers.js'
 
 const cleanups: Array<() => Promise<void>> = []
@@ -277,5 +282,90 @@ describe('ReplicaDriver.proposeWithPersist', () => {
     const nl = follower.driver.proposeWithPersist(b('x'))
     await expect(nl.persisted).rejects.toBeInstanceOf(NotLeaderError)
     await expect(nl.committed).rejects.toBeInstanceOf(NotLeaderError)
+  })
+})
+
+describe('ReplicaDriver commit-only appends', () => {
+  /** Counts appends without entries (commit-only) the leader sends, and all appends. */
+  function countAppends(net: { send(from: string, to: string, bytes: Uint8Array): void }) {
+    const c = { empty: 0, withEntries: 0 }
+    const send = net.send.bind(net)
+    net.send = (from, to, bytes) => {
+      const m = decodeMessage(bytes)
+      if (m.type === 'MsgApp') m.entries.length === 0 ? c.empty++ : c.withEntries++
+      send(from, to, bytes)
+    }
+    return c
+  }
+
+  it('with appends in flight a later append carries the commit; an idle leader sends it at once', async () => {
+    // heartbeats (which carry the commit too) only every 2 s: they play no part here
+    const { reps, net } = await cluster(3, { commitDelayMs: 200, electionTick: 200, heartbeatTick: 100 })
+    reps[0]!.driver.campaign()
+    const leader = await leaderOf(reps, 10_000)
+    await proposeAll(leader, ['warm'])
+    const c = countAppends(net)
+    // overlapping proposals: commits happen while later entries are still in flight
+    const ps: Promise<unknown>[] = []
+    for (const p of range(0, 30)) {
+      ps.push(leader.driver.propose(b(p)))
+      await new Promise((r) => setImmediate(r))
+    }
+    await Promise.all(ps)
+    expect(c.withEntries).toBeGreaterThanOrEqual(2)
+    expect(leader.driver.status().stats.commitOnlySaved).toBeGreaterThan(0)
+    expect(c.empty).toBeLessThan(c.withEntries)
+    await until(
+      () => reps.every((r) => r.payloads().at(-1) === 'p29'),
+      2000,
+      'followers apply the last entry',
+    )
+    // idle: one proposal at a time, each commit leaves at once
+    const before = c.empty
+    for (const p of range(30, 5)) {
+      await leader.driver.propose(b(p))
+      await until(() => reps.every((r) => r.payloads().at(-1) === p), 100, 'followers apply at once')
+    }
+    expect(c.empty - before).toBeGreaterThanOrEqual(10)
+  })
+
+  it('commitDelayMs: 0 sends every commit at once', async () => {
+    const { reps, net } = await cluster(3, { commitDelayMs: 0, electionTick: 200, heartbeatTick: 100 })
+    reps[0]!.driver.campaign()
+    const leader = await leaderOf(reps, 10_000)
+    await proposeAll(leader, ['warm'])
+    const c = countAppends(net)
+    for (const p of range(0, 10)) await leader.driver.propose(b(p))
+    expect(c.empty).toBeGreaterThanOrEqual(18) // each commit, to both followers (give or take one)
+    expect(leader.driver.status().stats.commitOnlySaved).toBe(0)
+    await until(() => reps.every((r) => r.payloads().at(-1) === 'p9'), 2000, 'followers apply the last entry')
+  })
+
+  it('rejects a bad commitDelayMs', () => {
+    const opts = { id: 'x', dir: '/nonexistent', send: () => {}, apply: () => {} }
+    expect(() => new ReplicaDriver({ ...opts, commitDelayMs: -1 })).toThrow(InvalidArgumentError)
+    expect(() => new ReplicaDriver({ ...opts, commitDelayMs: 1.5 })).toThrow(InvalidArgumentError)
+  })
+})
+
+describe('ReplicaDriver memory window', () => {
+  it('a follower far behind catches up from entries the leader reads back from disk', async () => {
+    // memoryBytes 1: every applied entry leaves the leader's memory at once
+    const { reps } = await cluster(3, { memoryBytes: 1 })
+    const leader = await leaderOf(reps)
+    const committed = range(0, 50)
+    await proposeAll(leader, committed)
+    const follower = reps.find((r) => r !== leader)!
+    await follower.kill()
+    const more = range(50, 300)
+    await proposeAll(leader, more, 20)
+    committed.push(...more)
+    const store = leader.driver.storage!
+    expect(store.memory().entries).toBeLessThan(20) // applied entries left memory
+    await follower.start()
+    await until(() => follower.applied.length === committed.length, 10_000, 'follower catch-up')
+    expect(follower.payloads()).toEqual(committed)
+    expect(store.windowLoads).toBeGreaterThan(0) // served from disk
+    for (const r of reps) expect(r.payloads()).toEqual(committed)
   })
 })

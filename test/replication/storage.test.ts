@@ -1,7 +1,12 @@
 import { appendFile, readdir, readFile, stat, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { CompactedError, type Entry, encodeConfChange } from '../../src/raft/index.js'
+import {
+  CompactedError,
+  EntriesUnavailableError,
+  type Entry,
+  encodeConfChange,
+} from '../../src/raft/index.js'
 import { CorruptReplicaStateError, RaftLogStorage } from '../../src/replication/index.js'
 import { frameState, StateKind, unframeState, writeStateFile } from '../../src/replication/statefile.js'
 import { b, s, tempDir } from './helpers.js'
@@ -255,4 +260,73 @@ function u64(n: number): number[] {
     n = Math.floor(n / 256)
   }
   return out
+}
+
+describe('RaftLogStorage memory window', () => {
+  it('keeps applied entries within memoryBytes and reads older ones back from disk', async () => {
+    const d = await dir()
+    const st = await RaftLogStorage.open({ dir: d, voters: ['a'], memoryBytes: 1 })
+    cleanups.push(() => st.close())
+    await st.append(ents(1, 30, 1))
+    await st.append(ents(31, 50, 2))
+    expect(st.memory().entries).toBe(50) // nothing applied yet: everything stays
+    st.release(40)
+    expect(st.memory()).toMatchObject({ entries: 10, first: 41 })
+    // terms of every entry stay known
+    expect(st.term(1)).toBe(1)
+    expect(st.term(30)).toBe(1)
+    expect(st.term(31)).toBe(2)
+    expect(st.term(50)).toBe(2)
+    expect(st.entries(41, 51, Infinity).map((e) => s(e.data))).toEqual(ents(41, 50, 2).map((e) => s(e.data)))
+    let loaded = 0
+    st.onLoaded = () => loaded++
+    expect(() => st.entries(5, 51, Infinity)).toThrow(EntriesUnavailableError)
+    await until(() => loaded === 1)
+    const back = st.entries(5, 51, Infinity) // a prefix: the window read back from disk
+    expect(back.length).toBeGreaterThan(0)
+    expect(back.length).toBeLessThanOrEqual(36)
+    expect(back.map((e) => [e.index, e.term, s(e.data)])).toEqual(
+      [...ents(5, 30, 1), ...ents(31, 40, 2)].slice(0, back.length).map((e) => [e.index, e.term, s(e.data)]),
+    )
+    expect(st.windowLoads).toBe(1)
+    // a byte limit still applies to the window
+    expect(st.entries(5, 51, 1).length).toBe(1)
+  })
+
+  it('truncation, compaction and reopen keep terms and the window consistent', async () => {
+    const d = await dir()
+    const st = await RaftLogStorage.open({ dir: d, voters: ['a'], memoryBytes: 1 })
+    await st.append(ents(1, 20, 1))
+    st.release(10)
+    await st.append(ents(15, 25, 3, 'x')) // divergent tail replaced from 15
+    expect(st.lastIndex()).toBe(25)
+    expect(st.term(14)).toBe(1)
+    expect(st.term(15)).toBe(3)
+    expect(s(st.entries(15, 16, Infinity)[0]!.data)).toBe('x15')
+    await st.compact(5, { voters: ['a'] })
+    expect(st.firstIndex()).toBe(6)
+    expect(st.term(5)).toBe(1)
+    expect(st.term(6)).toBe(1)
+    expect(() => st.entries(4, 6, Infinity)).toThrow(CompactedError)
+    await st.close()
+    // reopened with applied 12: entries after it are in memory at once, older ones on demand
+    const re = await RaftLogStorage.open({ dir: d, memoryBytes: 1, applied: 12 })
+    cleanups.push(() => re.close())
+    expect(re.memory()).toMatchObject({ first: 13, entries: 13 })
+    expect(re.entries(13, 26, Infinity).map((e) => s(e.data))).toEqual([
+      'e13',
+      'e14',
+      ...ents(15, 25, 3, 'x').map((e) => s(e.data)),
+    ])
+    expect(re.term(7)).toBe(1)
+    expect(() => re.entries(6, 26, Infinity)).toThrow(EntriesUnavailableError)
+  })
+})
+
+async function until(cond: () => boolean, ms = 2000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error('timed out')
+    await new Promise((r) => setTimeout(r, 5))
+  }
 }
