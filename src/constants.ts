@@ -10,6 +10,12 @@ export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
 /** A stream replica unreachable this long is replaced by another member (ms). */
 export const DEFAULT_REPLACE_REPLICA_AFTER = 60_000
+/**
+ * Bytes of raft entries a partition replica applies before it compacts its raft log (the
+ * partition log holds the messages; the raft log keeps a quarter of this for followers
+ * slightly behind).
+ */
+export const DEFAULT_RAFT_LOG_BYTES = 32 * 1024 * 1024
 /** Default relay endpoint (thin clients and the CLI). */
 export const DEFAULT_RELAY_HOST = '127.0.0.1'
 export const DEFAULT_RELAY_PORT = 55555

@@ -185,6 +185,7 @@ class Node implements PlexusNode {
       count,
       isUp: (p) => p === self || this.links.get(p) !== undefined,
       replaceAfterMs: this.cfg.replaceReplicaAfter,
+      raftLogBytes: this.cfg.raftLogBytes,
     })
     this.streamService.start()
     this.tunnels = new TunnelManager({

@@ -8,6 +8,7 @@ import {
   DEFAULT_LISTEN,
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_NETWORK,
+  DEFAULT_RAFT_LOG_BYTES,
   DEFAULT_RELAY_HOST,
   DEFAULT_RELAY_PORT,
   DEFAULT_REPLACE_REPLICA_AFTER,
@@ -37,6 +38,7 @@ export interface NodeConfig {
   relay: { host: string; port: number } | undefined
   maxMessageSize: number
   replaceReplicaAfter: number
+  raftLogBytes: number
 }
 
 /** Validates `createNode` options. */
@@ -86,6 +88,8 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   const replaceReplicaAfter =
     checkPositiveInt(streams.replaceReplicaAfter, 'streams.replaceReplicaAfter') ??
     DEFAULT_REPLACE_REPLICA_AFTER
+  const raftLogBytes =
+    checkPositiveInt(streams.raftLogBytes, 'streams.raftLogBytes') ?? DEFAULT_RAFT_LOG_BYTES
   return {
     network,
     networkKey,
@@ -98,6 +102,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     relay,
     maxMessageSize,
     replaceReplicaAfter,
+    raftLogBytes,
   }
 }
 

@@ -30,6 +30,12 @@ export interface NodeOptions {
      * cluster's metadata group).
      */
     replaceReplicaAfter?: number
+    /**
+     * Raft log a partition replica accumulates before compacting it (bytes, default 32 MiB).
+     * Messages live in the partition log; the raft log is a write-ahead window, and a replica
+     * that falls behind the compaction point copies what it lacks from another replica.
+     */
+    raftLogBytes?: number
   }
 }
 
@@ -319,6 +325,10 @@ export interface NodeStatus {
       leader: string | null
       inSync: string[] | null
       nextOffset: number
+      /** Raft index of this replica's last snapshot (raft log compaction or install; 0: none). */
+      snapshotIndex: number
+      /** Bytes of this replica's raft log on disk (a window: compacted after `streams.raftLogBytes`). */
+      raftLogBytes: number
     }>
   }>
 }

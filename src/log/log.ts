@@ -10,7 +10,7 @@ import { CorruptLogError, LogClosedError, StaleSegmentError } from './errors.js'
 import { readRecords } from './reader.js'
 import { checkedRecordSize } from './record.js'
 import { recover } from './recovery.js'
-import { enforceRetention } from './retention.js'
+import { deleteBefore, enforceRetention } from './retention.js'
 import type { Segment } from './segment.js'
 import { offsetForTime } from './time-lookup.js'
 import { truncateAfter } from './truncate.js'
@@ -102,6 +102,11 @@ export interface Log {
   roll(): Promise<void>
   /** Deletes sealed segments beyond the `retention` limits, oldest first. */
   enforceRetention(): Promise<RetentionResult>
+  /**
+   * Deletes whole sealed segments holding only offsets below `offset` (the active segment is
+   * never deleted, so records below `offset` may remain). Crash-safe like retention.
+   */
+  deleteBefore(offset: number): Promise<RetentionResult>
   /** One compaction pass over sealed segments (see compactor.ts); crash-safe. */
   compact(): Promise<CompactionResult>
   /** Age-based roll, retention, and compaction when `compact: true`. */
@@ -357,6 +362,12 @@ class LogImpl implements Log {
   async enforceRetention(): Promise<RetentionResult> {
     this.check()
     return this.core.exclusive(() => enforceRetention(this.core))
+  }
+
+  async deleteBefore(offset: number): Promise<RetentionResult> {
+    this.check()
+    checkOffset(offset, 'offset')
+    return this.core.exclusive(() => deleteBefore(this.core, offset))
   }
 
   async compact(): Promise<CompactionResult> {

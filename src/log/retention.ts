@@ -36,9 +36,28 @@ export function segmentsToDelete(
 }
 
 /** Applies `core.opts.retention` now. Run under `core.exclusive`. */
-export async function enforceRetention(core: LogCore): Promise<RetentionResult> {
-  const k = segmentsToDelete(core.segments, core.nextOffset, core.opts.retention, core.opts.now())
-  if (k === 0) return { deletedSegments: 0, deletedBytes: 0, earliestOffset: core.earliestOffset }
+export function enforceRetention(core: LogCore): Promise<RetentionResult> {
+  return deleteLeading(
+    core,
+    segmentsToDelete(core.segments, core.nextOffset, core.opts.retention, core.opts.now()),
+  )
+}
+
+/**
+ * Deletes the leading sealed segments that hold only offsets below `offset` (a prefix the
+ * owner no longer needs, e.g. a Raft log compacted into a snapshot). Run under `core.exclusive`.
+ */
+export function deleteBefore(core: LogCore, offset: number): Promise<RetentionResult> {
+  const segs = core.segments
+  let k = 0
+  while (k < segs.length - 1 && segs[k + 1]!.baseOffset <= offset) k++
+  return deleteLeading(core, k)
+}
+
+/** Deletes the first `k` segments (never the active one), oldest first. */
+async function deleteLeading(core: LogCore, k: number): Promise<RetentionResult> {
+  k = Math.min(k, core.segments.length - 1)
+  if (k <= 0) return { deletedSegments: 0, deletedBytes: 0, earliestOffset: core.earliestOffset }
   const doomed = core.segments.slice(0, k)
   core.segments = core.segments.slice(k)
   let deletedBytes = 0

@@ -49,6 +49,8 @@ export interface ReplicaDriverOptions {
    * not yet applied always stay in memory.
    */
   memoryBytes?: number
+  /** Segment size of the raft commit log (default `DEFAULT_RAFT_SEGMENT_BYTES`, 16 MiB). */
+  segmentBytes?: number
   /**
    * Most milliseconds a leader holds an append that carries nothing but a new commit index
    * for a caught-up follower while later entries are already in flight (default 10; 0 sends

@@ -58,6 +58,11 @@ export class ReplicaDriver {
   private state: 'new' | 'running' | 'stopping' | 'stopped' = 'new'
   private killed = false
   private appliedIndex = 0
+  /**
+   * The state machine is behind the persisted snapshot (found on start): `restore` runs first,
+   * before any Ready is processed (see `start`).
+   */
+  private restoring: Promise<void> | undefined
   /** Pipelined applies still writing (see `pipelineApply`). */
   private applyChain: Promise<void> = Promise.resolve()
   private readonly counters: DriverStats = {
@@ -80,7 +85,7 @@ export class ReplicaDriver {
   constructor(opts: ReplicaDriverOptions) {
     if (typeof opts.send !== 'function') throw new InvalidArgumentError('send must be a function')
     if (typeof opts.apply !== 'function') throw new InvalidArgumentError('apply must be a function')
-    for (const k of ['tickMs', 'maxPending', 'maxBatch', 'memoryBytes'] as const) {
+    for (const k of ['tickMs', 'maxPending', 'maxBatch', 'memoryBytes', 'segmentBytes'] as const) {
       const v = opts[k]
       if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
         throw new InvalidArgumentError(`${k} must be a positive integer, got ${v}`)
@@ -109,6 +114,7 @@ export class ReplicaDriver {
         now: o.now,
         applied: o.applied,
         memoryBytes: o.memoryBytes,
+        segmentBytes: o.segmentBytes,
       })
       if (this.state !== 'running') {
         await store.close() // stopped while opening
@@ -136,6 +142,24 @@ export class ReplicaDriver {
       throw err
     }
     this.appliedIndex = this.node.status().applied
+    const snap = store.snapshot()
+    if (snap.index > (o.applied ?? 0) && o.restore !== undefined) {
+      // The state machine lags the snapshot (it was compacted past what the application had
+      // made durable, or an install was interrupted): restore it before anything is applied.
+      // Start does not wait: messages are received meanwhile, and Readies wait (`loop`).
+      const restore = o.restore
+      this.restoring = (async () => {
+        try {
+          await restore(snap)
+        } catch (err) {
+          this.restoring = undefined
+          void this.fail(err)
+          return
+        }
+        this.restoring = undefined
+        this.schedule()
+      })()
+    }
     this.timer = setInterval(() => this.tick(), o.tickMs ?? 50)
     this.timer.unref()
   }
@@ -153,6 +177,7 @@ export class ReplicaDriver {
     this.killed = !flush
     if (this.timer) clearInterval(this.timer)
     this.proposals.rejectAll(new AbortedError('replica stopped'))
+    await this.restoring?.catch(() => {}) // the application's restore watches its own stop
     if (flush) await this.running?.catch(() => {})
     if (flush) await this.applyChain
     this.releaseHeld(flush) // a graceful stop still tells followers the last commit
@@ -339,6 +364,7 @@ export class ReplicaDriver {
   private async loop(): Promise<void> {
     const node = this.node!
     const store = this.store!
+    if (this.restoring !== undefined) return // `schedule`d again once the restore is done
     try {
       while (this.state === 'running') {
         this.again = false

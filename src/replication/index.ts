@@ -16,5 +16,10 @@ export {
   LeadershipLostError,
   NotLeaderError,
 } from './errors.js'
-export { type PersistedConfState, RaftLogStorage, type RaftLogStorageOptions } from './storage.js'
+export {
+  DEFAULT_RAFT_SEGMENT_BYTES,
+  type PersistedConfState,
+  RaftLogStorage,
+  type RaftLogStorageOptions,
+} from './storage.js'
 export { MAX_RAFT_FRAME, RaftTransport, type RaftTransportHost } from './transport.js'

@@ -45,6 +45,11 @@ const CONF_HEADERS = { [TYPE_HEADER]: new Uint8Array([1]) }
 const LOAD_CHUNK_BYTES = 4 * 1024 * 1024
 /** Default byte budget of applied entries kept in memory (see `RaftLogStorageOptions.memoryBytes`). */
 export const DEFAULT_RAFT_MEMORY_BYTES = 16 * 1024 * 1024
+/**
+ * Segment size of the raft commit log: compaction deletes whole segments, so smaller ones
+ * give the disk back sooner (a raft log is a short window once its state machine compacts).
+ */
+export const DEFAULT_RAFT_SEGMENT_BYTES = 16 * 1024 * 1024
 /** Bytes of old entries read back from disk at a time. */
 const WINDOW_BYTES = 4 * 1024 * 1024
 /** Per-entry overhead counted against the memory budget besides its data. */
@@ -61,7 +66,7 @@ export interface RaftLogStorageOptions {
   voters?: NodeId[]
   /** Clock for record timestamps (default `Date.now`). */
   now?: () => number
-  /** Segment size of the raft commit log (default: the log's default). */
+  /** Segment size of the raft commit log (default `DEFAULT_RAFT_SEGMENT_BYTES`). */
   segmentBytes?: number
   /**
    * Index the state machine has applied (entries after it stay in memory from the start: the
@@ -159,7 +164,7 @@ export class RaftLogStorage implements Storage {
     const log = await openLog({
       dir: join(dir, 'log'),
       fsync: 'always',
-      segmentBytes: opts.segmentBytes,
+      segmentBytes: opts.segmentBytes ?? DEFAULT_RAFT_SEGMENT_BYTES,
       eagerWrites: true, // one appender (the Ready loop), awaiting each append
       now,
     })
@@ -430,13 +435,15 @@ export class RaftLogStorage implements Storage {
     this.last = s.index
     if (this.conf.index < s.index) await this.setConfState(s.confState, s.index)
     if (this.hs.commit < s.index) this.hs = { ...this.hs, commit: s.index }
+    await this.log.deleteBefore(s.index - 1)
   }
 
   /**
    * Compacts the raft log's in-memory view up to `index` (which must be applied): records a
    * snapshot (`index`, its term, `confState` as of `index`, `data`) durably, after which
-   * `firstIndex()` is `index + 1` and followers behind it are sent that snapshot. The commit
-   * log's segments are not deleted yet (the log has no delete-before-offset operation).
+   * `firstIndex()` is `index + 1` and followers behind it are sent that snapshot. Whole
+   * segments of the commit log below the snapshot point are then deleted (a crash between
+   * leaves them to the next compaction; `open` reads only from the snapshot point on).
    */
   async compact(index: number, confState: ConfState, data: Uint8Array = new Uint8Array(0)): Promise<void> {
     if (index <= this.snap.index) return
@@ -459,6 +466,14 @@ export class RaftLogStorage implements Storage {
     if (this.windowFirst <= index) this.window = []
     this.snap = s
     if (this.hs.commit < index) this.hs = { ...this.hs, commit: index } // a snapshot is committed
+    await this.log.deleteBefore(index - 1) // keeps the snapshot's own entry (offset index - 1)
+  }
+
+  /** Bytes of the raft commit log on disk (every segment, compacted or not). */
+  diskBytes(): number {
+    let n = 0
+    for (const seg of this.log.segments()) n += seg.bytes
+    return n
   }
 
   /** fsync counters of the underlying commit log (group commit shows as appendsPerFsync > 1). */

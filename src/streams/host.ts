@@ -26,7 +26,7 @@ import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
-import type { RaftTransport } from '../replication/index.js'
+import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport } from '../replication/index.js'
 import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
 import { Healer, reconfigureStep } from './healer.js'
@@ -40,6 +40,7 @@ import {
   sameSpec,
 } from './metadata.js'
 import { PartitionReplica } from './partition.js'
+import type { CopyCall, CopyChunk } from './partition-copy.js'
 import { fnv1a, placeStream } from './placement.js'
 import type { MetaCall, MetaReply, PartitionRef } from './wire.js'
 
@@ -94,6 +95,10 @@ export interface ClusterHostDeps {
   /** A placed replica whose member is unreachable this long is replaced (ms). */
   replaceAfterMs: number
   count(name: string): void
+  /** Raft log bytes a partition replica applies before compacting it (a quarter is kept). */
+  raftLogBytes: number
+  /** Asks `peer` for committed records of a partition (`s.copy`; undefined: not hosted there). */
+  copy(peer: string, call: CopyCall, signal: AbortSignal): Promise<CopyChunk | undefined>
 }
 
 /** One member's share of a cluster's durable streams; see the module doc. */
@@ -394,7 +399,24 @@ export class ClusterHost {
       duplicateWindowMs: meta.duplicateWindow,
       retention: meta.retention,
       compact: meta.compact,
-      driver: { tickMs: this.d.tickMs, electionTick: this.d.electionTick, onError: this.d.onError },
+      raftCompactBytes: this.d.raftLogBytes,
+      raftRetainBytes: Math.max(1, Math.floor(this.d.raftLogBytes / 4)),
+      copy: (peer, fromOffset, maxBytes, signal) =>
+        this.d.copy(
+          peer,
+          { stream: meta.name, createdIndex: meta.createdIndex, partition, fromOffset, maxBytes },
+          signal,
+        ),
+      driver: {
+        tickMs: this.d.tickMs,
+        electionTick: this.d.electionTick,
+        onError: this.d.onError,
+        // Compaction frees whole raft log segments: a few per compaction window.
+        segmentBytes: Math.min(
+          DEFAULT_RAFT_SEGMENT_BYTES,
+          Math.max(16 * 1024, Math.floor(this.d.raftLogBytes / 4)),
+        ),
+      },
     })
     const entry: HostedPartition = {
       cluster: this.d.cluster,

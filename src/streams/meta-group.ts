@@ -10,6 +10,11 @@
  * change at a time (up to `maxVoters`). A member whose directory already holds replica state
  * restarts from it and only asks to be added when it is not a voter yet.
  *
+ * The raft log is compacted every `META_COMPACT_ENTRIES` applied entries into a snapshot of
+ * the catalog (`StreamCatalog.snapshot`), so durable consumer commits (ten a second per
+ * consumer) never grow it without bound; a member that restarts restores the snapshot, then
+ * replays the entries after it, and a member far behind is sent the snapshot.
+ *
  * Control message layout (util/binary): `u8 kind | u32 request id | body`
  * - probe (1): empty
  * - probeReply (2): `u8 running | str leader ('' none) | u16 n | n × str voter`
@@ -28,6 +33,9 @@ import {
 } from '../replication/index.js'
 import { BinaryReader, BinaryWriter } from '../util/binary.js'
 import type { StreamCatalog } from './metadata.js'
+
+/** Applied entries after which the metadata raft log is compacted into a catalog snapshot. */
+export const META_COMPACT_ENTRIES = 4096
 
 /** What a `MetaGroup` needs from its node (see `nodeInternals`). */
 export interface MetaGroupHost {
@@ -65,6 +73,8 @@ export interface MetaGroupOptions {
    * or each would bootstrap a group of its own.
    */
   settleMs?: number
+  /** Applied entries after which the raft log is compacted (default `META_COMPACT_ENTRIES`). */
+  compactEntries?: number
 }
 
 enum Kind {
@@ -101,6 +111,9 @@ export class MetaGroup {
   private running: Promise<void> | undefined
   /** Set when the group is full and this member stays outside it. */
   private outside = false
+  /** Entries applied since the last compaction, and the compaction running (if any). */
+  private sinceCompaction = 0
+  private compacting: Promise<void> | undefined
 
   constructor(opts: MetaGroupOptions) {
     this.opts = opts
@@ -132,6 +145,7 @@ export class MetaGroup {
     for (const w of this.waiting.values())
       w({ kind: Kind.JoinReply, join: { status: 'error', message: 'stopped' } })
     this.waiting.clear()
+    await this.compacting
     await this.running
     await this.driver?.stop()
   }
@@ -150,6 +164,11 @@ export class MetaGroup {
   /** The leader as this member knows it (null: none known or not started). */
   get leader(): string | null {
     return this.driver?.leader ?? null
+  }
+
+  /** Raft index of this member's last snapshot (compaction or install; 0: none). */
+  get snapshotIndex(): number {
+    return this.driver?.storage?.snapshot().index ?? 0
   }
 
   /** The group's voters as this member knows them (empty before its replica starts). */
@@ -236,6 +255,9 @@ export class MetaGroup {
       apply: (entries) => {
         this.opts.catalog.applyEntries(entries)
         this.opts.applied?.()
+        this.sinceCompaction += entries.length
+        if (this.sinceCompaction >= (this.opts.compactEntries ?? META_COMPACT_ENTRIES))
+          this.scheduleCompaction()
       },
       restore: (snap) => {
         if (snap.data.length > 0) this.opts.catalog.restore(snap.data)
@@ -245,6 +267,30 @@ export class MetaGroup {
     await d.start() // assigned only once started: `status()` throws before
     if (this.stopped) await d.stop()
     else this.driver = d
+  }
+
+  /**
+   * Compacts the raft log into a catalog snapshot once the apply that asked for it has been
+   * confirmed to the driver (after the current turn: the driver's applied index then covers
+   * the catalog's).
+   */
+  private scheduleCompaction(): void {
+    if (this.compacting !== undefined) return
+    this.compacting = new Promise<void>((resolve) => setImmediate(resolve))
+      .then(async () => {
+        const d = this.driver
+        const catalog = this.opts.catalog
+        const index = catalog.lastApplied
+        if (d === undefined || this.stopped || index > d.applied) return
+        await d.compact(index, catalog.snapshot()) // index and data taken in the same turn
+        this.sinceCompaction = 0
+      })
+      .catch((err) => {
+        if (!this.stopped) this.opts.driver?.onError?.(err)
+      })
+      .finally(() => {
+        this.compacting = undefined
+      })
   }
 
   /** Asks every other member whether the group runs; collects replies for the probe timeout. */

@@ -12,13 +12,20 @@
  * crash its tail may be missing or torn, and the last intact record says which raft index
  * was applied last, so the rest is replayed from the raft log (entries at or below it are
  * skipped: re-delivery is idempotent). A partition log that is missing or unreadable is
- * rebuilt from the raft log. See docs/replication.md, "Partition replicas".
+ * rebuilt from the raft log, and from other replicas for what the raft log no longer holds.
+ *
+ * The raft log is compacted (partition-snapshot.ts) once enough was applied, after an
+ * fdatasync of the partition log: it stays a short window, not a second copy of the data. A
+ * replica behind the compaction point installs a snapshot and copies the records it lacks
+ * from another replica (partition-copy.ts). See docs/replication.md, "Partition replicas"
+ * and "Compaction and snapshot catch-up".
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
+import { DEFAULT_RAFT_LOG_BYTES } from '../constants.js'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
 import type { Log, LogRecord, RecordHeaders } from '../log/index.js'
-import type { Entry, NodeId, Role, Snapshot } from '../raft/index.js'
+import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../raft/index.js'
 import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replication/index.js'
 import {
   type BatchMessage,
@@ -32,6 +39,8 @@ import {
 import { DedupeWindow } from './dedupe.js'
 import { DEFAULT_DUPLICATE_WINDOW } from './metadata-codec.js'
 import { dataMessages, entriesToRecords, openPartitionLog, rebuildDedupe } from './partition-apply.js'
+import { type CopyChunk, copyRange } from './partition-copy.js'
+import { CompactionPlanner, decodePartitionSnapshot, encodePartitionSnapshot } from './partition-snapshot.js'
 import type {
   PartitionMessage,
   PartitionRecovery,
@@ -91,6 +100,14 @@ export class PartitionReplica {
   }
   /** Entries whose payload did not decode (skipped identically on every replica). */
   skippedEntries = 0
+  /** Every record below this offset is written to the partition log (readable). */
+  private writtenNext = 0
+  private readonly planner: CompactionPlanner
+  private compacting: Promise<void> | undefined
+  /** Aborts a snapshot catch-up (copy from other replicas) on stop. */
+  private readonly stopping = new AbortController()
+  /** Raft log compactions done since start. */
+  compactions = 0
 
   constructor(opts: PartitionReplicaOptions) {
     if (typeof opts.id !== 'string' || opts.id === '')
@@ -106,6 +123,10 @@ export class PartitionReplica {
     this.id = opts.id
     this.opts = opts
     this.dedupe = new DedupeWindow(opts.duplicateWindowMs ?? DEFAULT_DUPLICATE_WINDOW)
+    this.planner = new CompactionPlanner(
+      opts.raftCompactBytes ?? DEFAULT_RAFT_LOG_BYTES,
+      opts.raftRetainBytes ?? DEFAULT_RAFT_LOG_BYTES / 4,
+    )
   }
 
   /**
@@ -123,6 +144,7 @@ export class PartitionReplica {
       await rebuildDedupe(opened.log, this.dedupe)
       this.appliedIndex = opened.appliedIndex
       this.nextOffset = opened.nextOffset
+      this.writtenNext = opened.nextOffset
       this.recoveryReport = opened.report
       const o = this.opts
       this.driver = new ReplicaDriver({
@@ -154,6 +176,8 @@ export class PartitionReplica {
     this.state = 'stopped'
     const err = new AbortedError('partition replica stopped')
     for (const p of this.queue.splice(0)) p.reject(err)
+    this.stopping.abort()
+    await this.compacting
     await this.driver?.stop(options)
     await this.log?.close().catch(() => {})
   }
@@ -468,16 +492,98 @@ export class PartitionReplica {
     this.nextOffset = run.nextOffset
     this.appliedIndex = run.appliedIndex
     for (const [i, first] of run.spans) this.spans.set(i, first)
-    return run.records.length > 0 ? log.appendAt(run.records).then(() => {}) : Promise.resolve()
+    let bytes = 0
+    for (const e of entries) bytes += e.data.length
+    this.planner.applied(run.appliedIndex, run.nextOffset, bytes)
+    const written = run.records.length > 0 ? log.appendAt(run.records).then(() => {}) : Promise.resolve()
+    const next = run.nextOffset
+    void written.then(
+      () => {
+        if (next > this.writtenNext) this.writtenNext = next
+      },
+      () => {},
+    )
+    this.maybeCompact()
+    return written
   }
 
-  /** Snapshots carry no partition data yet: installing one cannot be completed here. */
-  private restore(snap: Snapshot): void {
+  /**
+   * Compacts the raft log when the planner says so: the partition log is fdatasynced first
+   * (everything applied so far was queued on it before), so the messages of every entry the
+   * snapshot covers are durable in the partition log before the raft log lets them go.
+   */
+  private maybeCompact(): void {
+    const driver = this.driver
+    const store = driver?.storage
+    if (this.compacting !== undefined || driver === undefined || store === undefined) return
+    const p = this.planner.due(store.snapshot().index, store.confState().index)
+    if (p === undefined) return
+    this.compacting = (async () => {
+      try {
+        await this.openLog().flush()
+        if (this.state !== 'running') return
+        await driver.compact(p.index, encodePartitionSnapshot(p.next))
+        this.planner.compacted(p)
+        this.compactions++
+      } catch (err) {
+        if (this.state === 'running') this.opts.driver?.onError?.(err)
+      } finally {
+        this.compacting = undefined
+      }
+    })()
+  }
+
+  /**
+   * Records from `fromOffset` for a replica catching up (`s.copy`): raw, with their offsets,
+   * timestamps, terms and headers, up to `maxBytes`; `end` is where this replica's written
+   * partition log ends.
+   */
+  async copyOut(fromOffset: number, maxBytes: number): Promise<CopyChunk> {
+    const log = this.openLog()
+    const end = this.writtenNext
+    const records = fromOffset < end ? await log.read(fromOffset, { maxBytes }) : []
+    return { earliest: log.earliestOffset(), end, records }
+  }
+
+  /**
+   * Brings the partition log to a snapshot (installed from the leader, or found on start
+   * ahead of the partition log): copies the records it lacks from other replicas, then
+   * rebuilds the de-duplication window from the log. Resolves once the log holds every
+   * message the snapshot covers; rejects only when stopped.
+   */
+  private async restore(snap: Snapshot): Promise<void> {
     if (snap.index <= this.appliedIndex) return
-    throw new InvalidArgumentError(
-      `snapshot at raft index ${snap.index} is past the partition log (applied ${this.appliedIndex}); ` +
-        'partition catch-up from a snapshot is not implemented',
-    )
+    const { nextOffset: target } = decodePartitionSnapshot(snap.data)
+    const log = this.openLog()
+    if (this.nextOffset > target)
+      throw new RaftInvariantError(
+        `partition log ends at ${this.nextOffset}, past snapshot ${snap.index}'s next offset ${target}`,
+      )
+    if (this.nextOffset < target) {
+      const copy = this.opts.copy
+      if (copy === undefined)
+        throw new InvalidArgumentError(`snapshot at raft index ${snap.index} needs a copy source`)
+      const peers = () => {
+        const leader = this.driver?.leader
+        const all = [leader, ...snap.confState.voters, ...(this.driver?.storage?.confState().voters ?? [])]
+        return [...new Set(all)].filter((p): p is string => typeof p === 'string' && p !== this.id)
+      }
+      await copyRange({
+        log,
+        from: this.nextOffset,
+        target,
+        peers,
+        source: copy,
+        signal: this.stopping.signal,
+      })
+    }
+    this.nextOffset = target
+    this.writtenNext = Math.max(this.writtenNext, target)
+    this.appliedIndex = snap.index
+    this.predicted = undefined
+    this.planner.reset(snap.index, target)
+    this.dedupe = new DedupeWindow(this.dedupe.windowMs)
+    await rebuildDedupe(log, this.dedupe)
   }
 }
 

@@ -2,7 +2,8 @@
  * `StreamService`: the durable-stream layer of a node. It owns the network-wide
  * `StreamDirectory`, one `ClusterHost` per joined cluster (when the node has a data
  * directory), the internal calls partition replicas and metadata leaders serve
- * (`s.meta`, `s.pub`, `s.fetch`, `s.pstat`, `s.load`; bodies in wire.ts), and the client
+ * (`s.meta`, `s.pub`, `s.fetch`, `s.pstat`, `s.load` in wire.ts; `s.copy` in
+ * partition-copy.ts), and the client
  * side every node offers: `streams.create/info/delete/list`, publish routing, `consume`
  * (client.ts, consumer.ts). See docs/architecture.md, "Durable streams".
  */
@@ -19,6 +20,13 @@ import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wi
 import { StreamDirectory } from './directory.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
 import {
+  COPY_MAX_BYTES,
+  decodeCopyCall,
+  decodeCopyReply,
+  encodeCopyCall,
+  encodeCopyReply,
+} from './partition-copy.js'
+import {
   decodeFetchCall,
   decodeMetaCall,
   decodePubCall,
@@ -31,6 +39,9 @@ import {
   encodeStateReply,
   type PartitionState,
 } from './wire.js'
+
+/** Deadline of one `s.copy` call (a chunk of a few MiB). */
+const COPY_TIMEOUT_MS = 30_000
 
 /** What the stream layer needs from its node. */
 export interface StreamServiceDeps {
@@ -60,6 +71,8 @@ export interface StreamServiceDeps {
   isUp(peer: string): boolean
   /** A placed replica unreachable this long is replaced (ms). */
   replaceAfterMs: number
+  /** Raft log bytes a partition replica applies before compacting it. */
+  raftLogBytes: number
 }
 
 /** The node's durable-stream layer; see the module doc. */
@@ -106,6 +119,7 @@ export class StreamService {
       rpc.handle('s.cons', (b) => this.onConsumer(b)),
       rpc.handle('s.seek', (b) => this.onSeek(b)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
+      rpc.handle('s.copy', (b) => this.onCopy(b)),
       rpc.handle('s.load', (b) => {
         const cluster = new TextDecoder().decode(b)
         return encodeLoad(this.hosts.has(cluster), this.hosted.size)
@@ -144,7 +158,12 @@ export class StreamService {
       refreshMs: this.d.refreshMs ?? 10_000,
       isUp: (p) => this.d.isUp(p),
       replaceAfterMs: this.d.replaceAfterMs,
+      raftLogBytes: this.d.raftLogBytes,
       count: (n) => this.d.count(n),
+      copy: async (peer, call, signal) =>
+        decodeCopyReply(
+          await this.d.rpc.call(peer, 's.copy', encodeCopyCall(call), { timeout: COPY_TIMEOUT_MS, signal }),
+        ),
     })
     this.hosts.set(cluster, host)
     await host.start()
@@ -199,6 +218,8 @@ export class StreamService {
             leader: s.leader,
             inSync: s.inSync,
             nextOffset: s.nextOffset,
+            snapshotIndex: h.replica.raft?.storage?.snapshot().index ?? 0,
+            raftLogBytes: h.replica.raft?.storage?.diskBytes() ?? 0,
           }
         }),
     }))
@@ -288,6 +309,15 @@ export class StreamService {
       status: 'ok',
       value: { firstOffset: r.earliest(), nextOffset: r.latest() + 1, messages },
     })
+  }
+
+  /** `s.copy`: committed records for a replica catching up from a snapshot (partition-copy.ts). */
+  private async onCopy(body: Uint8Array): Promise<Uint8Array> {
+    const call = decodeCopyCall(body)
+    const h = this.hosted.get(partitionKey(call))
+    if (h === undefined) return encodeCopyReply(undefined)
+    const maxBytes = Math.max(1, Math.min(call.maxBytes, COPY_MAX_BYTES))
+    return encodeCopyReply(await h.replica.copyOut(call.fromOffset, maxBytes))
   }
 
   private partitionState(body: Uint8Array) {

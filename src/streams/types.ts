@@ -3,6 +3,7 @@
  */
 import type { NodeId } from '../raft/index.js'
 import type { ReplicaDriverOptions } from '../replication/index.js'
+import type { CopySource } from './partition-copy.js'
 
 /** A message given to `publish`. Strings are sent as UTF-8. */
 export interface PublishMessage {
@@ -90,6 +91,16 @@ export interface PartitionReplicaOptions {
   segmentBytes?: number
   /** Clock for default timestamps (default `Date.now`). */
   now?: () => number
+  /**
+   * Copies committed records from another replica (partition-copy.ts): how a replica whose
+   * raft log was compacted past its partition log catches up. Without it such a replica
+   * cannot start (in-process tests may pass a direct reader).
+   */
+  copy?: CopySource
+  /** Compact the raft log once this many bytes of entries were applied since the last snapshot (32 MiB). */
+  raftCompactBytes?: number
+  /** Bytes of the newest applied entries the raft log keeps at compaction (8 MiB). */
+  raftRetainBytes?: number
   /** Passed to the driver (ticks, election, randomness, raft knobs, callbacks). */
   driver?: Omit<ReplicaDriverOptions, 'id' | 'dir' | 'voters' | 'send' | 'apply' | 'restore' | 'applied'>
 }

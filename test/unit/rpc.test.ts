@@ -55,9 +55,13 @@ describe('PeerRpc', () => {
     const ac = new AbortController()
     const added: string[] = []
     const addEventListener = ac.signal.addEventListener.bind(ac.signal)
-    ac.signal.addEventListener = ((type: string, ...rest: never[]) => {
+    ac.signal.addEventListener = ((
+      type: string,
+      listener: Parameters<AbortSignal['addEventListener']>[1],
+      options?: Parameters<AbortSignal['addEventListener']>[2],
+    ) => {
       added.push(type)
-      return addEventListener(type, ...rest)
+      return addEventListener(type, listener, options)
     }) as typeof ac.signal.addEventListener
     const quick = await Promise.all(
       Array.from({ length: 50 }, (_, i) =>
