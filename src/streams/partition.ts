@@ -24,22 +24,15 @@ import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DEFAULT_RAFT_LOG_BYTES } from '../constants.js'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
-import type { Log, LogRecord, RecordHeaders } from '../log/index.js'
+import type { Log } from '../log/index.js'
 import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../raft/index.js'
 import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replication/index.js'
-import {
-  type BatchMessage,
-  encodeBatch,
-  MSG_ID_HEADER,
-  messageSize,
-  POSITION_HEADER,
-  RESERVED_HEADER_PREFIX,
-  TOPIC_HEADER,
-} from './batch.js'
+import { type BatchMessage, encodeBatch, MSG_ID_HEADER, messageSize } from './batch.js'
 import { DedupeWindow } from './dedupe.js'
 import { DEFAULT_DUPLICATE_WINDOW } from './metadata-codec.js'
 import { dataMessages, entriesToRecords, openPartitionLog, rebuildDedupe } from './partition-apply.js'
 import { type CopyChunk, copyRange } from './partition-copy.js'
+import { TopicCache, toBatchMessages, toMessage } from './partition-messages.js'
 import { CompactionPlanner, decodePartitionSnapshot, encodePartitionSnapshot } from './partition-snapshot.js'
 import type {
   PartitionMessage,
@@ -79,8 +72,7 @@ export class PartitionReplica {
   private nextOffset = 0
   private queue: Publish[] = []
   private flushScheduled = false
-  /** Encoded topics (see `topicBytes`). */
-  private readonly topics = new Map<string, Uint8Array>()
+  private readonly topics = new TopicCache()
   private pendingMessages = 0
   private inflight = 0
   /** Offsets given to entries applied while proposals were in flight (index → first offset). */
@@ -199,7 +191,7 @@ export class PartitionReplica {
     try {
       if (options?.ack !== 'all' && options?.ack !== 'leader')
         throw new InvalidArgumentError(`ack must be 'leader' or 'all', got ${String(options?.ack)}`)
-      batch = this.validate(messages)
+      batch = toBatchMessages(messages, (this.opts.now ?? Date.now)(), this.topics)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -307,62 +299,6 @@ export class PartitionReplica {
   private openLog(): Log {
     if (this.log === undefined) throw new AbortedError('partition replica not started')
     return this.log
-  }
-
-  private validate(messages: readonly PublishMessage[]): BatchMessage[] {
-    if (!Array.isArray(messages) || messages.length === 0)
-      throw new InvalidArgumentError('messages must be a non-empty array')
-    const now = (this.opts.now ?? Date.now)()
-    return messages.map((m, i) => {
-      if (m === null || typeof m !== 'object')
-        throw new InvalidArgumentError(`messages[${i}] must be an object`)
-      const value = bytesOf(m.value, i, 'value')
-      const out: BatchMessage = { value, timestamp: now }
-      if (m.key !== undefined) out.key = bytesOf(m.key, i, 'key')
-      if (m.timestamp !== undefined) {
-        if (!Number.isSafeInteger(m.timestamp) || m.timestamp < 0)
-          throw new InvalidArgumentError(`messages[${i}].timestamp must be a non-negative integer (ms)`)
-        out.timestamp = m.timestamp
-      }
-      let headers: RecordHeaders | undefined
-      if (m.headers !== undefined) {
-        if (m.headers === null || typeof m.headers !== 'object')
-          throw new InvalidArgumentError(`messages[${i}].headers must be an object`)
-        for (const k in m.headers) {
-          if (!Object.hasOwn(m.headers, k)) continue
-          if (k.startsWith(RESERVED_HEADER_PREFIX))
-            throw new InvalidArgumentError(
-              `messages[${i}].headers: names starting with "px." are reserved (${k})`,
-            )
-          if (!(m.headers[k] instanceof Uint8Array))
-            throw new InvalidArgumentError(`messages[${i}].headers.${k} must be a Uint8Array`)
-          headers ??= { ...m.headers }
-        }
-      }
-      if (m.msgId !== undefined) {
-        if (typeof m.msgId !== 'string' || m.msgId === '' || m.msgId.length > 256)
-          throw new InvalidArgumentError(`messages[${i}].msgId must be a string of 1-256 characters`)
-        ;(headers ??= {})[MSG_ID_HEADER] = enc.encode(m.msgId)
-      }
-      if (m.topic !== undefined) {
-        if (typeof m.topic !== 'string')
-          throw new InvalidArgumentError(`messages[${i}].topic must be a string`)
-        ;(headers ??= {})[TOPIC_HEADER] = this.topicBytes(m.topic)
-      }
-      if (headers !== undefined) out.headers = headers
-      return out
-    })
-  }
-
-  /** UTF-8 of a topic, cached: one stream's publishes mostly repeat a few topics. */
-  private topicBytes(topic: string): Uint8Array {
-    let b = this.topics.get(topic)
-    if (b === undefined) {
-      if (this.topics.size >= 1024) this.topics.clear()
-      b = enc.encode(topic)
-      this.topics.set(topic, b)
-    }
-    return b
   }
 
   /** Turns queued publishes into raft proposals, whole publish calls per entry. */
@@ -585,28 +521,4 @@ export class PartitionReplica {
     this.dedupe = new DedupeWindow(this.dedupe.windowMs)
     await rebuildDedupe(log, this.dedupe)
   }
-}
-
-const dec = new TextDecoder()
-
-function toMessage(r: LogRecord): PartitionMessage {
-  let headers = r.headers
-  let topic = ''
-  if (
-    headers !== undefined &&
-    (POSITION_HEADER in headers || TOPIC_HEADER in headers || MSG_ID_HEADER in headers)
-  ) {
-    const { [POSITION_HEADER]: _, [TOPIC_HEADER]: t, [MSG_ID_HEADER]: _id, ...rest } = headers
-    if (t !== undefined) topic = dec.decode(t)
-    headers = Object.keys(rest).length > 0 ? rest : undefined
-  }
-  return { offset: r.offset, timestamp: r.timestamp, topic, key: r.key, value: r.value, headers }
-}
-
-const enc = new TextEncoder()
-
-function bytesOf(v: unknown, i: number, field: string): Uint8Array {
-  if (v instanceof Uint8Array) return v
-  if (typeof v === 'string') return enc.encode(v)
-  throw new InvalidArgumentError(`messages[${i}].${field} must be a Uint8Array or a string`)
 }
