@@ -168,9 +168,12 @@ export class PartitionReplica {
     this.state = 'stopped'
     const err = new AbortedError('partition replica stopped')
     for (const p of this.queue.splice(0)) p.reject(err)
+    // The driver first (it stops taking work at once), then abort a catch-up copy it may be
+    // waiting for: the aborted restore is then a stop, not a failure.
+    const driverStopped = this.driver?.stop(options)
     this.stopping.abort()
     await this.compacting
-    await this.driver?.stop(options)
+    await driverStopped
     await this.log?.close().catch(() => {})
   }
 
