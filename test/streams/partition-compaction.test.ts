@@ -26,6 +26,8 @@ class Member {
   p!: PartitionReplica
   /** When set, copy calls served to others fail with this probability (seeded). */
   failRate = 0
+  /** When set, copy calls served to others are slow and small (16 KiB after 20 ms). */
+  slowCopy = false
   private rand: () => number
   constructor(
     readonly id: string,
@@ -43,6 +45,10 @@ class Member {
       const m = this.members.get(peer)
       if (m === undefined || !this.net.nodes.has(peer)) throw new Error(`${peer} is down`)
       if (m.failRate > 0 && m.rand() < m.failRate) throw new Error(`${peer} failed (injected)`)
+      if (m.slowCopy) {
+        await new Promise((r) => setTimeout(r, 20))
+        return m.p.copyOut(from, 16 * 1024)
+      }
       return m.p.copyOut(from, maxBytes)
     }
     this.p = new PartitionReplica({
@@ -205,6 +211,25 @@ describe('partition raft log compaction', () => {
     await rm(join(victim.dir, 'data'), { recursive: true, force: true })
     await victim.start()
     await until(() => victim.p.latest() === 1999, 15_000, 'partition log rebuilt')
+    await expectSameLogs(ms)
+  })
+
+  it('a replica killed in the middle of its catch-up copy completes it when restarted', async () => {
+    const { ms } = await cluster()
+    const leader = await leaderOf(ms)
+    const away = ms.find((m) => m !== leader)!
+    await away.kill()
+    await publish(leader, 2500, 'a')
+    await until(() => leader.p.compactions > 0, 10_000, 'leader compacted')
+    // Every source is slow and serves small chunks: the copy is still running when killed.
+    for (const m of ms) if (m !== away) m.slowCopy = true
+    await away.start()
+    await until(() => away.p.latest() >= 300, 15_000, 'part of the copy done')
+    expect(away.p.latest()).toBeLessThan(2499)
+    await away.kill()
+    for (const m of ms) m.slowCopy = false
+    await away.start()
+    await until(() => away.p.latest() === 2499, 15_000, 'copy completed after the restart')
     await expectSameLogs(ms)
   })
 
