@@ -74,6 +74,12 @@ export function formatStreamList(
   )}\n`
 }
 
+/** Size of a hosted replica's raft log and its snapshot point, for humans (`-`: not hosted here). */
+function raftLog(h: StatusStream['hosted'][number] | undefined): string {
+  if (h?.raftLogBytes === undefined) return '-'
+  return `${(h.raftLogBytes / 1e6).toFixed(1)} MB, snapshot ${h.snapshotIndex}`
+}
+
 /** The streams section of `status` (lines without a trailing newline). */
 export function formatStatusStreams(streams: StatusStream[], self: string): string[] {
   const out = [`streams (${streams.length})`]
@@ -86,17 +92,18 @@ export function formatStatusStreams(streams: StatusStream[], self: string): stri
       continue
     }
     if (!s.info) continue
-    const role = (p: number) => (s.hosted ?? []).find((h) => h.partition === p)?.role ?? '-'
+    const here = (p: number) => (s.hosted ?? []).find((h) => h.partition === p)
     out.push(
       table(
         [
-          ['PARTITION', 'LEADER', 'NEXT', 'HERE', 'IN-SYNC'],
+          ['PARTITION', 'LEADER', 'NEXT', 'HERE', 'IN-SYNC', 'RAFT LOG HERE'],
           ...s.info.partitions.map((p) => [
             String(p.partition),
             p.leader === null ? '(none)' : p.leader === self ? `${p.leader} (self)` : p.leader,
             String(p.nextOffset),
-            role(p.partition),
+            here(p.partition)?.role ?? '-',
             `${p.inSync.length}/${p.replicas.length} ${ids(p.inSync)}`,
+            raftLog(here(p.partition)),
           ]),
         ],
         '    ',

@@ -155,7 +155,8 @@ describe('plexus stream, publish --ack, consume, status', () => {
     expect(status.stdout).toMatch(
       /^ {2}orders: cluster db, subject orders\.>, 1 partition\(s\), 3 replica\(s\)$/m,
     )
-    expect(status.stdout).toMatch(/PARTITION +LEADER +NEXT +HERE +IN-SYNC/)
+    expect(status.stdout).toMatch(/PARTITION +LEADER +NEXT +HERE +IN-SYNC +RAFT LOG HERE/)
+    expect(status.stdout).toMatch(/ \d+\.\d MB, snapshot \d+$/m)
     const sj = JSON.parse((await runCli(['status', '--json'], { env })).stdout)
     expect(sj.streams).toHaveLength(1)
     expect(sj.streams[0]).toMatchObject({
