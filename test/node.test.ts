@@ -109,6 +109,10 @@ describe('createNode', () => {
       [{ relay: { port: 70000 } }, /relay.port/],
       [{ maxMessageSize: -1 }, /maxMessageSize/],
       [{ discovery: 'all' }, /discovery/],
+      [{ streams: { replaceReplicaAfter: 0 } }, /streams\.replaceReplicaAfter/],
+      [{ streams: { raftLogBytes: -5 } }, /streams\.raftLogBytes/],
+      [{ streams: { raftLogBytes: 1.5 } }, /streams\.raftLogBytes/],
+      [{ streams: 'big' }, /streams/],
       ['opts', /options/],
     ]
     for (const [opts, re] of bad) {
