@@ -18,6 +18,7 @@
  * The stream was just written, so the reads are served from the page cache, not the disk.
  */
 import { execFile } from 'node:child_process'
+import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { connect } from 'nats'
 import { addDurable, spawnClient, tell } from './e2e.js'
@@ -37,6 +38,8 @@ export interface CatchupFigures {
   fillMs: number
   /** Bytes the three replicas' data directories hold after the fill (du). */
   diskBytes: number
+  /** Largest peak resident memory (VmHWM) among the three server/member processes after the fill. */
+  peakRssBytes: number
   /** Publishes that failed during the fill (retried). */
   fillFailures: number
   plain: CatchupResult
@@ -105,6 +108,21 @@ async function fill(
   return { filled: done, ms, failures }
 }
 
+/** The largest peak resident set (VmHWM, /proc) among `pids`, in bytes; NaN when unreadable. */
+async function peakRss(pids: Array<number | undefined>): Promise<number> {
+  let max = Number.NaN
+  for (const pid of pids) {
+    if (pid === undefined) continue
+    try {
+      const m = /^VmHWM:\s+(\d+) kB$/m.exec(await readFile(`/proc/${pid}/status`, 'utf8'))
+      if (m) max = Math.max(Number.isNaN(max) ? 0 : max, Number(m[1]) * 1024)
+    } catch {
+      // gone or not Linux: unknown
+    }
+  }
+  return max
+}
+
 /** Bytes under `dir` (du -sb), 0 when du fails. */
 async function diskUsage(dir: string): Promise<number> {
   try {
@@ -170,6 +188,7 @@ export async function runPlexusCatchup(opts: {
     })
     const count = (await node.streams.info(BENCH_STREAM)).partitions[0].nextOffset
     const diskBytes = await diskUsage(cluster.root)
+    const peakRssBytes = await peakRss(cluster.members.map((m) => m.pid))
     const base = ['--system', 'plexus', '--network', cluster.network, '--stream', BENCH_STREAM]
     const plainChild = spawnClient(
       [...base, '--role', 'consume', '--count', String(count), '--from', '0'],
@@ -204,7 +223,10 @@ export async function runPlexusCatchup(opts: {
       "Plexus fill: ack 'all' (2 of 3 replicas fsynced, group commit); durable reader: acks recorded locally, " +
         'position committed to the cluster every 100 ms',
     )
-    return { figures: { count, fillMs: f.ms, fillFailures: f.failures, diskBytes, plain, durable }, notes }
+    return {
+      figures: { count, fillMs: f.ms, fillFailures: f.failures, diskBytes, peakRssBytes, plain, durable },
+      notes,
+    }
   } finally {
     await cluster.stop()
   }
@@ -235,6 +257,7 @@ export async function runJetStreamCatchup(opts: {
     })
     const count = (await cluster.jsm.streams.info(BENCH_STREAM)).state.messages
     const diskBytes = await diskUsage(cluster.root)
+    const peakRssBytes = await peakRss(cluster.servers.map((s) => s.child?.pid))
     const plain = await read(
       spawnClient([
         '--system',
@@ -276,7 +299,7 @@ export async function runJetStreamCatchup(opts: {
       )
     }
     return {
-      figures: { count, fillMs: f.ms, fillFailures: f.failures, diskBytes, plain, durable },
+      figures: { count, fillMs: f.ms, fillFailures: f.failures, diskBytes, peakRssBytes, plain, durable },
       notes: [
         'JetStream fill: PubAck from a majority of the R3 stream, not fsynced (2.9: fsync every 2 min); ordered ' +
           'consumer: ephemeral, R1, no acks; durable: R3 consumer state',
@@ -320,5 +343,6 @@ export function catchupRows(plexus: CatchupFigures | undefined, js: CatchupFigur
     row('messages in the stream (read)', (f) => f.count, 'msgs'),
     row('fill rate (1,024 publishes in flight)', (f) => (f.count / f.fillMs) * 1000, 'msg/s'),
     row('disk used by 3 replicas after the fill', (f) => f.diskBytes / 1e6, 'MB'),
+    row('peak RSS of the largest member/server after the fill', (f) => f.peakRssBytes / 1e6, 'MB'),
   ]
 }
