@@ -26,7 +26,12 @@ import { DEFAULT_RAFT_LOG_BYTES } from '../constants.js'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
 import type { Log } from '../log/index.js'
 import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../raft/index.js'
-import { LeadershipLostError, NotLeaderError, ReplicaDriver } from '../replication/index.js'
+import {
+  CorruptReplicaStateError,
+  LeadershipLostError,
+  NotLeaderError,
+  ReplicaDriver,
+} from '../replication/index.js'
 import { type BatchMessage, encodeBatch, MSG_ID_HEADER, messageSize } from './batch.js'
 import { DedupeWindow } from './dedupe.js'
 import { DEFAULT_DUPLICATE_WINDOW } from './metadata-codec.js'
@@ -507,6 +512,12 @@ export class PartitionReplica {
         const all = [leader, ...snap.confState.voters, ...(this.driver?.storage?.confState().voters ?? [])]
         return [...new Set(all)].filter((p): p is string => typeof p === 'string' && p !== this.id)
       }
+      if (peers().length === 0)
+        throw new CorruptReplicaStateError(
+          join(this.opts.dir, 'data'),
+          `offsets ${this.nextOffset}..${target - 1} are missing, the raft log no longer holds them, ` +
+            'and the partition has no other replica to copy them from',
+        )
       await copyRange({
         log,
         from: this.nextOffset,

@@ -233,6 +233,29 @@ describe('partition raft log compaction', () => {
     await expectSameLogs(ms)
   })
 
+  it('a single replica whose compacted partition log was lost reports it instead of waiting forever', async () => {
+    const { dir: root, cleanup } = await tempDir('plexus-pcompact-one-')
+    cleanups.push(cleanup)
+    const net = new MemNet(SEED)
+    const errors: unknown[] = []
+    const members = new Map<string, Member>()
+    const only = new Member('n1', join(root, 'n1'), net, ['n1'], members, {
+      driver: { tickMs: 20, electionTick: 10, segmentBytes: 64 * 1024, onError: (e) => errors.push(e) },
+    })
+    members.set('n1', only)
+    await only.start()
+    cleanups.push(() => only.p.stop())
+    await until(() => only.p.role === 'leader', 5000, 'a leader')
+    await publish(only, 1000, 'a')
+    await until(() => only.p.compactions > 0, 10_000, 'compacted')
+    await only.kill()
+    await rm(join(only.dir, 'data'), { recursive: true, force: true })
+    await only.start()
+    await until(() => errors.length > 0, 5000, 'an error reported')
+    expect(errors[0]).toMatchObject({ name: 'CorruptReplicaStateError' })
+    expect(String((errors[0] as Error).message)).toMatch(/no other replica/)
+  })
+
   it('message ids stored before a snapshot install are still recognised by the new replica', async () => {
     const { ms, net } = await cluster()
     const leader = await leaderOf(ms)
