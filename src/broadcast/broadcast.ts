@@ -6,26 +6,50 @@
  * delegates. A broadcaster therefore writes O(fan-out) frames whatever the cluster size,
  * and the message reaches N members in O(log N) hops.
  *
- * At most once: every message carries (origin, sequence) and receivers remember the last
- * `BROADCAST_DEDUPE` ids, so overlapping views during churn never deliver twice.
+ * At most once: every message carries (origin, sequence) and receivers remember, per
+ * origin, the last `BROADCAST_DEDUPE` sequence numbers (`seen.ts`), so overlapping views
+ * during churn never deliver twice; a node drops its own broadcasts coming back (it
+ * delivered them locally when it sent them).
  * Non-members never receive it: only proven members are ever chosen as recipients.
  * Handlers run under the member's `broadcasts` limit; over it the message is dropped for
  * that member and counted (`broadcasts.dropped`).
  *
  * Frame body: str origin | u32 seq | str cluster | u16 n | n × str delegate | bytes data
  */
+import { randomInt } from 'node:crypto'
 import { FrameType, writeFrame } from '../link/frames.js'
 import type { Link } from '../link/link.js'
 import type { BroadcastContext } from '../types.js'
-import type { BinaryReader } from '../util/binary.js'
-import { DecodeError } from '../util/binary.js'
+import { type BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { SeenWindows } from './seen.js'
 
 /** Groups a sender splits recipients into. */
 export const BROADCAST_FANOUT = 8
-/** Broadcast ids remembered for de-duplication. */
+/** Broadcasts remembered per origin for de-duplication (a power of two). */
 export const BROADCAST_DEDUPE = 16_384
+/** Origins whose recent broadcasts are remembered (2 KiB each). */
+export const BROADCAST_ORIGINS = 1024
 /** Most delegates one frame may name. */
 export const MAX_DELEGATES = 4096
+
+const EMPTY = new Uint8Array(0)
+const NO_DELEGATES: readonly string[] = []
+
+/** Appends one broadcast frame (body layout in the module doc). */
+function writeBroadcast(
+  w: BinaryWriter,
+  origin: string,
+  seq: number,
+  cluster: string,
+  delegates: readonly string[],
+  data: Uint8Array,
+): void {
+  writeFrame(w, FrameType.Broadcast, (b) => {
+    b.str(origin).u32(seq).str(cluster).u16(delegates.length)
+    for (const d of delegates) b.str(d)
+    b.bytes(data)
+  })
+}
 
 /** A broadcast handler as given to `join`. */
 export type BroadcastHandler = (data: Uint8Array, ctx: BroadcastContext) => void | Promise<void>
@@ -47,12 +71,19 @@ export interface BroadcastHost {
 
 /** Broadcast engine of one node. */
 export class Broadcaster {
-  private seq = 0
+  /** Starts at a random point, so receivers tell a restarted origin from old copies. */
+  private seq = randomInt(0, 0xffffffff)
   private readonly served = new Map<string, Served>()
-  private seen = new Set<string>()
+  private readonly seen = new SeenWindows(BROADCAST_DEDUPE, BROADCAST_ORIGINS)
   /** Sorted recipients per cluster (cleared on membership change). */
   private readonly targets = new Map<string, string[]>()
-  private seenOld = new Set<string>()
+  /** Scratch buffer for a frame copied to several links. */
+  private readonly scratch = new BinaryWriter(4096)
+  /** The frame `writeOut` copies (saves a closure per link). */
+  private out: Uint8Array = EMPTY
+  private readonly writeOut = (w: BinaryWriter): void => {
+    w.raw(this.out)
+  }
 
   constructor(private readonly host: BroadcastHost) {}
 
@@ -71,8 +102,6 @@ export class Broadcaster {
    */
   async broadcast(cluster: string, data: Uint8Array): Promise<number> {
     this.seq = (this.seq + 1) >>> 0
-    const id = `${this.host.self}/${this.seq}`
-    this.remember(id)
     let targets = this.targets.get(cluster)
     if (!targets) {
       targets = this.host
@@ -97,7 +126,11 @@ export class Broadcaster {
     this.targets.clear()
   }
 
-  /** Splits `targets` into groups and sends one frame per group head. */
+  /**
+   * Splits `targets` into groups and sends one frame per group head. When every group is
+   * a single member (no delegates: clusters up to `BROADCAST_FANOUT` members) the frames are
+   * identical, so the frame is encoded once and copied into each link.
+   */
   private fanOut(
     origin: string,
     seq: number,
@@ -106,28 +139,48 @@ export class Broadcaster {
     data: Uint8Array,
     full?: Link[],
   ): number {
+    const n = targets.length
+    const groups = Math.min(BROADCAST_FANOUT, n)
+    if (groups === n) {
+      let frame: Uint8Array | undefined
+      let sent = 0
+      for (const peer of targets) {
+        const link = this.host.link(peer)
+        if (!link) {
+          this.host.count('broadcasts.unreachable')
+          continue
+        }
+        if (!frame) {
+          this.scratch.reset()
+          writeBroadcast(this.scratch, origin, seq, cluster, NO_DELEGATES, data)
+          frame = this.scratch.finish()
+        }
+        this.out = frame
+        link.write(this.writeOut)
+        if (full && link.full) full.push(link)
+        sent++
+      }
+      this.out = EMPTY
+      return sent
+    }
     let sent = 0
-    const groups = Math.min(BROADCAST_FANOUT, targets.length)
     for (let g = 0; g < groups; g++) {
-      const start = Math.floor((g * targets.length) / groups)
-      const end = Math.floor(((g + 1) * targets.length) / groups)
-      const group = targets.slice(start, end)
+      const start = Math.floor((g * n) / groups)
+      const end = Math.floor(((g + 1) * n) / groups)
       // The first member of the group we can reach carries the rest of the group.
-      const headIdx = group.findIndex((p) => this.host.link(p) !== undefined)
-      if (headIdx < 0) {
+      let head = -1
+      let link: Link | undefined
+      for (let i = start; i < end && !link; i++) {
+        link = this.host.link(targets[i]!)
+        if (link) head = i
+      }
+      if (!link) {
         this.host.count('broadcasts.unreachable')
         continue
       }
-      const head = group[headIdx]!
-      const delegates = group.filter((_, i) => i !== headIdx)
-      const link = this.host.link(head)!
-      link.write((w) =>
-        writeFrame(w, FrameType.Broadcast, (b) => {
-          b.str(origin).u32(seq).str(cluster).u16(delegates.length)
-          for (const d of delegates) b.str(d)
-          b.bytes(data)
-        }),
-      )
+      const delegates: string[] = []
+      for (let i = start; i < end; i++) if (i !== head) delegates.push(targets[i]!)
+      link.write((w) => writeBroadcast(w, origin, seq, cluster, delegates, data))
       if (full && link.full) full.push(link)
       sent += 1 + delegates.length
     }
@@ -144,12 +197,11 @@ export class Broadcaster {
     for (let i = 0; i < n; i++) delegates.push(r.str('delegate'))
     const data = r.bytes('data', maxData)
     r.end('broadcast')
-    const id = `${origin}/${seq}`
-    if (this.seen.has(id) || this.seenOld.has(id)) {
+    // Our own broadcast coming back (overlapping views) was delivered here already.
+    if (origin === this.host.self || !this.seen.check(origin, seq)) {
       this.host.count('broadcasts.duplicates')
       return
     }
-    this.remember(id)
     if (delegates.length > 0) {
       // Forward only to peers we also know as proven members.
       const known = new Set(this.host.members(cluster))
@@ -182,14 +234,6 @@ export class Broadcaster {
     } catch {
       done()
       this.host.count('broadcasts.handlerErrors')
-    }
-  }
-
-  private remember(id: string): void {
-    this.seen.add(id)
-    if (this.seen.size >= BROADCAST_DEDUPE) {
-      this.seenOld = this.seen
-      this.seen = new Set()
     }
   }
 }

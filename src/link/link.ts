@@ -87,7 +87,12 @@ export class Link {
     const before = this.w.length
     encode(this.w)
     this.queuedTotal += this.w.length - before
-    if (this.w.length >= LINK_BLOCK) this.seal()
+    if (this.w.length >= LINK_BLOCK) {
+      this.seal()
+      // A full block leaves now (while its bytes are still in the CPU cache, and so the peer
+      // starts on it while we fill the next); the partial rest waits for the end of the turn.
+      if (!this.waitingDrain) this.guarded(this.sendSealed)
+    }
     if (!this.scheduled && !this.waitingDrain) {
       this.scheduled = true
       setImmediate(this.flushCb)
@@ -141,27 +146,52 @@ export class Link {
     this.flush()
   }
 
-  /** Hands queued blocks to the stream until it pushes back. */
-  private flush(): void {
-    if (this.closed) return
+  /**
+   * Hands everything queued to the stream now instead of at the end of the turn, for a
+   * small frame the peer is waiting on (tunnel credit): a receiver busy with a long run of
+   * reads would otherwise hold it back until the run ends, stalling the sender.
+   */
+  flushNow(): void {
+    if (!this.waitingDrain) this.flush()
+  }
+
+  /** Hands full blocks to the stream until it pushes back. */
+  private readonly sendSealed = (): void => {
+    while (!this.waitingDrain && this.sealed.length > 0) {
+      const block = this.sealed.shift()!
+      this.sealedBytes -= block.length
+      this.flushedTotal += block.length
+      if (!this.stream.send(block)) this.waitingDrain = true
+    }
+  }
+
+  /** Hands full blocks, then the partial one, to the stream until it pushes back. */
+  private readonly sendAll = (): void => {
+    this.sendSealed()
+    if (!this.waitingDrain && this.w.length > 0) {
+      // The partial block is copied at its exact size so its buffer can be reused.
+      const data = this.w.finish().slice()
+      this.w.reset()
+      this.flushedTotal += data.length
+      if (!this.stream.send(data)) this.waitingDrain = true
+    }
+  }
+
+  /** Runs a send step; a stream that throws aborts the link. False when it threw. */
+  private guarded(step: () => void): boolean {
+    if (this.closed) return false
     try {
-      while (!this.waitingDrain && this.sealed.length > 0) {
-        const block = this.sealed.shift()!
-        this.sealedBytes -= block.length
-        this.flushedTotal += block.length
-        if (!this.stream.send(block)) this.waitingDrain = true
-      }
-      if (!this.waitingDrain && this.w.length > 0) {
-        // The partial block is copied at its exact size so its buffer can be reused.
-        const data = this.w.finish().slice()
-        this.w.reset()
-        this.flushedTotal += data.length
-        if (!this.stream.send(data)) this.waitingDrain = true
-      }
+      step()
+      return true
     } catch {
       this.abort(new Error('send failed'))
-      return
+      return false
     }
+  }
+
+  /** Hands queued blocks to the stream until it pushes back. */
+  private flush(): void {
+    if (!this.guarded(this.sendAll)) return
     if (this.writableWaiters.length > 0 && !this.full) {
       const waiters = this.writableWaiters
       this.writableWaiters = []

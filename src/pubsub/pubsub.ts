@@ -28,6 +28,7 @@ import { checkPattern, SubjectIndex } from './subject.js'
 /** Default bound of one subscription's queue. */
 export const SUB_MAX_PENDING = 65_536
 export const SUB_MAX_PENDING_BYTES = 64 * 1024 * 1024
+const EMPTY = new Uint8Array(0)
 /** Topics whose interested peers are cached. */
 const ROUTE_CACHE_SIZE = 4096
 
@@ -109,6 +110,11 @@ export class PubSub {
   private localCache = new Map<string, Sub[]>()
   /** Scratch buffer for frames written to several peers. */
   private readonly scratch = new BinaryWriter(4096)
+  /** The frame `writeOut` copies into a link (saves a closure per link). */
+  private out: Uint8Array = EMPTY
+  private readonly writeOut = (w: BinaryWriter): void => {
+    w.raw(this.out)
+  }
 
   constructor(readonly host: PubSubHost) {}
 
@@ -221,8 +227,8 @@ export class PubSub {
         const link = this.host.link(peer)
         if (!link) continue
         if (frame) {
-          const f = frame
-          link.write((w) => w.raw(f))
+          this.out = frame
+          link.write(this.writeOut)
         } else
           link.write((w) =>
             writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers)),
@@ -230,6 +236,7 @@ export class PubSub {
         if (link.full) (waits ??= []).push(link.writable().catch(() => {}))
       }
     }
+    this.out = EMPTY
     if (this.local.size > 0) {
       const subs = this.localMatches(topic)
       if (subs.length > 0) {

@@ -142,6 +142,8 @@ export class SubjectIndex<T> {
 
   /** Every value with a pattern matching `topic` (each once). */
   match(topic: string, out: Set<T> = new Set()): Set<T> {
+    // An empty index (e.g. no durable stream on a publish) matches nothing: skip the split.
+    if (this.count === 0) return out
     this.walk(this.root, topic.split('.'), 0, out)
     return out
   }

@@ -237,7 +237,11 @@ export class TunnelEnd implements Tunnel {
     if (this.unacked >= this.window / 8 && !this.terminated) {
       const bytes = this.unacked
       this.unacked = 0
-      this.wire.link()?.write((w) => writeCredit(w, this.tid, this.dir, bytes))
+      const link = this.wire.link()
+      if (link) {
+        link.write((w) => writeCredit(w, this.tid, this.dir, bytes))
+        link.flushNow()
+      }
     }
   }
 

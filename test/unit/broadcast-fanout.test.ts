@@ -1,0 +1,107 @@
+import { describe, expect, it } from 'vitest'
+import { BROADCAST_FANOUT, Broadcaster } from '../../src/broadcast/broadcast.js'
+import { FRAME_HEADER_BYTES, FrameType } from '../../src/link/frames.js'
+import type { Link } from '../../src/link/link.js'
+import { BinaryReader, BinaryWriter } from '../../src/util/binary.js'
+
+/** A link stand-in that keeps each frame written to it. */
+class FakeLink {
+  readonly frames: Uint8Array[] = []
+  readonly full = false
+  constructor(readonly peer: string) {}
+  write(encode: (w: BinaryWriter) => void): number {
+    const w = new BinaryWriter(64)
+    encode(w)
+    this.frames.push(w.finish().slice())
+    return 0
+  }
+  writable(): Promise<void> {
+    return Promise.resolve()
+  }
+}
+
+/** Decodes a broadcast frame written by a link (length and type first). */
+function parse(frame: Uint8Array) {
+  const r = new BinaryReader(frame.subarray(FRAME_HEADER_BYTES))
+  expect(r.u8()).toBe(FrameType.Broadcast)
+  const origin = r.str()
+  const seq = r.u32()
+  const cluster = r.str()
+  const n = r.u16()
+  const delegates: string[] = []
+  for (let i = 0; i < n; i++) delegates.push(r.str())
+  const data = r.bytes()
+  r.end()
+  return { origin, seq, cluster, delegates, data }
+}
+
+function setup(memberCount: number) {
+  const members = Array.from({ length: memberCount }, (_, i) => `peer-${String(i).padStart(3, '0')}`)
+  const links = new Map(members.map((m) => [m, new FakeLink(m)]))
+  const counters: Record<string, number> = {}
+  const b = new Broadcaster({
+    self: 'self',
+    members: () => members,
+    link: (p) => links.get(p) as unknown as Link | undefined,
+    count: (c) => {
+      counters[c] = (counters[c] ?? 0) + 1
+    },
+  })
+  return { b, members, links, counters }
+}
+
+describe('Broadcaster fan-out', () => {
+  it('sends one identical frame to each member when the cluster fits in one fan-out', async () => {
+    const { b, links } = setup(5)
+    const data = new Uint8Array([1, 2, 3])
+    expect(await b.broadcast('c', data)).toBe(5)
+    const frames = [...links.values()].map((l) => l.frames)
+    for (const f of frames) expect(f.length).toBe(1)
+    for (const f of frames) expect(f[0]).toEqual(frames[0]![0])
+    const m = parse(frames[0]![0]!)
+    expect(m).toMatchObject({ origin: 'self', cluster: 'c', delegates: [] })
+    expect([...m.data]).toEqual([1, 2, 3])
+  })
+
+  it('names each larger-cluster member exactly once, as a group head or a delegate', async () => {
+    const { b, members, links } = setup(3 * BROADCAST_FANOUT + 3)
+    expect(await b.broadcast('c', new Uint8Array([9]))).toBe(members.length)
+    const reached: string[] = []
+    let heads = 0
+    for (const [peer, l] of links) {
+      for (const f of l.frames) {
+        heads++
+        reached.push(peer, ...parse(f).delegates)
+      }
+    }
+    expect(heads).toBe(BROADCAST_FANOUT)
+    expect(reached.sort()).toEqual([...members].sort())
+  })
+
+  it('skips an unreachable member in a one-member group and counts it', async () => {
+    const { b, links, counters } = setup(4)
+    links.delete('peer-002')
+    expect(await b.broadcast('c', new Uint8Array([1]))).toBe(3)
+    expect(counters['broadcasts.unreachable']).toBe(1)
+  })
+
+  it('drops its own broadcast coming back, and any repeated one', () => {
+    const { b, counters } = setup(2)
+    const got: string[] = []
+    b.serve('c', (_d, ctx) => void got.push(ctx.from), 10)
+    const frame = (origin: string, seq: number) => {
+      const w = new BinaryWriter(64)
+      w.str(origin)
+        .u32(seq)
+        .str('c')
+        .u16(0)
+        .bytes(new Uint8Array([7]))
+      return new BinaryReader(w.finish())
+    }
+    b.onFrame('peer-000', frame('self', 1), 1024)
+    b.onFrame('peer-000', frame('other', 5), 1024)
+    b.onFrame('peer-001', frame('other', 5), 1024)
+    expect(got).toEqual(['other'])
+    expect(counters['broadcasts.duplicates']).toBe(2)
+  })
+})

@@ -1,0 +1,82 @@
+import type { Stream } from '@libp2p/interface'
+import { describe, expect, it } from 'vitest'
+import { encodeBytesFrame, FrameType } from '../../src/link/frames.js'
+import { LINK_BLOCK, Link, readFrames } from '../../src/link/link.js'
+
+/** Stand-in for a libp2p stream: records what is sent; `accept` decides send()'s answer. */
+class FakeStream extends EventTarget {
+  readonly sent: Uint8Array[] = []
+  accept = true
+  send(data: Uint8Array): boolean {
+    this.sent.push(data.slice())
+    return this.accept
+  }
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+  abort(): void {}
+}
+
+const turn = () => new Promise<void>((r) => setImmediate(r))
+const payload = (n: number, seed: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + seed) & 0xff)
+
+/** Feeds what a link sent to `readFrames`, as a peer would receive it; returns the bodies. */
+function decode(blocks: Uint8Array[]): Uint8Array[] {
+  const rx = new EventTarget() as unknown as Stream & { abort(err: Error): void }
+  const out: Uint8Array[] = []
+  ;(rx as unknown as { abort: (err: Error) => void }).abort = (err) => {
+    throw err
+  }
+  readFrames(rx, 'p', 4 << 20, (_peer, type, body) => {
+    expect(type).toBe(FrameType.Announce)
+    out.push(body.bytes().slice())
+  })
+  for (const b of blocks) {
+    const evt = new Event('message') as Event & { data: Uint8Array }
+    evt.data = b
+    rx.dispatchEvent(evt)
+  }
+  return out
+}
+
+describe('Link', () => {
+  it('hands a full block to the stream at once and the rest at the end of the turn, in order', async () => {
+    const s = new FakeStream()
+    const link = new Link('p', s as unknown as Stream, 8 << 20, 0)
+    const messages = Array.from({ length: 100 }, (_, i) => payload(1000 + i, i))
+    for (const m of messages) link.write((w) => encodeBytesFrame(w, FrameType.Announce, m))
+    // 100 frames of ~1 KB fill one block: it left during the writes, not at the end of the turn.
+    expect(s.sent.length).toBe(1)
+    expect(s.sent[0]!.length).toBe(LINK_BLOCK)
+    await turn()
+    expect(s.sent.length).toBe(2)
+    expect(decode(s.sent)).toEqual(messages)
+  })
+
+  it('flushNow hands queued frames to the stream before the turn ends', () => {
+    const s = new FakeStream()
+    const link = new Link('p', s as unknown as Stream, 8 << 20, 0)
+    const m = payload(10, 1)
+    link.write((w) => encodeBytesFrame(w, FrameType.Announce, m))
+    expect(s.sent.length).toBe(0)
+    link.flushNow()
+    expect(s.sent.length).toBe(1)
+    expect(decode(s.sent)).toEqual([m])
+  })
+
+  it('holds blocks while the stream pushes back and sends them in order after drain', async () => {
+    const s = new FakeStream()
+    s.accept = false
+    const link = new Link('p', s as unknown as Stream, 8 << 20, 0)
+    const messages = Array.from({ length: 300 }, (_, i) => payload(700 + i, i))
+    for (const m of messages) link.write((w) => encodeBytesFrame(w, FrameType.Announce, m))
+    link.flushNow()
+    await turn()
+    expect(s.sent.length).toBe(1) // the first block was taken, then the stream said "full"
+    expect(link.queuedBytes).toBeGreaterThan(0)
+    s.accept = true
+    s.dispatchEvent(new Event('drain'))
+    expect(link.queuedBytes).toBe(0)
+    expect(decode(s.sent)).toEqual(messages)
+  })
+})
