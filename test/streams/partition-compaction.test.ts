@@ -62,6 +62,7 @@ class Member {
         electionTick: 10,
         rand: mulberry32(SEED * 31 + this.id.charCodeAt(1)),
         segmentBytes: 64 * 1024,
+        onError: (e) => errors.push(e),
       },
       ...COMPACTING,
       ...this.extra,
@@ -82,7 +83,11 @@ afterEach(async (ctx) => {
   for (const c of cleanups.splice(0)) await c()
 })
 
+/** Errors the replicas of the current test reported (`driver.onError`). */
+let errors: unknown[] = []
+
 async function cluster(extra: Partial<PartitionReplicaOptions> = {}) {
+  errors = []
   const { dir: root, cleanup } = await tempDir('plexus-pcompact-')
   const net = new MemNet(SEED)
   const ids = ['n1', 'n2', 'n3']
@@ -127,7 +132,12 @@ async function publish(m: Member, n: number, tag: string): Promise<void> {
   await Promise.all(Array.from({ length: 64 }, worker))
 }
 
+/** Every record of `p` (waiting until its written log reaches its applied end). */
 async function readAll(p: PartitionReplica): Promise<LogRecord[]> {
+  for (let i = 0; (await p.copyOut(0, 1)).end < p.status().nextOffset; i++) {
+    if (i > 1000) throw new Error('the partition log never caught up with its applied end')
+    await new Promise((r) => setTimeout(r, 5))
+  }
   const out: LogRecord[] = []
   let from = 0
   for (;;) {
@@ -167,13 +177,17 @@ describe('partition raft log compaction', () => {
     const leader = await leaderOf(ms)
     await publish(leader, 3000, 'a')
     await until(() => ms.every((m) => m.p.latest() === 2999), 10_000, 'all replicas applied')
+    // Compaction runs beside the applies (after an fdatasync): wait for it, not just the data.
+    await until(
+      () => ms.every((m) => m.p.compactions > 0 && m.p.raft!.storage!.firstIndex() > 1),
+      10_000,
+      'every replica compacted',
+    )
     for (const m of ms) {
-      const store = m.p.raft!.storage!
-      expect(m.p.compactions, `${m.id} compactions`).toBeGreaterThan(0)
-      expect(store.firstIndex(), `${m.id} first raft index`).toBeGreaterThan(1)
       // ~3.1 MB went through the raft log; it keeps the retained window plus a few segments.
       expect(await dirBytes(join(m.dir, 'raft', 'log')), `${m.id} raft log bytes`).toBeLessThan(1_200_000)
     }
+    expect(errors).toEqual([])
     const recs = await expectSameLogs(ms)
     expect(recs.map((r) => r.offset)).toEqual(Array.from({ length: 3000 }, (_, i) => i))
   })
@@ -237,10 +251,10 @@ describe('partition raft log compaction', () => {
     const { dir: root, cleanup } = await tempDir('plexus-pcompact-one-')
     cleanups.push(cleanup)
     const net = new MemNet(SEED)
-    const errors: unknown[] = []
+    const reported: unknown[] = []
     const members = new Map<string, Member>()
     const only = new Member('n1', join(root, 'n1'), net, ['n1'], members, {
-      driver: { tickMs: 20, electionTick: 10, segmentBytes: 64 * 1024, onError: (e) => errors.push(e) },
+      driver: { tickMs: 20, electionTick: 10, segmentBytes: 64 * 1024, onError: (e) => reported.push(e) },
     })
     members.set('n1', only)
     await only.start()
@@ -251,9 +265,9 @@ describe('partition raft log compaction', () => {
     await only.kill()
     await rm(join(only.dir, 'data'), { recursive: true, force: true })
     await only.start()
-    await until(() => errors.length > 0, 5000, 'an error reported')
-    expect(errors[0]).toMatchObject({ name: 'CorruptReplicaStateError' })
-    expect(String((errors[0] as Error).message)).toMatch(/no other replica/)
+    await until(() => reported.length > 0, 5000, 'an error reported')
+    expect(reported[0]).toMatchObject({ name: 'CorruptReplicaStateError' })
+    expect(String((reported[0] as Error).message)).toMatch(/no other replica/)
   })
 
   it('message ids stored before a snapshot install are still recognised by the new replica', async () => {
