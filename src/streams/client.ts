@@ -5,10 +5,12 @@
  * `StreamDirectory` (or, for metadata, to the cluster's members, leader hint first).
  *
  * Retry rules: metadata commands carry a request id, so they are retried on any member
- * until the deadline (the metadata group deduplicates). A publish is retried only while it
- * is certainly not appended (the peer is not the leader, does not host the partition yet,
- * or could not be reached); once written to a leader, losing the link or the deadline
- * rejects with the outcome unknown (`MemberLostError`, `TimeoutError`), never resends.
+ * until the deadline (the metadata group deduplicates). Publishes are batched per partition
+ * by `Publisher` (publisher.ts), which retries a message only while it is certainly not
+ * appended; once written to a leader, losing the link or the deadline rejects with the
+ * outcome unknown (`MemberLostError`, `TimeoutError`), except that a message with a `msgId`
+ * is sent again after a lost link (the leader deduplicates it). Ordering: one node's
+ * publishes to a partition reach its leader in the order they were made.
  */
 import {
   AbortedError,
@@ -29,18 +31,17 @@ import type {
   StreamInfo,
   Streams,
 } from '../types.js'
-import { BinaryWriter, uninitializedBytes } from '../util/binary.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
-import { encodeSeek, type LeaderReply } from './consumer-wire.js'
+import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
 import { newRequestId, partitionKey } from './host.js'
 import { validateStreamConfig } from './metadata.js'
+import { Publisher, sleep } from './publisher.js'
 import {
   decodeFetchReply,
   decodeLoad,
   decodeMetaReply,
   decodeOffsetReply,
-  decodePubReply,
   decodeStateReply,
   encodeFetchCall,
   encodeMetaCall,
@@ -50,8 +51,8 @@ import {
   type PartitionRef,
   type PartitionState,
   type Routed,
+  type Stored,
   type WireAck,
-  writePubCall,
 } from './wire.js'
 
 /** Default deadline of stream calls and acked publishes (ms). */
@@ -72,20 +73,6 @@ export interface StreamsClientDeps {
 }
 
 const utf8 = new TextEncoder()
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const t = setTimeout(done, ms)
-    function done() {
-      signal?.removeEventListener('abort', abort)
-      resolve()
-    }
-    function abort() {
-      clearTimeout(t)
-      reject(new AbortedError('aborted'))
-    }
-    signal?.addEventListener('abort', abort, { once: true })
-  })
 
 /** 32-bit FNV-1a of bytes: the partition of a keyed message is `hash(key) % partitions`. */
 export function keyHash(key: Uint8Array): number {
@@ -114,8 +101,10 @@ export class StreamsClient {
   private background = 0
   private slotWaiters: Array<() => void> = []
   private readonly closing = new AbortController()
+  private readonly publisher: Publisher
 
   constructor(private readonly d: StreamsClientDeps) {
+    this.publisher = new Publisher({ rpc: d.rpc, leaders: this.leaders, signal: this.closing.signal })
     this.api = {
       create: (name, config, options) => this.create(name, config, options),
       info: (name, options) => this.info(name, options),
@@ -134,6 +123,7 @@ export class StreamsClient {
   /** Aborts every call in progress (node stop). */
   close(): void {
     this.closing.abort()
+    this.publisher.close()
   }
 
   /** Members able to host replicas of `cluster`, with the replicas they already host. */
@@ -348,7 +338,8 @@ export class StreamsClient {
 
   /**
    * Routes a call to a partition: the cached leader first, then the replicas in turn,
-   * following leader hints. `leaderOnly`: only a leader's `ok` counts (publishes).
+   * following leader hints; sent again only when it was certainly not served (unreachable
+   * peer, not the leader, not hosted there). Publishes go through `Publisher` instead.
    */
   async route<T>(
     ref: PartitionRef,
@@ -356,7 +347,7 @@ export class StreamsClient {
     method: string,
     body: Uint8Array,
     decode: (bytes: Uint8Array) => Routed<T>,
-    opts: { deadline: number; signal: AbortSignal; retryLost?: boolean },
+    opts: { deadline: number; signal: AbortSignal },
   ): Promise<T> {
     const key = partitionKey(ref)
     let next: string | undefined = this.leaders.get(key)
@@ -372,8 +363,7 @@ export class StreamsClient {
       try {
         r = decode(await this.d.rpc.call(peer, method, body, { timeout: remaining, signal: opts.signal }))
       } catch (err) {
-        const lost = opts.retryLost === true && err instanceof MemberLostError
-        if (!(err instanceof PeerUnreachableError) && !lost) throw err
+        if (!(err instanceof PeerUnreachableError)) throw err
         if (this.leaders.get(key) === peer) this.leaders.delete(key)
         if (turn % replicas.length === 0) await sleep(100, opts.signal)
         continue
@@ -421,33 +411,31 @@ export class StreamsClient {
       partition = n % meta.partitions
     }
     const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
-    const body = writePubCall(new BinaryWriter(0, uninitializedBytes(data.length + topic.length + 96)), {
-      ...ref,
-      ack,
-      timestamp: 0,
-      topic,
-      msgId,
-      key,
-      headers,
-      data,
-    }).finish()
-    // With a msgId a resend cannot store twice: an unknown outcome (lost link) is retried.
-    const opts = {
-      deadline: Date.now() + timeout,
-      signal: this.closing.signal,
-      retryLost: msgId !== undefined,
-    }
-    const run = () => this.route(ref, meta.placement[partition]!, 's.pub', body, decodePubReply, opts)
+    const replicas = meta.placement[partition]!
+    const message = { topic, msgId, key, headers, data }
+    const send = (resolve: (s: Stored) => void, reject: (err: unknown) => void) =>
+      this.publisher.publish(partitionKey(ref), ref, replicas, {
+        message,
+        ack,
+        deadline: Date.now() + timeout,
+        timeout,
+        resolve,
+        reject,
+      })
     if (ack !== 'none')
-      return run().then(({ offset, duplicate }) => {
+      return new Promise<Stored>(send).then(({ offset, duplicate }) => {
         const a: PublishAck = { stream: meta.name, partition, offset }
         if (duplicate) a.duplicate = true
         return a
       })
     return this.backgroundSlot().then(() => {
-      run()
-        .catch(() => this.d.count('streams.appendsFailed'))
-        .finally(() => this.releaseSlot())
+      send(
+        () => this.releaseSlot(),
+        () => {
+          this.d.count('streams.appendsFailed')
+          this.releaseSlot()
+        },
+      )
       return undefined
     })
   }
@@ -470,10 +458,14 @@ export class StreamsClient {
     this.slotWaiters.shift()?.()
   }
 
-  /** The first offset of a partition at or after `timestamp` (ms). */
-  seek(ref: PartitionRef, replicas: string[], timestamp: number, signal: AbortSignal): Promise<number> {
+  /**
+   * Asks the partition leader (followers send the caller on to it) for an offset: `'end'`, the
+   * committed end as the leader knows it at the time of the call (every message acknowledged
+   * before lies below it), or `{ time }`, the first offset at or after `time` (ms).
+   */
+  seek(ref: PartitionRef, replicas: string[], target: SeekTarget, signal: AbortSignal): Promise<number> {
     const sig = AbortSignal.any([signal, this.closing.signal])
-    return this.route(ref, replicas, 's.seek', encodeSeek(ref, timestamp), decodeOffsetReply, {
+    return this.route(ref, replicas, 's.seek', encodeSeek(ref, target), decodeOffsetReply, {
       deadline: Date.now() + 10_000,
       signal: sig,
     })

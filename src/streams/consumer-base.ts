@@ -120,7 +120,12 @@ export abstract class BufferedConsumer implements Consumer {
     }
   }
 
-  /** The offset `from` designates in one partition. */
+  /**
+   * The offset `from` designates in one partition. `'new'` and `'latest'` are resolved by the
+   * partition leader at the time of the call (its committed end; `'latest'` is the message
+   * before it), as is `{ time }`: a message acknowledged before the consumer opened is never
+   * delivered to a `'new'` consumer, whichever replica it reads from.
+   */
   protected async startOffset(
     meta: StreamMeta,
     ref: PartitionRef,
@@ -129,10 +134,11 @@ export abstract class BufferedConsumer implements Consumer {
   ): Promise<number> {
     if (from === 'earliest') return 0
     if (typeof from === 'object' && 'offset' in from) return from.offset
+    const replicas = meta.placement[ref.partition]!
     if (typeof from === 'object' && 'time' in from)
-      return this.client.seek(ref, meta.placement[ref.partition]!, from.time.getTime(), signal)
-    const b = await this.client.fetch(ref, meta.placement[ref.partition]!, Number.MAX_SAFE_INTEGER, 0, signal)
-    return from === 'new' ? b.nextOffset : Math.max(0, b.nextOffset - 1)
+      return this.client.seek(ref, replicas, { time: from.time.getTime() }, signal)
+    const end = await this.client.seek(ref, replicas, 'end', signal)
+    return from === 'new' ? end : Math.max(0, end - 1)
   }
 }
 

@@ -131,34 +131,47 @@ export function readLease(r: BinaryReader): LeaseResult {
   return { granted: r.u8('granted') === 1, holder: r.str('holder'), consumers: r.u16('consumers') }
 }
 
-/** `s.seek` call: `str stream | u64 createdIndex | u16 partition | u64 timestamp ms`. */
-export function encodeSeek(
-  ref: { stream: string; createdIndex: number; partition: number },
-  timestamp: number,
-): Uint8Array {
-  return new BinaryWriter(64)
-    .str(ref.stream)
-    .u64(ref.createdIndex)
-    .u16(ref.partition)
-    .u64(timestamp)
-    .finish()
-    .slice()
-}
+/**
+ * What an `s.seek` asks the partition leader for: `'end'`, the committed end (the offset the
+ * next committed message will get), or `{ time }`, the first offset whose timestamp is at or
+ * after `time` (ms; the end of the leader's log when there is none yet).
+ */
+export type SeekTarget = 'end' | { time: number }
 
-/** Decodes an `s.seek` call. */
-export function decodeSeek(bytes: Uint8Array): {
+/** An `s.seek` call: a partition and what to find in it. */
+export interface SeekCall {
   stream: string
   createdIndex: number
   partition: number
-  timestamp: number
-} {
+  target: SeekTarget
+}
+
+const SEEK_TIME = 1
+const SEEK_END = 2
+
+/**
+ * Encodes an `s.seek` call: `str stream | u64 createdIndex | u16 partition | u8 kind (1 time,
+ * 2 end) | time: u64 timestamp ms`.
+ */
+export function encodeSeek(
+  ref: { stream: string; createdIndex: number; partition: number },
+  target: SeekTarget,
+): Uint8Array {
+  const w = new BinaryWriter(64).str(ref.stream).u64(ref.createdIndex).u16(ref.partition)
+  if (target === 'end') w.u8(SEEK_END)
+  else w.u8(SEEK_TIME).u64(target.time)
+  return w.finish().slice()
+}
+
+/** Decodes an `s.seek` call (`DecodeError` on a malformed body or an unknown kind). */
+export function decodeSeek(bytes: Uint8Array): SeekCall {
   const r = new BinaryReader(bytes)
-  const x = {
-    stream: r.str('stream'),
-    createdIndex: r.u64('createdIndex'),
-    partition: r.u16('partition'),
-    timestamp: r.u64('timestamp'),
-  }
+  const ref = { stream: r.str('stream'), createdIndex: r.u64('createdIndex'), partition: r.u16('partition') }
+  const kind = r.u8('seek kind')
+  let target: SeekTarget
+  if (kind === SEEK_END) target = 'end'
+  else if (kind === SEEK_TIME) target = { time: r.u64('timestamp') }
+  else throw new DecodeError(`unknown seek kind ${kind}`)
   r.end('seek call')
-  return x
+  return { ...ref, target }
 }

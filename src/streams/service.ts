@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { AbortedError } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
-import { LeadershipLostError, NotLeaderError, type RaftTransport } from '../replication/index.js'
+import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, NodeStatus, PublishAck, Streams } from '../types.js'
 import { StreamsClient } from './client.js'
@@ -19,6 +19,7 @@ import { openConsumer } from './consumer.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
 import { StreamDirectory } from './directory.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
+import type { PartitionReplica } from './partition.js'
 import {
   COPY_MAX_BYTES,
   decodeCopyCall,
@@ -26,6 +27,7 @@ import {
   encodeCopyCall,
   encodeCopyReply,
 } from './partition-copy.js'
+import { servePublish } from './publish-serve.js'
 import {
   decodeFetchCall,
   decodeMetaCall,
@@ -117,7 +119,7 @@ export class StreamService {
       rpc.handle('s.pub', (b) => this.onPublish(b)),
       rpc.handle('s.fetch', (b, ctx) => this.onFetch(b, ctx)),
       rpc.handle('s.cons', (b) => this.onConsumer(b)),
-      rpc.handle('s.seek', (b) => this.onSeek(b)),
+      rpc.handle('s.seek', (b, ctx) => this.onSeek(b, ctx)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
       rpc.handle('s.copy', (b) => this.onCopy(b)),
       rpc.handle('s.load', (b) => {
@@ -238,12 +240,21 @@ export class StreamService {
     }
   }
 
-  /** The first offset at or after a time (the next offset when none is yet). */
-  private async onSeek(body: Uint8Array): Promise<Uint8Array> {
+  /**
+   * `s.seek`, answered by the partition leader only (a follower says `notLeader` with its
+   * hint, so the caller moves on): the committed end of the partition as the leader knows it
+   * now, or the first offset at or after a time (the end of the leader's partition log when
+   * there is none yet). Ordering: every message acknowledged (`ack: 'all'`) before the call
+   * lies below the end returned, whichever replica the caller asked first.
+   */
+  private async onSeek(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
     const call = decodeSeek(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodeOffsetReply({ status: 'notHere' })
-    const offset = await h.replica.offsetForTime(call.timestamp)
+    const end = await leaderEnd(h, ctx.signal)
+    if (typeof end !== 'number') return encodeOffsetReply(end)
+    if (call.target === 'end') return encodeOffsetReply({ status: 'ok', value: end })
+    const offset = await h.replica.offsetForTime(call.target.time)
     return encodeOffsetReply({ status: 'ok', value: offset ?? h.replica.latest() + 1 })
   }
 
@@ -262,31 +273,12 @@ export class StreamService {
     }
   }
 
+  /** `s.pub`: a batch of messages for a partition this node leads (publish-serve.ts). */
   private async onPublish(body: Uint8Array): Promise<Uint8Array> {
-    const call = decodePubCall(body, this.d.maxMessageSize)
+    const call = decodePubCall(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodePubReply({ status: 'notHere' })
-    let headers: Record<string, Uint8Array> | undefined
-    if (call.headers) for (const [k, v] of Object.entries(call.headers)) (headers ??= {})[k] = enc.encode(v)
-    try {
-      const res = await h.replica.publish(
-        [{ key: call.key, value: call.data, headers, topic: call.topic, msgId: call.msgId }],
-        {
-          ack: call.ack === 'all' ? 'all' : 'leader',
-        },
-      )
-      return encodePubReply({
-        status: 'ok',
-        value: { offset: res.firstOffset, duplicate: res.duplicate === true },
-      })
-    } catch (err) {
-      if (err instanceof NotLeaderError) return encodePubReply({ status: 'notLeader', hint: err.leader })
-      // Dropped before it was appended (leadership transfer, or this leader being removed from
-      // the group): nothing stored, so the publisher may try again elsewhere.
-      if (err instanceof ProposalDroppedError) return encodePubReply({ status: 'notLeader', hint: null })
-      if (err instanceof LeadershipLostError) this.d.count('streams.leadershipLost')
-      throw err
-    }
+    return encodePubReply(await servePublish(h.replica, call, this.d.maxMessageSize, (n) => this.d.count(n)))
   }
 
   private async onFetch(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
@@ -327,8 +319,13 @@ export class StreamService {
   }
 
   /**
-   * A hosted replica's view. In sync (known on the leader): the leader, and followers heard
-   * from within 3 election timeouts whose log is within 256 entries of the leader's.
+   * A hosted replica's view. In sync (known on the leader): the leader, and the followers
+   * that are both placed (the partition's current replica list) and voters, were heard from
+   * within 3 election timeouts, have a log the leader has confirmed to match its own (raft
+   * progress in the `replicate` state: a follower just added, or not yet probed after an
+   * election, is not), and are within 256 entries of the leader's log. So a replica being
+   * replaced is out of the set as soon as the placement drops it, and a new one enters it
+   * only once it acknowledged the leader's log.
    */
   private stateOf(h: HostedPartition): PartitionState {
     const r = h.replica
@@ -344,9 +341,10 @@ export class StreamService {
       if (role === 'leader') {
         const fresh = 3 * (this.d.tickMs ?? 50) * (this.d.electionTick ?? 10)
         const now = Date.now()
+        const placed = h.meta.placement[h.partition] ?? []
         inSync = [this.d.self]
         for (const [id, pr] of Object.entries(s.raft.progress)) {
-          if (id === this.d.self) continue
+          if (id === this.d.self || !placed.includes(id) || pr.state !== 'replicate') continue
           const heard = h.lastHeard.get(id)
           if (heard !== undefined && now - heard <= fresh && s.raft.lastIndex - pr.match <= 256)
             inSync.push(id)
@@ -359,4 +357,39 @@ export class StreamService {
   }
 }
 
-const enc = new TextEncoder()
+/** Longest a new leader makes a seek wait for its commit index to be current (ms). */
+const LEADER_READY_MS = 2000
+
+/**
+ * The committed end of a hosted partition (its next offset) if this replica leads it and its
+ * view is current: it has committed an entry of its own term (a new leader learns the commit
+ * index of earlier terms only then, as Raft requires before serving reads) and applied every
+ * committed entry. A leader just elected gets up to `LEADER_READY_MS` for that; a follower,
+ * or a leader still not ready then, gives a `notLeader` reply to send instead.
+ */
+async function leaderEnd(
+  h: HostedPartition,
+  signal: AbortSignal,
+): Promise<number | { status: 'notLeader'; hint: string | null } | { status: 'notHere' }> {
+  const deadline = Date.now() + LEADER_READY_MS
+  for (;;) {
+    const driver = h.replica.raft
+    if (driver === undefined) return { status: 'notHere' }
+    if (driver.role !== 'leader') return { status: 'notLeader', hint: driver.leader }
+    let s: ReturnType<PartitionReplica['status']>
+    try {
+      s = h.replica.status()
+    } catch {
+      return { status: 'notHere' }
+    }
+    let own = false
+    try {
+      own = driver.storage?.term(s.raft.commit) === s.raft.term
+    } catch {
+      // commit index past this leader's persisted log, or compacted: not ready yet
+    }
+    if (own && s.appliedIndex >= s.raft.commit) return s.nextOffset
+    if (signal.aborted || Date.now() >= deadline) return { status: 'notLeader', hint: null }
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}

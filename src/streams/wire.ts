@@ -5,11 +5,15 @@
  * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table) | str cluster | str requestId | create: spec`
  *   reply: `u8 status` — 0 ok: `bytes signed table`; 1 not leader: `str hint`; 2 error:
  *   `str error name | str message`.
- * - `s.pub` call: `str stream | u64 createdIndex | u16 partition | u8 ack (0 none, 1 leader,
- *   2 all) | u64 timestamp | str topic | str msgId ('' none) | u8 has key | [bytes key] | u16 n |
- *   n × (str, str) header | bytes data`; reply: `u8 status` — 0 ok: `u64 offset | u8 duplicate`;
- *   1 not leader: `str hint`; 3 not here.
- * - `s.seek` call (consumer-wire.ts); reply `u8 status` — 0 ok: `u64 offset`; 3 not here.
+ * - `s.pub` call, a batch of messages for one partition, appended in order: `str stream |
+ *   u64 createdIndex | u16 partition | u8 ack (0 none, 1 leader, 2 all) | u16 n (1..) | n ×
+ *   (str topic | str msgId ('' none) | u8 has key | [bytes key] | u16 h | h × (str, str) header
+ *   | bytes data)`; reply: `u8 status` — 0 ok: `u16 n | n × result` (one per message, in order:
+ *   `u8 0 | u64 offset` stored, `u8 1 | u64 offset` a duplicate of a stored msgId, `u8 2 | str
+ *   error name | str message` failed, `u8 3` not appended: send it again, to the leader);
+ *   1 not leader (nothing appended): `str hint`; 3 not here.
+ * - `s.seek` call (consumer-wire.ts), answered by the partition leader only; reply `u8 status`
+ *   — 0 ok: `u64 offset`; 1 not leader: `str hint`; 3 not here.
  * - `s.fetch` call: `str stream | u64 createdIndex | u16 partition | u64 offset | u32 maxBytes |
  *   u32 waitMs`; reply: `u8 status` — 0 ok: `u64 firstOffset | u64 nextOffset | u32 n | n ×
  *   (u64 offset | u64 timestamp | str topic | u8 has key | [bytes key] | u16 n | n × (str, bytes) | bytes
@@ -50,16 +54,23 @@ export type MetaReply =
   | { status: 'notLeader'; hint: string | null }
   | { status: 'error'; name: string; message: string }
 
-/** A publish to a partition leader. */
-export interface PubCall extends PartitionRef {
-  ack: WireAck
-  timestamp: number
+/** One message of a publish call. */
+export interface PubMessage {
   topic: string
   /** Publish id for de-duplication ('' on the wire: none). */
   msgId: string | undefined
   key: Uint8Array | undefined
   headers: Record<string, string> | undefined
   data: Uint8Array
+}
+
+/**
+ * A publish to a partition leader: messages appended in this order (each gets its own
+ * result), all with the same acknowledgement level.
+ */
+export interface PubCall extends PartitionRef {
+  ack: WireAck
+  messages: PubMessage[]
 }
 
 /** Outcome of a publish, fetch or pstat that did not fail with an error. */
@@ -150,39 +161,56 @@ function readRef(r: BinaryReader): PartitionRef {
   return { stream: r.str('stream'), createdIndex: r.u64('createdIndex'), partition: r.u16('partition') }
 }
 
-/** Encodes a publish call into `b` (the caller owns the writer, for reuse). */
-export function writePubCall(b: BinaryWriter, c: PubCall): BinaryWriter {
-  writeRef(b, c)
-    .u8(ACKS.indexOf(c.ack))
-    .u64(c.timestamp)
-    .str(c.topic)
-    .str(c.msgId ?? '')
-  if (c.key) b.u8(1).bytes(c.key)
-  else b.u8(0)
-  const h = c.headers ? Object.entries(c.headers) : []
-  b.u16(h.length)
-  for (const [k, v] of h) b.str(k).str(v)
-  return b.bytes(c.data)
+/** Bytes `writePubMessage` writes for `m`, give or take (headers at 3 bytes per character). */
+export function pubMessageSize(m: PubMessage): number {
+  let n = 16 + m.topic.length * 3 + (m.msgId?.length ?? 0) * 3 + (m.key?.length ?? 0) + m.data.length
+  if (m.headers) for (const k in m.headers) n += 4 + (k.length + m.headers[k]!.length) * 3
+  return n
 }
 
-export function decodePubCall(bytes: Uint8Array, maxData: number): PubCall {
+/** Writes the head of a publish call; `n` messages written by `writePubMessage` follow. */
+export function writePubHead(b: BinaryWriter, ref: PartitionRef, ack: WireAck, n: number): BinaryWriter {
+  return writeRef(b, ref).u8(ACKS.indexOf(ack)).u16(n)
+}
+
+/** Writes one message of a publish call. */
+export function writePubMessage(b: BinaryWriter, m: PubMessage): BinaryWriter {
+  b.str(m.topic).str(m.msgId ?? '')
+  if (m.key) b.u8(1).bytes(m.key)
+  else b.u8(0)
+  const h = m.headers ? Object.entries(m.headers) : []
+  b.u16(h.length)
+  for (const [k, v] of h) b.str(k).str(v)
+  return b.bytes(m.data)
+}
+
+/**
+ * Decodes a publish call. Sizes are bounded by the body (the caller checks each message
+ * against its own limits, so that one bad message fails alone).
+ */
+export function decodePubCall(bytes: Uint8Array): PubCall {
   const r = new BinaryReader(bytes)
   const ref = readRef(r)
   const ack = ACKS[r.u8('ack')]
   if (ack === undefined) throw new DecodeError('unknown ack')
-  const timestamp = r.u64('timestamp')
-  const topic = r.str('topic')
-  const msgId = r.str('msgId') || undefined
-  const key = r.u8('has key') === 1 ? r.bytes('key', maxData) : undefined
-  const n = r.u16('header count')
-  let headers: Record<string, string> | undefined
+  const n = r.u16('message count')
+  if (n === 0) throw new DecodeError('a publish call without messages')
+  if (n * 11 > r.remaining) throw new DecodeError(`implausible message count ${n}`) // 11: an empty message
+  const messages: PubMessage[] = new Array(n)
   for (let i = 0; i < n; i++) {
-    headers ??= {}
-    headers[r.str('header name')] = r.str('header value')
+    const topic = r.str('topic')
+    const msgId = r.str('msgId') || undefined
+    const key = r.u8('has key') === 1 ? r.bytes('key') : undefined
+    const nh = r.u16('header count')
+    let headers: Record<string, string> | undefined
+    for (let j = 0; j < nh; j++) {
+      headers ??= {}
+      headers[r.str('header name')] = r.str('header value')
+    }
+    messages[i] = { topic, msgId, key, headers, data: r.bytes('data') }
   }
-  const data = r.bytes('data', maxData)
   r.end('publish call')
-  return { ...ref, ack, timestamp, topic, msgId, key, headers, data }
+  return { ...ref, ack, messages }
 }
 
 /**
@@ -221,12 +249,52 @@ export interface Stored {
   duplicate: boolean
 }
 
-export const encodePubReply = (x: Routed<Stored>) =>
-  encodeRouted(x, (b, v) => b.u64(v.offset).u8(v.duplicate ? 1 : 0))
+/**
+ * The outcome of one message of a publish call: stored, failed (`error`: the class name and
+ * message of the error; the outcome may be unknown, as the error says), or `retry`: certainly
+ * not appended, to be sent again (to the leader).
+ */
+export type PubResult = Stored | { error: { name: string; message: string } } | 'retry'
+
+/** Encodes a publish reply: one result per message of the call, in the call's order. */
+export const encodePubReply = (x: Routed<PubResult[]>) => {
+  let size = 64
+  if (x.status === 'ok')
+    for (const v of x.value)
+      size +=
+        typeof v === 'object' && 'error' in v ? 8 + 3 * (v.error.name.length + v.error.message.length) : 9
+  return encodeRouted(
+    x,
+    (b, v) => {
+      b.u16(v.length)
+      for (const res of v) {
+        if (res === 'retry') b.u8(3)
+        else if ('error' in res) b.u8(2).str(res.error.name).str(res.error.message)
+        else b.u8(res.duplicate ? 1 : 0).u64(res.offset)
+      }
+    },
+    size,
+  )
+}
+
+/** Decodes a publish reply (`DecodeError` when malformed; the caller checks the count). */
 export const decodePubReply = (bytes: Uint8Array) =>
   decodeRouted(
     bytes,
-    (r) => ({ offset: r.u64('offset'), duplicate: r.u8('duplicate') === 1 }),
+    (r): PubResult[] => {
+      const n = r.u16('result count')
+      if (n > r.remaining) throw new DecodeError(`implausible result count ${n}`)
+      const out: PubResult[] = new Array(n)
+      for (let i = 0; i < n; i++) {
+        const kind = r.u8('result kind')
+        if (kind === 0 || kind === 1) out[i] = { offset: r.u64('offset'), duplicate: kind === 1 }
+        else if (kind === 2)
+          out[i] = { error: { name: r.str('error name'), message: r.str('error message') } }
+        else if (kind === 3) out[i] = 'retry'
+        else throw new DecodeError(`unknown publish result kind ${kind}`)
+      }
+      return out
+    },
     'publish reply',
   )
 

@@ -87,17 +87,30 @@ describe('durable streams', () => {
     const reading = (async () => {
       for await (const m of c) {
         got.push(`${m.partition}:${text(m.data)}`)
-        if (got.length === 10) break
+        if (got.filter((g) => g.includes(':p')).length === 10) break
       }
     })()
-    // consume 'new' starts after what exists: give the fetch loops a moment to resolve bounds
-    await new Promise((r) => setTimeout(r, 300))
+    // 'new' starts each partition at its committed end as its leader knows it when the
+    // consumer resolves it (asynchronously, once a leader is elected): publish acked warm-up
+    // messages to both partitions until the consumer has seen one from each (no sleeping).
+    let w = 0
+    await waitFor(
+      async () => {
+        const seen = new Set(got.map((g) => g.split(':')[0]))
+        if (seen.size === 2) return true
+        await members[1]!.publish('ev.w', `w${w}`, { key: `w${w++}`, ack: 'all' })
+        return false
+      },
+      20_000,
+      'the consumer reading both partitions',
+    )
     for (let i = 0; i < 10; i++) await members[1]!.publish('ev.x', `p${i}`, { key: `k${i}` })
     await reading
-    expect(got.map((g) => g.split(':')[1]).sort()).toEqual(
+    const plain = got.filter((g) => g.includes(':p'))
+    expect(plain.map((g) => g.split(':')[1]).sort()).toEqual(
       Array.from({ length: 10 }, (_, i) => `p${i}`).sort(),
     )
-    expect(new Set(got.map((g) => g.split(':')[0])).size).toBe(2)
+    expect(new Set(plain.map((g) => g.split(':')[0])).size).toBe(2)
   }, 60_000)
 
   it('errors: not found, not enough replicas, overlapping subjects, bad input', async () => {
@@ -211,13 +224,20 @@ describe('durable streams', () => {
     await waitFor(
       async () => {
         const p = (await outside.streams.info('heal', { timeout: 3000 })).partitions[0]!
-        return p.replicas.includes(spare.id) && !p.replicas.includes(victim.id) && p.inSync.length === 3
+        // in sync only counts placed replicas whose log the leader confirmed: not the victim
+        // (still "heard from" for a moment after it stopped), not the spare before it caught up
+        return (
+          p.replicas.includes(spare.id) &&
+          !p.replicas.includes(victim.id) &&
+          p.inSync.length === 3 &&
+          p.inSync.includes(spare.id) &&
+          !p.inSync.includes(victim.id)
+        )
       },
       30_000,
       'the spare member replacing the dead replica, in sync',
     )
     for (let i = 0; i < 10; i++) await outside.publish('heal.x', `b${i}`, { ack: 'all' })
-    // the new replica holds everything: read it from there
     const got: string[] = []
     for await (const m of spare.consume('heal', { from: 'earliest' })) {
       got.push(new TextDecoder().decode(m.data))
@@ -227,8 +247,11 @@ describe('durable streams', () => {
       ...Array.from({ length: 20 }, (_, i) => `a${i}`),
       ...Array.from({ length: 10 }, (_, i) => `b${i}`),
     ])
-    const st = spare.status().streams.find((s) => s.name === 'heal')!
-    expect(st.hosted[0]!.nextOffset).toBe(30)
+    // The new replica holds everything. A follower applies a commit once the leader tells it
+    // the new commit index (after the ack-all publishes resolved, which needed only a
+    // majority), so its own partition log reaches the end shortly after, not at once.
+    const spareNext = () => spare.status().streams.find((s) => s.name === 'heal')?.hosted[0]?.nextOffset
+    await waitFor(() => spareNext() === 30, 5000, 'the new replica applies all 30 messages')
   }, 90_000)
 
   it('consumes from a time', async () => {

@@ -1,0 +1,118 @@
+/**
+ * The partition leader's side of `s.pub` (wire.ts): one call carries a batch of messages from
+ * one publishing node (streams/publisher.ts), appended in the call's order with one
+ * `PartitionReplica.publish` (so they share a raft entry and its fsync), each answered
+ * separately.
+ *
+ * - A message that breaks a limit (data or key over this node's `maxMessageSize`, a `msgId`
+ *   over 256 characters, a header name in the reserved `px.` prefix) fails alone with an
+ *   `InvalidArgumentError` naming the option; the others are appended.
+ * - Messages with a `msgId` are handed to the replica one per `publish` (in the same turn, so
+ *   still one raft entry): the replica reports one offset range per `publish`, and a duplicate
+ *   among several messages would hide which one it was.
+ * - Not the leader: the whole call is answered `notLeader` (nothing appended). Proposals the
+ *   raft group dropped unappended (leadership transfer) are answered `retry` per message.
+ *   Any other failure is that message's error, outcome as the error says (`LeadershipLostError`,
+ *   `AbortedError`: unknown).
+ */
+import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
+import { ProposalDroppedError } from '../raft/index.js'
+import { LeadershipLostError, NotLeaderError } from '../replication/index.js'
+import { RESERVED_HEADER_PREFIX } from './batch.js'
+import type { PartitionReplica } from './partition.js'
+import type { PublishMessage } from './types.js'
+import type { PubCall, PubMessage, PubResult, Routed } from './wire.js'
+
+const enc = new TextEncoder()
+
+/** Why `m` cannot be appended here, or undefined. */
+function refusal(m: PubMessage, maxMessageSize: number): Error | undefined {
+  if (m.data.length > maxMessageSize)
+    return new InvalidArgumentError(
+      `data of ${m.data.length} bytes exceeds the partition leader's maxMessageSize (${maxMessageSize})`,
+    )
+  if (m.key !== undefined && m.key.length > maxMessageSize)
+    return new InvalidArgumentError(
+      `options.key of ${m.key.length} bytes exceeds the partition leader's maxMessageSize (${maxMessageSize})`,
+    )
+  if (m.msgId !== undefined && m.msgId.length > 256)
+    return new InvalidArgumentError(`options.msgId must be 1-256 characters, got ${m.msgId.length}`)
+  if (m.headers)
+    for (const k in m.headers)
+      if (k.startsWith(RESERVED_HEADER_PREFIX))
+        return new InvalidArgumentError(`options.headers: names starting with "px." are reserved (${k})`)
+  return undefined
+}
+
+function toReplicaMessage(m: PubMessage): PublishMessage {
+  let headers: Record<string, Uint8Array> | undefined
+  if (m.headers) for (const k in m.headers) (headers ??= {})[k] = enc.encode(m.headers[k]!)
+  return { key: m.key, value: m.data, headers, topic: m.topic, msgId: m.msgId }
+}
+
+const failed = (err: unknown): PubResult => ({ error: { name: errorName(err), message: errorMessage(err) } })
+
+/**
+ * Appends the messages of `call` on `replica` and returns one result per message, in order
+ * (see the module doc). Never throws; `count` receives counter names.
+ */
+export async function servePublish(
+  replica: PartitionReplica,
+  call: PubCall,
+  maxMessageSize: number,
+  count: (name: string) => void,
+): Promise<Routed<PubResult[]>> {
+  if (replica.role !== 'leader') return { status: 'notLeader', hint: replica.leader }
+  const ack = call.ack === 'all' ? 'all' : 'leader'
+  const n = call.messages.length
+  const results: PubResult[] = new Array(n)
+  let hint: string | null = null
+  let notLeader = 0
+  const append = async (idx: number[], msgs: PublishMessage[]): Promise<void> => {
+    try {
+      const res = await replica.publish(msgs, { ack })
+      if (idx.length === 1) results[idx[0]!] = { offset: res.firstOffset, duplicate: res.duplicate === true }
+      // without msgIds the messages of one publish get consecutive offsets
+      else
+        for (let k = 0; k < idx.length; k++)
+          results[idx[k]!] = { offset: res.firstOffset + k, duplicate: false }
+    } catch (err) {
+      if (err instanceof NotLeaderError || err instanceof ProposalDroppedError) {
+        if (err instanceof NotLeaderError) {
+          notLeader += idx.length
+          hint ??= err.leader
+        }
+        for (const i of idx) results[i] = 'retry'
+        return
+      }
+      if (err instanceof LeadershipLostError) count('streams.leadershipLost')
+      const r = failed(err)
+      for (const i of idx) results[i] = r
+    }
+  }
+  const runs: Array<Promise<void>> = []
+  let idx: number[] = []
+  let msgs: PublishMessage[] = []
+  for (let i = 0; i < n; i++) {
+    const m = call.messages[i]!
+    const bad = refusal(m, maxMessageSize)
+    if (bad !== undefined) {
+      results[i] = failed(bad)
+      continue
+    }
+    if (m.msgId === undefined) {
+      idx.push(i)
+      msgs.push(toReplicaMessage(m))
+      continue
+    }
+    if (idx.length > 0) runs.push(append(idx, msgs))
+    idx = []
+    msgs = []
+    runs.push(append([i], [toReplicaMessage(m)]))
+  }
+  if (idx.length > 0) runs.push(append(idx, msgs))
+  await Promise.all(runs)
+  // Refused as not the leader throughout: nothing appended, follow the hint.
+  if (notLeader === n) return { status: 'notLeader', hint }
+  return { status: 'ok', value: results }
+}
