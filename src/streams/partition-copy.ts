@@ -16,7 +16,7 @@ import { AbortedError } from '../errors.js'
 import type { Log, LogRecord, ReplicaRecord } from '../log/index.js'
 import type { NodeId } from '../raft/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { type PartitionRef, Status } from './wire.js'
+import { type PartitionRef, readRecordBody, recordBodySize, Status, writeRecordBody } from './wire.js'
 
 /** Bytes asked for per copy call. */
 export const COPY_CHUNK_BYTES = 4 * 1024 * 1024
@@ -75,20 +75,12 @@ export function decodeCopyCall(bytes: Uint8Array): CopyCall {
 export function encodeCopyReply(chunk: CopyChunk | undefined): Uint8Array {
   if (chunk === undefined) return new Uint8Array([Status.NotHere])
   let size = 32
-  for (const m of chunk.records) {
-    size += 40 + (m.key?.length ?? 0) + m.value.length
-    if (m.headers) for (const k in m.headers) size += 8 + k.length * 3 + m.headers[k]!.length
-  }
+  for (const m of chunk.records) size += 24 + recordBodySize(m)
   const b = new BinaryWriter(size)
   b.u8(Status.Ok).u64(chunk.earliest).u64(chunk.end).u32(chunk.records.length)
   for (const m of chunk.records) {
     b.u64(m.offset).u64(m.timestamp).u64(m.term)
-    if (m.key) b.u8(1).bytes(m.key)
-    else b.u8(0)
-    const h = m.headers ? Object.entries(m.headers) : []
-    b.u16(h.length)
-    for (const [k, v] of h) b.str(k).bytes(v)
-    b.bytes(m.value)
+    writeRecordBody(b, m)
   }
   return b.finish()
 }
@@ -114,14 +106,7 @@ export function decodeCopyReply(bytes: Uint8Array): CopyChunk | undefined {
     prev = offset
     const timestamp = r.u64('timestamp')
     const term = r.u64('term')
-    const key = r.u8('has key') === 1 ? r.bytes('key') : undefined
-    const nh = r.u16('header count')
-    let headers: Record<string, Uint8Array> | undefined
-    for (let j = 0; j < nh; j++) {
-      headers ??= {}
-      headers[r.str('header name')] = r.bytes('header value')
-    }
-    records.push({ offset, timestamp, term, key, headers, value: r.bytes('value') })
+    records.push({ offset, timestamp, term, ...readRecordBody(r) })
   }
   r.end('copy reply')
   return { earliest, end, records }

@@ -309,13 +309,46 @@ export function decodeFetchCall(bytes: Uint8Array): FetchCall {
   return c
 }
 
+/** A stored message's key, headers and value, as `s.fetch` and `s.copy` replies carry them. */
+export interface RecordBody {
+  key: Uint8Array | undefined
+  headers: Record<string, Uint8Array> | undefined
+  value: Uint8Array
+}
+
+/** Upper bound of the bytes `writeRecordBody` writes for `m`. */
+export function recordBodySize(m: RecordBody): number {
+  let size = 16 + (m.key?.length ?? 0) + m.value.length
+  if (m.headers) for (const k in m.headers) size += 8 + k.length * 3 + m.headers[k]!.length
+  return size
+}
+
+/** Writes `u8 has key | [bytes key] | u16 n | n × (str name, bytes value) | bytes value`. */
+export function writeRecordBody(b: BinaryWriter, m: RecordBody): void {
+  if (m.key) b.u8(1).bytes(m.key)
+  else b.u8(0)
+  const h = m.headers ? Object.entries(m.headers) : []
+  b.u16(h.length)
+  for (const [k, v] of h) b.str(k).bytes(v)
+  b.bytes(m.value)
+}
+
+/** Reads what `writeRecordBody` wrote; throws `DecodeError` on malformed bytes. */
+export function readRecordBody(r: BinaryReader): RecordBody {
+  const key = r.u8('has key') === 1 ? r.bytes('key') : undefined
+  const nh = r.u16('header count')
+  let headers: Record<string, Uint8Array> | undefined
+  for (let j = 0; j < nh; j++) {
+    headers ??= {}
+    headers[r.str('header name')] = r.bytes('header value')
+  }
+  return { key, headers, value: r.bytes('value') }
+}
+
 export function encodeFetchReply(x: Routed<FetchResult>): Uint8Array {
   let size = 64
   if (x.status === 'ok') {
-    for (const m of x.value.messages) {
-      size += 31 + m.topic.length * 3 + (m.key?.length ?? 0) + m.value.length
-      if (m.headers) for (const k in m.headers) size += 8 + k.length * 3 + m.headers[k]!.length
-    }
+    for (const m of x.value.messages) size += 16 + m.topic.length * 3 + recordBodySize(m)
   }
   return encodeRouted(
     x,
@@ -323,12 +356,7 @@ export function encodeFetchReply(x: Routed<FetchResult>): Uint8Array {
       b.u64(v.firstOffset).u64(v.nextOffset).u32(v.messages.length)
       for (const m of v.messages) {
         b.u64(m.offset).u64(m.timestamp).str(m.topic)
-        if (m.key) b.u8(1).bytes(m.key)
-        else b.u8(0)
-        const h = m.headers ? Object.entries(m.headers) : []
-        b.u16(h.length)
-        for (const [k, v] of h) b.str(k).bytes(v)
-        b.bytes(m.value)
+        writeRecordBody(b, m)
       }
     },
     size,
@@ -348,14 +376,7 @@ export function decodeFetchReply(bytes: Uint8Array): Routed<FetchResult> {
         const offset = r.u64('offset')
         const timestamp = r.u64('timestamp')
         const topic = r.str('topic')
-        const key = r.u8('has key') === 1 ? r.bytes('key') : undefined
-        const nh = r.u16('header count')
-        let headers: Record<string, Uint8Array> | undefined
-        for (let j = 0; j < nh; j++) {
-          headers ??= {}
-          headers[r.str('header name')] = r.bytes('header value')
-        }
-        messages.push({ offset, timestamp, topic, key, headers, value: r.bytes('value') })
+        messages.push({ offset, timestamp, topic, ...readRecordBody(r) })
       }
       return { firstOffset, nextOffset, messages }
     },
