@@ -69,6 +69,9 @@ export interface FlowResult {
   /** CPU time (user + system) per message: sender per sent, receivers per received. */
   senderCpuUs?: number
   receiverCpuUs: number[]
+  /** The system (kernel) part of the CPU time above. */
+  senderSysUs?: number
+  receiverSysUs?: number[]
 }
 
 const durations = (quick: boolean) => (quick ? { ms: 1500, warmup: 300 } : { ms: 3000, warmup: 600 })
@@ -153,6 +156,7 @@ async function flow(
     const rates: number[] = []
     const rss: number[] = []
     const cpu: number[] = []
+    const sys: number[] = []
     let maxSpan = 0
     for (const [i, r] of rs.entries()) {
       if (r instanceof Error)
@@ -161,6 +165,7 @@ async function flow(
       rates.push(r.rate!)
       rss.push(r.rssMB!)
       cpu.push(r.cpuUsPerMsg ?? Number.NaN)
+      sys.push(r.cpuSysUsPerMsg ?? Number.NaN)
       maxSpan = Math.max(maxSpan, r.spanMs!)
     }
     const total = received.reduce((a, b) => a + b, 0)
@@ -175,6 +180,8 @@ async function flow(
       receiverRssMB: rss,
       senderCpuUs: s.cpuUsPerMsg,
       receiverCpuUs: cpu,
+      senderSysUs: s.cpuSysUsPerMsg,
+      receiverSysUs: sys,
     }
   } finally {
     // SIGTERM first so nodes stop and --cpu-prof output gets written; then SIGKILL.
@@ -188,7 +195,10 @@ function describe(label: string, r: FlowResult): string {
     `${label}: sent ${r.sent.toLocaleString('en-US')} at ${Math.round(r.sendRate).toLocaleString('en-US')}/s; ` +
     `received ${r.received.map((x) => x.toLocaleString('en-US')).join(', ')} at ${rates} /s; ` +
     `loss ${r.loss}; rss sender ${Math.round(r.senderRssMB)} MB, receivers ${r.receiverRssMB.map(Math.round).join(', ')} MB` +
-    `; CPU µs/msg sender ${r.senderCpuUs?.toFixed(1) ?? '-'}, receivers ${r.receiverCpuUs.map((x) => x.toFixed(1)).join(', ')}`
+    `; CPU µs/msg sender ${r.senderCpuUs?.toFixed(1) ?? '-'}, receivers ${r.receiverCpuUs.map((x) => x.toFixed(1)).join(', ')}` +
+    (r.receiverSysUs
+      ? ` (of which system: sender ${r.senderSysUs?.toFixed(1) ?? '-'}, receivers ${r.receiverSysUs.map((x) => x.toFixed(1)).join(', ')})`
+      : '')
   )
 }
 

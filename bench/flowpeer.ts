@@ -139,6 +139,7 @@ async function runSender(
   const ms = performance.now() - t0
   const cpu = process.cpuUsage(cpu0)
   extra.cpuUsPerMsg = (cpu.user + cpu.system) / sent
+  extra.cpuSysUsPerMsg = cpu.system / sent
   await send(message(MARK_END, sent))
   if (finish) await finish()
   out(
@@ -185,8 +186,9 @@ class Receiver {
     const rate = this.received > 1 && span > 0 ? ((this.received - 1) / span) * 1000 : 0
     const cpu = this.cpu0 ? process.cpuUsage(this.cpu0) : undefined
     const cpuUsPerMsg = cpu && this.received > 0 ? (cpu.user + cpu.system) / this.received : null
+    const cpuSysUsPerMsg = cpu && this.received > 0 ? cpu.system / this.received : null
     out(
-      `RESULT ${JSON.stringify({ received: this.received, expected: this.expected ?? null, rate, spanMs: span, cpuUsPerMsg, rssMB: process.memoryUsage().rss / 2 ** 20 })}`,
+      `RESULT ${JSON.stringify({ received: this.received, expected: this.expected ?? null, rate, spanMs: span, cpuUsPerMsg, cpuSysUsPerMsg, rssMB: process.memoryUsage().rss / 2 ** 20 })}`,
     )
   }
 }

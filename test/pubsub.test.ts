@@ -44,6 +44,43 @@ describe('pub/sub', () => {
     expect(gotOther).toEqual([])
   })
 
+  it('delivers every byte intact and in order under load', async () => {
+    const [pubNode, a, b] = await startNodes(3)
+    const body = (i: number) => {
+      const m = new Uint8Array(200 + ((i * 7919) % 2800))
+      new DataView(m.buffer).setUint32(0, i)
+      for (let j = 4; j < m.length; j++) m[j] = (i * 31 + j) & 0xff
+      return m
+    }
+    const n = 20_000
+    const bad: string[] = []
+    const check = (got: number[], who: string) => (m: Message) => {
+      const i = new DataView(m.data.buffer, m.data.byteOffset, m.data.byteLength).getUint32(0)
+      if (i === 0xffffffff) return // warm-up
+      const want = body(i)
+      if (i !== got.length || m.data.length !== want.length || !want.every((v, j) => m.data[j] === v)) {
+        bad.push(`${who}: message ${i} at ${got.length}`)
+      }
+      got.push(i)
+    }
+    const gotA: number[] = []
+    const gotB: number[] = []
+    a.subscribe('load.x', check(gotA, 'a'))
+    b.subscribe('load.>', check(gotB, 'b'))
+    const warm = new Uint8Array(8).fill(0xff)
+    let warmA = false
+    let warmB = false
+    a.subscribe('load.x', () => void (warmA = true))
+    b.subscribe('load.x', () => void (warmB = true))
+    await publishUntil(
+      () => pubNode.publish('load.x', warm),
+      () => warmA && warmB,
+    )
+    for (let i = 0; i < n; i++) await pubNode.publish('load.x', body(i))
+    await waitFor(() => gotA.length === n && gotB.length === n, 20_000, 'all messages')
+    expect(bad.slice(0, 5)).toEqual([])
+  }, 60_000)
+
   it('works as an AsyncIterable, and a local subscriber receives local publishes', async () => {
     const [n] = await startNodes(1)
     const sub = n.subscribe('t.>')

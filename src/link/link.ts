@@ -24,6 +24,15 @@ export type FrameHandler = (peer: string, type: number, body: BinaryReader) => v
  * tiny piece. */
 export const LINK_BLOCK = 65_535 - 16 - 12
 
+/**
+ * Pub/sub publishers wait while a link holds this much (below its own bound,
+ * `maxQueuedBytes`, 8 MiB by default): 16 blocks keep the link busy, and queueing more only
+ * kept megabytes of 64 KiB blocks alive long enough to reach V8's old generation, where
+ * their external memory set off a major garbage collection every 64 MiB (a publisher to 5
+ * subscribers spent about a third of its CPU in collector threads).
+ */
+export const SENDER_WAIT_BYTES = 1024 * 1024
+
 /** Buffer size of a block writer: one block plus room for the frame that overflows it. */
 const WRITER_BYTES = LINK_BLOCK + 8 * 1024
 
@@ -42,7 +51,8 @@ export class Link {
   private sealedBytes = 0
   private scheduled = false
   private waitingDrain = false
-  private writableWaiters: Array<() => void> = []
+  /** Callers of `writable`, each with the queue size it waits to fall below. */
+  private writableWaiters: Array<{ below: number; fn: () => void }> = []
   private closeListeners: Array<() => void> = []
   /** Bytes ever queued on this link (a frame's end position is its ticket). */
   private queuedTotal = 0
@@ -124,14 +134,19 @@ export class Link {
     return ticket <= this.flushedTotal
   }
 
-  /** Resolves when the queue is below its bound (or rejects when the link closes). */
-  writable(): Promise<void> {
+  /**
+   * Resolves when the queue is below its bound, or below `below` bytes when that is lower
+   * (or rejects when the link closes).
+   */
+  writable(below = this.maxQueuedBytes): Promise<void> {
     if (this.closed) return Promise.reject(new Error(`link to ${this.peer} is closed`))
-    if (!this.full) return Promise.resolve()
+    const limit = Math.min(below, this.maxQueuedBytes)
+    if (this.queuedBytes < limit) return Promise.resolve()
     return new Promise<void>((resolve, reject) => {
-      this.writableWaiters.push(() =>
-        this.closed ? reject(new Error(`link to ${this.peer} is closed`)) : resolve(),
-      )
+      this.writableWaiters.push({
+        below: limit,
+        fn: () => (this.closed ? reject(new Error(`link to ${this.peer} is closed`)) : resolve()),
+      })
     })
   }
 
@@ -192,10 +207,14 @@ export class Link {
   /** Hands queued blocks to the stream until it pushes back. */
   private flush(): void {
     if (!this.guarded(this.sendAll)) return
-    if (this.writableWaiters.length > 0 && !this.full) {
+    if (this.writableWaiters.length > 0) {
+      const queued = this.queuedBytes
       const waiters = this.writableWaiters
-      this.writableWaiters = []
-      for (const fn of waiters) fn()
+      let ready = false
+      for (const w of waiters) if (queued < w.below) ready = true
+      if (!ready) return
+      this.writableWaiters = waiters.filter((w) => queued >= w.below)
+      for (const w of waiters) if (queued < w.below) w.fn()
     }
   }
 
@@ -222,7 +241,7 @@ export class Link {
     this.closed = true
     const waiters = this.writableWaiters
     this.writableWaiters = []
-    for (const fn of waiters) fn()
+    for (const w of waiters) w.fn()
     const listeners = this.closeListeners
     this.closeListeners = []
     for (const fn of listeners) fn()

@@ -65,18 +65,23 @@ export function readPublishTopic(r: BinaryReader): string {
 export function readPublishRest(r: BinaryReader, topic: string, from: string, maxData: number): PubMessage {
   const flags = r.u8('publish flags')
   if (flags > (FLAG_KEY | FLAG_HEADERS)) throw new DecodeError(`unknown publish flags ${flags}`)
-  const msg: PubMessage = { topic, data: EMPTY, from }
-  if (flags & FLAG_KEY) msg.key = r.bytes('key', 64 * 1024)
+  if (flags === 0) {
+    // The common case: no key, no headers; the message is built with its final shape.
+    const data = r.bytes('data', maxData)
+    r.end('publish')
+    return { topic, data, from }
+  }
+  const key = flags & FLAG_KEY ? r.bytes('key', 64 * 1024) : undefined
+  let headers: Record<string, string> | undefined
   if (flags & FLAG_HEADERS) {
     const n = r.u16('header count')
     if (n > MAX_HEADERS) throw new DecodeError(`too many headers (${n})`)
-    const headers: Record<string, string> = {}
+    headers = {}
     for (let i = 0; i < n; i++) headers[r.str('header name')] = r.str('header value')
-    msg.headers = headers
   }
-  msg.data = r.bytes('data', maxData)
+  const msg: PubMessage = { topic, data: r.bytes('data', maxData), from }
+  if (key) msg.key = key
+  if (headers) msg.headers = headers
   r.end('publish')
   return msg
 }
-
-const EMPTY = new Uint8Array(0)

@@ -11,7 +11,7 @@
  */
 import { InvalidArgumentError } from '../errors.js'
 import { FrameType, writeFrame } from '../link/frames.js'
-import type { Link } from '../link/link.js'
+import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import { type BinaryReader, BinaryWriter } from '../util/binary.js'
 import {
   InterestMode,
@@ -115,6 +115,9 @@ export class PubSub {
   private readonly writeOut = (w: BinaryWriter): void => {
     w.raw(this.out)
   }
+  /** The topic of the last publish frame received, and its bytes (see `readTopic`). */
+  private lastTopicBytes: Uint8Array = EMPTY
+  private lastTopic = ''
 
   constructor(readonly host: PubSubHost) {}
 
@@ -205,7 +208,7 @@ export class PubSub {
 
   /**
    * Sends a message to every matching subscriber (remote ones once per node). Resolves
-   * once it is queued on every link; waits while a link's queue is full (backpressure).
+   * once it is queued on every link; waits while a link holds `SENDER_WAIT_BYTES` or more (backpressure).
    */
   publish(
     topic: string,
@@ -233,7 +236,8 @@ export class PubSub {
           link.write((w) =>
             writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers)),
           )
-        if (link.full) (waits ??= []).push(link.writable().catch(() => {}))
+        if (link.queuedBytes >= SENDER_WAIT_BYTES)
+          (waits ??= []).push(link.writable(SENDER_WAIT_BYTES).catch(() => {}))
       }
     }
     this.out = EMPTY
@@ -260,8 +264,31 @@ export class PubSub {
     return subs
   }
 
-  onPublish(peer: string, r: BinaryReader, maxData: number): void {
+  /**
+   * The topic of a publish frame. A publisher usually repeats its topic: when the bytes
+   * equal the previous frame's, that string is reused (no decode, and its hash is already
+   * computed for the cache lookups). Otherwise it is read as before (same checks, same errors).
+   */
+  private readTopic(r: BinaryReader): string {
+    const start = r.pos
+    const n = r.u16('topic length')
+    const b = r.raw(n, 'topic')
+    const last = this.lastTopicBytes
+    if (n === last.length && n > 0) {
+      let i = 0
+      while (i < n && b[i] === last[i]) i++
+      if (i === n) return this.lastTopic
+    }
+    r.pos = start
     const topic = readPublishTopic(r)
+    // A copy: `b` is a view into the received chunk, which must not be kept alive.
+    this.lastTopicBytes = n <= 256 ? b.slice() : EMPTY
+    this.lastTopic = topic
+    return topic
+  }
+
+  onPublish(peer: string, r: BinaryReader, maxData: number): void {
+    const topic = this.readTopic(r)
     const subs = this.local.size > 0 ? this.localMatches(topic) : undefined
     if (!subs || subs.length === 0) {
       this.host.count('pubsub.unwanted')
