@@ -157,7 +157,10 @@ function copyHeaders(h: LogRecord['headers']): LogRecord['headers'] {
 
 async function dirBytes(dir: string): Promise<number> {
   let n = 0
-  for (const f of await readdir(dir)) n += (await stat(join(dir, f))).size
+  for (const f of await readdir(dir)) {
+    // A compaction may delete a segment between the listing and its stat: it counts 0.
+    n += (await stat(join(dir, f)).catch(() => undefined))?.size ?? 0
+  }
   return n
 }
 
