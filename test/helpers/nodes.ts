@@ -3,8 +3,9 @@
  * parallel test files never see each other, and every node stopped after the test.
  */
 import { randomBytes } from 'node:crypto'
+import { join } from 'node:path'
 import { afterEach } from 'vitest'
-import { createNode, type NodeOptions, type PlexusNode } from '../../src/index.js'
+import { createNode, generateKey, type NodeOptions, type PlexusNode } from '../../src/index.js'
 
 const started: PlexusNode[] = []
 
@@ -55,4 +56,28 @@ export function waitForMembers(node: PlexusNode, cluster: string, count: number,
     ms,
     `${count} members of ${cluster} seen by ${node.id}`,
   )
+}
+
+/**
+ * A cluster hosting durable streams, on a fresh network: `members` nodes with data
+ * directories under `root` (`m0`, `m1`, ...; with `options` added) joined to `cluster`, and
+ * `outside` nodes that are not members. Resolves once every node sees all the members. The
+ * nodes are stopped after the test (the directories are the caller's).
+ */
+export async function startStreamCluster(
+  root: string,
+  opts: { members?: number; outside?: number; cluster?: string; options?: NodeOptions } = {},
+): Promise<{ members: PlexusNode[]; outside: PlexusNode[] }> {
+  const { cluster = 'db', options = {} } = opts
+  const network = options.network ?? uniqueNetwork()
+  const members = await Promise.all(
+    Array.from({ length: opts.members ?? 3 }, (_, i) =>
+      startNode({ ...options, network, dataDir: join(root, `m${i}`) }),
+    ),
+  )
+  const outside = await Promise.all(Array.from({ length: opts.outside ?? 1 }, () => startNode({ network })))
+  const key = generateKey()
+  for (const m of members) await m.join(cluster, { key })
+  for (const n of [...members, ...outside]) await waitForMembers(n, cluster, members.length, 10_000)
+  return { members, outside }
 }

@@ -7,8 +7,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { type Consumer, generateKey, type PlexusNode, type StreamMessage } from '../../src/index.js'
-import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
+import type { Consumer, PlexusNode, StreamMessage } from '../../src/index.js'
+import { startStreamCluster } from '../helpers/nodes.js'
 
 const dirs: string[] = []
 const mine: PlexusNode[] = []
@@ -18,18 +18,13 @@ afterEach(async () => {
 })
 
 async function setup(partitions = 1): Promise<{ members: PlexusNode[]; a: PlexusNode; b: PlexusNode }> {
-  const network = uniqueNetwork()
   const root = await mkdtemp(join(tmpdir(), 'plexus-durable-'))
   dirs.push(root)
-  const members = await Promise.all(
-    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
-  )
-  const a = await startNode({ network })
-  const b = await startNode({ network })
-  mine.push(...members, a, b)
-  const key = generateKey()
-  for (const m of members) await m.join('db', { key })
-  for (const n of [...members, a, b]) await waitForMembers(n, 'db', 3, 10_000)
+  const {
+    members,
+    outside: [a, b],
+  } = await startStreamCluster(root, { outside: 2 })
+  mine.push(...members, a!, b!)
   await a.streams.create('jobs', { cluster: 'db', subject: 'jobs.>', replicas: 3, partitions })
   return { members, a, b }
 }

@@ -8,8 +8,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { generateKey, type PlexusNode } from '../../src/index.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
+import type { PlexusNode } from '../../src/index.js'
+import { startStreamCluster, uniqueNetwork, waitFor } from '../helpers/nodes.js'
 
 const dirs: string[] = []
 const mine: PlexusNode[] = []
@@ -40,20 +40,17 @@ function hosted(node: PlexusNode, stream: string) {
 
 describe('partition snapshot catch-up on real nodes', () => {
   it('a replacement replica for a dead member copies the compacted partition from the others', async () => {
-    const network = uniqueNetwork()
+    const _network = uniqueNetwork()
     const root = await mkdtemp(join(tmpdir(), 'plexus-catchup-'))
     dirs.push(root)
-    const opts = (i: number) => ({
-      network,
-      dataDir: join(root, `m${i}`),
-      streams: { replaceReplicaAfter: 1000, raftLogBytes: RAFT_LOG_BYTES },
+    const {
+      members,
+      outside: [outside],
+    } = await startStreamCluster(root, {
+      members: 4,
+      options: { streams: { replaceReplicaAfter: 1000, raftLogBytes: RAFT_LOG_BYTES } },
     })
-    const members = await Promise.all([0, 1, 2, 3].map((i) => startNode(opts(i))))
-    const outside = await startNode({ network })
-    mine.push(...members, outside)
-    const key = generateKey()
-    for (const m of members) await m.join('db', { key })
-    for (const n of [...members, outside]) await waitForMembers(n, 'db', 4, 10_000)
+    mine.push(...members, outside!)
     const info = await outside.streams.create('big', { cluster: 'db', subject: 'big.>', replicas: 3 })
     const placed = info.partitions[0]!.replicas
     await publishMany(outside, 'big.x', 600, 'a')

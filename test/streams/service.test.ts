@@ -6,8 +6,8 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { generateKey, type PlexusNode } from '../../src/index.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
+import type { PlexusNode } from '../../src/index.js'
+import { startStreamCluster, waitFor } from '../helpers/nodes.js'
 
 const dirs: string[] = []
 const mine: PlexusNode[] = []
@@ -24,17 +24,12 @@ async function tmp(): Promise<string> {
 
 /** Three members with data directories plus one outside node, all on one network. */
 async function cluster3(): Promise<{ members: PlexusNode[]; outside: PlexusNode; cluster: string }> {
-  const network = uniqueNetwork()
-  const root = await tmp()
-  const members = await Promise.all(
-    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
-  )
-  const outside = await startNode({ network })
-  mine.push(...members, outside)
-  const key = generateKey()
-  for (const m of members) await m.join('db', { key })
-  for (const n of [...members, outside]) await waitForMembers(n, 'db', 3, 10_000)
-  return { members, outside, cluster: 'db' }
+  const {
+    members,
+    outside: [outside],
+  } = await startStreamCluster(await tmp())
+  mine.push(...members, outside!)
+  return { members, outside: outside!, cluster: 'db' }
 }
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -199,19 +194,14 @@ describe('durable streams', () => {
   }, 60_000)
 
   it('replaces a replica whose member is gone and gets back to full replication', async () => {
-    const network = uniqueNetwork()
-    const root = await tmp()
-    const opts = (i: number) => ({
-      network,
-      dataDir: join(root, `m${i}`),
-      streams: { replaceReplicaAfter: 1000 },
+    const {
+      members,
+      outside: [outside],
+    } = await startStreamCluster(await tmp(), {
+      members: 4,
+      options: { streams: { replaceReplicaAfter: 1000 } },
     })
-    const members = await Promise.all([0, 1, 2, 3].map((i) => startNode(opts(i))))
-    const outside = await startNode({ network })
-    mine.push(...members, outside)
-    const key = generateKey()
-    for (const m of members) await m.join('db', { key })
-    for (const n of [...members, outside]) await waitForMembers(n, 'db', 4, 10_000)
+    mine.push(...members, outside!)
     const info = await outside.streams.create('heal', { cluster: 'db', subject: 'heal.>', replicas: 3 })
     for (let i = 0; i < 20; i++) await outside.publish('heal.x', `a${i}`, { ack: 'all' })
     const placed = info.partitions[0]!.replicas

@@ -12,8 +12,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, expect, it } from 'vitest'
 import { connectRelay, type RelayClient, type RelayServer, startRelay } from '../../relay/index.js'
-import { generateKey, type PlexusNode, type StreamMessage } from '../../src/index.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
+import type { PlexusNode, StreamMessage } from '../../src/index.js'
+import { startStreamCluster, waitFor } from '../helpers/nodes.js'
 
 const dirs: string[] = []
 const mine: PlexusNode[] = []
@@ -55,18 +55,11 @@ function cutOff(n: PlexusNode): () => void {
 const leads = (n: PlexusNode) => [...hosted(n).values()].some((h) => h.replica.role === 'leader')
 
 it('new and latest start at the committed end the partition leader knows, even when the replica asked first lags', async () => {
-  const network = uniqueNetwork()
   const root = await mkdtemp(join(tmpdir(), 'plexus-startpos-'))
   dirs.push(root)
-  const members = await Promise.all(
-    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
-  )
   // four consumers, each on its own node so that each has its own view of the leader
-  const outs = await Promise.all([0, 1, 2, 3].map(() => startNode({ network })))
+  const { members, outside: outs } = await startStreamCluster(root, { outside: 4 })
   mine.push(...members, ...outs)
-  const key = generateKey()
-  for (const m of members) await m.join('db', { key })
-  for (const n of [...members, ...outs]) await waitForMembers(n, 'db', 3, 10_000)
   await outs[0]!.streams.create('sp', { cluster: 'db', subject: 'sp.>', replicas: 3 })
   for (const o of outs) await waitFor(() => o.streams.list().length === 1, 5000, 'table on outside nodes')
   await waitFor(
