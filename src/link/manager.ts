@@ -14,6 +14,7 @@ import type { PlexusLibp2p } from '../transport/libp2p.js'
 import type { BinaryReader } from '../util/binary.js'
 import { encodeU64Frame, FrameType } from './frames.js'
 import { Link, readFrames } from './link.js'
+import { decryptWithoutJoin } from './noise-reads.js'
 import { corkSocketWrites } from './socket-writes.js'
 
 /** Options of the link manager (defaults in constants.ts `LINK`). */
@@ -68,7 +69,7 @@ export class LinkManager {
     })
     this.on('connection:open', (evt) => {
       const conn = evt.detail as Connection
-      corkSocketWrites(conn)
+      tuneConnection(conn)
       void this.ensure(conn.remotePeer)
     })
     this.on('peer:disconnect', (evt) => {
@@ -77,7 +78,7 @@ export class LinkManager {
       this.events.onPeerGone(peer)
     })
     for (const conn of this.libp2p.getConnections()) {
-      corkSocketWrites(conn)
+      tuneConnection(conn)
       void this.ensure(conn.remotePeer)
     }
     this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatInterval)
@@ -148,7 +149,7 @@ export class LinkManager {
   }
 
   private onInbound(stream: Stream, connection: Connection): void {
-    corkSocketWrites(connection)
+    tuneConnection(connection)
     const peer = connection.remotePeer.toString()
     // Any data from the peer proves it alive (once per chunk, not per frame).
     stream.addEventListener('message', () => {
@@ -202,4 +203,10 @@ export class LinkManager {
     await Promise.all(this.all().map((l) => l.close()))
     await this.libp2p.unhandle(this.opts.protocol).catch(() => {})
   }
+}
+
+/** Per-process tweaks of libp2p internals found on the first connection (see their modules). */
+function tuneConnection(connection: Connection): void {
+  corkSocketWrites(connection)
+  decryptWithoutJoin(connection)
 }

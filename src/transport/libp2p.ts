@@ -15,6 +15,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
+import { noiseCrypto } from './noise-crypto.js'
 import './yamux-window.js'
 
 /** Protocol ids of one network. */
@@ -69,7 +70,7 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
     privateKey: cfg.privateKey,
     addresses: { listen: cfg.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise()],
+    connectionEncrypters: [noise({ crypto: noiseCrypto })],
     streamMuxers: [
       yamux({
         streamOptions: { maxStreamWindowSize: 2 * 1024 * 1024 },
