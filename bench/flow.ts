@@ -28,6 +28,10 @@ export interface FlowOptions {
   profileDir?: string
   /** Rounds of each comparison (default 1); the best round of each measurement is kept. */
   rounds?: number
+  /** Extra Node flags for every sender and receiver process, Plexus and NATS alike. */
+  nodeFlags?: string[]
+  /** pubsub: only the 1->5 comparison (1->1 is skipped). */
+  fanoutOnly?: boolean
   log: (s: string) => void
 }
 
@@ -89,10 +93,18 @@ async function result(child: Child, ms: number): Promise<Record<string, number>>
 
 let profileSeq = 0
 function nodeArgs(opts: FlowOptions, plexus: boolean, name: string): string[] {
-  if (!opts.profileDir || !plexus) return []
+  const flags = opts.nodeFlags ?? []
+  if (!opts.profileDir || !plexus) return flags
   const dir = resolve(opts.profileDir)
   mkdirSync(dir, { recursive: true })
-  return ['--cpu-prof', '--cpu-prof-dir', dir, '--cpu-prof-name', `${++profileSeq}-${name}.cpuprofile`]
+  return [
+    ...flags,
+    '--cpu-prof',
+    '--cpu-prof-dir',
+    dir,
+    '--cpu-prof-name',
+    `${++profileSeq}-${name}.cpuprofile`,
+  ]
 }
 
 /**
@@ -265,27 +277,30 @@ export async function runPubsubPart(opts: FlowOptions): Promise<{ rows: Row[]; n
   let res: Partial<Record<'n1' | 'n5' | 'p1' | 'p5', FlowResult>>
   try {
     res = await rounds(opts, [
-      ...(nats ? ([['n1', natsFlow(1)]] as const) : []),
-      ['p1', plexusFlow(1)],
+      ...(nats && !opts.fanoutOnly ? ([['n1', natsFlow(1)]] as const) : []),
+      ...(opts.fanoutOnly ? [] : ([['p1', plexusFlow(1)]] as const)),
       ...(nats ? ([['n5', natsFlow(5)]] as const) : []),
       ['p5', plexusFlow(5)],
     ] as Array<['n1' | 'n5' | 'p1' | 'p5', () => Promise<FlowResult>]>)
   } finally {
     if (nats) await stopChild(nats.child, 3000)
   }
-  const { n1, n5 } = res
-  const p1 = res.p1!
+  const { n1, n5, p1 } = res
   const p5 = res.p5!
-  const rows: Row[] = [
-    {
-      name: 'pub/sub 1->1, receive rate',
-      value: p1.rates[0]!,
-      nats: n1?.rates[0],
-      unit: 'msg/s',
-      better: 'higher',
-    },
-    { name: 'pub/sub 1->1, send rate', value: p1.sendRate, nats: n1?.sendRate, unit: 'msg/s' },
-    { name: 'pub/sub 1->1, lost', value: p1.loss, nats: n1?.loss, unit: 'msgs' },
+  const rows: Row[] = []
+  if (p1)
+    rows.push(
+      {
+        name: 'pub/sub 1->1, receive rate',
+        value: p1.rates[0]!,
+        nats: n1?.rates[0],
+        unit: 'msg/s',
+        better: 'higher',
+      },
+      { name: 'pub/sub 1->1, send rate', value: p1.sendRate, nats: n1?.sendRate, unit: 'msg/s' },
+      { name: 'pub/sub 1->1, lost', value: p1.loss, nats: n1?.loss, unit: 'msgs' },
+    )
+  rows.push(
     {
       name: 'pub/sub 1->5, receive rate per subscriber (slowest)',
       value: minRate(p5),
@@ -302,7 +317,7 @@ export async function runPubsubPart(opts: FlowOptions): Promise<{ rows: Row[]; n
     },
     { name: 'pub/sub 1->5, send rate', value: p5.sendRate, nats: n5?.sendRate, unit: 'msg/s' },
     { name: 'pub/sub 1->5, lost (all subscribers)', value: p5.loss, nats: n5?.loss, unit: 'msgs' },
-  ]
+  )
   return { rows, notes }
 }
 

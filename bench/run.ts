@@ -6,6 +6,7 @@
  *   npm run bench -- --only request    # request-reply only (Plexus and NATS)
  *   npm run bench -- --only log        # the log part (bench/log.ts), if present
  *   npm run bench -- --only pubsub     # pub/sub 1->1 and 1->5, Plexus and NATS (separate processes)
+ *   npm run bench -- --only pubsub --fanout-only   # pub/sub 1->5 only
  *   npm run bench -- --only broadcast  # broadcast to 5 members, beside NATS publish to 5 subscribers
  *   npm run bench -- --only tunnel     # tunnel 1 KB / 64 KB, beside a raw libp2p stream
  *   npm run bench -- --only durable    # publish with ack 'all', 3 replicas, beside JetStream R3
@@ -17,6 +18,8 @@
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
  *                                           # (durable: all 3 members; the notes name the leader)
  *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel/durable: 3 rounds side by side, best kept
+ *   npm run bench -- --node-flags "--max-semi-space-size=4"   # pubsub/broadcast: extra Node
+ *                                      # flags for every sender and receiver, Plexus and NATS alike
  *   npm run bench -- --profile DIR     # pubsub/broadcast/tunnel: Plexus senders and receivers
  *                                      # run with --cpu-prof into DIR (e2e/catchup: the Plexus
  *                                      # publisher and consumer processes; members: --profile-member)
@@ -318,12 +321,14 @@ async function main(): Promise<number> {
       profile: { type: 'string' },
       rounds: { type: 'string' },
       messages: { type: 'string' },
+      'node-flags': { type: 'string' },
+      'fanout-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) {
     console.log(
-      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N] [--messages N]`,
+      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N] [--messages N] [--node-flags FLAGS] [--fanout-only]`,
     )
     return 0
   }
@@ -371,6 +376,8 @@ async function main(): Promise<number> {
           nats: values['no-nats'] !== true,
           profileDir: values.profile,
           rounds,
+          nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter(Boolean),
+          fanoutOnly: values['fanout-only'] === true,
           log: progress,
         }
         const { rows, notes } =
@@ -441,6 +448,7 @@ async function main(): Promise<number> {
           nats: false,
           profileDir: values.profile,
           rounds,
+          nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter(Boolean),
           log: progress,
         })
         console.log(formatTunnelTable(rows))

@@ -27,6 +27,8 @@ import { readPlacement, readSpec, type StreamMeta, writePlacement, writeSpec } f
 
 const TABLE_VERSION = 2
 const DOMAIN = 'plexus-streams/1'
+/** Topics whose capturing stream `forTopic` remembers. */
+const TOPIC_CACHE_SIZE = 4096
 /** Largest encoded table accepted (bytes). */
 export const MAX_TABLE_BYTES = 1024 * 1024
 
@@ -72,6 +74,8 @@ export class StreamDirectory {
   private readonly tables = new Map<string, { table: StreamTable; receivedAt: number }>()
   private byName = new Map<string, KnownStream>()
   private bySubject = new SubjectIndex<string>()
+  /** `forTopic` answers by topic (undefined: no stream), cleared when the tables change. */
+  private readonly topicCache = new Map<string, KnownStream | undefined>()
   private counter = 0
   /** Refused tables by reason. */
   readonly refused: Record<TableRefusal, number> = {
@@ -173,8 +177,16 @@ export class StreamDirectory {
    * clusters the first stream by name wins.
    */
   forTopic(topic: string): KnownStream | undefined {
+    // Called on every publish: nothing to match (no durable streams) costs nothing, and
+    // answers per topic are kept until the tables change.
+    if (this.bySubject.size === 0) return undefined
+    const cached = this.topicCache.get(topic)
+    if (cached !== undefined || this.topicCache.has(topic)) return cached
     const names = [...this.bySubject.match(topic)].sort()
-    return names.length === 0 ? undefined : this.byName.get(names[0]!)
+    const found = names.length === 0 ? undefined : this.byName.get(names[0]!)
+    if (this.topicCache.size >= TOPIC_CACHE_SIZE) this.topicCache.clear()
+    this.topicCache.set(topic, found)
+    return found
   }
 
   /** The table held for a cluster. */
@@ -205,6 +217,7 @@ export class StreamDirectory {
     }
     this.byName = byName
     this.bySubject = bySubject
+    this.topicCache.clear()
   }
 }
 

@@ -131,6 +131,22 @@ describe('durable streams', () => {
     // same configuration again: the same stream
     const again = await outside.streams.create('a', { cluster: 'db', subject: 'a.>', replicas: 1 })
     expect(again.name).toBe('a')
+    // A topic no stream captures, asked while another stream exists (the answer is cached
+    // per topic), is found once a stream for it appears.
+    await expect(outside.publish('c.x', 'x', { ack: 'all' })).rejects.toMatchObject({
+      name: 'StreamNotFoundError',
+    })
+    await outside.streams.create('c', { cluster: 'db', subject: 'c.>', replicas: 1 })
+    const deadline = Date.now() + 10_000
+    for (;;) {
+      try {
+        expect(await outside.publish('c.x', 'x', { ack: 'all' })).toMatchObject({ stream: 'c' })
+        break
+      } catch (err) {
+        if ((err as Error).name !== 'StreamNotFoundError' || Date.now() > deadline) throw err
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
     await expect(outside.streams.create('bad name!', { cluster: 'db', subject: 'x' })).rejects.toThrow(/name/)
     await expect(outside.streams.create('x', { cluster: 'db', subject: 'x', replicas: 0 })).rejects.toThrow(
       /replicas/,
