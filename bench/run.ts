@@ -18,7 +18,7 @@
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
  *                                           # (durable: all 3 members; the notes name the leader)
  *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel/durable: 3 rounds side by side, best kept
- *   npm run bench -- --node-flags "--max-semi-space-size=4"   # pubsub/broadcast: extra Node
+ *   npm run bench -- --node-flags="--max-semi-space-size=4"   # pubsub/broadcast: extra Node
  *                                      # flags for every sender and receiver, Plexus and NATS alike
  *   npm run bench -- --profile DIR     # pubsub/broadcast/tunnel: Plexus senders and receivers
  *                                      # run with --cpu-prof into DIR (e2e/catchup: the Plexus
