@@ -15,6 +15,7 @@ import type { BinaryReader } from '../util/binary.js'
 import { encodeU64Frame, FrameType } from './frames.js'
 import { Link, readFrames } from './link.js'
 import { decryptWithoutJoin } from './noise-reads.js'
+import { sendReleased } from './send-released.js'
 import { corkSocketWrites } from './socket-writes.js'
 
 /** Options of the link manager (defaults in constants.ts `LINK`). */
@@ -133,7 +134,8 @@ export class LinkManager {
       stream.abort(new Error('stopped'))
       return undefined
     }
-    const link = new Link(key, stream, this.opts.maxQueuedBytes, this.now())
+    const connection = this.libp2p.getConnections(peer).find((c) => c.streams.includes(stream))
+    const link = new Link(key, stream, this.opts.maxQueuedBytes, this.now(), sendReleased(stream, connection))
     // Our outbound stream carries only our frames; anything the peer sends on it is ignored.
     this.links.set(key, link)
     link.onClose(() => {

@@ -2,6 +2,7 @@ import type { Stream } from '@libp2p/interface'
 import { describe, expect, it } from 'vitest'
 import { encodeBytesFrame, FrameType } from '../../src/link/frames.js'
 import { LINK_BLOCK, Link, readFrames } from '../../src/link/link.js'
+import { mulberry32, testSeed } from '../helpers/rng.js'
 
 /** Stand-in for a libp2p stream: records what is sent; `accept` decides send()'s answer. */
 class FakeStream extends EventTarget {
@@ -78,5 +79,69 @@ describe('Link', () => {
     s.dispatchEvent(new Event('drain'))
     expect(link.queuedBytes).toBe(0)
     expect(decode(s.sent)).toEqual(messages)
+  })
+})
+
+/**
+ * A stream that sometimes keeps the caller's bytes (as a queue under backpressure would)
+ * and copies them out only later; `released` is true when it holds nothing.
+ */
+class HoldingStream extends EventTarget {
+  readonly sent: Uint8Array[] = []
+  private held: Uint8Array[] = []
+  readonly buffersSeen = new Set<ArrayBufferLike>()
+  reused = 0
+  constructor(private readonly rand: () => number) {
+    super()
+  }
+  get writeBufferLength(): number {
+    return this.held.reduce((n, b) => n + b.length, 0)
+  }
+  send(data: Uint8Array): boolean {
+    if (this.buffersSeen.has(data.buffer)) this.reused++
+    this.buffersSeen.add(data.buffer)
+    if (this.held.length > 0 || this.rand() < 0.3) this.held.push(data)
+    else this.sent.push(data.slice())
+    return this.rand() < 0.7
+  }
+  /** Copies out what was held (the bytes must still be the ones handed over). */
+  release(): void {
+    for (const b of this.held) this.sent.push(b.slice())
+    this.held = []
+    this.dispatchEvent(new Event('drain'))
+  }
+  close(): Promise<void> {
+    return Promise.resolve()
+  }
+  abort(): void {}
+}
+
+describe('Link block buffer reuse', () => {
+  it('reuses a block buffer only once the stream released it: every frame arrives intact', async () => {
+    const seed = testSeed()
+    const rand = mulberry32(seed)
+    const s = new HoldingStream(rand)
+    const link = new Link('p', s as unknown as Stream, 64 << 20, 0, () => s.writeBufferLength === 0)
+    const messages: Uint8Array[] = []
+    for (let i = 0; i < 3000; i++) {
+      const big = rand() < 0.02
+      const m = payload(big ? 1 + Math.floor(rand() * 200_000) : 1 + Math.floor(rand() * 3000), i)
+      messages.push(m)
+      link.write((w) => encodeBytesFrame(w, FrameType.Announce, m))
+      if (rand() < 0.05) s.release()
+      if (rand() < 0.02) await turn()
+    }
+    // Drain everything: the stream keeps answering "full" at random, so it may take turns.
+    for (let i = 0; i < 1000 && (link.queuedBytes > 0 || s.writeBufferLength > 0); i++) {
+      await turn()
+      s.release()
+    }
+    expect(link.queuedBytes).toBe(0)
+    expect(s.reused, `seed ${seed}`).toBeGreaterThan(10)
+    const got = decode(s.sent)
+    expect(got.length, `seed ${seed}`).toBe(messages.length)
+    for (let i = 0; i < messages.length; i++) {
+      if (Buffer.compare(got[i]!, messages[i]!) !== 0) throw new Error(`frame ${i} differs (seed ${seed})`)
+    }
   })
 })
