@@ -314,8 +314,9 @@ export function readFrames(stream: Stream, peer: string, maxFrameSize: number, h
     if (len < 1 || len > maxFrameSize) throw new DecodeError(`frame length ${len} out of range`)
     return len
   }
-  const dispatch = (frame: Uint8Array) => {
-    const r = new BinaryReader(frame)
+  /** Hands the frame at `buf[start, end)` (after its length prefix) to the handler. */
+  const dispatch = (buf: Uint8Array, start: number, end: number) => {
+    const r = new BinaryReader(buf, start, end)
     handle(peer, r.u8('frame type'), r)
   }
   const onChunk = (chunk: Uint8Array) => {
@@ -329,7 +330,7 @@ export function readFrames(stream: Stream, peer: string, maxFrameSize: number, h
       if (filled < partial.length) return
       const frame = partial
       partial = undefined
-      dispatch(frame.subarray(FRAME_HEADER_BYTES))
+      dispatch(frame, FRAME_HEADER_BYTES, frame.length)
     } else if (head) {
       const joined = new Uint8Array(head.length + buf.length)
       joined.set(head)
@@ -347,9 +348,9 @@ export function readFrames(stream: Stream, peer: string, maxFrameSize: number, h
         filled = end - pos
         return
       }
-      const frame = buf.subarray(pos + FRAME_HEADER_BYTES, pos + total)
+      const start = pos + FRAME_HEADER_BYTES
       pos += total
-      dispatch(frame)
+      dispatch(buf, start, pos)
     }
     if (pos < end) head = buf.slice(pos)
   }

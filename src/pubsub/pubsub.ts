@@ -272,17 +272,12 @@ export class PubSub {
   private readTopic(r: BinaryReader): string {
     const start = r.pos
     const n = r.u16('topic length')
-    const b = r.raw(n, 'topic')
-    const last = this.lastTopicBytes
-    if (n === last.length && n > 0) {
-      let i = 0
-      while (i < n && b[i] === last[i]) i++
-      if (i === n) return this.lastTopic
-    }
+    if (n > 0 && r.skipIfEqual(n, this.lastTopicBytes)) return this.lastTopic
     r.pos = start
     const topic = readPublishTopic(r)
-    // A copy: `b` is a view into the received chunk, which must not be kept alive.
-    this.lastTopicBytes = n <= 256 ? b.slice() : EMPTY
+    // Encoded anew (not a view into the received chunk, which must not be kept alive); a
+    // decoded topic encodes back to the same bytes.
+    this.lastTopicBytes = n <= 256 ? Buffer.from(topic) : EMPTY
     this.lastTopic = topic
     return topic
   }

@@ -160,26 +160,50 @@ export class BinaryWriter {
   }
 }
 
-/** Bounds-checked big-endian reader over one buffer. */
+/**
+ * Bounds-checked big-endian reader over one buffer, or over `buf[start, end)` (a frame inside
+ * a received chunk, read without making a view of it first). `pos` is an index into `buf`.
+ */
 export class BinaryReader {
-  pos = 0
+  pos: number
 
-  constructor(private readonly buf: Uint8Array) {}
+  constructor(
+    private readonly buf: Uint8Array,
+    private readonly start = 0,
+    private readonly limit = buf.length,
+  ) {
+    this.pos = start
+  }
 
   /** Bytes not yet read. */
   get remaining(): number {
-    return this.buf.length - this.pos
+    return this.limit - this.pos
   }
 
   private need(n: number, what: string): void {
-    if (this.pos + n > this.buf.length) {
-      throw new DecodeError(`truncated: need ${n} bytes for ${what} at ${this.pos}, have ${this.remaining}`)
+    if (this.pos + n > this.limit) {
+      throw new DecodeError(
+        `truncated: need ${n} bytes for ${what} at ${this.pos - this.start}, have ${this.remaining}`,
+      )
     }
   }
 
   u8(what = 'u8'): number {
-    if (this.pos + 1 > this.buf.length) this.need(1, what)
+    if (this.pos + 1 > this.limit) this.need(1, what)
     return this.buf[this.pos++]!
+  }
+
+  /**
+   * When the next `n` bytes equal `bytes` (which has length `n`), skips them and returns
+   * true; otherwise reads nothing. Compares in place (no view is made).
+   */
+  skipIfEqual(n: number, bytes: Uint8Array): boolean {
+    if (n !== bytes.length || this.pos + n > this.limit) return false
+    const b = this.buf
+    const p = this.pos
+    for (let i = 0; i < n; i++) if (b[p + i] !== bytes[i]) return false
+    this.pos = p + n
+    return true
   }
 
   u16(what = 'u16'): number {
@@ -190,7 +214,7 @@ export class BinaryReader {
   }
 
   u32(what = 'u32'): number {
-    if (this.pos + 4 > this.buf.length) this.need(4, what)
+    if (this.pos + 4 > this.limit) this.need(4, what)
     const b = this.buf
     const p = this.pos
     this.pos = p + 4
@@ -217,16 +241,16 @@ export class BinaryReader {
 
   /** Bytes with a u32 length prefix; `max` bounds the length. */
   bytes(what = 'bytes', max = Number.MAX_SAFE_INTEGER): Uint8Array {
-    if (this.pos + 4 > this.buf.length) this.need(4, `${what} length`)
+    if (this.pos + 4 > this.limit) this.need(4, `${what} length`)
     const n = this.u32()
     if (n > max) throw new DecodeError(`${what} of ${n} bytes exceeds ${max}`)
     return this.raw(n, what)
   }
 
   str(what = 'string'): string {
-    if (this.pos + 2 > this.buf.length) this.need(2, `${what} length`)
+    if (this.pos + 2 > this.limit) this.need(2, `${what} length`)
     const n = this.u16()
-    if (n <= 64 && this.pos + n <= this.buf.length) {
+    if (n <= 64 && this.pos + n <= this.limit) {
       // Fast path for short ASCII strings.
       const b = this.buf
       const start = this.pos

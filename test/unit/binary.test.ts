@@ -47,4 +47,43 @@ describe('binary codec', () => {
     )
     expect(() => new BinaryReader(new Uint8Array([1])).end()).toThrow(DecodeError)
   })
+
+  it('reads a frame inside a larger buffer exactly as its own copy, bounded by its end', () => {
+    fc.assert(
+      fc.property(
+        fc.uint8Array({ maxLength: 20 }),
+        fc.string({ maxLength: 30 }),
+        fc.nat(),
+        fc.uint8Array({ maxLength: 20 }),
+        fc.uint8Array({ maxLength: 20 }),
+        (before, str, n, bytes, after) => {
+          const w = new BinaryWriter()
+          w.str(str)
+            .u32(n >>> 0)
+            .bytes(bytes)
+          const frame = w.finish().slice()
+          const whole = new Uint8Array([...before, ...frame, ...after])
+          const r = new BinaryReader(whole, before.length, before.length + frame.length)
+          expect(r.remaining).toBe(frame.length)
+          expect(r.str()).toBe(str)
+          expect(r.u32()).toBe(n >>> 0)
+          expect([...r.bytes()]).toEqual([...bytes])
+          r.end()
+          // The bytes after the frame are never read, and truncation is reported from its start.
+          expect(() => r.u8('next')).toThrow(`truncated: need 1 bytes for next at ${frame.length}, have 0`)
+        },
+      ),
+    )
+  })
+
+  it('skipIfEqual skips only equal bytes and reads nothing otherwise', () => {
+    const r = new BinaryReader(new Uint8Array([9, 1, 2, 3, 4]), 1, 4)
+    expect(r.skipIfEqual(3, new Uint8Array([1, 2, 4]))).toBe(false)
+    expect(r.skipIfEqual(2, new Uint8Array([1, 2, 3]))).toBe(false) // length differs
+    expect(r.skipIfEqual(4, new Uint8Array([1, 2, 3, 4]))).toBe(false) // past the end
+    expect(r.remaining).toBe(3)
+    expect(r.skipIfEqual(2, new Uint8Array([1, 2]))).toBe(true)
+    expect(r.u8()).toBe(3)
+    r.end()
+  })
 })
