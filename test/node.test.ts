@@ -52,6 +52,13 @@ describe('createNode', () => {
     await b.join('db', { key: generateKey(), onRequest: () => 'secret' })
     await waitForMembers(a, 'db', 1)
     expect(dec(await a.request('db', 'x'))).toBe('secret')
+    // Large messages too: many full noise messages through pnet, both ways, byte-exact.
+    await b.join('echo', { key: generateKey(), onRequest: (d) => d })
+    await waitForMembers(a, 'echo', 1)
+    const big = new Uint8Array(1024 * 1024 - 17)
+    for (let i = 0; i < big.length; i++) big[i] = (i * 31 + (i >>> 11)) & 0xff
+    const echoed = await a.request('echo', big, { timeout: 20_000 })
+    expect(Buffer.compare(echoed, big)).toBe(0)
     const outsider = await startNode({ network, bootstrap: [b.addresses[0]!], discovery: { local: false } })
     const wrongKey = await startNode({ network, networkKey: generateKey(), bootstrap: [b.addresses[0]!] })
     await new Promise((r) => setTimeout(r, 3000))
