@@ -3,9 +3,10 @@ import { once } from 'node:events'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Connection, Stream } from '@libp2p/interface'
+import { LengthPrefixedDecoder } from '@libp2p/utils'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, describe, expect, it } from 'vitest'
-import { decryptWithoutJoin } from '../src/link/noise-reads.js'
+import { lengthOrWait, tuneNoiseReads } from '../src/link/noise-reads.js'
 import { sendReleased } from '../src/link/send-released.js'
 import { buildLibp2p, type PlexusLibp2p } from '../src/transport/libp2p.js'
 import { noiseCrypto } from '../src/transport/noise-crypto.js'
@@ -39,13 +40,39 @@ describe('noise crypto', () => {
   })
 })
 
+describe('noise length prefixes', () => {
+  it('are decoded from any fragmentation, without a throw when under 2 bytes are buffered', () => {
+    const seed = testSeed()
+    const rand = mulberry32(seed)
+    const messages = Array.from({ length: 300 }, () => randomBytesFrom(rand, Math.floor(rand() * 3000)))
+    const wire = Buffer.concat(
+      messages.map((m) => Buffer.concat([Buffer.from([m.length >> 8, m.length & 0xff]), m])),
+    )
+    const decoder = new LengthPrefixedDecoder({
+      lengthDecoder: lengthOrWait(4 * 1024 * 1024) as never,
+      encodingLength: () => 2,
+    })
+    const got: string[] = []
+    let off = 0
+    while (off < wire.length) {
+      // Fragments of 1 byte, a few bytes, or up to a few messages, so reads end everywhere.
+      const r = rand()
+      const n = r < 0.3 ? 1 : r < 0.6 ? 1 + Math.floor(rand() * 5) : 1 + Math.floor(rand() * 8000)
+      for (const m of decoder.decode(wire.subarray(off, off + n))) got.push(hex(m))
+      off += n
+    }
+    expect(got.length, `seed ${seed}`).toBe(messages.filter((m) => m.length > 0).length)
+    expect(got, `seed ${seed}`).toEqual(messages.filter((m) => m.length > 0).map(hex))
+  })
+})
+
 describe('noise connections between real nodes', () => {
   const nodes: PlexusLibp2p[] = []
   afterEach(async () => {
     await Promise.all(nodes.splice(0).map((n) => n.stop()))
   })
 
-  it('move 4 MiB byte-exact in random write sizes with split messages decrypted without a join', async () => {
+  it('move 4 MiB byte-exact in random write sizes, read through the tuned noise decoder', async () => {
     const seed = testSeed()
     const rand = mulberry32(seed)
     const network = uniqueNetwork('noise')
@@ -80,10 +107,14 @@ describe('noise connections between real nodes', () => {
     })
     const stream = await b.dialProtocol(a.getMultiaddrs()[0]!, '/t/sink/1.0.0')
     const conn = b.getConnections(a.peerId)[0] as Connection
-    decryptWithoutJoin(conn)
-    const noiseStream = (conn as unknown as { muxer: { maConn: object } }).muxer.maConn
-    // If libp2p changes shape the tweak silently stops applying: this test says so.
-    expect((Object.getPrototypeOf(noiseStream) as { __plexusNoCopy?: boolean }).__plexusNoCopy).toBe(true)
+    const receiving = a.getConnections(b.peerId)[0] as Connection
+    tuneNoiseReads(conn)
+    tuneNoiseReads(receiving)
+    const noiseOf = (c: Connection) =>
+      (c as unknown as { muxer: { maConn: { decoder?: { __plexusFast?: boolean } } } }).muxer.maConn
+    // If libp2p changes shape the tweaks silently stop applying: this test says so.
+    expect((Object.getPrototypeOf(noiseOf(conn)) as { __plexusNoCopy?: boolean }).__plexusNoCopy).toBe(true)
+    expect(noiseOf(receiving).decoder?.__plexusFast).toBe(true)
     // Likewise the check that lets links reuse block buffers.
     const released = sendReleased(stream, conn)
     expect(released).toBeDefined()

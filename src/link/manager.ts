@@ -14,7 +14,7 @@ import type { PlexusLibp2p } from '../transport/libp2p.js'
 import type { BinaryReader } from '../util/binary.js'
 import { encodeU64Frame, FrameType } from './frames.js'
 import { Link, readFrames } from './link.js'
-import { decryptWithoutJoin } from './noise-reads.js'
+import { tuneNoiseReads } from './noise-reads.js'
 import { sendReleased } from './send-released.js'
 import { corkSocketWrites } from './socket-writes.js'
 
@@ -210,5 +210,5 @@ export class LinkManager {
 /** Per-process tweaks of libp2p internals found on the first connection (see their modules). */
 function tuneConnection(connection: Connection): void {
   corkSocketWrites(connection)
-  decryptWithoutJoin(connection)
+  tuneNoiseReads(connection)
 }
