@@ -20,7 +20,7 @@ import { randomInt } from 'node:crypto'
 import { FrameType, writeFrame } from '../link/frames.js'
 import type { Link } from '../link/link.js'
 import type { BroadcastContext } from '../types.js'
-import { type BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { type BinaryReader, BinaryWriter, DecodeError, RepeatedString } from '../util/binary.js'
 import { SeenWindows } from './seen.js'
 
 /** Groups a sender splits recipients into. */
@@ -75,6 +75,9 @@ export class Broadcaster {
   private seq = randomInt(0, 0xffffffff)
   private readonly served = new Map<string, Served>()
   private readonly seen = new SeenWindows(BROADCAST_DEDUPE, BROADCAST_ORIGINS)
+  /** Origin and cluster of received frames (a sender repeats both). */
+  private readonly origins = new RepeatedString('origin')
+  private readonly clusters = new RepeatedString('cluster')
   /** Sorted recipients per cluster (cleared on membership change). */
   private readonly targets = new Map<string, string[]>()
   /** Scratch buffer for a frame copied to several links. */
@@ -188,13 +191,17 @@ export class Broadcaster {
   }
 
   onFrame(peer: string, r: BinaryReader, maxData: number): void {
-    const origin = r.str('origin')
+    const origin = this.origins.read(r)
     const seq = r.u32('seq')
-    const cluster = r.str('cluster')
+    const cluster = this.clusters.read(r)
     const n = r.u16('delegate count')
     if (n > MAX_DELEGATES) throw new DecodeError(`too many delegates (${n})`)
-    const delegates: string[] = []
-    for (let i = 0; i < n; i++) delegates.push(r.str('delegate'))
+    let delegates = NO_DELEGATES
+    if (n > 0) {
+      const d: string[] = []
+      for (let i = 0; i < n; i++) d.push(r.str('delegate'))
+      delegates = d
+    }
     const data = r.bytes('data', maxData)
     r.end('broadcast')
     // Our own broadcast coming back (overlapping views) was delivered here already.

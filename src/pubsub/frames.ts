@@ -56,12 +56,7 @@ export function writePublish(
   w.bytes(data)
 }
 
-/** Reads the topic only (to skip messages nobody here wants without decoding the rest). */
-export function readPublishTopic(r: BinaryReader): string {
-  return r.str('topic')
-}
-
-/** Reads the rest of a publish frame after its topic. */
+/** Reads the rest of a publish frame after its topic (read by the caller, see `RepeatedString`). */
 export function readPublishRest(r: BinaryReader, topic: string, from: string, maxData: number): PubMessage {
   const flags = r.u8('publish flags')
   if (flags > (FLAG_KEY | FLAG_HEADERS)) throw new DecodeError(`unknown publish flags ${flags}`)

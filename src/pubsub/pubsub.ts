@@ -12,13 +12,12 @@
 import { InvalidArgumentError } from '../errors.js'
 import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
-import { type BinaryReader, BinaryWriter } from '../util/binary.js'
+import { type BinaryReader, BinaryWriter, RepeatedString } from '../util/binary.js'
 import {
   InterestMode,
   type PubMessage,
   readInterest,
   readPublishRest,
-  readPublishTopic,
   writeInterest,
   writePublish,
 } from './frames.js'
@@ -115,9 +114,8 @@ export class PubSub {
   private readonly writeOut = (w: BinaryWriter): void => {
     w.raw(this.out)
   }
-  /** The topic of the last publish frame received, and its bytes (see `readTopic`). */
-  private lastTopicBytes: Uint8Array = EMPTY
-  private lastTopic = ''
+  /** Topics of received publish frames (a publisher usually repeats its topic). */
+  private readonly topics = new RepeatedString('topic')
 
   constructor(readonly host: PubSubHost) {}
 
@@ -264,26 +262,8 @@ export class PubSub {
     return subs
   }
 
-  /**
-   * The topic of a publish frame. A publisher usually repeats its topic: when the bytes
-   * equal the previous frame's, that string is reused (no decode, and its hash is already
-   * computed for the cache lookups). Otherwise it is read as before (same checks, same errors).
-   */
-  private readTopic(r: BinaryReader): string {
-    const start = r.pos
-    const n = r.u16('topic length')
-    if (n > 0 && r.skipIfEqual(n, this.lastTopicBytes)) return this.lastTopic
-    r.pos = start
-    const topic = readPublishTopic(r)
-    // Encoded anew (not a view into the received chunk, which must not be kept alive); a
-    // decoded topic encodes back to the same bytes.
-    this.lastTopicBytes = n <= 256 ? Buffer.from(topic) : EMPTY
-    this.lastTopic = topic
-    return topic
-  }
-
   onPublish(peer: string, r: BinaryReader, maxData: number): void {
-    const topic = this.readTopic(r)
+    const topic = this.topics.read(r)
     const subs = this.local.size > 0 ? this.localMatches(topic) : undefined
     if (!subs || subs.length === 0) {
       this.host.count('pubsub.unwanted')

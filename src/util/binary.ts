@@ -279,3 +279,38 @@ export class BinaryReader {
     if (this.remaining !== 0) throw new DecodeError(`${this.remaining} trailing bytes after ${what}`)
   }
 }
+
+const NO_BYTES = new Uint8Array(0)
+
+/**
+ * Reads one u16-length string field of a frame, returning the previous read's string when
+ * the bytes are the same: frames from one sender usually repeat their origin, cluster or
+ * topic, and the same string needs no decoding (and its hash is already computed for map
+ * lookups). Otherwise it is read by `BinaryReader.str`, with the same checks and errors.
+ * Strings over `maxBytes` are not remembered.
+ */
+export class RepeatedString {
+  private bytes: Uint8Array = NO_BYTES
+  private value = ''
+  private readonly lengthWhat: string
+
+  constructor(
+    private readonly what: string,
+    private readonly maxBytes = 256,
+  ) {
+    this.lengthWhat = `${what} length`
+  }
+
+  read(r: BinaryReader): string {
+    const start = r.pos
+    const n = r.u16(this.lengthWhat)
+    if (n > 0 && r.skipIfEqual(n, this.bytes)) return this.value
+    r.pos = start
+    const s = r.str(this.what)
+    // Encoded anew (never a view into the frame, whose buffer must not be kept alive); a
+    // decoded string encodes back to the same bytes.
+    this.bytes = n <= this.maxBytes ? Buffer.from(s) : NO_BYTES
+    this.value = s
+    return s
+  }
+}

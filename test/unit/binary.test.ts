@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { BinaryReader, BinaryWriter, DecodeError } from '../../src/util/binary.js'
+import { BinaryReader, BinaryWriter, DecodeError, RepeatedString } from '../../src/util/binary.js'
 
 describe('binary codec', () => {
   it('round-trips every field type in sequence (property)', () => {
@@ -85,5 +85,41 @@ describe('binary codec', () => {
     expect(r.skipIfEqual(2, new Uint8Array([1, 2]))).toBe(true)
     expect(r.u8()).toBe(3)
     r.end()
+  })
+
+  it('RepeatedString reads what str reads, for repeated and changing strings alike', () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ maxLength: 300, unit: 'grapheme' }), { minLength: 1, maxLength: 5 }),
+        fc.array(fc.nat(), { maxLength: 40 }),
+        (pool, picks) => {
+          const rs = new RepeatedString('topic')
+          for (const p of picks) {
+            const want = pool[p % pool.length]!
+            const w = new BinaryWriter()
+            w.u8(7)
+              .str(want)
+              .u32(p >>> 0)
+            const r = new BinaryReader(w.finish())
+            expect(r.u8()).toBe(7)
+            expect(rs.read(r)).toBe(want)
+            expect(r.u32()).toBe(p >>> 0) // positioned right after the string either way
+            r.end()
+          }
+        },
+      ),
+    )
+  })
+
+  it('RepeatedString fails like str on a truncated or invalid string, also after a hit', () => {
+    const rs = new RepeatedString('topic')
+    const w = new BinaryWriter()
+    w.str('orders.eu')
+    const frame = w.finish().slice()
+    expect(rs.read(new BinaryReader(frame))).toBe('orders.eu')
+    expect(rs.read(new BinaryReader(frame))).toBe('orders.eu')
+    expect(() => rs.read(new BinaryReader(frame.subarray(0, 5)))).toThrow(DecodeError)
+    expect(() => rs.read(new BinaryReader(new Uint8Array([0, 2, 0xff, 0xfe])))).toThrow(DecodeError)
+    expect(() => rs.read(new BinaryReader(new Uint8Array([0])))).toThrow(/topic length/)
   })
 })
