@@ -58,6 +58,15 @@ export function waitForMembers(node: PlexusNode, cluster: string, count: number,
   )
 }
 
+/** `n` nodes that all joined `cluster` (one new key) and each see all `n` members. */
+export async function startJoinedNodes(n: number, cluster = 'db'): Promise<PlexusNode[]> {
+  const nodes = await startNodes(n)
+  const key = generateKey()
+  for (const node of nodes) await node.join(cluster, { key })
+  for (const node of nodes) await waitForMembers(node, cluster, n)
+  return nodes
+}
+
 /**
  * A cluster hosting durable streams, on a fresh network: `members` nodes with data
  * directories under `root` (`m0`, `m1`, ...; with `options` added) joined to `cluster`, and

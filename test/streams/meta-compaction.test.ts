@@ -8,11 +8,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { generateKey, type PlexusNode } from '../../src/index.js'
+import type { PlexusNode } from '../../src/index.js'
 import { nodeInternals } from '../../src/node.js'
 import { encodeCommand, placeStream, StreamCatalog } from '../../src/streams/index.js'
 import { MetaGroup } from '../../src/streams/meta-group.js'
-import { startNodes, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { startJoinedNodes, waitFor } from '../helpers/nodes.js'
 
 const groups: MetaGroup[] = []
 const dirs: string[] = []
@@ -51,10 +51,7 @@ describe('metadata group compaction', () => {
   it('compacts into catalog snapshots; restarted and returning members get the same catalog', async () => {
     const root = await mkdtemp(join(tmpdir(), 'plexus-meta-compact-'))
     dirs.push(root)
-    const nodes = await startNodes(3)
-    const key = generateKey()
-    for (const n of nodes) await n.join('db', { key })
-    for (const n of nodes) await waitForMembers(n, 'db', 3)
+    const nodes = await startJoinedNodes(3)
     const errors: unknown[] = []
     let members = nodes.map((n) => member(n, root, errors))
     await Promise.all(members.map((m) => m.g.start()))

@@ -7,11 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { generateKey } from '../../src/index.js'
 import { nodeInternals } from '../../src/node.js'
 import { encodeCommand, placeStream, StreamCatalog } from '../../src/streams/index.js'
 import { MetaGroup } from '../../src/streams/meta-group.js'
-import { startNodes, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { startJoinedNodes, waitFor } from '../helpers/nodes.js'
 
 const groups: MetaGroup[] = []
 const dirs: string[] = []
@@ -24,10 +23,7 @@ describe('MetaGroup over the overlay', () => {
   it('forms one group with all three members as voters and replicates a create', async () => {
     const root = await mkdtemp(join(tmpdir(), 'plexus-meta-group-'))
     dirs.push(root)
-    const nodes = await startNodes(3)
-    const key = generateKey()
-    for (const n of nodes) await n.join('db', { key })
-    for (const n of nodes) await waitForMembers(n, 'db', 3)
+    const nodes = await startJoinedNodes(3)
     const errors: unknown[] = []
     const members = nodes.map((n) => {
       const catalog = new StreamCatalog()

@@ -7,10 +7,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { generateKey, type PlexusNode } from '../../src/index.js'
+import type { PlexusNode } from '../../src/index.js'
 import { nodeInternals } from '../../src/node.js'
 import { PartitionReplica } from '../../src/streams/index.js'
-import { startNodes, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { startJoinedNodes, startNodes, waitFor } from '../helpers/nodes.js'
 import { mulberry32, testSeed } from '../helpers/rng.js'
 
 const dirs: string[] = []
@@ -50,10 +50,7 @@ describe('partition replicated over the overlay', () => {
     const seed = testSeed()
     const root = await mkdtemp(join(tmpdir(), 'plexus-overlay-'))
     dirs.push(root)
-    const nodes = await startNodes(3)
-    const key = generateKey()
-    for (const n of nodes) await n.join('db', { key })
-    for (const n of nodes) await waitForMembers(n, 'db', 3)
+    const nodes = await startJoinedNodes(3)
     const voters = nodes.map((n) => n.id)
     const reps = await Promise.all(nodes.map((n) => replicaOn(n, voters, root, seed)))
     await waitFor(() => reps.some((r) => r.role === 'leader'), 10_000, 'a leader')

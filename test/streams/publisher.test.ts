@@ -112,6 +112,20 @@ function storing() {
   })
 }
 
+/** A harness whose calls are stored (as by `storing`) once `release()` is called. */
+function gatedHarness() {
+  let open: () => void = () => {}
+  const gate = new Promise<void>((r) => {
+    open = r
+  })
+  const store = storing()
+  const h = harness(async (s) => {
+    await gate
+    return store(s)
+  })
+  return { h, release: () => open() }
+}
+
 describe('Publisher (client side)', () => {
   it('a publish while nothing is in flight leaves at once, alone', async () => {
     const h = harness(storing())
@@ -134,15 +148,7 @@ describe('Publisher (client side)', () => {
   })
 
   it('a queue over its bound rejects new publishes with OverloadedError; the queued ones complete', async () => {
-    let release!: () => void
-    const gate = new Promise<void>((r) => {
-      release = r
-    })
-    const store = storing()
-    const h = harness(async (s) => {
-      await gate
-      return store(s)
-    })
+    const { h, release } = gatedHarness()
     // All in one turn: nothing leaves before the next microtask, so the queue fills up.
     const queued = Array.from({ length: PUB_MAX_QUEUED }, (_, i) => h.publish(msg(`m${i}`)))
     const over = await h.publish(msg('one too many')).catch((e) => e)
@@ -249,15 +255,7 @@ describe('Publisher (client side)', () => {
   })
 
   it('each message times out at its own deadline, whatever the rest of its call', async () => {
-    let release: () => void = () => {}
-    const gate = new Promise<void>((r) => {
-      release = r
-    })
-    const store = storing()
-    const h = harness(async (s) => {
-      await gate
-      return store(s)
-    })
+    const { h, release } = gatedHarness()
     const t0 = Date.now()
     const short = h.publish(msg('short'), { timeout: 200 })
     const long = h.publish(msg('long'), { timeout: 5000 })
