@@ -75,6 +75,12 @@ export class SegmentIndexer {
   }
 }
 
+/** A sealed segment's two sparse indexes. */
+interface SegmentIndexes {
+  index: OffsetIndex
+  timeIndex: TimeIndex
+}
+
 /** A segment of the log. Fields are maintained by the log; treat them as read-only elsewhere. */
 export class Segment {
   readonly logPath: string
@@ -92,7 +98,7 @@ export class Segment {
   /** Indexer of the active segment; undefined for sealed ones. */
   indexer: SegmentIndexer | undefined
   /** Cached indexes of a sealed segment (loaded on demand, dropped by the LRU). */
-  cached: { index: OffsetIndex; timeIndex: TimeIndex } | undefined
+  cached: SegmentIndexes | undefined
   /** Index file handles of the active segment. */
   indexFh: FileHandle | undefined
   timeIndexFh: FileHandle | undefined
@@ -306,22 +312,41 @@ export class Segment {
   /** The offset index (active: live; sealed: cached or loaded, rebuilt if implausible). */
   async offsetIndex(nextBase: number, chunkBytes: number, interval: number): Promise<OffsetIndex> {
     if (this.indexer) return this.indexer.index
-    if (!this.cached) await this.loadIndexes(nextBase, chunkBytes, interval)
-    return this.cached!.index
+    return (this.cached ?? (await this.sharedLoad(nextBase, chunkBytes, interval)).loaded).index
   }
 
   async timeIndex(nextBase: number, chunkBytes: number, interval: number): Promise<TimeIndex> {
     if (this.indexer) return this.indexer.timeIndex
-    if (!this.cached) await this.loadIndexes(nextBase, chunkBytes, interval)
-    return this.cached!.timeIndex
+    return (this.cached ?? (await this.sharedLoad(nextBase, chunkBytes, interval)).loaded).timeIndex
   }
 
   /**
    * Loads a sealed segment's index files; rebuilds them from the log when missing or
    * implausible. Returns the reason it rebuilt, if it did. Throws `CorruptLogError` when the
-   * log itself is bad.
+   * log itself is bad. Concurrent callers share one load, so two rebuilds never write the
+   * same files at once.
    */
   async loadIndexes(nextBase: number, chunkBytes: number, interval: number): Promise<string | undefined> {
+    return (await this.sharedLoad(nextBase, chunkBytes, interval)).reason
+  }
+
+  /** The load in progress, shared by every reader of this segment that needs its indexes. */
+  private loading: Promise<{ loaded: SegmentIndexes; reason: string | undefined }> | undefined
+
+  private sharedLoad(nextBase: number, chunkBytes: number, interval: number) {
+    if (this.loading === undefined) {
+      this.loading = this.readIndexes(nextBase, chunkBytes, interval).finally(() => {
+        this.loading = undefined
+      })
+    }
+    return this.loading
+  }
+
+  private async readIndexes(
+    nextBase: number,
+    chunkBytes: number,
+    interval: number,
+  ): Promise<{ loaded: SegmentIndexes; reason: string | undefined }> {
     const relLimit = nextBase - this.baseOffset
     const [ib, tb] = await Promise.all([readOrEmpty(this.indexPath), readOrEmpty(this.timeIndexPath)])
     let reason: string | undefined
@@ -334,18 +359,23 @@ export class Segment {
       if (!reason) {
         this.cached = { index, timeIndex }
         this.maxTimestamp = timeIndex.lastTimestamp
-        return undefined
+        return { loaded: this.cached, reason }
       }
     }
     const ix = new SegmentIndexer(this.baseOffset, interval)
     const { bad } = await this.scanInto(ix, this.size, nextBase, chunkBytes)
     if (bad) throw new CorruptLogError(this.logPath, bad.position, bad.reason)
     ix.finish()
-    await atomicWriteFile(this.dir, basename(this.indexPath), ix.index.encode())
-    await atomicWriteFile(this.dir, basename(this.timeIndexPath), ix.timeIndex.encode())
-    this.cached = { index: ix.index, timeIndex: ix.timeIndex }
-    this.maxTimestamp = ix.maxTimestamp
-    return reason
+    const loaded = { index: ix.index, timeIndex: ix.timeIndex }
+    // While the scan ran a truncation may have made the segment active again (it rewrites
+    // the index files itself) or retention may have doomed it: then the files are not ours.
+    if (this.sealed && this.indexer === undefined && this.doomed === undefined) {
+      await atomicWriteFile(this.dir, basename(this.indexPath), ix.index.encode())
+      await atomicWriteFile(this.dir, basename(this.timeIndexPath), ix.timeIndex.encode())
+      this.cached = loaded
+      this.maxTimestamp = ix.maxTimestamp
+    }
+    return { loaded, reason }
   }
 
   /**

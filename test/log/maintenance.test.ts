@@ -1,4 +1,4 @@
-import { readdir, writeFile } from 'node:fs/promises'
+import { readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Log, LogOptions } from '../../src/log/index.js'
@@ -318,6 +318,38 @@ describe('concurrency', () => {
     const appended = log.append([{ value: b('x') }]) // queued after the truncation
     await Promise.all([reads(t2), t2])
     expect((await appended).firstOffset).toBe(121)
+  })
+
+  it('concurrent reads of a segment whose index files went missing rebuild them once, without failing', async () => {
+    const { log, dir } = await fresh({ segmentBytes: 150 })
+    for (let i = 0; i < 300; i += 10) {
+      await log.append(Array.from({ length: 10 }, (_, j) => ({ value: b(`v${i + j}`) })))
+    }
+    const names = (await readdir(dir)).sort()
+    const active = names
+      .filter((n) => n.endsWith('.log'))
+      .pop()!
+      .slice(0, -'.log'.length)
+    const doomed = names.filter((n) => /\.(index|timeindex)$/.test(n) && !n.startsWith(active))
+    expect(doomed.length).toBeGreaterThan(40) // more sealed segments than the index cache holds
+    for (const n of doomed) await rm(join(dir, n))
+    // Every offset, one small read each (a read inside a segment looks its position up in
+    // the offset index); four readers in step, so they ask for the same segment together.
+    const readEach = async () => {
+      const got: string[] = []
+      for (let o = 0; o < 300; o++) {
+        const rs = await log.read(o, { maxBytes: 1 })
+        got.push(new TextDecoder().decode(rs[0]!.value))
+      }
+      return got
+    }
+    const all = Array.from({ length: 300 }, (_, i) => `v${i}`)
+    for (const got of await Promise.all([readEach(), readEach(), readEach(), readEach()])) {
+      expect(got).toEqual(all)
+    }
+    const after = await readdir(dir)
+    expect(doomed.filter((n) => after.includes(n)).length).toBeGreaterThan(20) // rebuilt on disk
+    expect(after.filter((n) => n.endsWith('.tmp'))).toEqual([])
   })
 
   it('close lets queued appends finish first', async () => {
