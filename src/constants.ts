@@ -4,6 +4,11 @@
 
 /** Default network name: nodes of different networks never exchange traffic. */
 export const DEFAULT_NETWORK = 'plexus'
+/**
+ * Default `cipher`: prefer noise with AES-256-GCM when the CPU has AES instructions, else the
+ * libp2p spec's ChaCha20-Poly1305 (which every node also accepts).
+ */
+export const DEFAULT_CIPHER = 'auto' as const
 /** Default listen addresses. */
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 /** Largest payload accepted by request, broadcast, publish and tunnel send (bytes). */

@@ -130,6 +130,7 @@ class Node implements PlexusNode {
   async start(): Promise<void> {
     this.libp2p = await buildLibp2p({
       network: this.cfg.network,
+      cipher: this.cfg.cipher,
       privateKey: await loadIdentity(this.cfg.dataDir),
       listen: this.cfg.listen,
       bootstrap: this.cfg.bootstrap,

@@ -4,6 +4,7 @@
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import {
+  DEFAULT_CIPHER,
   DEFAULT_LIMITS,
   DEFAULT_LISTEN,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -14,6 +15,7 @@ import {
   DEFAULT_REPLACE_REPLICA_AFTER,
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
+import { CIPHER_CHOICES, type CipherChoice } from './transport/encrypters.js'
 import type { Limits, NodeOptions } from './types.js'
 import { parseKey } from './util/keys.js'
 import {
@@ -28,6 +30,7 @@ import {
 /** A node's validated configuration. */
 export interface NodeConfig {
   network: string
+  cipher: CipherChoice
   networkKey: Uint8Array | undefined
   listen: string[]
   bootstrap: string[]
@@ -46,6 +49,12 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   const o = checkOptions<NodeOptions>(options, 'options')
   const network = checkNetworkName(o.network ?? DEFAULT_NETWORK, 'network')
   const networkKey = o.networkKey === undefined ? undefined : parseKey(o.networkKey, 'networkKey')
+  const cipher = o.cipher ?? DEFAULT_CIPHER
+  if (!CIPHER_CHOICES.includes(cipher)) {
+    throw new InvalidArgumentError(
+      `cipher must be one of ${CIPHER_CHOICES.join(', ')}, got ${describe(cipher)}`,
+    )
+  }
   const listen = checkStringArray(o.listen, 'listen') ?? DEFAULT_LISTEN
   const bootstrap = checkStringArray(o.bootstrap, 'bootstrap') ?? []
   const discovery = checkOptions<NonNullable<NodeOptions['discovery']>>(o.discovery, 'discovery')
@@ -92,6 +101,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     checkPositiveInt(streams.raftLogBytes, 'streams.raftLogBytes') ?? DEFAULT_RAFT_LOG_BYTES
   return {
     network,
+    cipher,
     networkKey,
     listen,
     bootstrap,

@@ -9,6 +9,14 @@ export interface NodeOptions {
   network?: string
   /** Pre-shared network key (libp2p pnet): nodes without it cannot connect at all. */
   networkKey?: string | Uint8Array
+  /**
+   * AEAD of the noise encryption on this node's connections, as a preference. `auto`
+   * (default): AES-256-GCM when the CPU has AES instructions (about twice as fast there),
+   * else ChaCha20-Poly1305. `aes-256-gcm`: offer AES-256-GCM first even without detected AES
+   * instructions. `chacha20-poly1305`: speak only the libp2p noise spec. Every node also
+   * accepts ChaCha20-Poly1305, so nodes with different settings still connect.
+   */
+  cipher?: 'auto' | 'aes-256-gcm' | 'chacha20-poly1305'
   /** Multiaddrs to listen on. Default `['/ip4/0.0.0.0/tcp/0']`. */
   listen?: string[]
   /** Multiaddrs of known nodes to dial at start and keep dialling while unreachable. */

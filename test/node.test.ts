@@ -116,6 +116,7 @@ describe('createNode', () => {
       [{ relay: { port: 70000 } }, /relay.port/],
       [{ maxMessageSize: -1 }, /maxMessageSize/],
       [{ discovery: 'all' }, /discovery/],
+      [{ cipher: 'aes' }, /cipher must be one of auto, aes-256-gcm, chacha20-poly1305/],
       [{ streams: { replaceReplicaAfter: 0 } }, /streams\.replaceReplicaAfter/],
       [{ streams: { raftLogBytes: -5 } }, /streams\.raftLogBytes/],
       [{ streams: { raftLogBytes: 1.5 } }, /streams\.raftLogBytes/],

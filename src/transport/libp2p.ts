@@ -1,10 +1,10 @@
 /**
- * Builds the libp2p node under a Plexus node: TCP, noise, yamux (window capped so read
- * buffers stay bounded), identify, ping, optional pnet (network key), mDNS, kad-dht and
- * bootstrap. Protocol names carry the network name, so nodes of two networks on one
+ * Builds the libp2p node under a Plexus node: TCP, noise (AES-256-GCM preferred when the
+ * CPU has AES instructions, the libp2p spec's ChaCha20-Poly1305 always accepted; see
+ * `encrypters.ts`), yamux (window capped so read buffers stay bounded), identify, ping,
+ * optional pnet (network key), mDNS, kad-dht and bootstrap. Protocol names carry the network name, so nodes of two networks on one
  * machine never speak the same protocol.
  */
-import { noise } from '@chainsafe/libp2p-noise'
 import { bootstrap } from '@libp2p/bootstrap'
 import { identify } from '@libp2p/identify'
 import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
@@ -15,7 +15,8 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { noiseCrypto } from './noise-crypto.js'
+import { DEFAULT_CIPHER } from '../constants.js'
+import { type CipherChoice, connectionEncrypters } from './encrypters.js'
 import './yamux-window.js'
 
 /** Protocol ids of one network. */
@@ -38,6 +39,8 @@ export interface Libp2pConfig {
   networkKey?: Uint8Array
   mdns: boolean
   dht: boolean
+  /** Preferred noise AEAD; default `DEFAULT_CIPHER`. */
+  cipher?: CipherChoice
 }
 
 /** The libp2p node type Plexus runs on. */
@@ -70,7 +73,7 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
     privateKey: cfg.privateKey,
     addresses: { listen: cfg.listen },
     transports: [tcp()],
-    connectionEncrypters: [noise({ crypto: noiseCrypto })],
+    connectionEncrypters: connectionEncrypters(cfg.cipher ?? DEFAULT_CIPHER),
     streamMuxers: [
       yamux({
         streamOptions: { maxStreamWindowSize: 2 * 1024 * 1024 },
