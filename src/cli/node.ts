@@ -7,8 +7,15 @@
  * (`plexus node <id> network <n> relay <host:port> listening <addrs...>`), then
  * `joined <cluster>` per join. SIGINT/SIGTERM stop the node cleanly and exit 0.
  */
-import type { Command } from 'commander'
-import { DEFAULT_LIMITS, DEFAULT_NETWORK, DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT } from '../constants.js'
+import { type Command, Option } from 'commander'
+import {
+  DEFAULT_CIPHER,
+  DEFAULT_LIMITS,
+  DEFAULT_NETWORK,
+  DEFAULT_RELAY_HOST,
+  DEFAULT_RELAY_PORT,
+} from '../constants.js'
+import { CIPHER_CHOICES, type CipherChoice } from '../transport/encrypters.js'
 import type { JoinOptions, PlexusNode } from '../types.js'
 import {
   checkCluster,
@@ -56,6 +63,7 @@ export type JoinFlag =
 interface NodeFlags {
   network?: string
   networkKeyFile?: string
+  cipher: CipherChoice
   listen?: string[]
   bootstrap?: string[]
   dataDir?: string
@@ -157,6 +165,14 @@ export function registerNode(program: Command): void {
     .description('run an overlay node (with the relay endpoint on 127.0.0.1 for client commands)')
     .option('--network <name>', `overlay name (default ${DEFAULT_NETWORK})`, parseNetwork)
     .option('--network-key-file <file>', 'file holding the network key (pre-shared, from plexus keygen)')
+    .addOption(
+      new Option(
+        '--cipher <name>',
+        'AEAD preferred for connections (auto: AES-256-GCM with AES instructions)',
+      )
+        .choices(CIPHER_CHOICES)
+        .default(DEFAULT_CIPHER),
+    )
     .option(
       '--listen <multiaddr>',
       'address to listen on, repeatable (default /ip4/0.0.0.0/tcp/0)',
@@ -279,6 +295,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
   node = await createNode({
     network: flags.network,
     networkKey,
+    cipher: flags.cipher,
     listen: flags.listen,
     bootstrap: flags.bootstrap,
     dataDir: flags.dataDir,

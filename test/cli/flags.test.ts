@@ -32,6 +32,11 @@ describe('CLI bad input', () => {
     ['keygen: extra argument', ['keygen', 'extra'], /too many arguments|unknown command|excess/i],
     ['node: unknown flag', ['node', '--frob'], /unknown option '--frob'/],
     ['node: --network bad name', ['node', '--network', 'bad name!'], /--network must be/],
+    [
+      'node: --cipher unknown',
+      ['node', '--cipher', 'rot13'],
+      /--cipher <name>' argument 'rot13' is invalid. Allowed choices are auto, aes-256-gcm, chacha20-poly1305/,
+    ],
     ['node: --network missing value', ['node', '--network'], /--network <name>.*argument missing/],
     [
       'node: --network-key-file missing',
