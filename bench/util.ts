@@ -3,7 +3,7 @@
  * child processes that are always killed (normal end, error, Ctrl-C, parent death).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { accessSync, constants as fsConstants } from 'node:fs'
+import { accessSync, createWriteStream, constants as fsConstants } from 'node:fs'
 import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
 
@@ -146,10 +146,26 @@ function hookExit(): void {
   }
 }
 
-/** Spawns a tracked child (stdin piped: children exit when it closes, i.e. when we die). */
+/** Environment variable naming a directory that receives a copy of every child's output. */
+const CHILD_LOG_ENV = 'PLEXUS_BENCH_CHILD_LOGS'
+let childSeq = 0
+
+/**
+ * Spawns a tracked child (stdin piped: children exit when it closes, i.e. when we die).
+ * With `PLEXUS_BENCH_CHILD_LOGS=DIR` each child's stdout and stderr are also copied to
+ * `DIR/<n>-<first argument>.log` (for `--node-flags="--trace-gc ..."` and the like).
+ */
 export function spawnTracked(command: string, args: string[], env: NodeJS.ProcessEnv = {}): ChildProcess {
   hookExit()
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
+  const logDir = process.env[CHILD_LOG_ENV]
+  if (logDir) {
+    const name = (args.find((a) => !a.startsWith('-') && !a.includes('/')) ?? 'child').replace(/[^\w.-]/g, '_')
+    const log = createWriteStream(join(logDir, `${++childSeq}-${name}.log`))
+    child.stdout?.on('data', (d: Buffer) => log.write(d))
+    child.stderr?.on('data', (d: Buffer) => log.write(d))
+    child.on('exit', () => log.end())
+  }
   children.add(child)
   child.on('exit', () => children.delete(child))
   child.on('error', () => children.delete(child))

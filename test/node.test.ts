@@ -68,14 +68,17 @@ describe('createNode', () => {
     }
   })
 
-  it('bootstrap addresses connect nodes with local discovery off', async () => {
-    const network = uniqueNetwork('b')
-    const a = await startNode({ network, discovery: { local: false } })
-    const b = await startNode({ network, discovery: { local: false }, bootstrap: [a.addresses[0]!] })
-    await a.join('db', { key: generateKey(), onRequest: () => 'a' })
-    await waitForMembers(b, 'db', 1)
-    expect(dec(await b.request('db', 'x'))).toBe('a')
-  })
+  it.each([false, true])(
+    'bootstrap addresses connect nodes with local discovery off (DHT on: %s)',
+    async (dht) => {
+      const network = uniqueNetwork('b')
+      const a = await startNode({ network, discovery: { local: false, dht } })
+      const b = await startNode({ network, discovery: { local: false, dht }, bootstrap: [a.addresses[0]!] })
+      await a.join('db', { key: generateKey(), onRequest: () => 'a' })
+      await waitForMembers(b, 'db', 1)
+      expect(dec(await b.request('db', 'x'))).toBe('a')
+    },
+  )
 
   it('several processes on one machine find each other with no flags within 2 s', async () => {
     const network = uniqueNetwork('p')
