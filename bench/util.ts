@@ -160,7 +160,10 @@ export function spawnTracked(command: string, args: string[], env: NodeJS.Proces
   const child = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['pipe', 'pipe', 'pipe'] })
   const logDir = process.env[CHILD_LOG_ENV]
   if (logDir) {
-    const name = (args.find((a) => !a.startsWith('-') && !a.includes('/')) ?? 'child').replace(/[^\w.-]/g, '_')
+    const name = (args.find((a) => !a.startsWith('-') && !a.includes('/')) ?? 'child').replace(
+      /[^\w.-]/g,
+      '_',
+    )
     const log = createWriteStream(join(logDir, `${++childSeq}-${name}.log`))
     child.stdout?.on('data', (d: Buffer) => log.write(d))
     child.stderr?.on('data', (d: Buffer) => log.write(d))
