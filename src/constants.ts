@@ -9,6 +9,10 @@ export const DEFAULT_NETWORK = 'plexus'
  * libp2p spec's ChaCha20-Poly1305 (which every node also accepts).
  */
 export const DEFAULT_CIPHER = 'auto' as const
+/** Protocol id of noise with AES-256-GCM (`transport/encrypters.ts`). */
+export const NOISE_AES_GCM_PROTOCOL = '/plexus/noise-aes256gcm/1.0.0'
+/** Protocol id of the libp2p noise spec (ChaCha20-Poly1305). */
+export const NOISE_PROTOCOL = '/noise'
 /** Default listen addresses. */
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 /** Largest payload accepted by request, broadcast, publish and tunnel send (bytes). */

@@ -498,14 +498,15 @@ class Node implements PlexusNode {
   }
 
   status(): NodeStatus {
-    const peers = this.links.all().map((l) => ({
-      id: l.peer,
-      addresses: this.libp2p
-        .getConnections()
-        .filter((c) => c.remotePeer.toString() === l.peer)
-        .map((c) => c.remoteAddr.toString()),
-      latencyMs: l.latencyMs === null ? null : Math.round(l.latencyMs * 1000) / 1000,
-    }))
+    const peers = this.links.all().map((l) => {
+      const conns = this.libp2p.getConnections().filter((c) => c.remotePeer.toString() === l.peer)
+      return {
+        id: l.peer,
+        addresses: conns.map((c) => c.remoteAddr.toString()),
+        latencyMs: l.latencyMs === null ? null : Math.round(l.latencyMs * 1000) / 1000,
+        encryption: conns[0]?.encryption ?? null,
+      }
+    })
     const clusters = this.directory.clusterNames().map((name) => ({
       name,
       joined: this.directory.joined(name),

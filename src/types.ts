@@ -316,7 +316,16 @@ export interface NodeStatus {
   id: string
   network: string
   addresses: string[]
-  peers: Array<{ id: string; addresses: string[]; latencyMs: number | null }>
+  peers: Array<{
+    id: string
+    addresses: string[]
+    latencyMs: number | null
+    /**
+     * Connection encrypter negotiated with the peer: `/plexus/noise-aes256gcm/1.0.0`
+     * (AES-256-GCM) or `/noise` (ChaCha20-Poly1305); null when not known.
+     */
+    encryption: string | null
+  }>
   clusters: Array<{ name: string; joined: boolean; members: MemberStatus[] }>
   counters: Record<string, number>
   /** Streams this node knows, with the partitions it hosts. */

@@ -2,7 +2,9 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { NOISE_AES_GCM_PROTOCOL, NOISE_PROTOCOL } from '../src/constants.js'
 import { createNode, generateKey, InvalidArgumentError, NoMembersError } from '../src/index.js'
+import { hasAesInstructions } from '../src/transport/encrypters.js'
 import { startNode, startNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 import { exited, spawnNode, waitForLine } from './helpers/procs.js'
 
@@ -77,6 +79,9 @@ describe('createNode', () => {
       await a.join('db', { key: generateKey(), onRequest: () => 'a' })
       await waitForMembers(b, 'db', 1)
       expect(dec(await b.request('db', 'x'))).toBe('a')
+      expect(b.status().peers.find((p) => p.id === a.id)?.encryption).toBe(
+        hasAesInstructions() ? NOISE_AES_GCM_PROTOCOL : NOISE_PROTOCOL,
+      )
     },
   )
 

@@ -10,14 +10,10 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, describe, expect, it } from 'vitest'
+import { NOISE_AES_GCM_PROTOCOL, NOISE_PROTOCOL } from '../src/constants.js'
 import { lengthOrWait, tuneNoiseReads } from '../src/link/noise-reads.js'
 import { sendReleased } from '../src/link/send-released.js'
-import {
-  aesFromCpu,
-  type CipherChoice,
-  NOISE_AES_GCM_PROTOCOL,
-  NOISE_PROTOCOL,
-} from '../src/transport/encrypters.js'
+import { aesFromCpu, type CipherChoice } from '../src/transport/encrypters.js'
 import { buildLibp2p, type PlexusLibp2p } from '../src/transport/libp2p.js'
 import { aesGcmCrypto, chachaPolyCrypto } from '../src/transport/noise-crypto.js'
 import { uniqueNetwork } from './helpers/nodes.js'

@@ -9,6 +9,7 @@
  */
 import type { Command } from 'commander'
 import type { RelayClient } from '../../relay/client.js'
+import { NOISE_AES_GCM_PROTOCOL, NOISE_PROTOCOL } from '../constants.js'
 import type { NodeStatus } from '../types.js'
 import { withRelay } from './client.js'
 import { errorNameOf, oneLine, writeOut } from './output.js'
@@ -86,8 +87,13 @@ export function formatStatus(s: StatusWithStreams | NodeStatus): string {
   if (s.peers.length > 0) {
     out.push(
       table([
-        ['ID', 'LATENCY', 'ADDRESS'],
-        ...s.peers.map((p) => [p.id, ms(p.latencyMs), p.addresses.join(' ') || '-']),
+        ['ID', 'LATENCY', 'CIPHER', 'ADDRESS'],
+        ...s.peers.map((p) => [
+          p.id,
+          ms(p.latencyMs),
+          cipherName(p.encryption),
+          p.addresses.join(' ') || '-',
+        ]),
       ]),
     )
   }
@@ -121,4 +127,11 @@ export function formatStatus(s: StatusWithStreams | NodeStatus): string {
   out.push(`counters (${counters.length})`)
   if (counters.length > 0) out.push(table(counters.map(([k, v]) => [k, String(v)])))
   return `${out.join('\n')}\n`
+}
+
+/** Short name of a negotiated connection encrypter (older nodes' status has none). */
+function cipherName(protocol: string | null | undefined): string {
+  if (protocol === NOISE_AES_GCM_PROTOCOL) return 'aes-256-gcm'
+  if (protocol === NOISE_PROTOCOL) return 'chacha20-poly1305'
+  return protocol ?? '-'
 }

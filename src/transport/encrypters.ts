@@ -19,6 +19,7 @@
 import { readFileSync } from 'node:fs'
 import { noise } from '@chainsafe/libp2p-noise'
 import type { ConnectionEncrypter } from '@libp2p/interface'
+import { NOISE_AES_GCM_PROTOCOL } from '../constants.js'
 import { aesGcmCrypto, chachaPolyCrypto } from './noise-crypto.js'
 
 /** Which AEAD a node prefers for its connections (`NodeOptions.cipher`). */
@@ -26,10 +27,6 @@ export type CipherChoice = 'auto' | 'aes-256-gcm' | 'chacha20-poly1305'
 /** Accepted values of `NodeOptions.cipher`, the first being the default. */
 export const CIPHER_CHOICES: readonly CipherChoice[] = ['auto', 'aes-256-gcm', 'chacha20-poly1305']
 
-/** Protocol id of noise with AES-256-GCM. */
-export const NOISE_AES_GCM_PROTOCOL = '/plexus/noise-aes256gcm/1.0.0'
-/** Protocol id of the libp2p noise spec (ChaCha20-Poly1305). */
-export const NOISE_PROTOCOL = '/noise'
 /** Hashed into every AES-256-GCM handshake: binds the suite to the session keys. */
 const AES_GCM_PROLOGUE = new TextEncoder().encode('plexus noise XX 25519 AES-256-GCM SHA256')
 

@@ -5,6 +5,7 @@
 import { existsSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
+import { hasAesInstructions } from '../../src/transport/encrypters.js'
 import {
   exited,
   runCli,
@@ -62,6 +63,9 @@ describe('plexus node + request + status', () => {
     expect(human.stdout).toContain(gateway.id)
     expect(human.stdout).toMatch(/echoes: 1 member/)
     expect(human.stdout).toContain(member.id)
+    // The peer line names the cipher the two nodes negotiated.
+    const peerLine = human.stdout.split('\n').find((l) => l.trimStart().startsWith(member.id))
+    expect(peerLine).toMatch(hasAesInstructions() ? / aes-256-gcm / : / chacha20-poly1305 /)
 
     // A cluster nobody serves: NoMembersError, exit 5.
     const none = await runCli(['request', 'nobody', 'x'], { env })
