@@ -53,11 +53,11 @@ export interface ReplicaDriverOptions {
   segmentBytes?: number
   /**
    * Most milliseconds a leader holds an append that carries nothing but a new commit index
-   * for a caught-up follower while later entries are already in flight (default 10; 0 sends
-   * it at once). The next append to that follower carries the commit instead, so under
-   * pipelined traffic these messages (and the follower's answers) are mostly never sent. An
-   * idle leader (everything committed, nothing queued) sends it at once. It never delays a
-   * commit or an acknowledgement, only (briefly) what followers apply.
+   * for a caught-up follower (default 10; 0 sends it at once). The next append to that
+   * follower carries the commit instead, so under pipelined traffic, and for a publisher
+   * waiting on each acknowledgement in turn, these messages (and the follower's answers)
+   * are mostly never sent. It never delays a commit or an acknowledgement, only (briefly)
+   * what followers apply; followers serve no reads.
    */
   commitDelayMs?: number
   /** Milliseconds per Raft tick (default 50). */

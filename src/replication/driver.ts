@@ -9,9 +9,9 @@
  *   4. `advance`.
  *
  * Two exceptions to step 2 for a leader: its appends and heartbeats leave while it persists
- * (see `loop`), and while later entries are in flight an append carrying nothing but a new
- * commit index to a caught-up follower is held for up to `commitDelayMs` and dropped if the
- * next append to that follower carries the commit (see `holdCommitOnly`).
+ * (see `loop`), and an append carrying nothing but a new commit index to a caught-up
+ * follower is held for up to `commitDelayMs` and dropped if the next append to that follower
+ * carries the commit (see `holdCommitOnly`).
  *
  * No networking inside: the transport is injected as `send(to, bytes)` and feeds
  * `receive(from, bytes)`.
@@ -437,10 +437,10 @@ export class ReplicaDriver {
     const delay = this.opts.commitDelayMs ?? 10
     const node = this.node
     if (delay === 0 || node === undefined || node.raft.role !== 'leader') return false
-    // Only while more appends are certainly coming (entries not yet committed, or proposals
-    // queued): an idle leader tells its followers at once, so what they serve stays fresh.
-    const log = node.raft.log
-    if (log.lastIndex() <= log.committed && this.proposals.queue.length === 0) return false
+    // Also when idle: the answer to the proposer (who waits on the commit, not on the
+    // followers) and the next append go first, and a later append usually carries the
+    // commit instead; followers serve no reads, so a commit index up to `commitDelayMs`
+    // old costs them nothing but the moment they apply.
     const pr = node.raft.tracker.progress.get(m.to)
     if (pr === undefined || pr.state !== 'replicate') return false
     if (this.held.has(m.to)) this.counters.commitOnlySaved++
