@@ -152,6 +152,20 @@ describe('noise connections between real nodes', () => {
   afterEach(async () => {
     await Promise.all(nodes.splice(0).map((n) => n.stop()))
   })
+  /** A libp2p node as Plexus builds it, on loopback (stopped after the test). */
+  const plexusNode = async (network: string, cipher: CipherChoice) => {
+    const n = await buildLibp2p({
+      network,
+      cipher,
+      privateKey: await generateKeyPair('Ed25519'),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: [],
+      mdns: false,
+      dht: false,
+    })
+    nodes.push(n)
+    return n
+  }
 
   it.each([
     ['aes-256-gcm', NOISE_AES_GCM_PROTOCOL],
@@ -162,19 +176,7 @@ describe('noise connections between real nodes', () => {
       const seed = testSeed()
       const rand = mulberry32(seed)
       const network = uniqueNetwork('noise')
-      const build = async () => {
-        const n = await buildLibp2p({
-          network,
-          cipher,
-          privateKey: await generateKeyPair('Ed25519'),
-          listen: ['/ip4/127.0.0.1/tcp/0'],
-          bootstrap: [],
-          mdns: false,
-          dht: false,
-        })
-        nodes.push(n)
-        return n
-      }
+      const build = () => plexusNode(network, cipher)
       const [a, b] = [await build(), await build()]
       const total = 4 * 1024 * 1024
       const received = createHash('sha256')
@@ -223,19 +225,7 @@ describe('noise connections between real nodes', () => {
 
   it('negotiate AES-256-GCM between Plexus nodes and fall back to the noise spec for others', async () => {
     const network = uniqueNetwork('cipher')
-    const plexus = async (cipher: CipherChoice) => {
-      const n = await buildLibp2p({
-        network,
-        cipher,
-        privateKey: await generateKeyPair('Ed25519'),
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-        bootstrap: [],
-        mdns: false,
-        dht: false,
-      })
-      nodes.push(n)
-      return n
-    }
+    const plexus = (cipher: CipherChoice) => plexusNode(network, cipher)
     // A libp2p node as anyone would build it: standard noise only.
     const plain = (await createLibp2p({
       addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
