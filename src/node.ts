@@ -44,6 +44,7 @@ import type {
   TunnelOptions,
 } from './types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from './util/binary.js'
+import { tuneGc } from './util/gc-tuning.js'
 import { parseKey } from './util/keys.js'
 import {
   checkClusterName,
@@ -128,6 +129,7 @@ class Node implements PlexusNode {
   }
 
   async start(): Promise<void> {
+    if (this.cfg.gcTuning) await tuneGc()
     this.libp2p = await buildLibp2p({
       network: this.cfg.network,
       cipher: this.cfg.cipher,

@@ -5,6 +5,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import {
   DEFAULT_CIPHER,
+  DEFAULT_GC_TUNING,
   DEFAULT_LIMITS,
   DEFAULT_LISTEN,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -31,6 +32,7 @@ import {
 export interface NodeConfig {
   network: string
   cipher: CipherChoice
+  gcTuning: boolean
   networkKey: Uint8Array | undefined
   listen: string[]
   bootstrap: string[]
@@ -54,6 +56,9 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     throw new InvalidArgumentError(
       `cipher must be one of ${CIPHER_CHOICES.join(', ')}, got ${describe(cipher)}`,
     )
+  }
+  if (o.gcTuning !== undefined && typeof o.gcTuning !== 'boolean') {
+    throw new InvalidArgumentError(`gcTuning must be a boolean, got ${describe(o.gcTuning)}`)
   }
   const listen = checkStringArray(o.listen, 'listen') ?? DEFAULT_LISTEN
   const bootstrap = checkStringArray(o.bootstrap, 'bootstrap') ?? []
@@ -102,6 +107,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   return {
     network,
     cipher,
+    gcTuning: o.gcTuning ?? DEFAULT_GC_TUNING,
     networkKey,
     listen,
     bootstrap,

@@ -125,6 +125,7 @@ describe('createNode', () => {
       [{ maxMessageSize: -1 }, /maxMessageSize/],
       [{ discovery: 'all' }, /discovery/],
       [{ cipher: 'aes' }, /cipher must be one of auto, aes-256-gcm, chacha20-poly1305/],
+      [{ gcTuning: 'yes' }, /gcTuning must be a boolean/],
       [{ streams: { replaceReplicaAfter: 0 } }, /streams\.replaceReplicaAfter/],
       [{ streams: { raftLogBytes: -5 } }, /streams\.raftLogBytes/],
       [{ streams: { raftLogBytes: 1.5 } }, /streams\.raftLogBytes/],

@@ -69,6 +69,7 @@ interface NodeFlags {
   dataDir?: string
   relayPort: number
   mdns: boolean
+  gcTuning: boolean
 }
 
 /**
@@ -191,6 +192,7 @@ export function registerNode(program: Command): void {
       DEFAULT_RELAY_PORT,
     )
     .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
+    .option('--no-gc-tuning', "leave V8's garbage-collector settings as they are (see README Performance)")
     .option('--join <cluster>', 'serve a cluster; the flags below belong to the latest --join')
     .option('--cluster-key-file <file>', 'key of the cluster being joined (required with --join)')
     .option(
@@ -300,6 +302,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     bootstrap: flags.bootstrap,
     dataDir: flags.dataDir,
     discovery: { mdns: flags.mdns },
+    gcTuning: flags.gcTuning,
     relay: { host: DEFAULT_RELAY_HOST, port: flags.relayPort },
   })
   if (stopRequested) {
