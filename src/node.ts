@@ -129,7 +129,7 @@ class Node implements PlexusNode {
   }
 
   async start(): Promise<void> {
-    if (this.cfg.gcTuning) await tuneGc()
+    if (this.cfg.gcTuning) tuneGc()
     this.libp2p = await buildLibp2p({
       network: this.cfg.network,
       cipher: this.cfg.cipher,

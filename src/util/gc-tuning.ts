@@ -17,13 +17,15 @@
  *
  * It is a process-wide setting, applied once, at the first node's start, and only when the
  * process does not set the trigger itself (command line or `NODE_OPTIONS`) and runs a V8
- * known to have the flag (Node 22 and 24: V8 12 and 13). `gcTuning: false` leaves V8 alone.
+ * checked to take the flag at run time (Node 22 and 24: V8 12 and 13). `gcTuning: false`
+ * leaves V8 alone.
  */
+import v8 from 'node:v8'
 
 /** The V8 flag set, and the share of the allotted room (percent) at which marking starts. */
 export const GC_SOFT_TRIGGER_FLAG = '--incremental-marking-soft-trigger'
 export const GC_SOFT_TRIGGER_PERCENT = 80
-/** V8 major versions known to have the flag (Node 22: 12.4, Node 24: 13.6). */
+/** V8 major versions checked to take the flag at run time (Node 22: 12.4, Node 24: 13.6). */
 const KNOWN_V8_MAJORS = [12, 13]
 
 /** What `tuneGc` looks at and changes (the real process by default; tests pass their own). */
@@ -34,27 +36,27 @@ export interface GcTuningHost {
   setFlags(flags: string): void
 }
 
-let applied = false
+const processHost: GcTuningHost = {
+  v8Version: process.versions.v8,
+  execArgv: process.execArgv,
+  nodeOptions: process.env.NODE_OPTIONS,
+  setFlags: (flags) => v8.setFlagsFromString(flags),
+}
+let decided = false
 
 /**
- * Sets the soft trigger once per process unless the process sets it itself or V8 is not one
- * known to have it. Returns why it did nothing, or `'applied'`.
+ * Sets the soft trigger unless the process sets a marking trigger itself or V8 is not one
+ * known to take it; for this process, decided once (later calls answer `'already'`).
+ * Returns what it did.
  */
-export async function tuneGc(
-  host?: GcTuningHost,
-): Promise<'applied' | 'already' | 'user-set' | 'unknown-v8'> {
-  const real = host === undefined
-  if (real && applied) return 'already'
-  const v8 = real ? await import('node:v8') : undefined
-  const h: GcTuningHost = host ?? {
-    v8Version: process.versions.v8,
-    execArgv: process.execArgv,
-    nodeOptions: process.env.NODE_OPTIONS,
-    setFlags: (flags) => v8!.setFlagsFromString(flags),
+export function tuneGc(host?: GcTuningHost): 'applied' | 'already' | 'user-set' | 'unknown-v8' {
+  if (host === undefined) {
+    if (decided) return 'already'
+    decided = true
   }
+  const h = host ?? processHost
   const decision = decideGcTuning(h)
   if (decision === 'applied') h.setFlags(`${GC_SOFT_TRIGGER_FLAG}=${GC_SOFT_TRIGGER_PERCENT}`)
-  if (real) applied = true // decided once per process, whatever the outcome
   return decision
 }
 

@@ -14,15 +14,15 @@ const host = (over: Partial<GcTuningHost> = {}) => {
 }
 
 describe('gc tuning', () => {
-  it('sets the soft marking trigger on the V8 versions that have it', async () => {
+  it('sets the soft marking trigger on the V8 versions that have it', () => {
     for (const v8Version of ['12.4.254.21-node.57', '13.6.233.10-node.18']) {
       const { h, set } = host({ v8Version })
-      expect(await tuneGc(h)).toBe('applied')
+      expect(tuneGc(h)).toBe('applied')
       expect(set).toEqual([`${GC_SOFT_TRIGGER_FLAG}=80`])
     }
   })
 
-  it('leaves V8 alone when the process chose a marking trigger or V8 is unknown', async () => {
+  it('leaves V8 alone when the process chose a marking trigger or V8 is unknown', () => {
     const cases: Array<[Partial<GcTuningHost>, string]> = [
       [{ execArgv: ['--incremental-marking-soft-trigger=50'] }, 'user-set'],
       [{ execArgv: ['--incremental_marking_hard_trigger=90'] }, 'user-set'],
@@ -32,7 +32,7 @@ describe('gc tuning', () => {
     ]
     for (const [over, why] of cases) {
       const { h, set } = host(over)
-      expect(await tuneGc(h), JSON.stringify(over)).toBe(why)
+      expect(tuneGc(h), JSON.stringify(over)).toBe(why)
       expect(set).toEqual([])
     }
     // other flags do not count as a choice
@@ -41,9 +41,9 @@ describe('gc tuning', () => {
     )
   })
 
-  it('this process: applied once, then "already"', async () => {
-    const first = await tuneGc()
+  it('this process: decided once, then "already"', () => {
+    const first = tuneGc()
     expect(['applied', 'user-set', 'unknown-v8']).toContain(first)
-    expect(await tuneGc()).toBe('already')
+    expect(tuneGc()).toBe('already')
   })
 })
