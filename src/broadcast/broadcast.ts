@@ -18,7 +18,7 @@
  */
 import { randomInt } from 'node:crypto'
 import { FrameType, writeFrame } from '../link/frames.js'
-import type { Link } from '../link/link.js'
+import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import type { BroadcastContext } from '../types.js'
 import { type BinaryReader, BinaryWriter, DecodeError, RepeatedString } from '../util/binary.js'
 import { SeenWindows } from './seen.js'
@@ -100,8 +100,9 @@ export class Broadcaster {
 
   /**
    * Sends to every member reachable now; resolves to how many members it was handed to
-   * (this node included when it is a member), once every link it used has room again
-   * (backpressure: a fast broadcaster cannot grow link queues without bound).
+   * (this node included when it is a member), once every link it used holds less than
+   * `SENDER_WAIT_BYTES` (backpressure, as for publishers: a fast broadcaster cannot grow
+   * link queues without bound, and short queues keep block buffers reused).
    */
   async broadcast(cluster: string, data: Uint8Array): Promise<number> {
     this.seq = (this.seq + 1) >>> 0
@@ -120,7 +121,7 @@ export class Broadcaster {
     }
     const full: Link[] = []
     const sent = this.fanOut(this.host.self, this.seq, cluster, targets, data, full)
-    if (full.length > 0) await Promise.all(full.map((l) => l.writable().catch(() => {})))
+    if (full.length > 0) await Promise.all(full.map((l) => l.writable(SENDER_WAIT_BYTES).catch(() => {})))
     return local + sent
   }
 
@@ -160,7 +161,7 @@ export class Broadcaster {
         }
         this.out = frame
         link.write(this.writeOut)
-        if (full && link.full) full.push(link)
+        if (full && link.queuedBytes >= SENDER_WAIT_BYTES) full.push(link)
         sent++
       }
       this.out = EMPTY
@@ -184,7 +185,7 @@ export class Broadcaster {
       const delegates: string[] = []
       for (let i = start; i < end; i++) if (i !== head) delegates.push(targets[i]!)
       link.write((w) => writeBroadcast(w, origin, seq, cluster, delegates, data))
-      if (full && link.full) full.push(link)
+      if (full && link.queuedBytes >= SENDER_WAIT_BYTES) full.push(link)
       sent += 1 + delegates.length
     }
     return sent

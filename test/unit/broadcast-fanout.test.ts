@@ -1,13 +1,15 @@
 import { describe, expect, it } from 'vitest'
 import { BROADCAST_FANOUT, Broadcaster } from '../../src/broadcast/broadcast.js'
 import { FRAME_HEADER_BYTES, FrameType } from '../../src/link/frames.js'
-import type { Link } from '../../src/link/link.js'
+import { type Link, SENDER_WAIT_BYTES } from '../../src/link/link.js'
 import { BinaryReader, BinaryWriter } from '../../src/util/binary.js'
 
 /** A link stand-in that keeps each frame written to it. */
 class FakeLink {
   readonly frames: Uint8Array[] = []
-  readonly full = false
+  queuedBytes = 0
+  /** `writable` calls: the threshold asked for, and how to let the caller go on. */
+  readonly waits: Array<{ below: number | undefined; release: () => void }> = []
   constructor(readonly peer: string) {}
   write(encode: (w: BinaryWriter) => void): number {
     const w = new BinaryWriter(64)
@@ -15,8 +17,8 @@ class FakeLink {
     this.frames.push(w.finish().slice())
     return 0
   }
-  writable(): Promise<void> {
-    return Promise.resolve()
+  writable(below?: number): Promise<void> {
+    return new Promise((release) => this.waits.push({ below, release }))
   }
 }
 
@@ -83,6 +85,29 @@ describe('Broadcaster fan-out', () => {
     links.delete('peer-002')
     expect(await b.broadcast('c', new Uint8Array([1]))).toBe(3)
     expect(counters['broadcasts.unreachable']).toBe(1)
+  })
+
+  it('waits while a link it used holds SENDER_WAIT_BYTES or more, for that link only', async () => {
+    for (const members of [3, 20]) {
+      // 3: one frame per member; 20: group heads carry delegates
+      const { b, links } = setup(members)
+      const all = [...links.values()]
+      // peer-000 and peer-002 receive a frame in both cases (with 20, they head groups 0 and 1)
+      const busy = all[0]!
+      busy.queuedBytes = SENDER_WAIT_BYTES // exactly at the threshold: waits
+      all[2]!.queuedBytes = SENDER_WAIT_BYTES - 1 // just below: does not
+      let done = false
+      const p = b.broadcast('c', new Uint8Array([1])).then(() => {
+        done = true
+      })
+      await new Promise((r) => setImmediate(r))
+      expect(done, `${members} members`).toBe(false)
+      expect(busy.waits.map((w) => w.below)).toEqual([SENDER_WAIT_BYTES])
+      expect(all.filter((l) => l !== busy).every((l) => l.waits.length === 0)).toBe(true)
+      busy.waits[0]!.release()
+      await p
+      expect(done).toBe(true)
+    }
   })
 
   it('drops its own broadcast coming back, and any repeated one', () => {
