@@ -119,9 +119,10 @@ export class Broadcaster {
       this.deliver(cluster, this.host.self, data)
       local = 1
     }
-    const full: Link[] = []
-    const sent = this.fanOut(this.host.self, this.seq, cluster, targets, data, full)
-    if (full.length > 0) await Promise.all(full.map((l) => l.writable(SENDER_WAIT_BYTES).catch(() => {})))
+    const crowded: Link[] = []
+    const sent = this.fanOut(this.host.self, this.seq, cluster, targets, data, crowded)
+    if (crowded.length > 0)
+      await Promise.all(crowded.map((l) => l.writable(SENDER_WAIT_BYTES).catch(() => {})))
     return local + sent
   }
 
@@ -133,7 +134,8 @@ export class Broadcaster {
   /**
    * Splits `targets` into groups and sends one frame per group head. When every group is
    * a single member (no delegates: clusters up to `BROADCAST_FANOUT` members) the frames are
-   * identical, so the frame is encoded once and copied into each link.
+   * identical, so the frame is encoded once and copied into each link. Links left crowded
+   * (see `Link.crowded`) are added to `crowded` when given.
    */
   private fanOut(
     origin: string,
@@ -141,7 +143,7 @@ export class Broadcaster {
     cluster: string,
     targets: string[],
     data: Uint8Array,
-    full?: Link[],
+    crowded?: Link[],
   ): number {
     const n = targets.length
     const groups = Math.min(BROADCAST_FANOUT, n)
@@ -161,7 +163,7 @@ export class Broadcaster {
         }
         this.out = frame
         link.write(this.writeOut)
-        if (full && link.queuedBytes >= SENDER_WAIT_BYTES) full.push(link)
+        if (crowded && link.crowded) crowded.push(link)
         sent++
       }
       this.out = EMPTY
@@ -185,7 +187,7 @@ export class Broadcaster {
       const delegates: string[] = []
       for (let i = start; i < end; i++) if (i !== head) delegates.push(targets[i]!)
       link.write((w) => writeBroadcast(w, origin, seq, cluster, delegates, data))
-      if (full && link.queuedBytes >= SENDER_WAIT_BYTES) full.push(link)
+      if (crowded && link.crowded) crowded.push(link)
       sent += 1 + delegates.length
     }
     return sent

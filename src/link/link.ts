@@ -107,6 +107,14 @@ export class Link {
     return this.sealedBytes + this.w.length
   }
 
+  /**
+   * True while publishers and broadcasters should wait: `SENDER_WAIT_BYTES` or more queued
+   * (they `await writable(SENDER_WAIT_BYTES)`).
+   */
+  get crowded(): boolean {
+    return this.queuedBytes >= SENDER_WAIT_BYTES
+  }
+
   /** True when the queue is over its bound; callers that can wait should `await writable()`. */
   get full(): boolean {
     return this.queuedBytes >= this.maxQueuedBytes

@@ -234,8 +234,7 @@ export class PubSub {
           link.write((w) =>
             writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers)),
           )
-        if (link.queuedBytes >= SENDER_WAIT_BYTES)
-          (waits ??= []).push(link.writable(SENDER_WAIT_BYTES).catch(() => {}))
+        if (link.crowded) (waits ??= []).push(link.writable(SENDER_WAIT_BYTES).catch(() => {}))
       }
     }
     this.out = EMPTY

@@ -8,6 +8,9 @@ import { BinaryReader, BinaryWriter } from '../../src/util/binary.js'
 class FakeLink {
   readonly frames: Uint8Array[] = []
   queuedBytes = 0
+  get crowded(): boolean {
+    return this.queuedBytes >= SENDER_WAIT_BYTES
+  }
   /** `writable` calls: the threshold asked for, and how to let the caller go on. */
   readonly waits: Array<{ below: number | undefined; release: () => void }> = []
   constructor(readonly peer: string) {}

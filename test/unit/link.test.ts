@@ -1,7 +1,7 @@
 import type { Stream } from '@libp2p/interface'
 import { describe, expect, it } from 'vitest'
 import { encodeBytesFrame, FrameType } from '../../src/link/frames.js'
-import { LINK_BLOCK, Link, readFrames } from '../../src/link/link.js'
+import { LINK_BLOCK, Link, readFrames, SENDER_WAIT_BYTES } from '../../src/link/link.js'
 import { mulberry32, testSeed } from '../helpers/rng.js'
 
 /** Stand-in for a libp2p stream: records what is sent; `accept` decides send()'s answer. */
@@ -79,6 +79,32 @@ describe('Link', () => {
     s.dispatchEvent(new Event('drain'))
     expect(link.queuedBytes).toBe(0)
     expect(decode(s.sent)).toEqual(messages)
+  })
+
+  it('is crowded from SENDER_WAIT_BYTES queued, and writable(SENDER_WAIT_BYTES) waits for less', async () => {
+    const s = new FakeStream()
+    s.accept = false
+    const link = new Link('p', s as unknown as Stream, 8 << 20, 0)
+    link.write((w) => encodeBytesFrame(w, FrameType.Announce, payload(100, 1)))
+    link.flushNow() // the stream takes this one, then pushes back
+    const frame = payload(10_000, 2)
+    while (link.queuedBytes < SENDER_WAIT_BYTES - 20_000)
+      link.write((w) => encodeBytesFrame(w, FrameType.Announce, frame))
+    expect(link.crowded).toBe(false)
+    while (link.queuedBytes < SENDER_WAIT_BYTES)
+      link.write((w) => encodeBytesFrame(w, FrameType.Announce, frame))
+    expect(link.crowded).toBe(true)
+    expect(link.full).toBe(false)
+    let room = false
+    const waiting = link.writable(SENDER_WAIT_BYTES).then(() => {
+      room = true
+    })
+    await turn()
+    expect(room).toBe(false)
+    s.accept = true
+    s.dispatchEvent(new Event('drain'))
+    await waiting
+    expect(link.crowded).toBe(false)
   })
 })
 
