@@ -183,7 +183,14 @@ export class RaftLogStorage implements Storage {
         { hs: diskHs, diskHs, conf: conf ?? { index: 0, voters: [] }, snap },
         memoryBytes,
       )
-      st.released = opts.applied ?? 0
+      // Commit-only hard state changes are written lazily, so after a crash the commit index
+      // on disk can lag what the state machine applied by everything since the last term
+      // change. Only committed entries are ever applied: an applied index is a commit index
+      // too. Taking it here keeps the core from handing those entries out again (they may
+      // have left memory already) and keeps `released` at or below the core's applied index,
+      // the invariant that lets `entries` serve every entry the core will apply from memory.
+      const applied = opts.applied ?? 0
+      st.released = applied // entries up to min(applied, last) may leave memory while loading
       await loadEntries(log, snap, files.snap, (e) => st.push(e))
       if (conf === undefined || conf.index < S) {
         conf =
@@ -191,7 +198,11 @@ export class RaftLogStorage implements Storage {
         await writeStateFile(files.cs, StateKind.confState, encodePersistedConf(conf))
       }
       st.conf = conf
-      st.hs = { ...diskHs, commit: Math.max(S, Math.min(diskHs.commit, st.last)) }
+      const commit = Math.max(S, Math.min(Math.max(diskHs.commit, applied), st.last))
+      st.hs = { ...diskHs, commit }
+      // Entries the state machine applied beyond the raft log (a log that lost its tail) come
+      // again from the leader and must stay until the core hands them out: never above commit.
+      st.released = Math.min(applied, commit)
       return st
     } catch (err) {
       await log.close().catch(() => {})

@@ -76,12 +76,21 @@ export class Replica {
     private readonly net: MemNet,
     private readonly voters: string[],
     private readonly extra: Partial<ReplicaDriverOptions> = {},
+    /**
+     * The state machine survives restarts (as a partition log does): what it applied stays,
+     * and the driver is started with `applied` = its last applied index, so only later
+     * entries are replayed.
+     */
+    private readonly durableState = false,
   ) {}
 
   async start(): Promise<void> {
-    this.applied = []
-    this.lastApplied = 0
+    if (!this.durableState) {
+      this.applied = []
+      this.lastApplied = 0
+    }
     this.driver = new ReplicaDriver({
+      applied: this.lastApplied,
       id: this.id,
       dir: this.dir,
       voters: this.voters,
@@ -124,11 +133,12 @@ export class Replica {
 export async function makeCluster(
   n = 3,
   extra: Partial<ReplicaDriverOptions> = {},
+  durableState = false,
 ): Promise<{ net: MemNet; reps: Replica[]; ids: string[]; root: string; cleanup: () => Promise<void> }> {
   const { dir: root, cleanup } = await tempDir()
   const net = new MemNet()
   const ids = Array.from({ length: n }, (_, i) => `n${i + 1}`)
-  const reps = ids.map((id) => new Replica(id, join(root, id), net, ids, extra))
+  const reps = ids.map((id) => new Replica(id, join(root, id), net, ids, extra, durableState))
   for (const r of reps) await r.start()
   return {
     net,

@@ -146,6 +146,28 @@ describe('RaftLogStorage', () => {
     await re.close()
   })
 
+  it('reopens with the commit index at the applied index when the file lags it (issue 19)', async () => {
+    const d = await dir()
+    const st = await RaftLogStorage.open({ dir: d, voters: ['a'], memoryBytes: 1 })
+    await st.append(ents(1, 40, 1))
+    await st.setHardState({ term: 1, vote: 'a', commit: 2 }) // written: the term changed
+    await st.setHardState({ term: 1, vote: 'a', commit: 40 }) // commit-only: memory only
+    await st.close() // a crash: the file says commit 2
+    // The state machine applied up to 30; entries after it stay in memory, 31..40 are served.
+    const re = await RaftLogStorage.open({ dir: d, memoryBytes: 1, applied: 30 })
+    expect(re.initialState().hardState.commit).toBe(30)
+    expect(re.memory()).toMatchObject({ first: 31, entries: 10 })
+    expect(re.entries(31, 41, Infinity).map((e) => e.index)).toEqual(ents(31, 40, 1).map((e) => e.index))
+    await re.close()
+    // A state machine ahead of the raft log (its tail was lost): commit stops at the last entry,
+    // and entries appended after it stay in memory until released.
+    const ahead = await RaftLogStorage.open({ dir: d, memoryBytes: 1, applied: 45 })
+    expect(ahead.initialState().hardState.commit).toBe(40)
+    await ahead.append(ents(41, 45, 1))
+    expect(ahead.entries(41, 46, Infinity).map((e) => e.index)).toEqual([41, 42, 43, 44, 45])
+    await ahead.close()
+  })
+
   it('rejects corrupt state files with a clear error and changes nothing', async () => {
     const d = await dir()
     const st = await RaftLogStorage.open({ dir: d, voters: ['a'] })
