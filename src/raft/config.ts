@@ -29,6 +29,13 @@ export interface RaftConfig {
   checkQuorum?: boolean
   /** Uniform random number in [0, 1), seeded by the caller: picks the election timeout. */
   rand: () => number
+  /**
+   * This member's log was lost and restarted empty (a rebuilt replica): it grants no vote and
+   * starts no election until a leader's append shows its log holds everything that leader
+   * had committed. Otherwise it could help elect a leader lacking entries that were
+   * committed with its own (lost) acknowledgement. Default false.
+   */
+  recovering?: boolean
 }
 
 /** A validated configuration with every default filled in. */
@@ -67,5 +74,6 @@ export function resolveConfig(cfg: RaftConfig): ResolvedConfig {
     preVote: cfg.preVote ?? true,
     checkQuorum: cfg.checkQuorum ?? true,
     rand: cfg.rand,
+    recovering: cfg.recovering === true,
   }
 }

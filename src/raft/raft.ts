@@ -43,6 +43,8 @@ export class Raft {
   /** Index of the last conf change proposed by this leader; no new one until it is applied. */
   pendingConfIndex = 0
   leadTransferee: NodeId | null = null
+  /** No votes, no campaigns until a leader catches this member up (see `RaftConfig.recovering`). */
+  recovering: boolean
   readonly maxSizePerMsg: number
   readonly maxCommittedSize: number
   private readonly electionTimeout: number
@@ -64,6 +66,7 @@ export class Raft {
     this.preVote = cfg.preVote
     this.checkQuorum = cfg.checkQuorum
     this.rand = cfg.rand
+    this.recovering = cfg.recovering
     const { hardState, confState } = cfg.storage.initialState()
     this.log = new RaftLog(cfg.storage, hardState.commit, cfg.applied)
     this.tracker = new ProgressTracker(cfg.maxInflightMsgs)
@@ -200,7 +203,7 @@ export class Raft {
 
   /** Starts an election (pre-vote first if enabled) unless leader, not a voter, or conf changes are unapplied. */
   hup(transfer: boolean): void {
-    if (this.role === 'leader' || !this.promotable()) return
+    if (this.role === 'leader' || !this.promotable() || this.recovering) return
     if (this.hasUnappliedConfChanges()) return
     if (this.preVote && !transfer) this.campaign('MsgPreVote', false)
     else this.campaign('MsgVote', transfer)
@@ -279,9 +282,10 @@ export class Raft {
 
   private handleVote(m: Message & { type: 'MsgVote' | 'MsgPreVote' }): void {
     const canVote =
-      this.vote === m.from ||
-      (this.vote === null && this.leader === null) ||
-      (m.type === 'MsgPreVote' && m.term > this.term)
+      !this.recovering &&
+      (this.vote === m.from ||
+        (this.vote === null && this.leader === null) ||
+        (m.type === 'MsgPreVote' && m.term > this.term))
     if (canVote && this.log.isUpToDate(m.index, m.logTerm)) {
       // A granted vote answers with the request's term so a pre-candidate can count it.
       this.send(message({ type: voteRespType(m.type), to: m.from, term: m.term }))

@@ -47,6 +47,8 @@ export interface Status {
   leader: NodeId | null
   role: Role
   voters: NodeId[]
+  /** A rebuilt member not yet caught up by a leader: it neither votes nor campaigns. */
+  recovering: boolean
   /** Leader only: per-member replication progress. */
   progress: Record<NodeId, { match: number; next: number; state: ProgressState; inflight: number }>
 }
@@ -238,6 +240,7 @@ export class RawNode {
       leader: r.leader,
       role: r.role,
       voters: [...r.tracker.voters].sort(),
+      recovering: r.recovering,
       progress,
     }
   }

@@ -20,6 +20,8 @@ export function handleAppend(r: Raft, m: Message): void {
   }
   const lastNew = log.maybeAppend(m.index, m.logTerm, m.commit, m.entries)
   if (lastNew !== undefined) {
+    // Our log matches the leader's through lastNew, and it had committed up to m.commit.
+    if (r.recovering && lastNew >= m.commit) r.recovering = false
     r.send(message({ type: 'MsgAppResp', to: m.from, index: lastNew }))
     return
   }

@@ -127,6 +127,7 @@ export class ReplicaDriver {
         applied: o.applied ?? 0,
         electionTick: o.electionTick ?? 10,
         heartbeatTick: o.heartbeatTick ?? 1,
+        recovering: store.recovering,
         ...o.raft,
       })
       this.store = store
@@ -390,6 +391,7 @@ export class ReplicaDriver {
         if (this.killed) return
         node.advance(rd)
         store.release(node.raft.log.applied) // applied entries may leave memory (over budget)
+        if (store.recovering && !node.raft.recovering) await this.withStorage(() => store.clearRecovering())
         if (node.raft.role !== 'leader' && this.proposals.pending.size > 0)
           this.proposals.rejectPending(
             new LeadershipLostError(`${this.id} lost leadership; the outcome is unknown`),

@@ -20,9 +20,10 @@ export class NotLeaderError extends PlexusError {
 /**
  * This member lost leadership while the proposal was appended but not yet committed. The
  * outcome is unknown: a later leader may still commit the entry, or may overwrite it. Retry
- * only with an idempotent payload (or deduplicate on apply).
+ * only with an idempotent payload (or deduplicate on apply). The public class of that name
+ * (errors.ts): it crosses the wire by name, so a publisher sees it as such.
  */
-export class LeadershipLostError extends PlexusError {}
+export { LeadershipLostError } from '../errors.js'
 
 /**
  * A different entry was committed at the proposal's index: the proposal definitely did not

@@ -21,5 +21,6 @@ export {
   type PersistedConfState,
   RaftLogStorage,
   type RaftLogStorageOptions,
+  resetReplicaLog,
 } from './storage.js'
 export { MAX_RAFT_FRAME, RaftTransport, type RaftTransportHost } from './transport.js'

@@ -4,7 +4,7 @@
  *
  *   0  4 bytes  magic "PXRS"
  *   4  u8       format version (1)
- *   5  u8       kind (1 hard state, 2 conf state, 3 snapshot)
+ *   5  u8       kind (1 hard state, 2 conf state, 3 snapshot, 4 recovering marker)
  *   6  u32      payload length
  *   10 u32      CRC-32 (zlib) of the payload
  *   14 ...      payload
@@ -23,7 +23,7 @@ const VERSION = 1
 const HEADER = 14
 
 /** Kinds of state file; the kind is checked on read so files cannot be swapped. */
-export const StateKind = { hardState: 1, confState: 2, snapshot: 3 } as const
+export const StateKind = { hardState: 1, confState: 2, snapshot: 3, recovering: 4 } as const
 /** One of `StateKind`'s values. */
 export type StateKindCode = (typeof StateKind)[keyof typeof StateKind]
 

@@ -7,6 +7,8 @@
  *   <dir>/hardstate   term, vote, commit          (atomic, checksummed: statefile.ts)
  *   <dir>/confstate   voters + index they were applied at
  *   <dir>/snapshot    index, term, configuration and data of the last compaction / install
+ *   <dir>/recovering  present while a replica rebuilt by `resetReplicaLog` has not yet been
+ *                     caught up by a leader (the core then neither votes nor campaigns)
  *
  * The core reads storage synchronously. Terms of every entry after the snapshot point are kept
  * in memory (as runs: one item per term change); entry data only for a recent window: every
@@ -16,8 +18,9 @@
  * driver to send again. Every write goes to disk first and is reflected in memory only once
  * durable.
  */
-import { mkdir } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fsyncDir, unlinkIfExists } from '../log/fsutil.js'
 import type { Log, RecoveryReport, ReplicaRecord } from '../log/index.js'
 import { openLog } from '../log/index.js'
 import {
@@ -118,6 +121,11 @@ export class RaftLogStorage implements Storage {
   windowLoads = 0
   /** Called when old entries asked for were read back from disk (`entries` may now serve them). */
   onLoaded: (() => void) | undefined
+  /**
+   * The log was rebuilt empty (`resetReplicaLog`) and no leader has caught it up yet: start
+   * the core with `recovering` (see `RaftConfig.recovering`), then `clearRecovering`.
+   */
+  recovering = false
 
   private constructor(
     readonly dir: string,
@@ -147,8 +155,15 @@ export class RaftLogStorage implements Storage {
   static async open(opts: RaftLogStorageOptions): Promise<RaftLogStorage> {
     const { dir } = opts
     await mkdir(dir, { recursive: true })
-    const files = { hs: join(dir, 'hardstate'), cs: join(dir, 'confstate'), snap: join(dir, 'snapshot') }
+    const files = {
+      hs: join(dir, 'hardstate'),
+      cs: join(dir, 'confstate'),
+      snap: join(dir, 'snapshot'),
+      rec: join(dir, 'recovering'),
+    }
     for (const f of Object.values(files)) await removeTemp(f)
+    const recovering =
+      (await readStateFile(files.rec, StateKind.recovering).catch(() => new Uint8Array())) !== undefined
     const hsBytes = await readStateFile(files.hs, StateKind.hardState)
     const csBytes = await readStateFile(files.cs, StateKind.confState)
     const snapBytes = await readStateFile(files.snap, StateKind.snapshot)
@@ -198,6 +213,7 @@ export class RaftLogStorage implements Storage {
         await writeStateFile(files.cs, StateKind.confState, encodePersistedConf(conf))
       }
       st.conf = conf
+      st.recovering = recovering
       const commit = Math.max(S, Math.min(Math.max(diskHs.commit, applied), st.last))
       st.hs = { ...diskHs, commit }
       // Entries the state machine applied beyond the raft log (a log that lost its tail) come
@@ -208,6 +224,13 @@ export class RaftLogStorage implements Storage {
       await log.close().catch(() => {})
       throw err
     }
+  }
+
+  /** A leader caught the rebuilt log up: removes the `recovering` marker (durably). */
+  async clearRecovering(): Promise<void> {
+    if (!this.recovering) return
+    if (await unlinkIfExists(join(this.dir, 'recovering'))) await fsyncDir(this.dir)
+    this.recovering = false
   }
 
   /** What the commit log found and repaired on open (torn tail, rebuilt indexes). */
@@ -500,6 +523,31 @@ export class RaftLogStorage implements Storage {
   private async writeSnapshot(s: Snapshot): Promise<void> {
     await writeStateFile(join(this.dir, 'snapshot'), StateKind.snapshot, encodeSnapshot(s))
   }
+}
+
+/**
+ * Empties the replica directory `dir` (closed) so the replica restarts with no log, to be
+ * rebuilt from the other replicas (a leader sends it a snapshot): writes the `recovering`
+ * marker first (durably), then removes the raft log, the snapshot and the configuration. The
+ * hard state (term and vote) is kept when it is readable, so a vote given before is not
+ * given twice; the marker keeps the replica from voting or campaigning until a leader has
+ * caught it up, so its lost acknowledgements cannot help elect a leader missing committed
+ * entries. Idempotent: a crash in the middle is finished by calling it again.
+ */
+export async function resetReplicaLog(dir: string): Promise<void> {
+  await mkdir(dir, { recursive: true })
+  await writeStateFile(join(dir, 'recovering'), StateKind.recovering, new Uint8Array(0))
+  const hs = join(dir, 'hardstate')
+  const readable = await readStateFile(hs, StateKind.hardState)
+    .then((b) => b !== undefined && decodeOr(hs, () => decodeHardState(b)) !== undefined)
+    .catch(() => false)
+  if (!readable) await unlinkIfExists(hs)
+  for (const f of ['snapshot', 'confstate']) {
+    await unlinkIfExists(join(dir, f))
+    await unlinkIfExists(join(dir, `${f}.tmp`))
+  }
+  await rm(join(dir, 'log'), { recursive: true, force: true })
+  await fsyncDir(dir)
 }
 
 /**

@@ -473,3 +473,70 @@ describe('RawNode Ready loop', () => {
     expect(() => rn.propose(enc('x'))).toThrow(ProposalDroppedError)
   })
 })
+
+describe('a recovering (rebuilt) member', () => {
+  const ent = (index: number, term: number) => ({
+    index,
+    term,
+    type: 'normal' as const,
+    data: enc(`e${index}`),
+  })
+  const storage = new MemoryStorage({ voters: ['a', 'b', 'c'] })
+  const drain = (rn: RawNode): Message[] => {
+    const out: Message[] = []
+    while (rn.hasReady()) {
+      const rd = rn.ready()
+      storage.append(rd.entries)
+      if (rd.hardState) storage.setHardState(rd.hardState)
+      out.push(...rd.messages)
+      rn.advance(rd)
+    }
+    return out
+  }
+
+  it('neither campaigns nor votes until a leader has caught its log up to its commit', () => {
+    const rn = new RawNode({
+      id: 'c',
+      storage,
+      rand: () => 0,
+      checkQuorum: false, // the vote at the end is not ignored as within a leader's lease
+      recovering: true,
+    })
+    for (let i = 0; i < 50; i++) rn.tick()
+    expect(drain(rn).filter((m) => m.type === 'MsgPreVote' || m.type === 'MsgVote')).toEqual([])
+    rn.step(message({ type: 'MsgVote', from: 'b', to: 'c', term: 3, index: 9, logTerm: 3 }))
+    expect(drain(rn).find((m) => m.type === 'MsgVoteResp')?.reject).toBe(true)
+    // A leader's append that leaves us short of its commit (3 of 5): still recovering.
+    rn.step(
+      message({
+        type: 'MsgApp',
+        from: 'a',
+        to: 'c',
+        term: 3,
+        index: 0,
+        logTerm: 0,
+        commit: 5,
+        entries: [1, 2, 3].map((i) => ent(i, 3)),
+      }),
+    )
+    drain(rn)
+    expect(rn.status().recovering).toBe(true)
+    rn.step(
+      message({
+        type: 'MsgApp',
+        from: 'a',
+        to: 'c',
+        term: 3,
+        index: 3,
+        logTerm: 3,
+        commit: 5,
+        entries: [4, 5].map((i) => ent(i, 3)),
+      }),
+    )
+    drain(rn)
+    expect(rn.status()).toMatchObject({ recovering: false, commit: 5 })
+    // Caught up: a later election counts on it again.
+    rn.step(message({ type: 'MsgVote', from: 'b', to: 'c', term: 4, index: 5, logTerm: 3 }))
+    expect(drain(rn).find((m) => m.type === 'MsgVoteResp')?.reject).toBe(false)
+  })
+})

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { appendFile, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -8,6 +9,7 @@ import {
   LeadershipLostError,
   NotLeaderError,
   ReplicaDriver,
+  resetReplicaLog,
 } from '../../src/replication/index.js'
 import { b, leaderOf, makeCluster, proposeAll, Replica, s, until } from './helpers.js'
 
@@ -427,5 +429,35 @@ describe('ReplicaDriver restart with a durable state machine', () => {
     await round(50)
     expect(errors).toEqual([])
     for (const r of reps) expect(r.payloads()).toEqual(committed)
+  })
+})
+
+describe('ReplicaDriver with a log rebuilt by resetReplicaLog', () => {
+  it('votes for no one until a leader caught it up, then holds every committed entry', async () => {
+    const { reps } = await cluster()
+    const leader = await leaderOf(reps)
+    const committed = range(0, 100)
+    await proposeAll(leader, committed)
+    const [rebuilt, other] = reps.filter((r) => r !== leader) as [Replica, Replica]
+    await until(() => rebuilt.applied.length === committed.length, 5000, 'follower applied')
+    await rebuilt.kill()
+    await resetReplicaLog(rebuilt.dir)
+    expect((await readdir(rebuilt.dir)).sort()).toEqual(['hardstate', 'recovering'])
+    await leader.kill()
+    // The rebuilt member and the other follower alone: the rebuilt one grants no vote, so no
+    // leader can be elected without the old leader's log.
+    await rebuilt.start()
+    expect(rebuilt.driver.status().recovering).toBe(true)
+    await new Promise((r) => setTimeout(r, 1500)) // about 3 election timeouts (tickMs 20)
+    expect([rebuilt.driver.role, other.driver.role]).not.toContain('leader')
+    expect(rebuilt.driver.status().recovering).toBe(true)
+    await leader.start()
+    const l2 = await leaderOf(reps, 10_000)
+    expect(l2).not.toBe(rebuilt)
+    await proposeAll(l2, ['after'])
+    await until(() => rebuilt.applied.length === committed.length + 1, 10_000, 'rebuilt replica caught up')
+    expect(rebuilt.payloads()).toEqual([...committed, 'after'])
+    expect(rebuilt.driver.status().recovering).toBe(false)
+    await until(() => !existsSync(join(rebuilt.dir, 'recovering')), 5000, 'marker removed')
   })
 })
