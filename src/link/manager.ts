@@ -1,7 +1,11 @@
 /**
  * Keeps one link per connected peer of the same network. On every new connection it opens
  * the link stream; a peer that does not speak this network's link protocol (another
- * network) is hung up on. Heartbeats measure latency and find silent peers: a peer not
+ * network) is hung up on and not tried again for a while: `FOREIGN_RETRY_MIN` ms, doubling at
+ * each refusal up to `FOREIGN_RETRY_MAX` (a node restarted with another `network` on the same
+ * peer id is linked again later). A sign that it speaks the protocol now (it opens a link
+ * stream to us, or identify lists the protocol) ends the wait at once; at most
+ * `FOREIGN_MAX` such peers are remembered. Heartbeats measure latency and find silent peers: a peer not
  * heard from for `deadAfter` ms is disconnected. Frames received from any peer are handed
  * to the registered handler by type.
  *
@@ -17,6 +21,13 @@ import { Link, readFrames } from './link.js'
 import { tuneNoiseReads } from './noise-reads.js'
 import { sendReleased } from './send-released.js'
 import { corkSocketWrites } from './socket-writes.js'
+
+/** First wait before a peer that refused our link protocol is tried again (ms). */
+export const FOREIGN_RETRY_MIN = 10_000
+/** Longest such wait: it doubles at each refusal up to this (ms). */
+export const FOREIGN_RETRY_MAX = 5 * 60_000
+/** Most peers remembered as refusing our link protocol (the oldest are forgotten first). */
+export const FOREIGN_MAX = 4096
 
 /** Options of the link manager (defaults in constants.ts `LINK`). */
 export interface LinkManagerOptions {
@@ -41,7 +52,8 @@ export interface LinkEvents {
 export class LinkManager {
   private readonly links = new Map<string, Link>()
   private readonly opening = new Map<string, Promise<Link | undefined>>()
-  private readonly foreign = new Set<string>()
+  /** Peers that refused our link protocol: not tried again before `until` (see the module doc). */
+  private readonly foreign = new Map<string, { until: number; wait: number }>()
   private heartbeat: NodeJS.Timeout | undefined
   private stopped = false
   private readonly now: () => number
@@ -72,6 +84,14 @@ export class LinkManager {
       const conn = evt.detail as Connection
       tuneConnection(conn)
       void this.ensure(conn.remotePeer)
+    })
+    this.on('peer:identify', (evt) => {
+      const r = evt.detail as { peerId: PeerId; protocols: string[] }
+      // It speaks our protocol now (restarted on our network): no need to wait any longer.
+      if (this.foreign.has(r.peerId.toString()) && r.protocols.includes(this.opts.protocol)) {
+        this.foreign.delete(r.peerId.toString())
+        void this.ensure(r.peerId)
+      }
     })
     this.on('peer:disconnect', (evt) => {
       const peer = (evt.detail as PeerId).toString()
@@ -107,7 +127,7 @@ export class LinkManager {
     const key = peer.toString()
     const existing = this.get(key)
     if (existing) return Promise.resolve(existing)
-    if (this.stopped || this.foreign.has(key)) return Promise.resolve(undefined)
+    if (this.stopped || this.refused(key)) return Promise.resolve(undefined)
     let p = this.opening.get(key)
     if (p) return p
     p = this.open(peer).finally(() => this.opening.delete(key))
@@ -124,12 +144,13 @@ export class LinkManager {
       })
     } catch (err) {
       if ((err as Error).name === 'UnsupportedProtocolError') {
-        // Another network (or not Plexus): never exchange traffic with it.
-        this.foreign.add(key)
+        // Another network (or not Plexus): no traffic with it; tried again after a while.
+        this.markForeign(key)
         await this.libp2p.hangUp(peer).catch(() => {})
       }
       return undefined
     }
+    this.foreign.delete(key)
     if (this.stopped) {
       stream.abort(new Error('stopped'))
       return undefined
@@ -150,9 +171,25 @@ export class LinkManager {
     return link
   }
 
+  /** True while `peer` refused our link protocol recently (see the module doc). */
+  private refused(peer: string): boolean {
+    const f = this.foreign.get(peer)
+    return f !== undefined && this.now() < f.until
+  }
+
+  /** `peer` refused our link protocol: wait before trying it again, longer each time. */
+  private markForeign(peer: string): void {
+    const prev = this.foreign.get(peer)
+    const wait = prev === undefined ? FOREIGN_RETRY_MIN : Math.min(prev.wait * 2, FOREIGN_RETRY_MAX)
+    this.foreign.delete(peer) // re-inserted last: the oldest are forgotten first
+    this.foreign.set(peer, { until: this.now() + wait, wait })
+    if (this.foreign.size > FOREIGN_MAX) this.foreign.delete(this.foreign.keys().next().value!)
+  }
+
   private onInbound(stream: Stream, connection: Connection): void {
     tuneConnection(connection)
     const peer = connection.remotePeer.toString()
+    this.foreign.delete(peer) // it opened our link protocol: it speaks it now
     // Any data from the peer proves it alive (once per chunk, not per frame).
     stream.addEventListener('message', () => {
       const link = this.links.get(peer)
