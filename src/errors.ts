@@ -45,6 +45,16 @@ export class NotEnoughReplicasError extends PlexusError {}
  */
 export class MemberLostError extends PlexusError {}
 
+/**
+ * The outcome is unknown: the leader of the stream partition a publish went to lost its
+ * leadership (or stopped leading it) after the message was appended and before it was
+ * committed, so the message may or may not be stored; a later leader decides. A publish with
+ * a `msgId` is retried automatically in that case (the stream's duplicate window makes it
+ * safe) and fails with this class only when it has none; the caller may publish it again if
+ * a duplicate is acceptable. Not `RemoteError`: no handler threw.
+ */
+export class LeadershipLostError extends PlexusError {}
+
 /** The node (or relay client) was stopped or the call was aborted by its `signal`. */
 export class AbortedError extends PlexusError {}
 
@@ -61,6 +71,7 @@ export const errorClasses = {
   TunnelClosedError,
   NotEnoughReplicasError,
   MemberLostError,
+  LeadershipLostError,
   AbortedError,
 } as const
 

@@ -16,10 +16,13 @@
  *
  * Retry rules (as for a single publish): a call is sent again only while its messages are
  * certainly not appended (not the leader, replica not started, peer unreachable, or the
- * leader answered "retry" for them). When the link drops after the call was written, messages
- * with a `msgId` are sent again (the leader deduplicates them) and the others reject with
- * `MemberLostError` (outcome unknown). Each message rejects with `TimeoutError` at its own
- * deadline, whatever the other messages of its call.
+ * leader answered "retry" for them). When the outcome is unknown — the link dropped after the
+ * call was written, or the leader answered `LeadershipLostError` (it lost leadership before
+ * the message committed) — messages with a `msgId` are sent again, following the new leader
+ * (the stream's duplicate window stores them once; the caller gets the final answer, with
+ * `duplicate: true` when the first attempt was stored after all), and the others reject with
+ * `MemberLostError` / `LeadershipLostError`. Each message rejects with `TimeoutError` at its own
+ * deadline, whatever the other messages of its call (its `cause` is the last unknown outcome).
  *
  * Memory: the queue holds the callers' messages (no copies), at most `PUB_MAX_QUEUED` per
  * partition (beyond it a publish rejects at once with `OverloadedError`: the caller is
@@ -30,6 +33,7 @@
 import {
   AbortedError,
   errorFromWire,
+  LeadershipLostError,
   MemberLostError,
   OverloadedError,
   PlexusError,
@@ -99,6 +103,8 @@ interface Entry extends PendingPublish {
   /** Written in a call at least once (a timeout then leaves the outcome unknown). */
   sent: boolean
   done: boolean
+  /** Why an earlier attempt's outcome is unknown (the `cause` of a later timeout). */
+  unknown?: Error
 }
 
 /**
@@ -121,6 +127,7 @@ export class Publisher {
     e.size = pubMessageSize(p.message)
     e.sent = false
     e.done = false
+    e.unknown = undefined
     if (this.d.signal.aborted) {
       settle(e, new AbortedError('node is stopped'))
       return
@@ -299,7 +306,10 @@ class PartitionQueue {
             for (let i = 0; i < live.length; i++) live[i]!.sent = wasSent[i]! // not written this time
           } else if (err instanceof MemberLostError) {
             // written, outcome unknown: only messages with a msgId may go again (deduplicated)
-            for (const e of live) if (e.message.msgId === undefined) settle(e, err)
+            for (const e of live) {
+              if (e.message.msgId === undefined) settle(e, err)
+              else e.unknown = err
+            }
           } else throw err
           if (d.leaders.get(key) === peer) d.leaders.delete(key)
           await again(this.turn % replicas.length === 0 ? 100 : 0)
@@ -315,8 +325,15 @@ class PartitionQueue {
             const r = res[i]!
             const e = live[i]!
             if (r === 'retry') retry.push(e)
-            else if ('error' in r) settle(e, errorFromWire(r.error.name, r.error.message))
-            else settle(e, undefined, r)
+            else if ('error' in r) {
+              const err = errorFromWire(r.error.name, r.error.message)
+              if (!(err instanceof LeadershipLostError)) settle(e, err)
+              else if (e.message.msgId !== undefined) {
+                // outcome unknown, but deduplicated: send it again, to the next leader
+                e.unknown = err
+                retry.push(e)
+              } else settle(e, this.lost(err))
+            } else settle(e, undefined, r)
           }
           if (retry.length === 0) return
           live = retry
@@ -342,6 +359,15 @@ class PartitionQueue {
         queueMicrotask(() => this.pump())
       }
     }
+  }
+
+  /** The error of a publish without msgId whose leader lost leadership (outcome unknown). */
+  private lost(err: LeadershipLostError): LeadershipLostError {
+    return new LeadershipLostError(
+      `publish to partition ${this.ref.partition} of stream ${this.ref.stream}: ${err.message} ` +
+        '(the message may or may not be stored; a publish with a msgId is retried instead)',
+      { cause: err },
+    )
   }
 
   /** Forgets the partition's state once nothing is queued or in flight. */
@@ -370,12 +396,14 @@ class PartitionQueue {
       if (e.done) return
       if (e.deadline <= now) {
         const what = `publish to partition ${this.ref.partition} of stream ${this.ref.stream}`
+        const why = e.unknown === undefined ? '' : `: ${e.unknown.message}`
         settle(
           e,
           new TimeoutError(
             e.sent
-              ? `${what}: no acknowledgement within ${e.timeout} ms (outcome unknown)`
+              ? `${what}: no acknowledgement within ${e.timeout} ms (outcome unknown${why})`
               : `${what}: no leader in time (${e.timeout} ms)`,
+            e.unknown === undefined ? undefined : { cause: e.unknown },
           ),
         )
       } else if (e.deadline < nextAt) nextAt = e.deadline

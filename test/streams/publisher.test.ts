@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { MemberLostError, TimeoutError } from '../../src/errors.js'
+import { LeadershipLostError, MemberLostError, TimeoutError } from '../../src/errors.js'
 import type { PeerRpc } from '../../src/rpc/rpc.js'
 import { PeerUnreachableError } from '../../src/rpc/rpc.js'
 import { decodeSeek, encodeSeek } from '../../src/streams/consumer-wire.js'
@@ -252,6 +252,55 @@ describe('Publisher (client side)', () => {
     expect(plain).toMatchObject({ status: 'rejected', reason: { name: 'MemberLostError' } })
     expect(withId).toMatchObject({ status: 'fulfilled' })
     expect(h.served[h.served.length - 1]!.call.messages.map((m) => m.msgId)).toEqual(['k1'])
+  })
+
+  it('a leader that lost leadership: messages with a msgId go to the next leader, the others fail with LeadershipLostError', async () => {
+    // A leads, loses leadership with the call pending (outcome unknown: it was stored after
+    // all); B is the new leader and already holds k1 (its duplicate window says so).
+    const store = storing()
+    const lost = {
+      error: { name: 'LeadershipLostError', message: 'A lost leadership; the outcome is unknown' },
+    }
+    let first = true
+    const h = harness((s) => {
+      if (s.peer === 'A' && first) {
+        first = false
+        return { status: 'ok', value: s.call.messages.map(() => lost) }
+      }
+      if (s.peer !== 'B') return { status: 'notLeader', hint: 'B' }
+      return {
+        status: 'ok',
+        value: store(s).value.map((v, i) =>
+          s.call.messages[i]!.msgId === 'k1' ? { offset: 7, duplicate: true } : v,
+        ),
+      }
+    })
+    const [plain, withId] = await Promise.allSettled([
+      h.publish(msg('plain')),
+      h.publish(msg('keyed', { msgId: 'k1' })),
+    ])
+    expect(plain).toMatchObject({ status: 'rejected', reason: { name: 'LeadershipLostError' } })
+    const reason = (plain as PromiseRejectedResult).reason
+    expect(reason).toBeInstanceOf(LeadershipLostError)
+    expect(reason.message).toMatch(/partition 0 of stream s: A lost leadership.*may or may not be stored/)
+    expect(reason.cause).toMatchObject({ name: 'LeadershipLostError', message: lost.error.message })
+    expect(withId).toEqual({ status: 'fulfilled', value: { offset: 7, duplicate: true } })
+    expect(h.served.map((s) => s.peer)).toEqual(['A', 'B'])
+    expect(h.served[1]!.call.messages.map((m) => m.msgId)).toEqual(['k1'])
+  })
+
+  it('a msgId publish whose leaders keep losing leadership times out with the last unknown outcome as its cause', async () => {
+    const h = harness((s) => ({
+      status: 'ok',
+      value: s.call.messages.map(() => ({
+        error: { name: 'LeadershipLostError', message: `${s.peer} lost leadership; the outcome is unknown` },
+      })),
+    }))
+    const err = await h.publish(msg('keyed', { msgId: 'k2' }), { timeout: 400 }).catch((e) => e)
+    expect(err).toBeInstanceOf(TimeoutError)
+    expect(err.message).toMatch(/outcome unknown: [ABC] lost leadership/)
+    expect(err.cause).toBeInstanceOf(LeadershipLostError)
+    expect(h.served.length).toBeGreaterThan(1) // retried until the deadline
   })
 
   it('each message times out at its own deadline, whatever the rest of its call', async () => {
