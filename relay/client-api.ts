@@ -13,12 +13,11 @@ import type {
   PublishOptions,
   RequestContext,
 } from '../src/types.js'
-import { checkOptions, checkPositiveInt, describe } from '../src/util/validate.js'
+import { checkHeaders as checkLibraryHeaders, checkPositiveInt, describe } from '../src/util/validate.js'
 import type { RelayConsumer } from './client-consumer.js'
 import type { RelayStreams } from './client-streams.js'
 import type { RelaySubscription } from './client-subscription.js'
 import type { RelayTunnel } from './client-tunnel.js'
-import { MAX_HEADERS } from './protocol-ext.js'
 
 /**
  * No relay could be reached (nothing listening, refused handshake, connection lost).
@@ -138,14 +137,5 @@ export function checkU32(v: unknown, field: string): number {
   return n
 }
 
-/** Checks publish headers: at most 64, string values. */
-export function checkHeaders(headers: unknown): Record<string, string> | undefined {
-  if (headers === undefined) return undefined
-  const h = checkOptions<Record<string, unknown>>(headers, 'options.headers')
-  const entries = Object.entries(h)
-  if (entries.length > MAX_HEADERS) throw invalid('options.headers', h, `at most ${MAX_HEADERS} entries`)
-  for (const [k, v] of entries) {
-    if (typeof v !== 'string') throw invalid(`options.headers.${k}`, v, 'a string')
-  }
-  return h as Record<string, string>
-}
+/** Checks publish headers with the library's limits (`src/util/validate.ts`). */
+export const checkHeaders = checkLibraryHeaders

@@ -4,8 +4,16 @@
  */
 import { DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, RELAY_ENV } from '../src/constants.js'
 import type { PublishOptions } from '../src/types.js'
-import { checkOptions, checkPort, checkTimeout, toBytes } from '../src/util/validate.js'
-import { type ConnectRelayOptions, checkHeaders, invalid, parseRelayAddress } from './client-api.js'
+import {
+  checkHeaders,
+  checkKey,
+  checkKnownKeys,
+  checkMsgId,
+  checkOptions,
+  checkPort,
+  checkTimeout,
+} from '../src/util/validate.js'
+import { type ConnectRelayOptions, invalid, parseRelayAddress } from './client-api.js'
 import type { PublishBody } from './protocol-ext.js'
 
 /** `connectRelay`'s options, checked and with their defaults applied. */
@@ -22,6 +30,7 @@ export interface ResolvedConnectOptions {
  */
 export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnectOptions {
   const o = checkOptions<ConnectRelayOptions>(opts, 'options')
+  checkKnownKeys(o, ['host', 'port', 'address', 'signal', 'timeout', 'clientName'], 'options')
   let target: { host: string; port: number }
   if (o.address !== undefined) target = parseRelayAddress(o.address, 'options.address')
   else {
@@ -42,18 +51,20 @@ export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnec
   return { target, timeout, signal: o.signal, name }
 }
 
-/** Checks `publish`'s options into the PUBLISH frame fields other than topic and data. */
+/**
+ * Checks `publish`'s options into the PUBLISH frame fields other than topic and data, with
+ * the library's own checks and limits (key, headers, msgId, timeout), so what the client
+ * sends the node accepts.
+ */
 export function checkPublishOptions(opts: PublishOptions): Omit<PublishBody, 'topic' | 'data'> {
   const o = checkOptions<PublishOptions>(opts, 'options')
-  const key = o.key === undefined ? undefined : toBytes(o.key, 'options.key')
+  const key = checkKey(o.key)
   const headers = checkHeaders(o.headers)
   const ack = o.ack ?? 'none'
   if (ack !== 'none' && ack !== 'leader' && ack !== 'all') {
     throw invalid('options.ack', o.ack, "'none', 'leader' or 'all'")
   }
-  if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
-    throw invalid('options.msgId', o.msgId)
-  }
+  checkMsgId(o.msgId)
   const timeout = checkTimeout(o.timeout, 'options.timeout')
   const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
   return { key, headers, msgId: o.msgId, ack, timeoutMs }

@@ -3,6 +3,7 @@
  * tunnels (0x50–0x55). Layouts are normative in `docs/relay-protocol.md`; every decoder
  * consumes the body exactly and throws `DecodeError` on anything malformed.
  */
+import { MAX_HEADERS, MAX_KEY_BYTES } from '../src/constants.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from '../src/util/binary.js'
 
 /** PUBLISH / MESSAGE flag bits: which optional fields follow. */
@@ -16,10 +17,13 @@ export const CloseKind = {
   /** The tunnel is over in both directions; the error name and message say why. */
   Failed: 1,
 } as const
-/** Most headers one message may carry. */
-export const MAX_HEADERS = 64
-/** Largest key accepted (bytes). */
-export const MAX_KEY = 64 * 1024
+/**
+ * Most headers one message may carry, and its largest key (bytes): the library's limits
+ * (`src/constants.ts`; docs/relay-protocol.md "Message limits"), checked at publish time by the
+ * client and by the node (a PUBLISH over them is answered `ERROR InvalidArgumentError`).
+ */
+export { MAX_HEADERS }
+export const MAX_KEY = MAX_KEY_BYTES
 
 /** BROADCAST body. */
 export interface BroadcastBody {
@@ -90,9 +94,10 @@ function writeHeaders(w: BinaryWriter, headers: Record<string, string>): void {
   for (const [k, v] of entries) w.str(k).str(v)
 }
 
-function readHeaders(r: BinaryReader): Record<string, string> {
+/** Reads headers; more than `max` is a malformed frame. */
+function readHeaders(r: BinaryReader, max = MAX_HEADERS): Record<string, string> {
   const n = r.u16('header count')
-  if (n > MAX_HEADERS) throw new DecodeError(`${n} headers, at most ${MAX_HEADERS} allowed`)
+  if (n > max) throw new DecodeError(`${n} headers, at most ${max} allowed`)
   const h: Record<string, string> = {}
   for (let i = 0; i < n; i++) {
     const k = r.str('header name')
@@ -128,7 +133,8 @@ export function decodeMessage(r: BinaryReader, maxData: number): MessageBody {
   const flags = r.u8('flags')
   if (flags & ~(MsgFlag.Key | MsgFlag.Headers)) throw new DecodeError(`unknown MESSAGE flags ${flags}`)
   const m: MessageBody = { topic, from, dropped: 0, data: new Uint8Array() }
-  if (flags & MsgFlag.Key) m.key = r.bytes('key', MAX_KEY)
+  // Keys are bounded by the frame here: a message stored before the limits held still reads.
+  if (flags & MsgFlag.Key) m.key = r.bytes('key')
   if (flags & MsgFlag.Headers) m.headers = readHeaders(r)
   m.dropped = r.u32('dropped')
   m.data = r.bytes('data', maxData)
@@ -161,14 +167,18 @@ export function encodePublish(w: BinaryWriter, m: PublishBody): void {
   w.u8(AckMode[m.ack]).u32(m.timeoutMs).bytes(m.data)
 }
 
-/** Reads a PUBLISH body (the topic is validated by the caller). */
+/**
+ * Reads a PUBLISH body. The topic, key, headers and msg id are bounded here only by the
+ * frame: the caller validates them at publish (`node.publish`), so a field over a limit is
+ * answered `ERROR InvalidArgumentError` naming it and the connection stays open.
+ */
 export function decodePublish(r: BinaryReader, maxData: number): PublishBody {
   const topic = r.str('topic')
   const flags = r.u8('flags')
   if (flags & ~7) throw new DecodeError(`unknown PUBLISH flags ${flags}`)
   const m: PublishBody = { topic, ack: 'none', timeoutMs: 0, data: new Uint8Array() }
-  if (flags & MsgFlag.Key) m.key = r.bytes('key', MAX_KEY)
-  if (flags & MsgFlag.Headers) m.headers = readHeaders(r)
+  if (flags & MsgFlag.Key) m.key = r.bytes('key')
+  if (flags & MsgFlag.Headers) m.headers = readHeaders(r, 0xffff)
   if (flags & MsgFlag.MsgId) m.msgId = r.str('msg id')
   const ack = r.u8('ack')
   if (ack > 2) throw new DecodeError(`unknown ack mode ${ack}`)

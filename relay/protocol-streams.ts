@@ -7,7 +7,7 @@
  */
 import type { ConsumeFrom, PartitionInfo, StreamInfo, StreamRetention } from '../src/types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from '../src/util/binary.js'
-import { CloseKind, MAX_KEY, MsgFlag } from './protocol-ext.js'
+import { CloseKind, MsgFlag } from './protocol-ext.js'
 
 /** CONSUME start kinds (`from`). */
 export const FromKind = { earliest: 0, latest: 1, new: 2, offset: 3, time: 4 } as const
@@ -306,7 +306,8 @@ export function decodeConsumeMessage(r: BinaryReader, maxData: number): ConsumeM
   if (flags & ~(MsgFlag.Key | MsgFlag.Headers))
     throw new DecodeError(`unknown CONSUME_MESSAGE flags ${flags}`)
   const m: ConsumeMessageBody = { topic, partition, offset, timestamp, deliveryCount, data: new Uint8Array() }
-  if (flags & MsgFlag.Key) m.key = r.bytes('key', MAX_KEY)
+  // Keys are bounded by the frame here: a message stored before the limits held still reads.
+  if (flags & MsgFlag.Key) m.key = r.bytes('key')
   if (flags & MsgFlag.Headers) {
     const n = r.u16('header count')
     const h: Record<string, string> = Object.create(null)

@@ -7,6 +7,7 @@
  * `length` counts the bytes after itself (so it is at least 5). Strings are `u16 length +
  * UTF-8`, byte strings `u32 length + raw`, exactly as `src/util/binary.ts` writes them.
  */
+import { FRAME_OVERHEAD } from '../src/constants.js'
 import { BinaryReader, type BinaryWriter, DecodeError } from '../src/util/binary.js'
 
 /** Protocol version this code speaks. A HELLO with a version not in `SUPPORTED_VERSIONS` is refused. */
@@ -22,8 +23,11 @@ export const MAGIC = new Uint8Array([0x50, 0x4c, 0x58, 0x52])
 export const HEADER_SIZE = 9
 /** Smallest legal value of the length field (opcode + correlation id, empty body). */
 export const MIN_FRAME_LENGTH = 5
-/** Bytes a frame may carry beyond its payload (names, ids, limits). */
-export const FRAME_OVERHEAD = 64 * 1024
+/**
+ * Bytes a frame may carry beyond its payload (names, ids, key, headers): the library's
+ * `FRAME_OVERHEAD`, which the message limits of `src/constants.ts` fit in.
+ */
+export { FRAME_OVERHEAD }
 /** Correlation id of connection-level frames (handshake, fatal errors). */
 export const CONNECTION_ID = 0
 

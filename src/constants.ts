@@ -19,6 +19,41 @@ export const DEFAULT_GC_TUNING = true
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 /** Largest payload accepted by request, broadcast, publish and tunnel send (bytes). */
 export const DEFAULT_MAX_MESSAGE_SIZE = 1024 * 1024
+
+/**
+ * Limits of what a message carries besides its data, the same in the library, the relay
+ * and its clients: a publish breaking one is refused at once with `InvalidArgumentError`
+ * naming the field (docs/relay-protocol.md, "Message limits"). Together they fit in the
+ * `FRAME_OVERHEAD` a link or relay frame allows beyond `maxMessageSize` (worst case about
+ * 53 KiB: key, headers, a topic of 1024 characters as UTF-8, msgId, sender id and fixed
+ * fields), so a message accepted at publish reaches every subscriber and consumer.
+ */
+/** Bytes a frame (link or relay) may hold beyond `maxMessageSize`: a message's other fields. */
+export const FRAME_OVERHEAD = 64 * 1024
+/** Largest message key (bytes). */
+export const MAX_KEY_BYTES = 32 * 1024
+/** Most headers on one message. */
+export const MAX_HEADERS = 64
+/** Longest header name (bytes of UTF-8); names are never empty. */
+export const MAX_HEADER_NAME_BYTES = 256
+/** Most bytes of one message's header names and values together (UTF-8). */
+export const MAX_HEADERS_BYTES = 16 * 1024
+/** Longest publish `msgId` (bytes of UTF-8); ids are never empty. */
+export const MAX_MSG_ID_BYTES = 256
+/** Longest topic or subscription pattern (characters). */
+export const MAX_TOPIC_LENGTH = 1024
+/**
+ * Largest `maxMessageSize` a node accepts (bytes). Internal calls carry one stored message
+ * plus its fields in a body of at most 16 MiB, and links queue 8 MiB per peer before
+ * senders wait: 8 MiB keeps a message within both.
+ */
+export const MAX_MAX_MESSAGE_SIZE = 8 * 1024 * 1024
+/**
+ * Longest timeout (ms) of every public `timeout`, `ackWait` and other duration: 2^31 - 1,
+ * about 24.8 days. Node's timers fire at once for longer delays, so longer ones are
+ * refused with `InvalidArgumentError` rather than silently shortened.
+ */
+export const MAX_TIMEOUT = 2 ** 31 - 1
 /** A stream replica unreachable this long is replaced by another member (ms). */
 export const DEFAULT_REPLACE_REPLICA_AFTER = 60_000
 /**
@@ -27,6 +62,8 @@ export const DEFAULT_REPLACE_REPLICA_AFTER = 60_000
  * slightly behind).
  */
 export const DEFAULT_RAFT_LOG_BYTES = 32 * 1024 * 1024
+/** Largest `streams.raftLogBytes` a node accepts: the raft log window is disk per replica. */
+export const MAX_RAFT_LOG_BYTES = 16 * 1024 * 1024 * 1024
 /** Default relay endpoint (thin clients and the CLI). */
 export const DEFAULT_RELAY_HOST = '127.0.0.1'
 export const DEFAULT_RELAY_PORT = 55555
@@ -57,7 +94,7 @@ export const LINK = {
   /** Bytes queued for one peer before senders wait for the stream to drain. */
   maxQueuedBytes: 8 * 1024 * 1024,
   /** Largest frame a peer may send (bytes); a larger length prefix resets the link. */
-  maxFrameSize: DEFAULT_MAX_MESSAGE_SIZE + 64 * 1024,
+  maxFrameSize: DEFAULT_MAX_MESSAGE_SIZE + FRAME_OVERHEAD,
   /** Heartbeat interval (ms): pings measure latency and prove the peer alive. */
   heartbeatInterval: 1000,
   /** A peer silent this long (ms) is considered dead and its link closed. */

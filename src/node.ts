@@ -9,6 +9,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type RelayServer, startRelay } from '../relay/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory } from './cluster/membership.js'
+import { FRAME_OVERHEAD } from './constants.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
@@ -50,11 +51,12 @@ import {
   checkClusterName,
   checkFunction,
   checkHeaders,
+  checkKey,
+  checkMsgId,
   checkOptions,
   checkSignal,
   checkTimeout,
   describe,
-  toBytes,
   toPayload,
 } from './util/validate.js'
 
@@ -218,7 +220,7 @@ class Node implements PlexusNode {
     })
     this.links = new LinkManager(
       this.libp2p,
-      { protocol: protocols(this.cfg.network).link, maxFrameSize: this.cfg.maxMessageSize + 64 * 1024 },
+      { protocol: protocols(this.cfg.network).link, maxFrameSize: this.cfg.maxMessageSize + FRAME_OVERHEAD },
       {
         onUp: (l) => {
           for (const bytes of this.directory.snapshot())
@@ -473,15 +475,13 @@ class Node implements PlexusNode {
     checkTopic(topic, 'topic')
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
     const o = checkOptions<PublishOptions>(options, 'options')
-    const key = o.key === undefined ? undefined : toBytes(o.key, 'options.key')
+    const key = checkKey(o.key)
     const headers = checkHeaders(o.headers)
     if (o.ack !== undefined && o.ack !== 'none' && o.ack !== 'leader' && o.ack !== 'all') {
       throw new InvalidArgumentError(`options.ack must be 'none', 'leader' or 'all', got ${describe(o.ack)}`)
     }
     const timeout = checkTimeout(o.timeout, 'options.timeout') ?? STREAM_CALL_TIMEOUT
-    if (o.msgId !== undefined && (typeof o.msgId !== 'string' || o.msgId === '')) {
-      throw new InvalidArgumentError(`options.msgId must be a non-empty string, got ${describe(o.msgId)}`)
-    }
+    checkMsgId(o.msgId)
     const ack = o.ack ?? 'none'
     const stored = this.streamService.publish(topic, payload, key, headers, ack, timeout, o.msgId)
     stored?.catch(() => {}) // awaited below; no unhandled rejection while pub/sub waits

@@ -14,12 +14,16 @@ import {
   DEFAULT_RELAY_HOST,
   DEFAULT_RELAY_PORT,
   DEFAULT_REPLACE_REPLICA_AFTER,
+  MAX_MAX_MESSAGE_SIZE,
+  MAX_RAFT_LOG_BYTES,
+  MAX_TIMEOUT,
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
 import { CIPHER_CHOICES, type CipherChoice } from './transport/encrypters.js'
 import type { Limits, NodeOptions } from './types.js'
 import { parseKey } from './util/keys.js'
 import {
+  checkKnownKeys,
   checkNetworkName,
   checkOptions,
   checkPort,
@@ -46,9 +50,35 @@ export interface NodeConfig {
   raftLogBytes: number
 }
 
+/**
+ * The options `createNode` knows, per object: any other key is refused with
+ * `InvalidArgumentError` naming it (a misspelt option must not be silently ignored).
+ */
+export const KNOWN_NODE_OPTIONS = {
+  '': [
+    'network',
+    'networkKey',
+    'cipher',
+    'gcTuning',
+    'logger',
+    'listen',
+    'bootstrap',
+    'discovery',
+    'dataDir',
+    'relay',
+    'maxMessageSize',
+    'streams',
+  ],
+  discovery: ['local', 'mdns', 'dht'],
+  'discovery.mdns': ['interface'],
+  relay: ['host', 'port', 'maxConnections', 'idleTimeoutMs', 'handshakeTimeoutMs'],
+  streams: ['replaceReplicaAfter', 'raftLogBytes'],
+} as const
+
 /** Validates `createNode` options. */
 export function parseNodeOptions(options: unknown): NodeConfig {
   const o = checkOptions<NodeOptions>(options, 'options')
+  checkKnownKeys(o, KNOWN_NODE_OPTIONS[''], '')
   const network = checkNetworkName(o.network ?? DEFAULT_NETWORK, 'network')
   const networkKey = o.networkKey === undefined ? undefined : parseKey(o.networkKey, 'networkKey')
   const cipher = o.cipher ?? DEFAULT_CIPHER
@@ -63,15 +93,18 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   const listen = checkStringArray(o.listen, 'listen') ?? DEFAULT_LISTEN
   const bootstrap = checkStringArray(o.bootstrap, 'bootstrap') ?? []
   const discovery = checkOptions<NonNullable<NodeOptions['discovery']>>(o.discovery, 'discovery')
+  checkKnownKeys(discovery, KNOWN_NODE_OPTIONS.discovery, 'discovery')
   for (const f of ['local', 'dht'] as const) {
     if (discovery[f] !== undefined && typeof discovery[f] !== 'boolean') {
       throw new InvalidArgumentError(`discovery.${f} must be a boolean, got ${describe(discovery[f])}`)
     }
   }
   if (discovery.mdns !== undefined && typeof discovery.mdns !== 'boolean') {
-    checkOptions(discovery.mdns, 'discovery.mdns')
+    const mdns = checkOptions<object>(discovery.mdns, 'discovery.mdns')
+    checkKnownKeys(mdns, KNOWN_NODE_OPTIONS['discovery.mdns'], 'discovery.mdns')
   }
-  const maxMessageSize = checkPositiveInt(o.maxMessageSize, 'maxMessageSize') ?? DEFAULT_MAX_MESSAGE_SIZE
+  const maxMessageSize =
+    checkPositiveInt(o.maxMessageSize, 'maxMessageSize', MAX_MAX_MESSAGE_SIZE) ?? DEFAULT_MAX_MESSAGE_SIZE
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
     throw new InvalidArgumentError(`dataDir must be a non-empty path string, got ${describe(o.dataDir)}`)
   }
@@ -90,6 +123,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   let relay: { host: string; port: number } | undefined
   if (o.relay !== undefined && o.relay !== false) {
     const r = checkOptions<{ host?: string; port?: number }>(o.relay, 'relay')
+    checkKnownKeys(r, KNOWN_NODE_OPTIONS.relay, 'relay')
     if (r.host !== undefined && typeof r.host !== 'string') {
       throw new InvalidArgumentError(`relay.host must be a string, got ${describe(r.host)}`)
     }
@@ -99,11 +133,13 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     }
   }
   const streams = checkOptions<NonNullable<NodeOptions['streams']>>(o.streams, 'streams')
+  checkKnownKeys(streams, KNOWN_NODE_OPTIONS.streams, 'streams')
   const replaceReplicaAfter =
-    checkPositiveInt(streams.replaceReplicaAfter, 'streams.replaceReplicaAfter') ??
+    checkPositiveInt(streams.replaceReplicaAfter, 'streams.replaceReplicaAfter', MAX_TIMEOUT) ??
     DEFAULT_REPLACE_REPLICA_AFTER
   const raftLogBytes =
-    checkPositiveInt(streams.raftLogBytes, 'streams.raftLogBytes') ?? DEFAULT_RAFT_LOG_BYTES
+    checkPositiveInt(streams.raftLogBytes, 'streams.raftLogBytes', MAX_RAFT_LOG_BYTES) ??
+    DEFAULT_RAFT_LOG_BYTES
   return {
     network,
     cipher,
@@ -125,6 +161,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
 /** Validates join limits, filling defaults. */
 export function parseLimits(value: unknown): Required<Limits> {
   const l = checkOptions<Limits>(value, 'options.limits')
+  checkKnownKeys(l, ['requests', 'broadcasts', 'tunnels', 'queueBytes'], 'options.limits')
   return {
     requests: checkPositiveInt(l.requests, 'options.limits.requests') ?? DEFAULT_LIMITS.requests,
     broadcasts: checkPositiveInt(l.broadcasts, 'options.limits.broadcasts') ?? DEFAULT_LIMITS.broadcasts,

@@ -36,6 +36,8 @@ INVOKE, INVOKE_REPLY, INVOKE_ERROR, INVOKE_CANCEL = 0x20, 0x21, 0x22, 0x23
 STATUS, STATUS_REPLY = 0x28, 0x29
 SUBSCRIBE, UNSUBSCRIBE, MESSAGE, PUBLISH, PUBLISH_ACK = 0x40, 0x41, 0x42, 0x43, 0x44
 JOIN_REQUESTS = 0x01  # JOIN flags (version 2): serve requests
+# Longest timeout the node accepts (ms): 2^31 - 1 (docs/relay-protocol.md, "Limits").
+MAX_TIMEOUT_MS = 2**31 - 1
 
 
 class PlexusError(Exception):
@@ -169,6 +171,8 @@ class RelayClient:
     # -- API (same names as the library) --
     def request(self, cluster: str, data: bytes, timeout_ms: int = 0) -> bytes:
         """One request to one member of `cluster`; returns its reply or raises PlexusError."""
+        if not 0 <= timeout_ms <= MAX_TIMEOUT_MS:
+            raise PlexusError("InvalidArgumentError", f"timeout must be 0-{MAX_TIMEOUT_MS} ms, got {timeout_ms}")
         body = enc_str(cluster) + struct.pack(">I", timeout_ms) + enc_bytes(data)
         return self._call(REQUEST, body, REPLY).bytes()
 

@@ -5,14 +5,16 @@
  *   Publish:  str topic | u8 flags (1 key, 2 headers) | [bytes key] |
  *             [u16 n | n × (str name, str value)] | bytes data
  */
+import { MAX_HEADERS } from '../constants.js'
 import type { BinaryReader, BinaryWriter } from '../util/binary.js'
 import { DecodeError } from '../util/binary.js'
 
 export const InterestMode = { Replace: 0, Add: 1, Remove: 2 } as const
 const FLAG_KEY = 1
 const FLAG_HEADERS = 2
-/** Most headers one message may carry. */
-export const MAX_HEADERS = 64
+
+/** Most headers one message may carry (checked at publish: `util/validate.ts` checkHeaders). */
+export { MAX_HEADERS }
 
 /** A message as delivered to subscribers. */
 export interface PubMessage {
@@ -66,7 +68,8 @@ export function readPublishRest(r: BinaryReader, topic: string, from: string, ma
     r.end('publish')
     return { topic, data, from }
   }
-  const key = flags & FLAG_KEY ? r.bytes('key', 64 * 1024) : undefined
+  // Bounded by the frame: publishers check the key limit (MAX_KEY_BYTES) before sending.
+  const key = flags & FLAG_KEY ? r.bytes('key') : undefined
   let headers: Record<string, string> | undefined
   if (flags & FLAG_HEADERS) {
     const n = r.u16('header count')

@@ -4,11 +4,13 @@
  * Publishing to a pattern is refused. `SubjectIndex` finds every pattern matching a topic
  * in time proportional to the topic's length, not the number of patterns.
  */
+import { MAX_TOPIC_LENGTH } from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
 import { describe } from '../util/validate.js'
 
-/** Longest topic or pattern accepted (bytes of UTF-8, roughly). */
-export const MAX_TOPIC_LENGTH = 1024
+/** Longest topic or pattern accepted (characters; `constants.ts`). */
+export { MAX_TOPIC_LENGTH }
+
 const BAD_CHARS = /[\s\0]/
 
 function tokens(value: unknown, field: string, allowWildcards: boolean): string[] {

@@ -4,9 +4,9 @@
  * `PartitionReplica.publish` (so they share a raft entry and its fsync), each answered
  * separately.
  *
- * - A message that breaks a limit (data or key over this node's `maxMessageSize`, a `msgId`
- *   over 256 characters, a header name in the reserved `px.` prefix) fails alone with an
- *   `InvalidArgumentError` naming the option; the others are appended.
+ * - A message that breaks a limit (data over this node's `maxMessageSize`, a key, msgId or
+ *   headers over the limits of `constants.ts`, a header name in the reserved `px.` prefix)
+ *   fails alone with an `InvalidArgumentError` naming the option; the others are appended.
  * - Messages with a `msgId` are handed to the replica one per `publish` (in the same turn, so
  *   still one raft entry): the replica reports one offset range per `publish`, and a duplicate
  *   among several messages would hide which one it was.
@@ -18,6 +18,7 @@
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { LeadershipLostError, NotLeaderError } from '../replication/index.js'
+import { checkHeaders, checkKey, checkMsgId } from '../util/validate.js'
 import { RESERVED_HEADER_PREFIX } from './batch.js'
 import type { PartitionReplica } from './partition.js'
 import type { PublishMessage } from './types.js'
@@ -31,12 +32,14 @@ function refusal(m: PubMessage, maxMessageSize: number): Error | undefined {
     return new InvalidArgumentError(
       `data of ${m.data.length} bytes exceeds the partition leader's maxMessageSize (${maxMessageSize})`,
     )
-  if (m.key !== undefined && m.key.length > maxMessageSize)
-    return new InvalidArgumentError(
-      `options.key of ${m.key.length} bytes exceeds the partition leader's maxMessageSize (${maxMessageSize})`,
-    )
-  if (m.msgId !== undefined && m.msgId.length > 256)
-    return new InvalidArgumentError(`options.msgId must be 1-256 characters, got ${m.msgId.length}`)
+  try {
+    // The publishing node checked these already (the same limits); an older node may not have.
+    checkKey(m.key)
+    checkMsgId(m.msgId)
+    checkHeaders(m.headers)
+  } catch (err) {
+    return err as Error
+  }
   if (m.headers)
     for (const k in m.headers)
       if (k.startsWith(RESERVED_HEADER_PREFIX))

@@ -2,7 +2,16 @@
  * Input validation shared by every public entry point. Each check throws
  * `InvalidArgumentError` naming the field and what was wrong with it.
  */
-import { CLUSTER_NAME_RE, NETWORK_NAME_RE } from '../constants.js'
+import {
+  CLUSTER_NAME_RE,
+  MAX_HEADER_NAME_BYTES,
+  MAX_HEADERS,
+  MAX_HEADERS_BYTES,
+  MAX_KEY_BYTES,
+  MAX_MSG_ID_BYTES,
+  MAX_TIMEOUT,
+  NETWORK_NAME_RE,
+} from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
 
 const textEncoder = new TextEncoder()
@@ -45,7 +54,11 @@ export function checkNetworkName(value: unknown, field = 'network'): string {
   return value
 }
 
-/** A positive finite number of milliseconds (or undefined when optional). */
+/**
+ * A positive number of milliseconds up to `MAX_TIMEOUT` (2^31 - 1: Node's timers fire at
+ * once for longer delays, so longer ones are refused, never shortened), or undefined when
+ * optional. Every public timeout and duration goes through this check.
+ */
 export function checkTimeout(value: unknown, field: string): number | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
@@ -53,16 +66,37 @@ export function checkTimeout(value: unknown, field: string): number | undefined 
       `${field} must be a positive number of milliseconds, got ${describe(value)}`,
     )
   }
+  if (value > MAX_TIMEOUT) {
+    throw new InvalidArgumentError(
+      `${field} must be at most ${MAX_TIMEOUT} ms (2^31 - 1, about 24.8 days), got ${describe(value)}`,
+    )
+  }
   return value
 }
 
-/** A positive integer (or undefined when optional). */
-export function checkPositiveInt(value: unknown, field: string): number | undefined {
+/** A positive integer, at most `max` when given (or undefined when optional). */
+export function checkPositiveInt(value: unknown, field: string, max?: number): number | undefined {
   if (value === undefined) return undefined
   if (typeof value !== 'number' || !Number.isInteger(value) || value <= 0) {
     throw new InvalidArgumentError(`${field} must be a positive integer, got ${describe(value)}`)
   }
+  if (max !== undefined && value > max) {
+    throw new InvalidArgumentError(`${field} must be at most ${max}, got ${describe(value)}`)
+  }
   return value
+}
+
+/**
+ * Refuses own keys of `value` that are not in `known` (keys set to undefined are ignored),
+ * naming the first one: `${field}.${key}` (`field` '' for top-level options).
+ */
+export function checkKnownKeys(value: object, known: readonly string[], field: string): void {
+  for (const k of Object.keys(value)) {
+    if (!known.includes(k) && (value as Record<string, unknown>)[k] !== undefined) {
+      const name = field === '' ? k : `${field}.${k}`
+      throw new InvalidArgumentError(`unknown option ${name} (known: ${known.join(', ')})`)
+    }
+  }
 }
 
 /** A TCP port 0–65535 (or undefined when optional). */
@@ -119,15 +153,55 @@ export function checkSignal(signal: unknown): void {
   }
 }
 
-/** Message headers: at most 64 string values (or undefined). */
-export function checkHeaders(headers: unknown): Record<string, string> | undefined {
+/**
+ * Message headers (or undefined): at most `MAX_HEADERS` string values, names of 1 to
+ * `MAX_HEADER_NAME_BYTES` bytes, names and values together at most `MAX_HEADERS_BYTES`
+ * bytes of UTF-8.
+ */
+export function checkHeaders(
+  headers: unknown,
+  field = 'options.headers',
+): Record<string, string> | undefined {
   if (headers === undefined) return undefined
-  const h = checkOptions<Record<string, unknown>>(headers, 'options.headers')
+  const h = checkOptions<Record<string, unknown>>(headers, field)
   const entries = Object.entries(h)
-  if (entries.length > 64) throw new InvalidArgumentError('options.headers may have at most 64 entries')
+  if (entries.length > MAX_HEADERS)
+    throw new InvalidArgumentError(`${field} may have at most ${MAX_HEADERS} entries, got ${entries.length}`)
+  let total = 0
   for (const [k, v] of entries) {
+    const nameBytes = Buffer.byteLength(k)
+    if (nameBytes === 0) throw new InvalidArgumentError(`${field}: a header name must not be empty`)
+    if (nameBytes > MAX_HEADER_NAME_BYTES)
+      throw new InvalidArgumentError(
+        `${field}: header name ${describe(k)} is ${nameBytes} bytes, at most ${MAX_HEADER_NAME_BYTES} allowed`,
+      )
     if (typeof v !== 'string')
-      throw new InvalidArgumentError(`options.headers.${k} must be a string, got ${describe(v)}`)
+      throw new InvalidArgumentError(`${field}.${k} must be a string, got ${describe(v)}`)
+    total += nameBytes + Buffer.byteLength(v)
   }
+  if (total > MAX_HEADERS_BYTES)
+    throw new InvalidArgumentError(
+      `${field} hold ${total} bytes of names and values, at most ${MAX_HEADERS_BYTES} allowed`,
+    )
   return h as Record<string, string>
+}
+
+/** A message key (or undefined): bytes or a string (UTF-8), at most `MAX_KEY_BYTES`. */
+export function checkKey(value: unknown, field = 'options.key'): Uint8Array | undefined {
+  if (value === undefined) return undefined
+  const key = toBytes(value, field)
+  if (key.length > MAX_KEY_BYTES)
+    throw new InvalidArgumentError(`${field} is ${key.length} bytes, at most ${MAX_KEY_BYTES} allowed`)
+  return key
+}
+
+/** A publish id (or undefined): a non-empty string of at most `MAX_MSG_ID_BYTES` bytes of UTF-8. */
+export function checkMsgId(value: unknown, field = 'options.msgId'): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '')
+    throw new InvalidArgumentError(`${field} must be a non-empty string, got ${describe(value)}`)
+  const n = value.length <= MAX_MSG_ID_BYTES / 3 ? value.length : Buffer.byteLength(value)
+  if (n > MAX_MSG_ID_BYTES)
+    throw new InvalidArgumentError(`${field} is ${n} bytes, at most ${MAX_MSG_ID_BYTES} allowed`)
+  return value
 }
