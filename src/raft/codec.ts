@@ -25,6 +25,7 @@ const utf8 = new TextEncoder()
 const ENTRY_MIN_BYTES = 8 + 8 + 1 + 4
 const FLAG_REJECT = 1
 const FLAG_TRANSFER = 2
+const FLAG_RECOVERING = 4
 
 function writeEntry(w: BinaryWriter, e: Entry): void {
   w.u64(e.index)
@@ -80,7 +81,7 @@ export function encodeMessage(m: Message): Uint8Array {
   const w = new BinaryWriter(0, uninitializedBytes(size)) // every byte returned is written
   w.u8(RAFT_CODEC_VERSION).u8(MESSAGE_TYPES.indexOf(m.type)).str(m.from).str(m.to)
   w.u64(m.term).u64(m.logTerm).u64(m.index).u64(m.commit).u64(m.rejectHint)
-  w.u8((m.reject ? FLAG_REJECT : 0) | (m.transfer ? FLAG_TRANSFER : 0))
+  w.u8((m.reject ? FLAG_REJECT : 0) | (m.transfer ? FLAG_TRANSFER : 0) | (m.recovering ? FLAG_RECOVERING : 0))
   w.u32(m.entries.length)
   for (const e of m.entries) writeEntry(w, e)
   const s = m.snapshot
@@ -113,7 +114,8 @@ export function decodeMessage(buf: Uint8Array): Message {
   const commit = r.u64('commit')
   const rejectHint = r.u64('rejectHint')
   const flags = r.u8('flags')
-  if ((flags & ~(FLAG_REJECT | FLAG_TRANSFER)) !== 0) throw new DecodeError(`unknown flags ${flags}`)
+  if ((flags & ~(FLAG_REJECT | FLAG_TRANSFER | FLAG_RECOVERING)) !== 0)
+    throw new DecodeError(`unknown flags ${flags}`)
   const n = r.u32('entry count')
   if (n * ENTRY_MIN_BYTES > r.remaining) throw new DecodeError(`entry count ${n} exceeds the frame`)
   const entries: Entry[] = []
@@ -144,6 +146,7 @@ export function decodeMessage(buf: Uint8Array): Message {
     reject: (flags & FLAG_REJECT) !== 0,
     rejectHint,
     transfer: (flags & FLAG_TRANSFER) !== 0,
+    recovering: (flags & FLAG_RECOVERING) !== 0,
   }
   if (snapshot !== undefined) m.snapshot = snapshot
   validate(m)

@@ -91,6 +91,18 @@ export class Progress {
     this.next = this.match + 1
   }
 
+  /**
+   * The member's log was rebuilt empty (its rejection says `recovering`) and holds nothing
+   * after `last`: what it acknowledged beyond is gone. Forgets it and probes from `last`, so
+   * the member is sent entries, or a snapshot, from there. Commits are not affected: they
+   * were decided on acknowledgements that were true then, and only new acks raise `match`.
+   */
+  forgetAfter(last: number): void {
+    this.resetState('probe')
+    if (this.match > last) this.match = last
+    this.next = last + 1
+  }
+
   /** An ack for `n`: raises match (returns true if it grew) and next. */
   maybeUpdate(n: number): boolean {
     let updated = false

@@ -315,7 +315,10 @@ export class Raft {
         if (m.reject) {
           let hint = m.rejectHint
           if (m.logTerm > 0) hint = this.log.findConflictByTerm(m.rejectHint, m.logTerm).index
-          if (pr.maybeDecrTo(m.index, hint)) {
+          if (m.recovering && hint < pr.match) {
+            pr.forgetAfter(hint)
+            this.sendAppend(m.from)
+          } else if (pr.maybeDecrTo(m.index, hint)) {
             if (pr.state === 'replicate') pr.becomeProbe()
             this.sendAppend(m.from)
           }

@@ -36,6 +36,7 @@ export function handleAppend(r: Raft, m: Message): void {
       reject: true,
       rejectHint: hint.index,
       logTerm: hint.term,
+      recovering: r.recovering,
     }),
   )
 }

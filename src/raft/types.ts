@@ -60,7 +60,8 @@ export const MESSAGE_TYPES: readonly MessageType[] = [
  * A message between members. Unused fields are 0 / false / empty. Field meaning by type:
  * - MsgApp: `index`/`logTerm` = the entry preceding `entries`; `commit` = leader's commit.
  * - MsgAppResp: `index` = last index now matching the leader (or the rejected `index`);
- *   on `reject`, `rejectHint`/`logTerm` point at where the follower's log may match.
+ *   on `reject`, `rejectHint`/`logTerm` point at where the follower's log may match, and
+ *   `recovering` says its log was rebuilt empty: it may lack entries it acknowledged before.
  * - MsgVote/MsgPreVote: `index`/`logTerm` = candidate's last entry; `transfer` marks a
  *   campaign caused by leadership transfer (it may disturb a leader lease).
  * - MsgHeartbeat: `commit` = min(leader commit, follower's known match).
@@ -79,6 +80,8 @@ export interface Message {
   reject: boolean
   rejectHint: number
   transfer: boolean
+  /** MsgAppResp rejections of a member whose log was rebuilt (`RaftConfig.recovering`). */
+  recovering: boolean
   /** MsgSnap only. */
   snapshot?: Snapshot
 }
@@ -174,6 +177,7 @@ export function message(fields: Partial<Message> & Pick<Message, 'type' | 'to'>)
     reject: false,
     rejectHint: 0,
     transfer: false,
+    recovering: false,
     ...fields,
   }
 }

@@ -76,8 +76,12 @@ export interface ReplicaDriverOptions {
   raft?: Pick<RaftConfig, 'maxSizePerMsg' | 'maxInflightMsgs' | 'preVote' | 'checkQuorum'>
   /** Called on every leader or role change seen by this member. Must not throw. */
   onLeaderChange?: (change: LeaderChange) => void
-  /** Called once when the driver stops on a fatal error (disk failure, `apply` threw). */
-  onError?: (err: unknown) => void
+  /**
+   * Called once with `fatal` true when the driver stops on an error (disk failure, `apply`
+   * threw); the layers above also report errors that stopped nothing through it (`fatal`
+   * not set).
+   */
+  onError?: (err: unknown, fatal?: boolean) => void
   /** Clock for log record timestamps (default `Date.now`). */
   now?: () => number
 }

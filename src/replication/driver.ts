@@ -517,7 +517,7 @@ export class ReplicaDriver {
     if (this.state !== 'running') return
     this.releaseHeld() // commits decided before the failure still reach the followers
     this.proposals.rejectAll(err)
-    this.opts.onError?.(err)
+    this.opts.onError?.(err, true)
     await this.stop({ flush: false })
   }
 

@@ -38,6 +38,7 @@ const msgArb: fc.Arbitrary<Message> = fc
     index: fc.nat(),
     commit: fc.nat(),
     reject: fc.boolean(),
+    recovering: fc.boolean(),
     rejectHint: fc.nat(),
     transfer: fc.boolean(),
   })

@@ -64,6 +64,7 @@ describe('election', () => {
     s.restart('b')
     const rn = s.rn('b')
     rn.step({
+      recovering: false,
       type: 'MsgVote',
       from: 'c',
       to: 'b',
@@ -113,6 +114,7 @@ describe('pre-vote and check-quorum', () => {
     elect(s, 'a')
     const rn = s.rn('b')
     rn.step({
+      recovering: false,
       type: 'MsgVote',
       from: 'c',
       to: 'b',

@@ -460,4 +460,28 @@ describe('ReplicaDriver with a log rebuilt by resetReplicaLog', () => {
     expect(rebuilt.driver.status().recovering).toBe(false)
     await until(() => !existsSync(join(rebuilt.dir, 'recovering')), 5000, 'marker removed')
   })
+
+  it('the same leader catches a rebuilt follower up (entries, or a snapshot once compacted)', async () => {
+    for (const compacted of [false, true]) {
+      const { reps } = await cluster()
+      const leader = await leaderOf(reps)
+      const committed = range(0, 100)
+      await proposeAll(leader, committed)
+      const rebuilt = reps.find((r) => r !== leader)!
+      await until(() => rebuilt.applied.length === committed.length, 5000, 'follower applied')
+      await rebuilt.kill()
+      if (compacted) await leader.driver.compact()
+      await resetReplicaLog(rebuilt.dir)
+      await rebuilt.start()
+      await proposeAll(leader, ['after'])
+      // The leader had it at match ~101: only its `recovering` rejection makes it look back.
+      await until(
+        () => rebuilt.driver.applied >= leader.driver.applied && !rebuilt.driver.status().recovering,
+        10_000,
+        `rebuilt follower caught up (compacted: ${compacted})`,
+      )
+      if (compacted) expect(rebuilt.restored.length).toBe(1)
+      else expect(rebuilt.payloads()).toEqual([...committed, 'after'])
+    }
+  })
 })
