@@ -33,17 +33,31 @@ import {
 
 const KIB = 1024
 const PAD = 'x'.repeat(KIB)
+const MIB = 1024 * KIB
 
-/** Publishes `n` 1 KiB messages numbered from `from`, `window` in flight; all must be acked. */
-async function publishMany(ctx: Ctx, from: number, n: number, window = 512): Promise<PublishAck[]> {
+/**
+ * Publishes `n` messages of `size` bytes numbered from `from`, `window` in flight; all must
+ * be acked.
+ */
+async function publishMany(
+  ctx: Ctx,
+  from: number,
+  n: number,
+  window = 512,
+  size = KIB,
+): Promise<PublishAck[]> {
   const acks: PublishAck[] = new Array(n)
+  const pad = PAD.repeat(Math.ceil(size / KIB))
   let next = 0
   const worker = async () => {
     while (next < n) {
       const k = next++
       const i = from + k
-      const payload = `m${i}:${PAD}`.slice(0, KIB)
-      acks[k] = (await ctx.pub.publish(`ev.w.${i % 7}`, payload, { ack: 'all', timeout: 20_000 })) as PublishAck
+      const payload = `m${i}:${pad}`.slice(0, size)
+      acks[k] = (await ctx.pub.publish(`ev.w.${i % 7}`, payload, {
+        ack: 'all',
+        timeout: 20_000,
+      })) as PublishAck
     }
   }
   await Promise.all(Array.from({ length: window }, worker))
@@ -113,6 +127,36 @@ describe('durable streams: kill -9 after writing past every in-memory window', (
           throw new Error(`offset ${i} holds ${text(m.data).slice(0, 12)} at ${m.offset}`)
       }
       expect((await info0(ctx)).nextOffset).toBe(acks.length)
+    },
+    {},
+  )
+
+  crashTest(
+    'the leader restarts twice after 58 MiB of 16 KiB acks; then all three',
+    240_000,
+    async (ctx) => {
+      const { members, pub, log } = ctx
+      const SIZE = 16 * KIB
+      const N = (58 * MIB) / SIZE
+      const acks = await publishMany(ctx, 0, N, 64, SIZE)
+      for (let round = 0; round < 2; round++) {
+        const leaderId = (await info0(ctx)).leader
+        const leader = members.find((m) => m.id === leaderId)!
+        log(`round ${round}: killing the leader ${leader.name}`)
+        await restart(ctx, leader, acks.length)
+        acks.push(...(await publishMany(ctx, acks.length, (4 * MIB) / SIZE, 64, SIZE)))
+      }
+      await Promise.all(members.map((m) => kill9(ctx, m)))
+      await Promise.all(members.map((m) => launch(ctx, m)))
+      await waitForMembers(pub, CLUSTER, 3, 15_000)
+      await settled(ctx, 3, 30_000)
+      acks.push(...(await publishMany(ctx, acks.length, 20, 8, SIZE)))
+      for (const m of members) await replicaHealthy(ctx, m, acks.length)
+      expect(acks.map((a) => a.offset)).toEqual(acks.map((_, i) => i))
+      const got = await readFromStart(pub, acks.length, 60_000)
+      for (let i = 0; i < acks.length; i++)
+        if (got[i]!.offset !== i || !text(got[i]!.data).startsWith(`m${i}:`))
+          throw new Error(`offset ${i} holds ${text(got[i]!.data).slice(0, 12)} at ${got[i]!.offset}`)
     },
     {},
   )
