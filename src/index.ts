@@ -26,6 +26,7 @@ export type {
   MemberStatus,
   Membership,
   Message,
+  Logger,
   NodeOptions,
   NodeStatus,
   PartitionInfo,

@@ -191,6 +191,7 @@ class Node implements PlexusNode {
       isUp: (p) => p === self || this.links.get(p) !== undefined,
       replaceAfterMs: this.cfg.replaceReplicaAfter,
       raftLogBytes: this.cfg.raftLogBytes,
+      logger: this.cfg.logger,
     })
     this.streamService.start()
     this.tunnels = new TunnelManager({

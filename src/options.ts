@@ -20,7 +20,7 @@ import {
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
 import { CIPHER_CHOICES, type CipherChoice } from './transport/encrypters.js'
-import type { Limits, NodeOptions } from './types.js'
+import type { Limits, Logger, NodeOptions } from './types.js'
 import { parseKey } from './util/keys.js'
 import {
   checkKnownKeys,
@@ -37,6 +37,8 @@ export interface NodeConfig {
   network: string
   cipher: CipherChoice
   gcTuning: boolean
+  /** Where the node logs (silent when not given). */
+  logger: Logger
   networkKey: Uint8Array | undefined
   listen: string[]
   bootstrap: string[]
@@ -144,6 +146,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     network,
     cipher,
     gcTuning: o.gcTuning ?? DEFAULT_GC_TUNING,
+    logger: checkLogger(o.logger),
     networkKey,
     listen,
     bootstrap,
@@ -168,4 +171,21 @@ export function parseLimits(value: unknown): Required<Limits> {
     tunnels: checkPositiveInt(l.tunnels, 'options.limits.tunnels') ?? DEFAULT_LIMITS.tunnels,
     queueBytes: checkPositiveInt(l.queueBytes, 'options.limits.queueBytes') ?? DEFAULT_LIMITS.queueBytes,
   }
+}
+
+const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
+const silent = (): void => {}
+/** A logger that drops everything (the default). */
+export const SILENT_LOGGER: Logger = { error: silent, warn: silent, info: silent, debug: silent }
+
+/** The `logger` option: an object with the four level methods, or silence. */
+function checkLogger(value: unknown): Logger {
+  if (value === undefined) return SILENT_LOGGER
+  if (value === null || typeof value !== 'object')
+    throw new InvalidArgumentError(`logger must be a pino-compatible logger object, got ${describe(value)}`)
+  const l = value as Record<string, unknown>
+  for (const level of LOG_LEVELS)
+    if (typeof l[level] !== 'function')
+      throw new InvalidArgumentError(`logger.${level} must be a function, got ${describe(l[level])}`)
+  return value as Logger
 }

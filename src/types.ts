@@ -3,6 +3,18 @@
  * with the factory functions.
  */
 
+/**
+ * The logger a node writes to: the subset of pino's interface Plexus uses (a pino logger, or
+ * any object with these methods, fits). Each call gets the structured fields first, then a
+ * one-line message.
+ */
+export interface Logger {
+  error(fields: Record<string, unknown>, msg: string): void
+  warn(fields: Record<string, unknown>, msg: string): void
+  info(fields: Record<string, unknown>, msg: string): void
+  debug(fields: Record<string, unknown>, msg: string): void
+}
+
 /** Options of `createNode`; every field is optional, defaults live in `constants.ts`. */
 export interface NodeOptions {
   /** Overlay name; nodes of different networks never exchange traffic. Default `plexus`. */
@@ -27,6 +39,12 @@ export interface NodeOptions {
    * leaves V8's settings untouched.
    */
   gcTuning?: boolean
+  /**
+   * Where the node reports what it does on its own (a failed replica restarted or rebuilt,
+   * errors no caller sees): any pino-compatible logger (`warn`, `error`, `info`, `debug`
+   * taking a fields object and a message). Default: silent. Never called per message.
+   */
+  logger?: Logger
   /** Multiaddrs to listen on. Default `['/ip4/0.0.0.0/tcp/0']`. */
   listen?: string[]
   /** Multiaddrs of known nodes to dial at start and keep dialling while unreachable. */
@@ -356,6 +374,17 @@ export interface NodeStatus {
       snapshotIndex: number
       /** Bytes of this replica's raft log on disk (a window: compacted after `streams.raftLogBytes`). */
       raftLogBytes: number
+      /**
+       * `running`, or `failed`: the replica stopped on an error and is being restarted from
+       * its own data or, when that cannot work, rebuilt from the other replicas (automatic).
+       */
+      health: 'running' | 'failed'
+      /** Failures in a row (reset after a minute of running); 0 when it never failed. */
+      failures: number
+      /** Times this replica was emptied and rebuilt from the others since the node started. */
+      rebuilds: number
+      /** The last failure (`ErrorName: message`), or null. */
+      lastError: string | null
     }>
   }>
 }

@@ -26,6 +26,7 @@ import {
   readKeyFile,
 } from './args.js'
 import { execHandler } from './exec.js'
+import { stderrLogger } from './log.js'
 import { EXIT, formatError, UsageError, writeOut } from './output.js'
 import { broadcastExecHandler, tunnelEchoHandler, tunnelExecHandler } from './serve.js'
 
@@ -304,6 +305,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     discovery: { mdns: flags.mdns },
     gcTuning: flags.gcTuning,
     relay: { host: DEFAULT_RELAY_HOST, port: flags.relayPort },
+    logger: stderrLogger(),
   })
   if (stopRequested) {
     await stop(EXIT.ok)

@@ -101,7 +101,7 @@ export function formatStatusStreams(streams: StatusStream[], self: string): stri
             String(p.partition),
             p.leader === null ? '(none)' : p.leader === self ? `${p.leader} (self)` : p.leader,
             String(p.nextOffset),
-            here(p.partition)?.role ?? '-',
+            here(p.partition)?.health === 'failed' ? 'FAILED' : (here(p.partition)?.role ?? '-'),
             `${p.inSync.length}/${p.replicas.length} ${ids(p.inSync)}`,
             raftLog(here(p.partition)),
           ]),
@@ -109,6 +109,14 @@ export function formatStatusStreams(streams: StatusStream[], self: string): stri
         '    ',
       ),
     )
+    // A replica here that failed or was rebuilt: what happened (it heals itself, see README).
+    for (const h of s.hosted ?? []) {
+      if (!h.failures && !h.rebuilds) continue
+      const state = h.health === 'failed' ? 'failed, restarting' : 'running again'
+      out.push(
+        `    partition ${h.partition} here: ${state}; ${h.failures} failure(s) in a row, ${h.rebuilds} rebuild(s); last: ${h.lastError}`,
+      )
+    }
   }
   return out
 }

@@ -26,7 +26,8 @@ import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
-import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport } from '../replication/index.js'
+import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../replication/index.js'
+import type { Logger } from '../types.js'
 import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
 import { Healer, reconfigureStep } from './healer.js'
@@ -42,7 +43,14 @@ import {
 import { PartitionReplica } from './partition.js'
 import type { CopyCall, CopyChunk } from './partition-copy.js'
 import { fnv1a, placeStream } from './placement.js'
+import { canRebuild, ReplicaSupervisor } from './replica-supervisor.js'
 import type { MetaCall, MetaReply, PartitionRef } from './wire.js'
+
+/** Errors saying a replica's state on disk cannot be read: it is rebuilt from the others. */
+const CORRUPT_ERRORS = new Set(['CorruptReplicaStateError', 'CorruptLogError'])
+
+/** The class name of a thrown value (`Error` for anything else). */
+const className = (err: unknown): string => (err instanceof Error ? err.name : 'Error')
 
 /** Most consumer leases a metadata leader keeps (expired ones are pruned first). */
 const MAX_LEASES = 65_536
@@ -66,6 +74,10 @@ export interface HostedPartition {
   lastTransfer: number
   /** A membership change toward the placement is in flight (leader only). */
   reconfiguring: boolean
+  /** Failure history: restarts and rebuilds of this replica (replica-supervisor.ts). */
+  supervisor: ReplicaSupervisor
+  /** `failed`: stopped on an error, restart or rebuild scheduled. */
+  health: 'running' | 'failed'
 }
 
 /** What a `ClusterHost` needs from its node. */
@@ -99,6 +111,8 @@ export interface ClusterHostDeps {
   raftLogBytes: number
   /** Asks `peer` for committed records of a partition (`s.copy`; undefined: not hosted there). */
   copy(peer: string, call: CopyCall, signal: AbortSignal): Promise<CopyChunk | undefined>
+  /** Where replica failures, restarts and rebuilds are reported. */
+  logger: Logger
 }
 
 /** One member's share of a cluster's durable streams; see the module doc. */
@@ -377,7 +391,7 @@ export class ClusterHost {
       const h = this.d.hosted.get(key)
       if (h)
         h.meta = w.meta // placement changes (a replica replaced) reach running replicas
-      else await this.host(key, w.meta, w.partition)
+      else await this.host(key, w.meta, w.partition, new ReplicaSupervisor())
     }
     if (!this.cleaned) {
       this.cleaned = true
@@ -385,7 +399,17 @@ export class ClusterHost {
     }
   }
 
-  private async host(key: string, meta: StreamMeta, partition: number): Promise<void> {
+  /**
+   * Starts this node's replica of `partition` and registers its raft group. A replica that
+   * cannot be opened, or later stops on an error, stays in `hosted` marked failed and is
+   * restarted or rebuilt by `recover` (see replica-supervisor.ts); this never throws.
+   */
+  private async host(
+    key: string,
+    meta: StreamMeta,
+    partition: number,
+    supervisor: ReplicaSupervisor,
+  ): Promise<void> {
     const group = `p/${this.d.cluster}/${meta.name}/${meta.createdIndex}/${partition}`
     // Bootstrapped with the placement at creation; a replica added later replays the
     // membership changes from the leader's log on top of it.
@@ -410,7 +434,10 @@ export class ClusterHost {
       driver: {
         tickMs: this.d.tickMs,
         electionTick: this.d.electionTick,
-        onError: this.d.onError,
+        onError: (err, fatal) => {
+          if (fatal) this.replicaFailed(entry, err, false)
+          else this.d.onError(err)
+        },
         // Compaction frees whole raft log segments: a few per compaction window.
         segmentBytes: Math.min(
           DEFAULT_RAFT_SEGMENT_BYTES,
@@ -427,6 +454,8 @@ export class ClusterHost {
       stop: async () => {},
       lastTransfer: 0,
       reconfiguring: false,
+      supervisor,
+      health: 'running',
     }
     const allowed = (peer: string): boolean =>
       entry.meta.placement[partition]!.includes(peer) ||
@@ -441,20 +470,82 @@ export class ClusterHost {
       allowed,
     )
     const fresh = !existsSync(join(this.streamDir(meta), String(partition), 'raft'))
-    try {
-      await replica.start()
-    } catch (err) {
-      unregister()
-      throw err
-    }
-    // A brand-new group: the preferred leader stands at once (faster than an election timeout).
-    if (fresh && voters[0] === this.d.id && meta.placement[partition]![0] === this.d.id)
-      replica.raft?.campaign()
     entry.stop = async () => {
       unregister()
       await replica.stop().catch(() => {})
     }
+    supervisor.started(this.d.now())
+    try {
+      await replica.start()
+    } catch (err) {
+      this.d.hosted.set(key, entry) // failed: kept (not hosted again) until `recover`
+      this.replicaFailed(entry, err, CORRUPT_ERRORS.has(className(err)))
+      return
+    }
     this.d.hosted.set(key, entry)
+    // A brand-new group: the preferred leader stands at once (faster than an election timeout).
+    if (fresh && voters[0] === this.d.id && meta.placement[partition]![0] === this.d.id)
+      replica.raft?.campaign()
+  }
+
+  /**
+   * A hosted replica stopped on `err` (or could not be opened): counts and logs it, and
+   * schedules its restart or rebuild (`recover`) after the supervisor's backoff.
+   */
+  private replicaFailed(h: HostedPartition, err: unknown, corrupt: boolean): void {
+    if (this.stopped || h.health === 'failed') return
+    h.health = 'failed'
+    this.d.count('streams.replicaErrors')
+    const replicas = h.meta.placement[h.partition] ?? []
+    const step = h.supervisor.failed(
+      this.d.now(),
+      `${className(err)}: ${errorMessage(err)}`,
+      corrupt,
+      canRebuild(replicas, this.d.id, (p) => this.d.isUp(p)),
+    )
+    this.d.logger.error(
+      {
+        stream: h.meta.name,
+        partition: h.partition,
+        err: h.supervisor.lastError,
+        failures: step.failures,
+        next: step.action,
+        inMs: step.delayMs,
+      },
+      step.action === 'rebuild'
+        ? 'stream replica failed; rebuilding it from the other replicas'
+        : 'stream replica failed; restarting it from its own data',
+    )
+    const key = partitionKey({
+      stream: h.meta.name,
+      createdIndex: h.meta.createdIndex,
+      partition: h.partition,
+    })
+    const timer = setTimeout(() => {
+      this.reconciling = this.reconciling
+        .then(() => this.recover(key, h, step.action))
+        .catch((e) => this.d.onError(e))
+    }, step.delayMs)
+    timer.unref()
+  }
+
+  /** Restarts (or empties and restarts: `rebuild`) a failed replica still wanted here. */
+  private async recover(key: string, h: HostedPartition, action: 'restart' | 'rebuild'): Promise<void> {
+    if (this.stopped || this.d.hosted.get(key) !== h) return // stopped, deleted or moved meanwhile
+    this.d.hosted.delete(key)
+    await h.stop()
+    if (action === 'rebuild') {
+      const dir = join(this.streamDir(h.meta), String(h.partition))
+      await rm(join(dir, 'data'), { recursive: true, force: true })
+      await resetReplicaLog(join(dir, 'raft'))
+    }
+    this.d.logger.warn(
+      { stream: h.meta.name, partition: h.partition, action, rebuilds: h.supervisor.rebuilds },
+      action === 'rebuild'
+        ? 'stream replica emptied; catching up from the others'
+        : 'stream replica restarting',
+    )
+    await this.host(key, h.meta, h.partition, h.supervisor)
   }
 
   private streamDir(meta: StreamMeta): string {

@@ -9,11 +9,11 @@
  */
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
-import { AbortedError } from '../errors.js'
+import { AbortedError, errorMessage } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
-import type { ConsumeOptions, Consumer, NodeStatus, PublishAck, Streams } from '../types.js'
+import type { ConsumeOptions, Consumer, Logger, NodeStatus, PublishAck, Streams } from '../types.js'
 import { StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
@@ -75,6 +75,8 @@ export interface StreamServiceDeps {
   replaceAfterMs: number
   /** Raft log bytes a partition replica applies before compacting it. */
   raftLogBytes: number
+  /** Where replica failures, restarts and rebuilds are reported. */
+  logger: Logger
 }
 
 /** The node's durable-stream layer; see the module doc. */
@@ -154,7 +156,14 @@ export class StreamService {
       loads: (members) => this.client.loads(cluster, members),
       hosted: this.hosted,
       now: Date.now,
-      onError: () => this.d.count('streams.replicaErrors'),
+      onError: (err) => {
+        this.d.count('streams.replicaErrors')
+        this.d.logger.error(
+          { cluster, err: errorMessage(err) },
+          'durable streams: error (metadata replica or hosting)',
+        )
+      },
+      logger: this.d.logger,
       tickMs: this.d.tickMs ?? 50,
       electionTick: this.d.electionTick ?? 10,
       refreshMs: this.d.refreshMs ?? 10_000,
@@ -222,6 +231,10 @@ export class StreamService {
             nextOffset: s.nextOffset,
             snapshotIndex: h.replica.raft?.storage?.snapshot().index ?? 0,
             raftLogBytes: h.replica.raft?.storage?.diskBytes() ?? 0,
+            health: h.health,
+            failures: h.supervisor.failuresInARow,
+            rebuilds: h.supervisor.rebuilds,
+            lastError: h.supervisor.lastError ?? null,
           }
         }),
     }))
