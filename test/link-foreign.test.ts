@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { PeerId } from '@libp2p/interface'
 import { afterEach, describe, expect, it } from 'vitest'
+import type { PlexusNode } from '../src/index.js'
 import { FOREIGN_MAX, FOREIGN_RETRY_MAX, FOREIGN_RETRY_MIN, LinkManager } from '../src/link/manager.js'
 import type { PlexusLibp2p } from '../src/transport/libp2p.js'
 import { startNode, uniqueNetwork, waitFor } from './helpers/nodes.js'
@@ -53,8 +54,10 @@ async function refusing() {
 
 const cleanups: Array<() => Promise<void>> = []
 const dirs: string[] = []
+const mine: PlexusNode[] = []
 afterEach(async () => {
   for (const c of cleanups.splice(0)) await c()
+  await Promise.all(mine.splice(0).map((n) => n.stop())) // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
@@ -122,9 +125,11 @@ describe('a node restarted on our network with the same peer id', () => {
       const ours = uniqueNetwork()
       // B starts on another network; A (ours) dials it and finds it does not speak our protocol
       let b = await startNode({ network: uniqueNetwork(), dataDir: join(root, 'b') })
+      mine.push(b)
       const port = b.addresses.map((a) => /\/tcp\/(\d+)/.exec(a)?.[1]).find((x) => x !== undefined)!
       const bAddr = `/ip4/127.0.0.1/tcp/${port}/p2p/${b.id}`
       const a = await startNode({ network: ours, bootstrap: [bAddr] })
+      mine.push(a)
       const foreign = (a as unknown as { links: { foreign: Map<string, unknown> } }).links.foreign
       await waitFor(() => foreign.has(b.id), 5000, 'A to find B foreign')
       const id = b.id
@@ -136,6 +141,7 @@ describe('a node restarted on our network with the same peer id', () => {
         listen: [`/ip4/127.0.0.1/tcp/${port}`],
         discovery: { local },
       })
+      mine.push(b)
       expect(b.id).toBe(id)
       const t0 = Date.now()
       await waitFor(() => a.status().peers.some((p) => p.id === id), FOREIGN_RETRY_MIN - 1000, 'A to link B')

@@ -19,18 +19,23 @@ import type { PlexusNode } from '../../src/index.js'
 import { startStreamCluster, waitFor } from '../helpers/nodes.js'
 
 const dirs: string[] = []
+const mine: PlexusNode[] = []
 const relays: RelayServer[] = []
 const clients: RelayClient[] = []
 afterEach(async () => {
   await Promise.all(clients.splice(0).map((c) => c.close()))
   await Promise.all(relays.splice(0).map((r) => r.close()))
+  await Promise.all(mine.splice(0).map((n) => n.stop())) // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
 type Receive = (from: string, bytes: Uint8Array) => void
+type Publish = (...args: unknown[]) => Promise<unknown>
 /** The partition replicas a node hosts (test access to internals). */
 interface Internals {
-  streamService: { hosted: Map<string, { replica: { receive: Receive; role: string } }> }
+  streamService: {
+    hosted: Map<string, { replica: { receive: Receive; publish: Publish; role: string } }>
+  }
 }
 const hosted = (n: PlexusNode) => [...(n as unknown as Internals).streamService.hosted.values()]
 const leads = (n: PlexusNode) => hosted(n).some((h) => h.replica.role === 'leader')
@@ -57,6 +62,27 @@ function deafen(n: PlexusNode, from?: string): () => void {
 }
 
 /** The stream's messages from the start up to and including the first `last`. */
+/**
+ * Holds the publishes reaching `n`'s replicas until `count` arrived, then runs `cut` and lets
+ * them through together: they are appended after the cut, while the leader still leads (it
+ * steps down only after an election timeout without hearing a quorum).
+ */
+function cutWhenPending(n: PlexusNode, count: number, cut: () => void): void {
+  for (const h of hosted(n)) {
+    const r = h.replica
+    const publish = r.publish
+    const held: Array<() => void> = []
+    r.publish = (...args) =>
+      new Promise((resolve, reject) => {
+        held.push(() => publish.apply(r, args).then(resolve, reject))
+        if (held.length < count) return
+        r.publish = publish
+        cut()
+        for (const go of held) go()
+      })
+  }
+}
+
 async function readUpTo(node: PlexusNode, stream: string, last: string): Promise<string[]> {
   const got: string[] = []
   for await (const m of node.consume(stream, { from: 'earliest' })) {
@@ -74,12 +100,17 @@ async function setup() {
   const root = await mkdtemp(join(tmpdir(), 'plexus-leadlost-'))
   dirs.push(root)
   const { members, outside } = await startStreamCluster(root, { outside: 1 })
+  mine.push(...members, ...outside)
   const out = outside[0]!
   await out.streams.create('ll', { cluster: 'db', subject: 'll.>', replicas: 3 })
+  // in sync, and led by the preferred replica (the leader balancer then leaves it alone)
   await waitFor(
-    async () => (await out.streams.info('ll')).partitions[0]!.inSync.length === 3,
+    async () => {
+      const p = (await out.streams.info('ll')).partitions[0]!
+      return p.inSync.length === 3 && p.leader === p.replicas[0]
+    },
     15_000,
-    'three replicas in sync',
+    'three replicas in sync under the preferred leader',
   )
   await out.publish('ll.x', 'warm', { ack: 'all' })
   const leaderId = (await out.streams.info('ll')).partitions[0]!.leader
@@ -88,6 +119,7 @@ async function setup() {
   relays.push(relay)
   const client = await connectRelay({ address: relay.address })
   clients.push(client)
+  expect(leads(L)).toBe(true)
   return { members, out, L, others: members.filter((m) => m !== L), client }
 }
 
@@ -99,7 +131,11 @@ const settled = <T>(p: Promise<T>) =>
 
 it('the leader hears nothing back: the message reached the others; the msgId publish acks as a duplicate, the plain one fails with LeadershipLostError', async () => {
   const { out, L, others, client } = await setup()
-  const restore = deafen(L) // L still sends: followers store the entry, L never hears them
+  let restore = () => {}
+  // L still sends: followers store the entries, L never hears them
+  cutWhenPending(L, 2, () => {
+    restore = deafen(L)
+  })
   const withId = settled(out.publish('ll.x', 'with-id', { ack: 'all', msgId: 'm-1', timeout: 20_000 }))
   const plain = settled(client.publish('ll.x', 'plain', { ack: 'all', timeout: 20_000 }))
   const a = await withId
@@ -121,7 +157,10 @@ it('the leader hears nothing back: the message reached the others; the msgId pub
 
 it('the leader is cut off both ways: the message was lost; the msgId publish is stored once on the new leader', async () => {
   const { out, L, others, client } = await setup()
-  const undo = [deafen(L), ...others.map((o) => deafen(o, L.id))]
+  let undo: Array<() => void> = []
+  cutWhenPending(L, 2, () => {
+    undo = [deafen(L), ...others.map((o) => deafen(o, L.id))]
+  })
   const withId = settled(out.publish('ll.x', 'with-id', { ack: 'all', msgId: 'm-2', timeout: 20_000 }))
   const plain = settled(client.publish('ll.x', 'plain', { ack: 'all', timeout: 20_000 }))
   const a = await withId
