@@ -1,0 +1,169 @@
+/**
+ * Network namespaces for partitions: one namespace holding a bridge, one namespace per
+ * member joined to the bridge by a veth pair, and a veth pair from the runner's own
+ * namespace to the bridge (the publisher's node listens there). Cutting a member sets its
+ * bridge-side veth down: nothing goes in or out of its namespace until it is set up again.
+ *
+ *   runner ns: pxh<pid> 10.213.X.100 ── vh ┐
+ *   pxf<pid>-m0: eth0 10.213.X.1 ──── vm0 ├ br0 (namespace pxf<pid>-br)
+ *   pxf<pid>-m1: eth0 10.213.X.2 ──── vm1 │
+ *   pxf<pid>-m2: eth0 10.213.X.3 ──── vm2 ┘
+ */
+import { execFile, execFileSync } from 'node:child_process'
+import { promisify } from 'node:util'
+
+const run = promisify(execFile)
+
+async function ip(...args: string[]): Promise<string> {
+  return (await run('ip', args)).stdout
+}
+
+/** Why namespaces cannot be used here (undefined: they can). */
+export function netnsUnavailable(): string | undefined {
+  if (process.platform !== 'linux') return 'network namespaces need Linux'
+  if (process.getuid?.() !== 0) return 'network namespaces need root (run as root, or pass --no-netns)'
+  return undefined
+}
+
+/** Deletes namespaces and host veths left by earlier runners that are no longer alive. */
+export async function removeStale(): Promise<string[]> {
+  const removed: string[] = []
+  const alive = (pid: number) => {
+    try {
+      process.kill(pid, 0)
+      return true
+    } catch {
+      return false
+    }
+  }
+  for (const line of (await ip('netns', 'list').catch(() => '')).split('\n')) {
+    const name = line.split(' ')[0] ?? ''
+    const m = name.match(/^pxf(\d+)-/)
+    if (m && Number(m[1]) !== process.pid && !alive(Number(m[1]))) {
+      await ip('netns', 'del', name).catch(() => {})
+      removed.push(name)
+    }
+  }
+  for (const line of (await ip('-o', 'link', 'show').catch(() => '')).split('\n')) {
+    const m = line.match(/^\d+: (pxh(\d+))[@:]/)
+    if (m && Number(m[2]) !== process.pid && !alive(Number(m[2]))) {
+      await ip('link', 'del', m[1]!).catch(() => {})
+      removed.push(m[1]!)
+    }
+  }
+  return removed
+}
+
+/** A bridge namespace with `n` member namespaces and a link from the runner's namespace. */
+export class Netns {
+  private readonly made: string[] = []
+  private hostLink: string | undefined
+  private destroyed = false
+
+  private constructor(
+    readonly prefix: string,
+    readonly subnet: string,
+    readonly size: number,
+  ) {}
+
+  /** Creates the namespaces (deleting what was made if a step fails). */
+  static async create(n: number): Promise<Netns> {
+    const prefix = `pxf${process.pid}`
+    const subnet = `10.213.${process.pid % 250}`
+    const ns = new Netns(prefix, subnet, n)
+    try {
+      await ns.build()
+    } catch (err) {
+      await ns.destroy()
+      throw err
+    }
+    return ns
+  }
+
+  /** Name of the bridge namespace. */
+  get bridge(): string {
+    return `${this.prefix}-br`
+  }
+
+  /** Name of member `i`'s namespace. */
+  member(i: number): string {
+    return `${this.prefix}-m${i}`
+  }
+
+  /** Member `i`'s address. */
+  memberAddr(i: number): string {
+    return `${this.subnet}.${i + 1}`
+  }
+
+  /** The runner's address on the bridge. */
+  get hostAddr(): string {
+    return `${this.subnet}.100`
+  }
+
+  /** Command prefix running a program inside member `i`'s namespace. */
+  exec(i: number): string[] {
+    return ['ip', 'netns', 'exec', this.member(i)]
+  }
+
+  private async build(): Promise<void> {
+    const br = this.bridge
+    await ip('netns', 'add', br)
+    this.made.push(br)
+    await ip('-n', br, 'link', 'set', 'lo', 'up')
+    await ip('-n', br, 'link', 'add', 'br0', 'type', 'bridge')
+    await ip('-n', br, 'link', 'set', 'br0', 'up')
+    for (let i = 0; i < this.size; i++) {
+      const m = this.member(i)
+      await ip('netns', 'add', m)
+      this.made.push(m)
+      await ip('-n', m, 'link', 'set', 'lo', 'up')
+      await ip('-n', br, 'link', 'add', `vm${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', m)
+      await ip('-n', br, 'link', 'set', `vm${i}`, 'master', 'br0', 'up')
+      await ip('-n', m, 'addr', 'add', `${this.memberAddr(i)}/24`, 'dev', 'eth0')
+      await ip('-n', m, 'link', 'set', 'eth0', 'up')
+    }
+    const host = `pxh${process.pid}`
+    await ip('link', 'add', host, 'type', 'veth', 'peer', 'name', 'vh', 'netns', br)
+    this.hostLink = host
+    await ip('-n', br, 'link', 'set', 'vh', 'master', 'br0', 'up')
+    await ip('addr', 'add', `${this.hostAddr}/24`, 'dev', host)
+    await ip('link', 'set', host, 'up')
+  }
+
+  /** Cuts member `i` off from everyone (its bridge port down). */
+  async cut(i: number): Promise<void> {
+    await ip('-n', this.bridge, 'link', 'set', `vm${i}`, 'down')
+  }
+
+  /** Reconnects member `i`. */
+  async heal(i: number): Promise<void> {
+    await ip('-n', this.bridge, 'link', 'set', `vm${i}`, 'up')
+  }
+
+  /** Reconnects every member. */
+  async healAll(): Promise<void> {
+    for (let i = 0; i < this.size; i++) await this.heal(i).catch(() => {})
+  }
+
+  /** Deletes every namespace and link this object made (idempotent, never throws). */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return
+    this.destroyed = true
+    if (this.hostLink) await ip('link', 'del', this.hostLink).catch(() => {})
+    for (const name of this.made.reverse()) await ip('netns', 'del', name).catch(() => {})
+  }
+
+  /** Synchronous best-effort cleanup for process exit handlers. */
+  destroySync(): void {
+    if (this.destroyed) return
+    this.destroyed = true
+    if (this.hostLink)
+      try {
+        execFileSync('ip', ['link', 'del', this.hostLink])
+      } catch {}
+    for (const name of this.made.reverse())
+      try {
+        execFileSync('ip', ['netns', 'del', name])
+      } catch {}
+  }
+}
