@@ -4,6 +4,7 @@
 export {
   AbortedError,
   InvalidArgumentError,
+  LeadershipLostError,
   MemberLostError,
   NoMembersError,
   NotEnoughReplicasError,

@@ -11,13 +11,16 @@
  *   still one raft entry): the replica reports one offset range per `publish`, and a duplicate
  *   among several messages would hide which one it was.
  * - Not the leader: the whole call is answered `notLeader` (nothing appended). Proposals the
- *   raft group dropped unappended (leadership transfer) are answered `retry` per message.
- *   Any other failure is that message's error, outcome as the error says (`LeadershipLostError`,
- *   `AbortedError`: unknown).
+ *   raft group dropped unappended (leadership transfer) or whose index another entry took
+ *   (`EntryOverwrittenError`: never committed) are answered `retry` per message.
+ * - Outcome unknown (appended, not known to be committed): `LeadershipLostError`, by that name
+ *   on the wire (the publisher retries messages with a msgId, errors.ts). The replica stopping
+ *   under a pending publish (`AbortedError`: it stopped leading) is reported the same way.
+ * - Any other failure is that message's error.
  */
-import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
+import { AbortedError, errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
-import { LeadershipLostError, NotLeaderError } from '../replication/index.js'
+import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from '../replication/index.js'
 import { checkHeaders, checkKey, checkMsgId } from '../util/validate.js'
 import { RESERVED_HEADER_PREFIX } from './batch.js'
 import type { PartitionReplica } from './partition.js'
@@ -80,7 +83,11 @@ export async function servePublish(
         for (let k = 0; k < idx.length; k++)
           results[idx[k]!] = { offset: res.firstOffset + k, duplicate: false }
     } catch (err) {
-      if (err instanceof NotLeaderError || err instanceof ProposalDroppedError) {
+      if (
+        err instanceof NotLeaderError ||
+        err instanceof ProposalDroppedError ||
+        err instanceof EntryOverwrittenError
+      ) {
         if (err instanceof NotLeaderError) {
           notLeader += idx.length
           hint ??= err.leader
@@ -88,8 +95,13 @@ export async function servePublish(
         for (const i of idx) results[i] = 'retry'
         return
       }
-      if (err instanceof LeadershipLostError) count('streams.leadershipLost')
-      const r = failed(err)
+      let out = err
+      if (err instanceof AbortedError) {
+        const why = `the partition leader stopped leading (${err.message}); the outcome is unknown`
+        out = new LeadershipLostError(why, { cause: err })
+      }
+      if (out instanceof LeadershipLostError) count('streams.leadershipLost')
+      const r = failed(out)
       for (const i of idx) results[i] = r
     }
   }
