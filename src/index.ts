@@ -1,6 +1,9 @@
 /**
  * Plexus public API: interfaces, factory functions and error classes, all exported by name.
  */
+// First: on a Node.js too old for libp2p, fail with one clear line before libp2p loads.
+import './runtime-guard.js'
+
 export {
   AbortedError,
   InvalidArgumentError,

@@ -8,6 +8,8 @@
  * and exits non-zero; the codes are listed at `EXIT` in output.ts
  * (2 bad usage, 3 no node to attach to, 4 timeout, 5 no members, 1 anything else).
  */
+// First: on a Node.js too old for libp2p, print one line and exit 1 before anything loads.
+import './runtime-guard.js'
 import { Command, CommanderError } from 'commander'
 import { registerBench } from './bench.js'
 import { registerKeygen } from './keygen.js'
