@@ -191,7 +191,7 @@ export class Cluster {
   async powerLoss(m: Member): Promise<PowerLossReport> {
     if (!this.o.shim) throw new Error('power loss needs the shim')
     await this.kill9(m)
-    return applyPowerLoss(m.journal)
+    return applyPowerLoss(m.journal, m.dir)
   }
 
   /** SIGSTOP. */

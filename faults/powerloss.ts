@@ -60,6 +60,8 @@ export interface PowerLossReport {
   journalLines: number
   /** Journal lines by kind (O, C, S, W, T, R, U). */
   kinds: Record<string, number>
+  /** The first 12 files changed: path, size before, size after (-1: removed). */
+  files: Array<[string, number, number]>
 }
 
 /** Parses a journal into the durable state of every file it names (pure). */
@@ -116,27 +118,39 @@ export function durableState(journal: string): Map<string, FileState> {
 /**
  * Applies a power loss to the files a (dead) process journalled in `journalPath`: each is
  * cut back to its durable size, files created and never synced are removed; the journal is
- * then deleted (everything left on disk is durable from now on).
+ * then deleted (everything left on disk is durable from now on). Only files under `under`
+ * (the member's data directory) are touched: other files it wrote (its same-host discovery
+ * record) are shared with the other processes of this host.
  */
-export async function applyPowerLoss(journalPath: string): Promise<PowerLossReport> {
+export async function applyPowerLoss(journalPath: string, under: string): Promise<PowerLossReport> {
   const text = await readFile(journalPath, 'utf8').catch(() => '')
-  const report: PowerLossReport = { truncated: 0, droppedBytes: 0, removed: 0, journalLines: 0, kinds: {} }
+  const report: PowerLossReport = {
+    truncated: 0,
+    droppedBytes: 0,
+    removed: 0,
+    journalLines: 0,
+    kinds: {},
+    files: [],
+  }
   for (const line of text.split('\n')) {
     if (line === '') continue
     report.journalLines++
     report.kinds[line[0]!] = (report.kinds[line[0]!] ?? 0) + 1
   }
   for (const [path, f] of durableState(text)) {
+    if (!path.startsWith(`${under}/`)) continue // only the member's own data directory
     const st = await stat(path).catch(() => undefined)
     if (st === undefined || !st.isFile()) continue
     if (f.durable === undefined) {
       if (f.created) {
         await unlink(path)
+        if (report.files.length < 12) report.files.push([path, st.size, -1])
         report.removed++
         report.droppedBytes += st.size
       }
     } else if (st.size > f.durable) {
       await truncate(path, f.durable)
+      if (report.files.length < 12) report.files.push([path, st.size, f.durable])
       report.truncated++
       report.droppedBytes += st.size - f.durable
     }

@@ -141,7 +141,7 @@ async function main(): Promise<number> {
         netns,
         shim,
         maxMessageSize: args.maxMessageSize,
-        timeoutMs: s.profile === 'defaults' ? args.timeoutMs * 2 : args.timeoutMs,
+        timeoutMs: args.timeoutMs,
         onLine: args.verbose ? (l) => console.log(`     ${l}`) : undefined,
       })
       console.log(resultLine(r))

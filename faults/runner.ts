@@ -138,7 +138,7 @@ export async function runSchedule(s: Schedule, env: RunEnv = {}): Promise<Schedu
     const ackedEnd = Math.max(-1, ...work.acked.map((a) => a.offset)) + 1
     let views: Array<number | undefined> = []
     await until(
-      Math.min(deadline + 15_000, Date.now() + 30_000),
+      Math.min(deadline, Date.now() + 30_000),
       'every replica reaching the leader’s end',
       async () => {
         const now = await info().catch(() => end)
@@ -199,6 +199,10 @@ async function fault(cluster: Cluster, f: FaultStep, now: Partition0, log: (l: s
       log(
         `power loss of ${victim.name}: ${r.truncated} files cut, ${r.removed} removed, ${r.droppedBytes} bytes dropped (journal: ${JSON.stringify(r.kinds)})`,
       )
+      for (const [path, before, after] of r.files)
+        log(
+          `  ${path.slice(path.indexOf(`/m${victim.index}/`))}: ${before} -> ${after < 0 ? 'removed' : after}`,
+        )
       await sleep(f.downMs)
       await cluster.launch(victim)
       break
