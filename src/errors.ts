@@ -58,6 +58,12 @@ export class LeadershipLostError extends PlexusError {}
 /** The node (or relay client) was stopped or the call was aborted by its `signal`. */
 export class AbortedError extends PlexusError {}
 
+/**
+ * The node's `dataDir` is in use by another running node (in another process, or in this
+ * one); the message names the directory and the holder's pid. Not sent over the wire.
+ */
+export class DataDirInUseError extends PlexusError {}
+
 /** Every error class by name, to rebuild an error that crossed the wire. */
 export const errorClasses = {
   PlexusError,

@@ -6,6 +6,7 @@ import './runtime-guard.js'
 
 export {
   AbortedError,
+  DataDirInUseError,
   InvalidArgumentError,
   LeadershipLostError,
   MemberLostError,

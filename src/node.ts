@@ -25,6 +25,7 @@ import { STREAM_CALL_TIMEOUT } from './streams/client.js'
 import { MAX_TABLE_BYTES } from './streams/directory.js'
 import { StreamService } from './streams/service.js'
 import { loadIdentity } from './transport/identity.js'
+import { type DataDirLock, lockDataDir } from './util/data-dir-lock.js'
 import { buildLibp2p, type PlexusLibp2p, protocols } from './transport/libp2p.js'
 import { TunnelManager } from './tunnel/manager.js'
 import type {
@@ -109,6 +110,8 @@ class Node implements PlexusNode {
   private readonly joins = new Map<string, Membership>()
   private startedAt = 0
   private stopping: Promise<void> | undefined
+  /** The data directory's lock, held from start to stop (one process per dataDir). */
+  private dirLock: DataDirLock | undefined
   id = ''
 
   constructor(private readonly cfg: NodeConfig) {}
@@ -132,6 +135,7 @@ class Node implements PlexusNode {
 
   async start(): Promise<void> {
     if (this.cfg.gcTuning) tuneGc()
+    if (this.cfg.dataDir !== undefined) this.dirLock = lockDataDir(this.cfg.dataDir)
     this.libp2p = await buildLibp2p({
       network: this.cfg.network,
       cipher: this.cfg.cipher,
@@ -572,6 +576,7 @@ class Node implements PlexusNode {
     await this.dialer?.stop()
     await this.links?.stop()
     await this.libp2p?.stop()
+    this.dirLock?.release()
     this.notifyChange()
   }
 }
