@@ -230,7 +230,13 @@ export class ClientStreams implements RelayStreams {
     let id = this.nextConsumerId
     while (id === 0 || this.consumers.has(id)) id = (id + 1) >>> 0
     this.nextConsumerId = (id + 1) >>> 0
-    const window = clientConsumerWindow(this.host.maxMessageSize() + FRAME_OVERHEAD)
+    const maxBytes = checkPositiveInt(o.maxBytesInFlight, 'options.maxBytesInFlight')
+    // The window is this end's byte budget: what the relay may send before credit returns.
+    const maxFrame = this.host.maxMessageSize() + FRAME_OVERHEAD
+    const window =
+      maxBytes === undefined
+        ? clientConsumerWindow(maxFrame)
+        : Math.min(0xffffffff, Math.max(maxFrame, maxBytes))
     const c = new ClientConsumer(id, stream, window, o.durable !== undefined, o.signal, {
       send: (opcode, cid, body) => this.host.send(opcode, cid, body),
       ack: (cid, partition, offset) => this.ack(cid, partition, offset),

@@ -90,6 +90,13 @@ interface Pending {
   reject(err: Error): void
 }
 
+/**
+ * The client sends PING this often (ms) while connected, so that the relay's idle timeout
+ * (default 5 min, for connections with nothing open) never closes a client its program
+ * still holds; a process that hangs stops pinging and its connection is reclaimed.
+ */
+export const RELAY_KEEPALIVE_MS = 60_000
+
 class Client implements RelayClient {
   id = ''
   network = ''
@@ -105,6 +112,7 @@ class Client implements RelayClient {
   private nextId = 1
   private closedErr: Error | undefined
   private welcome: Pending | undefined
+  private keepAlive: NodeJS.Timeout | undefined
 
   constructor(private readonly target: { host: string; port: number }) {}
 
@@ -156,6 +164,10 @@ class Client implements RelayClient {
       this.network = w.network
       this.maxMessageSize = w.maxMessageSize
       this.conn.decoder.maxFrame = w.maxMessageSize + FRAME_OVERHEAD
+      this.keepAlive = setInterval(() => {
+        this.call(Op.Ping).catch(() => {})
+      }, RELAY_KEEPALIVE_MS)
+      this.keepAlive.unref()
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
@@ -166,6 +178,7 @@ class Client implements RelayClient {
   /** Ends the connection and fails everything pending with `err` (first error wins). */
   private fail(err: Error): void {
     if (!this.closedErr) this.closedErr = err
+    clearInterval(this.keepAlive)
     this.conn?.destroy()
     this.welcome?.reject(this.closedErr)
     this.welcome = undefined

@@ -1,9 +1,12 @@
 /**
  * One thin client's connection to the relay (see `server.ts` for the guarantees): the
  * handshake, calls under per-connection in-flight bounds, memberships served through
- * INVOKE / BROADCAST_DELIVER / TUNNEL_INCOMING, subscriptions and tunnels.
+ * INVOKE / BROADCAST_DELIVER / TUNNEL_INCOMING, subscriptions and tunnels. It tracks when
+ * the client last sent a frame and whether anything is open on it (`idle`), for the
+ * server's idle timeout and connection limit.
  */
 import type { Socket } from 'node:net'
+import { DEFAULT_RELAY_HANDSHAKE_TIMEOUT } from '../src/constants.js'
 import {
   AbortedError,
   errorMessage,
@@ -59,12 +62,27 @@ export interface RelayStats {
   tunnels: TunnelBridgeStats[]
   /** Stream consumers open, all connections. */
   consumers: ConsumerBridgeStats[]
+  /**
+   * Bytes held for stream consumers, all connections: messages read and not yet sent
+   * (`held`) plus what the node's consumers behind them hold (`inFlight`).
+   */
+  consumerBytes: number
+  /** Bytes waiting to be written to clients, all connections (frames queued + socket buffers). */
+  outboundBytes: number
+  /** The largest of those per connection. */
+  maxOutboundBytes: number
+  /** Connections closed after the idle timeout or the handshake timeout, since the start. */
+  idleClosed: number
+  /** Idle connections closed to make room for a new client at the connection limit. */
+  evicted: number
+  /** New connections refused at the connection limit (nothing idle to close). */
+  refused: number
 }
 
 /** Per-connection bounds. */
 export const RELAY_LIMITS = {
-  /** A connection must send HELLO within this many ms. */
-  handshakeTimeout: 5000,
+  /** A connection must send HELLO within this many ms (default of `relay.handshakeTimeoutMs`). */
+  handshakeTimeout: DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
   /** Requests one client may have in flight; more are answered OverloadedError. */
   maxInFlight: 4096,
   /** Request payload bytes one client may have in flight. */
@@ -80,7 +98,8 @@ export const RELAY_LIMITS = {
 /** One thin client's connection (internal to the relay server). */
 export class RelayClientConnection {
   private readonly conn: FramedConnection
-  private welcomed = false
+  /** True once the client completed the handshake. */
+  welcomed = false
   private readonly requests = new Map<number, AbortController>()
   private inFlightBytes = 0
   private handshakeTimer: NodeJS.Timeout | undefined
@@ -91,12 +110,17 @@ export class RelayClientConnection {
   private readonly tunnels: RelayTunnels
   private readonly members: RelayMemberships
   private readonly streams: RelayStreams
+  /** `Date.now()` when the connection opened or the client last sent a frame. */
+  lastActivity = Date.now()
+  /** True once the handshake timeout closed this connection. */
+  timedOut = false
 
   constructor(
     private readonly node: PlexusNode,
     socket: Socket,
     private readonly maxMessageSize: number,
     private readonly onGone: () => void,
+    handshakeTimeoutMs: number = RELAY_LIMITS.handshakeTimeout,
   ) {
     this.conn = new FramedConnection(socket, {
       // Before HELLO only small frames are accepted.
@@ -106,7 +130,10 @@ export class RelayClientConnection {
       onFrame: (f) => this.onFrame(f),
       onFatal: (err) => this.fatal(err),
       onClose: () => void this.cleanup(),
-      onDrain: () => this.subs.pump(),
+      onDrain: () => {
+        this.subs.pump()
+        this.streams.pump()
+      },
       onEnd: () => {
         // The client sends nothing more: it cannot answer INVOKEs, so leave its clusters,
         // but answer the requests it already sent before closing.
@@ -133,11 +160,41 @@ export class RelayClientConnection {
       track: (id, bytes, run, answer) => this.track(id, bytes, run, answer),
       sendError: (id, err) => this.sendError(id, err),
     })
-    this.handshakeTimer = setTimeout(
-      () => this.refuse('no HELLO within 5000 ms'),
-      RELAY_LIMITS.handshakeTimeout,
-    )
+    this.handshakeTimer = setTimeout(() => {
+      this.timedOut = true
+      this.refuse(`no HELLO within ${handshakeTimeoutMs} ms`)
+      // A peer that does not read must not hold the slot for the close grace period.
+      void this.cleanup()
+    }, handshakeTimeoutMs)
     this.handshakeTimer.unref()
+  }
+
+  /** True when nothing is open on the connection: no subscription, consumer, tunnel, membership or call. */
+  get idle(): boolean {
+    return (
+      this.cleanedUp === undefined &&
+      this.requests.size === 0 &&
+      this.subs.size === 0 &&
+      this.streams.size === 0 &&
+      this.tunnels.size === 0 &&
+      this.members.open === 0
+    )
+  }
+
+  /** Bytes waiting to be written to this client. */
+  get outbound(): number {
+    return this.conn.outbound
+  }
+
+  /**
+   * Closes the connection for the server (idle timeout, or room for a new client): a fatal
+   * ERROR (id 0) naming `name` and `message` (REFUSE before the handshake), then close.
+   */
+  closeFor(name: string, message: string): Promise<void> {
+    if (!this.welcomed) this.conn.send(Op.Refuse, CONNECTION_ID, (w) => w.str(message))
+    else this.conn.send(Op.Error, CONNECTION_ID, (w) => encodeError(w, { name, message }))
+    this.conn.end(250)
+    return this.cleanup()
   }
 
   /** Closes the connection and leaves its memberships. */
@@ -163,7 +220,12 @@ export class RelayClientConnection {
     st.subscriptionQueuedBytes += this.subs.queued
     st.subscriptionDrops += this.subs.dropped
     st.tunnels.push(...this.tunnels.stats())
-    st.consumers.push(...this.streams.stats())
+    const consumers = this.streams.stats()
+    st.consumers.push(...consumers)
+    for (const c of consumers) st.consumerBytes += c.held + c.inFlight
+    const out = this.conn.outbound
+    st.outboundBytes += out
+    st.maxOutboundBytes = Math.max(st.maxOutboundBytes, out)
   }
 
   /**
@@ -199,6 +261,7 @@ export class RelayClientConnection {
   }
 
   private onFrame(f: Frame): void {
+    this.lastActivity = Date.now()
     if (!this.welcomed) {
       if (f.opcode !== Op.Hello) {
         this.refuse(`expected HELLO (0x01) as the first frame, got ${opcodeName(f.opcode)}`)

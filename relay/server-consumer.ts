@@ -4,10 +4,14 @@
  * the client side.
  *
  * The relay reads the next message from the library consumer only while the client has
- * granted credit, and sends it once the credit covers its cost (the frame's length field);
- * it holds at most one message per consumer. The library consumer's own buffer is bounded
- * and it pauses reading while full, so a slow client slows reading from the stream and
- * memory stays bounded on every hop.
+ * granted credit and the connection's outbound buffer is under
+ * `CONSUMER_LIMITS.socketHighWater`, and sends it once the credit covers its cost (the
+ * frame's length field) and the buffer is still under that mark; it holds at most one
+ * message per consumer. The library consumer is opened with a byte budget
+ * (`prefetchBytes`, `durablePrefetchBytes`) and pauses reading while it is spent, so a slow
+ * or stuck client slows reading from the stream and memory stays bounded on every hop: per
+ * consumer its budget plus one held message, per connection the consumers' share of the
+ * outbound buffer is at most the high-water mark plus one frame.
  *
  * For a durable consumer the relay remembers which messages it sent and not yet saw
  * acknowledged (CONSUME_ACK), bounded by `CONSUMER_LIMITS`: beyond it the oldest are
@@ -35,6 +39,21 @@ export const CONSUMER_LIMITS = {
   maxUnacked: 4096,
   /** Bytes (message costs) of those remembered messages per durable consumer. */
   maxUnackedBytes: 16 * 1024 * 1024,
+  /**
+   * `maxBytesInFlight` of the node's consumer behind a plain relay consumer: what it reads
+   * ahead of the client's credit (two fetches of 1 MiB).
+   */
+  prefetchBytes: 2 * 1024 * 1024,
+  /**
+   * The same for a durable relay consumer, whose budget also covers the messages sent and
+   * not yet acknowledged (as many as the relay remembers); it reads ahead at most 2 MiB of it.
+   */
+  durablePrefetchBytes: 16 * 1024 * 1024,
+  /**
+   * Consumers send (and read the next message) only while less than this many bytes wait in
+   * the connection's outbound buffer (the same mark as subscriptions' direct sends).
+   */
+  socketHighWater: 1024 * 1024,
 } as const
 
 /** Counters of one relay consumer for `RelayServer.stats()`. */
@@ -47,6 +66,11 @@ export interface ConsumerBridgeStats {
   clientCredit: number
   /** Bytes of a message read from the library consumer and not yet sent (≤ one message). */
   held: number
+  /**
+   * Bytes in flight in the node's consumer behind it (fetched and not yet read by the relay;
+   * durable: not yet acknowledged), at most its budget plus one message.
+   */
+  inFlight: number
   /** CONSUME_MESSAGE frames sent. */
   sent: number
   /** Durable consumers: sent messages remembered until acknowledged. */
@@ -66,6 +90,7 @@ export class ConsumerBridge {
   private readonly credit: SendCredit
   private readonly unacked = new Map<string, Unacked>()
   private unackedBytes = 0
+  private drained: (() => void) | undefined
 
   constructor(
     readonly id: number,
@@ -90,6 +115,23 @@ export class ConsumerBridge {
   /** CONSUME_CREDIT from the client. */
   onCredit(bytes: number): void {
     this.credit.grant(bytes)
+  }
+
+  /** The connection's outbound buffer has room again. */
+  pump(): void {
+    const d = this.drained
+    this.drained = undefined
+    d?.()
+  }
+
+  /** Resolves true once the outbound buffer is under the high-water mark (false: closed). */
+  private async socketRoom(): Promise<boolean> {
+    while (!this.done && !this.conn.isClosed && this.conn.outbound >= CONSUMER_LIMITS.socketHighWater) {
+      await new Promise<void>((resolve) => {
+        this.drained = resolve
+      })
+    }
+    return !this.done && !this.conn.isClosed
   }
 
   /** The client closed the consumer, or went away: stop without telling it. Idempotent. */
@@ -120,6 +162,7 @@ export class ConsumerBridge {
       window: this.window,
       clientCredit: this.credit.available,
       held: this.held,
+      inFlight: (this.consumer as { bytesInFlight?: number }).bytesInFlight ?? 0,
       sent: this.sent,
       unacked: this.unacked.size,
     }
@@ -132,6 +175,7 @@ export class ConsumerBridge {
     this.unacked.clear()
     this.unackedBytes = 0
     this.credit.kick()
+    this.pump()
     this.onFinished(this.id)
   }
 
@@ -165,6 +209,7 @@ export class ConsumerBridge {
       const it = this.consumer[Symbol.asyncIterator]()
       for (;;) {
         if (!(await this.credit.acquire(0, stopped, true))) return
+        if (!(await this.socketRoom())) return
         const r = await it.next()
         if (this.done) return
         if (r.done) {
@@ -193,6 +238,7 @@ export class ConsumerBridge {
         }
         this.held = cost
         if (!(await this.credit.acquire(cost, stopped))) return
+        if (!(await this.socketRoom())) return
         this.credit.take(cost)
         this.held = 0
         this.sent++

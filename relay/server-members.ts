@@ -46,6 +46,11 @@ export class RelayMemberships {
   private readonly deliveries = new Map<number, () => void>()
   private nextDeliveryId = 1
 
+  /** Memberships, INVOKEs and broadcast deliveries open (0: nothing keeps the client busy). */
+  get open(): number {
+    return this.memberships.size + this.invokes.size + this.deliveries.size
+  }
+
   constructor(private readonly host: RelayMembershipHost) {}
 
   /**

@@ -190,7 +190,11 @@ export class RelayStreams {
           `CONSUME window must be at least the relay's frame limit (${this.maxFrame} bytes), got ${m.window}`,
         )
       }
-      const opts: ConsumeOptions = { from: m.from }
+      const opts: ConsumeOptions = {
+        from: m.from,
+        maxBytesInFlight:
+          m.durable === undefined ? CONSUMER_LIMITS.prefetchBytes : CONSUMER_LIMITS.durablePrefetchBytes,
+      }
       if (m.partition !== undefined) opts.partition = m.partition
       if (m.durable !== undefined) opts.durable = m.durable
       if (m.ackWait !== undefined) opts.ackWait = m.ackWait
@@ -214,6 +218,11 @@ export class RelayStreams {
       if (err instanceof DecodeError) throw err
       this.host.sendError(callId, err)
     }
+  }
+
+  /** The connection's outbound buffer has room: consumers waiting for it may send. */
+  pump(): void {
+    for (const c of this.consumers.values()) c.pump()
   }
 
   /** Counters of every open consumer. */

@@ -15,11 +15,25 @@
  * TunnelClosedError), its consumers close. Subscriptions (`server-pubsub.ts`), tunnels
  * (`server-tunnels.ts`) and consumers (`server-streams.ts`) are bounded per connection; see
  * docs/relay-protocol.md for the policies.
+ *
+ * Connections cannot lock local clients out: one that sends no HELLO within
+ * `handshakeTimeoutMs` is refused and closed; a handshaken one with nothing open (no
+ * subscription, consumer, tunnel, membership or call) and no frame from the client for
+ * `idleTimeoutMs` is closed (a fatal ERROR `TimeoutError` first); at `maxConnections` a new
+ * client is accepted by closing the idle connection silent the longest (fatal ERROR
+ * `OverloadedError`), and refused (REFUSE) when none is idle.
  */
-import { createServer, type Server } from 'node:net'
-import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/constants.js'
+import { createServer, type Server, type Socket } from 'node:net'
+import {
+  DEFAULT_MAX_MESSAGE_SIZE,
+  DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
+  DEFAULT_RELAY_IDLE_TIMEOUT,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
+} from '../src/constants.js'
 import { PlexusError } from '../src/errors.js'
 import type { PlexusNode } from '../src/types.js'
+import { BinaryWriter } from '../src/util/binary.js'
+import { Op, writeFrame } from './protocol.js'
 import { RelayClientConnection, type RelayStats } from './server-connection.js'
 
 export { RELAY_LIMITS, type RelayStats } from './server-connection.js'
@@ -40,7 +54,19 @@ export interface RelayServerOptions {
   port: number
   /** Largest payload (defaults to the node's `maxMessageSize` when it exposes one, else 1 MiB). */
   maxMessageSize?: number
+  /**
+   * Connections held at once (default 1024). At the limit a new client is accepted by
+   * closing the oldest idle connection, or refused when none is idle.
+   */
+  maxConnections?: number
+  /** A connection with nothing open and no frame from its client this long is closed (ms, default 5 min). */
+  idleTimeoutMs?: number
+  /** A connection must send HELLO within this long (ms, default 5 s). */
+  handshakeTimeoutMs?: number
 }
+
+/** Connections beyond `maxConnections` still accepted long enough to be told REFUSE. */
+const REFUSING_BACKLOG = 256
 
 /**
  * Starts the relay for `node` on `host:port` (port 0 picks a free one). Rejects with a
@@ -49,12 +75,48 @@ export interface RelayServerOptions {
 export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Promise<RelayServer> {
   const maxMessageSize =
     opts.maxMessageSize ?? (node as { maxMessageSize?: number }).maxMessageSize ?? DEFAULT_MAX_MESSAGE_SIZE
+  const maxConnections = opts.maxConnections ?? DEFAULT_RELAY_MAX_CONNECTIONS
+  const idleTimeoutMs = opts.idleTimeoutMs ?? DEFAULT_RELAY_IDLE_TIMEOUT
+  const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_RELAY_HANDSHAKE_TIMEOUT
   const clients = new Set<RelayClientConnection>()
+  const counts = { idleClosed: 0, evicted: 0, refused: 0 }
+  /** The idle connection silent the longest, if any. */
+  const oldestIdle = (): RelayClientConnection | undefined => {
+    let oldest: RelayClientConnection | undefined
+    for (const c of clients) if (c.idle && (!oldest || c.lastActivity < oldest.lastActivity)) oldest = c
+    return oldest
+  }
   const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
-    const c = new RelayClientConnection(node, socket, maxMessageSize, () => clients.delete(c))
+    if (clients.size >= maxConnections) {
+      const victim = oldestIdle()
+      if (!victim) {
+        counts.refused++
+        refuseSocket(
+          socket,
+          `relay connection limit reached: ${maxConnections} connections open and none idle; try again later`,
+        )
+        return
+      }
+      counts.evicted++
+      const idleMs = Date.now() - victim.lastActivity
+      void victim.closeFor(
+        'OverloadedError',
+        `relay connection limit (${maxConnections}) reached: this connection had nothing open and was idle for ${idleMs} ms, closed to make room for a new client`,
+      )
+    }
+    const c = new RelayClientConnection(
+      node,
+      socket,
+      maxMessageSize,
+      () => {
+        if (clients.delete(c) && c.timedOut) counts.idleClosed++
+      },
+      handshakeTimeoutMs,
+    )
     clients.add(c)
   })
-  server.maxConnections = 1024
+  // A hard backstop: past it the OS-level accept is closed without a word.
+  server.maxConnections = maxConnections + REFUSING_BACKLOG
   await new Promise<void>((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       const where = `${opts.host}:${opts.port}`
@@ -82,6 +144,23 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
       resolve()
     })
   })
+  // Idle timeout: checked a few times per period.
+  const sweep = setInterval(
+    () => {
+      const now = Date.now()
+      for (const c of [...clients]) {
+        if (c.welcomed && c.idle && now - c.lastActivity >= idleTimeoutMs) {
+          counts.idleClosed++
+          void c.closeFor(
+            'TimeoutError',
+            `relay connection idle for ${now - c.lastActivity} ms with nothing open (idle timeout ${idleTimeoutMs} ms); closing`,
+          )
+        }
+      }
+    },
+    Math.max(20, Math.min(30_000, Math.floor(idleTimeoutMs / 4))),
+  )
+  sweep.unref()
   const bound = server.address()
   const port = bound && typeof bound === 'object' ? bound.port : opts.port
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host
@@ -96,12 +175,17 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
         subscriptionDrops: 0,
         tunnels: [],
         consumers: [],
+        consumerBytes: 0,
+        outboundBytes: 0,
+        maxOutboundBytes: 0,
+        ...counts,
       }
       for (const c of clients) c.addStats(st)
       return st
     },
     close() {
       closing ??= (async () => {
+        clearInterval(sweep)
         const done = new Promise<void>((resolve) => server.close(() => resolve()))
         await Promise.all([...clients].map((c) => c.shutdown()))
         await done
@@ -109,4 +193,13 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
       return closing
     },
   }
+}
+
+/** Tells a connection over the limit why it is refused (REFUSE, id 0), then closes it. */
+function refuseSocket(socket: Socket, reason: string): void {
+  socket.on('error', () => {})
+  const w = new BinaryWriter(256)
+  writeFrame(w, Op.Refuse, 0, (b) => b.str(reason))
+  socket.end(Buffer.from(w.finish()))
+  setTimeout(() => socket.destroy(), 1000).unref()
 }

@@ -67,8 +67,41 @@ export const MAX_RAFT_LOG_BYTES = 16 * 1024 * 1024 * 1024
 /** Default relay endpoint (thin clients and the CLI). */
 export const DEFAULT_RELAY_HOST = '127.0.0.1'
 export const DEFAULT_RELAY_PORT = 55555
+/**
+ * Default `relay.maxConnections`: connections the relay holds at once. At the limit a new
+ * client is accepted by closing the oldest idle connection (no open subscription, consumer,
+ * tunnel, membership or call); when none is idle it is refused (REFUSE).
+ */
+export const DEFAULT_RELAY_MAX_CONNECTIONS = 1024
+/**
+ * Default `relay.idleTimeoutMs`: a handshaken relay connection with nothing open (no
+ * subscription, consumer, tunnel, membership or call in flight) and no frame from the client
+ * for this long is closed (ms). A client that sends PING now and then stays connected.
+ */
+export const DEFAULT_RELAY_IDLE_TIMEOUT = 5 * 60_000
+/** Default `relay.handshakeTimeoutMs`: a relay connection must send HELLO within this long (ms). */
+export const DEFAULT_RELAY_HANDSHAKE_TIMEOUT = 5000
 /** Environment variable that overrides where CLI client commands attach (host:port). */
 export const RELAY_ENV = 'PLEXUS_RELAY'
+
+/**
+ * Stream consumers (`consume`): how much a consumer holds fetched and not yet handed out
+ * (durable consumers: not yet acknowledged) before it stops fetching.
+ */
+export const CONSUMER = {
+  /** Messages in flight (fetched, not yet handed out) before fetching pauses. */
+  maxMessagesInFlight: 4096,
+  /**
+   * Default `maxBytesInFlight`: bytes of messages in flight (plain: fetched and not yet
+   * handed out; durable: not yet acknowledged) before fetching pauses.
+   */
+  maxBytesInFlight: 16 * 1024 * 1024,
+  /**
+   * Largest read one fetch asks a replica for (bytes); at most half of `maxBytesInFlight`
+   * divided by the partitions read, so each partition can keep a long poll waiting.
+   */
+  fetchBytes: 1024 * 1024,
+} as const
 
 /** Default request timeout (ms). */
 export const DEFAULT_REQUEST_TIMEOUT = 10_000

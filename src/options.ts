@@ -11,7 +11,10 @@ import {
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_NETWORK,
   DEFAULT_RAFT_LOG_BYTES,
+  DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
   DEFAULT_RELAY_HOST,
+  DEFAULT_RELAY_IDLE_TIMEOUT,
+  DEFAULT_RELAY_MAX_CONNECTIONS,
   DEFAULT_RELAY_PORT,
   DEFAULT_REPLACE_REPLICA_AFTER,
   MAX_MAX_MESSAGE_SIZE,
@@ -46,7 +49,15 @@ export interface NodeConfig {
   mdns: boolean
   dht: boolean
   dataDir: string | undefined
-  relay: { host: string; port: number } | undefined
+  relay:
+    | {
+        host: string
+        port: number
+        maxConnections: number
+        idleTimeoutMs: number
+        handshakeTimeoutMs: number
+      }
+    | undefined
   maxMessageSize: number
   replaceReplicaAfter: number
   raftLogBytes: number
@@ -122,9 +133,9 @@ export function parseNodeOptions(options: unknown): NodeConfig {
       }
     }
   }
-  let relay: { host: string; port: number } | undefined
+  let relay: NodeConfig['relay']
   if (o.relay !== undefined && o.relay !== false) {
-    const r = checkOptions<{ host?: string; port?: number }>(o.relay, 'relay')
+    const r = checkOptions<Exclude<NonNullable<NodeOptions['relay']>, false>>(o.relay, 'relay')
     checkKnownKeys(r, KNOWN_NODE_OPTIONS.relay, 'relay')
     if (r.host !== undefined && typeof r.host !== 'string') {
       throw new InvalidArgumentError(`relay.host must be a string, got ${describe(r.host)}`)
@@ -132,6 +143,13 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     relay = {
       host: r.host ?? DEFAULT_RELAY_HOST,
       port: checkPort(r.port, 'relay.port') ?? DEFAULT_RELAY_PORT,
+      maxConnections:
+        checkPositiveInt(r.maxConnections, 'relay.maxConnections') ?? DEFAULT_RELAY_MAX_CONNECTIONS,
+      idleTimeoutMs:
+        checkPositiveInt(r.idleTimeoutMs, 'relay.idleTimeoutMs', MAX_TIMEOUT) ?? DEFAULT_RELAY_IDLE_TIMEOUT,
+      handshakeTimeoutMs:
+        checkPositiveInt(r.handshakeTimeoutMs, 'relay.handshakeTimeoutMs', MAX_TIMEOUT) ??
+        DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
     }
   }
   const streams = checkOptions<NonNullable<NodeOptions['streams']>>(o.streams, 'streams')

@@ -54,8 +54,23 @@ export interface NodeOptions {
   discovery?: { local?: boolean; mdns?: boolean | { interface?: string }; dht?: boolean }
   /** Directory for the identity (same peer id after restart) and stream data. */
   dataDir?: string
-  /** Relay endpoint for thin clients; off unless given (`{}` means 127.0.0.1:55555). */
-  relay?: false | { host?: string; port?: number }
+  /**
+   * Relay endpoint for thin clients; off unless given (`{}` means 127.0.0.1:55555).
+   * `maxConnections` (default 1024): at the limit a new client is accepted by closing the
+   * oldest idle connection (nothing open on it), or refused when none is idle.
+   * `idleTimeoutMs` (default 5 min): a connection with nothing open (no subscription,
+   * consumer, tunnel, membership or call) and no frame from its client this long is closed.
+   * `handshakeTimeoutMs` (default 5 s): a connection must send HELLO within it.
+   */
+  relay?:
+    | false
+    | {
+        host?: string
+        port?: number
+        maxConnections?: number
+        idleTimeoutMs?: number
+        handshakeTimeoutMs?: number
+      }
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
   /** Durable streams hosted by this node's clusters. */
@@ -292,6 +307,16 @@ export interface ConsumeOptions {
   ackWait?: number
   /** Durable only: delivery pauses while this many messages are unacknowledged (default 1,024). */
   maxAckPending?: number
+  /**
+   * Byte budget of the consumer (default 16 MiB, `CONSUMER.maxBytesInFlight`): fetching from
+   * the replicas pauses while this many bytes of messages are in flight — fetched and not
+   * yet handed out, and for a durable consumer not yet acknowledged (a durable consumer also
+   * reads ahead at most 2 MiB of it). Exceeded only by a single message larger than the room
+   * left, one per partition at most. At most 4,096 messages are buffered as well. Through
+   * the relay it is the consumer's window (the credit granted to the relay, at least one
+   * frame).
+   */
+  maxBytesInFlight?: number
   /** Ends the iteration. */
   signal?: AbortSignal
 }
@@ -327,6 +352,13 @@ export interface StreamMessage {
  */
 export interface Consumer extends AsyncIterable<StreamMessage> {
   readonly stream: string
+  /**
+   * Bytes of messages in flight in this consumer now (fetched and not yet handed out; for a
+   * durable consumer not yet acknowledged), plus the reads under way: at most
+   * `maxBytesInFlight`, or one message more per partition when a single message is larger
+   * than the room left.
+   */
+  readonly bytesInFlight: number
   /** Ends the iteration; pending reads stop. */
   close(): void
 }

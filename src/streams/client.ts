@@ -478,8 +478,10 @@ export class StreamsClient {
     offset: number,
     waitMs: number,
     signal: AbortSignal,
+    /** Bytes to read at most (a replica returns one message even when it alone is larger). */
+    maxBytes = 1024 * 1024,
   ): Promise<FetchResult> {
-    const body = encodeFetchCall({ ...ref, offset, maxBytes: 1024 * 1024, waitMs })
+    const body = encodeFetchCall({ ...ref, offset, maxBytes, waitMs })
     const sig = AbortSignal.any([signal, this.closing.signal])
     return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, {
       deadline: Date.now() + waitMs + 10_000,

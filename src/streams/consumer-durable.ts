@@ -9,7 +9,9 @@
  *    retries, taking over within a lease time when the holder dies.
  * 2. Read the committed position (or start at `from` the first time) and fetch from there.
  * 3. Every delivered message is pending until acked; delivery pauses at `maxAckPending`
- *    unacked; an unacked message is delivered again after `ackWait` (delivery count + 1).
+ *    unacked, and fetching while `maxBytesInFlight` bytes are unacked (buffered ones
+ *    included: the consumer keeps them for redelivery); an unacked message is delivered
+ *    again after `ackWait` (delivery count + 1).
  * 4. Every `TICK_MS` (and on close) the acked prefix is committed: the position moves to the
  *    first unacked offset. Positions only move forward.
  * A session ends when its lease is lost, or when this consumer holds more than its fair share
@@ -21,11 +23,12 @@
  * messages acked within the last tick before a crash, and unacked ones, are.
  */
 import { randomBytes } from 'node:crypto'
+import { CONSUMER } from '../constants.js'
 import { AbortedError } from '../errors.js'
 import type { ConsumeFrom, StreamMessage } from '../types.js'
 import type { BinaryReader } from '../util/binary.js'
 import type { StreamsClient } from './client.js'
-import { BufferedConsumer, LONG_POLL_MS, toStreamMessage } from './consumer-base.js'
+import { BufferedConsumer, type Chunk, toStreamMessage } from './consumer-base.js'
 import {
   type ConsumerCall,
   type ConsumerRef,
@@ -48,12 +51,15 @@ export interface DurableOptions {
   durable: string
   ackWait: number
   maxAckPending: number
+  maxBytesInFlight: number
 }
 
 interface Pending {
   msg: StreamMessage
   deliveredAt: number
   acked: boolean
+  /** The fetch it came from: its bytes stay in flight until acked or given up. */
+  chunk: Chunk
 }
 
 interface Session {
@@ -89,7 +95,9 @@ export class DurableConsumer extends BufferedConsumer {
     signal: AbortSignal | undefined,
     private readonly o: DurableOptions,
   ) {
-    super(client, stream, signal)
+    super(client, stream, signal, o.maxBytesInFlight)
+    // The budget counts unacknowledged messages too: read ahead only two fetches of it.
+    this.readAhead = Math.min(o.maxBytesInFlight, 2 * CONSUMER.fetchBytes)
     if (!this.ended) this.run(partition).catch((err) => this.fail(err))
   }
 
@@ -104,8 +112,8 @@ export class DurableConsumer extends BufferedConsumer {
   protected override take(): StreamMessage | undefined {
     // Skip messages of sessions that lost their lease meanwhile; the ackWait clock of a
     // message starts when it is handed out.
-    while (this.buffer.length > 0) {
-      const m = this.buffer.shift()!
+    for (let b = this.shift(); b; b = this.shift()) {
+      const m = b.msg
       for (const s of this.sessions) {
         const p = s.partition === m.partition && !s.ac.signal.aborted ? s.pending.get(m.offset) : undefined
         if (p && !p.acked) {
@@ -171,6 +179,9 @@ export class DurableConsumer extends BufferedConsumer {
         s.ac.abort()
         await ticking
         this.sessions.delete(s)
+        // Its unacked messages are given up (the next holder reads them again).
+        for (const p of s.pending.values()) if (!p.acked) this.release(p.chunk)
+        s.pending.clear()
       }
       if (s.yielded && !this.ac.signal.aborted) {
         // Hand the partition over: release the lease, then stay away while another takes it.
@@ -188,22 +199,35 @@ export class DurableConsumer extends BufferedConsumer {
     let offset = start
     while (!signal.aborted) {
       await this.room(s, signal)
-      const res = await this.client.fetch(ref, replicas, offset, LONG_POLL_MS, signal)
+      const got = await this.fetchChunk(ref, replicas, offset, signal)
+      if (!got) return
+      const { res, chunk } = got
       if (res.messages.length === 0 && res.firstOffset > offset) {
         offset = res.firstOffset // retention removed them: nothing to ack
         s.readPos = offset
         this.advance(s)
       }
-      for (const m of res.messages) {
+      for (const [i, m] of res.messages.entries()) {
         await this.room(s, signal)
-        if (signal.aborted) return
-        const p: Pending = { msg: undefined as never, deliveredAt: Number.POSITIVE_INFINITY, acked: false }
+        if (signal.aborted) {
+          this.release(chunk, res.messages.length - i)
+          return
+        }
+        const p: Pending = {
+          msg: undefined as never,
+          deliveredAt: Number.POSITIVE_INFINITY,
+          acked: false,
+          chunk,
+        }
         p.msg = toStreamMessage(meta.name, s.partition, m, 1, () => this.ack(s, m.offset))
         s.pending.set(m.offset, p)
         s.unacked++
         offset = m.offset + 1
         s.readPos = offset
-        if (!(await this.push(p.msg, signal))) return
+        if (!(await this.push(p.msg, signal))) {
+          this.release(chunk, res.messages.length - i - 1)
+          return
+        }
       }
     }
   }
@@ -219,6 +243,7 @@ export class DurableConsumer extends BufferedConsumer {
     if (p === undefined || p.acked || s.ac.signal.aborted) return Promise.resolve()
     p.acked = true
     s.unacked--
+    this.release(p.chunk)
     this.advance(s)
     for (const w of s.ackWaiters.splice(0)) w()
     return Promise.resolve()

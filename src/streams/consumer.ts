@@ -5,14 +5,17 @@
  * any replica (only committed messages are ever served), and move to another replica when
  * one becomes unreachable. Durable consumers (`options.durable`) are in consumer-durable.ts.
  *
- * Memory: at most `MAX_BUFFERED` messages wait in the consumer; fetching pauses while it is
- * full. A position below the earliest retained offset continues from the earliest.
+ * Memory: at most `CONSUMER.maxMessagesInFlight` messages and `maxBytesInFlight` bytes
+ * (default `CONSUMER.maxBytesInFlight`) are in flight in the consumer; fetching pauses while
+ * either is reached (consumer-base.ts). A position below the earliest retained offset
+ * continues from the earliest.
  */
+import { CONSUMER } from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
 import type { ConsumeFrom, ConsumeOptions, Consumer } from '../types.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
 import type { StreamsClient } from './client.js'
-import { BufferedConsumer, LONG_POLL_MS, toStreamMessage } from './consumer-base.js'
+import { BufferedConsumer, toStreamMessage } from './consumer-base.js'
 import { DurableConsumer } from './consumer-durable.js'
 import type { StreamMeta } from './metadata.js'
 
@@ -62,10 +65,15 @@ export function openConsumer(
     throw new InvalidArgumentError(
       `options.maxAckPending must be a positive integer, got ${describe(maxAckPending)}`,
     )
+  const maxBytes = o.maxBytesInFlight ?? CONSUMER.maxBytesInFlight
+  if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
+    throw new InvalidArgumentError(
+      `options.maxBytesInFlight must be a positive integer (bytes), got ${describe(o.maxBytesInFlight)}`,
+    )
   if (o.durable === undefined) {
     if (ackWait !== undefined || maxAckPending !== undefined)
       throw new InvalidArgumentError('options.ackWait and options.maxAckPending need options.durable')
-    return new StreamConsumer(client, stream, from, o.partition, o.signal)
+    return new StreamConsumer(client, stream, from, o.partition, o.signal, maxBytes)
   }
   if (typeof o.durable !== 'string' || !DURABLE_RE.test(o.durable))
     throw new InvalidArgumentError(
@@ -75,6 +83,7 @@ export function openConsumer(
     durable: o.durable,
     ackWait: ackWait ?? 30_000,
     maxAckPending: maxAckPending ?? 1024,
+    maxBytesInFlight: maxBytes,
   })
 }
 
@@ -87,8 +96,9 @@ class StreamConsumer extends BufferedConsumer {
     from: ConsumeFrom,
     partition: number | undefined,
     signal: AbortSignal | undefined,
+    maxBytesInFlight: number,
   ) {
-    super(client, stream, signal)
+    super(client, stream, signal, maxBytesInFlight)
     if (!this.ended) this.run(from, partition).catch((err) => this.fail(err))
   }
 
@@ -103,10 +113,15 @@ class StreamConsumer extends BufferedConsumer {
     const signal = this.ac.signal
     let offset = await this.startOffset(meta, ref, from, signal)
     while (!signal.aborted) {
-      const res = await this.client.fetch(ref, replicas, offset, LONG_POLL_MS, signal)
+      const got = await this.fetchChunk(ref, replicas, offset, signal)
+      if (!got) return
+      const { res, chunk } = got
       if (res.messages.length === 0 && res.firstOffset > offset) offset = res.firstOffset
-      for (const m of res.messages) {
-        if (!(await this.push(toStreamMessage(meta.name, partition, m, 1, noAck), signal))) return
+      for (const [i, m] of res.messages.entries()) {
+        if (!(await this.push(toStreamMessage(meta.name, partition, m, 1, noAck), signal, chunk))) {
+          this.release(chunk, res.messages.length - i)
+          return
+        }
         offset = m.offset + 1
       }
     }
