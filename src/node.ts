@@ -545,6 +545,12 @@ class Node implements PlexusNode {
       counters['relay.subscriptions'] = r.subscriptions
       counters['relay.subscriptionDrops'] = r.subscriptionDrops
       counters['relay.tunnels'] = r.tunnels.length
+      counters['relay.consumers'] = r.consumers.length
+      counters['relay.consumerBytes'] = r.consumerBytes
+      counters['relay.outboundBytes'] = r.outboundBytes
+      counters['relay.idleClosed'] = r.idleClosed
+      counters['relay.evicted'] = r.evicted
+      counters['relay.refused'] = r.refused
     }
     return {
       id: this.id,
