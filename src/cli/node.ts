@@ -70,6 +70,7 @@ interface NodeFlags {
   dataDir?: string
   relayPort: number
   mdns: boolean
+  local: boolean
   gcTuning: boolean
 }
 
@@ -193,6 +194,10 @@ export function registerNode(program: Command): void {
       DEFAULT_RELAY_PORT,
     )
     .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
+    .option(
+      '--no-local',
+      'do not find (or be found by) other nodes on this machine through the same-host registry',
+    )
     .option('--no-gc-tuning', "leave V8's garbage-collector settings as they are (see README Performance)")
     .option('--join <cluster>', 'serve a cluster; the flags below belong to the latest --join')
     .option('--cluster-key-file <file>', 'key of the cluster being joined (required with --join)')
@@ -302,7 +307,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     listen: flags.listen,
     bootstrap: flags.bootstrap,
     dataDir: flags.dataDir,
-    discovery: { mdns: flags.mdns },
+    discovery: { mdns: flags.mdns, local: flags.local },
     gcTuning: flags.gcTuning,
     relay: { host: DEFAULT_RELAY_HOST, port: flags.relayPort },
     logger: stderrLogger(),

@@ -1,16 +1,27 @@
 /**
  * Same-host discovery with no configuration and no multicast: every node writes a small
- * record (pid and loopback addresses) into a directory shared by all nodes of its network
- * on this machine (`<tmpdir>/plexus-local/<network>-<key tag>/<peer id>.json`), watches the
- * directory and rescans it every second. Records of dead processes are removed. The
- * record is written atomically (temp file + rename) and removed on stop.
+ * record (pid, process start time and loopback addresses) into a directory shared by all
+ * nodes of its network on this machine
+ * (`<tmpdir>/plexus-local/<network>-<key tag>/<peer id>.json`), watches the directory and
+ * rescans it every second. The record is written atomically (temp file + rename) and
+ * removed on stop, with the directory when it is left empty. Records of dead processes (or
+ * of a pid now running another process) are removed by every scan, and at each start and
+ * stop `sweepLocalRoot` cleans the directories of every network: dead records, temp files
+ * left by a crash, and directories left empty. Off with `discovery: { local: false }`
+ * (`plexus node --no-local`).
  */
 import { type FSWatcher, watch } from 'node:fs'
-import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LOCAL_DISCOVERY } from '../constants.js'
+import { startTimeOf } from '../util/data-dir-lock.js'
 import { sha256 } from '../util/keys.js'
+
+/** A temp record file this old (ms) was left by a process that died while writing it. */
+const TMP_STALE_AFTER = 10_000
+/** Most network directories one sweep looks into (the rest wait for a later one). */
+const SWEEP_MAX_DIRS = 1000
 
 /** One node found on this machine. */
 export interface LocalPeer {
@@ -31,10 +42,84 @@ export interface LocalDiscoveryOptions {
   root?: string
 }
 
+/** The directory holding every network's directory on this machine. */
+export function localRoot(root?: string): string {
+  return root ?? join(tmpdir(), 'plexus-local')
+}
+
 /** The directory nodes of one network share on this machine. */
 export function localDirectory(network: string, networkKey?: Uint8Array, root?: string): string {
   const tag = networkKey ? Buffer.from(sha256(networkKey)).toString('hex').slice(0, 12) : 'open'
-  return join(root ?? join(tmpdir(), 'plexus-local'), `${network}-${tag}`)
+  return join(localRoot(root), `${network}-${tag}`)
+}
+
+/** A node record as stored. */
+interface LocalRecord {
+  id: string
+  pid: number
+  started?: string | null
+  addrs: unknown[]
+}
+
+function parseRecord(text: string): LocalRecord | undefined {
+  try {
+    const rec = JSON.parse(text) as Partial<LocalRecord>
+    if (typeof rec.id !== 'string' || typeof rec.pid !== 'number' || !Array.isArray(rec.addrs))
+      return undefined
+    return rec as LocalRecord
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * True when the record's process is gone: its pid is not running, or (on Linux, where the
+ * start time is cheap to read) that pid now belongs to a process that started later.
+ */
+function dead(rec: LocalRecord): boolean {
+  if (!alive(rec.pid)) return true
+  if (process.platform !== 'linux' || typeof rec.started !== 'string') return false
+  const now = startTimeOf(rec.pid)
+  return now !== null && now !== rec.started
+}
+
+/**
+ * Cleans `<tmpdir>/plexus-local` (or `root`): in each network directory, records of dead
+ * processes and temp files older than 10 s are removed, then the directory itself when it
+ * is empty. Never throws; a directory a node is starting in at that moment may be removed,
+ * which that node's `publish` survives by creating it again.
+ */
+export async function sweepLocalRoot(root?: string): Promise<void> {
+  const base = localRoot(root)
+  let dirs: string[]
+  try {
+    dirs = await readdir(base)
+  } catch {
+    return
+  }
+  for (const name of dirs.slice(0, SWEEP_MAX_DIRS)) {
+    const dir = join(base, name)
+    let files: string[]
+    try {
+      files = await readdir(dir)
+    } catch {
+      continue // not a directory, or gone
+    }
+    for (const f of files) {
+      const path = join(dir, f)
+      try {
+        if (f.endsWith('.json')) {
+          const rec = parseRecord(await readFile(path, 'utf8'))
+          if (rec && dead(rec)) await unlink(path)
+        } else if (f.endsWith('.tmp') && Date.now() - (await stat(path)).mtimeMs > TMP_STALE_AFTER) {
+          await unlink(path)
+        }
+      } catch {
+        // gone meanwhile, or not ours to remove
+      }
+    }
+    await rmdir(dir).catch(() => {}) // only when empty
+  }
 }
 
 /** Same-host discovery service (start/stop). */
@@ -53,7 +138,7 @@ export class LocalDiscovery {
   }
 
   async start(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o777 })
+    await sweepLocalRoot(this.opts.root)
     await this.publish()
     try {
       this.watcher = watch(this.dir, () => void this.scan())
@@ -67,14 +152,28 @@ export class LocalDiscovery {
     await this.scan()
   }
 
-  /** Rewrites our record (after our addresses changed). */
+  /**
+   * Writes our record (again after our addresses changed). The directory is created when
+   * missing, also when another node's sweep removed it empty just before we wrote.
+   */
   async publish(): Promise<void> {
     const tmp = `${this.file}.tmp`
-    await writeFile(
-      tmp,
-      JSON.stringify({ id: this.opts.self, pid: process.pid, addrs: this.opts.addresses() }),
-    )
-    await rename(tmp, this.file)
+    const rec = JSON.stringify({
+      id: this.opts.self,
+      pid: process.pid,
+      started: startTimeOf(process.pid),
+      addrs: this.opts.addresses(),
+    })
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await mkdir(this.dir, { recursive: true, mode: 0o777 })
+        await writeFile(tmp, rec)
+        await rename(tmp, this.file)
+        return
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err
+      }
+    }
   }
 
   private async scan(): Promise<void> {
@@ -96,14 +195,14 @@ export class LocalDiscovery {
         for (const name of names) {
           if (!name.endsWith('.json') || name === `${this.opts.self}.json`) continue
           const path = join(this.dir, name)
-          let rec: { id?: unknown; pid?: unknown; addrs?: unknown }
+          let rec: LocalRecord | undefined
           try {
-            rec = JSON.parse(await readFile(path, 'utf8'))
+            rec = parseRecord(await readFile(path, 'utf8'))
           } catch {
             continue
           }
-          if (typeof rec.id !== 'string' || typeof rec.pid !== 'number' || !Array.isArray(rec.addrs)) continue
-          if (!alive(rec.pid)) {
+          if (rec === undefined) continue
+          if (dead(rec)) {
             await unlink(path).catch(() => {})
             continue
           }
@@ -116,11 +215,13 @@ export class LocalDiscovery {
     }
   }
 
+  /** Stops watching, removes our record, and cleans dead records and empty directories. */
   async stop(): Promise<void> {
     this.stopped = true
     this.watcher?.close()
     if (this.timer) clearInterval(this.timer)
     await unlink(this.file).catch(() => {})
+    await sweepLocalRoot(this.opts.root)
   }
 }
 
