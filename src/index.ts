@@ -28,6 +28,7 @@ export type {
   Consumer,
   JoinOptions,
   Limits,
+  MemberRoles,
   MemberStatus,
   Membership,
   Message,

@@ -8,7 +8,7 @@ import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type RelayServer, startRelay } from '../relay/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
-import { MemberDirectory } from './cluster/membership.js'
+import { MemberDirectory, unservedMessage } from './cluster/membership.js'
 import { FRAME_OVERHEAD } from './constants.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError } from './errors.js'
@@ -159,6 +159,7 @@ class Node implements PlexusNode {
       self,
       now,
       members,
+      servers: (c, role) => this.directory.servers(c, role),
       link,
       servesLocally: (c) => this.directory.joined(c),
       runLocal: (c, data, remaining) => this.server.runLocal(c, data, remaining, self),
@@ -182,6 +183,7 @@ class Node implements PlexusNode {
       rpc: this.rpc,
       maxMessageSize: this.cfg.maxMessageSize,
       members,
+      storageMembers: (c) => this.directory.servers(c, 'storage'),
       clusters: () => this.directory.clusterNames(),
       signer: (c) => this.directory.signer(c),
       publicKey: (c) => this.directory.publicKey(c),
@@ -201,7 +203,8 @@ class Node implements PlexusNode {
     this.tunnels = new TunnelManager({
       self,
       link,
-      pick: (c, exclude) => this.client.pick(c, new Set([...exclude, self])),
+      pick: (c, exclude) => this.client.pick(c, new Set([...exclude, self]), 'tunnel'),
+      unserved: (c) => unservedMessage(this.directory, c, 'tunnel'),
       nextChange,
       discovering,
       maxMessageSize: this.cfg.maxMessageSize,
@@ -413,7 +416,12 @@ class Node implements PlexusNode {
     this.server.serve(cluster, onRequest, limits)
     this.broadcaster.serve(cluster, onBroadcast, limits.broadcasts)
     this.tunnels.serve(cluster, onTunnel, limits.tunnels)
-    this.directory.join(cluster, key)
+    this.directory.join(cluster, key, {
+      request: onRequest !== undefined,
+      broadcast: onBroadcast !== undefined,
+      tunnel: onTunnel !== undefined,
+      storage: this.cfg.dataDir !== undefined,
+    })
     await this.streamService.onJoin(cluster)
     let left = false
     const membership: Membership = {
@@ -525,6 +533,7 @@ class Node implements PlexusNode {
           connected: local || this.links.get(m.peer) !== undefined,
           outstanding: s.outstanding,
           latencyMs: local ? 0 : (s.latencyMs ?? this.links.get(m.peer)?.latencyMs ?? null),
+          roles: { ...m.roles },
         }
       }),
     }))

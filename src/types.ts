@@ -369,6 +369,21 @@ export interface MemberStatus {
   connected: boolean
   outstanding: number
   latencyMs: number | null
+  /** What the member serves, from its signed announcement. */
+  roles: MemberRoles
+}
+
+/**
+ * What a member of a cluster serves, as its signed announcements say: `request`,
+ * `broadcast` and `tunnel` when it joined with that handler (`onRequest`, `onBroadcast`,
+ * `onTunnel`), `storage` when its node has a `dataDir` (it can host stream replicas and the
+ * cluster's stream metadata). Requests and tunnels go only to members with that role.
+ */
+export interface MemberRoles {
+  request: boolean
+  broadcast: boolean
+  tunnel: boolean
+  storage: boolean
 }
 
 /** Snapshot for `plexus status`. */

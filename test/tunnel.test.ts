@@ -3,7 +3,6 @@ import { describe, expect, it } from 'vitest'
 import {
   generateKey,
   NoMembersError,
-  OverloadedError,
   TimeoutError,
   type Tunnel,
   TunnelClosedError,
@@ -164,13 +163,14 @@ describe('tunnels', () => {
     expect(Date.now() - started).toBeLessThan(1500)
   })
 
-  it('setup: a member without onTunnel refuses; an unknown cluster is NoMembersError', async () => {
+  it('setup: no member with onTunnel and an unknown cluster are NoMembersError', async () => {
     const [a, b] = await startNodes(2)
     await b.join('noh', { key: generateKey(), onRequest: () => 'x' })
     await waitForMembers(a, 'noh', 1)
     await new Promise((r) => setTimeout(r, 3000)) // past the start-up discovery grace
     const err = await a.tunnel('noh', { timeout: 2000 }).catch((e) => e)
-    expect(err).toBeInstanceOf(OverloadedError)
+    expect(err).toBeInstanceOf(NoMembersError)
+    expect(err.message).toBe('no member of noh accepts tunnels: 1 member, none with a tunnel handler')
     await expect(a.tunnel('nobody', { timeout: 500 })).rejects.toBeInstanceOf(NoMembersError)
   })
 

@@ -1,6 +1,7 @@
 /**
  * `plexus status [--json]`: what the local node sees — its id, network, addresses, peers
- * with latency, clusters with their members (connected, outstanding requests, latency),
+ * with latency, clusters with their members (connected, outstanding requests, latency, and
+ * roles: which of request, broadcast and tunnel they serve, and storage for a data directory),
  * durable streams and counters. For each stream the node knows, `streams.info` is asked
  * through the relay for its partitions, leaders and in-sync replicas; when that fails the
  * error is shown for that stream and the command still succeeds. `--json` prints the
@@ -10,7 +11,7 @@
 import type { Command } from 'commander'
 import type { RelayClient } from '../../relay/client.js'
 import { NOISE_AES_GCM_PROTOCOL, NOISE_PROTOCOL } from '../constants.js'
-import type { NodeStatus } from '../types.js'
+import type { MemberRoles, NodeStatus } from '../types.js'
 import { withRelay } from './client.js'
 import { errorNameOf, oneLine, writeOut } from './output.js'
 import { formatStatusStreams, type StatusStream } from './stream-format.js'
@@ -69,6 +70,13 @@ function ms(v: number | null | undefined): string {
   return `${v < 10 ? v.toFixed(2) : v.toFixed(0)} ms`
 }
 
+/** A member's roles for humans: `request,tunnel,storage`, or `-` for none (unknown: `?`). */
+export function roleNames(roles: MemberRoles | undefined): string {
+  if (roles === undefined) return '?'
+  const names = (['request', 'broadcast', 'tunnel', 'storage'] as const).filter((r) => roles[r])
+  return names.length > 0 ? names.join(',') : '-'
+}
+
 /** The human-readable rendering of a status snapshot (ends with a newline). */
 export function formatStatus(s: StatusWithStreams | NodeStatus): string {
   const out: string[] = []
@@ -104,12 +112,13 @@ export function formatStatus(s: StatusWithStreams | NodeStatus): string {
       out.push(
         table(
           [
-            ['MEMBER', 'CONNECTED', 'OUTSTANDING', 'LATENCY'],
+            ['MEMBER', 'CONNECTED', 'OUTSTANDING', 'LATENCY', 'ROLES'],
             ...c.members.map((m) => [
               m.id === s.id ? `${m.id} (self)` : m.id,
               m.connected ? 'yes' : 'no',
               String(m.outstanding),
               ms(m.latencyMs),
+              roleNames(m.roles),
             ]),
           ],
           '    ',

@@ -8,9 +8,11 @@
  * key when we are a member, else the first one seen (trust on first use; see
  * docs/security.md). Accepted announcements are flooded to every other link once; a node
  * that links up receives every fresh announcement we hold. Members re-sign every
- * `refreshInterval`; an entry not refreshed within `maxAge` is dropped.
+ * `refreshInterval`; an entry not refreshed within `maxAge` is dropped. Each entry carries
+ * the member's signed roles (roles.ts); `servers` lists the members with one role.
  */
 import { MEMBERSHIP } from '../constants.js'
+import type { MemberRoles } from '../types.js'
 import { DecodeError } from '../util/binary.js'
 import {
   AnnounceKind,
@@ -19,6 +21,7 @@ import {
   decodeAnnouncement,
   verifyAnnouncement,
 } from './proof.js'
+import { LEGACY_ROLES, noRoleMessage, type Role, rolesToBits } from './roles.js'
 
 /** One proven member of a cluster. */
 export interface MemberEntry {
@@ -26,6 +29,8 @@ export interface MemberEntry {
   cluster: string
   counter: number
   addrs: string[]
+  /** What the member serves (signed in its announcement). */
+  roles: MemberRoles
   /** Encoded announcement, forwarded to peers that link up. */
   bytes: Uint8Array
 }
@@ -48,6 +53,7 @@ export type RefuseReason = 'malformed' | 'signature' | 'replay' | 'stale' | 'wro
 
 interface LocalJoin {
   signer: ClusterSigner
+  roles: MemberRoles
 }
 
 /** Per-cluster member view with replay protection. */
@@ -93,6 +99,13 @@ export class MemberDirectory {
     return m ? [...m.values()] : []
   }
 
+  /** Proven members of `cluster` that have `role` (peer ids). */
+  servers(cluster: string, role: Role): string[] {
+    const out: string[] = []
+    for (const e of this.members(cluster)) if (e.roles[role]) out.push(e.peer)
+    return out
+  }
+
   /** Names of every cluster with at least one known member, or joined here. */
   clusterNames(): string[] {
     const names = new Set<string>(
@@ -121,15 +134,18 @@ export class MemberDirectory {
     return this.local.has(cluster)
   }
 
-  /** Joins: pins our key for the cluster, drops entries under another key, announces. */
-  join(cluster: string, clusterKey: Uint8Array): void {
+  /**
+   * Joins: pins our key for the cluster, drops entries under another key, announces this
+   * member with `roles` (default: every role).
+   */
+  join(cluster: string, clusterKey: Uint8Array, roles: MemberRoles = LEGACY_ROLES): void {
     const signer = new ClusterSigner(clusterKey, cluster, this.host.network)
     const hex = Buffer.from(signer.publicKey).toString('hex')
     if (this.pinned.get(cluster) !== hex) {
       this.pinned.set(cluster, hex)
       for (const e of this.members(cluster)) this.remove(cluster, e.peer)
     }
-    this.local.set(cluster, { signer })
+    this.local.set(cluster, { signer, roles })
     this.announce(cluster, AnnounceKind.Join)
   }
 
@@ -153,7 +169,7 @@ export class MemberDirectory {
   private announce(cluster: string, kind: number): void {
     const j = this.local.get(cluster)
     if (!j) return
-    const bytes = j.signer.announce(kind, this.host.self, this.nextCounter(), this.host.addresses())
+    const bytes = j.signer.announce(kind, this.host.self, this.nextCounter(), this.host.addresses(), j.roles)
     this.accept(bytes, this.host.self)
     this.host.flood(bytes)
   }
@@ -224,10 +240,19 @@ export class MemberDirectory {
     }
     let m = this.clusters.get(a.cluster)
     if (!m) this.clusters.set(a.cluster, (m = new Map()))
-    const entry: MemberEntry = { peer: a.peer, cluster: a.cluster, counter: a.counter, addrs: a.addrs, bytes }
-    const isNew = !m.has(a.peer)
+    const entry: MemberEntry = {
+      peer: a.peer,
+      cluster: a.cluster,
+      counter: a.counter,
+      addrs: a.addrs,
+      roles: a.roles,
+      bytes,
+    }
+    const old = m.get(a.peer)
     m.set(a.peer, entry)
-    if (isNew) this.host.changed(a.cluster, a.peer, true, entry)
+    // New, or serving something else now: waiters for members look again.
+    if (old === undefined || rolesToBits(old.roles) !== rolesToBits(a.roles))
+      this.host.changed(a.cluster, a.peer, true, entry)
     return true
   }
 
@@ -256,4 +281,13 @@ export class MemberDirectory {
     }
     return out
   }
+}
+
+/**
+ * Why no member of `cluster` can be used for `role` when members are known but none has the
+ * role (a `NoMembersError` message); undefined when one has it or none is known.
+ */
+export function unservedMessage(dir: MemberDirectory, cluster: string, role: Role): string | undefined {
+  const all = dir.members(cluster).length
+  return all > 0 && dir.servers(cluster, role).length === 0 ? noRoleMessage(cluster, role, all) : undefined
 }

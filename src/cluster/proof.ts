@@ -2,22 +2,34 @@
  * Membership proofs. A cluster key K yields, per cluster name, an Ed25519 signing key
  * (seed = HMAC-SHA256(K, "plexus/cluster-sign/v1/" + cluster)). Every announcement is
  * signed with it over the network name, the kind (join/leave), the cluster, the member's
- * peer id, a counter that only grows (the member's clock in ms, bumped when equal) and the
- * member's addresses. Members, who hold K, accept only the key they derive themselves;
+ * peer id, a counter that only grows (the member's clock in ms, bumped when equal), the
+ * member's addresses and its roles (src/cluster/roles.ts: which of request, broadcast and
+ * tunnel handlers it has, and whether it stores streams). Members, who hold K, accept only
+ * the key they derive themselves;
  * others verify with the public key carried in the announcement (see docs/security.md for
  * what that means). K itself never leaves the process.
  *
  * Layout (all big-endian, strings u16-length UTF-8):
- *   u8 version(1) | u8 kind | str cluster | str peer | u64 counter | u16 n | n × str addr |
- *   32 bytes public key | 64 bytes signature
- * The signature covers "plexus-announce/1\0" | str network | every byte before it.
+ *   u8 version(2) | u8 kind | str cluster | str peer | u64 counter | u16 n | n × str addr |
+ *   u8 roles | 32 bytes public key | 64 bytes signature
+ * The signature covers "plexus-announce/1\0" | str network | every byte before it (the
+ * version and the roles included, so neither can be changed on the way). Version 1 (the
+ * same without the roles byte) is still accepted; its member is taken to serve every role
+ * (`LEGACY_ROLES`), as before roles existed.
  */
 import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 'node:crypto'
+import type { MemberRoles } from '../types.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { deriveKey } from '../util/keys.js'
+import { LEGACY_ROLES, rolesFromBits, rolesToBits } from './roles.js'
 
-export const ANNOUNCE_VERSION = 1
+/** Version of the announcements this node signs (2: with roles). */
+export const ANNOUNCE_VERSION = 2
+/** The version before roles, still accepted. */
+export const ANNOUNCE_VERSION_NO_ROLES = 1
+/** Size of an Ed25519 public key. */
 export const PUBLIC_KEY_BYTES = 32
+/** Size of an Ed25519 signature. */
 export const SIGNATURE_BYTES = 64
 /** Most addresses one announcement may carry. */
 export const MAX_ANNOUNCED_ADDRS = 16
@@ -32,6 +44,8 @@ export interface Announcement {
   peer: string
   counter: number
   addrs: string[]
+  /** What the member serves (signed; `LEGACY_ROLES` for a version 1 announcement). */
+  roles: MemberRoles
   publicKey: Uint8Array
   signature: Uint8Array
   /** The bytes the signature covers (without the network prefix). */
@@ -72,13 +86,23 @@ export class ClusterSigner {
     return new Uint8Array(sign(null, signingInput(domain, this.network, signed), this.privateKey))
   }
 
-  /** Encodes and signs an announcement. */
-  announce(kind: number, peer: string, counter: number, addrs: string[]): Uint8Array {
+  /**
+   * Encodes and signs an announcement of a member with `roles` (default: every role, what a
+   * version 1 announcement means).
+   */
+  announce(
+    kind: number,
+    peer: string,
+    counter: number,
+    addrs: string[],
+    roles: MemberRoles = LEGACY_ROLES,
+  ): Uint8Array {
     const w = new BinaryWriter(256)
     w.u8(ANNOUNCE_VERSION).u8(kind).str(this.cluster).str(peer).u64(counter)
     const list = addrs.slice(0, MAX_ANNOUNCED_ADDRS)
     w.u16(list.length)
     for (const a of list) w.str(a)
+    w.u8(rolesToBits(roles))
     w.raw(this.publicKey)
     const signed = w.finish().slice()
     const sig = this.sign(ANNOUNCE_DOMAIN, signed)
@@ -90,7 +114,8 @@ export class ClusterSigner {
 export function decodeAnnouncement(bytes: Uint8Array): Announcement {
   const r = new BinaryReader(bytes)
   const version = r.u8('announce version')
-  if (version !== ANNOUNCE_VERSION) throw new DecodeError(`unknown announce version ${version}`)
+  if (version !== ANNOUNCE_VERSION && version !== ANNOUNCE_VERSION_NO_ROLES)
+    throw new DecodeError(`unknown announce version ${version}`)
   const kind = r.u8('announce kind')
   if (kind !== AnnounceKind.Join && kind !== AnnounceKind.Leave)
     throw new DecodeError(`unknown announce kind ${kind}`)
@@ -101,6 +126,7 @@ export function decodeAnnouncement(bytes: Uint8Array): Announcement {
   if (n > MAX_ANNOUNCED_ADDRS) throw new DecodeError(`too many addresses (${n})`)
   const addrs: string[] = []
   for (let i = 0; i < n; i++) addrs.push(r.str('address'))
+  const roles = version === ANNOUNCE_VERSION ? rolesFromBits(r.u8('roles')) : { ...LEGACY_ROLES }
   const publicKey = r.raw(PUBLIC_KEY_BYTES, 'public key')
   const signedEnd = r.pos
   const signature = r.raw(SIGNATURE_BYTES, 'signature')
@@ -111,6 +137,7 @@ export function decodeAnnouncement(bytes: Uint8Array): Announcement {
     peer,
     counter,
     addrs,
+    roles,
     publicKey,
     signature,
     signed: bytes.subarray(0, signedEnd),

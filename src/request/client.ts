@@ -1,6 +1,7 @@
 /**
- * Sending requests. Each request goes to one proven member with an open link (or to this
- * node when it is a member itself), chosen by `chooseMember`. The deadline travels with
+ * Sending requests. Each request goes to one proven member that serves requests (its signed
+ * roles say it has a request handler) with an open link (or to this node when it is such a
+ * member itself), chosen by `chooseMember`. The deadline travels with
  * it; on timeout or abort the member is told to cancel.
  *
  * Delivery: at-most-once by default. A request whose member refused it (not a member any
@@ -8,6 +9,8 @@
  * sent to another member. When the link closes after that, the caller gets
  * `MemberLostError` unless it passed `retry: true`, which resends it (at-least-once).
  */
+
+import { noRoleMessage, type Role } from '../cluster/roles.js'
 import { DEFAULT_REQUEST_TIMEOUT, LATENCY_EWMA_ALPHA } from '../constants.js'
 import {
   AbortedError,
@@ -27,6 +30,8 @@ export interface ClientHost {
   now(): number
   /** Proven members of a cluster (peer ids). */
   members(cluster: string): string[]
+  /** Proven members of a cluster whose signed roles include `role` (peer ids). */
+  servers(cluster: string, role: Role): string[]
   link(peer: string): Link | undefined
   /** True when this node serves the cluster itself. */
   servesLocally(cluster: string): boolean
@@ -176,12 +181,15 @@ export class RequestClient {
   private async dispatch(p: Pending): Promise<void> {
     while (this.pending.get(p.id) === p) {
       if (this.trySend(p)) return
-      const known = this.host.members(p.cluster)
+      const known = this.host.servers(p.cluster, 'request')
       const untried = known.filter((m) => !p.tried?.has(m))
       if (untried.length === 0 && !(known.length === 0 && this.host.discovering())) {
         this.finish(p)
         const tried = p.tried?.size ?? 0
+        const all = this.host.members(p.cluster).length
         if (p.overloaded) p.reject(new OverloadedError(`every member of ${p.cluster} is overloaded`))
+        else if (known.length === 0 && all > 0)
+          p.reject(new NoMembersError(noRoleMessage(p.cluster, 'request', all)))
         else if (known.length === 0) p.reject(new NoMembersError(`no members of ${p.cluster} are known`))
         else p.reject(new NoMembersError(`no reachable member of ${p.cluster} (tried ${tried})`))
         return
@@ -195,14 +203,20 @@ export class RequestClient {
     }
   }
 
-  /** Picks a member of `cluster` like a request would, skipping `exclude` (for tunnels). */
-  pick(cluster: string, exclude: Set<string>): string | undefined {
-    return chooseMember(this.candidates({ cluster, tried: exclude }), this.turn++)?.peer
+  /**
+   * Picks a member of `cluster` with `role` like a request would, skipping `exclude` (for
+   * tunnels).
+   */
+  pick(cluster: string, exclude: Set<string>, role: Role = 'request'): string | undefined {
+    return chooseMember(this.candidates({ cluster, tried: exclude }, role), this.turn++)?.peer
   }
 
-  private candidates(p: Pick<Pending, 'cluster' | 'tried'>): Array<Candidate & { peer: string }> {
+  private candidates(
+    p: Pick<Pending, 'cluster' | 'tried'>,
+    role: Role = 'request',
+  ): Array<Candidate & { peer: string }> {
     const out: Candidate[] = []
-    for (const peer of this.host.members(p.cluster)) {
+    for (const peer of this.host.servers(p.cluster, role)) {
       if (p.tried?.has(peer)) continue
       const local = peer === this.host.self
       if (!local && !this.host.link(peer)) continue

@@ -12,6 +12,7 @@
  * is sent again after a lost link (the leader deduplicates it). Ordering: one node's
  * publishes to a partition reach its leader in the order they were made.
  */
+import { noRoleMessage } from '../cluster/roles.js'
 import {
   AbortedError,
   errorFromWire,
@@ -36,6 +37,7 @@ import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.j
 import type { KnownStream, StreamDirectory } from './directory.js'
 import { newRequestId, partitionKey } from './host.js'
 import { validateStreamConfig } from './metadata.js'
+import { checkStorageMembers } from './placement.js'
 import { Publisher, sleep } from './publisher.js'
 import {
   decodeFetchReply,
@@ -66,6 +68,8 @@ export interface StreamsClientDeps {
   rpc: PeerRpc
   directory: StreamDirectory
   members(cluster: string): string[]
+  /** Proven members of a cluster with a data directory (they host replicas and metadata). */
+  storageMembers(cluster: string): string[]
   clusters(): string[]
   nextChange(signal: AbortSignal): Promise<void>
   maxMessageSize: number
@@ -157,6 +161,8 @@ export class StreamsClient {
     const other = this.d.directory.get(name)
     if (other && other.cluster !== cluster)
       throw new InvalidArgumentError(`stream "${name}" already exists in cluster ${other.cluster}`)
+    const storing = this.d.storageMembers(cluster).length
+    checkStorageMembers(cluster, spec.replicas, this.d.members(cluster).length, storing)
     const table = await this.meta({ op: 'create', cluster, requestId: newRequestId(), spec }, opts)
     this.d.directory.receive(table, undefined)
     return this.info(name, { timeout: Math.max(1, opts.deadline - Date.now()), signal: opts.signal })
@@ -239,7 +245,7 @@ export class StreamsClient {
     await Promise.all(
       this.d.clusters().map(async (cluster) => {
         const body = encodeMetaCall({ op: 'table', cluster })
-        for (const peer of this.d.members(cluster).slice(0, 3)) {
+        for (const peer of this.d.storageMembers(cluster).slice(0, 3)) {
           try {
             const r = decodeMetaReply(
               await this.d.rpc.call(peer, 's.meta', body, { timeout, signal: opts.signal }),
@@ -291,7 +297,8 @@ export class StreamsClient {
     let sawMembers = false
     while (Date.now() < opts.deadline) {
       if (opts.signal.aborted) throw new AbortedError('aborted')
-      const members = this.d.members(cluster)
+      // Only members with a data directory run the metadata group.
+      const members = this.d.storageMembers(cluster)
       if (members.length === 0) {
         const wait = AbortSignal.any([
           opts.signal,
@@ -330,7 +337,12 @@ export class StreamsClient {
       if (hint === null || tried.has(hint)) await sleep(100, opts.signal)
       if (hint !== null) tried.delete(hint)
     }
-    if (!sawMembers) throw new NoMembersError(`no reachable member of cluster ${cluster}`)
+    if (!sawMembers) {
+      const all = this.d.members(cluster).length // known, but none with a data directory
+      throw new NoMembersError(
+        all > 0 ? noRoleMessage(cluster, 'storage', all) : `no reachable member of cluster ${cluster}`,
+      )
+    }
     throw new TimeoutError(
       `no metadata leader of cluster ${cluster} answered in time${last ? ` (last: ${(last as Error).message})` : ''}`,
     )

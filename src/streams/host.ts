@@ -89,7 +89,7 @@ export interface ClusterHostDeps {
   raft: RaftTransport
   signer: ClusterSigner
   directory: StreamDirectory
-  /** Proven members of the cluster (this node included or not). */
+  /** Proven members of the cluster with a data directory (this node included or not). */
   members(): string[]
   /** Asks members for their load: resolves with the members able to host and their replica counts. */
   loads(members: string[]): Promise<Map<string, number>>

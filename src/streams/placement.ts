@@ -2,8 +2,25 @@
  * Placement of a stream's partitions on cluster members: a pure function, so the member
  * that proposes a `CreateStream` computes it once and the metadata group replicates the
  * result (replicas never recompute it, so their views of membership may differ freely).
+ * Only members with a data directory (the storage role) are placed; `checkStorageMembers`
+ * is the check a creating node makes before asking the metadata leader.
  */
+import { noRoleMessage } from '../cluster/roles.js'
 import { InvalidArgumentError, NotEnoughReplicasError } from '../errors.js'
+
+/**
+ * Throws `NotEnoughReplicasError` at once when the members a node knows cannot hold a new
+ * stream of `replicas` replicas: `all` members of `cluster` are known and `storing` of them
+ * have a data directory. Nothing is thrown while no member is known (they may be on their
+ * way) or when enough store.
+ */
+export function checkStorageMembers(cluster: string, replicas: number, all: number, storing: number): void {
+  if (all === 0 || storing >= replicas) return
+  if (storing === 0) throw new NotEnoughReplicasError(noRoleMessage(cluster, 'storage', all))
+  throw new NotEnoughReplicasError(
+    `the stream needs ${replicas} replicas but cluster ${cluster} has only ${storing} member${storing === 1 ? '' : 's'} with a data directory (${all} members in all)`,
+  )
+}
 
 /** 32-bit FNV-1a of a string: a stable tie-breaker, identical on every platform. */
 export function fnv1a(s: string): number {
@@ -47,7 +64,7 @@ export function placeStream(
   const ids = [...new Set(members)].sort()
   if (ids.length < replicas) {
     throw new NotEnoughReplicasError(
-      `the stream needs ${replicas} replicas but the cluster has only ${ids.length} member${ids.length === 1 ? '' : 's'}`,
+      `the stream needs ${replicas} replicas but only ${ids.length} member${ids.length === 1 ? '' : 's'} with a data directory can host them`,
     )
   }
   const used = new Map<string, number>()

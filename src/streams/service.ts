@@ -55,6 +55,11 @@ export interface StreamServiceDeps {
   maxMessageSize: number
   /** Proven members of a cluster. */
   members(cluster: string): string[]
+  /**
+   * Proven members of a cluster with a data directory: the metadata group forms among them
+   * and only they are placed; members without one neither block nor host.
+   */
+  storageMembers(cluster: string): string[]
   /** Every cluster name this node knows. */
   clusters(): string[]
   signer(cluster: string): ClusterSigner | undefined
@@ -101,6 +106,7 @@ export class StreamService {
       rpc: d.rpc,
       directory: this.directory,
       members: d.members,
+      storageMembers: d.storageMembers,
       clusters: d.clusters,
       nextChange: d.nextChange,
       maxMessageSize: d.maxMessageSize,
@@ -152,7 +158,7 @@ export class StreamService {
       raft: this.d.raft,
       signer,
       directory: this.directory,
-      members: () => this.d.members(cluster),
+      members: () => this.d.storageMembers(cluster),
       loads: (members) => this.client.loads(cluster, members),
       hosted: this.hosted,
       now: Date.now,

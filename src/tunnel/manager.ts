@@ -1,5 +1,6 @@
 /**
- * Opening and accepting tunnels. The opener picks a member like a request does, sends
+ * Opening and accepting tunnels. The opener picks a member with a tunnel handler (its signed
+ * roles say so) like a request does, sends
  * TunnelOpen with its window and waits for TunnelAccept (or a refusal: then it tries
  * another member) until `timeout` (`TimeoutError`). The acceptor checks membership and
  * its `tunnels` limit, answers, and hands the new end to `onTunnel`. Tunnels with a peer
@@ -66,8 +67,16 @@ class EndTable {
 export interface TunnelHost {
   self: string
   link(peer: string): Link | undefined
-  /** Picks a linked member of the cluster not in `exclude` (like a request), or undefined. */
+  /**
+   * Picks a linked member of the cluster with a tunnel handler, not in `exclude` (like a
+   * request), or undefined.
+   */
   pick(cluster: string, exclude: Set<string>): string | undefined
+  /**
+   * Why no member can take a tunnel when members are known but none has a tunnel handler
+   * (the `NoMembersError` message); undefined otherwise.
+   */
+  unserved(cluster: string): string | undefined
   /** Waits for a membership or link change. */
   nextChange(signal: AbortSignal): Promise<void>
   discovering(): boolean
@@ -119,6 +128,8 @@ export class TunnelManager {
           const waiting = this.host.discovering()
           if (!waiting && tried.size > 0 && overloaded)
             throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
+          const none = tried.size === 0 ? this.host.unserved(cluster) : undefined
+          if (!waiting && none !== undefined) throw new NoMembersError(none)
           if (!waiting && tried.size === 0) throw new NoMembersError(`no reachable member of ${cluster}`)
           if (!waiting)
             throw new NoMembersError(`no member of ${cluster} accepted the tunnel (tried ${tried.size})`)
