@@ -26,6 +26,7 @@ export type {
   ConsumeFrom,
   ConsumeOptions,
   Consumer,
+  FlushOptions,
   JoinOptions,
   Limits,
   MemberRoles,

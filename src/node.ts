@@ -9,18 +9,19 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type RelayServer, startRelay } from '../relay/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory, unservedMessage } from './cluster/membership.js'
-import { FRAME_OVERHEAD } from './constants.js'
+import { DEFAULT_REQUEST_TIMEOUT, FRAME_OVERHEAD } from './constants.js'
 import { Dialer } from './discovery/dialer.js'
-import { AbortedError, InvalidArgumentError } from './errors.js'
+import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { LinkManager } from './link/manager.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
 import { PubSub } from './pubsub/pubsub.js'
+import { PUBSUB_SYNC, SYNC_TIMEOUT } from './pubsub/ready.js'
 import { checkTopic } from './pubsub/subject.js'
 import { RaftTransport } from './replication/transport.js'
 import { RequestClient } from './request/client.js'
 import { type RequestHandler, RequestServer } from './request/server.js'
-import { PeerRpc } from './rpc/rpc.js'
+import { PeerRpc, PeerUnreachableError } from './rpc/rpc.js'
 import { STREAM_CALL_TIMEOUT } from './streams/client.js'
 import { MAX_TABLE_BYTES } from './streams/directory.js'
 import { StreamService } from './streams/service.js'
@@ -31,6 +32,7 @@ import { TunnelManager } from './tunnel/manager.js'
 import type {
   ConsumeOptions,
   Consumer,
+  FlushOptions,
   JoinOptions,
   Membership,
   Message,
@@ -63,6 +65,8 @@ import {
 
 /** How long after start a request for a cluster with no known members waits for one (ms). */
 const DISCOVERY_GRACE = 3000
+/** Body of a pub/sub sync call and of its answer. */
+const NO_BYTES = new Uint8Array(0)
 
 /**
  * Creates and starts a node. Resolves once it listens and discovery runs.
@@ -167,7 +171,13 @@ class Node implements PlexusNode {
       discovering,
       count,
     })
-    this.pubsub = new PubSub({ self, links: () => this.links.all(), link, count })
+    this.pubsub = new PubSub({
+      self,
+      links: () => this.links.all(),
+      link,
+      count,
+      sync: (p) => this.syncPeer(p),
+    })
     this.broadcaster = new Broadcaster({ self, members, link, count })
     this.raft = new RaftTransport({ sendTo: (p, enc) => this.sendTo(p, enc), count })
     this.rpc = new PeerRpc({
@@ -175,6 +185,7 @@ class Node implements PlexusNode {
       sendTo: (p, enc, undeliverable) => this.sendTo(p, enc, undeliverable),
       count,
     })
+    this.rpc.handle(PUBSUB_SYNC, () => NO_BYTES)
     this.streamService = new StreamService({
       self,
       network: this.cfg.network,
@@ -265,6 +276,25 @@ class Node implements PlexusNode {
         maxMessageSize: this.cfg.maxMessageSize,
       })
     }
+  }
+
+  /**
+   * Pub/sub readiness (pubsub/ready.ts): resolves once `peer` answered a sync call sent
+   * after our earlier interest frames. An error answer is an answer too (an older node
+   * without the method, or one too busy to run it, read the frames before it all the same).
+   */
+  private syncPeer(peer: string): Promise<unknown> {
+    return this.rpc.call(peer, PUBSUB_SYNC, NO_BYTES, { timeout: SYNC_TIMEOUT }).catch((err) => {
+      // No answer came: the link closed, the peer was unreachable or silent, or we stopped.
+      if (
+        err instanceof MemberLostError ||
+        err instanceof PeerUnreachableError ||
+        err instanceof TimeoutError ||
+        err instanceof AbortedError
+      )
+        throw err
+      return 'answered'
+    })
   }
 
   /** Writes a frame to a peer, waiting for our link to it to open when it is not up yet. */
@@ -479,6 +509,16 @@ class Node implements PlexusNode {
     return this.pubsub.subscribe(pattern, handler)
   }
 
+  async flush(options: FlushOptions = {}): Promise<void> {
+    this.assertRunning()
+    const o = checkOptions<FlushOptions>(options, 'options')
+    const timeout = checkTimeout(o.timeout, 'options.timeout') ?? DEFAULT_REQUEST_TIMEOUT
+    checkSignal(o.signal)
+    await this.pubsub.flush(timeout, o.signal)
+    // Peers stop counting when the node stops (their calls fail): that is no acknowledgement.
+    if (this.stopping) throw new AbortedError('node is stopped')
+  }
+
   async publish(
     topic: string,
     data: Uint8Array | string,
@@ -547,6 +587,7 @@ class Node implements PlexusNode {
     counters['pubsub.subscriptions'] = ps.subscriptions
     counters['pubsub.queueDropped'] = ps.dropped
     counters['pubsub.peerPatterns'] = ps.patternsFromPeers
+    counters['pubsub.readyWaiters'] = ps.readyWaiters
     counters['tunnels.open'] = this.tunnels.openCount
     if (this.relayServer) {
       const r = this.relayServer.stats()

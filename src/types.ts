@@ -186,7 +186,25 @@ export interface Subscription extends AsyncIterable<Message> {
   readonly pattern: string
   readonly dropped: number
   readonly received: number
+  /**
+   * Resolves once every peer linked to this node has acknowledged this subscription's
+   * interest, or is no longer linked (its connection ended, or it did not answer within
+   * 10 s). Guarantee: a publish made after this point by any of those peers reaches the
+   * subscriber. Peers linked later learn the interest when their link comes up. Never
+   * rejects; resolves at once once the subscription ended (unsubscribe, node stopped).
+   * For a deadline or an `AbortSignal`, use `node.flush({ timeout, signal })`, which covers
+   * this subscription too.
+   */
+  readonly ready: Promise<void>
   unsubscribe(): void
+}
+
+/** Options of `node.flush`. */
+export interface FlushOptions {
+  /** Deadline in ms (default 10 s), else `TimeoutError`. */
+  timeout?: number
+  /** Aborting rejects with `AbortedError`. */
+  signal?: AbortSignal
 }
 
 /** Options of `node.publish`. */
@@ -459,6 +477,14 @@ export interface PlexusNode {
   tunnel(cluster: string, options?: TunnelOptions): Promise<Tunnel>
   /** Subscribe to a topic pattern (`*` one token, `>` one or more trailing tokens). */
   subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): Subscription
+  /**
+   * Resolves once every interest change made so far on this node (subscribe, unsubscribe)
+   * has been acknowledged by every peer linked now, or that peer is no longer linked, as
+   * nats.js `flush()`. Guarantee: a publish made after this point by any of those peers
+   * reaches every subscription made before the call. Rejects with `TimeoutError` after
+   * `timeout` (default 10 s) and `AbortedError` on `signal` or when the node stops.
+   */
+  flush(options?: FlushOptions): Promise<void>
   /** Publish to every matching subscriber; resolves once queued on every link (with backpressure). */
   publish(topic: string, data: Uint8Array | string, options?: PublishOptions): Promise<PublishAck | undefined>
   /** Durable streams: create, inspect, delete (from any node). */

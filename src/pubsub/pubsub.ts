@@ -8,8 +8,11 @@
  * Subscribers with a handler get it called in order, synchronously; iterators read from a
  * bounded queue (`maxPending` messages / `maxPendingBytes`): when it is full, new messages
  * for that subscription are dropped and counted (`dropped`, `pubsub.dropped` in status).
+ *
+ * Readiness (`sub.ready`, `flush`): peers acknowledge the interest they applied; see
+ * `ready.ts`.
  */
-import { InvalidArgumentError } from '../errors.js'
+import { AbortedError, InvalidArgumentError, TimeoutError } from '../errors.js'
 import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import { type BinaryReader, BinaryWriter, RepeatedString } from '../util/binary.js'
@@ -22,6 +25,7 @@ import {
   writePublish,
 } from './frames.js'
 import { BoundedQueue, subscriptionIterator } from './queue.js'
+import { InterestSync, type SyncWaiter } from './ready.js'
 import { checkPattern, SubjectIndex } from './subject.js'
 
 /** Default bound of one subscription's queue. */
@@ -38,6 +42,12 @@ export interface Subscription extends AsyncIterable<PubMessage> {
   readonly dropped: number
   /** Messages delivered to this subscription so far. */
   readonly received: number
+  /**
+   * Resolves once every peer linked to this node acknowledged the subscription's interest
+   * (or is no longer linked): a publish made after that by any of those peers reaches this
+   * subscription. Never rejects; resolves at once when the subscription has ended.
+   */
+  readonly ready: Promise<void>
   unsubscribe(): void
 }
 
@@ -47,6 +57,8 @@ export interface PubSubHost {
   links(): Link[]
   link(peer: string): Link | undefined
   count(counter: string, n?: number): void
+  /** See `SyncHost.sync` in ready.ts: answers once `peer` applied the frames sent before. */
+  sync(peer: string): Promise<unknown>
 }
 
 class Sub implements Subscription {
@@ -56,6 +68,12 @@ class Sub implements Subscription {
   readonly queue: BoundedQueue<PubMessage> | undefined
   /** Set once an iterator was handed out (one reader at a time). */
   iterating = false
+  /** Interest change that made this pattern known (see `InterestSync.epoch`). */
+  epoch = 0
+  /** `ready`, made on first use; its waiter while peers still have to acknowledge. */
+  private readyPromise: Promise<void> | undefined
+  waiter: SyncWaiter | undefined
+  resolveReady: (() => void) | undefined
 
   constructor(
     readonly pattern: string,
@@ -83,6 +101,11 @@ class Sub implements Subscription {
       this.dropped++
       this.owner.host.count('pubsub.dropped')
     }
+  }
+
+  get ready(): Promise<void> {
+    this.readyPromise ??= this.owner.whenReady(this)
+    return this.readyPromise
   }
 
   unsubscribe(): void {
@@ -116,8 +139,17 @@ export class PubSub {
   }
   /** Topics of received publish frames (a publisher usually repeats its topic). */
   private readonly topics = new RepeatedString('topic')
+  /** Which interest changes linked peers acknowledged (`ready`, `flush`). */
+  private readonly sync: InterestSync
+  /** Pending `flush` calls: rejected with `AbortedError` when the node stops. */
+  private readonly flushes = new Set<(err: Error) => void>()
 
-  constructor(readonly host: PubSubHost) {}
+  constructor(readonly host: PubSubHost) {
+    this.sync = new InterestSync({
+      peers: () => host.links().map((l) => l.peer),
+      sync: (peer) => host.sync(peer),
+    })
+  }
 
   subscribe(pattern: string, handler?: (m: PubMessage) => void | Promise<void>): Subscription {
     checkPattern(pattern, 'pattern')
@@ -131,7 +163,60 @@ export class PubSub {
     const n = (this.patternCount.get(pattern) ?? 0) + 1
     this.patternCount.set(pattern, n)
     if (n === 1) this.sendInterest(InterestMode.Add, [pattern])
+    // Ready once the change that announced this pattern (or a later one) is acknowledged.
+    sub.epoch = this.sync.epoch
     return sub
+  }
+
+  /** `sub.ready`: see `Subscription.ready`. */
+  whenReady(sub: Sub): Promise<void> {
+    if (sub.closed) return Promise.resolve()
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        sub.waiter = undefined
+        sub.resolveReady = undefined
+        resolve()
+      }
+      sub.resolveReady = done
+      sub.waiter = this.sync.wait(sub.epoch, done)
+    })
+  }
+
+  /**
+   * Resolves once every peer linked now acknowledged every interest change made so far (or
+   * is no longer linked); rejects with `TimeoutError` after `timeout` ms, `AbortedError`
+   * on `signal` or when the node stops.
+   */
+  flush(timeout: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.reject(new AbortedError('flush aborted'))
+    return new Promise<void>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined
+      let waiter: SyncWaiter | undefined
+      let settled = false
+      const finish = (err?: Error) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        signal?.removeEventListener('abort', onAbort)
+        this.flushes.delete(finish)
+        if (waiter) this.sync.cancel(waiter)
+        if (err) reject(err)
+        else resolve()
+      }
+      const onAbort = () => finish(new AbortedError('flush aborted'))
+      waiter = this.sync.wait(this.sync.epoch, () => finish())
+      if (settled) return
+      const pending = () => waiter?.pending.size ?? 0
+      timer = setTimeout(
+        () =>
+          finish(
+            new TimeoutError(`flush: ${pending()} linked peers did not acknowledge within ${timeout} ms`),
+          ),
+        timeout,
+      )
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.flushes.add(finish)
+    })
   }
 
   /** Called by a subscription's `unsubscribe`. */
@@ -145,12 +230,16 @@ export class PubSub {
       this.patternCount.delete(sub.pattern)
       this.sendInterest(InterestMode.Remove, [sub.pattern])
     }
+    // An ended subscription is ready: stop waiting for peers on its behalf.
+    if (sub.waiter) this.sync.cancel(sub.waiter)
+    sub.resolveReady?.()
   }
 
   private sendInterest(mode: number, patterns: string[]): void {
     for (const link of this.host.links()) {
       link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, mode, patterns)))
     }
+    this.sync.changed()
   }
 
   /** A link came up: tell the peer everything we are subscribed to. */
@@ -163,6 +252,7 @@ export class PubSub {
 
   /** A peer's connection ended: forget its interest. */
   onPeerGone(peer: string): void {
+    this.sync.forget(peer)
     if (this.remote.delete(peer)) {
       this.remotePatterns.delete(peer)
       this.routeCache.clear()
@@ -272,17 +362,24 @@ export class PubSub {
     for (const s of subs) s.deliver(m)
   }
 
-  /** Counts for status: local subscriptions and their drops. */
-  stats(): { subscriptions: number; patternsFromPeers: number; dropped: number } {
+  /** Counts for status: local subscriptions, their drops, readiness waits pending. */
+  stats(): { subscriptions: number; patternsFromPeers: number; dropped: number; readyWaiters: number } {
     let remote = 0
     for (const s of this.remotePatterns.values()) remote += s.size
     let dropped = 0
     for (const s of this.subs) dropped += s.dropped
-    return { subscriptions: this.subs.size, patternsFromPeers: remote, dropped }
+    return {
+      subscriptions: this.subs.size,
+      patternsFromPeers: remote,
+      dropped,
+      readyWaiters: this.sync.waiting,
+    }
   }
 
-  /** Ends every local subscription (node stopping). */
+  /** Ends every local subscription (their `ready` resolves) and fails pending flushes (node stopping). */
   close(): void {
     for (const s of [...this.subs]) s.unsubscribe()
+    for (const fail of [...this.flushes]) fail(new AbortedError('node is stopped'))
+    this.sync.clear()
   }
 }
