@@ -10,9 +10,12 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connectRelay, type RelayClient } from '../relay/client.js'
+import { formatStatus } from '../src/cli/status.js'
 import { MemberDirectory } from '../src/cluster/membership.js'
 import { ClusterSigner, decodeAnnouncement } from '../src/cluster/proof.js'
+import { LEGACY_ROLES } from '../src/cluster/roles.js'
 import { generateKey, type PlexusNode } from '../src/index.js'
+import { BinaryWriter } from '../src/util/binary.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 
 const dirs: string[] = []
@@ -129,6 +132,12 @@ describe('member roles', () => {
     expect(view(client)).toEqual(expected)
     expect(view(storage[0]!)).toEqual(expected)
     expect(view(service)).toEqual(expected)
+    // plexus status: a ROLES column.
+    const lines = formatStatus(client.status()).split('\n')
+    expect(lines.some((l) => /MEMBER.*ROLES/.test(l))).toBe(true)
+    const row = (id: string) => lines.filter((l) => l.includes(id)).map((l) => l.trimEnd().split(' ').pop())
+    expect(row(storage[0]!.id)).toContain('storage')
+    expect(row(service.id)).toContain('request')
   })
 
   it('a relay client that joins and serves has the roles of the handlers it registered', async () => {
@@ -189,7 +198,28 @@ describe('signed roles', () => {
     ])
   })
 
-  it('members see the signed roles of a member that re-announces after a restart', async () => {
+  it('a version 1 announcement (before roles) is accepted as serving every role', () => {
+    const network = uniqueNetwork('roles')
+    const signer = new ClusterSigner(new Uint8Array(32).fill(9), 'databases', network)
+    const now = Date.now()
+    const w = new BinaryWriter(128).u8(1).u8(1).str('databases').str('old-peer').u64(now).u16(0)
+    const signed = w.raw(signer.publicKey).finish().slice()
+    const sig = signer.sign('plexus-announce/1', signed)
+    const bytes = new Uint8Array([...signed, ...sig])
+    const dir = new MemberDirectory({
+      network,
+      self: 'peer-self',
+      now: () => now,
+      addresses: () => [],
+      flood: () => {},
+      changed: () => {},
+    })
+    expect(dir.receive(bytes, 'old-peer')).toBe(true)
+    expect(dir.members('databases')[0]!.roles).toEqual(LEGACY_ROLES)
+    expect(dir.servers('databases', 'request')).toEqual(['old-peer'])
+  })
+
+  it('members see the new roles of a member that joins again with other handlers', async () => {
     const network = uniqueNetwork('roles')
     const key = generateKey()
     const a = await startNode({ network })
