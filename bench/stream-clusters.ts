@@ -138,6 +138,7 @@ export async function startPlexusStreamCluster(opts: {
       network,
       listen: ['/ip4/127.0.0.1/tcp/0'],
       discovery: { local: true, mdns: false },
+      credentials: { clusterKeys: { [BENCH_CLUSTER]: key } },
     })
     const n = node
     const t0 = Date.now()

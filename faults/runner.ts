@@ -66,11 +66,12 @@ export async function runSchedule(s: Schedule, env: RunEnv = {}): Promise<Schedu
   if (s.faults.some((f) => f.kind === 'partition') && !env.netns)
     throw new Error('a partition fault needs network namespaces')
   if (usesPowerLoss && !env.shim) throw new Error('a power loss fault needs the shim')
+  const key = generateKey()
   const cluster = new Cluster({
     root,
     network,
     cluster: CLUSTER,
-    key: generateKey(),
+    key,
     raftLogBytes: s.raftLogBytes,
     maxMessageSize: env.maxMessageSize,
     netns: env.netns,
@@ -91,7 +92,7 @@ export async function runSchedule(s: Schedule, env: RunEnv = {}): Promise<Schedu
   try {
     await Promise.all(cluster.members.map((m) => cluster.launch(m)))
     const listen = env.netns ? `/ip4/${env.netns.hostAddr}/tcp/0` : '/ip4/127.0.0.1/tcp/0'
-    pub = await createNode({ network, listen: [listen] })
+    pub = await createNode({ network, listen: [listen], credentials: { clusterKeys: { [CLUSTER]: key } } })
     const node = pub
     await until(deadline, 'the publisher seeing 3 members', () => {
       const c = node.status().clusters.find((x) => x.name === CLUSTER)

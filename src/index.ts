@@ -5,6 +5,12 @@
 import './runtime-guard.js'
 
 export {
+  CAPABILITY_OPS,
+  type CapabilityGrant,
+  type CapabilityOp,
+  issueCapability,
+} from './cluster/capability.js'
+export {
   AbortedError,
   DataDirInUseError,
   InvalidArgumentError,
@@ -34,6 +40,7 @@ export type {
   Membership,
   Message,
   Logger,
+  NodeCredentials,
   NodeOptions,
   NodeStatus,
   PartitionInfo,

@@ -197,6 +197,7 @@ class Node implements PlexusNode {
       storageMembers: (c) => this.directory.servers(c, 'storage'),
       clusters: () => this.directory.clusterNames(),
       signer: (c) => this.directory.signer(c),
+      credentials: this.cfg.credentials,
       publicKey: (c) => this.directory.publicKey(c),
       flood: (bytes, except) => {
         for (const l of this.links.all()) {

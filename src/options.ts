@@ -22,6 +22,7 @@ import {
   MAX_TIMEOUT,
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
+import { checkCredentials, type ResolvedCredentials } from './streams/authz.js'
 import { CIPHER_CHOICES, type CipherChoice } from './transport/encrypters.js'
 import type { Limits, Logger, NodeOptions } from './types.js'
 import { parseKey } from './util/keys.js'
@@ -61,6 +62,8 @@ export interface NodeConfig {
   maxMessageSize: number
   replaceReplicaAfter: number
   raftLogBytes: number
+  /** Credentials for stream administration on clusters not joined (streams/authz.ts). */
+  credentials: ResolvedCredentials
 }
 
 /**
@@ -81,6 +84,7 @@ export const KNOWN_NODE_OPTIONS = {
     'relay',
     'maxMessageSize',
     'streams',
+    'credentials',
   ],
   discovery: ['local', 'mdns', 'dht'],
   'discovery.mdns': ['interface'],
@@ -176,6 +180,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     maxMessageSize,
     replaceReplicaAfter,
     raftLogBytes,
+    credentials: checkCredentials(o.credentials),
   }
 }
 

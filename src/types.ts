@@ -73,6 +73,11 @@ export interface NodeOptions {
       }
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
+  /**
+   * What this node proves stream administration (create, delete) with on clusters it has
+   * not joined (a joined cluster's own key is always used). See `NodeCredentials`.
+   */
+  credentials?: NodeCredentials
   /** Durable streams hosted by this node's clusters. */
   streams?: {
     /**
@@ -260,6 +265,29 @@ export interface StreamCallOptions {
   /** Deadline in ms (default 10 s). */
   timeout?: number
   signal?: AbortSignal
+  /**
+   * `create`/`delete` on a cluster this node has not joined: the cluster key to prove the
+   * call with (it never leaves the node; members check a signature made with it).
+   */
+  clusterKey?: string | Uint8Array
+  /**
+   * `create`/`delete`: a capability (`issueCapability`, `plexus keygen --capability`) to prove
+   * the call with; taken before `clusterKey` and the node's own keys.
+   */
+  capability?: string
+}
+
+/**
+ * Node-level credentials for stream administration on clusters the node has not joined,
+ * like a NATS credentials file: used when a call passes none of its own. Members refuse a
+ * create or delete without a proof of the cluster key or a capability covering it
+ * (`UnauthorizedError`).
+ */
+export interface NodeCredentials {
+  /** Cluster keys by cluster name. */
+  clusterKeys?: Record<string, string | Uint8Array>
+  /** Capabilities (`pxc1.…`); the first that covers a call's cluster, operation and stream is used. */
+  capabilities?: string[]
 }
 
 /** One partition of a stream as `streams.info` reports it. */

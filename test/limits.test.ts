@@ -60,7 +60,7 @@ describe('message limits through the library', () => {
     const [pub, sub] = await startNodes(2, { network })
     await member.join('db', { key: generateKey() })
     await waitForMembers(pub!, 'db', 1, 10_000)
-    await pub!.streams.create('lim', { cluster: 'db', subject: 'lim.>', replicas: 1 })
+    await member.streams.create('lim', { cluster: 'db', subject: 'lim.>', replicas: 1 })
     const got: Message[] = []
     sub!.subscribe('lim.>', (m) => void got.push(m))
     await waitFor(() => pub!.status().counters['pubsub.peerPatterns']! >= 1, 5000, 'interest')

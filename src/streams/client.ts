@@ -12,6 +12,7 @@
  * is sent again after a lost link (the leader deduplicates it). Ordering: one node's
  * publishes to a partition reach its leader in the order they were made.
  */
+import type { AdminAuth } from '../cluster/capability.js'
 import { noRoleMessage } from '../cluster/roles.js'
 import {
   AbortedError,
@@ -33,6 +34,7 @@ import type {
   Streams,
 } from '../types.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
+import type { AdminCredentials } from './authz.js'
 import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
 import { newRequestId, partitionKey } from './host.js'
@@ -70,6 +72,8 @@ export interface StreamsClientDeps {
   members(cluster: string): string[]
   /** Proven members of a cluster with a data directory (they host replicas and metadata). */
   storageMembers(cluster: string): string[]
+  /** Proves admin calls (create, delete) to the metadata leader (authz.ts). */
+  admin: AdminCredentials
   clusters(): string[]
   nextChange(signal: AbortSignal): Promise<void>
   maxMessageSize: number
@@ -163,7 +167,8 @@ export class StreamsClient {
       throw new InvalidArgumentError(`stream "${name}" already exists in cluster ${other.cluster}`)
     const storing = this.d.storageMembers(cluster).length
     checkStorageMembers(cluster, spec.replicas, this.d.members(cluster).length, storing)
-    const table = await this.meta({ op: 'create', cluster, requestId: newRequestId(), spec }, opts)
+    const auth = this.d.admin.resolve(cluster, 'create', name, options)
+    const table = await this.meta({ op: 'create', cluster, requestId: newRequestId(), spec }, opts, auth)
     this.d.directory.receive(table, undefined)
     return this.info(name, { timeout: Math.max(1, opts.deadline - Date.now()), signal: opts.signal })
   }
@@ -173,9 +178,11 @@ export class StreamsClient {
       throw new InvalidArgumentError(`name must be a stream name, got ${describe(name)}`)
     const opts = this.callOptions(options)
     const known = await this.locate(name, opts)
+    const auth = this.d.admin.resolve(known.cluster, 'delete', name, options)
     const table = await this.meta(
       { op: 'delete', cluster: known.cluster, requestId: newRequestId(), name },
       opts,
+      auth,
     )
     this.d.directory.receive(table, undefined)
   }
@@ -265,12 +272,19 @@ export class StreamsClient {
     throw new StreamNotFoundError(`no stream named "${name}"`)
   }
 
-  /** Runs a metadata call on the cluster's metadata leader; resolves with the signed table. */
-  private meta(call: MetaCall, opts: { deadline: number; signal: AbortSignal }): Promise<Uint8Array> {
+  /**
+   * Runs a metadata call on the cluster's metadata leader, proven with `auth` (a fresh proof
+   * per attempt); resolves with the signed table.
+   */
+  private meta(
+    call: MetaCall,
+    opts: { deadline: number; signal: AbortSignal },
+    auth?: AdminAuth,
+  ): Promise<Uint8Array> {
     return this.leaderCall(
       call.cluster,
       's.meta',
-      encodeMetaCall(call),
+      () => this.d.admin.prove(call, auth, encodeMetaCall),
       (bytes) => {
         const r = decodeMetaReply(bytes)
         return r.status === 'ok' ? { status: 'ok', value: r.table } : r
@@ -287,7 +301,7 @@ export class StreamsClient {
   async leaderCall<T>(
     cluster: string,
     method: string,
-    body: Uint8Array,
+    body: Uint8Array | (() => Uint8Array),
     decode: (bytes: Uint8Array) => LeaderReply<T>,
     opts: { deadline: number; signal: AbortSignal },
   ): Promise<T> {
@@ -322,7 +336,8 @@ export class StreamsClient {
       const timeout = Math.max(1, Math.min(5000, opts.deadline - Date.now()))
       let r: LeaderReply<T>
       try {
-        r = decode(await this.d.rpc.call(peer, method, body, { timeout, signal: opts.signal }))
+        const bytes = typeof body === 'function' ? body() : body
+        r = decode(await this.d.rpc.call(peer, method, bytes, { timeout, signal: opts.signal }))
       } catch (err) {
         if (!retryable(err)) throw err
         last = err

@@ -28,6 +28,7 @@ import type { ClusterSigner } from '../cluster/proof.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../replication/index.js'
 import type { Logger } from '../types.js'
+import { authorizeMeta } from './authz.js'
 import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
 import { Healer, reconfigureStep } from './healer.js'
@@ -198,8 +199,14 @@ export class ClusterHost {
     this.reconciling = this.reconciling.then(() => this.reconcile(table)).catch((err) => this.d.onError(err))
   }
 
-  /** Serves a metadata call (create, delete, table) addressed to this member. */
+  /**
+   * Serves a metadata call (create, delete, table) addressed to this member. A create or
+   * delete without a valid admin proof (authz.ts) is refused with `UnauthorizedError`
+   * before anything else.
+   */
   async handleMeta(call: MetaCall): Promise<MetaReply> {
+    const refused = authorizeMeta(call, this.d.signer, this.d.now())
+    if (refused !== undefined) return refused
     if (call.op === 'table') {
       const t = this.d.directory.table(this.d.cluster)
       if (this.meta.role === 'leader') return { status: 'ok', table: this.publish() }

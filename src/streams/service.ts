@@ -14,6 +14,7 @@ import { ProposalDroppedError } from '../raft/index.js'
 import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, Logger, NodeStatus, PublishAck, Streams } from '../types.js'
+import { AdminCredentials, type ResolvedCredentials } from './authz.js'
 import { StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
@@ -63,6 +64,8 @@ export interface StreamServiceDeps {
   /** Every cluster name this node knows. */
   clusters(): string[]
   signer(cluster: string): ClusterSigner | undefined
+  /** What admin calls of clusters not joined are proven with (`createNode`'s `credentials`). */
+  credentials: ResolvedCredentials
   publicKey(cluster: string): Uint8Array | undefined
   /** Floods a stream table frame body to every link except `except`. */
   flood(bytes: Uint8Array, except?: string): void
@@ -107,6 +110,7 @@ export class StreamService {
       directory: this.directory,
       members: d.members,
       storageMembers: d.storageMembers,
+      admin: new AdminCredentials(d.network, d.credentials, (c) => d.signer(c)),
       clusters: d.clusters,
       nextChange: d.nextChange,
       maxMessageSize: d.maxMessageSize,

@@ -2,7 +2,9 @@
  * Bodies of the internal stream calls (`PeerRpc` methods, see service.ts). Layouts use
  * util/binary; every decoder throws `DecodeError` on malformed input.
  *
- * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table) | str cluster | str requestId | create: spec`
+ * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table) | str cluster | str requestId | create: spec
+ *   | delete: str name | [bytes proof]` (create and delete: the admin proof of
+ *   cluster/capability.ts over every byte before it; absent: none, refused)
  *   reply: `u8 status` — 0 ok: `bytes signed table`; 1 not leader: `str hint`; 2 error:
  *   `str error name | str message`.
  * - `s.pub` call, a batch of messages for one partition, appended in order: `str stream |
@@ -44,9 +46,18 @@ export interface PartitionRef {
 
 /** A metadata call. */
 export type MetaCall =
-  | { op: 'create'; cluster: string; requestId: string; spec: StreamSpec }
-  | { op: 'delete'; cluster: string; requestId: string; name: string }
+  | ({ op: 'create'; cluster: string; requestId: string; spec: StreamSpec } & Proven)
+  | ({ op: 'delete'; cluster: string; requestId: string; name: string } & Proven)
   | { op: 'table'; cluster: string }
+
+/**
+ * The admin proof of a create or delete (cluster/capability.ts). Encoding: `proof` is
+ * appended when set. Decoding: `signed` is the call's bytes before the proof (what it signs).
+ */
+export interface Proven {
+  proof?: Uint8Array
+  signed?: Uint8Array
+}
 
 /** A metadata reply. */
 export type MetaReply =
@@ -108,15 +119,18 @@ const OPS = ['create', 'delete', 'table'] as const
 const w = () => new BinaryWriter(128)
 const done = (b: BinaryWriter) => b.finish().slice()
 
+/** Encodes a metadata call (with its `proof` appended when it has one). */
 export function encodeMetaCall(c: MetaCall): Uint8Array {
   const b = w()
     .u8(OPS.indexOf(c.op) + 1)
     .str(c.cluster)
   if (c.op === 'create') writeSpec(b.str(c.requestId), c.spec)
   else if (c.op === 'delete') b.str(c.requestId).str(c.name)
+  if (c.op !== 'table' && c.proof !== undefined) b.bytes(c.proof)
   return done(b)
 }
 
+/** Decodes a metadata call; throws `DecodeError` on anything malformed. */
 export function decodeMetaCall(bytes: Uint8Array): MetaCall {
   const r = new BinaryReader(bytes)
   const op = OPS[r.u8('op') - 1]
@@ -126,6 +140,10 @@ export function decodeMetaCall(bytes: Uint8Array): MetaCall {
   else if (op === 'delete') c = { op, cluster, requestId: r.str('requestId'), name: r.str('name') }
   else if (op === 'table') c = { op, cluster }
   else throw new DecodeError('unknown meta op')
+  if (c.op !== 'table') {
+    c.signed = bytes.subarray(0, r.pos)
+    if (r.remaining > 0) c.proof = r.bytes('proof')
+  }
   r.end('meta call')
   return c
 }

@@ -70,23 +70,34 @@ export async function startJoinedNodes(n: number, cluster = 'db'): Promise<Plexu
 /**
  * A cluster hosting durable streams, on a fresh network: `members` nodes with data
  * directories under `root` (`m0`, `m1`, ...; with `options` added) joined to `cluster`, and
- * `outside` nodes that are not members. Resolves once every node sees all the members. The
- * nodes are stopped after the test (the directories are the caller's).
+ * `outside` nodes that are not members. The outside nodes hold the cluster key as a
+ * credential (`createNode({ credentials })`: they may create and delete streams) unless
+ * `keyless` is set. Resolves once every node sees all the members. The nodes are stopped
+ * after the test (the directories are the caller's).
  */
 export async function startStreamCluster(
   root: string,
-  opts: { members?: number; outside?: number; cluster?: string; options?: NodeOptions } = {},
-): Promise<{ members: PlexusNode[]; outside: PlexusNode[] }> {
+  opts: {
+    members?: number
+    outside?: number
+    cluster?: string
+    options?: NodeOptions
+    keyless?: boolean
+  } = {},
+): Promise<{ members: PlexusNode[]; outside: PlexusNode[]; key: string }> {
   const { cluster = 'db', options = {} } = opts
   const network = options.network ?? uniqueNetwork()
+  const key = generateKey()
   const members = await Promise.all(
     Array.from({ length: opts.members ?? 3 }, (_, i) =>
       startNode({ ...options, network, dataDir: join(root, `m${i}`) }),
     ),
   )
-  const outside = await Promise.all(Array.from({ length: opts.outside ?? 1 }, () => startNode({ network })))
-  const key = generateKey()
+  const credentials = opts.keyless ? undefined : { clusterKeys: { [cluster]: key } }
+  const outside = await Promise.all(
+    Array.from({ length: opts.outside ?? 1 }, () => startNode({ network, credentials })),
+  )
   for (const m of members) await m.join(cluster, { key })
   for (const n of [...members, ...outside]) await waitForMembers(n, cluster, members.length, 10_000)
-  return { members, outside }
+  return { members, outside, key }
 }

@@ -62,7 +62,7 @@ async function setup(): Promise<{
     },
   })
   await waitForMembers(pub, 'db', 1, 10_000)
-  await pub.streams.create('lim', { cluster: 'db', subject: 'lim.>', replicas: 1 })
+  await member.streams.create('lim', { cluster: 'db', subject: 'lim.>', replicas: 1 })
   const relay = await startRelay(member, { host: '127.0.0.1', port: 0 })
   relays.push(relay)
   const client = await connectRelay({ address: relay.address })

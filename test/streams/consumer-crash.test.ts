@@ -265,7 +265,7 @@ async function setup(seed: number, t0: number, log: (line: string) => void, o: S
     child: undefined,
   }))
   await Promise.all(members.map((m) => launchMember({ network, key, log }, m, o.replaceAfter)))
-  const pub = await startNode({ network })
+  const pub = await startNode({ network, credentials: { clusterKeys: { [CLUSTER]: key } } })
   publishers.push(pub)
   await waitForMembers(pub, CLUSTER, o.members, 15_000)
   await pub.streams.create(STREAM, {

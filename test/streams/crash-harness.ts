@@ -173,7 +173,7 @@ export async function setup(
   }))
   const base = { network, key, log, memberEnv }
   await Promise.all(members.map((m) => launch(base, m)))
-  const pub = await startNode({ network })
+  const pub = await startNode({ network, credentials: { clusterKeys: { [CLUSTER]: key } } })
   publishers.push(pub)
   await waitForMembers(pub, CLUSTER, 3, 15_000)
   const info = await pub.streams.create(STREAM, {

@@ -40,7 +40,7 @@ describe('publish with msgId', () => {
       return n
     }
     let members = await Promise.all([0, 1, 2].map(start))
-    const pub = await startNode({ network })
+    const pub = await startNode({ network, credentials: { clusterKeys: { db: key } } })
     mine.push(pub)
     for (const n of [...members, pub]) await waitForMembers(n, 'db', 3, 10_000)
     await pub.streams.create('pay', { cluster: 'db', subject: 'pay.>', replicas: 3, partitions: 2 })

@@ -92,7 +92,7 @@ describe('self-healing stream replicas on real nodes', () => {
     )
     mine.push(...members)
     for (const m of members) await m.join('db', { key })
-    const outside = await startNode({ network })
+    const outside = await startNode({ network, credentials: { clusterKeys: { db: key } } })
     mine.push(outside)
     await waitForMembers(outside, 'db', 3, 10_000)
     await outside.streams.create('heal', { cluster: 'db', subject: 'heal.>', replicas: 3 })
