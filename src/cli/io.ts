@@ -79,16 +79,21 @@ export async function pumpIntoTunnel(input: Readable, tunnel: TunnelLike, maxMes
 /**
  * Writes every message of `tunnel` to `output` as it arrives, waiting for 'drain' when the
  * output is slow (so the tunnel's credit, not memory, absorbs the difference). Resolves
- * when the other side closed; rejects with the tunnel's error when it failed. When the
- * output goes away, the rest is read and discarded so the other side is not stalled.
+ * when the other side closed, with the last byte written (undefined when none); rejects
+ * with the tunnel's error when it failed. When the output goes away, the rest is read and
+ * discarded so the other side is not stalled.
  */
 export async function pumpFromTunnel(
   tunnel: TunnelLike,
   output: Writable | NodeJS.WritableStream,
-): Promise<void> {
+): Promise<number | undefined> {
+  let last: number | undefined
   for await (const msg of tunnel) {
-    if (!gone(output)) await writeChunk(output, msg)
+    if (gone(output)) continue
+    await writeChunk(output, msg)
+    if (msg.length > 0) last = msg[msg.length - 1]
   }
+  return last
 }
 
 /** The data bytes as they are, plus a newline (one line of `subscribe` and `consume`). */

@@ -2,9 +2,9 @@
 /**
  * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `broadcast`,
  * `publish`, `subscribe`, `tunnel`, `stream create|info|delete|list`, `consume`, `status`,
- * `bench`.
- * Client commands attach to the local node's relay (`PLEXUS_RELAY=host:port` overrides
- * 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
+ * `bench`, and `--version`.
+ * Client commands attach to the local node's relay (`--relay HOST:PORT`, else
+ * `PLEXUS_RELAY=host:port`, else 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
  * and exits non-zero; the codes are listed at `EXIT` in output.ts
  * (2 bad usage, 3 no node to attach to, 4 timeout, 5 no members, 1 anything else).
  */
@@ -12,6 +12,7 @@
 import './runtime-guard.js'
 import { Command, CommanderError } from 'commander'
 import { registerBench } from './bench.js'
+import { addRelayFlag } from './client.js'
 import { registerKeygen } from './keygen.js'
 import { registerNode } from './node.js'
 import { EXIT, fail, oneLine, UsageError } from './output.js'
@@ -20,6 +21,7 @@ import { registerRequest } from './request.js'
 import { registerStatus } from './status.js'
 import { registerStreams } from './streams.js'
 import { registerTunnel } from './tunnel.js'
+import { packageVersion } from './version.js'
 
 /** Builds the `plexus` program with every command registered. */
 export function buildProgram(): Command {
@@ -27,6 +29,7 @@ export function buildProgram(): Command {
   program
     .name('plexus')
     .description('Plexus: a decentralized, service-addressed messaging overlay')
+    .version(packageVersion(), '-V, --version', 'print the version of plexus')
     .showSuggestionAfterError(true)
     .exitOverride()
     .configureOutput({
@@ -41,6 +44,7 @@ export function buildProgram(): Command {
   registerStreams(program)
   registerStatus(program)
   registerBench(program)
+  addRelayFlag(program)
   const quiet = (cmds: readonly Command[]) => {
     for (const cmd of cmds) {
       cmd.exitOverride().configureOutput({ outputError: () => {} })

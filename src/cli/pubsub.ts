@@ -5,10 +5,12 @@
  * - `broadcast CLUSTER DATA|-` hands DATA to every reachable member of CLUSTER and prints
  *   nothing (exit 0, also when no member was reachable).
  * - `publish TOPIC DATA|- [--ack leader|all] [--msg-id ID] [--timeout MS] [--key K]
- *   [--header name=value]... [--json]` publishes once; with `--ack` it prints the offset
- *   where the capturing durable stream stored the message, or with `--json` the whole ack
- *   `{"stream","partition","offset"}` (`StreamNotFoundError`, exit 1, when no stream
- *   captures the topic).
+ *   [--header name=value]... [--json]` publishes once; with `--ack` it prints where the
+ *   capturing durable stream stored the message (`formatAck`): on a terminal
+ *   `stream S partition P offset O` (plus `duplicate` when the msg-id was already stored),
+ *   to a pipe or file the offset alone, for scripts (a duplicate is then noted on stderr);
+ *   with `--json` the whole ack `{"stream","partition","offset"[,"duplicate"]}`
+ *   (`StreamNotFoundError`, exit 1, when no stream captures the topic).
  * - `subscribe PATTERN [--count N] [--json]` prints each message as it arrives: its data as
  *   is followed by a newline, or with `--json` one object per line
  *   `{"topic","key","headers","data","from"}` (key and data decoded as UTF-8, key null and
@@ -18,7 +20,7 @@
 import type { Command } from 'commander'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../constants.js'
 import { checkPattern, checkTopic } from '../pubsub/subject.js'
-import type { Message, PublishOptions } from '../types.js'
+import type { Message, PublishAck, PublishOptions } from '../types.js'
 import { checkCluster, collectHeader, parseAck, parseMs, parsePositiveInt, parseText } from './args.js'
 import { withRelay } from './client.js'
 import { lineOf, readStdin, writeChunk } from './io.js'
@@ -39,7 +41,9 @@ export function registerPubSub(program: Command): void {
 
   program
     .command('publish')
-    .description('publish DATA (- reads stdin) to TOPIC; with --ack prints the stored offset')
+    .description(
+      'publish DATA (- reads stdin) to TOPIC; with --ack prints where it was stored (partition, offset; the offset alone when piped)',
+    )
     .argument('<topic>', 'topic (dot-separated tokens, no wildcards)')
     .argument('<data>', 'payload as text, or - for stdin')
     .option('--ack <level>', 'wait until a durable stream stored it: leader or all', parseAck)
@@ -47,7 +51,7 @@ export function registerPubSub(program: Command): void {
     .option('--timeout <ms>', 'deadline for --ack in milliseconds', parseMs('--timeout'))
     .option('--key <key>', 'message key (text)', parseText('--key'))
     .option('--header <name=value>', 'message header, repeatable', collectHeader)
-    .option('--json', 'with --ack: print {"stream","partition","offset"} as JSON')
+    .option('--json', 'with --ack: print {"stream","partition","offset","duplicate"?} as JSON')
     .action(async (topic: string, data: string, flags: PublishFlags) => {
       checkTopic(topic, 'TOPIC')
       if (flags.json && flags.ack === undefined) {
@@ -63,7 +67,15 @@ export function registerPubSub(program: Command): void {
       if (flags.key !== undefined) opts.key = flags.key
       if (flags.header !== undefined) opts.headers = { ...flags.header }
       const ack = await withRelay((client) => client.publish(topic, payload, opts))
-      if (ack) await writeOut(process.stdout, flags.json ? `${JSON.stringify(ack)}\n` : `${ack.offset}\n`)
+      if (!ack) return
+      const tty = process.stdout.isTTY === true
+      await writeOut(process.stdout, formatAck(ack, { json: flags.json === true, tty }))
+      if (ack.duplicate && !tty && !flags.json) {
+        await writeOut(
+          process.stderr,
+          `plexus: duplicate: msg-id already stored at partition ${ack.partition} offset ${ack.offset}\n`,
+        )
+      }
     })
 
   program
@@ -87,6 +99,17 @@ export function registerPubSub(program: Command): void {
         }
       })
     })
+}
+
+/**
+ * What `publish --ack` prints for `ack` (ending with a newline): with `json` the ack as
+ * JSON; on a terminal `stream S partition P offset O`, plus ` duplicate` when the message
+ * was already stored under its msg-id; otherwise the offset alone (what scripts read).
+ */
+export function formatAck(ack: PublishAck, how: { json: boolean; tty: boolean }): string {
+  if (how.json) return `${JSON.stringify(ack)}\n`
+  if (!how.tty) return `${ack.offset}\n`
+  return `stream ${ack.stream} partition ${ack.partition} offset ${ack.offset}${ack.duplicate ? ' duplicate' : ''}\n`
 }
 
 /** Flags of `publish` as commander parsed them. */

@@ -1,6 +1,8 @@
 /**
  * `plexus request CLUSTER [DATA|-] [--timeout MS]`: sends one request through the local
  * node's relay and prints the reply bytes as they are. DATA absent or `-` reads stdin.
+ * On a terminal a reply that does not end with a newline gets one, so the prompt starts on
+ * its own line; a pipe or file gets the bytes exactly.
  */
 import type { Command } from 'commander'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../constants.js'
@@ -25,5 +27,8 @@ export function registerRequest(program: Command): void {
         client.request(cluster, payload, { timeout: flags.timeout, signal }),
       )
       await writeOut(process.stdout, reply)
+      if (process.stdout.isTTY && reply.length > 0 && reply[reply.length - 1] !== 0x0a) {
+        await writeOut(process.stdout, '\n')
+      }
     })
 }

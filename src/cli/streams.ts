@@ -15,6 +15,8 @@
  *   null and headers {} when absent). It exits 0 after N messages with `--count`, or when
  *   the node ends the consumer; Ctrl-C closes the connection (the node drops the
  *   consumer) and exits 130. A durable consumer acknowledges each message once printed.
+ *   When nothing arrives for a few seconds and stderr is a terminal, one line on stderr says
+ *   what it waits for: a partition leader, or new messages (wait-notice.ts).
  *
  * A missing stream is `StreamNotFoundError` (exit 1); too few members for the replicas is
  * `NotEnoughReplicasError` (exit 1); bad flags exit 2 naming the flag.
@@ -35,6 +37,7 @@ import { withRelay } from './client.js'
 import { gone, lineOf, writeChunk } from './io.js'
 import { UsageError, writeOut } from './output.js'
 import { formatStreamInfo, formatStreamList } from './stream-format.js'
+import { watchWaiting } from './wait-notice.js'
 
 /** Flags of `stream create` as commander parsed them. */
 interface CreateFlags {
@@ -188,9 +191,19 @@ export function registerStreams(program: Command): void {
       if (flags.ackWait !== undefined) opts.ackWait = flags.ackWait
       await withRelay(async (client) => {
         const consumer = client.consume(name, opts)
+        const waiting = watchWaiting(
+          {
+            stream: name,
+            partition: flags.partition,
+            info: (timeout) => client.streams.info(name, { timeout }),
+            write: (line) => process.stderr.write(`${line}\n`),
+          },
+          process.stderr.isTTY === true,
+        )
         let n = 0
         try {
           for await (const m of consumer) {
+            waiting.seen()
             await writeChunk(
               process.stdout,
               flags.json ? `${JSON.stringify(streamMessageJson(m))}\n` : lineOf(m.data),
@@ -201,6 +214,7 @@ export function registerStreams(program: Command): void {
             if (flags.count !== undefined && ++n >= flags.count) break
           }
         } finally {
+          waiting.stop()
           consumer.close()
         }
       })

@@ -6,6 +6,7 @@
  * half-closed and whatever still arrives is written until the member closes its side; then
  * the command exits 0. A tunnel that fails (member or node gone) exits 1 with
  * `TunnelClosedError`; a member that does not accept in time exits 4 (`TimeoutError`).
+ * On a terminal, output that does not end with a newline gets one at the end.
  */
 import type { Command } from 'commander'
 import { checkCluster, parseMs } from './args.js'
@@ -26,7 +27,8 @@ export function registerTunnel(program: Command): void {
         const out = pumpFromTunnel(tunnel, process.stdout)
         const into = pumpIntoTunnel(process.stdin, tunnel, client.maxMessageSize)
         // Either failing ends the command at once (the other may be waiting on stdin forever).
-        await Promise.all([into, out])
+        const [, last] = await Promise.all([into, out])
+        if (process.stdout.isTTY && last !== undefined && last !== 0x0a) process.stdout.write('\n')
         await flushStdout()
       })
     })
