@@ -6,6 +6,7 @@ import { InvalidArgumentError, PlexusError } from '../src/errors.js'
 import type {
   BroadcastContext,
   ConsumeOptions,
+  FlushOptions,
   Limits,
   Message,
   NodeStatus,
@@ -24,6 +25,9 @@ import type { RelayTunnel } from './client-tunnel.js'
  * Requests in flight when the connection is lost may or may not have run.
  */
 export class RelayUnavailableError extends PlexusError {}
+
+/** Options of `flush` (the library's `node.flush` options). */
+export type { FlushOptions }
 
 /** Options of `connectRelay`. */
 export interface ConnectRelayOptions {
@@ -93,8 +97,20 @@ export interface RelayClient {
   join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership>
   /** Sends `data` to every reachable member of `cluster`; resolves to how many were handed it. */
   broadcast(cluster: string, data: Uint8Array | string): Promise<number>
-  /** Subscribes to a topic pattern (`*`, `>`): with a handler, or as an AsyncIterable. */
+  /**
+   * Subscribes to a topic pattern (`*`, `>`): with a handler, or as an AsyncIterable.
+   * `await sub.ready` waits until the subscription is live across the network.
+   */
   subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): RelaySubscription
+  /**
+   * As the library's `node.flush()`: resolves once every subscribe and unsubscribe made so
+   * far (through this connection or the node) is acknowledged by every peer linked to the
+   * node, or that peer is no longer linked. A publish made after this point by any of those
+   * peers reaches the subscriptions made before the call. `TimeoutError` after `timeout`
+   * (default 10 s), `AbortedError` on `signal`; a relay that predates FLUSH answers
+   * `InvalidArgumentError` (unsupported opcode).
+   */
+  flush(opts?: FlushOptions): Promise<void>
   /** Publishes to every matching subscriber; with `ack`, resolves to where a stream stored it. */
   publish(topic: string, data: Uint8Array | string, opts?: PublishOptions): Promise<PublishAck | undefined>
   /** Opens a tunnel to one member of `cluster`, with credit flow control on the relay hop too. */

@@ -15,7 +15,12 @@ export interface RelaySubscription extends AsyncIterable<Message> {
   readonly dropped: number
   /** Messages delivered to this subscription so far. */
   readonly received: number
-  /** Resolves once the relay confirmed the subscription; rejects with the relay's error. */
+  /**
+   * Resolves once the relay confirmed the subscription, which it does once every peer linked
+   * to its node acknowledged the interest (or went away): a publish made after this point by
+   * any of those peers reaches the subscription (as the library's `sub.ready`). Rejects with
+   * the relay's error.
+   */
   readonly ready: Promise<void>
   unsubscribe(): void
 }

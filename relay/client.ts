@@ -15,11 +15,13 @@ import {
   checkClusterName,
   checkFunction,
   checkOptions,
+  checkSignal,
   checkTimeout,
   toPayload,
 } from '../src/util/validate.js'
 import {
   type ConnectRelayOptions,
+  type FlushOptions,
   invalid,
   type RelayClient,
   type RelayJoinOptions,
@@ -57,6 +59,7 @@ import {
   decodeTunnelCredit,
   decodeTunnelOpened,
   encodeBroadcast,
+  encodeFlush,
   encodePublish,
   encodeSubscribe,
   encodeTunnelOpen,
@@ -405,6 +408,15 @@ class Client implements RelayClient {
       (err) => sub.confirmed(err),
     )
     return sub
+  }
+
+  async flush(opts: FlushOptions = {}): Promise<void> {
+    const o = checkOptions<FlushOptions>(opts, 'options')
+    const timeout = checkTimeout(o.timeout, 'options.timeout')
+    checkSignal(o.signal)
+    if (o.signal?.aborted) throw new AbortedError('flush aborted before it was sent')
+    const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
+    this.expect(await this.call(Op.Flush, (w) => encodeFlush(w, timeoutMs), o.signal), Op.Ok)
   }
 
   async publish(

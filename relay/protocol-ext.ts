@@ -81,6 +81,18 @@ export function decodeSubscribe(r: BinaryReader): SubscribeBody {
   return m
 }
 
+/** Writes a FLUSH body: the timeout in ms (0 = the node's default, 10 s). */
+export function encodeFlush(w: BinaryWriter, timeoutMs: number): void {
+  w.u32(timeoutMs)
+}
+
+/** Reads a FLUSH body: the timeout in ms (0 = the node's default; checked by the node). */
+export function decodeFlush(r: BinaryReader): number {
+  const timeoutMs = r.u32('timeout ms')
+  r.end('FLUSH')
+  return timeoutMs
+}
+
 /** Reads an UNSUBSCRIBE body: the subscription id. */
 export function decodeUnsubscribe(r: BinaryReader): number {
   const id = r.u32('subscription id')

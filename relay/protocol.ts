@@ -90,6 +90,8 @@ export const Op = {
   Publish: 0x43,
   /** s→c: str stream, u32 partition, u64 offset (answer to a PUBLISH with ack). */
   PublishAck: 0x44,
+  /** c→s: u32 timeout ms (0 = default). OK once the node's subscriptions are known to every linked peer. */
+  Flush: 0x45,
   /** c→s: str cluster, u32 timeout ms (0 = default), u32 window (credit granted to the relay). */
   TunnelOpen: 0x50,
   /** s→c (id of the TUNNEL_OPEN): u32 tunnel id, str peer, u32 window (credit granted to the client). */

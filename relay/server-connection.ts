@@ -36,6 +36,7 @@ import {
 } from './protocol.js'
 import {
   decodeBroadcast,
+  decodeFlush,
   decodePublish,
   decodeSubscribe,
   decodeTunnelClose,
@@ -338,10 +339,26 @@ export class RelayClientConnection {
       }
       case Op.Subscribe: {
         const s = decodeSubscribe(f.body)
-        this.answer(f.id, () => {
+        let ready: Promise<void>
+        try {
           checkPattern(s.pattern, 'pattern')
-          this.subs.subscribe(s.subId, s.pattern, s.maxPending)
-        })
+          ready = this.subs.subscribe(s.subId, s.pattern, s.maxPending)
+        } catch (err) {
+          this.sendError(f.id, err)
+          return
+        }
+        // OK once the subscription is live across the network (docs/relay-protocol.md).
+        void ready.then(() => this.conn.send(Op.Ok, f.id))
+        return
+      }
+      case Op.Flush: {
+        const timeoutMs = decodeFlush(f.body)
+        this.track(
+          f.id,
+          0,
+          (signal) => this.node.flush({ timeout: timeoutMs === 0 ? undefined : timeoutMs, signal }),
+          () => [Op.Ok],
+        )
         return
       }
       case Op.Unsubscribe: {

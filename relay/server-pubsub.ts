@@ -66,8 +66,12 @@ export class RelaySubscriptions {
     return this.queuedBytes
   }
 
-  /** Starts subscription `id`; throws InvalidArgumentError / OverloadedError naming the problem. */
-  subscribe(id: number, pattern: string, maxPending: number): void {
+  /**
+   * Starts subscription `id`; throws InvalidArgumentError / OverloadedError naming the
+   * problem. Returns the library subscription's `ready`: it resolves once every peer linked
+   * to the node acknowledged the interest (or went away), when SUBSCRIBE is answered.
+   */
+  subscribe(id: number, pattern: string, maxPending: number): Promise<void> {
     if (this.closed) throw new InvalidArgumentError('the connection is closing')
     if (id === 0) throw new InvalidArgumentError('subscription id must not be 0')
     if (this.subs.has(id)) throw new InvalidArgumentError(`subscription id ${id} is already in use`)
@@ -86,6 +90,7 @@ export class RelaySubscriptions {
     }
     s.sub = this.node.subscribe(pattern, (m) => this.enqueue(s, m))
     this.subs.set(id, s)
+    return s.sub.ready
   }
 
   /** Ends subscription `id` and discards what it queued; throws when unknown. */

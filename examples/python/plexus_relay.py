@@ -2,7 +2,8 @@
 """A minimal Plexus relay client in pure Python (standard library only).
 
 Implements docs/relay-protocol.md, version 2: the handshake, REQUEST, JOIN/serve, STATUS,
-PUBLISH and SUBSCRIBE.
+PUBLISH, SUBSCRIBE and FLUSH. `subscribe` returns once the subscription is live across the
+network: a publish made after it by any node linked to the relay's node reaches it.
 
     python3 examples/python/plexus_relay.py request CLUSTER DATA [--relay host:port] [--timeout MS]
     python3 examples/python/plexus_relay.py serve CLUSTER --key KEY [--relay host:port]   # echo, upper-cased
@@ -17,6 +18,7 @@ Errors print one line "ErrorName: message" on stderr and exit 1.
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import socket
@@ -34,7 +36,7 @@ REQUEST, REPLY, CANCEL = 0x10, 0x11, 0x12
 JOIN, LEAVE = 0x18, 0x19
 INVOKE, INVOKE_REPLY, INVOKE_ERROR, INVOKE_CANCEL = 0x20, 0x21, 0x22, 0x23
 STATUS, STATUS_REPLY = 0x28, 0x29
-SUBSCRIBE, UNSUBSCRIBE, MESSAGE, PUBLISH, PUBLISH_ACK = 0x40, 0x41, 0x42, 0x43, 0x44
+SUBSCRIBE, UNSUBSCRIBE, MESSAGE, PUBLISH, PUBLISH_ACK, FLUSH = 0x40, 0x41, 0x42, 0x43, 0x44, 0x45
 JOIN_REQUESTS = 0x01  # JOIN flags (version 2): serve requests
 # Longest timeout the node accepts (ms): 2^31 - 1 (docs/relay-protocol.md, "Limits").
 MAX_TIMEOUT_MS = 2**31 - 1
@@ -113,6 +115,8 @@ class RelayClient:
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.next_id = 1
         self.max_message_size = 1 << 20  # until WELCOME says otherwise
+        # MESSAGEs that arrived while a call waited for its answer, for messages().
+        self.early: collections.deque[tuple[int, str, str, bytes, int]] = collections.deque()
         self.send(HELLO, 0, MAGIC + struct.pack(">H", PROTOCOL_VERSION) + enc_str("plexus-python"))
         op, _, body = self.recv()
         r = Reader(body)
@@ -159,6 +163,9 @@ class RelayClient:
             if op == PING:
                 self.send(PONG, rid)
                 continue
+            if op == MESSAGE:
+                self.early.append(self._message(rid, payload))
+                continue
             if rid != corr_id:
                 continue  # not ours (e.g. a late answer)
             r = Reader(payload)
@@ -191,25 +198,45 @@ class RelayClient:
         self._call(PUBLISH, body, OK)
 
     def subscribe(self, pattern: str, sub_id: int = 1) -> None:
-        """Starts subscription `sub_id` on `pattern` (`*` one token, `>` the rest)."""
+        """Starts subscription `sub_id` on `pattern` (`*` one token, `>` the rest).
+
+        Returns once the relay answered, which it does once every node linked to its node
+        acknowledged the subscription: a publish made after this by any of them reaches it."""
         self._call(SUBSCRIBE, struct.pack(">I", sub_id) + enc_str(pattern) + struct.pack(">I", 0), OK)
+
+    def unsubscribe(self, sub_id: int) -> None:
+        """Ends subscription `sub_id`."""
+        self._call(UNSUBSCRIBE, struct.pack(">I", sub_id), OK)
+
+    def flush(self, timeout_ms: int = 0) -> None:
+        """Returns once every subscribe/unsubscribe made so far is known to every node linked
+        to the relay's node (0 = the node's default deadline, 10 s; TimeoutError after it)."""
+        if not 0 <= timeout_ms <= MAX_TIMEOUT_MS:
+            raise PlexusError("InvalidArgumentError", f"timeout must be 0-{MAX_TIMEOUT_MS} ms, got {timeout_ms}")
+        self._call(FLUSH, struct.pack(">I", timeout_ms), OK)
+
+    @staticmethod
+    def _message(rid: int, payload: bytes) -> tuple[int, str, str, bytes, int]:
+        r = Reader(payload)
+        topic, sender, flags = r.str(), r.str(), r.u8()
+        if flags & 1:
+            r.bytes()  # key
+        if flags & 2:
+            for _ in range(r.u16()):
+                r.str(), r.str()  # header name, value
+        dropped = r.u32()
+        return rid, topic, sender, r.bytes(), dropped
 
     def messages(self):
         """Yields (subscription id, topic, sender, data, dropped) for each MESSAGE, forever."""
         while True:
+            while self.early:
+                yield self.early.popleft()
             op, rid, payload = self.recv()
             if op == PING:
                 self.send(PONG, rid)
             elif op == MESSAGE:
-                r = Reader(payload)
-                topic, sender, flags = r.str(), r.str(), r.u8()
-                if flags & 1:
-                    r.bytes()  # key
-                if flags & 2:
-                    for _ in range(r.u16()):
-                        r.str(), r.str()  # header name, value
-                dropped = r.u32()
-                yield rid, topic, sender, r.bytes(), dropped
+                yield self._message(rid, payload)
 
     def serve(self, handler: Callable[[bytes, str, str], bytes]) -> None:
         """Answers INVOKE frames forever with handler(data, cluster, from)."""
