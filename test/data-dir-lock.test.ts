@@ -77,6 +77,33 @@ describe('data directory lock, library', () => {
   })
 })
 
+describe('data directory lock, zombie holder', () => {
+  it.skipIf(process.platform !== 'linux')(
+    'takes over the lock of a process that exited but was not reaped',
+    async () => {
+      // sh starts sleep 0.2 in the background, then becomes `sleep 5`, which never reaps it.
+      const sh = spawn('sh', ['-c', 'sleep 0.2 & echo $!; exec sleep 5'], {
+        stdio: ['ignore', 'pipe', 'ignore'],
+      })
+      try {
+        const pid = Number(
+          await new Promise<string>((res) => sh.stdout.once('data', (d: Buffer) => res(d.toString()))),
+        )
+        const dir = fresh()
+        lockDataDir(dir).release()
+        const rec = { pid, started: startTimeOf(pid), host: hostname(), token: 'x' }
+        writeFileSync(join(dir, LOCK_FILE), JSON.stringify(rec))
+        expect(() => lockDataDir(dir)).toThrow(DataDirInUseError)
+        await new Promise((r) => setTimeout(r, 600))
+        expect(readFileSync(`/proc/${pid}/stat`, 'utf8')).toMatch(/\) Z /)
+        lockDataDir(dir).release()
+      } finally {
+        sh.kill('SIGKILL')
+      }
+    },
+  )
+})
+
 describe('data directory lock, processes', () => {
   it('plexus node on a directory in use exits 1 naming it and the pid; after kill -9 a new node takes over', async () => {
     const dir = fresh()

@@ -4,9 +4,9 @@
  * random token, and `release` removes it. A second node on a directory in use, in another
  * process or in this one, fails at once with `DataDirInUseError` naming the directory and
  * the holder's pid. A lock whose process is gone (kill -9, power loss) is stale and is taken
- * over: its pid is not running, or it runs but started at another time than the holder did
- * (the pid was reused), or it is this process's pid and the token is not one this process
- * holds (the same pid in a new container). Taking over is serialised through
+ * over: its pid is not running (or is a zombie not yet reaped), or it runs but started at
+ * another time than the holder did (the pid was reused), or it is this process's pid and
+ * the token is not one this process holds (the same pid in a new container). Taking over is serialised through
  * `plexus.lock.takeover` (exclusive create) and removes the old file only if it still holds
  * what was judged stale, so two processes starting at once on a stale lock never both win.
  * Locks still held when the process exits are removed on the way out.
@@ -158,7 +158,7 @@ function takeOver(file: string, stale: string, deadline: number): void {
 function holds(rec: LockRecord): boolean {
   if (rec.host !== hostname()) return true // cannot check another machine's processes
   if (rec.pid === process.pid) return [...held.values()].includes(rec.token)
-  if (!alive(rec.pid)) return false
+  if (!alive(rec.pid) || exited(rec.pid)) return false
   if (rec.started === null) return true
   const started = startTimeOf(rec.pid)
   return started === null || started === rec.started
@@ -223,6 +223,17 @@ function alive(pid: number): boolean {
     return true
   } catch (err) {
     return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+/** True when `pid` has exited but was not reaped yet (a zombie; Linux only, else false). */
+function exited(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3)
+    return state === 'Z' || state === 'X'
+  } catch {
+    return false
   }
 }
 
