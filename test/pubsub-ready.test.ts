@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { AbortedError, type PlexusNode, type Subscription, TimeoutError } from '../src/index.js'
-import { PUBSUB_SYNC } from '../src/pubsub/ready.js'
+import { InterestSync, PUBSUB_SYNC } from '../src/pubsub/ready.js'
 import { startNodes, waitFor } from './helpers/nodes.js'
 
 /** The node's internal call table (tests simulate a hung or an older peer through it). */
@@ -173,5 +173,63 @@ describe('subscription readiness', () => {
     expect(waiters(a)).toBe(0)
     expect(internals.pubsub.sync.peers.size).toBeLessThanOrEqual(2)
     expect(a.status().counters['pubsub.subscriptions']).toBe(0)
+  })
+})
+
+describe('InterestSync (unit)', () => {
+  /** A scripted host: `calls` holds each sync call in flight, to settle by hand. */
+  function scripted(peers: string[]) {
+    const calls: Array<{ peer: string; resolve(): void; reject(): void }> = []
+    const sync = new InterestSync({
+      peers: () => peers,
+      sync: (peer) =>
+        new Promise<void>((resolve, reject) =>
+          calls.push({ peer, resolve, reject: () => reject(new Error('x')) }),
+        ),
+    })
+    return { sync, calls }
+  }
+  const tick = () => new Promise((r) => setTimeout(r, 0))
+
+  it('coalesces: one call in flight per peer; a later change gets one more call', async () => {
+    const { sync, calls } = scripted(['p1', 'p2'])
+    const done: string[] = []
+    const e1 = sync.changed()
+    sync.wait(e1, () => done.push('w1'))
+    sync.wait(e1, () => done.push('w1b'))
+    expect(calls.map((c) => c.peer)).toEqual(['p1', 'p2'])
+    const e2 = sync.changed()
+    sync.wait(e2, () => done.push('w2'))
+    expect(calls.length).toBe(2) // waits for the calls in flight first
+    for (const c of calls.splice(0)) c.resolve()
+    await tick()
+    expect(done).toEqual(['w1', 'w1b'])
+    expect(calls.map((c) => c.peer)).toEqual(['p1', 'p2']) // the next round, for e2
+    for (const c of calls.splice(0)) c.resolve()
+    await tick()
+    expect(done).toEqual(['w1', 'w1b', 'w2'])
+    expect(sync.waiting).toBe(0)
+    // Acknowledged already: no call, done at once.
+    expect(sync.wait(e2, () => done.push('w3'))).toBeUndefined()
+    expect(done.at(-1)).toBe('w3')
+    expect(calls.length).toBe(0)
+  })
+
+  it('a failed call or a forgotten peer stops counting; cancel forgets a waiter', async () => {
+    const { sync, calls } = scripted(['p1', 'p2'])
+    const done: string[] = []
+    const w = sync.wait(sync.changed(), () => done.push('w'))!
+    calls.find((c) => c.peer === 'p1')!.reject()
+    await tick()
+    expect([...w.pending]).toEqual(['p2'])
+    sync.forget('p2')
+    expect(done).toEqual(['w'])
+    const w2 = sync.wait(sync.changed(), () => done.push('w2'))!
+    sync.cancel(w2)
+    expect(sync.waiting).toBe(0)
+    for (const c of calls.splice(0)) c.resolve()
+    await tick()
+    expect(done).toEqual(['w'])
+    expect(calls.length).toBe(0) // nobody waits: no further calls
   })
 })
