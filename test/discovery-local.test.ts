@@ -6,7 +6,7 @@
  * empty network directories are cleaned when a node starts. Before: `--no-local` did not
  * exist, and every network name kept its directory forever.
  */
-import { existsSync, mkdirSync, readdirSync, utimesSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { localDirectory, localRoot } from '../src/discovery/local.js'
@@ -41,6 +41,14 @@ describe('same-host discovery', () => {
     expect(records(dir)).toEqual([`${b.id}.json`])
     await b.stop()
     expect(existsSync(dir)).toBe(false)
+  })
+
+  it('a running node writes its record again when it (or its directory) was removed', async () => {
+    const network = uniqueNetwork('local')
+    const dir = localDirectory(network)
+    const node = await startNode({ network, relay: false, discovery: { mdns: false } })
+    rmSync(dir, { recursive: true, force: true })
+    await waitFor(() => records(dir).includes(`${node.id}.json`), 3000, 'the record written again')
   })
 
   it('a starting node cleans dead records, stale temp files and empty directories of every network', async () => {

@@ -169,6 +169,7 @@ export class LocalDiscovery {
         await mkdir(this.dir, { recursive: true, mode: 0o777 })
         await writeFile(tmp, rec)
         await rename(tmp, this.file)
+        if (this.stopped) await unlink(this.file).catch(() => {}) // stop ran meanwhile
         return
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code !== 'ENOENT' || attempt >= 5) throw err
@@ -190,8 +191,10 @@ export class LocalDiscovery {
         try {
           names = await readdir(this.dir)
         } catch {
-          return
+          names = []
         }
+        // Our record (or the directory) removed by someone else: write it again.
+        if (!names.includes(`${this.opts.self}.json`) && !this.stopped) await this.publish().catch(() => {})
         for (const name of names) {
           if (!name.endsWith('.json') || name === `${this.opts.self}.json`) continue
           const path = join(this.dir, name)
