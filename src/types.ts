@@ -193,7 +193,7 @@ export interface Subscription extends AsyncIterable<Message> {
   readonly received: number
   /**
    * Resolves once every peer linked to this node has acknowledged this subscription's
-   * interest, or is no longer linked (its connection ended, or it did not answer within
+   * interest, or is no longer linked (its link closed, or it did not answer within
    * 10 s). Guarantee: a publish made after this point by any of those peers reaches the
    * subscriber. Peers linked later learn the interest when their link comes up. Never
    * rejects; resolves at once once the subscription ended (unsubscribe, node stopped).
