@@ -15,11 +15,13 @@ import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, describe, expect, it } from 'vitest'
 import { generateKey, type PlexusNode } from '../../src/index.js'
 import { IDENTITY_FILE } from '../../src/transport/identity.js'
-import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
+import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from '../helpers/rng.js'
 
 const dirs: string[] = []
+const mine: PlexusNode[] = []
 afterEach(async () => {
+  await Promise.all(mine.splice(0).map((n) => n.stop())) // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
@@ -94,6 +96,7 @@ async function startMix(
   for (const p of plainNodes) await p.join('db', { key, onRequest: (d) => d })
   for (const s of storage) await s.join('db', { key })
   const all = [...plainNodes, ...storage]
+  mine.push(...all)
   for (const n of all) await waitForMembers(n, 'db', all.length, 10_000)
   return { plain: plainNodes, storage, all }
 }
@@ -143,8 +146,14 @@ describe(`streams with mixed members (seed ${SEED})`, () => {
             expect(p.replicas, where).toHaveLength(replicas)
             for (const r of p.replicas) expect(storageIds.has(r), `${where}: ${r} placed`).toBe(true)
           }
+          const publisher = mix.plain[0]!
+          await waitFor(
+            () => publisher.streams.list().some((s) => s.name === `s${order}`),
+            10_000,
+            `${where}: table on the publisher`,
+          )
           for (let i = 0; i < 4; i++) {
-            const ack = await mix.plain[0]!.publish(`s${order}.x`, `m${i}`, {
+            const ack = await publisher.publish(`s${order}.x`, `m${i}`, {
               ack: 'all',
               key: `k${i}`,
               timeout: 15_000,
@@ -189,7 +198,7 @@ describe(`streams with mixed members (seed ${SEED})`, () => {
     const key = generateKey()
     const nodes = await Promise.all([0, 1, 2].map(() => startNode({ network })))
     for (const n of nodes.slice(0, 2)) await n.join('db', { key, onRequest: (d) => d })
-    await waitForMembers(nodes[2]!, 'db', 2)
+    for (const n of nodes) await waitForMembers(n, 'db', 2)
     for (const from of [nodes[0]!, nodes[2]!]) {
       const { err, ms } = await failure(
         from.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 1 }),
