@@ -4,6 +4,7 @@
  * `RawNode` packs into `Ready` batches. No clocks, timers, I/O or ambient randomness: time is
  * `tick()`, randomness is the injected `rand`.
  */
+import { decodeConfChange } from './codec.js'
 import { type RaftConfig, resolveConfig } from './config.js'
 import { RaftLog } from './log.js'
 import { ProgressTracker } from './progress.js'
@@ -425,6 +426,8 @@ export class Raft {
         }
         return { ...e, type: 'normal', data: new Uint8Array(0) } // forwarded: neutralize
       }
+      if (this.leavesNoVoter(decodeConfChange(e.data)))
+        throw new ProposalDroppedError('removing the last voter would leave the group without members')
       this.pendingConfIndex = this.log.lastIndex() + i + 1
       return e
     })
@@ -455,10 +458,18 @@ export class Raft {
     maybeSendAppend(this, to, true)
   }
 
-  /** Asks the leader to hand leadership to `to` once it is caught up. */
+  /**
+   * Asks the leader to hand leadership to `to` once it is caught up (abandoned after one
+   * election timeout). A transfer to the leader itself cancels a pending one; asking again
+   * for the pending target changes nothing (its deadline is not extended).
+   */
   transferLeader(to: NodeId): void {
     if (this.role !== 'leader') throw new ProposalDroppedError('not the leader')
-    if (to === this.id || !this.tracker.voters.has(to)) return
+    if (to === this.id) {
+      this.leadTransferee = null
+      return
+    }
+    if (!this.tracker.voters.has(to) || this.leadTransferee === to) return
     this.leadTransferee = to
     this.electionElapsed = 0
     const pr = this.tracker.progress.get(to)!
@@ -468,8 +479,19 @@ export class Raft {
 
   // ---- membership ----
 
-  /** Applies a committed single-server change to the voter set; returns the new configuration. */
+  /** True when `cc` would remove the only voter left. */
+  private leavesNoVoter(cc: ConfChange): boolean {
+    const v = this.tracker.voters
+    return cc.type === 'removeNode' && v.size === 1 && v.has(cc.nodeId)
+  }
+
+  /**
+   * Applies a committed single-server change to the voter set; returns the new configuration.
+   * A change that would leave no voter (refused when proposed, but a log may hold one) is
+   * ignored, identically on every member.
+   */
   applyConfChange(cc: ConfChange): ConfState {
+    if (this.leavesNoVoter(cc)) return this.tracker.confState()
     if (cc.type === 'addNode') {
       this.tracker.add(cc.nodeId, this.log.lastIndex() + 1)
     } else {

@@ -417,6 +417,15 @@ describe('membership', () => {
     s.stabilize()
     expect(s.n('b').applied).toContain('after')
   })
+
+  it('refuses to remove the last voter, and ignores such an entry when applying it', () => {
+    const s = sim(['a'])
+    elect(s, 'a')
+    expect(() => s.rn('a').proposeConfChange({ type: 'removeNode', nodeId: 'a' })).toThrow(/last voter/)
+    const cc = s.rn('a').raft.applyConfChange({ type: 'removeNode', nodeId: 'a' })
+    expect(cc.voters).toEqual(['a'])
+    expect(s.rn('a').raft.role).toBe('leader')
+  })
 })
 
 describe('leader transfer', () => {
@@ -427,6 +436,27 @@ describe('leader transfer', () => {
     s.stabilize()
     expect(s.rn('b').raft.role).toBe('leader')
     expect(s.rn('a').raft.leader).toBe('b')
+  })
+
+  it('a transfer to the leader itself cancels a pending one; asking again does not extend it', () => {
+    const s = sim(['a', 'b', 'c'], { electionTick: 10 })
+    elect(s, 'a')
+    s.isolate('b') // b cannot catch up: the transfer stays pending
+    s.propose('a', 'x')
+    s.stabilize()
+    const a = s.rn('a')
+    a.transferLeader('b')
+    expect(a.raft.leadTransferee).toBe('b')
+    expect(() => a.propose(enc('refused'))).toThrow(ProposalDroppedError)
+    a.transferLeader('a')
+    expect(a.raft.leadTransferee).toBeNull()
+    a.propose(enc('accepted'))
+    // Asked again halfway through: still abandoned one election timeout after the first ask.
+    a.transferLeader('b')
+    for (let i = 0; i < 5; i++) a.tick()
+    a.transferLeader('b')
+    for (let i = 0; i < 5; i++) a.tick()
+    expect(a.raft.leadTransferee).toBeNull()
   })
 })
 
