@@ -141,7 +141,7 @@ class Client implements RelayClient {
       this.fail(
         new RelayUnavailableError(
           refused
-            ? `no Plexus node's relay is listening at ${this.where} (connection refused); start one with "plexus node" or set ${RELAY_ENV}`
+            ? `no Plexus node's relay is listening at ${this.where} (connection refused); start one with "plexus node", or name one with --relay HOST:PORT or ${RELAY_ENV}`
             : `cannot reach the relay at ${this.where}: ${err.message}`,
           { cause: err },
         ),

@@ -71,6 +71,11 @@ describe('plexus --version and --relay', () => {
     expect(bad.stderr).toBe(
       'plexus: InvalidArgumentError: --relay must be host:port (e.g. 127.0.0.1:55555), got "nowhere"\n',
     )
+    const none = await runCli(['stream', 'list', '--relay', '127.0.0.1:1'])
+    expect(none.code).toBe(3)
+    expect(none.stderr).toBe(
+      `plexus: RelayUnavailableError: no Plexus node's relay is listening at 127.0.0.1:1 (connection refused); start one with "plexus node", or name one with --relay HOST:PORT or PLEXUS_RELAY\n`,
+    )
     const notClient = await runCli(['keygen', '--relay', node.relay])
     expect(notClient.code).toBe(2)
   })
