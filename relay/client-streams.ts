@@ -4,6 +4,7 @@
  * CONSUME* frames (docs/relay-protocol.md, "Durable streams"). Errors the node raises
  * (`StreamNotFoundError`, `NotEnoughReplicasError`, …) are rebuilt as the same classes.
  */
+import { parseCapability } from '../src/cluster/capability.js'
 import { AbortedError } from '../src/errors.js'
 import { checkPattern } from '../src/pubsub/subject.js'
 import type {
@@ -15,6 +16,7 @@ import type {
   StreamRetention,
 } from '../src/types.js'
 import type { BinaryWriter } from '../src/util/binary.js'
+import { parseKey } from '../src/util/keys.js'
 import {
   checkClusterName,
   checkOptions,
@@ -34,6 +36,7 @@ import {
   encodeConsumeAck,
   encodeStreamCreate,
   encodeStreamName,
+  type RelayAuth,
   type StreamSummary,
 } from './protocol-streams.js'
 
@@ -140,6 +143,20 @@ function checkCallOptions(options: unknown): { timeoutMs: number; signal: AbortS
   return { timeoutMs, signal: o.signal }
 }
 
+/**
+ * The credentials of a create or delete (`clusterKey`, `capability`), checked as the library
+ * checks them and sent to the node in the frame (relay-protocol.md, "Stream administration").
+ */
+function checkAuthOptions(options: unknown): RelayAuth | undefined {
+  const o = checkOptions<StreamCallOptions>(options, 'options')
+  if (o.capability !== undefined) {
+    parseCapability(o.capability, 'options.capability')
+    return { capability: o.capability.trim() }
+  }
+  if (o.clusterKey !== undefined) return { clusterKey: parseKey(o.clusterKey, 'options.clusterKey') }
+  return undefined
+}
+
 /** Checks `consume`'s `from` option. */
 function checkFrom(v: unknown): ConsumeFrom {
   if (v === undefined) return 'earliest'
@@ -175,9 +192,10 @@ export class ClientStreams implements RelayStreams {
     checkStreamName(name, 'name')
     const c = checkStreamConfig(config)
     const { timeoutMs, signal } = checkCallOptions(options)
+    const auth = checkAuthOptions(options)
     const f = await this.host.call(
       Op.StreamCreate,
-      (w) => encodeStreamCreate(w, { name, ...c, timeoutMs }),
+      (w) => encodeStreamCreate(w, { name, ...c, timeoutMs, auth }),
       signal,
     )
     this.host.expect(f, Op.StreamInfoReply)
@@ -195,7 +213,12 @@ export class ClientStreams implements RelayStreams {
   async delete(name: string, options?: StreamCallOptions): Promise<void> {
     checkStreamName(name, 'name')
     const { timeoutMs, signal } = checkCallOptions(options)
-    const f = await this.host.call(Op.StreamDelete, (w) => encodeStreamName(w, { name, timeoutMs }), signal)
+    const auth = checkAuthOptions(options)
+    const f = await this.host.call(
+      Op.StreamDelete,
+      (w) => encodeStreamName(w, { name, timeoutMs, auth }),
+      signal,
+    )
     this.host.expect(f, Op.Ok)
     f.body.end('OK')
   }

@@ -52,6 +52,36 @@ function readRetention(r: BinaryReader): {
   return { retention, compact: compact === 1, duplicateWindow }
 }
 
+/**
+ * What a client proves stream administration with (STREAM_CREATE, STREAM_DELETE), passed
+ * through to the node's call: after the body's fields, `u8 kind | value` — kind 1: `bytes
+ * clusterKey` (32 bytes), kind 2: `str capability`. Absent (the body ends): none, so the
+ * node proves the call with its own keys if it can.
+ */
+export interface RelayAuth {
+  clusterKey?: Uint8Array
+  capability?: string
+}
+
+/** Writes the optional `RelayAuth` tail of a body (nothing when `a` is empty). */
+export function writeRelayAuth(w: BinaryWriter, a: RelayAuth | undefined): void {
+  if (a?.capability !== undefined) w.u8(2).str(a.capability)
+  else if (a?.clusterKey !== undefined) w.u8(1).bytes(a.clusterKey)
+}
+
+/** Reads the optional `RelayAuth` tail of a body (undefined when the body ends here). */
+function readRelayAuth(r: BinaryReader): RelayAuth | undefined {
+  if (r.remaining === 0) return undefined
+  const kind = r.u8('auth kind')
+  if (kind === 1) {
+    const clusterKey = r.bytes('cluster key')
+    if (clusterKey.length !== 32) throw new DecodeError(`a cluster key is 32 bytes, got ${clusterKey.length}`)
+    return { clusterKey }
+  }
+  if (kind === 2) return { capability: r.str('capability') }
+  throw new DecodeError(`unknown auth kind ${kind}`)
+}
+
 /** STREAM_CREATE body. `partitions` and `replicas` 0 mean the node's defaults. */
 export interface StreamCreateBody {
   name: string
@@ -65,6 +95,7 @@ export interface StreamCreateBody {
   duplicateWindow: number
   /** 0 = the node's default. */
   timeoutMs: number
+  auth?: RelayAuth
 }
 
 /** Writes a STREAM_CREATE body. */
@@ -72,6 +103,7 @@ export function encodeStreamCreate(w: BinaryWriter, m: StreamCreateBody): void {
   w.str(m.name).str(m.cluster).str(m.subject).u16(m.replicas).u32(m.partitions)
   writeRetention(w, m.retention, m.compact, m.duplicateWindow)
   w.u32(m.timeoutMs)
+  writeRelayAuth(w, m.auth)
 }
 
 /** Reads a STREAM_CREATE body (names and ranges are validated by the node). */
@@ -83,25 +115,30 @@ export function decodeStreamCreate(r: BinaryReader): StreamCreateBody {
   const partitions = r.u32('partitions')
   const { retention, compact, duplicateWindow } = readRetention(r)
   const timeoutMs = r.u32('timeout')
+  const auth = readRelayAuth(r)
   r.end('STREAM_CREATE')
-  return { name, cluster, subject, replicas, partitions, retention, compact, duplicateWindow, timeoutMs }
+  return { name, cluster, subject, replicas, partitions, retention, compact, duplicateWindow, timeoutMs, auth }
 }
 
-/** STREAM_INFO and STREAM_DELETE body. */
+/** STREAM_INFO and STREAM_DELETE body (`auth`: STREAM_DELETE only; STREAM_INFO ignores it). */
 export interface StreamNameBody {
   name: string
   /** 0 = the node's default. */
   timeoutMs: number
+  auth?: RelayAuth
 }
 
 /** Writes a STREAM_INFO or STREAM_DELETE body. */
 export function encodeStreamName(w: BinaryWriter, m: StreamNameBody): void {
   w.str(m.name).u32(m.timeoutMs)
+  writeRelayAuth(w, m.auth)
 }
 
 /** Reads a STREAM_INFO or STREAM_DELETE body; `what` names the frame in errors. */
 export function decodeStreamName(r: BinaryReader, what: string): StreamNameBody {
-  const m = { name: r.str('name'), timeoutMs: r.u32('timeout') }
+  const m: StreamNameBody = { name: r.str('name'), timeoutMs: r.u32('timeout') }
+  const auth = readRelayAuth(r)
+  if (auth !== undefined) m.auth = auth
   r.end(what)
   return m
 }

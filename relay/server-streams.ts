@@ -88,7 +88,8 @@ export class RelayStreams {
         this.host.track(
           f.id,
           0,
-          (signal) => this.host.node.streams.delete(m.name, { timeout: timeoutOf(m.timeoutMs), signal }),
+          (signal) =>
+            this.host.node.streams.delete(m.name, { timeout: timeoutOf(m.timeoutMs), signal, ...m.auth }),
           () => [Op.Ok],
         )
         return true
@@ -168,6 +169,7 @@ export class RelayStreams {
         const s = await this.host.node.streams.create(m.name, config, {
           timeout: timeoutOf(m.timeoutMs),
           signal,
+          ...m.auth,
         })
         return this.reply(Op.StreamInfoReply, (w) => encodeStreamInfo(w, s))
       },

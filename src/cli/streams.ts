@@ -7,6 +7,8 @@
  * - `stream info NAME [--timeout MS] [--json]` prints the configuration and every
  *   partition: leader, replicas, in-sync replicas, offsets.
  * - `stream delete NAME [--timeout MS]` deletes it (prints nothing).
+ * - `create` and `delete` take `--cluster-key-file F` or `--capability CAP|FILE` (auth.ts):
+ *   without them the local node proves the call with its own key if it joined the cluster.
  * - `stream list [--json]` prints the streams the node knows.
  * - `consume STREAM [--from earliest|latest|new|OFFSET|TIME] [--partition P] [--count N]
  *   [--json] [--durable NAME] [--ack-wait MS]` prints committed messages as they come: the
@@ -33,6 +35,7 @@ import {
   parsePositiveInt,
   parseText,
 } from './args.js'
+import { type AuthFlags, addAuthFlags, authOptions } from './auth.js'
 import { withRelay } from './client.js'
 import { gone, lineOf, writeChunk } from './io.js'
 import { UsageError, writeOut } from './output.js'
@@ -88,8 +91,7 @@ export function registerStreams(program: Command): void {
     .command('stream')
     .description('create, inspect, list and delete durable streams')
     .addHelpCommand(false)
-  stream
-    .command('create')
+  addAuthFlags(stream.command('create'))
     .description('create a durable stream owned by a cluster and print its info')
     .argument('<name>', 'stream name (1-64 characters [A-Za-z0-9_-])')
     .option('--cluster <cluster>', 'cluster whose members host the replicas (required)', (v) =>
@@ -110,11 +112,12 @@ export function registerStreams(program: Command): void {
     .option('--compact', 'keep only the latest message per key')
     .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
     .option('--json', 'print the stream info as JSON')
-    .action(async (name: string, flags: CreateFlags) => {
+    .action(async (name: string, flags: CreateFlags & AuthFlags) => {
       checkStreamName(name, 'NAME')
       const config = streamConfigOf(flags)
+      const auth = await authOptions(flags)
       const info = await withRelay((client, signal) =>
-        client.streams.create(name, config, { timeout: flags.timeout, signal }),
+        client.streams.create(name, config, { timeout: flags.timeout, signal, ...auth }),
       )
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(info)}\n` : formatStreamInfo(info))
     })
@@ -135,14 +138,16 @@ export function registerStreams(program: Command): void {
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(info)}\n` : formatStreamInfo(info))
     })
 
-  stream
-    .command('delete')
+  addAuthFlags(stream.command('delete'))
     .description('delete a stream and its data on every replica (prints nothing)')
     .argument('<name>', 'stream name')
     .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
-    .action(async (name: string, flags: { timeout?: number }) => {
+    .action(async (name: string, flags: { timeout?: number } & AuthFlags) => {
       checkStreamName(name, 'NAME')
-      await withRelay((client, signal) => client.streams.delete(name, { timeout: flags.timeout, signal }))
+      const auth = await authOptions(flags)
+      await withRelay((client, signal) =>
+        client.streams.delete(name, { timeout: flags.timeout, signal, ...auth }),
+      )
     })
 
   stream
