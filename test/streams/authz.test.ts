@@ -7,22 +7,25 @@
  * - a capability holder can within the capability's operations, stream scope and expiry, and
  *   not beyond it, nor with a capability of another cluster, key or network;
  * - forged, altered, replayed-for-another-call and stale proofs sent as raw internal calls
- *   are refused.
+ *   are refused;
+ * - raft messages from a keyless node to the metadata group and its control group are dropped.
  */
 import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterAll, describe, expect, it } from 'vitest'
 import { parseCapability, signAdminProof } from '../../src/cluster/capability.js'
 import { ClusterSigner } from '../../src/cluster/proof.js'
 import { generateKey, issueCapability } from '../../src/index.js'
+import type { RaftTransport } from '../../src/replication/index.js'
 import type { PeerRpc } from '../../src/rpc/rpc.js'
 import { newRequestId } from '../../src/streams/host.js'
 import { decodeMetaReply, encodeMetaCall, type MetaCall, type MetaReply } from '../../src/streams/wire.js'
 import { startNode, startStreamCluster, waitFor } from '../helpers/nodes.js'
 
 const roots: string[] = []
-afterEach(async () => {
+// After every test's nodes have stopped (the helpers stop them after each test).
+afterAll(async () => {
   for (const r of roots.splice(0)) await rm(r, { recursive: true, force: true })
 })
 
@@ -180,6 +183,19 @@ describe('stream administration is authorized by the cluster key', () => {
       name: 'InvalidArgumentError',
       message: expect.stringMatching(/credentials\.capabilities\[0\]/),
     })
+  })
+
+  it("drops a keyless node's raft messages to the metadata group and its control group", async () => {
+    const root = await tempRoot()
+    const { members, outside } = await startStreamCluster(root, { keyless: true })
+    await members[0]!.streams.create('orders', cfg('orders.>'))
+    const raft = (outside[0] as unknown as { raft: RaftTransport }).raft
+    const refused = () => members.reduce((n, m) => n + (m.status().counters['raft.refused'] ?? 0), 0)
+    const before = refused()
+    for (const m of members)
+      for (const group of ['meta/db', 'meta-ctl/db']) raft.send(group, m.id, new Uint8Array([1, 2, 3]))
+    await waitFor(() => refused() - before >= 6, 5000, 'refused raft messages')
+    expect((await members[1]!.streams.info('orders', T)).name).toBe('orders')
   })
 
   it('refuses forged, altered, replayed and stale proofs sent as raw internal calls', async () => {
