@@ -158,3 +158,23 @@ export const LATENCY_TOLERANCE = 1.5
 export const LATENCY_SLACK_MS = 3
 /** Weight of a new latency sample in the moving average. */
 export const LATENCY_EWMA_ALPHA = 0.2
+
+/**
+ * Internal calls served (`rpc/rpc.ts`): bounds on what callers can make a node hold
+ * (docs/security.md, "Per-peer bounds"). Over a bound a call is answered `OverloadedError`
+ * without running.
+ */
+export const RPC = {
+  /** Calls being served at once, from every peer together. */
+  maxConcurrent: 8192,
+  /** Calls being served at once for one remote peer (this node's own calls: only the total). */
+  maxPerPeer: 1024,
+  /**
+   * Longest a served call's signal stays unaborted (ms), whatever deadline the caller sent:
+   * long polls and other waits that follow the signal end by then.
+   */
+  maxServeMs: 60_000,
+} as const
+
+/** Longest a read (`s.fetch`) waits for new messages (ms), whatever the caller asks. */
+export const MAX_LONG_POLL_MS = 30_000

@@ -256,7 +256,10 @@ class Node implements PlexusNode {
           this.tunnels.onLinkDown(l.peer)
           this.notifyChange()
         },
-        onPeerGone: (peer) => this.pubsub.onPeerGone(peer),
+        onPeerGone: (peer) => {
+          this.pubsub.onPeerGone(peer)
+          this.rpc.onPeerGone(peer)
+        },
         onFrame: (peer, type, body) => this.onFrame(peer, type, body),
       },
     )
@@ -590,6 +593,9 @@ class Node implements PlexusNode {
     counters['pubsub.peerPatterns'] = ps.patternsFromPeers
     counters['pubsub.readyWaiters'] = ps.readyWaiters
     counters['tunnels.open'] = this.tunnels.openCount
+    const rpc = this.rpc.stats()
+    counters['rpc.serving'] = rpc.serving
+    counters['rpc.servingPeers'] = rpc.servingPeers
     if (this.relayServer) {
       const r = this.relayServer.stats()
       counters['relay.connections'] = r.connections

@@ -11,9 +11,17 @@
  * rejects with the handler's error class (by name, see errors.ts), `TimeoutError` after its
  * timeout, `MemberLostError` when the link to the peer closes first (the handler may or may
  * not have run), `AbortedError` on `signal` or `close()`. Replies to calls that already gave
- * up are dropped. Memory: at most `maxConcurrent` handlers run at once; further calls are
- * answered `OverloadedError` without running.
+ * up are dropped.
+ *
+ * Bounds on the serving side (docs/security.md, "Per-peer bounds"; defaults in constants.ts
+ * `RPC`): at most `maxConcurrent` handlers run at once, and at most `maxPerPeer` for one
+ * remote peer, so a peer that floods us fills only its own share; further calls are
+ * answered `OverloadedError` without running (counted `rpc.refused.peerLimit` and
+ * `rpc.refused.total`). A handler's signal aborts at the caller's deadline but never later
+ * than `maxServeMs`, and at once when the caller's link or connection goes
+ * (`onLinkDown`/`onPeerGone`): long polls that follow it end then and free their slot.
  */
+import { RPC } from '../constants.js'
 import {
   AbortedError,
   errorFromWire,
@@ -55,8 +63,31 @@ export class PeerUnreachableError extends PlexusError {}
 /** Context of one served call. */
 export interface RpcContext {
   from: string
-  /** Aborted when the call's timeout passes or the node stops. */
+  /**
+   * Aborted when the call's timeout passes (at most `maxServeMs`), the caller's link or
+   * connection goes, or the node stops.
+   */
   signal: AbortSignal
+}
+
+/** Bounds of `PeerRpc` on the serving side (defaults: constants.ts `RPC`). */
+export interface RpcLimits {
+  /** Handlers running at once, for every caller together. */
+  maxConcurrent?: number
+  /** Handlers running at once for one remote caller (this node's own calls: only the total). */
+  maxPerPeer?: number
+  /** Longest a handler's signal stays unaborted, whatever deadline the caller sent (ms). */
+  maxServeMs?: number
+}
+
+/** Internal: what one remote caller holds here (`ServedCall` updates it). */
+export interface CallerState {
+  /** Its handlers running now. */
+  running: number
+  /** Signals handed to its running handlers. */
+  readonly serving: Set<AbortController>
+  /** Bumped when its link or connection goes: calls started before see their signal aborted. */
+  epoch: number
 }
 
 /** Serves one method. Throwing (or rejecting) sends the error back by class name. */
@@ -85,15 +116,28 @@ export class PeerRpc {
   private readonly watched = new WeakMap<AbortSignal, Set<Pending>>()
   /** Handlers running now. */
   private running = 0
-  /** Signals handed to running handlers (created only when a handler asks for one). */
-  private readonly serving = new Set<AbortController>()
+  /** What each caller with a running handler holds (removed when it holds nothing). */
+  private readonly callers = new Map<string, CallerState>()
   private nextId = 1
   private closed = false
+  private readonly maxConcurrent: number
+  private readonly maxPerPeer: number
+  /** Internal (`ServedCall`): longest a handler's signal stays unaborted (ms). */
+  readonly maxServeMs: number
 
   constructor(
     private readonly host: RpcHost,
-    private readonly opts: { maxConcurrent?: number } = {},
-  ) {}
+    opts: RpcLimits = {},
+  ) {
+    this.maxConcurrent = opts.maxConcurrent ?? RPC.maxConcurrent
+    this.maxPerPeer = opts.maxPerPeer ?? RPC.maxPerPeer
+    this.maxServeMs = opts.maxServeMs ?? RPC.maxServeMs
+  }
+
+  /** Handlers running now, and how many callers they serve. */
+  stats(): { serving: number; servingPeers: number } {
+    return { serving: this.running, servingPeers: this.callers.size }
+  }
 
   /**
    * Registers the handler of `method` (replacing none: a method is served once). `allowed`
@@ -207,24 +251,21 @@ export class PeerRpc {
     flags: number,
     body: Uint8Array,
   ): void {
-    const call = new ServedCall(this, peer, id, timeout, (flags & FLAG_NO_REPLY) !== 0)
-    const entry = this.handlers.get(method)
-    if (entry === undefined) {
-      this.host.count('rpc.unknownMethod')
-      call.fail(new InvalidArgumentError(`no handler for ${method} on this node`))
+    const noReply = (flags & FLAG_NO_REPLY) !== 0
+    const refusal = this.refusal(peer, method)
+    if (refusal !== undefined) {
+      this.refuse(peer, id, noReply, refusal)
       return
     }
-    if (entry.allowed && !entry.allowed(peer)) {
-      this.host.count('rpc.refused')
-      call.fail(new InvalidArgumentError(`${method} refused: not allowed from ${peer}`))
-      return
-    }
-    if (this.running >= (this.opts.maxConcurrent ?? 8192)) {
-      this.host.count('rpc.overloaded')
-      call.fail(new OverloadedError(`${this.running} internal calls already running`))
-      return
+    const entry = this.handlers.get(method)!
+    let state = this.callers.get(peer)
+    if (state === undefined) {
+      state = { running: 0, serving: new Set(), epoch: 0 }
+      this.callers.set(peer, state)
     }
     this.running++
+    state.running++
+    const call = new ServedCall(this, peer, id, timeout, noReply, state)
     let result: Uint8Array | Promise<Uint8Array>
     try {
       result = entry.handler(body, call)
@@ -253,16 +294,51 @@ export class PeerRpc {
     })
   }
 
-  /** Internal (`ServedCall`): a served call finished. */
-  release(ac: AbortController | undefined): void {
-    this.running--
-    if (ac !== undefined) this.serving.delete(ac)
+  /** Why a call of `method` from `peer` may not run now (counted), if it may not. */
+  private refusal(peer: string, method: string): Error | undefined {
+    const entry = this.handlers.get(method)
+    if (entry === undefined) {
+      this.host.count('rpc.unknownMethod')
+      return new InvalidArgumentError(`no handler for ${method} on this node`)
+    }
+    if (entry.allowed && !entry.allowed(peer)) {
+      this.host.count('rpc.refused')
+      return new InvalidArgumentError(`${method} refused: not allowed from ${peer}`)
+    }
+    const mine = this.callers.get(peer)?.running ?? 0
+    if (mine >= this.maxPerPeer && peer !== this.host.self) {
+      this.host.count('rpc.refused.peerLimit')
+      return new OverloadedError(
+        `${mine} internal calls from ${peer} already running (limit per peer ${this.maxPerPeer})`,
+      )
+    }
+    if (this.running >= this.maxConcurrent) {
+      this.host.count('rpc.refused.total')
+      return new OverloadedError(`${this.running} internal calls already running`)
+    }
+    return undefined
   }
 
-  /** Internal (`ServedCall`): a handler asked for its signal; tracked so `close` aborts it. */
-  track(ac: AbortController): boolean {
-    if (this.closed) return false
-    this.serving.add(ac)
+  /** A call refused before any handler ran. */
+  private refuse(peer: string, id: number, noReply: boolean, err: Error): void {
+    if (!noReply) this.reply(peer, id, undefined, err)
+  }
+
+  /** Internal (`ServedCall`): a served call finished. */
+  release(state: CallerState, from: string, ac: AbortController | undefined): void {
+    this.running--
+    state.running--
+    if (ac !== undefined) state.serving.delete(ac)
+    if (state.running === 0 && this.callers.get(from) === state) this.callers.delete(from)
+  }
+
+  /**
+   * Internal (`ServedCall`): a handler asked for its signal; tracked so `close` and the
+   * caller's departure abort it. False when it must start aborted.
+   */
+  track(state: CallerState, epoch: number, ac: AbortController): boolean {
+    if (this.closed || state.epoch !== epoch) return false
+    state.serving.add(ac)
     return true
   }
 
@@ -283,18 +359,35 @@ export class PeerRpc {
     }
   }
 
-  /** The link to `peer` closed: its pending calls fail with `MemberLostError`. */
+  /**
+   * The link to `peer` closed: its pending calls fail with `MemberLostError`, and the
+   * handlers serving its calls see their signal aborted (`onPeerGone`).
+   */
   onLinkDown(peer: string): void {
     for (const p of [...this.pending.values()]) {
       if (p.peer === peer) p.reject(new MemberLostError(`link to ${peer} closed before its reply`))
     }
+    this.onPeerGone(peer)
+  }
+
+  /**
+   * Every connection to `peer` closed (or its link did): the signals of the handlers serving
+   * its calls abort now, so long polls end and free their slots at once.
+   */
+  onPeerGone(peer: string): void {
+    const state = this.callers.get(peer)
+    if (state === undefined || peer === this.host.self) return
+    state.epoch++
+    const acs = [...state.serving]
+    state.serving.clear()
+    for (const ac of acs) ac.abort()
   }
 
   /** Fails every pending call (`AbortedError`) and aborts running handlers. */
   close(): void {
     this.closed = true
     for (const p of [...this.pending.values()]) p.reject(new AbortedError('node is stopped'))
-    for (const ac of this.serving) ac.abort()
+    for (const state of this.callers.values()) for (const ac of [...state.serving]) ac.abort()
   }
 
   private allocateId(): number {
@@ -315,8 +408,8 @@ function writeReplyBody(w: BinaryWriter, id: number, ok: Uint8Array | undefined,
 
 /**
  * One call being served, and the handler's `RpcContext`. Its signal (aborted at the call's
- * deadline or when the node stops) and the deadline timer exist only once the handler reads
- * `signal`; most handlers never do.
+ * deadline, capped at `maxServeMs`, when the caller goes or when the node stops) and the
+ * deadline timer exist only once the handler reads `signal`; most handlers never do.
  */
 class ServedCall implements RpcContext {
   private ac: AbortController | undefined
@@ -329,27 +422,27 @@ class ServedCall implements RpcContext {
     private readonly id: number,
     private readonly timeout: number,
     private readonly noReply: boolean,
+    private readonly state: CallerState,
+    private readonly epoch = state.epoch,
   ) {}
 
   get signal(): AbortSignal {
     if (this.ac === undefined) {
       const ac = new AbortController()
       this.ac = ac
-      if (!this.rpc.track(ac)) ac.abort()
-      else this.timer = setTimeout(() => ac.abort(), Math.max(0, this.timeout - (Date.now() - this.started)))
+      if (!this.rpc.track(this.state, this.epoch, ac)) ac.abort()
+      else {
+        const left = Math.min(this.timeout, this.rpc.maxServeMs) - (Date.now() - this.started)
+        this.timer = setTimeout(() => ac.abort(), Math.max(0, left))
+      }
     }
     return this.ac.signal
-  }
-
-  /** Refused before the handler ran. */
-  fail(err: unknown): void {
-    if (!this.noReply) this.rpc.reply(this.from, this.id, undefined, err)
   }
 
   /** The handler finished with `bytes` or threw `err`. */
   settle(bytes: Uint8Array | undefined, err: unknown): void {
     if (this.timer !== undefined) clearTimeout(this.timer)
-    this.rpc.release(this.ac)
+    this.rpc.release(this.state, this.from, this.ac)
     if (!this.noReply) this.rpc.reply(this.from, this.id, bytes, err)
   }
 

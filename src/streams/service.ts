@@ -9,6 +9,7 @@
  */
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
+import { MAX_LONG_POLL_MS } from '../constants.js'
 import { AbortedError, errorMessage } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { NotLeaderError, type RaftTransport } from '../replication/index.js'
@@ -312,7 +313,8 @@ export class StreamService {
     const maxBytes = Math.max(1, Math.min(call.maxBytes, 4 * 1024 * 1024))
     let messages = await r.read(call.offset, { maxBytes })
     if (messages.length === 0 && call.waitMs > 0 && r.latest() < call.offset) {
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(call.waitMs)])
+      const wait = Math.min(call.waitMs, MAX_LONG_POLL_MS) // whatever the caller asks
+      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(wait)])
       try {
         await r.waitForNew(call.offset - 1, signal)
         messages = await r.read(call.offset, { maxBytes })

@@ -1,15 +1,18 @@
 import { describe, expect, it } from 'vitest'
-import { AbortedError, TimeoutError } from '../../src/errors.js'
+import { AbortedError, OverloadedError, TimeoutError } from '../../src/errors.js'
 import { FrameType } from '../../src/link/frames.js'
-import { PeerRpc, type RpcHost } from '../../src/rpc/rpc.js'
+import { PeerRpc, type RpcHost, type RpcLimits } from '../../src/rpc/rpc.js'
 import { BinaryReader, BinaryWriter } from '../../src/util/binary.js'
 
 /** Two PeerRpc instances wired to each other through encoded frames, delivered asynchronously. */
-function pair() {
+function pair(limits: RpcLimits = {}) {
+  const counts: Record<string, number> = {}
   const nodes = new Map<string, PeerRpc>()
   const host = (self: string): RpcHost => ({
     self,
-    count: () => {},
+    count: (n) => {
+      counts[n] = (counts[n] ?? 0) + 1
+    },
     sendTo: (peer, encode) => {
       const w = new BinaryWriter(256)
       encode(w)
@@ -24,11 +27,13 @@ function pair() {
       })
     },
   })
-  const a = new PeerRpc(host('a'))
-  const b = new PeerRpc(host('b'))
+  const a = new PeerRpc(host('a'), limits)
+  const b = new PeerRpc(host('b'), limits)
+  const c = new PeerRpc(host('c'), limits)
   nodes.set('a', a)
   nodes.set('b', b)
-  return { a, b }
+  nodes.set('c', c)
+  return { a, b, c, counts }
 }
 
 const bytes = (s: string) => new TextEncoder().encode(s)
@@ -115,5 +120,52 @@ describe('PeerRpc', () => {
     const { a } = pair()
     a.handle('self', (body) => bytes(`${text(body)}:self`))
     expect(text(await a.call('a', 'self', bytes('me'), { timeout: 1000 }))).toBe('me:self')
+  })
+
+  it('one caller fills only its share; its handlers are told the moment it goes', async () => {
+    const { a, b, c, counts } = pair({ maxConcurrent: 6, maxPerPeer: 4 })
+    const signals: AbortSignal[] = []
+    b.handle('poll', (_body, ctx) => {
+      signals.push(ctx.signal)
+      return new Promise<Uint8Array>((resolve) =>
+        ctx.signal.addEventListener('abort', () => resolve(bytes('ended')), { once: true }),
+      )
+    })
+    b.handle('echo', (body) => body)
+    const polls = Array.from({ length: 6 }, () =>
+      a.call('b', 'poll', bytes(''), { timeout: 5000 }).catch((e) => e),
+    )
+    const refused = await Promise.all(polls.slice(4))
+    for (const e of refused) expect(e).toBeInstanceOf(OverloadedError)
+    expect(counts['rpc.refused.peerLimit']).toBe(2)
+    expect(b.stats()).toEqual({ serving: 4, servingPeers: 1 })
+    // Another caller is served meanwhile, up to the total.
+    expect(text(await c.call('b', 'echo', bytes('c'), { timeout: 1000 }))).toBe('c')
+    const cPolls = Array.from({ length: 3 }, () =>
+      c.call('b', 'poll', bytes(''), { timeout: 5000 }).catch((e) => e),
+    )
+    expect(await cPolls[2]).toBeInstanceOf(OverloadedError)
+    expect(counts['rpc.refused.total']).toBe(1)
+    // a goes away: its handlers' signals abort at once and its slots are free.
+    b.onPeerGone('a')
+    expect(signals.slice(0, 4).every((s) => s.aborted)).toBe(true)
+    for (const r of await Promise.all(polls.slice(0, 4))) expect(text(r)).toBe('ended')
+    expect(b.stats()).toEqual({ serving: 2, servingPeers: 1 })
+    b.onPeerGone('c')
+    await Promise.all(cPolls.slice(0, 2))
+    expect(b.stats()).toEqual({ serving: 0, servingPeers: 0 })
+  })
+
+  it("a handler's signal aborts by maxServeMs whatever deadline the caller sent", async () => {
+    const { a, b } = pair({ maxServeMs: 50 })
+    b.handle('poll', (_body, ctx) => {
+      const started = Date.now()
+      return new Promise<Uint8Array>((resolve) =>
+        ctx.signal.addEventListener('abort', () => resolve(bytes(`${Date.now() - started}`)), { once: true }),
+      )
+    })
+    const waited = Number(text(await a.call('b', 'poll', bytes(''), { timeout: 60_000 })))
+    expect(waited).toBeGreaterThanOrEqual(40)
+    expect(waited).toBeLessThan(1000)
   })
 })
