@@ -37,6 +37,20 @@ export interface ConnectRelayOptions {
   port?: number
   /** `host:port` (wins over `host`/`port`). */
   address?: string
+  /**
+   * A WebSocket URL (`ws://127.0.0.1:55580/`): connect over the relay's WebSocket transport
+   * instead of TCP (wins over the others). In a browser page it defaults to the page's host.
+   */
+  url?: string
+  /** The WebSocket constructor for `url` (default: the global `WebSocket`). */
+  WebSocket?: new (
+    url: string,
+  ) => WebSocket
+  /**
+   * Reconnect after the connection is lost (`reconnectingRelay`): `true` or the backoff
+   * bounds in ms (default 250 ms doubling to 10 s). `connectRelay` itself ignores it.
+   */
+  reconnect?: boolean | { minDelay?: number; maxDelay?: number }
   /** Aborts connecting (AbortedError). */
   signal?: AbortSignal
   /** Connect + handshake deadline in ms (default 5000; TimeoutError). */

@@ -11,6 +11,7 @@ import { checkU32, invalid, type RelayJoinOptions, type RelayMembership } from '
 import { ClientTunnel, type ClientTunnelWire, clientTunnelWindow } from './client-tunnel.js'
 import { decodeInvoke, encodeJoin, type Frame, JoinFlag, Op } from './protocol.js'
 import { decodeBroadcastDeliver, decodeTunnelIncoming } from './protocol-ext.js'
+import { unrefTimer } from './transport.js'
 
 /** What `ClientMemberships` needs from the relay client that owns it. */
 export interface ClientMembershipHost {
@@ -146,8 +147,7 @@ export class ClientMemberships {
     const ac = new AbortController()
     this.invocations.set(id, ac)
     const deadline = Date.now() + inv.remainingMs
-    const timer = setTimeout(() => ac.abort(new TimeoutError('deadline passed')), inv.remainingMs)
-    timer.unref()
+    const timer = unrefTimer(() => ac.abort(new TimeoutError('deadline passed')), inv.remainingMs)
     const finish = (err: unknown, data?: Uint8Array) => {
       clearTimeout(timer)
       if (this.invocations.get(id) !== ac) return

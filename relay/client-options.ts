@@ -15,26 +15,43 @@ import {
 } from '../src/util/validate.js'
 import { type ConnectRelayOptions, invalid, parseRelayAddress } from './client-api.js'
 import type { PublishBody } from './protocol-ext.js'
+import type { WebSocketConstructor } from './transport-ws.js'
+
+/** Where a client connects: a TCP `host:port`, or a WebSocket URL. */
+export type RelayTarget = { host: string; port: number; url?: undefined } | { url: string }
 
 /** `connectRelay`'s options, checked and with their defaults applied. */
 export interface ResolvedConnectOptions {
-  target: { host: string; port: number }
+  target: RelayTarget
+  /** The WebSocket implementation for a `url` target (default: the global one). */
+  WebSocket: WebSocketConstructor | undefined
   timeout: number
   signal: AbortSignal | undefined
   name: string
 }
 
 /**
- * Checks `connectRelay`'s options: the address comes from `address`, else from `host` /
- * `port` over the relay environment variable, else the defaults.
+ * Checks `connectRelay`'s options: a WebSocket `url` wins; else the address comes from
+ * `address`, else from `host` / `port` over the relay environment variable, else the
+ * defaults. In a browser page (no `process`, no TCP) the default is the page's own host
+ * over WebSocket (`ws://` + `location.host` + `/`).
  */
 export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnectOptions {
   const o = checkOptions<ConnectRelayOptions>(opts, 'options')
-  checkKnownKeys(o, ['host', 'port', 'address', 'signal', 'timeout', 'clientName'], 'options')
-  let target: { host: string; port: number }
-  if (o.address !== undefined) target = parseRelayAddress(o.address, 'options.address')
+  checkKnownKeys(
+    o,
+    ['host', 'port', 'address', 'url', 'WebSocket', 'reconnect', 'signal', 'timeout', 'clientName'],
+    'options',
+  )
+  let target: RelayTarget
+  const inNode = typeof process !== 'undefined' && process.versions?.node !== undefined
+  const page = (globalThis as { location?: { protocol: string; host: string } }).location
+  if (o.url !== undefined) target = { url: checkWsUrl(o.url) }
+  else if (!inNode && page && o.address === undefined && o.host === undefined && o.port === undefined) {
+    target = { url: `${page.protocol === 'https:' ? 'wss:' : 'ws:'}//${page.host}/` }
+  } else if (o.address !== undefined) target = parseRelayAddress(o.address, 'options.address')
   else {
-    const env = process.env[RELAY_ENV]
+    const env = inNode ? process.env[RELAY_ENV] : undefined
     const base = env
       ? parseRelayAddress(env, RELAY_ENV)
       : { host: DEFAULT_RELAY_HOST, port: DEFAULT_RELAY_PORT }
@@ -47,8 +64,25 @@ export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnec
   if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
     throw invalid('options.signal', o.signal, 'an AbortSignal')
   }
+  if (o.WebSocket !== undefined && typeof o.WebSocket !== 'function') {
+    throw invalid('options.WebSocket', o.WebSocket, 'a WebSocket constructor')
+  }
   const name = o.clientName === undefined ? 'plexus-ts' : String(o.clientName).slice(0, 200)
-  return { target, timeout, signal: o.signal, name }
+  return { target, timeout, signal: o.signal, name, WebSocket: o.WebSocket }
+}
+
+/** A `ws://` or `wss://` URL. */
+function checkWsUrl(v: unknown): string {
+  let u: URL | undefined
+  try {
+    u = typeof v === 'string' ? new URL(v) : undefined
+  } catch {
+    u = undefined
+  }
+  if (!u || (u.protocol !== 'ws:' && u.protocol !== 'wss:')) {
+    throw invalid('options.url', v, "a WebSocket URL such as 'ws://127.0.0.1:55580/'")
+  }
+  return u.href
 }
 
 /**

@@ -5,7 +5,6 @@
  * local node does the overlay work. Errors that
  * cross the wire by name are rebuilt as the same exported classes (`errorFromWire`).
  */
-import { connect, type Socket } from 'node:net'
 import { DEFAULT_MAX_MESSAGE_SIZE, RELAY_ENV } from '../src/constants.js'
 import { AbortedError, errorFromWire, errorMessage, TimeoutError, TunnelClosedError } from '../src/errors.js'
 import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
@@ -32,7 +31,7 @@ import {
 } from './client-api.js'
 import type { RelayConsumer } from './client-consumer.js'
 import { ClientMemberships } from './client-members.js'
-import { checkPublishOptions, resolveConnectOptions } from './client-options.js'
+import { checkPublishOptions, type RelayTarget, resolveConnectOptions } from './client-options.js'
 import { ClientStreams } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
@@ -64,6 +63,9 @@ import {
   encodeSubscribe,
   encodeTunnelOpen,
 } from './protocol-ext.js'
+import { type ByteTransport, unrefInterval } from './transport.js'
+import { connectTcp } from './transport-tcp.js'
+import { connectWebSocket, type WebSocketConstructor } from './transport-ws.js'
 
 export {
   type ConnectRelayOptions,
@@ -82,8 +84,8 @@ export type { RelayTunnel } from './client-tunnel.js'
 
 /** Connects to a node's relay and completes the handshake. */
 export async function connectRelay(opts: ConnectRelayOptions = {}): Promise<RelayClient> {
-  const { target, timeout, signal, name } = resolveConnectOptions(opts)
-  const client = new Client(target)
+  const { target, timeout, signal, name, WebSocket } = resolveConnectOptions(opts)
+  const client = new Client(target, WebSocket)
   await client.open(name, timeout, signal)
   return client
 }
@@ -115,18 +117,21 @@ class Client implements RelayClient {
   private nextId = 1
   private closedErr: Error | undefined
   private welcome: Pending | undefined
-  private keepAlive: NodeJS.Timeout | undefined
+  private keepAlive: ReturnType<typeof setInterval> | undefined
 
-  constructor(private readonly target: { host: string; port: number }) {}
+  constructor(
+    private readonly target: RelayTarget,
+    private readonly WebSocketImpl?: WebSocketConstructor,
+  ) {}
 
   private get where(): string {
+    if (this.target.url !== undefined) return this.target.url
     const h = this.target.host.includes(':') ? `[${this.target.host}]` : this.target.host
     return `${h}:${this.target.port}`
   }
 
   async open(name: string, timeout: number, signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted) throw new AbortedError('connectRelay aborted')
-    const socket: Socket = connect({ host: this.target.host, port: this.target.port, allowHalfOpen: true })
     const welcome = new Promise<Frame>((resolve, reject) => {
       this.welcome = { resolve, reject }
     })
@@ -136,18 +141,33 @@ class Client implements RelayClient {
     )
     const onAbort = () => this.fail(new AbortedError('connectRelay aborted'))
     signal?.addEventListener('abort', onAbort, { once: true })
-    socket.once('error', (err: NodeJS.ErrnoException) => {
-      const refused = err.code === 'ECONNREFUSED'
-      this.fail(
-        new RelayUnavailableError(
-          refused
-            ? `no Plexus node's relay is listening at ${this.where} (connection refused); start one with "plexus node", or name one with --relay HOST:PORT or ${RELAY_ENV}`
-            : `cannot reach the relay at ${this.where}: ${err.message}`,
-          { cause: err },
-        ),
+    let transport: ByteTransport
+    if (this.target.url !== undefined) {
+      transport = connectWebSocket(
+        this.target.url,
+        (err) =>
+          this.fail(
+            new RelayUnavailableError(
+              `no Plexus relay accepted a WebSocket at ${this.where} (${err.message}): is a node running with --relay-ws-port, and does it allow this page's origin (--relay-ws-origin)?`,
+              { cause: err },
+            ),
+          ),
+        this.WebSocketImpl,
       )
-    })
-    this.conn = new FramedConnection(socket, {
+    } else {
+      transport = connectTcp(this.target.host, this.target.port, (err) => {
+        const refused = err.code === 'ECONNREFUSED'
+        this.fail(
+          new RelayUnavailableError(
+            refused
+              ? `no Plexus node's relay is listening at ${this.where} (connection refused); start one with "plexus node", or name one with --relay HOST:PORT or ${RELAY_ENV}`
+              : `cannot reach the relay at ${this.where}: ${err.message}`,
+            { cause: err },
+          ),
+        )
+      })
+    }
+    this.conn = new FramedConnection(transport, {
       maxFrame: this.maxMessageSize + FRAME_OVERHEAD,
       pauseAt: 8 * 1024 * 1024,
       dropAt: 256 * 1024 * 1024,
@@ -167,10 +187,9 @@ class Client implements RelayClient {
       this.network = w.network
       this.maxMessageSize = w.maxMessageSize
       this.conn.decoder.maxFrame = w.maxMessageSize + FRAME_OVERHEAD
-      this.keepAlive = setInterval(() => {
+      this.keepAlive = unrefInterval(() => {
         this.call(Op.Ping).catch(() => {})
       }, RELAY_KEEPALIVE_MS)
-      this.keepAlive.unref()
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
@@ -474,13 +493,8 @@ class Client implements RelayClient {
   async close(): Promise<void> {
     if (this.closedErr) return
     this.closedErr = new AbortedError('relay client closed')
-    const socket = this.conn.socket
-    const closed = new Promise<void>((resolve) => {
-      if (socket.destroyed) resolve()
-      else socket.once('close', () => resolve())
-    })
     this.conn.end()
     this.fail(this.closedErr)
-    await closed
+    await this.conn.done
   }
 }

@@ -1,15 +1,16 @@
 /**
- * A framed relay connection over one TCP socket, used by both the server and the client.
+ * A framed relay connection over one byte transport (a TCP socket or a WebSocket, see
+ * `transport.ts`), used by both the server and the client.
  * Outbound frames written during one event-loop turn are coalesced into a single
- * `socket.write` (in the order they were sent). Inbound bytes are split into frames by a
+ * transport write (in the order they were sent). Inbound bytes are split into frames by a
  * bounded `FrameDecoder`. Memory stays bounded: reading pauses while the peer does not
  * read its own inbound data (our outbound buffer above `pauseAt`), and the connection is
  * dropped when that buffer exceeds `dropAt`. Any decoding or handler failure ends the
  * connection through `onFatal`; nothing here ever throws into the event loop.
  */
-import type { Socket } from 'node:net'
 import { BinaryWriter } from '../src/util/binary.js'
 import { type Frame, FrameDecoder, writeFrame } from './protocol.js'
+import { type ByteTransport, nextTurn, unrefTimer } from './transport.js'
 
 /** Callbacks and bounds of a framed connection. */
 export interface ConnectionOptions {
@@ -27,8 +28,8 @@ export interface ConnectionOptions {
   onClose(err?: Error): void
   /**
    * The peer half-closed (sent FIN): it will send nothing more but may still read. Default:
-   * flush and close at once. The socket must be created with `allowHalfOpen: true` for the
-   * owner to keep writing answers after this.
+   * flush and close at once. A TCP socket must be created with `allowHalfOpen: true` for the
+   * owner to keep writing answers after this (a WebSocket has no half-close).
    */
   onEnd?(): void
   /**
@@ -38,7 +39,7 @@ export interface ConnectionOptions {
   onDrain?(): void
 }
 
-/** Batched, bounded framing over a socket. */
+/** Batched, bounded framing over a byte transport. */
 export class FramedConnection {
   private readonly out = new BinaryWriter(4096)
   private scheduled = false
@@ -46,24 +47,31 @@ export class FramedConnection {
   private ending = false
   private paused = false
   readonly decoder: FrameDecoder
+  /** Resolves once the transport closed. */
+  readonly done: Promise<void>
 
   constructor(
-    readonly socket: Socket,
+    readonly transport: ByteTransport,
     private readonly opts: ConnectionOptions,
   ) {
     this.decoder = new FrameDecoder(opts.maxFrame)
-    socket.setNoDelay(true)
-    socket.on('data', (chunk: Buffer) => this.onData(chunk))
-    socket.on('drain', () => this.onDrain())
-    socket.on('error', () => {}) // 'close' follows with hadError
-    socket.on('close', () => {
-      if (this.closed) return
-      this.closed = true
-      opts.onClose()
+    let closedNow = () => {}
+    this.done = new Promise<void>((resolve) => {
+      closedNow = resolve
     })
-    socket.on('end', () => {
-      if (opts.onEnd) opts.onEnd()
-      else this.end()
+    transport.listen({
+      data: (chunk) => this.onData(chunk),
+      drain: () => this.onDrain(),
+      close: () => {
+        closedNow()
+        if (this.closed) return
+        this.closed = true
+        opts.onClose()
+      },
+      end: () => {
+        if (opts.onEnd) opts.onEnd()
+        else this.end()
+      },
     })
   }
 
@@ -74,7 +82,7 @@ export class FramedConnection {
 
   /** Bytes accepted for sending but not yet on the wire. */
   get outbound(): number {
-    return this.out.length + this.socket.writableLength
+    return this.out.length + this.transport.buffered
   }
 
   /**
@@ -90,7 +98,7 @@ export class FramedConnection {
     }
     if (!this.scheduled) {
       this.scheduled = true
-      setImmediate(() => this.flush())
+      nextTurn(() => this.flush())
     }
     return true
   }
@@ -98,13 +106,12 @@ export class FramedConnection {
   /** Writes everything queued now (normally called by the scheduler). */
   flush(): void {
     this.scheduled = false
-    if (this.out.length === 0 || this.socket.destroyed) return
-    const bytes = Buffer.from(this.out.finish())
+    if (this.out.length === 0 || this.transport.destroyed) return
+    const accepted = this.transport.write(this.out.finish())
     this.out.reset()
-    const accepted = this.socket.write(bytes)
-    if (this.socket.writableLength > this.opts.pauseAt && !this.paused) {
+    if (this.transport.buffered > this.opts.pauseAt && !this.paused) {
       this.paused = true
-      this.socket.pause()
+      this.transport.pause()
     }
     if (accepted && !this.isClosed) this.opts.onDrain?.()
   }
@@ -114,27 +121,27 @@ export class FramedConnection {
     if (this.ending || this.closed) return
     this.flush()
     this.ending = true
-    this.socket.end()
-    // A peer that never reads must not keep the socket forever.
-    setTimeout(() => this.socket.destroy(), graceMs).unref()
+    this.transport.end()
+    // A peer that never reads must not keep the transport forever.
+    unrefTimer(() => this.transport.destroy(), graceMs)
   }
 
   /** Closes at once, dropping anything queued. Idempotent. */
   destroy(err?: Error): void {
     this.ending = true
     this.out.reset()
-    this.socket.destroy(err)
+    this.transport.destroy(err)
   }
 
   private onDrain(): void {
-    if (this.paused && this.socket.writableLength <= this.opts.pauseAt) {
+    if (this.paused && this.transport.buffered <= this.opts.pauseAt) {
       this.paused = false
-      if (!this.ending) this.socket.resume()
+      if (!this.ending) this.transport.resume()
     }
     if (!this.isClosed) this.opts.onDrain?.()
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(chunk: Uint8Array): void {
     if (this.ending) return
     this.decoder.push(chunk)
     try {

@@ -5,7 +5,6 @@
  * the client last sent a frame and whether anything is open on it (`idle`), for the
  * server's idle timeout and connection limit.
  */
-import type { Socket } from 'node:net'
 import { DEFAULT_RELAY_HANDSHAKE_TIMEOUT } from '../src/constants.js'
 import {
   AbortedError,
@@ -51,6 +50,7 @@ import { RelayMemberships } from './server-members.js'
 import { RelaySubscriptions } from './server-pubsub.js'
 import { RelayStreams } from './server-streams.js'
 import { RelayTunnels, type TunnelBridgeStats } from './server-tunnels.js'
+import type { ByteTransport } from './transport.js'
 
 /** Snapshot of a relay's state, from `RelayServer.stats()`. */
 export interface RelayStats {
@@ -118,12 +118,12 @@ export class RelayClientConnection {
 
   constructor(
     private readonly node: PlexusNode,
-    socket: Socket,
+    transport: ByteTransport,
     private readonly maxMessageSize: number,
     private readonly onGone: () => void,
     handshakeTimeoutMs: number = RELAY_LIMITS.handshakeTimeout,
   ) {
-    this.conn = new FramedConnection(socket, {
+    this.conn = new FramedConnection(transport, {
       // Before HELLO only small frames are accepted.
       maxFrame: 4096,
       pauseAt: RELAY_LIMITS.pauseAt,

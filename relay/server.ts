@@ -22,8 +22,11 @@
  * `idleTimeoutMs` is closed (a fatal ERROR `TimeoutError` first); at `maxConnections` a new
  * client is accepted by closing the idle connection silent the longest (fatal ERROR
  * `OverloadedError`), and refused (REFUSE) when none is idle.
+ *
+ * With `wsPort` the same protocol is also served over WebSocket (`server-ws.ts`): the
+ * connections of both transports share these limits.
  */
-import { createServer, type Server, type Socket } from 'node:net'
+import { createServer, type Server } from 'node:net'
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
@@ -35,6 +38,9 @@ import type { PlexusNode } from '../src/types.js'
 import { BinaryWriter } from '../src/util/binary.js'
 import { Op, writeFrame } from './protocol.js'
 import { RelayClientConnection, type RelayStats } from './server-connection.js'
+import { startWsRelay, type WsRelay } from './server-ws.js'
+import type { ByteTransport } from './transport.js'
+import { tcpTransport } from './transport-tcp.js'
 
 export { RELAY_LIMITS, type RelayStats } from './server-connection.js'
 
@@ -42,6 +48,8 @@ export { RELAY_LIMITS, type RelayStats } from './server-connection.js'
 export interface RelayServer {
   /** `host:port` actually listened on (the real port when 0 was asked). */
   address: string
+  /** `host:port` of the WebSocket endpoint when `wsPort` was given (the real port when 0 was asked). */
+  wsAddress: string | undefined
   /** Stops accepting, closes every client (leaving their memberships). Idempotent. */
   close(): Promise<void>
   /** Connections, subscriptions and per-tunnel buffering right now (memory bounds are visible here). */
@@ -63,6 +71,15 @@ export interface RelayServerOptions {
   idleTimeoutMs?: number
   /** A connection must send HELLO within this long (ms, default 5 s). */
   handshakeTimeoutMs?: number
+  /** Also serve the relay over WebSocket on this port of `host` (0 picks a free one). */
+  wsPort?: number
+  /**
+   * Browser origins (`https://app.example:8443`, or `null`) allowed on the WebSocket besides
+   * the endpoint's own (pages it serves); requests without `Origin` (non-browser) always are.
+   */
+  wsOrigins?: string[]
+  /** Directory of static files the WebSocket endpoint's HTTP side serves (pages of its own origin). */
+  wsStatic?: string
 }
 
 /** Connections beyond `maxConnections` still accepted long enough to be told REFUSE. */
@@ -86,13 +103,14 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
     for (const c of clients) if (c.idle && (!oldest || c.lastActivity < oldest.lastActivity)) oldest = c
     return oldest
   }
-  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) => {
+  /** A new client connection, over either transport. */
+  const accept = (transport: ByteTransport): void => {
     if (clients.size >= maxConnections) {
       const victim = oldestIdle()
       if (!victim) {
         counts.refused++
-        refuseSocket(
-          socket,
+        refuseTransport(
+          transport,
           `relay connection limit reached: ${maxConnections} connections open and none idle; try again later`,
         )
         return
@@ -106,7 +124,7 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
     }
     const c = new RelayClientConnection(
       node,
-      socket,
+      transport,
       maxMessageSize,
       () => {
         if (clients.delete(c) && c.timedOut) counts.idleClosed++
@@ -114,7 +132,10 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
       handshakeTimeoutMs,
     )
     clients.add(c)
-  })
+  }
+  const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
+    accept(tcpTransport(socket)),
+  )
   // A hard backstop: past it the OS-level accept is closed without a word.
   server.maxConnections = maxConnections + REFUSING_BACKLOG
   await new Promise<void>((resolve, reject) => {
@@ -164,9 +185,27 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
   const bound = server.address()
   const port = bound && typeof bound === 'object' ? bound.port : opts.port
   const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host
+  let ws: WsRelay | undefined
+  if (opts.wsPort !== undefined) {
+    try {
+      ws = await startWsRelay({
+        host: opts.host,
+        port: opts.wsPort,
+        origins: opts.wsOrigins ?? [],
+        staticDir: opts.wsStatic,
+        maxMessageSize,
+        accept,
+      })
+    } catch (err) {
+      clearInterval(sweep)
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+      throw err
+    }
+  }
   let closing: Promise<void> | undefined
   return {
     address: `${host}:${port}`,
+    wsAddress: ws?.address,
     stats() {
       const st: RelayStats = {
         connections: clients.size,
@@ -187,8 +226,10 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
       closing ??= (async () => {
         clearInterval(sweep)
         const done = new Promise<void>((resolve) => server.close(() => resolve()))
+        const wsDone = ws?.close()
         await Promise.all([...clients].map((c) => c.shutdown()))
         await done
+        await wsDone
       })()
       return closing
     },
@@ -196,10 +237,11 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
 }
 
 /** Tells a connection over the limit why it is refused (REFUSE, id 0), then closes it. */
-function refuseSocket(socket: Socket, reason: string): void {
-  socket.on('error', () => {})
+function refuseTransport(transport: ByteTransport, reason: string): void {
+  transport.listen({ data: () => {}, drain: () => {}, end: () => {}, close: () => {} })
   const w = new BinaryWriter(256)
   writeFrame(w, Op.Refuse, 0, (b) => b.str(reason))
-  socket.end(Buffer.from(w.finish()))
-  setTimeout(() => socket.destroy(), 1000).unref()
+  transport.write(w.finish())
+  transport.end()
+  setTimeout(() => transport.destroy(), 1000).unref()
 }

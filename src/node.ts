@@ -137,6 +137,10 @@ class Node implements PlexusNode {
     return this.relayServer?.address
   }
 
+  get relayWsAddress(): string | undefined {
+    return this.relayServer?.wsAddress
+  }
+
   async start(): Promise<void> {
     if (this.cfg.gcTuning) tuneGc()
     if (this.cfg.dataDir !== undefined) this.dirLock = lockDataDir(this.cfg.dataDir)

@@ -57,6 +57,12 @@ export interface NodeConfig {
         maxConnections: number
         idleTimeoutMs: number
         handshakeTimeoutMs: number
+        /** WebSocket endpoint port (docs/relay-protocol.md, "WebSocket transport"); off when undefined. */
+        wsPort: number | undefined
+        /** Browser origins allowed on the WebSocket besides its own. */
+        wsOrigins: string[]
+        /** Directory of static pages the WebSocket endpoint serves. */
+        wsStatic: string | undefined
       }
     | undefined
   maxMessageSize: number
@@ -88,7 +94,16 @@ export const KNOWN_NODE_OPTIONS = {
   ],
   discovery: ['local', 'mdns', 'dht'],
   'discovery.mdns': ['interface'],
-  relay: ['host', 'port', 'maxConnections', 'idleTimeoutMs', 'handshakeTimeoutMs'],
+  relay: [
+    'host',
+    'port',
+    'maxConnections',
+    'idleTimeoutMs',
+    'handshakeTimeoutMs',
+    'wsPort',
+    'wsOrigins',
+    'wsStatic',
+  ],
   streams: ['replaceReplicaAfter', 'raftLogBytes'],
 } as const
 
@@ -154,6 +169,9 @@ export function parseNodeOptions(options: unknown): NodeConfig {
       handshakeTimeoutMs:
         checkPositiveInt(r.handshakeTimeoutMs, 'relay.handshakeTimeoutMs', MAX_TIMEOUT) ??
         DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
+      wsPort: checkPort(r.wsPort, 'relay.wsPort'),
+      wsOrigins: checkOrigins(r.wsOrigins),
+      wsStatic: checkWsStatic(r.wsStatic, r.wsPort),
     }
   }
   const streams = checkOptions<NonNullable<NodeOptions['streams']>>(o.streams, 'streams')
@@ -182,6 +200,35 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     raftLogBytes,
     credentials: checkCredentials(o.credentials),
   }
+}
+
+/** `relay.wsOrigins`: http(s) origins (scheme://host[:port], no path) or `null`. */
+function checkOrigins(value: unknown): string[] {
+  const list = checkStringArray(value, 'relay.wsOrigins') ?? []
+  for (const [i, o] of list.entries()) {
+    if (o === 'null') continue
+    let u: URL | undefined
+    try {
+      u = new URL(o)
+    } catch {
+      u = undefined
+    }
+    if (!u || (u.protocol !== 'http:' && u.protocol !== 'https:') || u.origin !== o.replace(/\/$/, '')) {
+      throw new InvalidArgumentError(
+        `relay.wsOrigins[${i}] must be an origin such as http://localhost:3000 (scheme, host and port only) or null, got ${describe(o)}`,
+      )
+    }
+  }
+  return list
+}
+
+/** `relay.wsStatic`: a non-empty directory path, only with `wsPort`. */
+function checkWsStatic(value: unknown, wsPort: unknown): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || value === '')
+    throw new InvalidArgumentError(`relay.wsStatic must be a directory path, got ${describe(value)}`)
+  if (wsPort === undefined) throw new InvalidArgumentError('relay.wsStatic needs relay.wsPort')
+  return value
 }
 
 /** Validates join limits, filling defaults. */

@@ -61,6 +61,11 @@ export interface NodeOptions {
    * `idleTimeoutMs` (default 5 min): a connection with nothing open (no subscription,
    * consumer, tunnel, membership or call) and no frame from its client this long is closed.
    * `handshakeTimeoutMs` (default 5 s): a connection must send HELLO within it.
+   * `wsPort`: also serve the relay over WebSocket on this port of `host` (off by default; 0
+   * picks a free one), for browsers (docs/relay-protocol.md, "WebSocket transport").
+   * `wsOrigins`: browser origins allowed on it besides its own (e.g. `http://localhost:3000`;
+   * `null` for sandboxed or file: pages); clients that send no `Origin` are always allowed.
+   * `wsStatic`: a directory of pages the WebSocket port serves over HTTP (its own origin).
    */
   relay?:
     | false
@@ -70,6 +75,9 @@ export interface NodeOptions {
         maxConnections?: number
         idleTimeoutMs?: number
         handshakeTimeoutMs?: number
+        wsPort?: number
+        wsOrigins?: string[]
+        wsStatic?: string
       }
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
@@ -494,6 +502,8 @@ export interface PlexusNode {
   readonly maxMessageSize: number
   /** Relay endpoint address when enabled (`host:port`). */
   readonly relayAddress: string | undefined
+  /** The relay's WebSocket endpoint (`host:port`) when `relay.wsPort` was given. */
+  readonly relayWsAddress: string | undefined
   /** Serve a cluster. Resolves once the membership is announced. */
   join(cluster: string, options: JoinOptions): Promise<Membership>
   /** Send one request to one proven member, chosen by load; resolves to its reply. */

@@ -69,6 +69,9 @@ interface NodeFlags {
   bootstrap?: string[]
   dataDir?: string
   relayPort: number
+  relayWsPort?: number
+  relayWsOrigin?: string[]
+  relayWsStatic?: string
   mdns: boolean
   local: boolean
   gcTuning: boolean
@@ -193,6 +196,26 @@ export function registerNode(program: Command): void {
       parsePort('--relay-port'),
       DEFAULT_RELAY_PORT,
     )
+    .option(
+      '--relay-ws-port <port>',
+      'also serve the relay over WebSocket on this port of 127.0.0.1, for browsers (0: any free port)',
+      parsePort('--relay-ws-port'),
+    )
+    .option(
+      '--relay-ws-origin <origin>',
+      'a browser origin (http://host:port, or null) allowed on the WebSocket relay besides its own pages; repeatable',
+      (v: string, prev: string[] | undefined) => {
+        if (v !== 'null' && !/^https?:\/\/[^/\s]+\/?$/i.test(v))
+          throw new UsageError(
+            `--relay-ws-origin must be an origin such as http://localhost:3000 or null, got "${v}"`,
+          )
+        return [...(prev ?? []), v]
+      },
+    )
+    .option(
+      '--relay-ws-static <dir>',
+      'serve the pages in DIR over HTTP on the WebSocket relay port (its own origin)',
+    )
     .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
     .option(
       '--no-local',
@@ -309,7 +332,13 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     dataDir: flags.dataDir,
     discovery: { mdns: flags.mdns, local: flags.local },
     gcTuning: flags.gcTuning,
-    relay: { host: DEFAULT_RELAY_HOST, port: flags.relayPort },
+    relay: {
+      host: DEFAULT_RELAY_HOST,
+      port: flags.relayPort,
+      wsPort: flags.relayWsPort,
+      wsOrigins: flags.relayWsOrigin,
+      wsStatic: flags.relayWsStatic,
+    },
     logger: stderrLogger(),
   })
   if (stopRequested) {
@@ -321,6 +350,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     process.stdout,
     `plexus node ${node.id} network ${node.network} relay ${node.relayAddress ?? 'off'} listening ${listening}\n`,
   )
+  if (node.relayWsAddress) await writeOut(process.stdout, `relay websocket ws://${node.relayWsAddress}/\n`)
   try {
     for (const { group, options } of prepared) {
       await node.join(group.cluster, options)
