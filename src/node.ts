@@ -26,7 +26,6 @@ import { STREAM_CALL_TIMEOUT } from './streams/client.js'
 import { MAX_TABLE_BYTES } from './streams/directory.js'
 import { StreamService } from './streams/service.js'
 import { loadIdentity } from './transport/identity.js'
-import { type DataDirLock, lockDataDir } from './util/data-dir-lock.js'
 import { buildLibp2p, type PlexusLibp2p, protocols } from './transport/libp2p.js'
 import { TunnelManager } from './tunnel/manager.js'
 import type {
@@ -48,8 +47,10 @@ import type {
   TunnelOptions,
 } from './types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from './util/binary.js'
+import { type DataDirLock, lockDataDir } from './util/data-dir-lock.js'
 import { tuneGc } from './util/gc-tuning.js'
 import { parseKey } from './util/keys.js'
+import { PeerInputError, refusedCounter } from './util/peer-input.js'
 import {
   checkClusterName,
   checkFunction,
@@ -329,7 +330,20 @@ class Node implements PlexusNode {
     }, fail)
   }
 
+  /**
+   * A frame from a peer. One whose fields break the public API's rules (`PeerInputError`,
+   * util/peer-input.ts) is counted and dropped; the link stays (the framing is intact).
+   */
   private onFrame(peer: string, type: number, body: BinaryReader): void {
+    try {
+      this.dispatchFrame(peer, type, body)
+    } catch (err) {
+      if (!(err instanceof PeerInputError)) throw err
+      this.count(refusedCounter(err))
+    }
+  }
+
+  private dispatchFrame(peer: string, type: number, body: BinaryReader): void {
     const max = this.cfg.maxMessageSize
     switch (type) {
       case FrameType.Announce: {

@@ -1,10 +1,66 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { Broadcaster } from '../src/broadcast/broadcast.js'
+import { AnnounceKind, ClusterSigner, decodeAnnouncement } from '../src/cluster/proof.js'
+import { MAX_TIMEOUT } from '../src/constants.js'
 import { generateKey } from '../src/index.js'
-import { FrameType } from '../src/link/frames.js'
+import { decodeReply, decodeRequest, FrameType, writeFrame } from '../src/link/frames.js'
+import {
+  InterestMode,
+  type PubMessage,
+  readInterest,
+  writeInterest,
+  writePublish,
+} from '../src/pubsub/frames.js'
+import { PubSub } from '../src/pubsub/pubsub.js'
+import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
+import { decodeEntry, decodeMessage, encodeEntry, encodeMessage } from '../src/raft/codec.js'
+import {
+  decodeConsumerCall,
+  decodeLeaderReply,
+  decodeSeek,
+  encodeConsumerCall,
+  encodeLeaderReply,
+  encodeSeek,
+  readLease,
+  writeLease,
+} from '../src/streams/consumer-wire.js'
+import { StreamDirectory } from '../src/streams/directory.js'
+import { checkStreamName, validateStreamConfig } from '../src/streams/metadata-codec.js'
+import {
+  decodeCopyCall,
+  decodeCopyReply,
+  encodeCopyCall,
+  encodeCopyReply,
+} from '../src/streams/partition-copy.js'
+import {
+  decodeFetchCall,
+  decodeFetchReply,
+  decodeLoad,
+  decodeMetaCall,
+  decodeMetaReply,
+  decodeOffsetReply,
+  decodePubCall,
+  decodePubReply,
+  decodeRef,
+  decodeStateReply,
+  encodeFetchCall,
+  encodeFetchReply,
+  encodeLoad,
+  encodeMetaCall,
+  encodeMetaReply,
+  encodeOffsetReply,
+  encodePubReply,
+  encodeRef,
+  encodeStateReply,
+  writePubHead,
+  writePubMessage,
+} from '../src/streams/wire.js'
 import { buildLibp2p, protocols } from '../src/transport/libp2p.js'
-import { BinaryWriter } from '../src/util/binary.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../src/util/binary.js'
+import { checkClusterName, checkHeaders, checkKey } from '../src/util/validate.js'
 import { startNodes, waitForMembers } from './helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from './helpers/rng.js'
 
@@ -74,4 +130,331 @@ describe('hostile peers', () => {
       throw err
     }
   })
+})
+
+/** Runs per fuzzed decoder: a few hundred in `npm test`; FUZZ_RUNS=100000 for a long run. */
+const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 200)
+const enc = new TextEncoder()
+
+/** Applies byte-level mutations (overwrite, truncate, insert, append) to a copy of `base`. */
+function mutate(base: Uint8Array, ops: Array<[number, number, number]>): Uint8Array {
+  let b = base.slice()
+  for (const [pos, v, kind] of ops) {
+    const i = b.length === 0 ? 0 : pos % b.length
+    if (kind === 0 && b.length > 0) b[i] = v
+    else if (kind === 1) b = b.subarray(0, i)
+    else if (kind === 2) b = Uint8Array.from([...b.subarray(0, i), v, ...b.subarray(i)])
+    else b = Uint8Array.from([...b, ...new Uint8Array(v % 16).fill(v)])
+  }
+  return b
+}
+
+/** Random bytes, valid encodings as they are, and valid encodings mutated. */
+function inputs(valid: Uint8Array[]): fc.Arbitrary<Uint8Array> {
+  const op = fc.tuple(fc.nat(), fc.nat(255), fc.nat(3))
+  return fc.oneof(
+    fc.uint8Array({ maxLength: 300 }),
+    fc.constantFrom(...valid),
+    fc
+      .tuple(fc.constantFrom(...valid), fc.array(op, { minLength: 1, maxLength: 6 }))
+      .map(([b, o]) => mutate(b, o)),
+  )
+}
+
+/**
+ * Feeds `decode` random and mutated inputs: it returns (and `check` holds for the result:
+ * no invalid value gets through) or throws `DecodeError` (`PeerInputError` is one), never
+ * anything else. Seeded; the seed is printed on failure.
+ */
+function fuzz<T>(name: string, valid: Uint8Array[], decode: (b: Uint8Array) => T, check?: (v: T) => void) {
+  it(`${name}: only DecodeError, never an invalid value`, () => {
+    const seed = testSeed()
+    try {
+      fc.assert(
+        fc.property(inputs(valid), (bytes) => {
+          let out: T
+          try {
+            out = decode(bytes)
+          } catch (err) {
+            if (err instanceof DecodeError) return
+            throw err
+          }
+          check?.(out)
+        }),
+        { seed, numRuns: FUZZ_RUNS },
+      )
+    } catch (err) {
+      console.error(`fuzz seed ${seed} (replay with TEST_SEED=${seed}, runs FUZZ_RUNS=${FUZZ_RUNS})`)
+      throw err
+    }
+  })
+}
+
+/** A link frame body (after the type byte) as `writeFrame` writes it. */
+function body(type: number, write: (w: BinaryWriter) => void): Uint8Array {
+  const w = new BinaryWriter(64)
+  writeFrame(w, type, write)
+  return w.finish().slice(5)
+}
+
+const MAX = 4096
+const ref = { stream: 'orders', createdIndex: 7, partition: 1 }
+const spec = {
+  name: 'orders',
+  subject: 'orders.>',
+  partitions: 2,
+  replicas: 1,
+  retention: { maxAge: 1000 },
+  compact: false,
+  duplicateWindow: 120_000,
+}
+const msg = {
+  topic: 'orders.eu',
+  msgId: 'm1',
+  key: enc.encode('k'),
+  headers: { a: 'b' },
+  data: enc.encode('d'),
+}
+const checkMessage = (m: {
+  topic: string
+  key?: Uint8Array
+  headers?: Record<string, string>
+  data: Uint8Array
+}) => {
+  checkTopic(m.topic)
+  checkKey(m.key)
+  checkHeaders(m.headers)
+  expect(m.data.length).toBeLessThanOrEqual(MAX)
+}
+
+describe('fuzzed link frames: only DecodeError, never an invalid value delivered', () => {
+  fuzz(
+    'Request',
+    [body(FrameType.Request, (w) => w.u32(1).str('db').u32(1000).u8(0).bytes(enc.encode('q')))],
+    (b) => decodeRequest(new BinaryReader(b), MAX),
+    (f) => {
+      checkClusterName(f.cluster)
+      expect(f.remainingMs).toBeLessThanOrEqual(MAX_TIMEOUT)
+      expect(f.data.length).toBeLessThanOrEqual(MAX)
+    },
+  )
+  fuzz(
+    'Reply',
+    [
+      body(FrameType.Reply, (w) => w.u32(1).u8(0).bytes(enc.encode('r'))),
+      body(FrameType.Reply, (w) => w.u32(1).u8(1).str('RemoteError').str('boom')),
+    ],
+    (b) => decodeReply(new BinaryReader(b), MAX),
+    (f) => {
+      if ('data' in f) expect(f.data.length).toBeLessThanOrEqual(MAX)
+    },
+  )
+  fuzz(
+    'Interest',
+    [body(FrameType.Interest, (w) => writeInterest(w, InterestMode.Add, ['orders.*', 'a.>']))],
+    (b) => readInterest(new BinaryReader(b)),
+    (x) => {
+      for (const p of x.patterns) checkPattern(p)
+    },
+  )
+  // Publish: through PubSub.onPublish, to a subscription of every topic.
+  const delivered: PubMessage[] = []
+  const pubsub = new PubSub({
+    self: 'me',
+    links: () => [],
+    link: () => undefined,
+    count: () => {},
+    sync: async () => {},
+  })
+  pubsub.subscribe('>', (m) => void delivered.push(m as unknown as PubMessage))
+  fuzz(
+    'Publish',
+    [
+      body(FrameType.Publish, (w) =>
+        writePublish(w, 'orders.eu', enc.encode('d'), enc.encode('k'), { a: 'b' }),
+      ),
+      body(FrameType.Publish, (w) => writePublish(w, 'orders.eu', enc.encode('d'), undefined, undefined)),
+    ],
+    (b) => {
+      delivered.length = 0
+      pubsub.onPublish('peer', new BinaryReader(b), MAX)
+      return delivered.slice()
+    },
+    (ms) => {
+      for (const m of ms) checkMessage(m)
+    },
+  )
+  // Broadcast: through Broadcaster.onFrame (a fresh one per input: no de-duplication), to a member of 'db'.
+  fuzz(
+    'Broadcast',
+    [
+      body(FrameType.Broadcast, (w) =>
+        w.str('origin').u32(1).str('db').u16(1).str('d1').bytes(enc.encode('b')),
+      ),
+    ],
+    (b) => {
+      const got: Array<{ cluster: string; data: Uint8Array }> = []
+      const bc = new Broadcaster({ self: 'me', members: () => [], link: () => undefined, count: () => {} })
+      bc.serve('db', (data, ctx) => void got.push({ cluster: ctx.cluster, data }), 1 << 30)
+      bc.onFrame('peer', new BinaryReader(b), MAX)
+      return got
+    },
+    (got) => {
+      for (const x of got) {
+        checkClusterName(x.cluster)
+        expect(x.data.length).toBeLessThanOrEqual(MAX)
+      }
+    },
+  )
+  const signer = new ClusterSigner(new Uint8Array(32).fill(1), 'db', 'net')
+  fuzz(
+    'Announce',
+    [signer.announce(AnnounceKind.Join, 'peer', Date.now(), ['/ip4/127.0.0.1/tcp/1'])],
+    decodeAnnouncement,
+    (a) => checkClusterName(a.cluster),
+  )
+  const directoryHost = {
+    network: 'net',
+    now: Date.now,
+    publicKey: () => signer.publicKey,
+    flood: () => {},
+    changed: () => {},
+  }
+  const directory = new StreamDirectory(directoryHost)
+  const table = new StreamDirectory(directoryHost).publish(
+    signer,
+    'peer',
+    3,
+    [{ ...spec, createdIndex: 2, placement: [['a'], ['b']], initialPlacement: [['a'], ['b']] }],
+    [{ name: 'old', createdIndex: 1 }],
+  )
+  fuzz('StreamTable', [table], (b) => directory.receive(b, 'peer'))
+  const raftMsg = encodeMessage({
+    type: 'MsgApp',
+    from: 'a',
+    to: 'b',
+    term: 2,
+    logTerm: 1,
+    index: 5,
+    entries: [{ index: 6, term: 2, type: 'normal', data: enc.encode('e') }],
+    commit: 4,
+    reject: false,
+    rejectHint: 0,
+    transfer: false,
+    recovering: false,
+  })
+  fuzz('Raft message', [raftMsg], decodeMessage)
+  fuzz('Raft entry', [encodeEntry({ index: 1, term: 1, type: 'normal', data: enc.encode('x') })], decodeEntry)
+})
+
+describe('fuzzed internal call bodies: only DecodeError, never an invalid value', () => {
+  const proof = new Uint8Array(100).fill(3)
+  fuzz(
+    's.meta call',
+    [
+      encodeMetaCall({ op: 'create', cluster: 'db', requestId: 'r1', spec, proof }),
+      encodeMetaCall({ op: 'delete', cluster: 'db', requestId: 'r2', name: 'orders', proof }),
+      encodeMetaCall({ op: 'table', cluster: 'db' }),
+    ],
+    decodeMetaCall,
+    (c) => {
+      checkClusterName(c.cluster)
+      if (c.op === 'delete') checkStreamName(c.name)
+      if (c.op === 'create')
+        validateStreamConfig(c.spec.name, { subject: c.spec.subject, cluster: c.cluster })
+    },
+  )
+  fuzz(
+    's.meta reply',
+    [
+      encodeMetaReply({ status: 'ok', table: new Uint8Array(4) }),
+      encodeMetaReply({ status: 'notLeader', hint: 'x' }),
+    ],
+    decodeMetaReply,
+  )
+  fuzz(
+    's.pub call',
+    [
+      writePubMessage(writePubHead(new BinaryWriter(64), ref, 'all', 1), msg)
+        .finish()
+        .slice(),
+    ],
+    decodePubCall,
+    (c) => checkStreamName(c.stream),
+  )
+  fuzz(
+    's.pub reply',
+    [
+      encodePubReply({
+        status: 'ok',
+        value: [{ offset: 1, duplicate: false }, 'retry', { error: { name: 'X', message: 'y' } }],
+      }),
+    ],
+    decodePubReply,
+  )
+  fuzz(
+    's.fetch call',
+    [encodeFetchCall({ ...ref, offset: 3, maxBytes: 100, waitMs: 10 })],
+    decodeFetchCall,
+    (c) => checkStreamName(c.stream),
+  )
+  const rec = { key: enc.encode('k'), headers: { h: enc.encode('v') }, value: enc.encode('v') }
+  fuzz(
+    's.fetch reply',
+    [
+      encodeFetchReply({
+        status: 'ok',
+        value: {
+          firstOffset: 0,
+          nextOffset: 2,
+          messages: [{ offset: 1, timestamp: 5, topic: 'orders.eu', ...rec }],
+        },
+      }),
+    ],
+    decodeFetchReply,
+  )
+  fuzz('s.pstat call', [encodeRef(ref)], decodeRef, (c) => checkStreamName(c.stream))
+  fuzz(
+    's.pstat reply',
+    [
+      encodeStateReply({
+        status: 'ok',
+        value: { role: 'leader', leader: 'a', firstOffset: 0, nextOffset: 1, inSync: ['a'] },
+      }),
+    ],
+    decodeStateReply,
+  )
+  fuzz('s.seek call', [encodeSeek(ref, 'end'), encodeSeek(ref, { time: 5 })], decodeSeek, (c) =>
+    checkStreamName(c.stream),
+  )
+  fuzz('s.seek reply', [encodeOffsetReply({ status: 'ok', value: 9 })], decodeOffsetReply)
+  const cref = { cluster: 'db', stream: 'orders', createdIndex: 2, durable: 'billing' }
+  fuzz(
+    's.cons call',
+    [
+      encodeConsumerCall({ ...cref, op: 'commit', offsets: [[0, 5]] }),
+      encodeConsumerCall({ ...cref, op: 'positions' }),
+      encodeConsumerCall({ ...cref, op: 'lease', partition: 0, holder: 'h', ttlMs: 5000 }),
+    ],
+    decodeConsumerCall,
+    (c) => {
+      checkClusterName(c.cluster)
+      checkStreamName(c.stream)
+      checkStreamName(c.durable)
+    },
+  )
+  fuzz(
+    's.cons reply',
+    [encodeLeaderReply({ status: 'ok', value: { granted: true, holder: 'h', consumers: 1 } }, writeLease)],
+    (b) => decodeLeaderReply(b, readLease),
+  )
+  fuzz('s.copy call', [encodeCopyCall({ ...ref, fromOffset: 0, maxBytes: 1000 })], decodeCopyCall, (c) =>
+    checkStreamName(c.stream),
+  )
+  fuzz(
+    's.copy reply',
+    [encodeCopyReply({ earliest: 0, end: 2, records: [{ offset: 1, timestamp: 2, term: 1, ...rec }] })],
+    decodeCopyReply,
+  )
+  fuzz('s.load reply', [encodeLoad(true, 3)], decodeLoad)
 })

@@ -21,6 +21,7 @@ import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import type { BroadcastContext } from '../types.js'
 import { type BinaryReader, BinaryWriter, DecodeError, RepeatedString } from '../util/binary.js'
+import { peerCluster, peerPayload } from '../util/peer-input.js'
 import { SeenWindows } from './seen.js'
 
 /** Groups a sender splits recipients into. */
@@ -78,6 +79,8 @@ export class Broadcaster {
   /** Origin and cluster of received frames (a sender repeats both). */
   private readonly origins = new RepeatedString('origin')
   private readonly clusters = new RepeatedString('cluster')
+  /** The last cluster name of a received frame found valid. */
+  private checkedCluster = ''
   /** Sorted recipients per cluster (cleared on membership change). */
   private readonly targets = new Map<string, string[]>()
   /** Scratch buffer for a frame copied to several links. */
@@ -205,8 +208,10 @@ export class Broadcaster {
       for (let i = 0; i < n; i++) d.push(r.str('delegate'))
       delegates = d
     }
-    const data = r.bytes('data', maxData)
+    const data = peerPayload(r.bytes('data'), maxData)
     r.end('broadcast')
+    // Checked as `broadcast` checks it (senders repeat it: checked when it changes).
+    if (cluster !== this.checkedCluster) this.checkedCluster = peerCluster(cluster)
     // Our own broadcast coming back (overlapping views) was delivered here already.
     if (origin === this.host.self || !this.seen.check(origin, seq)) {
       this.host.count('broadcasts.duplicates')

@@ -21,6 +21,7 @@ import { createPrivateKey, createPublicKey, type KeyObject, sign, verify } from 
 import type { MemberRoles } from '../types.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { deriveKey } from '../util/keys.js'
+import { peerCluster } from '../util/peer-input.js'
 import { LEGACY_ROLES, rolesFromBits, rolesToBits } from './roles.js'
 
 /** Version of the announcements this node signs (2: with roles). */
@@ -131,6 +132,7 @@ export function decodeAnnouncement(bytes: Uint8Array): Announcement {
   const signedEnd = r.pos
   const signature = r.raw(SIGNATURE_BYTES, 'signature')
   r.end('announcement')
+  peerCluster(cluster) // as `join` checks it (PeerInputError)
   return {
     kind,
     cluster,

@@ -8,6 +8,7 @@
  * the link: a hostile peer can break its own link, never the node.
  */
 import { type BinaryReader, type BinaryWriter, DecodeError } from '../util/binary.js'
+import { peerCluster, peerPayload, peerTimeout } from '../util/peer-input.js'
 
 /** Bytes of the length prefix. */
 export const FRAME_HEADER_BYTES = 4
@@ -92,15 +93,22 @@ export function encodeRequest(w: BinaryWriter, f: RequestFrame): void {
   )
 }
 
+/**
+ * Decodes a request. Its cluster name, deadline (at most `MAX_TIMEOUT`) and data (at most
+ * `maxData`) are checked like `node.request` checks them (`PeerInputError`).
+ */
 export function decodeRequest(r: BinaryReader, maxData: number): RequestFrame {
   const f = {
     id: r.u32('request id'),
     cluster: r.str('cluster'),
     remainingMs: r.u32('remaining ms'),
     flags: r.u8('flags'),
-    data: r.bytes('request data', maxData),
+    data: r.bytes('request data'),
   }
   r.end('request')
+  peerCluster(f.cluster)
+  peerTimeout(f.remainingMs, 'remaining ms')
+  peerPayload(f.data, maxData, 'request data')
   return f
 }
 
@@ -122,7 +130,7 @@ export function decodeReply(r: BinaryReader, maxData: number): ReplyFrame {
   const id = r.u32('reply id')
   const status = r.u8('reply status')
   if (status === ReplyStatus.Ok) {
-    const data = r.bytes('reply data', maxData)
+    const data = peerPayload(r.bytes('reply data'), maxData, 'reply data')
     r.end('reply')
     return { id, status, data }
   }

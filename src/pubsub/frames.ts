@@ -8,6 +8,7 @@
 import { MAX_HEADERS } from '../constants.js'
 import type { BinaryReader, BinaryWriter } from '../util/binary.js'
 import { DecodeError } from '../util/binary.js'
+import { PeerInputError, peerHeaders, peerKey, peerPattern, peerPayload } from '../util/peer-input.js'
 
 export const InterestMode = { Replace: 0, Add: 1, Remove: 2 } as const
 const FLAG_KEY = 1
@@ -38,6 +39,7 @@ export function readInterest(r: BinaryReader): { mode: number; patterns: string[
   const patterns: string[] = []
   for (let i = 0; i < n; i++) patterns.push(r.str('pattern'))
   r.end('interest')
+  for (const p of patterns) peerPattern(p) // as `subscribe` checks them
   return { mode, patterns }
 }
 
@@ -64,20 +66,25 @@ export function readPublishRest(r: BinaryReader, topic: string, from: string, ma
   if (flags > (FLAG_KEY | FLAG_HEADERS)) throw new DecodeError(`unknown publish flags ${flags}`)
   if (flags === 0) {
     // The common case: no key, no headers; the message is built with its final shape.
-    const data = r.bytes('data', maxData)
+    const data = peerPayload(r.bytes('data'), maxData)
     r.end('publish')
     return { topic, data, from }
   }
-  // Bounded by the frame: publishers check the key limit (MAX_KEY_BYTES) before sending.
-  const key = flags & FLAG_KEY ? r.bytes('key') : undefined
+  // Checked like `node.publish` checks them (util/peer-input.ts): refused, never delivered.
+  const key = flags & FLAG_KEY ? peerKey(r.bytes('key')) : undefined
   let headers: Record<string, string> | undefined
   if (flags & FLAG_HEADERS) {
     const n = r.u16('header count')
-    if (n > MAX_HEADERS) throw new DecodeError(`too many headers (${n})`)
+    if (n > MAX_HEADERS) throw new PeerInputError('headers', `too many headers (${n})`)
     headers = {}
-    for (let i = 0; i < n; i++) headers[r.str('header name')] = r.str('header value')
+    for (let i = 0; i < n; i++) {
+      const name = r.str('header name')
+      if (Object.hasOwn(headers, name)) throw new PeerInputError('headers', `header ${name} repeated`)
+      headers[name] = r.str('header value')
+    }
+    peerHeaders(headers)
   }
-  const msg: PubMessage = { topic, data: r.bytes('data', maxData), from }
+  const msg: PubMessage = { topic, data: peerPayload(r.bytes('data'), maxData), from }
   if (key) msg.key = key
   if (headers) msg.headers = headers
   r.end('publish')

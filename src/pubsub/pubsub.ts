@@ -16,6 +16,7 @@ import { AbortedError, InvalidArgumentError, TimeoutError } from '../errors.js'
 import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import { type BinaryReader, BinaryWriter, RepeatedString } from '../util/binary.js'
+import { PeerInputError, peerTopic } from '../util/peer-input.js'
 import {
   InterestMode,
   type PubMessage,
@@ -139,6 +140,8 @@ export class PubSub {
   }
   /** Topics of received publish frames (a publisher usually repeats its topic). */
   private readonly topics = new RepeatedString('topic')
+  /** The last topic of a received publish found valid (publishers repeat topics). */
+  private checkedTopic = ''
   /** Which interest changes linked peers acknowledged (`ready`, `flush`). */
   private readonly sync: InterestSync
   /** Pending `flush` calls: rejected with `AbortedError` when the node stops. */
@@ -260,8 +263,7 @@ export class PubSub {
   }
 
   onInterest(peer: string, r: BinaryReader): void {
-    const { mode, patterns } = readInterest(r)
-    for (const p of patterns) checkPattern(p, 'pattern') // throws → resets the hostile stream
+    const { mode, patterns } = readInterest(r) // patterns checked: PeerInputError, refused
     let idx = this.remote.get(peer)
     let set = this.remotePatterns.get(peer)
     if (!idx || !set || mode === InterestMode.Replace) {
@@ -275,7 +277,7 @@ export class PubSub {
         idx.delete(p, p)
         set.delete(p)
       } else if (!set.has(p)) {
-        if (set.size >= 10_000) throw new InvalidArgumentError('peer declared more than 10000 patterns')
+        if (set.size >= 10_000) throw new PeerInputError('patterns', 'peer declared more than 10000 patterns')
         idx.add(p, p)
         set.add(p)
       }
@@ -353,6 +355,7 @@ export class PubSub {
 
   onPublish(peer: string, r: BinaryReader, maxData: number): void {
     const topic = this.topics.read(r)
+    if (topic !== this.checkedTopic) this.checkedTopic = peerTopic(topic) // no wildcards: refused
     const subs = this.local.size > 0 ? this.localMatches(topic) : undefined
     if (!subs || subs.length === 0) {
       this.host.count('pubsub.unwanted')

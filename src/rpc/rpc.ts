@@ -21,7 +21,7 @@
  * than `maxServeMs`, and at once when the caller's link or connection goes
  * (`onLinkDown`/`onPeerGone`): long polls that follow it end then and free their slot.
  */
-import { RPC } from '../constants.js'
+import { MAX_TIMEOUT, RPC } from '../constants.js'
 import {
   AbortedError,
   errorFromWire,
@@ -35,6 +35,7 @@ import {
 } from '../errors.js'
 import { FRAME_HEADER_BYTES, FrameType, writeFrame } from '../link/frames.js'
 import { BinaryReader, BinaryWriter } from '../util/binary.js'
+import { PeerInputError, refusedCounter } from '../util/peer-input.js'
 
 /** Longest method name (bytes of UTF-8 are close enough for ASCII names). */
 const MAX_METHOD = 64
@@ -240,6 +241,12 @@ export class PeerRpc {
     const flags = r.u8('rpc flags')
     const body = r.bytes('rpc body', MAX_RPC_BODY)
     r.end('rpc call')
+    if (timeout > MAX_TIMEOUT) {
+      // A deadline no local caller can set (Node's timers would fire at once): refused.
+      const err = new PeerInputError('timeout', `rpc timeout ${timeout} ms is over ${MAX_TIMEOUT} ms`)
+      this.refuse(peer, id, (flags & FLAG_NO_REPLY) !== 0, err)
+      return
+    }
     this.serve(peer, id, method, timeout, flags, body)
   }
 
@@ -280,6 +287,12 @@ export class PeerRpc {
   /** Internal (`ServedCall`): sends the reply of call `id` to `peer` (in process when it is this node). */
   reply(peer: string, id: number, ok: Uint8Array | undefined, err: unknown): void {
     if (this.closed) return
+    if (err instanceof PeerInputError) {
+      // A body field the public API would refuse (util/peer-input.ts): counted, and the
+      // caller learns it as the public API would say it.
+      this.host.count(refusedCounter(err))
+      err = new InvalidArgumentError(err.message)
+    }
     if (peer === this.host.self) {
       const w = new BinaryWriter(64)
       writeReplyBody(w, id, ok, err)

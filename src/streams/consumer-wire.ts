@@ -11,6 +11,8 @@
  * `str error name | str message`.
  */
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { peerCluster } from '../util/peer-input.js'
+import { peerStream, readRef } from './wire.js'
 
 /** Which durable consumer of which stream incarnation a call is about. */
 export interface ConsumerRef {
@@ -64,10 +66,10 @@ export function decodeConsumerCall(bytes: Uint8Array): ConsumerCall {
   const r = new BinaryReader(bytes)
   const op = OPS[r.u8('op') - 1]
   const ref = {
-    cluster: r.str('cluster'),
-    stream: r.str('stream'),
+    cluster: peerCluster(r.str('cluster')),
+    stream: peerStream(r.str('stream')),
     createdIndex: r.u64('createdIndex'),
-    durable: r.str('durable'),
+    durable: peerStream(r.str('durable'), 'durable'),
   }
   let c: ConsumerCall
   if (op === 'commit') {
@@ -166,7 +168,7 @@ export function encodeSeek(
 /** Decodes an `s.seek` call (`DecodeError` on a malformed body or an unknown kind). */
 export function decodeSeek(bytes: Uint8Array): SeekCall {
   const r = new BinaryReader(bytes)
-  const ref = { stream: r.str('stream'), createdIndex: r.u64('createdIndex'), partition: r.u16('partition') }
+  const ref = readRef(r)
   const kind = r.u8('seek kind')
   let target: SeekTarget
   if (kind === SEEK_END) target = 'end'

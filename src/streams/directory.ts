@@ -22,8 +22,10 @@
 import { type ClusterSigner, SIGNATURE_BYTES, verifyClusterSignature } from '../cluster/proof.js'
 import { SubjectIndex } from '../pubsub/subject.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { peerCluster } from '../util/peer-input.js'
 import type { Tombstone } from './metadata.js'
 import { readPlacement, readSpec, type StreamMeta, writePlacement, writeSpec } from './metadata-codec.js'
+import { peerStream } from './wire.js'
 
 const TABLE_VERSION = 2
 const DOMAIN = 'plexus-streams/1'
@@ -225,7 +227,8 @@ function decodeTable(bytes: Uint8Array): { table: StreamTable; signed: Uint8Arra
   const r = new BinaryReader(bytes)
   const v = r.u8('table version')
   if (v !== TABLE_VERSION) throw new DecodeError(`unknown stream table version ${v}`)
-  const cluster = r.str('cluster')
+  // Names checked as the public API checks them (specs in readSpec): refused as malformed.
+  const cluster = peerCluster(r.str('cluster'))
   const leader = r.str('leader')
   const index = r.u64('index')
   const counter = r.u64('counter')
@@ -243,7 +246,10 @@ function decodeTable(bytes: Uint8Array): { table: StreamTable; signed: Uint8Arra
   if (k > r.remaining) throw new DecodeError(`implausible tombstone count ${k}`)
   const tombstones: Tombstone[] = []
   for (let i = 0; i < k; i++)
-    tombstones.push({ name: r.str('tombstone name'), createdIndex: r.u64('createdIndex') })
+    tombstones.push({
+      name: peerStream(r.str('tombstone name'), 'tombstone'),
+      createdIndex: r.u64('createdIndex'),
+    })
   const signedEnd = r.pos
   const signature = r.raw(SIGNATURE_BYTES, 'signature')
   r.end('stream table')

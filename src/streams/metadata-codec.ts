@@ -149,7 +149,8 @@ function positiveInt(v: unknown, field: string, max = Number.MAX_SAFE_INTEGER): 
   return v
 }
 
-function checkStreamName(v: unknown, field = 'name'): string {
+/** Stream names (and durable names): 1–64 characters of [A-Za-z0-9_-]; `InvalidArgumentError`. */
+export function checkStreamName(v: unknown, field = 'name'): string {
   if (typeof v !== 'string' || !STREAM_NAME_RE.test(v))
     throw new InvalidArgumentError(`${field} must be 1-64 characters of [A-Za-z0-9_-], got ${describe(v)}`)
   return v

@@ -16,7 +16,14 @@ import { AbortedError } from '../errors.js'
 import type { Log, LogRecord, ReplicaRecord } from '../log/index.js'
 import type { NodeId } from '../raft/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { type PartitionRef, readRecordBody, recordBodySize, Status, writeRecordBody } from './wire.js'
+import {
+  type PartitionRef,
+  readRecordBody,
+  readRef,
+  recordBodySize,
+  Status,
+  writeRecordBody,
+} from './wire.js'
 
 /** Bytes asked for per copy call. */
 export const COPY_CHUNK_BYTES = 4 * 1024 * 1024
@@ -61,9 +68,7 @@ export function encodeCopyCall(c: CopyCall): Uint8Array {
 export function decodeCopyCall(bytes: Uint8Array): CopyCall {
   const r = new BinaryReader(bytes)
   const c = {
-    stream: r.str('stream'),
-    createdIndex: r.u64('createdIndex'),
-    partition: r.u16('partition'),
+    ...readRef(r),
     fromOffset: r.u64('fromOffset'),
     maxBytes: r.u32('maxBytes'),
   }

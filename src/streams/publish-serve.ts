@@ -4,9 +4,11 @@
  * `PartitionReplica.publish` (so they share a raft entry and its fsync), each answered
  * separately.
  *
- * - A message that breaks a limit (data over this node's `maxMessageSize`, a key, msgId or
- *   headers over the limits of `constants.ts`, a header name in the reserved `px.` prefix)
- *   fails alone with an `InvalidArgumentError` naming the option; the others are appended.
+ * - A message that breaks a rule of the public API (a topic that is not a valid topic or is
+ *   not captured by the stream's `subject`, data over this node's `maxMessageSize`, a key,
+ *   msgId or headers over the limits of `constants.ts`, a header name in the reserved `px.`
+ *   prefix) fails alone with an `InvalidArgumentError` naming the option, counted as
+ *   `frames.refused.<reason>`; the others are appended.
  * - Messages with a `msgId` are handed to the replica one per `publish` (in the same turn, so
  *   still one raft entry): the replica reports one offset range per `publish`, and a duplicate
  *   among several messages would hide which one it was.
@@ -19,6 +21,7 @@
  * - Any other failure is that message's error.
  */
 import { AbortedError, errorMessage, errorName, InvalidArgumentError } from '../errors.js'
+import { checkTopic, matches } from '../pubsub/subject.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from '../replication/index.js'
 import { checkHeaders, checkKey, checkMsgId } from '../util/validate.js'
@@ -29,24 +32,47 @@ import type { PubCall, PubMessage, PubResult, Routed } from './wire.js'
 
 const enc = new TextEncoder()
 
-/** Why `m` cannot be appended here, or undefined. */
-function refusal(m: PubMessage, maxMessageSize: number): Error | undefined {
+/**
+ * Why `m` cannot be appended here (an `InvalidArgumentError` and the reason it is counted
+ * under, `frames.refused.<reason>`), or undefined. The publishing node checked all of this
+ * already with the same rules; an older or hostile one may not have.
+ */
+function refusal(
+  m: PubMessage,
+  maxMessageSize: number,
+  subject: string | undefined,
+): [Error, string] | undefined {
   if (m.data.length > maxMessageSize)
-    return new InvalidArgumentError(
-      `data of ${m.data.length} bytes exceeds the partition leader's maxMessageSize (${maxMessageSize})`,
-    )
+    return [
+      new InvalidArgumentError(
+        `data of ${m.data.length} bytes exceeds the partition leader's maxMessageSize (${maxMessageSize})`,
+      ),
+      'size',
+    ]
+  let reason = 'topic'
   try {
-    // The publishing node checked these already (the same limits); an older node may not have.
+    checkTopic(m.topic)
+    reason = 'key'
     checkKey(m.key)
+    reason = 'msgId'
     checkMsgId(m.msgId)
+    reason = 'headers'
     checkHeaders(m.headers)
   } catch (err) {
-    return err as Error
+    return [err as Error, reason]
   }
+  if (subject !== undefined && !matches(subject, m.topic))
+    return [
+      new InvalidArgumentError(`topic ${m.topic} is not captured by the stream's subject ${subject}`),
+      'subject',
+    ]
   if (m.headers)
     for (const k in m.headers)
       if (k.startsWith(RESERVED_HEADER_PREFIX))
-        return new InvalidArgumentError(`options.headers: names starting with "px." are reserved (${k})`)
+        return [
+          new InvalidArgumentError(`options.headers: names starting with "px." are reserved (${k})`),
+          'headers',
+        ]
   return undefined
 }
 
@@ -67,6 +93,7 @@ export async function servePublish(
   call: PubCall,
   maxMessageSize: number,
   count: (name: string) => void,
+  subject?: string,
 ): Promise<Routed<PubResult[]>> {
   if (replica.role !== 'leader') return { status: 'notLeader', hint: replica.leader }
   const ack = call.ack === 'all' ? 'all' : 'leader'
@@ -110,9 +137,10 @@ export async function servePublish(
   let msgs: PublishMessage[] = []
   for (let i = 0; i < n; i++) {
     const m = call.messages[i]!
-    const bad = refusal(m, maxMessageSize)
+    const bad = refusal(m, maxMessageSize, subject)
     if (bad !== undefined) {
-      results[i] = failed(bad)
+      count(`frames.refused.${bad[1]}`)
+      results[i] = failed(bad[0])
       continue
     }
     if (m.msgId === undefined) {

@@ -302,7 +302,9 @@ export class StreamService {
     const call = decodePubCall(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodePubReply({ status: 'notHere' })
-    return encodePubReply(await servePublish(h.replica, call, this.d.maxMessageSize, (n) => this.d.count(n)))
+    return encodePubReply(
+      await servePublish(h.replica, call, this.d.maxMessageSize, (n) => this.d.count(n), h.meta.subject),
+    )
   }
 
   private async onFetch(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {

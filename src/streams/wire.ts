@@ -26,8 +26,9 @@
  * - `s.load` call: `str cluster`; reply `u8 can host | u32 replicas hosted`.
  */
 import { BinaryReader, BinaryWriter, DecodeError, uninitializedBytes } from '../util/binary.js'
+import { fromPeer, PeerInputError, peerCluster } from '../util/peer-input.js'
 import type { StreamSpec } from './metadata-codec.js'
-import { readSpec, writeSpec } from './metadata-codec.js'
+import { checkStreamName, readSpec, writeSpec } from './metadata-codec.js'
 import type { PartitionMessage } from './types.js'
 
 /** Reply status codes shared by the stream calls. */
@@ -134,10 +135,11 @@ export function encodeMetaCall(c: MetaCall): Uint8Array {
 export function decodeMetaCall(bytes: Uint8Array): MetaCall {
   const r = new BinaryReader(bytes)
   const op = OPS[r.u8('op') - 1]
-  const cluster = r.str('cluster')
+  const cluster = peerCluster(r.str('cluster'))
   let c: MetaCall
   if (op === 'create') c = { op, cluster, requestId: r.str('requestId'), spec: readSpec(r) }
-  else if (op === 'delete') c = { op, cluster, requestId: r.str('requestId'), name: r.str('name') }
+  else if (op === 'delete')
+    c = { op, cluster, requestId: r.str('requestId'), name: peerStream(r.str('name')) }
   else if (op === 'table') c = { op, cluster }
   else throw new DecodeError('unknown meta op')
   if (c.op !== 'table') {
@@ -175,8 +177,18 @@ function writeRef(b: BinaryWriter, p: PartitionRef): BinaryWriter {
   return b.str(p.stream).u64(p.createdIndex).u16(p.partition)
 }
 
-function readRef(r: BinaryReader): PartitionRef {
-  return { stream: r.str('stream'), createdIndex: r.u64('createdIndex'), partition: r.u16('partition') }
+/** Reads a partition reference; its stream name is checked as the public API checks it. */
+export function readRef(r: BinaryReader): PartitionRef {
+  return {
+    stream: peerStream(r.str('stream')),
+    createdIndex: r.u64('createdIndex'),
+    partition: r.u16('partition'),
+  }
+}
+
+/** A stream (or durable) name from a peer: `checkStreamName`, else `PeerInputError` 'stream'. */
+export function peerStream(name: string, field = 'stream'): string {
+  return fromPeer('stream', () => checkStreamName(name, field))
 }
 
 /** Bytes `writePubMessage` writes for `m`, give or take (headers at 3 bytes per character). */
@@ -223,7 +235,10 @@ export function decodePubCall(bytes: Uint8Array): PubCall {
     let headers: Record<string, string> | undefined
     for (let j = 0; j < nh; j++) {
       headers ??= {}
-      headers[r.str('header name')] = r.str('header value')
+      const name = r.str('header name')
+      // A repeated name would lose a value silently; publish-serve.ts checks the rest.
+      if (Object.hasOwn(headers, name)) throw new PeerInputError('headers', `header ${name} repeated`)
+      headers[name] = r.str('header value')
     }
     messages[i] = { topic, msgId, key, headers, data: r.bytes('data') }
   }

@@ -10,6 +10,7 @@ import { DEFAULT_REQUEST_TIMEOUT } from '../constants.js'
 import { NoMembersError, OverloadedError, TimeoutError, TunnelClosedError } from '../errors.js'
 import type { Link } from '../link/link.js'
 import { type BinaryReader, DecodeError } from '../util/binary.js'
+import { peerCluster } from '../util/peer-input.js'
 import { CloseReason, Dir, TUNNEL_WINDOW, writeAccept, writeClose, writeOpen } from './frames.js'
 import { type Tunnel, TunnelEnd } from './tunnel.js'
 
@@ -216,6 +217,7 @@ export class TunnelManager {
         r.u32('timeout')
         const window = r.u32('window')
         r.end('tunnel open')
+        peerCluster(cluster) // as `tunnel` checks it: refused
         this.accept(peer, tid, cluster, window)
         return
       }

@@ -1,5 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { MAX_TIMEOUT } from '../../src/constants.js'
 import {
   decodeReply,
   decodeRequest,
@@ -25,7 +26,7 @@ describe('link frames', () => {
       fc.property(
         fc.nat(0xffffffff),
         fc.stringMatching(/^[A-Za-z0-9_-]{1,64}$/),
-        fc.nat(0xffffffff),
+        fc.nat(MAX_TIMEOUT),
         fc.uint8Array({ maxLength: 2048 }),
         (id, cluster, remainingMs, data) => {
           const w = new BinaryWriter()
