@@ -408,8 +408,10 @@ export class StreamsClient {
 
   /**
    * Appends a message published on `topic` to the stream capturing it; undefined when none
-   * does (then `ack` other than 'none' is a `StreamNotFoundError`). Without `ack` the append
-   * runs in the background (at most `MAX_BACKGROUND_APPENDS` at once; more wait here).
+   * does. With an `ack` other than 'none' and no such stream it throws `StreamNotFoundError`
+   * at once, before anything is sent (the caller then delivers nothing to subscribers either).
+   * Without `ack` the append runs in the background (at most `MAX_BACKGROUND_APPENDS` at once;
+   * more wait here).
    */
   publish(
     topic: string,
@@ -423,9 +425,9 @@ export class StreamsClient {
     const known = this.d.directory.forTopic(topic)
     if (known === undefined) {
       if (ack === 'none') return undefined
-      return Promise.reject(
-        new StreamNotFoundError(`no durable stream captures topic ${topic} (ack: '${ack}' needs one)`),
-      )
+      // Thrown, not returned: the caller has not delivered the message to subscribers yet and
+      // must not (a failed publish delivers nothing).
+      throw new StreamNotFoundError(`no durable stream captures topic ${topic} (ack: '${ack}' needs one)`)
     }
     const { meta } = known
     let partition: number

@@ -109,10 +109,18 @@ describe('durable streams', () => {
   }, 60_000)
 
   it('errors: not found, not enough replicas, overlapping subjects, bad input', async () => {
-    const { outside } = await cluster3()
-    await expect(outside.publish('nothing.here', 'x', { ack: 'all' })).rejects.toMatchObject({
+    const { outside, members } = await cluster3()
+    // A publish refused for want of a stream delivers nothing, to subscribers either.
+    const seen: string[] = []
+    const sub = members[0]!.subscribe('nothing.>', (m) => void seen.push(text(m.data)))
+    await sub.ready
+    await expect(outside.publish('nothing.here', 'refused', { ack: 'all' })).rejects.toMatchObject({
       name: 'StreamNotFoundError',
     })
+    await outside.publish('nothing.here', 'plain')
+    await waitFor(() => seen.length > 0, 5000, 'the plain publish')
+    expect(seen).toEqual(['plain'])
+    sub.unsubscribe()
     await expect(outside.streams.info('nope', { timeout: 3000 })).rejects.toMatchObject({
       name: 'StreamNotFoundError',
     })
