@@ -176,5 +176,34 @@ export const RPC = {
   maxServeMs: 60_000,
 } as const
 
+/**
+ * Share of a member's `limits` one remote peer may hold at once: running requests and
+ * their bytes (`requests`, `queueBytes`) and open tunnels (`tunnels`), so a single caller
+ * never takes them all (docs/security.md, "Per-peer bounds"; `util/peer-share.ts`). This
+ * node's own calls count only against the whole limit.
+ */
+export const PEER_SHARE = 0.25
+/** A peer may always hold this many of a limit (the whole limit when it is smaller). */
+export const PEER_SHARE_MIN = 16
+
+/**
+ * Subscription patterns this node keeps for every peer together (each peer: at most 10,000,
+ * `pubsub/pubsub.ts`); beyond it a peer's new patterns are dropped and counted
+ * (`pubsub.refused.totalPatterns`).
+ */
+export const PEER_PATTERNS_TOTAL = 100_000
+
+/**
+ * Bytes of stored messages reads (`s.fetch`) hold at once on a serving replica, from their
+ * read until their reply is encoded (`streams/read-budget.ts`). A read waiting for new
+ * messages holds nothing.
+ */
+export const READS = {
+  /** For one remote peer. */
+  bytesPerPeer: 32 * 1024 * 1024,
+  /** For every peer together. */
+  bytesTotal: 256 * 1024 * 1024,
+} as const
+
 /** Longest a read (`s.fetch`) waits for new messages (ms), whatever the caller asks. */
 export const MAX_LONG_POLL_MS = 30_000

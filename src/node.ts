@@ -189,6 +189,7 @@ class Node implements PlexusNode {
       self,
       sendTo: (p, enc, undeliverable) => this.sendTo(p, enc, undeliverable),
       count,
+      full: (p) => this.links.get(p)?.full ?? false,
     })
     this.rpc.handle(PUBSUB_SYNC, () => NO_BYTES)
     this.streamService = new StreamService({
@@ -264,6 +265,7 @@ class Node implements PlexusNode {
         onPeerGone: (peer) => {
           this.pubsub.onPeerGone(peer)
           this.rpc.onPeerGone(peer)
+          this.server.onPeerGone(peer)
         },
         onFrame: (peer, type, body) => this.onFrame(peer, type, body),
       },
@@ -614,6 +616,7 @@ class Node implements PlexusNode {
     const rpc = this.rpc.stats()
     counters['rpc.serving'] = rpc.serving
     counters['rpc.servingPeers'] = rpc.servingPeers
+    counters['requests.serving'] = this.server.serving
     if (this.relayServer) {
       const r = this.relayServer.stats()
       counters['relay.connections'] = r.connections

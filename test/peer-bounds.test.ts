@@ -8,11 +8,13 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { RPC } from '../src/constants.js'
-import type { PlexusNode } from '../src/index.js'
+import { DEFAULT_LIMITS, RPC } from '../src/constants.js'
+import { generateKey, type PlexusNode } from '../src/index.js'
+import { FrameType } from '../src/link/frames.js'
 import { encodeFetchCall } from '../src/streams/wire.js'
+import { peerShare } from '../src/util/peer-share.js'
 import { HostilePeer } from './helpers/hostile-peer.js'
-import { startStreamCluster, waitFor } from './helpers/nodes.js'
+import { startNodes, startStreamCluster, waitFor, waitForMembers } from './helpers/nodes.js'
 
 const roots: string[] = []
 const hostiles: HostilePeer[] = []
@@ -84,7 +86,11 @@ describe('per-peer bounds', () => {
     const flood = RPC.maxConcurrent + 808
     for (let i = 0; i < flood; i++) evil.call('s.fetch', body, 0x7fffffff)
     // Every call beyond what the node holds is refused at once.
-    await waitFor(() => evil.replies.size >= flood - RPC.maxConcurrent, 20_000, 'refusals of the flood')
+    await waitFor(
+      () => evil.refusals('OverloadedError') >= flood - RPC.maxPerPeer,
+      20_000,
+      'refusals of the flood',
+    )
     await waitFor(
       () => counter(member, 'rpc.refused.peerLimit') >= flood - RPC.maxPerPeer,
       20_000,
@@ -107,4 +113,95 @@ describe('per-peer bounds', () => {
     await waitFor(() => counter(member, 'rpc.serving') === 0, 3000, 'every call released')
     expect(counter(member, 'rpc.servingPeers')).toBe(0)
   }, 60_000)
+})
+
+describe('per-peer bounds on requests, tunnels and interest', () => {
+  it('requests: one peer holds at most its share of the handlers; released when it goes', async () => {
+    const [member, good] = await startNodes(2)
+    await member.join('echo', {
+      key: generateKey(),
+      onRequest: (data, ctx) => {
+        if (text(data) !== 'hang') return data
+        // Answers only when told its caller gave up (deadline, cancel or departure).
+        return new Promise((resolve) => ctx.signal.addEventListener('abort', () => resolve('late')))
+      },
+    })
+    await waitForMembers(good, 'echo', 1)
+    const evil = await hostile(member)
+    const share = peerShare(DEFAULT_LIMITS.requests)
+    const flood = share + 300
+    const hang = new TextEncoder().encode('hang')
+    for (let id = 1; id <= flood; id++)
+      evil.frame(FrameType.Request, (w) => w.u32(id).str('echo').u32(0x7fffffff).u8(0).bytes(hang))
+    await waitFor(() => counter(member, 'requests.refused.peerLimit') >= flood - share, 10_000, 'refusals')
+    expect(counter(member, 'requests.serving')).toBe(share)
+    // The good peer is served at the same time.
+    const replies = await Promise.all(Array.from({ length: 50 }, (_, i) => good.request('echo', `r${i}`)))
+    expect(replies.map(text)).toEqual(Array.from({ length: 50 }, (_, i) => `r${i}`))
+    await evil.disconnect()
+    await waitFor(() => counter(member, 'requests.serving') === 0, 3000, 'handlers released')
+  }, 30_000)
+
+  it('tunnels: one peer opens at most its share; the good peer still gets one', async () => {
+    const [member, good] = await startNodes(2)
+    await member.join('files', {
+      key: generateKey(),
+      onTunnel: async (t) => {
+        for await (const m of t) await t.send(m)
+        await t.close()
+      },
+    })
+    await waitForMembers(good, 'files', 1)
+    const evil = await hostile(member)
+    const share = peerShare(DEFAULT_LIMITS.tunnels)
+    const flood = share + 50
+    for (let tid = 1; tid <= flood; tid++)
+      evil.frame(FrameType.TunnelOpen, (w) =>
+        w
+          .u32(tid)
+          .u8(0)
+          .str('files')
+          .u32(10_000)
+          .u32(1 << 20),
+      )
+    await waitFor(() => counter(member, 'tunnels.refused.peerLimit') >= flood - share, 10_000, 'refusals')
+    await waitFor(() => (evil.received.get(FrameType.TunnelClose) ?? 0) >= flood - share, 5000, 'closes')
+    expect(evil.received.get(FrameType.TunnelAccept)).toBe(share)
+    expect(counter(member, 'tunnels.open')).toBe(share)
+    const t = await good.tunnel('files')
+    await t.send('ping')
+    const it = t[Symbol.asyncIterator]()
+    expect(text((await it.next()).value)).toBe('ping')
+    await t.close()
+    expect((await it.next()).done).toBe(true)
+    await evil.disconnect()
+    await waitFor(() => counter(member, 'tunnels.open') === 0, 3000, 'tunnels closed')
+  }, 30_000)
+
+  it('interest patterns: one peer declares at most 10,000; forgotten when it goes', async () => {
+    const [member, good] = await startNodes(2)
+    await waitFor(() => member.status().peers.length === 1, 5000, 'the good peer linked')
+    const got: string[] = []
+    const sub = good.subscribe('orders.>', (m) => {
+      got.push(text(m.data))
+    })
+    await sub.ready
+    await waitFor(() => counter(member, 'pubsub.peerPatterns') === 1, 5000, "the good peer's interest")
+    const before = 1
+    const evil = await hostile(member)
+    for (let f = 0; f < 11; f++) {
+      const patterns = Array.from({ length: 1000 }, (_, i) => `h${f}.${i}.>`)
+      evil.frame(FrameType.Interest, (w) => {
+        w.u8(1).u16(patterns.length)
+        for (const p of patterns) w.str(p)
+      })
+    }
+    await waitFor(() => counter(member, 'pubsub.peerPatterns') >= before + 10_000, 10_000, 'patterns')
+    await waitFor(() => counter(member, 'frames.refused.patterns') >= 1, 10_000, 'refusal')
+    expect(counter(member, 'pubsub.peerPatterns')).toBe(before + 10_000)
+    await member.publish('orders.eu', 'still delivered')
+    await waitFor(() => got.includes('still delivered'), 5000, 'delivery')
+    await evil.disconnect()
+    await waitFor(() => counter(member, 'pubsub.peerPatterns') === before, 3000, 'patterns forgotten')
+  }, 30_000)
 })

@@ -12,6 +12,7 @@
  * Readiness (`sub.ready`, `flush`): peers acknowledge the interest they applied; see
  * `ready.ts`.
  */
+import { PEER_PATTERNS_TOTAL } from '../constants.js'
 import { AbortedError, InvalidArgumentError, TimeoutError } from '../errors.js'
 import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
@@ -128,6 +129,8 @@ export class PubSub {
   private readonly patternCount = new Map<string, number>()
   private readonly remote = new Map<string, SubjectIndex<string>>()
   private readonly remotePatterns = new Map<string, Set<string>>()
+  /** Patterns of every peer together (at most `PEER_PATTERNS_TOTAL`). */
+  private remotePatternTotal = 0
   private routeCache = new Map<string, string[]>()
   /** Local subscriptions matching a topic, cached until a subscription changes. */
   private localCache = new Map<string, Sub[]>()
@@ -257,6 +260,7 @@ export class PubSub {
   onPeerGone(peer: string): void {
     this.sync.forget(peer)
     if (this.remote.delete(peer)) {
+      this.remotePatternTotal -= this.remotePatterns.get(peer)?.size ?? 0
       this.remotePatterns.delete(peer)
       this.routeCache.clear()
     }
@@ -267,6 +271,7 @@ export class PubSub {
     let idx = this.remote.get(peer)
     let set = this.remotePatterns.get(peer)
     if (!idx || !set || mode === InterestMode.Replace) {
+      if (set) this.remotePatternTotal -= set.size
       idx = new SubjectIndex()
       set = new Set()
       this.remote.set(peer, idx)
@@ -275,11 +280,16 @@ export class PubSub {
     for (const p of patterns) {
       if (mode === InterestMode.Remove) {
         idx.delete(p, p)
-        set.delete(p)
+        if (set.delete(p)) this.remotePatternTotal--
       } else if (!set.has(p)) {
         if (set.size >= 10_000) throw new PeerInputError('patterns', 'peer declared more than 10000 patterns')
+        if (this.remotePatternTotal >= PEER_PATTERNS_TOTAL) {
+          this.host.count('pubsub.refused.totalPatterns') // every peer's share is taken
+          continue
+        }
         idx.add(p, p)
         set.add(p)
+        this.remotePatternTotal++
       }
     }
     this.routeCache.clear()

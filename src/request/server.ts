@@ -1,15 +1,19 @@
 /**
  * Serving requests for joined clusters. Each request runs the cluster's handler at once or
  * is refused: over `limits.requests` running handlers or `limits.queueBytes` held bytes the
- * member answers Overloaded (nothing queues without bound). The caller's deadline travels
+ * member answers Overloaded (nothing queues without bound), and so it does when one remote
+ * peer already holds its share of them (`peerShare` of each limit, counted
+ * `requests.refused.peerLimit`), so one caller cannot take every slot. The caller's deadline travels
  * as remaining milliseconds: work that arrives expired is dropped, `ctx.signal` aborts at
- * the deadline or when the caller cancels, and a reply produced after that is discarded.
+ * the deadline, when the caller cancels or when the caller's connection goes (`onPeerGone`),
+ * and a reply produced after that is discarded.
  * A handler that throws becomes a RemoteError reply; it never takes the node down.
  */
 import { errorMessage, errorName, RemoteError } from '../errors.js'
 import { encodeReplyError, encodeReplyOk, ReplyStatus, type RequestFrame } from '../link/frames.js'
 import type { Limits, RequestContext } from '../types.js'
 import type { BinaryWriter } from '../util/binary.js'
+import { peerShare } from '../util/peer-share.js'
 import { toBytes } from '../util/validate.js'
 
 /** A request handler as given to `join`. */
@@ -24,6 +28,8 @@ interface Served {
   limits: Required<Limits>
   running: number
   runningBytes: number
+  /** What each remote caller holds now (removed when nothing). */
+  byPeer: Map<string, { running: number; bytes: number }>
 }
 
 /** Outcome callback of one execution. */
@@ -45,11 +51,18 @@ export class RequestServer {
   constructor(private readonly host: ServerHost) {}
 
   serve(cluster: string, handler: RequestHandler | undefined, limits: Required<Limits>): void {
-    this.served.set(cluster, { cluster, handler, limits, running: 0, runningBytes: 0 })
+    this.served.set(cluster, { cluster, handler, limits, running: 0, runningBytes: 0, byPeer: new Map() })
   }
 
   unserve(cluster: string): void {
     this.served.delete(cluster)
+  }
+
+  /** Handlers running now, every served cluster together (for status). */
+  get serving(): number {
+    let n = 0
+    for (const s of this.served.values()) n += s.running
+    return n
   }
 
   /** Load of a served cluster (for status). */
@@ -73,7 +86,7 @@ export class RequestServer {
       return
     }
     const key = `${peer}/${f.id}`
-    const refused = this.execute(s, peer, f.data, f.remainingMs, key, (err, data) => {
+    const refused = this.execute(s, peer, f.data, f.remainingMs, key, true, (err, data) => {
       this.running.delete(key)
       if (err === undefined) this.host.sendTo(peer, (w) => encodeReplyOk(w, f.id, data!))
       else
@@ -93,6 +106,19 @@ export class RequestServer {
   }
 
   /**
+   * Every connection to `peer` closed: the handlers serving its requests see their signal
+   * abort, and their replies are dropped (nobody could receive them).
+   */
+  onPeerGone(peer: string): void {
+    const prefix = `${peer}/`
+    for (const [key, ac] of [...this.running]) {
+      if (!key.startsWith(prefix)) continue
+      this.running.delete(key)
+      ac?.abort(new Error('caller gone'))
+    }
+  }
+
+  /**
    * Runs a request for a cluster this node serves, without the network (the node is its
    * own member). Rejects with Overloaded/NoMembers like a remote member would answer.
    */
@@ -100,7 +126,7 @@ export class RequestServer {
     const s = this.served.get(cluster)
     if (!s) return Promise.reject(new RemoteError(`not a member of ${cluster}`))
     return new Promise((resolve, reject) => {
-      const refused = this.execute(s, from, data, remainingMs, undefined, (err, reply) =>
+      const refused = this.execute(s, from, data, remainingMs, undefined, false, (err, reply) =>
         err === undefined ? resolve(reply!) : reject(err),
       )
       if (refused) reject(Object.assign(new Error(refused), { overloaded: true }))
@@ -118,6 +144,7 @@ export class RequestServer {
     data: Uint8Array,
     remainingMs: number,
     key: string | undefined,
+    remote: boolean,
     done: Done,
   ) {
     if (s.running >= s.limits.requests) {
@@ -127,6 +154,17 @@ export class RequestServer {
     if (s.runningBytes + data.length > s.limits.queueBytes) {
       this.host.count('requests.overloaded')
       return `${s.cluster}: ${s.runningBytes + data.length} bytes held, limit ${s.limits.queueBytes}`
+    }
+    const mine = remote ? (s.byPeer.get(from) ?? { running: 0, bytes: 0 }) : undefined
+    if (mine !== undefined) {
+      const refused = peerRefusal(s, mine, data.length)
+      if (refused !== undefined) {
+        this.host.count('requests.refused.peerLimit')
+        return `${s.cluster}: ${refused} from ${from}`
+      }
+      mine.running++
+      mine.bytes += data.length
+      s.byPeer.set(from, mine)
     }
     s.running++
     s.runningBytes += data.length
@@ -160,6 +198,11 @@ export class RequestServer {
       if (timer) clearTimeout(timer)
       s.running--
       s.runningBytes -= data.length
+      if (mine !== undefined) {
+        mine.running--
+        mine.bytes -= data.length
+        if (mine.running === 0 && s.byPeer.get(from) === mine) s.byPeer.delete(from)
+      }
       const cancelled = key !== undefined && !running.has(key)
       if (cancelled || this.host.now() > deadline) {
         this.host.count('requests.dropped')
@@ -200,6 +243,19 @@ export class RequestServer {
     for (const ac of this.running.values()) ac?.abort(new Error('node stopping'))
     this.running.clear()
   }
+}
+
+/** Request bytes one caller may always hold (the whole `queueBytes` when smaller). */
+const PEER_BYTES_MIN = 4 * 1024 * 1024
+
+/** Why one remote caller may not start another request now (its share is full), if so. */
+function peerRefusal(s: Served, mine: { running: number; bytes: number }, bytes: number): string | undefined {
+  const requests = peerShare(s.limits.requests)
+  if (mine.running >= requests) return `${mine.running} requests running, limit per peer ${requests}`
+  const held = peerShare(s.limits.queueBytes, PEER_BYTES_MIN)
+  if (mine.bytes > 0 && mine.bytes + bytes > held)
+    return `${mine.bytes + bytes} bytes held, limit per peer ${held}`
+  return undefined
 }
 
 function asRemote(err: unknown): Error {

@@ -17,7 +17,8 @@
  * `RPC`): at most `maxConcurrent` handlers run at once, and at most `maxPerPeer` for one
  * remote peer, so a peer that floods us fills only its own share; further calls are
  * answered `OverloadedError` without running (counted `rpc.refused.peerLimit` and
- * `rpc.refused.total`). A handler's signal aborts at the caller's deadline but never later
+ * `rpc.refused.total`), as are calls from a peer whose link holds its bound of unread bytes
+ * (`rpc.refused.queue`). A handler's signal aborts at the caller's deadline but never later
  * than `maxServeMs`, and at once when the caller's link or connection goes
  * (`onLinkDown`/`onPeerGone`): long polls that follow it end then and free their slot.
  */
@@ -53,6 +54,11 @@ export interface RpcHost {
    */
   sendTo(peer: string, encode: (w: BinaryWriter) => void, undeliverable?: () => void): void
   count(name: string): void
+  /**
+   * True while the link to `peer` holds its bound of queued bytes (the peer does not read
+   * what we send): its new calls are refused, so unread replies cannot pile up.
+   */
+  full?(peer: string): boolean
 }
 
 /**
@@ -324,6 +330,10 @@ export class PeerRpc {
       return new OverloadedError(
         `${mine} internal calls from ${peer} already running (limit per peer ${this.maxPerPeer})`,
       )
+    }
+    if (peer !== this.host.self && this.host.full?.(peer)) {
+      this.host.count('rpc.refused.queue')
+      return new OverloadedError(`the link to ${peer} is full: its replies are not read`)
     }
     if (this.running >= this.maxConcurrent) {
       this.host.count('rpc.refused.total')

@@ -30,6 +30,7 @@ import {
   encodeCopyReply,
 } from './partition-copy.js'
 import { servePublish } from './publish-serve.js'
+import { ReadBudget } from './read-budget.js'
 import {
   decodeFetchCall,
   decodeMetaCall,
@@ -95,9 +96,12 @@ export class StreamService {
   private readonly hosts = new Map<string, ClusterHost>()
   private readonly unregister: Array<() => void> = []
   private readonly client: StreamsClient
+  /** Bytes reads hold, per caller and in all. */
+  private readonly reads: ReadBudget
   private stopped = false
 
   constructor(private readonly d: StreamServiceDeps) {
+    this.reads = new ReadBudget(d.self, (n) => d.count(n))
     this.directory = new StreamDirectory({
       network: d.network,
       now: Date.now,
@@ -313,21 +317,30 @@ export class StreamService {
     if (h === undefined) return encodeFetchReply({ status: 'notHere' })
     const r = h.replica
     const maxBytes = Math.max(1, Math.min(call.maxBytes, 4 * 1024 * 1024))
-    let messages = await r.read(call.offset, { maxBytes })
-    if (messages.length === 0 && call.waitMs > 0 && r.latest() < call.offset) {
-      const wait = Math.min(call.waitMs, MAX_LONG_POLL_MS) // whatever the caller asks
-      const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(wait)])
-      try {
-        await r.waitForNew(call.offset - 1, signal)
-        messages = await r.read(call.offset, { maxBytes })
-      } catch (err) {
-        if (!(err instanceof AbortedError)) throw err
+    // Bytes read are held until the reply is encoded, within the caller's share (read-budget.ts).
+    let grant = this.reads.take(ctx.from, maxBytes)
+    try {
+      let messages = await r.read(call.offset, { maxBytes: grant })
+      if (messages.length === 0 && call.waitMs > 0 && r.latest() < call.offset) {
+        this.reads.give(ctx.from, grant) // a long poll holds nothing while it waits
+        grant = 0
+        const wait = Math.min(call.waitMs, MAX_LONG_POLL_MS) // whatever the caller asks
+        const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(wait)])
+        try {
+          await r.waitForNew(call.offset - 1, signal)
+          grant = this.reads.take(ctx.from, maxBytes)
+          messages = await r.read(call.offset, { maxBytes: grant })
+        } catch (err) {
+          if (!(err instanceof AbortedError)) throw err
+        }
       }
+      return encodeFetchReply({
+        status: 'ok',
+        value: { firstOffset: r.earliest(), nextOffset: r.latest() + 1, messages },
+      })
+    } finally {
+      if (grant > 0) this.reads.give(ctx.from, grant)
     }
-    return encodeFetchReply({
-      status: 'ok',
-      value: { firstOffset: r.earliest(), nextOffset: r.latest() + 1, messages },
-    })
   }
 
   /** `s.copy`: committed records for a replica catching up from a snapshot (partition-copy.ts). */

@@ -3,7 +3,8 @@
  * roles say so) like a request does, sends
  * TunnelOpen with its window and waits for TunnelAccept (or a refusal: then it tries
  * another member) until `timeout` (`TimeoutError`). The acceptor checks membership and
- * its `tunnels` limit, answers, and hands the new end to `onTunnel`. Tunnels with a peer
+ * its `tunnels` limit (and one peer's share of it, `peerShare`), answers, and hands the
+ * new end to `onTunnel`. Tunnels with a peer
  * whose link closes end with `TunnelClosedError` at once.
  */
 import { DEFAULT_REQUEST_TIMEOUT } from '../constants.js'
@@ -11,6 +12,7 @@ import { NoMembersError, OverloadedError, TimeoutError, TunnelClosedError } from
 import type { Link } from '../link/link.js'
 import { type BinaryReader, DecodeError } from '../util/binary.js'
 import { peerCluster } from '../util/peer-input.js'
+import { peerShare } from '../util/peer-share.js'
 import { CloseReason, Dir, TUNNEL_WINDOW, writeAccept, writeClose, writeOpen } from './frames.js'
 import { type Tunnel, TunnelEnd } from './tunnel.js'
 
@@ -53,6 +55,11 @@ class EndTable {
     m.delete(tid)
     this.size--
     if (m.size === 0) this.byPeer.delete(peer)
+  }
+
+  /** Ends with `peer`. */
+  countOf(peer: string): number {
+    return this.byPeer.get(peer)?.size ?? 0
   }
 
   ofPeer(peer: string): TunnelEnd[] {
@@ -270,6 +277,13 @@ export class TunnelManager {
     if (s.open >= s.limit) {
       this.host.count('tunnels.refused')
       return void refuse(CloseReason.Refused, `${cluster}: ${s.open} tunnels open, limit ${s.limit}`)
+    }
+    const share = peerShare(s.limit)
+    const mine = this.incoming.countOf(peer)
+    if (mine >= share) {
+      this.host.count('tunnels.refused.peerLimit')
+      const message = `${cluster}: ${mine} tunnels open from ${peer}, limit per peer ${share}`
+      return void refuse(CloseReason.Refused, message)
     }
     const link = this.host.link(peer)
     if (!link) return

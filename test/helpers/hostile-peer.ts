@@ -53,6 +53,12 @@ export class HostilePeer {
       readFrames(stream, 'target', 128 * 1024 * 1024, (_from, type, body) => peer.onFrame(type, body))
     })
     await peer.connect()
+    // Until the target's link to us is up, some of its answers would be dropped.
+    const end = Date.now() + 5000
+    while (peer.received.size === 0) {
+      if (Date.now() > end) throw new Error('the target never linked back')
+      await new Promise((r) => setTimeout(r, 10))
+    }
     return peer
   }
 
