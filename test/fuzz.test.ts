@@ -1,9 +1,8 @@
 import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
-import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { Broadcaster } from '../src/broadcast/broadcast.js'
-import { AnnounceKind, ClusterSigner, decodeAnnouncement } from '../src/cluster/proof.js'
+import { AnnounceKind, decodeAnnouncement } from '../src/cluster/proof.js'
 import { MAX_TIMEOUT } from '../src/constants.js'
 import { generateKey } from '../src/index.js'
 import { decodeReply, decodeRequest, FrameType, writeFrame } from '../src/link/frames.js'
@@ -15,8 +14,8 @@ import {
   writePublish,
 } from '../src/pubsub/frames.js'
 import { PubSub } from '../src/pubsub/pubsub.js'
-import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
-import { decodeEntry, decodeMessage, encodeEntry, encodeMessage } from '../src/raft/codec.js'
+import { checkPattern } from '../src/pubsub/subject.js'
+import { decodeEntry, decodeMessage, encodeEntry } from '../src/raft/codec.js'
 import {
   decodeConsumerCall,
   decodeLeaderReply,
@@ -59,8 +58,24 @@ import {
   writePubMessage,
 } from '../src/streams/wire.js'
 import { buildLibp2p, protocols } from '../src/transport/libp2p.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../src/util/binary.js'
-import { checkClusterName, checkHeaders, checkKey } from '../src/util/validate.js'
+import { BinaryReader, BinaryWriter } from '../src/util/binary.js'
+import { checkClusterName } from '../src/util/validate.js'
+import {
+  body,
+  checkMessage,
+  directoryHost,
+  enc,
+  FUZZ_RUNS,
+  fuzz,
+  MAX,
+  msg,
+  mutate,
+  raftMsg,
+  ref,
+  signer,
+  spec,
+  table,
+} from './helpers/fuzz.js'
 import { startNodes, waitForMembers } from './helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from './helpers/rng.js'
 
@@ -131,101 +146,6 @@ describe('hostile peers', () => {
     }
   })
 })
-
-/** Runs per fuzzed decoder: a few hundred in `npm test`; FUZZ_RUNS=100000 for a long run. */
-const FUZZ_RUNS = Number(process.env.FUZZ_RUNS ?? 200)
-const enc = new TextEncoder()
-
-/** Applies byte-level mutations (overwrite, truncate, insert, append) to a copy of `base`. */
-function mutate(base: Uint8Array, ops: Array<[number, number, number]>): Uint8Array {
-  let b = base.slice()
-  for (const [pos, v, kind] of ops) {
-    const i = b.length === 0 ? 0 : pos % b.length
-    if (kind === 0 && b.length > 0) b[i] = v
-    else if (kind === 1) b = b.subarray(0, i)
-    else if (kind === 2) b = Uint8Array.from([...b.subarray(0, i), v, ...b.subarray(i)])
-    else b = Uint8Array.from([...b, ...new Uint8Array(v % 16).fill(v)])
-  }
-  return b
-}
-
-/** Random bytes, valid encodings as they are, and valid encodings mutated. */
-function inputs(valid: Uint8Array[]): fc.Arbitrary<Uint8Array> {
-  const op = fc.tuple(fc.nat(), fc.nat(255), fc.nat(3))
-  return fc.oneof(
-    fc.uint8Array({ maxLength: 300 }),
-    fc.constantFrom(...valid),
-    fc
-      .tuple(fc.constantFrom(...valid), fc.array(op, { minLength: 1, maxLength: 6 }))
-      .map(([b, o]) => mutate(b, o)),
-  )
-}
-
-/**
- * Feeds `decode` random and mutated inputs: it returns (and `check` holds for the result:
- * no invalid value gets through) or throws `DecodeError` (`PeerInputError` is one), never
- * anything else. Seeded; the seed is printed on failure.
- */
-function fuzz<T>(name: string, valid: Uint8Array[], decode: (b: Uint8Array) => T, check?: (v: T) => void) {
-  it(`${name}: only DecodeError, never an invalid value`, () => {
-    const seed = testSeed()
-    try {
-      fc.assert(
-        fc.property(inputs(valid), (bytes) => {
-          let out: T
-          try {
-            out = decode(bytes)
-          } catch (err) {
-            if (err instanceof DecodeError) return
-            throw err
-          }
-          check?.(out)
-        }),
-        { seed, numRuns: FUZZ_RUNS },
-      )
-    } catch (err) {
-      console.error(`fuzz seed ${seed} (replay with TEST_SEED=${seed}, runs FUZZ_RUNS=${FUZZ_RUNS})`)
-      throw err
-    }
-  })
-}
-
-/** A link frame body (after the type byte) as `writeFrame` writes it. */
-function body(type: number, write: (w: BinaryWriter) => void): Uint8Array {
-  const w = new BinaryWriter(64)
-  writeFrame(w, type, write)
-  return w.finish().slice(5)
-}
-
-const MAX = 4096
-const ref = { stream: 'orders', createdIndex: 7, partition: 1 }
-const spec = {
-  name: 'orders',
-  subject: 'orders.>',
-  partitions: 2,
-  replicas: 1,
-  retention: { maxAge: 1000 },
-  compact: false,
-  duplicateWindow: 120_000,
-}
-const msg = {
-  topic: 'orders.eu',
-  msgId: 'm1',
-  key: enc.encode('k'),
-  headers: { a: 'b' },
-  data: enc.encode('d'),
-}
-const checkMessage = (m: {
-  topic: string
-  key?: Uint8Array
-  headers?: Record<string, string>
-  data: Uint8Array
-}) => {
-  checkTopic(m.topic)
-  checkKey(m.key)
-  checkHeaders(m.headers)
-  expect(m.data.length).toBeLessThanOrEqual(MAX)
-}
 
 describe('fuzzed link frames: only DecodeError, never an invalid value delivered', () => {
   fuzz(
@@ -306,43 +226,14 @@ describe('fuzzed link frames: only DecodeError, never an invalid value delivered
       }
     },
   )
-  const signer = new ClusterSigner(new Uint8Array(32).fill(1), 'db', 'net')
   fuzz(
     'Announce',
     [signer.announce(AnnounceKind.Join, 'peer', Date.now(), ['/ip4/127.0.0.1/tcp/1'])],
     decodeAnnouncement,
     (a) => checkClusterName(a.cluster),
   )
-  const directoryHost = {
-    network: 'net',
-    now: Date.now,
-    publicKey: () => signer.publicKey,
-    flood: () => {},
-    changed: () => {},
-  }
   const directory = new StreamDirectory(directoryHost)
-  const table = new StreamDirectory(directoryHost).publish(
-    signer,
-    'peer',
-    3,
-    [{ ...spec, createdIndex: 2, placement: [['a'], ['b']], initialPlacement: [['a'], ['b']] }],
-    [{ name: 'old', createdIndex: 1 }],
-  )
   fuzz('StreamTable', [table], (b) => directory.receive(b, 'peer'))
-  const raftMsg = encodeMessage({
-    type: 'MsgApp',
-    from: 'a',
-    to: 'b',
-    term: 2,
-    logTerm: 1,
-    index: 5,
-    entries: [{ index: 6, term: 2, type: 'normal', data: enc.encode('e') }],
-    commit: 4,
-    reject: false,
-    rejectHint: 0,
-    transfer: false,
-    recovering: false,
-  })
   fuzz('Raft message', [raftMsg], decodeMessage)
   fuzz('Raft entry', [encodeEntry({ index: 1, term: 1, type: 'normal', data: enc.encode('x') })], decodeEntry)
 })
@@ -457,4 +348,138 @@ describe('fuzzed internal call bodies: only DecodeError, never an invalid value'
     decodeCopyReply,
   )
   fuzz('s.load reply', [encodeLoad(true, 3)], decodeLoad)
+})
+
+describe('hostile peers: mutated valid frames of every type', () => {
+  it('never crash the node and never deliver an invalid value to a handler or subscriber', async () => {
+    const seed = testSeed()
+    const rand = mulberry32(seed)
+    const ops = (): Array<[number, number, number]> =>
+      Array.from({ length: 1 + Math.floor(rand() * 4) }, () => [
+        Math.floor(rand() * 1e6),
+        Math.floor(rand() * 256),
+        Math.floor(rand() * 4),
+      ])
+    try {
+      const [target, client] = await startNodes(2, { maxMessageSize: MAX })
+      const seen: Array<() => void> = []
+      target.subscribe('>', (m) => void seen.push(() => checkMessage(m)))
+      await target.join('db', {
+        key: generateKey(),
+        onRequest: (data) => {
+          seen.push(() => expect(data.length).toBeLessThanOrEqual(MAX))
+          return 'alive'
+        },
+        onBroadcast: (data, ctx) => {
+          seen.push(() => {
+            checkClusterName(ctx.cluster)
+            expect(data.length).toBeLessThanOrEqual(MAX)
+          })
+        },
+        onTunnel: (_t, ctx) => void seen.push(() => checkClusterName(ctx.cluster)),
+      })
+      await waitForMembers(client, 'db', 1)
+      const raftGroup = (w: BinaryWriter) => w.str('meta/db').bytes(raftMsg)
+      const pubCall = writePubMessage(writePubHead(new BinaryWriter(64), ref, 'all', 1), msg)
+        .finish()
+        .slice()
+      const samples: Array<[number, Uint8Array]> = [
+        [FrameType.Ping, body(FrameType.Ping, (w) => w.u64(1))],
+        [FrameType.Pong, body(FrameType.Pong, (w) => w.u64(Date.now()))],
+        [
+          FrameType.Announce,
+          body(FrameType.Announce, (w) => w.bytes(signer.announce(AnnounceKind.Join, 'p', Date.now(), []))),
+        ],
+        [
+          FrameType.Request,
+          body(FrameType.Request, (w) => w.u32(1).str('db').u32(1000).u8(0).bytes(enc.encode('q'))),
+        ],
+        [FrameType.Reply, body(FrameType.Reply, (w) => w.u32(1).u8(0).bytes(enc.encode('r')))],
+        [FrameType.Cancel, body(FrameType.Cancel, (w) => w.u32(1))],
+        [
+          FrameType.Interest,
+          body(FrameType.Interest, (w) => writeInterest(w, InterestMode.Replace, ['orders.*'])),
+        ],
+        [
+          FrameType.Publish,
+          body(FrameType.Publish, (w) =>
+            writePublish(w, 'orders.eu', enc.encode('d'), enc.encode('k'), { a: 'b' }),
+          ),
+        ],
+        [
+          FrameType.Broadcast,
+          body(FrameType.Broadcast, (w) => w.str('o').u32(1).str('db').u16(0).bytes(enc.encode('b'))),
+        ],
+        [
+          FrameType.TunnelOpen,
+          body(FrameType.TunnelOpen, (w) =>
+            w
+              .u32(1)
+              .u8(0)
+              .str('db')
+              .u32(1000)
+              .u32(1 << 20),
+          ),
+        ],
+        [
+          FrameType.TunnelAccept,
+          body(FrameType.TunnelAccept, (w) =>
+            w
+              .u32(1)
+              .u8(1)
+              .u32(1 << 20),
+          ),
+        ],
+        [
+          FrameType.TunnelData,
+          body(FrameType.TunnelData, (w) => w.u32(1).u8(0).u8(0).bytes(enc.encode('t'))),
+        ],
+        [FrameType.TunnelCredit, body(FrameType.TunnelCredit, (w) => w.u32(1).u8(0).u32(100))],
+        [FrameType.TunnelClose, body(FrameType.TunnelClose, (w) => w.u32(1).u8(0).u8(0).str('bye'))],
+        [FrameType.Raft, body(FrameType.Raft, raftGroup)],
+        [
+          FrameType.RpcCall,
+          body(FrameType.RpcCall, (w) => w.u32(1).str('s.pub').u32(1000).u8(0).bytes(pubCall)),
+        ],
+        [FrameType.RpcReply, body(FrameType.RpcReply, (w) => w.u32(1).u8(0).bytes(new Uint8Array(3)))],
+        [FrameType.StreamTable, body(FrameType.StreamTable, (w) => w.bytes(table))],
+      ]
+      const attacker = await buildLibp2p({
+        network: target.network,
+        privateKey: await generateKeyPair('Ed25519'),
+        listen: ['/ip4/127.0.0.1/tcp/0'],
+        bootstrap: [],
+        mdns: false,
+        dht: false,
+      })
+      await attacker.handle(protocols(target.network).link, () => {})
+      try {
+        const rounds = Math.max(20, Math.floor(FUZZ_RUNS / 10))
+        for (let round = 0; round < rounds; round++) {
+          const stream = await attacker.dialProtocol(
+            multiaddr(target.addresses[0]!),
+            protocols(target.network).link,
+          )
+          for (let i = 0; i < 8; i++) {
+            const [type, valid] = samples[Math.floor(rand() * samples.length)]!
+            const b = rand() < 0.3 ? valid : mutate(valid, ops())
+            const w = new BinaryWriter(64)
+            writeFrame(w, type, (x) => x.raw(b))
+            stream.send(w.finish().slice())
+          }
+          await new Promise((r) => setTimeout(r, 20))
+          await stream.close().catch(() => {})
+        }
+        await new Promise((r) => setTimeout(r, 200))
+        for (const check of seen) check()
+        // The node still serves everyone else.
+        expect(dec(await client.request('db', 'x'))).toBe('alive')
+      } finally {
+        await attacker.stop()
+      }
+    } catch (err) {
+      console.error(`fuzz seed ${seed} (replay with TEST_SEED=${seed})`)
+      throw err
+    }
+  })
 })
