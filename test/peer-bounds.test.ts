@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { DEFAULT_LIMITS, RPC } from '../src/constants.js'
+import { DEFAULT_LIMITS, LINK, RPC } from '../src/constants.js'
 import { generateKey, type PlexusNode } from '../src/index.js'
 import { FrameType } from '../src/link/frames.js'
 import { encodeFetchCall } from '../src/streams/wire.js'
@@ -204,4 +204,30 @@ describe('per-peer bounds on requests, tunnels and interest', () => {
     await evil.disconnect()
     await waitFor(() => counter(member, 'pubsub.peerPatterns') === before, 3000, 'patterns forgotten')
   }, 30_000)
+})
+
+describe('per-peer bounds on unread replies', () => {
+  it('a peer that stops reading gets no more than its link bound queued for it', async () => {
+    const root = await tempRoot()
+    const { members, outside } = await startStreamCluster(root, { members: 1, outside: 1 })
+    const member = members[0]!
+    const good = outside[0]!
+    await good.streams.create('big', { cluster: 'db', subject: 'big.>', replicas: 1 })
+    const chunk = new Uint8Array(512 * 1024).fill(7)
+    for (let i = 0; i < 16; i++) await good.publish('big.x', chunk, { ack: 'all', timeout: 10_000 })
+    const evil = await hostile(member)
+    evil.stopReading()
+    // Each call asks for 4 MiB of stored messages; none of the replies is read.
+    const body = encodeFetchCall({ ...hostedRef(member, 'big'), offset: 0, maxBytes: 4 << 20, waitMs: 0 })
+    for (let i = 0; i < 40; i++) evil.call('s.fetch', body, 30_000)
+    // Reads beyond the peer's 32 MiB share are refused; replies beyond its link bound too.
+    await waitFor(() => counter(member, 'rpc.refused.queue') >= 1, 20_000, 'replies refused')
+    await waitFor(() => counter(member, 'rpc.serving') === 0, 20_000, 'calls done')
+    const queued = (
+      member as unknown as { links: { get(p: string): { queuedBytes: number } | undefined } }
+    ).links.get(evil.id)?.queuedBytes
+    expect(queued).toBeLessThan(LINK.maxQueuedBytes + 5 * 1024 * 1024)
+    // The good peer reads as usual meanwhile.
+    expect((await readSome(good, 'big', 16)).length).toBe(16)
+  }, 60_000)
 })

@@ -18,9 +18,10 @@
  * remote peer, so a peer that floods us fills only its own share; further calls are
  * answered `OverloadedError` without running (counted `rpc.refused.peerLimit` and
  * `rpc.refused.total`), as are calls from a peer whose link holds its bound of unread bytes
- * (`rpc.refused.queue`). A handler's signal aborts at the caller's deadline but never later
- * than `maxServeMs`, and at once when the caller's link or connection goes
- * (`onLinkDown`/`onPeerGone`): long polls that follow it end then and free their slot.
+ * (`rpc.refused.queue`); a large reply to such a peer becomes an `OverloadedError` reply.
+ * A handler's signal aborts at the caller's deadline but never later than `maxServeMs`,
+ * and at once when the caller's link or connection goes (`onLinkDown`/`onPeerGone`): long
+ * polls that follow it end then and free their slot.
  */
 import { MAX_TIMEOUT, RPC } from '../constants.js'
 import {
@@ -43,6 +44,8 @@ const MAX_METHOD = 64
 /** Largest call or reply body accepted from a peer. */
 export const MAX_RPC_BODY = 16 * 1024 * 1024
 const FLAG_NO_REPLY = 1
+/** Replies up to this size (bytes) are sent even to a peer whose link is full. */
+const SMALL_REPLY = 1024
 
 /** What `PeerRpc` needs from its node. */
 export interface RpcHost {
@@ -304,6 +307,12 @@ export class PeerRpc {
       writeReplyBody(w, id, ok, err)
       this.onReply(peer, new BinaryReader(w.finish()))
       return
+    }
+    if (ok !== undefined && ok.length > SMALL_REPLY && this.host.full?.(peer)) {
+      // The peer does not read what we send: a large reply would only pile up.
+      this.host.count('rpc.refused.queue')
+      ok = undefined
+      err = new OverloadedError(`reply dropped: the link to ${peer} is full (its replies are not read)`)
     }
     this.host.sendTo(peer, (w) => {
       const start = w.length

@@ -28,6 +28,8 @@ export class HostilePeer {
   /** Frames of each type the target sent us. */
   readonly received = new Map<number, number>()
   private stream: Stream | undefined
+  /** The target's link stream to us (what it sends). */
+  private inbound: Stream | undefined
   private beat: NodeJS.Timeout | undefined
   private nextId = 1
 
@@ -50,6 +52,7 @@ export class HostilePeer {
     const protocol = protocols(target.network).link
     // The target links back to us: read its frames (replies, pings) from that stream.
     await libp2p.handle(protocol, (stream) => {
+      peer.inbound = stream
       readFrames(stream, 'target', 128 * 1024 * 1024, (_from, type, body) => peer.onFrame(type, body))
     })
     await peer.connect()
@@ -87,6 +90,11 @@ export class HostilePeer {
     const id = this.nextId++
     this.frame(FrameType.RpcCall, (w) => w.u32(id).str(method).u32(timeoutMs).u8(0).bytes(body))
     return id
+  }
+
+  /** Stops reading what the target sends (its link to us backs up). */
+  stopReading(): void {
+    this.inbound?.pause()
   }
 
   /** Replies received with the given error name. */
