@@ -47,10 +47,17 @@ export interface ConnectRelayOptions {
     url: string,
   ) => WebSocket
   /**
-   * Reconnect after the connection is lost (`reconnectingRelay`): `true` or the backoff
-   * bounds in ms (default 250 ms doubling to 10 s). `connectRelay` itself ignores it.
+   * Open a new connection whenever one is lost, with exponential backoff (`true`, or
+   * `{ minDelay, maxDelay, onState }`: default 250 ms doubling to 10 s): subscriptions and
+   * joins are restored; calls in flight fail (at-most-once). See `client-reconnect.ts`.
    */
-  reconnect?: boolean | { minDelay?: number; maxDelay?: number }
+  reconnect?:
+    | boolean
+    | {
+        minDelay?: number
+        maxDelay?: number
+        onState?: (state: 'connected' | 'disconnected', err?: Error) => void
+      }
   /** Aborts connecting (AbortedError). */
   signal?: AbortSignal
   /** Connect + handshake deadline in ms (default 5000; TimeoutError). */

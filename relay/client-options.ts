@@ -14,6 +14,7 @@ import {
   checkTimeout,
 } from '../src/util/validate.js'
 import { type ConnectRelayOptions, invalid, parseRelayAddress } from './client-api.js'
+import type { ReconnectOptions } from './client-reconnect.js'
 import type { PublishBody } from './protocol-ext.js'
 import type { WebSocketConstructor } from './transport-ws.js'
 
@@ -25,6 +26,8 @@ export interface ResolvedConnectOptions {
   target: RelayTarget
   /** The WebSocket implementation for a `url` target (default: the global one). */
   WebSocket: WebSocketConstructor | undefined
+  /** Reconnect with these options, or not at all. */
+  reconnect: ReconnectOptions | undefined
   timeout: number
   signal: AbortSignal | undefined
   name: string
@@ -68,7 +71,28 @@ export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnec
     throw invalid('options.WebSocket', o.WebSocket, 'a WebSocket constructor')
   }
   const name = o.clientName === undefined ? 'plexus-ts' : String(o.clientName).slice(0, 200)
-  return { target, timeout, signal: o.signal, name, WebSocket: o.WebSocket }
+  return {
+    target,
+    timeout,
+    signal: o.signal,
+    name,
+    WebSocket: o.WebSocket,
+    reconnect: checkReconnect(o.reconnect),
+  }
+}
+
+/** `reconnect`: a boolean or `{ minDelay, maxDelay, onState }`. */
+function checkReconnect(v: unknown): ReconnectOptions | undefined {
+  if (v === undefined || v === false) return undefined
+  if (v === true) return {}
+  const r = checkOptions<ReconnectOptions>(v, 'options.reconnect')
+  checkKnownKeys(r, ['minDelay', 'maxDelay', 'onState'], 'options.reconnect')
+  checkTimeout(r.minDelay, 'options.reconnect.minDelay')
+  checkTimeout(r.maxDelay, 'options.reconnect.maxDelay')
+  if (r.onState !== undefined && typeof r.onState !== 'function') {
+    throw invalid('options.reconnect.onState', r.onState, 'a function')
+  }
+  return r
 }
 
 /** A `ws://` or `wss://` URL. */

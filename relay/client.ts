@@ -32,6 +32,7 @@ import {
 import type { RelayConsumer } from './client-consumer.js'
 import { ClientMemberships } from './client-members.js'
 import { checkPublishOptions, type RelayTarget, resolveConnectOptions } from './client-options.js'
+import { connectReconnecting } from './client-reconnect.js'
 import { ClientStreams } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
@@ -82,12 +83,19 @@ export type { RelayStreams } from './client-streams.js'
 export type { RelaySubscription } from './client-subscription.js'
 export type { RelayTunnel } from './client-tunnel.js'
 
-/** Connects to a node's relay and completes the handshake. */
+/**
+ * Connects to a node's relay and completes the handshake. With `reconnect`, the client
+ * opens a new connection with backoff whenever one is lost (`client-reconnect.ts`).
+ */
 export async function connectRelay(opts: ConnectRelayOptions = {}): Promise<RelayClient> {
-  const { target, timeout, signal, name, WebSocket } = resolveConnectOptions(opts)
-  const client = new Client(target, WebSocket)
-  await client.open(name, timeout, signal)
-  return client
+  const { target, timeout, signal, name, WebSocket, reconnect } = resolveConnectOptions(opts)
+  const once = async () => {
+    const client = new Client(target, WebSocket)
+    await client.open(name, timeout, signal)
+    return client
+  }
+  if (!reconnect) return once()
+  return connectReconnecting(once, reconnect, timeout)
 }
 
 interface Pending {
@@ -118,6 +126,11 @@ class Client implements RelayClient {
   private closedErr: Error | undefined
   private welcome: Pending | undefined
   private keepAlive: ReturnType<typeof setInterval> | undefined
+  private lost!: (err: Error) => void
+  /** Resolves with the error that ended the connection (lost, refused, or `close()`). */
+  readonly closed = new Promise<Error>((resolve) => {
+    this.lost = resolve
+  })
 
   constructor(
     private readonly target: RelayTarget,
@@ -200,6 +213,7 @@ class Client implements RelayClient {
   /** Ends the connection and fails everything pending with `err` (first error wins). */
   private fail(err: Error): void {
     if (!this.closedErr) this.closedErr = err
+    this.lost(this.closedErr)
     clearInterval(this.keepAlive)
     this.conn?.destroy()
     this.welcome?.reject(this.closedErr)

@@ -71,7 +71,7 @@ export function connectWebSocket(
     events?.data(new Uint8Array(ev.data))
   })
   ws.addEventListener('error', (ev: Event) => {
-    if (opened || closed) return
+    if (opened || closed || ending) return
     const detail = (ev as { message?: string }).message
     onError(new Error(detail || 'the WebSocket connection failed'))
   })
@@ -103,7 +103,10 @@ export function connectWebSocket(
       if (opened) ws.close(1000)
     },
     destroy() {
-      if (closed) return
+      if (closed || ending) {
+        finish()
+        return
+      }
       ending = true
       try {
         ws.close(1000)

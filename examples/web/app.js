@@ -52,7 +52,15 @@ function show(state, detail) {
 }
 
 try {
-  app.client = await connectRelay(relay ? { url: relay, clientName: 'plexus-web-example' } : {})
+  // reconnect: a restarted node is found again; the chat subscription comes back by itself.
+  const reconnect = {
+    onState: (state, err) => show(state, err ? err.message : `node ${app.client?.id}`),
+  }
+  app.client = await connectRelay({
+    ...(relay ? { url: relay } : {}),
+    clientName: 'plexus-web-example',
+    reconnect,
+  })
   show('connected', `node ${app.client.id}`)
   const sub = app.client.subscribe('chat.>', (m) => {
     const line = `${m.from.slice(-6)}: ${text(m.data)}`

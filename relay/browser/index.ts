@@ -3,7 +3,7 @@
  * one-file bundle `dist/browser/plexus-relay.js` (`npm run build`) and of the `browser`
  * condition of `plexus/relay`. Same client as in Node (`connectRelay`, the same method
  * names), over the relay's WebSocket transport: `connectRelay({ url: 'ws://127.0.0.1:PORT/' })`,
- * or with no options on a page the node serves itself. `reconnectingRelay` reconnects with
+ * or with no options on a page the node serves itself; `reconnect: true` reconnects with
  * backoff. See docs/relay-protocol.md, "WebSocket transport".
  */
 export {

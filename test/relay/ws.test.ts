@@ -274,6 +274,49 @@ describe('relay over WebSocket', () => {
     expect(silent.bodies[0]).toContain('no HELLO within 300 ms')
   })
 
+  it('reconnects with backoff after the node restarts, restoring subscriptions and joins', async () => {
+    const network = uniqueNetwork('ws')
+    const [a, b] = await Promise.all([
+      startNode({ network, relay: { port: 0, wsPort: 0 } }),
+      startNode({ network }),
+    ])
+    const port = Number(a.relayWsAddress!.split(':')[1])
+    const states: string[] = []
+    const c = await connectRelay({
+      url: `ws://${a.relayWsAddress}/`,
+      timeout: 1000,
+      reconnect: { minDelay: 50, maxDelay: 200, onState: (s) => void states.push(s) },
+    })
+    clients.push(c)
+    const got: string[] = []
+    await c.subscribe('news.*', (m) => void got.push(text(m.data))).ready
+    const key = generateKey()
+    await c.join('svc', { key, onRequest: (d) => `svc:${text(d)}` })
+    await waitForMembers(b, 'svc', 1)
+    expect(text(await b.request('svc', 'x'))).toBe('svc:x')
+    await a.stop()
+    await expect.poll(() => states).toEqual(['disconnected'])
+    // While reconnecting a call waits up to the connect timeout, then says why.
+    await expect(c.request('svc', 'x')).rejects.toThrow(RelayUnavailableError)
+    await startNode({ network, relay: { port: 0, wsPort: port } })
+    await expect.poll(() => states, { timeout: 10_000 }).toEqual(['disconnected', 'connected'])
+    // The membership is back (through the new node) and so is the subscription.
+    await waitForMembers(b, 'svc', 1, 10_000)
+    await expect
+      .poll(async () => text(await b.request('svc', 'y')).toString(), { timeout: 10_000 })
+      .toBe('svc:y')
+    await expect
+      .poll(
+        async () => {
+          await b.publish('news.today', 'fresh')
+          return got
+        },
+        { timeout: 10_000, interval: 200 },
+      )
+      .toContain('fresh')
+    expect(c.id).not.toBe(a.id)
+  })
+
   it('validates the options', async () => {
     await expect(startNode({ relay: { port: 0, wsPort: 70000 } })).rejects.toThrow(/relay.wsPort/)
     await expect(startNode({ relay: { port: 0, wsPort: 0, wsOrigins: ['localhost:3000'] } })).rejects.toThrow(
