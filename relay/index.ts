@@ -1,7 +1,8 @@
 /**
- * `plexus/relay`: the thin client (`connectRelay`), the server side (`startRelay`, used by
- * the node; `stats()` shows its bounded buffers) and the wire protocol constants (see
- * docs/relay-protocol.md).
+ * `plexus/relay`: the thin client (`connectRelay`, over TCP or WebSocket, optionally
+ * reconnecting), the server side (`startRelay`, used by the node; `stats()` shows its bounded
+ * buffers; `wsPort` adds the WebSocket transport) and the wire protocol constants (see
+ * docs/relay-protocol.md). Browsers get `relay/browser/index.ts`, bundled.
  */
 export {
   type ConnectRelayOptions,
@@ -18,6 +19,7 @@ export {
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client.js'
+export type { ReconnectOptions } from './client-reconnect.js'
 export {
   CONNECTION_ID,
   FRAME_OVERHEAD,

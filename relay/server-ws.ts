@@ -89,8 +89,8 @@ export async function startWsRelay(opts: WsRelayOptions): Promise<WsRelay> {
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
-    // One message holds at most one largest frame's worth of bytes.
-    maxPayload: opts.maxMessageSize + FRAME_OVERHEAD + 65536,
+    // One message holds at most one largest frame: its u32 length and that many bytes.
+    maxPayload: opts.maxMessageSize + FRAME_OVERHEAD + 4,
   })
   const http = createServer((req, res) => serveHttp(req, res, hosts, staticRoot, bundle))
   http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {

@@ -266,6 +266,11 @@ describe('relay over WebSocket', () => {
     const closed = new Promise<number>((r) => r4.ws!.on('close', (code) => r(code)))
     r4.ws!.send('hello')
     expect(await closed).toBeGreaterThan(1000)
+    // A message larger than one largest frame (1 MiB + 65540 bytes): closed with 1009.
+    const r6 = await tryOrigin(addr)
+    const tooBig = new Promise<number>((r) => r6.ws!.on('close', (code) => r(code)))
+    r6.ws!.send(new Uint8Array(1024 * 1024 + 65541))
+    expect(await tooBig).toBe(1009)
     // No HELLO within the handshake timeout: REFUSE.
     await tcp.close()
     const r5 = await tryOrigin(addr)
