@@ -14,6 +14,7 @@ import { connectRelay, type RelayClient, RelayUnavailableError } from '../../rel
 import { encodeHello, FrameDecoder, Op, PROTOCOL_VERSION, writeFrame } from '../../relay/protocol.js'
 import { generateKey, InvalidArgumentError, type PlexusNode } from '../../src/index.js'
 import { BinaryWriter } from '../../src/util/binary.js'
+import { uniqueNetwork as cliNetwork, runCli, startNode as startCliNode } from '../cli/helpers.js'
 import { startNode, startStreamCluster, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
@@ -320,6 +321,40 @@ describe('relay over WebSocket', () => {
       )
       .toContain('fresh')
     expect(c.id).not.toBe(a.id)
+  })
+
+  it('plexus node --relay-ws-port serves it, --relay-ws-origin allows an origin, a bad one exits 2', async () => {
+    const web = mkdtempSync(join(tmpdir(), 'plexus-ws-cli-'))
+    dirs.push(web)
+    writeFileSync(join(web, 'index.html'), '<p>cli</p>')
+    const n = await startCliNode(cliNetwork(), [
+      '--relay-ws-port',
+      '0',
+      '--relay-ws-origin',
+      'http://localhost:3000',
+      '--relay-ws-static',
+      web,
+    ])
+    const line = await n.waitLine(/^relay websocket ws:\/\/\S+\/$/)
+    const addr = line.match(/ws:\/\/(\S+)\//)![1]!
+    const c = await connectRelay({ url: `ws://${addr}/` })
+    clients.push(c)
+    expect(c.id).toBe(n.id)
+    const ok = await tryOrigin(addr, 'http://localhost:3000')
+    expect(ok.status).toBe(101)
+    ok.ws!.close()
+    expect((await tryOrigin(addr, 'https://evil.example')).status).toBe(403)
+    expect(await (await fetch(`http://${addr}/`)).text()).toBe('<p>cli</p>')
+    const bad = await runCli([
+      'node',
+      '--no-mdns',
+      '--relay-ws-port',
+      '0',
+      '--relay-ws-origin',
+      'evil.example',
+    ])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toContain('--relay-ws-origin must be an origin')
   })
 
   it('validates the options', async () => {
