@@ -1,6 +1,8 @@
 /**
  * Per-peer bounds (issue 18, docs/security.md "Per-peer bounds"). A keyless hostile peer
- * (a plain libp2p node speaking our link protocol by hand) floods a node; a well-behaved
+ * (a plain libp2p node speaking our link protocol by hand) floods a node with long polls,
+ * requests, tunnel opens, interest patterns, reads it never takes, and every internal
+ * method; a member-looking node with a wrong cluster key floods long polls. A well-behaved
  * peer keeps working at the same time, and what the hostile peer held is released the
  * moment it disconnects (status counters polled with a deadline, no sleeping).
  */
@@ -11,10 +13,12 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { DEFAULT_LIMITS, LINK, RPC } from '../src/constants.js'
 import { generateKey, type PlexusNode } from '../src/index.js'
 import { FrameType } from '../src/link/frames.js'
-import { encodeFetchCall } from '../src/streams/wire.js'
+import type { PeerRpc } from '../src/rpc/rpc.js'
+import { encodeSeek } from '../src/streams/consumer-wire.js'
+import { encodeFetchCall, encodeRef } from '../src/streams/wire.js'
 import { peerShare } from '../src/util/peer-share.js'
 import { HostilePeer } from './helpers/hostile-peer.js'
-import { startNodes, startStreamCluster, waitFor, waitForMembers } from './helpers/nodes.js'
+import { startNode, startNodes, startStreamCluster, waitFor, waitForMembers } from './helpers/nodes.js'
 
 const roots: string[] = []
 const hostiles: HostilePeer[] = []
@@ -229,5 +233,100 @@ describe('per-peer bounds on unread replies', () => {
     expect(queued).toBeLessThan(LINK.maxQueuedBytes + 5 * 1024 * 1024)
     // The good peer reads as usual meanwhile.
     expect((await readSome(good, 'big', 16)).length).toBe(16)
+  }, 60_000)
+})
+
+describe('a keyless peer flooding every internal method', () => {
+  it('leaves the node serving others and holding nothing of it once it goes', async () => {
+    const root = await tempRoot()
+    const { members, outside } = await startStreamCluster(root, { members: 1, outside: 1 })
+    const member = members[0]!
+    const good = outside[0]!
+    await good.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 1 })
+    await good.publish('orders.eu', 'first', { ack: 'all', timeout: 5000 })
+    const ref = hostedRef(member, 'orders')
+    const valid: Record<string, Uint8Array> = {
+      's.fetch': encodeFetchCall({ ...ref, offset: 1e6, maxBytes: 1 << 20, waitMs: 0x7fffffff }),
+      's.pstat': encodeRef(ref),
+      's.seek': encodeSeek(ref, 'end'),
+      's.load': new TextEncoder().encode('db'),
+      'pubsub.sync': new Uint8Array(0),
+    }
+    const methods = [
+      's.meta',
+      's.pub',
+      's.fetch',
+      's.cons',
+      's.seek',
+      's.pstat',
+      's.copy',
+      's.load',
+      'pubsub.sync',
+    ]
+    const evil = await hostile(member)
+    let sent = 0
+    let seed = 1
+    const random = () => {
+      seed = (seed * 1103515245 + 12345) >>> 0
+      return seed
+    }
+    for (const method of methods) {
+      for (let i = 0; i < 600; i++) {
+        const junk = new Uint8Array(random() % 96).map(() => random() & 0xff)
+        const body = valid[method] !== undefined && i % 2 === 0 ? valid[method]! : junk
+        evil.call(method, body, 0x7fffffff)
+        sent++
+      }
+      // Meanwhile the good peer publishes, reads and is answered as usual.
+      const ack = await good.publish('orders.eu', `during ${method}`, { ack: 'all', timeout: 5000 })
+      expect(ack?.stream).toBe('orders')
+    }
+    expect((await readSome(good, 'orders', 1 + methods.length)).length).toBe(1 + methods.length)
+    // Every call was answered except the long polls it may hold (at most its share).
+    await waitFor(() => evil.replies.size + counter(member, 'rpc.serving') >= sent, 20_000, 'answers')
+    expect(counter(member, 'rpc.serving')).toBeLessThanOrEqual(RPC.maxPerPeer + 1)
+    await evil.disconnect()
+    await good.stop()
+    await waitFor(() => counter(member, 'rpc.serving') === 0, 3000, 'every call released')
+    expect(counter(member, 'rpc.servingPeers')).toBe(0)
+  }, 60_000)
+})
+
+describe('a member-looking node with a wrong cluster key', () => {
+  it('is never a member, fills only its share of calls, and holds nothing once it stops', async () => {
+    const root = await tempRoot()
+    const { members, outside } = await startStreamCluster(root, { members: 1, outside: 1 })
+    const member = members[0]!
+    const good = outside[0]!
+    await good.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 1 })
+    const imposter = await startNode({ network: member.network })
+    await imposter.join('db', { key: generateKey(), onRequest: (d) => d })
+    await waitFor(
+      () => counter(member, 'announcements.refused.wrong-key') >= 1,
+      5000,
+      'its announcement refused',
+    )
+    const rpc = (imposter as unknown as { rpc: PeerRpc }).rpc
+    const body = encodeFetchCall({
+      ...hostedRef(member, 'orders'),
+      offset: 1e6,
+      maxBytes: 1024,
+      waitMs: 0x7fffffff,
+    })
+    const calls = Array.from({ length: RPC.maxPerPeer + 200 }, () =>
+      rpc.call(member.id, 's.fetch', body, { timeout: 120_000 }).catch((e: Error) => e),
+    )
+    await waitFor(() => counter(member, 'rpc.refused.peerLimit') >= 200, 10_000, 'refusals')
+    const ack = await good.publish('orders.eu', 'fine', { ack: 'all', timeout: 5000 })
+    expect(ack?.offset).toBe(0)
+    expect(
+      member
+        .status()
+        .clusters.find((c) => c.name === 'db')
+        ?.members.map((m) => m.id),
+    ).not.toContain(imposter.id)
+    await imposter.stop()
+    for (const r of await Promise.all(calls)) expect(r).toBeInstanceOf(Error)
+    await waitFor(() => counter(member, 'rpc.serving') <= 1, 3000, "the imposter's calls released")
   }, 60_000)
 })
