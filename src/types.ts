@@ -229,7 +229,8 @@ export interface PublishOptions {
   /**
    * Publish id: the stream stores a message once per id within its `duplicateWindow` (default
    * 2 min), so a publish retried after a timeout or a leader change is not stored twice. With
-   * an id the node also resends on its own when the leader's link drops.
+   * an id the node also resends on its own when the leader's link drops or the leader lost
+   * leadership with the outcome unknown (without one, that rejects with `LeadershipLostError`).
    */
   msgId?: string
   timeout?: number
