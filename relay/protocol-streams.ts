@@ -117,7 +117,18 @@ export function decodeStreamCreate(r: BinaryReader): StreamCreateBody {
   const timeoutMs = r.u32('timeout')
   const auth = readRelayAuth(r)
   r.end('STREAM_CREATE')
-  return { name, cluster, subject, replicas, partitions, retention, compact, duplicateWindow, timeoutMs, auth }
+  return {
+    name,
+    cluster,
+    subject,
+    replicas,
+    partitions,
+    retention,
+    compact,
+    duplicateWindow,
+    timeoutMs,
+    auth,
+  }
 }
 
 /** STREAM_INFO and STREAM_DELETE body (`auth`: STREAM_DELETE only; STREAM_INFO ignores it). */

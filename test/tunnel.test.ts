@@ -1,12 +1,6 @@
 import { createHash } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import {
-  generateKey,
-  NoMembersError,
-  TimeoutError,
-  type Tunnel,
-  TunnelClosedError,
-} from '../src/index.js'
+import { generateKey, NoMembersError, TimeoutError, type Tunnel, TunnelClosedError } from '../src/index.js'
 import { startNodes, waitFor, waitForMembers } from './helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from './helpers/rng.js'
 
