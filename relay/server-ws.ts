@@ -86,6 +86,9 @@ export async function startWsRelay(opts: WsRelayOptions): Promise<WsRelay> {
   const hosts = new Set<string>()
   const bundle = browserBundle()
   const staticRoot = opts.staticDir === undefined ? undefined : resolve(opts.staticDir)
+  if (staticRoot !== undefined && !isDirectory(staticRoot)) {
+    throw new PlexusError(`relay.wsStatic (--relay-ws-static) ${opts.staticDir} is not a directory`)
+  }
   const wss = new WebSocketServer({
     noServer: true,
     perMessageDeflate: false,
@@ -151,6 +154,14 @@ export async function startWsRelay(opts: WsRelayOptions): Promise<WsRelay> {
       })
       return closing
     },
+  }
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory()
+  } catch {
+    return false
   }
 }
 
