@@ -3,7 +3,7 @@
  * download) loads the example page (examples/web/) from the node's own WebSocket port and
  * from another origin the node allows, and through the relay's WebSocket transport chats
  * over pub/sub with a Node-side subscriber (both directions), requests a Node-side member,
- * and consumes a stream from its earliest offset. A page from an origin the node does not
+ * serves a cluster the Node side requests, and consumes a stream from its earliest offset. A page from an origin the node does not
  * allow cannot connect. Skipped, saying why, when chromium is not installed.
  */
 import { execFileSync } from 'node:child_process'
@@ -19,10 +19,14 @@ import { generateKey, type Message, type PlexusNode } from '../../src/index.js'
 import { startNode, startStreamCluster, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser'].find((p) => existsSync(p))
+/** The browser: PLEXUS_CHROMIUM when set, else Debian's chromium. */
+const candidates = process.env.PLEXUS_CHROMIUM
+  ? [process.env.PLEXUS_CHROMIUM]
+  : ['/usr/bin/chromium', '/usr/bin/chromium-browser']
+const CHROMIUM = candidates.find((p) => existsSync(p))
 if (!CHROMIUM) {
   console.warn(
-    'test/browser/ws-relay.test.ts skipped: no chromium at /usr/bin/chromium (install it: apt-get install -y chromium; .ci/run does as root)',
+    `test/browser/ws-relay.test.ts skipped: no chromium at ${candidates.join(' or ')} (install it: apt-get install -y chromium; .ci/run does as root)`,
   )
 }
 
@@ -36,6 +40,12 @@ interface PageApp {
   sendChat(m: string): Promise<void>
   request(cluster: string, data: string): Promise<string>
   consume(stream: string, count: number): Promise<string[]>
+  client: {
+    join(
+      cluster: string,
+      opts: { key: string; onRequest(d: Uint8Array): string },
+    ): Promise<{ leave(): Promise<void> }>
+  }
 }
 declare const window: { app: PageApp }
 
@@ -132,6 +142,16 @@ describe.skipIf(!CHROMIUM)('relay from a real browser (chromium)', () => {
     expect(lines).toEqual(['0/0 orders.eu: order 1', '0/1 orders.eu: order 2', '0/2 orders.eu: order 3'])
     // the page's DOM shows them too
     expect(await page.$eval('#reply', (e) => e.textContent)).toBe('echo: ping')
+    // the page serves a cluster that the Node side requests
+    const key = generateKey()
+    await page.evaluate(async (k) => {
+      await window.app.client.join('browser', {
+        key: k,
+        onRequest: (d) => `page got ${new TextDecoder().decode(d)}`,
+      })
+    }, key)
+    await waitForMembers(service, 'browser', 1, 10_000)
+    expect(text(await service.request('browser', 'hi'))).toBe('page got hi')
     await page.close()
   }
 
