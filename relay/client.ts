@@ -5,7 +5,7 @@
  * local node does the overlay work. Errors that
  * cross the wire by name are rebuilt as the same exported classes (`errorFromWire`).
  */
-import { DEFAULT_MAX_MESSAGE_SIZE, RELAY_ENV } from '../src/constants.js'
+import { DEFAULT_MAX_MESSAGE_SIZE } from '../src/constants.js'
 import { AbortedError, errorFromWire, errorMessage, TimeoutError, TunnelClosedError } from '../src/errors.js'
 import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
 import type { ConsumeOptions, Message, NodeStatus, PublishAck, PublishOptions } from '../src/types.js'
@@ -35,6 +35,7 @@ import { checkPublishOptions, type RelayTarget, resolveConnectOptions } from './
 import { connectReconnecting } from './client-reconnect.js'
 import { ClientStreams } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
+import { openClientTransport } from './client-transport.js'
 import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
 import { FramedConnection } from './connection.js'
 import {
@@ -64,9 +65,8 @@ import {
   encodeSubscribe,
   encodeTunnelOpen,
 } from './protocol-ext.js'
-import { type ByteTransport, unrefInterval } from './transport.js'
-import { connectTcp } from './transport-tcp.js'
-import { connectWebSocket, type WebSocketConstructor } from './transport-ws.js'
+import { unrefInterval } from './transport.js'
+import type { WebSocketConstructor } from './transport-ws.js'
 
 export {
   type ConnectRelayOptions,
@@ -154,32 +154,9 @@ class Client implements RelayClient {
     )
     const onAbort = () => this.fail(new AbortedError('connectRelay aborted'))
     signal?.addEventListener('abort', onAbort, { once: true })
-    let transport: ByteTransport
-    if (this.target.url !== undefined) {
-      transport = connectWebSocket(
-        this.target.url,
-        (err) =>
-          this.fail(
-            new RelayUnavailableError(
-              `no Plexus relay accepted a WebSocket at ${this.where} (${err.message}): is a node running with --relay-ws-port, and does it allow this page's origin (--relay-ws-origin)?`,
-              { cause: err },
-            ),
-          ),
-        this.WebSocketImpl,
-      )
-    } else {
-      transport = connectTcp(this.target.host, this.target.port, (err) => {
-        const refused = err.code === 'ECONNREFUSED'
-        this.fail(
-          new RelayUnavailableError(
-            refused
-              ? `no Plexus node's relay is listening at ${this.where} (connection refused); start one with "plexus node", or name one with --relay HOST:PORT or ${RELAY_ENV}`
-              : `cannot reach the relay at ${this.where}: ${err.message}`,
-            { cause: err },
-          ),
-        )
-      })
-    }
+    const transport = openClientTransport(this.target, this.where, this.WebSocketImpl, (err) =>
+      this.fail(err),
+    )
     this.conn = new FramedConnection(transport, {
       maxFrame: this.maxMessageSize + FRAME_OVERHEAD,
       pauseAt: 8 * 1024 * 1024,
