@@ -510,7 +510,13 @@ export class StreamsClient {
     /** Bytes to read at most (a replica returns one message even when it alone is larger). */
     maxBytes = 1024 * 1024,
   ): Promise<FetchResult> {
-    const body = encodeFetchCall({ ...ref, offset, maxBytes, waitMs })
+    // The reply must fit one link frame of this node (maxMessageSize + FRAME_OVERHEAD).
+    const body = encodeFetchCall({
+      ...ref,
+      offset,
+      maxBytes: Math.min(maxBytes, this.d.maxMessageSize),
+      waitMs,
+    })
     const sig = AbortSignal.any([signal, this.closing.signal])
     return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, {
       deadline: Date.now() + waitMs + 10_000,

@@ -76,11 +76,31 @@ export function decodeCopyCall(bytes: Uint8Array): CopyCall {
   return c
 }
 
+/**
+ * Keeps the longest prefix of `chunk`'s records whose encoded reply fits `maxBytes` (at
+ * least one record): the records were read by their size on disk, and the caller sized
+ * `maxBytes` to what one of its link frames can carry.
+ */
+export function fitCopyChunk(chunk: CopyChunk, maxBytes: number): CopyChunk {
+  let size = COPY_REPLY_HEADER_BYTES
+  let n = 0
+  for (const m of chunk.records) {
+    size += COPY_RECORD_OVERHEAD + recordBodySize(m)
+    if (n > 0 && size > maxBytes) break
+    n++
+  }
+  return n === chunk.records.length ? chunk : { ...chunk, records: chunk.records.slice(0, n) }
+}
+
+/** Bytes of an `s.copy` reply before its records, and per record besides its body. */
+const COPY_REPLY_HEADER_BYTES = 32
+const COPY_RECORD_OVERHEAD = 24
+
 /** Encodes an `s.copy` reply (`undefined`: not here). */
 export function encodeCopyReply(chunk: CopyChunk | undefined): Uint8Array {
   if (chunk === undefined) return new Uint8Array([Status.NotHere])
-  let size = 32
-  for (const m of chunk.records) size += 24 + recordBodySize(m)
+  let size = COPY_REPLY_HEADER_BYTES
+  for (const m of chunk.records) size += COPY_RECORD_OVERHEAD + recordBodySize(m)
   const b = new BinaryWriter(size)
   b.u8(Status.Ok).u64(chunk.earliest).u64(chunk.end).u32(chunk.records.length)
   for (const m of chunk.records) {

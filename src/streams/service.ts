@@ -28,6 +28,7 @@ import {
   decodeCopyReply,
   encodeCopyCall,
   encodeCopyReply,
+  fitCopyChunk,
 } from './partition-copy.js'
 import { servePublish } from './publish-serve.js'
 import { ReadBudget } from './read-budget.js'
@@ -186,9 +187,16 @@ export class StreamService {
       replaceAfterMs: this.d.replaceAfterMs,
       raftLogBytes: this.d.raftLogBytes,
       count: (n) => this.d.count(n),
+      // The reply must fit one link frame of this node (maxMessageSize + FRAME_OVERHEAD):
+      // a bigger one resets the link, and the copy would retry it forever.
       copy: async (peer, call, signal) =>
         decodeCopyReply(
-          await this.d.rpc.call(peer, 's.copy', encodeCopyCall(call), { timeout: COPY_TIMEOUT_MS, signal }),
+          await this.d.rpc.call(
+            peer,
+            's.copy',
+            encodeCopyCall({ ...call, maxBytes: Math.min(call.maxBytes, this.d.maxMessageSize) }),
+            { timeout: COPY_TIMEOUT_MS, signal },
+          ),
         ),
     })
     this.hosts.set(cluster, host)
@@ -349,7 +357,7 @@ export class StreamService {
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodeCopyReply(undefined)
     const maxBytes = Math.max(1, Math.min(call.maxBytes, COPY_MAX_BYTES))
-    return encodeCopyReply(await h.replica.copyOut(call.fromOffset, maxBytes))
+    return encodeCopyReply(fitCopyChunk(await h.replica.copyOut(call.fromOffset, maxBytes), maxBytes))
   }
 
   private partitionState(body: Uint8Array) {

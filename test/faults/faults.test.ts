@@ -9,10 +9,10 @@
  * - power loss of the leader (LD_PRELOAD journal, faults/powerloss.c; skipped without gcc);
  * - SIGSTOP of the leader for longer than an election timeout, then SIGCONT.
  *
- * Members run with maxMessageSize 8 MiB: with the default (1 MiB link frames) a replica that
- * must copy more than about 1 MiB from the others after a snapshot never catches up (the
- * `s.copy` reply exceeds the frame limit; docs/faults.md, "Results"). FAULTS_DEFAULT_FRAMES=1
- * runs these schedules with the default instead.
+ * Members run with the library's default maxMessageSize (1 MiB link frames): a replica that
+ * copies more than a frame from the others after a snapshot asks for it in frame-sized
+ * replies (before, the reply exceeded the frame limit and the copy never finished; found by
+ * this runner, docs/faults.md "Results").
  *
  * Randomness (which follower, message contents) comes from TEST_SEED; a failure prints the
  * seed and the end of the schedule's timeline.
@@ -26,7 +26,6 @@ import { testSeed } from '../helpers/rng.js'
 
 const KiB = 1024
 const MiB = 1024 * KiB
-const maxMessageSize = process.env.FAULTS_DEFAULT_FRAMES ? undefined : 8 * MiB
 
 const hasGcc = (() => {
   try {
@@ -58,7 +57,7 @@ describe('fault runner: short schedules', () => {
       inflight: 256,
       faults: [{ atBytes: (3 * MiB) / 2, kind: 'kill', target: 'follower', pick: prng(seed)(), downMs: 500 }],
     }
-    expectClean(await runSchedule(s, { timeoutMs: 40_000, maxMessageSize }))
+    expectClean(await runSchedule(s, { timeoutMs: 40_000 }))
   }, 45_000)
 
   it.skipIf(!hasGcc)(
@@ -75,7 +74,7 @@ describe('fault runner: short schedules', () => {
         inflight: 32,
         faults: [{ atBytes: 2 * MiB, kind: 'powerloss', target: 'leader', pick: 0, downMs: 300 }],
       }
-      expectClean(await runSchedule(s, { timeoutMs: 40_000, shim, maxMessageSize }))
+      expectClean(await runSchedule(s, { timeoutMs: 40_000, shim }))
     },
     45_000,
   )
@@ -91,6 +90,6 @@ describe('fault runner: short schedules', () => {
       inflight: 256,
       faults: [{ atBytes: MiB, kind: 'pause', target: 'leader', pick: 0, downMs: 1500 }],
     }
-    expectClean(await runSchedule(s, { timeoutMs: 40_000, maxMessageSize }))
+    expectClean(await runSchedule(s, { timeoutMs: 40_000 }))
   }, 45_000)
 })

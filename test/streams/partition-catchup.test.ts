@@ -48,7 +48,12 @@ describe('partition snapshot catch-up on real nodes', () => {
       outside: [outside],
     } = await startStreamCluster(root, {
       members: 4,
-      options: { streams: { replaceReplicaAfter: 1000, raftLogBytes: RAFT_LOG_BYTES } },
+      // Frames of 256 KiB + overhead: the ~630 KB copy must come in several replies (a copy
+      // asking for more than one frame holds resets the link and never finishes).
+      options: {
+        maxMessageSize: 256 * 1024,
+        streams: { replaceReplicaAfter: 1000, raftLogBytes: RAFT_LOG_BYTES },
+      },
     })
     mine.push(...members, outside!)
     const info = await outside.streams.create('big', { cluster: 'db', subject: 'big.>', replicas: 3 })
