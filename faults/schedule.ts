@@ -5,6 +5,8 @@
  * time, so at most one of the three members is down, paused or cut off at any moment.
  */
 
+import { mulberry32 } from './prng.js'
+
 /** What a fault does to its victim. */
 export type FaultKind = 'kill' | 'pause' | 'partition' | 'powerloss'
 
@@ -64,16 +66,7 @@ const MiB = 1024 * KiB
 export const DEFAULTS_FIRST_FAULT_BYTES = 57 * MiB
 
 /** A seeded PRNG (mulberry32) returning floats in [0, 1). */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export const prng: (seed: number) => () => number = mulberry32
 
 /** The schedule of `seed` (pure). */
 export function generateSchedule(seed: number, opts: ScheduleOptions = {}): Schedule {

@@ -3,17 +3,8 @@
  * from the clock; tests print it on failure so a run can be replayed.
  */
 
-/** A seeded PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** A seeded PRNG returning floats in [0, 1) (one implementation, shared with faults/). */
+export { mulberry32 } from '../../faults/prng.js'
 
 /** The seed of this run (TEST_SEED or time based). */
 export function testSeed(): number {

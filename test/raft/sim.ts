@@ -13,19 +13,11 @@ import {
   type Message,
   RawNode,
 } from '../../src/raft/index.js'
+import { mulberry32 } from '../helpers/rng.js'
 import { checkElectable, checkPromise, checkRound } from './invariants.js'
 
 /** mulberry32: a tiny seeded PRNG returning floats in [0, 1). */
-export function mulberry32(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+export { mulberry32 }
 
 export interface Faults {
   drop: number
