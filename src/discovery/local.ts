@@ -15,7 +15,7 @@ import { mkdir, readdir, readFile, rename, rmdir, stat, unlink, writeFile } from
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { LOCAL_DISCOVERY } from '../constants.js'
-import { startTimeOf } from '../util/data-dir-lock.js'
+import { pidAlive, startTimeOf } from '../util/data-dir-lock.js'
 import { sha256 } from '../util/keys.js'
 
 /** A temp record file this old (ms) was left by a process that died while writing it. */
@@ -77,7 +77,7 @@ function parseRecord(text: string): LocalRecord | undefined {
  * start time is cheap to read) that pid now belongs to a process that started later.
  */
 function dead(rec: LocalRecord): boolean {
-  if (!alive(rec.pid)) return true
+  if (!pidAlive(rec.pid)) return true
   if (process.platform !== 'linux' || typeof rec.started !== 'string') return false
   const now = startTimeOf(rec.pid)
   return now !== null && now !== rec.started
@@ -225,14 +225,5 @@ export class LocalDiscovery {
     if (this.timer) clearInterval(this.timer)
     await unlink(this.file).catch(() => {})
     await sweepLocalRoot(this.opts.root)
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

@@ -158,7 +158,7 @@ function takeOver(file: string, stale: string, deadline: number): void {
 function holds(rec: LockRecord): boolean {
   if (rec.host !== hostname()) return true // cannot check another machine's processes
   if (rec.pid === process.pid) return [...held.values()].includes(rec.token)
-  if (!alive(rec.pid) || exited(rec.pid)) return false
+  if (!pidAlive(rec.pid) || exited(rec.pid)) return false
   if (rec.started === null) return true
   const started = startTimeOf(rec.pid)
   return started === null || started === rec.started
@@ -217,7 +217,7 @@ function waitOrGiveUp(deadline: number, file: string): void {
 }
 
 /** True when a process with this pid exists (EPERM: it exists, owned by someone else). */
-function alive(pid: number): boolean {
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
