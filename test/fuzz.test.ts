@@ -1,4 +1,3 @@
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import { multiaddr } from '@multiformats/multiaddr'
 import { describe, expect, it } from 'vitest'
 import { Broadcaster } from '../src/broadcast/broadcast.js'
@@ -57,7 +56,7 @@ import {
   writePubHead,
   writePubMessage,
 } from '../src/streams/wire.js'
-import { buildLibp2p, protocols } from '../src/transport/libp2p.js'
+import { protocols } from '../src/transport/libp2p.js'
 import { BinaryReader, BinaryWriter } from '../src/util/binary.js'
 import { checkClusterName } from '../src/util/validate.js'
 import {
@@ -76,6 +75,7 @@ import {
   spec,
   table,
 } from './helpers/fuzz.js'
+import { keylessLibp2p } from './helpers/keyless-libp2p.js'
 import { startNodes, waitForMembers } from './helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from './helpers/rng.js'
 
@@ -106,14 +106,7 @@ describe('hostile peers', () => {
       const [target, client] = await startNodes(2)
       await target.join('db', { key: generateKey(), onRequest: () => 'alive' })
       await waitForMembers(client, 'db', 1)
-      const attacker = await buildLibp2p({
-        network: target.network,
-        privateKey: await generateKeyPair('Ed25519'),
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-        bootstrap: [],
-        mdns: false,
-        dht: false,
-      })
+      const attacker = await keylessLibp2p(target.network)
       // Speak the link protocol (so the node links back) but ignore what it sends.
       await attacker.handle(protocols(target.network).link, () => {})
       try {
@@ -444,14 +437,7 @@ describe('hostile peers: mutated valid frames of every type', () => {
         [FrameType.RpcReply, body(FrameType.RpcReply, (w) => w.u32(1).u8(0).bytes(new Uint8Array(3)))],
         [FrameType.StreamTable, body(FrameType.StreamTable, (w) => w.bytes(table))],
       ]
-      const attacker = await buildLibp2p({
-        network: target.network,
-        privateKey: await generateKeyPair('Ed25519'),
-        listen: ['/ip4/127.0.0.1/tcp/0'],
-        bootstrap: [],
-        mdns: false,
-        dht: false,
-      })
+      const attacker = await keylessLibp2p(target.network)
       await attacker.handle(protocols(target.network).link, () => {})
       try {
         const rounds = Math.max(20, Math.floor(FUZZ_RUNS / 10))

@@ -7,7 +7,6 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it } from 'vitest'
@@ -24,9 +23,10 @@ import {
   writePubHead,
   writePubMessage,
 } from '../src/streams/wire.js'
-import { buildLibp2p, type PlexusLibp2p, protocols } from '../src/transport/libp2p.js'
+import { type PlexusLibp2p, protocols } from '../src/transport/libp2p.js'
 import { BinaryWriter } from '../src/util/binary.js'
 import { parseKey } from '../src/util/keys.js'
+import { keylessLibp2p } from './helpers/keyless-libp2p.js'
 import { startNode, startNodes, uniqueNetwork, waitFor } from './helpers/nodes.js'
 
 const enc = new TextEncoder()
@@ -41,14 +41,7 @@ class RawPeer {
   private constructor(readonly libp2p: PlexusLibp2p) {}
 
   static async attach(target: PlexusNode): Promise<RawPeer> {
-    const libp2p = await buildLibp2p({
-      network: target.network,
-      privateKey: await generateKeyPair('Ed25519'),
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      mdns: false,
-      dht: false,
-    })
+    const libp2p = await keylessLibp2p(target.network)
     const peer = new RawPeer(libp2p)
     const protocol = protocols(target.network).link
     await libp2p.handle(protocol, (stream) => {

@@ -4,14 +4,14 @@
  * target node, keeps the link alive with heartbeats, and reads what the target sends back
  * (RPC replies are counted by id). `disconnect()` hangs up every connection at once.
  */
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Stream } from '@libp2p/interface'
 import { multiaddr } from '@multiformats/multiaddr'
 import type { PlexusNode } from '../../src/index.js'
 import { FrameType, writeFrame } from '../../src/link/frames.js'
 import { readFrames } from '../../src/link/link.js'
-import { buildLibp2p, type PlexusLibp2p, protocols } from '../../src/transport/libp2p.js'
+import { type PlexusLibp2p, protocols } from '../../src/transport/libp2p.js'
 import { type BinaryReader, BinaryWriter } from '../../src/util/binary.js'
+import { keylessLibp2p } from './keyless-libp2p.js'
 
 /** A reply the target sent to one of our internal calls. */
 export interface HostileReply {
@@ -40,14 +40,7 @@ export class HostilePeer {
 
   /** Starts a keyless libp2p node on `target`'s network and opens a link stream to it. */
   static async attach(target: PlexusNode): Promise<HostilePeer> {
-    const libp2p = await buildLibp2p({
-      network: target.network,
-      privateKey: await generateKeyPair('Ed25519'),
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      mdns: false,
-      dht: false,
-    })
+    const libp2p = await keylessLibp2p(target.network)
     const peer = new HostilePeer(libp2p, target)
     const protocol = protocols(target.network).link
     // The target links back to us: read its frames (replies, pings) from that stream.

@@ -1,0 +1,19 @@
+/**
+ * A keyless libp2p node for hostile-peer tests: a plain libp2p node on a target's network
+ * (fresh Ed25519 identity, loopback TCP, no bootstrap, mDNS or DHT) that holds no cluster
+ * key and speaks whatever a test writes by hand.
+ */
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { buildLibp2p, type PlexusLibp2p } from '../../src/transport/libp2p.js'
+
+/** Starts a keyless libp2p node on `network`, listening on a loopback TCP port. */
+export async function keylessLibp2p(network: string): Promise<PlexusLibp2p> {
+  return buildLibp2p({
+    network,
+    privateKey: await generateKeyPair('Ed25519'),
+    listen: ['/ip4/127.0.0.1/tcp/0'],
+    bootstrap: [],
+    mdns: false,
+    dht: false,
+  })
+}
