@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import { AbortedError, type PlexusNode, type Subscription, TimeoutError } from '../src/index.js'
 import { InterestSync, PUBSUB_SYNC } from '../src/pubsub/ready.js'
 import { startNodes, waitFor } from './helpers/nodes.js'
+import { readyLosses } from './helpers/ready.js'
 
 /** The node's internal call table (tests simulate a hung or an older peer through it). */
 function rpcHandlers(node: PlexusNode): Map<string, unknown> {
@@ -46,19 +47,7 @@ async function losses(
   rounds: number,
   wait: (s: Subscription) => Promise<unknown> | undefined,
 ): Promise<number> {
-  const subs: Subscription[] = []
-  const got = new Set<string>()
-  for (let i = 0; i < rounds; i++) {
-    const topic = `ready.${i}.${Math.random().toString(36).slice(2)}`
-    const s = sub.subscribe(topic, (m) => void got.add(`${m.topic}/${m.from}`))
-    subs.push(s)
-    await wait(s)
-    await Promise.all(pubs.map((p) => p.publish(topic, 'x')))
-  }
-  // Whatever was going to arrive has arrived well within this.
-  await new Promise((r) => setTimeout(r, 500))
-  for (const s of subs) s.unsubscribe()
-  return rounds * pubs.length - got.size
+  return readyLosses(sub, pubs, rounds, wait, 'ready')
 }
 
 describe('subscription readiness', () => {

@@ -12,6 +12,7 @@ import { decodeError, Op } from '../../relay/protocol.js'
 import { AbortedError, type PlexusNode, TimeoutError } from '../../src/index.js'
 import { PUBSUB_SYNC } from '../../src/pubsub/ready.js'
 import { startNode, uniqueNetwork, waitFor } from '../helpers/nodes.js'
+import { readyLosses } from '../helpers/ready.js'
 import { RawPeer } from './helpers.js'
 
 /** Directory of the Python client (imported by the script the test runs). */
@@ -40,18 +41,7 @@ async function losses(
   rounds: number,
   wait: (s: RelaySubscription) => Promise<unknown> | undefined,
 ): Promise<number> {
-  const subs: RelaySubscription[] = []
-  const got = new Set<string>()
-  for (let i = 0; i < rounds; i++) {
-    const topic = `relay.ready.${i}.${Math.random().toString(36).slice(2)}`
-    const s = client.subscribe(topic, (m) => void got.add(`${m.topic}/${m.from}`))
-    subs.push(s)
-    await wait(s)
-    await Promise.all(pubs.map((p) => p.publish(topic, 'x')))
-  }
-  await new Promise((r) => setTimeout(r, 500))
-  for (const s of subs) s.unsubscribe()
-  return rounds * pubs.length - got.size
+  return readyLosses(client, pubs, rounds, wait, 'relay.ready')
 }
 
 describe('subscription readiness through the relay', () => {
