@@ -21,35 +21,18 @@ import {
   MAX_TIMEOUT,
   MAX_TOPIC_LENGTH,
 } from '../src/constants.js'
-import {
-  createNode,
-  generateKey,
-  InvalidArgumentError,
-  type Message,
-  type NodeOptions,
-} from '../src/index.js'
+import { createNode, generateKey, type Message, type NodeOptions } from '../src/index.js'
 import { FrameType, writeFrame as writeLinkFrame } from '../src/link/frames.js'
 import { writePublish } from '../src/pubsub/frames.js'
 import { writePubHead, writePubMessage } from '../src/streams/wire.js'
 import { BinaryWriter } from '../src/util/binary.js'
-import { headersAtLimit, overLimits } from './helpers/limits.js'
+import { headersAtLimit, overLimits, refused } from './helpers/limits.js'
 import { startNode, startNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 
 const dirs: string[] = []
 afterEach(async () => {
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
-
-/** Rejects with InvalidArgumentError whose message matches `re`. */
-async function refused(p: Promise<unknown> | (() => unknown), re: RegExp): Promise<void> {
-  const run = typeof p === 'function' ? Promise.resolve().then(p) : p
-  const err = await run.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err, `expected a refusal matching ${re}`).toBeInstanceOf(InvalidArgumentError)
-  expect((err as Error).message).toMatch(re)
-}
 
 describe('message limits through the library', () => {
   it('a message at every limit reaches a remote subscriber and a stream; one over is refused at publish', async () => {

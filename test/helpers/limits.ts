@@ -1,7 +1,8 @@
 /**
  * Messages at and over the message limits of src/constants.ts, shared by test/limits.test.ts
- * (library) and test/relay/limits.test.ts (relay).
+ * (library) and test/relay/limits.test.ts (relay), and the check that a call is refused.
  */
+import { expect } from 'vitest'
 import {
   MAX_HEADER_NAME_BYTES,
   MAX_HEADERS,
@@ -9,7 +10,7 @@ import {
   MAX_KEY_BYTES,
   MAX_MSG_ID_BYTES,
 } from '../../src/constants.js'
-import type { PublishOptions } from '../../src/index.js'
+import { InvalidArgumentError, type PublishOptions } from '../../src/index.js'
 
 /** `MAX_HEADERS` headers, one name of `MAX_HEADER_NAME_BYTES`, `MAX_HEADERS_BYTES` in all. */
 export function headersAtLimit(): Record<string, string> {
@@ -49,4 +50,15 @@ export function overLimits(): Array<[string, PublishOptions, RegExp]> {
     ['too many headers', { headers: tooMany }, /options\.headers.*64/],
     ['non-string header value', { headers: { a: 1 as unknown as string } }, /options\.headers\.a/],
   ]
+}
+
+/** Rejects with InvalidArgumentError whose message matches `re`. */
+export async function refused(p: Promise<unknown> | (() => unknown), re: RegExp): Promise<void> {
+  const run = typeof p === 'function' ? Promise.resolve().then(p) : p
+  const err = await run.then(
+    () => undefined,
+    (e: unknown) => e,
+  )
+  expect(err, `expected a refusal matching ${re}`).toBeInstanceOf(InvalidArgumentError)
+  expect((err as Error).message).toMatch(re)
 }

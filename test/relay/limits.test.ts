@@ -25,9 +25,9 @@ import {
   MAX_TIMEOUT,
   MAX_TOPIC_LENGTH,
 } from '../../src/constants.js'
-import { generateKey, InvalidArgumentError, type Message, type PlexusNode } from '../../src/index.js'
+import { generateKey, type Message, type PlexusNode } from '../../src/index.js'
 import { BinaryWriter } from '../../src/util/binary.js'
-import { headersAtLimit, overLimits } from '../helpers/limits.js'
+import { headersAtLimit, overLimits, refused } from '../helpers/limits.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 import { RawPeer } from './helpers.js'
 
@@ -68,16 +68,6 @@ async function setup(): Promise<{
   const client = await connectRelay({ address: relay.address })
   clients.push(client)
   return { member, pub, relay, client }
-}
-
-async function refused(p: Promise<unknown> | (() => unknown), re: RegExp): Promise<void> {
-  const run = typeof p === 'function' ? Promise.resolve().then(p) : p
-  const err = await run.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err, `expected a refusal matching ${re}`).toBeInstanceOf(InvalidArgumentError)
-  expect((err as Error).message).toMatch(re)
 }
 
 /** A raw peer past the handshake. */
