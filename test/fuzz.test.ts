@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { Broadcaster } from '../src/broadcast/broadcast.js'
 import { AnnounceKind, decodeAnnouncement } from '../src/cluster/proof.js'
 import { MAX_TIMEOUT } from '../src/constants.js'
-import { generateKey } from '../src/index.js'
+import { generateKey, type PlexusNode } from '../src/index.js'
 import { decodeReply, decodeRequest, FrameType, writeFrame } from '../src/link/frames.js'
 import {
   InterestMode,
@@ -98,6 +98,17 @@ function hostileFrame(rand: () => number): Uint8Array {
   return rand() < 0.2 ? bytes.subarray(0, Math.floor(rand() * bytes.length)) : bytes
 }
 
+/**
+ * A keyless peer that speaks the link protocol (so `target` links back) but ignores what it
+ * is sent; `dial()` opens a new link stream to `target`.
+ */
+async function linkAttacker(target: PlexusNode) {
+  const attacker = await keylessLibp2p(target.network)
+  await attacker.handle(protocols(target.network).link, () => {})
+  const dial = () => attacker.dialProtocol(multiaddr(target.addresses[0]!), protocols(target.network).link)
+  return { attacker, dial }
+}
+
 describe('hostile peers', () => {
   it('random, truncated and malformed frames reset the stream and never crash the node', async () => {
     const seed = testSeed()
@@ -106,16 +117,11 @@ describe('hostile peers', () => {
       const [target, client] = await startNodes(2)
       await target.join('db', { key: generateKey(), onRequest: () => 'alive' })
       await waitForMembers(client, 'db', 1)
-      const attacker = await keylessLibp2p(target.network)
-      // Speak the link protocol (so the node links back) but ignore what it sends.
-      await attacker.handle(protocols(target.network).link, () => {})
+      const { attacker, dial } = await linkAttacker(target)
       try {
         let resets = 0
         for (let round = 0; round < 60; round++) {
-          const stream = await attacker.dialProtocol(
-            multiaddr(target.addresses[0]!),
-            protocols(target.network).link,
-          )
+          const stream = await dial()
           const closed = new Promise<void>((resolve) => stream.addEventListener('close', () => resolve()))
           const n = 1 + Math.floor(rand() * 4)
           for (let i = 0; i < n; i++) {
@@ -437,15 +443,11 @@ describe('hostile peers: mutated valid frames of every type', () => {
         [FrameType.RpcReply, body(FrameType.RpcReply, (w) => w.u32(1).u8(0).bytes(new Uint8Array(3)))],
         [FrameType.StreamTable, body(FrameType.StreamTable, (w) => w.bytes(table))],
       ]
-      const attacker = await keylessLibp2p(target.network)
-      await attacker.handle(protocols(target.network).link, () => {})
+      const { attacker, dial } = await linkAttacker(target)
       try {
         const rounds = Math.max(20, Math.floor(FUZZ_RUNS / 10))
         for (let round = 0; round < rounds; round++) {
-          const stream = await attacker.dialProtocol(
-            multiaddr(target.addresses[0]!),
-            protocols(target.network).link,
-          )
+          const stream = await dial()
           for (let i = 0; i < 8; i++) {
             const [type, valid] = samples[Math.floor(rand() * samples.length)]!
             const b = rand() < 0.3 ? valid : mutate(valid, ops())
