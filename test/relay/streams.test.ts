@@ -7,10 +7,10 @@
  * (StreamNotFoundError, NotEnoughReplicasError, InvalidArgumentError); bad input is refused
  * by the client before anything is sent, and by the relay when a raw peer sends it.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import {
   CONSUMER_LIMITS,
   connectRelay,
@@ -22,20 +22,11 @@ import {
 import { decodeError, Op } from '../../relay/protocol.js'
 import { encodeConsume } from '../../relay/protocol-streams.js'
 import { generateKey, type PlexusNode, type StreamMessage } from '../../src/index.js'
+import { cleanedAfterEach } from '../helpers/cleanup.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 import { RawPeer } from './helpers.js'
 
-const dirs: string[] = []
-const clients: RelayClient[] = []
-const relays: RelayServer[] = []
-const mine: PlexusNode[] = []
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()))
-  await Promise.all(relays.splice(0).map((r) => r.close()))
-  // Stop the nodes (idempotent) before their data directories go.
-  await Promise.all(mine.splice(0).map((n) => n.stop()))
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
-})
+const { dirs, mine, relays, clients } = cleanedAfterEach()
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 

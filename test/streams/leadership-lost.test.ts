@@ -10,24 +10,16 @@
  *   caller sees the final ack (`duplicate: true` when the first attempt was stored after
  *   all), and reading the stream back finds the message exactly once.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, expect, it } from 'vitest'
-import { connectRelay, type RelayClient, type RelayServer, startRelay } from '../../relay/index.js'
+import { expect, it } from 'vitest'
+import { connectRelay, startRelay } from '../../relay/index.js'
 import type { PlexusNode } from '../../src/index.js'
+import { cleanedAfterEach } from '../helpers/cleanup.js'
 import { startStreamCluster, waitFor } from '../helpers/nodes.js'
 
-const dirs: string[] = []
-const mine: PlexusNode[] = []
-const relays: RelayServer[] = []
-const clients: RelayClient[] = []
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()))
-  await Promise.all(relays.splice(0).map((r) => r.close()))
-  await Promise.all(mine.splice(0).map((n) => n.stop())) // before their directories go
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
-})
+const { dirs, mine, relays, clients } = cleanedAfterEach()
 
 type Receive = (from: string, bytes: Uint8Array) => void
 type Publish = (...args: unknown[]) => Promise<unknown>

@@ -7,24 +7,16 @@
  * acknowledged message published before `consume` is never delivered to a `new` consumer,
  * and `latest` starts at the last committed message.
  */
-import { mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { afterEach, expect, it } from 'vitest'
-import { connectRelay, type RelayClient, type RelayServer, startRelay } from '../../relay/index.js'
+import { expect, it } from 'vitest'
+import { connectRelay, startRelay } from '../../relay/index.js'
 import type { PlexusNode, StreamMessage } from '../../src/index.js'
+import { cleanedAfterEach } from '../helpers/cleanup.js'
 import { startStreamCluster, waitFor } from '../helpers/nodes.js'
 
-const dirs: string[] = []
-const mine: PlexusNode[] = []
-const relays: RelayServer[] = []
-const clients: RelayClient[] = []
-afterEach(async () => {
-  await Promise.all(clients.splice(0).map((c) => c.close()))
-  await Promise.all(relays.splice(0).map((r) => r.close()))
-  await Promise.all(mine.splice(0).map((n) => n.stop()))
-  for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
-})
+const { dirs, mine, relays, clients } = cleanedAfterEach()
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
