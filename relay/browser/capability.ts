@@ -4,21 +4,14 @@
  * checks the signature and scope when the call reaches it, and its refusal crosses the
  * relay as `InvalidArgumentError` / `UnauthorizedError` as usual.
  */
-import { InvalidArgumentError } from '../../src/errors.js'
-import { describe } from '../../src/util/validate.js'
+import { splitCapability } from '../../src/cluster/capability-text.js'
 
-const CAPABILITY_PREFIX = 'pxc1'
 const BASE64URL_RE = /^[A-Za-z0-9_-]+$/
 
 /** Checks a capability's text form, or throws `InvalidArgumentError` naming `field`. */
 export function parseCapability(text: unknown, field: string): { text: string } {
-  const bad = (why: string) =>
-    new InvalidArgumentError(`${field} must be a capability from plexus keygen --capability (${why})`)
-  if (typeof text !== 'string') throw bad(`got ${describe(text)}`)
-  const parts = text.trim().split('.')
-  if (parts.length !== 3 || parts[0] !== CAPABILITY_PREFIX)
-    throw bad(`expected ${CAPABILITY_PREFIX}.<token>.<secret>`)
+  const { text: trimmed, parts, bad } = splitCapability(text, field)
   if (!BASE64URL_RE.test(parts[1]!)) throw bad('its token is not base64url')
   if (!BASE64URL_RE.test(parts[2]!) || parts[2]!.length !== 43) throw bad('its secret is not 32 bytes')
-  return { text: text.trim() }
+  return { text: trimmed }
 }

@@ -35,6 +35,7 @@ import { checkPattern } from '../pubsub/subject.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { parseKey } from '../util/keys.js'
 import { describe } from '../util/validate.js'
+import { CAPABILITY_PREFIX, splitCapability } from './capability-text.js'
 import { ClusterSigner, PUBLIC_KEY_BYTES, SIGNATURE_BYTES, verifyClusterSignature } from './proof.js'
 
 /** Operations a capability may grant, in bit order. */
@@ -53,7 +54,6 @@ export type CapabilityOp = (typeof CAPABILITY_OPS)[number]
 /** A proof (or a clock) further than this from the checking member's clock is refused (ms). */
 export const PROOF_MAX_SKEW_MS = 60_000
 
-const CAPABILITY_PREFIX = 'pxc1'
 const TOKEN_VERSION = 1
 const CAPABILITY_DOMAIN = 'plexus-capability/1'
 const ADMIN_DOMAIN = 'plexus-admin/1'
@@ -126,12 +126,7 @@ export function issueCapability(
 
 /** Parses a capability text (`pxc1.<token>.<secret>`); `InvalidArgumentError` naming `field`. */
 export function parseCapability(text: unknown, field: string): Capability {
-  const bad = (why: string) =>
-    new InvalidArgumentError(`${field} must be a capability from plexus keygen --capability (${why})`)
-  if (typeof text !== 'string') throw bad(`got ${describe(text)}`)
-  const parts = text.trim().split('.')
-  if (parts.length !== 3 || parts[0] !== CAPABILITY_PREFIX)
-    throw bad(`expected ${CAPABILITY_PREFIX}.<token>.<secret>`)
+  const { parts, bad } = splitCapability(text, field)
   const secret = Buffer.from(parts[2]!, 'base64url')
   if (secret.length !== 32) throw bad('its secret is not 32 bytes')
   let token: CapabilityToken
