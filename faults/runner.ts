@@ -156,8 +156,20 @@ export async function runSchedule(s: Schedule, env: RunEnv = {}): Promise<Schedu
       () => `replica ends ${JSON.stringify(views)}, acked end ${ackedEnd}`,
     )
     log(`settled: leader ${nameOf(cluster, end.leader)}, replica ends ${JSON.stringify(views)}`)
-    const dumps = []
-    for (const m of cluster.members) dumps.push(await cluster.dump(m, STREAM))
+    // A replica's status counts the messages it applied; its partition log may still be
+    // writing the last of them (applies are pipelined), so a member is read once what it
+    // can read reaches that end.
+    const readableEnd = Math.max(...views.map((v) => v ?? 0))
+    const dumps: Awaited<ReturnType<Cluster['dump']>>[] = []
+    for (const m of cluster.members) {
+      let d = await cluster.dump(m, STREAM)
+      const stop = Math.min(deadline, Date.now() + 15_000)
+      while (d.nextOffset < readableEnd && Date.now() < stop) {
+        await sleep(200)
+        d = await cluster.dump(m, STREAM)
+      }
+      dumps.push(d)
+    }
     result.check = checkDumps(work.acked, work.unknown, dumps)
     result.ok = clean(result.check)
     for (const p of result.check.problems) log(`problem: ${p}`)
