@@ -16,11 +16,11 @@ export {
   LeadershipLostError,
   NotLeaderError,
 } from './errors.js'
+export { resetReplicaLog } from './reset.js'
 export {
   DEFAULT_RAFT_SEGMENT_BYTES,
   type PersistedConfState,
   RaftLogStorage,
   type RaftLogStorageOptions,
-  resetReplicaLog,
 } from './storage.js'
 export { MAX_RAFT_FRAME, RaftTransport, type RaftTransportHost } from './transport.js'
