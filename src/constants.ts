@@ -207,3 +207,13 @@ export const READS = {
 
 /** Longest a read (`s.fetch`) waits for new messages (ms), whatever the caller asks. */
 export const MAX_LONG_POLL_MS = 30_000
+
+/** The web dashboard served on the HTTP port (`src/observe/dashboard.ts`). */
+export const DASHBOARD = {
+  /** How often a snapshot with rates is pushed to each connected page (ms). */
+  intervalMs: 1000,
+  /** Pages connected to the live feed at once; more get 503 until one leaves. */
+  maxClients: 16,
+  /** Bytes an unread live feed may hold before its updates are skipped until it drains. */
+  maxBufferedBytes: 1024 * 1024,
+} as const

@@ -607,8 +607,13 @@ class Node implements PlexusNode {
     for (const [reason, n] of Object.entries(this.streamService.directory.refused))
       counters[`streamTables.refused.${reason}`] = n
     counters['requests.inFlight'] = this.client.inFlight
+    counters['requests.sent'] = this.client.sent
+    counters['links.bytesSent'] = this.links.sentBytes
+    counters['links.bytesReceived'] = this.links.receivedBytes
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
+    counters['pubsub.published'] = this.pubsub.published
+    counters['pubsub.received'] = this.pubsub.received
     counters['pubsub.queueDropped'] = ps.dropped
     counters['pubsub.peerPatterns'] = ps.patternsFromPeers
     counters['pubsub.readyWaiters'] = ps.readyWaiters

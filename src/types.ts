@@ -470,6 +470,8 @@ export interface NodeStatus {
       partition: number
       role: string
       leader: string | null
+      /** Members placed to hold this partition's replicas (the placement), preferred leader first. */
+      replicas: string[]
       inSync: string[] | null
       nextOffset: number
       /** Raft index of this replica's last snapshot (raft log compaction or install; 0: none). */

@@ -102,6 +102,11 @@ export class Link {
     stream.addEventListener('close', () => this.markClosed())
   }
 
+  /** Bytes handed to the stream since the link opened. */
+  get sentBytes(): number {
+    return this.flushedTotal
+  }
+
   /** Bytes queued and not yet handed to the stream. */
   get queuedBytes(): number {
     return this.sealedBytes + this.w.length

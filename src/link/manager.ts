@@ -59,6 +59,10 @@ export class LinkManager {
   private readonly now: () => number
   private readonly opts: Required<Omit<LinkManagerOptions, 'now'>>
   private readonly listeners: Array<[string, (evt: any) => void]> = []
+  /** Bytes sent on links that have closed. */
+  private closedSentBytes = 0
+  /** Bytes received from peers on their link streams (counted per chunk). */
+  receivedBytes = 0
 
   constructor(
     private readonly libp2p: PlexusLibp2p,
@@ -122,6 +126,13 @@ export class LinkManager {
     return [...this.links.values()].filter((l) => !l.closed)
   }
 
+  /** Bytes sent on every link since the node started. */
+  get sentBytes(): number {
+    let n = this.closedSentBytes
+    for (const l of this.links.values()) n += l.sentBytes
+    return n
+  }
+
   /** Opens (or returns) the link to a connected or dialable peer. */
   ensure(peer: PeerId): Promise<Link | undefined> {
     const key = peer.toString()
@@ -161,6 +172,7 @@ export class LinkManager {
     this.links.set(key, link)
     link.onClose(() => {
       if (this.links.get(key) === link) this.links.delete(key)
+      this.closedSentBytes += link.sentBytes
       this.events.onDown(link)
       // Reopen when the stream died but the peer is still connected.
       if (!this.stopped && this.libp2p.getConnections(peer).length > 0) {
@@ -191,7 +203,8 @@ export class LinkManager {
     const peer = connection.remotePeer.toString()
     this.foreign.delete(peer) // it opened our link protocol: it speaks it now
     // Any data from the peer proves it alive (once per chunk, not per frame).
-    stream.addEventListener('message', () => {
+    stream.addEventListener('message', (evt) => {
+      this.receivedBytes += evt.data.byteLength
       const link = this.links.get(peer)
       if (link) link.lastSeen = this.now()
     })

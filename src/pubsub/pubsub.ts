@@ -149,6 +149,10 @@ export class PubSub {
   private readonly sync: InterestSync
   /** Pending `flush` calls: rejected with `AbortedError` when the node stops. */
   private readonly flushes = new Set<(err: Error) => void>()
+  /** Messages published from this node (status `pubsub.published`; rates on the dashboard). */
+  published = 0
+  /** Messages received from peers for local subscriptions (status `pubsub.received`). */
+  received = 0
 
   constructor(readonly host: PubSubHost) {
     this.sync = new InterestSync({
@@ -316,6 +320,7 @@ export class PubSub {
     key: Uint8Array | undefined,
     headers: Record<string, string> | undefined,
   ): Promise<void> | undefined {
+    this.published++
     const peers = this.route(topic)
     let waits: Promise<void>[] | undefined
     if (peers.length > 0) {
@@ -372,6 +377,7 @@ export class PubSub {
       return
     }
     const m = readPublishRest(r, topic, peer, maxData)
+    this.received++
     for (const s of subs) s.deliver(m)
   }
 

@@ -112,6 +112,9 @@ export class RequestClient {
     return this.stats.get(peer) ?? { outstanding: 0, latencyMs: null }
   }
 
+  /** Requests made on this node (status `requests.sent`). */
+  sent = 0
+
   /** Requests waiting for a reply. */
   get inFlight(): number {
     return this.pending.size
@@ -146,6 +149,7 @@ export class RequestClient {
         opts.signal.addEventListener('abort', p.onAbort, { once: true })
       }
       this.pending.set(id, p)
+      this.sent++
       if (!this.trySend(p)) void this.dispatch(p)
     })
   }

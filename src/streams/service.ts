@@ -250,6 +250,7 @@ export class StreamService {
             partition: h.partition,
             role: s.role,
             leader: s.leader,
+            replicas: [...(h.meta.placement[h.partition] ?? [])],
             inSync: s.inSync,
             nextOffset: s.nextOffset,
             snapshotIndex: h.replica.raft?.storage?.snapshot().index ?? 0,
