@@ -6,6 +6,7 @@ import { drawMap } from './map.js'
 const HISTORY = 120 // chart points (seconds)
 const GONE_MS = 10 * 60_000 // how long a node no longer known stays on the map
 const STALE_MS = 5000 // no update for this long: the feed is shown as down
+const MAX_ROWS = 50 // rows per table (the rest is counted)
 
 const $ = (id) => document.getElementById(id)
 function h(tag, attrs, ...children) {
@@ -205,6 +206,82 @@ function renderNetwork(m) {
   drawMap($('map'), { self: m.s.id, nodes: m.nodes })
   const down = m.nodes.filter((n) => n.state === 'down').length
   $('network-summary').textContent = `${m.s.peers.length} linked${down ? `, ${down} down` : ''}`
+  const rows = m.s.peers
+    .slice(0, MAX_ROWS)
+    .map((p) =>
+      h(
+        'tr',
+        { 'data-peer': p.id },
+        h('td', {}, idCell(p.id, m.s.id)),
+        h('td', {}, p.latencyMs == null ? '–' : `${p.latencyMs.toFixed(1)} ms`),
+        h('td', {}, cipher(p.encryption)),
+        h('td', { class: 'mono muted', title: p.addresses.join('\n') }, p.addresses[0] ?? ''),
+      ),
+    )
+  if (m.s.peers.length > MAX_ROWS)
+    rows.push(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, `and ${m.s.peers.length - MAX_ROWS} more`)))
+  $('links').replaceChildren(
+    ...(rows.length === 0
+      ? [h('p', { class: 'muted' }, 'no peer linked')]
+      : [
+          h(
+            'div',
+            { class: 'table-wrap' },
+            h(
+              'table',
+              {},
+              h('tr', {}, ...['peer', 'round trip', 'encryption', 'address'].map((t) => h('th', {}, t))),
+              ...rows,
+            ),
+          ),
+        ]),
+  )
+}
+
+/** The link's noise cipher, for humans. */
+function cipher(protocol) {
+  if (!protocol) return '–'
+  if (protocol.includes('aes256gcm')) return 'noise AES-256-GCM'
+  if (protocol === '/noise') return 'noise ChaCha20-Poly1305'
+  return protocol
+}
+
+/** Durable consumers of a stream with their lag on the partitions hosted here. */
+function consumersTable(st, byPartition) {
+  if (!st.consumers || st.consumers.length === 0) return null
+  const rows = st.consumers.slice(0, MAX_ROWS).map((c) => {
+    let lag = 0
+    let known = 0
+    for (const pos of c.positions) {
+      const p = byPartition.get(pos.partition)
+      if (!p) continue
+      lag += Math.max(0, p.nextOffset - pos.offset)
+      known++
+    }
+    return h(
+      'tr',
+      { 'data-consumer': c.name, 'data-lag': known ? lag : '' },
+      h('td', {}, c.name),
+      h('td', {}, c.positions.map((pos) => `${pos.partition}:${pos.offset}`).join('  ') || '–'),
+      h('td', {}, known ? String(lag) : '–'),
+    )
+  })
+  return h(
+    'div',
+    { class: 'table-wrap' },
+    h(
+      'table',
+      { class: 'consumers' },
+      h(
+        'tr',
+        {},
+        ...['durable consumer', 'acknowledged up to (partition:offset)', 'lag (here)'].map((t) =>
+          h('th', {}, t),
+        ),
+      ),
+      ...rows,
+    ),
+  )
 }
 
 const roleNames = (r) => ['request', 'broadcast', 'tunnel', 'storage'].filter((k) => r[k]).join(' ') || 'none'
@@ -301,7 +378,11 @@ function renderStreams(m) {
             {},
             h(
               'span',
-              { class: `state ${p.health === 'failed' ? 'warn' : 'ok'}`, title: p.lastError ?? '' },
+              {
+                // Electing (candidate, preCandidate) or failed: amber; leader or follower: green.
+                class: `state ${p.health === 'failed' || !['leader', 'follower'].includes(p.role) ? 'warn' : 'ok'}`,
+                title: p.lastError ?? '',
+              },
               p.health === 'failed' ? `${p.role}, failed` : p.role,
             ),
           ),
@@ -337,6 +418,7 @@ function renderStreams(m) {
           ...rows,
         ),
       ),
+      consumersTable(st, byPartition),
     )
   })
   $('streams').replaceChildren(...parts)

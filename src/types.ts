@@ -490,6 +490,12 @@ export interface NodeStatus {
       /** The last failure (`ErrorName: message`), or null. */
       lastError: string | null
     }>
+    /**
+     * Durable consumers and, per partition, the first offset not yet acknowledged (their lag
+     * is a partition's `nextOffset` minus it), as this node's replica of the cluster's
+     * metadata group knows them; null when this node holds no such replica.
+     */
+    consumers: Array<{ name: string; positions: Array<{ partition: number; offset: number }> }> | null
   }>
 }
 

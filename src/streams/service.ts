@@ -261,6 +261,22 @@ export class StreamService {
             lastError: h.supervisor.lastError ?? null,
           }
         }),
+      consumers: this.consumersOf(cluster, meta.name),
+    }))
+  }
+
+  /**
+   * Durable consumers of a stream and their committed positions, as this node's replica of
+   * the cluster's metadata group has them; null when it holds none.
+   */
+  private consumersOf(cluster: string, stream: string): NodeStatus['streams'][number]['consumers'] {
+    const host = this.hosts.get(cluster)
+    if (host === undefined || host.meta.role === 'outside') return null
+    return host.catalog.durables(stream).map((name) => ({
+      name,
+      positions: [...host.catalog.positions(stream, name)]
+        .sort((a, b) => a[0] - b[0])
+        .map(([partition, offset]) => ({ partition, offset })),
     }))
   }
 

@@ -142,6 +142,15 @@ describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
           ).length === 2,
         { timeout: 15_000 },
       )
+      // A durable consumer that acknowledged some messages and stopped: its lag shows and grows.
+      const consumer = node.consume('orders', { durable: 'billing' })
+      const it = consumer[Symbol.asyncIterator]()
+      for (let i = 0; i < 10; i++) await (await it.next()).value!.ack()
+      consumer.close() // commits the acknowledged positions
+      await page.waitForFunction(
+        () => Number(document.querySelector('tr[data-consumer="billing"]')?.dataset.lag || 0) > 0,
+        { timeout: 10_000 },
+      )
       // A message rate above zero, and then a different one (the page keeps updating).
       const rate = () =>
         page.evaluate(() => Number(document.querySelector('[data-rate="messages"]')?.dataset.value ?? 0))
