@@ -9,7 +9,7 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type RelayServer, startRelay } from '../relay/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory, unservedMessage } from './cluster/membership.js'
-import { DEFAULT_REQUEST_TIMEOUT, FRAME_OVERHEAD } from './constants.js'
+import { DEFAULT_REQUEST_TIMEOUT, FRAME_OVERHEAD, LINK } from './constants.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
@@ -183,7 +183,14 @@ class Node implements PlexusNode {
       count,
       sync: (p) => this.syncPeer(p),
     })
-    this.broadcaster = new Broadcaster({ self, members, link, count })
+    this.broadcaster = new Broadcaster({
+      self,
+      members,
+      isMember: (c, p) => this.directory.isMember(c, p),
+      linkQueueBytes: LINK.maxQueuedBytes,
+      link,
+      count,
+    })
     this.raft = new RaftTransport({ sendTo: (p, enc) => this.sendTo(p, enc), count })
     this.rpc = new PeerRpc({
       self,
@@ -266,6 +273,7 @@ class Node implements PlexusNode {
           this.pubsub.onPeerGone(peer)
           this.rpc.onPeerGone(peer)
           this.server.onPeerGone(peer)
+          this.broadcaster.onPeerGone(peer)
         },
         onFrame: (peer, type, body) => this.onFrame(peer, type, body),
       },

@@ -213,7 +213,14 @@ describe('fuzzed link frames: only DecodeError, never an invalid value delivered
     ],
     (b) => {
       const got: Array<{ cluster: string; data: Uint8Array }> = []
-      const bc = new Broadcaster({ self: 'me', members: () => [], link: () => undefined, count: () => {} })
+      const bc = new Broadcaster({
+        self: 'me',
+        members: () => [],
+        isMember: () => true,
+        linkQueueBytes: 1 << 20,
+        link: () => undefined,
+        count: () => {},
+      })
       bc.serve('db', (data, ctx) => void got.push({ cluster: ctx.cluster, data }), 1 << 30)
       bc.onFrame('peer', new BinaryReader(b), MAX)
       return got

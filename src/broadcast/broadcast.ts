@@ -14,6 +14,17 @@
  * Handlers run under the member's `broadcasts` limit; over it the message is dropped for
  * that member and counted (`broadcasts.dropped`).
  *
+ * Per-peer bounds (docs/security.md, "Hostile peers"): broadcasts have no reply, so what a
+ * remote peer is over its share of is dropped and counted, `broadcasts.refused.<reason>`:
+ * - `forwarder`: a frame whose origin is not the sending peer comes only from a proven member
+ *   of the cluster (only members forward), so a peer without the key can add one origin, its own;
+ * - `origins`: de-duplication windows one peer's frames created (`peerShare` of
+ *   `BROADCAST_ORIGINS`);
+ * - `peerLimit`: handlers running for frames from one peer (`peerShare` of `broadcasts`);
+ * - `forwardQueue`: bytes forwarded for one peer still queued on links (`peerShare` of the
+ *   link queue bound, `BROADCAST_FORWARD_ENTRIES` frames);
+ * - `forwardFull`: the link to forward to is over its queue bound (forwards cannot wait).
+ *
  * Frame body: str origin | u32 seq | str cluster | u16 n | n × str delegate | bytes data
  */
 import { randomInt } from 'node:crypto'
@@ -22,6 +33,7 @@ import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import type { BroadcastContext } from '../types.js'
 import { type BinaryReader, BinaryWriter, DecodeError, RepeatedString } from '../util/binary.js'
 import { peerCluster, peerPayload } from '../util/peer-input.js'
+import { peerShare } from '../util/peer-share.js'
 import { SeenWindows } from './seen.js'
 
 /** Groups a sender splits recipients into. */
@@ -32,6 +44,8 @@ export const BROADCAST_DEDUPE = 16_384
 export const BROADCAST_ORIGINS = 1024
 /** Most delegates one frame may name. */
 export const MAX_DELEGATES = 4096
+/** Forwarded frames remembered per peer until they leave (see `broadcasts.refused.forwardQueue`). */
+export const BROADCAST_FORWARD_ENTRIES = 1024
 
 const EMPTY = new Uint8Array(0)
 const NO_DELEGATES: readonly string[] = []
@@ -59,6 +73,21 @@ interface Served {
   handler: BroadcastHandler | undefined
   limit: number
   running: number
+  /** Handlers running per remote peer (the peer whose link carried the frame). */
+  byPeer: Map<string, number>
+}
+
+/** A frame forwarded for a peer, until its link hands it to the stream. */
+interface Forward {
+  link: Link
+  ticket: number
+  bytes: number
+}
+
+/** What is held for one remote peer's frames. */
+interface PeerHeld {
+  forwards: Forward[]
+  forwardBytes: number
 }
 
 /** What broadcast needs from the node. */
@@ -66,6 +95,10 @@ export interface BroadcastHost {
   self: string
   /** Proven members of a cluster. */
   members(cluster: string): string[]
+  /** True when `peer` is a proven member of `cluster`. */
+  isMember(cluster: string, peer: string): boolean
+  /** Bytes a link may queue (`maxQueuedBytes`): one peer's forwards hold a share of it. */
+  linkQueueBytes: number
   link(peer: string): Link | undefined
   count(counter: string): void
 }
@@ -75,7 +108,10 @@ export class Broadcaster {
   /** Starts at a random point, so receivers tell a restarted origin from old copies. */
   private seq = randomInt(0, 0xffffffff)
   private readonly served = new Map<string, Served>()
-  private readonly seen = new SeenWindows(BROADCAST_DEDUPE, BROADCAST_ORIGINS)
+  private readonly seen = new SeenWindows(BROADCAST_DEDUPE, BROADCAST_ORIGINS, peerShare(BROADCAST_ORIGINS))
+  /** Forwards queued per remote peer. */
+  private readonly held = new Map<string, PeerHeld>()
+  private readonly forwardShare: number
   /** Origin and cluster of received frames (a sender repeats both). */
   private readonly origins = new RepeatedString('origin')
   private readonly clusters = new RepeatedString('cluster')
@@ -91,10 +127,26 @@ export class Broadcaster {
     w.raw(this.out)
   }
 
-  constructor(private readonly host: BroadcastHost) {}
+  constructor(private readonly host: BroadcastHost) {
+    this.forwardShare = peerShare(host.linkQueueBytes, 0)
+  }
 
   serve(cluster: string, handler: BroadcastHandler | undefined, limit: number): void {
-    this.served.set(cluster, { handler, limit, running: 0 })
+    this.served.set(cluster, { handler, limit, running: 0, byPeer: new Map() })
+  }
+
+  /** A peer's link and connections are gone: forget its queued forwards. */
+  onPeerGone(peer: string): void {
+    this.held.delete(peer)
+  }
+
+  /** What this node holds for remote peers now (tests, status). */
+  heldForPeers(): { origins: number; forwardBytes: number; handlers: number; peers: number } {
+    let forwardBytes = 0
+    for (const h of this.held.values()) forwardBytes += h.forwardBytes
+    let handlers = 0
+    for (const s of this.served.values()) for (const n of s.byPeer.values()) handlers += n
+    return { origins: this.seen.size, forwardBytes, handlers, peers: this.held.size }
   }
 
   unserve(cluster: string): void {
@@ -147,6 +199,7 @@ export class Broadcaster {
     targets: string[],
     data: Uint8Array,
     crowded?: Link[],
+    forPeer?: string,
   ): number {
     const n = targets.length
     const groups = Math.min(BROADCAST_FANOUT, n)
@@ -164,8 +217,10 @@ export class Broadcaster {
           writeBroadcast(this.scratch, origin, seq, cluster, NO_DELEGATES, data)
           frame = this.scratch.finish()
         }
+        if (forPeer !== undefined && !this.mayForward(forPeer, link, frame.length)) continue
         this.out = frame
-        link.write(this.writeOut)
+        const ticket = link.write(this.writeOut)
+        if (forPeer !== undefined) this.forwarded(forPeer, link, ticket, frame.length)
         if (crowded && link.crowded) crowded.push(link)
         sent++
       }
@@ -189,7 +244,10 @@ export class Broadcaster {
       }
       const delegates: string[] = []
       for (let i = start; i < end; i++) if (i !== head) delegates.push(targets[i]!)
-      link.write((w) => writeBroadcast(w, origin, seq, cluster, delegates, data))
+      const bytes = data.length + 64 * (delegates.length + 2)
+      if (forPeer !== undefined && !this.mayForward(forPeer, link, bytes)) continue
+      const ticket = link.write((w) => writeBroadcast(w, origin, seq, cluster, delegates, data))
+      if (forPeer !== undefined) this.forwarded(forPeer, link, ticket, bytes)
       if (crowded && link.crowded) crowded.push(link)
       sent += 1 + delegates.length
     }
@@ -213,30 +271,90 @@ export class Broadcaster {
     // Checked as `broadcast` checks it (senders repeat it: checked when it changes).
     if (cluster !== this.checkedCluster) this.checkedCluster = peerCluster(cluster)
     // Our own broadcast coming back (overlapping views) was delivered here already.
-    if (origin === this.host.self || !this.seen.check(origin, seq)) {
+    if (origin === this.host.self) {
+      this.host.count('broadcasts.duplicates')
+      return
+    }
+    // Only members forward: anyone else may send only its own broadcasts.
+    if (peer !== origin && !this.host.isMember(cluster, peer)) {
+      this.host.count('broadcasts.refused.forwarder')
+      return
+    }
+    if (!this.seen.admits(origin, peer)) {
+      this.host.count('broadcasts.refused.origins')
+      return
+    }
+    if (!this.seen.check(origin, seq, peer)) {
       this.host.count('broadcasts.duplicates')
       return
     }
     if (delegates.length > 0) {
       // Forward only to peers we also know as proven members.
-      const known = new Set(this.host.members(cluster))
-      const mine = delegates.filter((d) => known.has(d) && d !== this.host.self).sort()
-      this.fanOut(origin, seq, cluster, mine, data)
+      const mine = delegates.filter((d) => d !== this.host.self && this.host.isMember(cluster, d)).sort()
+      this.fanOut(origin, seq, cluster, mine, data, undefined, peer)
     }
-    if (this.served.has(cluster)) this.deliver(cluster, peer === origin ? origin : origin, data)
+    if (this.served.has(cluster)) this.deliver(cluster, origin, data, peer)
   }
 
-  private deliver(cluster: string, from: string, data: Uint8Array): void {
+  /**
+   * Whether a forward of `bytes` for `peer` may be queued on `link`: the link is under its
+   * bound and the peer's forwards still queued stay within its share (else counted).
+   */
+  private mayForward(peer: string, link: Link, bytes: number): boolean {
+    if (link.full) {
+      this.host.count('broadcasts.refused.forwardFull')
+      return false
+    }
+    const h = this.held.get(peer)
+    if (!h) return true
+    if (h.forwardBytes + bytes <= this.forwardShare && h.forwards.length < BROADCAST_FORWARD_ENTRIES)
+      return true
+    // Near the share: drop what has left since (checked only here, so the common path is free).
+    let kept = 0
+    let keptBytes = 0
+    for (const f of h.forwards) {
+      if (f.link.closed || f.link.isFlushed(f.ticket)) continue
+      h.forwards[kept++] = f
+      keptBytes += f.bytes
+    }
+    h.forwards.length = kept
+    h.forwardBytes = keptBytes
+    if (keptBytes + bytes <= this.forwardShare && kept < BROADCAST_FORWARD_ENTRIES) return true
+    this.host.count('broadcasts.refused.forwardQueue')
+    return false
+  }
+
+  private forwarded(peer: string, link: Link, ticket: number, bytes: number): void {
+    let h = this.held.get(peer)
+    if (!h) {
+      h = { forwards: [], forwardBytes: 0 }
+      this.held.set(peer, h)
+    }
+    h.forwards.push({ link, ticket, bytes })
+    h.forwardBytes += bytes
+  }
+
+  private deliver(cluster: string, from: string, data: Uint8Array, peer?: string): void {
     const s = this.served.get(cluster)!
     if (!s.handler) return
     if (s.running >= s.limit) {
       this.host.count('broadcasts.dropped')
       return
     }
+    const mine = peer === undefined ? 0 : (s.byPeer.get(peer) ?? 0)
+    if (peer !== undefined && mine >= peerShare(s.limit)) {
+      this.host.count('broadcasts.refused.peerLimit')
+      return
+    }
     s.running++
+    if (peer !== undefined) s.byPeer.set(peer, mine + 1)
     this.host.count('broadcasts.delivered')
     const done = () => {
       s.running--
+      if (peer === undefined) return
+      const n = (s.byPeer.get(peer) ?? 1) - 1
+      if (n > 0) s.byPeer.set(peer, n)
+      else s.byPeer.delete(peer)
     }
     try {
       const r = s.handler(data, { from, cluster })

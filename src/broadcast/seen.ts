@@ -14,7 +14,9 @@
  * Sequence numbers are u32 and compared modulo 2^32. Memory is bounded: at most
  * `maxOrigins` origins are tracked (`window / 8` bytes each); when full, the one that has
  * gone longest without advancing (roughly: order is refreshed every 256 messages) is
- * forgotten.
+ * forgotten. Each origin is owned by the peer whose frame first named it, and one owner may
+ * hold at most `maxPerOwner` origins (`admits`), so a peer inventing origins takes only its
+ * share of the table and cannot push the others' windows out.
  */
 
 interface OriginWindow {
@@ -22,29 +24,49 @@ interface OriginWindow {
   top: number
   /** Bit i (mod window) set when sequence top - d with d < window was seen, i = seq mod window. */
   bits: Uint32Array
+  /** The peer whose frame created this window. */
+  owner: string
 }
 
 /** At-most-once filter of (origin, seq) pairs (see the module doc). */
 export class SeenWindows {
   private readonly origins = new Map<string, OriginWindow>()
+  /** Origins held per owner. */
+  private readonly owned = new Map<string, number>()
   private readonly words: number
 
-  /** `window`: a power of two ≥ 32. */
+  /** `window`: a power of two ≥ 32; `maxPerOwner`: origins one owner may hold. */
   constructor(
     private readonly window: number,
     private readonly maxOrigins: number,
+    private readonly maxPerOwner = maxOrigins,
   ) {
     if (window < 32 || (window & (window - 1)) !== 0)
       throw new RangeError('window must be a power of two >= 32')
     this.words = window >>> 5
   }
 
-  /** True when (origin, seq) is new (and records it); false for a duplicate. */
-  check(origin: string, seq: number): boolean {
+  /** True when `origin` is tracked already or `owner` may add one more origin. */
+  admits(origin: string, owner: string): boolean {
+    return this.origins.has(origin) || (this.owned.get(owner) ?? 0) < this.maxPerOwner
+  }
+
+  /**
+   * True when (origin, seq) is new (and records it); false for a duplicate. A new origin is
+   * owned by `owner` (callers check `admits` first).
+   */
+  check(origin: string, seq: number, owner = origin): boolean {
     let w = this.origins.get(origin)
     if (!w) {
-      if (this.origins.size >= this.maxOrigins) this.origins.delete(this.origins.keys().next().value!)
-      w = { top: seq, bits: new Uint32Array(this.words) }
+      if (this.origins.size >= this.maxOrigins) {
+        const [oldest, old] = this.origins.entries().next().value!
+        this.origins.delete(oldest)
+        const n = (this.owned.get(old.owner) ?? 1) - 1
+        if (n > 0) this.owned.set(old.owner, n)
+        else this.owned.delete(old.owner)
+      }
+      w = { top: seq, bits: new Uint32Array(this.words), owner }
+      this.owned.set(owner, (this.owned.get(owner) ?? 0) + 1)
       this.origins.set(origin, w)
       this.set(w, seq)
       return true
@@ -77,6 +99,11 @@ export class SeenWindows {
   /** Origins tracked now. */
   get size(): number {
     return this.origins.size
+  }
+
+  /** Origins `owner` holds now. */
+  ownedBy(owner: string): number {
+    return this.owned.get(owner) ?? 0
   }
 
   private set(w: OriginWindow, seq: number): void {

@@ -99,6 +99,11 @@ export class MemberDirectory {
     return m ? [...m.values()] : []
   }
 
+  /** True when `peer` is a proven member of `cluster` (this node too once joined). */
+  isMember(cluster: string, peer: string): boolean {
+    return this.clusters.get(cluster)?.has(peer) ?? false
+  }
+
   /** Proven members of `cluster` that have `role` (peer ids). */
   servers(cluster: string, role: Role): string[] {
     const out: string[] = []

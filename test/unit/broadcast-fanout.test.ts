@@ -8,6 +8,15 @@ import { BinaryReader, BinaryWriter } from '../../src/util/binary.js'
 class FakeLink {
   readonly frames: Uint8Array[] = []
   queuedBytes = 0
+  closed = false
+  /** Frames up to this ticket have left. */
+  flushed = 0
+  get full(): boolean {
+    return this.queuedBytes >= 8 * 1024 * 1024
+  }
+  isFlushed(ticket: number): boolean {
+    return ticket <= this.flushed
+  }
   get crowded(): boolean {
     return this.queuedBytes >= SENDER_WAIT_BYTES
   }
@@ -18,7 +27,7 @@ class FakeLink {
     const w = new BinaryWriter(64)
     encode(w)
     this.frames.push(w.finish().slice())
-    return 0
+    return this.frames.length
   }
   writable(below?: number): Promise<void> {
     return new Promise((release) => this.waits.push({ below, release }))
@@ -47,6 +56,8 @@ function setup(memberCount: number) {
   const b = new Broadcaster({
     self: 'self',
     members: () => members,
+    isMember: (_c: string, p: string) => members.includes(p),
+    linkQueueBytes: 8 * 1024 * 1024,
     link: (p) => links.get(p) as unknown as Link | undefined,
     count: (c) => {
       counters[c] = (counters[c] ?? 0) + 1
@@ -131,5 +142,80 @@ describe('Broadcaster fan-out', () => {
     b.onFrame('peer-001', frame('other', 5), 1024)
     expect(got).toEqual(['other'])
     expect(counters['broadcasts.duplicates']).toBe(2)
+  })
+})
+
+/** A broadcast frame body as a peer would send it. */
+function frameFrom(origin: string, seq: number, delegates: string[] = [], size = 1) {
+  const w = new BinaryWriter(64)
+  w.str(origin).u32(seq).str('c').u16(delegates.length)
+  for (const d of delegates) w.str(d)
+  w.bytes(new Uint8Array(size))
+  return new BinaryReader(w.finish())
+}
+
+describe('Broadcaster per-peer bounds', () => {
+  it('takes frames naming another origin only from proven members', () => {
+    const { b, counters } = setup(2)
+    const got: string[] = []
+    b.serve('c', (_d, ctx) => void got.push(ctx.from), 10)
+    b.onFrame('stranger', frameFrom('someone', 1), 1024)
+    b.onFrame('stranger', frameFrom('stranger', 1), 1024)
+    b.onFrame('peer-000', frameFrom('someone', 1), 1024)
+    expect(got).toEqual(['stranger', 'someone'])
+    expect(counters['broadcasts.refused.forwarder']).toBe(1)
+  })
+
+  it("bounds the de-duplication windows one peer's frames create, not the others'", () => {
+    const { b, counters } = setup(2)
+    b.serve('c', undefined, 10)
+    for (let i = 0; i < 1000; i++) b.onFrame('peer-000', frameFrom(`o${i}`, 1), 1024)
+    expect(b.heldForPeers().origins).toBe(256)
+    expect(counters['broadcasts.refused.origins']).toBe(1000 - 256)
+    // Another peer still gets its own origins remembered, and a known origin still passes.
+    b.onFrame('peer-001', frameFrom('good', 1), 1024)
+    b.onFrame('peer-000', frameFrom('o1', 2), 1024)
+    expect(b.heldForPeers().origins).toBe(257)
+    expect(counters['broadcasts.refused.origins']).toBe(1000 - 256)
+  })
+
+  it('runs at most its share of handlers for one peer; others still get theirs', async () => {
+    const { b, counters } = setup(2)
+    const release: Array<() => void> = []
+    const from: string[] = []
+    b.serve('c', (_d, ctx) => new Promise<void>((r) => (from.push(ctx.from), release.push(r))), 64)
+    for (let i = 0; i < 100; i++) b.onFrame('peer-000', frameFrom('peer-000', i + 1), 1024)
+    expect(release.length).toBe(16)
+    expect(counters['broadcasts.refused.peerLimit']).toBe(84)
+    b.onFrame('peer-001', frameFrom('peer-001', 1), 1024)
+    expect(release.length).toBe(17)
+    expect(b.heldForPeers().handlers).toBe(17)
+    for (const r of release) r()
+    await new Promise((r) => setImmediate(r))
+    expect(b.heldForPeers().handlers).toBe(0)
+  })
+
+  it('bounds the bytes forwarded for one peer until they leave, and skips full links', () => {
+    const { b, links, counters } = setup(3)
+    const target = links.get('peer-001')!
+    // 2 MiB share of the 8 MiB link bound: 64 KiB frames, about 32 fit.
+    for (let i = 0; i < 100; i++)
+      b.onFrame('peer-000', frameFrom('peer-000', i + 1, ['peer-001'], 64 * 1024), 1 << 20)
+    const first = target.frames.length
+    expect(first).toBeGreaterThan(25)
+    expect(first).toBeLessThan(40)
+    expect(counters['broadcasts.refused.forwardQueue']).toBe(100 - first)
+    expect(b.heldForPeers().forwardBytes).toBeGreaterThan(1024 * 1024)
+    // Once they left, the peer may forward again.
+    target.flushed = target.frames.length
+    b.onFrame('peer-000', frameFrom('peer-000', 1000, ['peer-001'], 64 * 1024), 1 << 20)
+    expect(target.frames.length).toBe(first + 1)
+    // A link over its bound gets no forwards from anyone.
+    target.queuedBytes = 8 * 1024 * 1024
+    b.onFrame('peer-002', frameFrom('peer-002', 1, ['peer-001']), 1024)
+    expect(target.frames.length).toBe(first + 1)
+    expect(counters['broadcasts.refused.forwardFull']).toBe(1)
+    b.onPeerGone('peer-000')
+    expect(b.heldForPeers().forwardBytes).toBe(0)
   })
 })
