@@ -187,6 +187,26 @@ export const PEER_SHARE = 0.25
 export const PEER_SHARE_MIN = 16
 
 /**
+ * Connection bounds of the libp2p node (`transport/libp2p.ts`, `transport/connection-guard.ts`;
+ * docs/security.md, "Hostile peers"). libp2p offers the totals and the per-host rate; the
+ * per-host counts are ours. Same-host nodes share the loopback address, hence the high rate.
+ */
+export const CONNECTIONS = {
+  /** Connections open at once, all peers together. */
+  maxConnections: 1000,
+  /** Inbound connections still upgrading (noise, yamux) at once, all hosts together. */
+  maxPendingInbound: 256,
+  /** Inbound connections one host may hold at once (a share of `maxConnections`). */
+  perHost: 250,
+  /** Of which still upgrading. */
+  pendingPerHost: 64,
+  /** New inbound connections one host may open per second (libp2p's rate limiter). */
+  perHostPerSecond: 1000,
+  /** Streams a remote peer may have open toward us on one connection (yamux). */
+  inboundStreams: 64,
+} as const
+
+/**
  * Subscription patterns this node keeps for every peer together (each peer: at most 10,000,
  * `pubsub/pubsub.ts`); beyond it a peer's new patterns are dropped and counted
  * (`pubsub.refused.totalPatterns`).

@@ -154,6 +154,7 @@ class Node implements PlexusNode {
       networkKey: this.cfg.networkKey,
       mdns: this.cfg.mdns,
       dht: this.cfg.dht,
+      count: (c) => this.count(c),
     })
     const self = (this.id = this.libp2p.peerId.toString())
     this.startedAt = Date.now()

@@ -2,7 +2,8 @@
  * Builds the libp2p node under a Plexus node: TCP, noise (AES-256-GCM preferred when the
  * CPU has AES instructions, the libp2p spec's ChaCha20-Poly1305 always accepted; see
  * `encrypters.ts`), yamux (window capped so read buffers stay bounded), identify, ping,
- * optional pnet (network key), mDNS, kad-dht and bootstrap. Protocol names carry the network name, so nodes of two networks on one
+ * optional pnet (network key), mDNS, kad-dht and bootstrap; inbound connections bounded per
+ * remote host (`connection-guard.ts`) and streams per connection. Protocol names carry the network name, so nodes of two networks on one
  * machine never speak the same protocol.
  */
 import { bootstrap } from '@libp2p/bootstrap'
@@ -13,7 +14,8 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { DEFAULT_CIPHER } from '../constants.js'
+import { CONNECTIONS, DEFAULT_CIPHER } from '../constants.js'
+import { ConnectionGuard } from './connection-guard.js'
 import { type CipherChoice, connectionEncrypters } from './encrypters.js'
 import './yamux-window.js'
 
@@ -39,6 +41,8 @@ export interface Libp2pConfig {
   dht: boolean
   /** Preferred noise AEAD; default `DEFAULT_CIPHER`. */
   cipher?: CipherChoice
+  /** Counts refused connections (`connections.refused.<reason>`). */
+  count?: (counter: string) => void
 }
 
 /** The libp2p node type Plexus runs on. */
@@ -80,6 +84,7 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
     connectionEncrypters: connectionEncrypters(cfg.cipher ?? DEFAULT_CIPHER),
     streamMuxers: [
       yamux({
+        maxInboundStreams: CONNECTIONS.inboundStreams,
         streamOptions: { maxStreamWindowSize: 2 * 1024 * 1024 },
       } as any),
     ],
@@ -87,11 +92,12 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
     peerDiscovery,
     services,
     connectionManager: {
-      inboundConnectionThreshold: 1000,
-      maxIncomingPendingConnections: 256,
-      maxConnections: 1000,
+      inboundConnectionThreshold: CONNECTIONS.perHostPerSecond,
+      maxIncomingPendingConnections: CONNECTIONS.maxPendingInbound,
+      maxConnections: CONNECTIONS.maxConnections,
       dialTimeout: 5000,
     },
+    connectionGater: new ConnectionGuard(CONNECTIONS, cfg.count ?? (() => {})).gater,
     connectionMonitor: { enabled: false },
   })
   return node as unknown as PlexusLibp2p

@@ -183,7 +183,15 @@ describe('Broadcaster per-peer bounds', () => {
     const { b, counters } = setup(2)
     const release: Array<() => void> = []
     const from: string[] = []
-    b.serve('c', (_d, ctx) => new Promise<void>((r) => (from.push(ctx.from), release.push(r))), 64)
+    b.serve(
+      'c',
+      (_d, ctx) =>
+        new Promise<void>((r) => {
+          from.push(ctx.from)
+          release.push(r)
+        }),
+      64,
+    )
     for (let i = 0; i < 100; i++) b.onFrame('peer-000', frameFrom('peer-000', i + 1), 1024)
     expect(release.length).toBe(16)
     expect(counters['broadcasts.refused.peerLimit']).toBe(84)
