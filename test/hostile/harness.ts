@@ -75,8 +75,25 @@ export async function requestRate(from: PlexusNode, cluster: string, ms = 600): 
   return (done * 1000) / (Date.now() - start)
 }
 
+/**
+ * Asserts the good peer is served at `KEEP_RATE` of `baseline` or better: the best of up to
+ * three windows (one pause of a loaded machine, or of another node starting in this process,
+ * must not fail it; an attack that holds the victim down fails all three).
+ */
+export async function expectServed(
+  attack: string,
+  baseline: number,
+  from: PlexusNode,
+  cluster = 'db',
+): Promise<void> {
+  let best = 0
+  for (let i = 0; i < 3 && best < baseline * KEEP_RATE; i++)
+    best = Math.max(best, await requestRate(from, cluster))
+  expectRate(attack, baseline, best)
+}
+
 /** Asserts `during` is at least `KEEP_RATE` of `baseline`, naming the attack. */
-export function expectServed(attack: string, baseline: number, during: number): void {
+export function expectRate(attack: string, baseline: number, during: number): void {
   expect(
     during,
     `${attack}: ${during.toFixed(0)}/s against a baseline of ${baseline.toFixed(0)}/s`,
