@@ -81,6 +81,18 @@ export const DEFAULT_RELAY_MAX_CONNECTIONS = 1024
 export const DEFAULT_RELAY_IDLE_TIMEOUT = 5 * 60_000
 /** Default `relay.handshakeTimeoutMs`: a relay connection must send HELLO within this long (ms). */
 export const DEFAULT_RELAY_HANDSHAKE_TIMEOUT = 5000
+/** Default `http.host`: the metrics and health endpoint listens on loopback only. */
+export const DEFAULT_HTTP_HOST = '127.0.0.1'
+/**
+ * `/readyz` fails when a hosted partition has had no leader for longer than this (ms): about
+ * two election timeouts (10 ticks of 50 ms, randomized up to twice that).
+ */
+export const READY_LEADERLESS_MS = 1000
+/**
+ * `/readyz` on a node without a metadata replica of a joined cluster: the cluster's newest
+ * stream table must be younger than this (ms; the metadata leader refreshes it every 10 s).
+ */
+export const READY_TABLE_MAX_AGE_MS = 30_000
 /** Environment variable that overrides where CLI client commands attach (host:port). */
 export const RELAY_ENV = 'PLEXUS_RELAY'
 

@@ -14,6 +14,11 @@ import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { LinkManager } from './link/manager.js'
+import { observeSyncs } from './log/sync-observers.js'
+import { Health } from './observe/health.js'
+import { type HttpEndpoint, startHttp } from './observe/http.js'
+import { NodeMetrics } from './observe/metrics.js'
+import { type NodeParts, nodeHealthSource, nodeMetricsSource } from './observe/source.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
 import { PubSub } from './pubsub/pubsub.js'
 import { PUBSUB_SYNC, SYNC_TIMEOUT } from './pubsub/ready.js'
@@ -110,6 +115,11 @@ class Node implements PlexusNode {
   private rpc!: PeerRpc
   private streamService!: StreamService
   private relayServer: RelayServer | undefined
+  /** Metrics, readiness and their HTTP endpoint (`http` option; observe/). */
+  private metrics: NodeMetrics | undefined
+  private health: Health | undefined
+  private httpServer: HttpEndpoint | undefined
+  private unobserveSyncs: (() => void) | undefined
   private readonly counters: Record<string, number> = {}
   private changeWaiters: Array<() => void> = []
   private readonly joins = new Map<string, Membership>()
@@ -142,6 +152,10 @@ class Node implements PlexusNode {
     return this.relayServer?.wsAddress
   }
 
+  get httpAddress(): string | undefined {
+    return this.httpServer?.address
+  }
+
   async start(): Promise<void> {
     if (this.cfg.gcTuning) tuneGc()
     if (this.cfg.dataDir !== undefined) this.dirLock = lockDataDir(this.cfg.dataDir)
@@ -164,7 +178,18 @@ class Node implements PlexusNode {
     const members = (c: string) => this.directory.members(c).map((m) => m.peer)
     const discovering = () => Date.now() - this.startedAt < DISCOVERY_GRACE
     const nextChange = (signal: AbortSignal) => this.nextChange(signal)
-    this.server = new RequestServer({ now, sendTo: (p, enc) => this.sendTo(p, enc), count })
+    if (this.cfg.http) {
+      const metrics = (this.metrics = new NodeMetrics(nodeMetricsSource(this, () => this.parts())))
+      if (this.cfg.dataDir !== undefined)
+        this.unobserveSyncs = observeSyncs(this.cfg.dataDir, (t) => metrics.fsyncDone(t))
+    }
+    const metrics = this.metrics
+    this.server = new RequestServer({
+      now,
+      sendTo: (p, enc) => this.sendTo(p, enc),
+      count,
+      served: metrics && ((c, outcome) => metrics.requestServed(c, outcome)),
+    })
     this.client = new RequestClient({
       self,
       now,
@@ -176,6 +201,7 @@ class Node implements PlexusNode {
       nextChange,
       discovering,
       count,
+      settled: metrics && ((c, err, t) => metrics.requestDone(c, err, t)),
     })
     this.pubsub = new PubSub({
       self,
@@ -295,6 +321,12 @@ class Node implements PlexusNode {
         ...this.cfg.relay,
         maxMessageSize: this.cfg.maxMessageSize,
       })
+    }
+    if (this.cfg.http && this.metrics) {
+      this.health = new Health(nodeHealthSource(this, () => this.parts()))
+      this.health.start()
+      // Extra routes (the dashboard) go in the list below: see observe/http.ts.
+      this.httpServer = await startHttp(this.cfg.http, { metrics: this.metrics, health: this.health }, [])
     }
   }
 
@@ -449,6 +481,21 @@ class Node implements PlexusNode {
       signal.addEventListener('abort', onAbort, { once: true })
       this.changeWaiters.push(done)
     })
+  }
+
+  /** The layers observation reads (observe/source.ts). */
+  private parts(): NodeParts {
+    return {
+      self: this.id,
+      running: this.stopping === undefined,
+      bootstrap: this.cfg.bootstrap.length,
+      links: this.links,
+      directory: this.directory,
+      pubsub: this.pubsub,
+      broadcaster: this.broadcaster,
+      tunnels: this.tunnels,
+      streams: this.streamService,
+    }
   }
 
   /** Proven members of a cluster (peer ids). */
@@ -662,6 +709,9 @@ class Node implements PlexusNode {
 
   /** Stops whatever `start` got to (it may have failed half way). */
   private async doStop(): Promise<void> {
+    this.health?.stop()
+    await this.httpServer?.close()
+    this.unobserveSyncs?.()
     await this.relayServer?.close()
     this.rpc?.close()
     await this.streamService?.stop()

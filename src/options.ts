@@ -6,6 +6,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import {
   DEFAULT_CIPHER,
   DEFAULT_GC_TUNING,
+  DEFAULT_HTTP_HOST,
   DEFAULT_LIMITS,
   DEFAULT_LISTEN,
   DEFAULT_MAX_MESSAGE_SIZE,
@@ -65,6 +66,8 @@ export interface NodeConfig {
         wsStatic: string | undefined
       }
     | undefined
+  /** The monitoring HTTP endpoint (observe/http.ts); off when undefined. */
+  http: { host: string; port: number } | undefined
   maxMessageSize: number
   replaceReplicaAfter: number
   raftLogBytes: number
@@ -88,6 +91,7 @@ export const KNOWN_NODE_OPTIONS = {
     'discovery',
     'dataDir',
     'relay',
+    'http',
     'maxMessageSize',
     'streams',
     'credentials',
@@ -105,6 +109,7 @@ export const KNOWN_NODE_OPTIONS = {
     'wsStatic',
   ],
   streams: ['replaceReplicaAfter', 'raftLogBytes'],
+  http: ['host', 'port'],
 } as const
 
 /** Validates `createNode` options. */
@@ -174,6 +179,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
       wsStatic: checkWsStatic(r.wsStatic, r.wsPort),
     }
   }
+  const http = checkHttp(o.http)
   const streams = checkOptions<NonNullable<NodeOptions['streams']>>(o.streams, 'streams')
   checkKnownKeys(streams, KNOWN_NODE_OPTIONS.streams, 'streams')
   const replaceReplicaAfter =
@@ -195,11 +201,26 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     dht: discovery.dht === true,
     dataDir: o.dataDir,
     relay,
+    http,
     maxMessageSize,
     replaceReplicaAfter,
     raftLogBytes,
     credentials: checkCredentials(o.credentials),
   }
+}
+
+/** The `http` option: false/undefined (off) or `{ host?, port? }`. */
+function checkHttp(value: unknown): NodeConfig['http'] {
+  if (value === undefined || value === false) return undefined
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new InvalidArgumentError(`http must be false or an object { host?, port? }, got ${describe(value)}`)
+  const h = value as { host?: unknown; port?: unknown }
+  checkKnownKeys(h, KNOWN_NODE_OPTIONS.http, 'http')
+  if (h.host !== undefined && (typeof h.host !== 'string' || h.host === ''))
+    throw new InvalidArgumentError(
+      `http.host must be a non-empty host name or address, got ${describe(h.host)}`,
+    )
+  return { host: h.host ?? DEFAULT_HTTP_HOST, port: checkPort(h.port, 'http.port') ?? 0 }
 }
 
 /** `relay.wsOrigins`: http(s) origins (scheme://host[:port], no path) or `null`. */

@@ -79,6 +79,14 @@ export interface NodeOptions {
         wsOrigins?: string[]
         wsStatic?: string
       }
+  /**
+   * HTTP endpoint for monitoring (off by default): `GET /metrics` (Prometheus text format),
+   * `GET /healthz` (200 while the node runs), `GET /readyz` (200 when ready, else 503 with a
+   * JSON body naming the failing conditions), and the dashboard at `/`. `host` defaults to
+   * 127.0.0.1, `port` to 0 (any free port; read `httpAddress`). Every metric and the
+   * readiness rules: docs/metrics.md. A port in use fails `createNode`.
+   */
+  http?: false | { host?: string; port?: number }
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
   /**
@@ -513,6 +521,8 @@ export interface PlexusNode {
   readonly relayAddress: string | undefined
   /** The relay's WebSocket endpoint (`host:port`) when `relay.wsPort` was given. */
   readonly relayWsAddress: string | undefined
+  /** The HTTP endpoint (`host:port`: /metrics, /healthz, /readyz) when the `http` option is on. */
+  readonly httpAddress: string | undefined
   /** Serve a cluster. Resolves once the membership is announced. */
   join(cluster: string, options: JoinOptions): Promise<Membership>
   /** Send one request to one proven member, chosen by load; resolves to its reply. */

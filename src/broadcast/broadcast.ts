@@ -105,6 +105,8 @@ export interface BroadcastHost {
 
 /** Broadcast engine of one node. */
 export class Broadcaster {
+  /** Broadcasts this node originated (metrics). */
+  sent = 0
   /** Starts at a random point, so receivers tell a restarted origin from old copies. */
   private seq = randomInt(0, 0xffffffff)
   private readonly served = new Map<string, Served>()
@@ -160,6 +162,7 @@ export class Broadcaster {
    * link queues without bound, and short queues keep block buffers reused).
    */
   async broadcast(cluster: string, data: Uint8Array): Promise<number> {
+    this.sent++
     this.seq = (this.seq + 1) >>> 0
     let targets = this.targets.get(cluster)
     if (!targets) {

@@ -85,6 +85,8 @@ export class Link {
   latencyMs: number | null = null
   /** Local time of the last frame received from this peer. */
   lastSeen: number
+  /** Bytes received from this peer on its stream while this link was up (metrics). */
+  bytesReceived = 0
 
   constructor(
     readonly peer: string,

@@ -206,7 +206,10 @@ export class LinkManager {
     stream.addEventListener('message', (evt) => {
       this.receivedBytes += evt.data.byteLength
       const link = this.links.get(peer)
-      if (link) link.lastSeen = this.now()
+      if (link) {
+        link.lastSeen = this.now()
+        link.bytesReceived += evt.data.byteLength
+      }
     })
     readFrames(stream, peer, this.opts.maxFrameSize, (from, type, body) => {
       if (type === FrameType.Ping) {

@@ -15,6 +15,7 @@ import { LogClosedError } from './errors.js'
 import { writeFully } from './fsutil.js'
 import { encodeRecord } from './record.js'
 import { type Segment, SYNC_WRITES } from './segment.js'
+import { type SyncObserver, syncObserverFor } from './sync-observers.js'
 import type { AppendRecord, ReplicaRecord } from './types.js'
 
 /** Offsets given to one append call: every offset from first to last (dense for `append`). */
@@ -57,8 +58,12 @@ export class Writer {
   dirty = false
   private readonly always: boolean
 
+  /** Told the duration of each synced write (metrics; sync-observers.ts). */
+  private readonly onSync: SyncObserver | undefined
+
   constructor(private readonly core: LogCore) {
     this.always = core.opts.fsync === 'always'
+    this.onSync = syncObserverFor(core.opts.dir)
     this.scratch = Buffer.allocUnsafe(64 * 1024)
     this.spare = Buffer.allocUnsafe(64 * 1024)
   }
@@ -219,9 +224,11 @@ export class Writer {
     const last = core.nextOffset - 1
     if (this.always) {
       // One synced write (O_DSYNC): durable when it returns. Without O_DSYNC: write, fdatasync.
+      const t0 = this.onSync ? performance.now() : 0
       if (p > 0) await this.write(seg, buf, p)
       if (!SYNC_WRITES) await (await seg.handle()).datasync()
       core.stats.fsyncs++
+      this.onSync?.((performance.now() - t0) / 1000)
       seg.visibleSize = seg.size
       this.finish(done, last, true)
       return

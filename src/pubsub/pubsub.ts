@@ -124,6 +124,8 @@ class Sub implements Subscription {
 
 /** Pub/sub engine of one node. */
 export class PubSub {
+  /** Messages written to peers' links, one per subscribed peer (metrics). */
+  sentToPeers = 0
   private readonly local = new SubjectIndex<Sub>()
   private readonly subs = new Set<Sub>()
   private readonly patternCount = new Map<string, number>()
@@ -334,6 +336,7 @@ export class PubSub {
       for (const peer of peers) {
         const link = this.host.link(peer)
         if (!link) continue
+        this.sentToPeers++
         if (frame) {
           this.out = frame
           link.write(this.writeOut)

@@ -41,6 +41,8 @@ export interface ClientHost {
   /** True while the node is young enough that members may still be on their way. */
   discovering(): boolean
   count(counter: string): void
+  /** Told how each request ended (`err` undefined: a reply) and how long it took (metrics). */
+  settled?(cluster: string, err: Error | undefined, seconds: number): void
 }
 
 /** Reason used to end waits of a settled request (no DOMException per request). */
@@ -127,7 +129,21 @@ export class RequestClient {
   ): Promise<Uint8Array> {
     const timeout = opts.timeout ?? DEFAULT_REQUEST_TIMEOUT
     if (opts.signal?.aborted) return Promise.reject(new AbortedError('request aborted before it was sent'))
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<Uint8Array>((res, rej) => {
+      let resolve = res
+      let reject = rej
+      const settled = this.host.settled
+      if (settled) {
+        const t0 = performance.now()
+        resolve = (v) => {
+          settled(cluster, undefined, (performance.now() - t0) / 1000)
+          res(v)
+        }
+        reject = (e) => {
+          settled(cluster, e, (performance.now() - t0) / 1000)
+          rej(e)
+        }
+      }
       const id = this.nextId
       this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1
       const p = new Pending(

@@ -41,6 +41,8 @@ export interface ServerHost {
   /** Writes a frame to `peer`, opening the link first when it is not up yet. */
   sendTo(peer: string, encode: (w: BinaryWriter) => void): void
   count(counter: string): void
+  /** Told how each request of a served cluster ended: ok, error, overloaded, dropped (metrics). */
+  served?(cluster: string, outcome: 'ok' | 'error' | 'overloaded' | 'dropped'): void
 }
 
 /** Runs request handlers of the clusters this node serves. */
@@ -149,10 +151,12 @@ export class RequestServer {
   ) {
     if (s.running >= s.limits.requests) {
       this.host.count('requests.overloaded')
+      this.host.served?.(s.cluster, 'overloaded')
       return `${s.cluster}: ${s.running} requests running, limit ${s.limits.requests}`
     }
     if (s.runningBytes + data.length > s.limits.queueBytes) {
       this.host.count('requests.overloaded')
+      this.host.served?.(s.cluster, 'overloaded')
       return `${s.cluster}: ${s.runningBytes + data.length} bytes held, limit ${s.limits.queueBytes}`
     }
     const mine = remote ? (s.byPeer.get(from) ?? { running: 0, bytes: 0 }) : undefined
@@ -160,6 +164,7 @@ export class RequestServer {
       const refused = peerRefusal(s, mine, data.length)
       if (refused !== undefined) {
         this.host.count('requests.refused.peerLimit')
+        this.host.served?.(s.cluster, 'overloaded')
         return `${s.cluster}: ${refused} from ${from}`
       }
       mine.running++
@@ -206,10 +211,12 @@ export class RequestServer {
       const cancelled = key !== undefined && !running.has(key)
       if (cancelled || this.host.now() > deadline) {
         this.host.count('requests.dropped')
+        this.host.served?.(s.cluster, 'dropped')
         if (key) running.delete(key)
         return
       }
       this.host.count(err === undefined ? 'requests.served' : 'requests.failed')
+      this.host.served?.(s.cluster, err === undefined ? 'ok' : 'error')
       done(err, reply)
     }
     if (!s.handler) {

@@ -99,9 +99,24 @@ const retryable = (err: unknown) =>
   err instanceof MemberLostError ||
   (err instanceof PlexusError && err.name === 'OverloadedError')
 
+/** What a durable consumer reports to the metrics. */
+export interface DurableStats {
+  stream: string
+  durable: string
+  /** Messages of the partitions it reads that it has not acknowledged (up to the last end it saw). */
+  pending: number
+  /** Messages handed out and not acknowledged yet. */
+  unacked: number
+}
+
 /** The client side of durable streams; see the module doc. */
 export class StreamsClient {
   readonly api: Streams
+  /**
+   * Durable consumers opened through this client (metrics); each leaves on its first
+   * `stats()` after it ended.
+   */
+  readonly durables = new Set<{ stats(): DurableStats | undefined }>()
   private readonly leaders = new Map<string, string>()
   /** Last metadata leader seen per cluster. */
   private readonly metaLeaders = new Map<string, string>()

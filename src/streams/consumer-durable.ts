@@ -27,7 +27,7 @@ import { CONSUMER } from '../constants.js'
 import { AbortedError } from '../errors.js'
 import type { ConsumeFrom, StreamMessage } from '../types.js'
 import type { BinaryReader } from '../util/binary.js'
-import type { StreamsClient } from './client.js'
+import type { DurableStats, StreamsClient } from './client.js'
 import { BufferedConsumer, type Chunk, toStreamMessage } from './consumer-base.js'
 import {
   type ConsumerCall,
@@ -73,6 +73,8 @@ interface Session {
   readPos: number
   committed: number
   unacked: number
+  /** The partition's end (next offset) as the last fetch reply said (metrics). */
+  end: number
   /** Resolved on an ack (delivery may resume below `maxAckPending`). */
   ackWaiters: Array<() => void>
   /** Ended to leave the partition to another consumer of the name (fair share). */
@@ -96,9 +98,22 @@ export class DurableConsumer extends BufferedConsumer {
     private readonly o: DurableOptions,
   ) {
     super(client, stream, signal, o.maxBytesInFlight)
+    client.durables.add(this)
     // The budget counts unacknowledged messages too: read ahead only two fetches of it.
     this.readAhead = Math.min(o.maxBytesInFlight, 2 * CONSUMER.fetchBytes)
     if (!this.ended) this.run(partition).catch((err) => this.fail(err))
+  }
+
+  /** Lag and unacknowledged counts for the metrics; undefined once the consumer ended. */
+  stats(): DurableStats | undefined {
+    if (this.ended || this.ac.signal.aborted) return undefined
+    let pending = 0
+    let unacked = 0
+    for (const s of this.sessions) {
+      pending += Math.max(0, s.end - s.ackedUpTo)
+      unacked += s.unacked
+    }
+    return { stream: this.ref?.stream ?? this.stream, durable: this.o.durable, pending, unacked }
   }
 
   /** Ends the iteration, commits what was acked, and releases the leases. */
@@ -166,6 +181,7 @@ export class DurableConsumer extends BufferedConsumer {
         readPos: start,
         committed: start,
         unacked: 0,
+        end: start,
         ackWaiters: [],
       }
       this.sessions.add(s)
@@ -202,6 +218,7 @@ export class DurableConsumer extends BufferedConsumer {
       const got = await this.fetchChunk(ref, replicas, offset, signal)
       if (!got) return
       const { res, chunk } = got
+      if (res.nextOffset > s.end) s.end = res.nextOffset
       if (res.messages.length === 0 && res.firstOffset > offset) {
         offset = res.firstOffset // retention removed them: nothing to ack
         s.readPos = offset

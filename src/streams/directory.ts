@@ -196,6 +196,12 @@ export class StreamDirectory {
     return this.tables.get(cluster)?.table
   }
 
+  /** The leader that signed a cluster's table and when the table arrived (ms; readiness). */
+  tableInfo(cluster: string): { leader: string; receivedAt: number } | undefined {
+    const held = this.tables.get(cluster)
+    return held && { leader: held.table.leader, receivedAt: held.receivedAt }
+  }
+
   /** Every known stream, sorted by name. */
   list(): KnownStream[] {
     return [...this.byName.values()].sort((a, b) => (a.meta.name < b.meta.name ? -1 : 1))

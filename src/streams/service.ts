@@ -16,7 +16,7 @@ import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, Logger, NodeStatus, PublishAck, Streams } from '../types.js'
 import { AdminCredentials, type ResolvedCredentials } from './authz.js'
-import { StreamsClient } from './client.js'
+import { type DurableStats, StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
 import { StreamDirectory } from './directory.js'
@@ -231,6 +231,26 @@ export class StreamService {
   /** Opens a consumer (see `Consumer`). */
   consume(stream: string, options: ConsumeOptions | undefined): Consumer {
     return openConsumer(this.client, stream, options)
+  }
+
+  /**
+   * The metadata leader of a joined cluster as this node's metadata replica knows it (null:
+   * none known), or undefined when this node hosts no metadata replica of it (no dataDir).
+   */
+  metaLeader(cluster: string): string | null | undefined {
+    const host = this.hosts.get(cluster)
+    return host === undefined ? undefined : host.meta.leader
+  }
+
+  /** Lag of the durable consumers open on this node (metrics); forgets ended ones. */
+  durableStats(): DurableStats[] {
+    const out: DurableStats[] = []
+    for (const c of this.client.durables) {
+      const s = c.stats()
+      if (s === undefined) this.client.durables.delete(c)
+      else out.push(s)
+    }
+    return out
   }
 
   /** Streams for `status()`: the directory's, with the partitions hosted here. */

@@ -101,6 +101,8 @@ export class TunnelManager {
   private readonly incoming = new EndTable()
   private readonly opening = new Map<string, Opening>()
   private readonly served = new Map<string, Served>()
+  /** Tunnel payload bytes sent and received by every end of this node (metrics). */
+  readonly bytes = { sent: 0, received: 0 }
 
   constructor(private readonly host: TunnelHost) {}
 
@@ -200,6 +202,9 @@ export class TunnelManager {
     const table = dir === Dir.FromOpener ? this.outgoing : this.incoming
     const end = new TunnelEnd(tid, dir, peer, cluster, peerWindow, TUNNEL_WINDOW, this.host.maxMessageSize, {
       link: () => this.host.link(peer),
+      sent: (n) => {
+        this.bytes.sent += n
+      },
       finished: () => {
         table.delete(peer, tid, end)
         if (dir === Dir.FromAcceptor) {
@@ -246,6 +251,7 @@ export class TunnelManager {
         const flags = r.u8('flags')
         const chunk = r.bytes('chunk', 1 << 20)
         r.end('tunnel data')
+        this.bytes.received += chunk.length
         const end = table.get(peer, tid)
         if (!end) return
         if (!end.onData((flags & 1) === 1, chunk)) end.fail(CloseReason.Error, 'flow control violated')

@@ -44,6 +44,8 @@ export interface Tunnel extends AsyncIterable<Uint8Array> {
 /** How a tunnel end talks to its peer. */
 export interface TunnelWire {
   link(): Link | undefined
+  /** Told the payload bytes of each chunk written (metrics). */
+  sent?(bytes: number): void
   /** Called once when the tunnel is finished (to forget it). */
   finished(): void
 }
@@ -142,6 +144,7 @@ export class TunnelEnd implements Tunnel {
     this.outChunk = chunk
     try {
       link.write(this.encodeData)
+      this.wire.sent?.(chunk.length)
     } finally {
       this.outChunk = EMPTY
     }
