@@ -5,11 +5,13 @@
  * `--echo`, `--max-requests`, `--tunnel-exec`, `--tunnel-echo`, `--max-tunnels` and
  * `--on-broadcast` belong to (tunnels and broadcasts are served as serve.ts describes). Prints one ready line on stdout
  * (`plexus node <id> network <n> relay <host:port> listening <addrs...>`), then
- * `joined <cluster>` per join. SIGINT/SIGTERM stop the node cleanly and exit 0.
+ * `relay websocket ws://…/` with `--relay-ws-port` and `http http://host:port/` with
+ * `--http-port` (metrics, health), then `joined <cluster>` per join. SIGINT/SIGTERM stop the node cleanly and exit 0.
  */
 import { type Command, Option } from 'commander'
 import {
   DEFAULT_CIPHER,
+  DEFAULT_HTTP_HOST,
   DEFAULT_LIMITS,
   DEFAULT_NETWORK,
   DEFAULT_RELAY_HOST,
@@ -72,6 +74,8 @@ interface NodeFlags {
   relayWsPort?: number
   relayWsOrigin?: string[]
   relayWsStatic?: string
+  httpPort?: number
+  httpHost?: string
   mdns: boolean
   local: boolean
   gcTuning: boolean
@@ -216,6 +220,12 @@ export function registerNode(program: Command): void {
       '--relay-ws-static <dir>',
       'serve the pages in DIR over HTTP on the WebSocket relay port (its own origin)',
     )
+    .option(
+      '--http-port <port>',
+      'serve /metrics (Prometheus), /healthz and /readyz over HTTP on this port (0: any free port)',
+      parsePort('--http-port'),
+    )
+    .option('--http-host <host>', `address the HTTP port listens on (default ${DEFAULT_HTTP_HOST})`)
     .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
     .option(
       '--no-local',
@@ -261,6 +271,10 @@ export function registerNode(program: Command): void {
 async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
   if (flags.dataDir !== undefined && flags.dataDir.trim() === '')
     throw new UsageError('--data-dir must not be empty')
+  if (flags.httpHost !== undefined && flags.httpPort === undefined)
+    throw new UsageError('--http-host needs --http-port')
+  if (flags.httpHost !== undefined && flags.httpHost.trim() === '')
+    throw new UsageError('--http-host must not be empty')
   const networkKey =
     flags.networkKeyFile !== undefined
       ? await readKeyFile(flags.networkKeyFile, '--network-key-file')
@@ -339,6 +353,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
       wsOrigins: flags.relayWsOrigin,
       wsStatic: flags.relayWsStatic,
     },
+    http: flags.httpPort === undefined ? false : { port: flags.httpPort, host: flags.httpHost },
     logger: stderrLogger(),
   })
   if (stopRequested) {
@@ -351,6 +366,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     `plexus node ${node.id} network ${node.network} relay ${node.relayAddress ?? 'off'} listening ${listening}\n`,
   )
   if (node.relayWsAddress) await writeOut(process.stdout, `relay websocket ws://${node.relayWsAddress}/\n`)
+  if (node.httpAddress) await writeOut(process.stdout, `http http://${node.httpAddress}/\n`)
   try {
     for (const { group, options } of prepared) {
       await node.join(group.cluster, options)
