@@ -15,6 +15,7 @@ import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } fro
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { LinkManager } from './link/manager.js'
 import { observeSyncs } from './log/sync-observers.js'
+import { createDashboard, type Dashboard } from './observe/dashboard.js'
 import { Health } from './observe/health.js'
 import { type HttpEndpoint, startHttp } from './observe/http.js'
 import { NodeMetrics } from './observe/metrics.js'
@@ -119,6 +120,7 @@ class Node implements PlexusNode {
   private metrics: NodeMetrics | undefined
   private health: Health | undefined
   private httpServer: HttpEndpoint | undefined
+  private dashboard: Dashboard | undefined
   private unobserveSyncs: (() => void) | undefined
   private readonly counters: Record<string, number> = {}
   private changeWaiters: Array<() => void> = []
@@ -325,8 +327,11 @@ class Node implements PlexusNode {
     if (this.cfg.http && this.metrics) {
       this.health = new Health(nodeHealthSource(this, () => this.parts()))
       this.health.start()
-      // Extra routes (the dashboard) go in the list below: see observe/http.ts.
-      this.httpServer = await startHttp(this.cfg.http, { metrics: this.metrics, health: this.health }, [])
+      const dashboard = (this.dashboard = createDashboard(this))
+      // Extra routes go in the list below (tried in order after the built-in ones): observe/http.ts.
+      this.httpServer = await startHttp(this.cfg.http, { metrics: this.metrics, health: this.health }, [
+        (req, res) => dashboard.handle(req, res),
+      ])
     }
   }
 
@@ -710,6 +715,7 @@ class Node implements PlexusNode {
   /** Stops whatever `start` got to (it may have failed half way). */
   private async doStop(): Promise<void> {
     this.health?.stop()
+    this.dashboard?.close()
     await this.httpServer?.close()
     this.unobserveSyncs?.()
     await this.relayServer?.close()

@@ -121,6 +121,9 @@ describe('http option', () => {
     expect((await get(node, '/healthz')).status).toBe(200)
     expect(await ready(node)).toEqual({ status: 200, failing: [] })
     expect((await get(node, '/nothing')).status).toBe(404)
+    const page = await get(node, '/')
+    expect(page.status).toBe(200) // the dashboard, mounted through startHttp's handlers
+    expect(page.body).toMatch(/<html/i)
     expect((await get(node, '/metrics', 'POST')).status).toBe(405)
     const s = await scrape(node)
     expect(val(s, 'plexus_node_info', { id: node.id, network: node.network })).toBe(1)
@@ -167,6 +170,8 @@ describe('http option', () => {
     const it = t[Symbol.asyncIterator]()
     expect((await it.next()).value.length).toBe(1000)
     await t.close()
+    // Link latency comes from heartbeats (one a second).
+    await waitFor(() => a!.status().peers.some((p) => p.latencyMs !== null), 5000, 'a latency sample')
 
     const sa = await scrape(a!)
     const sb = await scrape(b!)

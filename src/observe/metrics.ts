@@ -294,7 +294,7 @@ export class NodeMetrics {
     )
     counter(
       'plexus_pubsub_messages_received_total',
-      'Pub/sub messages received from peers',
+      'Pub/sub messages received from peers for subscriptions here',
       () => snap().traffic.pubsubReceived,
     )
     new Counter({
@@ -455,14 +455,29 @@ export class NodeMetrics {
       collect() {
         this.reset()
         for (const [name, v] of Object.entries(snap().status.counters))
-          if (!GAUGE_COUNTERS.has(name)) this.inc({ event: name }, v)
+          if (!NOT_EVENTS.has(name)) this.inc({ event: name }, v)
       },
     })
   }
 }
 
-/** Entries of `status().counters` that are levels, not totals (exported as gauges above). */
-const GAUGE_COUNTERS = new Set([
+/**
+ * Entries of `status().counters` left out of `plexus_events_total`: levels, not totals
+ * (exported as gauges above), and totals with a metric of their own.
+ */
+const NOT_EVENTS = new Set([
+  'requests.sent',
+  'requests.served',
+  'requests.failed',
+  'pubsub.published',
+  'pubsub.received',
+  'pubsub.dropped',
+  'pubsub.unwanted',
+  'broadcasts.delivered',
+  'broadcasts.dropped',
+  'links.bytesSent',
+  'links.bytesReceived',
+  'pubsub.queueDropped',
   'requests.inFlight',
   'requests.serving',
   'pubsub.subscriptions',
