@@ -19,15 +19,10 @@ import {
 } from '../constants.js'
 import { CIPHER_CHOICES, type CipherChoice } from '../transport/encrypters.js'
 import type { JoinOptions, PlexusNode } from '../types.js'
-import {
-  checkCluster,
-  collectMultiaddr,
-  parseNetwork,
-  parsePort,
-  parsePositiveInt,
-  readKeyFile,
-} from './args.js'
+import { collectMultiaddr, parseNetwork, parsePort, parsePositiveInt, readKeyFile } from './args.js'
+import { effectiveConfig, resolveNodeConfig } from './config.js'
 import { execHandler } from './exec.js'
+import { JOIN_FLAGS, type JoinGroup, JoinGroups } from './join-groups.js'
 import { stderrLogger } from './log.js'
 import { EXIT, formatError, UsageError, writeOut } from './output.js'
 import { broadcastExecHandler, tunnelEchoHandler, tunnelExecHandler } from './serve.js'
@@ -37,33 +32,8 @@ export const DEFAULT_EXEC_CONCURRENCY = 64
 /** How long a clean stop may take before the process exits anyway (ms). */
 const STOP_GRACE = 5000
 
-/** One `--join` group as given on the command line. */
-export interface JoinGroup {
-  cluster: string
-  keyFile?: string
-  exec?: string
-  echo?: boolean
-  maxRequests?: number
-  tunnelExec?: string
-  tunnelEcho?: boolean
-  maxTunnels?: number
-  onBroadcast?: string
-}
-
-/** The join-related flags, as `JoinGroups.add` takes them. */
-export type JoinFlag =
-  | 'join'
-  | 'cluster-key-file'
-  | 'exec'
-  | 'echo'
-  | 'max-requests'
-  | 'tunnel-exec'
-  | 'tunnel-echo'
-  | 'max-tunnels'
-  | 'on-broadcast'
-
 /** Parsed options of `plexus node`. */
-interface NodeFlags {
+export interface NodeFlags {
   network?: string
   networkKeyFile?: string
   cipher: CipherChoice
@@ -79,100 +49,34 @@ interface NodeFlags {
   mdns: boolean
   local: boolean
   gcTuning: boolean
+  config?: string
+  printConfig?: boolean
 }
+
+/** What `plexus node` runs once its options are resolved (tests pass their own). */
+export type NodeRunner = (flags: NodeFlags, joins: JoinGroup[]) => Promise<void>
 
 /**
- * Groups the join-related flags in command-line order. Feed it every option event; read
- * `groups` after parsing and `check()` to get the first problem (or undefined).
+ * Registers the `node` command on `program`; `run` starts the node (default: runNode) and
+ * `env` holds the `PLEXUS_*` variables (default: process.env).
  */
-export class JoinGroups {
-  readonly groups: JoinGroup[] = []
-  private problem: string | undefined
-
-  /** Records one occurrence of a join-related flag. */
-  add(flag: JoinFlag, value?: string | number): void {
-    if (flag === 'join') {
-      this.groups.push({ cluster: String(value) })
-      return
-    }
-    const g = this.groups.at(-1)
-    if (!g) {
-      this.problem ??= `--${flag} must follow a --join CLUSTER`
-      return
-    }
-    const dup = (f: string) => {
-      this.problem ??= `--join ${g.cluster}: ${f} given twice`
-    }
-    switch (flag) {
-      case 'cluster-key-file':
-        if (g.keyFile !== undefined) dup('--cluster-key-file')
-        g.keyFile = String(value)
-        break
-      case 'exec':
-        if (g.exec !== undefined) dup('--exec')
-        g.exec = String(value)
-        break
-      case 'echo':
-        g.echo = true
-        break
-      case 'max-requests':
-        if (g.maxRequests !== undefined) dup('--max-requests')
-        g.maxRequests = Number(value)
-        break
-      case 'tunnel-exec':
-        if (g.tunnelExec !== undefined) dup('--tunnel-exec')
-        g.tunnelExec = String(value)
-        break
-      case 'tunnel-echo':
-        g.tunnelEcho = true
-        break
-      case 'max-tunnels':
-        if (g.maxTunnels !== undefined) dup('--max-tunnels')
-        g.maxTunnels = Number(value)
-        break
-      case 'on-broadcast':
-        if (g.onBroadcast !== undefined) dup('--on-broadcast')
-        g.onBroadcast = String(value)
-        break
-    }
-  }
-
-  /** Validates every group; throws `UsageError` naming the first problem. */
-  check(): JoinGroup[] {
-    if (this.problem) throw new UsageError(this.problem)
-    const seen = new Set<string>()
-    for (const g of this.groups) {
-      checkCluster(g.cluster, '--join')
-      if (seen.has(g.cluster)) throw new UsageError(`--join ${g.cluster} given twice`)
-      seen.add(g.cluster)
-      if (g.keyFile === undefined) {
-        throw new UsageError(
-          `--join ${g.cluster} needs --cluster-key-file F (create a key with: plexus keygen > F)`,
-        )
-      }
-      if (g.exec !== undefined && g.echo)
-        throw new UsageError(`--join ${g.cluster}: give --exec or --echo, not both`)
-      if (g.exec !== undefined && g.exec.trim() === '')
-        throw new UsageError(`--join ${g.cluster}: --exec needs a command`)
-      if (g.tunnelExec !== undefined && g.tunnelEcho)
-        throw new UsageError(`--join ${g.cluster}: give --tunnel-exec or --tunnel-echo, not both`)
-      if (g.tunnelExec !== undefined && g.tunnelExec.trim() === '')
-        throw new UsageError(`--join ${g.cluster}: --tunnel-exec needs a command`)
-      if (g.maxTunnels !== undefined && g.tunnelExec === undefined && !g.tunnelEcho)
-        throw new UsageError(`--join ${g.cluster}: --max-tunnels needs --tunnel-exec or --tunnel-echo`)
-      if (g.onBroadcast !== undefined && g.onBroadcast.trim() === '')
-        throw new UsageError(`--join ${g.cluster}: --on-broadcast needs a command`)
-    }
-    return this.groups
-  }
-}
-
-/** Registers the `node` command on `program`. */
-export function registerNode(program: Command): void {
+export function registerNode(
+  program: Command,
+  run: NodeRunner = runNode,
+  env: NodeJS.ProcessEnv = process.env,
+): void {
   const groups = new JoinGroups()
   const cmd = program
     .command('node')
     .description('run an overlay node (with the relay endpoint on 127.0.0.1 for client commands)')
+    .option(
+      '--config <file>',
+      'read options from a YAML or JSON file (keys: flag names in camelCase; flags and PLEXUS_* variables win)',
+    )
+    .option(
+      '--print-config',
+      'print the effective options (file, flags, PLEXUS_* variables) as YAML and exit',
+    )
     .option('--network <name>', `overlay name (default ${DEFAULT_NETWORK})`, parseNetwork)
     .option('--network-key-file <file>', 'file holding the network key (pre-shared, from plexus keygen)')
     .addOption(
@@ -255,16 +159,15 @@ export function registerNode(program: Command): void {
       parsePositiveInt('--max-tunnels'),
     )
     .option('--on-broadcast <cmd>', 'run /bin/sh -c CMD for each broadcast, data on stdin (cat prints them)')
-  cmd.on('option:join', (v: string) => groups.add('join', v))
-  cmd.on('option:cluster-key-file', (v: string) => groups.add('cluster-key-file', v))
-  cmd.on('option:exec', (v: string) => groups.add('exec', v))
-  cmd.on('option:echo', () => groups.add('echo'))
-  cmd.on('option:max-requests', (v: string) => groups.add('max-requests', v))
-  for (const flag of ['tunnel-exec', 'tunnel-echo', 'max-tunnels', 'on-broadcast'] as const) {
-    cmd.on(`option:${flag}`, (v?: string) => groups.add(flag, v))
-  }
-  cmd.action(async (flags: NodeFlags) => {
-    await runNode(flags, groups.check())
+  for (const flag of JOIN_FLAGS) cmd.on(`option:${flag}`, (v?: string) => groups.add(flag, v))
+  cmd.action(async (_flags: NodeFlags, command: Command) => {
+    const resolved = await resolveNodeConfig(command, groups.check(), JOIN_FLAGS, env)
+    if (resolved.values.printConfig) {
+      const { stringify } = await import('yaml')
+      await writeOut(process.stdout, stringify(effectiveConfig(command, resolved, JOIN_FLAGS)))
+      return
+    }
+    await run(resolved.values as unknown as NodeFlags, resolved.joins)
   })
 }
 
