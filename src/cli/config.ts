@@ -15,7 +15,6 @@
 import { readFile } from 'node:fs/promises'
 import { dirname, extname, resolve } from 'node:path'
 import type { Command, Option } from 'commander'
-import { parse as parseYaml } from 'yaml'
 import { describe } from '../util/validate.js'
 import { type JoinFlag, type JoinGroup, JoinGroups } from './join-groups.js'
 import { UsageError } from './output.js'
@@ -87,7 +86,7 @@ export async function loadConfigFile(file: string): Promise<Record<string, unkno
   const json = ext === '.json' || (ext !== '.yaml' && ext !== '.yml' && /^\s*\{/.test(text))
   let data: unknown
   try {
-    data = json ? JSON.parse(text) : parseYaml(text)
+    data = json ? JSON.parse(text) : (await import('yaml')).parse(text)
   } catch (err) {
     const first = String((err as Error).message).split('\n')[0]
     throw new UsageError(`${file}: not valid ${json ? 'JSON' : 'YAML'}: ${first}`)

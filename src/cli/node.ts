@@ -7,6 +7,7 @@
  * (`plexus node <id> network <n> relay <host:port> listening <addrs...>`), then
  * `relay websocket ws://…/` with `--relay-ws-port` and `http http://host:port/` with
  * `--http-port` (metrics, health), then `joined <cluster>` per join. SIGINT/SIGTERM stop the node cleanly and exit 0.
+ * `--config FILE` and `PLEXUS_*` variables supply the same options (config.ts).
  */
 import { type Command, Option } from 'commander'
 import {
