@@ -38,7 +38,9 @@ function freePort(): Promise<number> {
 }
 
 /** Starts `plexus node --config file`; resolves with its relay address once it joined. */
-function startMember(file: string): Promise<{ child: ChildProcess; relay: string; out: string[] }> {
+function startMember(
+  file: string,
+): Promise<{ child: ChildProcess; relay: string; http: string; out: string[] }> {
   const child = spawn(process.execPath, [CLI, 'node', '--config', file], {
     stdio: ['ignore', 'pipe', 'pipe'],
   })
@@ -48,6 +50,7 @@ function startMember(file: string): Promise<{ child: ChildProcess; relay: string
   child.stderr!.on('data', (d: Buffer) => (err += d.toString()))
   return new Promise((resolve, reject) => {
     let relay = ''
+    let http = ''
     const timer = setTimeout(
       () => reject(new Error(`${file}: not joined in 20 s: ${out.join('|')} ${err}`)),
       20_000,
@@ -57,9 +60,11 @@ function startMember(file: string): Promise<{ child: ChildProcess; relay: string
       out.push(l)
       const m = l.match(/^plexus node \S+ network \S+ relay (\S+)/)
       if (m) relay = m[1]!
+      const h = l.match(/^http (\S+)/)
+      if (h) http = h[1]!
       if (l.startsWith('joined storage ')) {
         clearTimeout(timer)
-        resolve({ child, relay, out })
+        resolve({ child, relay, http, out })
       }
     })
   })
@@ -97,7 +102,9 @@ describe('examples/deploy', () => {
       cfg.listen = [`/ip4/127.0.0.1/tcp/${ports[i]}`]
       cfg.bootstrap = ports.filter((_, j) => j !== i).map((p) => `/ip4/127.0.0.1/tcp/${p}`)
       cfg.dataDir = `member-${i + 1}` // relative: from the file's directory
+      expect(cfg.httpPort).toBe(9464)
       cfg.relayPort = 0
+      cfg.httpPort = 0
       cfg.join[0].clusterKeyFile = 'storage.key'
       const f = join(dir, `member-${i + 1}.yaml`)
       writeFileSync(f, stringify(cfg))
@@ -136,6 +143,19 @@ describe('examples/deploy', () => {
     })
     expect(read.code, read.stderr).toBe(0)
     expect(read.stdout).toBe('order 0\n')
+    // Every member is ready (linked, metadata reachable, partitions led) on its HTTP port.
+    for (const m of members) {
+      const end = Date.now() + 10_000
+      for (;;) {
+        const res = await fetch(new URL('readyz', m.http))
+        const body = await res.text()
+        if (res.status === 200 || Date.now() > end) {
+          expect(res.status, body).toBe(200)
+          break
+        }
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
     // The data directories are where the files say, relative to the file.
     for (let i = 0; i < 3; i++)
       expect(readFileSync(join(dir, `member-${i + 1}`, 'plexus.lock'), 'utf8')).toBeTruthy()
