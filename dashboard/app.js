@@ -59,12 +59,14 @@ function fmtRate(v, bytes) {
   return `${n}${units[i] ? ` ${units[i]}` : ''}/s`
 }
 
+/** Creates the charts (again when the colour scheme changes: uPlot takes colours as values). */
 function setupCharts() {
   if (typeof uPlot !== 'function') return
   const colors = [css('--s1'), css('--s2'), css('--s3')]
   for (const [name, list] of Object.entries(series)) {
     const box = document.querySelector(`[data-rate="${name}"] .chart`)
-    values[name] = list.map(() => [])
+    charts[name]?.destroy()
+    if (values[name].length !== list.length) values[name] = list.map(() => [])
     const opts = {
       width: Math.max(200, box.clientWidth),
       height: 96,
@@ -84,6 +86,7 @@ function setupCharts() {
           stroke: css('--muted'),
           grid: { stroke: css('--line'), width: 1 },
           size: 64,
+          space: 20,
           values: (_u, ticks) => ticks.map((t) => fmtRate(t, name === 'bytes').replace('/s', '')),
         },
       ],
@@ -91,12 +94,6 @@ function setupCharts() {
     }
     charts[name] = new uPlot(opts, [times, ...values[name]], box)
   }
-  new ResizeObserver(() => {
-    for (const [name, c] of Object.entries(charts)) {
-      const box = document.querySelector(`[data-rate="${name}"] .chart`)
-      c.setSize({ width: Math.max(200, box.clientWidth), height: 96 })
-    }
-  }).observe($('rates-card'))
 }
 
 function renderRates(snap) {
@@ -445,6 +442,13 @@ function setLive(state, text) {
 }
 
 setupCharts()
+new ResizeObserver(() => {
+  for (const [name, c] of Object.entries(charts)) {
+    const box = document.querySelector(`[data-rate="${name}"] .chart`)
+    c.setSize({ width: Math.max(200, box.clientWidth), height: 96 })
+  }
+}).observe($('rates-card'))
+matchMedia('(prefers-color-scheme: dark)').addEventListener('change', setupCharts)
 const feed = new EventSource('api/events')
 feed.onmessage = (e) => {
   try {

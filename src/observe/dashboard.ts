@@ -30,7 +30,7 @@ export interface DashboardOptions {
   intervalMs?: number
   /** Pages connected to the feed at once. @default DASHBOARD.maxClients (16) */
   maxClients?: number
-  /** Folder of the page's files. @default `dist/dashboard/` (or `dashboard/` when run from source) */
+  /** Folder of the page's files. @default `dist/dashboard/`, else the repository's `dashboard/` */
   assetsDir?: string
 }
 
@@ -112,9 +112,13 @@ function totals(s: NodeStatus): Totals {
   }
 }
 
-/** Default folder of the page's files: next to the compiled module, or the sources. */
-function defaultAssetsDir(): string {
-  return fileURLToPath(new URL('../../dashboard/', import.meta.url))
+/**
+ * Folders the page's files are looked for in, in order: next to the compiled module
+ * (`dist/dashboard/`, filled by the build), else the sources (`dashboard/` at the top of the
+ * repository, when run from source or built by `tsc` alone).
+ */
+function defaultAssetsDirs(): string[] {
+  return ['../../dashboard/', '../../../dashboard/'].map((d) => fileURLToPath(new URL(d, import.meta.url)))
 }
 
 /**
@@ -125,7 +129,7 @@ export function createDashboard(node: DashboardSource, options: DashboardOptions
   checkOptions<DashboardOptions>(options, 'dashboard options')
   const intervalMs = checkPositiveInt(options.intervalMs, 'dashboard.intervalMs') ?? DASHBOARD.intervalMs
   const maxClients = checkPositiveInt(options.maxClients, 'dashboard.maxClients') ?? DASHBOARD.maxClients
-  const assetsDir = options.assetsDir ?? defaultAssetsDir()
+  const dirs = options.assetsDir !== undefined ? [options.assetsDir] : defaultAssetsDirs()
   const files = new Map<string, Buffer>()
   const clients = new Set<ServerResponse>()
   let timer: NodeJS.Timeout | undefined
@@ -137,17 +141,18 @@ export function createDashboard(node: DashboardSource, options: DashboardOptions
     let body = files.get(name)
     if (body) return body
     const file = ASSETS[name]![0]
-    try {
-      body = readFileSync(join(assetsDir, file))
-    } catch {
-      // Run from source: uPlot is only copied by the build; read it from its package.
-      if (!file.startsWith('uPlot')) return undefined
+    const paths = dirs.map((d) => join(d, file))
+    // uPlot is copied by the build only; otherwise it is read from its package.
+    if (file.startsWith('uPlot')) paths.push(`uplot/dist/${file}`)
+    for (const path of paths) {
       try {
-        body = readFileSync(createRequire(import.meta.url).resolve(`uplot/dist/${file}`))
+        body = readFileSync(path.startsWith('uplot/') ? createRequire(import.meta.url).resolve(path) : path)
+        break
       } catch {
-        return undefined
+        // not there: the next place
       }
     }
+    if (body === undefined) return undefined
     files.set(name, body)
     return body
   }

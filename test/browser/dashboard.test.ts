@@ -184,6 +184,8 @@ describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
       console.log(`dashboard: killed member shown down after ${Date.now() - killedAt} ms`)
       expect(await page.evaluate(() => Number(document.body.dataset.alerts))).toBeGreaterThan(0)
       await page.screenshot({ path: join(output, 'dashboard-member-down.png') })
+      await page.emulateMediaFeatures([{ name: 'prefers-color-scheme', value: 'dark' }])
+      await page.screenshot({ path: join(output, 'dashboard-dark.png') })
       expect(errors).toEqual([])
     } finally {
       traffic = false
