@@ -1,22 +1,19 @@
 /**
  * The web dashboard in a real browser: Debian's chromium (driven by puppeteer-core, no browser
- * download) opens the dashboard of one member of a live three-member network (this process's
- * node and two member processes) with a replicated stream and traffic; the page shows the
- * three members, the stream's partitions with their leaders, and message rates above zero
- * that change. Then one member process is killed (SIGKILL) and the page shows it down, in the
+ * download) opens the dashboard on the HTTP port (`http` option) of one member of a live
+ * three-member network (this process's node and two member processes) with a replicated
+ * stream, traffic and a durable consumer; the page shows the three members, the stream's
+ * partitions with their leaders, the consumer's lag, and message rates above zero that change. Then one member process is killed (SIGKILL) and the page shows it down, in the
  * clusters table and on the map, within seconds. Screenshots go to test-output/. Skipped,
  * saying why, when chromium is not installed.
  */
 import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import puppeteer, { type Browser } from 'puppeteer-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKey, type PlexusNode } from '../../src/index.js'
-import { createDashboard, type Dashboard } from '../../src/observe/dashboard.js'
 import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 import { spawnNode, waitForLine } from '../helpers/procs.js'
 
@@ -48,8 +45,6 @@ describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
   let profile: string
   let dataRoot: string
   let node: PlexusNode | undefined
-  let server: Server | undefined
-  let dashboard: Dashboard | undefined
 
   beforeAll(async () => {
     mkdirSync(output, { recursive: true })
@@ -74,8 +69,6 @@ describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
 
   afterAll(async () => {
     await browser?.close()
-    dashboard?.close()
-    server?.close()
     await node?.stop()
     for (const d of [profile, dataRoot]) if (d) rmSync(d, { recursive: true, force: true })
   })
@@ -87,23 +80,14 @@ describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
     const procs = [0, 1].map((i) =>
       spawnNode([join(root, 'test/fixtures/stream-member.mjs'), network, 'db', key, join(dataRoot, `p${i}`)]),
     )
-    node = await startNode({ network, dataDir: join(dataRoot, 'self') })
+    node = await startNode({ network, dataDir: join(dataRoot, 'self'), http: { port: 0 } })
     await node.join('db', { key, onRequest: (d) => d })
     const ids = await Promise.all(procs.map(async (p) => (await waitForLine(p, /^ready (\S+)/, 20_000))[1]!))
     await waitForMembers(node, 'db', 3, 15_000)
     await node.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 3, partitions: 2 })
 
-    // The dashboard on a plain HTTP server (the node's own `http` server mounts the same handler).
-    dashboard = createDashboard(node)
-    const d = dashboard
-    server = createServer((req, res) => {
-      if (!d.handle(req, res)) {
-        res.writeHead(404)
-        res.end()
-      }
-    })
-    await new Promise<void>((resolve) => server!.listen(0, '127.0.0.1', resolve))
-    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`
+    // The dashboard on the node's own HTTP port (`http` option; `plexus node --http-port`).
+    const url = `http://${node.httpAddress}/`
 
     // Traffic until the test ends: stream publishes, pub/sub and requests, a few each tick.
     let traffic = true
