@@ -32,10 +32,12 @@ import {
   DEFAULT_RELAY_HANDSHAKE_TIMEOUT,
   DEFAULT_RELAY_IDLE_TIMEOUT,
   DEFAULT_RELAY_MAX_CONNECTIONS,
+  LOG_RATE_INTERVAL,
 } from '../src/constants.js'
 import { PlexusError } from '../src/errors.js'
-import type { PlexusNode } from '../src/types.js'
+import type { Logger, PlexusNode } from '../src/types.js'
 import { BinaryWriter } from '../src/util/binary.js'
+import { RateLimitedLog, SILENT_LOGGER } from '../src/util/logger.js'
 import { Op, writeFrame } from './protocol.js'
 import { RelayClientConnection, type RelayStats } from './server-connection.js'
 import { startWsRelay, type WsRelay } from './server-ws.js'
@@ -80,6 +82,11 @@ export interface RelayServerOptions {
   wsOrigins?: string[]
   /** Directory of static files the WebSocket endpoint's HTTP side serves (pages of its own origin). */
   wsStatic?: string
+  /**
+   * Where clients attaching and detaching are logged (info), and connections evicted, timed
+   * out or refused at the limit (refusals at most once per `LOG_RATE_INTERVAL`). Default silent.
+   */
+  logger?: Logger
 }
 
 /** Connections beyond `maxConnections` still accepted long enough to be told REFUSE. */
@@ -97,6 +104,9 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
   const handshakeTimeoutMs = opts.handshakeTimeoutMs ?? DEFAULT_RELAY_HANDSHAKE_TIMEOUT
   const clients = new Set<RelayClientConnection>()
   const counts = { idleClosed: 0, evicted: 0, refused: 0 }
+  const log = opts.logger ?? SILENT_LOGGER
+  const refusals = new RateLimitedLog(log, LOG_RATE_INTERVAL)
+  let clientSeq = 0
   /** The idle connection silent the longest, if any. */
   const oldestIdle = (): RelayClientConnection | undefined => {
     let oldest: RelayClientConnection | undefined
@@ -104,11 +114,17 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
     return oldest
   }
   /** A new client connection, over either transport. */
-  const accept = (transport: ByteTransport): void => {
+  const accept = (transport: ByteTransport, kind: 'tcp' | 'websocket'): void => {
     if (clients.size >= maxConnections) {
       const victim = oldestIdle()
       if (!victim) {
         counts.refused++
+        refusals.log(
+          'warn',
+          'limit',
+          { maxConnections, transport: kind },
+          'relay client refused: connection limit',
+        )
         refuseTransport(
           transport,
           `relay connection limit reached: ${maxConnections} connections open and none idle; try again later`,
@@ -117,24 +133,31 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
       }
       counts.evicted++
       const idleMs = Date.now() - victim.lastActivity
+      log.info({ maxConnections, idleMs }, 'relay client evicted to make room for a new one')
       void victim.closeFor(
         'OverloadedError',
         `relay connection limit (${maxConnections}) reached: this connection had nothing open and was idle for ${idleMs} ms, closed to make room for a new client`,
       )
     }
+    const client = ++clientSeq
     const c = new RelayClientConnection(
       node,
       transport,
       maxMessageSize,
       () => {
-        if (clients.delete(c) && c.timedOut) counts.idleClosed++
+        if (!clients.delete(c)) return
+        if (c.timedOut) counts.idleClosed++
+        const fields = { client, transport: kind, connections: clients.size }
+        if (c.timedOut) log.info(fields, 'relay client detached: no HELLO in time')
+        else log.info(fields, 'relay client detached')
       },
       handshakeTimeoutMs,
     )
     clients.add(c)
+    log.info({ client, transport: kind, connections: clients.size }, 'relay client attached')
   }
   const server: Server = createServer({ noDelay: true, allowHalfOpen: true }, (socket) =>
-    accept(tcpTransport(socket)),
+    accept(tcpTransport(socket), 'tcp'),
   )
   // A hard backstop: past it the OS-level accept is closed without a word.
   server.maxConnections = maxConnections + REFUSING_BACKLOG
@@ -172,6 +195,7 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
       for (const c of [...clients]) {
         if (c.welcomed && c.idle && now - c.lastActivity >= idleTimeoutMs) {
           counts.idleClosed++
+          log.info({ idleMs: now - c.lastActivity }, 'relay client idle; closing it')
           void c.closeFor(
             'TimeoutError',
             `relay connection idle for ${now - c.lastActivity} ms with nothing open (idle timeout ${idleTimeoutMs} ms); closing`,
@@ -194,7 +218,7 @@ export async function startRelay(node: PlexusNode, opts: RelayServerOptions): Pr
         origins: opts.wsOrigins ?? [],
         staticDir: opts.wsStatic,
         maxMessageSize,
-        accept,
+        accept: (t) => accept(t, 'websocket'),
       })
     } catch (err) {
       clearInterval(sweep)

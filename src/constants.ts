@@ -158,6 +158,14 @@ export const MEMBERSHIP = {
   maxRemembered: 65_536,
 } as const
 
+/**
+ * Logging: events a peer or client can repeat at will (refused announcements, refused stream
+ * tables) are logged at most once per reason in this many ms, with a count of those dropped.
+ */
+export const LOG_RATE_INTERVAL = 60_000
+/** An fsync (commit log or raft state) slower than this (ms) is logged as a stall. */
+export const FSYNC_STALL_MS = 1000
+
 /** Same-host discovery. */
 export const LOCAL_DISCOVERY = {
   /** Rescan interval (ms) in addition to file-system notifications. */

@@ -44,6 +44,7 @@ export type {
   NodeOptions,
   NodeStatus,
   PartitionInfo,
+  PinoCompatibleLogger,
   PlexusNode,
   PublishAck,
   PublishOptions,

@@ -56,6 +56,7 @@ import { type BinaryReader, type BinaryWriter, DecodeError } from './util/binary
 import { type DataDirLock, lockDataDir } from './util/data-dir-lock.js'
 import { tuneGc } from './util/gc-tuning.js'
 import { parseKey } from './util/keys.js'
+import { childLogger } from './util/logger.js'
 import { PeerInputError, refusedCounter } from './util/peer-input.js'
 import {
   checkClusterName,
@@ -251,7 +252,7 @@ class Node implements PlexusNode {
       isUp: (p) => p === self || this.links.get(p) !== undefined,
       replaceAfterMs: this.cfg.replaceReplicaAfter,
       raftLogBytes: this.cfg.raftLogBytes,
-      logger: this.cfg.logger,
+      logger: childLogger(this.cfg.logger, 'streams'),
     })
     this.streamService.start()
     this.tunnels = new TunnelManager({
@@ -279,10 +280,15 @@ class Node implements PlexusNode {
         if (added && entry && peer !== self) this.dialer.dial(peer, entry.addrs)
         this.notifyChange()
       },
+      logger: childLogger(this.cfg.logger, 'membership'),
     })
     this.links = new LinkManager(
       this.libp2p,
-      { protocol: protocols(this.cfg.network).link, maxFrameSize: this.cfg.maxMessageSize + FRAME_OVERHEAD },
+      {
+        protocol: protocols(this.cfg.network).link,
+        maxFrameSize: this.cfg.maxMessageSize + FRAME_OVERHEAD,
+        logger: childLogger(this.cfg.logger, 'link'),
+      },
       {
         onUp: (l) => {
           for (const bytes of this.directory.snapshot())
@@ -322,6 +328,7 @@ class Node implements PlexusNode {
       this.relayServer = await startRelay(this, {
         ...this.cfg.relay,
         maxMessageSize: this.cfg.maxMessageSize,
+        logger: childLogger(this.cfg.logger, 'relay'),
       })
     }
     if (this.cfg.http && this.metrics) {
@@ -333,6 +340,16 @@ class Node implements PlexusNode {
         (req, res) => dashboard.handle(req, res),
       ])
     }
+    childLogger(this.cfg.logger, 'node').info(
+      {
+        peer: self,
+        network: this.cfg.network,
+        addresses: this.addresses,
+        dataDir: this.cfg.dataDir ?? null,
+        relay: this.relayServer?.address ?? null,
+      },
+      'node started',
+    )
   }
 
   /**
@@ -718,6 +735,8 @@ class Node implements PlexusNode {
     this.dashboard?.close()
     await this.httpServer?.close()
     this.unobserveSyncs?.()
+    const log = childLogger(this.cfg.logger, 'node')
+    if (this.id !== '') log.info({ peer: this.id }, 'node stopping')
     await this.relayServer?.close()
     this.rpc?.close()
     await this.streamService?.stop()
@@ -732,5 +751,6 @@ class Node implements PlexusNode {
     await this.libp2p?.stop()
     this.dirLock?.release()
     this.notifyChange()
+    if (this.id !== '') log.info({ peer: this.id }, 'node stopped')
   }
 }

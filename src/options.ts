@@ -27,6 +27,7 @@ import { checkCredentials, type ResolvedCredentials } from './streams/authz.js'
 import { CIPHER_CHOICES, type CipherChoice } from './transport/encrypters.js'
 import type { Limits, Logger, NodeOptions } from './types.js'
 import { parseKey } from './util/keys.js'
+import { SILENT_LOGGER } from './util/logger.js'
 import {
   checkKnownKeys,
   checkNetworkName,
@@ -265,9 +266,6 @@ export function parseLimits(value: unknown): Required<Limits> {
 }
 
 const LOG_LEVELS = ['error', 'warn', 'info', 'debug'] as const
-const silent = (): void => {}
-/** A logger that drops everything (the default). */
-export const SILENT_LOGGER: Logger = { error: silent, warn: silent, info: silent, debug: silent }
 
 /** The `logger` option: an object with the four level methods, or silence. */
 function checkLogger(value: unknown): Logger {
@@ -278,5 +276,7 @@ function checkLogger(value: unknown): Logger {
   for (const level of LOG_LEVELS)
     if (typeof l[level] !== 'function')
       throw new InvalidArgumentError(`logger.${level} must be a function, got ${describe(l[level])}`)
+  if (l.child !== undefined && typeof l.child !== 'function')
+    throw new InvalidArgumentError(`logger.child must be a function when given, got ${describe(l.child)}`)
   return value as Logger
 }

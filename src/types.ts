@@ -6,14 +6,20 @@
 /**
  * The logger a node writes to: the subset of pino's interface Plexus uses (a pino logger, or
  * any object with these methods, fits). Each call gets the structured fields first, then a
- * one-line message.
+ * one-line message. With `child` (pino's), each layer logs through `child({ component })`;
+ * without it the node adds the `component` field itself. See docs/logging.md for the events.
  */
 export interface Logger {
   error(fields: Record<string, unknown>, msg: string): void
   warn(fields: Record<string, unknown>, msg: string): void
   info(fields: Record<string, unknown>, msg: string): void
   debug(fields: Record<string, unknown>, msg: string): void
+  /** A logger adding `bindings` to every record (optional; pino's `child`). */
+  child?(bindings: Record<string, unknown>): Logger
 }
+
+/** The `logger` option's type under the name SPEC uses: any pino-compatible logger. */
+export type PinoCompatibleLogger = Logger
 
 /** Options of `createNode`; every field is optional, defaults live in `constants.ts`. */
 export interface NodeOptions {
@@ -40,9 +46,12 @@ export interface NodeOptions {
    */
   gcTuning?: boolean
   /**
-   * Where the node reports what it does on its own (a failed replica restarted or rebuilt,
-   * errors no caller sees): any pino-compatible logger (`warn`, `error`, `info`, `debug`
-   * taking a fields object and a message). Default: silent. Never called per message.
+   * Where the node tells its story (docs/logging.md): start and stop, links up and down,
+   * members joining, leaving and expiring, refused announcements, streams created and
+   * deleted, partition leader changes, replicas replaced and catching up, fsync stalls,
+   * relay clients, and errors no caller sees. Any pino-compatible logger (`warn`, `error`,
+   * `info`, `debug` taking a fields object and a message; `child` used when present).
+   * Default: silent. Never called per message.
    */
   logger?: Logger
   /** Multiaddrs to listen on. Default `['/ip4/0.0.0.0/tcp/0']`. */

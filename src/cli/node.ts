@@ -24,7 +24,7 @@ import { collectMultiaddr, parseNetwork, parsePort, parsePositiveInt, readKeyFil
 import { effectiveConfig, resolveNodeConfig } from './config.js'
 import { execHandler } from './exec.js'
 import { JOIN_FLAGS, type JoinGroup, JoinGroups } from './join-groups.js'
-import { stderrLogger } from './log.js'
+import { cliLogger, LOG_FORMATS, LOG_LEVELS, logSettings, parseChoice } from './log.js'
 import { EXIT, formatError, UsageError, writeOut } from './output.js'
 import { broadcastExecHandler, tunnelEchoHandler, tunnelExecHandler } from './serve.js'
 
@@ -52,6 +52,8 @@ export interface NodeFlags {
   gcTuning: boolean
   config?: string
   printConfig?: boolean
+  logLevel?: string
+  logFormat?: string
 }
 
 /** What `plexus node` runs once its options are resolved (tests pass their own). */
@@ -137,6 +139,16 @@ export function registerNode(
       'do not find (or be found by) other nodes on this machine through the same-host registry',
     )
     .option('--no-gc-tuning', "leave V8's garbage-collector settings as they are (see README Performance)")
+    .option(
+      '--log-level <level>',
+      `lowest level logged on stderr: ${LOG_LEVELS.join('|')} (default info; PLEXUS_LOG_LEVEL overrides)`,
+      parseChoice(LOG_LEVELS, '--log-level'),
+    )
+    .option(
+      '--log-format <format>',
+      'log lines on stderr: pretty|json (default pretty on a terminal, else json; PLEXUS_LOG_FORMAT overrides)',
+      parseChoice(LOG_FORMATS, '--log-format'),
+    )
     .option('--join <cluster>', 'serve a cluster; the flags below belong to the latest --join')
     .option('--cluster-key-file <file>', 'key of the cluster being joined (required with --join)')
     .option(
@@ -173,6 +185,7 @@ export function registerNode(
 }
 
 async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
+  const logger = await cliLogger(logSettings(flags))
   if (flags.dataDir !== undefined && flags.dataDir.trim() === '')
     throw new UsageError('--data-dir must not be empty')
   if (flags.httpHost !== undefined && flags.httpPort === undefined)
@@ -258,7 +271,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
       wsStatic: flags.relayWsStatic,
     },
     http: flags.httpPort === undefined ? false : { port: flags.httpPort, host: flags.httpHost },
-    logger: stderrLogger(),
+    logger,
   })
   if (stopRequested) {
     await stop(EXIT.ok)

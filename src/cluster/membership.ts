@@ -11,9 +11,10 @@
  * `refreshInterval`; an entry not refreshed within `maxAge` is dropped. Each entry carries
  * the member's signed roles (roles.ts); `servers` lists the members with one role.
  */
-import { MEMBERSHIP } from '../constants.js'
-import type { MemberRoles } from '../types.js'
+import { LOG_RATE_INTERVAL, MEMBERSHIP } from '../constants.js'
+import type { Logger, MemberRoles } from '../types.js'
 import { DecodeError } from '../util/binary.js'
+import { RateLimitedLog, SILENT_LOGGER } from '../util/logger.js'
 import {
   AnnounceKind,
   type Announcement,
@@ -46,7 +47,16 @@ export interface DirectoryHost {
   flood(bytes: Uint8Array, except?: string): void
   /** A member was added or removed (for waiters and dialing). */
   changed(cluster: string, peer: string, added: boolean, entry?: MemberEntry): void
+  /**
+   * Where members joining, leaving and expiring are logged, and refused announcements
+   * (at most one line per reason per `LOG_RATE_INTERVAL`; replays and our own announcements
+   * coming back are the normal echo of flooding and not logged). Default silent.
+   */
+  logger?: Logger
 }
+
+/** Why a member left the directory (logged). */
+type RemoveReason = 'left' | 'expired' | 'cluster key changed'
 
 /** Why an announcement was refused (counted in status). */
 export type RefuseReason = 'malformed' | 'signature' | 'replay' | 'stale' | 'wrong-key' | 'self'
@@ -64,6 +74,8 @@ export class MemberDirectory {
   private readonly local = new Map<string, LocalJoin>()
   private counter = 0
   private timer: NodeJS.Timeout | undefined
+  private readonly log: Logger
+  private readonly refusals: RateLimitedLog
   /** Refused announcements by reason. */
   readonly refused: Record<RefuseReason, number> = {
     malformed: 0,
@@ -77,7 +89,18 @@ export class MemberDirectory {
   constructor(
     private readonly host: DirectoryHost,
     private readonly opts: { refreshInterval?: number; maxAge?: number } = {},
-  ) {}
+  ) {
+    this.log = host.logger ?? SILENT_LOGGER
+    this.refusals = new RateLimitedLog(this.log, LOG_RATE_INTERVAL, () => host.now())
+  }
+
+  /** Counts a refused announcement and logs it (rate-limited; see `DirectoryHost.logger`). */
+  private refuse(reason: RefuseReason, from: string, a?: Announcement): void {
+    this.refused[reason]++
+    if (reason === 'replay' || reason === 'self') return
+    const about = a === undefined ? {} : { cluster: a.cluster, peer: a.peer }
+    this.refusals.log('warn', reason, { reason, from, ...about }, 'announcement refused')
+  }
 
   private get maxAge(): number {
     return this.opts.maxAge ?? MEMBERSHIP.maxAge
@@ -148,7 +171,7 @@ export class MemberDirectory {
     const hex = Buffer.from(signer.publicKey).toString('hex')
     if (this.pinned.get(cluster) !== hex) {
       this.pinned.set(cluster, hex)
-      for (const e of this.members(cluster)) this.remove(cluster, e.peer)
+      for (const e of this.members(cluster)) this.remove(cluster, e.peer, 'cluster key changed')
     }
     this.local.set(cluster, { signer, roles })
     this.announce(cluster, AnnounceKind.Join)
@@ -185,7 +208,8 @@ export class MemberDirectory {
     const now = this.host.now()
     for (const [cluster, m] of this.clusters) {
       for (const e of [...m.values()]) {
-        if (e.peer !== this.host.self && now - e.counter > this.maxAge) this.remove(cluster, e.peer)
+        if (e.peer !== this.host.self && now - e.counter > this.maxAge)
+          this.remove(cluster, e.peer, 'expired')
       }
     }
   }
@@ -199,14 +223,11 @@ export class MemberDirectory {
     try {
       a = decodeAnnouncement(bytes)
     } catch (err) {
-      if (err instanceof DecodeError) {
-        this.refused.malformed++
-        throw err
-      }
+      if (err instanceof DecodeError) this.refuse('malformed', from)
       throw err
     }
     if (a.peer === this.host.self) {
-      this.refused.self++
+      this.refuse('self', from, a)
       return false
     }
     if (!this.accept(bytes, from, a)) return false
@@ -214,33 +235,33 @@ export class MemberDirectory {
     return true
   }
 
-  private accept(bytes: Uint8Array, _from: string, decoded?: Announcement): boolean {
+  private accept(bytes: Uint8Array, from: string, decoded?: Announcement): boolean {
     const a = decoded ?? decodeAnnouncement(bytes)
     const key = `${a.peer}/${a.cluster}`
     const last = this.lastCounter.get(key)
     if (last !== undefined && a.counter <= last) {
-      this.refused.replay++
+      this.refuse('replay', from, a)
       return false
     }
     const now = this.host.now()
     if (Math.abs(now - a.counter) > this.maxAge) {
-      this.refused.stale++
+      this.refuse('stale', from, a)
       return false
     }
     const hex = Buffer.from(a.publicKey).toString('hex')
     const pinned = this.pinned.get(a.cluster)
     if (pinned !== undefined && pinned !== hex) {
-      this.refused['wrong-key']++
+      this.refuse('wrong-key', from, a)
       return false
     }
     if (!verifyAnnouncement(a, this.host.network)) {
-      this.refused.signature++
+      this.refuse('signature', from, a)
       return false
     }
     if (pinned === undefined) this.pinned.set(a.cluster, hex)
     this.remember(key, a.counter)
     if (a.kind === AnnounceKind.Leave) {
-      this.remove(a.cluster, a.peer)
+      this.remove(a.cluster, a.peer, 'left')
       return true
     }
     let m = this.clusters.get(a.cluster)
@@ -255,6 +276,11 @@ export class MemberDirectory {
     }
     const old = m.get(a.peer)
     m.set(a.peer, entry)
+    if (old === undefined)
+      this.log.info(
+        { cluster: a.cluster, peer: a.peer, roles: roleList(a.roles), self: a.peer === this.host.self },
+        'member joined',
+      )
     // New, or serving something else now: waiters for members look again.
     if (old === undefined || rolesToBits(old.roles) !== rolesToBits(a.roles))
       this.host.changed(a.cluster, a.peer, true, entry)
@@ -270,9 +296,13 @@ export class MemberDirectory {
     }
   }
 
-  private remove(cluster: string, peer: string): void {
+  private remove(cluster: string, peer: string, reason: RemoveReason): void {
     const m = this.clusters.get(cluster)
     if (!m?.delete(peer)) return
+    const fields = { cluster, peer, self: peer === this.host.self }
+    if (reason === 'left') this.log.info(fields, 'member left')
+    else if (reason === 'expired') this.log.info(fields, 'member expired (no announcement within maxAge)')
+    else this.log.info(fields, 'member dropped: cluster key changed')
     if (m.size === 0) this.clusters.delete(cluster)
     this.host.changed(cluster, peer, false)
   }
@@ -286,6 +316,13 @@ export class MemberDirectory {
     }
     return out
   }
+}
+
+/** The roles a member serves, as a list for the log. */
+function roleList(roles: MemberRoles): string[] {
+  return Object.entries(roles)
+    .filter(([, on]) => on)
+    .map(([r]) => r)
 }
 
 /**

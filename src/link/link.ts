@@ -81,6 +81,10 @@ export class Link {
   /** Bytes ever handed to the stream. */
   private flushedTotal = 0
   closed = false
+  /** Why the link closed (for the log; set once it has). */
+  closeReason: string | undefined
+  /** Local time the link opened (ms). */
+  readonly openedAt: number
   /** Smoothed round-trip time (ms) from heartbeats and replies; null before a sample. */
   latencyMs: number | null = null
   /** Local time of the last frame received from this peer. */
@@ -97,11 +101,15 @@ export class Link {
     private readonly released?: ReleasedCheck,
   ) {
     this.lastSeen = now
+    this.openedAt = now
     stream.addEventListener('drain', () => {
       this.waitingDrain = false
       this.flush()
     })
-    stream.addEventListener('close', () => this.markClosed())
+    stream.addEventListener('close', (evt) => {
+      const e = evt as { error?: Error; local?: boolean }
+      this.markClosed(e.error?.message ?? (e.local ? 'closed' : 'closed by the peer'))
+    })
   }
 
   /** Bytes handed to the stream since the link opened. */
@@ -293,18 +301,20 @@ export class Link {
     } catch {
       this.stream.abort(new Error('close timed out'))
     }
-    this.markClosed()
+    this.markClosed('closed')
   }
 
   /** Resets the stream at once. */
   abort(err: Error): void {
+    if (!this.closed) this.closeReason = err.message
     if (!this.closed) this.stream.abort(err)
-    this.markClosed()
+    this.markClosed(err.message)
   }
 
-  private markClosed(): void {
+  private markClosed(reason: string): void {
     if (this.closed) return
     this.closed = true
+    this.closeReason ??= reason
     const waiters = this.writableWaiters
     this.writableWaiters = []
     for (const w of waiters) w.fn()

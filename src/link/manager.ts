@@ -15,7 +15,9 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { LATENCY_EWMA_ALPHA, LINK } from '../constants.js'
 import type { PlexusLibp2p } from '../transport/libp2p.js'
+import type { Logger } from '../types.js'
 import type { BinaryReader } from '../util/binary.js'
+import { SILENT_LOGGER } from '../util/logger.js'
 import { encodeU64Frame, FrameType } from './frames.js'
 import { Link, readFrames } from './link.js'
 import { tuneNoiseReads } from './noise-reads.js'
@@ -37,6 +39,8 @@ export interface LinkManagerOptions {
   heartbeatInterval?: number
   deadAfter?: number
   now?: () => number
+  /** Where links up and down are logged (component `link`); default silent. */
+  logger?: Logger
 }
 
 /** Link lifecycle callbacks and frame dispatch. */
@@ -57,7 +61,8 @@ export class LinkManager {
   private heartbeat: NodeJS.Timeout | undefined
   private stopped = false
   private readonly now: () => number
-  private readonly opts: Required<Omit<LinkManagerOptions, 'now'>>
+  private readonly opts: Required<Omit<LinkManagerOptions, 'now' | 'logger'>>
+  private readonly log: Logger
   private readonly listeners: Array<[string, (evt: any) => void]> = []
   /** Bytes sent on links that have closed. */
   private closedSentBytes = 0
@@ -70,6 +75,7 @@ export class LinkManager {
     private readonly events: LinkEvents,
   ) {
     this.now = options.now ?? Date.now
+    this.log = options.logger ?? SILENT_LOGGER
     this.opts = {
       protocol: options.protocol,
       maxFrameSize: options.maxFrameSize ?? LINK.maxFrameSize,
@@ -157,6 +163,10 @@ export class LinkManager {
       if ((err as Error).name === 'UnsupportedProtocolError') {
         // Another network (or not Plexus): no traffic with it; tried again after a while.
         this.markForeign(key)
+        this.log.debug(
+          { peer: key, retryInMs: this.foreign.get(key)?.wait },
+          'peer does not speak our network; hung up',
+        )
         await this.libp2p.hangUp(peer).catch(() => {})
       }
       return undefined
@@ -173,12 +183,14 @@ export class LinkManager {
     link.onClose(() => {
       if (this.links.get(key) === link) this.links.delete(key)
       this.closedSentBytes += link.sentBytes
+      this.log.info({ peer: key, reason: link.closeReason, upMs: this.now() - link.openedAt }, 'link down')
       this.events.onDown(link)
       // Reopen when the stream died but the peer is still connected.
       if (!this.stopped && this.libp2p.getConnections(peer).length > 0) {
         setTimeout(() => void this.ensure(peer), 200).unref()
       }
     })
+    this.log.info({ peer: key, address: connection?.remoteAddr.toString() }, 'link up')
     this.events.onUp(link)
     return link
   }

@@ -56,6 +56,17 @@ describe('CLI bad input', () => {
     ],
     ['node: --data-dir empty', ['node', '--data-dir', ''], /--data-dir must not be empty/],
     [
+      'node: --log-level unknown',
+      ['node', '--log-level', 'loud'],
+      /^plexus: InvalidArgumentError: --log-level must be one of trace, debug, info, warn, error, silent, got "loud"$/,
+    ],
+    [
+      'node: --log-format unknown',
+      ['node', '--log-format', 'xml'],
+      /^plexus: InvalidArgumentError: --log-format must be one of pretty, json, got "xml"$/,
+    ],
+    ['node: --log-level missing value', ['node', '--log-level'], /--log-level <level>.*argument missing/],
+    [
       'node: --relay-port not a number',
       ['node', '--relay-port', 'abc'],
       /--relay-port must be an integer port/,
@@ -248,6 +259,17 @@ describe('CLI bad input', () => {
   it.concurrent('a bad PLEXUS_RELAY is named', async () => {
     const r = await runCli(['status'], { env: { PLEXUS_RELAY: 'nowhere' } })
     expectOneLine(r, /PLEXUS_RELAY must be host:port/)
+  })
+
+  it.concurrent('a bad PLEXUS_LOG_LEVEL or PLEXUS_LOG_FORMAT is named (they override the flags)', async () => {
+    const node = ['node', '--no-mdns', '--relay-port', '0', '--log-level', 'info']
+    const level = await runCli(node, { env: { PLEXUS_LOG_LEVEL: 'chatty' }, timeout: 10_000 })
+    expectOneLine(
+      level,
+      /PLEXUS_LOG_LEVEL must be one of trace, debug, info, warn, error, silent, got "chatty"/,
+    )
+    const format = await runCli(node, { env: { PLEXUS_LOG_FORMAT: 'yaml' }, timeout: 10_000 })
+    expectOneLine(format, /PLEXUS_LOG_FORMAT must be one of pretty, json, got "yaml"/)
   })
 
   it.concurrent('no node to attach to: RelayUnavailableError, exit 3', async () => {
