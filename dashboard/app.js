@@ -7,6 +7,7 @@ const HISTORY = 120 // chart points (seconds)
 const GONE_MS = 10 * 60_000 // how long a node no longer known stays on the map
 const STALE_MS = 5000 // no update for this long: the feed is shown as down
 const MAX_ROWS = 50 // rows per table (the rest is counted)
+const MAX_STREAMS = 20 // streams drawn (the rest is counted)
 
 const $ = (id) => document.getElementById(id)
 function h(tag, attrs, ...children) {
@@ -215,8 +216,7 @@ function renderNetwork(m) {
         h('td', { class: 'mono muted', title: p.addresses.join('\n') }, p.addresses[0] ?? ''),
       ),
     )
-  if (m.s.peers.length > MAX_ROWS)
-    rows.push(h('tr', {}, h('td', { colspan: 4, class: 'muted' }, `and ${m.s.peers.length - MAX_ROWS} more`)))
+  if (m.s.peers.length > MAX_ROWS) rows.push(moreRow(m.s.peers.length - MAX_ROWS, 4))
   $('links').replaceChildren(
     ...(rows.length === 0
       ? [h('p', { class: 'muted' }, 'no peer linked')]
@@ -233,6 +233,11 @@ function renderNetwork(m) {
           ),
         ]),
   )
+}
+
+/** The last row of a capped table. */
+function moreRow(n, columns) {
+  return h('tr', {}, h('td', { colspan: columns, class: 'muted' }, `and ${n} more`))
 }
 
 /** The link's noise cipher, for humans. */
@@ -290,7 +295,9 @@ function renderClusters(m) {
   }
   const parts = m.s.clusters.map((c) => {
     const down = c.members.filter((x) => !x.connected).length
-    const rows = c.members.map((mem) => {
+    // Down members first, so a capped table still shows every incident it can.
+    const shown = [...c.members].sort((a, b) => Number(a.connected) - Number(b.connected)).slice(0, MAX_ROWS)
+    const rows = shown.map((mem) => {
       const state = mem.connected ? 'up' : 'down'
       return h(
         'tr',
@@ -302,6 +309,7 @@ function renderClusters(m) {
         h('td', {}, String(mem.outstanding)),
       )
     })
+    if (c.members.length > shown.length) rows.push(moreRow(c.members.length - shown.length, 5))
     return h(
       'div',
       { 'data-cluster-card': c.name },
@@ -328,11 +336,17 @@ function renderStreams(m) {
     $('streams').replaceChildren(h('p', { class: 'muted' }, 'no stream known yet'))
     return
   }
-  const parts = m.s.streams.map((st) => {
+  const parts = m.s.streams.slice(0, MAX_STREAMS).map((st) => {
     const byPartition = new Map(st.hosted.map((p) => [p.partition, p]))
     const rows = []
+    let hidden = 0
     for (let i = 0; i < st.partitions; i++) {
       const p = byPartition.get(i)
+      // Past MAX_ROWS only partitions in trouble here get a row; the rest are counted.
+      if (rows.length >= MAX_ROWS && (!p || (p.leader !== null && p.health !== 'failed'))) {
+        hidden++
+        continue
+      }
       if (!p) {
         rows.push(
           h(
@@ -413,11 +427,15 @@ function renderStreams(m) {
             ),
           ),
           ...rows,
+          hidden > 0 ? moreRow(hidden, 6) : null,
         ),
       ),
       consumersTable(st, byPartition),
     )
   })
+  if (m.s.streams.length > MAX_STREAMS) {
+    parts.push(h('p', { class: 'muted' }, `and ${m.s.streams.length - MAX_STREAMS} more streams`))
+  }
   $('streams').replaceChildren(...parts)
 }
 

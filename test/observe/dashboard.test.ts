@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net'
 import { afterEach, describe, expect, it } from 'vitest'
 import { InvalidArgumentError, type NodeStatus } from '../../src/index.js'
 import { createDashboard, type Dashboard, type DashboardSnapshot } from '../../src/observe/dashboard.js'
-import { startJoinedNodes, waitFor } from '../helpers/nodes.js'
+import { startJoinedNodes, startNode, waitFor } from '../helpers/nodes.js'
 
 const servers: Server[] = []
 const dashboards: Dashboard[] = []
@@ -161,6 +161,33 @@ describe('dashboard handler', () => {
     expect(() => createDashboard(fakeNode(), { intervalMs: 0 })).toThrow(/dashboard\.intervalMs/)
     expect(() => createDashboard(fakeNode(), { maxClients: 1.5 })).toThrow(/dashboard\.maxClients/)
     expect(() => createDashboard(fakeNode(), 'x' as never)).toThrow(InvalidArgumentError)
+  })
+})
+
+describe("the dashboard on the node's HTTP port", () => {
+  it('serves the page and a live feed that ends when the node stops', async () => {
+    const node = await startNode({ http: { port: 0 } })
+    const base = `http://${node.httpAddress}`
+    expect(await (await fetch(`${base}/`)).text()).toContain('dashboard/app.js')
+    const [first] = await readEvents(`${base}/api/events`, 1)
+    expect(first!.status.id).toBe(node.id)
+    // A page still connected when the node stops: its feed ends.
+    let connected!: () => void
+    const isConnected = new Promise<void>((r) => (connected = r))
+    const ended = new Promise<string>((resolve, reject) => {
+      httpRequest(`${base}/api/events`, (res) => {
+        connected()
+        res.resume()
+        res.on('end', () => resolve('end'))
+        res.on('close', () => resolve('close'))
+        res.on('error', () => resolve('error'))
+      })
+        .on('error', reject)
+        .end()
+    })
+    await isConnected
+    await node.stop()
+    expect(['end', 'close', 'error']).toContain(await ended)
   })
 })
 
