@@ -13,6 +13,7 @@ import { DEFAULT_REQUEST_TIMEOUT, FRAME_OVERHEAD, LINK } from './constants.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
+import { abortCounter } from './link/link.js'
 import { LinkManager } from './link/manager.js'
 import { observeSyncs } from './log/sync-observers.js'
 import { createDashboard, type Dashboard } from './observe/dashboard.js'
@@ -311,6 +312,7 @@ class Node implements PlexusNode {
           this.broadcaster.onPeerGone(peer)
         },
         onFrame: (peer, type, body) => this.onFrame(peer, type, body),
+        onAbort: (_peer, err) => this.count(abortCounter(err)),
       },
     )
     this.dialer = new Dialer({
@@ -700,6 +702,10 @@ class Node implements PlexusNode {
     counters['rpc.serving'] = rpc.serving
     counters['rpc.servingPeers'] = rpc.servingPeers
     counters['requests.serving'] = this.server.serving
+    const bc = this.broadcaster.heldForPeers()
+    counters['broadcasts.origins'] = bc.origins
+    counters['broadcasts.forwardBytes'] = bc.forwardBytes
+    counters['broadcasts.handlersForPeers'] = bc.handlers
     if (this.relayServer) {
       const r = this.relayServer.stats()
       counters['relay.connections'] = r.connections

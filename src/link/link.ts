@@ -15,6 +15,22 @@ import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { FRAME_HEADER_BYTES } from './frames.js'
 import type { ReleasedCheck } from './send-released.js'
 
+/** A frame's length prefix is 0 or over the bound: the stream is reset. */
+export class FrameLengthError extends DecodeError {
+  override name = 'FrameLengthError'
+}
+
+/**
+ * The counter a link stream reset by `readFrames` is counted under: `frames.refused.length`
+ * (length prefix out of range), `frames.refused.malformed` (a frame that failed to decode),
+ * `links.aborted.error` (anything else: a bug, never expected from any input).
+ */
+export function abortCounter(err: unknown): string {
+  if (err instanceof FrameLengthError) return 'frames.refused.length'
+  if (err instanceof DecodeError) return 'frames.refused.malformed'
+  return 'links.aborted.error'
+}
+
 /** Called for each complete frame; throwing `DecodeError` resets the stream. */
 export type FrameHandler = (peer: string, type: number, body: BinaryReader) => void
 
@@ -328,9 +344,15 @@ export class Link {
  * Reads frames from a peer's stream. Frames that lie whole inside one received chunk are
  * decoded in place (no copy); only a frame split across chunks is gathered into a buffer.
  * Bounded: a length prefix above `maxFrameSize` or a frame that fails to decode aborts
- * the stream.
+ * the stream (`onAbort` is told why first; `abortCounter` names it).
  */
-export function readFrames(stream: Stream, peer: string, maxFrameSize: number, handle: FrameHandler): void {
+export function readFrames(
+  stream: Stream,
+  peer: string,
+  maxFrameSize: number,
+  handle: FrameHandler,
+  onAbort?: (err: unknown) => void,
+): void {
   /** A frame split across chunks, allocated at its full size once its length is known. */
   let partial: Uint8Array | undefined
   let filled = 0
@@ -338,7 +360,7 @@ export function readFrames(stream: Stream, peer: string, maxFrameSize: number, h
   let head: Uint8Array | undefined
   const frameLength = (b: Uint8Array, p: number) => {
     const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0
-    if (len < 1 || len > maxFrameSize) throw new DecodeError(`frame length ${len} out of range`)
+    if (len < 1 || len > maxFrameSize) throw new FrameLengthError(`frame length ${len} out of range`)
     return len
   }
   /** Hands the frame at `buf[start, end)` (after its length prefix) to the handler. */
@@ -388,6 +410,7 @@ export function readFrames(stream: Stream, peer: string, maxFrameSize: number, h
       else for (const c of data) onChunk(c)
     } catch (err) {
       partial = head = undefined
+      onAbort?.(err)
       stream.abort(err instanceof Error ? err : new Error(String(err)))
     }
   })

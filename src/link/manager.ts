@@ -50,6 +50,8 @@ export interface LinkEvents {
   /** Every connection to the peer has closed. */
   onPeerGone(peer: string): void
   onFrame(peer: string, type: number, body: BinaryReader): void
+  /** The peer's link stream was reset on what it sent (`abortCounter` names the reason). */
+  onAbort?(peer: string, err: unknown): void
 }
 
 /** Manages links to every connected peer. */
@@ -223,22 +225,28 @@ export class LinkManager {
         link.bytesReceived += evt.data.byteLength
       }
     })
-    readFrames(stream, peer, this.opts.maxFrameSize, (from, type, body) => {
-      if (type === FrameType.Ping) {
-        const token = body.u64('ping token')
-        body.end('ping')
-        this.links.get(from)?.write((w) => encodeU64Frame(w, FrameType.Pong, token))
-        return
-      }
-      if (type === FrameType.Pong) {
-        const token = body.u64('pong token')
-        body.end('pong')
-        const link = this.links.get(from)
-        if (link) this.sample(link, this.now() - token)
-        return
-      }
-      this.events.onFrame(from, type, body)
-    })
+    readFrames(
+      stream,
+      peer,
+      this.opts.maxFrameSize,
+      (from, type, body) => {
+        if (type === FrameType.Ping) {
+          const token = body.u64('ping token')
+          body.end('ping')
+          this.links.get(from)?.write((w) => encodeU64Frame(w, FrameType.Pong, token))
+          return
+        }
+        if (type === FrameType.Pong) {
+          const token = body.u64('pong token')
+          body.end('pong')
+          const link = this.links.get(from)
+          if (link) this.sample(link, this.now() - token)
+          return
+        }
+        this.events.onFrame(from, type, body)
+      },
+      (err) => this.events.onAbort?.(peer, err),
+    )
     // Make sure we can answer: open our side if we have not yet.
     void this.ensure(connection.remotePeer)
   }

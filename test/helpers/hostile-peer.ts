@@ -27,6 +27,8 @@ export class HostilePeer {
   readonly replies = new Map<number, HostileReply>()
   /** Frames of each type the target sent us. */
   readonly received = new Map<number, number>()
+  /** Signed records the target sent us (announcements, stream tables; the first 256), to replay. */
+  readonly records: Array<{ type: number; body: Uint8Array }> = []
   private stream: Stream | undefined
   /** The target's link stream to us (what it sends). */
   private inbound: Stream | undefined
@@ -71,11 +73,27 @@ export class HostilePeer {
     this.beat = setInterval(() => this.frame(FrameType.Ping, (w) => w.u64(Date.now())), 500)
   }
 
-  /** Writes one frame on our link stream. */
-  frame(type: number, body: (w: BinaryWriter) => void): void {
+  /** Writes one frame on our link stream; false when the stream asks us to wait (`drained`). */
+  frame(type: number, body: (w: BinaryWriter) => void): boolean {
     const w = new BinaryWriter(256)
     writeFrame(w, type, body)
-    this.stream?.send(w.finish().slice())
+    return this.raw(w.finish().slice())
+  }
+
+  /** Writes bytes as they are on our link stream (frames cut or with lying lengths). */
+  raw(bytes: Uint8Array): boolean {
+    return this.stream?.send(bytes) ?? false
+  }
+
+  /** Resolves once our link stream takes more (at once when it does now, or is gone). */
+  async drained(): Promise<void> {
+    const s = this.stream
+    if (s?.writableNeedsDrain && s.status === 'open') await s.onDrain({ signal: AbortSignal.timeout(10_000) })
+  }
+
+  /** True while our link stream is open (the target resets it on a bad frame). */
+  get open(): boolean {
+    return this.stream?.status === 'open'
   }
 
   /** Sends an internal call (`RpcCall`); returns its id. */
@@ -112,6 +130,8 @@ export class HostilePeer {
 
   private onFrame(type: number, body: BinaryReader): void {
     this.received.set(type, (this.received.get(type) ?? 0) + 1)
+    if ((type === FrameType.Announce || type === FrameType.StreamTable) && this.records.length < 256)
+      this.records.push({ type, body: body.bytes('record').slice() })
     if (type === FrameType.Ping) {
       const token = body.u64('ping')
       this.frame(FrameType.Pong, (w) => w.u64(token))

@@ -6,6 +6,8 @@
  */
 import { afterEach, expect } from 'vitest'
 import { generateKey, type PlexusNode } from '../../src/index.js'
+import { writeFrame } from '../../src/link/frames.js'
+import { BinaryWriter } from '../../src/util/binary.js'
 import { HostilePeer } from '../helpers/hostile-peer.js'
 import { startNodes, waitFor, waitForMembers } from '../helpers/nodes.js'
 
@@ -120,4 +122,58 @@ export async function expectHeapBack(baseline: number, slackBytes = 64 * 1024 * 
     20_000,
     `heap back within ${slackBytes} bytes of baseline`,
   )
+}
+
+/** `n` frames of `type` in one buffer (`body(w, i)` writes the i-th body), built once per attack. */
+export function batchOf(type: number, body: (w: BinaryWriter, i: number) => void, n = 64): Uint8Array {
+  const w = new BinaryWriter(4096)
+  for (let i = 0; i < n; i++) writeFrame(w, type, (b) => body(b, i))
+  return w.finish().slice()
+}
+
+/**
+ * Runs `measure` while `h` floods the victim with `batch` (sent again and again, as fast as
+ * its link stream takes it); returns what `measure` returned and the batches sent.
+ */
+export async function whileFlooding<T>(
+  h: HostilePeer,
+  batch: Uint8Array,
+  measure: () => Promise<T>,
+): Promise<{ result: T; sent: number }> {
+  let stop = false
+  let sent = 0
+  const loop = (async () => {
+    while (!stop && h.open) {
+      h.raw(batch)
+      sent++
+      await h.drained().catch(() => {})
+      await new Promise((r) => setImmediate(r))
+    }
+  })()
+  try {
+    return { result: await measure(), sent }
+  } finally {
+    stop = true
+    await loop
+  }
+}
+
+/**
+ * What a victim holds for remote peers, from its status (all 0 with no peer attached but
+ * the good one idle): internal calls served, request handlers, tunnels, interest patterns,
+ * broadcast handlers and queued forwards.
+ */
+export function held(n: PlexusNode): Record<string, number> {
+  const c = n.status().counters
+  const out: Record<string, number> = {}
+  for (const k of [
+    'rpc.serving',
+    'requests.serving',
+    'tunnels.open',
+    'pubsub.peerPatterns',
+    'broadcasts.handlersForPeers',
+    'broadcasts.forwardBytes',
+  ])
+    out[k] = c[k] ?? 0
+  return out
 }
