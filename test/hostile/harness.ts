@@ -9,7 +9,7 @@ import { generateKey, type PlexusNode } from '../../src/index.js'
 import { writeFrame } from '../../src/link/frames.js'
 import { BinaryWriter } from '../../src/util/binary.js'
 import { HostilePeer } from '../helpers/hostile-peer.js'
-import { startNodes, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 
 const hostiles: HostilePeer[] = []
 afterEach(async () => {
@@ -17,7 +17,7 @@ afterEach(async () => {
 })
 
 /** Share of the baseline rate the good peer must keep while a hostile peer attacks. */
-export const KEEP_RATE = 0.2
+export const KEEP_RATE = 0.1
 
 /** A status counter of `n` (0 when absent). */
 export const counter = (n: PlexusNode, name: string): number => n.status().counters[name] ?? 0
@@ -33,11 +33,14 @@ export interface Victim {
 }
 
 /**
- * Starts a victim (echoes requests, counts broadcasts by sender) and a good peer on a fresh
- * network, both members of `db`, each seeing the other.
+ * Starts a victim (echoes requests, counts broadcasts by sender; with `dataDir`, it hosts
+ * durable streams) and a good peer on a fresh network, both members of `db`, each seeing the
+ * other.
  */
-export async function victimAndGood(): Promise<Victim> {
-  const [victim, good] = await startNodes(2)
+export async function victimAndGood(opts: { dataDir?: string } = {}): Promise<Victim> {
+  const network = uniqueNetwork()
+  const victim = await startNode({ network, dataDir: opts.dataDir })
+  const good = await startNode({ network })
   const key = generateKey()
   const broadcasts = new Map<string, number>()
   await victim!.join('db', {
