@@ -8,6 +8,7 @@ const GONE_MS = 10 * 60_000 // how long a node no longer known stays on the map
 const STALE_MS = 5000 // no update for this long: the feed is shown as down
 const MAX_ROWS = 50 // rows per table (the rest is counted)
 const MAX_STREAMS = 20 // streams drawn (the rest is counted)
+const CHART_HEIGHT = 90 // px
 
 const $ = (id) => document.getElementById(id)
 function h(tag, attrs, ...children) {
@@ -70,8 +71,8 @@ function setupCharts() {
     if (values[name].length !== list.length) values[name] = list.map(() => [])
     const opts = {
       width: Math.max(200, box.clientWidth),
-      height: 96,
-      legend: { show: true, live: false },
+      height: CHART_HEIGHT,
+      legend: { show: false },
       cursor: { show: false },
       scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, Math.max(1, max * 1.1)] } },
       axes: [
@@ -94,6 +95,11 @@ function setupCharts() {
       series: [{}, ...list.map(([label], i) => ({ label, stroke: colors[i], width: 1.5 }))],
     }
     charts[name] = new uPlot(opts, [times, ...values[name]], box)
+    // The series' names, in their colours, beside the chart's title (uPlot's legend takes a line).
+    const legend = document.querySelector(`[data-rate="${name}"] .rate-legend`)
+    legend.replaceChildren(
+      ...list.map(([label], i) => h('span', { style: `color: ${colors[i]}` }, `■ ${label}`)),
+    )
   }
 }
 
@@ -166,6 +172,9 @@ function alerts(m) {
     for (const p of st.hosted) {
       const name = `${st.name}/${p.partition}`
       if (p.leader === null) out.push({ level: 'bad', text: `partition ${name} has no leader` })
+      else if (!m.up(p.leader)) {
+        out.push({ level: 'bad', text: `partition ${name}: its leader ${short(p.leader)} is down` })
+      }
       if (p.health === 'failed') {
         out.push({ level: 'warn', text: `replica of ${name} here failed: ${p.lastError ?? 'restarting'}` })
       }
@@ -359,7 +368,13 @@ function renderStreams(m) {
         continue
       }
       const lagging = (p.inSync ? (p.replicas || []).filter((r) => !p.inSync.includes(r)) : []).length
-      const state = p.leader === null ? 'noleader' : p.health === 'failed' || lagging ? 'degraded' : 'ok'
+      // A leader this node has no link to is as good as none until a new one is elected.
+      const state =
+        p.leader === null || !m.up(p.leader)
+          ? 'noleader'
+          : p.health === 'failed' || lagging
+            ? 'degraded'
+            : 'ok'
       const chips = (p.replicas || []).map((r) => {
         const cls = !m.up(r) ? 'down' : p.inSync ? (p.inSync.includes(r) ? 'isr' : 'lag') : ''
         const title = `${r}${r === p.leader ? ' (leader)' : ''}${cls === 'down' ? ' (down)' : cls === 'lag' ? ' (not in sync)' : ''}`
@@ -373,7 +388,11 @@ function renderStreams(m) {
           h(
             'td',
             {},
-            p.leader === null ? h('span', { class: 'state bad' }, 'no leader') : idCell(p.leader, m.s.id),
+            p.leader === null
+              ? h('span', { class: 'state bad' }, 'no leader')
+              : m.up(p.leader)
+                ? idCell(p.leader, m.s.id)
+                : h('span', { class: 'state bad' }, idCell(p.leader, m.s.id), ' down'),
           ),
           h('td', {}, chips),
           h(
@@ -463,7 +482,7 @@ setupCharts()
 new ResizeObserver(() => {
   for (const [name, c] of Object.entries(charts)) {
     const box = document.querySelector(`[data-rate="${name}"] .chart`)
-    c.setSize({ width: Math.max(200, box.clientWidth), height: 96 })
+    c.setSize({ width: Math.max(200, box.clientWidth), height: CHART_HEIGHT })
   }
 }).observe($('rates-card'))
 matchMedia('(prefers-color-scheme: dark)').addEventListener('change', setupCharts)

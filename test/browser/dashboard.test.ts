@@ -106,7 +106,7 @@ describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
 
     try {
       const page = await browser.newPage()
-      await page.setViewport({ width: 1440, height: 900 })
+      await page.setViewport({ width: 1366, height: 768 })
       const errors: string[] = []
       page.on('pageerror', (e) => errors.push(String(e)))
       await page.goto(url)
