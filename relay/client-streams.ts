@@ -10,6 +10,7 @@ import { checkPattern } from '../src/pubsub/subject.js'
 import type {
   ConsumeFrom,
   ConsumeOptions,
+  StreamAccess,
   StreamCallOptions,
   StreamConfig,
   StreamInfo,
@@ -75,6 +76,7 @@ const CONFIG_KEYS = [
   'retention',
   'compact',
   'duplicateWindow',
+  'access',
 ]
 const RETENTION_KEYS = ['maxAge', 'maxBytes', 'maxMessages'] as const
 
@@ -100,6 +102,7 @@ export function checkStreamConfig(config: unknown): {
   retention: StreamRetention
   compact: boolean
   duplicateWindow: number
+  access: StreamAccess
 } {
   if (config === undefined || config === null) throw invalid('config', config, 'an object')
   const c = checkOptions<Record<string, unknown>>(config, 'config')
@@ -130,7 +133,25 @@ export function checkStreamConfig(config: unknown): {
   if (c.compact !== undefined && typeof c.compact !== 'boolean')
     throw invalid('config.compact', c.compact, 'a boolean')
   const duplicateWindow = checkPositiveInt(c.duplicateWindow, 'config.duplicateWindow') ?? 0
-  return { cluster, subject, replicas, partitions, retention, compact: c.compact === true, duplicateWindow }
+  const a = checkOptions<Record<string, unknown>>(c.access, 'config.access')
+  const access: StreamAccess = { publish: 'open', consume: 'open' }
+  for (const k of Object.keys(a)) {
+    if (k !== 'publish' && k !== 'consume')
+      throw invalid(`config.access.${k}`, a[k], 'absent (known: publish, consume)')
+    const v = a[k] ?? 'open'
+    if (v !== 'open' && v !== 'capability') throw invalid(`config.access.${k}`, v, "'open' or 'capability'")
+    access[k] = v
+  }
+  return {
+    cluster,
+    subject,
+    replicas,
+    partitions,
+    retention,
+    compact: c.compact === true,
+    duplicateWindow,
+    access,
+  }
 }
 
 /** Checks `StreamCallOptions`; returns the wire timeout (0 = node default) and the signal. */

@@ -5,7 +5,7 @@
  * `docs/relay-protocol.md`, "Durable streams"; every decoder consumes the body exactly and
  * throws `DecodeError` on anything malformed.
  */
-import type { ConsumeFrom, PartitionInfo, StreamInfo, StreamRetention } from '../src/types.js'
+import type { ConsumeFrom, PartitionInfo, StreamAccess, StreamInfo, StreamRetention } from '../src/types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from '../src/util/binary.js'
 import { CloseKind, MsgFlag } from './protocol-ext.js'
 
@@ -22,13 +22,24 @@ const RETENTION_KEYS = ['maxAge', 'maxBytes', 'maxMessages'] as const
 
 /** Flag bit 3: a `u64 duplicateWindow` follows the retention fields (0 / absent: default). */
 const DUPLICATE_WINDOW_FLAG = 8
+/** Flag bits 4 and 5: publishing / consuming needs a capability (`StreamAccess`). */
+const PUBLISH_CAPABILITY_FLAG = 16
+const CONSUME_CAPABILITY_FLAG = 32
 
-function writeRetention(w: BinaryWriter, r: StreamRetention, compact: boolean, duplicateWindow = 0): void {
+function writeRetention(
+  w: BinaryWriter,
+  r: StreamRetention,
+  compact: boolean,
+  duplicateWindow = 0,
+  access?: Partial<StreamAccess>,
+): void {
   let flags = 0
   RETENTION_KEYS.forEach((k, i) => {
     if (r[k] !== undefined) flags |= 1 << i
   })
   if (duplicateWindow > 0) flags |= DUPLICATE_WINDOW_FLAG
+  if (access?.publish === 'capability') flags |= PUBLISH_CAPABILITY_FLAG
+  if (access?.consume === 'capability') flags |= CONSUME_CAPABILITY_FLAG
   w.u8(flags)
   for (const k of RETENTION_KEYS) if (r[k] !== undefined) w.u64(r[k]!)
   if (duplicateWindow > 0) w.u64(duplicateWindow)
@@ -39,9 +50,10 @@ function readRetention(r: BinaryReader): {
   retention: StreamRetention
   compact: boolean
   duplicateWindow: number
+  access: StreamAccess
 } {
   const flags = r.u8('retention flags')
-  if (flags > 15) throw new DecodeError(`unknown retention flags ${flags}`)
+  if (flags > 63) throw new DecodeError(`unknown retention flags ${flags}`)
   const retention: StreamRetention = {}
   RETENTION_KEYS.forEach((k, i) => {
     if (flags & (1 << i)) retention[k] = r.u64(`retention.${k}`)
@@ -49,7 +61,11 @@ function readRetention(r: BinaryReader): {
   const duplicateWindow = flags & DUPLICATE_WINDOW_FLAG ? r.u64('duplicateWindow') : 0
   const compact = r.u8('compact')
   if (compact > 1) throw new DecodeError(`compact must be 0 or 1, got ${compact}`)
-  return { retention, compact: compact === 1, duplicateWindow }
+  const access: StreamAccess = {
+    publish: flags & PUBLISH_CAPABILITY_FLAG ? 'capability' : 'open',
+    consume: flags & CONSUME_CAPABILITY_FLAG ? 'capability' : 'open',
+  }
+  return { retention, compact: compact === 1, duplicateWindow, access }
 }
 
 /**
@@ -93,6 +109,8 @@ export interface StreamCreateBody {
   compact: boolean
   /** 0 = the default (2 minutes). */
   duplicateWindow: number
+  /** Who may publish / consume (retention flag bits 4, 5; absent: open). */
+  access?: StreamAccess
   /** 0 = the node's default. */
   timeoutMs: number
   auth?: RelayAuth
@@ -101,7 +119,7 @@ export interface StreamCreateBody {
 /** Writes a STREAM_CREATE body. */
 export function encodeStreamCreate(w: BinaryWriter, m: StreamCreateBody): void {
   w.str(m.name).str(m.cluster).str(m.subject).u16(m.replicas).u32(m.partitions)
-  writeRetention(w, m.retention, m.compact, m.duplicateWindow)
+  writeRetention(w, m.retention, m.compact, m.duplicateWindow, m.access)
   w.u32(m.timeoutMs)
   writeRelayAuth(w, m.auth)
 }
@@ -113,11 +131,11 @@ export function decodeStreamCreate(r: BinaryReader): StreamCreateBody {
   const subject = r.str('subject')
   const replicas = r.u16('replicas')
   const partitions = r.u32('partitions')
-  const { retention, compact, duplicateWindow } = readRetention(r)
+  const { retention, compact, duplicateWindow, access } = readRetention(r)
   const timeoutMs = r.u32('timeout')
   const auth = readRelayAuth(r)
   r.end('STREAM_CREATE')
-  return {
+  const m: StreamCreateBody = {
     name,
     cluster,
     subject,
@@ -129,6 +147,8 @@ export function decodeStreamCreate(r: BinaryReader): StreamCreateBody {
     timeoutMs,
     auth,
   }
+  if (access.publish !== 'open' || access.consume !== 'open') m.access = access
+  return m
 }
 
 /** STREAM_INFO and STREAM_DELETE body (`auth`: STREAM_DELETE only; STREAM_INFO ignores it). */
@@ -169,7 +189,7 @@ function readIds(r: BinaryReader, what: string): string[] {
 /** Writes a STREAM_INFO_REPLY body. */
 export function encodeStreamInfo(w: BinaryWriter, s: StreamInfo): void {
   w.str(s.name).str(s.cluster).str(s.subject).u16(s.replicas)
-  writeRetention(w, s.retention ?? {}, s.compact === true, s.duplicateWindow)
+  writeRetention(w, s.retention ?? {}, s.compact === true, s.duplicateWindow, s.access)
   w.u32(s.partitions.length)
   for (const p of s.partitions) {
     w.u32(p.partition).str(p.leader ?? '')
@@ -185,7 +205,7 @@ export function decodeStreamInfo(r: BinaryReader): StreamInfo {
   const cluster = r.str('cluster')
   const subject = r.str('subject')
   const replicas = r.u16('replicas')
-  const { retention, compact, duplicateWindow } = readRetention(r)
+  const { retention, compact, duplicateWindow, access } = readRetention(r)
   const n = r.u32('partition count')
   if (n > MAX_ITEMS) throw new DecodeError(`${n} partitions, at most ${MAX_ITEMS}`)
   const partitions: PartitionInfo[] = []
@@ -206,7 +226,7 @@ export function decodeStreamInfo(r: BinaryReader): StreamInfo {
     })
   }
   r.end('STREAM_INFO_REPLY')
-  return { name, cluster, subject, replicas, retention, compact, duplicateWindow, partitions }
+  return { name, cluster, subject, replicas, retention, compact, duplicateWindow, access, partitions }
 }
 
 /** One stream of a STREAM_LIST_REPLY (as `node.streams.list()` returns it). */

@@ -162,6 +162,8 @@ export class RelayStreams {
     if (Object.keys(m.retention).length > 0) config.retention = m.retention
     if (m.compact) config.compact = true
     if (m.duplicateWindow > 0) config.duplicateWindow = m.duplicateWindow
+    if (m.access !== undefined && (m.access.publish !== 'open' || m.access.consume !== 'open'))
+      config.access = m.access
     this.host.track(
       f.id,
       0,

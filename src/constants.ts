@@ -245,6 +245,16 @@ export const READS = {
   bytesTotal: 256 * 1024 * 1024,
 } as const
 
+/**
+ * Capabilities presented for publishing or reading (`s.grant`, `streams/grants.ts`) a member
+ * keeps: per remote peer (the oldest forgotten beyond it) and in total (more are refused with
+ * `OverloadedError`). A peer's are forgotten when its link goes down.
+ */
+export const GRANTS = {
+  perPeer: 64,
+  total: 16_384,
+} as const
+
 /** Longest a read (`s.fetch`) waits for new messages (ms), whatever the caller asks. */
 export const MAX_LONG_POLL_MS = 30_000
 

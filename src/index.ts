@@ -50,6 +50,7 @@ export type {
   PublishOptions,
   RequestContext,
   RequestOptions,
+  StreamAccess,
   StreamCallOptions,
   StreamConfig,
   StreamInfo,

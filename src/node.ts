@@ -302,6 +302,7 @@ class Node implements PlexusNode {
         onDown: (l) => {
           this.client.onLinkDown(l)
           this.rpc.onLinkDown(l.peer)
+          this.streamService.onLinkDown(l.peer)
           this.tunnels.onLinkDown(l.peer)
           this.notifyChange()
         },
@@ -640,7 +641,16 @@ class Node implements PlexusNode {
     const timeout = checkTimeout(o.timeout, 'options.timeout') ?? STREAM_CALL_TIMEOUT
     checkMsgId(o.msgId)
     const ack = o.ack ?? 'none'
-    const stored = this.streamService.publish(topic, payload, key, headers, ack, timeout, o.msgId)
+    const stored = this.streamService.publish(
+      topic,
+      payload,
+      key,
+      headers,
+      ack,
+      timeout,
+      o.msgId,
+      o.capability,
+    )
     stored?.catch(() => {}) // awaited below; no unhandled rejection while pub/sub waits
     const wait = this.pubsub.publish(topic, payload, key, headers)
     if (wait) await wait

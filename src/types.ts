@@ -251,6 +251,12 @@ export interface PublishOptions {
    */
   msgId?: string
   timeout?: number
+  /**
+   * A capability (`pxc1.…`, `issueCapability`, `plexus keygen --capability publish`) proving
+   * this publish to a stream whose `access.publish` is `'capability'`; taken before the node's
+   * `credentials.capabilities`. Not needed on a node that joined the stream's cluster.
+   */
+  capability?: string
 }
 
 /** Where a message with `ack` was stored. */
@@ -284,6 +290,19 @@ export interface StreamConfig {
   compact?: boolean
   /** How long a publish `msgId` is remembered: a retry within it is stored once (ms, default 2 min). */
   duplicateWindow?: number
+  /** Who may publish to and read the stream (default: open to the network, both). */
+  access?: Partial<StreamAccess>
+}
+
+/**
+ * Who may publish to / consume a stream. `open`: any node of the network. `capability`: a
+ * member of the stream's cluster, or a caller presenting an unexpired capability granting
+ * that operation on the stream (and covering the topic / the stream's subject); the partition
+ * leader and the replicas refuse anything else with `UnauthorizedError` (docs/security.md).
+ */
+export interface StreamAccess {
+  publish: 'open' | 'capability'
+  consume: 'open' | 'capability'
 }
 
 /** Options of the `node.streams` calls. */
@@ -340,6 +359,8 @@ export interface StreamInfo {
   retention: StreamRetention
   compact: boolean
   duplicateWindow: number
+  /** Who may publish to and read the stream. */
+  access: StreamAccess
   partitions: PartitionInfo[]
 }
 
@@ -391,6 +412,11 @@ export interface ConsumeOptions {
   maxBytesInFlight?: number
   /** Ends the iteration. */
   signal?: AbortSignal
+  /**
+   * A capability (`pxc1.…`) granting `consume` on the stream, for a stream whose
+   * `access.consume` is `'capability'`; taken before the node's `credentials.capabilities`.
+   */
+  capability?: string
 }
 
 /** A committed message read from a stream. */

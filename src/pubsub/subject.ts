@@ -70,6 +70,24 @@ export function matches(pattern: string, topic: string): boolean {
   return p.length === t.length
 }
 
+/**
+ * True when every topic `inner` matches is matched by `outer` too (both valid patterns): the
+ * pattern `outer` covers the pattern `inner`.
+ */
+export function patternCovers(outer: string, inner: string): boolean {
+  const p = outer.split('.')
+  const s = inner.split('.')
+  for (let i = 0; ; i++) {
+    const a = p[i]
+    const b = s[i]
+    if (a === undefined || b === undefined) return a === b
+    if (a === '>') return true
+    if (b === '>') return false
+    if (a === '*') continue
+    if (b === '*' || a !== b) return false
+  }
+}
+
 interface TrieNode<T> {
   children: Map<string, TrieNode<T>>
   star: TrieNode<T> | undefined

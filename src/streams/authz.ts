@@ -19,6 +19,7 @@ import {
   type Capability,
   type CapabilityOp,
   grantRefusal,
+  issueCapability,
   parseCapability,
   signAdminProof,
 } from '../cluster/capability.js'
@@ -119,4 +120,50 @@ export class AdminCredentials {
     const unsigned = encode({ ...call, proof: undefined })
     return encode({ ...call, proof: signAdminProof(auth, unsigned, Date.now()) })
   }
+
+  /**
+   * What this node publishes to or reads (`op`) a capability stream `stream` of `cluster`
+   * with (streams/grants.ts): `'member'` when it joined the cluster (members are always
+   * allowed); else the call's `option`; else, with the cluster key in
+   * `credentials.clusterKeys`, a capability it issues itself (all streams, publish and
+   * consume, one hour; reissued before it expires); else the first of
+   * `credentials.capabilities` that grants `op` on the stream and satisfies `fits` (its
+   * subject covers the topic or the stream's subject); undefined when it has none.
+   */
+  dataCapability(
+    cluster: string,
+    op: 'publish' | 'consume',
+    stream: string,
+    fits: (c: Capability) => boolean,
+    option: Capability | undefined,
+  ): Capability | 'member' | undefined {
+    if (this.joined(cluster) !== undefined) return 'member'
+    if (option !== undefined) return option
+    const now = Date.now()
+    const key = this.creds.clusterKeys.get(cluster)
+    if (key !== undefined) {
+      let own = this.minted.get(cluster)
+      if (own === undefined || own.token.expires - now < MINTED_RENEW_MS) {
+        const text = issueCapability(
+          key,
+          { cluster, ops: ['publish', 'consume'], stream: '*', expires: now + MINTED_LIFETIME_MS },
+          this.network,
+        )
+        own = parseCapability(text, `credentials.clusterKeys.${cluster}`)
+        this.minted.set(cluster, own)
+      }
+      return own
+    }
+    return this.creds.capabilities.find(
+      (c) => grantRefusal(c.token, cluster, op, stream, now) === undefined && fits(c),
+    )
+  }
+
+  /** Capabilities issued with `credentials.clusterKeys`, per cluster. */
+  private readonly minted = new Map<string, Capability>()
 }
+
+/** Lifetime of a capability a node issues itself from `credentials.clusterKeys` (ms). */
+const MINTED_LIFETIME_MS = 3_600_000
+/** Such a capability is reissued once less than this is left (ms). */
+const MINTED_RENEW_MS = 600_000

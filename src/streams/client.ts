@@ -12,7 +12,7 @@
  * is sent again after a lost link (the leader deduplicates it). Ordering: one node's
  * publishes to a partition reach its leader in the order they were made.
  */
-import type { AdminAuth } from '../cluster/capability.js'
+import { type AdminAuth, type Capability, parseCapability } from '../cluster/capability.js'
 import { noRoleMessage } from '../cluster/roles.js'
 import {
   AbortedError,
@@ -24,6 +24,7 @@ import {
   StreamNotFoundError,
   TimeoutError,
 } from '../errors.js'
+import { matches, patternCovers } from '../pubsub/subject.js'
 import { type PeerRpc, PeerUnreachableError } from '../rpc/rpc.js'
 import type {
   PartitionInfo,
@@ -37,8 +38,10 @@ import { checkOptions, checkSignal, checkTimeout, describe } from '../util/valid
 import type { AdminCredentials } from './authz.js'
 import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
+import { type DataAuth, dataAuth, GrantPresenter } from './grants.js'
 import { newRequestId, partitionKey } from './host.js'
 import { validateStreamConfig } from './metadata.js'
+import { accessOf, type StreamMeta } from './metadata-codec.js'
 import { checkStorageMembers } from './placement.js'
 import { Publisher, sleep } from './publisher.js'
 import {
@@ -61,6 +64,8 @@ import {
 
 /** Default deadline of stream calls and acked publishes (ms). */
 export const STREAM_CALL_TIMEOUT = 10_000
+/** Most per-call capabilities (`capability` options) kept parsed. */
+const MAX_PARSED_CAPABILITIES = 256
 /** Most fire-and-forget appends (publish without ack to a captured topic) in flight. */
 const MAX_BACKGROUND_APPENDS = 4096
 
@@ -125,9 +130,19 @@ export class StreamsClient {
   private slotWaiters: Array<() => void> = []
   private readonly closing = new AbortController()
   private readonly publisher: Publisher
+  /** Presents capabilities to members and sends the calls that carry them (grants.ts). */
+  readonly presenter: GrantPresenter
+  /** Per-call capability options, parsed (parsing derives a key: not per message). */
+  private readonly parsed = new Map<string, Capability>()
 
   constructor(private readonly d: StreamsClientDeps) {
-    this.publisher = new Publisher({ rpc: d.rpc, leaders: this.leaders, signal: this.closing.signal })
+    this.presenter = new GrantPresenter({ self: d.self, rpc: d.rpc })
+    this.publisher = new Publisher({
+      rpc: d.rpc,
+      presenter: this.presenter,
+      leaders: this.leaders,
+      signal: this.closing.signal,
+    })
     this.api = {
       create: (name, config, options) => this.create(name, config, options),
       info: (name, options) => this.info(name, options),
@@ -141,6 +156,44 @@ export class StreamsClient {
           replicas: meta.replicas,
         })),
     }
+  }
+
+  /** The link to `peer` went down: capabilities presented there are presented again. */
+  onLinkDown(peer: string): void {
+    this.presenter.onLinkDown(peer)
+  }
+
+  /** Parses a call's `capability` option (`InvalidArgumentError` naming `field`), cached. */
+  capabilityOption(text: unknown, field: string): Capability | undefined {
+    if (text === undefined) return undefined
+    const hit = typeof text === 'string' ? this.parsed.get(text) : undefined
+    if (hit !== undefined) return hit
+    const c = parseCapability(text, field)
+    if (this.parsed.size >= MAX_PARSED_CAPABILITIES) this.parsed.delete(this.parsed.keys().next().value!)
+    this.parsed.set(text as string, c)
+    return c
+  }
+
+  /**
+   * What this node's calls to `op` on stream `meta` of `cluster` carry (grants.ts): nothing
+   * for an open stream or when the node is a member, else the capability chosen by
+   * `AdminCredentials.dataCapability` (the `option` first). `topic`: the publish's topic.
+   */
+  dataAuth(
+    cluster: string,
+    meta: StreamMeta,
+    op: 'publish' | 'consume',
+    option: Capability | undefined,
+    topic?: string,
+  ): DataAuth | undefined {
+    if (accessOf(meta)[op] === 'open') return undefined
+    const fits = (c: Capability) => {
+      const sub = c.token.subject
+      if (sub === undefined) return true
+      return topic !== undefined ? matches(sub, topic) : patternCovers(sub, meta.subject)
+    }
+    const c = this.d.admin.dataCapability(cluster, op, meta.name, fits, option)
+    return c === undefined || c === 'member' ? undefined : dataAuth(c)
   }
 
   /** Aborts every call in progress (node stop). */
@@ -220,6 +273,7 @@ export class StreamsClient {
       retention: { ...meta.retention },
       compact: meta.compact,
       duplicateWindow: meta.duplicateWindow,
+      access: { ...accessOf(meta) },
       partitions,
     }
   }
@@ -319,6 +373,8 @@ export class StreamsClient {
     body: Uint8Array | (() => Uint8Array),
     decode: (bytes: Uint8Array) => LeaderReply<T>,
     opts: { deadline: number; signal: AbortSignal },
+    /** The capability the body's hash names, presented first (grants.ts). */
+    auth?: DataAuth,
   ): Promise<T> {
     let hint: string | null = this.metaLeaders.get(cluster) ?? this.d.directory.table(cluster)?.leader ?? null
     const tried = new Set<string>()
@@ -352,7 +408,7 @@ export class StreamsClient {
       let r: LeaderReply<T>
       try {
         const bytes = typeof body === 'function' ? body() : body
-        r = decode(await this.d.rpc.call(peer, method, bytes, { timeout, signal: opts.signal }))
+        r = decode(await this.presenter.call(peer, method, bytes, { timeout, signal: opts.signal }, auth))
       } catch (err) {
         if (!retryable(err)) throw err
         last = err
@@ -390,6 +446,8 @@ export class StreamsClient {
     body: Uint8Array,
     decode: (bytes: Uint8Array) => Routed<T>,
     opts: { deadline: number; signal: AbortSignal },
+    /** The capability the body's hash names, presented first (grants.ts). */
+    auth?: DataAuth,
   ): Promise<T> {
     const key = partitionKey(ref)
     let next: string | undefined = this.leaders.get(key)
@@ -403,7 +461,8 @@ export class StreamsClient {
       next = undefined
       let r: Routed<T>
       try {
-        r = decode(await this.d.rpc.call(peer, method, body, { timeout: remaining, signal: opts.signal }))
+        const o = { timeout: remaining, signal: opts.signal }
+        r = decode(await this.presenter.call(peer, method, body, o, auth))
       } catch (err) {
         if (!(err instanceof PeerUnreachableError)) throw err
         if (this.leaders.get(key) === peer) this.leaders.delete(key)
@@ -436,6 +495,7 @@ export class StreamsClient {
     ack: WireAck,
     timeout: number,
     msgId?: string,
+    capability?: Capability,
   ): Promise<PublishAck | undefined> | undefined {
     const known = this.d.directory.forTopic(topic)
     if (known === undefined) {
@@ -457,15 +517,15 @@ export class StreamsClient {
     const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
     const replicas = meta.placement[partition]!
     const message = { topic, msgId, key, headers, data }
+    const auth = this.dataAuth(known.cluster, meta, 'publish', capability, topic)
     const send = (resolve: (s: Stored) => void, reject: (err: unknown) => void) =>
-      this.publisher.publish(partitionKey(ref), ref, replicas, {
-        message,
-        ack,
-        deadline: Date.now() + timeout,
-        timeout,
-        resolve,
-        reject,
-      })
+      this.publisher.publish(
+        partitionKey(ref),
+        ref,
+        replicas,
+        { message, ack, deadline: Date.now() + timeout, timeout, resolve, reject },
+        auth,
+      )
     if (ack !== 'none')
       return new Promise<Stored>(send).then(({ offset, duplicate }) => {
         const a: PublishAck = { stream: meta.name, partition, offset }
@@ -524,6 +584,8 @@ export class StreamsClient {
     signal: AbortSignal,
     /** Bytes to read at most (a replica returns one message even when it alone is larger). */
     maxBytes = 1024 * 1024,
+    /** The capability to read with (grants.ts). */
+    auth?: DataAuth,
   ): Promise<FetchResult> {
     // The reply must fit one link frame of this node (maxMessageSize + FRAME_OVERHEAD).
     const body = encodeFetchCall({
@@ -531,11 +593,10 @@ export class StreamsClient {
       offset,
       maxBytes: Math.min(maxBytes, this.d.maxMessageSize),
       waitMs,
+      auth: auth?.hash,
     })
     const sig = AbortSignal.any([signal, this.closing.signal])
-    return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, {
-      deadline: Date.now() + waitMs + 10_000,
-      signal: sig,
-    })
+    const opts = { deadline: Date.now() + waitMs + 10_000, signal: sig }
+    return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, opts, auth)
   }
 }

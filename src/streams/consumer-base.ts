@@ -14,10 +14,13 @@
  * Fetching also pauses while the buffer alone holds `readAhead` bytes (durable consumers:
  * two fetches).
  */
+
+import type { Capability } from '../cluster/capability.js'
 import { CONSUMER } from '../constants.js'
 import { AbortedError, InvalidArgumentError, PlexusError } from '../errors.js'
 import type { ConsumeFrom, Consumer, StreamMessage } from '../types.js'
 import type { StreamsClient } from './client.js'
+import type { DataAuth } from './grants.js'
 import type { StreamMeta } from './metadata.js'
 import type { PartitionMessage } from './types.js'
 import type { FetchResult, PartitionRef } from './wire.js'
@@ -68,6 +71,8 @@ export abstract class BufferedConsumer implements Consumer {
    */
   protected readAhead: number
   protected readonly ac = new AbortController()
+  /** The capability reads carry (grants.ts), set once the stream is located. */
+  protected auth: DataAuth | undefined
   /** Bytes of fetched messages not yet released plus the reservations of fetches under way. */
   private inFlight = 0
   /** Partitions read (each has at most one fetch under way). */
@@ -83,6 +88,8 @@ export abstract class BufferedConsumer implements Consumer {
     signal: AbortSignal | undefined,
     /** Byte budget (`ConsumeOptions.maxBytesInFlight`). */
     readonly maxBytesInFlight: number = CONSUMER.maxBytesInFlight,
+    /** `ConsumeOptions.capability`, parsed. */
+    private readonly capability?: Capability,
   ) {
     this.readAhead = maxBytesInFlight
     signal?.addEventListener('abort', () => this.close(), { once: true })
@@ -173,7 +180,7 @@ export abstract class BufferedConsumer implements Consumer {
     this.inFlight += want
     let res: FetchResult
     try {
-      res = await this.client.fetch(ref, replicas, offset, LONG_POLL_MS, signal, want)
+      res = await this.client.fetch(ref, replicas, offset, LONG_POLL_MS, signal, want, this.auth)
     } finally {
       this.inFlight -= want
     }
@@ -258,6 +265,7 @@ export abstract class BufferedConsumer implements Consumer {
       signal: this.ac.signal,
     })
     const { meta } = known
+    this.auth = this.client.dataAuth(known.cluster, meta, 'consume', this.capability)
     this.partitionsRead = only === undefined ? Math.max(1, meta.placement.length) : 1
     if (only !== undefined && only >= meta.partitions)
       throw new InvalidArgumentError(

@@ -22,7 +22,9 @@
  * Guarantees: at least once. Nothing below the committed position is delivered again;
  * messages acked within the last tick before a crash, and unacked ones, are.
  */
+
 import { randomBytes } from 'node:crypto'
+import type { Capability } from '../cluster/capability.js'
 import { CONSUMER } from '../constants.js'
 import { AbortedError } from '../errors.js'
 import type { ConsumeFrom, StreamMessage } from '../types.js'
@@ -52,6 +54,8 @@ export interface DurableOptions {
   ackWait: number
   maxAckPending: number
   maxBytesInFlight: number
+  /** `ConsumeOptions.capability`, parsed. */
+  capability?: Capability
 }
 
 interface Pending {
@@ -97,7 +101,7 @@ export class DurableConsumer extends BufferedConsumer {
     signal: AbortSignal | undefined,
     private readonly o: DurableOptions,
   ) {
-    super(client, stream, signal, o.maxBytesInFlight)
+    super(client, stream, signal, o.maxBytesInFlight, o.capability)
     client.durables.add(this)
     // The budget counts unacknowledged messages too: read ahead only two fetches of it.
     this.readAhead = Math.min(o.maxBytesInFlight, 2 * CONSUMER.fetchBytes)
@@ -151,9 +155,10 @@ export class DurableConsumer extends BufferedConsumer {
     return this.client.leaderCall(
       call.cluster,
       's.cons',
-      encodeConsumerCall(call),
+      encodeConsumerCall({ ...call, auth: this.auth?.hash }),
       (bytes) => decodeLeaderReply(bytes, read),
       { deadline: Date.now() + timeout, signal: this.ac.signal },
+      this.auth,
     )
   }
 
@@ -344,9 +349,10 @@ export class DurableConsumer extends BufferedConsumer {
       this.client.leaderCall(
         c.cluster,
         's.cons',
-        encodeConsumerCall(c),
+        encodeConsumerCall({ ...c, auth: this.auth?.hash }),
         (b) => decodeLeaderReply(b, () => undefined),
         opts,
+        this.auth,
       )
     try {
       if (s.ackedUpTo > s.committed)

@@ -4,7 +4,8 @@
  *
  * call: `u8 op (1 commit, 2 positions, 3 lease) | str cluster | str stream | u64 createdIndex |
  * str durable | commit: u16 n | n × (u16 partition | u64 next offset) | lease: u16 partition |
- * str holder | u32 ttl ms (0 releases)`
+ * str holder | u32 ttl ms (0 releases) | [bytes token hash]` (the hash of the capability the
+ * caller presented, streams/grants.ts; absent: none)
  *
  * reply: `u8 status` — 0 ok: commit: nothing; positions: `u16 n | n × (u16 partition | u64
  * next offset)`; lease: `u8 granted | str current holder | u16 consumers asking lately`; 1 not leader: `str hint`; 2 error:
@@ -20,6 +21,8 @@ export interface ConsumerRef {
   stream: string
   createdIndex: number
   durable: string
+  /** Hash of the capability the caller presented (grants.ts); absent: none. */
+  auth?: Uint8Array
 }
 
 /** A durable-consumer call. */
@@ -58,6 +61,7 @@ export function encodeConsumerCall(c: ConsumerCall): Uint8Array {
     w.u16(c.offsets.length)
     for (const [p, o] of c.offsets) w.u16(p).u64(o)
   } else if (c.op === 'lease') w.u16(c.partition).str(c.holder).u32(c.ttlMs)
+  if (c.auth !== undefined) w.bytes(c.auth)
   return w.finish().slice()
 }
 
@@ -81,6 +85,7 @@ export function decodeConsumerCall(bytes: Uint8Array): ConsumerCall {
   else if (op === 'lease')
     c = { ...ref, op, partition: r.u16('partition'), holder: r.str('holder'), ttlMs: r.u32('ttl') }
   else throw new DecodeError('unknown consumer op')
+  if (r.remaining > 0) c.auth = r.bytes('capability hash')
   r.end('consumer call')
   return c
 }

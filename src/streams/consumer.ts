@@ -10,6 +10,7 @@
  * either is reached (consumer-base.ts). A position below the earliest retained offset
  * continues from the earliest.
  */
+import type { Capability } from '../cluster/capability.js'
 import { CONSUMER } from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
 import type { ConsumeFrom, ConsumeOptions, Consumer } from '../types.js'
@@ -70,10 +71,11 @@ export function openConsumer(
     throw new InvalidArgumentError(
       `options.maxBytesInFlight must be a positive integer (bytes), got ${describe(o.maxBytesInFlight)}`,
     )
+  const capability = client.capabilityOption(o.capability, 'options.capability')
   if (o.durable === undefined) {
     if (ackWait !== undefined || maxAckPending !== undefined)
       throw new InvalidArgumentError('options.ackWait and options.maxAckPending need options.durable')
-    return new StreamConsumer(client, stream, from, o.partition, o.signal, maxBytes)
+    return new StreamConsumer(client, stream, from, o.partition, o.signal, maxBytes, capability)
   }
   if (typeof o.durable !== 'string' || !DURABLE_RE.test(o.durable))
     throw new InvalidArgumentError(
@@ -84,6 +86,7 @@ export function openConsumer(
     ackWait: ackWait ?? 30_000,
     maxAckPending: maxAckPending ?? 1024,
     maxBytesInFlight: maxBytes,
+    capability,
   })
 }
 
@@ -97,8 +100,9 @@ class StreamConsumer extends BufferedConsumer {
     partition: number | undefined,
     signal: AbortSignal | undefined,
     maxBytesInFlight: number,
+    capability: Capability | undefined,
   ) {
-    super(client, stream, signal, maxBytesInFlight)
+    super(client, stream, signal, maxBytesInFlight, capability)
     if (!this.ended) this.run(from, partition).catch((err) => this.fail(err))
   }
 

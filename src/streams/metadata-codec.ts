@@ -5,7 +5,8 @@
  *
  * Command layout (big-endian, util/binary): `u8 version (1) | u8 kind | str requestId | body`
  * - create (1): `str name | str subject | u16 partitions | u8 replicas | u8 flags (bit 0
- *   retention.maxAge, 1 retention.maxBytes, 2 retention.maxMessages, 3 duplicateWindow) |
+ *   retention.maxAge, 1 retention.maxBytes, 2 retention.maxMessages, 3 duplicateWindow, 4 publish
+ *   needs a capability, 5 consume needs a capability: nodes without them refuse the spec) |
  *   u64 each present | u8 compact (0/1) |
  *   u16 partitions × (u8 n | n × str member)`
  * - delete (2): `str name`
@@ -15,6 +16,7 @@
  */
 import { InvalidArgumentError, type PlexusError, StreamNotFoundError } from '../errors.js'
 import { checkPattern } from '../pubsub/subject.js'
+import type { StreamAccess } from '../types.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { checkClusterName, describe } from '../util/validate.js'
 
@@ -45,7 +47,17 @@ export interface StreamSpec {
   compact: boolean
   /** How long a `msgId` is remembered for de-duplication (ms). */
   duplicateWindow: number
+  /** Who may publish / consume (absent: open, both; see `StreamAccess`). */
+  access?: StreamAccess
 }
+
+/** The access of a spec, defaults filled in. */
+export function accessOf(s: StreamSpec): StreamAccess {
+  return s.access ?? OPEN_ACCESS
+}
+
+/** The default access: anyone may publish and consume. */
+export const OPEN_ACCESS: StreamAccess = Object.freeze({ publish: 'open', consume: 'open' })
 
 /** Default `duplicateWindow`: two minutes. */
 export const DEFAULT_DUPLICATE_WINDOW = 120_000
@@ -180,7 +192,7 @@ export function validateStreamConfig(name: unknown, opts: unknown): StreamConfig
   const o = opts as Record<string, unknown>
   refuseUnknown(
     o,
-    ['cluster', 'subject', 'partitions', 'replicas', 'retention', 'compact', 'duplicateWindow'],
+    ['cluster', 'subject', 'partitions', 'replicas', 'retention', 'compact', 'duplicateWindow', 'access'],
     'options',
   )
   const cluster = checkClusterName(o.cluster, 'cluster')
@@ -204,7 +216,7 @@ export function validateStreamConfig(name: unknown, opts: unknown): StreamConfig
     o.duplicateWindow === undefined
       ? DEFAULT_DUPLICATE_WINDOW
       : positiveInt(o.duplicateWindow, 'duplicateWindow')
-  return {
+  const out: StreamConfig = {
     cluster,
     name: name as string,
     subject,
@@ -214,6 +226,25 @@ export function validateStreamConfig(name: unknown, opts: unknown): StreamConfig
     compact: o.compact === true,
     duplicateWindow,
   }
+  const access = checkAccess(o.access)
+  if (access.publish !== 'open' || access.consume !== 'open') out.access = access
+  return out
+}
+
+/** Checks `options.access` (absent fields: `open`); `InvalidArgumentError` naming the field. */
+function checkAccess(v: unknown): StreamAccess {
+  if (v === undefined) return OPEN_ACCESS
+  if (typeof v !== 'object' || v === null || Array.isArray(v))
+    throw new InvalidArgumentError(`access must be an object, got ${describe(v)}`)
+  refuseUnknown(v, ['publish', 'consume'], 'access')
+  const a = v as Record<string, unknown>
+  const one = (k: 'publish' | 'consume') => {
+    const x = a[k] ?? 'open'
+    if (x !== 'open' && x !== 'capability')
+      throw new InvalidArgumentError(`access.${k} must be 'open' or 'capability', got ${describe(x)}`)
+    return x
+  }
+  return { publish: one('publish'), consume: one('consume') }
 }
 
 /** True when two specs describe the same stream (placement is not compared). */
@@ -225,6 +256,8 @@ export function sameSpec(a: StreamSpec, b: StreamSpec): boolean {
     a.replicas === b.replicas &&
     a.compact === b.compact &&
     a.duplicateWindow === b.duplicateWindow &&
+    accessOf(a).publish === accessOf(b).publish &&
+    accessOf(a).consume === accessOf(b).consume &&
     a.retention.maxAge === b.retention.maxAge &&
     a.retention.maxBytes === b.retention.maxBytes &&
     a.retention.maxMessages === b.retention.maxMessages
@@ -232,6 +265,9 @@ export function sameSpec(a: StreamSpec, b: StreamSpec): boolean {
 }
 
 const RETENTION_KEYS = ['maxAge', 'maxBytes', 'maxMessages'] as const
+/** Spec flag bits: publishing / consuming needs a capability (older nodes refuse such a spec). */
+const ACCESS_PUBLISH = 16
+const ACCESS_CONSUME = 32
 
 /** Writes a stream spec (name, subject, shape, retention, compact) in command layout. */
 export function writeSpec(w: BinaryWriter, s: StreamSpec): void {
@@ -241,6 +277,9 @@ export function writeSpec(w: BinaryWriter, s: StreamSpec): void {
     if (s.retention[k] !== undefined) flags |= 1 << i
   })
   if (s.duplicateWindow !== DEFAULT_DUPLICATE_WINDOW) flags |= 8
+  // Access bits only when not open: an open stream's spec is what older nodes read.
+  if (s.access?.publish === 'capability') flags |= ACCESS_PUBLISH
+  if (s.access?.consume === 'capability') flags |= ACCESS_CONSUME
   w.u8(flags)
   for (const k of RETENTION_KEYS) if (s.retention[k] !== undefined) w.u64(s.retention[k]!)
   if (flags & 8) w.u64(s.duplicateWindow)
@@ -254,7 +293,7 @@ export function readSpec(r: BinaryReader): StreamSpec {
   const partitions = r.u16('partitions')
   const replicas = r.u8('replicas')
   const flags = r.u8('retention flags')
-  if (flags > 15) throw new DecodeError(`unknown spec flags ${flags}`)
+  if (flags > 63) throw new DecodeError(`unknown spec flags ${flags}`)
   const retention: RetentionPolicy = {}
   RETENTION_KEYS.forEach((k, i) => {
     if (flags & (1 << i)) retention[k] = r.u64(`retention.${k}`)
@@ -262,7 +301,20 @@ export function readSpec(r: BinaryReader): StreamSpec {
   const duplicateWindow = flags & 8 ? r.u64('duplicateWindow') : DEFAULT_DUPLICATE_WINDOW
   const c = r.u8('compact')
   if (c > 1) throw new DecodeError(`compact flag ${c}`)
-  const spec = { name, subject, partitions, replicas, retention, compact: c === 1, duplicateWindow }
+  const spec: StreamSpec = {
+    name,
+    subject,
+    partitions,
+    replicas,
+    retention,
+    compact: c === 1,
+    duplicateWindow,
+  }
+  if (flags & (ACCESS_PUBLISH | ACCESS_CONSUME))
+    spec.access = {
+      publish: flags & ACCESS_PUBLISH ? 'capability' : 'open',
+      consume: flags & ACCESS_CONSUME ? 'capability' : 'open',
+    }
   try {
     const { name: _, ...opts } = spec
     validateStreamConfig(name, { ...opts, cluster: 'x' })

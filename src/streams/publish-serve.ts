@@ -19,13 +19,17 @@
  *   on the wire (the publisher retries messages with a msgId, errors.ts). The replica stopping
  *   under a pending publish (`AbortedError`: it stopped leading) is reported the same way.
  * - Any other failure is that message's error.
+ * - Published with a capability limited to a subject (`grant`, grants.ts): a message whose
+ *   topic it does not match fails alone with `UnauthorizedError` (counted
+ *   `streams.refused.publish`), nothing of it stored.
  */
-import { AbortedError, errorMessage, errorName, InvalidArgumentError } from '../errors.js'
+import { AbortedError, errorMessage, errorName, InvalidArgumentError, UnauthorizedError } from '../errors.js'
 import { checkTopic, matches } from '../pubsub/subject.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from '../replication/index.js'
 import { checkHeaders, checkKey, checkMsgId } from '../util/validate.js'
 import { RESERVED_HEADER_PREFIX } from './batch.js'
+import { type DataGrant, topicAllowed } from './grants.js'
 import type { PartitionReplica } from './partition.js'
 import type { PublishMessage } from './types.js'
 import type { PubCall, PubMessage, PubResult, Routed } from './wire.js'
@@ -94,6 +98,7 @@ export async function servePublish(
   maxMessageSize: number,
   count: (name: string) => void,
   subject?: string,
+  grant?: DataGrant,
 ): Promise<Routed<PubResult[]>> {
   if (replica.role !== 'leader') return { status: 'notLeader', hint: replica.leader }
   const ack = call.ack === 'all' ? 'all' : 'leader'
@@ -141,6 +146,12 @@ export async function servePublish(
     if (bad !== undefined) {
       count(`frames.refused.${bad[1]}`)
       results[i] = failed(bad[0])
+      continue
+    }
+    if (grant !== undefined && !topicAllowed(grant, m.topic)) {
+      count('streams.refused.publish')
+      const why = `topic ${m.topic} is outside the capability's subject ${grant.subject}`
+      results[i] = failed(new UnauthorizedError(`publish to stream ${call.stream}: ${why}`))
       continue
     }
     if (m.msgId === undefined) {

@@ -41,6 +41,7 @@ import {
 } from '../errors.js'
 import { type PeerRpc, PeerUnreachableError } from '../rpc/rpc.js'
 import { BinaryWriter, uninitializedBytes } from '../util/binary.js'
+import type { DataAuth, GrantPresenter } from './grants.js'
 import {
   decodePubReply,
   type PartitionRef,
@@ -64,6 +65,8 @@ export const PUB_MAX_QUEUED = 65_536
 /** What the publisher needs from its node's stream client. */
 export interface PublisherDeps {
   rpc: PeerRpc
+  /** Sends calls made with a capability, presenting it first (grants.ts). */
+  presenter: GrantPresenter
   /** Last leader seen per partition key (shared with the stream client). */
   leaders: Map<string, string>
   /** Aborted when the node stops. */
@@ -120,9 +123,11 @@ export class Publisher {
 
   /**
    * Queues `p` for partition `ref` (key `key`), whose replicas are `replicas` (placement
-   * order); `p` settles exactly once.
+   * order); `p` settles exactly once. `auth`: the capability it is published with (grants.ts);
+   * publishes with different capabilities queue apart (ordered only among themselves).
    */
-  publish(key: string, ref: PartitionRef, replicas: string[], p: PendingPublish): void {
+  publish(key: string, ref: PartitionRef, replicas: string[], p: PendingPublish, auth?: DataAuth): void {
+    if (auth !== undefined) key = `${key} ${auth.key}`
     const e = p as Entry
     e.size = pubMessageSize(p.message)
     e.sent = false
@@ -134,7 +139,7 @@ export class Publisher {
     }
     let q = this.parts.get(key)
     if (q === undefined) {
-      q = new PartitionQueue(this.d, key, ref, () => {
+      q = new PartitionQueue(this.d, key, ref, auth, () => {
         if (this.parts.get(key) === q) this.parts.delete(key)
       })
       this.parts.set(key, q)
@@ -186,6 +191,7 @@ class PartitionQueue {
     private readonly d: PublisherDeps,
     private readonly key: string,
     private readonly ref: PartitionRef,
+    private readonly auth: DataAuth | undefined,
     private readonly onIdle: () => void,
   ) {}
 
@@ -257,10 +263,11 @@ class PartitionQueue {
   }
 
   private encode(live: Entry[], ack: WireAck): Uint8Array {
-    let size = 64 + this.ref.stream.length * 3
+    let size = 96 + this.ref.stream.length * 3
     for (const e of live) size += e.size
     const b = writePubHead(new BinaryWriter(0, uninitializedBytes(size)), this.ref, ack, live.length)
     for (const e of live) writePubMessage(b, e.message)
+    if (this.auth !== undefined) b.bytes(this.auth.hash)
     return b.finish()
   }
 
@@ -300,7 +307,12 @@ class PartitionQueue {
         try {
           const body = this.encode(live, ack)
           const timeout = Math.max(1, deadline - Date.now())
-          results = decodePubReply(await d.rpc.call(peer, 's.pub', body, { timeout, signal: d.signal }))
+          const opts = { timeout, signal: d.signal }
+          results = decodePubReply(
+            this.auth === undefined
+              ? await d.rpc.call(peer, 's.pub', body, opts)
+              : await d.presenter.call(peer, 's.pub', body, opts, this.auth),
+          )
         } catch (err) {
           if (err instanceof PeerUnreachableError) {
             for (let i = 0; i < live.length; i++) live[i]!.sent = wasSent[i]! // not written this time

@@ -20,6 +20,7 @@ import { type DurableStats, StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
 import { StreamDirectory } from './directory.js'
+import { type DataGrant, dataRefusal, GrantCache } from './grants.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
 import type { PartitionReplica } from './partition.js'
 import {
@@ -99,6 +100,8 @@ export class StreamService {
   private readonly client: StreamsClient
   /** Bytes reads hold, per caller and in all. */
   private readonly reads: ReadBudget
+  /** Capabilities peers presented for publishing and reading (grants.ts). */
+  private readonly grants = new GrantCache()
   private stopped = false
 
   constructor(private readonly d: StreamServiceDeps) {
@@ -134,9 +137,13 @@ export class StreamService {
     const { rpc } = this.d
     this.unregister.push(
       rpc.handle('s.meta', (b) => this.onMeta(b)),
-      rpc.handle('s.pub', (b) => this.onPublish(b)),
+      rpc.handle('s.pub', (b, ctx) => this.onPublish(b, ctx)),
       rpc.handle('s.fetch', (b, ctx) => this.onFetch(b, ctx)),
-      rpc.handle('s.cons', (b) => this.onConsumer(b)),
+      rpc.handle('s.cons', (b, ctx) => this.onConsumer(b, ctx)),
+      rpc.handle('s.grant', (b, ctx) => {
+        this.grants.present(b, ctx.from, this.d.self, (c) => this.d.signer(c), Date.now())
+        return new Uint8Array(0)
+      }),
       rpc.handle('s.seek', (b, ctx) => this.onSeek(b, ctx)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
       rpc.handle('s.copy', (b) => this.onCopy(b)),
@@ -203,6 +210,40 @@ export class StreamService {
     await host.start()
   }
 
+  /** The link to `peer` went down: what it presented here, and what we presented there, is forgotten. */
+  onLinkDown(peer: string): void {
+    this.grants.dropPeer(peer)
+    this.client.onLinkDown(peer)
+  }
+
+  /**
+   * Whether `from` may `op` on the stream of `h` (grants.ts `dataRefusal`): what it may do,
+   * or `UnauthorizedError` thrown. This node and proven members of the cluster always may.
+   */
+  private allow(
+    spec: HostedPartition['meta'],
+    cluster: string,
+    op: 'publish' | 'consume',
+    from: string,
+    auth: Uint8Array | undefined,
+  ): DataGrant {
+    try {
+      return dataRefusal(
+        spec,
+        cluster,
+        op,
+        from,
+        (p) => p === this.d.self || this.d.members(cluster).includes(p),
+        this.grants,
+        auth,
+        Date.now(),
+      )
+    } catch (err) {
+      this.d.count(`streams.refused.${op}`)
+      throw err
+    }
+  }
+
   /** This node left `cluster`: its replicas there stop (data kept for a later join). */
   async onLeave(cluster: string): Promise<void> {
     const host = this.hosts.get(cluster)
@@ -224,8 +265,10 @@ export class StreamService {
     ack: 'none' | 'leader' | 'all',
     timeout: number,
     msgId?: string,
+    capability?: string,
   ): Promise<PublishAck | undefined> | undefined {
-    return this.client.publish(topic, data, key, headers, ack, timeout, msgId)
+    const cap = this.client.capabilityOption(capability, 'options.capability')
+    return this.client.publish(topic, data, key, headers, ack, timeout, msgId, cap)
   }
 
   /** Opens a consumer (see `Consumer`). */
@@ -331,10 +374,12 @@ export class StreamService {
     return encodeOffsetReply({ status: 'ok', value: offset ?? h.replica.latest() + 1 })
   }
 
-  private async onConsumer(body: Uint8Array): Promise<Uint8Array> {
+  private async onConsumer(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
     const call = decodeConsumerCall(body)
     const host = this.hosts.get(call.cluster)
     if (host === undefined) return encodeLeaderReply({ status: 'notLeader', hint: null }, () => {})
+    const spec = host.catalog.get(call.stream)
+    if (spec !== undefined) this.allow(spec, call.cluster, 'consume', ctx.from, call.auth)
     try {
       return await host.handleConsumer(call)
     } catch (err) {
@@ -347,12 +392,20 @@ export class StreamService {
   }
 
   /** `s.pub`: a batch of messages for a partition this node leads (publish-serve.ts). */
-  private async onPublish(body: Uint8Array): Promise<Uint8Array> {
+  private async onPublish(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
     const call = decodePubCall(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodePubReply({ status: 'notHere' })
+    const grant = this.allow(h.meta, h.cluster, 'publish', ctx.from, call.auth)
     return encodePubReply(
-      await servePublish(h.replica, call, this.d.maxMessageSize, (n) => this.d.count(n), h.meta.subject),
+      await servePublish(
+        h.replica,
+        call,
+        this.d.maxMessageSize,
+        (n) => this.d.count(n),
+        h.meta.subject,
+        grant,
+      ),
     )
   }
 
@@ -360,6 +413,7 @@ export class StreamService {
     const call = decodeFetchCall(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodeFetchReply({ status: 'notHere' })
+    this.allow(h.meta, h.cluster, 'consume', ctx.from, call.auth)
     const r = h.replica
     const maxBytes = Math.max(1, Math.min(call.maxBytes, 4 * 1024 * 1024))
     // Bytes read are held until the reply is encoded, within the caller's share (read-budget.ts).

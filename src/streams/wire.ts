@@ -12,12 +12,13 @@
  *   (str topic | str msgId ('' none) | u8 has key | [bytes key] | u16 h | h × (str, str) header
  *   | bytes data)`; reply: `u8 status` — 0 ok: `u16 n | n × result` (one per message, in order:
  *   `u8 0 | u64 offset` stored, `u8 1 | u64 offset` a duplicate of a stored msgId, `u8 2 | str
- *   error name | str message` failed, `u8 3` not appended: send it again, to the leader);
+ *   error name | str message` failed, `u8 3` not appended: send it again, to the leader),
+ *   then, when the caller publishes with a capability, `bytes token hash` (streams/grants.ts);
  *   1 not leader (nothing appended): `str hint`; 3 not here.
  * - `s.seek` call (consumer-wire.ts), answered by the partition leader only; reply `u8 status`
  *   — 0 ok: `u64 offset`; 1 not leader: `str hint`; 3 not here.
  * - `s.fetch` call: `str stream | u64 createdIndex | u16 partition | u64 offset | u32 maxBytes |
- *   u32 waitMs`; reply: `u8 status` — 0 ok: `u64 firstOffset | u64 nextOffset | u32 n | n ×
+ *   u32 waitMs | [bytes token hash]`; reply: `u8 status` — 0 ok: `u64 firstOffset | u64 nextOffset | u32 n | n ×
  *   (u64 offset | u64 timestamp | str topic | u8 has key | [bytes key] | u16 n | n × (str, bytes) | bytes
  *   value)`; 3 not here.
  * - `s.pstat` call: `str stream | u64 createdIndex | u16 partition`; reply `u8 status` — 0 ok:
@@ -83,6 +84,8 @@ export interface PubMessage {
 export interface PubCall extends PartitionRef {
   ack: WireAck
   messages: PubMessage[]
+  /** Hash of the capability the caller presented (grants.ts); absent: none. */
+  auth?: Uint8Array
 }
 
 /** Outcome of a publish, fetch or pstat that did not fail with an error. */
@@ -96,6 +99,8 @@ export interface FetchCall extends PartitionRef {
   offset: number
   maxBytes: number
   waitMs: number
+  /** Hash of the capability the caller presented (grants.ts); absent: none. */
+  auth?: Uint8Array
 }
 
 /** Fetched messages with the partition's bounds on the serving replica. */
@@ -242,8 +247,10 @@ export function decodePubCall(bytes: Uint8Array): PubCall {
     }
     messages[i] = { topic, msgId, key, headers, data: r.bytes('data') }
   }
+  const call: PubCall = { ...ref, ack, messages }
+  if (r.remaining > 0) call.auth = r.bytes('capability hash')
   r.end('publish call')
-  return { ...ref, ack, messages }
+  return call
 }
 
 /**
@@ -332,12 +339,20 @@ export const decodePubReply = (bytes: Uint8Array) =>
   )
 
 export function encodeFetchCall(c: FetchCall): Uint8Array {
-  return done(writeRef(w(), c).u64(c.offset).u32(c.maxBytes).u32(c.waitMs))
+  const b = writeRef(w(), c).u64(c.offset).u32(c.maxBytes).u32(c.waitMs)
+  if (c.auth !== undefined) b.bytes(c.auth)
+  return done(b)
 }
 
 export function decodeFetchCall(bytes: Uint8Array): FetchCall {
   const r = new BinaryReader(bytes)
-  const c = { ...readRef(r), offset: r.u64('offset'), maxBytes: r.u32('maxBytes'), waitMs: r.u32('waitMs') }
+  const c: FetchCall = {
+    ...readRef(r),
+    offset: r.u64('offset'),
+    maxBytes: r.u32('maxBytes'),
+    waitMs: r.u32('waitMs'),
+  }
+  if (r.remaining > 0) c.auth = r.bytes('capability hash')
   r.end('fetch call')
   return c
 }

@@ -66,6 +66,8 @@ describe('stream frame codecs', () => {
       timeoutMs: 1234,
     }
     expect(roundTrip((w) => encodeStreamCreate(w, create), decodeStreamCreate)).toEqual(create)
+    const locked = { ...create, access: { publish: 'capability', consume: 'open' } as const }
+    expect(roundTrip((w) => encodeStreamCreate(w, locked), decodeStreamCreate)).toEqual(locked)
     const bare = {
       ...create,
       replicas: 0,
@@ -92,6 +94,7 @@ describe('stream frame codecs', () => {
       replicas: 2,
       retention: { maxBytes: 1 << 30 },
       compact: false,
+      access: { publish: 'open', consume: 'capability' },
       partitions: [
         {
           partition: 0,

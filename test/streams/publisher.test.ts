@@ -3,12 +3,14 @@
  * in wire.ts / consumer-wire.ts): the client against a scripted leader (fake `PeerRpc`), and
  * the leader's side against a real single-voter partition replica.
  */
+
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { LeadershipLostError, MemberLostError, TimeoutError } from '../../src/errors.js'
 import type { PeerRpc } from '../../src/rpc/rpc.js'
 import { PeerUnreachableError } from '../../src/rpc/rpc.js'
 import { decodeSeek, encodeSeek } from '../../src/streams/consumer-wire.js'
+import { GrantPresenter } from '../../src/streams/grants.js'
 import { PartitionReplica } from '../../src/streams/partition.js'
 import { servePublish } from '../../src/streams/publish-serve.js'
 import {
@@ -81,6 +83,7 @@ function harness(answer: (s: Served) => Routed<PubResult[]> | Promise<Routed<Pub
   const ac = new AbortController()
   const publisher = new Publisher({
     rpc,
+    presenter: new GrantPresenter({ self: 'me', rpc }),
     leaders: new Map(),
     signal: ac.signal,
   })

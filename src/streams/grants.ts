@@ -1,0 +1,240 @@
+/**
+ * Publish/consume authorization of streams whose `access` asks for a capability
+ * (docs/security.md, "Who may do what"), without a signature per message:
+ *
+ * - **Presenting** (caller, `GrantPresenter`): before the first publish or read with a
+ *   capability on a member, the caller sends it that capability once (`s.grant`, body
+ *   `signPresentation` of cluster/capability.ts: the token and the holder's signature over
+ *   the caller's and the member's peer ids and the time). Each later `s.pub`, `s.fetch` and
+ *   `s.cons` call carries only the token's hash (`GRANT_HASH_BYTES`). A call refused with
+ *   `UnauthorizedError` is presented again and sent once more (the member may have restarted
+ *   or forgotten it); a presentation refused is the caller's answer.
+ * - **Checking** (member, `GrantCache` and `dataRefusal`): the member verifies a presentation
+ *   (the cluster's signature on the token, expiry, the holder's signature, which names the
+ *   presenting peer that noise proved) and keeps the token per (peer, hash): at most
+ *   `GRANTS.perPeer` per peer (the oldest forgotten) and `GRANTS.total` in all (more are
+ *   refused with `OverloadedError`), forgotten when the peer's link goes down or at expiry.
+ *   A call is then allowed when the stream's access for the operation is open, the caller is
+ *   this node or a proven member of the stream's cluster (it holds the cluster key), or the
+ *   hash it carries names a token this peer presented that grants the operation on the stream,
+ *   has not expired, and covers the topic (publish, per message) or the stream's subject
+ *   (consume). Nothing else is appended or returned: `UnauthorizedError`.
+ *
+ * A hash only ever refers to what the same peer presented, so a peer cannot use another
+ * peer's capability by naming its hash (and a relay node uses only the capability its client
+ * sent with that call, or the node's own credentials).
+ */
+import { createHash } from 'node:crypto'
+import {
+  type Capability,
+  type CapabilityToken,
+  checkPresentation,
+  grantRefusal,
+  signPresentation,
+} from '../cluster/capability.js'
+import type { ClusterSigner } from '../cluster/proof.js'
+import { GRANTS } from '../constants.js'
+import { OverloadedError, UnauthorizedError } from '../errors.js'
+import { matches, patternCovers } from '../pubsub/subject.js'
+import type { PeerRpc } from '../rpc/rpc.js'
+import { accessOf, type StreamSpec } from './metadata-codec.js'
+
+/** Bytes of the token hash a call carries. */
+export const GRANT_HASH_BYTES = 16
+
+/** A capability a caller publishes or reads with, and the hash its calls carry. */
+export interface DataAuth {
+  capability: Capability
+  hash: Uint8Array
+  /** The hash in hex (map key). */
+  key: string
+}
+
+const authOf = new WeakMap<Capability, DataAuth>()
+
+/** The `DataAuth` of a parsed capability (computed once per capability object). */
+export function dataAuth(capability: Capability): DataAuth {
+  let a = authOf.get(capability)
+  if (a === undefined) {
+    const hash = tokenHash(capability.token.bytes)
+    a = { capability, hash, key: Buffer.from(hash).toString('hex') }
+    authOf.set(capability, a)
+  }
+  return a
+}
+
+/** The hash calls carry for `token`: the first `GRANT_HASH_BYTES` of its SHA-256. */
+export function tokenHash(token: Uint8Array): Uint8Array {
+  return new Uint8Array(createHash('sha256').update(token).digest().subarray(0, GRANT_HASH_BYTES))
+}
+
+/** Capabilities peers presented to this member; see the module doc. */
+export class GrantCache {
+  private readonly byPeer = new Map<string, Map<string, CapabilityToken>>()
+  private size = 0
+
+  constructor(private readonly bounds: { perPeer: number; total: number } = GRANTS) {}
+
+  /** Tokens held now (for status). */
+  get held(): number {
+    return this.size
+  }
+
+  /**
+   * Serves `s.grant` from `from`: verifies the presentation (see `checkPresentation`) and
+   * keeps its token. Throws `UnauthorizedError` (why) or `OverloadedError` (cache full).
+   */
+  present(
+    body: Uint8Array,
+    from: string,
+    self: string,
+    signerOf: (cluster: string) => ClusterSigner | undefined,
+    now: number,
+  ): void {
+    const t = checkPresentation(body, from, self, signerOf, now)
+    if (typeof t === 'string') throw new UnauthorizedError(t)
+    const key = Buffer.from(tokenHash(t.bytes)).toString('hex')
+    let mine = this.byPeer.get(from)
+    if (mine === undefined) this.byPeer.set(from, (mine = new Map()))
+    for (const [k, old] of mine) if (now > old.expires) this.remove(mine, k)
+    if (mine.has(key))
+      this.remove(mine, key) // re-inserted: newest last
+    else if (this.size >= this.bounds.total) {
+      if (mine.size === 0) this.byPeer.delete(from)
+      throw new OverloadedError(`this member holds ${this.bounds.total} presented capabilities`)
+    }
+    if (mine.size >= this.bounds.perPeer) this.remove(mine, mine.keys().next().value!)
+    mine.set(key, t)
+    this.size++
+  }
+
+  /** The token `peer` presented with hash `hash`, unless expired at `now` (then forgotten). */
+  get(peer: string, hash: Uint8Array, now: number): CapabilityToken | undefined {
+    const mine = this.byPeer.get(peer)
+    if (mine === undefined) return undefined
+    const key = Buffer.from(hash).toString('hex')
+    const t = mine.get(key)
+    if (t !== undefined && now > t.expires) {
+      this.remove(mine, key)
+      return undefined
+    }
+    return t
+  }
+
+  /** Forgets everything `peer` presented (its link went down). */
+  dropPeer(peer: string): void {
+    const mine = this.byPeer.get(peer)
+    if (mine === undefined) return
+    this.size -= mine.size
+    this.byPeer.delete(peer)
+  }
+
+  private remove(mine: Map<string, CapabilityToken>, key: string): void {
+    if (mine.delete(key)) this.size--
+  }
+}
+
+/** What a caller may do on a stream, as `dataRefusal` found it. */
+export type DataGrant =
+  /** Everything (open access, or a member). */
+  | undefined
+  /** Through a capability: publish only to topics its `subject` matches ('' any). */
+  | { subject: string }
+
+/**
+ * The member's check of a `publish` or `consume` call from `from` on stream `spec` of
+ * `cluster`, carrying the token hash `hash` (absent: none). Returns what is allowed, or
+ * throws `UnauthorizedError` naming why not. Cheap: map lookups, no signature.
+ */
+export function dataRefusal(
+  spec: StreamSpec,
+  cluster: string,
+  op: 'publish' | 'consume',
+  from: string,
+  isMember: (peer: string) => boolean,
+  grants: GrantCache,
+  hash: Uint8Array | undefined,
+  now: number,
+): DataGrant {
+  if (accessOf(spec)[op] === 'open' || isMember(from)) return undefined
+  const what = `${op} on stream "${spec.name}" of cluster ${cluster}`
+  if (hash === undefined)
+    throw new UnauthorizedError(
+      `${what} needs a capability granting ${op} (plexus keygen --capability ${op}; pass it with the call's capability option or the node's credentials), or membership of the cluster`,
+    )
+  const t = grants.get(from, hash, now)
+  if (t === undefined)
+    throw new UnauthorizedError(`${what}: the capability was not presented to this member (or expired)`)
+  const refused = grantRefusal(t, cluster, op, spec.name, now)
+  if (refused !== undefined) throw new UnauthorizedError(`${what}: ${refused}`)
+  const subject = t.subject ?? ''
+  if (op === 'consume' && subject !== '' && !patternCovers(subject, spec.subject))
+    throw new UnauthorizedError(
+      `${what}: the capability's subject ${subject} does not cover the stream's subject ${spec.subject}`,
+    )
+  return { subject }
+}
+
+/** Whether a publish grant allows `topic`. */
+export function topicAllowed(grant: DataGrant, topic: string): boolean {
+  return grant === undefined || grant.subject === '' || matches(grant.subject, topic)
+}
+
+/** Options of one internal call. */
+interface CallOptions {
+  timeout: number
+  signal?: AbortSignal
+}
+
+/** The caller side: presents capabilities to members once and sends calls; see the module doc. */
+export class GrantPresenter {
+  /** Presentations done or under way, by `peer hash`. */
+  private readonly presented = new Map<string, Promise<void>>()
+
+  constructor(private readonly d: { self: string; rpc: PeerRpc; maxEntries?: number }) {}
+
+  /**
+   * Calls `method` on `peer` with `body` (which carries `auth.hash` when `auth` is set),
+   * presenting `auth` first when not yet presented there, and once more (then sending again)
+   * when the call is refused with `UnauthorizedError`.
+   */
+  async call(
+    peer: string,
+    method: string,
+    body: Uint8Array,
+    opts: CallOptions,
+    auth: DataAuth | undefined,
+  ): Promise<Uint8Array> {
+    if (auth === undefined) return this.d.rpc.call(peer, method, body, opts)
+    await this.present(peer, auth, opts, false)
+    try {
+      return await this.d.rpc.call(peer, method, body, opts)
+    } catch (err) {
+      if (!(err instanceof UnauthorizedError)) throw err
+      await this.present(peer, auth, opts, true)
+      return this.d.rpc.call(peer, method, body, opts)
+    }
+  }
+
+  /** Forgets what was presented to `peer` (its link went down: it forgot too). */
+  onLinkDown(peer: string): void {
+    const prefix = `${peer} `
+    for (const k of [...this.presented.keys()]) if (k.startsWith(prefix)) this.presented.delete(k)
+  }
+
+  private present(peer: string, auth: DataAuth, opts: CallOptions, again: boolean): Promise<void> {
+    const k = `${peer} ${auth.key}`
+    let p = again ? undefined : this.presented.get(k)
+    if (p === undefined) {
+      const body = signPresentation(auth.capability, this.d.self, peer, Date.now())
+      p = this.d.rpc.call(peer, 's.grant', body, opts).then(() => {})
+      if (this.presented.size >= (this.d.maxEntries ?? GRANTS.total))
+        this.presented.delete(this.presented.keys().next().value!)
+      this.presented.set(k, p)
+      p.catch(() => {
+        if (this.presented.get(k) === p) this.presented.delete(k)
+      })
+    }
+    return p
+  }
+}
