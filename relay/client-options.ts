@@ -2,6 +2,7 @@
  * Argument checking for the relay client's entry points whose options take more than a
  * line or two to validate: `connectRelay` and `publish`.
  */
+import { splitCapability } from '../src/cluster/capability-text.js'
 import { DEFAULT_RELAY_HOST, DEFAULT_RELAY_PORT, RELAY_ENV } from '../src/constants.js'
 import type { PublishOptions } from '../src/types.js'
 import {
@@ -125,5 +126,7 @@ export function checkPublishOptions(opts: PublishOptions): Omit<PublishBody, 'to
   checkMsgId(o.msgId)
   const timeout = checkTimeout(o.timeout, 'options.timeout')
   const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
-  return { key, headers, msgId: o.msgId, ack, timeoutMs }
+  const capability =
+    o.capability === undefined ? undefined : splitCapability(o.capability, 'options.capability').text
+  return { key, headers, msgId: o.msgId, capability, ack, timeoutMs }
 }

@@ -4,7 +4,9 @@
  * CONSUME* frames (docs/relay-protocol.md, "Durable streams"). Errors the node raises
  * (`StreamNotFoundError`, `NotEnoughReplicasError`, …) are rebuilt as the same classes.
  */
+
 import { parseCapability } from '../src/cluster/capability.js'
+import { splitCapability } from '../src/cluster/capability-text.js'
 import { AbortedError } from '../src/errors.js'
 import { checkPattern } from '../src/pubsub/subject.js'
 import type {
@@ -296,6 +298,8 @@ export class ClientStreams implements RelayStreams {
       partition: o.partition,
       durable: o.durable,
       ackWait: ackWait === undefined ? undefined : Math.min(0xffffffff, Math.max(1, Math.round(ackWait))),
+      capability:
+        o.capability === undefined ? undefined : splitCapability(o.capability, 'options.capability').text,
       window,
     }
     this.host

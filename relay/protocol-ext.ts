@@ -8,6 +8,8 @@ import { type BinaryReader, type BinaryWriter, DecodeError } from '../src/util/b
 
 /** PUBLISH / MESSAGE flag bits: which optional fields follow. */
 export const MsgFlag = { Key: 1, Headers: 2, MsgId: 4 } as const
+/** PUBLISH only: `str capability` follows the msg id (a per-call capability, passed through). */
+export const PUBLISH_CAPABILITY_FLAG = 8
 /** PUBLISH ack modes on the wire. */
 export const AckMode = { none: 0, leader: 1, all: 2 } as const
 /** TUNNEL_CLOSE kinds. */
@@ -160,6 +162,8 @@ export interface PublishBody {
   key?: Uint8Array
   headers?: Record<string, string>
   msgId?: string
+  /** A capability (`pxc1.…`) the node publishes this message with (flag 0x08). */
+  capability?: string
   ack: 'none' | 'leader' | 'all'
   /** 0 = the node's default. */
   timeoutMs: number
@@ -171,11 +175,13 @@ export function encodePublish(w: BinaryWriter, m: PublishBody): void {
   const flags =
     (m.key ? MsgFlag.Key : 0) |
     (m.headers ? MsgFlag.Headers : 0) |
-    (m.msgId !== undefined ? MsgFlag.MsgId : 0)
+    (m.msgId !== undefined ? MsgFlag.MsgId : 0) |
+    (m.capability !== undefined ? PUBLISH_CAPABILITY_FLAG : 0)
   w.str(m.topic).u8(flags)
   if (m.key) w.bytes(m.key)
   if (m.headers) writeHeaders(w, m.headers)
   if (m.msgId !== undefined) w.str(m.msgId)
+  if (m.capability !== undefined) w.str(m.capability)
   w.u8(AckMode[m.ack]).u32(m.timeoutMs).bytes(m.data)
 }
 
@@ -187,11 +193,12 @@ export function encodePublish(w: BinaryWriter, m: PublishBody): void {
 export function decodePublish(r: BinaryReader, maxData: number): PublishBody {
   const topic = r.str('topic')
   const flags = r.u8('flags')
-  if (flags & ~7) throw new DecodeError(`unknown PUBLISH flags ${flags}`)
+  if (flags & ~15) throw new DecodeError(`unknown PUBLISH flags ${flags}`)
   const m: PublishBody = { topic, ack: 'none', timeoutMs: 0, data: new Uint8Array() }
   if (flags & MsgFlag.Key) m.key = r.bytes('key')
   if (flags & MsgFlag.Headers) m.headers = readHeaders(r, 0xffff)
   if (flags & MsgFlag.MsgId) m.msgId = r.str('msg id')
+  if (flags & PUBLISH_CAPABILITY_FLAG) m.capability = r.str('capability')
   const ack = r.u8('ack')
   if (ack > 2) throw new DecodeError(`unknown ack mode ${ack}`)
   m.ack = ack === 0 ? 'none' : ack === 1 ? 'leader' : 'all'

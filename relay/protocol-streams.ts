@@ -13,7 +13,7 @@ import { CloseKind, MsgFlag } from './protocol-ext.js'
 export const FromKind = { earliest: 0, latest: 1, new: 2, offset: 3, time: 4 } as const
 
 /** CONSUME option flags: which optional fields follow. */
-export const ConsumeFlag = { Partition: 1, Durable: 2, AckWait: 4 } as const
+export const ConsumeFlag = { Partition: 1, Durable: 2, AckWait: 4, Capability: 8 } as const
 
 /** Largest stream count a STREAM_LIST_REPLY or partition count a STREAM_INFO_REPLY may carry. */
 const MAX_ITEMS = 65_536
@@ -271,6 +271,8 @@ export interface ConsumeBody {
   partition?: number
   durable?: string
   ackWait?: number
+  /** A capability (`pxc1.…`) the node reads with (flag 0x08). */
+  capability?: string
   /** Credit (bytes) granted to the relay: at least the largest frame. */
   window: number
 }
@@ -285,11 +287,13 @@ export function encodeConsume(w: BinaryWriter, m: ConsumeBody): void {
   const flags =
     (m.partition !== undefined ? ConsumeFlag.Partition : 0) |
     (m.durable !== undefined ? ConsumeFlag.Durable : 0) |
-    (m.ackWait !== undefined ? ConsumeFlag.AckWait : 0)
+    (m.ackWait !== undefined ? ConsumeFlag.AckWait : 0) |
+    (m.capability !== undefined ? ConsumeFlag.Capability : 0)
   w.u8(flags)
   if (m.partition !== undefined) w.u32(m.partition)
   if (m.durable !== undefined) w.str(m.durable)
   if (m.ackWait !== undefined) w.u32(m.ackWait)
+  if (m.capability !== undefined) w.str(m.capability)
   w.u32(m.window)
 }
 
@@ -306,11 +310,12 @@ export function decodeConsume(r: BinaryReader): ConsumeBody {
   else if (kind === FromKind.time) from = { time: new Date(r.u64('from time')) }
   else throw new DecodeError(`unknown CONSUME from kind ${kind}`)
   const flags = r.u8('flags')
-  if (flags > 7) throw new DecodeError(`unknown CONSUME flags ${flags}`)
+  if (flags > 15) throw new DecodeError(`unknown CONSUME flags ${flags}`)
   const m: ConsumeBody = { consumerId, stream, from, window: 0 }
   if (flags & ConsumeFlag.Partition) m.partition = r.u32('partition')
   if (flags & ConsumeFlag.Durable) m.durable = r.str('durable')
   if (flags & ConsumeFlag.AckWait) m.ackWait = r.u32('ack wait')
+  if (flags & ConsumeFlag.Capability) m.capability = r.str('capability')
   m.window = r.u32('window')
   r.end('CONSUME')
   return m

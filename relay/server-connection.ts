@@ -490,6 +490,8 @@ export class RelayClientConnection {
           ack: m.ack,
           msgId: m.msgId,
           timeout: m.timeoutMs === 0 ? undefined : m.timeoutMs,
+          // This client's own capability, for this call only (never another client's).
+          capability: m.capability,
         })
       },
       (ack) => (ack ? [Op.PublishAck, (w) => encodePublishAck(w, ack)] : [Op.Ok]),

@@ -202,6 +202,7 @@ export class RelayStreams {
       if (m.partition !== undefined) opts.partition = m.partition
       if (m.durable !== undefined) opts.durable = m.durable
       if (m.ackWait !== undefined) opts.ackWait = m.ackWait
+      if (m.capability !== undefined) opts.capability = m.capability // this client's own
       const consumer = this.host.node.consume(m.stream, opts)
       const b = new ConsumerBridge(
         m.consumerId,

@@ -5,6 +5,7 @@
  * one). They travel to the local node in the relay frame (docs/relay-protocol.md) and the
  * node proves the call with them; without either, the node proves it with its own key when
  * it joined the cluster, else the cluster's members refuse it (`UnauthorizedError`, exit 1).
+ * `publish` and `consume` take `--capability` too, for streams whose access asks for one.
  */
 import { readFile } from 'node:fs/promises'
 import type { Command } from 'commander'
@@ -35,13 +36,29 @@ export async function authOptions(
   if (flags.clusterKeyFile !== undefined)
     return { clusterKey: await readKeyFile(flags.clusterKeyFile, '--cluster-key-file') }
   if (flags.capability === undefined) return {}
-  let text = flags.capability.trim()
+  return { capability: await readCapability(flags.capability) }
+}
+
+/** Adds `--capability` to `publish` or `consume` (streams whose access asks for one). */
+export function addCapabilityFlag(cmd: Command, op: 'publish' | 'consume'): Command {
+  return cmd.option(
+    '--capability <cap|file>',
+    `${op} with a capability (from plexus keygen --capability ${op}), for a stream whose ${op} access is capability`,
+  )
+}
+
+/**
+ * The capability text `--capability` names: the text itself (`pxc1.…`) or a file holding
+ * it; throws `UsageError` when it is neither or does not parse.
+ */
+export async function readCapability(flag: string): Promise<string> {
+  let text = flag.trim()
   if (!text.startsWith('pxc1.')) {
     try {
       text = (await readFile(text, 'utf8')).trim()
     } catch (err) {
       throw new UsageError(
-        `--capability ${flags.capability}: neither a capability (pxc1.…) nor a readable file (${(err as Error).message})`,
+        `--capability ${flag}: neither a capability (pxc1.…) nor a readable file (${(err as Error).message})`,
       )
     }
   }
@@ -50,5 +67,5 @@ export async function authOptions(
   } catch (err) {
     throw new UsageError((err as Error).message)
   }
-  return { capability: text }
+  return text
 }

@@ -17,11 +17,13 @@
  *   headers {} when absent). It exits 0 after N messages with `--count`, else runs until
  *   Ctrl-C (exit 130, connection closed so the node drops the subscription).
  */
+
 import type { Command } from 'commander'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../constants.js'
 import { checkPattern, checkTopic } from '../pubsub/subject.js'
 import type { Message, PublishAck, PublishOptions } from '../types.js'
 import { checkCluster, collectHeader, parseAck, parseMs, parsePositiveInt, parseText } from './args.js'
+import { addCapabilityFlag, readCapability } from './auth.js'
 import { withRelay } from './client.js'
 import { lineOf, readStdin, writeChunk } from './io.js'
 import { UsageError, writeOut } from './output.js'
@@ -39,8 +41,7 @@ export function registerPubSub(program: Command): void {
       await withRelay((client) => client.broadcast(cluster, payload))
     })
 
-  program
-    .command('publish')
+  addCapabilityFlag(program.command('publish'), 'publish')
     .description(
       'publish DATA (- reads stdin) to TOPIC; with --ack prints where it was stored (partition, offset; the offset alone when piped)',
     )
@@ -66,6 +67,7 @@ export function registerPubSub(program: Command): void {
       if (flags.timeout !== undefined) opts.timeout = flags.timeout
       if (flags.key !== undefined) opts.key = flags.key
       if (flags.header !== undefined) opts.headers = { ...flags.header }
+      if (flags.capability !== undefined) opts.capability = await readCapability(flags.capability)
       const ack = await withRelay((client) => client.publish(topic, payload, opts))
       if (!ack) return
       const tty = process.stdout.isTTY === true
@@ -120,6 +122,7 @@ interface PublishFlags {
   key?: string
   header?: Record<string, string>
   json?: boolean
+  capability?: string
 }
 
 const utf8 = new TextDecoder()

@@ -42,6 +42,7 @@ export function formatStreamInfo(s: StreamInfo): string {
         ['partitions', String(s.partitions.length)],
         ['retention', retentionText(s.retention)],
         ['compact', s.compact ? 'yes' : 'no'],
+        ['access', `publish ${s.access?.publish ?? 'open'}, consume ${s.access?.consume ?? 'open'}`],
       ],
       '',
     ),

@@ -2,8 +2,9 @@
  * `plexus stream …` and `plexus consume`, attached to the local node's relay.
  *
  * - `stream create NAME --cluster C --subject S [--replicas R] [--partitions P]
- *   [--max-age MS] [--max-bytes N] [--max-messages N] [--compact] [--timeout MS] [--json]`
- *   creates a durable stream (or finds the same one) and prints its info.
+ *   [--max-age MS] [--max-bytes N] [--max-messages N] [--compact] [--publish-access open|capability]
+ *   [--consume-access open|capability] [--timeout MS] [--json]` creates a durable stream (or
+ *   finds the same one) and prints its info.
  * - `stream info NAME [--timeout MS] [--json]` prints the configuration and every
  *   partition: leader, replicas, in-sync replicas, offsets.
  * - `stream delete NAME [--timeout MS]` deletes it (prints nothing).
@@ -11,7 +12,7 @@
  *   without them the local node proves the call with its own key if it joined the cluster.
  * - `stream list [--json]` prints the streams the node knows.
  * - `consume STREAM [--from earliest|latest|new|OFFSET|TIME] [--partition P] [--count N]
- *   [--json] [--durable NAME] [--ack-wait MS]` prints committed messages as they come: the
+ *   [--json] [--durable NAME] [--ack-wait MS] [--capability CAP|FILE]` prints committed messages as they come: the
  *   data followed by a newline, or with `--json` one object per line `{"stream","topic",
  *   "partition","offset","timestamp","key","headers","data"}` (key and data as UTF-8, key
  *   null and headers {} when absent). It exits 0 after N messages with `--count`, or when
@@ -35,7 +36,7 @@ import {
   parsePositiveInt,
   parseText,
 } from './args.js'
-import { type AuthFlags, addAuthFlags, authOptions } from './auth.js'
+import { type AuthFlags, addAuthFlags, addCapabilityFlag, authOptions, readCapability } from './auth.js'
 import { withRelay } from './client.js'
 import { gone, lineOf, writeChunk } from './io.js'
 import { UsageError, writeOut } from './output.js'
@@ -52,6 +53,8 @@ interface CreateFlags {
   maxBytes?: number
   maxMessages?: number
   compact?: boolean
+  publishAccess?: 'open' | 'capability'
+  consumeAccess?: 'open' | 'capability'
   timeout?: number
   json?: boolean
 }
@@ -64,6 +67,7 @@ interface ConsumeFlags {
   json?: boolean
   durable?: string
   ackWait?: number
+  capability?: string
 }
 
 /** The stream config `stream create`'s flags describe; throws `UsageError` naming a missing flag. */
@@ -82,8 +86,19 @@ export function streamConfigOf(flags: CreateFlags): StreamConfig {
   if (flags.maxMessages !== undefined) retention.maxMessages = flags.maxMessages
   if (Object.keys(retention).length > 0) config.retention = retention
   if (flags.compact) config.compact = true
+  if (flags.publishAccess !== undefined || flags.consumeAccess !== undefined)
+    config.access = { publish: flags.publishAccess ?? 'open', consume: flags.consumeAccess ?? 'open' }
   return config
 }
+
+/** Parses `--publish-access` / `--consume-access`: `open` or `capability`. */
+const parseAccess =
+  (flag: string) =>
+  (v: string): 'open' | 'capability' => {
+    if (v !== 'open' && v !== 'capability')
+      throw new UsageError(`${flag} must be open or capability, got ${v}`)
+    return v
+  }
 
 /** Registers `stream` (create, info, delete, list) and `consume` on `program`. */
 export function registerStreams(program: Command): void {
@@ -110,6 +125,16 @@ export function registerStreams(program: Command): void {
       parsePositiveInt('--max-messages'),
     )
     .option('--compact', 'keep only the latest message per key')
+    .option(
+      '--publish-access <access>',
+      'open (default): any node may publish; capability: members and capability holders only',
+      parseAccess('--publish-access'),
+    )
+    .option(
+      '--consume-access <access>',
+      'open (default): any node may read; capability: members and capability holders only',
+      parseAccess('--consume-access'),
+    )
     .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
     .option('--json', 'print the stream info as JSON')
     .action(async (name: string, flags: CreateFlags & AuthFlags) => {
@@ -159,8 +184,7 @@ export function registerStreams(program: Command): void {
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(list)}\n` : formatStreamList(list))
     })
 
-  program
-    .command('consume')
+  addCapabilityFlag(program.command('consume'), 'consume')
     .description("print a stream's committed messages, one per line, tailing live")
     .argument('<stream>', 'stream name')
     .option(
@@ -194,6 +218,7 @@ export function registerStreams(program: Command): void {
       if (flags.partition !== undefined) opts.partition = flags.partition
       if (flags.durable !== undefined) opts.durable = flags.durable
       if (flags.ackWait !== undefined) opts.ackWait = flags.ackWait
+      if (flags.capability !== undefined) opts.capability = await readCapability(flags.capability)
       await withRelay(async (client) => {
         const consumer = client.consume(name, opts)
         const waiting = watchWaiting(

@@ -5,7 +5,10 @@
  * `UnauthorizedError` (exit 1) unless the command passes `--cluster-key-file` or a
  * `--capability` from `plexus keygen --capability`, which the relay carries to that node;
  * a capability only covers its operations and streams. Through a member's relay the member's
- * own key proves the call. Bad flags exit 2 naming the flag.
+ * own key proves the call. Bad flags exit 2 naming the flag. A stream created with
+ * `--publish-access capability --consume-access capability` refuses `publish` and `consume`
+ * through the fourth node's relay unless the command passes `--capability`; another client of
+ * that relay cannot ride on it.
  */
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -95,6 +98,86 @@ describe('plexus stream create|delete authorization', () => {
     expect(byMember.code).toBe(0)
   })
 
+  it('publish and consume on a capability stream: --capability passes through the relay, per client', async () => {
+    const network = uniqueNetwork()
+    const root = tempDir()
+    const members = await Promise.all(
+      [0, 1, 2].map((i) =>
+        startNode(network, ['--data-dir', join(root, `m${i}`), '--join', 'db', '--cluster-key-file', key]),
+      ),
+    )
+    const outside = await startNode(network)
+    await waitMembers(outside.relay, 'db', 3)
+    const byMember = { env: { PLEXUS_RELAY: members[0]!.relay } }
+    const env = { env: { PLEXUS_RELAY: outside.relay } }
+    const created = await runCli(
+      [
+        'stream',
+        'create',
+        'locked',
+        '--cluster',
+        'db',
+        '--subject',
+        'locked.>',
+        '--publish-access',
+        'capability',
+        '--consume-access',
+        'capability',
+        '--json',
+      ],
+      byMember,
+    )
+    expect(created.stderr).toBe('')
+    expect(JSON.parse(created.stdout).access).toEqual({ publish: 'capability', consume: 'capability' })
+    const info = await runCli(['stream', 'info', 'locked'], env)
+    expect(info.stdout).toMatch(/access\s+publish capability, consume capability/)
+
+    const unauthorized = (r: { code: number | null; stderr: string }, why: RegExp) => {
+      expect(r.code).toBe(1)
+      expect(r.stderr).toMatch(/^plexus: UnauthorizedError: /)
+      expect(r.stderr).toMatch(why)
+    }
+    const publish = (...extra: string[]) =>
+      runCli(['publish', 'locked.a', 'hello', '--ack', 'all', '--timeout', '4000', ...extra], env)
+    unauthorized(await publish(), /needs a capability granting publish/)
+    unauthorized(
+      await runCli(['consume', 'locked', '--count', '1'], env),
+      /needs a capability granting consume/,
+    )
+
+    const issued = await runCli([
+      'keygen',
+      '--capability',
+      'publish,consume',
+      '--cluster',
+      'db',
+      '--cluster-key-file',
+      key,
+      '--stream',
+      'locked',
+      '--expires',
+      '1h',
+      '--network',
+      network,
+    ])
+    const cap = tempFile('locked.cap', issued.stdout)
+    const ok = await publish('--capability', cap)
+    expect(ok.stderr).toBe('')
+    expect(ok.stdout.trim()).toBe('0')
+    // Another client of the same relay node, without the capability: refused (no ride-along).
+    unauthorized(await publish(), /needs a capability granting publish/)
+    const read = await runCli(
+      ['consume', 'locked', '--count', '1', '--capability', issued.stdout.trim()],
+      env,
+    )
+    expect(read.stderr).toBe('')
+    expect(read.stdout).toBe('hello\n')
+    unauthorized(
+      await runCli(['consume', 'locked', '--count', '1'], env),
+      /needs a capability granting consume/,
+    )
+  }, 60_000) // eleven CLI processes
+
   it('bad credential flags exit 2 naming the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
       [['stream', 'delete', 'x', '--capability', 'pxc1.bad.bad'], /--capability must be a capability/],
@@ -103,6 +186,11 @@ describe('plexus stream create|delete authorization', () => {
         /--capability \/nonexistent\/cap: neither/,
       ],
       [['stream', 'delete', 'x', '--cluster-key-file', '/nonexistent/key'], /--cluster-key-file/],
+      [['publish', 'a', 'x', '--capability', 'pxc1.bad.bad'], /--capability must be a capability/],
+      [
+        ['stream', 'create', 'x', '--publish-access', 'closed'],
+        /--publish-access must be open or capability/,
+      ],
       [['keygen', '--capability', 'create'], /--capability needs --cluster C/],
       [['keygen', '--capability', 'fly', '--cluster', 'db'], /--capability takes operations among/],
       [
