@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { InvalidArgumentError } from '../../src/errors.js'
-import { checkPattern, checkTopic, matches, SubjectIndex } from '../../src/pubsub/subject.js'
+import { checkPattern, checkTopic, matches, patternCovers, SubjectIndex } from '../../src/pubsub/subject.js'
 
 /** Reference matcher: a regular expression built token by token. */
 function reference(pattern: string, topic: string): boolean {
@@ -67,5 +67,39 @@ describe('subjects', () => {
       expect(() => checkPattern(bad), String(bad)).toThrow(/pattern/)
     }
     expect(checkPattern('a.*.>')).toBe('a.*.>')
+  })
+})
+
+describe('patternCovers', () => {
+  it('is true exactly when every topic of the inner pattern matches the outer one', () => {
+    const cases: Array<[string, string, boolean]> = [
+      ['a.>', 'a.>', true],
+      ['a.>', 'a.b.*', true],
+      ['a.*', 'a.b', true],
+      ['a.*', 'a.>', false],
+      ['a.b', 'a.*', false],
+      ['>', 'x.y.z', true],
+      ['a.*.c', 'a.*.c', true],
+      ['a.*.c', 'a.b', false],
+      ['a.b.>', 'a.>', false],
+    ]
+    for (const [outer, inner, want] of cases)
+      expect(patternCovers(outer, inner), `${outer} ⊇ ${inner}`).toBe(want)
+  })
+
+  it('agrees with matches on concrete topics (seeded)', () => {
+    const tok = fc.constantFrom('a', 'b', '*', '>')
+    const pat = fc.array(tok, { minLength: 1, maxLength: 4 }).map((t) => {
+      const i = t.indexOf('>')
+      return (i >= 0 ? t.slice(0, i + 1) : t).join('.')
+    })
+    const topic = fc.array(fc.constantFrom('a', 'b'), { minLength: 1, maxLength: 4 }).map((t) => t.join('.'))
+    fc.assert(
+      fc.property(pat, pat, topic, (outer, inner, t) => {
+        // covers ⇒ every topic the inner pattern matches, the outer matches too
+        if (patternCovers(outer, inner) && matches(inner, t)) expect(matches(outer, t)).toBe(true)
+      }),
+      { seed: 18, numRuns: 2000 },
+    )
   })
 })
