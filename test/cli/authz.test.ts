@@ -176,7 +176,7 @@ describe('plexus stream create|delete authorization', () => {
       await runCli(['consume', 'locked', '--count', '1'], env),
       /needs a capability granting consume/,
     )
-  }, 60_000) // eleven CLI processes
+  }, 120_000) // four node processes and nine CLI runs
 
   it('bad credential flags exit 2 naming the flag', async () => {
     const cases: Array<[string[], RegExp]> = [
