@@ -16,11 +16,7 @@ import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/
 import { abortCounter } from './link/link.js'
 import { LinkManager } from './link/manager.js'
 import { observeSyncs } from './log/sync-observers.js'
-import { createDashboard, type Dashboard } from './observe/dashboard.js'
-import { Health } from './observe/health.js'
-import { type HttpEndpoint, startHttp } from './observe/http.js'
-import { NodeMetrics } from './observe/metrics.js'
-import { type NodeParts, nodeHealthSource, nodeMetricsSource } from './observe/source.js'
+import type { Dashboard, Health, HttpEndpoint, NodeMetrics, NodeParts } from './observe/index.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
 import { PubSub } from './pubsub/pubsub.js'
 import { PUBSUB_SYNC, SYNC_TIMEOUT } from './pubsub/ready.js'
@@ -182,8 +178,10 @@ class Node implements PlexusNode {
     const members = (c: string) => this.directory.members(c).map((m) => m.peer)
     const discovering = () => Date.now() - this.startedAt < DISCOVERY_GRACE
     const nextChange = (signal: AbortSignal) => this.nextChange(signal)
-    if (this.cfg.http) {
-      const metrics = (this.metrics = new NodeMetrics(nodeMetricsSource(this, () => this.parts())))
+    // Loaded only when asked for: nodes without `http` do not load prom-client.
+    const observe = this.cfg.http ? await import('./observe/index.js') : undefined
+    if (observe) {
+      const metrics = (this.metrics = new observe.NodeMetrics(observe.nodeMetricsSource(this, () => this.parts())))
       if (this.cfg.dataDir !== undefined)
         this.unobserveSyncs = observeSyncs(this.cfg.dataDir, (t) => metrics.fsyncDone(t))
     }
@@ -334,12 +332,12 @@ class Node implements PlexusNode {
         logger: childLogger(this.cfg.logger, 'relay'),
       })
     }
-    if (this.cfg.http && this.metrics) {
-      this.health = new Health(nodeHealthSource(this, () => this.parts()))
+    if (this.cfg.http && observe && this.metrics) {
+      this.health = new observe.Health(observe.nodeHealthSource(this, () => this.parts()))
       this.health.start()
-      const dashboard = (this.dashboard = createDashboard(this))
+      const dashboard = (this.dashboard = observe.createDashboard(this))
       // Extra routes go in the list below (tried in order after the built-in ones): observe/http.ts.
-      this.httpServer = await startHttp(this.cfg.http, { metrics: this.metrics, health: this.health }, [
+      this.httpServer = await observe.startHttp(this.cfg.http, { metrics: this.metrics, health: this.health }, [
         (req, res) => dashboard.handle(req, res),
       ])
     }

@@ -10,8 +10,9 @@
  * hosted here, and at most `MAX_SERIES_PER_METRIC` label sets per metric (beyond that the
  * rest is dropped from the scrape, or counted under `cluster="_other"` for requests).
  */
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client'
 import type { NodeStatus } from '../types.js'
+import { Buckets, registerHistogram } from './histogram.js'
 
 /** Most label sets one metric exposes (clusters, peers, partitions, consumers). */
 export const MAX_SERIES_PER_METRIC = 256
@@ -113,50 +114,62 @@ function processMetrics(): Registry {
   return processRegistry
 }
 
-/** The per-cluster children of the request metrics (cached: no label hashing per request). */
+/** Request counts and latency of one cluster, kept as plain numbers (read at scrape time). */
 interface RequestSeries {
-  duration: Histogram.Internal<string>
-  sent: Map<string, Counter.Internal>
-  served: Map<string, Counter.Internal>
+  duration: Buckets
+  sent: Map<string, number>
+  served: Map<string, number>
 }
 
 /** A node's metrics: its registry plus the hooks the instrumented paths call. */
 export class NodeMetrics {
   /** This node's registry (the process metrics are appended by `text()`). */
   readonly registry = new Registry()
-  private readonly requestsSent: Counter<string>
-  private readonly requestsServed: Counter<string>
-  private readonly requestDuration: Histogram<string>
-  private readonly fsync: Histogram<string>
+  private readonly fsync = new Buckets(FSYNC_BUCKETS)
   private readonly series = new Map<string, RequestSeries>()
+  private other: RequestSeries | undefined
 
   constructor(private readonly source: MetricsSource) {
     const registers = [this.registry]
-    this.requestsSent = new Counter({
+    const series = () => {
+      const all = [...this.series.entries()]
+      if (this.other) all.push(['_other', this.other])
+      return all
+    }
+    new Counter({
       name: 'plexus_requests_sent_total',
       help: 'Requests this node sent, by cluster and outcome (ok, timeout, no_members, overloaded, member_lost, remote_error, aborted, error)',
       labelNames: ['cluster', 'outcome'],
       registers,
+      collect() {
+        this.reset()
+        for (const [cluster, s] of series())
+          for (const [outcome, n] of s.sent) this.inc({ cluster, outcome }, n)
+      },
     })
-    this.requestsServed = new Counter({
+    new Counter({
       name: 'plexus_requests_served_total',
       help: 'Requests this node ran a handler for (or refused), by cluster and outcome (ok, error, overloaded, dropped)',
       labelNames: ['cluster', 'outcome'],
       registers,
+      collect() {
+        this.reset()
+        for (const [cluster, s] of series())
+          for (const [outcome, n] of s.served) this.inc({ cluster, outcome }, n)
+      },
     })
-    this.requestDuration = new Histogram({
-      name: 'plexus_request_duration_seconds',
-      help: 'Time from sending a request to its reply or failure, by cluster',
-      labelNames: ['cluster'],
-      buckets: REQUEST_BUCKETS,
-      registers,
-    })
-    this.fsync = new Histogram({
-      name: 'plexus_log_fsync_duration_seconds',
-      help: 'Duration of each synced write (write + fdatasync, batched by group commit) of the commit logs under dataDir',
-      buckets: FSYNC_BUCKETS,
-      registers,
-    })
+    registerHistogram(
+      this.registry,
+      'plexus_request_duration_seconds',
+      'Time from sending a request to its reply or failure, by cluster',
+      () => series().map(([cluster, s]) => [{ cluster }, s.duration] as [Record<string, string>, Buckets]),
+    )
+    registerHistogram(
+      this.registry,
+      'plexus_log_fsync_duration_seconds',
+      'Duration of each synced write (write + fdatasync, batched by group commit) of the commit logs under dataDir',
+      () => [[{}, this.fsync]],
+    )
     this.defineCollected()
   }
 
@@ -164,20 +177,14 @@ export class NodeMetrics {
   requestDone(cluster: string, err: unknown, seconds: number): void {
     const s = this.seriesOf(cluster)
     const outcome = requestOutcome(err)
-    let c = s.sent.get(outcome)
-    if (!c)
-      s.sent.set(outcome, (c = this.requestsSent.labels(s === this.other ? '_other' : cluster, outcome)))
-    c.inc()
+    s.sent.set(outcome, (s.sent.get(outcome) ?? 0) + 1)
     s.duration.observe(seconds)
   }
 
   /** A request this node serves ended (ok, error, overloaded, dropped). */
   requestServed(cluster: string, outcome: string): void {
     const s = this.seriesOf(cluster)
-    let c = s.served.get(outcome)
-    if (!c)
-      s.served.set(outcome, (c = this.requestsServed.labels(s === this.other ? '_other' : cluster, outcome)))
-    c.inc()
+    s.served.set(outcome, (s.served.get(outcome) ?? 0) + 1)
   }
 
   /** One synced write of a commit log took `seconds`. */
@@ -196,21 +203,16 @@ export class NodeMetrics {
     return this.registry.contentType
   }
 
-  private other: RequestSeries | undefined
   private seriesOf(cluster: string): RequestSeries {
     let s = this.series.get(cluster)
     if (s) return s
     if (this.series.size >= MAX_SERIES_PER_METRIC) {
-      this.other ??= this.newSeries('_other')
+      this.other ??= newSeries()
       return this.other
     }
-    s = this.newSeries(cluster)
+    s = newSeries()
     this.series.set(cluster, s)
     return s
-  }
-
-  private newSeries(cluster: string): RequestSeries {
-    return { duration: this.requestDuration.labels(cluster), sent: new Map(), served: new Map() }
   }
 
   /** Metrics whose values are read at scrape time. */
@@ -492,3 +494,7 @@ const NOT_EVENTS = new Set([
   'relay.consumers',
   'relay.consumerBytes',
 ])
+
+function newSeries(): RequestSeries {
+  return { duration: new Buckets(REQUEST_BUCKETS), sent: new Map(), served: new Map() }
+}
