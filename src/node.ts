@@ -181,7 +181,9 @@ class Node implements PlexusNode {
     // Loaded only when asked for: nodes without `http` do not load prom-client.
     const observe = this.cfg.http ? await import('./observe/index.js') : undefined
     if (observe) {
-      const metrics = (this.metrics = new observe.NodeMetrics(observe.nodeMetricsSource(this, () => this.parts())))
+      const metrics = (this.metrics = new observe.NodeMetrics(
+        observe.nodeMetricsSource(this, () => this.parts()),
+      ))
       if (this.cfg.dataDir !== undefined)
         this.unobserveSyncs = observeSyncs(this.cfg.dataDir, (t) => metrics.fsyncDone(t))
     }
@@ -337,9 +339,11 @@ class Node implements PlexusNode {
       this.health.start()
       const dashboard = (this.dashboard = observe.createDashboard(this))
       // Extra routes go in the list below (tried in order after the built-in ones): observe/http.ts.
-      this.httpServer = await observe.startHttp(this.cfg.http, { metrics: this.metrics, health: this.health }, [
-        (req, res) => dashboard.handle(req, res),
-      ])
+      this.httpServer = await observe.startHttp(
+        this.cfg.http,
+        { metrics: this.metrics, health: this.health },
+        [(req, res) => dashboard.handle(req, res)],
+      )
     }
     childLogger(this.cfg.logger, 'node').info(
       {
