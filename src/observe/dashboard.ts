@@ -82,6 +82,8 @@ const ASSETS: Record<string, [file: string, type: string]> = {
   'index.html': ['index.html', 'text/html; charset=utf-8'],
   'app.js': ['app.js', 'text/javascript; charset=utf-8'],
   'map.js': ['map.js', 'text/javascript; charset=utf-8'],
+  'tables.js': ['tables.js', 'text/javascript; charset=utf-8'],
+  'dom.js': ['dom.js', 'text/javascript; charset=utf-8'],
   'style.css': ['style.css', 'text/css; charset=utf-8'],
   'uPlot.iife.min.js': ['uPlot.iife.min.js', 'text/javascript; charset=utf-8'],
   'uPlot.min.css': ['uPlot.min.css', 'text/css; charset=utf-8'],
@@ -232,7 +234,10 @@ export function createDashboard(node: DashboardSource, options: DashboardOptions
         unavailable(res, 'the node is stopping')
         return true
       }
-      if (path === '/api/events') events(req, res)
+      if (path === '/api/events' && req.method === 'HEAD') {
+        res.writeHead(200, { ...SECURITY_HEADERS, 'content-type': 'text/event-stream; charset=utf-8' })
+        res.end()
+      } else if (path === '/api/events') events(req, res)
       else if (path === '/api/state')
         send(req, res, 'application/json; charset=utf-8', JSON.stringify(snapshot()))
       else {

@@ -81,7 +81,8 @@ function readEvents(url: string, count: number): Promise<DashboardSnapshot[]> {
 
 describe('dashboard handler', () => {
   it('serves the page, its files and the snapshot, and leaves other routes alone', async () => {
-    const base = await serve(createDashboard(fakeNode()))
+    const d = createDashboard(fakeNode())
+    const base = await serve(d)
     const page = await fetch(`${base}/`)
     expect(page.status).toBe(200)
     expect(page.headers.get('content-type')).toContain('text/html')
@@ -89,7 +90,15 @@ describe('dashboard handler', () => {
     expect(html).toContain('dashboard/app.js')
     expect(html).not.toMatch(/https?:\/\//) // no CDN
     expect((await fetch(`${base}/index.html`)).status).toBe(200)
-    for (const f of ['app.js', 'map.js', 'style.css', 'uPlot.iife.min.js', 'uPlot.min.css']) {
+    for (const f of [
+      'app.js',
+      'map.js',
+      'tables.js',
+      'dom.js',
+      'style.css',
+      'uPlot.iife.min.js',
+      'uPlot.min.css',
+    ]) {
       const r = await fetch(`${base}/dashboard/${f}`)
       expect(r.status, f).toBe(200)
       expect((await r.arrayBuffer()).byteLength, f).toBeGreaterThan(100)
@@ -103,6 +112,8 @@ describe('dashboard handler', () => {
     const head = await fetch(`${base}/`, { method: 'HEAD' })
     expect(head.status).toBe(200)
     expect(await head.text()).toBe('')
+    expect((await fetch(`${base}/api/events`, { method: 'HEAD' })).status).toBe(200)
+    expect(d.clients).toBe(0) // HEAD opens no feed
     // Not the dashboard's: handle() returns false and the server answers.
     expect((await fetch(`${base}/metrics`)).status).toBe(418)
     expect((await fetch(`${base}/`, { method: 'POST' })).status).toBe(418)
