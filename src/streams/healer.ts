@@ -18,6 +18,9 @@
  * find.
  */
 
+import { LOG_RATE_INTERVAL } from '../constants.js'
+import type { Logger } from '../types.js'
+import { errFields, RateLimitedLog } from '../util/logger.js'
 import type { HostedPartition } from './host.js'
 import type { MetaGroup } from './meta-group.js'
 import { encodeCommand, type StreamCatalog } from './metadata.js'
@@ -36,14 +39,19 @@ export interface HealerDeps {
   replaceAfterMs: number
   newRequestId(): string
   count(name: string): void
+  /** Replacements (warn) and partitions left under-replicated (rate-limited) are logged here. */
+  logger: Logger
 }
 
 /** The metadata leader's side; see the module doc. Call `tick` about every second. */
 export class Healer {
   private readonly downSince = new Map<string, number>()
   private busy = false
+  private readonly limited: RateLimitedLog
 
-  constructor(private readonly d: HealerDeps) {}
+  constructor(private readonly d: HealerDeps) {
+    this.limited = new RateLimitedLog(d.logger, LOG_RATE_INTERVAL, () => d.now())
+  }
 
   /** Replaces at most one long-dead replica. Never throws. */
   async tick(): Promise<void> {
@@ -54,8 +62,9 @@ export class Healer {
     this.busy = true
     try {
       await this.step()
-    } catch {
+    } catch (err) {
       // retried on the next tick (leadership lost, member unreachable, ...)
+      this.limited.log('debug', 'step', errFields(err), 'replica replacement step failed; retrying')
     } finally {
       this.busy = false
     }
@@ -81,6 +90,12 @@ export class Healer {
         const pick = [...load.entries()].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0]
         if (pick === undefined) {
           this.d.count('streams.underReplicated')
+          this.limited.log(
+            'warn',
+            `under/${s.name}/${p}`,
+            { stream: s.name, partition: p, unreachable: gone },
+            'partition under-replicated: no live member can take the replica of an unreachable one',
+          )
           continue
         }
         const replicas = list.map((m) => (m === gone ? pick : m))
@@ -91,6 +106,16 @@ export class Healer {
           replicas,
           requestId: this.d.newRequestId(),
         })
+        this.d.logger.warn(
+          {
+            stream: s.name,
+            partition: p,
+            unreachable: gone,
+            replacement: pick,
+            downMs: now - this.downSince.get(gone)!,
+          },
+          'replacing the replica of an unreachable member',
+        )
         await this.d.meta.propose(cmd)
         this.d.count('streams.replicasReplaced')
         return // one change per tick
@@ -103,7 +128,7 @@ export class Healer {
  * The partition leader's side: proposes the next membership change toward the placement,
  * if any and none is in flight. Never throws.
  */
-export function reconfigureStep(h: HostedPartition, self: string): void {
+export function reconfigureStep(h: HostedPartition, self: string, logger: Logger): void {
   const driver = h.replica.raft
   if (h.reconfiguring || driver === undefined || driver.role !== 'leader') return
   const target = h.meta.placement[h.partition]!
@@ -119,9 +144,14 @@ export function reconfigureStep(h: HostedPartition, self: string): void {
     extra !== undefined
       ? { type: 'removeNode' as const, nodeId: extra }
       : { type: 'addNode' as const, nodeId: missing! }
+  const fields = { stream: h.meta.name, partition: h.partition, change: cc.type, replica: cc.nodeId }
+  logger.info(
+    fields,
+    extra !== undefined ? 'removing a voter of the partition' : 'adding a voter to the partition',
+  )
   driver
     .proposeConfChange(cc)
-    .catch(() => {})
+    .catch((err) => logger.debug({ ...fields, ...errFields(err) }, 'voter change not done; retried'))
     .finally(() => {
       h.reconfiguring = false
     })

@@ -28,6 +28,7 @@ import type { ClusterSigner } from '../cluster/proof.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../replication/index.js'
 import type { Logger } from '../types.js'
+import { bindLogger } from '../util/logger.js'
 import { authorizeMeta } from './authz.js'
 import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
@@ -45,7 +46,8 @@ import { PartitionReplica } from './partition.js'
 import type { CopyCall, CopyChunk } from './partition-copy.js'
 import { fnv1a, placeStream } from './placement.js'
 import { canRebuild, ReplicaSupervisor } from './replica-supervisor.js'
-import type { MetaCall, MetaReply, PartitionRef } from './wire.js'
+import { ReplicaWatch } from './replica-watch.js'
+import type { MetaCall, MetaReply, PartitionRef, PartitionState } from './wire.js'
 
 /** Errors saying a replica's state on disk cannot be read: it is rebuilt from the others. */
 const CORRUPT_ERRORS = new Set(['CorruptReplicaStateError', 'CorruptLogError'])
@@ -112,7 +114,9 @@ export interface ClusterHostDeps {
   raftLogBytes: number
   /** Asks `peer` for committed records of a partition (`s.copy`; undefined: not hosted there). */
   copy(peer: string, call: CopyCall, signal: AbortSignal): Promise<CopyChunk | undefined>
-  /** Where replica failures, restarts and rebuilds are reported. */
+  /** Asks `peer` for its view of a partition (`s.pstat`; undefined: not hosted there). */
+  partitionState(peer: string, ref: PartitionRef): Promise<PartitionState | undefined>
+  /** Where the cluster's stream events are logged (replica-watch.ts) and replica failures. */
   logger: Logger
 }
 
@@ -121,6 +125,7 @@ export class ClusterHost {
   readonly catalog = new StreamCatalog()
   readonly meta: MetaGroup
   private readonly healer: Healer
+  private readonly watch: ReplicaWatch
   private timer: NodeJS.Timeout | undefined
   private lastPublished = 0
   private publishedIndex = -1
@@ -134,13 +139,31 @@ export class ClusterHost {
   private stopped = false
 
   constructor(private readonly d: ClusterHostDeps) {
+    this.watch = new ReplicaWatch({
+      self: d.id,
+      cluster: d.cluster,
+      logger: d.logger,
+      now: () => d.now(),
+      freshMs: 3 * d.tickMs * d.electionTick,
+      partitionState: (peer, h) =>
+        d.partitionState(peer, {
+          stream: h.meta.name,
+          createdIndex: h.meta.createdIndex,
+          partition: h.partition,
+        }),
+    })
     this.meta = new MetaGroup({
       host: { raft: d.raft, members: () => d.members() },
       id: d.id,
       cluster: d.cluster,
       dir: join(d.dir, 'meta'),
       catalog: this.catalog,
-      driver: { tickMs: d.tickMs, electionTick: d.electionTick, onError: d.onError },
+      driver: {
+        tickMs: d.tickMs,
+        electionTick: d.electionTick,
+        onError: d.onError,
+        onLeaderChange: (c) => this.watch.metaLeaderChanged(c.leader, c.term),
+      },
       applied: () => this.queuePublish(),
     })
     this.healer = new Healer({
@@ -154,6 +177,7 @@ export class ClusterHost {
       replaceAfterMs: d.replaceAfterMs,
       newRequestId,
       count: (n) => d.count(n),
+      logger: d.logger,
     })
   }
 
@@ -168,8 +192,9 @@ export class ClusterHost {
           this.publish()
         this.balanceLeaders()
         void this.healer.tick()
-        for (const h of this.d.hosted.values())
-          if (h.cluster === this.d.cluster) reconfigureStep(h, this.d.id)
+        const mine = [...this.d.hosted.values()].filter((h) => h.cluster === this.d.cluster)
+        for (const h of mine) reconfigureStep(h, this.d.id, this.d.logger)
+        this.watch.tick(mine)
       },
       Math.min(1000, this.d.refreshMs),
     )
@@ -247,6 +272,8 @@ export class ClusterHost {
       const err = metaResultError(res)
       return { status: 'error', name: err.name, message: err.message }
     }
+    if (!res.duplicate && (res.op === 'created' || res.op === 'deleted') && res.stream)
+      this.watch.applied(res.op, res.stream)
     return { status: 'ok', table: this.publish() }
   }
 
@@ -373,6 +400,7 @@ export class ClusterHost {
 
   private async reconcile(table: StreamTable): Promise<void> {
     if (this.stopped) return
+    this.watch.table(table)
     const wanted = new Map<string, { meta: StreamMeta; partition: number }>()
     for (const meta of table.streams) {
       meta.placement.forEach((replicas, partition) => {
@@ -432,6 +460,7 @@ export class ClusterHost {
       compact: meta.compact,
       raftCompactBytes: this.d.raftLogBytes,
       raftRetainBytes: Math.max(1, Math.floor(this.d.raftLogBytes / 4)),
+      logger: bindLogger(this.d.logger, { cluster: this.d.cluster, stream: meta.name, partition }),
       copy: (peer, fromOffset, maxBytes, signal) =>
         this.d.copy(
           peer,
@@ -445,6 +474,7 @@ export class ClusterHost {
           if (fatal) this.replicaFailed(entry, err, false)
           else this.d.onError(err)
         },
+        onLeaderChange: (c) => this.watch.partitionLeader(entry, c.leader, c.term),
         // Compaction frees whole raft log segments: a few per compaction window.
         segmentBytes: Math.min(
           DEFAULT_RAFT_SEGMENT_BYTES,
@@ -490,6 +520,8 @@ export class ClusterHost {
       return
     }
     this.d.hosted.set(key, entry)
+    // Restarted with data, or added to a group that exists: behind until the leader says not.
+    this.watch.started(entry, !fresh || !voters.includes(this.d.id))
     // A brand-new group: the preferred leader stands at once (faster than an election timeout).
     if (fresh && voters[0] === this.d.id && meta.placement[partition]![0] === this.d.id)
       replica.raft?.campaign()

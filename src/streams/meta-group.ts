@@ -57,7 +57,7 @@ export interface MetaGroupOptions {
   /** Driver knobs (tick, election timing, randomness, error hook). */
   driver?: Pick<
     ReplicaDriverOptions,
-    'tickMs' | 'electionTick' | 'heartbeatTick' | 'rand' | 'raft' | 'onError'
+    'tickMs' | 'electionTick' | 'heartbeatTick' | 'rand' | 'raft' | 'onError' | 'onLeaderChange'
   >
   /** Called after committed entries were applied to the catalog. */
   applied?: () => void

@@ -518,6 +518,9 @@ export class PartitionReplica {
           `offsets ${this.nextOffset}..${target - 1} are missing, the raft log no longer holds them, ` +
             'and the partition has no other replica to copy them from',
         )
+      const started = Date.now()
+      const span = { fromOffset: this.nextOffset, toOffset: target, snapshotIndex: snap.index }
+      this.opts.logger?.info(span, 'catch-up by copy started: records the raft log no longer holds')
       await copyRange({
         log,
         from: this.nextOffset,
@@ -526,6 +529,7 @@ export class PartitionReplica {
         source: copy,
         signal: this.stopping.signal,
       })
+      this.opts.logger?.info({ ...span, ms: Date.now() - started }, 'catch-up by copy finished')
     }
     this.nextOffset = target
     this.writtenNext = Math.max(this.writtenNext, target)

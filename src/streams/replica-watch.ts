@@ -3,9 +3,9 @@
  * Nothing here runs per message: tables arrive every few seconds, leader changes per
  * election, and `tick` runs with the host's one-second timer.
  *
- * - Each table of the cluster is compared with the previous one: streams created and
- *   deleted, and replicas replaced (the placement of a partition changed). The first table
- *   after start only sets the baseline.
+ * - Streams created and deleted, on the metadata leader that applied them (`applied`).
+ * - Each table of the cluster is compared with the previous one: replicas replaced (the
+ *   placement of a partition changed).
  * - Leader changes of every hosted partition and of the metadata group (old → new, term).
  * - Catch-up of a replica that (re)starts with data, or that joins an existing group: it is
  *   logged when it starts and when the partition leader counts it in sync again (asked with
@@ -58,42 +58,42 @@ export class ReplicaWatch {
     return w
   }
 
-  /** A newer table of the cluster: logs streams created and deleted, replicas replaced. */
+  /**
+   * A create or delete applied by the metadata group, as its leader answered it (logged once
+   * per cluster, on the metadata leader; retried calls are not logged again).
+   */
+  applied(op: 'created' | 'deleted', s: StreamMeta): void {
+    const fields = { cluster: this.d.cluster, stream: s.name, subject: s.subject }
+    if (op === 'deleted') {
+      this.d.logger.info(fields, 'stream deleted')
+      return
+    }
+    this.d.logger.info(
+      { ...fields, partitions: s.partitions, replicas: s.replicas, placement: s.placement },
+      'stream created',
+    )
+  }
+
+  /** A newer table of the cluster: logs replicas replaced (a partition's placement changed). */
   table(table: StreamTable): void {
     const next = new Map(table.streams.map((s) => [`${s.name}/${s.createdIndex}`, s]))
     const prev = this.streams
     this.streams = next
     if (prev === undefined) return
-    const log = this.d.logger
     for (const [k, s] of next) {
       const old = prev.get(k)
-      if (old === undefined) {
-        log.info(
-          {
-            cluster: this.d.cluster,
-            stream: s.name,
-            subject: s.subject,
-            partitions: s.partitions,
-            replicas: s.replicas,
-            hostedHere: s.placement.flatMap((r, p) => (r.includes(this.d.self) ? [p] : [])),
-          },
-          'stream created',
-        )
-        continue
-      }
+      if (old === undefined) continue
       s.placement.forEach((replicas, partition) => {
         const before = old.placement[partition] ?? []
         const removed = before.filter((r) => !replicas.includes(r))
         const added = replicas.filter((r) => !before.includes(r))
         if (removed.length > 0 || added.length > 0)
-          log.info(
+          this.d.logger.info(
             { cluster: this.d.cluster, stream: s.name, partition, removed, added, replicas },
             'replica replaced',
           )
       })
     }
-    for (const [k, s] of prev)
-      if (!next.has(k)) log.info({ cluster: this.d.cluster, stream: s.name }, 'stream deleted')
   }
 
   /**

@@ -33,16 +33,19 @@ import {
 } from './partition-copy.js'
 import { servePublish } from './publish-serve.js'
 import { ReadBudget } from './read-budget.js'
+import { replicaState } from './replica-state.js'
 import {
   decodeFetchCall,
   decodeMetaCall,
   decodePubCall,
   decodeRef,
+  decodeStateReply,
   encodeFetchReply,
   encodeLoad,
   encodeMetaReply,
   encodeOffsetReply,
   encodePubReply,
+  encodeRef,
   encodeStateReply,
   type PartitionState,
 } from './wire.js'
@@ -187,6 +190,10 @@ export class StreamService {
         )
       },
       logger: this.d.logger,
+      partitionState: async (peer, ref) => {
+        const r = decodeStateReply(await this.d.rpc.call(peer, 's.pstat', encodeRef(ref), { timeout: 5000 }))
+        return r.status === 'ok' ? r.value : undefined
+      },
       tickMs: this.d.tickMs ?? 50,
       electionTick: this.d.electionTick ?? 10,
       refreshMs: this.d.refreshMs ?? 10_000,
@@ -457,42 +464,9 @@ export class StreamService {
     return { status: 'ok' as const, value: this.stateOf(h) }
   }
 
-  /**
-   * A hosted replica's view. In sync (known on the leader): the leader, and the followers
-   * that are both placed (the partition's current replica list) and voters, were heard from
-   * within 3 election timeouts, have a log the leader has confirmed to match its own (raft
-   * progress in the `replicate` state: a follower just added, or not yet probed after an
-   * election, is not), and are within 256 entries of the leader's log. So a replica being
-   * replaced is out of the set as soon as the placement drops it, and a new one enters it
-   * only once it acknowledged the leader's log.
-   */
+  /** A hosted replica's view (replica-state.ts); in-sync followers heard within 3 election timeouts. */
   private stateOf(h: HostedPartition): PartitionState {
-    const r = h.replica
-    let role = 'stopped'
-    let inSync: string[] | null = null
-    let firstOffset = 0
-    let nextOffset = 0
-    try {
-      const s = r.status()
-      role = s.raft.role
-      nextOffset = s.nextOffset
-      firstOffset = r.earliest()
-      if (role === 'leader') {
-        const fresh = 3 * (this.d.tickMs ?? 50) * (this.d.electionTick ?? 10)
-        const now = Date.now()
-        const placed = h.meta.placement[h.partition] ?? []
-        inSync = [this.d.self]
-        for (const [id, pr] of Object.entries(s.raft.progress)) {
-          if (id === this.d.self || !placed.includes(id) || pr.state !== 'replicate') continue
-          const heard = h.lastHeard.get(id)
-          if (heard !== undefined && now - heard <= fresh && s.raft.lastIndex - pr.match <= 256)
-            inSync.push(id)
-        }
-      }
-    } catch {
-      // not started yet or stopped: reported as such
-    }
-    return { role, leader: r.leader, firstOffset, nextOffset, inSync }
+    return replicaState(h, this.d.self, 3 * (this.d.tickMs ?? 50) * (this.d.electionTick ?? 10))
   }
 }
 

@@ -1,8 +1,10 @@
 /**
  * Public types of a partition replica: messages in and out, options, recovery report.
  */
+
 import type { NodeId } from '../raft/index.js'
 import type { ReplicaDriverOptions } from '../replication/index.js'
+import type { Logger } from '../types.js'
 import type { CopySource } from './partition-copy.js'
 
 /** A message given to `publish`. Strings are sent as UTF-8. */
@@ -97,6 +99,8 @@ export interface PartitionReplicaOptions {
    * cannot start (in-process tests may pass a direct reader).
    */
   copy?: CopySource
+  /** Where a catch-up by copy (start, finish) is logged; default silent. */
+  logger?: Logger
   /** Compact the raft log once this many bytes of entries were applied since the last snapshot (32 MiB). */
   raftCompactBytes?: number
   /** Bytes of the newest applied entries the raft log keeps at compaction (8 MiB). */

@@ -14,12 +14,20 @@ export const SILENT_LOGGER: Logger = { error: silent, warn: silent, info: silent
  * wrapper adding the field. The silent logger stays itself.
  */
 export function childLogger(logger: Logger, component: string): Logger {
+  return bindLogger(logger, { component })
+}
+
+/**
+ * `logger` with `bindings` on every record: pino's `child` when the logger has one, else a
+ * wrapper adding the fields. The silent logger stays itself.
+ */
+export function bindLogger(logger: Logger, bindings: Record<string, unknown>): Logger {
   if (logger === SILENT_LOGGER) return logger
-  if (typeof logger.child === 'function') return logger.child({ component })
+  if (typeof logger.child === 'function') return logger.child(bindings)
   const at =
     (level: 'error' | 'warn' | 'info' | 'debug') =>
     (fields: Record<string, unknown>, msg: string): void =>
-      logger[level]({ component, ...fields }, msg)
+      logger[level]({ ...bindings, ...fields }, msg)
   return { error: at('error'), warn: at('warn'), info: at('info'), debug: at('debug') }
 }
 
