@@ -28,6 +28,7 @@ import { existsSync } from 'node:fs'
 import { cpus, loadavg, totalmem } from 'node:os'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { createProgress } from '../src/cli/progress.js'
 import {
   type CatchupFigures,
   catchupRows,
@@ -52,7 +53,12 @@ type Part = (typeof PARTS)[number]
 /** 1-minute load average: other work on the machine skews every figure. */
 const loadAvg = () => loadavg()[0].toFixed(2)
 
-const progress = (s: string) => process.stderr.write(`  ${s}\n`)
+/** The part and round running, on stderr when it is a terminal (nothing otherwise). */
+const bar = createProgress({ label: 'bench', unit: 'parts' })
+let partRunning = ''
+const progress = (s: string) => bar.detail(`${partRunning} · ${s}`)
+/** A line of results on stdout, with the progress line out of its way. */
+const out = (s: string) => bar.around(() => console.log(s))
 
 function requestRows(plexus: RequestFigures, nats: RequestFigures | undefined): Row[] {
   const n = nats
@@ -327,7 +333,7 @@ async function main(): Promise<number> {
     },
   })
   if (values.help) {
-    console.log(
+    out(
       `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N] [--messages N] [--node-flags FLAGS] [--fanout-only]`,
     )
     return 0
@@ -348,13 +354,16 @@ async function main(): Promise<number> {
     console.error(`--messages must be an integer 1..10000000, got ${JSON.stringify(values.messages)}`)
     return 2
   }
-  console.log(
+  out(
     `Plexus benchmark  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} cores  ` +
       `${(totalmem() / 2 ** 30).toFixed(1)} GiB  load ${loadAvg()}${quick ? '  (quick)' : ''}`,
   )
   let failed = false
-  for (const part of parts) {
-    console.log(`\n== ${part} ==`)
+  bar.start(parts.length)
+  for (const [i, part] of parts.entries()) {
+    partRunning = `${part} (${i + 1}/${parts.length})`
+    bar.detail(partRunning)
+    out(`\n== ${part} ==`)
     const t0 = Date.now()
     try {
       if (part === 'request') {
@@ -363,10 +372,9 @@ async function main(): Promise<number> {
           nats: values['no-nats'] !== true,
           profileMember: values['profile-member'],
         })
-        console.log(formatTable(rows))
-        if (rows.every((r) => r.nats === undefined) && values['no-nats'] !== true)
-          console.log(NATS_INSTALL_HINT)
-        console.log(
+        out(formatTable(rows))
+        if (rows.every((r) => r.nats === undefined) && values['no-nats'] !== true) out(NATS_INSTALL_HINT)
+        out(
           '1 KB payload echo; requester in the bench process, 3 responders/members in 3 separate processes; ' +
             'NATS: one nats-server, queue group; Plexus: TCP loopback, noise, yamux.',
         )
@@ -382,9 +390,9 @@ async function main(): Promise<number> {
         }
         const { rows, notes } =
           part === 'pubsub' ? await runPubsubPart(flowOpts) : await runBroadcastPart(flowOpts)
-        console.log(formatTable(rows))
-        for (const n of notes) console.log(`  ${n}`)
-        console.log(
+        out(formatTable(rows))
+        for (const n of notes) out(`  ${n}`)
+        out(
           part === 'pubsub'
             ? '1 KB messages; publisher and each subscriber in its own process; the publisher sends as fast as ' +
                 'it can (Plexus: await publish(); NATS: publish() with a flush every 16,384), receive rate from ' +
@@ -400,9 +408,9 @@ async function main(): Promise<number> {
           profileMember: values['profile-member'],
           rounds,
         })
-        console.log(formatTable(rows, 'JetStream'))
-        for (const n of notes) console.log(`  ${n}`)
-        console.log(
+        out(formatTable(rows, 'JetStream'))
+        for (const n of notes) out(`  ${n}`)
+        out(
           "1 KB messages to a stream with 3 replicas (1 partition) on 3 server/member processes, ack 'all' " +
             '(JetStream: PubAck); publisher in the bench process (JetStream: connected to the ' +
             "stream leader's server; Plexus: a non-member node). One at a time, then 256 in flight.",
@@ -415,9 +423,9 @@ async function main(): Promise<number> {
           profileDir: values.profile,
           profileMember: values['profile-member'],
         })
-        console.log(formatTable(rows, 'JetStream'))
-        for (const n of notes) console.log(`  ${n}`)
-        console.log(
+        out(formatTable(rows, 'JetStream'))
+        for (const n of notes) out(`  ${n}`)
+        out(
           "End to end: 1 KB messages published with ack 'all' (JetStream: PubAck), 256 in flight (then one at a " +
             'time, each phase with a new durable consumer), to a stream with ' +
             '3 replicas (1 partition) on 3 member/server processes, while a durable consumer acks every message; ' +
@@ -433,9 +441,9 @@ async function main(): Promise<number> {
           profileDir: values.profile,
           profileMember: values['profile-member'],
         })
-        console.log(formatTable(rows, 'JetStream'))
-        for (const n of notes) console.log(`  ${n}`)
-        console.log(
+        out(formatTable(rows, 'JetStream'))
+        for (const n of notes) out(`  ${n}`)
+        out(
           'Catch-up: the stream (3 replicas, 1 partition) is filled first, then a reader process reads from the ' +
             'earliest message to the last; time from opening the consumer to the last message. Plain: Plexus ' +
             'consume() without durable, JetStream an ordered consumer (no acks). Durable: Plexus durable + await ' +
@@ -451,26 +459,28 @@ async function main(): Promise<number> {
           nodeFlags: (values['node-flags'] ?? '').split(/\s+/).filter(Boolean),
           log: progress,
         })
-        console.log(formatTunnelTable(rows))
-        for (const n of notes) console.log(`  ${n}`)
-        console.log(
+        out(formatTunnelTable(rows))
+        for (const n of notes) out(`  ${n}`)
+        out(
           'Opener (sender) and acceptor (receiver) in two processes; await tunnel.send() per message, receiver ' +
             'iterates the tunnel. Raw: one libp2p stream between two processes, same libp2p config as ' +
             'src/transport/libp2p.ts (buildLibp2p), send() + drain, receiver counts bytes.',
         )
       } else {
-        const out = await runLogPart(quick)
-        if (typeof out === 'string') console.log(out)
-        else console.log(formatTable(out))
+        const logRows = await runLogPart(quick)
+        if (typeof logRows === 'string') out(logRows)
+        else out(formatTable(logRows))
       }
     } catch (err) {
       failed = true
-      console.log(`${part}: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
+      out(`${part}: FAILED: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`)
     } finally {
       await stopAllChildren()
     }
-    console.log(`(${part}: ${((Date.now() - t0) / 1000).toFixed(1)} s; load average now ${loadAvg()})`)
+    out(`(${part}: ${((Date.now() - t0) / 1000).toFixed(1)} s; load average now ${loadAvg()})`)
+    bar.increment()
   }
+  bar.stop()
   return failed ? 1 : 0
 }
 
@@ -481,6 +491,7 @@ main().then(
     setTimeout(() => process.exit(code), 2000).unref()
   },
   async (err) => {
+    bar.stop()
     // Bad options: one clear line and exit 2; anything else with its stack.
     if ((err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) {
       console.error(`bench: ${(err as Error).message}`)

@@ -19,14 +19,24 @@
  *   the node ends the consumer; Ctrl-C closes the connection (the node drops the
  *   consumer) and exits 130. A durable consumer acknowledges each message once printed.
  *   When nothing arrives for a few seconds and stderr is a terminal, one line on stderr says
- *   what it waits for: a partition leader, or new messages (wait-notice.ts).
+ *   what it waits for: a partition leader, or new messages (wait-notice.ts). When stderr is
+ *   a terminal and stdout is not, a progress line on stderr counts the messages and their
+ *   rate: of N with `--count N`, else of the partition ends when reading from earliest or an
+ *   offset (a catch-up read; the line ends once caught up). Nothing when not a terminal.
  *
  * A missing stream is `StreamNotFoundError` (exit 1); too few members for the replicas is
  * `NotEnoughReplicasError` (exit 1); bad flags exit 2 naming the flag.
  */
 import type { Command } from 'commander'
 import { checkPattern } from '../pubsub/subject.js'
-import type { ConsumeFrom, ConsumeOptions, StreamConfig, StreamMessage, StreamRetention } from '../types.js'
+import type {
+  ConsumeFrom,
+  ConsumeOptions,
+  StreamConfig,
+  StreamInfo,
+  StreamMessage,
+  StreamRetention,
+} from '../types.js'
 import {
   checkCluster,
   checkStreamName,
@@ -40,6 +50,7 @@ import { type AuthFlags, addAuthFlags, addCapabilityFlag, authOptions, readCapab
 import { withRelay } from './client.js'
 import { gone, lineOf, writeChunk } from './io.js'
 import { UsageError, writeOut } from './output.js'
+import { createProgress } from './progress.js'
 import { formatStreamInfo, formatStreamList } from './stream-format.js'
 import { watchWaiting } from './wait-notice.js'
 
@@ -219,14 +230,29 @@ export function registerStreams(program: Command): void {
       if (flags.durable !== undefined) opts.durable = flags.durable
       if (flags.ackWait !== undefined) opts.ackWait = flags.ackWait
       if (flags.capability !== undefined) opts.capability = await readCapability(flags.capability)
+      const bar = createProgress({
+        label: `consume ${name}`,
+        unit: 'messages',
+        rate: true,
+        enabled: process.stderr.isTTY === true && process.stdout.isTTY !== true,
+      })
       await withRelay(async (client) => {
+        // The catch-up total is asked only when a bar is drawn (one info call).
+        let catchUp: number | undefined
+        if (bar.shown && flags.count !== undefined) bar.start(flags.count)
+        else if (bar.shown && flags.durable === undefined) {
+          // Without the info (say, not allowed to read it) there is just no bar.
+          const info = await client.streams.info(name).catch(() => undefined)
+          catchUp = info && catchUpTotal(info, flags.from, flags.partition)
+          if (catchUp !== undefined) bar.start(catchUp, 'catching up')
+        }
         const consumer = client.consume(name, opts)
         const waiting = watchWaiting(
           {
             stream: name,
             partition: flags.partition,
             info: (timeout) => client.streams.info(name, { timeout }),
-            write: (line) => process.stderr.write(`${line}\n`),
+            write: (line) => bar.around(() => process.stderr.write(`${line}\n`)),
           },
           process.stderr.isTTY === true,
         )
@@ -241,14 +267,43 @@ export function registerStreams(program: Command): void {
             // The reader went away (`plexus consume s | head -1`): stop reading.
             if (gone(process.stdout)) break
             if (flags.durable !== undefined) await m.ack()
+            bar.increment()
+            if (catchUp !== undefined && bar.value >= catchUp) {
+              bar.detail('caught up')
+              bar.stop()
+              catchUp = undefined
+            }
             if (flags.count !== undefined && ++n >= flags.count) break
           }
         } finally {
+          bar.stop()
           waiting.stop()
           consumer.close()
         }
       })
     })
+}
+
+/**
+ * Messages a read from `from` has to go through to reach the partition ends `info` shows
+ * (of one partition, or all): from earliest (the default) or an offset; undefined for
+ * latest, new, a time, or nothing to read.
+ */
+export function catchUpTotal(
+  info: StreamInfo,
+  from: ConsumeFrom | undefined,
+  partition?: number,
+): number | undefined {
+  if (from !== undefined && from !== 'earliest' && !(typeof from === 'object' && 'offset' in from))
+    return undefined
+  let total = 0
+  for (const p of info.partitions) {
+    if (partition !== undefined && p.partition !== partition) continue
+    const start =
+      typeof from === 'object' && 'offset' in from ? Math.max(from.offset, p.firstOffset) : p.firstOffset
+    total += Math.max(0, p.nextOffset - start)
+  }
+  return total > 0 ? total : undefined
 }
 
 const utf8 = new TextDecoder()
