@@ -33,6 +33,12 @@ export class UnauthorizedError extends PlexusError {}
 /** The named durable stream does not exist. */
 export class StreamNotFoundError extends PlexusError {}
 
+/**
+ * The named durable consumer of a stream does not exist (never committed a position and not
+ * running), or was deleted (`streams.deleteConsumer`) while this consumer ran under its name.
+ */
+export class ConsumerNotFoundError extends PlexusError {}
+
 /** The tunnel was closed, by either side or by the death of its peer. */
 export class TunnelClosedError extends PlexusError {}
 
@@ -74,6 +80,7 @@ export const errorClasses = {
   OverloadedError,
   UnauthorizedError,
   StreamNotFoundError,
+  ConsumerNotFoundError,
   TunnelClosedError,
   NotEnoughReplicasError,
   MemberLostError,

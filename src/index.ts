@@ -12,6 +12,7 @@ export {
 } from './cluster/capability.js'
 export {
   AbortedError,
+  ConsumerNotFoundError,
   DataDirInUseError,
   InvalidArgumentError,
   LeadershipLostError,
@@ -32,6 +33,8 @@ export type {
   ConsumeFrom,
   ConsumeOptions,
   Consumer,
+  ConsumerInfo,
+  ConsumerSummary,
   FlushOptions,
   JoinOptions,
   Limits,
@@ -57,6 +60,7 @@ export type {
   StreamMessage,
   StreamRetention,
   Streams,
+  StreamUpdate,
   Subscription,
   Tunnel,
   TunnelOptions,

@@ -311,12 +311,13 @@ export interface StreamCallOptions {
   timeout?: number
   signal?: AbortSignal
   /**
-   * `create`/`delete` on a cluster this node has not joined: the cluster key to prove the
-   * call with (it never leaves the node; members check a signature made with it).
+   * Administration (`create`, `delete`, `update`, `purge`, `deleteConsumer`) on a cluster this
+   * node has not joined: the cluster key to prove the call with (it never leaves the node;
+   * members check a signature made with it).
    */
   clusterKey?: string | Uint8Array
   /**
-   * `create`/`delete`: a capability (`issueCapability`, `plexus keygen --capability`) to prove
+   * Administration: a capability (`issueCapability`, `plexus keygen --capability`) to prove
    * the call with; taken before `clusterKey` and the node's own keys.
    */
   capability?: string
@@ -378,6 +379,75 @@ export interface Streams {
   delete(name: string, options?: StreamCallOptions): Promise<void>
   /** The streams this node knows of (name, cluster, subject), sorted by name. */
   list(): Array<{ name: string; cluster: string; subject: string; partitions: number; replicas: number }>
+  /**
+   * Changes a stream's retention limits (admin: `update`), agreed by the metadata group and
+   * then applied by every replica when the new stream table reaches it (at its next
+   * maintenance pass, every 10 s). `retention` replaces the whole policy (`{}` removes every
+   * limit). Changing `partitions`, `replicas`, `subject`, `compact`, `duplicateWindow` or
+   * `cluster` is an `InvalidArgumentError` naming the field (not supported yet). Resolves
+   * with the new info.
+   */
+  update(name: string, changes: StreamUpdate, options?: StreamCallOptions): Promise<StreamInfo>
+  /**
+   * Removes messages (admin: `purge`), like Kafka's deleteRecords: in each partition (or only
+   * `target.partition`), every message below offset `target.before`, or all of them when it is
+   * absent. Replicated as an entry of each partition's Raft log, so every replica applies it at
+   * the same point; it survives restarts. Reads and consumers below the new start continue
+   * from it. `key` (remove one key's messages) is not supported yet (`InvalidArgumentError`).
+   * Resolves with each purged partition's new first offset.
+   */
+  purge(
+    name: string,
+    target?: { before?: number; partition?: number; key?: string | Uint8Array },
+    options?: StreamCallOptions,
+  ): Promise<Array<{ partition: number; firstOffset: number }>>
+  /** The durable consumers of a stream with their committed positions, sorted by name. */
+  consumers(stream: string, options?: StreamCallOptions): Promise<ConsumerSummary[]>
+  /**
+   * One durable consumer: per partition its position, the partition end and the messages
+   * pending between them, and the lease holder; `ConsumerNotFoundError` when unknown.
+   */
+  consumerInfo(stream: string, name: string, options?: StreamCallOptions): Promise<ConsumerInfo>
+  /**
+   * Deletes a durable consumer (admin: `consumer-delete`): its positions and leases. A
+   * consumer running under the name ends with `ConsumerNotFoundError` at its next commit (within
+   * a second); a new consumer of the name starts fresh (`from`). `ConsumerNotFoundError` when
+   * unknown.
+   */
+  deleteConsumer(stream: string, name: string, options?: StreamCallOptions): Promise<void>
+}
+
+/** What `streams.update` may change (for now the retention limits only). */
+export interface StreamUpdate {
+  /** Replaces the whole retention policy (absent limits are removed; `{}`: keep everything). */
+  retention: StreamRetention
+}
+
+/** A durable consumer of a stream (`streams.consumers`). */
+export interface ConsumerSummary {
+  name: string
+  /** Per partition with a committed position: the next offset it reads (all below acknowledged). */
+  positions: Array<{ partition: number; position: number }>
+  /** Last time a consumer of the name asked for a lease (ms since the epoch); null: not seen by the current metadata leader. */
+  lastActive: number | null
+}
+
+/** One durable consumer in detail (`streams.consumerInfo`). */
+export interface ConsumerInfo {
+  stream: string
+  name: string
+  lastActive: number | null
+  partitions: Array<{
+    partition: number
+    /** Committed position (null: none yet). */
+    position: number | null
+    /** The partition's next offset. */
+    end: number
+    /** Messages between the position (or the partition's first offset) and the end. */
+    pending: number
+    /** The consumer holding the partition's lease now (null: none). */
+    holder: string | null
+  }>
 }
 
 /** Where `consume` starts in each partition. */

@@ -45,6 +45,8 @@ export class LogCore {
   segments: Segment[] = []
   /** Offset the next appended record gets. */
   nextOffset = 0
+  /** Offsets below are purged (start-offset.ts); 0 when never set. */
+  startOffset = 0
   /** Last offset readers may see (-1: none); under fsync 'always' it is also durable. */
   visibleOffset = -1
   /** Last offset known to be on disk (fdatasync). */
@@ -82,9 +84,9 @@ export class LogCore {
     return this.segments[this.segments.length - 1]!
   }
 
-  /** Earliest offset that may still be read (base of the first segment). */
+  /** Earliest offset that may still be read (base of the first segment, or the start offset). */
   get earliestOffset(): number {
-    return this.segments[0]!.baseOffset
+    return Math.max(this.segments[0]!.baseOffset, this.startOffset)
   }
 
   /** Index of the segment that holds `offset` (the last with base <= offset; 0 if below). */

@@ -12,6 +12,7 @@ import { checkedRecordSize } from './record.js'
 import { recover } from './recovery.js'
 import { deleteBefore, enforceRetention } from './retention.js'
 import type { Segment } from './segment.js'
+import { readStartOffset, setStartOffset } from './start-offset.js'
 import { offsetForTime } from './time-lookup.js'
 import { truncateAfter } from './truncate.js'
 import type {
@@ -22,6 +23,7 @@ import type {
   LogStats,
   RecoveryReport,
   ReplicaRecord,
+  RetentionOptions,
   RetentionResult,
   SegmentInfo,
 } from './types.js'
@@ -36,6 +38,8 @@ export interface ReadOptions {
   maxBytes?: number
   /** Most records returned. */
   maxRecords?: number
+  /** Read records below the start offset still on disk too (the owner's recovery). */
+  includePurged?: boolean
 }
 
 /**
@@ -107,6 +111,19 @@ export interface Log {
    * never deleted, so records below `offset` may remain). Crash-safe like retention.
    */
   deleteBefore(offset: number): Promise<RetentionResult>
+  /**
+   * Purges every offset below `offset` (capped at the next offset; never moves backward):
+   * durable before it resolves, kept across restarts; reads below it start at it, and
+   * segments holding only offsets below it are deleted (start-offset.ts). Resolves with the
+   * start offset.
+   */
+  setStartOffset(offset: number): Promise<number>
+  /**
+   * Replaces the retention limits (each a positive integer; `{}` removes them), enforced from
+   * the next `maintain()`; starts maintenance every `maintenanceIntervalMs` when the log had
+   * none and limits are set.
+   */
+  setRetention(retention: RetentionOptions, maintenanceIntervalMs: number): void
   /** One compaction pass over sealed segments (see compactor.ts); crash-safe. */
   compact(): Promise<CompactionResult>
   /** Age-based roll, retention, and compaction when `compact: true`. */
@@ -131,6 +148,7 @@ export interface Log {
 export async function openLog(options: LogOptions): Promise<Log> {
   const core = new LogCore(resolveOptions(options))
   const report = await recover(core)
+  core.startOffset = await readStartOffset(core.opts.dir)
   const log = new LogImpl(core, report)
   if (core.lastTerm < 0) core.lastTerm = await core.lastTermBefore(core.segments.length)
   return log
@@ -198,6 +216,8 @@ class LogImpl implements Log {
   private readonly writer: Writer
   private closing = false
   private readonly timers: NodeJS.Timeout[] = []
+  /** A maintenance timer runs. */
+  private maintaining = false
 
   constructor(
     private readonly core: LogCore,
@@ -211,6 +231,7 @@ class LogImpl implements Log {
       )
     }
     if (maintenanceIntervalMs > 0) {
+      this.maintaining = true
       this.timers.push(setInterval(() => void this.maintain().catch(() => {}), maintenanceIntervalMs))
     }
     for (const t of this.timers) t.unref()
@@ -260,7 +281,8 @@ class LogImpl implements Log {
     checkOffset(fromOffset, 'fromOffset')
     const maxBytes = checkOffset(opts.maxBytes ?? LOG_DEFAULTS.readMaxBytes, 'maxBytes', 1)
     const maxRecords = checkOffset(opts.maxRecords ?? Number.MAX_SAFE_INTEGER, 'maxRecords', 1)
-    return this.core.stable(() => this.readOnce(fromOffset, maxBytes, maxRecords))
+    const from = opts.includePurged ? fromOffset : Math.max(fromOffset, this.core.startOffset)
+    return this.core.stable(() => this.readOnce(from, maxBytes, maxRecords))
   }
 
   private async readOnce(from: number, maxBytes: number, maxRecords: number): Promise<LogRecord[]> {
@@ -316,7 +338,10 @@ class LogImpl implements Log {
   async offsetForTime(timestamp: number): Promise<number | undefined> {
     this.check()
     checkOffset(timestamp, 'timestamp')
-    return this.core.stable(() => offsetForTime(this.core, timestamp))
+    const found = await this.core.stable(() => offsetForTime(this.core, timestamp))
+    const start = this.core.startOffset
+    if (found === undefined || found >= start) return found
+    return start <= this.core.visibleOffset ? start : undefined
   }
 
   async termAt(offset: number): Promise<number | undefined> {
@@ -368,6 +393,29 @@ class LogImpl implements Log {
     this.check()
     checkOffset(offset, 'offset')
     return this.core.exclusive(() => deleteBefore(this.core, offset))
+  }
+
+  setRetention(retention: RetentionOptions, maintenanceIntervalMs: number): void {
+    this.check()
+    const r: RetentionOptions = {}
+    for (const k of ['maxAge', 'maxBytes', 'maxMessages'] as const) {
+      if (retention[k] !== undefined) r[k] = checkOffset(retention[k], `retention.${k}`, 1)
+    }
+    this.core.opts.retention = r
+    if (this.maintaining || Object.keys(r).length === 0) return
+    this.maintaining = true
+    const t = setInterval(
+      () => void this.maintain().catch(() => {}),
+      checkOffset(maintenanceIntervalMs, 'maintenanceIntervalMs', 1),
+    )
+    t.unref()
+    this.timers.push(t)
+  }
+
+  async setStartOffset(offset: number): Promise<number> {
+    this.check()
+    checkOffset(offset, 'offset')
+    return this.core.exclusive(() => setStartOffset(this.core, offset))
   }
 
   async compact(): Promise<CompactionResult> {

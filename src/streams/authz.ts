@@ -1,8 +1,9 @@
 /**
  * Authorization of stream administration (docs/security.md, "Who may do what").
  *
- * - Members: `authorizeMeta` is the check the metadata leader runs before it acts on a create
- *   or delete (host.ts `handleMeta`): the call must carry an admin proof (cluster/capability.ts)
+ * - Members: `authorizeMeta` is the check the metadata leader runs before it acts on a create,
+ *   delete, update or consumer delete (host.ts `handleMeta`), and a partition leader before it
+ *   proposes a purge (service.ts `s.purge`): the call must carry an admin proof (cluster/capability.ts)
  *   made with the cluster key, or with a capability for that operation and stream that has not
  *   expired. Nothing else deletes a stream's data: members delete directories only for a
  *   tombstone in a stream table signed with the cluster key, which only the metadata leader
@@ -34,6 +35,9 @@ import type { MetaCall, MetaReply } from './wire.js'
 export function adminTarget(call: MetaCall): { op: CapabilityOp; stream: string } | undefined {
   if (call.op === 'create') return { op: 'create', stream: call.spec.name }
   if (call.op === 'delete') return { op: 'delete', stream: call.name }
+  if (call.op === 'consumer-delete') return { op: 'consumer-delete', stream: call.name }
+  if (call.op === 'purge') return { op: 'purge', stream: call.name }
+  if (call.op === 'update') return { op: 'update', stream: call.name }
   return undefined
 }
 

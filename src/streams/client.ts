@@ -35,6 +35,7 @@ import type {
   Streams,
 } from '../types.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
+import { consumerInfo, deleteConsumer, listConsumers, purgeStream, updateStream } from './admin.js'
 import type { AdminCredentials } from './authz.js'
 import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
@@ -155,6 +156,11 @@ export class StreamsClient {
           partitions: meta.partitions,
           replicas: meta.replicas,
         })),
+      update: (name, changes, options) => updateStream(this, name, changes, options),
+      purge: (name, target, options) => purgeStream(this, name, target, options),
+      consumers: (stream, options) => listConsumers(this, stream, options),
+      consumerInfo: (stream, name, options) => consumerInfo(this, stream, name, options),
+      deleteConsumer: (stream, name, options) => deleteConsumer(this, stream, name, options),
     }
   }
 
@@ -219,7 +225,18 @@ export class StreamsClient {
     return out
   }
 
-  private callOptions(options: StreamCallOptions | undefined): { deadline: number; signal: AbortSignal } {
+  /** Takes a signed stream table a metadata leader answered with. */
+  receiveTable(table: Uint8Array): void {
+    this.d.directory.receive(table, undefined)
+  }
+
+  /** What admin calls are proven with (authz.ts). */
+  get admin(): AdminCredentials {
+    return this.d.admin
+  }
+
+  /** A call's deadline and signal from its options (`InvalidArgumentError` naming a bad one). */
+  callOptions(options: StreamCallOptions | undefined): { deadline: number; signal: AbortSignal } {
     const o = checkOptions<StreamCallOptions>(options ?? {}, 'options')
     const timeout = checkTimeout(o.timeout, 'options.timeout') ?? STREAM_CALL_TIMEOUT
     checkSignal(o.signal)
@@ -345,7 +362,7 @@ export class StreamsClient {
    * Runs a metadata call on the cluster's metadata leader, proven with `auth` (a fresh proof
    * per attempt); resolves with the signed table.
    */
-  private meta(
+  meta(
     call: MetaCall,
     opts: { deadline: number; signal: AbortSignal },
     auth?: AdminAuth,

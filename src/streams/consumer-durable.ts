@@ -19,6 +19,10 @@
  * requests) and hands one partition over: its buffered messages are dropped and later acks of
  * its messages are ignored (the next holder starts from the committed position).
  *
+ * Deleting the durable name (`streams.deleteConsumer`) ends a consumer running under it: its
+ * next commit or lease renewal (within `TICK_MS`) fails with `ConsumerNotFoundError`, which
+ * ends its iteration with that error; nothing it acks afterwards is recorded.
+ *
  * Guarantees: at least once. Nothing below the committed position is delivered again;
  * messages acked within the last tick before a crash, and unacked ones, are.
  */
@@ -26,7 +30,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Capability } from '../cluster/capability.js'
 import { CONSUMER } from '../constants.js'
-import { AbortedError } from '../errors.js'
+import { AbortedError, ConsumerNotFoundError } from '../errors.js'
 import type { ConsumeFrom, StreamMessage } from '../types.js'
 import type { BinaryReader } from '../util/binary.js'
 import type { DurableStats, StreamsClient } from './client.js'
@@ -317,6 +321,10 @@ export class DurableConsumer extends BufferedConsumer {
         this.redeliver(s, signal)
       } catch (err) {
         if (signal.aborted) break
+        if (err instanceof ConsumerNotFoundError) {
+          this.fail(err) // the name was deleted (streams.deleteConsumer): this consumer ends
+          break
+        }
         if (!(err instanceof AbortedError)) continue // transient (leader change): next tick
       }
     }
@@ -326,7 +334,10 @@ export class DurableConsumer extends BufferedConsumer {
   private async commit(s: Session): Promise<void> {
     const next = s.ackedUpTo
     if (next <= s.committed) return
-    await this.call({ ...this.ref!, op: 'commit', offsets: [[s.partition, next]] }, () => undefined)
+    await this.call(
+      { ...this.ref!, op: 'commit', offsets: [[s.partition, next]], holder: this.holder },
+      () => undefined,
+    )
     s.committed = Math.max(s.committed, next)
   }
 
@@ -356,7 +367,7 @@ export class DurableConsumer extends BufferedConsumer {
       )
     try {
       if (s.ackedUpTo > s.committed)
-        await call({ ...ref, op: 'commit', offsets: [[s.partition, s.ackedUpTo]] })
+        await call({ ...ref, op: 'commit', offsets: [[s.partition, s.ackedUpTo]], holder: this.holder })
       await call({ ...ref, op: 'lease', partition: s.partition, holder: this.holder, ttlMs: 0 })
     } catch {
       // the lease expires by itself

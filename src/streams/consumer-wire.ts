@@ -2,14 +2,18 @@
  * Bodies of `s.cons`, the durable-consumer calls a consumer makes to its stream's metadata
  * leader (util/binary; decoders throw `DecodeError`):
  *
- * call: `u8 op (1 commit, 2 positions, 3 lease) | str cluster | str stream | u64 createdIndex |
- * str durable | commit: u16 n | n × (u16 partition | u64 next offset) | lease: u16 partition |
- * str holder | u32 ttl ms (0 releases) | [bytes token hash]` (the hash of the capability the
- * caller presented, streams/grants.ts; absent: none)
+ * call: `u8 op (1 commit, 2 positions, 3 lease, 4 list, 5 describe) | str cluster | str stream |
+ * u64 createdIndex | str durable ('' for list) | commit: u16 n | n × (u16 partition | u64 next
+ * offset) | str holder ('' none) | lease: u16 partition | str holder | u32 ttl ms (0 releases)
+ * | [bytes token hash]` (the hash of the capability the caller presented, streams/grants.ts;
+ * absent: none)
  *
  * reply: `u8 status` — 0 ok: commit: nothing; positions: `u16 n | n × (u16 partition | u64
- * next offset)`; lease: `u8 granted | str current holder | u16 consumers asking lately`; 1 not leader: `str hint`; 2 error:
- * `str error name | str message`.
+ * next offset)`; lease: `u8 granted | str current holder | u16 consumers asking lately`; list:
+ * `u16 n | n × (str durable | u64 last active ms (0 unknown) | positions)`; describe: `u64 last
+ * active | positions | u16 n | n × (u16 partition | str lease holder)`; 1 not leader: `str
+ * hint`; 2 error: `str error name | str message` (`ConsumerNotFoundError` for a consumer that
+ * was deleted while it ran, or a describe of an unknown one).
  */
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { peerCluster } from '../util/peer-input.js'
@@ -28,10 +32,23 @@ export interface ConsumerRef {
 /** A durable-consumer call. */
 export type ConsumerCall = ConsumerRef &
   (
-    | { op: 'commit'; offsets: Array<[number, number]> }
+    | { op: 'commit'; offsets: Array<[number, number]>; holder?: string }
     | { op: 'positions' }
     | { op: 'lease'; partition: number; holder: string; ttlMs: number }
+    | { op: 'list' }
+    | { op: 'describe' }
   )
+
+/** One durable consumer as the metadata leader knows it (list, describe). */
+export interface DurableState {
+  durable: string
+  /** Last time a consumer of this name asked for a lease (ms; 0: not since this leader took over). */
+  lastActive: number
+  /** Committed positions: partition → next offset. */
+  positions: Map<number, number>
+  /** Lease holders by partition (describe only). */
+  holders: Map<number, string>
+}
 
 /** Outcome of a lease call. */
 export interface LeaseResult {
@@ -47,7 +64,7 @@ export type LeaderReply<T> =
   | { status: 'notLeader'; hint: string | null }
   | { status: 'error'; name: string; message: string }
 
-const OPS = ['commit', 'positions', 'lease'] as const
+const OPS = ['commit', 'positions', 'lease', 'list', 'describe'] as const
 
 /** Encodes a durable-consumer call. */
 export function encodeConsumerCall(c: ConsumerCall): Uint8Array {
@@ -60,6 +77,7 @@ export function encodeConsumerCall(c: ConsumerCall): Uint8Array {
   if (c.op === 'commit') {
     w.u16(c.offsets.length)
     for (const [p, o] of c.offsets) w.u16(p).u64(o)
+    w.str(c.holder ?? '')
   } else if (c.op === 'lease') w.u16(c.partition).str(c.holder).u32(c.ttlMs)
   if (c.auth !== undefined) w.bytes(c.auth)
   return w.finish().slice()
@@ -73,15 +91,18 @@ export function decodeConsumerCall(bytes: Uint8Array): ConsumerCall {
     cluster: peerCluster(r.str('cluster')),
     stream: peerStream(r.str('stream')),
     createdIndex: r.u64('createdIndex'),
-    durable: peerStream(r.str('durable'), 'durable'),
+    durable: r.str('durable'),
   }
+  if (op !== 'list') peerStream(ref.durable, 'durable')
   let c: ConsumerCall
   if (op === 'commit') {
     const n = r.u16('offset count')
     const offsets: Array<[number, number]> = []
     for (let i = 0; i < n; i++) offsets.push([r.u16('partition'), r.u64('offset')])
     c = { ...ref, op, offsets }
-  } else if (op === 'positions') c = { ...ref, op }
+    const holder = r.str('holder')
+    if (holder !== '') c.holder = holder
+  } else if (op === 'positions' || op === 'list' || op === 'describe') c = { ...ref, op }
   else if (op === 'lease')
     c = { ...ref, op, partition: r.u16('partition'), holder: r.str('holder'), ttlMs: r.u32('ttl') }
   else throw new DecodeError('unknown consumer op')
@@ -124,6 +145,43 @@ export function readPositions(r: BinaryReader): Map<number, number> {
   const out = new Map<number, number>()
   for (let i = 0; i < n; i++) out.set(r.u16('partition'), r.u64('offset'))
   return out
+}
+
+/** Writes a list reply (see the module doc). */
+export function writeDurables(w: BinaryWriter, list: readonly DurableState[]): void {
+  w.u16(list.length)
+  for (const d of list) writePositions(w.str(d.durable).u64(d.lastActive), d.positions)
+}
+
+/** Reads a list reply. */
+export function readDurables(r: BinaryReader): DurableState[] {
+  const n = r.u16('consumer count')
+  const out: DurableState[] = []
+  for (let i = 0; i < n; i++)
+    out.push({
+      durable: r.str('durable'),
+      lastActive: r.u64('last active'),
+      positions: readPositions(r),
+      holders: new Map(),
+    })
+  return out
+}
+
+/** Writes a describe reply. */
+export function writeDurable(w: BinaryWriter, d: DurableState): void {
+  writePositions(w.u64(d.lastActive), d.positions)
+  w.u16(d.holders.size)
+  for (const [p, h] of d.holders) w.u16(p).str(h)
+}
+
+/** Reads a describe reply of durable `durable`. */
+export function readDurable(r: BinaryReader, durable: string): DurableState {
+  const lastActive = r.u64('last active')
+  const positions = readPositions(r)
+  const n = r.u16('holder count')
+  const holders = new Map<number, string>()
+  for (let i = 0; i < n; i++) holders.set(r.u16('partition'), r.str('holder'))
+  return { durable, lastActive, positions, holders }
 }
 
 /** Writes a lease result. */

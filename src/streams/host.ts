@@ -30,7 +30,16 @@ import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from 
 import type { Logger } from '../types.js'
 import { bindLogger } from '../util/logger.js'
 import { authorizeMeta } from './authz.js'
-import { type ConsumerCall, encodeLeaderReply, writeLease, writePositions } from './consumer-wire.js'
+import { ConsumerLeases, durableKey } from './consumer-leases.js'
+import {
+  type ConsumerCall,
+  type DurableState,
+  encodeLeaderReply,
+  writeDurable,
+  writeDurables,
+  writeLease,
+  writePositions,
+} from './consumer-wire.js'
 import type { StreamDirectory, StreamTable } from './directory.js'
 import { Healer, reconfigureStep } from './healer.js'
 import { MetaGroup } from './meta-group.js'
@@ -54,9 +63,6 @@ const CORRUPT_ERRORS = new Set(['CorruptReplicaStateError', 'CorruptLogError'])
 
 /** The class name of a thrown value (`Error` for anything else). */
 const className = (err: unknown): string => (err instanceof Error ? err.name : 'Error')
-
-/** Most consumer leases a metadata leader keeps (expired ones are pruned first). */
-const MAX_LEASES = 65_536
 
 /** Key of one partition incarnation in the hosted map. */
 export function partitionKey(p: PartitionRef): string {
@@ -132,10 +138,8 @@ export class ClusterHost {
   private publishQueued = false
   private reconciling: Promise<void> = Promise.resolve()
   private cleaned = false
-  /** Durable consumer partition leases (leader only): key → holder and expiry. */
-  private readonly leases = new Map<string, { holder: string; expires: number }>()
-  /** Durable consumers recently asking for leases (leader only): durable key → holder → time. */
-  private readonly consumerSeen = new Map<string, Map<string, number>>()
+  /** Durable consumer leases and activity (leader only). */
+  private readonly consumers = new ConsumerLeases()
   private stopped = false
 
   constructor(private readonly d: ClusterHostDeps) {
@@ -240,8 +244,36 @@ export class ClusterHost {
     }
     if (this.meta.role !== 'leader') return { status: 'notLeader', hint: this.meta.leader }
     let cmd: MetaCommand
+    if (call.op === 'purge') {
+      const message = 'a purge goes to the partition leaders (s.purge), not to the metadata leader'
+      return { status: 'error', name: 'InvalidArgumentError', message }
+    }
     if (call.op === 'delete') cmd = { type: 'delete', name: call.name, requestId: call.requestId }
-    else {
+    else if (call.op === 'update') {
+      cmd = { type: 'update', name: call.name, retention: call.retention, requestId: call.requestId }
+    } else if (call.op === 'consumer-delete') {
+      const s = this.catalog.get(call.name)
+      if (!s)
+        return {
+          status: 'error',
+          name: 'StreamNotFoundError',
+          message: `stream "${call.name}" does not exist`,
+        }
+      const key = durableKey(s.name, s.createdIndex, call.durable)
+      if (this.catalog.positions(s.name, call.durable).size === 0 && !this.consumers.known(key)) {
+        const message = `stream "${call.name}" has no durable consumer "${call.durable}"`
+        return { status: 'error', name: 'ConsumerNotFoundError', message }
+      }
+      // Before proposing: a commit of a consumer running under the name is refused from now on.
+      this.consumers.forget(key, s.partitions)
+      cmd = {
+        type: 'consumerDelete',
+        name: s.name,
+        createdIndex: s.createdIndex,
+        durable: call.durable,
+        requestId: call.requestId,
+      }
+    } else {
       const existing = this.catalog.get(call.spec.name)
       if (existing && !sameSpec(existing, call.spec)) {
         const message = `stream "${existing.name}" already exists with a different configuration (subject "${existing.subject}", ${existing.partitions} partitions, ${existing.replicas} replicas)`
@@ -301,47 +333,53 @@ export class ClusterHost {
 
   /**
    * Serves a durable-consumer call (metadata leader only): commit positions (replicated in
-   * the metadata group), read positions, or take/renew/release a partition lease (in memory
-   * on the leader: one holder per durable and partition; a new leader starts with none).
+   * the metadata group), read positions, take/renew/release a partition lease, list or
+   * describe durable consumers (leases and activity in memory on the leader:
+   * consumer-leases.ts). A consumer that ran under a name when it was deleted gets
+   * `ConsumerNotFoundError` for its commits and leases.
    */
   async handleConsumer(call: ConsumerCall): Promise<Uint8Array> {
     const notLeader = () => encodeLeaderReply({ status: 'notLeader', hint: this.meta.leader }, () => {})
+    const error = (name: string, message: string) =>
+      encodeLeaderReply({ status: 'error', name, message }, () => {})
     if (this.meta.role !== 'leader') return notLeader()
     const s = this.catalog.get(call.stream)
-    if (!s || s.createdIndex !== call.createdIndex) {
-      const message = `stream "${call.stream}" does not exist`
-      return encodeLeaderReply({ status: 'error', name: 'StreamNotFoundError', message }, () => {})
+    if (!s || s.createdIndex !== call.createdIndex)
+      return error('StreamNotFoundError', `stream "${call.stream}" does not exist`)
+    const key = durableKey(call.stream, call.createdIndex, call.durable)
+    const now = this.d.now()
+    if (call.op === 'list') {
+      const names = new Set(this.catalog.durables(call.stream))
+      const list = [...names].map((durable) => this.durableState(s, durable, now, false))
+      return encodeLeaderReply({ status: 'ok', value: list }, writeDurables)
+    }
+    if (call.op === 'describe') {
+      if (this.catalog.positions(call.stream, call.durable).size === 0 && !this.consumers.known(key))
+        return error(
+          'ConsumerNotFoundError',
+          `stream "${call.stream}" has no durable consumer "${call.durable}"`,
+        )
+      return encodeLeaderReply(
+        { status: 'ok', value: this.durableState(s, call.durable, now, true) },
+        writeDurable,
+      )
     }
     if (call.op === 'positions')
       return encodeLeaderReply(
         { status: 'ok', value: this.catalog.positions(call.stream, call.durable) },
         writePositions,
       )
-    if (call.op === 'lease') {
-      const key = `${call.stream}/${call.createdIndex}/${call.durable}/${call.partition}`
-      const now = this.d.now()
-      const held = this.leases.get(key)
-      const free = held === undefined || held.expires <= now || held.holder === call.holder
-      if (free && call.ttlMs === 0) this.leases.delete(key)
-      else if (free) {
-        this.leases.delete(key) // re-insert: the map stays in expiry order for pruning
-        this.leases.set(key, { holder: call.holder, expires: now + Math.min(call.ttlMs, 60_000) })
-        for (const [k, l] of this.leases) {
-          if (l.expires > now || this.leases.size <= MAX_LEASES) break
-          this.leases.delete(k)
-        }
-      }
-      const consumers = this.noteConsumer(
-        `${call.stream}/${call.createdIndex}/${call.durable}`,
-        call.holder,
-        call.ttlMs,
-        now,
+    const holder = call.op === 'lease' || call.op === 'commit' ? call.holder : undefined
+    if (this.consumers.isEnded(key, holder))
+      return error(
+        'ConsumerNotFoundError',
+        `durable consumer "${call.durable}" of stream "${call.stream}" was deleted; this consumer ended`,
       )
+    if (call.op === 'lease')
       return encodeLeaderReply(
-        { status: 'ok', value: { granted: free, holder: free ? call.holder : held!.holder, consumers } },
+        { status: 'ok', value: this.consumers.lease(key, call.partition, call.holder, call.ttlMs, now) },
         writeLease,
       )
-    }
     const cmd: MetaCommand = {
       type: 'consumerCommit',
       name: call.stream,
@@ -354,26 +392,19 @@ export class ClusterHost {
     const res = this.catalog.resultAt(index)
     if (res !== undefined && !res.ok) {
       const err = metaResultError(res)
-      return encodeLeaderReply({ status: 'error', name: err.name, message: err.message }, () => {})
+      return error(err.name, err.message)
     }
     return encodeLeaderReply({ status: 'ok', value: undefined }, () => {})
   }
 
-  /**
-   * Records that `holder` asked for a lease of durable `key` (a release forgets it) and returns
-   * how many distinct consumers asked within two lease lifetimes.
-   */
-  private noteConsumer(key: string, holder: string, ttlMs: number, now: number): number {
-    let seen = this.consumerSeen.get(key)
-    if (seen === undefined) {
-      if (this.consumerSeen.size >= MAX_LEASES)
-        this.consumerSeen.delete(this.consumerSeen.keys().next().value!)
-      this.consumerSeen.set(key, (seen = new Map()))
+  private durableState(s: StreamMeta, durable: string, now: number, holders: boolean): DurableState {
+    const key = durableKey(s.name, s.createdIndex, durable)
+    return {
+      durable,
+      lastActive: this.consumers.lastActive(key),
+      positions: this.catalog.positions(s.name, durable),
+      holders: holders ? this.consumers.holders(key, s.partitions, now) : new Map(),
     }
-    if (ttlMs === 0) seen.delete(holder)
-    else seen.set(holder, now)
-    for (const [h, t] of seen) if (now - t > 2 * Math.max(ttlMs, 5000)) seen.delete(h)
-    return Math.max(1, seen.size)
   }
 
   /** Signs and floods the current catalog as this cluster's table; returns its bytes. */
@@ -424,9 +455,17 @@ export class ClusterHost {
     for (const [key, w] of wanted) {
       if (this.stopped) return
       const h = this.d.hosted.get(key)
-      if (h)
+      if (h) {
+        const retention = h.meta.retention
         h.meta = w.meta // placement changes (a replica replaced) reach running replicas
-      else await this.host(key, w.meta, w.partition, new ReplicaSupervisor())
+        if (!sameRetention(retention, w.meta.retention) && h.health === 'running') {
+          try {
+            h.replica.setRetention(w.meta.retention) // a stream update
+          } catch (err) {
+            this.d.onError(err) // stopping: the restart opens the log with the new limits
+          }
+        }
+      } else await this.host(key, w.meta, w.partition, new ReplicaSupervisor())
     }
     if (!this.cleaned) {
       this.cleaned = true
@@ -603,6 +642,10 @@ export class ClusterHost {
     for (const n of names)
       if (dead.has(n)) await rm(join(this.d.dir, 's', n), { recursive: true, force: true })
   }
+}
+
+function sameRetention(a: StreamMeta['retention'], b: StreamMeta['retention']): boolean {
+  return a.maxAge === b.maxAge && a.maxBytes === b.maxBytes && a.maxMessages === b.maxMessages
 }
 
 /** A fresh request id for metadata commands (retries reuse it). */

@@ -13,6 +13,8 @@
  * - updatePlacement (3): `str name | u16 partition | u8 n | n × str member`
  * - consumerCommit (4): `str name | u64 createdIndex | str durable | u16 n | n × (u16 partition |
  *   u64 next offset)`
+ * - consumerDelete (5): `str name | u64 createdIndex | str durable`
+ * - update (6): `str name | u8 flags | u64 each present retention limit` (the new policy)
  */
 import { InvalidArgumentError, type PlexusError, StreamNotFoundError } from '../errors.js'
 import { checkPattern } from '../pubsub/subject.js'
@@ -25,7 +27,7 @@ export const MAX_PARTITIONS = 1024
 export const MAX_REPLICAS = 7
 const STREAM_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/
 const COMMAND_VERSION = 1
-const KINDS = ['create', 'delete', 'updatePlacement', 'consumerCommit'] as const
+const KINDS = ['create', 'delete', 'updatePlacement', 'consumerCommit', 'consumerDelete', 'update'] as const
 const OK_OPS = ['created', 'exists', 'deleted', 'updated', 'committed'] as const
 const ERR_CODES = ['exists', 'overlap', 'not_found', 'invalid'] as const
 
@@ -113,7 +115,30 @@ export interface ConsumerCommit {
   requestId: string
 }
 
-export type MetaCommand = CreateStream | DeleteStream | UpdatePlacement | ConsumerCommit
+/** Forget a durable consumer: its positions (the metadata leader also drops its leases). */
+export interface ConsumerDelete {
+  type: 'consumerDelete'
+  name: string
+  createdIndex: number
+  durable: string
+  requestId: string
+}
+
+/** Replace a stream's retention policy (limits absent there are removed). */
+export interface UpdateStream {
+  type: 'update'
+  name: string
+  retention: RetentionPolicy
+  requestId: string
+}
+
+export type MetaCommand =
+  | CreateStream
+  | DeleteStream
+  | UpdatePlacement
+  | ConsumerCommit
+  | ConsumerDelete
+  | UpdateStream
 
 /**
  * The outcome of one applied command. `duplicate` marks a command whose `requestId` was
@@ -148,7 +173,7 @@ export function subjectsOverlap(a: string, b: string): boolean {
 }
 
 /** Validates a durable consumer name (1–64 of [A-Za-z0-9_-]); throws `DecodeError`. */
-function checkDurableName(v: string): string {
+export function checkDurableName(v: string): string {
   if (!STREAM_NAME_RE.test(v)) throw new DecodeError(`invalid durable name ${describe(v)}`)
   return v
 }
@@ -245,6 +270,44 @@ function checkAccess(v: unknown): StreamAccess {
     return x
   }
   return { publish: one('publish'), consume: one('consume') }
+}
+
+/** What `node.streams.update` may change, validated. */
+export interface StreamUpdate {
+  retention: RetentionPolicy
+}
+
+/**
+ * Validates `node.streams.update(name, changes)`: `retention` (required; replaces the whole
+ * policy, `{}` removes every limit). Changing `partitions`, `replicas`, `subject`, `compact`,
+ * `duplicateWindow` or `cluster` is refused naming the field (not supported yet: the duplicate
+ * window decides offsets, so it would have to change at one raft index on every replica).
+ * Throws `InvalidArgumentError`.
+ */
+export function validateStreamUpdate(name: unknown, changes: unknown): StreamUpdate {
+  checkStreamName(name)
+  if (typeof changes !== 'object' || changes === null || Array.isArray(changes))
+    throw new InvalidArgumentError(`changes must be an object, got ${describe(changes)}`)
+  const o = changes as Record<string, unknown>
+  for (const k of ['partitions', 'replicas', 'subject', 'compact', 'duplicateWindow', 'cluster'])
+    if (o[k] !== undefined)
+      throw new InvalidArgumentError(
+        `${k} cannot be changed by update (not supported yet): create a new stream instead`,
+      )
+  refuseUnknown(o, ['retention'], 'changes')
+  if (o.retention === undefined) throw new InvalidArgumentError('changes must set retention')
+  {
+    const r = o.retention
+    if (typeof r !== 'object' || r === null || Array.isArray(r))
+      throw new InvalidArgumentError(`retention must be an object, got ${describe(r)}`)
+    refuseUnknown(r, ['maxAge', 'maxBytes', 'maxMessages'], 'retention')
+    const retention: RetentionPolicy = {}
+    for (const k of RETENTION_KEYS) {
+      const v = (r as Record<string, unknown>)[k]
+      if (v !== undefined) retention[k] = positiveInt(v, `retention.${k}`)
+    }
+    return { retention }
+  }
 }
 
 /** True when two specs describe the same stream (placement is not compared). */
@@ -383,7 +446,9 @@ function encodeUnchecked(c: MetaCommand): Uint8Array {
   else if (c.type === 'consumerCommit') {
     w.str(c.name).u64(c.createdIndex).str(c.durable).u16(c.offsets.length)
     for (const [p, o] of c.offsets) w.u16(p).u64(o)
-  } else {
+  } else if (c.type === 'consumerDelete') w.str(c.name).u64(c.createdIndex).str(c.durable)
+  else if (c.type === 'update') writeRetentionPolicy(w.str(c.name), c.retention)
+  else {
     w.str(c.name).u16(c.partition)
     writeMembers(w, c.replicas)
   }
@@ -416,6 +481,18 @@ export function decodeCommand(bytes: Uint8Array): MetaCommand {
     const offsets: Array<[number, number]> = []
     for (let i = 0; i < n; i++) offsets.push([r.u16('partition'), r.u64('offset')])
     out = { type: 'consumerCommit', name, createdIndex, durable, offsets, requestId }
+  } else if (kind === 'consumerDelete') {
+    const name = r.str('name')
+    const createdIndex = r.u64('createdIndex')
+    out = {
+      type: 'consumerDelete',
+      name,
+      createdIndex,
+      durable: checkDurableName(r.str('durable')),
+      requestId,
+    }
+  } else if (kind === 'update') {
+    out = { type: 'update', name: r.str('name'), retention: readRetentionPolicy(r), requestId }
   } else {
     const name = r.str('name')
     const partition = r.u16('partition')
@@ -423,6 +500,28 @@ export function decodeCommand(bytes: Uint8Array): MetaCommand {
   }
   if (!STREAM_NAME_RE.test(out.name)) throw new DecodeError(`invalid stream name ${describe(out.name)}`)
   r.end('metadata command')
+  return out
+}
+
+/** Writes a retention policy: `u8 flags (bit i: RETENTION_KEYS[i]) | u64 each present limit`. */
+export function writeRetentionPolicy(w: BinaryWriter, r: RetentionPolicy): void {
+  let flags = 0
+  RETENTION_KEYS.forEach((k, i) => {
+    if (r[k] !== undefined) flags |= 1 << i
+  })
+  w.u8(flags)
+  for (const k of RETENTION_KEYS) if (r[k] !== undefined) w.u64(r[k]!)
+}
+
+/** Reads a policy written by `writeRetentionPolicy` (limits positive); `DecodeError`. */
+export function readRetentionPolicy(r: BinaryReader): RetentionPolicy {
+  const flags = r.u8('retention flags')
+  if (flags > 7) throw new DecodeError(`unknown retention flags ${flags}`)
+  const out: RetentionPolicy = {}
+  RETENTION_KEYS.forEach((k, i) => {
+    if (flags & (1 << i)) out[k] = r.u64(`retention.${k}`)
+    if (out[k] === 0) throw new DecodeError(`retention.${k} 0`)
+  })
   return out
 }
 

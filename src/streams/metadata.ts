@@ -25,6 +25,7 @@ import {
 
 export {
   type ConsumerCommit,
+  type ConsumerDelete,
   type CreateStream,
   type DeleteStream,
   decodeCommand,
@@ -38,10 +39,13 @@ export {
   type StreamConfig,
   type StreamMeta,
   type StreamSpec,
+  type StreamUpdate,
   sameSpec,
   subjectsOverlap,
   type UpdatePlacement,
+  type UpdateStream,
   validateStreamConfig,
+  validateStreamUpdate,
 } from './metadata-codec.js'
 
 const SNAPSHOT_VERSION = 4
@@ -217,6 +221,17 @@ export class StreamCatalog {
       this.tombs.push({ name, createdIndex: existing.createdIndex })
       if (this.tombs.length > MAX_TOMBSTONES) this.tombs.shift()
       return { ok: true, op: 'deleted', name, stream: cloneMeta(existing) }
+    }
+    if (cmd.type === 'consumerDelete') {
+      if (!existing || existing.createdIndex !== cmd.createdIndex)
+        return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
+      this.consumers.get(name)?.delete(cmd.durable)
+      return { ok: true, op: 'deleted', name, stream: cloneMeta(existing) }
+    }
+    if (cmd.type === 'update') {
+      if (!existing) return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
+      existing.retention = { ...cmd.retention }
+      return { ok: true, op: 'updated', name, stream: cloneMeta(existing) }
     }
     if (cmd.type === 'updatePlacement') {
       if (!existing) return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }

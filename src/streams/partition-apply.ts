@@ -23,9 +23,10 @@ import {
   POSITION_HEADER,
 } from './batch.js'
 import type { DedupeWindow } from './dedupe.js'
+import { decodePurgeEntry } from './purge.js'
 
 /** How often a partition log with retention or compaction is maintained (ms). */
-const MAINTENANCE_MS = 10_000
+export const MAINTENANCE_MS = 10_000
 
 const idDecoder = new TextDecoder()
 const idText = (b: Uint8Array) => idDecoder.decode(b)
@@ -47,6 +48,8 @@ export interface AppliedRun {
   spans: Array<[number, number[]]>
   /** Entries whose payload did not decode (skipped identically on every replica). */
   skipped: number
+  /** The start offset purge entries of the run ask for (purge.ts; -1: none). */
+  purgeTo: number
 }
 
 /**
@@ -66,11 +69,18 @@ export function entriesToRecords(
   let offset = nextOffset
   let last = appliedIndex
   let skipped = 0
+  let purgeTo = -1
   const spans: Array<[number, number[]]> = []
   for (const e of entries) {
     if (e.index <= last) continue // re-delivered after a restart: already in the partition log
     last = e.index
     if (e.type !== 'normal' || e.data.length === 0) continue // conf change, leader no-op
+    const before = decodePurgeEntry(e.data)
+    if (before !== undefined) {
+      // Everything applied so far is below `offset`: the same start on every replica.
+      purgeTo = Math.max(purgeTo, Math.min(before, offset))
+      continue
+    }
     let batch: BatchMessage[]
     try {
       batch = decodeBatch(e.data)
@@ -111,7 +121,7 @@ export function entriesToRecords(
       })
     }
   }
-  return { records, nextOffset: offset, appliedIndex: last, spans, skipped }
+  return { records, nextOffset: offset, appliedIndex: last, spans, skipped, purgeTo }
 }
 
 /**
@@ -197,7 +207,7 @@ export async function openPartitionLog(opts: {
 async function recoverTail(log: Log): Promise<{ applied: number; next: number; dropped: number }> {
   const lastOffset = log.latestOffset()
   if (lastOffset < 0) return { applied: 0, next: 0, dropped: 0 }
-  const [rec] = await log.read(lastOffset, { maxRecords: 1 })
+  const [rec] = await log.read(lastOffset, { maxRecords: 1, includePurged: true })
   const p = rec?.offset === lastOffset ? decodePosition(rec.headers?.[POSITION_HEADER]) : undefined
   if (p === undefined)
     throw new TrustError(`last partition record ${lastOffset} has no valid position header`)

@@ -35,10 +35,17 @@ import {
 import { type BatchMessage, encodeBatch, MSG_ID_HEADER, messageSize } from './batch.js'
 import { DedupeWindow } from './dedupe.js'
 import { DEFAULT_DUPLICATE_WINDOW } from './metadata-codec.js'
-import { dataMessages, entriesToRecords, openPartitionLog, rebuildDedupe } from './partition-apply.js'
+import {
+  dataMessages,
+  entriesToRecords,
+  MAINTENANCE_MS,
+  openPartitionLog,
+  rebuildDedupe,
+} from './partition-apply.js'
 import { type CopyChunk, copyRange } from './partition-copy.js'
 import { TopicCache, toBatchMessages, toMessage } from './partition-messages.js'
 import { CompactionPlanner, decodePartitionSnapshot, encodePartitionSnapshot } from './partition-snapshot.js'
+import { encodePurgeEntry } from './purge.js'
 import type {
   PartitionMessage,
   PartitionRecovery,
@@ -105,6 +112,8 @@ export class PartitionReplica {
   private readonly stopping = new AbortController()
   /** Raft log compactions done since start. */
   compactions = 0
+  /** The write of the last purge applied (purge.ts). */
+  private purged: Promise<void> = Promise.resolve()
 
   constructor(opts: PartitionReplicaOptions) {
     if (typeof opts.id !== 'string' || opts.id === '')
@@ -251,6 +260,29 @@ export class PartitionReplica {
   /** Applies retention and compaction now (they also run every 10 s when configured). */
   maintain(): Promise<void> {
     return this.openLog().maintain()
+  }
+
+  /**
+   * Purges the messages below `before` (all of them when it is `PURGE_ALL`) on every replica:
+   * proposes a purge entry (purge.ts) on the leader and resolves, once it is committed and
+   * applied here, with the partition's first offset. Rejects with `NotLeaderError` (nothing
+   * proposed) or, outcome unknown, `AbortedError`/`LeadershipLostError`.
+   */
+  async purge(before: number): Promise<number> {
+    const driver = this.driver
+    if (this.state !== 'running' || driver === undefined)
+      throw new AbortedError('partition replica is not running')
+    if (driver.role !== 'leader') throw new NotLeaderError(driver.leader)
+    const { index } = await driver.propose(encodePurgeEntry(before))
+    if (this.appliedIndex < index)
+      throw new AbortedError(`purge entry ${index} committed but not applied here`)
+    await this.purged // the start offset is written by the (pipelined) apply
+    return this.openLog().earliestOffset()
+  }
+
+  /** Replaces the retention limits (a stream update); enforced from the next maintenance pass. */
+  setRetention(retention: { maxAge?: number; maxBytes?: number; maxMessages?: number }): void {
+    this.openLog().setRetention(retention, MAINTENANCE_MS)
   }
 
   /** Lowest offset that may still be present. */
@@ -439,7 +471,15 @@ export class PartitionReplica {
     let bytes = 0
     for (const e of entries) bytes += e.data.length
     this.planner.applied(run.appliedIndex, run.nextOffset, bytes)
-    const written = run.records.length > 0 ? log.appendAt(run.records).then(() => {}) : Promise.resolve()
+    let written = run.records.length > 0 ? log.appendAt(run.records).then(() => {}) : Promise.resolve()
+    if (run.purgeTo >= 0) {
+      const to = run.purgeTo
+      // After the run's records: the start is durable before the apply completes.
+      written = written.then(async () => {
+        await log.setStartOffset(to)
+      })
+      this.purged = written
+    }
     const next = run.nextOffset
     void written.then(
       () => {

@@ -3,7 +3,7 @@
  * `StreamDirectory`, one `ClusterHost` per joined cluster (when the node has a data
  * directory), the internal calls partition replicas and metadata leaders serve
  * (`s.meta`, `s.pub`, `s.fetch`, `s.pstat`, `s.load` in wire.ts; `s.copy` in
- * partition-copy.ts), and the client
+ * partition-copy.ts; `s.purge` in purge.ts), and the client
  * side every node offers: `streams.create/info/delete/list`, publish routing, `consume`
  * (client.ts, consumer.ts). See docs/architecture.md, "Durable streams".
  */
@@ -32,6 +32,7 @@ import {
   fitCopyChunk,
 } from './partition-copy.js'
 import { servePublish } from './publish-serve.js'
+import { checkPurge, decodePurgeCall } from './purge.js'
 import { ReadBudget } from './read-budget.js'
 import { replicaState } from './replica-state.js'
 import {
@@ -150,6 +151,7 @@ export class StreamService {
       rpc.handle('s.seek', (b, ctx) => this.onSeek(b, ctx)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
       rpc.handle('s.copy', (b) => this.onCopy(b)),
+      rpc.handle('s.purge', (b) => this.onPurge(b)),
       rpc.handle('s.load', (b) => {
         const cluster = new TextDecoder().decode(b)
         return encodeLoad(this.hosts.has(cluster), this.hosted.size)
@@ -446,6 +448,25 @@ export class StreamService {
       })
     } finally {
       if (grant > 0) this.reads.give(ctx.from, grant)
+    }
+  }
+
+  /**
+   * `s.purge` (purge.ts): the proof is checked first (`UnauthorizedError`), then the partition
+   * leader proposes the purge entry and answers with the new first offset once applied here.
+   */
+  private async onPurge(body: Uint8Array): Promise<Uint8Array> {
+    const call = decodePurgeCall(body)
+    const h = this.hosted.get(partitionKey(call))
+    const signer = h && this.d.signer(h.cluster)
+    if (h === undefined || signer === undefined) return encodeOffsetReply({ status: 'notHere' })
+    const before = checkPurge(call, signer, Date.now())
+    try {
+      return encodeOffsetReply({ status: 'ok', value: await h.replica.purge(before) })
+    } catch (err) {
+      if (err instanceof NotLeaderError) return encodeOffsetReply({ status: 'notLeader', hint: err.leader })
+      if (err instanceof ProposalDroppedError) return encodeOffsetReply({ status: 'notLeader', hint: null })
+      throw err
     }
   }
 

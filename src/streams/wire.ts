@@ -2,9 +2,13 @@
  * Bodies of the internal stream calls (`PeerRpc` methods, see service.ts). Layouts use
  * util/binary; every decoder throws `DecodeError` on malformed input.
  *
- * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table) | str cluster | str requestId | create: spec
- *   | delete: str name | [bytes proof]` (create and delete: the admin proof of
- *   cluster/capability.ts over every byte before it; absent: none, refused)
+ * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table, 4 consumer-delete, 5 purge, 6 update) |
+ *   str cluster | str requestId | create: spec | delete: str name | consumer-delete: str name |
+ *   str durable | purge: str name | u8 flags (1 partition, 2 before) | [u16 partition] | [u64
+ *   before] | update: str name | u8 flags | u64 each present retention limit (metadata-codec.ts, command 6)
+ *   | [bytes proof]`
+ *   (every op but table: the admin proof of cluster/capability.ts over every byte before it;
+ *   absent: none, refused). A purge is served by partition leaders (`s.purge`), not here.
  *   reply: `u8 status` — 0 ok: `bytes signed table`; 1 not leader: `str hint`; 2 error:
  *   `str error name | str message`.
  * - `s.pub` call, a batch of messages for one partition, appended in order: `str stream |
@@ -28,8 +32,14 @@
  */
 import { BinaryReader, BinaryWriter, DecodeError, uninitializedBytes } from '../util/binary.js'
 import { fromPeer, PeerInputError, peerCluster } from '../util/peer-input.js'
-import type { StreamSpec } from './metadata-codec.js'
-import { checkStreamName, readSpec, writeSpec } from './metadata-codec.js'
+import type { StreamSpec, StreamUpdate } from './metadata-codec.js'
+import {
+  checkStreamName,
+  readRetentionPolicy,
+  readSpec,
+  writeRetentionPolicy,
+  writeSpec,
+} from './metadata-codec.js'
 import type { PartitionMessage } from './types.js'
 
 /** Reply status codes shared by the stream calls. */
@@ -51,6 +61,15 @@ export type MetaCall =
   | ({ op: 'create'; cluster: string; requestId: string; spec: StreamSpec } & Proven)
   | ({ op: 'delete'; cluster: string; requestId: string; name: string } & Proven)
   | { op: 'table'; cluster: string }
+  | ({ op: 'consumer-delete'; cluster: string; requestId: string; name: string; durable: string } & Proven)
+  | ({ op: 'purge'; cluster: string; requestId: string; name: string } & PurgeTarget & Proven)
+  | ({ op: 'update'; cluster: string; requestId: string; name: string } & StreamUpdate & Proven)
+
+/** What a purge removes: offsets below `before` (absent: everything) of `partition` (absent: all). */
+export interface PurgeTarget {
+  partition?: number
+  before?: number
+}
 
 /**
  * The admin proof of a create or delete (cluster/capability.ts). Encoding: `proof` is
@@ -120,7 +139,7 @@ export interface PartitionState {
   inSync: string[] | null
 }
 
-const OPS = ['create', 'delete', 'table'] as const
+const OPS = ['create', 'delete', 'table', 'consumer-delete', 'purge', 'update'] as const
 
 const w = () => new BinaryWriter(128)
 const done = (b: BinaryWriter) => b.finish().slice()
@@ -132,6 +151,14 @@ export function encodeMetaCall(c: MetaCall): Uint8Array {
     .str(c.cluster)
   if (c.op === 'create') writeSpec(b.str(c.requestId), c.spec)
   else if (c.op === 'delete') b.str(c.requestId).str(c.name)
+  else if (c.op === 'consumer-delete') b.str(c.requestId).str(c.name).str(c.durable)
+  else if (c.op === 'purge') {
+    b.str(c.requestId)
+      .str(c.name)
+      .u8((c.partition !== undefined ? 1 : 0) | (c.before !== undefined ? 2 : 0))
+    if (c.partition !== undefined) b.u16(c.partition)
+    if (c.before !== undefined) b.u64(c.before)
+  } else if (c.op === 'update') writeRetentionPolicy(b.str(c.requestId).str(c.name), c.retention)
   if (c.op !== 'table' && c.proof !== undefined) b.bytes(c.proof)
   return done(b)
 }
@@ -146,7 +173,25 @@ export function decodeMetaCall(bytes: Uint8Array): MetaCall {
   else if (op === 'delete')
     c = { op, cluster, requestId: r.str('requestId'), name: peerStream(r.str('name')) }
   else if (op === 'table') c = { op, cluster }
-  else throw new DecodeError('unknown meta op')
+  else if (op === 'consumer-delete')
+    c = {
+      op,
+      cluster,
+      requestId: r.str('requestId'),
+      name: peerStream(r.str('name')),
+      durable: peerStream(r.str('durable'), 'durable'),
+    }
+  else if (op === 'purge') {
+    const p: MetaCall = { op, cluster, requestId: r.str('requestId'), name: peerStream(r.str('name')) }
+    const flags = r.u8('purge flags')
+    if (flags > 3) throw new DecodeError(`unknown purge flags ${flags}`)
+    if (flags & 1) p.partition = r.u16('partition')
+    if (flags & 2) p.before = r.u64('before')
+    c = p
+  } else if (op === 'update') {
+    const requestId = r.str('requestId')
+    c = { op, cluster, requestId, name: peerStream(r.str('name')), retention: readRetentionPolicy(r) }
+  } else throw new DecodeError('unknown meta op')
   if (c.op !== 'table') {
     c.signed = bytes.subarray(0, r.pos)
     if (r.remaining > 0) c.proof = r.bytes('proof')
