@@ -27,6 +27,7 @@ import {
   checkSignal,
   checkTimeout,
 } from '../src/util/validate.js'
+import { type RelayStreamsAdmin, relayStreamsAdmin } from './client-admin.js'
 import { invalid } from './client-api.js'
 import { ClientConsumer, clientConsumerWindow, type RelayConsumer } from './client-consumer.js'
 import { FRAME_OVERHEAD, type Frame, Op } from './protocol.js'
@@ -44,7 +45,7 @@ import {
 } from './protocol-streams.js'
 
 /** `client.streams`: durable streams of the network, created and inspected through the relay. */
-export interface RelayStreams {
+export interface RelayStreams extends RelayStreamsAdmin {
   /** Creates a stream (or resolves to the same one when it exists with this configuration). */
   create(name: string, config: StreamConfig, options?: StreamCallOptions): Promise<StreamInfo>
   /** The stream's configuration and partitions; `StreamNotFoundError` when absent. */
@@ -157,7 +158,7 @@ export function checkStreamConfig(config: unknown): {
 }
 
 /** Checks `StreamCallOptions`; returns the wire timeout (0 = node default) and the signal. */
-function checkCallOptions(options: unknown): { timeoutMs: number; signal: AbortSignal | undefined } {
+export function checkCallOptions(options: unknown): { timeoutMs: number; signal: AbortSignal | undefined } {
   const o = checkOptions<StreamCallOptions>(options, 'options')
   const timeout = checkTimeout(o.timeout, 'options.timeout')
   checkSignal(o.signal)
@@ -170,7 +171,7 @@ function checkCallOptions(options: unknown): { timeoutMs: number; signal: AbortS
  * The credentials of a create or delete (`clusterKey`, `capability`), checked as the library
  * checks them and sent to the node in the frame (relay-protocol.md, "Stream administration").
  */
-function checkAuthOptions(options: unknown): RelayAuth | undefined {
+export function checkAuthOptions(options: unknown): RelayAuth | undefined {
   const o = checkOptions<StreamCallOptions>(options, 'options')
   if (o.capability !== undefined) {
     parseCapability(o.capability, 'options.capability')
@@ -206,10 +207,23 @@ function checkFrom(v: unknown): ConsumeFrom {
 
 /** The stream calls and consumers of one relay client (internal). */
 export class ClientStreams implements RelayStreams {
-  private readonly consumers = new Map<number, ClientConsumer>()
+  private readonly open = new Map<number, ClientConsumer>()
   private nextConsumerId = 1
 
-  constructor(private readonly host: ClientStreamsHost) {}
+  readonly update: RelayStreamsAdmin['update']
+  readonly purge: RelayStreamsAdmin['purge']
+  readonly consumers: RelayStreamsAdmin['consumers']
+  readonly consumerInfo: RelayStreamsAdmin['consumerInfo']
+  readonly deleteConsumer: RelayStreamsAdmin['deleteConsumer']
+
+  constructor(private readonly host: ClientStreamsHost) {
+    const admin = relayStreamsAdmin(host)
+    this.update = admin.update
+    this.purge = admin.purge
+    this.consumers = admin.consumers
+    this.consumerInfo = admin.consumerInfo
+    this.deleteConsumer = admin.deleteConsumer
+  }
 
   async create(name: string, config: StreamConfig, options?: StreamCallOptions): Promise<StreamInfo> {
     checkStreamName(name, 'name')
@@ -274,7 +288,7 @@ export class ClientStreams implements RelayStreams {
     const closed = this.host.closedError()
     if (closed) throw closed
     let id = this.nextConsumerId
-    while (id === 0 || this.consumers.has(id)) id = (id + 1) >>> 0
+    while (id === 0 || this.open.has(id)) id = (id + 1) >>> 0
     this.nextConsumerId = (id + 1) >>> 0
     const maxBytes = checkPositiveInt(o.maxBytesInFlight, 'options.maxBytesInFlight')
     // The window is this end's byte budget: what the relay may send before credit returns.
@@ -287,10 +301,10 @@ export class ClientStreams implements RelayStreams {
       send: (opcode, cid, body) => this.host.send(opcode, cid, body),
       ack: (cid, partition, offset) => this.ack(cid, partition, offset),
       finished: (cid) => {
-        if (this.consumers.get(cid) === c) this.consumers.delete(cid)
+        if (this.open.get(cid) === c) this.open.delete(cid)
       },
     })
-    this.consumers.set(id, c)
+    this.open.set(id, c)
     const body = {
       consumerId: id,
       stream,
@@ -331,12 +345,12 @@ export class ClientStreams implements RelayStreams {
     if (f.opcode === Op.ConsumeMessage) {
       const cost = 5 + f.body.remaining
       const m = decodeConsumeMessage(f.body, this.host.maxMessageSize())
-      this.consumers.get(f.id)?.deliver(m, cost)
+      this.open.get(f.id)?.deliver(m, cost)
       return true
     }
     if (f.opcode === Op.ConsumeClose) {
       const c = decodeConsumeClose(f.body)
-      this.consumers.get(f.id)?.onClose(c.kind, c.name, c.message)
+      this.open.get(f.id)?.onClose(c.kind, c.name, c.message)
       return true
     }
     return false
@@ -344,7 +358,7 @@ export class ClientStreams implements RelayStreams {
 
   /** Ends every consumer with `err` (the connection is gone). */
   failAll(err: Error): void {
-    for (const c of [...this.consumers.values()]) c.fail(err)
-    this.consumers.clear()
+    for (const c of [...this.open.values()]) c.fail(err)
+    this.open.clear()
   }
 }

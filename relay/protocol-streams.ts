@@ -86,7 +86,7 @@ export function writeRelayAuth(w: BinaryWriter, a: RelayAuth | undefined): void 
 }
 
 /** Reads the optional `RelayAuth` tail of a body (undefined when the body ends here). */
-function readRelayAuth(r: BinaryReader): RelayAuth | undefined {
+export function readRelayAuth(r: BinaryReader): RelayAuth | undefined {
   if (r.remaining === 0) return undefined
   const kind = r.u8('auth kind')
   if (kind === 1) {

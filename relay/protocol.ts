@@ -116,6 +116,10 @@ export const Op = {
   StreamList: 0x64,
   /** s→c: u32 n, then n × (str name, str cluster, str subject, u32 partitions, u16 replicas). */
   StreamListReply: 0x65,
+  /** c→s: u8 kind, str stream, str name, str args (JSON), u32 timeout ms, [credential] (protocol-admin.ts). */
+  StreamAdmin: 0x66,
+  /** s→c: str result (JSON). */
+  StreamAdminReply: 0x67,
   /** c→s: u32 consumer id, str stream, start, u8 flags, [u32 partition], [str durable], [u32 ack wait], u32 window. */
   Consume: 0x68,
   /** s→c (id = consumer id): str topic, u32 partition, u64 offset, u64 timestamp, u8 flags, [bytes key], [headers], bytes data. */

@@ -1,6 +1,6 @@
 /**
  * Durable streams on one relay connection: STREAM_CREATE / STREAM_INFO / STREAM_DELETE /
- * STREAM_LIST call the node's `streams` API, CONSUME opens a library consumer bridged by
+ * STREAM_LIST / STREAM_ADMIN call the node's `streams` API, CONSUME opens a library consumer bridged by
  * `ConsumerBridge` (credit flow control, at most one held message per consumer). Calls
  * that wait on the network count against the connection's in-flight bounds and can be
  * cancelled with CANCEL, like REQUEST. Errors travel as ERROR (or CONSUME_CLOSE kind 1)
@@ -11,6 +11,7 @@ import type { ConsumeOptions, PlexusNode, StreamConfig } from '../src/types.js'
 import { BinaryWriter, DecodeError } from '../src/util/binary.js'
 import type { FramedConnection } from './connection.js'
 import { FRAME_OVERHEAD, type Frame, Op } from './protocol.js'
+import { AdminKind, decodeStreamAdmin, parseAdminArgs } from './protocol-admin.js'
 import {
   type ConsumeBody,
   decodeConsume,
@@ -104,6 +105,9 @@ export class RelayStreams {
           this.host.sendError(f.id, err)
         }
         return true
+      case Op.StreamAdmin:
+        this.onAdmin(f)
+        return true
       case Op.Consume:
         this.onConsume(f.id, decodeConsume(f.body))
         return true
@@ -174,6 +178,37 @@ export class RelayStreams {
           ...m.auth,
         })
         return this.reply(Op.StreamInfoReply, (w) => encodeStreamInfo(w, s))
+      },
+      (r) => r,
+    )
+  }
+
+  /** STREAM_ADMIN (protocol-admin.ts): the node's admin call, with the frame's credential. */
+  private onAdmin(f: Frame): void {
+    const m = decodeStreamAdmin(f.body)
+    const args = parseAdminArgs(m.args)
+    const streams = this.host.node.streams
+    const json = (v: unknown) => this.reply(Op.StreamAdminReply, (w) => void w.str(JSON.stringify(v)))
+    this.host.track(
+      f.id,
+      0,
+      async (signal): Promise<[number, ((w: BinaryWriter) => void)?]> => {
+        const o = { timeout: timeoutOf(m.timeoutMs), signal, ...m.auth }
+        switch (m.kind) {
+          case AdminKind.Consumers:
+            return json(await streams.consumers(m.stream, o))
+          case AdminKind.ConsumerInfo:
+            return json(await streams.consumerInfo(m.stream, m.name, o))
+          case AdminKind.ConsumerDelete:
+            await streams.deleteConsumer(m.stream, m.name, o)
+            return [Op.Ok]
+          case AdminKind.Purge:
+            return json(await streams.purge(m.stream, args, o))
+          case AdminKind.Update: {
+            const info = await streams.update(m.stream, args as never, o)
+            return this.reply(Op.StreamInfoReply, (w) => encodeStreamInfo(w, info))
+          }
+        }
       },
       (r) => r,
     )

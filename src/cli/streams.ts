@@ -11,6 +11,7 @@
  * - `create` and `delete` take `--cluster-key-file F` or `--capability CAP|FILE` (auth.ts):
  *   without them the local node proves the call with its own key if it joined the cluster.
  * - `stream list [--json]` prints the streams the node knows.
+ * - `stream purge`, `stream update` and `consumer ls|info|rm`: admin.ts.
  * - `consume STREAM [--from earliest|latest|new|OFFSET|TIME] [--partition P] [--count N]
  *   [--json] [--durable NAME] [--ack-wait MS] [--capability CAP|FILE]` prints committed messages as they come: the
  *   data followed by a newline, or with `--json` one object per line `{"stream","topic",
@@ -37,6 +38,7 @@ import type {
   StreamMessage,
   StreamRetention,
 } from '../types.js'
+import { registerStreamAdmin } from './admin.js'
 import {
   checkCluster,
   checkStreamName,
@@ -194,6 +196,8 @@ export function registerStreams(program: Command): void {
       const list = await withRelay((client) => client.streams.list())
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(list)}\n` : formatStreamList(list))
     })
+
+  registerStreamAdmin(stream, program)
 
   addCapabilityFlag(program.command('consume'), 'consume')
     .description("print a stream's committed messages, one per line, tailing live")

@@ -10,7 +10,7 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { generateKey, issueCapability, type PlexusNode, type StreamMessage } from '../../src/index.js'
+import { generateKey, issueCapability, type StreamMessage } from '../../src/index.js'
 import { openLog } from '../../src/log/index.js'
 import { startNode, startStreamCluster, waitFor, waitForMembers } from '../helpers/nodes.js'
 
@@ -173,7 +173,7 @@ describe('stream administration: consumers, purge, update', () => {
     const { members, outside, key } = await startStreamCluster(root, { keyless: true })
     const keyless = outside[0]!
     const network = members[0]!.status().network
-    const info0 = await members[0]!.streams.create('p', { cluster: 'db', subject: 'p.>', replicas: 3 })
+    await members[0]!.streams.create('p', { cluster: 'db', subject: 'p.>', replicas: 3 })
     for (let i = 0; i < 20; i++) await members[0]!.publish('p.x', `m${i}`, { ack: 'all' })
 
     await expectRefused((o) => keyless.streams.purge('p', { before: 5 }, o), key, 'purge', 'p', network)
@@ -211,7 +211,6 @@ describe('stream administration: consumers, purge, update', () => {
     expect(log.earliestOffset()).toBe(12)
     expect((await log.read(0, { maxRecords: 1 }))[0]!.offset).toBe(12)
     await log.close()
-    void info0
 
     // Purge everything while it is down; publish more; restart it and let it catch up.
     expect(await members[0]!.streams.purge('p', {})).toEqual([{ partition: 0, firstOffset: 20 }])
@@ -275,5 +274,3 @@ async function createdIndexOf(root: string): Promise<string> {
   const names = await readdir(join(root, 'm0', 'streams', 'db', 's'))
   return names.find((n) => n.startsWith('p-'))!.slice(2)
 }
-
-export type { PlexusNode }
