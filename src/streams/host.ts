@@ -260,7 +260,8 @@ export class ClusterHost {
           message: `stream "${call.name}" does not exist`,
         }
       const key = durableKey(s.name, s.createdIndex, call.durable)
-      if (this.catalog.positions(s.name, call.durable).size === 0 && !this.consumers.known(key)) {
+      const unknown = this.catalog.positions(s.name, call.durable).size === 0 && !this.consumers.known(key)
+      if (unknown && !this.catalog.knowsRequest(call.requestId)) {
         const message = `stream "${call.name}" has no durable consumer "${call.durable}"`
         return { status: 'error', name: 'ConsumerNotFoundError', message }
       }

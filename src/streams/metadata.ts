@@ -176,6 +176,11 @@ export class StreamCatalog {
     return res
   }
 
+  /** True when a command with `requestId` is remembered (a retry gets its first outcome). */
+  knowsRequest(requestId: string): boolean {
+    return this.requests.has(requestId)
+  }
+
   /** Positions of a durable consumer of a stream: partition → next offset. A copy. */
   positions(stream: string, durable: string): Map<number, number> {
     return new Map(this.consumers.get(stream)?.get(durable) ?? [])
