@@ -586,6 +586,8 @@ export interface NodeStatus {
       /** Members placed to hold this partition's replicas (the placement), preferred leader first. */
       replicas: string[]
       inSync: string[] | null
+      /** First offset this replica still holds (retention and purges move it forward). */
+      firstOffset: number
       nextOffset: number
       /** Raft index of this replica's last snapshot (raft log compaction or install; 0: none). */
       snapshotIndex: number

@@ -324,6 +324,7 @@ export class StreamService {
             leader: s.leader,
             replicas: [...(h.meta.placement[h.partition] ?? [])],
             inSync: s.inSync,
+            firstOffset: s.firstOffset,
             nextOffset: s.nextOffset,
             snapshotIndex: h.replica.raft?.storage?.snapshot().index ?? 0,
             raftLogBytes: h.replica.raft?.storage?.diskBytes() ?? 0,

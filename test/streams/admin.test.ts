@@ -203,8 +203,13 @@ describe('stream administration: consumers, purge, update', () => {
     expect(got.map((m) => m.offset)).toEqual([5, 6, 7])
 
     expect(await members[1]!.streams.purge('p', { before: 12 })).toEqual([{ partition: 0, firstOffset: 12 }])
-    // Every replica applied it: stop one, reopen its partition log from disk.
+    // Every replica applies it: once member 2 did, stop it and reopen its partition log.
     const stopped = members[2]!
+    await waitFor(
+      () => stopped.status().streams.find((x) => x.name === 'p')?.hosted[0]?.firstOffset === 12,
+      5000,
+      'member 2 applied the purge',
+    )
     await stopped.stop()
     const dataDir = join(root, 'm2', 'streams', 'db', 's', `p-${await createdIndexOf(root)}`, '0', 'data')
     const log = await openLog({ dir: dataDir, fsync: 'never' })
@@ -220,8 +225,8 @@ describe('stream administration: consumers, purge, update', () => {
     await waitForMembers(back, 'db', 3, 10_000)
     await waitFor(
       async () => {
-        const p = (await back.streams.info('p', T)).partitions[0]!
-        return p.inSync.length === 3 && p.firstOffset === 20 && p.nextOffset === 25
+        const own = back.status().streams.find((x) => x.name === 'p')?.hosted[0]
+        return own?.firstOffset === 20 && own.nextOffset === 25
       },
       15_000,
       'restarted replica in sync',
