@@ -12,7 +12,7 @@
  * is sent again after a lost link (the leader deduplicates it). Ordering: one node's
  * publishes to a partition reach its leader in the order they were made.
  */
-import { type AdminAuth, type Capability, parseCapability } from '../cluster/capability.js'
+import type { AdminAuth, Capability } from '../cluster/capability.js'
 import { noRoleMessage } from '../cluster/roles.js'
 import {
   AbortedError,
@@ -24,7 +24,6 @@ import {
   StreamNotFoundError,
   TimeoutError,
 } from '../errors.js'
-import { matches, patternCovers } from '../pubsub/subject.js'
 import { type PeerRpc, PeerUnreachableError } from '../rpc/rpc.js'
 import type {
   PartitionInfo,
@@ -39,10 +38,10 @@ import { consumerInfo, deleteConsumer, listConsumers, purgeStream, updateStream 
 import type { AdminCredentials } from './authz.js'
 import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.js'
 import type { KnownStream, StreamDirectory } from './directory.js'
-import { type DataAuth, dataAuth, GrantPresenter } from './grants.js'
+import { type DataAuth, DataCredentials, GrantPresenter } from './grants.js'
 import { newRequestId, partitionKey } from './host.js'
 import { validateStreamConfig } from './metadata.js'
-import { accessOf, type StreamMeta } from './metadata-codec.js'
+import { accessOf } from './metadata-codec.js'
 import { checkStorageMembers } from './placement.js'
 import { Publisher, sleep } from './publisher.js'
 import {
@@ -65,8 +64,6 @@ import {
 
 /** Default deadline of stream calls and acked publishes (ms). */
 export const STREAM_CALL_TIMEOUT = 10_000
-/** Most per-call capabilities (`capability` options) kept parsed. */
-const MAX_PARSED_CAPABILITIES = 256
 /** Most fire-and-forget appends (publish without ack to a captured topic) in flight. */
 const MAX_BACKGROUND_APPENDS = 4096
 
@@ -133,11 +130,12 @@ export class StreamsClient {
   private readonly publisher: Publisher
   /** Presents capabilities to members and sends the calls that carry them (grants.ts). */
   readonly presenter: GrantPresenter
-  /** Per-call capability options, parsed (parsing derives a key: not per message). */
-  private readonly parsed = new Map<string, Capability>()
+  /** Chooses what publishes and reads carry (grants.ts). */
+  readonly data: DataCredentials
 
   constructor(private readonly d: StreamsClientDeps) {
     this.presenter = new GrantPresenter({ self: d.self, rpc: d.rpc })
+    this.data = new DataCredentials(d.admin)
     this.publisher = new Publisher({
       rpc: d.rpc,
       presenter: this.presenter,
@@ -167,39 +165,6 @@ export class StreamsClient {
   /** The link to `peer` went down: capabilities presented there are presented again. */
   onLinkDown(peer: string): void {
     this.presenter.onLinkDown(peer)
-  }
-
-  /** Parses a call's `capability` option (`InvalidArgumentError` naming `field`), cached. */
-  capabilityOption(text: unknown, field: string): Capability | undefined {
-    if (text === undefined) return undefined
-    const hit = typeof text === 'string' ? this.parsed.get(text) : undefined
-    if (hit !== undefined) return hit
-    const c = parseCapability(text, field)
-    if (this.parsed.size >= MAX_PARSED_CAPABILITIES) this.parsed.delete(this.parsed.keys().next().value!)
-    this.parsed.set(text as string, c)
-    return c
-  }
-
-  /**
-   * What this node's calls to `op` on stream `meta` of `cluster` carry (grants.ts): nothing
-   * for an open stream or when the node is a member, else the capability chosen by
-   * `AdminCredentials.dataCapability` (the `option` first). `topic`: the publish's topic.
-   */
-  dataAuth(
-    cluster: string,
-    meta: StreamMeta,
-    op: 'publish' | 'consume',
-    option: Capability | undefined,
-    topic?: string,
-  ): DataAuth | undefined {
-    if (accessOf(meta)[op] === 'open') return undefined
-    const fits = (c: Capability) => {
-      const sub = c.token.subject
-      if (sub === undefined) return true
-      return topic !== undefined ? matches(sub, topic) : patternCovers(sub, meta.subject)
-    }
-    const c = this.d.admin.dataCapability(cluster, op, meta.name, fits, option)
-    return c === undefined || c === 'member' ? undefined : dataAuth(c)
   }
 
   /** Aborts every call in progress (node stop). */
@@ -534,7 +499,7 @@ export class StreamsClient {
     const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
     const replicas = meta.placement[partition]!
     const message = { topic, msgId, key, headers, data }
-    const auth = this.dataAuth(known.cluster, meta, 'publish', capability, topic)
+    const auth = this.data.pick(known.cluster, meta, 'publish', capability, topic)
     const send = (resolve: (s: Stored) => void, reject: (err: unknown) => void) =>
       this.publisher.publish(
         partitionKey(ref),

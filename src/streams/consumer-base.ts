@@ -265,7 +265,7 @@ export abstract class BufferedConsumer implements Consumer {
       signal: this.ac.signal,
     })
     const { meta } = known
-    this.auth = this.client.dataAuth(known.cluster, meta, 'consume', this.capability)
+    this.auth = this.client.data.pick(known.cluster, meta, 'consume', this.capability)
     this.partitionsRead = only === undefined ? Math.max(1, meta.placement.length) : 1
     if (only !== undefined && only >= meta.partitions)
       throw new InvalidArgumentError(

@@ -71,7 +71,7 @@ export function openConsumer(
     throw new InvalidArgumentError(
       `options.maxBytesInFlight must be a positive integer (bytes), got ${describe(o.maxBytesInFlight)}`,
     )
-  const capability = client.capabilityOption(o.capability, 'options.capability')
+  const capability = client.data.option(o.capability, 'options.capability')
   if (o.durable === undefined) {
     if (ackWait !== undefined || maxAckPending !== undefined)
       throw new InvalidArgumentError('options.ackWait and options.maxAckPending need options.durable')

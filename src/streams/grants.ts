@@ -30,6 +30,7 @@ import {
   type CapabilityToken,
   checkPresentation,
   grantRefusal,
+  parseCapability,
   signPresentation,
 } from '../cluster/capability.js'
 import type { ClusterSigner } from '../cluster/proof.js'
@@ -37,6 +38,7 @@ import { GRANTS } from '../constants.js'
 import { OverloadedError, UnauthorizedError } from '../errors.js'
 import { matches, patternCovers } from '../pubsub/subject.js'
 import type { PeerRpc } from '../rpc/rpc.js'
+import type { AdminCredentials } from './authz.js'
 import { accessOf, type StreamSpec } from './metadata-codec.js'
 
 /** Bytes of the token hash a call carries. */
@@ -173,6 +175,96 @@ export function dataRefusal(
       `${what}: the capability's subject ${subject} does not cover the stream's subject ${spec.subject}`,
     )
   return { subject }
+}
+
+/** The member side for `StreamService`: presentations in, per-call checks, counted refusals. */
+export class DataGate {
+  private readonly grants = new GrantCache()
+
+  constructor(
+    private readonly d: {
+      self: string
+      /** Proven members of a cluster. */
+      members(cluster: string): string[]
+      signer(cluster: string): ClusterSigner | undefined
+      count(name: string): void
+    },
+  ) {}
+
+  /** Serves `s.grant` from `from` (see `GrantCache.present`). */
+  present(body: Uint8Array, from: string): void {
+    this.grants.present(body, from, this.d.self, (c) => this.d.signer(c), Date.now())
+  }
+
+  /**
+   * Whether `from` may `op` on stream `spec` of `cluster` (`dataRefusal`; this node and proven
+   * members always may): what it may do, or `UnauthorizedError` thrown and counted
+   * `streams.refused.<op>`.
+   */
+  check(
+    spec: StreamSpec,
+    cluster: string,
+    op: 'publish' | 'consume',
+    from: string,
+    auth: Uint8Array | undefined,
+  ): DataGrant {
+    const member = (p: string) => p === this.d.self || this.d.members(cluster).includes(p)
+    try {
+      return dataRefusal(spec, cluster, op, from, member, this.grants, auth, Date.now())
+    } catch (err) {
+      this.d.count(`streams.refused.${op}`)
+      throw err
+    }
+  }
+
+  /** The link to `peer` went down: what it presented is forgotten. */
+  dropPeer(peer: string): void {
+    this.grants.dropPeer(peer)
+  }
+}
+
+/** Most per-call capabilities (`capability` options) a node keeps parsed. */
+const MAX_PARSED_CAPABILITIES = 256
+
+/** The caller side's choice of what a publish or read carries (client.ts, consumers). */
+export class DataCredentials {
+  /** Per-call capability options, parsed (parsing derives a key: not per message). */
+  private readonly parsed = new Map<string, Capability>()
+
+  constructor(private readonly admin: AdminCredentials) {}
+
+  /** Parses a call's `capability` option (`InvalidArgumentError` naming `field`), cached. */
+  option(text: unknown, field: string): Capability | undefined {
+    if (text === undefined) return undefined
+    const hit = typeof text === 'string' ? this.parsed.get(text) : undefined
+    if (hit !== undefined) return hit
+    const c = parseCapability(text, field)
+    if (this.parsed.size >= MAX_PARSED_CAPABILITIES) this.parsed.delete(this.parsed.keys().next().value!)
+    this.parsed.set(text as string, c)
+    return c
+  }
+
+  /**
+   * What calls to `op` on stream `spec` of `cluster` carry: nothing for an open stream or
+   * when the node is a member, else the capability `AdminCredentials.dataCapability` chooses
+   * (the call's `option` first). `topic`: the publish's topic.
+   */
+  pick(
+    cluster: string,
+    spec: StreamSpec,
+    op: 'publish' | 'consume',
+    option: Capability | undefined,
+    topic?: string,
+  ): DataAuth | undefined {
+    if (accessOf(spec)[op] === 'open') return undefined
+    const fits = (c: Capability) => {
+      const sub = c.token.subject
+      if (sub === undefined) return true
+      return topic !== undefined ? matches(sub, topic) : patternCovers(sub, spec.subject)
+    }
+    const c = this.admin.dataCapability(cluster, op, spec.name, fits, option)
+    return c === undefined || c === 'member' ? undefined : dataAuth(c)
+  }
 }
 
 /** Whether a publish grant allows `topic`. */

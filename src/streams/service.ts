@@ -20,7 +20,7 @@ import { type DurableStats, StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
 import { StreamDirectory } from './directory.js'
-import { type DataGrant, dataRefusal, GrantCache } from './grants.js'
+import { DataGate } from './grants.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
 import type { PartitionReplica } from './partition.js'
 import {
@@ -104,12 +104,13 @@ export class StreamService {
   private readonly client: StreamsClient
   /** Bytes reads hold, per caller and in all. */
   private readonly reads: ReadBudget
-  /** Capabilities peers presented for publishing and reading (grants.ts). */
-  private readonly grants = new GrantCache()
+  /** Publish/consume access: presented capabilities and the per-call check (grants.ts). */
+  private readonly gate: DataGate
   private stopped = false
 
   constructor(private readonly d: StreamServiceDeps) {
     this.reads = new ReadBudget(d.self, (n) => d.count(n))
+    this.gate = new DataGate(d)
     this.directory = new StreamDirectory({
       network: d.network,
       now: Date.now,
@@ -145,7 +146,7 @@ export class StreamService {
       rpc.handle('s.fetch', (b, ctx) => this.onFetch(b, ctx)),
       rpc.handle('s.cons', (b, ctx) => this.onConsumer(b, ctx)),
       rpc.handle('s.grant', (b, ctx) => {
-        this.grants.present(b, ctx.from, this.d.self, (c) => this.d.signer(c), Date.now())
+        this.gate.present(b, ctx.from)
         return new Uint8Array(0)
       }),
       rpc.handle('s.seek', (b, ctx) => this.onSeek(b, ctx)),
@@ -221,36 +222,8 @@ export class StreamService {
 
   /** The link to `peer` went down: what it presented here, and what we presented there, is forgotten. */
   onLinkDown(peer: string): void {
-    this.grants.dropPeer(peer)
+    this.gate.dropPeer(peer)
     this.client.onLinkDown(peer)
-  }
-
-  /**
-   * Whether `from` may `op` on the stream of `h` (grants.ts `dataRefusal`): what it may do,
-   * or `UnauthorizedError` thrown. This node and proven members of the cluster always may.
-   */
-  private allow(
-    spec: HostedPartition['meta'],
-    cluster: string,
-    op: 'publish' | 'consume',
-    from: string,
-    auth: Uint8Array | undefined,
-  ): DataGrant {
-    try {
-      return dataRefusal(
-        spec,
-        cluster,
-        op,
-        from,
-        (p) => p === this.d.self || this.d.members(cluster).includes(p),
-        this.grants,
-        auth,
-        Date.now(),
-      )
-    } catch (err) {
-      this.d.count(`streams.refused.${op}`)
-      throw err
-    }
   }
 
   /** This node left `cluster`: its replicas there stop (data kept for a later join). */
@@ -276,7 +249,7 @@ export class StreamService {
     msgId?: string,
     capability?: string,
   ): Promise<PublishAck | undefined> | undefined {
-    const cap = this.client.capabilityOption(capability, 'options.capability')
+    const cap = this.client.data.option(capability, 'options.capability')
     return this.client.publish(topic, data, key, headers, ack, timeout, msgId, cap)
   }
 
@@ -389,7 +362,7 @@ export class StreamService {
     const host = this.hosts.get(call.cluster)
     if (host === undefined) return encodeLeaderReply({ status: 'notLeader', hint: null }, () => {})
     const spec = host.catalog.get(call.stream)
-    if (spec !== undefined) this.allow(spec, call.cluster, 'consume', ctx.from, call.auth)
+    if (spec !== undefined) this.gate.check(spec, call.cluster, 'consume', ctx.from, call.auth)
     try {
       return await host.handleConsumer(call)
     } catch (err) {
@@ -406,7 +379,7 @@ export class StreamService {
     const call = decodePubCall(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodePubReply({ status: 'notHere' })
-    const grant = this.allow(h.meta, h.cluster, 'publish', ctx.from, call.auth)
+    const grant = this.gate.check(h.meta, h.cluster, 'publish', ctx.from, call.auth)
     return encodePubReply(
       await servePublish(
         h.replica,
@@ -423,7 +396,7 @@ export class StreamService {
     const call = decodeFetchCall(body)
     const h = this.hosted.get(partitionKey(call))
     if (h === undefined) return encodeFetchReply({ status: 'notHere' })
-    this.allow(h.meta, h.cluster, 'consume', ctx.from, call.auth)
+    this.gate.check(h.meta, h.cluster, 'consume', ctx.from, call.auth)
     const r = h.replica
     const maxBytes = Math.max(1, Math.min(call.maxBytes, 4 * 1024 * 1024))
     // Bytes read are held until the reply is encoded, within the caller's share (read-budget.ts).
