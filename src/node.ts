@@ -9,7 +9,13 @@ import { peerIdFromString } from '@libp2p/peer-id'
 import { type RelayServer, startRelay } from '../relay/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory, unservedMessage } from './cluster/membership.js'
-import { DEFAULT_REQUEST_TIMEOUT, FRAME_OVERHEAD, LINK } from './constants.js'
+import {
+  DEFAULT_REQUEST_TIMEOUT,
+  FRAME_OVERHEAD,
+  FSYNC_STALL_MS,
+  LINK,
+  LOG_RATE_INTERVAL,
+} from './constants.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
@@ -53,7 +59,7 @@ import { type BinaryReader, type BinaryWriter, DecodeError } from './util/binary
 import { type DataDirLock, lockDataDir } from './util/data-dir-lock.js'
 import { tuneGc } from './util/gc-tuning.js'
 import { parseKey } from './util/keys.js'
-import { childLogger } from './util/logger.js'
+import { childLogger, RateLimitedLog, SILENT_LOGGER } from './util/logger.js'
 import { PeerInputError, refusedCounter } from './util/peer-input.js'
 import {
   checkClusterName,
@@ -181,13 +187,10 @@ class Node implements PlexusNode {
     // Loaded only when asked for: nodes without `http` do not load prom-client.
     const observe = this.cfg.http ? await import('./observe/index.js') : undefined
     if (observe) {
-      const metrics = (this.metrics = new observe.NodeMetrics(
-        observe.nodeMetricsSource(this, () => this.parts()),
-      ))
-      if (this.cfg.dataDir !== undefined)
-        this.unobserveSyncs = observeSyncs(this.cfg.dataDir, (t) => metrics.fsyncDone(t))
+      this.metrics = new observe.NodeMetrics(observe.nodeMetricsSource(this, () => this.parts()))
     }
     const metrics = this.metrics
+    if (this.cfg.dataDir !== undefined) this.unobserveSyncs = this.observeSyncs(this.cfg.dataDir)
     this.server = new RequestServer({
       now,
       sendTo: (p, enc) => this.sendTo(p, enc),
@@ -355,6 +358,24 @@ class Node implements PlexusNode {
       },
       'node started',
     )
+  }
+
+  /**
+   * Watches the synced writes of the logs under `dir`: their duration goes to the metrics
+   * (with `http`), and one slower than `FSYNC_STALL_MS` is logged as a stall (at most once per
+   * `LOG_RATE_INTERVAL`, with the count of others). Nothing is registered when neither listens.
+   */
+  private observeSyncs(dir: string): (() => void) | undefined {
+    const metrics = this.metrics
+    const log = childLogger(this.cfg.logger, 'storage')
+    if (metrics === undefined && log === SILENT_LOGGER) return undefined
+    const stalls = new RateLimitedLog(log, LOG_RATE_INTERVAL)
+    return observeSyncs(dir, (seconds) => {
+      metrics?.fsyncDone(seconds)
+      const ms = Math.round(seconds * 1000)
+      if (ms >= FSYNC_STALL_MS)
+        stalls.log('warn', 'fsync', { ms, dataDir: dir }, 'fsync stall: a synced write was slow')
+    })
   }
 
   /**

@@ -8,7 +8,9 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { FSYNC_STALL_MS } from '../src/constants.js'
 import { generateKey, type Logger } from '../src/index.js'
+import { syncObserverFor } from '../src/log/sync-observers.js'
 import { childLogger, RateLimitedLog } from '../src/util/logger.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 
@@ -116,6 +118,24 @@ describe('node log', () => {
     // Nothing logged at error level along the way.
     expect(all().filter((r) => r.level === 'error')).toEqual([])
   }, 60_000)
+})
+
+describe('fsync stalls', () => {
+  it('a synced write slower than FSYNC_STALL_MS is logged, at most once per interval', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'plexus-logs-'))
+    dirs.push(root)
+    const logger = memoryLogger()
+    await startNode({ network: uniqueNetwork('logs'), dataDir: root, logger })
+    // Every commit log under the data directory reports its synced writes to this observer.
+    const report = syncObserverFor(join(root, 'streams', 'db', 'meta'))!
+    report((FSYNC_STALL_MS - 1) / 1000)
+    report(2.5)
+    report(3)
+    const stalls = find(logger.records, 'fsync stall: a synced write was slow')
+    expect(stalls).toEqual([
+      expect.objectContaining({ level: 'warn', component: 'storage', ms: 2500, dataDir: root }),
+    ])
+  })
 })
 
 describe('log helpers', () => {

@@ -28,7 +28,7 @@ import type { ClusterSigner } from '../cluster/proof.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
 import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../replication/index.js'
 import type { Logger } from '../types.js'
-import { bindLogger } from '../util/logger.js'
+import { bindLogger, errFields } from '../util/logger.js'
 import { authorizeMeta } from './authz.js'
 import { ConsumerLeases, durableKey } from './consumer-leases.js'
 import {
@@ -549,7 +549,14 @@ export class ClusterHost {
     const fresh = !existsSync(join(this.streamDir(meta), String(partition), 'raft'))
     entry.stop = async () => {
       unregister()
-      await replica.stop().catch(() => {})
+      await replica
+        .stop()
+        .catch((err) =>
+          this.d.logger.warn(
+            { cluster: this.d.cluster, stream: meta.name, partition, ...errFields(err) },
+            'stream replica did not stop cleanly',
+          ),
+        )
     }
     supervisor.started(this.d.now())
     try {

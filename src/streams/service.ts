@@ -10,11 +10,12 @@
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { MAX_LONG_POLL_MS } from '../constants.js'
-import { AbortedError, errorMessage } from '../errors.js'
+import { AbortedError } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, Logger, NodeStatus, PublishAck, Streams } from '../types.js'
+import { errFields } from '../util/logger.js'
 import { AdminCredentials, type ResolvedCredentials } from './authz.js'
 import { type DurableStats, StreamsClient } from './client.js'
 import { openConsumer } from './consumer.js'
@@ -165,7 +166,18 @@ export class StreamService {
     this.stopped = true
     this.client.close()
     for (const u of this.unregister.splice(0)) u()
-    await Promise.all([...this.hosts.values()].map((h) => h.stop().catch(() => {})))
+    await Promise.all(
+      [...this.hosts.entries()].map(([cluster, h]) =>
+        h
+          .stop()
+          .catch((err) =>
+            this.d.logger.warn(
+              { cluster, ...errFields(err) },
+              'durable streams of a cluster did not stop cleanly',
+            ),
+          ),
+      ),
+    )
     this.hosts.clear()
   }
 
@@ -188,7 +200,7 @@ export class StreamService {
       onError: (err) => {
         this.d.count('streams.replicaErrors')
         this.d.logger.error(
-          { cluster, err: errorMessage(err) },
+          { cluster, ...errFields(err) },
           'durable streams: error (metadata replica or hosting)',
         )
       },
