@@ -4,10 +4,11 @@
  * cluster's metadata is unreachable or a hosted partition has no leader; bad options are
  * refused naming the field; the server is gone after stop.
  */
+import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createNode, generateKey, InvalidArgumentError, type PlexusNode } from '../src/index.js'
 import {
@@ -135,6 +136,35 @@ describe('http option', () => {
     await node.stop()
     await expect(fetch(`http://${addr}/healthz`)).rejects.toThrow()
   })
+
+  it('leaves nothing that keeps the process alive once the node stopped', async () => {
+    // A child process (the built library): start with http, scrape with a keep-alive
+    // connection left open, stop; the process must then exit on its own.
+    const lib = resolve('dist/src/index.js')
+    const script = `
+      const { createNode } = await import(${JSON.stringify(lib)})
+      const node = await createNode({ network: 'exit-${Date.now()}', listen: ['/ip4/127.0.0.1/tcp/0'], discovery: { local: false }, http: { port: 0 } })
+      const res = await fetch('http://' + node.httpAddress + '/metrics', { keepalive: true })
+      await res.text()
+      await node.stop()
+      console.log('stopped')
+    `
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+    })
+    const timer = setTimeout(() => child.kill('SIGKILL'), 15_000)
+    const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)))
+    clearTimeout(timer)
+    expect({ code, out: out.trim(), err }).toEqual({ code: 0, out: 'stopped', err: '' })
+  }, 30_000)
 
   it('metrics move as requests, broadcasts, publishes and tunnels say', async () => {
     const [a, b] = await startNodes(2, { http: { port: 0 } })
