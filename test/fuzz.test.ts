@@ -33,6 +33,7 @@ import {
   encodeCopyCall,
   encodeCopyReply,
 } from '../src/streams/partition-copy.js'
+import { decodePurgeCall, encodePurgeCall } from '../src/streams/purge.js'
 import {
   decodeFetchCall,
   decodeFetchReply,
@@ -252,11 +253,39 @@ describe('fuzzed internal call bodies: only DecodeError, never an invalid value'
       encodeMetaCall({ op: 'create', cluster: 'db', requestId: 'r1', spec, proof }),
       encodeMetaCall({ op: 'delete', cluster: 'db', requestId: 'r2', name: 'orders', proof }),
       encodeMetaCall({ op: 'table', cluster: 'db' }),
+      encodeMetaCall({
+        op: 'consumer-delete',
+        cluster: 'db',
+        requestId: 'r3',
+        name: 'o',
+        durable: 'b',
+        proof,
+      }),
+      encodeMetaCall({
+        op: 'purge',
+        cluster: 'db',
+        requestId: 'r4',
+        name: 'o',
+        partition: 1,
+        before: 9,
+        proof,
+      }),
+      encodeMetaCall({
+        op: 'update',
+        cluster: 'db',
+        requestId: 'r5',
+        name: 'o',
+        retention: { maxAge: 5 },
+        proof,
+      }),
     ],
     decodeMetaCall,
     (c) => {
       checkClusterName(c.cluster)
-      if (c.op === 'delete') checkStreamName(c.name)
+      if (c.op !== 'table' && c.op !== 'create') checkStreamName(c.name)
+      if (c.op === 'consumer-delete') checkStreamName(c.durable)
+      if (c.op === 'update')
+        for (const v of Object.values(c.retention)) if (!(v! > 0)) throw new Error(`retention ${v}`)
       if (c.op === 'create')
         validateStreamConfig(c.spec.name, { subject: c.spec.subject, cluster: c.cluster })
     },
@@ -332,13 +361,27 @@ describe('fuzzed internal call bodies: only DecodeError, never an invalid value'
       encodeConsumerCall({ ...cref, op: 'commit', offsets: [[0, 5]] }),
       encodeConsumerCall({ ...cref, op: 'positions' }),
       encodeConsumerCall({ ...cref, op: 'lease', partition: 0, holder: 'h', ttlMs: 5000 }),
+      encodeConsumerCall({ ...cref, op: 'commit', offsets: [[0, 5]], holder: 'h' }),
+      encodeConsumerCall({ ...cref, durable: '', op: 'list' }),
+      encodeConsumerCall({ ...cref, op: 'describe' }),
     ],
     decodeConsumerCall,
     (c) => {
       checkClusterName(c.cluster)
       checkStreamName(c.stream)
-      checkStreamName(c.durable)
+      if (c.op !== 'list') checkStreamName(c.durable) // a list names no durable
     },
+  )
+  fuzz(
+    's.purge call',
+    [
+      encodePurgeCall({
+        ...ref,
+        call: encodeMetaCall({ op: 'purge', cluster: 'db', requestId: 'r', name: 'o' }),
+      }),
+    ],
+    decodePurgeCall,
+    (c) => checkStreamName(c.stream),
   )
   fuzz(
     's.cons reply',
