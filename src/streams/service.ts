@@ -373,8 +373,11 @@ export class StreamService {
     const call = decodeConsumerCall(body)
     const host = this.hosts.get(call.cluster)
     if (host === undefined) return encodeLeaderReply({ status: 'notLeader', hint: null }, () => {})
+    // Reading and acknowledging need consume access; listing and describing durables stay
+    // open, like streams.info (docs/security.md, "Who may do what").
     const spec = host.catalog.get(call.stream)
-    if (spec !== undefined) this.gate.check(spec, call.cluster, 'consume', ctx.from, call.auth)
+    if (spec !== undefined && call.op !== 'list' && call.op !== 'describe')
+      this.gate.check(spec, call.cluster, 'consume', ctx.from, call.auth)
     try {
       return await host.handleConsumer(call)
     } catch (err) {

@@ -83,6 +83,8 @@ describe('publish and consume access', () => {
     await refused(firstRead(keyless, 'locked'), /needs a capability granting consume/)
     await refused(firstRead(keyless, 'locked', { durable: 'd1' }), /needs a capability granting consume/)
     expect(await nextOffset(m!, 'locked')).toBe(0)
+    // Listing durables stays open, like streams.info.
+    await expect(keyless.streams.consumers('locked', T)).resolves.toBeDefined()
 
     // Members always may (here a member that is not the leader, and the leader itself).
     for (const node of members) await node.publish('locked.a', 'from a member', { ack: 'all' })
