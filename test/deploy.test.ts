@@ -7,7 +7,7 @@
  * unit's stop signal) stops each member with exit 0. The systemd unit is checked for the
  * directives docs/operations.md relies on.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
@@ -52,8 +52,8 @@ function startMember(
     let relay = ''
     let http = ''
     const timer = setTimeout(
-      () => reject(new Error(`${file}: not joined in 20 s: ${out.join('|')} ${err}`)),
-      20_000,
+      () => reject(new Error(`${file}: not joined in 40 s: ${out.join('|')} ${err}`)),
+      40_000,
     )
     child.once('exit', (code) => reject(new Error(`${file}: exited ${code}: ${err}`)))
     createInterface({ input: child.stdout! }).on('line', (l) => {
@@ -83,6 +83,14 @@ describe('examples/deploy', () => {
       /^TimeoutStopSec=/m,
     ])
       expect(unit).toMatch(line)
+    // systemd's own check of every directive, where systemd is installed.
+    if (spawnSync('systemd-analyze', ['--version']).status === 0) {
+      const dir = tempDir()
+      const instance = join(dir, 'plexus@member-1.service')
+      writeFileSync(instance, unit)
+      const r = spawnSync('systemd-analyze', ['verify', '--man=no', instance], { encoding: 'utf8' })
+      expect(`${r.stdout}${r.stderr}`).not.toMatch(/Unknown (key|section)|Failed to parse|Invalid/i)
+    }
   })
 
   it('three members from the example configs form the cluster and serve a stream with 3 replicas', async () => {
@@ -113,6 +121,19 @@ describe('examples/deploy', () => {
     const members = await Promise.all(files.map((f) => startMember(f)))
     const env = { PLEXUS_RELAY: members[0]!.relay }
     await waitMembers(members[0]!.relay, 'storage', 3, 20_000)
+    // Every member is ready (linked, the cluster's metadata group reachable) on its HTTP port.
+    for (const m of members) {
+      const end = Date.now() + 30_000
+      for (;;) {
+        const res = await fetch(new URL('readyz', m.http))
+        const body = await res.text()
+        if (res.status === 200 || Date.now() > end) {
+          expect(res.status, body).toBe(200)
+          break
+        }
+        await new Promise((r) => setTimeout(r, 100))
+      }
+    }
 
     const created = await runCli(
       [
@@ -126,36 +147,27 @@ describe('examples/deploy', () => {
         '--replicas',
         '3',
         '--json',
+        '--timeout',
+        '20000',
       ],
-      { env, timeout: 20_000 },
+      { env, timeout: 40_000 },
     )
     expect(created.code, created.stderr).toBe(0)
     const info = JSON.parse(created.stdout)
     expect(info.partitions[0].replicas).toHaveLength(3)
     // Published through member 2, read through member 3.
-    const r = await runCli(['publish', 'orders.eu', 'order 0', '--ack', 'all'], {
+    const r = await runCli(['publish', 'orders.eu', 'order 0', '--ack', 'all', '--timeout', '20000'], {
       env: { PLEXUS_RELAY: members[1]!.relay },
+      timeout: 40_000,
     })
     expect(r.code, r.stderr).toBe(0)
     expect(r.stdout).toBe('0\n')
     const read = await runCli(['consume', 'orders', '--from', 'earliest', '--count', '1'], {
       env: { PLEXUS_RELAY: members[2]!.relay },
+      timeout: 40_000,
     })
     expect(read.code, read.stderr).toBe(0)
     expect(read.stdout).toBe('order 0\n')
-    // Every member is ready (linked, metadata reachable, partitions led) on its HTTP port.
-    for (const m of members) {
-      const end = Date.now() + 10_000
-      for (;;) {
-        const res = await fetch(new URL('readyz', m.http))
-        const body = await res.text()
-        if (res.status === 200 || Date.now() > end) {
-          expect(res.status, body).toBe(200)
-          break
-        }
-        await new Promise((r) => setTimeout(r, 100))
-      }
-    }
     // The data directories are where the files say, relative to the file.
     for (let i = 0; i < 3; i++)
       expect(readFileSync(join(dir, `member-${i + 1}`, 'plexus.lock'), 'utf8')).toBeTruthy()
@@ -166,5 +178,5 @@ describe('examples/deploy', () => {
       expect(m.child.exitCode).toBe(0)
       expect(m.out.at(-1)).toBe('stopped')
     }
-  }, 90_000)
+  }, 180_000)
 })
