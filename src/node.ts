@@ -326,6 +326,7 @@ class Node implements PlexusNode {
       linked: (p) => this.links.get(p) !== undefined,
       ensureLink: (p) => this.links.ensure(p),
       count,
+      logger: childLogger(this.cfg.logger, 'discovery'),
     })
     await this.links.start()
     this.directory.start()

@@ -7,8 +7,10 @@
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import { LINK } from '../constants.js'
+import { LINK, LOG_RATE_INTERVAL } from '../constants.js'
 import type { PlexusLibp2p } from '../transport/libp2p.js'
+import type { Logger } from '../types.js'
+import { errFields, RateLimitedLog, SILENT_LOGGER } from '../util/logger.js'
 import { LocalDiscovery } from './local.js'
 
 /** Minimum time between two dials of one peer (ms). */
@@ -28,6 +30,11 @@ export interface DialerHost {
   /** Opens the link once connected. */
   ensureLink(peer: PeerId): Promise<unknown>
   count(counter: string): void
+  /**
+   * Where failed dials are logged: a bootstrap address at warn (at most once per address per
+   * `LOG_RATE_INTERVAL`), a discovered or announced peer at debug. Default silent.
+   */
+  logger?: Logger
 }
 
 /** Discovery-to-connection glue (start/stop). */
@@ -46,7 +53,13 @@ export class Dialer {
     )
   }
 
-  constructor(private readonly host: DialerHost) {}
+  private readonly log: Logger
+  private readonly limited: RateLimitedLog
+
+  constructor(private readonly host: DialerHost) {
+    this.log = host.logger ?? SILENT_LOGGER
+    this.limited = new RateLimitedLog(this.log, LOG_RATE_INTERVAL)
+  }
 
   async start(opts: { local: boolean; bootstrap: string[] }): Promise<void> {
     const self = this.host.libp2p.peerId.toString()
@@ -72,8 +85,10 @@ export class Dialer {
           const ma = multiaddr(a)
           const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value
           if (peer && this.host.linked(peer)) continue
-          this.host.libp2p.dial(ma, { signal: AbortSignal.timeout(LINK.openTimeout) }).catch(() => {
+          this.host.libp2p.dial(ma, { signal: AbortSignal.timeout(LINK.openTimeout) }).catch((err) => {
             this.host.count('dials.failed')
+            if (!this.stopped)
+              this.limited.log('warn', a, { address: a, ...errFields(err) }, 'bootstrap address unreachable')
           })
         }
       }
@@ -115,8 +130,9 @@ export class Dialer {
         if (mas.length > 0) await this.host.libp2p.peerStore.merge(id, { multiaddrs: mas })
         await this.host.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
         await this.host.ensureLink(id)
-      } catch {
+      } catch (err) {
         this.host.count('dials.failed')
+        if (!this.stopped) this.log.debug({ peer, addrs, ...errFields(err) }, 'dial failed')
       }
     })()
   }

@@ -151,6 +151,8 @@ export interface CopyRangeOptions {
   signal: AbortSignal
   /** Pause between rounds in which no peer could help (ms; default 200, doubling to 2 s). */
   retryMs?: number
+  /** Told when asking `peer` failed (the next peer is asked); for the log. */
+  onSourceError?: (peer: NodeId, err: unknown) => void
 }
 
 /**
@@ -171,8 +173,9 @@ export async function copyRange(o: CopyRangeOptions): Promise<void> {
         let chunk: CopyChunk | undefined
         try {
           chunk = await o.source(peer, next, COPY_CHUNK_BYTES, o.signal)
-        } catch {
+        } catch (err) {
           if (o.signal.aborted) throw aborted()
+          o.onSourceError?.(peer, err)
           break // unreachable or failing: the next peer
         }
         if (chunk === undefined || chunk.end <= next) break // it has nothing we lack

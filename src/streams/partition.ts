@@ -568,6 +568,8 @@ export class PartitionReplica {
         peers,
         source: copy,
         signal: this.stopping.signal,
+        onSourceError: (peer, err) =>
+          this.opts.logger?.debug({ ...span, peer, err: String(err) }, 'catch-up by copy: a source failed'),
       })
       this.opts.logger?.info({ ...span, ms: Date.now() - started }, 'catch-up by copy finished')
     }

@@ -111,9 +111,9 @@ export interface NodeProc {
 
 /**
  * Starts `plexus node` with the test-safe flags plus `args`, and waits for its ready line
- * and one `joined` line per `--join`.
+ * and one `joined` line per `--join` (the ready line within `readyMs`).
  */
-export async function startNode(network: string, args: string[] = []): Promise<NodeProc> {
+export async function startNode(network: string, args: string[] = [], readyMs = 15_000): Promise<NodeProc> {
   const child = spawn(
     process.execPath,
     [
@@ -163,7 +163,7 @@ export async function startNode(network: string, args: string[] = []): Promise<N
       waiters.add(check)
       check()
     })
-  const ready = await waitLine(/^plexus node \S+ network \S+ relay \S+/)
+  const ready = await waitLine(/^plexus node \S+ network \S+ relay \S+/, readyMs)
   const m = ready.match(/^plexus node (\S+) network \S+ relay (\S+)/)!
   const proc: NodeProc = { child, id: m[1]!, relay: m[2]!, lines, stderr, waitLine }
   // Joins print `joined <cluster>` in command-line order: the last one means all are done.

@@ -77,7 +77,8 @@ describe('logs of a leader crash', () => {
       '--log-format',
       'json',
     ]
-    const nodes = await Promise.all([0, 1, 2].map((i) => startNode(network, args(i))))
+    // A loaded machine can take more than the usual 15 s to start three nodes at once.
+    const nodes = await Promise.all([0, 1, 2].map((i) => startNode(network, args(i), 45_000)))
     const ids = nodes.map((n) => n.id)
     for (const n of nodes)
       for (const id of ids) await waitRec(n, 'member joined', { cluster: 'db', peer: id })
@@ -149,7 +150,7 @@ describe('logs of a leader crash', () => {
 
     // Restart on the same data directory: it catches up, and says so when the leader counts
     // it in sync again.
-    const back = await startNode(network, args(victimAt))
+    const back = await startNode(network, args(victimAt), 45_000)
     nodes[victimAt] = back
     expect(back.id).toBe(leader)
     const start = await waitRec(back, 'replica catching up', { stream: 'orders', partition: 0 })
