@@ -282,6 +282,8 @@ interface CallOptions {
 export class GrantPresenter {
   /** Presentations done or under way, by `peer hash`. */
   private readonly presented = new Map<string, Promise<void>>()
+  /** Those accepted (a subset of `presented`). */
+  private readonly done = new Set<string>()
 
   constructor(private readonly d: { self: string; rpc: PeerRpc; maxEntries?: number }) {}
 
@@ -298,7 +300,8 @@ export class GrantPresenter {
     auth: DataAuth | undefined,
   ): Promise<Uint8Array> {
     if (auth === undefined) return this.d.rpc.call(peer, method, body, opts)
-    await this.present(peer, auth, opts, false)
+    // Already presented: no await before the call (publish latency stays as without one).
+    if (!this.done.has(`${peer} ${auth.key}`)) await this.present(peer, auth, opts, false)
     try {
       return await this.d.rpc.call(peer, method, body, opts)
     } catch (err) {
@@ -311,7 +314,11 @@ export class GrantPresenter {
   /** Forgets what was presented to `peer` (its link went down: it forgot too). */
   onLinkDown(peer: string): void {
     const prefix = `${peer} `
-    for (const k of [...this.presented.keys()]) if (k.startsWith(prefix)) this.presented.delete(k)
+    for (const k of [...this.presented.keys()])
+      if (k.startsWith(prefix)) {
+        this.presented.delete(k)
+        this.done.delete(k)
+      }
   }
 
   private present(peer: string, auth: DataAuth, opts: CallOptions, again: boolean): Promise<void> {
@@ -319,9 +326,16 @@ export class GrantPresenter {
     let p = again ? undefined : this.presented.get(k)
     if (p === undefined) {
       const body = signPresentation(auth.capability, this.d.self, peer, Date.now())
-      p = this.d.rpc.call(peer, 's.grant', body, opts).then(() => {})
-      if (this.presented.size >= (this.d.maxEntries ?? GRANTS.total))
-        this.presented.delete(this.presented.keys().next().value!)
+      this.done.delete(k)
+      const sent: Promise<void> = this.d.rpc.call(peer, 's.grant', body, opts).then(() => {
+        if (this.presented.get(k) === sent) this.done.add(k)
+      })
+      p = sent
+      if (this.presented.size >= (this.d.maxEntries ?? GRANTS.total)) {
+        const oldest = this.presented.keys().next().value!
+        this.presented.delete(oldest)
+        this.done.delete(oldest)
+      }
       this.presented.set(k, p)
       p.catch(() => {
         if (this.presented.get(k) === p) this.presented.delete(k)
