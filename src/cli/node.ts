@@ -20,6 +20,7 @@ import {
 } from '../constants.js'
 import { CIPHER_CHOICES, type CipherChoice } from '../transport/encrypters.js'
 import type { JoinOptions, PlexusNode } from '../types.js'
+import { errFields } from '../util/logger.js'
 import { collectMultiaddr, parseNetwork, parsePort, parsePositiveInt, readKeyFile } from './args.js'
 import { effectiveConfig, resolveNodeConfig } from './config.js'
 import { execHandler } from './exec.js'
@@ -248,9 +249,8 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     process.stderr.write(`${formatError(err)}\n`)
     void stop(EXIT.failure)
   })
-  process.on('unhandledRejection', (err) => {
-    process.stderr.write(`plexus: warning: unhandled ${formatError(err).slice('plexus: '.length)}\n`)
-  })
+  // Nobody sees these otherwise: logged (one record, so JSON logs stay parseable).
+  process.on('unhandledRejection', (err) => logger.warn(errFields(err), 'unhandled promise rejection'))
 
   // Loaded here so the other commands (and bad-flag errors) do not pay for libp2p's start-up.
   const { createNode } = await import('../node.js')
