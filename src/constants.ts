@@ -235,7 +235,7 @@ export const PEER_PATTERNS_TOTAL = 100_000
 
 /**
  * Bytes of stored messages reads (`s.fetch`) hold at once on a serving replica, from their
- * read until their reply is encoded (`streams/read-budget.ts`). A read waiting for new
+ * read until their reply is encoded (`streams/access/read-budget.ts`). A read waiting for new
  * messages holds nothing.
  */
 export const READS = {
@@ -246,7 +246,7 @@ export const READS = {
 } as const
 
 /**
- * Capabilities presented for publishing or reading (`s.grant`, `streams/grants.ts`) a member
+ * Capabilities presented for publishing or reading (`s.grant`, `streams/access/grants.ts`) a member
  * keeps: per remote peer (the oldest forgotten beyond it) and in total (more are refused with
  * `OverloadedError`). A peer's are forgotten when its link goes down.
  */

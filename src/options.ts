@@ -23,7 +23,7 @@ import {
   MAX_TIMEOUT,
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
-import { checkCredentials, type ResolvedCredentials } from './streams/authz.js'
+import { checkCredentials, type ResolvedCredentials } from './streams/access/authz.js'
 import { CIPHER_CHOICES, type CipherChoice } from './transport/encrypters.js'
 import type { Limits, Logger, NodeOptions } from './types.js'
 import { parseKey } from './util/keys.js'
@@ -72,7 +72,7 @@ export interface NodeConfig {
   maxMessageSize: number
   replaceReplicaAfter: number
   raftLogBytes: number
-  /** Credentials for stream administration on clusters not joined (streams/authz.ts). */
+  /** Credentials for stream administration on clusters not joined (streams/access/authz.ts). */
   credentials: ResolvedCredentials
 }
 

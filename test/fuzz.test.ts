@@ -24,16 +24,16 @@ import {
   encodeSeek,
   readLease,
   writeLease,
-} from '../src/streams/consumer-wire.js'
-import { StreamDirectory } from '../src/streams/directory.js'
-import { checkStreamName, validateStreamConfig } from '../src/streams/metadata-codec.js'
+} from '../src/streams/consumer/consumer-wire.js'
+import { decodePurgeCall, encodePurgeCall } from '../src/streams/host/purge.js'
+import { StreamDirectory } from '../src/streams/meta/directory.js'
+import { checkStreamName, validateStreamConfig } from '../src/streams/meta/metadata-codec.js'
 import {
   decodeCopyCall,
   decodeCopyReply,
   encodeCopyCall,
   encodeCopyReply,
-} from '../src/streams/partition-copy.js'
-import { decodePurgeCall, encodePurgeCall } from '../src/streams/purge.js'
+} from '../src/streams/partition/partition-copy.js'
 import {
   decodeFetchCall,
   decodeFetchReply,

@@ -286,7 +286,7 @@ const PRESENT_DOMAIN = 'plexus-present/1'
 
 /**
  * What a caller sends a member once per (member, capability) before publishing or reading
- * with it (`s.grant`, streams/grants.ts): `bytes token | u64 time | 64 signature`, the
+ * with it (`s.grant`, streams/access/grants.ts): `bytes token | u64 time | 64 signature`, the
  * signature by the capability's holder key over domain `plexus-present/1`, the token, the
  * presenter's and the member's peer ids and the time. Noise proves the presenter's peer id
  * on the link, so the presentation is good for that peer only and that member only.

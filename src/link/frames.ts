@@ -45,7 +45,7 @@ export const FrameType = {
   RpcCall: 16,
   /** The reply to an `RpcCall`; body in rpc/rpc.ts. */
   RpcReply: 17,
-  /** A cluster's signed stream table, flooded; body in streams/directory.ts. */
+  /** A cluster's signed stream table, flooded; body in streams/meta/directory.ts. */
   StreamTable: 18,
 } as const
 

@@ -34,15 +34,15 @@ import type {
   Streams,
 } from '../types.js'
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
+import type { AdminCredentials } from './access/authz.js'
+import { type DataAuth, DataCredentials, GrantPresenter } from './access/grants.js'
 import { consumerInfo, deleteConsumer, listConsumers, purgeStream, updateStream } from './admin.js'
-import type { AdminCredentials } from './authz.js'
-import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer-wire.js'
-import type { KnownStream, StreamDirectory } from './directory.js'
-import { type DataAuth, DataCredentials, GrantPresenter } from './grants.js'
-import { newRequestId, partitionKey } from './host.js'
-import { validateStreamConfig } from './metadata.js'
-import { accessOf } from './metadata-codec.js'
-import { checkStorageMembers } from './placement.js'
+import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer/consumer-wire.js'
+import { newRequestId, partitionKey } from './host/host.js'
+import type { KnownStream, StreamDirectory } from './meta/directory.js'
+import { validateStreamConfig } from './meta/metadata.js'
+import { accessOf } from './meta/metadata-codec.js'
+import { checkStorageMembers } from './meta/placement.js'
 import { Publisher, sleep } from './publisher.js'
 import {
   decodeFetchReply,

@@ -41,7 +41,7 @@ import {
 } from '../errors.js'
 import { type PeerRpc, PeerUnreachableError } from '../rpc/rpc.js'
 import { BinaryWriter, uninitializedBytes } from '../util/binary.js'
-import type { DataAuth, GrantPresenter } from './grants.js'
+import type { DataAuth, GrantPresenter } from './access/grants.js'
 import {
   decodePubReply,
   type PartitionRef,

@@ -16,14 +16,18 @@ import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
 import type { ConsumeOptions, Consumer, Logger, NodeStatus, PublishAck, Streams } from '../types.js'
 import { errFields } from '../util/logger.js'
-import { AdminCredentials, type ResolvedCredentials } from './authz.js'
+import { AdminCredentials, type ResolvedCredentials } from './access/authz.js'
+import { DataGate } from './access/grants.js'
+import { ReadBudget } from './access/read-budget.js'
 import { type DurableStats, StreamsClient } from './client.js'
-import { openConsumer } from './consumer.js'
-import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer-wire.js'
-import { StreamDirectory } from './directory.js'
-import { DataGate } from './grants.js'
-import { ClusterHost, type HostedPartition, partitionKey } from './host.js'
-import type { PartitionReplica } from './partition.js'
+import { openConsumer } from './consumer/consumer.js'
+import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer/consumer-wire.js'
+import { ClusterHost, type HostedPartition, partitionKey } from './host/host.js'
+import { servePublish } from './host/publish-serve.js'
+import { checkPurge, decodePurgeCall } from './host/purge.js'
+import { replicaState } from './host/replica-state.js'
+import { StreamDirectory } from './meta/directory.js'
+import type { PartitionReplica } from './partition/partition.js'
 import {
   COPY_MAX_BYTES,
   decodeCopyCall,
@@ -31,11 +35,7 @@ import {
   encodeCopyCall,
   encodeCopyReply,
   fitCopyChunk,
-} from './partition-copy.js'
-import { servePublish } from './publish-serve.js'
-import { checkPurge, decodePurgeCall } from './purge.js'
-import { ReadBudget } from './read-budget.js'
-import { replicaState } from './replica-state.js'
+} from './partition/partition-copy.js'
 import {
   decodeFetchCall,
   decodeMetaCall,

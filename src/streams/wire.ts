@@ -17,7 +17,7 @@
  *   | bytes data)`; reply: `u8 status` — 0 ok: `u16 n | n × result` (one per message, in order:
  *   `u8 0 | u64 offset` stored, `u8 1 | u64 offset` a duplicate of a stored msgId, `u8 2 | str
  *   error name | str message` failed, `u8 3` not appended: send it again, to the leader),
- *   then, when the caller publishes with a capability, `bytes token hash` (streams/grants.ts);
+ *   then, when the caller publishes with a capability, `bytes token hash` (streams/access/grants.ts);
  *   1 not leader (nothing appended): `str hint`; 3 not here.
  * - `s.seek` call (consumer-wire.ts), answered by the partition leader only; reply `u8 status`
  *   — 0 ok: `u64 offset`; 1 not leader: `str hint`; 3 not here.
@@ -32,15 +32,15 @@
  */
 import { BinaryReader, BinaryWriter, DecodeError, uninitializedBytes } from '../util/binary.js'
 import { fromPeer, PeerInputError, peerCluster } from '../util/peer-input.js'
-import type { StreamSpec, StreamUpdate } from './metadata-codec.js'
+import type { StreamSpec, StreamUpdate } from './meta/metadata-codec.js'
 import {
   checkStreamName,
   readRetentionPolicy,
   readSpec,
   writeRetentionPolicy,
   writeSpec,
-} from './metadata-codec.js'
-import type { PartitionMessage } from './types.js'
+} from './meta/metadata-codec.js'
+import type { PartitionMessage } from './partition/types.js'
 
 /** Reply status codes shared by the stream calls. */
 export const Status = { Ok: 0, NotLeader: 1, Error: 2, NotHere: 3 } as const

@@ -5,7 +5,7 @@ import {
   PartitionReplica,
   type PartitionReplicaOptions,
   type PublishResult,
-} from '../../src/streams/index.js'
+} from '../../src/streams/partition/index.js'
 import { mulberry32 } from '../helpers/rng.js'
 import { MemNet, s, tempDir, until } from '../replication/helpers.js'
 

@@ -1,6 +1,6 @@
 /**
  * Publishing to and reading from a stream whose `access` asks for a capability
- * (docs/security.md, "Who may do what"; src/streams/grants.ts). Real nodes over loopback:
+ * (docs/security.md, "Who may do what"; src/streams/access/grants.ts). Real nodes over loopback:
  * - open streams work for a keyless node as before;
  * - a capability stream refuses a keyless node's publish and read (plain and durable) with
  *   `UnauthorizedError`, and nothing is appended;
@@ -17,7 +17,7 @@ import { afterAll, describe, expect, it } from 'vitest'
 import { parseCapability, signPresentation } from '../../src/cluster/capability.js'
 import { generateKey, issueCapability, type PlexusNode } from '../../src/index.js'
 import type { PeerRpc } from '../../src/rpc/rpc.js'
-import { dataAuth } from '../../src/streams/grants.js'
+import { dataAuth } from '../../src/streams/access/grants.js'
 import { writePubHead, writePubMessage } from '../../src/streams/wire.js'
 import { BinaryWriter } from '../../src/util/binary.js'
 import { startNode, startStreamCluster } from '../helpers/nodes.js'

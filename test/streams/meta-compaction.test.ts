@@ -10,8 +10,8 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { PlexusNode } from '../../src/index.js'
 import { nodeInternals } from '../../src/node.js'
-import { encodeCommand, placeStream, StreamCatalog } from '../../src/streams/index.js'
-import { MetaGroup } from '../../src/streams/meta-group.js'
+import { MetaGroup } from '../../src/streams/meta/meta-group.js'
+import { encodeCommand, placeStream, StreamCatalog } from '../../src/streams/partition/index.js'
 import { startJoinedNodes, waitFor } from '../helpers/nodes.js'
 
 const groups: MetaGroup[] = []

@@ -8,8 +8,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { nodeInternals } from '../../src/node.js'
-import { encodeCommand, placeStream, StreamCatalog } from '../../src/streams/index.js'
-import { MetaGroup } from '../../src/streams/meta-group.js'
+import { MetaGroup } from '../../src/streams/meta/meta-group.js'
+import { encodeCommand, placeStream, StreamCatalog } from '../../src/streams/partition/index.js'
 import { startJoinedNodes, waitFor } from '../helpers/nodes.js'
 
 const groups: MetaGroup[] = []

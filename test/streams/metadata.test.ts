@@ -17,7 +17,7 @@ import {
   type StreamSpec,
   subjectsOverlap,
   validateStreamConfig,
-} from '../../src/streams/index.js'
+} from '../../src/streams/partition/index.js'
 import { DecodeError } from '../../src/util/binary.js'
 import { mulberry32 } from '../helpers/rng.js'
 import { MemNet, tempDir, until } from '../replication/helpers.js'

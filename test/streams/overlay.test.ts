@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { PlexusNode } from '../../src/index.js'
 import { nodeInternals } from '../../src/node.js'
-import { PartitionReplica } from '../../src/streams/index.js'
+import { PartitionReplica } from '../../src/streams/partition/index.js'
 import { startJoinedNodes, startNodes, waitFor } from '../helpers/nodes.js'
 import { mulberry32, testSeed } from '../helpers/rng.js'
 

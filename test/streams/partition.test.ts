@@ -7,7 +7,7 @@ import {
   type PartitionMessage,
   PartitionReplica,
   type PartitionReplicaOptions,
-} from '../../src/streams/index.js'
+} from '../../src/streams/partition/index.js'
 import { mulberry32 } from '../helpers/rng.js'
 import { MemNet, s, tempDir, until } from '../replication/helpers.js'
 

@@ -5,8 +5,8 @@
 import { expect, it } from 'vitest'
 import { AbortedError, LeadershipLostError } from '../../src/errors.js'
 import { EntryOverwrittenError } from '../../src/replication/index.js'
-import type { PartitionReplica } from '../../src/streams/partition.js'
-import { servePublish } from '../../src/streams/publish-serve.js'
+import { servePublish } from '../../src/streams/host/publish-serve.js'
+import type { PartitionReplica } from '../../src/streams/partition/partition.js'
 import type { PubMessage } from '../../src/streams/wire.js'
 
 const ref = { stream: 's', createdIndex: 1, partition: 0 }

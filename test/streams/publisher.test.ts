@@ -9,10 +9,10 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { LeadershipLostError, MemberLostError, TimeoutError } from '../../src/errors.js'
 import type { PeerRpc } from '../../src/rpc/rpc.js'
 import { PeerUnreachableError } from '../../src/rpc/rpc.js'
-import { decodeSeek, encodeSeek } from '../../src/streams/consumer-wire.js'
-import { GrantPresenter } from '../../src/streams/grants.js'
-import { PartitionReplica } from '../../src/streams/partition.js'
-import { servePublish } from '../../src/streams/publish-serve.js'
+import { GrantPresenter } from '../../src/streams/access/grants.js'
+import { decodeSeek, encodeSeek } from '../../src/streams/consumer/consumer-wire.js'
+import { servePublish } from '../../src/streams/host/publish-serve.js'
+import { PartitionReplica } from '../../src/streams/partition/partition.js'
 import {
   type PendingPublish,
   PUB_BATCH_BYTES,

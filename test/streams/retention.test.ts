@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { PartitionReplica } from '../../src/streams/index.js'
+import { PartitionReplica } from '../../src/streams/partition/index.js'
 import { mulberry32 } from '../helpers/rng.js'
 import { MemNet, tempDir, until } from '../replication/helpers.js'
 

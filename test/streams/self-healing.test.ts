@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { generateKey, type Logger, type PlexusNode } from '../../src/index.js'
-import { canRebuild, HEALTHY_MS, ReplicaSupervisor } from '../../src/streams/replica-supervisor.js'
+import { canRebuild, HEALTHY_MS, ReplicaSupervisor } from '../../src/streams/host/replica-supervisor.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 
 const dirs: string[] = []

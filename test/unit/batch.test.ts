@@ -6,7 +6,7 @@ import {
   encodePosition,
   messageSize,
   TOPIC_HEADER,
-} from '../../src/streams/batch.js'
+} from '../../src/streams/partition/batch.js'
 
 describe('partition batch codec', () => {
   it('round-trips messages with and without keys and headers; sizes add up', () => {

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { DedupeWindow } from '../../src/streams/dedupe.js'
+import { DedupeWindow } from '../../src/streams/partition/dedupe.js'
 
 describe('DedupeWindow', () => {
   it('stores an id once within the window and again after it', () => {

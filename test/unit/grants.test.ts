@@ -1,5 +1,5 @@
 /**
- * The member's cache of presented capabilities (src/streams/grants.ts): what it accepts, its
+ * The member's cache of presented capabilities (src/streams/access/grants.ts): what it accepts, its
  * bounds per peer and in total, forgetting a peer's grants when its link goes down and a
  * grant at expiry, and the per-call check `dataRefusal` (no signature per call).
  */
@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest'
 import { parseCapability, signPresentation } from '../../src/cluster/capability.js'
 import { ClusterSigner } from '../../src/cluster/proof.js'
 import { generateKey, issueCapability } from '../../src/index.js'
-import { dataAuth, dataRefusal, GrantCache } from '../../src/streams/grants.js'
-import type { StreamSpec } from '../../src/streams/metadata-codec.js'
+import { dataAuth, dataRefusal, GrantCache } from '../../src/streams/access/grants.js'
+import type { StreamSpec } from '../../src/streams/meta/metadata-codec.js'
 
 const key = generateKey()
 const signer = new ClusterSigner(new Uint8Array(Buffer.from(key, 'hex')), 'db', 'plexus')

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { OverloadedError } from '../../src/errors.js'
-import { ReadBudget } from '../../src/streams/read-budget.js'
+import { ReadBudget } from '../../src/streams/access/read-budget.js'
 
 describe('ReadBudget', () => {
   it('grants within the caller share and the total, refuses when spent, and gives back', () => {

@@ -5,7 +5,7 @@
  * call: `u8 op (1 commit, 2 positions, 3 lease, 4 list, 5 describe) | str cluster | str stream |
  * u64 createdIndex | str durable ('' for list) | commit: u16 n | n × (u16 partition | u64 next
  * offset) | str holder ('' none) | lease: u16 partition | str holder | u32 ttl ms (0 releases)
- * | [bytes token hash]` (the hash of the capability the caller presented, streams/grants.ts;
+ * | [bytes token hash]` (the hash of the capability the caller presented, streams/access/grants.ts;
  * absent: none)
  *
  * reply: `u8 status` — 0 ok: commit: nothing; positions: `u16 n | n × (u16 partition | u64
@@ -15,9 +15,9 @@
  * hint`; 2 error: `str error name | str message` (`ConsumerNotFoundError` for a consumer that
  * was deleted while it ran, or a describe of an unknown one).
  */
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { peerCluster } from '../util/peer-input.js'
-import { peerStream, readRef } from './wire.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
+import { peerCluster } from '../../util/peer-input.js'
+import { peerStream, readRef } from '../wire.js'
 
 /** Which durable consumer of which stream incarnation a call is about. */
 export interface ConsumerRef {

@@ -12,10 +12,10 @@
  * 3 not here (the peer hosts no replica of that partition incarnation).
  */
 import { setTimeout as delay } from 'node:timers/promises'
-import { AbortedError } from '../errors.js'
-import type { Log, LogRecord, ReplicaRecord } from '../log/index.js'
-import type { NodeId } from '../raft/index.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { AbortedError } from '../../errors.js'
+import type { Log, LogRecord, ReplicaRecord } from '../../log/index.js'
+import type { NodeId } from '../../raft/index.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
 import {
   type PartitionRef,
   readRecordBody,
@@ -23,7 +23,7 @@ import {
   recordBodySize,
   Status,
   writeRecordBody,
-} from './wire.js'
+} from '../wire.js'
 
 /** Bytes asked for per copy call. */
 export const COPY_CHUNK_BYTES = 4 * 1024 * 1024

@@ -19,13 +19,13 @@
  * u64 createdIndex) (tombstones) | 64 signature`; the
  * signature covers everything before it under domain `plexus-streams/1`.
  */
-import { type ClusterSigner, SIGNATURE_BYTES, verifyClusterSignature } from '../cluster/proof.js'
-import { SubjectIndex } from '../pubsub/subject.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { peerCluster } from '../util/peer-input.js'
+import { type ClusterSigner, SIGNATURE_BYTES, verifyClusterSignature } from '../../cluster/proof.js'
+import { SubjectIndex } from '../../pubsub/subject.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
+import { peerCluster } from '../../util/peer-input.js'
+import { peerStream } from '../wire.js'
 import type { Tombstone } from './metadata.js'
 import { readPlacement, readSpec, type StreamMeta, writePlacement, writeSpec } from './metadata-codec.js'
-import { peerStream } from './wire.js'
 
 const TABLE_VERSION = 2
 const DOMAIN = 'plexus-streams/1'

@@ -6,8 +6,8 @@
  * (a shorter reply), and nothing (`OverloadedError`) when either is spent. A read waiting
  * for new messages holds nothing. This node's own reads count only against the total.
  */
-import { READS } from '../constants.js'
-import { OverloadedError } from '../errors.js'
+import { READS } from '../../constants.js'
+import { OverloadedError } from '../../errors.js'
 
 /** See the module doc. */
 export class ReadBudget {

@@ -11,9 +11,9 @@
  * `u8 flags (bit 0: key) | u64 timestamp | [u32 len, key] | u32 len, value | u16 headers |
  * headers × (u16 len, name UTF-8 | u32 len, value)`.
  */
-import { InvalidArgumentError } from '../errors.js'
-import type { RecordHeaders } from '../log/index.js'
-import { BinaryReader, BinaryWriter, uninitializedBytes } from '../util/binary.js'
+import { InvalidArgumentError } from '../../errors.js'
+import type { RecordHeaders } from '../../log/index.js'
+import { BinaryReader, BinaryWriter, uninitializedBytes } from '../../util/binary.js'
 
 const BATCH_VERSION = 1
 const FLAG_KEY = 1

@@ -5,8 +5,8 @@
  * Only members with a data directory (the storage role) are placed; `checkStorageMembers`
  * is the check a creating node makes before asking the metadata leader.
  */
-import { noRoleMessage } from '../cluster/roles.js'
-import { InvalidArgumentError, NotEnoughReplicasError } from '../errors.js'
+import { noRoleMessage } from '../../cluster/roles.js'
+import { InvalidArgumentError, NotEnoughReplicasError } from '../../errors.js'
 
 /**
  * Throws `NotEnoughReplicasError` at once when the members a node knows cannot hold a new

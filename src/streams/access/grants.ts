@@ -32,14 +32,14 @@ import {
   grantRefusal,
   parseCapability,
   signPresentation,
-} from '../cluster/capability.js'
-import type { ClusterSigner } from '../cluster/proof.js'
-import { GRANTS } from '../constants.js'
-import { OverloadedError, UnauthorizedError } from '../errors.js'
-import { matches, patternCovers } from '../pubsub/subject.js'
-import type { PeerRpc } from '../rpc/rpc.js'
+} from '../../cluster/capability.js'
+import type { ClusterSigner } from '../../cluster/proof.js'
+import { GRANTS } from '../../constants.js'
+import { OverloadedError, UnauthorizedError } from '../../errors.js'
+import { matches, patternCovers } from '../../pubsub/subject.js'
+import type { PeerRpc } from '../../rpc/rpc.js'
+import { accessOf, type StreamSpec } from '../meta/metadata-codec.js'
 import type { AdminCredentials } from './authz.js'
-import { accessOf, type StreamSpec } from './metadata-codec.js'
 
 /** Bytes of the token hash a call carries. */
 export const GRANT_HASH_BYTES = 16

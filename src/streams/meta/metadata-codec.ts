@@ -16,11 +16,11 @@
  * - consumerDelete (5): `str name | u64 createdIndex | str durable`
  * - update (6): `str name | u8 flags | u64 each present retention limit` (the new policy)
  */
-import { InvalidArgumentError, type PlexusError, StreamNotFoundError } from '../errors.js'
-import { checkPattern } from '../pubsub/subject.js'
-import type { StreamAccess } from '../types.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { checkClusterName, describe } from '../util/validate.js'
+import { InvalidArgumentError, type PlexusError, StreamNotFoundError } from '../../errors.js'
+import { checkPattern } from '../../pubsub/subject.js'
+import type { StreamAccess } from '../../types.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
+import { checkClusterName, describe } from '../../util/validate.js'
 
 /** Limits of a stream's shape. */
 export const MAX_PARTITIONS = 1024

@@ -23,13 +23,13 @@ import {
   issueCapability,
   parseCapability,
   signAdminProof,
-} from '../cluster/capability.js'
-import { ClusterSigner } from '../cluster/proof.js'
-import { InvalidArgumentError } from '../errors.js'
-import type { NodeCredentials, StreamCallOptions } from '../types.js'
-import { parseKey } from '../util/keys.js'
-import { checkKnownKeys, checkOptions, describe } from '../util/validate.js'
-import type { MetaCall, MetaReply } from './wire.js'
+} from '../../cluster/capability.js'
+import { ClusterSigner } from '../../cluster/proof.js'
+import { InvalidArgumentError } from '../../errors.js'
+import type { NodeCredentials, StreamCallOptions } from '../../types.js'
+import { parseKey } from '../../util/keys.js'
+import { checkKnownKeys, checkOptions, describe } from '../../util/validate.js'
+import type { MetaCall, MetaReply } from '../wire.js'
 
 /** The operation and stream a metadata call administers (undefined: a read, `table`). */
 export function adminTarget(call: MetaCall): { op: CapabilityOp; stream: string } | undefined {
@@ -127,7 +127,7 @@ export class AdminCredentials {
 
   /**
    * What this node publishes to or reads (`op`) a capability stream `stream` of `cluster`
-   * with (streams/grants.ts): `'member'` when it joined the cluster (members are always
+   * with (streams/access/grants.ts): `'member'` when it joined the cluster (members are always
    * allowed); else the call's `option`; else, with the cluster key in
    * `credentials.clusterKeys`, a capability it issues itself (all streams, publish and
    * consume, one hour; reissued before it expires); else the first of

@@ -2,8 +2,9 @@
  * The view of one hosted partition replica that `s.pstat`, `status()` and the replica watch
  * (replica-watch.ts) share: its role, leader, offsets and, on the leader, the in-sync set.
  */
+
+import type { PartitionState } from '../wire.js'
 import type { HostedPartition } from './host.js'
-import type { PartitionState } from './wire.js'
 
 /** Followers further behind the leader's log than this (entries) are not in sync. */
 export const IN_SYNC_MAX_LAG = 256

@@ -28,12 +28,13 @@
  */
 
 import { randomBytes } from 'node:crypto'
-import type { Capability } from '../cluster/capability.js'
-import { CONSUMER } from '../constants.js'
-import { AbortedError, ConsumerNotFoundError } from '../errors.js'
-import type { ConsumeFrom, StreamMessage } from '../types.js'
-import type { BinaryReader } from '../util/binary.js'
-import type { DurableStats, StreamsClient } from './client.js'
+import type { Capability } from '../../cluster/capability.js'
+import { CONSUMER } from '../../constants.js'
+import { AbortedError, ConsumerNotFoundError } from '../../errors.js'
+import type { ConsumeFrom, StreamMessage } from '../../types.js'
+import type { BinaryReader } from '../../util/binary.js'
+import type { DurableStats, StreamsClient } from '../client.js'
+import type { StreamMeta } from '../meta/metadata.js'
 import { BufferedConsumer, type Chunk, toStreamMessage } from './consumer-base.js'
 import {
   type ConsumerCall,
@@ -43,7 +44,6 @@ import {
   readLease,
   readPositions,
 } from './consumer-wire.js'
-import type { StreamMeta } from './metadata.js'
 
 /** Lease lifetime (ms): a dead holder's partitions move on after this long. */
 export const LEASE_TTL_MS = 5000

@@ -2,9 +2,9 @@
  * Public types of a partition replica: messages in and out, options, recovery report.
  */
 
-import type { NodeId } from '../raft/index.js'
-import type { ReplicaDriverOptions } from '../replication/index.js'
-import type { Logger } from '../types.js'
+import type { NodeId } from '../../raft/index.js'
+import type { ReplicaDriverOptions } from '../../replication/index.js'
+import type { Logger } from '../../types.js'
 import type { CopySource } from './partition-copy.js'
 
 /** A message given to `publish`. Strings are sent as UTF-8. */

@@ -3,7 +3,7 @@
  * partition commit log at dense offsets. Transport-agnostic. See docs/replication.md,
  * "Partition replicas".
  */
-export { POSITION_HEADER, RESERVED_HEADER_PREFIX } from './batch.js'
+
 export {
   type CreateStream,
   type DeleteStream,
@@ -24,9 +24,10 @@ export {
   subjectsOverlap,
   type UpdatePlacement,
   validateStreamConfig,
-} from './metadata.js'
+} from '../meta/metadata.js'
+export { placeStream } from '../meta/placement.js'
+export { POSITION_HEADER, RESERVED_HEADER_PREFIX } from './batch.js'
 export { PartitionReplica } from './partition.js'
-export { placeStream } from './placement.js'
 export type {
   PartitionMessage,
   PartitionRecovery,

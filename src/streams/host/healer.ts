@@ -18,12 +18,12 @@
  * find.
  */
 
-import { LOG_RATE_INTERVAL } from '../constants.js'
-import type { Logger } from '../types.js'
-import { errFields, RateLimitedLog } from '../util/logger.js'
+import { LOG_RATE_INTERVAL } from '../../constants.js'
+import type { Logger } from '../../types.js'
+import { errFields, RateLimitedLog } from '../../util/logger.js'
+import type { MetaGroup } from '../meta/meta-group.js'
+import { encodeCommand, type StreamCatalog } from '../meta/metadata.js'
 import type { HostedPartition } from './host.js'
-import type { MetaGroup } from './meta-group.js'
-import { encodeCommand, type StreamCatalog } from './metadata.js'
 
 /** What the healer needs from its cluster host. */
 export interface HealerDeps {

@@ -4,7 +4,7 @@
  * placed on it.
  *
  * - While it leads the metadata group it signs the catalog as a stream table and floods it
- *   (streams/directory.ts) after every applied change and every `refreshMs`.
+ *   (streams/meta/directory.ts) after every applied change and every `refreshMs`.
  * - Every member (metadata voter or not) reconciles its partition replicas with the newest
  *   table of its cluster: it starts the replicas placed on it (raft group
  *   `p/<cluster>/<stream>/<createdIndex>/<partition>`, voters = the placement, bootstrapped
@@ -24,13 +24,12 @@ import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
-import type { ClusterSigner } from '../cluster/proof.js'
-import { errorMessage, errorName, InvalidArgumentError } from '../errors.js'
-import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../replication/index.js'
-import type { Logger } from '../types.js'
-import { bindLogger, errFields } from '../util/logger.js'
-import { authorizeMeta } from './authz.js'
-import { ConsumerLeases, durableKey } from './consumer-leases.js'
+import type { ClusterSigner } from '../../cluster/proof.js'
+import { errorMessage, errorName, InvalidArgumentError } from '../../errors.js'
+import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../../replication/index.js'
+import type { Logger } from '../../types.js'
+import { bindLogger, errFields } from '../../util/logger.js'
+import { authorizeMeta } from '../access/authz.js'
 import {
   type ConsumerCall,
   type DurableState,
@@ -39,10 +38,10 @@ import {
   writeDurables,
   writeLease,
   writePositions,
-} from './consumer-wire.js'
-import type { StreamDirectory, StreamTable } from './directory.js'
-import { Healer, reconfigureStep } from './healer.js'
-import { MetaGroup } from './meta-group.js'
+} from '../consumer/consumer-wire.js'
+import { ConsumerLeases, durableKey } from '../meta/consumer-leases.js'
+import type { StreamDirectory, StreamTable } from '../meta/directory.js'
+import { MetaGroup } from '../meta/meta-group.js'
 import {
   encodeCommand,
   type MetaCommand,
@@ -50,13 +49,14 @@ import {
   StreamCatalog,
   type StreamMeta,
   sameSpec,
-} from './metadata.js'
-import { PartitionReplica } from './partition.js'
-import type { CopyCall, CopyChunk } from './partition-copy.js'
-import { fnv1a, placeStream } from './placement.js'
+} from '../meta/metadata.js'
+import { fnv1a, placeStream } from '../meta/placement.js'
+import { PartitionReplica } from '../partition/partition.js'
+import type { CopyCall, CopyChunk } from '../partition/partition-copy.js'
+import type { MetaCall, MetaReply, PartitionRef, PartitionState } from '../wire.js'
+import { Healer, reconfigureStep } from './healer.js'
 import { canRebuild, ReplicaSupervisor } from './replica-supervisor.js'
 import { ReplicaWatch } from './replica-watch.js'
-import type { MetaCall, MetaReply, PartitionRef, PartitionState } from './wire.js'
 
 /** Errors saying a replica's state on disk cannot be read: it is rebuilt from the others. */
 const CORRUPT_ERRORS = new Set(['CorruptReplicaStateError', 'CorruptLogError'])

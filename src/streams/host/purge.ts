@@ -18,11 +18,11 @@
  * below it start at it, segments wholly below are deleted).
  */
 
-import type { ClusterSigner } from '../cluster/proof.js'
-import { InvalidArgumentError, UnauthorizedError } from '../errors.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { authorizeMeta } from './authz.js'
-import { decodeMetaCall, type PartitionRef, readRef } from './wire.js'
+import type { ClusterSigner } from '../../cluster/proof.js'
+import { InvalidArgumentError, UnauthorizedError } from '../../errors.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
+import { authorizeMeta } from '../access/authz.js'
+import { decodeMetaCall, type PartitionRef, readRef } from '../wire.js'
 
 const PURGE_ENTRY = 0xf1
 /** `before` of a purge of everything. */

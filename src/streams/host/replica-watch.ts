@@ -13,12 +13,12 @@
  * - On a partition leader, followers leaving and re-entering the in-sync set (changes seen
  *   during one leadership; the first look after an election only sets the baseline).
  */
-import type { Logger } from '../types.js'
-import type { StreamTable } from './directory.js'
+import type { Logger } from '../../types.js'
+import type { StreamTable } from '../meta/directory.js'
+import type { StreamMeta } from '../meta/metadata.js'
+import type { PartitionState } from '../wire.js'
 import type { HostedPartition } from './host.js'
-import type { StreamMeta } from './metadata.js'
 import { replicaState } from './replica-state.js'
-import type { PartitionState } from './wire.js'
 
 /** What the watch needs from its cluster host. */
 export interface ReplicaWatchDeps {

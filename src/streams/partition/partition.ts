@@ -22,19 +22,20 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_RAFT_LOG_BYTES } from '../constants.js'
-import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
-import type { Log } from '../log/index.js'
-import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../raft/index.js'
+import { DEFAULT_RAFT_LOG_BYTES } from '../../constants.js'
+import { AbortedError, InvalidArgumentError, OverloadedError } from '../../errors.js'
+import type { Log } from '../../log/index.js'
+import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../../raft/index.js'
 import {
   CorruptReplicaStateError,
   LeadershipLostError,
   NotLeaderError,
   ReplicaDriver,
-} from '../replication/index.js'
+} from '../../replication/index.js'
+import { encodePurgeEntry } from '../host/purge.js'
+import { DEFAULT_DUPLICATE_WINDOW } from '../meta/metadata-codec.js'
 import { type BatchMessage, encodeBatch, MSG_ID_HEADER, messageSize } from './batch.js'
 import { DedupeWindow } from './dedupe.js'
-import { DEFAULT_DUPLICATE_WINDOW } from './metadata-codec.js'
 import {
   dataMessages,
   entriesToRecords,
@@ -45,7 +46,6 @@ import {
 import { type CopyChunk, copyRange } from './partition-copy.js'
 import { TopicCache, toBatchMessages, toMessage } from './partition-messages.js'
 import { CompactionPlanner, decodePartitionSnapshot, encodePartitionSnapshot } from './partition-snapshot.js'
-import { encodePurgeEntry } from './purge.js'
 import type {
   PartitionMessage,
   PartitionRecovery,

@@ -23,15 +23,15 @@
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { AbortedError } from '../errors.js'
-import type { ProposalResult } from '../raft/index.js'
+import { AbortedError } from '../../errors.js'
+import type { ProposalResult } from '../../raft/index.js'
 import {
   NotLeaderError,
   type RaftTransport,
   ReplicaDriver,
   type ReplicaDriverOptions,
-} from '../replication/index.js'
-import { BinaryReader, BinaryWriter } from '../util/binary.js'
+} from '../../replication/index.js'
+import { BinaryReader, BinaryWriter } from '../../util/binary.js'
 import type { StreamCatalog } from './metadata.js'
 
 /** Applied entries after which the metadata raft log is compacted into a catalog snapshot. */

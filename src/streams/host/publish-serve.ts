@@ -23,16 +23,22 @@
  *   topic it does not match fails alone with `UnauthorizedError` (counted
  *   `streams.refused.publish`), nothing of it stored.
  */
-import { AbortedError, errorMessage, errorName, InvalidArgumentError, UnauthorizedError } from '../errors.js'
-import { checkTopic, matches } from '../pubsub/subject.js'
-import { ProposalDroppedError } from '../raft/index.js'
-import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from '../replication/index.js'
-import { checkHeaders, checkKey, checkMsgId } from '../util/validate.js'
-import { RESERVED_HEADER_PREFIX } from './batch.js'
-import { type DataGrant, topicAllowed } from './grants.js'
-import type { PartitionReplica } from './partition.js'
-import type { PublishMessage } from './types.js'
-import type { PubCall, PubMessage, PubResult, Routed } from './wire.js'
+import {
+  AbortedError,
+  errorMessage,
+  errorName,
+  InvalidArgumentError,
+  UnauthorizedError,
+} from '../../errors.js'
+import { checkTopic, matches } from '../../pubsub/subject.js'
+import { ProposalDroppedError } from '../../raft/index.js'
+import { EntryOverwrittenError, LeadershipLostError, NotLeaderError } from '../../replication/index.js'
+import { checkHeaders, checkKey, checkMsgId } from '../../util/validate.js'
+import { type DataGrant, topicAllowed } from '../access/grants.js'
+import { RESERVED_HEADER_PREFIX } from '../partition/batch.js'
+import type { PartitionReplica } from '../partition/partition.js'
+import type { PublishMessage } from '../partition/types.js'
+import type { PubCall, PubMessage, PubResult, Routed } from '../wire.js'
 
 const enc = new TextEncoder()
 

@@ -10,15 +10,15 @@
  * either is reached (consumer-base.ts). A position below the earliest retained offset
  * continues from the earliest.
  */
-import type { Capability } from '../cluster/capability.js'
-import { CONSUMER } from '../constants.js'
-import { InvalidArgumentError } from '../errors.js'
-import type { ConsumeFrom, ConsumeOptions, Consumer } from '../types.js'
-import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
-import type { StreamsClient } from './client.js'
+import type { Capability } from '../../cluster/capability.js'
+import { CONSUMER } from '../../constants.js'
+import { InvalidArgumentError } from '../../errors.js'
+import type { ConsumeFrom, ConsumeOptions, Consumer } from '../../types.js'
+import { checkOptions, checkSignal, checkTimeout, describe } from '../../util/validate.js'
+import type { StreamsClient } from '../client.js'
+import type { StreamMeta } from '../meta/metadata.js'
 import { BufferedConsumer, toStreamMessage } from './consumer-base.js'
 import { DurableConsumer } from './consumer-durable.js'
-import type { StreamMeta } from './metadata.js'
 
 const DURABLE_RE = /^[A-Za-z0-9_-]{1,64}$/
 

@@ -11,7 +11,7 @@
  * the newest `retainBytes` of entries in the raft log so that followers slightly behind are
  * sent entries rather than a snapshot.
  */
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
 
 const SNAPSHOT_VERSION = 1
 /** Checkpoints kept (one per `CHECKPOINT_BYTES` applied at most). */

@@ -12,8 +12,9 @@ import {
   openLog,
   type ReplicaRecord,
   type RetentionOptions,
-} from '../log/index.js'
-import type { Entry } from '../raft/index.js'
+} from '../../log/index.js'
+import type { Entry } from '../../raft/index.js'
+import { decodePurgeEntry } from '../host/purge.js'
 import {
   type BatchMessage,
   decodeBatch,
@@ -23,7 +24,6 @@ import {
   POSITION_HEADER,
 } from './batch.js'
 import type { DedupeWindow } from './dedupe.js'
-import { decodePurgeEntry } from './purge.js'
 
 /** How often a partition log with retention or compaction is maintained (ms). */
 export const MAINTENANCE_MS = 10_000

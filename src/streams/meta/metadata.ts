@@ -4,9 +4,9 @@
  * replicates. The commands, their validation and codec live in metadata-codec.ts (re-exported
  * here). No networking here. See docs/replication.md, "Stream metadata".
  */
-import { SubjectIndex } from '../pubsub/subject.js'
-import type { Entry } from '../raft/index.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { SubjectIndex } from '../../pubsub/subject.js'
+import type { Entry } from '../../raft/index.js'
+import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
 import {
   type ConsumerCommit,
   decodeCommand,

@@ -15,15 +15,15 @@
  * two fetches).
  */
 
-import type { Capability } from '../cluster/capability.js'
-import { CONSUMER } from '../constants.js'
-import { AbortedError, InvalidArgumentError, PlexusError } from '../errors.js'
-import type { ConsumeFrom, Consumer, StreamMessage } from '../types.js'
-import type { StreamsClient } from './client.js'
-import type { DataAuth } from './grants.js'
-import type { StreamMeta } from './metadata.js'
-import type { PartitionMessage } from './types.js'
-import type { FetchResult, PartitionRef } from './wire.js'
+import type { Capability } from '../../cluster/capability.js'
+import { CONSUMER } from '../../constants.js'
+import { AbortedError, InvalidArgumentError, PlexusError } from '../../errors.js'
+import type { ConsumeFrom, Consumer, StreamMessage } from '../../types.js'
+import type { DataAuth } from '../access/grants.js'
+import type { StreamsClient } from '../client.js'
+import type { StreamMeta } from '../meta/metadata.js'
+import type { PartitionMessage } from '../partition/types.js'
+import type { FetchResult, PartitionRef } from '../wire.js'
 
 /** Messages buffered by one consumer before fetching pauses. */
 export const MAX_BUFFERED = CONSUMER.maxMessagesInFlight

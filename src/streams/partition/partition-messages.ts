@@ -2,8 +2,8 @@
  * The messages of a partition publish: validation of the caller's input into batch messages
  * (batch.ts) and the view of a stored record consumers get (the `px.` headers removed).
  */
-import { InvalidArgumentError } from '../errors.js'
-import type { LogRecord, RecordHeaders } from '../log/index.js'
+import { InvalidArgumentError } from '../../errors.js'
+import type { LogRecord, RecordHeaders } from '../../log/index.js'
 import {
   type BatchMessage,
   MSG_ID_HEADER,
