@@ -27,10 +27,18 @@ import { writePublish } from '../src/pubsub/frames.js'
 import { writePubHead, writePubMessage } from '../src/streams/wire.js'
 import { BinaryWriter } from '../src/util/binary.js'
 import { headersAtLimit, overLimits, refused } from './helpers/limits.js'
-import { startNode, startNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
+import {
+  startNode,
+  startNodes,
+  stopStartedNodes,
+  uniqueNetwork,
+  waitFor,
+  waitForMembers,
+} from './helpers/nodes.js'
 
 const dirs: string[] = []
 afterEach(async () => {
+  await stopStartedNodes() // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 

@@ -12,7 +12,7 @@ import { FSYNC_STALL_MS } from '../src/constants.js'
 import { generateKey, type Logger } from '../src/index.js'
 import { syncObserverFor } from '../src/log/sync-observers.js'
 import { childLogger, RateLimitedLog } from '../src/util/logger.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
+import { startNode, stopStartedNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 
 /** One captured record: level, message and every field (bindings of child loggers included). */
 interface Rec {
@@ -41,6 +41,7 @@ function memoryLogger(
 
 const dirs: string[] = []
 afterEach(async () => {
+  await stopStartedNodes() // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 

@@ -18,11 +18,19 @@ import { encodeSeek } from '../src/streams/consumer/consumer-wire.js'
 import { encodeFetchCall, encodeRef } from '../src/streams/wire.js'
 import { peerShare } from '../src/util/peer-share.js'
 import { HostilePeer } from './helpers/hostile-peer.js'
-import { startNode, startNodes, startStreamCluster, waitFor, waitForMembers } from './helpers/nodes.js'
+import {
+  startNode,
+  startNodes,
+  startStreamCluster,
+  stopStartedNodes,
+  waitFor,
+  waitForMembers,
+} from './helpers/nodes.js'
 
 const roots: string[] = []
 const hostiles: HostilePeer[] = []
 afterEach(async () => {
+  await stopStartedNodes() // before their directories go
   for (const h of hostiles.splice(0)) await h.stop().catch(() => {})
   for (const r of roots.splice(0)) await rm(r, { recursive: true, force: true })
 })

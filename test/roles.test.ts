@@ -16,11 +16,12 @@ import { ClusterSigner, decodeAnnouncement } from '../src/cluster/proof.js'
 import { LEGACY_ROLES } from '../src/cluster/roles.js'
 import { generateKey, type PlexusNode } from '../src/index.js'
 import { BinaryWriter } from '../src/util/binary.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
+import { startNode, stopStartedNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 
 const dirs: string[] = []
 const clients: RelayClient[] = []
 afterEach(async () => {
+  await stopStartedNodes() // before their directories go
   await Promise.all(clients.splice(0).map((c) => c.close()))
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })

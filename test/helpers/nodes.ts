@@ -9,10 +9,17 @@ import { createNode, generateKey, type NodeOptions, type PlexusNode } from '../.
 
 const started: PlexusNode[] = []
 
-afterEach(async () => {
+/**
+ * Stops every node started by these helpers and not stopped yet. Runs after each test; a file
+ * that removes data directories in its own `afterEach` calls it first (vitest runs a file's
+ * hooks before the ones registered here), so no node writes into a removed directory.
+ */
+export async function stopStartedNodes(): Promise<void> {
   const nodes = started.splice(0)
   await Promise.all(nodes.map((n) => n.stop()))
-})
+}
+
+afterEach(stopStartedNodes)
 
 /** A network name no other test uses. */
 export function uniqueNetwork(prefix = 't'): string {

@@ -13,7 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { FrameType, writeFrame } from '../../src/link/frames.js'
 import { BinaryWriter } from '../../src/util/binary.js'
 import { raftMsg } from '../helpers/fuzz.js'
-import { waitFor } from '../helpers/nodes.js'
+import { stopStartedNodes, waitFor } from '../helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from '../helpers/rng.js'
 import {
   batchOf,
@@ -31,6 +31,7 @@ import {
 
 const roots: string[] = []
 afterEach(async () => {
+  await stopStartedNodes() // before their directories go
   for (const r of roots.splice(0)) await rm(r, { recursive: true, force: true })
 })
 

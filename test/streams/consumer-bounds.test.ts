@@ -12,10 +12,11 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { CONSUMER } from '../../src/constants.js'
 import type { PlexusNode, StreamMessage } from '../../src/index.js'
-import { startStreamCluster, waitFor } from '../helpers/nodes.js'
+import { startStreamCluster, stopStartedNodes, waitFor } from '../helpers/nodes.js'
 
 const dirs: string[] = []
 afterEach(async () => {
+  await stopStartedNodes() // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
 })
 
