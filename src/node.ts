@@ -21,7 +21,7 @@ import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } fro
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { abortCounter } from './link/link.js'
 import { LinkManager } from './link/manager.js'
-import { observeSyncs } from './log/sync-observers.js'
+import { observeLogs } from './log/observers.js'
 import type { Dashboard, Health, HttpEndpoint, NodeMetrics, NodeParts } from './observe/index.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
 import { PubSub } from './pubsub/pubsub.js'
@@ -125,7 +125,7 @@ class Node implements PlexusNode {
   private health: Health | undefined
   private httpServer: HttpEndpoint | undefined
   private dashboard: Dashboard | undefined
-  private unobserveSyncs: (() => void) | undefined
+  private unobserveLogs: (() => void) | undefined
   private readonly counters: Record<string, number> = {}
   private changeWaiters: Array<() => void> = []
   private readonly joins = new Map<string, Membership>()
@@ -190,7 +190,7 @@ class Node implements PlexusNode {
       this.metrics = new observe.NodeMetrics(observe.nodeMetricsSource(this, () => this.parts()))
     }
     const metrics = this.metrics
-    if (this.cfg.dataDir !== undefined) this.unobserveSyncs = this.observeSyncs(this.cfg.dataDir)
+    if (this.cfg.dataDir !== undefined) this.unobserveLogs = this.observeLogs(this.cfg.dataDir)
     this.server = new RequestServer({
       now,
       sendTo: (p, enc) => this.sendTo(p, enc),
@@ -362,20 +362,32 @@ class Node implements PlexusNode {
   }
 
   /**
-   * Watches the synced writes of the logs under `dir`: their duration goes to the metrics
-   * (with `http`), and one slower than `FSYNC_STALL_MS` is logged as a stall (at most once per
-   * `LOG_RATE_INTERVAL`, with the count of others). Nothing is registered when neither listens.
+   * Watches the commit logs under `dir`: a synced write's duration goes to the metrics (with
+   * `http`), and one slower than `FSYNC_STALL_MS` is logged as a stall (at most once per
+   * `LOG_RATE_INTERVAL`, with the count of others); a failed background flush or maintenance
+   * (retention, compaction), which no caller sees, is logged as an error (rate-limited the
+   * same way). Nothing is registered when neither listens.
    */
-  private observeSyncs(dir: string): (() => void) | undefined {
+  private observeLogs(dir: string): (() => void) | undefined {
     const metrics = this.metrics
     const log = childLogger(this.cfg.logger, 'storage')
     if (metrics === undefined && log === SILENT_LOGGER) return undefined
     const stalls = new RateLimitedLog(log, LOG_RATE_INTERVAL)
-    return observeSyncs(dir, (seconds) => {
-      metrics?.fsyncDone(seconds)
-      const ms = Math.round(seconds * 1000)
-      if (ms >= FSYNC_STALL_MS)
-        stalls.log('warn', 'fsync', { ms, dataDir: dir }, 'fsync stall: a synced write was slow')
+    const failures = new RateLimitedLog(log, LOG_RATE_INTERVAL)
+    return observeLogs(dir, {
+      synced: (seconds) => {
+        metrics?.fsyncDone(seconds)
+        const ms = Math.round(seconds * 1000)
+        if (ms >= FSYNC_STALL_MS)
+          stalls.log('warn', 'fsync', { ms, dataDir: dir }, 'fsync stall: a synced write was slow')
+      },
+      backgroundError: (task, logDir, err) =>
+        failures.log(
+          'error',
+          `${task} ${logDir}`,
+          { task, dir: logDir, err: err instanceof Error ? `${err.name}: ${err.message}` : String(err) },
+          'commit log background task failed',
+        ),
     })
   }
 
@@ -774,7 +786,7 @@ class Node implements PlexusNode {
     this.health?.stop()
     this.dashboard?.close()
     await this.httpServer?.close()
-    this.unobserveSyncs?.()
+    this.unobserveLogs?.()
     const log = childLogger(this.cfg.logger, 'node')
     if (this.id !== '') log.info({ peer: this.id }, 'node stopping')
     await this.relayServer?.close()

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { FSYNC_STALL_MS } from '../src/constants.js'
 import { generateKey, type Logger } from '../src/index.js'
-import { syncObserverFor } from '../src/log/sync-observers.js'
+import { logObserverFor } from '../src/log/observers.js'
 import { childLogger, RateLimitedLog } from '../src/util/logger.js'
 import { startNode, stopStartedNodes, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
 
@@ -128,13 +128,41 @@ describe('fsync stalls', () => {
     const logger = memoryLogger()
     await startNode({ network: uniqueNetwork('logs'), dataDir: root, logger })
     // Every commit log under the data directory reports its synced writes to this observer.
-    const report = syncObserverFor(join(root, 'streams', 'db', 'meta'))!
-    report((FSYNC_STALL_MS - 1) / 1000)
-    report(2.5)
-    report(3)
+    const observer = logObserverFor(join(root, 'streams', 'db', 'meta'))!
+    observer.synced((FSYNC_STALL_MS - 1) / 1000)
+    observer.synced(2.5)
+    observer.synced(3)
     const stalls = find(logger.records, 'fsync stall: a synced write was slow')
     expect(stalls).toEqual([
       expect.objectContaining({ level: 'warn', component: 'storage', ms: 2500, dataDir: root }),
+    ])
+  })
+
+  it('a failed background flush or maintenance of a commit log is logged as an error, rate-limited', async () => {
+    const root = await mkdtemp(join(tmpdir(), 'plexus-logs-'))
+    dirs.push(root)
+    const logger = memoryLogger()
+    await startNode({ network: uniqueNetwork('logs'), dataDir: root, logger })
+    const dir = join(root, 'streams', 'db', 'meta')
+    const observer = logObserverFor(dir)!
+    observer.backgroundError('maintenance', dir, new Error('EIO: i/o error'))
+    observer.backgroundError('maintenance', dir, new Error('EIO: i/o error'))
+    observer.backgroundError('flush', dir, new Error('ENOSPC: no space left'))
+    expect(find(logger.records, 'commit log background task failed')).toEqual([
+      expect.objectContaining({
+        level: 'error',
+        component: 'storage',
+        task: 'maintenance',
+        dir,
+        err: 'Error: EIO: i/o error',
+      }),
+      expect.objectContaining({
+        level: 'error',
+        component: 'storage',
+        task: 'flush',
+        dir,
+        err: 'Error: ENOSPC: no space left',
+      }),
     ])
   })
 })

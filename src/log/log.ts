@@ -7,6 +7,7 @@ import { compact } from './compactor.js'
 import { LOG_DEFAULTS, MAX_SEGMENT_BYTES, REC } from './constants.js'
 import { LogCore, type ResolvedOptions } from './core.js'
 import { CorruptLogError, LogClosedError, StaleSegmentError } from './errors.js'
+import { logObserverFor } from './observers.js'
 import { readRecords } from './reader.js'
 import { checkedRecordSize } from './record.js'
 import { recover } from './recovery.js'
@@ -227,14 +228,28 @@ class LogImpl implements Log {
     const { fsync, maintenanceIntervalMs } = core.opts
     if (typeof fsync === 'object') {
       this.timers.push(
-        setInterval(() => this.writer.dirty && void this.flush().catch(() => {}), fsync.intervalMs),
+        setInterval(
+          () => this.writer.dirty && void this.flush().catch((err) => this.backgroundError('flush', err)),
+          fsync.intervalMs,
+        ),
       )
     }
     if (maintenanceIntervalMs > 0) {
       this.maintaining = true
-      this.timers.push(setInterval(() => void this.maintain().catch(() => {}), maintenanceIntervalMs))
+      this.timers.push(
+        setInterval(
+          () => void this.maintain().catch((err) => this.backgroundError('maintenance', err)),
+          maintenanceIntervalMs,
+        ),
+      )
     }
     for (const t of this.timers) t.unref()
+  }
+
+  /** Tells the node's observer (observers.ts) that a background task failed; none: dropped. */
+  private backgroundError(task: string, err: unknown): void {
+    if (err instanceof LogClosedError) return
+    logObserverFor(this.core.opts.dir)?.backgroundError(task, this.core.opts.dir, err)
   }
 
   get dir(): string {
@@ -405,7 +420,7 @@ class LogImpl implements Log {
     if (this.maintaining || Object.keys(r).length === 0) return
     this.maintaining = true
     const t = setInterval(
-      () => void this.maintain().catch(() => {}),
+      () => void this.maintain().catch((err) => this.backgroundError('maintenance', err)),
       checkOffset(maintenanceIntervalMs, 'maintenanceIntervalMs', 1),
     )
     t.unref()

@@ -13,9 +13,9 @@ import { MAX_RELATIVE_OFFSET } from './constants.js'
 import type { LogCore } from './core.js'
 import { LogClosedError } from './errors.js'
 import { writeFully } from './fsutil.js'
+import { type LogObserver, logObserverFor } from './observers.js'
 import { encodeRecord } from './record.js'
 import { type Segment, SYNC_WRITES } from './segment.js'
-import { type SyncObserver, syncObserverFor } from './sync-observers.js'
 import type { AppendRecord, ReplicaRecord } from './types.js'
 
 /** Offsets given to one append call: every offset from first to last (dense for `append`). */
@@ -58,12 +58,12 @@ export class Writer {
   dirty = false
   private readonly always: boolean
 
-  /** Told the duration of each synced write (metrics; sync-observers.ts). */
-  private readonly onSync: SyncObserver | undefined
+  /** Told the duration of each synced write (metrics, stall logs; observers.ts). */
+  private readonly observer: LogObserver | undefined
 
   constructor(private readonly core: LogCore) {
     this.always = core.opts.fsync === 'always'
-    this.onSync = syncObserverFor(core.opts.dir)
+    this.observer = logObserverFor(core.opts.dir)
     this.scratch = Buffer.allocUnsafe(64 * 1024)
     this.spare = Buffer.allocUnsafe(64 * 1024)
   }
@@ -224,11 +224,11 @@ export class Writer {
     const last = core.nextOffset - 1
     if (this.always) {
       // One synced write (O_DSYNC): durable when it returns. Without O_DSYNC: write, fdatasync.
-      const t0 = this.onSync ? performance.now() : 0
+      const t0 = this.observer ? performance.now() : 0
       if (p > 0) await this.write(seg, buf, p)
       if (!SYNC_WRITES) await (await seg.handle()).datasync()
       core.stats.fsyncs++
-      this.onSync?.((performance.now() - t0) / 1000)
+      this.observer?.synced((performance.now() - t0) / 1000)
       seg.visibleSize = seg.size
       this.finish(done, last, true)
       return

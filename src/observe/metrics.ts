@@ -4,7 +4,7 @@
  * collide. Almost every value is read at scrape time by a `collect()` callback from what the
  * node already keeps (`status().counters`, links, hosted replicas, consumers), so the
  * per-message paths gain nothing; only the request outcome and latency (request/client.ts,
- * request/server.ts) and fsync latency (log/sync-observers.ts) are observed as they happen.
+ * request/server.ts) and fsync latency (log/observers.ts) are observed as they happen.
  *
  * Label cardinality is bounded: peers only while linked, streams and partitions only while
  * hosted here, and at most `MAX_SERIES_PER_METRIC` label sets per metric (beyond that the
