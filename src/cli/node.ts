@@ -244,9 +244,10 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
   process.on('SIGINT', onSignal)
   process.on('SIGTERM', onSignal)
   process.on('SIGHUP', onSignal)
-  // A library fault must not print a stack trace or leave the node half-alive.
+  // A library fault must not leave the node half-alive: one error record (so JSON logs stay
+  // parseable), then a clean stop with a failure status.
   process.on('uncaughtException', (err) => {
-    process.stderr.write(`${formatError(err)}\n`)
+    logger.error(errFields(err), 'uncaught exception; stopping')
     void stop(EXIT.failure)
   })
   // Nobody sees these otherwise: logged (one record, so JSON logs stay parseable).
