@@ -7,28 +7,21 @@
  * clusters table and on the map, within seconds. Screenshots go to test-output/. Skipped,
  * saying why, when chromium is not installed.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs'
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import puppeteer, { type Browser } from 'puppeteer-core'
+import type { Browser } from 'puppeteer-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { generateKey, type PlexusNode } from '../../src/index.js'
+import { findChromium, launchChromium } from '../helpers/chromium.js'
 import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 import { spawnNode, waitForLine } from '../helpers/procs.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const output = join(root, 'test-output')
 /** The browser: PLEXUS_CHROMIUM when set, else Debian's chromium. */
-const candidates = process.env.PLEXUS_CHROMIUM
-  ? [process.env.PLEXUS_CHROMIUM]
-  : ['/usr/bin/chromium', '/usr/bin/chromium-browser']
-const CHROMIUM = candidates.find((p) => existsSync(p))
-if (!CHROMIUM) {
-  console.warn(
-    `test/browser/dashboard.test.ts skipped: no chromium at ${candidates.join(' or ')} (install it: apt-get install -y chromium; .ci/run does as root)`,
-  )
-}
+const CHROMIUM = findChromium('test/browser/dashboard.test.ts')
 
 /** The little of the page's DOM the checks below read (the test is compiled without DOM types). */
 interface PageElement {
@@ -42,35 +35,21 @@ declare const document: {
 
 describe.skipIf(!CHROMIUM)('dashboard in a real browser (chromium)', () => {
   let browser: Browser
-  let profile: string
+  let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined
   let dataRoot: string
   let node: PlexusNode | undefined
 
   beforeAll(async () => {
     mkdirSync(output, { recursive: true })
     dataRoot = mkdtempSync(join(tmpdir(), 'plexus-dash-'))
-    profile = mkdtempSync(join(tmpdir(), 'plexus-chromium-'))
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--user-data-dir=${profile}`,
-      ],
-    })
+    chromium = await launchChromium(CHROMIUM!)
+    browser = chromium.browser
   }, 60_000)
 
   afterAll(async () => {
-    await browser?.close()
+    await chromium?.close()
     await node?.stop()
-    for (const d of [profile, dataRoot]) if (d) rmSync(d, { recursive: true, force: true })
+    if (dataRoot) rmSync(dataRoot, { recursive: true, force: true })
   })
 
   it('shows members, a stream and live rates, then a killed member as down', async () => {

@@ -12,23 +12,16 @@ import type { Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import puppeteer, { type Browser, type Page } from 'puppeteer-core'
+import type { Browser, Page } from 'puppeteer-core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startStaticServer } from '../../examples/web/serve.js'
 import { generateKey, type Message, type PlexusNode } from '../../src/index.js'
+import { findChromium, launchChromium } from '../helpers/chromium.js'
 import { startNode, startStreamCluster, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 /** The browser: PLEXUS_CHROMIUM when set, else Debian's chromium. */
-const candidates = process.env.PLEXUS_CHROMIUM
-  ? [process.env.PLEXUS_CHROMIUM]
-  : ['/usr/bin/chromium', '/usr/bin/chromium-browser']
-const CHROMIUM = candidates.find((p) => existsSync(p))
-if (!CHROMIUM) {
-  console.warn(
-    `test/browser/ws-relay.test.ts skipped: no chromium at ${candidates.join(' or ')} (install it: apt-get install -y chromium; .ci/run does as root)`,
-  )
-}
+const CHROMIUM = findChromium('test/browser/ws-relay.test.ts')
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
@@ -51,7 +44,7 @@ declare const window: { app: PageApp }
 
 describe.skipIf(!CHROMIUM)('relay from a real browser (chromium)', () => {
   let browser: Browser
-  let profile: string
+  let chromium: Awaited<ReturnType<typeof launchChromium>> | undefined
   let dataRoot: string
   let node: PlexusNode
   let service: PlexusNode
@@ -71,22 +64,8 @@ describe.skipIf(!CHROMIUM)('relay from a real browser (chromium)', () => {
     allowed = a.origin
     refused = b.origin
     dataRoot = mkdtempSync(join(tmpdir(), 'plexus-browser-'))
-    profile = mkdtempSync(join(tmpdir(), 'plexus-chromium-'))
-    browser = await puppeteer.launch({
-      executablePath: CHROMIUM,
-      headless: true,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-        `--user-data-dir=${profile}`,
-      ],
-    })
+    chromium = await launchChromium(CHROMIUM!)
+    browser = chromium.browser
   }, 120_000)
 
   /** The nodes (stopped by the helpers after each test): the page's node with a stream, a member, a subscriber. */
@@ -111,9 +90,9 @@ describe.skipIf(!CHROMIUM)('relay from a real browser (chromium)', () => {
   }
 
   afterAll(async () => {
-    await browser?.close()
+    await chromium?.close()
     for (const s of servers) s.close()
-    for (const d of [profile, dataRoot]) if (d) rmSync(d, { recursive: true, force: true })
+    if (dataRoot) rmSync(dataRoot, { recursive: true, force: true })
   })
 
   async function open(url: string): Promise<Page> {
