@@ -12,6 +12,7 @@ import { errorFromWire, InvalidArgumentError } from '../src/errors.js'
 import { BoundedQueue } from '../src/pubsub/queue.js'
 import type { StreamMessage } from '../src/types.js'
 import type { BinaryWriter } from '../src/util/binary.js'
+import { ReceivedStreamMessage } from '../src/util/received.js'
 import { CreditReturn } from './credit.js'
 import { Op } from './protocol.js'
 import { CloseKind } from './protocol-ext.js'
@@ -97,7 +98,7 @@ export class ClientConsumer implements RelayConsumer {
   /** A CONSUME_MESSAGE; `cost` is its frame's length field. */
   deliver(m: ConsumeMessageBody, cost: number): void {
     if (this.closed) return
-    const message: StreamMessage = {
+    const message: StreamMessage = new ReceivedStreamMessage({
       stream: this.stream,
       topic: m.topic,
       partition: m.partition,
@@ -106,9 +107,9 @@ export class ClientConsumer implements RelayConsumer {
       deliveryCount: m.deliveryCount,
       data: m.data,
       ack: this.durable ? () => this.wire.ack(this.id, m.partition, m.offset) : noAck,
-    }
-    if (m.key) message.key = m.key
-    if (m.headers) message.headers = m.headers
+      key: m.key,
+      headers: m.headers,
+    })
     if (!this.queue.push({ message, cost })) {
       this.wire.send(Op.ConsumeClose, this.id, (w) =>
         encodeConsumeClose(w, {

@@ -78,6 +78,9 @@ export {
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client-api.js'
+
+import { ReceivedMessage } from '../src/util/received.js'
+
 export type { RelayConsumer } from './client-consumer.js'
 export type { RelayStreams } from './client-streams.js'
 export type { RelaySubscription } from './client-subscription.js'
@@ -252,7 +255,7 @@ class Client implements RelayClient {
         return
       case Op.Message: {
         const m = decodeMessage(f.body, this.maxMessageSize)
-        const msg: Message = { topic: m.topic, data: m.data, from: m.from }
+        const msg: Message = new ReceivedMessage(m.topic, m.data, m.from)
         if (m.key) msg.key = m.key
         if (m.headers) msg.headers = m.headers
         this.subs.get(f.id)?.deliver(msg, m.dropped)

@@ -43,6 +43,7 @@ export type {
   MemberStatus,
   Membership,
   Message,
+  MessageData,
   NodeCredentials,
   NodeOptions,
   NodeStatus,

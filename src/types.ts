@@ -196,8 +196,17 @@ export interface TunnelOptions {
   signal?: AbortSignal
 }
 
+/** What every received message offers besides its bytes (as nats.js messages do). */
+export interface MessageData {
+  data: Uint8Array
+  /** The data as UTF-8 text (an invalid byte sequence becomes U+FFFD). */
+  string(): string
+  /** The data parsed as JSON (`JSON.parse` of `string()`); throws `SyntaxError` when it is not JSON. */
+  json<T = unknown>(): T
+}
+
 /** A message delivered to a subscription. */
-export interface Message {
+export interface Message extends MessageData {
   topic: string
   data: Uint8Array
   key?: Uint8Array
@@ -490,7 +499,7 @@ export interface ConsumeOptions {
 }
 
 /** A committed message read from a stream. */
-export interface StreamMessage {
+export interface StreamMessage extends MessageData {
   stream: string
   topic: string
   partition: number

@@ -6,9 +6,11 @@
  *             [u16 n | n × (str name, str value)] | bytes data
  */
 import { MAX_HEADERS } from '../constants.js'
+import type { Message } from '../types.js'
 import type { BinaryReader, BinaryWriter } from '../util/binary.js'
 import { DecodeError } from '../util/binary.js'
 import { PeerInputError, peerHeaders, peerKey, peerPattern, peerPayload } from '../util/peer-input.js'
+import { ReceivedMessage } from '../util/received.js'
 
 export const InterestMode = { Replace: 0, Add: 1, Remove: 2 } as const
 const FLAG_KEY = 1
@@ -17,15 +19,8 @@ const FLAG_HEADERS = 2
 /** Most headers one message may carry (checked at publish: `util/validate.ts` checkHeaders). */
 export { MAX_HEADERS }
 
-/** A message as delivered to subscribers. */
-export interface PubMessage {
-  topic: string
-  data: Uint8Array
-  key?: Uint8Array
-  headers?: Record<string, string>
-  /** Peer id of the publisher. */
-  from: string
-}
+/** A message as delivered to subscribers (built as a `ReceivedMessage`). */
+export type PubMessage = Message
 
 export function writeInterest(w: BinaryWriter, mode: number, patterns: string[]): void {
   w.u8(mode).u16(patterns.length)
@@ -68,7 +63,7 @@ export function readPublishRest(r: BinaryReader, topic: string, from: string, ma
     // The common case: no key, no headers; the message is built with its final shape.
     const data = peerPayload(r.bytes('data'), maxData)
     r.end('publish')
-    return { topic, data, from }
+    return new ReceivedMessage(topic, data, from)
   }
   // Checked like `node.publish` checks them (util/peer-input.ts): refused, never delivered.
   const key = flags & FLAG_KEY ? peerKey(r.bytes('key')) : undefined
@@ -84,7 +79,7 @@ export function readPublishRest(r: BinaryReader, topic: string, from: string, ma
     }
     peerHeaders(headers)
   }
-  const msg: PubMessage = { topic, data: peerPayload(r.bytes('data'), maxData), from }
+  const msg: PubMessage = new ReceivedMessage(topic, peerPayload(r.bytes('data'), maxData), from)
   if (key) msg.key = key
   if (headers) msg.headers = headers
   r.end('publish')

@@ -18,6 +18,7 @@ import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
 import { type BinaryReader, BinaryWriter, RepeatedString } from '../util/binary.js'
 import { PeerInputError, peerTopic } from '../util/peer-input.js'
+import { ReceivedMessage } from '../util/received.js'
 import {
   InterestMode,
   type PubMessage,
@@ -351,7 +352,7 @@ export class PubSub {
     if (this.local.size > 0) {
       const subs = this.localMatches(topic)
       if (subs.length > 0) {
-        const m: PubMessage = { topic, data, from: this.host.self }
+        const m: PubMessage = new ReceivedMessage(topic, data, this.host.self)
         if (key) m.key = key
         if (headers) m.headers = headers
         for (const s of subs) s.deliver(m)

@@ -19,6 +19,7 @@ import type { Capability } from '../../cluster/capability.js'
 import { CONSUMER } from '../../constants.js'
 import { AbortedError, InvalidArgumentError, PlexusError } from '../../errors.js'
 import type { ConsumeFrom, Consumer, StreamMessage } from '../../types.js'
+import { ReceivedStreamMessage } from '../../util/received.js'
 import type { DataAuth } from '../access/grants.js'
 import type { StreamsClient } from '../client.js'
 import type { StreamMeta } from '../meta/metadata.js'
@@ -312,7 +313,7 @@ export function toStreamMessage(
 ): StreamMessage {
   let headers: Record<string, string> | undefined
   for (const [k, v] of Object.entries(m.headers ?? {})) (headers ??= {})[k] = decoder.decode(v)
-  return {
+  return new ReceivedStreamMessage({
     stream,
     topic: m.topic,
     partition,
@@ -323,5 +324,5 @@ export function toStreamMessage(
     headers,
     deliveryCount,
     ack,
-  }
+  })
 }
