@@ -40,7 +40,9 @@ export interface ResolvedConnectOptions {
  * defaults. In a browser page (no `process`, no TCP) the default is the page's own host
  * over WebSocket (`ws://` + `location.host` + `/`).
  */
-export function resolveConnectOptions(opts: ConnectRelayOptions): ResolvedConnectOptions {
+export function resolveConnectOptions(opts: ConnectRelayOptions | string): ResolvedConnectOptions {
+  // The shorthand: 'host:port' (TCP) or a ws:// / wss:// URL.
+  if (typeof opts === 'string') opts = /^wss?:\/\//i.test(opts) ? { url: opts } : { address: opts }
   const o = checkOptions<ConnectRelayOptions>(opts, 'options')
   checkKnownKeys(
     o,

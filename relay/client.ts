@@ -10,6 +10,7 @@ import { AbortedError, errorFromWire, errorMessage, TimeoutError, TunnelClosedEr
 import { checkPattern, checkTopic } from '../src/pubsub/subject.js'
 import type { ConsumeOptions, Message, NodeStatus, PublishAck, PublishOptions } from '../src/types.js'
 import { type BinaryWriter, DecodeError } from '../src/util/binary.js'
+import { ReceivedMessage } from '../src/util/received.js'
 import {
   checkClusterName,
   checkFunction,
@@ -79,18 +80,17 @@ export {
   RelayUnavailableError,
 } from './client-api.js'
 
-import { ReceivedMessage } from '../src/util/received.js'
-
 export type { RelayConsumer } from './client-consumer.js'
 export type { RelayStreams } from './client-streams.js'
 export type { RelaySubscription } from './client-subscription.js'
 export type { RelayTunnel } from './client-tunnel.js'
 
 /**
- * Connects to a node's relay and completes the handshake. With `reconnect`, the client
+ * Connects to a node's relay and completes the handshake. `opts` may be the relay's address
+ * alone: `'host:port'` (TCP) or a `ws://` / `wss://` URL. With `reconnect`, the client
  * opens a new connection with backoff whenever one is lost (`client-reconnect.ts`).
  */
-export async function connectRelay(opts: ConnectRelayOptions = {}): Promise<RelayClient> {
+export async function connectRelay(opts: ConnectRelayOptions | string = {}): Promise<RelayClient> {
   const { target, timeout, signal, name, WebSocket, reconnect } = resolveConnectOptions(opts)
   const once = async () => {
     const client = new Client(target, WebSocket)

@@ -128,7 +128,7 @@ describe('relay', () => {
     await waitFor(() => (b.status().clusters.find((c) => c.name === 'gone')?.members.length ?? 0) === 0, 3000)
     await waitFor(() => a.status().clusters.find((c) => c.name === 'gone')?.joined !== true, 3000)
     // The cluster can be joined again through a new connection.
-    const again = await connectRelay({ address: a.relayAddress! })
+    const again = await connectRelay(a.relayAddress!) // the shorthand
     clients.push(again)
     await again.join('gone', { key, onRequest: () => 'back' })
     await waitForMembers(b, 'gone', 1)
@@ -175,6 +175,11 @@ describe('relay', () => {
     expect(err.message).toContain(addr)
     expect(err.message).toContain('no Plexus node')
     await expect(connectRelay({ address: 'nope' })).rejects.toThrow(/options.address/)
+    // The shorthand: the address alone.
+    const e1 = await connectRelay(addr).catch((e) => e)
+    expect(e1).toBeInstanceOf(RelayUnavailableError)
+    expect(e1.message).toContain(addr)
+    await expect(connectRelay('nope')).rejects.toThrow(/options.address/)
     await expect(connectRelay({ port: 70000 })).rejects.toThrow(/options.port/)
     const prev = process.env.PLEXUS_RELAY
     process.env.PLEXUS_RELAY = addr
