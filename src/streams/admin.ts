@@ -12,8 +12,8 @@ import type { ConsumerInfo, ConsumerSummary, StreamCallOptions, StreamInfo, Stre
 import { checkOptions, describe } from '../util/validate.js'
 import type { StreamsClient } from './client.js'
 import { decodeLeaderReply, encodeConsumerCall, readDurable, readDurables } from './consumer/consumer-wire.js'
-import { newRequestId } from './host/host.js'
 import { encodePurgeCall } from './host/purge.js'
+import { newRequestId } from './meta/metadata.js'
 import { checkStreamName, validateStreamUpdate } from './meta/metadata-codec.js'
 import { decodeOffsetReply, encodeMetaCall, type MetaCall } from './wire.js'
 

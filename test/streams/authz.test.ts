@@ -19,7 +19,7 @@ import { ClusterSigner } from '../../src/cluster/proof.js'
 import { generateKey, issueCapability } from '../../src/index.js'
 import type { RaftTransport } from '../../src/replication/index.js'
 import type { PeerRpc } from '../../src/rpc/rpc.js'
-import { newRequestId } from '../../src/streams/host/host.js'
+import { newRequestId } from '../../src/streams/meta/metadata.js'
 import { decodeMetaReply, encodeMetaCall, type MetaCall, type MetaReply } from '../../src/streams/wire.js'
 import { startNode, startStreamCluster, waitFor } from '../helpers/nodes.js'
 

@@ -20,7 +20,6 @@
  * Durability: everything a replica acknowledged is on disk before the ack (see
  * PartitionReplica); deleting a stream removes its directories.
  */
-import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -30,15 +29,7 @@ import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from 
 import type { Logger } from '../../types.js'
 import { bindLogger, errFields } from '../../util/logger.js'
 import { authorizeMeta } from '../access/authz.js'
-import {
-  type ConsumerCall,
-  type DurableState,
-  encodeLeaderReply,
-  writeDurable,
-  writeDurables,
-  writeLease,
-  writePositions,
-} from '../consumer/consumer-wire.js'
+import type { ConsumerCall } from '../consumer/consumer-wire.js'
 import { ConsumerLeases, durableKey } from '../meta/consumer-leases.js'
 import type { StreamDirectory, StreamTable } from '../meta/directory.js'
 import { MetaGroup } from '../meta/meta-group.js'
@@ -46,6 +37,7 @@ import {
   encodeCommand,
   type MetaCommand,
   metaResultError,
+  newRequestId,
   StreamCatalog,
   type StreamMeta,
   sameSpec,
@@ -54,6 +46,7 @@ import { fnv1a, placeStream } from '../meta/placement.js'
 import { PartitionReplica } from '../partition/partition.js'
 import type { CopyCall, CopyChunk } from '../partition/partition-copy.js'
 import type { MetaCall, MetaReply, PartitionRef, PartitionState } from '../wire.js'
+import { serveConsumerCall } from './consumer-calls.js'
 import { Healer, reconfigureStep } from './healer.js'
 import { canRebuild, ReplicaSupervisor } from './replica-supervisor.js'
 import { ReplicaWatch } from './replica-watch.js'
@@ -339,73 +332,13 @@ export class ClusterHost {
    * consumer-leases.ts). A consumer that ran under a name when it was deleted gets
    * `ConsumerNotFoundError` for its commits and leases.
    */
-  async handleConsumer(call: ConsumerCall): Promise<Uint8Array> {
-    const notLeader = () => encodeLeaderReply({ status: 'notLeader', hint: this.meta.leader }, () => {})
-    const error = (name: string, message: string) =>
-      encodeLeaderReply({ status: 'error', name, message }, () => {})
-    if (this.meta.role !== 'leader') return notLeader()
-    const s = this.catalog.get(call.stream)
-    if (!s || s.createdIndex !== call.createdIndex)
-      return error('StreamNotFoundError', `stream "${call.stream}" does not exist`)
-    const key = durableKey(call.stream, call.createdIndex, call.durable)
-    const now = this.d.now()
-    if (call.op === 'list') {
-      const names = new Set(this.catalog.durables(call.stream))
-      const list = [...names].map((durable) => this.durableState(s, durable, now, false))
-      return encodeLeaderReply({ status: 'ok', value: list }, writeDurables)
-    }
-    if (call.op === 'describe') {
-      if (this.catalog.positions(call.stream, call.durable).size === 0 && !this.consumers.known(key))
-        return error(
-          'ConsumerNotFoundError',
-          `stream "${call.stream}" has no durable consumer "${call.durable}"`,
-        )
-      return encodeLeaderReply(
-        { status: 'ok', value: this.durableState(s, call.durable, now, true) },
-        writeDurable,
-      )
-    }
-    if (call.op === 'positions')
-      return encodeLeaderReply(
-        { status: 'ok', value: this.catalog.positions(call.stream, call.durable) },
-        writePositions,
-      )
-    const holder = call.op === 'lease' || call.op === 'commit' ? call.holder : undefined
-    if (this.consumers.isEnded(key, holder))
-      return error(
-        'ConsumerNotFoundError',
-        `durable consumer "${call.durable}" of stream "${call.stream}" was deleted; this consumer ended`,
-      )
-    if (call.op === 'lease')
-      return encodeLeaderReply(
-        { status: 'ok', value: this.consumers.lease(key, call.partition, call.holder, call.ttlMs, now) },
-        writeLease,
-      )
-    const cmd: MetaCommand = {
-      type: 'consumerCommit',
-      name: call.stream,
-      createdIndex: call.createdIndex,
-      durable: call.durable,
-      offsets: call.offsets,
-      requestId: newRequestId(),
-    }
-    const { index } = await this.meta.propose(encodeCommand(cmd))
-    const res = this.catalog.resultAt(index)
-    if (res !== undefined && !res.ok) {
-      const err = metaResultError(res)
-      return error(err.name, err.message)
-    }
-    return encodeLeaderReply({ status: 'ok', value: undefined }, () => {})
-  }
-
-  private durableState(s: StreamMeta, durable: string, now: number, holders: boolean): DurableState {
-    const key = durableKey(s.name, s.createdIndex, durable)
-    return {
-      durable,
-      lastActive: this.consumers.lastActive(key),
-      positions: this.catalog.positions(s.name, durable),
-      holders: holders ? this.consumers.holders(key, s.partitions, now) : new Map(),
-    }
+  handleConsumer(call: ConsumerCall): Promise<Uint8Array> {
+    return serveConsumerCall(call, {
+      meta: this.meta,
+      catalog: this.catalog,
+      consumers: this.consumers,
+      now: this.d.now(),
+    })
   }
 
   /** Signs and floods the current catalog as this cluster's table; returns its bytes. */
@@ -654,9 +587,4 @@ export class ClusterHost {
 
 function sameRetention(a: StreamMeta['retention'], b: StreamMeta['retention']): boolean {
   return a.maxAge === b.maxAge && a.maxBytes === b.maxBytes && a.maxMessages === b.maxMessages
-}
-
-/** A fresh request id for metadata commands (retries reuse it). */
-export function newRequestId(): string {
-  return randomBytes(12).toString('hex')
 }

@@ -4,6 +4,7 @@
  * replicates. The commands, their validation and codec live in metadata-codec.ts (re-exported
  * here). No networking here. See docs/replication.md, "Stream metadata".
  */
+import { randomBytes } from 'node:crypto'
 import { SubjectIndex } from '../../pubsub/subject.js'
 import type { Entry } from '../../raft/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
@@ -370,4 +371,9 @@ export class StreamCatalog {
     this.recent.clear()
     this.applied = applied
   }
+}
+
+/** A fresh request id for metadata commands (retries reuse it). */
+export function newRequestId(): string {
+  return randomBytes(12).toString('hex')
 }
