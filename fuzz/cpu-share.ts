@@ -15,7 +15,9 @@
  * `RATE <requests/s> <p99 ms>`. Every role exits when its stdin ends. After each attack the
  * good peer waits (up to 15 s) until it is served at half its baseline again: the time is
  * printed as "recovery". `ATTACKER_NICE=19` lowers the attacker's CPU priority (on a shared
- * machine it then stands for a remote host better); `VICTIM_NODE_ARGS` go to the victim's
+ * machine it then stands for a remote host better); `VICTIM_CPUS=0 ATTACKER_CPUS=1` pins the
+ * victim and good peer to one set of CPUs and the attacker to another (`taskset`), so the
+ * attacker's own CPU is never taken from the victim; `VICTIM_NODE_ARGS` go to the victim's
  * node (e.g. `--cpu-prof`).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
@@ -206,8 +208,10 @@ class Child {
   private lines: string[] = []
   private waiting: ((line: string) => void) | undefined
 
-  constructor(args: string[], nodeArgs: string[] = []) {
-    this.proc = spawn(process.execPath, [...nodeArgs, new URL(import.meta.url).pathname, ...args], {
+  constructor(args: string[], nodeArgs: string[] = [], cpus?: string) {
+    const command = [process.execPath, ...nodeArgs, new URL(import.meta.url).pathname, ...args]
+    if (cpus) command.unshift('taskset', '-c', cpus)
+    this.proc = spawn(command[0]!, command.slice(1), {
       stdio: ['pipe', 'pipe', 'inherit'],
     })
     createInterface({ input: this.proc.stdout! }).on('line', (line) => {
@@ -244,14 +248,19 @@ async function parent(windowMs: number, attacks: string[]): Promise<void> {
   const v = new Child(
     ['--role', 'victim', '--network', network, '--key', key],
     process.env.VICTIM_NODE_ARGS?.split(' ').filter(Boolean),
+    process.env.VICTIM_CPUS,
   )
   const children = [v]
   try {
     const addr = (await v.next()).split(' ')[1]!
-    const g = new Child(['--role', 'good', '--network', network, '--key', key])
+    const g = new Child(['--role', 'good', '--network', network, '--key', key], [], process.env.VICTIM_CPUS)
     children.push(g)
     await g.next()
-    const a = new Child(['--role', 'attacker', '--network', network, '--addr', addr])
+    const a = new Child(
+      ['--role', 'attacker', '--network', network, '--addr', addr],
+      [],
+      process.env.ATTACKER_CPUS,
+    )
     children.push(a)
     await a.next()
     const measure = async (ms = windowMs) => (await g.next(`measure ${ms}`)).split(' ').slice(1).map(Number)
