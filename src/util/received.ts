@@ -32,18 +32,7 @@ export class ReceivedMessage extends Received implements Message {
 }
 
 /** The fields of a stream message, as a consumer builds it. */
-export interface StreamMessageFields {
-  stream: string
-  topic: string
-  partition: number
-  offset: number
-  timestamp: number
-  key?: Uint8Array
-  data: Uint8Array
-  headers?: Record<string, string>
-  deliveryCount: number
-  ack(): Promise<void>
-}
+export type StreamMessageFields = Omit<StreamMessage, keyof MessageData> & { data: Uint8Array }
 
 /** A stream message as delivered by a consumer (library or relay client). */
 export class ReceivedStreamMessage extends Received implements StreamMessage {
