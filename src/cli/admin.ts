@@ -18,7 +18,7 @@
  */
 import type { Command } from 'commander'
 import type { ConsumerInfo, ConsumerSummary, StreamRetention } from '../types.js'
-import { checkStreamName, parseMs, parseNonNegativeInt, parsePositiveInt } from './args.js'
+import { checkStreamName, parseMs, parseNonNegativeInt, parsePositiveInt, timeoutOption } from './args.js'
 import { type AuthFlags, addAuthFlags, authOptions } from './auth.js'
 import { withRelay } from './client.js'
 import { writeOut } from './output.js'
@@ -30,12 +30,10 @@ interface Common {
   json?: boolean
 }
 
-const timeoutFlag = (cmd: Command) =>
-  cmd.option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
-
 /** Registers `stream purge` and `stream update` on `stream`, and `consumer` on `program`. */
 export function registerStreamAdmin(stream: Command, program: Command): void {
-  timeoutFlag(addAuthFlags(stream.command('purge')))
+  addAuthFlags(stream.command('purge'))
+    .addOption(timeoutOption())
     .description('remove messages below an offset (every message without --before)')
     .argument('<name>', 'stream name')
     .option('--before <offset>', 'remove offsets below this one', parseNonNegativeInt('--before'))
@@ -59,7 +57,8 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
       await writeOut(process.stdout, text)
     })
 
-  timeoutFlag(addAuthFlags(stream.command('update')))
+  addAuthFlags(stream.command('update'))
+    .addOption(timeoutOption())
     .description("replace a stream's retention limits (no limit flag removes them all)")
     .argument('<name>', 'stream name')
     .option('--max-age <ms>', 'retention: drop messages older than this', parseMs('--max-age'))
@@ -92,7 +91,9 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
     .command('consumer')
     .description('list, inspect and delete durable consumers of a stream')
     .addHelpCommand(false)
-  timeoutFlag(consumer.command('ls'))
+  consumer
+    .command('ls')
+    .addOption(timeoutOption())
     .description('list the durable consumers of a stream')
     .argument('<stream>', 'stream name')
     .option('--json', 'print a JSON array')
@@ -103,7 +104,9 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
       )
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(list)}\n` : formatConsumers(list))
     })
-  timeoutFlag(consumer.command('info'))
+  consumer
+    .command('info')
+    .addOption(timeoutOption())
     .description('print a durable consumer: per partition its position, end, pending and holder')
     .argument('<stream>', 'stream name')
     .argument('<name>', 'durable consumer name')
@@ -116,7 +119,8 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
       )
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(info)}\n` : formatConsumerInfo(info))
     })
-  timeoutFlag(addAuthFlags(consumer.command('rm')))
+  addAuthFlags(consumer.command('rm'))
+    .addOption(timeoutOption())
     .description('delete a durable consumer: its positions and leases (prints nothing)')
     .argument('<stream>', 'stream name')
     .argument('<name>', 'durable consumer name')

@@ -4,6 +4,7 @@
  */
 import { readFile } from 'node:fs/promises'
 import { multiaddr } from '@multiformats/multiaddr'
+import { Option } from 'commander'
 import { CLUSTER_NAME_RE, NETWORK_NAME_RE } from '../constants.js'
 import type { ConsumeFrom } from '../types.js'
 import { parseKey } from '../util/keys.js'
@@ -190,5 +191,12 @@ export function parseFrom(value: string): ConsumeFrom {
   }
   throw new UsageError(
     `--from must be earliest, latest, new, an offset (a non-negative integer) or an ISO 8601 time, got ${describe(value)}`,
+  )
+}
+
+/** The client commands' `--timeout <ms>` flag (a deadline in ms; the default 10000 is the callee's). */
+export function timeoutOption(): Option {
+  return new Option('--timeout <ms>', 'deadline in milliseconds (default 10000)').argParser(
+    parseMs('--timeout'),
   )
 }

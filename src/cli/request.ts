@@ -6,7 +6,7 @@
  */
 import type { Command } from 'commander'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../constants.js'
-import { checkCluster, parseMs } from './args.js'
+import { checkCluster, timeoutOption } from './args.js'
 import { withRelay } from './client.js'
 import { readStdin } from './io.js'
 import { writeOut } from './output.js'
@@ -18,7 +18,7 @@ export function registerRequest(program: Command): void {
     .description('send a request to one member of CLUSTER and print its reply (DATA absent or - reads stdin)')
     .argument('<cluster>', 'cluster name')
     .argument('[data]', 'request payload as text, or - for stdin')
-    .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
+    .addOption(timeoutOption())
     .action(async (cluster: string, data: string | undefined, flags: { timeout?: number }) => {
       checkCluster(cluster, 'CLUSTER')
       const payload =

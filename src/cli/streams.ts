@@ -47,6 +47,7 @@ import {
   parseNonNegativeInt,
   parsePositiveInt,
   parseText,
+  timeoutOption,
 } from './args.js'
 import { type AuthFlags, addAuthFlags, addCapabilityFlag, authOptions, readCapability } from './auth.js'
 import { withRelay } from './client.js'
@@ -148,7 +149,7 @@ export function registerStreams(program: Command): void {
       'open (default): any node may read; capability: members and capability holders only',
       parseAccess('--consume-access'),
     )
-    .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
+    .addOption(timeoutOption())
     .option('--json', 'print the stream info as JSON')
     .action(async (name: string, flags: CreateFlags & AuthFlags) => {
       checkStreamName(name, 'NAME')
@@ -166,7 +167,7 @@ export function registerStreams(program: Command): void {
       'print a stream: configuration, and per partition its leader, replicas, in-sync set, offsets',
     )
     .argument('<name>', 'stream name')
-    .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
+    .addOption(timeoutOption())
     .option('--json', 'print the stream info as JSON')
     .action(async (name: string, flags: { timeout?: number; json?: boolean }) => {
       checkStreamName(name, 'NAME')
@@ -179,7 +180,7 @@ export function registerStreams(program: Command): void {
   addAuthFlags(stream.command('delete'))
     .description('delete a stream and its data on every replica (prints nothing)')
     .argument('<name>', 'stream name')
-    .option('--timeout <ms>', 'deadline in milliseconds (default 10000)', parseMs('--timeout'))
+    .addOption(timeoutOption())
     .action(async (name: string, flags: { timeout?: number } & AuthFlags) => {
       checkStreamName(name, 'NAME')
       const auth = await authOptions(flags)
