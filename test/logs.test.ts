@@ -110,8 +110,10 @@ describe('node log', () => {
     }
     expect(find(logs[2]!.records, 'node stopped')).toHaveLength(1)
 
-    // Deleted: once, with its cluster.
-    await a.streams.delete('orders')
+    // Deleted: once, with its cluster. If c led the metadata group, a and b elect a new leader
+    // first; on a loaded machine that can take a while, and failover time is not what this
+    // test checks (stream failover tests do), so the call gets a generous timeout.
+    await a.streams.delete('orders', { timeout: 30_000 })
     const deleted = find(all(), 'stream deleted', { stream: 'orders' })
     expect(deleted).toHaveLength(1)
     expect(deleted[0]).toMatchObject({ component: 'streams', cluster: 'db' })
