@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
-import { connectRelay, type RelayClient } from '../relay/client.js'
+import { connectRelay, type RelayClient } from '../relay/client/client.js'
 import { generateKey } from '../src/index.js'
 
 const CLI = join(dirname(fileURLToPath(import.meta.url)), '../src/cli/main.js')

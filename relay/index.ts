@@ -18,8 +18,18 @@ export {
   type RelayTunnel,
   type RelayTunnelOptions,
   RelayUnavailableError,
-} from './client.js'
-export type { ReconnectOptions } from './client-reconnect.js'
+} from './client/client.js'
+export type { ReconnectOptions } from './client/client-reconnect.js'
+export {
+  RELAY_LIMITS,
+  type RelayServer,
+  type RelayServerOptions,
+  type RelayStats,
+  startRelay,
+} from './server/server.js'
+export { CONSUMER_LIMITS, type ConsumerBridgeStats } from './server/server-consumer.js'
+export { SUB_LIMITS } from './server/server-pubsub.js'
+export { relayTunnelWindow, type TunnelBridgeStats } from './server/server-tunnels.js'
 export {
   CONNECTION_ID,
   FRAME_OVERHEAD,
@@ -36,16 +46,6 @@ export {
   RESERVED_OPCODES,
   SUPPORTED_VERSIONS,
   writeFrame,
-} from './protocol.js'
-export { AckMode, CloseKind, MsgFlag } from './protocol-ext.js'
-export { FromKind } from './protocol-streams.js'
-export {
-  RELAY_LIMITS,
-  type RelayServer,
-  type RelayServerOptions,
-  type RelayStats,
-  startRelay,
-} from './server.js'
-export { CONSUMER_LIMITS, type ConsumerBridgeStats } from './server-consumer.js'
-export { SUB_LIMITS } from './server-pubsub.js'
-export { relayTunnelWindow, type TunnelBridgeStats } from './server-tunnels.js'
+} from './wire/protocol.js'
+export { AckMode, CloseKind, MsgFlag } from './wire/protocol-ext.js'
+export { FromKind } from './wire/protocol-streams.js'

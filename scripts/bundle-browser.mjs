@@ -9,7 +9,7 @@ const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
 const swaps = new Map([
   [join(root, 'src/util/keys.js'), join(root, 'relay/browser/keys.ts')],
   [join(root, 'src/cluster/capability.js'), join(root, 'relay/browser/capability.ts')],
-  [join(root, 'relay/transport-tcp.js'), join(root, 'relay/browser/transport-tcp.ts')],
+  [join(root, 'relay/wire/transport-tcp.js'), join(root, 'relay/browser/transport-tcp.ts')],
 ])
 
 await build({

@@ -6,7 +6,7 @@
  */
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
-import { type RelayServer, startRelay } from '../relay/server.js'
+import { type RelayServer, startRelay } from '../relay/server/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory, unservedMessage } from './cluster/membership.js'
 import {

@@ -32,4 +32,4 @@ export {
   type RelayTunnel,
   type RelayTunnelOptions,
   RelayUnavailableError,
-} from '../client.js'
+} from '../client/client.js'

@@ -5,8 +5,8 @@
  * Ctrl-C closes the connection and exits 130 (whatever was in flight then is not reported).
  */
 import type { Command } from 'commander'
-import type { RelayClient } from '../../relay/client.js'
-import { parseRelayAddress } from '../../relay/client-api.js'
+import type { RelayClient } from '../../relay/client/client.js'
+import { parseRelayAddress } from '../../relay/client/client-api.js'
 import { EXIT, UsageError } from './output.js'
 
 /** The commands that attach to a node's relay (each takes `--relay HOST:PORT`). */
@@ -65,7 +65,7 @@ const CONNECT_TIMEOUT = 5000
  * client afterwards. Loaded lazily so commands that need no relay start fast.
  */
 export async function withRelay<T>(fn: (client: RelayClient, signal: AbortSignal) => Promise<T>): Promise<T> {
-  const { connectRelay } = await import('../../relay/client.js')
+  const { connectRelay } = await import('../../relay/client/client.js')
   const ac = new AbortController()
   let client: RelayClient | undefined
   let interrupted = false

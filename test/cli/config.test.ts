@@ -9,9 +9,9 @@ import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { Command } from 'commander'
 import { describe, expect, it } from 'vitest'
+import { type NodeFlags, registerNode } from '../../src/cli/commands/node.js'
 import { configSchema, envName } from '../../src/cli/config.js'
 import { JOIN_FLAGS, type JoinGroup } from '../../src/cli/join-groups.js'
-import { type NodeFlags, registerNode } from '../../src/cli/node.js'
 import { runCli, tempDir } from './helpers.js'
 
 interface Parsed {

@@ -6,7 +6,7 @@
 import { spawn } from 'node:child_process'
 import { resolve } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { connectRelay, type RelayClient } from '../../relay/client.js'
+import { connectRelay, type RelayClient } from '../../relay/client/client.js'
 import { exited, runCli, startNode, statusOf, tempFile, uniqueNetwork, waitMembers } from './helpers.js'
 
 async function ask(client: RelayClient, text: string): Promise<string> {

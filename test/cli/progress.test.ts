@@ -8,9 +8,9 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { connectRelay } from '../../relay/client.js'
+import { connectRelay } from '../../relay/client/client.js'
+import { catchUpTotal } from '../../src/cli/commands/streams.js'
 import { createProgress } from '../../src/cli/progress.js'
-import { catchUpTotal } from '../../src/cli/streams.js'
 import type { StreamInfo } from '../../src/types.js'
 import { CLI, runCli, startNode, tempDir, tempFile, uniqueNetwork } from './helpers.js'
 

@@ -7,7 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { closeSync, existsSync, openSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
-import { connectRelay } from '../../relay/client.js'
+import { connectRelay } from '../../relay/client/client.js'
 import { runCli, spawnCli, startNode, tempDir, tempFile, uniqueNetwork, waitMembers } from './helpers.js'
 
 /** Waits until the node behind `relay` has a link to `peer`. */

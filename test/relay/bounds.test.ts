@@ -21,9 +21,9 @@ import {
   RelayUnavailableError,
   startRelay,
 } from '../../relay/index.js'
-import { decodeError, FRAME_OVERHEAD, type Frame, Op } from '../../relay/protocol.js'
-import { encodeSubscribe } from '../../relay/protocol-ext.js'
-import { encodeConsume } from '../../relay/protocol-streams.js'
+import { decodeError, FRAME_OVERHEAD, type Frame, Op } from '../../relay/wire/protocol.js'
+import { encodeSubscribe } from '../../relay/wire/protocol-ext.js'
+import { encodeConsume } from '../../relay/wire/protocol-streams.js'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../../src/constants.js'
 import { InvalidArgumentError, type PlexusNode } from '../../src/index.js'
 import { startNode, startStreamCluster, uniqueNetwork, waitFor } from '../helpers/nodes.js'

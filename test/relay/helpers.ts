@@ -3,7 +3,7 @@
  * handshake, refusal and fuzz tests.
  */
 import { connect, type Socket } from 'node:net'
-import { parseRelayAddress } from '../../relay/client.js'
+import { parseRelayAddress } from '../../relay/client/client.js'
 import {
   encodeHello,
   type Frame,
@@ -11,7 +11,7 @@ import {
   Op,
   PROTOCOL_VERSION,
   writeFrame,
-} from '../../relay/protocol.js'
+} from '../../relay/wire/protocol.js'
 import { BinaryWriter } from '../../src/util/binary.js'
 
 /** A raw socket to a relay that collects decoded frames and notices the close. */

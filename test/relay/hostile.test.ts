@@ -7,14 +7,14 @@
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { connectRelay } from '../../relay/index.js'
-import { decodeError, Op } from '../../relay/protocol.js'
+import { decodeError, Op } from '../../relay/wire/protocol.js'
 import {
   decodeTunnelClose,
   decodeTunnelOpened,
   encodePublish,
   encodeSubscribe,
   encodeTunnelOpen,
-} from '../../relay/protocol-ext.js'
+} from '../../relay/wire/protocol-ext.js'
 import { generateKey } from '../../src/index.js'
 import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 import { RawPeer } from './helpers.js'

@@ -13,9 +13,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { connectRelay, type RelayClient, type RelayServer, startRelay } from '../../relay/index.js'
-import { decodeError, encodeRequest, Op, writeFrame } from '../../relay/protocol.js'
-import { encodeMessage, encodePublish, type PublishBody } from '../../relay/protocol-ext.js'
-import { encodeConsumeMessage, encodeStreamName } from '../../relay/protocol-streams.js'
+import { decodeError, encodeRequest, Op, writeFrame } from '../../relay/wire/protocol.js'
+import { encodeMessage, encodePublish, type PublishBody } from '../../relay/wire/protocol-ext.js'
+import { encodeConsumeMessage, encodeStreamName } from '../../relay/wire/protocol-streams.js'
 import {
   DEFAULT_MAX_MESSAGE_SIZE,
   FRAME_OVERHEAD,

@@ -7,8 +7,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest'
 import { connectRelay, type RelayClient, type RelayServer, startRelay } from '../../relay/index.js'
-import { Op } from '../../relay/protocol.js'
-import { decodeMessage, encodeSubscribe } from '../../relay/protocol-ext.js'
+import { Op } from '../../relay/wire/protocol.js'
+import { decodeMessage, encodeSubscribe } from '../../relay/wire/protocol-ext.js'
 import {
   generateKey,
   InvalidArgumentError,

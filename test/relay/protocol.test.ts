@@ -16,7 +16,7 @@ import {
   Op,
   opcodeName,
   writeFrame,
-} from '../../relay/protocol.js'
+} from '../../relay/wire/protocol.js'
 import { generateKey } from '../../src/index.js'
 import { BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import { startNode, uniqueNetwork } from '../helpers/nodes.js'

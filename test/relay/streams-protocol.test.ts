@@ -7,7 +7,7 @@
 import { randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { connectRelay } from '../../relay/index.js'
-import { decodeError, FrameDecoder, Op, opcodeName, writeFrame } from '../../relay/protocol.js'
+import { decodeError, FrameDecoder, Op, opcodeName, writeFrame } from '../../relay/wire/protocol.js'
 import {
   type ConsumeBody,
   type ConsumeMessageBody,
@@ -28,7 +28,7 @@ import {
   encodeStreamInfo,
   encodeStreamList,
   encodeStreamName,
-} from '../../relay/protocol-streams.js'
+} from '../../relay/wire/protocol-streams.js'
 import { generateKey, type StreamInfo } from '../../src/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import { startNode, uniqueNetwork } from '../helpers/nodes.js'

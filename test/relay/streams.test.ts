@@ -19,8 +19,8 @@ import {
   type RelayServer,
   startRelay,
 } from '../../relay/index.js'
-import { decodeError, Op } from '../../relay/protocol.js'
-import { encodeConsume } from '../../relay/protocol-streams.js'
+import { decodeError, Op } from '../../relay/wire/protocol.js'
+import { encodeConsume } from '../../relay/wire/protocol-streams.js'
 import { generateKey, type PlexusNode, type StreamMessage } from '../../src/index.js'
 import { cleanedAfterEach } from '../helpers/cleanup.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'

@@ -4,7 +4,7 @@
  * reason, nothing while messages flow.
  */
 import { describe, expect, it } from 'vitest'
-import { formatAck } from '../../src/cli/pubsub.js'
+import { formatAck } from '../../src/cli/commands/pubsub.js'
 import { waitReason, watchWaiting } from '../../src/cli/wait-notice.js'
 import type { StreamInfo } from '../../src/types.js'
 
