@@ -64,7 +64,10 @@ const TYPES: Record<string, string> = {
 /** The prebuilt browser client (`npm run build`: dist/browser/plexus-relay.js), if present. */
 function browserBundle(): string | undefined {
   const here = fileURLToPath(new URL('.', import.meta.url))
-  for (const p of [join(here, '../browser/plexus-relay.js'), join(here, '../dist/browser/plexus-relay.js')]) {
+  for (const p of [
+    join(here, '../../browser/plexus-relay.js'),
+    join(here, '../../dist/browser/plexus-relay.js'),
+  ]) {
     if (existsSync(p)) return p
   }
   return undefined

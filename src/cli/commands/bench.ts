@@ -12,7 +12,7 @@ import { UsageError } from '../output.js'
 
 /** Path of the compiled bench entry point (dist/bench/run.js). */
 export function benchEntry(): string {
-  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'bench', 'run.js')
+  return join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', 'bench', 'run.js')
 }
 
 /** Registers the `bench` command on `program`. */
