@@ -26,6 +26,8 @@ async function main(): Promise<void> {
     throw new Error('usage: durable-member.js --network N --key K --cluster C --data-dir D')
   }
   const node = await createNode({
+    // The process runs what `plexus node` runs (gcTuning is the CLI's default, not the library's).
+    gcTuning: true,
     network: values.network,
     dataDir: values['data-dir'],
     listen: ['/ip4/127.0.0.1/tcp/0'],

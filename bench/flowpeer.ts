@@ -205,6 +205,8 @@ async function plexusNode() {
   const { createNode } = await import('../src/index.js')
   if (!values.network) throw new Error('--network is required')
   const node = await createNode({
+    // The process runs what `plexus node` runs (gcTuning is the CLI's default, not the library's).
+    gcTuning: true,
     network: values.network,
     listen: ['/ip4/127.0.0.1/tcp/0'],
     discovery: { local: true, mdns: false },

@@ -21,6 +21,8 @@ async function main(): Promise<void> {
     throw new Error('usage: member.js --network N --key K --cluster C [--cluster C2]')
   }
   const node = await createNode({
+    // The process runs what `plexus node` runs (gcTuning is the CLI's default, not the library's).
+    gcTuning: true,
     network: values.network,
     listen: ['/ip4/127.0.0.1/tcp/0'],
     discovery: { local: true, mdns: false },

@@ -55,6 +55,8 @@ export async function runPlexusRequestBench(opts: {
     }
     await Promise.all(members.map((m) => waitForLine(m, /^READY /, 20_000)))
     requester = await createNode({
+      // The process runs what `plexus node` runs (gcTuning is the CLI's default, not the library's).
+      gcTuning: true,
       network,
       listen: ['/ip4/127.0.0.1/tcp/0'],
       discovery: { local: true, mdns: false },

@@ -206,6 +206,8 @@ interface Client {
 
 async function plexusClient(a: Args): Promise<Client> {
   const node: PlexusNode = await createNode({
+    // The process runs what `plexus node` runs (gcTuning is the CLI's default, not the library's).
+    gcTuning: true,
     network: a.network,
     listen: ['/ip4/127.0.0.1/tcp/0'],
     discovery: { local: true, mdns: false },

@@ -135,6 +135,8 @@ export async function startPlexusStreamCluster(opts: {
       members.push({ child, id: m[1], pid: Number(m[2]) })
     }
     node = await createNode({
+      // The process runs what `plexus node` runs (gcTuning is the CLI's default, not the library's).
+      gcTuning: true,
       network,
       listen: ['/ip4/127.0.0.1/tcp/0'],
       discovery: { local: true, mdns: false },

@@ -13,8 +13,11 @@ export const DEFAULT_CIPHER = 'auto' as const
 export const NOISE_AES_GCM_PROTOCOL = '/plexus/noise-aes256gcm/1.0.0'
 /** Protocol id of the libp2p noise spec (ChaCha20-Poly1305). */
 export const NOISE_PROTOCOL = '/noise'
-/** Default `gcTuning`: set V8's old-generation marking trigger for busy processes (`util/gc-tuning.ts`). */
-export const DEFAULT_GC_TUNING = true
+/**
+ * Default `gcTuning` of the library: off, since a V8 flag is process-wide and belongs to the
+ * application; `plexus node` turns it on (`util/gc-tuning.ts`, README "Performance").
+ */
+export const DEFAULT_GC_TUNING = false
 /** Default listen addresses. */
 export const DEFAULT_LISTEN = ['/ip4/0.0.0.0/tcp/0']
 /** Largest payload accepted by request, broadcast, publish and tunnel send (bytes). */

@@ -36,7 +36,8 @@ export interface NodeOptions {
    */
   cipher?: 'auto' | 'aes-256-gcm' | 'chacha20-poly1305'
   /**
-   * Tune V8's garbage collector for this process (default true): at the first node's start,
+   * Tune V8's garbage collector for this process (default false: a V8 flag is process-wide,
+   * so the application decides; `plexus node` sets it unless `--no-gc-tuning`). When true, at the first node's start
    * sets `--incremental-marking-soft-trigger=80`, so V8 starts marking the old generation
    * when 80% of the room it allotted is used rather than whenever that room is smaller than
    * the young generation, which keeps busy processes from re-marking every ~200 ms (see
