@@ -4,20 +4,19 @@
  * client's `subscribe`), and FLUSH (`client.flush()`) waits for every interest change made
  * so far. A publish right after, from any node linked to the relay's node, always arrives.
  */
-import { spawn, spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { spawn } from 'node:child_process'
 import { describe, expect, it } from 'vitest'
 import { connectRelay, type RelayClient, type RelaySubscription } from '../../relay/index.js'
 import { decodeError, Op } from '../../relay/wire/protocol.js'
 import { AbortedError, type PlexusNode, TimeoutError } from '../../src/index.js'
 import { PUBSUB_SYNC } from '../../src/pubsub/ready.js'
 import { startNode, uniqueNetwork, waitFor } from '../helpers/nodes.js'
+import { pythonEnv, pythonMissing } from '../helpers/python.js'
 import { readyLosses } from '../helpers/ready.js'
 import { RawPeer } from './helpers.js'
 
-/** Directory of the Python client (imported by the script the test runs). */
-const pythonDir = fileURLToPath(new URL('../../examples/python/', import.meta.url))
-const hasPython = spawnSync('python3', ['--version']).status === 0
+/** Why the Python client cannot run here (undefined: it can; clients/python is on PYTHONPATH). */
+const pythonSkip = pythonMissing()
 
 /** Node `a` with a relay, `b` and `c` without, all linked to each other. */
 async function trio(): Promise<[PlexusNode, PlexusNode, PlexusNode]> {
@@ -130,35 +129,40 @@ describe('FLUSH on the wire', () => {
   })
 })
 
-describe.skipIf(!hasPython)('subscription readiness from the python client (python3 found)', () => {
+describe.skipIf(pythonSkip !== undefined)('subscription readiness from the python client', () => {
   it('after subscribe returns, a publish from every node right away arrives; flush works', async () => {
     const [a, b, c] = await trio()
     const rounds = 30
     const code = `
-import socket, sys
-sys.path.insert(0, ${JSON.stringify(pythonDir)})
-from plexus_relay import RelayClient
-client = RelayClient(${JSON.stringify(a.relayAddress)})
-msgs = client.messages()
-for i in range(${rounds}):
-    client.subscribe(f"py.ready.{i}", sub_id=i + 1)
-    if i % 2:
-        client.flush(5000)
-    print(f"ready {i}", flush=True)
-    seen = set()
-    client.sock.settimeout(3)
-    try:
-        while len(seen) < 2:
-            sid, topic, sender, data, dropped = next(msgs)
-            if sid == i + 1:
-                seen.add(sender)
-    except (socket.timeout, TimeoutError):
-        pass
-    client.sock.settimeout(None)
-    client.unsubscribe(i + 1)
-    print(f"got {i} {len(seen)}", flush=True)
+import asyncio
+import plexus_relay
+
+async def main():
+    client = await plexus_relay.connect(${JSON.stringify(a.relayAddress)})
+    for i in range(${rounds}):
+        sub = await client.subscribe(f"py.ready.{i}")
+        if i % 2:
+            await client.flush(timeout=5)
+        print(f"ready {i}", flush=True)
+        seen = set()
+
+        async def take():
+            async for m in sub:
+                seen.add(m.from_)
+                if len(seen) == 2:
+                    return
+
+        try:
+            await asyncio.wait_for(take(), 3)
+        except asyncio.TimeoutError:
+            pass
+        await sub.unsubscribe()
+        print(f"got {i} {len(seen)}", flush=True)
+    await client.close()
+
+asyncio.run(main())
 `
-    const child = spawn('python3', ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn('python3', ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'], env: pythonEnv })
     let err = ''
     child.stderr!.on('data', (d) => (err += d))
     let buf = ''
@@ -184,4 +188,4 @@ for i in range(${rounds}):
   }, 60_000)
 })
 
-it.runIf(!hasPython)('python readiness: skipped because python3 is not installed', () => {})
+it.runIf(pythonSkip !== undefined)(`python readiness: skipped because ${pythonSkip ?? ''}`, () => {})

@@ -1,15 +1,16 @@
 /**
- * The Python example client (stdlib only) against a real relay: proves that
- * docs/relay-protocol.md is enough to implement a client in another language.
+ * The Python package's command line (`python3 -m plexus_relay`, clients/python, stdlib
+ * only) against a real relay: proves that docs/relay-protocol.md is enough to implement a
+ * client in another language. The package is imported through PYTHONPATH, not installed.
  */
-import { type ChildProcess, execFile, spawn, spawnSync } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { generateKey } from '../../src/index.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { pythonEnv, pythonMissing } from '../helpers/python.js'
 
-const script = fileURLToPath(new URL('../../examples/python/plexus_relay.py', import.meta.url))
-const hasPython = spawnSync('python3', ['--version']).status === 0
+const missing = pythonMissing()
+const pyEnv = pythonEnv
 const children: ChildProcess[] = []
 afterEach(() => {
   for (const c of children.splice(0)) c.kill()
@@ -22,15 +23,15 @@ function run(
   return new Promise((resolve) => {
     execFile(
       'python3',
-      [script, ...args],
-      { env: { ...process.env, ...env }, timeout: 15_000 },
+      ['-m', 'plexus_relay', ...args],
+      { env: { ...pyEnv, ...env }, timeout: 15_000 },
       (err, stdout, stderr) =>
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
     )
   })
 }
 
-describe.skipIf(!hasPython)('python relay client (python3 found)', () => {
+describe.skipIf(missing !== undefined)('python3 -m plexus_relay (python3 >= 3.9 found)', () => {
   it('sends a request through the relay and prints the reply; errors name their class', async () => {
     const network = uniqueNetwork('relaypy')
     const [a, b] = await Promise.all([startNode({ network, relay: { port: 0 } }), startNode({ network })])
@@ -50,9 +51,14 @@ describe.skipIf(!hasPython)('python relay client (python3 found)', () => {
     const network = uniqueNetwork('relaypy')
     const [a, b] = await Promise.all([startNode({ network, relay: { port: 0 } }), startNode({ network })])
     const key = generateKey()
-    const child = spawn('python3', [script, 'serve', 'py', '--key', key, '--relay', a.relayAddress!], {
-      stdio: ['ignore', 'ignore', 'pipe'],
-    })
+    const child = spawn(
+      'python3',
+      ['-m', 'plexus_relay', 'serve', 'py', '--key', key, '--relay', a.relayAddress!],
+      {
+        stdio: ['ignore', 'ignore', 'pipe'],
+        env: pyEnv,
+      },
+    )
     children.push(child)
     await waitForMembers(b, 'py', 1, 10_000)
     expect(new TextDecoder().decode(await b.request('py', 'shout'))).toBe('SHOUT')
@@ -63,10 +69,8 @@ describe.skipIf(!hasPython)('python relay client (python3 found)', () => {
     const [a, b] = await Promise.all([startNode({ network, relay: { port: 0 } }), startNode({ network })])
     const child = spawn(
       'python3',
-      [script, 'subscribe', 'orders.>', '--count', '3', '--relay', a.relayAddress!],
-      {
-        stdio: ['ignore', 'pipe', 'pipe'],
-      },
+      ['-m', 'plexus_relay', 'subscribe', 'orders.>', '--count', '3', '--relay', a.relayAddress!],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: pyEnv },
     )
     children.push(child)
     let out = ''
@@ -104,4 +108,4 @@ describe.skipIf(!hasPython)('python relay client (python3 found)', () => {
   })
 })
 
-it.runIf(!hasPython)('python relay client: skipped because python3 is not installed', () => {})
+it.runIf(missing !== undefined)(`python3 -m plexus_relay: skipped because ${missing ?? ''}`, () => {})

@@ -1,0 +1,79 @@
+"""Plexus relay client for Python (asyncio, standard library only).
+
+Attaches to a local Plexus node's relay (docs/relay-protocol.md) and uses the network
+through it: requests, serving clusters, broadcasts, pub/sub, tunnels and durable streams::
+
+    import asyncio, plexus_relay
+
+    async def main():
+        async with await plexus_relay.connect() as client:   # $PLEXUS_RELAY or 127.0.0.1:55555
+            print(await client.request("echo", b"hi", timeout=2))
+
+    asyncio.run(main())
+"""
+
+from .client import DEFAULT_RELAY, RELAY_ENV, Client, PublishAck, connect, parse_address
+from .errors import (
+    ERROR_CLASSES,
+    AbortedError,
+    ConsumerNotFoundError,
+    InvalidArgumentError,
+    LeadershipLostError,
+    MemberLostError,
+    NoMembersError,
+    NotEnoughReplicasError,
+    OverloadedError,
+    PlexusError,
+    PlexusTimeoutError,
+    RelayUnavailableError,
+    RemoteError,
+    StreamNotFoundError,
+    TunnelClosedError,
+    UnauthorizedError,
+    error_from_wire,
+)
+from .members import Limits, Membership, RequestContext
+from .pubsub import Message, Subscription
+from .streams import Consumer, PartitionInfo, StreamInfo, StreamMessage, Streams, StreamSummary
+from .tunnel import Tunnel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_RELAY",
+    "ERROR_CLASSES",
+    "RELAY_ENV",
+    "AbortedError",
+    "Client",
+    "Consumer",
+    "ConsumerNotFoundError",
+    "InvalidArgumentError",
+    "LeadershipLostError",
+    "Limits",
+    "MemberLostError",
+    "Membership",
+    "Message",
+    "NoMembersError",
+    "NotEnoughReplicasError",
+    "OverloadedError",
+    "PartitionInfo",
+    "PlexusError",
+    "PlexusTimeoutError",
+    "PublishAck",
+    "RelayUnavailableError",
+    "RemoteError",
+    "RequestContext",
+    "StreamInfo",
+    "StreamMessage",
+    "StreamNotFoundError",
+    "StreamSummary",
+    "Streams",
+    "Subscription",
+    "Tunnel",
+    "TunnelClosedError",
+    "UnauthorizedError",
+    "connect",
+    "error_from_wire",
+    "parse_address",
+    "__version__",
+]

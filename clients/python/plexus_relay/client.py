@@ -1,0 +1,545 @@
+"""The connection to a node's relay: handshake, the frame reader, calls matched by
+correlation id, and the calls that are one frame and one answer (request, broadcast,
+publish, flush, status, ping). Subscriptions, memberships, tunnels and streams live in
+their own modules and plug into the reader through ``Client._handlers``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, Dict, Optional, Set, Tuple
+
+from . import validate as check
+from .errors import (
+    AbortedError,
+    InvalidArgumentError,
+    PlexusError,
+    PlexusTimeoutError,
+    RelayUnavailableError,
+    TunnelClosedError,
+    error_from_wire,
+)
+from .members import Limits, Memberships, Membership, RequestHandler, BroadcastHandler, TunnelHandler
+from .pubsub import Subscriptions, Subscription
+from .streams import Consumer, Streams
+from .tunnel import Tunnel, tunnel_window
+from .wire import (
+    ACK_MODES,
+    CONNECTION_ID,
+    DEFAULT_MAX_MESSAGE_SIZE,
+    FLAG_CAPABILITY,
+    FLAG_HEADERS,
+    FLAG_KEY,
+    FLAG_MSG_ID,
+    FRAME_OVERHEAD,
+    MAGIC,
+    PROTOCOL_VERSION,
+    Op,
+    Reader,
+    Writer,
+    frame,
+    opcode_name,
+)
+
+#: Where clients attach when no address is given and ``PLEXUS_RELAY`` is unset.
+DEFAULT_RELAY = "127.0.0.1:55555"
+#: The environment variable naming the relay (``host:port``, IPv6 as ``[::1]:55555``).
+RELAY_ENV = "PLEXUS_RELAY"
+#: Seconds between PINGs while connected, so the relay's idle timeout (5 min) never closes
+#: a connection its program still holds.
+KEEPALIVE_SECONDS = 60.0
+
+#: Handles one server-initiated frame: (correlation id, body, frame length field).
+FrameHandler = Callable[[int, bytes, int], None]
+
+
+@dataclass(frozen=True)
+class PublishAck:
+    """Where a message published with ``ack`` was stored. ``duplicate``: its ``msg_id`` was
+    already stored at ``offset`` and nothing was added."""
+
+    stream: str
+    partition: int
+    offset: int
+    duplicate: bool = False
+
+
+def parse_address(address: Optional[str]) -> Tuple[str, int]:
+    """``host:port`` (IPv6 as ``[::1]:55555``): the argument, else ``$PLEXUS_RELAY``, else 127.0.0.1:55555."""
+    field = "address"
+    if address is None:
+        address = os.environ.get(RELAY_ENV) or None
+        field = RELAY_ENV
+    if address is None:
+        address = DEFAULT_RELAY
+    if not isinstance(address, str):
+        raise InvalidArgumentError(f"{field} must be host:port, got {check.describe(address)}")
+    host, sep, port = address.rpartition(":")
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise InvalidArgumentError(f"{field} must be host:port, got {check.describe(address)}")
+    return host, int(port)
+
+
+async def connect(address: Optional[str] = None, *, timeout: float = 5.0, name: str = "plexus-python") -> "Client":
+    """Connects to a node's relay and completes the handshake. ``address`` is ``host:port``
+    (default: ``$PLEXUS_RELAY``, else 127.0.0.1:55555). Raises ``RelayUnavailableError`` when
+    nothing listens there or the relay refuses, ``PlexusTimeoutError`` after ``timeout`` seconds."""
+    host, port = parse_address(address)
+    where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout)
+    except asyncio.TimeoutError:
+        raise PlexusTimeoutError(f"no answer from the relay at {where} within {timeout} s") from None
+    except ConnectionRefusedError:
+        raise RelayUnavailableError(f"no Plexus node's relay is listening at {where} (connection refused)") from None
+    except OSError as e:
+        raise RelayUnavailableError(f"cannot reach the relay at {where}: {e}") from None
+    client = Client(reader, writer, where)
+    try:
+        await asyncio.wait_for(client._handshake(name), timeout)
+    except asyncio.TimeoutError:
+        client._fail(PlexusTimeoutError(f"no answer from the relay at {where} within {timeout} s"))
+        raise client._closed_error from None  # type: ignore[misc]
+    except BaseException:
+        client._fail(RelayUnavailableError("handshake failed"))
+        raise
+    return client
+
+
+class Client:
+    """One connection to a node's relay (make it with ``connect``). Every method may be
+    called concurrently; answers are matched by correlation id. Closing it (``close()``, or
+    leaving ``async with``) ends everything opened through it: memberships are left,
+    subscriptions end, tunnels fail, consumers close."""
+
+    node_id: str
+    """The relay's node id (WELCOME)."""
+    network: str
+    """The relay node's network name."""
+    max_message_size: int
+    """Largest payload the relay accepts, in bytes (WELCOME; default 1 MiB)."""
+    streams: Streams
+    """Durable streams: ``create``, ``info``, ``delete``, ``list`` (see ``Streams``)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, where: str) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.where = where
+        self.node_id = ""
+        self.network = ""
+        self.version = PROTOCOL_VERSION
+        self.max_message_size = DEFAULT_MAX_MESSAGE_SIZE
+        self._pending: Dict[int, Tuple[asyncio.Future, Optional[Callable[[int, bytes], None]]]] = {}
+        self._next_id = 1
+        self._closed_error: Optional[BaseException] = None
+        self._drain_lock = asyncio.Lock()
+        self._tasks: Set[asyncio.Task] = set()
+        self._read_task: Optional[asyncio.Task] = None
+        self._keepalive_task: Optional[asyncio.Task] = None
+        self.tunnels: Dict[int, Tunnel] = {}
+        # Server-initiated frames by opcode. A new frame family registers its handler here
+        # (and its answers come back through `_call`), without touching the reader.
+        self._handlers: Dict[int, FrameHandler] = {
+            Op.TUNNEL_DATA: lambda i, b, _n: self._tunnel(i, lambda t: t._on_data(_bytes_body(b, "TUNNEL_DATA"))),
+            Op.TUNNEL_CREDIT: lambda i, b, _n: self._tunnel(i, lambda t: t._on_credit(_u32_body(b, "TUNNEL_CREDIT"))),
+            Op.TUNNEL_CLOSE: lambda i, b, _n: self._tunnel(i, lambda t: t._on_close(*_close_body(b, "TUNNEL_CLOSE"))),
+        }
+        self._subs = Subscriptions(self)
+        self._members = Memberships(self)
+        self.streams = Streams(self)
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def _handshake(self, name: str) -> None:
+        hello = Writer().raw(MAGIC).u16(PROTOCOL_VERSION).text(name[:200]).body()
+        self._writer.write(frame(Op.HELLO, CONNECTION_ID, hello))
+        op, _id, body = await self._read_frame(4096 + 4)
+        r = Reader(body, opcode_name(op))
+        if op == Op.REFUSE:
+            raise RelayUnavailableError(f"relay at {self.where} refused the connection: {r.text('reason')}")
+        if op == Op.ERROR:
+            raise error_from_wire(r.text("error name"), r.text("message"))
+        if op != Op.WELCOME:
+            raise RelayUnavailableError(f"relay at {self.where} sent {opcode_name(op)} where WELCOME was expected")
+        self.version = r.u16("version")
+        self.node_id = r.text("node id")
+        self.network = r.text("network")
+        self.max_message_size = r.u32("max message size")
+        r.end()
+        self._read_task = asyncio.ensure_future(self._read_loop())
+        self._keepalive_task = asyncio.ensure_future(self._keepalive())
+
+    async def close(self) -> None:
+        """Closes the connection; everything opened through it ends. Idempotent."""
+        if self._closed_error is not None:
+            return
+        self._fail(AbortedError("relay client closed"))
+        try:
+            await self._writer.wait_closed()
+        except (OSError, asyncio.CancelledError):
+            pass
+
+    @property
+    def closed(self) -> bool:
+        """True once the connection is closed or lost."""
+        return self._closed_error is not None
+
+    async def __aenter__(self) -> "Client":
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.close()
+
+    def _fail(self, err: BaseException) -> None:
+        """Ends the connection and fails everything pending with ``err`` (first error wins)."""
+        if self._closed_error is not None:
+            return
+        self._closed_error = err
+        self._writer.close()
+        for task in (self._read_task, self._keepalive_task):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        pending = list(self._pending.values())
+        self._pending.clear()
+        for fut, _hook in pending:
+            if not fut.done():
+                fut.set_exception(err)
+        self._subs.fail_all(err)
+        self._members.abort_all()
+        lost = TunnelClosedError(f"tunnel lost: {err}")
+        for t in list(self.tunnels.values()):
+            t._terminate(lost)
+        self.tunnels.clear()
+        self.streams._fail_all(err)
+        for task in list(self._tasks):
+            task.cancel()
+
+    # ---- frames ---------------------------------------------------------------------------
+
+    async def _read_frame(self, max_length: int) -> Tuple[int, int, bytes]:
+        head = await self._reader.readexactly(4)
+        length = int.from_bytes(head, "big")
+        if length < 5 or length > max_length:
+            raise RelayUnavailableError(f"relay at {self.where} sent a frame of {length} bytes (limit {max_length})")
+        rest = await self._reader.readexactly(length)
+        return rest[0], int.from_bytes(rest[1:5], "big"), rest[5:]
+
+    async def _read_loop(self) -> None:
+        try:
+            while True:
+                op, corr_id, body = await self._read_frame(self.max_message_size + FRAME_OVERHEAD)
+                self._dispatch(op, corr_id, body, len(body) + 5)
+        except asyncio.CancelledError:
+            raise
+        except (asyncio.IncompleteReadError, OSError):
+            self._fail(RelayUnavailableError(f"connection to the relay at {self.where} was lost"))
+        except PlexusError as e:
+            self._fail(e)
+        except Exception as e:  # a bug here must not leave callers waiting forever
+            self._fail(RelayUnavailableError(f"relay client failed reading from {self.where}: {e!r}"))
+
+    def _dispatch(self, op: int, corr_id: int, body: bytes, length: int) -> None:
+        if op == Op.PING:
+            self._send(Op.PONG, corr_id)
+            return
+        if op == Op.ERROR and corr_id == CONNECTION_ID:
+            r = Reader(body, "ERROR")
+            name, message = r.text("error name"), r.text("message")
+            self._fail(error_from_wire(name, f"relay at {self.where} closed the connection: {message}"))
+            return
+        handler = self._handlers.get(op)
+        if handler is not None:
+            handler(corr_id, body, length)
+            return
+        entry = self._pending.pop(corr_id, None)
+        if entry is None:
+            if op == Op.TUNNEL_OPENED:  # opened after its caller gave up: end it
+                tid = Reader(body, "TUNNEL_OPENED").u32("tunnel id")
+                self._send(Op.TUNNEL_CLOSE, tid, Writer().u8(1).text("TunnelClosedError").text("abandoned").body())
+            return  # the answer to a call given up on
+        fut, hook = entry
+        if hook is not None:
+            hook(op, body)
+        if not fut.done():
+            fut.set_result((op, body))
+
+    def _send(self, opcode: int, corr_id: int, body: bytes = b"") -> None:
+        """Writes one frame (no wait; see ``_drain``). Nothing is written once closed."""
+        if self._closed_error is None:
+            self._writer.write(frame(opcode, corr_id, body))
+
+    async def _drain(self) -> None:
+        """Waits while the socket's send buffer is over its high-water mark."""
+        async with self._drain_lock:
+            try:
+                await self._writer.drain()
+            except (ConnectionError, OSError):
+                self._fail(RelayUnavailableError(f"connection to the relay at {self.where} was lost"))
+        if self._closed_error is not None:
+            raise self._closed_error
+
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+        """Runs a handler task owned by the connection (cancelled when it closes)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _alloc_id(self) -> int:
+        i = self._next_id
+        while i == CONNECTION_ID or i in self._pending:
+            i = (i + 1) & 0xFFFFFFFF
+        self._next_id = (i + 1) & 0xFFFFFFFF
+        return i
+
+    async def _call(
+        self,
+        opcode: int,
+        body: bytes = b"",
+        expect: Optional[int] = None,
+        *,
+        cancel: bool = False,
+        hook: Optional[Callable[[int, bytes], None]] = None,
+    ) -> Tuple[int, Reader]:
+        """Sends one call frame and waits for its answer. An ERROR answer raises its class;
+        with ``expect``, another opcode raises ``RelayUnavailableError``. If the waiting task
+        is cancelled and ``cancel`` is set, CANCEL tells the relay to give the call up.
+        ``hook(opcode, body)`` runs in the reader as the answer arrives (before any frame after it)."""
+        if self._closed_error is not None:
+            raise self._closed_error
+        corr_id = self._alloc_id()
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._pending[corr_id] = (fut, hook)
+        self._send(opcode, corr_id, body)
+        try:
+            await self._drain()
+            op, answer = await fut
+        except BaseException as e:
+            if self._pending.pop(corr_id, None) is not None and cancel and isinstance(e, asyncio.CancelledError):
+                self._send(Op.CANCEL, corr_id)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: the caller gets `e`
+            raise
+        r = Reader(answer, opcode_name(op))
+        if op == Op.ERROR:
+            raise error_from_wire(r.text("error name"), r.text("message"))
+        if expect is not None and op != expect:
+            raise RelayUnavailableError(f"relay sent {opcode_name(op)} where {opcode_name(expect)} was expected")
+        return op, r
+
+    def _tunnel(self, tunnel_id: int, fn: Callable[[Tunnel], None]) -> None:
+        t = self.tunnels.get(tunnel_id)
+        if t is not None:
+            fn(t)
+
+    async def _keepalive(self) -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_SECONDS)
+            try:
+                await self.ping()
+            except PlexusError:
+                return
+
+    # ---- calls ----------------------------------------------------------------------------
+
+    async def request(self, cluster: str, data: check.Payload, timeout: Optional[float] = None) -> bytes:
+        """Sends ``data`` to one member of ``cluster`` (chosen by the node by load) and returns
+        its reply. ``timeout`` in seconds (None: the node's default, 10 s) travels with the
+        request. At-most-once. Raises ``NoMembersError``, ``PlexusTimeoutError``,
+        ``RemoteError`` (the handler raised), ``OverloadedError``, ``MemberLostError``.
+        Cancelling the awaiting task sends CANCEL."""
+        check.name(cluster, "cluster")
+        payload = check.payload(data, "data", self.max_message_size)
+        ms = check.timeout_ms(timeout)
+        body = Writer().text(cluster).u32(ms).blob(payload).body()
+        _op, r = await self._call(Op.REQUEST, body, Op.REPLY, cancel=True)
+        reply = r.blob("data")
+        r.end()
+        return reply
+
+    async def broadcast(self, cluster: str, data: check.Payload) -> int:
+        """Sends ``data`` to every reachable member of ``cluster``, at most once each, no
+        replies; returns how many members the node handed it to."""
+        check.name(cluster, "cluster")
+        payload = check.payload(data, "data", self.max_message_size)
+        _op, r = await self._call(Op.BROADCAST, Writer().text(cluster).blob(payload).body(), Op.OK)
+        n = r.u32("count")
+        r.end()
+        return n
+
+    async def publish(
+        self,
+        topic: str,
+        data: check.Payload,
+        *,
+        key: Optional[check.Payload] = None,
+        headers: Optional[Dict[str, str]] = None,
+        ack: Optional[str] = None,
+        msg_id: Optional[str] = None,
+        timeout: Optional[float] = None,
+        capability: Optional[str] = None,
+    ) -> Optional[PublishAck]:
+        """Publishes ``data`` on ``topic`` to every matching subscriber (at most once, in
+        order per publisher). With ``ack='leader'`` or ``'all'`` a durable stream must capture
+        the topic: returns ``PublishAck(stream, partition, offset)`` once the partition leader
+        stored it (leader) or a majority of its replicas did (all); else None once the node
+        queued it on every link. ``msg_id`` lets the stream drop a duplicate."""
+        check.topic(topic)
+        payload = check.payload(data, "data", self.max_message_size)
+        k = check.key(key)
+        h = check.headers(headers)
+        mid = check.msg_id(msg_id)
+        mode = ACK_MODES.get(ack or "none")
+        if mode is None:
+            raise InvalidArgumentError(f"ack must be 'none', 'leader' or 'all', got {check.describe(ack)}")
+        ms = check.timeout_ms(timeout)
+        if capability is not None and (not isinstance(capability, str) or not capability.strip()):
+            raise InvalidArgumentError(f"capability must be a pxc1.… capability, got {check.describe(capability)}")
+        flags = (
+            (FLAG_KEY if k is not None else 0)
+            | (FLAG_HEADERS if h is not None else 0)
+            | (FLAG_MSG_ID if mid is not None else 0)
+            | (FLAG_CAPABILITY if capability is not None else 0)
+        )
+        w = Writer().text(topic).u8(flags)
+        if k is not None:
+            w.blob(k)
+        if h is not None:
+            w.headers(h)
+        if mid is not None:
+            w.text(mid)
+        if capability is not None:
+            w.text(capability.strip())
+        w.u8(mode).u32(ms).blob(payload)
+        op, r = await self._call(Op.PUBLISH, w.body())
+        if op == Op.PUBLISH_ACK:
+            a = PublishAck(r.text("stream"), r.u32("partition"), r.u64("offset"), r.u8("duplicate") == 1)
+            r.end()
+            return a
+        if op != Op.OK:
+            raise RelayUnavailableError(f"relay sent {opcode_name(op)} where OK or PUBLISH_ACK was expected")
+        return None
+
+    def subscribe(self, pattern: str, *, max_pending: int = 0) -> Subscription:
+        """Subscribes to ``pattern`` (``*`` one token, ``>`` the rest). ``await`` the result to
+        wait until the subscription is live (a publish made after that by any node linked to
+        the relay's node reaches it), then iterate it with ``async for``; or iterate at once.
+        Messages wait in a queue of ``max_pending`` messages (0: 8192; also the relay's
+        bound); beyond it new ones are dropped and counted in ``sub.dropped``."""
+        return self._subs.subscribe(pattern, max_pending)
+
+    async def flush(self, timeout: Optional[float] = None) -> None:
+        """Returns once every subscribe and unsubscribe the node has handled so far is known
+        to every node linked to it (``PlexusTimeoutError`` after ``timeout`` seconds, default 10)."""
+        await self._call(Op.FLUSH, Writer().u32(check.timeout_ms(timeout)).body(), Op.OK, cancel=True)
+
+    async def join(
+        self,
+        cluster: str,
+        key: check.Payload,
+        *,
+        on_request: Optional[RequestHandler] = None,
+        on_broadcast: Optional[BroadcastHandler] = None,
+        on_tunnel: Optional[TunnelHandler] = None,
+        limits: Optional[Limits] = None,
+    ) -> Membership:
+        """Makes the relay's node a member of ``cluster`` (``key``: 64 hex characters, a
+        passphrase of 16+ characters, or bytes) on behalf of this connection, serving what has
+        a handler. Handlers may be plain functions or coroutines. Leave with
+        ``await membership.leave()``; closing the connection leaves too."""
+        return await self._members.join(cluster, key, on_request, on_broadcast, on_tunnel, limits)
+
+    async def serve(
+        self, cluster: str, key: check.Payload, handler: RequestHandler, *, limits: Optional[Limits] = None
+    ) -> Membership:
+        """``join(cluster, key, on_request=handler)``: answers requests to ``cluster`` with
+        ``handler(data, ctx)`` (bytes or str; raising sends the caller ``RemoteError``)."""
+        return await self.join(cluster, key, on_request=handler, limits=limits)
+
+    async def tunnel(self, cluster: str, timeout: Optional[float] = None) -> Tunnel:
+        """Opens a tunnel to one member of ``cluster`` (one that joined with ``on_tunnel``):
+        an ordered, flow-controlled, bidirectional message channel. Raises ``NoMembersError``,
+        ``OverloadedError``, ``PlexusTimeoutError``."""
+        check.name(cluster, "cluster")
+        ms = check.timeout_ms(timeout)
+        window = tunnel_window(self.max_message_size)
+        made: Dict[str, Tunnel] = {}
+
+        def opened(op: int, body: bytes) -> None:
+            # Runs in the reader as TUNNEL_OPENED arrives, so data right behind it is not lost.
+            if op != Op.TUNNEL_OPENED:
+                return
+            r = Reader(body, "TUNNEL_OPENED")
+            tid, peer, credit = r.u32("tunnel id"), r.text("peer"), r.u32("window")
+            r.end()
+            t = Tunnel(self, tid, peer, cluster, credit, window)
+            self.tunnels[tid] = t
+            made["t"] = t
+
+        try:
+            await self._call(
+                Op.TUNNEL_OPEN, Writer().text(cluster).u32(ms).u32(window).body(), Op.TUNNEL_OPENED, cancel=True, hook=opened
+            )
+        except asyncio.CancelledError:
+            if "t" in made:
+                made["t"].abort("the tunnel setup was abandoned")
+            raise
+        return made["t"]
+
+    def consume(
+        self,
+        stream: str,
+        *,
+        durable: Optional[str] = None,
+        from_: Any = "earliest",
+        partition: Optional[int] = None,
+        ack_wait: Optional[float] = None,
+        capability: Optional[str] = None,
+    ) -> Consumer:
+        """Reads a durable stream: every partition (or ``partition``) in offset order, then
+        live. ``from_``: 'earliest', 'latest', 'new', an offset (int or ``{'offset': n}``) or a
+        ``datetime``. A ``durable`` consumer resumes after its last acknowledged message
+        (``await m.ack()``); an unacknowledged one is redelivered after ``ack_wait`` seconds.
+        ``await`` the result to wait until it is open; iterate it with ``async for``."""
+        return self.streams.consume(stream, durable, from_, partition, ack_wait, capability)
+
+    async def status(self) -> Dict[str, Any]:
+        """The node's status (peers, clusters and members, streams, counters) as a dict."""
+        _op, r = await self._call(Op.STATUS, b"", Op.STATUS_REPLY)
+        doc = r.blob("json")
+        r.end()
+        parsed: Dict[str, Any] = json.loads(doc.decode("utf-8"))
+        return parsed
+
+    async def ping(self) -> float:
+        """A PING round trip to the relay, in seconds."""
+        start = time.monotonic()
+        await self._call(Op.PING, b"", Op.PONG)
+        return time.monotonic() - start
+
+
+def _bytes_body(body: bytes, what: str) -> bytes:
+    r = Reader(body, what)
+    b = r.blob("data")
+    r.end()
+    return b
+
+
+def _u32_body(body: bytes, what: str) -> int:
+    r = Reader(body, what)
+    n = r.u32("bytes")
+    r.end()
+    return n
+
+
+def _close_body(body: bytes, what: str) -> Tuple[int, str, str]:
+    r = Reader(body, what)
+    kind, name, message = r.u8("kind"), r.text("error name"), r.text("message")
+    r.end()
+    if kind > 1:
+        raise RelayUnavailableError(f"malformed {what} from the relay: unknown kind {kind}")
+    return kind, name, message
