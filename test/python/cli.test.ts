@@ -7,7 +7,7 @@ import { type ChildProcess, execFile, spawn } from 'node:child_process'
 import { afterEach, describe, expect, it } from 'vitest'
 import { generateKey } from '../../src/index.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
-import { pythonEnv, pythonMissing } from '../helpers/python.js'
+import { python, pythonEnv, pythonMissing } from '../helpers/python.js'
 
 const missing = pythonMissing()
 const pyEnv = pythonEnv
@@ -22,7 +22,7 @@ function run(
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
-      'python3',
+      python,
       ['-m', 'plexus_relay', ...args],
       { env: { ...pyEnv, ...env }, timeout: 15_000 },
       (err, stdout, stderr) =>
@@ -52,7 +52,7 @@ describe.skipIf(missing !== undefined)('python3 -m plexus_relay (python3 >= 3.9 
     const [a, b] = await Promise.all([startNode({ network, relay: { port: 0 } }), startNode({ network })])
     const key = generateKey()
     const child = spawn(
-      'python3',
+      python,
       ['-m', 'plexus_relay', 'serve', 'py', '--key', key, '--relay', a.relayAddress!],
       {
         stdio: ['ignore', 'ignore', 'pipe'],
@@ -68,7 +68,7 @@ describe.skipIf(missing !== undefined)('python3 -m plexus_relay (python3 >= 3.9 
     const network = uniqueNetwork('relaypy')
     const [a, b] = await Promise.all([startNode({ network, relay: { port: 0 } }), startNode({ network })])
     const child = spawn(
-      'python3',
+      python,
       ['-m', 'plexus_relay', 'subscribe', 'orders.>', '--count', '3', '--relay', a.relayAddress!],
       { stdio: ['ignore', 'pipe', 'pipe'], env: pyEnv },
     )

@@ -13,7 +13,7 @@ import { describe, expect, it } from 'vitest'
 import { generateKey } from '../../src/index.js'
 import { cleanedAfterEach } from '../helpers/cleanup.js'
 import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
-import { pythonEnv, pythonMissing, pythonPackageDir } from '../helpers/python.js'
+import { python, pythonEnv, pythonMissing, pythonPackageDir } from '../helpers/python.js'
 
 const missing = pythonMissing()
 const { dirs, mine } = cleanedAfterEach()
@@ -45,7 +45,7 @@ describe.skipIf(missing !== undefined)('python package plexus_relay (python3 >= 
     await waitForMembers(a, store, 1, 10_000)
     const seed = String(Math.floor(Math.random() * 2 ** 30))
     const out = await new Promise<{ code: number | null; text: string }>((resolve) => {
-      const child = spawn('python3', ['-m', 'unittest', 'discover', '-s', 'tests', '-v'], {
+      const child = spawn(python, ['-m', 'unittest', 'discover', '-s', 'tests', '-v'], {
         cwd: pythonPackageDir,
         env: {
           ...pythonEnv,

@@ -11,7 +11,7 @@ import { decodeError, Op } from '../../relay/wire/protocol.js'
 import { AbortedError, type PlexusNode, TimeoutError } from '../../src/index.js'
 import { PUBSUB_SYNC } from '../../src/pubsub/ready.js'
 import { startNode, uniqueNetwork, waitFor } from '../helpers/nodes.js'
-import { pythonEnv, pythonMissing } from '../helpers/python.js'
+import { python, pythonEnv, pythonMissing } from '../helpers/python.js'
 import { readyLosses } from '../helpers/ready.js'
 import { RawPeer } from './helpers.js'
 
@@ -162,7 +162,7 @@ async def main():
 
 asyncio.run(main())
 `
-    const child = spawn('python3', ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'], env: pythonEnv })
+    const child = spawn(python, ['-c', code], { stdio: ['ignore', 'pipe', 'pipe'], env: pythonEnv })
     let err = ''
     child.stderr!.on('data', (d) => (err += d))
     let buf = ''

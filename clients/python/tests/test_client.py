@@ -17,6 +17,7 @@ import asyncio
 import os
 import random
 import socket
+import sys
 import unittest
 
 import plexus_relay as px
@@ -28,7 +29,7 @@ STORE_KEY = os.environ.get("PLEXUS_TEST_STORE_KEY", "")
 ECHO = os.environ.get("PLEXUS_TEST_ECHO", "")
 RELAY_B = os.environ.get("PLEXUS_TEST_RELAY_B")
 SEED = int(os.environ.get("PLEXUS_TEST_SEED", str(random.randrange(1 << 30))))
-print(f"test_client: seed {SEED} (PLEXUS_TEST_SEED to replay)", flush=True)
+print(f"test_client: python {sys.version.split()[0]}, seed {SEED} (PLEXUS_TEST_SEED to replay)", flush=True)
 rng = random.Random(SEED)
 
 
