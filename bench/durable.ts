@@ -54,7 +54,12 @@ export async function runPlexusDurableBench(opts: {
       if (!ack) throw new Error('publish with ack: all resolved without an ack')
       return ack
     })
-    const m = await measureDurable(publish, { quick: opts.quick === true, log, label: 'Plexus' })
+    const m = await measureDurable(publish, {
+      quick: opts.quick === true,
+      log,
+      label: 'Plexus',
+      pids: [process.pid, ...members.map((x) => x.pid)],
+    })
     const end = await node.streams.info(BENCH_STREAM)
     const stored = end.partitions[0].nextOffset
     const notes: string[] = []

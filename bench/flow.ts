@@ -8,7 +8,9 @@
  * messages until every receiver has seen one (interest and links are up), then sends at
  * full speed (warm-up, then `ms` measured, then an end message carrying its count). The
  * sender reports its send rate; each receiver its receive rate from its first to its last
- * measured message, and how many it got (loss = sent − received).
+ * measured message, and how many it got (loss = sent − received). The bench reads every
+ * process's CPU time (/proc) when the sender starts its measured messages and once every
+ * receiver has reported, and divides by the messages the receivers got in between.
  */
 import { randomBytes } from 'node:crypto'
 import { mkdirSync } from 'node:fs'
@@ -16,6 +18,7 @@ import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { generateKey } from '../src/index.js'
+import { CPU_PER_MSG, CpuWindow } from './cpu.js'
 import { findNatsServer, NATS_INSTALL_HINT } from './nats.js'
 import { freePort, type Row, spawnTracked, stderrTail, stopChild, waitForLine } from './util.js'
 
@@ -76,6 +79,11 @@ export interface FlowResult {
   /** The system (kernel) part of the CPU time above. */
   senderSysUs?: number
   receiverSysUs?: number[]
+  /**
+   * CPU µs per delivered message (each receiver's copy counts), summed over every process
+   * of the flow (sender, receivers, nats-server) from /proc, over the measured window.
+   */
+  cpuUs: number
 }
 
 const durations = (quick: boolean) => (quick ? { ms: 1500, warmup: 300 } : { ms: 3000, warmup: 600 })
@@ -121,6 +129,8 @@ async function flow(
     receivers: number
     args: string[]
     senderArgs?: string[]
+    /** Another process whose CPU counts (the nats-server). */
+    serverPid?: number
   },
 ): Promise<FlowResult> {
   const d = durations(opts.quick)
@@ -150,6 +160,14 @@ async function flow(
     ])
     kids.push(sender)
     await waitForLine(sender, /^READY/, 30_000)
+    // The CPU window opens when the sender starts its measured messages; each receiver is
+    // told (`mark`) so that it counts what it gets from then on.
+    const cpuWindow = new CpuWindow([...kids.map((k) => k.pid), spec.serverPid])
+    const measuring = waitForLine(sender, /^MEASURE/, 30_000 + d.warmup * 4).then(() => {
+      cpuWindow.start()
+      for (const r of receivers) send(r, 'mark')
+    })
+    measuring.catch(() => {})
     // Results may be printed before we ask for them: listen from now on.
     const warmed = Promise.all(receivers.map((r) => waitForLine(r, /^WARM/, 30_000)))
     const recvResults = receivers.map((r) => result(r, 60_000 + d.ms * 4).catch((e: Error) => e))
@@ -164,6 +182,9 @@ async function flow(
     }, 5000 + d.ms)
     const rs = await Promise.all(recvResults)
     clearTimeout(grace)
+    await measuring
+    const cpuUsed = cpuWindow.stop()
+    let delivered = 0
     const received: number[] = []
     const rates: number[] = []
     const rss: number[] = []
@@ -178,6 +199,7 @@ async function flow(
       rss.push(r.rssMB!)
       cpu.push(r.cpuUsPerMsg ?? Number.NaN)
       sys.push(r.cpuSysUsPerMsg ?? Number.NaN)
+      delivered += r.sinceMark ?? Number.NaN
       maxSpan = Math.max(maxSpan, r.spanMs!)
     }
     const total = received.reduce((a, b) => a + b, 0)
@@ -194,6 +216,7 @@ async function flow(
       receiverCpuUs: cpu,
       senderSysUs: s.cpuSysUsPerMsg,
       receiverSysUs: sys,
+      cpuUs: delivered > 0 ? cpuUsed / delivered : Number.NaN,
     }
   } finally {
     // SIGTERM first so nodes stop and --cpu-prof output gets written; then SIGKILL.
@@ -207,6 +230,7 @@ function describe(label: string, r: FlowResult): string {
     `${label}: sent ${r.sent.toLocaleString('en-US')} at ${Math.round(r.sendRate).toLocaleString('en-US')}/s; ` +
     `received ${r.received.map((x) => x.toLocaleString('en-US')).join(', ')} at ${rates} /s; ` +
     `loss ${r.loss}; rss sender ${Math.round(r.senderRssMB)} MB, receivers ${r.receiverRssMB.map(Math.round).join(', ')} MB` +
+    `; ${CPU_PER_MSG} ${r.cpuUs.toFixed(1)} µs per delivered message` +
     `; CPU µs/msg sender ${r.senderCpuUs?.toFixed(1) ?? '-'}, receivers ${r.receiverCpuUs.map((x) => x.toFixed(1)).join(', ')}` +
     (r.receiverSysUs
       ? ` (of which system: sender ${r.senderSysUs?.toFixed(1) ?? '-'}, receivers ${r.receiverSysUs.map((x) => x.toFixed(1)).join(', ')})`
@@ -253,6 +277,7 @@ export async function runPubsubPart(opts: FlowOptions): Promise<{ rows: Row[]; n
       receiver: 'nats-sub',
       receivers: k,
       args: [...size, '--port', String(nats!.port), '--topic', 'bench.ps'],
+      serverPid: nats!.child.pid,
     })
     notes.push(describe(`NATS 1->${k}`, r))
     return r
@@ -299,6 +324,7 @@ export async function runPubsubPart(opts: FlowOptions): Promise<{ rows: Row[]; n
       },
       { name: 'pub/sub 1->1, send rate', value: p1.sendRate, nats: n1?.sendRate, unit: 'msg/s' },
       { name: 'pub/sub 1->1, lost', value: p1.loss, nats: n1?.loss, unit: 'msgs' },
+      { name: `pub/sub 1->1, ${CPU_PER_MSG}`, value: p1.cpuUs, nats: n1?.cpuUs, unit: 'µs', better: 'lower' },
     )
   rows.push(
     {
@@ -317,6 +343,13 @@ export async function runPubsubPart(opts: FlowOptions): Promise<{ rows: Row[]; n
     },
     { name: 'pub/sub 1->5, send rate', value: p5.sendRate, nats: n5?.sendRate, unit: 'msg/s' },
     { name: 'pub/sub 1->5, lost (all subscribers)', value: p5.loss, nats: n5?.loss, unit: 'msgs' },
+    {
+      name: `pub/sub 1->5, ${CPU_PER_MSG} (per delivery)`,
+      value: p5.cpuUs,
+      nats: n5?.cpuUs,
+      unit: 'µs',
+      better: 'lower',
+    },
   )
   return { rows, notes }
 }
@@ -334,6 +367,7 @@ export async function runBroadcastPart(opts: FlowOptions): Promise<{ rows: Row[]
       receiver: 'nats-sub',
       receivers: 5,
       args: ['--size', '1024', '--port', String(nats!.port), '--topic', 'bench.bc'],
+      serverPid: nats!.child.pid,
     })
     notes.push(describe('NATS publish, 5 subscribers', r))
     return r
@@ -388,6 +422,13 @@ export async function runBroadcastPart(opts: FlowOptions): Promise<{ rows: Row[]
       better: 'higher',
     },
     { name: 'broadcast to 5 members, lost (all members)', value: p.loss, nats: n5?.loss, unit: 'msgs' },
+    {
+      name: `broadcast to 5 members, ${CPU_PER_MSG} (per delivery)`,
+      value: p.cpuUs,
+      nats: n5?.cpuUs,
+      unit: 'µs',
+      better: 'lower',
+    },
   ]
   return { rows, notes }
 }
@@ -476,6 +517,20 @@ export async function runTunnelPart(opts: FlowOptions): Promise<{ rows: TunnelRo
       rawName: 'raw, 64 KB per write',
       unit: 'MiB/s',
       target: 0.8,
+    },
+    {
+      name: `tunnel 1 KB messages, ${CPU_PER_MSG}`,
+      value: t1.cpuUs,
+      raw: raw1x64.cpuUs,
+      rawName: 'raw, 64 x 1 KB per write',
+      unit: 'µs',
+    },
+    {
+      name: `tunnel 64 KB messages, ${CPU_PER_MSG}`,
+      value: t64.cpuUs,
+      raw: raw64.cpuUs,
+      rawName: 'raw, 64 KB per write',
+      unit: 'µs',
     },
     {
       name: 'tunnel lost messages (1 KB + 64 KB)',

@@ -9,9 +9,12 @@
  * `warm` on stdin and send a slow trickle of warm-up messages (marker byte 0) until `go`;
  * on `go` they send marker-0 messages at full speed for `--warmup` ms, then measured
  * messages (marker 1) for `--ms` ms, then one end message (marker 2, carrying the count),
- * and print `RESULT {"sent":N,"ms":T}`. Receivers print `WARM` on their first message and
- * `RESULT {"received":N,"expected":N,"rate":R,...}` when the end message arrives or when
- * `report` is written to their stdin. Every child stops on SIGTERM/SIGINT (stopping its
+ * and print `RESULT {"sent":N,"ms":T}`; they print `MEASURE` as the measured messages start.
+ * Receivers print `WARM` on their first message and `RESULT {"received":N,"expected":N,
+ * "rate":R,...}` when the end message arrives or when `report` is written to their stdin; on
+ * `mark` they note how many messages (any marker) they had, and their RESULT says how many
+ * came since (`sinceMark`): the bench writes `mark` when it starts reading every process's
+ * CPU time, so that the messages delivered in its CPU window are known. Every child stops on SIGTERM/SIGINT (stopping its
  * node first, so `--cpu-prof` profiles get written) and when stdin ends (the bench died).
  *
  * The first byte of every message is the marker; the rest is filler up to `--size` bytes.
@@ -128,6 +131,7 @@ async function runSender(
     if (pace) await pace()
   }
   let sent = 0
+  out('MEASURE')
   const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   end = t0 + measureMs
@@ -156,6 +160,14 @@ class Receiver {
   reported = false
   expected: number | undefined
   cpu0: NodeJS.CpuUsage | undefined
+  /** Warm-up messages received (any time). */
+  warmCount = 0
+  /** Messages of any marker received when `mark` came. */
+  atMark: number | undefined
+
+  mark(): void {
+    this.atMark ??= this.received + this.warmCount
+  }
 
   onMessage(d: Uint8Array): void {
     const marker = d[0]
@@ -168,6 +180,7 @@ class Receiver {
       } else if ((this.received & 1023) === 0) this.last = performance.now()
       this.received++
     } else if (marker === MARK_WARM) {
+      this.warmCount++
       if (!this.warmed) {
         this.warmed = true
         out('WARM')
@@ -187,8 +200,10 @@ class Receiver {
     const cpu = this.cpu0 ? process.cpuUsage(this.cpu0) : undefined
     const cpuUsPerMsg = cpu && this.received > 0 ? (cpu.user + cpu.system) / this.received : null
     const cpuSysUsPerMsg = cpu && this.received > 0 ? cpu.system / this.received : null
+    const sinceMark =
+      this.atMark === undefined ? null : Math.round(this.received + this.warmCount - this.atMark)
     out(
-      `RESULT ${JSON.stringify({ received: this.received, expected: this.expected ?? null, rate, spanMs: span, cpuUsPerMsg, cpuSysUsPerMsg, rssMB: process.memoryUsage().rss / 2 ** 20 })}`,
+      `RESULT ${JSON.stringify({ received: this.received, expected: this.expected ?? null, rate, spanMs: span, cpuUsPerMsg, cpuSysUsPerMsg, sinceMark, rssMB: process.memoryUsage().rss / 2 ** 20 })}`,
     )
   }
 }
@@ -196,6 +211,7 @@ class Receiver {
 function receiverCommands(r: Receiver): void {
   commandHandler = (cmd) => {
     if (cmd === 'report') r.report()
+    else if (cmd === 'mark') r.mark()
   }
 }
 
@@ -349,6 +365,7 @@ async function rawRecv(): Promise<void> {
       let bytes = 0
       stream.addEventListener('message', (evt) => {
         if (!measured) {
+          r.warmCount += evt.data.byteLength / size
           if (!r.warmed) {
             r.warmed = true
             out('WARM')
@@ -430,6 +447,7 @@ async function rawSend(): Promise<void> {
   await blast(warmWrite, warmupMs)
   await warmStream.close()
   const stream = await node.dialProtocol(addr, RAW_PROTOCOL)
+  out('MEASURE')
   const cpu0 = process.cpuUsage()
   const { sent, ms } = await blast(writer(stream), measureMs)
   const cpu = process.cpuUsage(cpu0)

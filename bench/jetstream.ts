@@ -12,6 +12,7 @@
  * 2.9.10 refuses the config with `unknown field "sync_interval"`).
  */
 import { connect, type NatsConnection } from 'nats'
+import { CPU_PER_MSG } from './cpu.js'
 import { BENCH_STREAM, startJetStreamCluster } from './stream-clusters.js'
 import { concurrent, type LatencySummary, type Row, sequential } from './util.js'
 
@@ -30,6 +31,9 @@ export interface DurableFigures {
   /** `DURABLE_IN_FLIGHT` publishes outstanding: acked publishes per second and latency. */
   pipelinedRate: number
   pipelined: LatencySummary
+  /** CPU µs per acked publish, summed over every process (publisher, servers/members). */
+  sequentialCpuUs: number
+  pipelinedCpuUs: number
   /** Publishes that failed in the pipelined phase. */
   errors: number
   /** Publishes acked in all phases, and messages the stream holds at the end (should match). */
@@ -63,11 +67,12 @@ export function durablePayload(): Uint8Array {
 
 /**
  * Runs both phases against `publish` (which must resolve once the message is acked):
- * one at a time, then `DURABLE_IN_FLIGHT` outstanding. Shared by both systems.
+ * one at a time, then `DURABLE_IN_FLIGHT` outstanding. Shared by both systems. `pids`: every
+ * process involved (this one included), for the CPU per publish.
  */
 export async function measureDurable(
   publish: () => Promise<unknown>,
-  opts: { quick: boolean; log: (s: string) => void; label: string },
+  opts: { quick: boolean; log: (s: string) => void; label: string; pids: Array<number | undefined> },
 ): Promise<Omit<DurableFigures, 'stored' | 'durability'>> {
   const p = durablePhases(opts.quick)
   let acked = 0
@@ -77,10 +82,10 @@ export async function measureDurable(
   }
   opts.log(`${opts.label}: one publish at a time`)
   const t0 = performance.now()
-  const seq = await sequential(call, p.seq)
+  const seq = await sequential(call, { ...p.seq, pids: opts.pids })
   const t1 = performance.now()
   opts.log(`${opts.label}: ${DURABLE_IN_FLIGHT} publishes in flight`)
-  const conc = await concurrent(call, p.conc)
+  const conc = await concurrent(call, { ...p.conc, pids: opts.pids })
   const t2 = performance.now()
   return {
     phases: { sequential: [t0, t1], pipelined: [t1, t2] },
@@ -88,6 +93,8 @@ export async function measureDurable(
     sequential: seq,
     pipelinedRate: conc.rate,
     pipelined: conc.latency,
+    sequentialCpuUs: seq.cpuUs,
+    pipelinedCpuUs: conc.cpuUs,
     errors: conc.errors,
     acked,
   }
@@ -112,6 +119,7 @@ export function durableRows(plexus: DurableFigures | undefined, js: DurableFigur
   return [
     row('publish ack all, R3, 1 KB, one at a time', (f) => f.sequentialRate, 'msg/s', 'higher'),
     row('  latency p50, one at a time', (f) => f.sequential.p50, 'µs'),
+    row(`  ${CPU_PER_MSG}, one at a time`, (f) => f.sequentialCpuUs, 'µs', 'lower'),
     row('  latency p99, one at a time', (f) => f.sequential.p99, 'µs'),
     row(
       `publish ack all, R3, 1 KB, ${DURABLE_IN_FLIGHT} in flight`,
@@ -120,6 +128,7 @@ export function durableRows(plexus: DurableFigures | undefined, js: DurableFigur
       'higher',
     ),
     row(`  latency p50, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelined.p50, 'µs'),
+    row(`  ${CPU_PER_MSG}, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelinedCpuUs, 'µs', 'lower'),
     row(`  latency p99, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelined.p99, 'µs'),
     row('acked but not in the stream at the end', (f) => f.acked - f.stored, 'msgs'),
   ]
@@ -147,6 +156,7 @@ export async function runJetStreamDurableBench(opts: {
       quick: opts.quick === true,
       log,
       label: 'JetStream',
+      pids: [process.pid, ...cluster.servers.map((s) => s.child?.pid)],
     })
     const stored = (await cluster.jsm.streams.info(BENCH_STREAM)).state.messages
     return {

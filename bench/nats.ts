@@ -33,6 +33,11 @@ export interface RequestFigures {
   throughput3: number
   /** Latency seen by callers while 100 requests are in flight against 3 members. */
   loaded3: LatencySummary
+  /**
+   * CPU µs per request summed over every process involved (requester, responders/members,
+   * nats-server), per phase: sequential and 100 in flight, 1 and 3 responders.
+   */
+  cpu: { seq1: number; seq3: number; conc1: number; conc3: number }
 }
 
 /** Measurement sizes; `quick` shortens every phase. */
@@ -84,15 +89,23 @@ export async function runNatsRequestBench(opts: {
     const reply = await one()
     if (reply.data.length !== opts.payload.length) throw new Error('NATS echo returned a wrong payload')
     const p = phases(opts.quick === true)
+    const pids = [process.pid, server.pid, ...responders.map((r) => r.pid)]
     log('NATS: sequential latency, 1 responder')
-    const latency1 = await sequential(one, p.seq)
+    const latency1 = await sequential(one, { ...p.seq, pids })
     log('NATS: sequential latency, 3 responders')
-    const latency3 = await sequential(all, p.seq)
+    const latency3 = await sequential(all, { ...p.seq, pids })
     log('NATS: throughput, 100 in flight, 1 responder')
-    const t1 = await concurrent(one, p.conc)
+    const t1 = await concurrent(one, { ...p.conc, pids })
     log('NATS: throughput, 100 in flight, 3 responders')
-    const t3 = await concurrent(all, p.conc)
-    return { latency1, latency3, throughput1: t1.rate, throughput3: t3.rate, loaded3: t3.latency }
+    const t3 = await concurrent(all, { ...p.conc, pids })
+    return {
+      latency1,
+      latency3,
+      throughput1: t1.rate,
+      throughput3: t3.rate,
+      loaded3: t3.latency,
+      cpu: { seq1: latency1.cpuUs, seq3: latency3.cpuUs, conc1: t1.cpuUs, conc3: t3.cpuUs },
+    }
   } finally {
     await nc?.close().catch(() => {})
     await Promise.all(responders.map((r) => stopChild(r, 2000)))

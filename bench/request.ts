@@ -74,16 +74,25 @@ export async function runPlexusRequestBench(opts: {
     const reply = await one()
     if (reply.length !== opts.payload.length) throw new Error('Plexus echo returned a wrong payload')
     const p = phases(opts.quick === true)
+    // CPU of every process involved: the requester (this process) and the 3 members.
+    const pids = [process.pid, ...members.map((m) => m.pid)]
     log('Plexus: sequential latency, 1 member')
-    const latency1 = await sequential(one, p.seq)
+    const latency1 = await sequential(one, { ...p.seq, pids })
     log('Plexus: sequential latency, 3 members')
-    const latency3 = await sequential(all, p.seq)
+    const latency3 = await sequential(all, { ...p.seq, pids })
     log('Plexus: throughput, 100 in flight, 1 member')
-    const t1 = await concurrent(one, p.conc)
+    const t1 = await concurrent(one, { ...p.conc, pids })
     log('Plexus: throughput, 100 in flight, 3 members')
-    const t3 = await concurrent(all, p.conc)
+    const t3 = await concurrent(all, { ...p.conc, pids })
     if (t1.errors || t3.errors) log(`Plexus: ${t1.errors + t3.errors} requests failed during throughput runs`)
-    return { latency1, latency3, throughput1: t1.rate, throughput3: t3.rate, loaded3: t3.latency }
+    return {
+      latency1,
+      latency3,
+      throughput1: t1.rate,
+      throughput3: t3.rate,
+      loaded3: t3.latency,
+      cpu: { seq1: latency1.cpuUs, seq3: latency3.cpuUs, conc1: t1.cpuUs, conc3: t3.cpuUs },
+    }
   } finally {
     await requester?.stop().catch(() => {})
     // SIGTERM first so members stop their nodes (and write --cpu-prof output), then SIGKILL.

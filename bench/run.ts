@@ -20,6 +20,8 @@
  *   npm run bench -- --rounds 3        # pubsub/broadcast/tunnel/durable: 3 rounds side by side, best kept
  *   npm run bench -- --node-flags="--max-semi-space-size=4"   # pubsub/broadcast: extra Node
  *                                      # flags for every sender and receiver, Plexus and NATS alike
+ *   npm run bench -- --cpus 1          # every process of both systems pinned to the same 1 core
+ *                                      # (taskset; refused without it). Default: not pinned.
  *   npm run bench -- --profile DIR     # pubsub/broadcast/tunnel: Plexus senders and receivers
  *                                      # run with --cpu-prof into DIR (e2e/catchup: the Plexus
  *                                      # publisher and consumer processes; members: --profile-member)
@@ -36,6 +38,7 @@ import {
   runJetStreamCatchup,
   runPlexusCatchup,
 } from './catchup.js'
+import { allowedCores, CPU_PER_MSG, chooseCores, pinSelf } from './cpu.js'
 import { runPlexusDurableBench } from './durable.js'
 import { type E2EFigures, e2eRows, runJetStreamE2E, runPlexusE2E } from './e2e.js'
 import { formatTunnelTable, runBroadcastPart, runPubsubPart, runTunnelPart } from './flow.js'
@@ -104,6 +107,32 @@ function requestRows(plexus: RequestFigures, nats: RequestFigures | undefined): 
       nats: n?.throughput1,
       unit: 'req/s',
       better: 'higher',
+    },
+    {
+      name: `  ${CPU_PER_MSG}, 100 in flight, 3 members`,
+      value: plexus.cpu.conc3,
+      nats: n?.cpu.conc3,
+      unit: 'µs',
+      better: 'lower',
+    },
+    {
+      name: `  ${CPU_PER_MSG}, 100 in flight, 1 member`,
+      value: plexus.cpu.conc1,
+      nats: n?.cpu.conc1,
+      unit: 'µs',
+      better: 'lower',
+    },
+    {
+      name: `  ${CPU_PER_MSG}, sequential, 1 member`,
+      value: plexus.cpu.seq1,
+      nats: n?.cpu.seq1,
+      unit: 'µs',
+    },
+    {
+      name: `  ${CPU_PER_MSG}, sequential, 3 members`,
+      value: plexus.cpu.seq3,
+      nats: n?.cpu.seq3,
+      unit: 'µs',
     },
     {
       name: 'p50 under load (100 in flight, 3 members)',
@@ -329,12 +358,13 @@ async function main(): Promise<number> {
       messages: { type: 'string' },
       'node-flags': { type: 'string' },
       'fanout-only': { type: 'boolean', default: false },
+      cpus: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
   if (values.help) {
     out(
-      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N] [--messages N] [--node-flags FLAGS] [--fanout-only]`,
+      `usage: npm run bench -- [--only ${PARTS.join('|')}] [--quick] [--no-nats] [--profile-member DIR] [--profile DIR] [--rounds N] [--messages N] [--node-flags FLAGS] [--fanout-only] [--cpus N]`,
     )
     return 0
   }
@@ -354,9 +384,21 @@ async function main(): Promise<number> {
     console.error(`--messages must be an integer 1..10000000, got ${JSON.stringify(values.messages)}`)
     return 2
   }
+  // --cpus N: pin this process now, before any child exists; every child inherits the cores.
+  let pinned = ''
+  if (values.cpus !== undefined) {
+    try {
+      const cores = chooseCores(values.cpus, allowedCores())
+      pinSelf(cores)
+      pinned = `  pinned to core${cores.length > 1 ? 's' : ''} ${cores.join(',')} (--cpus ${cores.length}, taskset; every process inherits)`
+    } catch (err) {
+      console.error(`bench: ${err instanceof Error ? err.message : String(err)}`)
+      return 2
+    }
+  }
   out(
     `Plexus benchmark  ${new Date().toISOString()}  node ${process.version}  ${cpus().length} cores  ` +
-      `${(totalmem() / 2 ** 30).toFixed(1)} GiB  load ${loadAvg()}${quick ? '  (quick)' : ''}`,
+      `${(totalmem() / 2 ** 30).toFixed(1)} GiB  load ${loadAvg()}${quick ? '  (quick)' : ''}${pinned}`,
   )
   let failed = false
   bar.start(parts.length)

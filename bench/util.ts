@@ -6,6 +6,7 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { accessSync, createWriteStream, constants as fsConstants } from 'node:fs'
 import { createServer } from 'node:net'
 import { delimiter, join } from 'node:path'
+import { CpuWindow } from './cpu.js'
 
 /** One measured figure. `nats` is the same measure against NATS in the same run. */
 export interface Row {
@@ -39,27 +40,37 @@ export function summarize(samplesNs: number[]): LatencySummary {
   return { count: us.length, p50: percentile(us, 50), p99: percentile(us, 99), mean }
 }
 
-/** Runs `call` one at a time: `warmup` calls, then until `count` calls or `ms` elapse. */
+/**
+ * Runs `call` one at a time: `warmup` calls, then until `count` calls or `ms` elapse.
+ * With `pids`, also the CPU time those processes used per measured call (`cpuUs`, µs).
+ */
 export async function sequential(
   call: () => Promise<unknown>,
-  opts: { warmup: number; count: number; ms: number },
-): Promise<LatencySummary> {
+  opts: { warmup: number; count: number; ms: number; pids?: Array<number | undefined> },
+): Promise<LatencySummary & { cpuUs: number }> {
   for (let i = 0; i < opts.warmup; i++) await call()
   const samples: number[] = []
+  const cpu = new CpuWindow(opts.pids ?? [])
+  cpu.start()
   const end = performance.now() + opts.ms
   while (samples.length < opts.count && performance.now() < end) {
     const t0 = process.hrtime.bigint()
     await call()
     samples.push(Number(process.hrtime.bigint() - t0))
   }
-  return summarize(samples)
+  const cpuUs = cpu.stop() / samples.length
+  return { ...summarize(samples), cpuUs }
 }
 
-/** Keeps `inFlight` calls outstanding for `warmupMs` then `ms`; returns completed calls/s. */
+/**
+ * Keeps `inFlight` calls outstanding for `warmupMs` then `ms`; returns completed calls/s.
+ * With `pids`, also the CPU time those processes used over the measured window per call
+ * completed in it (`cpuUs`, µs; NaN without pids).
+ */
 export async function concurrent(
   call: () => Promise<unknown>,
-  opts: { inFlight: number; warmupMs: number; ms: number },
-): Promise<{ rate: number; count: number; errors: number; latency: LatencySummary }> {
+  opts: { inFlight: number; warmupMs: number; ms: number; pids?: Array<number | undefined> },
+): Promise<{ rate: number; count: number; errors: number; latency: LatencySummary; cpuUs: number }> {
   let measuring = false
   let stopAt = performance.now() + opts.warmupMs
   let count = 0
@@ -88,14 +99,17 @@ export async function concurrent(
   // Measured phase: counts only calls both started and finished inside the window.
   stopAt = performance.now() + opts.ms
   measuring = true
+  const cpu = new CpuWindow(opts.pids ?? [])
+  cpu.start()
   const t0 = performance.now()
   const run = Promise.all(Array.from({ length: opts.inFlight }, worker))
   await new Promise((r) => setTimeout(r, opts.ms))
   const elapsed = performance.now() - t0
   measuring = false
+  const cpuUs = cpu.stop() / count
   await run
   if (count === 0 && firstError) throw firstError
-  return { rate: (count / elapsed) * 1000, count, errors, latency: summarize(samples) }
+  return { rate: (count / elapsed) * 1000, count, errors, latency: summarize(samples), cpuUs }
 }
 
 /** A TCP port free on 127.0.0.1 right now. */
