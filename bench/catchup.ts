@@ -21,6 +21,7 @@ import { execFile } from 'node:child_process'
 import { readFile } from 'node:fs/promises'
 import { promisify } from 'node:util'
 import { connect } from 'nats'
+import { CPU_PER_MSG, CpuWindow } from './cpu.js'
 import { addDurable, spawnClient, tell } from './e2e.js'
 import { DURABLE_PATTERN, DURABLE_SUBJECT, durablePayload } from './jetstream.js'
 import type { CatchupResult } from './stream-client.js'
@@ -44,6 +45,11 @@ export interface CatchupFigures {
   fillFailures: number
   plain: CatchupResult
   durable?: CatchupResult
+  /**
+   * CPU µs per message summed over every process of the system (/proc): the fill (publisher,
+   * i.e. the bench process, and the 3 members/servers), each read (reader and the 3).
+   */
+  cpuUs: { fill: number; plain: number; durable: number }
 }
 
 export interface CatchupResultSet {
@@ -139,22 +145,26 @@ async function read(
   count: number,
   log: (s: string) => void,
   label: string,
-): Promise<CatchupResult> {
+  servers: Array<number | undefined>,
+): Promise<CatchupResult & { cpuUs: number }> {
   await waitForLine(child, /^READY/, 60_000)
+  const cpu = new CpuWindow([child.pid, ...servers])
   const onData = (d: Buffer) => {
     for (const m of d.toString().matchAll(/^PROGRESS (\d+)$/gm))
       log(`${label}: read ${Number(m[1]).toLocaleString('en-US')} of ${count.toLocaleString('en-US')}`)
   }
   child.stdout?.on('data', onData)
   const done = waitForLine(child, /^RESULT (.*)$/, 600_000)
+  cpu.start()
   tell(child, 'GO 0 0')
   try {
     const r = JSON.parse((await done)[1]) as CatchupResult
+    const cpuUs = cpu.stop() / r.count
     log(
       `${label}: ${r.count.toLocaleString('en-US')} messages in ${(r.totalMs / 1000).toFixed(2)} s ` +
         `(${Math.round((r.count / r.totalMs) * 1000).toLocaleString('en-US')} msg/s)`,
     )
-    return r
+    return { ...r, cpuUs }
   } finally {
     child.stdout?.off('data', onData)
     await stopChild(child, 8000)
@@ -180,12 +190,16 @@ export async function runPlexusCatchup(opts: {
   try {
     const { node } = cluster
     const payload = durablePayload()
+    const servers = cluster.members.map((m) => m.pid)
+    const fillCpu = new CpuWindow([process.pid, ...servers])
+    fillCpu.start()
     const f = await fill(() => node.publish(DURABLE_SUBJECT, payload, { ack: 'all', timeout: 60_000 }), {
       count: opts.count,
       maxMs: opts.maxFillMs,
       log: opts.log,
       label: 'Plexus',
     })
+    const fillCpuUs = fillCpu.stop() / f.filled
     const count = (await node.streams.info(BENCH_STREAM)).partitions[0].nextOffset
     const diskBytes = await diskUsage(cluster.root)
     const peakRssBytes = await peakRss(cluster.members.map((m) => m.pid))
@@ -197,8 +211,8 @@ export async function runPlexusCatchup(opts: {
     if (opts.profileDir) notes.push(`Plexus plain reader profile: pid ${plainChild.pid}`)
     if (opts.profileMember)
       notes.push(`Plexus member profiles: the partition leader is pid ${cluster.leader?.pid ?? '?'}`)
-    const plain = await read(plainChild, count, opts.log, 'Plexus plain reader')
-    let durable: CatchupResult | undefined
+    const plain = await read(plainChild, count, opts.log, 'Plexus plain reader', servers)
+    let durable: (CatchupResult & { cpuUs: number }) | undefined
     if (opts.durable !== false) {
       const child = spawnClient(
         [
@@ -217,14 +231,23 @@ export async function runPlexusCatchup(opts: {
         opts.profileDir,
       )
       if (opts.profileDir) notes.push(`Plexus durable reader profile: pid ${child.pid}`)
-      durable = await read(child, count, opts.log, 'Plexus durable reader')
+      durable = await read(child, count, opts.log, 'Plexus durable reader', servers)
     }
     notes.push(
       "Plexus fill: ack 'all' (2 of 3 replicas fsynced, group commit); durable reader: acks recorded locally, " +
         'position committed to the cluster every 100 ms',
     )
     return {
-      figures: { count, fillMs: f.ms, fillFailures: f.failures, diskBytes, peakRssBytes, plain, durable },
+      figures: {
+        count,
+        fillMs: f.ms,
+        fillFailures: f.failures,
+        diskBytes,
+        peakRssBytes,
+        plain,
+        durable,
+        cpuUs: { fill: fillCpuUs, plain: plain.cpuUs, durable: durable?.cpuUs ?? Number.NaN },
+      },
       notes,
     }
   } finally {
@@ -249,12 +272,16 @@ export async function runJetStreamCatchup(opts: {
   try {
     const js = pc.jetstream()
     const payload = durablePayload()
+    const servers = cluster.servers.map((s) => s.child?.pid)
+    const fillCpu = new CpuWindow([process.pid, ...servers])
+    fillCpu.start()
     const f = await fill(() => js.publish(DURABLE_SUBJECT, payload), {
       count: opts.count,
       maxMs: opts.maxFillMs,
       log: opts.log,
       label: 'JetStream',
     })
+    const fillCpuUs = fillCpu.stop() / f.filled
     const count = (await cluster.jsm.streams.info(BENCH_STREAM)).state.messages
     const diskBytes = await diskUsage(cluster.root)
     const peakRssBytes = await peakRss(cluster.servers.map((s) => s.child?.pid))
@@ -274,8 +301,9 @@ export async function runJetStreamCatchup(opts: {
       count,
       opts.log,
       'JetStream ordered consumer',
+      servers,
     )
-    let durable: CatchupResult | undefined
+    let durable: (CatchupResult & { cpuUs: number }) | undefined
     if (opts.durable !== false) {
       const leader = await addDurable(cluster, 'catchup', 1)
       durable = await read(
@@ -296,10 +324,20 @@ export async function runJetStreamCatchup(opts: {
         count,
         opts.log,
         'JetStream durable pull consumer',
+        servers,
       )
     }
     return {
-      figures: { count, fillMs: f.ms, fillFailures: f.failures, diskBytes, peakRssBytes, plain, durable },
+      figures: {
+        count,
+        fillMs: f.ms,
+        fillFailures: f.failures,
+        diskBytes,
+        peakRssBytes,
+        plain,
+        durable,
+        cpuUs: { fill: fillCpuUs, plain: plain.cpuUs, durable: durable?.cpuUs ?? Number.NaN },
+      },
       notes: [
         'JetStream fill: PubAck from a majority of the R3 stream, not fsynced (2.9: fsync every 2 min); ordered ' +
           'consumer: ephemeral, R1, no acks; durable: R3 consumer state',
@@ -338,10 +376,13 @@ export function catchupRows(plexus: CatchupFigures | undefined, js: CatchupFigur
     ),
     row('  payload read rate, plain', (f) => mbps(f.plain), 'MB/s', 'higher'),
     row('  first message after', (f) => f.plain.firstMs, 'ms'),
+    row(`  ${CPU_PER_MSG}, plain`, (f) => f.cpuUs.plain, 'µs', 'lower'),
     row('catch-up read, durable consumer, ack each', (f) => rate(f.durable), 'msg/s', 'higher'),
     row('  payload read rate, durable', (f) => mbps(f.durable), 'MB/s', 'higher'),
+    row(`  ${CPU_PER_MSG}, durable`, (f) => f.cpuUs.durable, 'µs', 'lower'),
     row('messages in the stream (read)', (f) => f.count, 'msgs'),
     row('fill rate (1,024 publishes in flight)', (f) => (f.count / f.fillMs) * 1000, 'msg/s'),
+    row(`  ${CPU_PER_MSG}, fill`, (f) => f.cpuUs.fill, 'µs', 'lower'),
     row('disk used by 3 replicas after the fill', (f) => f.diskBytes / 1e6, 'MB'),
     row('peak RSS of the largest member/server after the fill', (f) => f.peakRssBytes / 1e6, 'MB'),
   ]

@@ -23,6 +23,7 @@
  */
 import { resolve } from 'node:path'
 import { AckPolicy, DeliverPolicy } from 'nats'
+import { CPU_PER_MSG, CpuWindow } from './cpu.js'
 import { DURABLE_IN_FLIGHT, DURABLE_PATTERN, DURABLE_SUBJECT } from './jetstream.js'
 import { type ConsumeResult, nowMs, type PublishResult } from './stream-client.js'
 import {
@@ -52,6 +53,11 @@ export interface E2EFigures {
   publishAck: { p50: number; p99: number }
   publish: PublishResult
   consume: ConsumeResult
+  /**
+   * CPU µs per message consumed and acked in the window, summed over every process of the
+   * system (publisher, consumer, the 3 members/servers), read from /proc at the window's ends.
+   */
+  cpuUs: number
 }
 
 export interface E2EResult {
@@ -90,17 +96,23 @@ async function phase(
   consumer: Child,
   ack: string,
   inFlight: number,
-  opts: { quick: boolean; log: (s: string) => void; label: string },
+  opts: { quick: boolean; log: (s: string) => void; label: string; servers: Array<number | undefined> },
 ): Promise<E2EFigures> {
   const p = e2ePhases(opts.quick)
   await waitForLine(consumer, /^READY/, 30_000)
   const t1 = nowMs() + p.warmupMs
   const t2 = t1 + p.ms
+  // CPU of every process of the system over the window (timers on the clients' clock).
+  const cpu = new CpuWindow([publisher.pid, consumer.pid, ...opts.servers])
+  const cpuStart = setTimeout(() => cpu.start(), t1 - nowMs())
+  const cpuEnd = new Promise<void>((resolve) => setTimeout(resolve, t2 - nowMs())).then(() => cpu.stop())
   const pubDone = result<PublishResult>(publisher, p.warmupMs + p.ms + 60_000)
   opts.log(`${opts.label}: publishing (${inFlight} in flight) and consuming (${ack}) for ${p.ms} ms`)
   tell(consumer, `GO ${t1} ${t2}`)
   tell(publisher, `GO ${t1} ${t2} ${inFlight}`)
   const pub = await pubDone
+  await cpuEnd
+  clearTimeout(cpuStart)
   const consDone = result<ConsumeResult>(consumer, 120_000)
   tell(consumer, `END ${pub.acked}`)
   const cons = await consDone
@@ -117,6 +129,7 @@ async function phase(
     publishAck: pub.ack,
     publish: pub,
     consume: cons,
+    cpuUs: cpu.us / cons.windowConsumed,
   }
 }
 
@@ -171,6 +184,7 @@ export async function runPlexusE2E(opts: {
         await phase(publisher, consumer, label, inFlight, {
           ...opts,
           label: `Plexus (${label}, ${inFlight} in flight)`,
+          servers: cluster.members.map((m) => m.pid),
         }),
       )
       if (opts.profileDir)
@@ -262,6 +276,7 @@ export async function runJetStreamE2E(opts: {
         await phase(publisher, consumer, 'm.ack()', inFlight, {
           ...opts,
           label: `JetStream (${inFlight} in flight)`,
+          servers: cluster.servers.map((s) => s.child?.pid),
         }),
       )
       await stopChild(consumer, 5000)
@@ -297,6 +312,13 @@ export function e2eRows(plexus: E2EFigures[], js: E2EFigures[]): Row[] {
         nats: n((x) => x.rate),
         unit: 'msg/s',
         better: 'higher',
+      },
+      {
+        name: `  ${CPU_PER_MSG} (per message consumed)`,
+        value: v((x) => x.cpuUs),
+        nats: n((x) => x.cpuUs),
+        unit: 'µs',
+        better: 'lower',
       },
       {
         name: '  published (acked) meanwhile',

@@ -131,10 +131,15 @@ describe('--cpus', () => {
     },
   )
 
-  it('npm run bench refuses a --cpus it cannot honour, with one line and exit 2', () => {
+  it('npm run bench and plexus bench refuse a --cpus they cannot honour, with one line and exit 2', () => {
     const run = new URL('../../dist/bench/run.js', import.meta.url).pathname
-    for (const v of ['0', '999']) {
-      const r = spawnSync(process.execPath, [run, '--cpus', v, '--only', 'request'], { encoding: 'utf8' })
+    const cli = new URL('../../dist/src/cli/main.js', import.meta.url).pathname
+    for (const [v, args] of [
+      ['0', [run]],
+      ['999', [run]],
+      ['x', [cli, 'bench']],
+    ] as const) {
+      const r = spawnSync(process.execPath, [...args, '--cpus', v, '--only', 'request'], { encoding: 'utf8' })
       expect(r.status, v).toBe(2)
       expect(r.stderr.trim().split('\n'), v).toHaveLength(1)
       expect(r.stderr).toMatch(/^bench: --cpus/)

@@ -1,7 +1,8 @@
 /**
  * `plexus bench [options]`: runs the benchmarks (`bench/run.ts`, built next to the CLI in
  * dist/) in a child process with the same Node runtime, passing the options through, e.g.
- * `plexus bench --only request --quick`. See docs/benchmarks.md for what it measures.
+ * `plexus bench --only request --quick`, `plexus bench --cpus 1` (every process of both systems
+ * pinned to one core). See docs/benchmarks.md for what it measures.
  */
 import { spawn } from 'node:child_process'
 import { existsSync } from 'node:fs'
@@ -22,7 +23,7 @@ export function registerBench(program: Command): void {
     .description('run the benchmarks beside NATS (see docs/benchmarks.md); options go to the bench')
     .allowUnknownOption(true)
     .helpOption(false)
-    .argument('[options...]', 'bench options, e.g. --only request --quick')
+    .argument('[options...]', 'bench options, e.g. --only request --quick --cpus 1')
     .action(async (args: string[]) => {
       const entry = benchEntry()
       if (!existsSync(entry))
