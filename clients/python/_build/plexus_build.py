@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import importlib
 import io
 import os
 import re
@@ -23,8 +24,7 @@ def _project() -> Dict[str, Any]:
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         raw = f.read()
     try:
-        import tomllib  # Python 3.11+
-
+        tomllib = importlib.import_module("tomllib")  # Python 3.11+
         return dict(tomllib.loads(raw.decode("utf-8"))["project"])
     except ImportError:  # 3.9, 3.10: the few keys this file uses, one per line
         text = raw.decode("utf-8")
@@ -82,7 +82,7 @@ def _record_line(path: str, data: bytes) -> str:
     return f"{path},sha256={digest},{len(data)}"
 
 
-def build_wheel(wheel_directory: str, config_settings: Optional[dict] = None, metadata_directory: Optional[str] = None) -> str:
+def build_wheel(wheel_directory: str, config_settings: Optional[Dict[str, Any]] = None, metadata_directory: Optional[str] = None) -> str:
     """PEP 517: writes ``<name>-<version>-py3-none-any.whl`` into ``wheel_directory``."""
     p = _project()
     name = f"{_dist_name(p)}-{p['version']}"
@@ -106,7 +106,7 @@ def build_wheel(wheel_directory: str, config_settings: Optional[dict] = None, me
     return filename
 
 
-def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) -> str:
+def build_sdist(sdist_directory: str, config_settings: Optional[Dict[str, Any]] = None) -> str:
     """PEP 517: writes ``<name>-<version>.tar.gz`` (package, tests, build backend, metadata)."""
     p = _project()
     name = f"{_dist_name(p)}-{p['version']}"
@@ -124,11 +124,11 @@ def build_sdist(sdist_directory: str, config_settings: Optional[dict] = None) ->
     return filename
 
 
-def get_requires_for_build_wheel(config_settings: Optional[dict] = None) -> List[str]:
+def get_requires_for_build_wheel(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
     """PEP 517: nothing to install."""
     return []
 
 
-def get_requires_for_build_sdist(config_settings: Optional[dict] = None) -> List[str]:
+def get_requires_for_build_sdist(config_settings: Optional[Dict[str, Any]] = None) -> List[str]:
     """PEP 517: nothing to install."""
     return []

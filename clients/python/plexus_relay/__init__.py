@@ -34,7 +34,8 @@ from .errors import (
 )
 from .members import Limits, Membership, RequestContext
 from .pubsub import Message, Subscription
-from .streams import Consumer, PartitionInfo, StreamInfo, StreamMessage, Streams, StreamSummary
+from .consumer import Consumer, StreamMessage
+from .streams import PartitionInfo, StreamInfo, Streams, StreamSummary
 from .tunnel import Tunnel
 
 __version__ = "0.1.0"

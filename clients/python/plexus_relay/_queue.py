@@ -32,7 +32,7 @@ class BoundedQueue(Generic[T]):
         self._max_bytes = max_bytes
         self._size = size
         self._taken = taken
-        self._waiter: Optional[asyncio.Future] = None
+        self._waiter: "Optional[asyncio.Future[None]]" = None
         self._ended = False
         self._error: Optional[BaseException] = None
 

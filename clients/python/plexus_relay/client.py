@@ -10,7 +10,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Optional, Set, Tuple
 
 from . import validate as check
 from .errors import (
@@ -24,7 +24,8 @@ from .errors import (
 )
 from .members import Limits, Memberships, Membership, RequestHandler, BroadcastHandler, TunnelHandler
 from .pubsub import Subscriptions, Subscription
-from .streams import Consumer, Streams
+from .consumer import Consumer, Consumers
+from .streams import Streams
 from .tunnel import Tunnel, tunnel_window
 from .wire import (
     ACK_MODES,
@@ -40,8 +41,11 @@ from .wire import (
     Op,
     Reader,
     Writer,
+    bytes_body,
+    close_body,
     frame,
     opcode_name,
+    u32_body,
 )
 
 #: Where clients attach when no address is given and ``PLEXUS_RELAY`` is unset.
@@ -51,6 +55,11 @@ RELAY_ENV = "PLEXUS_RELAY"
 #: Seconds between PINGs while connected, so the relay's idle timeout (5 min) never closes
 #: a connection its program still holds.
 KEEPALIVE_SECONDS = 60.0
+
+if TYPE_CHECKING:
+    _Answer = asyncio.Future[Tuple[int, bytes]]
+else:
+    _Answer = asyncio.Future
 
 #: Handles one server-initiated frame: (correlation id, body, frame length field).
 FrameHandler = Callable[[int, bytes, int], None]
@@ -133,24 +142,25 @@ class Client:
         self.network = ""
         self.version = PROTOCOL_VERSION
         self.max_message_size = DEFAULT_MAX_MESSAGE_SIZE
-        self._pending: Dict[int, Tuple[asyncio.Future, Optional[Callable[[int, bytes], None]]]] = {}
+        self._pending: Dict[int, Tuple[_Answer, Optional[Callable[[int, bytes], None]]]] = {}
         self._next_id = 1
         self._closed_error: Optional[BaseException] = None
         self._drain_lock = asyncio.Lock()
-        self._tasks: Set[asyncio.Task] = set()
-        self._read_task: Optional[asyncio.Task] = None
-        self._keepalive_task: Optional[asyncio.Task] = None
+        self._tasks: "Set[asyncio.Task[Any]]" = set()
+        self._read_task: "Optional[asyncio.Task[None]]" = None
+        self._keepalive_task: "Optional[asyncio.Task[None]]" = None
         self.tunnels: Dict[int, Tunnel] = {}
         # Server-initiated frames by opcode. A new frame family registers its handler here
         # (and its answers come back through `_call`), without touching the reader.
         self._handlers: Dict[int, FrameHandler] = {
-            Op.TUNNEL_DATA: lambda i, b, _n: self._tunnel(i, lambda t: t._on_data(_bytes_body(b, "TUNNEL_DATA"))),
-            Op.TUNNEL_CREDIT: lambda i, b, _n: self._tunnel(i, lambda t: t._on_credit(_u32_body(b, "TUNNEL_CREDIT"))),
-            Op.TUNNEL_CLOSE: lambda i, b, _n: self._tunnel(i, lambda t: t._on_close(*_close_body(b, "TUNNEL_CLOSE"))),
+            Op.TUNNEL_DATA: lambda i, b, _n: self._tunnel(i, lambda t: t._on_data(bytes_body(b, "TUNNEL_DATA"))),
+            Op.TUNNEL_CREDIT: lambda i, b, _n: self._tunnel(i, lambda t: t._on_credit(u32_body(b, "TUNNEL_CREDIT"))),
+            Op.TUNNEL_CLOSE: lambda i, b, _n: self._tunnel(i, lambda t: t._on_close(*close_body(b, "TUNNEL_CLOSE"))),
         }
         self._subs = Subscriptions(self)
         self._members = Memberships(self)
         self.streams = Streams(self)
+        self._consumers = Consumers(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -214,7 +224,7 @@ class Client:
         for t in list(self.tunnels.values()):
             t._terminate(lost)
         self.tunnels.clear()
-        self.streams._fail_all(err)
+        self._consumers.fail_all(err)
         for task in list(self._tasks):
             task.cancel()
 
@@ -282,7 +292,7 @@ class Client:
         if self._closed_error is not None:
             raise self._closed_error
 
-    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task:
+    def _spawn(self, coro: "Coroutine[Any, Any, Any]") -> "asyncio.Task[Any]":
         """Runs a handler task owned by the connection (cancelled when it closes)."""
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -312,7 +322,7 @@ class Client:
         if self._closed_error is not None:
             raise self._closed_error
         corr_id = self._alloc_id()
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        fut: _Answer = asyncio.get_running_loop().create_future()
         self._pending[corr_id] = (fut, hook)
         self._send(opcode, corr_id, body)
         try:
@@ -505,7 +515,7 @@ class Client:
         ``datetime``. A ``durable`` consumer resumes after its last acknowledged message
         (``await m.ack()``); an unacknowledged one is redelivered after ``ack_wait`` seconds.
         ``await`` the result to wait until it is open; iterate it with ``async for``."""
-        return self.streams.consume(stream, durable, from_, partition, ack_wait, capability)
+        return self._consumers.consume(stream, durable, from_, partition, ack_wait, capability)
 
     async def status(self) -> Dict[str, Any]:
         """The node's status (peers, clusters and members, streams, counters) as a dict."""
@@ -521,25 +531,3 @@ class Client:
         await self._call(Op.PING, b"", Op.PONG)
         return time.monotonic() - start
 
-
-def _bytes_body(body: bytes, what: str) -> bytes:
-    r = Reader(body, what)
-    b = r.blob("data")
-    r.end()
-    return b
-
-
-def _u32_body(body: bytes, what: str) -> int:
-    r = Reader(body, what)
-    n = r.u32("bytes")
-    r.end()
-    return n
-
-
-def _close_body(body: bytes, what: str) -> Tuple[int, str, str]:
-    r = Reader(body, what)
-    kind, name, message = r.u8("kind"), r.text("error name"), r.text("message")
-    r.end()
-    if kind > 1:
-        raise RelayUnavailableError(f"malformed {what} from the relay: unknown kind {kind}")
-    return kind, name, message

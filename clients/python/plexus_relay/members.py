@@ -96,7 +96,7 @@ class Memberships:
     def __init__(self, client: "Client") -> None:
         self.client = client
         self._handlers: Dict[str, _Handlers] = {}
-        self._invocations: Dict[int, asyncio.Task] = {}
+        self._invocations: "Dict[int, asyncio.Task[None]]" = {}
         client._handlers[Op.INVOKE] = self._on_invoke
         client._handlers[Op.INVOKE_CANCEL] = self._on_invoke_cancel
         client._handlers[Op.BROADCAST_DELIVER] = self._on_broadcast

@@ -66,7 +66,7 @@ class Subscription:
         self._owner = owner
         self._closed = False
         self._queue: BoundedQueue[Message] = BoundedQueue(max_pending, MAX_PENDING_BYTES, lambda m: len(m.data) + 64)
-        self._ready: asyncio.Future = asyncio.get_running_loop().create_future()
+        self._ready: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
 
     async def ready(self) -> None:
         """Returns once the relay confirmed the subscription: every node linked to its node

@@ -1,53 +1,26 @@
 """Durable streams through the relay: ``client.streams.create / info / delete / list``
-(STREAM_* frames) and consumers (CONSUME, CONSUME_MESSAGE, CONSUME_CREDIT, CONSUME_CLOSE,
-CONSUME_ACK). A consumer's messages wait in a queue bounded by the window this client
-granted the relay; their credit (each message costs its frame's length) goes back as the
-application reads them, so a slow reader slows the relay's reading from the stream.
+(STREAM_* frames) and the administration calls of STREAM_ADMIN (``update``, ``purge``,
+``consumers``, ``consumer_info``, ``delete_consumer``). Consumers are in ``consumer.py``.
 
 Durations are seconds here (the wire's milliseconds are converted)."""
 
 from __future__ import annotations
 
-import asyncio
-import datetime
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional
 
 from . import validate as check
-from ._queue import BoundedQueue, CreditReturn
-from .errors import AbortedError, InvalidArgumentError, RelayUnavailableError, error_from_wire
-from .wire import (
-    CLOSE_FAILED,
-    CLOSE_HALF,
-    CONSUME_ACK_WAIT,
-    CONSUME_CAPABILITY,
-    CONSUME_DURABLE,
-    CONSUME_PARTITION,
-    FLAG_HEADERS,
-    FLAG_KEY,
-    FRAME_OVERHEAD,
-    FROM_EARLIEST,
-    FROM_LATEST,
-    FROM_NEW,
-    FROM_OFFSET,
-    FROM_TIME,
-    Op,
-    Reader,
-    Writer,
-    optional_key_headers,
-)
+from .errors import InvalidArgumentError
+from .wire import Op, Reader, Writer
 
 if TYPE_CHECKING:
     from .client import Client
 
-#: Credit (bytes) this client grants the relay per consumer: 2 MiB, or one largest frame.
-DEFAULT_CONSUMER_WINDOW = 2 * 1024 * 1024
-#: Most consumers one connection may hold open (the relay's bound).
-MAX_CONSUMERS = 256
-
-_RETENTION = (("max_age", 0x01, True), ("max_bytes", 0x02, False), ("max_messages", 0x04, False))
+_RETENTION = (("max_age", "maxAge", 0x01, True), ("max_bytes", "maxBytes", 0x02, False), ("max_messages", "maxMessages", 0x04, False))
 _DUPLICATE_WINDOW, _PUBLISH_CAPABILITY, _CONSUME_CAPABILITY = 0x08, 0x10, 0x20
+#: STREAM_ADMIN kinds.
+_CONSUMERS, _CONSUMER_INFO, _CONSUMER_DELETE, _PURGE, _UPDATE = 1, 2, 3, 4, 5
 
 
 @dataclass(frozen=True)
@@ -90,185 +63,26 @@ class StreamSummary:
     replicas: int
 
 
-class StreamMessage:
-    """One stored message. ``timestamp`` is the leader's clock when it appended it (ms since
-    the epoch; ``time`` as a datetime); ``delivery_count`` is 1 on first delivery, more on
-    redelivery. ``await ack()`` records a durable consumer's position (a no-op otherwise)."""
-
-    __slots__ = ("stream", "topic", "partition", "offset", "timestamp", "delivery_count", "key", "headers", "data", "_consumer")
-
-    def __init__(
-        self,
-        consumer: "Consumer",
-        topic: str,
-        partition: int,
-        offset: int,
-        timestamp: int,
-        delivery_count: int,
-        key: Optional[bytes],
-        headers: Optional[Dict[str, str]],
-        data: bytes,
-    ) -> None:
-        self.stream = consumer.stream
-        self.topic = topic
-        self.partition = partition
-        self.offset = offset
-        self.timestamp = timestamp
-        self.delivery_count = delivery_count
-        self.key = key
-        self.headers = headers
-        self.data = data
-        self._consumer = consumer
-
-    @property
-    def time(self) -> datetime.datetime:
-        """``timestamp`` as an aware UTC datetime."""
-        return datetime.datetime.fromtimestamp(self.timestamp / 1000, datetime.timezone.utc)
-
-    def string(self) -> str:
-        """The data as UTF-8 text."""
-        return self.data.decode("utf-8")
-
-    def json(self) -> Any:
-        """The data parsed as JSON."""
-        return json.loads(self.data)
-
-    async def ack(self) -> None:
-        """Acknowledges the message (durable consumers): the consumer resumes after it, and it
-        is not redelivered. At-least-once: a message acknowledged after ``ack_wait`` may have
-        been delivered again meanwhile."""
-        await self._consumer._ack(self.partition, self.offset)
-
-    def __repr__(self) -> str:
-        return f"StreamMessage(stream={self.stream!r}, partition={self.partition}, offset={self.offset}, data={self.data[:64]!r})"
-
-
-class Consumer:
-    """A stream consumer (from ``client.consume``). ``await consumer`` waits until it is open;
-    ``async for m in consumer`` reads (one reader at a time); ``close()`` or leaving ``async
-    with`` ends it, discarding what is queued. A failure on the node ends the iteration with
-    the error class the relay named (e.g. ``StreamNotFoundError``)."""
-
-    def __init__(self, owner: "Streams", consumer_id: int, stream: str, durable: Optional[str], window: int) -> None:
-        self.id = consumer_id
-        self.stream = stream
-        self.durable = durable
-        self.window = window
-        self.received = 0
-        self._owner = owner
-        self._closed = False
-        self._user_closed = False
-        client = owner.client
-        self._returns = CreditReturn(window, lambda n: client._send(Op.CONSUME_CREDIT, consumer_id, Writer().u32(n).body()))
-        self._queue: BoundedQueue[Tuple[StreamMessage, int]] = BoundedQueue(1 << 62, window, lambda e: e[1], self._taken)
-        self._ready: asyncio.Future = asyncio.get_running_loop().create_future()
-
-    async def ready(self) -> None:
-        """Returns once the relay opened the consumer; raises its error otherwise."""
-        await asyncio.shield(self._ready)
-
-    def __await__(self) -> Generator[Any, None, "Consumer"]:
-        yield from self.ready().__await__()
-        return self
-
-    def __aiter__(self) -> "Consumer":
-        return self
-
-    async def __anext__(self) -> StreamMessage:
-        if self._user_closed:
-            raise StopAsyncIteration
-        if not self._ready.done():
-            await self.ready()
-        msg, _cost = await self._queue.get()
-        if self._user_closed:
-            raise StopAsyncIteration
-        return msg
-
-    async def __aenter__(self) -> "Consumer":
-        await self.ready()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Ends the consumer: iteration stops at once, queued messages are discarded. Idempotent."""
-        self._user_closed = True
-        if self._closed:
-            return
-        self._closed = True
-        self._owner.client._send(Op.CONSUME_CLOSE, self.id, Writer().u8(CLOSE_HALF).text("").text("").body())
-        self._queue.end()
-        self._queue.clear()
-        self._owner._forget(self)
-
-    async def _ack(self, partition: int, offset: int) -> None:
-        if self.durable is None:
-            return
-        body = Writer().u32(self.id).u32(partition).u64(offset).body()
-        await self._owner.client._call(Op.CONSUME_ACK, body, Op.OK)
-
-    def _confirmed(self, err: Optional[BaseException]) -> None:
-        if self._ready.done():
-            return
-        if err is None:
-            self._ready.set_result(None)
-            return
-        self._ready.set_exception(err)
-        self._ready.exception()
-        self._fail(err)
-
-    def _deliver(self, msg: StreamMessage, cost: int) -> None:
-        if self._closed:
-            return
-        if not self._queue.push((msg, cost)):
-            self._owner.client._send(
-                Op.CONSUME_CLOSE, self.id, Writer().u8(CLOSE_FAILED).text("InvalidArgumentError").text("flow control violated").body()
-            )
-            self._fail(InvalidArgumentError("flow control violated by the relay: more data than the window granted"))
-
-    def _on_close(self, kind: int, name: str, message: str) -> None:
-        if self._closed:
-            return
-        if kind == CLOSE_FAILED:
-            self._fail(error_from_wire(name, message))
-            return
-        self._closed = True
-        self._queue.end()
-        self._owner._forget(self)
-
-    def _fail(self, err: BaseException) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._queue.fail(err)
-        self._owner._forget(self)
-
-    def _taken(self, entry: Tuple[StreamMessage, int], idle: bool) -> None:
-        self.received += 1
-        if not self._closed:
-            self._returns.consumed(entry[1], idle)
-
-
-def _from_body(w: Writer, from_: Any) -> None:
-    if from_ == "earliest" or from_ is None:
-        w.u8(FROM_EARLIEST)
-    elif from_ == "latest":
-        w.u8(FROM_LATEST)
-    elif from_ == "new":
-        w.u8(FROM_NEW)
-    elif isinstance(from_, datetime.datetime):
-        ms = round(from_.timestamp() * 1000)
-        if ms < 0:
-            raise InvalidArgumentError(f"from_ must be a datetime after 1970, got {from_!r}")
-        w.u8(FROM_TIME).u64(ms)
-    else:
-        offset = from_.get("offset") if isinstance(from_, dict) else from_
-        if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < 2**53:
-            raise InvalidArgumentError(
-                f"from_ must be 'earliest', 'latest', 'new', an offset, {{'offset': n}} or a datetime, got {check.describe(from_)}"
-            )
-        w.u8(FROM_OFFSET).u64(offset)
+def _retention_values(retention: Dict[str, float]) -> Dict[int, int]:
+    """Checks ``retention`` (``max_age`` seconds, ``max_bytes``, ``max_messages``): wire values by flag bit."""
+    if not isinstance(retention, dict):
+        raise InvalidArgumentError(f"retention must be a dict, got {check.describe(retention)}")
+    known = [k for k, _w, _b, _s in _RETENTION]
+    for k in retention:
+        if k not in known:
+            raise InvalidArgumentError(f"retention.{k} is unknown (known: {', '.join(known)})")
+    out: Dict[int, int] = {}
+    for k, _wire, bit, seconds in _RETENTION:
+        v = retention.get(k)
+        if v is None:
+            continue
+        if seconds:
+            out[bit] = _u64_ms(v, f"retention.{k}")
+        elif isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**53:
+            raise InvalidArgumentError(f"retention.{k} must be a positive integer, got {check.describe(v)}")
+        else:
+            out[bit] = v
+    return out
 
 
 def _u64_ms(seconds: Any, field: str) -> int:
@@ -284,10 +98,6 @@ class Streams:
 
     def __init__(self, client: "Client") -> None:
         self.client = client
-        self._open: Dict[int, Consumer] = {}
-        self._next_id = 1
-        client._handlers[Op.CONSUME_MESSAGE] = self._on_message
-        client._handlers[Op.CONSUME_CLOSE] = self._on_close
 
     async def create(
         self,
@@ -356,31 +166,19 @@ class Streams:
     ) -> None:
         if not isinstance(retention, dict):
             raise InvalidArgumentError(f"retention must be a dict, got {check.describe(retention)}")
-        known = [k for k, _b, _s in _RETENTION]
-        for k in retention:
-            if k not in known:
-                raise InvalidArgumentError(f"retention.{k} is unknown (known: {', '.join(known)})")
         flags = 0
         values: List[int] = []
-        for k, bit, seconds in _RETENTION:
-            v = retention.get(k)
-            if v is None:
-                continue
+        for bit, v in _retention_values(retention).items():
             flags |= bit
-            if seconds:
-                values.append(_u64_ms(v, f"retention.{k}"))
-            elif isinstance(v, bool) or not isinstance(v, int) or not 0 < v < 2**53:
-                raise InvalidArgumentError(f"retention.{k} must be a positive integer, got {check.describe(v)}")
-            else:
-                values.append(v)
+            values.append(v)
         if duplicate_window is not None:
             flags |= _DUPLICATE_WINDOW
             values.append(_u64_ms(duplicate_window, "duplicate_window"))
         for k, bit in (("publish", _PUBLISH_CAPABILITY), ("consume", _CONSUME_CAPABILITY)):
-            v = access.get(k, "open")
-            if v not in ("open", "capability"):
-                raise InvalidArgumentError(f"access.{k} must be 'open' or 'capability', got {check.describe(v)}")
-            if v == "capability":
+            mode = access.get(k, "open")
+            if mode not in ("open", "capability"):
+                raise InvalidArgumentError(f"access.{k} must be 'open' or 'capability', got {check.describe(mode)}")
+            if mode == "capability":
                 flags |= bit
         w.u8(flags)
         for v in values:
@@ -396,105 +194,99 @@ class Streams:
         elif cluster_key is not None:
             w.u8(1).blob(check.parse_key(cluster_key, "cluster_key"))
 
-    def consume(
+
+    # ---- STREAM_ADMIN ---------------------------------------------------------------------
+
+    async def _admin(
         self,
+        kind: int,
         stream: str,
-        durable: Optional[str],
-        from_: Any,
-        partition: Optional[int],
-        ack_wait: Optional[float],
+        name: str,
+        args: Optional[Dict[str, Any]],
+        expect: int,
+        timeout: Optional[float],
+        cluster_key: Any,
         capability: Optional[str],
-    ) -> Consumer:
-        """See ``Client.consume``."""
-        client = self.client
-        check.name(stream, "stream")
-        if durable is not None:
-            check.name(durable, "durable")
-        if partition is not None and (isinstance(partition, bool) or not isinstance(partition, int) or not 0 <= partition <= 0xFFFFFFFF):
-            raise InvalidArgumentError(f"partition must be a non-negative integer, got {check.describe(partition)}")
-        w = Writer()
-        _from_body(w, from_)
-        ack_ms = check.timeout_ms(ack_wait, "ack_wait") if ack_wait is not None else None
-        if capability is not None and (not isinstance(capability, str) or not capability.strip()):
-            raise InvalidArgumentError(f"capability must be a pxc1.… capability, got {check.describe(capability)}")
-        if client._closed_error is not None:
-            raise client._closed_error
-        if len(self._open) >= MAX_CONSUMERS:
-            raise InvalidArgumentError(f"at most {MAX_CONSUMERS} consumers per connection")
-        cid = self._next_id
-        while cid == 0 or cid in self._open:
-            cid = (cid + 1) & 0xFFFFFFFF
-        self._next_id = (cid + 1) & 0xFFFFFFFF
-        window = max(DEFAULT_CONSUMER_WINDOW, client.max_message_size + FRAME_OVERHEAD)
-        flags = (
-            (CONSUME_PARTITION if partition is not None else 0)
-            | (CONSUME_DURABLE if durable is not None else 0)
-            | (CONSUME_ACK_WAIT if ack_ms is not None else 0)
-            | (CONSUME_CAPABILITY if capability is not None else 0)
-        )
-        body = Writer().u32(cid).text(stream).raw(w.body()).u8(flags)
-        if partition is not None:
-            body.u32(partition)
-        if durable is not None:
-            body.text(durable)
-        if ack_ms is not None:
-            body.u32(ack_ms)
-        if capability is not None:
-            body.text(capability.strip())
-        body.u32(window)
-        consumer = Consumer(self, cid, stream, durable, window)
-        self._open[cid] = consumer
+    ) -> Reader:
+        check.name(stream, "name" if kind in (_PURGE, _UPDATE) else "stream")
+        if name:
+            check.name(name, "name")
+        w = Writer().u8(kind).text(stream).text(name).text("" if args is None else json.dumps(args))
+        w.u32(check.timeout_ms(timeout))
+        self._auth(w, cluster_key, capability)
+        _op, r = await self.client._call(Op.STREAM_ADMIN, w.body(), expect, cancel=True)
+        return r
 
-        async def open_() -> None:
-            try:
-                await client._call(Op.CONSUME, body.body(), Op.OK)
-            except asyncio.CancelledError:
-                consumer._confirmed(client._closed_error or AbortedError("consume cancelled"))
-                raise
-            except Exception as e:
-                consumer._confirmed(e)
-                return
-            consumer._confirmed(None)
-
-        client._spawn(open_())
-        return consumer
-
-    def _forget(self, c: Consumer) -> None:
-        if self._open.get(c.id) is c:
-            del self._open[c.id]
-
-    def _fail_all(self, err: BaseException) -> None:
-        for c in list(self._open.values()):
-            c._confirmed(err)
-            c._fail(err)
-
-    def _on_message(self, cid: int, body: bytes, length: int) -> None:
-        r = Reader(body, "CONSUME_MESSAGE")
-        topic, partition, offset = r.text("topic"), r.u32("partition"), r.u64("offset")
-        timestamp, count, flags = r.u64("timestamp"), r.u16("delivery count"), r.u8("flags")
-        if flags & ~(FLAG_KEY | FLAG_HEADERS):
-            raise RelayUnavailableError(f"malformed CONSUME_MESSAGE from the relay: unknown flags {flags}")
-        key, headers = optional_key_headers(r, flags)
-        data = r.blob("data")
+    @staticmethod
+    def _json(r: Reader) -> Any:
+        v = json.loads(r.text("result"))
         r.end()
-        c = self._open.get(cid)
-        if c is not None:
-            c._deliver(StreamMessage(c, topic, partition, offset, timestamp, count, key, headers, data), length)
+        return v
 
-    def _on_close(self, cid: int, body: bytes, _length: int) -> None:
-        r = Reader(body, "CONSUME_CLOSE")
-        kind, name, message = r.u8("kind"), r.text("error name"), r.text("message")
+    async def update(
+        self,
+        name: str,
+        *,
+        retention: Dict[str, float],
+        timeout: Optional[float] = None,
+        cluster_key: Any = None,
+        capability: Optional[str] = None,
+    ) -> StreamInfo:
+        """Replaces the stream's retention (``max_age`` seconds, ``max_bytes``,
+        ``max_messages``; absent limits are removed, ``{}`` keeps everything); returns its info."""
+        values = _retention_values(retention)
+        wire = {w: (values[bit]) for _k, w, bit, _s in _RETENTION if bit in values}
+        r = await self._admin(_UPDATE, name, "", {"retention": wire}, Op.STREAM_INFO_REPLY, timeout, cluster_key, capability)
+        return _read_info(r)
+
+    async def purge(
+        self,
+        name: str,
+        *,
+        before: Optional[int] = None,
+        partition: Optional[int] = None,
+        timeout: Optional[float] = None,
+        cluster_key: Any = None,
+        capability: Optional[str] = None,
+    ) -> List[Dict[str, int]]:
+        """Drops the messages below offset ``before`` (default: all) of every partition (or
+        ``partition``); returns ``[{'partition', 'firstOffset'}]`` after it."""
+        args: Dict[str, Any] = {}
+        for k, v in (("before", before), ("partition", partition)):
+            if v is not None:
+                if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+                    raise InvalidArgumentError(f"{k} must be a non-negative integer, got {check.describe(v)}")
+                args[k] = v
+        r = await self._admin(_PURGE, name, "", args, Op.STREAM_ADMIN_REPLY, timeout, cluster_key, capability)
+        result: List[Dict[str, int]] = self._json(r)
+        return result
+
+    async def consumers(self, stream: str, *, timeout: Optional[float] = None) -> List[Dict[str, Any]]:
+        """The stream's durable consumers, as the node reports them: ``[{'name', 'positions':
+        [{'partition', 'position'}], 'lastActive'}]``."""
+        r = await self._admin(_CONSUMERS, stream, "", None, Op.STREAM_ADMIN_REPLY, timeout, None, None)
+        result: List[Dict[str, Any]] = self._json(r)
+        return result
+
+    async def consumer_info(self, stream: str, name: str, *, timeout: Optional[float] = None) -> Dict[str, Any]:
+        """One durable consumer in detail, as the node reports it; ``ConsumerNotFoundError`` when absent."""
+        r = await self._admin(_CONSUMER_INFO, stream, name, None, Op.STREAM_ADMIN_REPLY, timeout, None, None)
+        result: Dict[str, Any] = self._json(r)
+        return result
+
+    async def delete_consumer(
+        self, stream: str, name: str, *, timeout: Optional[float] = None, cluster_key: Any = None, capability: Optional[str] = None
+    ) -> None:
+        """Forgets a durable consumer's positions; ``ConsumerNotFoundError`` when absent."""
+        r = await self._admin(_CONSUMER_DELETE, stream, name, None, Op.OK, timeout, cluster_key, capability)
         r.end()
-        c = self._open.get(cid)
-        if c is not None:
-            c._on_close(kind, name, message)
 
 
 def _read_info(r: Reader) -> StreamInfo:
     name, cluster, subject, replicas = r.text("name"), r.text("cluster"), r.text("subject"), r.u16("replicas")
     flags = r.u8("retention flags")
     retention: Dict[str, float] = {}
-    for k, bit, seconds in _RETENTION:
+    for k, _wire, bit, seconds in _RETENTION:
         if flags & bit:
             v = r.u64(f"retention.{k}")
             retention[k] = v / 1000 if seconds else v

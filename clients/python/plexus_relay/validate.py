@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, Optional, Union, cast
 
 from .errors import InvalidArgumentError
 from .wire import (
@@ -96,13 +96,13 @@ def _tokens(value: Any, field: str, wildcards: bool) -> None:
 def topic(value: Any, field: str = "topic") -> str:
     """A topic to publish to: dot-separated tokens, no wildcards."""
     _tokens(value, field, False)
-    return value
+    return cast(str, value)
 
 
 def pattern(value: Any, field: str = "pattern") -> str:
     """A subscription pattern: ``*`` one token, ``>`` (last) one or more."""
     _tokens(value, field, True)
-    return value
+    return cast(str, value)
 
 
 def key(value: Any, field: str = "key") -> Optional[bytes]:

@@ -74,6 +74,8 @@ class Op:
     STREAM_DELETE = 0x63
     STREAM_LIST = 0x64
     STREAM_LIST_REPLY = 0x65
+    STREAM_ADMIN = 0x66
+    STREAM_ADMIN_REPLY = 0x67
     CONSUME = 0x68
     CONSUME_MESSAGE = 0x69
     CONSUME_CREDIT = 0x6A
@@ -184,13 +186,16 @@ class Reader:
         return self._take(1, field)[0]
 
     def u16(self, field: str = "u16") -> int:
-        return _U16.unpack(self._take(2, field))[0]
+        v: int = _U16.unpack(self._take(2, field))[0]
+        return v
 
     def u32(self, field: str = "u32") -> int:
-        return _U32.unpack(self._take(4, field))[0]
+        v: int = _U32.unpack(self._take(4, field))[0]
+        return v
 
     def u64(self, field: str = "u64") -> int:
-        return _U64.unpack(self._take(8, field))[0]
+        v: int = _U64.unpack(self._take(8, field))[0]
+        return v
 
     def text(self, field: str = "str") -> str:
         raw = self._take(self.u16(field), field)
@@ -224,3 +229,29 @@ def optional_key_headers(r: Reader, flags: int) -> Tuple[Optional[bytes], Option
     key = r.blob("key") if flags & FLAG_KEY else None
     headers = r.headers() if flags & FLAG_HEADERS else None
     return key, headers
+
+
+def bytes_body(body: bytes, what: str) -> bytes:
+    """A body of one ``bytes`` field (TUNNEL_DATA)."""
+    r = Reader(body, what)
+    b = r.blob("data")
+    r.end()
+    return b
+
+
+def u32_body(body: bytes, what: str) -> int:
+    """A body of one ``u32`` field (TUNNEL_CREDIT)."""
+    r = Reader(body, what)
+    n = r.u32("bytes")
+    r.end()
+    return n
+
+
+def close_body(body: bytes, what: str) -> Tuple[int, str, str]:
+    """A TUNNEL_CLOSE / CONSUME_CLOSE body: kind (0 or 1), error name, message."""
+    r = Reader(body, what)
+    kind, name, message = r.u8("kind"), r.text("error name"), r.text("message")
+    r.end()
+    if kind > 1:
+        raise RelayUnavailableError(f"malformed {what} from the relay: unknown kind {kind}")
+    return kind, name, message

@@ -300,6 +300,21 @@ class Relay(unittest.IsolatedAsyncioTestCase):
                 if m.offset == 10:
                     break
         self.assertEqual(rest, list(range(4, 11)))
+        # Administration (STREAM_ADMIN): the durable consumer's position, retention, purge.
+        # Acks are committed on the node's tick and on close, so the position gets there soon.
+        for _ in range(200):
+            summaries = await c.streams.consumers(name, timeout=10)
+            if summaries and summaries[0]["positions"] == [{"partition": 0, "position": 11}]:
+                break
+            await asyncio.sleep(0.05)
+        self.assertEqual([(x["name"], x["positions"]) for x in summaries], [(durable, [{"partition": 0, "position": 11}])])
+        self.assertEqual((await c.streams.consumer_info(name, durable, timeout=10))["name"], durable)
+        updated = await c.streams.update(name, retention={"max_messages": 1000}, timeout=10)
+        self.assertEqual(updated.retention, {"max_messages": 1000})
+        self.assertEqual(await c.streams.purge(name, before=2, timeout=10), [{"partition": 0, "firstOffset": 2}])
+        await c.streams.delete_consumer(name, durable, timeout=10)
+        with self.assertRaises(px.ConsumerNotFoundError):
+            await c.streams.consumer_info(name, durable, timeout=10)
         # A plain consumer from an offset, one partition.
         plain = await c.consume(name, from_=9, partition=0)
         self.assertEqual([m.offset async for m in _take(plain, 2)], [9, 10])
