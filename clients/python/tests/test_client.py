@@ -273,9 +273,10 @@ class Relay(unittest.IsolatedAsyncioTestCase):
         self.assertIn(name, [s.name for s in await c.streams.list()])
         acks = [await c.publish(f"{subject}.eu", f"o{i}", ack="all", key=b"k", headers={"n": str(i)}) for i in range(10)]
         self.assertEqual([a.offset for a in acks if a], list(range(10)))
-        self.assertEqual((acks[0].stream, acks[0].partition), (name, 0))
+        self.assertEqual([(a.stream, a.partition) for a in acks if a][0], (name, 0))
         once = await c.publish(f"{subject}.eu", "dup", ack="leader", msg_id="m-1")
         again = await c.publish(f"{subject}.eu", "dup", ack="leader", msg_id="m-1")
+        assert once is not None and again is not None  # with ack: always a PublishAck
         self.assertEqual((again.offset, again.duplicate, once.duplicate), (once.offset, True, False))
         self.assertEqual((await c.streams.info(name)).partitions[0].next_offset, 11)
 
@@ -333,10 +334,47 @@ class Relay(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(px.StreamNotFoundError):
             await c.streams.info(name)
 
+    async def test_consumer_reads_beyond_its_window(self) -> None:
+        c = await self.client()
+        name, subject = unique("pybig"), unique("pybig")
+        await c.streams.create(name, cluster=STORE, subject=f"{subject}.>", replicas=1)
+        size, count = 100 * 1024, 48  # 4.7 MiB: more than twice the 2 MiB window granted the relay
+        for i in range(count):
+            await c.publish(f"{subject}.x", bytes([i]) * size, ack="leader")
+        consumer = await c.consume(name)
+        self.assertLess(consumer.window, size * count)
+
+        async def read() -> "list[tuple[int, int, int]]":
+            return [(m.offset, m.data[0], len(m.data)) async for m in _take(consumer, count)]
+
+        # Credit that is not returned stalls the consumer at one window: bounded, so it fails here.
+        got = await asyncio.wait_for(read(), 20)
+        self.assertEqual(got, [(i, i, size) for i in range(count)])
+        await c.streams.delete(name, timeout=10)
+
+    async def test_slow_subscriber_drops_and_counts(self) -> None:
+        sub_client, pub = await self.client(), await self.client()
+        topic = unique("pyslow")
+        sub = await sub_client.subscribe(topic, max_pending=4)
+        for i in range(20):
+            await pub.publish(topic, f"m{i}")
+        # Nobody reads: 4 wait in the queue, the rest are dropped (here or at the relay) and counted.
+        for _ in range(250):
+            if sub.received + sub.dropped >= 20:
+                break
+            await asyncio.sleep(0.02)
+        got = []
+        async for m in sub:
+            got.append(m.string())
+            if len(got) == 4:
+                break
+        self.assertEqual(got, ["m0", "m1", "m2", "m3"])
+        self.assertEqual(sub.received + sub.dropped, 20)
+
     async def test_close_fails_what_is_pending(self) -> None:
         server, caller = await self.client(), await self.client()
         cluster = unique("pyclose")
-        await server.serve(cluster, STORE_KEY, lambda d, _c: asyncio.sleep(30))
+        await server.serve(cluster, STORE_KEY, lambda d, _c: asyncio.sleep(30, b"never"))
         pending = asyncio.ensure_future(caller.request(cluster, b"x", timeout=20))
         sub = caller.subscribe("pyclose.>")
         await sub
