@@ -270,3 +270,11 @@ export const DASHBOARD = {
   /** Bytes an unread live feed may hold before its updates are skipped until it drains. */
   maxBufferedBytes: 1024 * 1024,
 } as const
+
+/**
+ * A replica the placement no longer holds (a stream's `replicas` lowered, or a member
+ * replaced) keeps running this long while it is still a voter of its partition's Raft group,
+ * so the leader can commit the configuration change that removes it (with 2 voters, that
+ * needs both). It stops sooner once its own log shows it removed; its data is kept (ms).
+ */
+export const RETIRE_GRACE_MS = 30_000

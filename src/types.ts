@@ -390,12 +390,21 @@ export interface Streams {
   /** The streams this node knows of (name, cluster, subject), sorted by name. */
   list(): Array<{ name: string; cluster: string; subject: string; partitions: number; replicas: number }>
   /**
-   * Changes a stream's retention limits (admin: `update`), agreed by the metadata group and
-   * then applied by every replica when the new stream table reaches it (at its next
-   * maintenance pass, every 10 s). `retention` replaces the whole policy (`{}` removes every
-   * limit). Changing `partitions`, `replicas`, `subject`, `compact`, `duplicateWindow` or
-   * `cluster` is an `InvalidArgumentError` naming the field (not supported yet). Resolves
-   * with the new info.
+   * Changes a stream (admin: `update`), agreed by the metadata group.
+   * - `retention` replaces the whole policy (`{}` removes every limit); every replica applies
+   *   it when the new stream table reaches it (at its next maintenance pass, every 10 s).
+   * - `replicas` changes the replication factor of every partition. The metadata leader then
+   *   moves each partition's placement toward it one replica per second (adding the least
+   *   loaded live storage member, or dropping a replica: an unreachable one first), and each
+   *   partition's Raft leader follows with one voter change at a time; an added replica
+   *   copies the partition from the leader before it counts as in sync. Acknowledged data is
+   *   never lost: a voter is removed only through a committed Raft configuration change.
+   *   While a partition grows from 1 to 2 replicas, publishes wait until the new one holds
+   *   the log (two voters need both). More replicas than storage members is
+   *   `NotEnoughReplicasError`.
+   * At least one of them. Changing `partitions`, `subject`, `compact`, `duplicateWindow` or
+   * `cluster` is an `InvalidArgumentError` naming the field (not supported). Resolves with
+   * the new info (placement changes follow within seconds; `info` shows them).
    */
   update(name: string, changes: StreamUpdate, options?: StreamCallOptions): Promise<StreamInfo>
   /**
@@ -427,10 +436,12 @@ export interface Streams {
   deleteConsumer(stream: string, name: string, options?: StreamCallOptions): Promise<void>
 }
 
-/** What `streams.update` may change (for now the retention limits only). */
+/** What `streams.update` may change: the retention limits, the replicas, or both. */
 export interface StreamUpdate {
   /** Replaces the whole retention policy (absent limits are removed; `{}`: keep everything). */
-  retention: StreamRetention
+  retention?: StreamRetention
+  /** The new replication factor of every partition (1 to 7, as at create). */
+  replicas?: number
 }
 
 /** A durable consumer of a stream (`streams.consumers`). */

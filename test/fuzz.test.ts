@@ -278,14 +278,18 @@ describe('fuzzed internal call bodies: only DecodeError, never an invalid value'
         retention: { maxAge: 5 },
         proof,
       }),
+      encodeMetaCall({ op: 'update', cluster: 'db', requestId: 'r6', name: 'o', replicas: 3, proof }),
     ],
     decodeMetaCall,
     (c) => {
       checkClusterName(c.cluster)
       if (c.op !== 'table' && c.op !== 'create') checkStreamName(c.name)
       if (c.op === 'consumer-delete') checkStreamName(c.durable)
-      if (c.op === 'update')
-        for (const v of Object.values(c.retention)) if (!(v! > 0)) throw new Error(`retention ${v}`)
+      if (c.op === 'update') {
+        for (const v of Object.values(c.retention ?? {})) if (!(v! > 0)) throw new Error(`retention ${v}`)
+        if (c.replicas !== undefined && !(c.replicas >= 1 && c.replicas <= 7))
+          throw new Error(`replicas ${c.replicas}`)
+      }
       if (c.op === 'create')
         validateStreamConfig(c.spec.name, { subject: c.spec.subject, cluster: c.cluster })
     },

@@ -5,8 +5,8 @@
  * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table, 4 consumer-delete, 5 purge, 6 update) |
  *   str cluster | str requestId | create: spec | delete: str name | consumer-delete: str name |
  *   str durable | purge: str name | u8 flags (1 partition, 2 before) | [u16 partition] | [u64
- *   before] | update: str name | u8 flags | u64 each present retention limit (metadata-codec.ts, command 6)
- *   | [bytes proof]`
+ *   before] | update: str name | u8 what (1 retention, 2 replicas) | [u8 flags | u64 each present
+ *   retention limit (metadata-codec.ts)] | [u8 replicas] | [bytes proof]`
  *   (every op but table: the admin proof of cluster/capability.ts over every byte before it;
  *   absent: none, refused). A purge is served by partition leaders (`s.purge`), not here.
  *   reply: `u8 status` — 0 ok: `bytes signed table`; 1 not leader: `str hint`; 2 error:
@@ -35,6 +35,7 @@ import { fromPeer, PeerInputError, peerCluster } from '../util/peer-input.js'
 import type { StreamSpec, StreamUpdate } from './meta/metadata-codec.js'
 import {
   checkStreamName,
+  MAX_REPLICAS,
   readRetentionPolicy,
   readSpec,
   writeRetentionPolicy,
@@ -158,7 +159,13 @@ export function encodeMetaCall(c: MetaCall): Uint8Array {
       .u8((c.partition !== undefined ? 1 : 0) | (c.before !== undefined ? 2 : 0))
     if (c.partition !== undefined) b.u16(c.partition)
     if (c.before !== undefined) b.u64(c.before)
-  } else if (c.op === 'update') writeRetentionPolicy(b.str(c.requestId).str(c.name), c.retention)
+  } else if (c.op === 'update') {
+    b.str(c.requestId)
+      .str(c.name)
+      .u8((c.retention !== undefined ? 1 : 0) | (c.replicas !== undefined ? 2 : 0))
+    if (c.retention !== undefined) writeRetentionPolicy(b, c.retention)
+    if (c.replicas !== undefined) b.u8(c.replicas)
+  }
   if (c.op !== 'table' && c.proof !== undefined) b.bytes(c.proof)
   return done(b)
 }
@@ -189,8 +196,16 @@ export function decodeMetaCall(bytes: Uint8Array): MetaCall {
     if (flags & 2) p.before = r.u64('before')
     c = p
   } else if (op === 'update') {
-    const requestId = r.str('requestId')
-    c = { op, cluster, requestId, name: peerStream(r.str('name')), retention: readRetentionPolicy(r) }
+    const u: MetaCall = { op, cluster, requestId: r.str('requestId'), name: peerStream(r.str('name')) }
+    const flags = r.u8('update flags')
+    if (flags === 0 || flags > 3) throw new DecodeError(`bad update flags ${flags}`)
+    if (flags & 1) u.retention = readRetentionPolicy(r)
+    if (flags & 2) {
+      u.replicas = r.u8('replicas')
+      if (u.replicas < 1 || u.replicas > MAX_REPLICAS)
+        throw new DecodeError(`replicas out of range: ${u.replicas}`)
+    }
+    c = u
   } else throw new DecodeError('unknown meta op')
   if (c.op !== 'table') {
     c.signed = bytes.subarray(0, r.pos)

@@ -258,7 +258,7 @@ describe('stream administration: consumers, purge, update', () => {
       keyless.streams.update('u', { partitions: 4 } as never, { clusterKey: key }),
     ).rejects.toMatchObject({
       name: 'InvalidArgumentError',
-      message: expect.stringMatching(/^partitions .*not supported yet/),
+      message: expect.stringMatching(/^partitions cannot be changed by update/),
     })
     await expect(
       keyless.streams.update('u', { retention: { maxBytes: -1 } }, { clusterKey: key }),

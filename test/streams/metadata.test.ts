@@ -60,6 +60,8 @@ describe('metadata command codec', () => {
     create('big', 'x', { retention: { maxAge: 1, maxBytes: 2 ** 40, maxMessages: 3 } }),
     del('orders'),
     { type: 'updatePlacement', name: 'orders', partition: 7, replicas: ['z', 'y'], requestId: 'é-unicode' },
+    { type: 'update', name: 'orders', retention: { maxBytes: 9 }, requestId: 'u1' },
+    { type: 'setReplicas', name: 'orders', replicas: 5, requestId: 'u1/r' },
   ]
 
   it('round-trips every command kind', () => {

@@ -5,8 +5,9 @@
  * - `stream purge NAME [--before OFFSET] [--partition P] [--json]`: removes the messages below
  *   OFFSET (every message without it) in every partition or in P; prints each partition's new
  *   first offset.
- * - `stream update NAME [--max-age MS] [--max-bytes N] [--max-messages N] [--json]`: replaces
- *   the retention limits (no limit flag: every limit removed) and prints the stream info.
+ * - `stream update NAME [--max-age MS] [--max-bytes N] [--max-messages N] [--replicas N] [--json]`:
+ *   replaces the retention limits (no flag at all: every limit removed; `--replicas` alone
+ *   leaves them) and/or sets the replicas, and prints the stream info.
  * - `consumer ls STREAM [--json]`: the durable consumers with their positions and last activity.
  * - `consumer info STREAM NAME [--json]`: per partition its position, end, pending messages
  *   and lease holder.
@@ -17,7 +18,7 @@
  * `UnauthorizedError` (exit 1); bad flags exit 2 naming the flag.
  */
 import type { Command } from 'commander'
-import type { ConsumerInfo, ConsumerSummary, StreamRetention } from '../../types.js'
+import type { ConsumerInfo, ConsumerSummary, StreamRetention, StreamUpdate } from '../../types.js'
 import { checkStreamName, parseMs, parseNonNegativeInt, parsePositiveInt, timeoutOption } from '../args.js'
 import { type AuthFlags, addAuthFlags, authOptions } from '../auth.js'
 import { withRelay } from '../client.js'
@@ -59,7 +60,9 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
 
   addAuthFlags(stream.command('update'))
     .addOption(timeoutOption())
-    .description("replace a stream's retention limits (no limit flag removes them all)")
+    .description(
+      "replace a stream's retention limits (no flag at all removes them) and/or change its replicas",
+    )
     .argument('<name>', 'stream name')
     .option('--max-age <ms>', 'retention: drop messages older than this', parseMs('--max-age'))
     .option('--max-bytes <n>', 'retention: keep at most this many bytes', parsePositiveInt('--max-bytes'))
@@ -68,11 +71,17 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
       'retention: keep at most this many messages',
       parsePositiveInt('--max-messages'),
     )
+    .option(
+      '--replicas <n>',
+      'replicas per partition (placements follow within seconds)',
+      parsePositiveInt('--replicas'),
+    )
     .option('--json', 'print the stream info as JSON')
     .action(
       async (
         name: string,
-        flags: Common & AuthFlags & { maxAge?: number; maxBytes?: number; maxMessages?: number },
+        flags: Common &
+          AuthFlags & { maxAge?: number; maxBytes?: number; maxMessages?: number; replicas?: number },
       ) => {
         checkStreamName(name, 'NAME')
         const auth = await authOptions(flags)
@@ -80,8 +89,11 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
         if (flags.maxAge !== undefined) retention.maxAge = flags.maxAge
         if (flags.maxBytes !== undefined) retention.maxBytes = flags.maxBytes
         if (flags.maxMessages !== undefined) retention.maxMessages = flags.maxMessages
+        const changes: StreamUpdate = {}
+        if (Object.keys(retention).length > 0 || flags.replicas === undefined) changes.retention = retention
+        if (flags.replicas !== undefined) changes.replicas = flags.replicas
         const info = await withRelay((client, signal) =>
-          client.streams.update(name, { retention }, { timeout: flags.timeout, signal, ...auth }),
+          client.streams.update(name, changes, { timeout: flags.timeout, signal, ...auth }),
         )
         await writeOut(process.stdout, flags.json ? `${JSON.stringify(info)}\n` : formatStreamInfo(info))
       },

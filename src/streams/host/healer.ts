@@ -6,6 +6,10 @@
  *   live member able to host that does not hold the partition (an `updatePlacement` command,
  *   one partition at a time). With no such member the partition stays as it is (counted
  *   `streams.underReplicated`) and is healed as soon as one appears.
+ *   The healer also moves placements toward the stream's `replicas` after `streams.update`
+ *   changed it: a partition with fewer replicas gets the least loaded live member that does
+ *   not hold it; one with more loses a replica, an unreachable one first, else the last
+ *   placed (the first is the preferred leader). One change per tick, like replacements.
  * - `reconfigureStep` runs on each partition leader: it moves the raft group's voters toward
  *   the placement one single-server change at a time — first removing a voter the placement
  *   dropped (a dead member: the group keeps a live majority), then adding the new one, which
@@ -22,7 +26,7 @@ import { LOG_RATE_INTERVAL } from '../../constants.js'
 import type { Logger } from '../../types.js'
 import { errFields, RateLimitedLog } from '../../util/logger.js'
 import type { MetaGroup } from '../meta/meta-group.js'
-import { encodeCommand, type StreamCatalog } from '../meta/metadata.js'
+import { encodeCommand, type StreamCatalog, type StreamMeta } from '../meta/metadata.js'
 import type { HostedPartition } from './host.js'
 
 /** What the healer needs from its cluster host. */
@@ -121,6 +125,37 @@ export class Healer {
         return // one change per tick
       }
     }
+    for (const s of streams)
+      for (let p = 0; p < s.placement.length; p++)
+        if (s.placement[p]!.length !== s.replicas && (await this.resize(s, p))) return
+  }
+
+  /** One step of `s`'s partition `p` toward `s.replicas`; true when a change was proposed. */
+  private async resize(s: StreamMeta, p: number): Promise<boolean> {
+    const list = s.placement[p]!
+    let replicas: string[]
+    if (list.length > s.replicas) {
+      const drop = list.find((m) => !this.d.isUp(m)) ?? list[list.length - 1]!
+      replicas = list.filter((m) => m !== drop)
+    } else {
+      const candidates = this.d.members().filter((m) => !list.includes(m) && this.d.isUp(m))
+      const load = await this.d.loads(candidates)
+      const pick = [...load.entries()].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1))[0]?.[0]
+      if (pick === undefined) {
+        this.d.count('streams.underReplicated')
+        return false
+      }
+      replicas = [...list, pick]
+    }
+    this.d.logger.info(
+      { stream: s.name, partition: p, from: list, to: replicas, replicas: s.replicas },
+      'moving a partition placement toward the stream replicas',
+    )
+    const requestId = this.d.newRequestId()
+    await this.d.meta.propose(
+      encodeCommand({ type: 'updatePlacement', name: s.name, partition: p, replicas, requestId }),
+    )
+    return true
   }
 }
 

@@ -24,6 +24,7 @@ import { existsSync } from 'node:fs'
 import { readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { ClusterSigner } from '../../cluster/proof.js'
+import { RETIRE_GRACE_MS } from '../../constants.js'
 import { errorMessage, errorName, InvalidArgumentError } from '../../errors.js'
 import { DEFAULT_RAFT_SEGMENT_BYTES, type RaftTransport, resetReplicaLog } from '../../replication/index.js'
 import type { Logger } from '../../types.js'
@@ -78,6 +79,8 @@ export interface HostedPartition {
   reconfiguring: boolean
   /** Failure history: restarts and rebuilds of this replica (replica-supervisor.ts). */
   supervisor: ReplicaSupervisor
+  /** When the placement dropped this replica (ms; see `RETIRE_GRACE_MS`). */
+  retiringSince?: number
   /** `failed`: stopped on an error, restart or rebuild scheduled. */
   health: 'running' | 'failed'
 }
@@ -237,13 +240,18 @@ export class ClusterHost {
     }
     if (this.meta.role !== 'leader') return { status: 'notLeader', hint: this.meta.leader }
     let cmd: MetaCommand
+    /** Proposed before `cmd`, in order (an update of both retention and replicas). */
+    const first: MetaCommand[] = []
     if (call.op === 'purge') {
       const message = 'a purge goes to the partition leaders (s.purge), not to the metadata leader'
       return { status: 'error', name: 'InvalidArgumentError', message }
     }
     if (call.op === 'delete') cmd = { type: 'delete', name: call.name, requestId: call.requestId }
     else if (call.op === 'update') {
-      cmd = { type: 'update', name: call.name, retention: call.retention, requestId: call.requestId }
+      const upd = this.updateCommands(call)
+      if ('status' in upd) return upd
+      cmd = upd.pop()!
+      first.push(...upd)
     } else if (call.op === 'consumer-delete') {
       const s = this.catalog.get(call.name)
       if (!s)
@@ -291,6 +299,14 @@ export class ClusterHost {
       }
       cmd = { type: 'create', ...call.spec, placement, requestId: call.requestId }
     }
+    for (const c of first) {
+      const { index } = await this.meta.propose(encodeCommand(c))
+      const r = this.catalog.resultAt(index)
+      if (r !== undefined && !r.ok) {
+        const err = metaResultError(r)
+        return { status: 'error', name: err.name, message: err.message }
+      }
+    }
     const { index } = await this.meta.propose(encodeCommand(cmd))
     const res = this.catalog.resultAt(index)
     if (res === undefined) throw new InvalidArgumentError('metadata result no longer available; retry')
@@ -301,6 +317,27 @@ export class ClusterHost {
     if (!res.duplicate && (res.op === 'created' || res.op === 'deleted') && res.stream)
       this.watch.applied(res.op, res.stream)
     return { status: 'ok', table: this.publish() }
+  }
+
+  /**
+   * The commands of a `streams.update`: the retention policy, then the replication factor
+   * (refused at once when fewer storage members than that are known).
+   */
+  private updateCommands(call: Extract<MetaCall, { op: 'update' }>): MetaCommand[] | MetaReply {
+    const out: MetaCommand[] = []
+    const { name, requestId, retention, replicas } = call
+    if (retention !== undefined) out.push({ type: 'update', name, retention, requestId })
+    if (replicas !== undefined) {
+      const storing = new Set([this.d.id, ...this.d.members()]).size
+      if (storing < replicas) {
+        const message = `stream "${name}" cannot have ${replicas} replicas: only ${storing} member${storing === 1 ? '' : 's'} with a data directory can host them`
+        return { status: 'error', name: 'NotEnoughReplicasError', message }
+      }
+      out.push({ type: 'setReplicas', name, replicas, requestId: `${requestId}/r` })
+    }
+    if (out.length === 0)
+      return { status: 'error', name: 'InvalidArgumentError', message: 'nothing to update' }
+    return out
   }
 
   /**
@@ -363,6 +400,19 @@ export class ClusterHost {
     })
   }
 
+  /**
+   * A replica the placement dropped while its stream lives on: it keeps running (with the new
+   * placement, so as a leader it hands leadership to a placed replica) while it is still a
+   * voter, up to `RETIRE_GRACE_MS`, so the leader can commit its removal. True: keep it.
+   */
+  private retiring(h: HostedPartition, meta: StreamMeta): boolean {
+    const now = this.d.now()
+    h.retiringSince ??= now
+    h.meta = meta
+    if (now - h.retiringSince >= RETIRE_GRACE_MS || h.health !== 'running') return false
+    return h.replica.raft?.status().voters.includes(this.d.id) === true
+  }
+
   private async reconcile(table: StreamTable): Promise<void> {
     if (this.stopped) return
     this.watch.table(table)
@@ -377,9 +427,16 @@ export class ClusterHost {
       })
     }
     const dead = new Set(table.tombstones.map((t) => `${t.name}-${t.createdIndex}`))
+    const current = new Map(table.streams.map((m) => [`${m.name}-${m.createdIndex}`, m]))
     for (const [key, h] of [...this.d.hosted.entries()]) {
-      if (h.cluster !== this.d.cluster || wanted.has(key)) continue
+      if (h.cluster !== this.d.cluster) continue
+      if (wanted.has(key)) {
+        h.retiringSince = undefined
+        continue
+      }
       if (h.meta.createdIndex > table.index) continue // the table predates this stream
+      const still = current.get(`${h.meta.name}-${h.meta.createdIndex}`)
+      if (still !== undefined && this.retiring(h, still)) continue
       this.d.hosted.delete(key)
       await h.stop()
       // Data goes only with a tombstone: a table merely lacking the stream never deletes it.

@@ -15,6 +15,8 @@
  *   u64 next offset)`
  * - consumerDelete (5): `str name | u64 createdIndex | str durable`
  * - update (6): `str name | u8 flags | u64 each present retention limit` (the new policy)
+ * - setReplicas (7): `str name | u8 replicas` (the new replication factor; the placement
+ *   follows through updatePlacement commands of the metadata leader's healer)
  */
 import { InvalidArgumentError, type PlexusError, StreamNotFoundError } from '../../errors.js'
 import { checkPattern } from '../../pubsub/subject.js'
@@ -27,7 +29,15 @@ export const MAX_PARTITIONS = 1024
 export const MAX_REPLICAS = 7
 const STREAM_NAME_RE = /^[A-Za-z0-9_-]{1,64}$/
 const COMMAND_VERSION = 1
-const KINDS = ['create', 'delete', 'updatePlacement', 'consumerCommit', 'consumerDelete', 'update'] as const
+const KINDS = [
+  'create',
+  'delete',
+  'updatePlacement',
+  'consumerCommit',
+  'consumerDelete',
+  'update',
+  'setReplicas',
+] as const
 const OK_OPS = ['created', 'exists', 'deleted', 'updated', 'committed'] as const
 const ERR_CODES = ['exists', 'overlap', 'not_found', 'invalid'] as const
 
@@ -132,7 +142,19 @@ export interface UpdateStream {
   requestId: string
 }
 
+/**
+ * Set a stream's replication factor. Applying it changes only `replicas`; the metadata
+ * leader's healer then moves each partition's placement toward it (host/healer.ts).
+ */
+export interface SetReplicas {
+  type: 'setReplicas'
+  name: string
+  replicas: number
+  requestId: string
+}
+
 export type MetaCommand =
+  | SetReplicas
   | CreateStream
   | DeleteStream
   | UpdatePlacement
@@ -272,31 +294,33 @@ function checkAccess(v: unknown): StreamAccess {
   return { publish: one('publish'), consume: one('consume') }
 }
 
-/** What `node.streams.update` may change, validated. */
+/** What `node.streams.update` may change, validated (at least one of them). */
 export interface StreamUpdate {
-  retention: RetentionPolicy
+  retention?: RetentionPolicy
+  replicas?: number
 }
 
 /**
- * Validates `node.streams.update(name, changes)`: `retention` (required; replaces the whole
- * policy, `{}` removes every limit). Changing `partitions`, `replicas`, `subject`, `compact`,
- * `duplicateWindow` or `cluster` is refused naming the field (not supported yet: the duplicate
- * window decides offsets, so it would have to change at one raft index on every replica).
- * Throws `InvalidArgumentError`.
+ * Validates `node.streams.update(name, changes)`: `retention` (replaces the whole policy, `{}`
+ * removes every limit) and/or `replicas` (1 to `MAX_REPLICAS`). Changing `partitions`,
+ * `subject`, `compact`, `duplicateWindow` or `cluster` is refused naming the field (the
+ * duplicate window decides offsets, so it would have to change at one raft index on every
+ * replica). Throws `InvalidArgumentError`.
  */
 export function validateStreamUpdate(name: unknown, changes: unknown): StreamUpdate {
   checkStreamName(name)
   if (typeof changes !== 'object' || changes === null || Array.isArray(changes))
     throw new InvalidArgumentError(`changes must be an object, got ${describe(changes)}`)
   const o = changes as Record<string, unknown>
-  for (const k of ['partitions', 'replicas', 'subject', 'compact', 'duplicateWindow', 'cluster'])
+  for (const k of ['partitions', 'subject', 'compact', 'duplicateWindow', 'cluster'])
     if (o[k] !== undefined)
-      throw new InvalidArgumentError(
-        `${k} cannot be changed by update (not supported yet): create a new stream instead`,
-      )
-  refuseUnknown(o, ['retention'], 'changes')
-  if (o.retention === undefined) throw new InvalidArgumentError('changes must set retention')
-  {
+      throw new InvalidArgumentError(`${k} cannot be changed by update: create a new stream instead`)
+  refuseUnknown(o, ['retention', 'replicas'], 'changes')
+  if (o.retention === undefined && o.replicas === undefined)
+    throw new InvalidArgumentError('changes must set retention or replicas')
+  const out: StreamUpdate = {}
+  if (o.replicas !== undefined) out.replicas = positiveInt(o.replicas, 'replicas', MAX_REPLICAS)
+  if (o.retention !== undefined) {
     const r = o.retention
     if (typeof r !== 'object' || r === null || Array.isArray(r))
       throw new InvalidArgumentError(`retention must be an object, got ${describe(r)}`)
@@ -306,8 +330,9 @@ export function validateStreamUpdate(name: unknown, changes: unknown): StreamUpd
       const v = (r as Record<string, unknown>)[k]
       if (v !== undefined) retention[k] = positiveInt(v, `retention.${k}`)
     }
-    return { retention }
+    out.retention = retention
   }
+  return out
 }
 
 /** True when two specs describe the same stream (placement is not compared). */
@@ -448,6 +473,7 @@ function encodeUnchecked(c: MetaCommand): Uint8Array {
     for (const [p, o] of c.offsets) w.u16(p).u64(o)
   } else if (c.type === 'consumerDelete') w.str(c.name).u64(c.createdIndex).str(c.durable)
   else if (c.type === 'update') writeRetentionPolicy(w.str(c.name), c.retention)
+  else if (c.type === 'setReplicas') w.str(c.name).u8(c.replicas)
   else {
     w.str(c.name).u16(c.partition)
     writeMembers(w, c.replicas)
@@ -493,6 +519,11 @@ export function decodeCommand(bytes: Uint8Array): MetaCommand {
     }
   } else if (kind === 'update') {
     out = { type: 'update', name: r.str('name'), retention: readRetentionPolicy(r), requestId }
+  } else if (kind === 'setReplicas') {
+    const name = r.str('name')
+    const replicas = r.u8('replicas')
+    if (replicas < 1 || replicas > MAX_REPLICAS) throw new DecodeError(`replicas out of range: ${replicas}`)
+    out = { type: 'setReplicas', name, replicas, requestId }
   } else {
     const name = r.str('name')
     const partition = r.u16('partition')

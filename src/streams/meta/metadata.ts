@@ -239,6 +239,11 @@ export class StreamCatalog {
       existing.retention = { ...cmd.retention }
       return { ok: true, op: 'updated', name, stream: cloneMeta(existing) }
     }
+    if (cmd.type === 'setReplicas') {
+      if (!existing) return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
+      existing.replicas = cmd.replicas
+      return { ok: true, op: 'updated', name, stream: cloneMeta(existing) }
+    }
     if (cmd.type === 'updatePlacement') {
       if (!existing) return { ok: false, code: 'not_found', name, message: `stream "${name}" does not exist` }
       if (cmd.partition >= existing.partitions) {
