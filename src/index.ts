@@ -62,6 +62,7 @@ export type {
   StreamRetention,
   Streams,
   StreamUpdate,
+  SubscribeOptions,
   Subscription,
   Tunnel,
   TunnelOptions,

@@ -51,6 +51,7 @@ import type {
   PublishOptions,
   RequestOptions,
   Streams,
+  SubscribeOptions,
   Subscription,
   Tunnel,
   TunnelOptions,
@@ -66,8 +67,10 @@ import {
   checkFunction,
   checkHeaders,
   checkKey,
+  checkKnownKeys,
   checkMsgId,
   checkOptions,
+  checkQueueName,
   checkSignal,
   checkTimeout,
   describe,
@@ -644,10 +647,29 @@ class Node implements PlexusNode {
     return this.tunnels.open(cluster, timeout, o.signal)
   }
 
-  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): Subscription {
+  subscribe(pattern: string, options?: SubscribeOptions): Subscription
+  subscribe(
+    pattern: string,
+    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    options?: SubscribeOptions,
+  ): Subscription
+  subscribe(
+    pattern: string,
+    handlerOrOptions?: ((msg: Message) => void | Promise<void>) | SubscribeOptions,
+    options?: SubscribeOptions,
+  ): Subscription {
     this.assertRunning()
+    // subscribe(pattern, options): an object in second place is the options.
+    let handler = handlerOrOptions as ((msg: Message) => void | Promise<void>) | undefined
+    if (typeof handlerOrOptions === 'object' && handlerOrOptions !== null && options === undefined) {
+      handler = undefined
+      options = handlerOrOptions
+    }
+    const o = checkOptions<SubscribeOptions>(options ?? {}, 'options')
+    checkKnownKeys(o, ['queue'], 'options')
+    const queue = checkQueueName(o.queue, 'options.queue')
     checkFunction(handler, 'handler')
-    return this.pubsub.subscribe(pattern, handler)
+    return this.pubsub.subscribe(pattern, handler, queue)
   }
 
   async flush(options: FlushOptions = {}): Promise<void> {

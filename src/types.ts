@@ -216,6 +216,22 @@ export interface Message extends MessageData {
   from: string
 }
 
+/** Options of `node.subscribe`. */
+export interface SubscribeOptions {
+  /**
+   * Queue group name (1-64 characters of [A-Za-z0-9_-]). Each message published on a topic
+   * goes to exactly one subscription of the group whose pattern matches it, network-wide
+   * (subscriptions of one name form one group whatever their patterns); several groups each
+   * get one copy and plain subscriptions all get theirs. The publishing node picks a member
+   * node round-robin, skipping nodes whose link is down and, while another is free, those
+   * whose link is crowded; that node picks one of its members round-robin. At most once, as
+   * all pub/sub: a message sent to a member whose link drops meanwhile, or that unsubscribed
+   * before its node read the message, is lost, not handed to another member. Every node of
+   * the network must know queue groups (nodes from before them reset links carrying them).
+   */
+  queue?: string
+}
+
 /**
  * A subscription. Without a handler it is an `AsyncIterable<Message>` with a bounded
  * queue (65,536 messages or 64 MiB): when full, new messages are dropped and counted in
@@ -224,6 +240,8 @@ export interface Message extends MessageData {
  */
 export interface Subscription extends AsyncIterable<Message> {
   readonly pattern: string
+  /** Its queue group (`SubscribeOptions.queue`), or undefined for a plain subscription. */
+  readonly queue: string | undefined
   readonly dropped: number
   readonly received: number
   /**
@@ -660,8 +678,16 @@ export interface PlexusNode {
   broadcast(cluster: string, data: Uint8Array | string): Promise<number>
   /** Open a tunnel to one member of `cluster`, chosen like a request. */
   tunnel(cluster: string, options?: TunnelOptions): Promise<Tunnel>
-  /** Subscribe to a topic pattern (`*` one token, `>` one or more trailing tokens). */
-  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): Subscription
+  /**
+   * Subscribe to a topic pattern (`*` one token, `>` one or more trailing tokens). With
+   * `options.queue`, the subscription joins that queue group: see `SubscribeOptions.queue`.
+   */
+  subscribe(pattern: string, options?: SubscribeOptions): Subscription
+  subscribe(
+    pattern: string,
+    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    options?: SubscribeOptions,
+  ): Subscription
   /**
    * Resolves once every interest change made so far on this node (subscribe, unsubscribe)
    * has been acknowledged by every peer linked now, or that peer is no longer linked, as

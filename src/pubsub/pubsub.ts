@@ -10,7 +10,7 @@
  * for that subscription are dropped and counted (`dropped`, `pubsub.dropped` in status).
  *
  * Readiness (`sub.ready`, `flush`): peers acknowledge the interest they applied; see
- * `ready.ts`.
+ * `ready.ts`. Queue groups (`subscribe(p, { queue })`, one member per message): `groups.ts`.
  */
 import { PEER_PATTERNS_TOTAL } from '../constants.js'
 import { AbortedError, InvalidArgumentError, TimeoutError } from '../errors.js'
@@ -21,38 +21,26 @@ import { PeerInputError, peerTopic } from '../util/peer-input.js'
 import { ReceivedMessage } from '../util/received.js'
 import {
   InterestMode,
+  type PublishQueues,
   type PubMessage,
+  type QueueEntry,
   readInterest,
   readPublishRest,
   writeInterest,
   writePublish,
 } from './frames.js'
-import { BoundedQueue, subscriptionIterator } from './queue.js'
+
+export type { Subscription } from './subscription.js'
+
+import { type GroupRoute, type MemberState, QueueGroups } from './groups.js'
 import { InterestSync, type SyncWaiter } from './ready.js'
 import { checkPattern, SubjectIndex } from './subject.js'
+import { Sub, type Subscription } from './subscription.js'
 
-/** Default bound of one subscription's queue. */
-export const SUB_MAX_PENDING = 65_536
-export const SUB_MAX_PENDING_BYTES = 64 * 1024 * 1024
 const EMPTY = new Uint8Array(0)
 /** Topics whose interested peers are cached. */
 const ROUTE_CACHE_SIZE = 4096
-
-/** A subscription: an `AsyncIterable` of messages unless a handler was given. */
-export interface Subscription extends AsyncIterable<PubMessage> {
-  readonly pattern: string
-  /** Messages dropped because the queue was full. */
-  readonly dropped: number
-  /** Messages delivered to this subscription so far. */
-  readonly received: number
-  /**
-   * Resolves once every peer linked to this node acknowledged the subscription's interest
-   * (or is no longer linked): a publish made after that by any of those peers reaches this
-   * subscription. Never rejects; resolves at once when the subscription has ended.
-   */
-  readonly ready: Promise<void>
-  unsubscribe(): void
-}
+const NO_QUEUES: string[] = []
 
 /** What pub/sub needs from the node. */
 export interface PubSubHost {
@@ -64,70 +52,15 @@ export interface PubSubHost {
   sync(peer: string): Promise<unknown>
 }
 
-class Sub implements Subscription {
-  dropped = 0
-  received = 0
-  closed = false
-  readonly queue: BoundedQueue<PubMessage> | undefined
-  /** Set once an iterator was handed out (one reader at a time). */
-  iterating = false
-  /** Interest change that made this pattern known (see `InterestSync.epoch`). */
-  epoch = 0
-  /** `ready`, made on first use; its waiter while peers still have to acknowledge. */
-  private readyPromise: Promise<void> | undefined
-  waiter: SyncWaiter | undefined
-  resolveReady: (() => void) | undefined
-
-  constructor(
-    readonly pattern: string,
-    private readonly handler: ((m: PubMessage) => void | Promise<void>) | undefined,
-    private readonly owner: PubSub,
-  ) {
-    if (!handler)
-      this.queue = new BoundedQueue(SUB_MAX_PENDING, SUB_MAX_PENDING_BYTES, (m) => m.data.length + 64)
-  }
-
-  deliver(m: PubMessage): void {
-    if (this.closed) return
-    if (this.handler) {
-      this.received++
-      try {
-        const r = this.handler(m)
-        if (r instanceof Promise) r.catch(() => this.owner.host.count('pubsub.handlerErrors'))
-      } catch {
-        this.owner.host.count('pubsub.handlerErrors')
-      }
-      return
-    }
-    if (this.queue!.push(m)) this.received++
-    else {
-      this.dropped++
-      this.owner.host.count('pubsub.dropped')
-    }
-  }
-
-  get ready(): Promise<void> {
-    this.readyPromise ??= this.owner.whenReady(this)
-    return this.readyPromise
-  }
-
-  unsubscribe(): void {
-    if (this.closed) return
-    this.closed = true
-    this.queue?.end()
-    this.owner.remove(this)
-  }
-
-  [Symbol.asyncIterator](): AsyncIterator<PubMessage> {
-    return subscriptionIterator(this.queue, this, () => this.unsubscribe())
-  }
-}
-
 /** Pub/sub engine of one node. */
 export class PubSub {
   /** Messages written to peers' links, one per subscribed peer (metrics). */
   sentToPeers = 0
+  /** Local plain subscriptions (queue-group members are in `groups`). */
   private readonly local = new SubjectIndex<Sub>()
+  private readonly groups: QueueGroups<Sub>
+  /** The groups a received Publish frame names (reused: one frame is read at a time). */
+  private readonly frameQueues: PublishQueues = { queues: NO_QUEUES, only: false }
   private readonly subs = new Set<Sub>()
   private readonly patternCount = new Map<string, number>()
   private readonly remote = new Map<string, SubjectIndex<string>>()
@@ -158,24 +91,35 @@ export class PubSub {
   received = 0
 
   constructor(readonly host: PubSubHost) {
+    this.groups = new QueueGroups(host.self)
     this.sync = new InterestSync({
       peers: () => host.links().map((l) => l.peer),
       sync: (peer) => host.sync(peer),
     })
   }
 
-  subscribe(pattern: string, handler?: (m: PubMessage) => void | Promise<void>): Subscription {
+  /** Subscribes; with `queue` (checked by the caller) as a member of that queue group. */
+  subscribe(
+    pattern: string,
+    handler?: (m: PubMessage) => void | Promise<void>,
+    queue?: string,
+  ): Subscription {
     checkPattern(pattern, 'pattern')
     if (handler !== undefined && typeof handler !== 'function') {
       throw new InvalidArgumentError('handler must be a function when given')
     }
-    const sub = new Sub(pattern, handler, this)
-    this.local.add(pattern, sub)
+    const sub = new Sub(pattern, handler, this, queue)
     this.subs.add(sub)
-    this.localCache.clear()
-    const n = (this.patternCount.get(pattern) ?? 0) + 1
-    this.patternCount.set(pattern, n)
-    if (n === 1) this.sendInterest(InterestMode.Add, [pattern])
+    if (queue !== undefined) {
+      const entry = this.groups.addLocal(pattern, queue, sub)
+      if (entry) this.sendInterest(InterestMode.Add, [], [entry])
+    } else {
+      this.local.add(pattern, sub)
+      this.localCache.clear()
+      const n = (this.patternCount.get(pattern) ?? 0) + 1
+      this.patternCount.set(pattern, n)
+      if (n === 1) this.sendInterest(InterestMode.Add, [pattern])
+    }
     // Ready once the change that announced this pattern (or a later one) is acknowledged.
     sub.epoch = this.sync.epoch
     return sub
@@ -234,23 +178,28 @@ export class PubSub {
 
   /** Called by a subscription's `unsubscribe`. */
   remove(sub: Sub): void {
-    this.local.delete(sub.pattern, sub)
     this.subs.delete(sub)
-    this.localCache.clear()
-    const n = (this.patternCount.get(sub.pattern) ?? 1) - 1
-    if (n > 0) this.patternCount.set(sub.pattern, n)
-    else {
-      this.patternCount.delete(sub.pattern)
-      this.sendInterest(InterestMode.Remove, [sub.pattern])
+    if (sub.queue !== undefined) {
+      const entry = this.groups.removeLocal(sub.pattern, sub.queue, sub)
+      if (entry) this.sendInterest(InterestMode.Remove, [], [entry])
+    } else {
+      this.local.delete(sub.pattern, sub)
+      this.localCache.clear()
+      const n = (this.patternCount.get(sub.pattern) ?? 1) - 1
+      if (n > 0) this.patternCount.set(sub.pattern, n)
+      else {
+        this.patternCount.delete(sub.pattern)
+        this.sendInterest(InterestMode.Remove, [sub.pattern])
+      }
     }
     // An ended subscription is ready: stop waiting for peers on its behalf.
     if (sub.waiter) this.sync.cancel(sub.waiter)
     sub.resolveReady?.()
   }
 
-  private sendInterest(mode: number, patterns: string[]): void {
+  private sendInterest(mode: number, patterns: string[], queued?: QueueEntry[]): void {
     for (const link of this.host.links()) {
-      link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, mode, patterns)))
+      link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, mode, patterns, queued)))
     }
     this.sync.changed()
   }
@@ -258,14 +207,16 @@ export class PubSub {
   /** A link came up: tell the peer everything we are subscribed to. */
   onLinkUp(link: Link): void {
     const patterns = [...this.patternCount.keys()]
+    const queued = this.groups.localEntries()
     link.write((w) =>
-      writeFrame(w, FrameType.Interest, (b) => writeInterest(b, InterestMode.Replace, patterns)),
+      writeFrame(w, FrameType.Interest, (b) => writeInterest(b, InterestMode.Replace, patterns, queued)),
     )
   }
 
   /** A peer's connection ended: forget its interest. */
   onPeerGone(peer: string): void {
     this.sync.forget(peer)
+    this.remotePatternTotal -= this.groups.forget(peer)
     if (this.remote.delete(peer)) {
       this.remotePatternTotal -= this.remotePatterns.get(peer)?.size ?? 0
       this.remotePatterns.delete(peer)
@@ -274,7 +225,7 @@ export class PubSub {
   }
 
   onInterest(peer: string, r: BinaryReader): void {
-    const { mode, patterns } = readInterest(r) // patterns checked: PeerInputError, refused
+    const { mode, patterns, queued } = readInterest(r) // patterns checked: PeerInputError, refused
     let idx = this.remote.get(peer)
     let set = this.remotePatterns.get(peer)
     if (!idx || !set || mode === InterestMode.Replace) {
@@ -300,6 +251,31 @@ export class PubSub {
       }
     }
     this.routeCache.clear()
+    if (queued.length > 0 || mode === InterestMode.Replace) this.onQueueInterest(peer, mode, queued)
+  }
+
+  /** The queue-group entries of an Interest frame; they count among the peer's patterns. */
+  private onQueueInterest(peer: string, mode: number, queued: QueueEntry[]): void {
+    this.groups.applyRemote(
+      peer,
+      mode === InterestMode.Replace,
+      mode === InterestMode.Remove,
+      queued,
+      () => {
+        if (this.remotePatternTotal >= PEER_PATTERNS_TOTAL) {
+          this.host.count('pubsub.refused.totalPatterns')
+          return false
+        }
+        this.remotePatternTotal++
+        return true
+      },
+      (n) => {
+        this.remotePatternTotal -= n
+      },
+      () => {
+        throw new PeerInputError('patterns', 'peer declared more than 10000 queue entries')
+      },
+    )
   }
 
   /** Peers with a subscription matching `topic` (cached until interest changes). */
@@ -324,6 +300,10 @@ export class PubSub {
     headers: Record<string, string> | undefined,
   ): Promise<void> | undefined {
     this.published++
+    if (this.groups.active) {
+      const groups = this.groups.route(topic)
+      if (groups.length > 0) return this.publishToGroups(topic, data, key, headers, groups)
+    }
     const peers = this.route(topic)
     let waits: Promise<void>[] | undefined
     if (peers.length > 0) {
@@ -361,6 +341,64 @@ export class PubSub {
     return waits ? Promise.all(waits).then(() => {}) : undefined
   }
 
+  /**
+   * `publish` when queue groups match `topic`: one member node per group (`QueueGroups.pick`),
+   * told in the frame which of its groups it was picked for; plain subscribers as usual.
+   */
+  private publishToGroups(
+    topic: string,
+    data: Uint8Array,
+    key: Uint8Array | undefined,
+    headers: Record<string, string> | undefined,
+    groups: GroupRoute[],
+  ): Promise<void> | undefined {
+    const self = this.host.self
+    const picks = new Map<string, string[]>()
+    for (const g of groups) {
+      const m = this.groups.pick(g, this.memberState)
+      if (m === undefined) continue // every member's link is down: no copy for this group
+      const q = picks.get(m)
+      if (q) q.push(g.queue)
+      else picks.set(m, [g.queue])
+    }
+    let waits: Promise<void>[] | undefined
+    const send = (peer: string, queues: PublishQueues | undefined) => {
+      const link = this.host.link(peer)
+      if (!link) return
+      this.sentToPeers++
+      link.write((w) =>
+        writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers, queues)),
+      )
+      if (link.crowded) (waits ??= []).push(link.writable(SENDER_WAIT_BYTES).catch(() => {}))
+    }
+    for (const peer of this.route(topic)) {
+      const queues = picks.get(peer)
+      if (queues) picks.delete(peer)
+      send(peer, queues ? { queues, only: false } : undefined)
+    }
+    let localQueues: string[] | undefined
+    for (const [peer, queues] of picks) {
+      if (peer === self) localQueues = queues
+      else send(peer, { queues, only: true })
+    }
+    const subs = this.local.size > 0 ? this.localMatches(topic) : undefined
+    if (localQueues || (subs && subs.length > 0)) {
+      const m: PubMessage = new ReceivedMessage(topic, data, self)
+      if (key) m.key = key
+      if (headers) m.headers = headers
+      if (subs) for (const s of subs) s.deliver(m)
+      if (localQueues) for (const q of localQueues) this.groups.pickLocal(topic, q)?.deliver(m)
+    }
+    return waits ? Promise.all(waits).then(() => {}) : undefined
+  }
+
+  /** Whether a member node's link can take a message now (`QueueGroups.pick`). */
+  private readonly memberState = (peer: string): MemberState => {
+    const link = this.host.link(peer)
+    if (!link || link.closed) return 0
+    return link.crowded ? 1 : 2
+  }
+
   /** Local subscriptions matching `topic` (cached per topic). */
   private localMatches(topic: string): Sub[] {
     let subs = this.localCache.get(topic)
@@ -376,19 +414,34 @@ export class PubSub {
     const topic = this.topics.read(r)
     if (topic !== this.checkedTopic) this.checkedTopic = peerTopic(topic) // no wildcards: refused
     const subs = this.local.size > 0 ? this.localMatches(topic) : undefined
-    if (!subs || subs.length === 0) {
+    if ((!subs || subs.length === 0) && !this.groups.hasLocal) {
       this.host.count('pubsub.unwanted')
       return
     }
-    const m = readPublishRest(r, topic, peer, maxData)
-    this.received++
-    for (const s of subs) s.deliver(m)
+    const fq = this.frameQueues
+    fq.queues = NO_QUEUES
+    const m = readPublishRest(r, topic, peer, maxData, fq)
+    let delivered = false
+    if (subs && !(fq.queues.length > 0 && fq.only)) {
+      for (const s of subs) s.deliver(m)
+      delivered = subs.length > 0
+    }
+    for (const q of fq.queues) {
+      const s = this.groups.pickLocal(topic, q)
+      if (s) {
+        s.deliver(m)
+        delivered = true
+      } else this.host.count('pubsub.unwanted') // its last member here just left: lost (at most once)
+    }
+    if (delivered) this.received++
+    else if (fq.queues.length === 0) this.host.count('pubsub.unwanted')
   }
 
   /** Counts for status: local subscriptions, their drops, readiness waits pending. */
   stats(): { subscriptions: number; patternsFromPeers: number; dropped: number; readyWaiters: number } {
     let remote = 0
     for (const s of this.remotePatterns.values()) remote += s.size
+    remote += this.groups.remoteSize
     let dropped = 0
     for (const s of this.subs) dropped += s.dropped
     return {

@@ -9,7 +9,7 @@ import { MAX_TIMEOUT } from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
 import { checkPattern, checkTopic } from '../pubsub/subject.js'
 import { DecodeError } from './binary.js'
-import { checkClusterName, checkHeaders, checkKey, checkMsgId } from './validate.js'
+import { checkClusterName, checkHeaders, checkKey, checkMsgId, checkQueueName } from './validate.js'
 
 /**
  * A well-formed frame or call body carries a value the public API would refuse. `reason`
@@ -53,6 +53,11 @@ export function peerTopic(value: string, field = 'topic'): string {
 /** A subscription pattern: `checkPattern`. */
 export function peerPattern(value: string): string {
   return fromPeer('pattern', () => checkPattern(value, 'pattern'))
+}
+
+/** A queue group name: `checkQueueName`. */
+export function peerQueue(value: string): string {
+  return fromPeer('queue', () => checkQueueName(value, 'queue') as string)
 }
 
 /** A cluster name: `checkClusterName`. */

@@ -44,6 +44,20 @@ export function checkClusterName(value: unknown, field = 'cluster'): string {
   return value
 }
 
+/**
+ * Queue group names (`subscribe(p, { queue })`): 1–64 chars of [A-Za-z0-9_-], like cluster
+ * names; undefined when not given.
+ */
+export function checkQueueName(value: unknown, field = 'options.queue'): string | undefined {
+  if (value === undefined) return undefined
+  if (typeof value !== 'string' || !CLUSTER_NAME_RE.test(value)) {
+    throw new InvalidArgumentError(
+      `${field} (a queue group name) must be 1-64 characters of [A-Za-z0-9_-], got ${describe(value)}`,
+    )
+  }
+  return value
+}
+
 /** Network names: 1–64 chars of [A-Za-z0-9_-]. */
 export function checkNetworkName(value: unknown, field = 'network'): string {
   if (typeof value !== 'string' || !NETWORK_NAME_RE.test(value)) {
