@@ -67,11 +67,10 @@ import {
   checkFunction,
   checkHeaders,
   checkKey,
-  checkKnownKeys,
   checkMsgId,
   checkOptions,
-  checkQueueName,
   checkSignal,
+  checkSubscribeArgs,
   checkTimeout,
   describe,
   toPayload,
@@ -659,16 +658,10 @@ class Node implements PlexusNode {
     options?: SubscribeOptions,
   ): Subscription {
     this.assertRunning()
-    // subscribe(pattern, options): an object in second place is the options.
-    let handler = handlerOrOptions as ((msg: Message) => void | Promise<void>) | undefined
-    if (typeof handlerOrOptions === 'object' && handlerOrOptions !== null && options === undefined) {
-      handler = undefined
-      options = handlerOrOptions
-    }
-    const o = checkOptions<SubscribeOptions>(options ?? {}, 'options')
-    checkKnownKeys(o, ['queue'], 'options')
-    const queue = checkQueueName(o.queue, 'options.queue')
-    checkFunction(handler, 'handler')
+    const { handler, queue } = checkSubscribeArgs<(msg: Message) => void | Promise<void>>(
+      handlerOrOptions,
+      options,
+    )
     return this.pubsub.subscribe(pattern, handler, queue)
   }
 

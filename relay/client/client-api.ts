@@ -13,6 +13,7 @@ import type {
   PublishAck,
   PublishOptions,
   RequestContext,
+  SubscribeOptions,
 } from '../../src/types.js'
 import { checkHeaders as checkLibraryHeaders, checkPositiveInt, describe } from '../../src/util/validate.js'
 import type { RelayConsumer } from './client-consumer.js'
@@ -120,9 +121,16 @@ export interface RelayClient {
   broadcast(cluster: string, data: Uint8Array | string): Promise<number>
   /**
    * Subscribes to a topic pattern (`*`, `>`): with a handler, or as an AsyncIterable.
-   * `await sub.ready` waits until the subscription is live across the network.
+   * `await sub.ready` waits until the subscription is live across the network. With
+   * `options.queue` it joins that queue group (one member gets each message; the library's
+   * `SubscribeOptions.queue`); a reconnecting client subscribes again in the same group.
    */
-  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): RelaySubscription
+  subscribe(pattern: string, options?: SubscribeOptions): RelaySubscription
+  subscribe(
+    pattern: string,
+    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    options?: SubscribeOptions,
+  ): RelaySubscription
   /**
    * As the library's `node.flush()`: resolves once every subscribe and unsubscribe made so
    * far (through this connection or the node) is acknowledged by every peer linked to the

@@ -13,8 +13,15 @@
  */
 import { AbortedError } from '../../src/errors.js'
 import { checkPattern } from '../../src/pubsub/subject.js'
-import type { ConsumeOptions, Message, NodeStatus, PublishAck, PublishOptions } from '../../src/types.js'
-import { checkFunction } from '../../src/util/validate.js'
+import type {
+  ConsumeOptions,
+  Message,
+  NodeStatus,
+  PublishAck,
+  PublishOptions,
+  SubscribeOptions,
+} from '../../src/types.js'
+import { checkSubscribeArgs } from '../../src/util/validate.js'
 import { unrefTimer } from '../wire/transport.js'
 import {
   type FlushOptions,
@@ -141,7 +148,7 @@ class ReconnectingClient implements RelayClient {
   }
 
   private innerSubscribe(c: Inner, outer: ClientSubscription): RelaySubscription {
-    const inner = c.subscribe(outer.pattern, (m) => outer.deliver(m, 0))
+    const inner = c.subscribe(outer.pattern, (m) => outer.deliver(m, 0), { queue: outer.queue })
     inner.ready.then(
       () => outer.confirmed(),
       () => {},
@@ -204,15 +211,30 @@ class ReconnectingClient implements RelayClient {
     return (await this.live()).broadcast(cluster, data)
   }
 
-  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): RelaySubscription {
+  subscribe(pattern: string, options?: SubscribeOptions): RelaySubscription
+  subscribe(
+    pattern: string,
+    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    options?: SubscribeOptions,
+  ): RelaySubscription
+  subscribe(pattern: string, handlerOrOptions?: unknown, options?: SubscribeOptions): RelaySubscription {
     checkPattern(pattern, 'pattern')
-    checkFunction(handler, 'handler')
+    const { handler, queue } = checkSubscribeArgs<(msg: Message) => void | Promise<void>>(
+      handlerOrOptions,
+      options,
+    )
     if (this.closedErr) throw this.closedErr
-    const outer: ClientSubscription = new ClientSubscription(0, pattern, handler, () => {
-      const inner = this.subs.get(outer)
-      this.subs.delete(outer)
-      inner?.unsubscribe()
-    })
+    const outer: ClientSubscription = new ClientSubscription(
+      0,
+      pattern,
+      handler,
+      () => {
+        const inner = this.subs.get(outer)
+        this.subs.delete(outer)
+        inner?.unsubscribe()
+      },
+      queue,
+    )
     // Checks the pattern and handler now, as a plain client does.
     const c = this.current
     this.subs.set(outer, c ? this.innerSubscribe(c, outer) : undefined)

@@ -11,6 +11,8 @@ import type { Message } from '../../src/types.js'
 /** A subscription through the relay; `unsubscribe()` ends it (also on breaking out of `for await`). */
 export interface RelaySubscription extends AsyncIterable<Message> {
   readonly pattern: string
+  /** Its queue group (`subscribe(p, { queue })`), or undefined for a plain subscription. */
+  readonly queue: string | undefined
   /** Messages dropped (by the relay or by this client's queue) because the reader was slow. */
   readonly dropped: number
   /** Messages delivered to this subscription so far. */
@@ -34,7 +36,7 @@ export class ClientSubscription implements RelaySubscription {
   dropped = 0
   received = 0
   ready: Promise<void>
-  private readonly queue: BoundedQueue<Message> | undefined
+  private readonly buffer: BoundedQueue<Message> | undefined
   private closed = false
   /** Set once an iterator was handed out (one reader at a time). */
   iterating = false
@@ -45,9 +47,10 @@ export class ClientSubscription implements RelaySubscription {
     readonly pattern: string,
     private readonly handler: ((m: Message) => void | Promise<void>) | undefined,
     private readonly onUnsubscribe: (s: ClientSubscription, tellRelay: boolean) => void,
+    readonly queue: string | undefined = undefined,
   ) {
     if (!handler) {
-      this.queue = new BoundedQueue(CLIENT_SUB_PENDING, CLIENT_SUB_PENDING_BYTES, (m) => m.data.length + 64)
+      this.buffer = new BoundedQueue(CLIENT_SUB_PENDING, CLIENT_SUB_PENDING_BYTES, (m) => m.data.length + 64)
     }
     this.ready = new Promise<void>((resolve, reject) => {
       this.settle = { resolve, reject }
@@ -79,7 +82,7 @@ export class ClientSubscription implements RelaySubscription {
       }
       return
     }
-    if (this.queue!.push(m)) this.received++
+    if (this.buffer!.push(m)) this.received++
     else this.dropped++
   }
 
@@ -87,18 +90,18 @@ export class ClientSubscription implements RelaySubscription {
   fail(err: Error): void {
     if (this.closed) return
     this.closed = true
-    this.queue?.fail(err)
+    this.buffer?.fail(err)
     this.onUnsubscribe(this, false)
   }
 
   unsubscribe(): void {
     if (this.closed) return
     this.closed = true
-    this.queue?.end()
+    this.buffer?.end()
     this.onUnsubscribe(this, true)
   }
 
   [Symbol.asyncIterator](): AsyncIterator<Message> {
-    return subscriptionIterator(this.queue, this, () => this.unsubscribe())
+    return subscriptionIterator(this.buffer, this, () => this.unsubscribe())
   }
 }

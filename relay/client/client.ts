@@ -14,14 +14,21 @@ import {
   TunnelClosedError,
 } from '../../src/errors.js'
 import { checkPattern, checkTopic } from '../../src/pubsub/subject.js'
-import type { ConsumeOptions, Message, NodeStatus, PublishAck, PublishOptions } from '../../src/types.js'
+import type {
+  ConsumeOptions,
+  Message,
+  NodeStatus,
+  PublishAck,
+  PublishOptions,
+  SubscribeOptions,
+} from '../../src/types.js'
 import { type BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import { ReceivedMessage } from '../../src/util/received.js'
 import {
   checkClusterName,
-  checkFunction,
   checkOptions,
   checkSignal,
+  checkSubscribeArgs,
   checkTimeout,
   toPayload,
 } from '../../src/util/validate.js'
@@ -403,19 +410,34 @@ class Client implements RelayClient {
     return n
   }
 
-  subscribe(pattern: string, handler?: (msg: Message) => void | Promise<void>): RelaySubscription {
+  subscribe(pattern: string, options?: SubscribeOptions): RelaySubscription
+  subscribe(
+    pattern: string,
+    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    options?: SubscribeOptions,
+  ): RelaySubscription
+  subscribe(pattern: string, handlerOrOptions?: unknown, options?: SubscribeOptions): RelaySubscription {
     checkPattern(pattern, 'pattern')
-    const h = checkFunction<(msg: Message) => void | Promise<void>>(handler, 'handler')
+    const { handler: h, queue } = checkSubscribeArgs<(msg: Message) => void | Promise<void>>(
+      handlerOrOptions,
+      options,
+    )
     if (this.closedErr) throw this.closedErr
     let id = this.nextSubId
     while (id === 0 || this.subs.has(id)) id = (id + 1) >>> 0
     this.nextSubId = (id + 1) >>> 0
-    const sub = new ClientSubscription(id, pattern, h, (s, tellRelay) => {
-      if (this.subs.get(s.id) === s) this.subs.delete(s.id)
-      if (tellRelay && !this.closedErr) this.call(Op.Unsubscribe, (w) => w.u32(s.id)).catch(() => {})
-    })
+    const sub = new ClientSubscription(
+      id,
+      pattern,
+      h,
+      (s, tellRelay) => {
+        if (this.subs.get(s.id) === s) this.subs.delete(s.id)
+        if (tellRelay && !this.closedErr) this.call(Op.Unsubscribe, (w) => w.u32(s.id)).catch(() => {})
+      },
+      queue,
+    )
     this.subs.set(id, sub)
-    this.call(Op.Subscribe, (w) => encodeSubscribe(w, { subId: id, pattern, maxPending: 0 })).then(
+    this.call(Op.Subscribe, (w) => encodeSubscribe(w, { subId: id, pattern, maxPending: 0, queue })).then(
       (f) => {
         try {
           this.expect(f, Op.Ok)

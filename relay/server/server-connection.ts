@@ -17,6 +17,7 @@ import {
 import { checkPattern, checkTopic } from '../../src/pubsub/subject.js'
 import type { PlexusNode } from '../../src/types.js'
 import { type BinaryWriter, DecodeError } from '../../src/util/binary.js'
+import { checkQueueName } from '../../src/util/validate.js'
 import { FramedConnection } from '../wire/connection.js'
 import {
   CONNECTION_ID,
@@ -342,7 +343,8 @@ export class RelayClientConnection {
         let ready: Promise<void>
         try {
           checkPattern(s.pattern, 'pattern')
-          ready = this.subs.subscribe(s.subId, s.pattern, s.maxPending)
+          checkQueueName(s.queue, 'queue')
+          ready = this.subs.subscribe(s.subId, s.pattern, s.maxPending, s.queue)
         } catch (err) {
           this.sendError(f.id, err)
           return

@@ -67,11 +67,13 @@ export class RelaySubscriptions {
   }
 
   /**
-   * Starts subscription `id`; throws InvalidArgumentError / OverloadedError naming the
+   * Starts subscription `id` (in queue group `queue` when given, see `SubscribeOptions`);
+   * a message the group hands this connection and that its bounded queue must drop is
+   * lost, not passed to another member. Throws InvalidArgumentError / OverloadedError naming the
    * problem. Returns the library subscription's `ready`: it resolves once every peer linked
    * to the node acknowledged the interest (or went away), when SUBSCRIBE is answered.
    */
-  subscribe(id: number, pattern: string, maxPending: number): Promise<void> {
+  subscribe(id: number, pattern: string, maxPending: number, queue?: string): Promise<void> {
     if (this.closed) throw new InvalidArgumentError('the connection is closing')
     if (id === 0) throw new InvalidArgumentError('subscription id must not be 0')
     if (this.subs.has(id)) throw new InvalidArgumentError(`subscription id ${id} is already in use`)
@@ -88,7 +90,7 @@ export class RelaySubscriptions {
       dropped: 0,
       sent: 0,
     }
-    s.sub = this.node.subscribe(pattern, (m) => this.enqueue(s, m))
+    s.sub = this.node.subscribe(pattern, (m) => this.enqueue(s, m), { queue })
     this.subs.set(id, s)
     return s.sub.ready
   }

@@ -64,21 +64,31 @@ export function decodeBroadcastDeliver(r: BinaryReader, maxData: number): Broadc
   return m
 }
 
-/** SUBSCRIBE body. `maxPending` 0 means the relay's default. */
+/**
+ * SUBSCRIBE body. `maxPending` 0 means the relay's default. `queue`, a trailing optional
+ * field (absent in frames of clients from before queue groups), names the queue group.
+ */
 export interface SubscribeBody {
   subId: number
   pattern: string
   maxPending: number
+  queue?: string | undefined
 }
 
-/** Writes a SUBSCRIBE body. */
+/** Writes a SUBSCRIBE body; the queue field only when there is one. */
 export function encodeSubscribe(w: BinaryWriter, m: SubscribeBody): void {
   w.u32(m.subId).str(m.pattern).u32(m.maxPending)
+  if (m.queue !== undefined) w.str(m.queue)
 }
 
-/** Reads a SUBSCRIBE body (the pattern is validated by the caller). */
+/** Reads a SUBSCRIBE body, with or without the queue (both are validated by the caller). */
 export function decodeSubscribe(r: BinaryReader): SubscribeBody {
-  const m = { subId: r.u32('subscription id'), pattern: r.str('pattern'), maxPending: r.u32('max pending') }
+  const m: SubscribeBody = {
+    subId: r.u32('subscription id'),
+    pattern: r.str('pattern'),
+    maxPending: r.u32('max pending'),
+  }
+  if (r.remaining > 0) m.queue = r.str('queue')
   r.end('SUBSCRIBE')
   return m
 }

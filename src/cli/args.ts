@@ -56,6 +56,16 @@ export function checkCluster(value: string, flag: string): string {
   return value
 }
 
+/** Parses a queue group name given to `--queue` (`subscribe`). */
+export function parseQueue(value: string): string {
+  if (!CLUSTER_NAME_RE.test(value)) {
+    throw new UsageError(
+      `--queue must be a group name of 1-64 characters [A-Za-z0-9_-], got ${describe(value)}`,
+    )
+  }
+  return value
+}
+
 /** Parses a network name given to `--network`. */
 export function parseNetwork(value: string): string {
   if (!NETWORK_NAME_RE.test(value)) {

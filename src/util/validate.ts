@@ -58,6 +58,26 @@ export function checkQueueName(value: unknown, field = 'options.queue'): string 
   return value
 }
 
+/**
+ * The arguments after the pattern of `subscribe(pattern, handler?, options?)` or
+ * `subscribe(pattern, options)`: an object in second place is the options. Checks the
+ * handler (a function or undefined), the option names and `options.queue`.
+ */
+export function checkSubscribeArgs<H>(
+  handlerOrOptions: unknown,
+  options: unknown,
+): { handler: H | undefined; queue: string | undefined } {
+  let handler = handlerOrOptions
+  if (typeof handlerOrOptions === 'object' && handlerOrOptions !== null && options === undefined) {
+    handler = undefined
+    options = handlerOrOptions
+  }
+  const o = checkOptions<{ queue?: unknown }>(options, 'options')
+  checkKnownKeys(o, ['queue'], 'options')
+  const queue = checkQueueName(o.queue, 'options.queue')
+  return { handler: checkFunction<H>(handler, 'handler'), queue }
+}
+
 /** Network names: 1–64 chars of [A-Za-z0-9_-]. */
 export function checkNetworkName(value: unknown, field = 'network'): string {
   if (typeof value !== 'string' || !NETWORK_NAME_RE.test(value)) {

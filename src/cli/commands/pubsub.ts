@@ -11,18 +11,28 @@
  *   to a pipe or file the offset alone, for scripts (a duplicate is then noted on stderr);
  *   with `--json` the whole ack `{"stream","partition","offset"[,"duplicate"]}`
  *   (`StreamNotFoundError`, exit 1, when no stream captures the topic).
- * - `subscribe PATTERN [--count N] [--json]` prints each message as it arrives: its data as
+ * - `subscribe PATTERN [--queue GROUP] [--count N] [--json]` prints each message as it arrives: its data as
  *   is followed by a newline, or with `--json` one object per line
  *   `{"topic","key","headers","data","from"}` (key and data decoded as UTF-8, key null and
  *   headers {} when absent). It exits 0 after N messages with `--count`, else runs until
- *   Ctrl-C (exit 130, connection closed so the node drops the subscription).
+ *   Ctrl-C (exit 130, connection closed so the node drops the subscription). With
+ *   `--queue GROUP` it joins that queue group: each message goes to one subscriber of the
+ *   group (`SubscribeOptions.queue`), so several `subscribe --queue` share the work.
  */
 
 import type { Command } from 'commander'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../../constants.js'
 import { checkPattern, checkTopic } from '../../pubsub/subject.js'
 import type { Message, PublishAck, PublishOptions } from '../../types.js'
-import { checkCluster, collectHeader, parseAck, parseMs, parsePositiveInt, parseText } from '../args.js'
+import {
+  checkCluster,
+  collectHeader,
+  parseAck,
+  parseMs,
+  parsePositiveInt,
+  parseQueue,
+  parseText,
+} from '../args.js'
 import { addCapabilityFlag, readCapability } from '../auth.js'
 import { withRelay } from '../client.js'
 import { lineOf, readStdin, writeChunk } from '../io.js'
@@ -84,12 +94,17 @@ export function registerPubSub(program: Command): void {
     .command('subscribe')
     .description('print messages of topics matching PATTERN (* one token, > the rest), one per line')
     .argument('<pattern>', 'topic pattern, e.g. orders.* or orders.>')
+    .option(
+      '--queue <group>',
+      'join queue group GROUP: each message goes to one of its subscribers',
+      parseQueue,
+    )
     .option('--count <n>', 'exit after N messages', parsePositiveInt('--count'))
     .option('--json', 'one JSON object per line: topic, key, headers, data, from')
-    .action(async (pattern: string, flags: { count?: number; json?: boolean }) => {
+    .action(async (pattern: string, flags: { queue?: string; count?: number; json?: boolean }) => {
       checkPattern(pattern, 'PATTERN')
       await withRelay(async (client) => {
-        const sub = client.subscribe(pattern)
+        const sub = client.subscribe(pattern, { queue: flags.queue })
         await sub.ready
         let n = 0
         for await (const m of sub) {
