@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const EXAMPLES = ['chat', 'pubsub-wildcards', 'file-transfer']
+const EXAMPLES = ['chat', 'pubsub-wildcards', 'file-transfer', 'queue-workers/main']
 
 beforeAll(() => {
   const stale = EXAMPLES.some((e) => {
@@ -55,6 +55,14 @@ describe('examples', () => {
     expect(r.stdout).toContain(
       'orders.> received: orders.created orders.eu.created orders.eu.shipped.express\n',
     )
+  })
+
+  it('queue-workers: each job done by one of three workers, the audit sees all', async () => {
+    const r = await run('queue-workers/main')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('audit saw 30 of 30; every job done once: true')
+    expect(r.stdout.match(/^worker \d: \d+ jobs$/gm)).toHaveLength(3)
   })
 
   it('file-transfer: 20 MB over a tunnel, the same SHA-256 at both ends', async () => {
