@@ -74,6 +74,11 @@ describe('plexus stream purge|update and plexus consumer ls|info|rm', () => {
       await ok(['stream', 'update', 'jobs', '--max-messages', '100', '--capability', cap, '--json']),
     )
     expect(updated.retention).toEqual({ maxMessages: 100 })
+    // --replicas alone keeps the retention limits.
+    const fewer = JSON.parse(
+      await ok(['stream', 'update', 'jobs', '--replicas', '2', '--capability', cap, '--json']),
+    )
+    expect(fewer).toMatchObject({ replicas: 2, retention: { maxMessages: 100 } })
     const noPurge = await cli(['stream', 'purge', 'jobs', '--capability', cap, '--timeout', '5000'])
     expect(noPurge.code).toBe(1)
     expect(noPurge.stderr).toMatch(/UnauthorizedError: .*does not grant purge/)
@@ -86,6 +91,7 @@ describe('plexus stream purge|update and plexus consumer ls|info|rm', () => {
       [['stream', 'purge', 'x', '--before', '-1'], /--before/],
       [['stream', 'purge', 'x', '--partition', 'a'], /--partition/],
       [['stream', 'update', 'x', '--max-bytes', '0'], /--max-bytes/],
+      [['stream', 'update', 'x', '--replicas', '0'], /--replicas/],
       [['consumer', 'info', 'x'], /missing required argument 'name'/],
       [['consumer', 'rm', 'x', 'bad name'], /NAME/],
     ]
