@@ -149,6 +149,37 @@ export const LINK = {
   deadAfter: 3500,
   /** Time to open the link stream to a newly connected peer (ms). */
   openTimeout: 5000,
+  /**
+   * A link silent this long (ms; two heartbeats missed) is suspect: requests go to other
+   * members while one is reachable, until the peer is heard again or `deadAfter` closes it.
+   */
+  suspectAfter: 2000,
+} as const
+
+/**
+ * Redialling known peers whose link dropped (`discovery/redial.ts`): members from
+ * announcements, peers found on this host or by mDNS, and peers we had a link with.
+ */
+export const REDIAL = {
+  /** First wait after a link drops or a dial fails (ms); it doubles at each failure. */
+  minDelay: 250,
+  /** Longest wait between two dials of one peer (ms). */
+  maxDelay: 30_000,
+  /** Each wait is shortened by a random share of up to this (0.5: between 50% and 100%). */
+  jitter: 0.5,
+  /**
+   * A peer found by mDNS or on this host, or one we had a link with, is redialled for this
+   * long (ms) after it was last found or last linked (members: as long as their
+   * announcement has not expired).
+   */
+  forgetAfter: 60_000,
+  /**
+   * When any link comes up (the network may be back), peers waiting longer than `minDelay`
+   * are dialled again at once; at most once per this many ms.
+   */
+  kickInterval: 1000,
+  /** Most peers remembered for redialling (the oldest non-members are forgotten first). */
+  maxPeers: 4096,
 } as const
 
 /** Membership announcements. */
@@ -181,6 +212,19 @@ export const LATENCY_TOLERANCE = 1.5
 export const LATENCY_SLACK_MS = 3
 /** Weight of a new latency sample in the moving average. */
 export const LATENCY_EWMA_ALPHA = 0.2
+/**
+ * Latency the balancer uses (`request/balancer.ts` `LatencyWindow`): the lowest heartbeat
+ * round trip of the last `windowMs` (older samples age out), neutral (as fast as the best)
+ * while a link is younger than `warmupMs` or has no recent sample.
+ */
+export const BALANCER_LATENCY = {
+  /** Samples older than this (ms) no longer count. */
+  windowMs: 5000,
+  /** A new link counts as neutral this long (ms): a restarted member gets its share at once. */
+  warmupMs: 2000,
+  /** Samples kept per link (heartbeats come once a second). */
+  samples: 8,
+} as const
 
 /**
  * Internal calls served (`rpc/rpc.ts`): bounds on what callers can make a node hold

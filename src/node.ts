@@ -210,6 +210,7 @@ class Node implements PlexusNode {
       nextChange,
       discovering,
       count,
+      unreachable: (p) => this.dialer.unreachable(p),
       settled: metrics && ((c, err, t) => metrics.requestDone(c, err, t)),
     })
     this.pubsub = new PubSub({
@@ -283,8 +284,15 @@ class Node implements PlexusNode {
       },
       changed: (_cluster, peer, added, entry) => {
         this.broadcaster.invalidate()
-        if (added && entry && peer !== self) this.dialer.dial(peer, entry.addrs)
+        if (peer === self) {
+          // nothing to dial
+        } else if (added && entry) this.dialer.member(peer, entry.addrs)
+        else if (!added && !this.directory.clusterNames().some((c) => this.directory.isMember(c, peer)))
+          this.dialer.notMember(peer)
         this.notifyChange()
+      },
+      refreshed: (e) => {
+        if (e.peer !== self && !this.links.get(e.peer)) this.dialer.heard(e.peer, e.addrs)
       },
       logger: childLogger(this.cfg.logger, 'membership'),
     })
@@ -302,6 +310,7 @@ class Node implements PlexusNode {
           for (const bytes of this.streamService.directory.snapshot())
             l.write((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
           this.pubsub.onLinkUp(l)
+          this.dialer.linkUp(l.peer)
           this.notifyChange()
         },
         onDown: (l) => {
@@ -309,6 +318,7 @@ class Node implements PlexusNode {
           this.rpc.onLinkDown(l.peer)
           this.streamService.onLinkDown(l.peer)
           this.tunnels.onLinkDown(l.peer)
+          this.dialer.linkDown(l.peer)
           this.notifyChange()
         },
         onPeerGone: (peer) => {

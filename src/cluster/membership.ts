@@ -47,6 +47,8 @@ export interface DirectoryHost {
   flood(bytes: Uint8Array, except?: string): void
   /** A member was added or removed (for waiters and dialing). */
   changed(cluster: string, peer: string, added: boolean, entry?: MemberEntry): void
+  /** A known member's newer announcement was accepted (it is alive; for redialling). */
+  refreshed?(entry: MemberEntry): void
   /**
    * Where members joining, leaving and expiring are logged, and refused announcements
    * (at most one line per reason per `LOG_RATE_INTERVAL`; replays and our own announcements
@@ -284,6 +286,7 @@ export class MemberDirectory {
     // New, or serving something else now: waiters for members look again.
     if (old === undefined || rolesToBits(old.roles) !== rolesToBits(a.roles))
       this.host.changed(a.cluster, a.peer, true, entry)
+    else this.host.refreshed?.(entry)
     return true
   }
 

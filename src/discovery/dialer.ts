@@ -1,8 +1,8 @@
 /**
  * Turns discovery into connections: dials peers found on this host, by mDNS or announced
- * as members, and keeps dialling `bootstrap` addresses while they are not linked. Each
- * peer is dialled at most once per `DIAL_BACKOFF` ms; on this host, the lower peer id
- * dials first so two nodes do not cross their dials.
+ * as members, and keeps dialling `bootstrap` addresses while they are not linked. Peers whose
+ * link drops are dialled again with backoff and jitter (`redial.ts`) while they are still
+ * wanted; on this host, the lower peer id dials first so two nodes do not cross their dials.
  */
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
@@ -12,9 +12,8 @@ import type { PlexusLibp2p } from '../transport/libp2p.js'
 import type { Logger } from '../types.js'
 import { errFields, RateLimitedLog, SILENT_LOGGER } from '../util/logger.js'
 import { LocalDiscovery } from './local.js'
+import { Redialer } from './redial.js'
 
-/** Minimum time between two dials of one peer (ms). */
-export const DIAL_BACKOFF = 2000
 /** How long the higher peer id waits for the lower one to dial (ms). */
 const CROSS_DIAL_DELAY = 1500
 /** Bootstrap re-dial interval while unlinked (ms). */
@@ -39,15 +38,15 @@ export interface DialerHost {
 
 /** Discovery-to-connection glue (start/stop). */
 export class Dialer {
-  private readonly lastDial = new Map<string, number>()
+  private readonly redial: Redialer
   private readonly firstSeen = new Map<string, number>()
   private local: LocalDiscovery | undefined
   private bootstrapTimer: NodeJS.Timeout | undefined
   private stopped = false
   private readonly onDiscovery = (evt: CustomEvent) => {
     const info = evt.detail as { id: PeerId; multiaddrs: Multiaddr[] }
-    if (info.id.equals(this.host.libp2p.peerId)) return
-    this.dial(
+    if (info.id.equals(this.host.libp2p.peerId) || this.stopped) return
+    this.redial.found(
       info.id.toString(),
       info.multiaddrs.map((m) => m.toString()),
     )
@@ -59,6 +58,40 @@ export class Dialer {
   constructor(private readonly host: DialerHost) {
     this.log = host.logger ?? SILENT_LOGGER
     this.limited = new RateLimitedLog(this.log, LOG_RATE_INTERVAL)
+    this.redial = new Redialer({
+      linked: (peer) => this.host.linked(peer),
+      dial: (peer, addrs) => this.dial(peer, addrs),
+    })
+  }
+
+  /** `peer` is a member of a cluster (announced with `addrs`): dialled now and kept linked. */
+  member(peer: string, addrs: string[]): void {
+    if (!this.stopped && peer !== this.host.libp2p.peerId.toString()) this.redial.member(peer, addrs)
+  }
+
+  /** A fresh announcement of member `peer` arrived: dialled soon if unlinked (`Redialer.heard`). */
+  heard(peer: string, addrs: string[]): void {
+    this.redial.heard(peer, addrs)
+  }
+
+  /** `peer` is no longer a member of any known cluster: redialled only while otherwise wanted. */
+  notMember(peer: string): void {
+    this.redial.notMember(peer)
+  }
+
+  /** A link came up (see `Redialer.linkUp`). */
+  linkUp(peer: string): void {
+    this.redial.linkUp(peer)
+  }
+
+  /** A link closed: the peer is dialled again with backoff while wanted. */
+  linkDown(peer: string): void {
+    if (!this.stopped) this.redial.linkDown(peer)
+  }
+
+  /** True when `peer` has no link and its last dial failed. */
+  unreachable(peer: string): boolean {
+    return this.redial.unreachable(peer)
   }
 
   async start(opts: { local: boolean; bootstrap: string[] }): Promise<void> {
@@ -74,7 +107,7 @@ export class Dialer {
           if (this.host.linked(peer.id)) return
           const seen = this.firstSeen.get(peer.id) ?? Date.now()
           this.firstSeen.set(peer.id, seen)
-          if (self < peer.id || Date.now() - seen >= CROSS_DIAL_DELAY) this.dial(peer.id, peer.addrs)
+          if (self < peer.id || Date.now() - seen >= CROSS_DIAL_DELAY) this.redial.found(peer.id, peer.addrs)
         },
       })
       await this.local.start()
@@ -104,18 +137,14 @@ export class Dialer {
     return loop.length > 0 ? loop : all
   }
 
-  /** Dials a peer unless linked or dialled within `DIAL_BACKOFF`. */
-  dial(peer: string, addrs: string[]): void {
-    if (this.stopped || peer === this.host.libp2p.peerId.toString() || this.host.linked(peer)) return
-    const last = this.lastDial.get(peer) ?? 0
-    if (Date.now() - last < DIAL_BACKOFF) return
-    this.lastDial.set(peer, Date.now())
-    if (this.lastDial.size > 10_000) this.lastDial.clear()
+  /** Dials a peer and opens the link; resolves true when the link is open (never rejects). */
+  private async dial(peer: string, addrs: string[]): Promise<boolean> {
+    if (this.stopped || peer === this.host.libp2p.peerId.toString()) return false
     let id: PeerId
     try {
       id = peerIdFromString(peer)
     } catch {
-      return
+      return false
     }
     const mas: Multiaddr[] = []
     for (const a of addrs) {
@@ -125,20 +154,21 @@ export class Dialer {
         // skip malformed addresses
       }
     }
-    void (async () => {
-      try {
-        if (mas.length > 0) await this.host.libp2p.peerStore.merge(id, { multiaddrs: mas })
-        await this.host.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
-        await this.host.ensureLink(id)
-      } catch (err) {
-        this.host.count('dials.failed')
-        if (!this.stopped) this.log.debug({ peer, addrs, ...errFields(err) }, 'dial failed')
-      }
-    })()
+    try {
+      if (mas.length > 0) await this.host.libp2p.peerStore.merge(id, { multiaddrs: mas })
+      await this.host.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
+      await this.host.ensureLink(id)
+    } catch (err) {
+      this.host.count('dials.failed')
+      if (!this.stopped) this.log.debug({ peer, addrs, ...errFields(err) }, 'dial failed')
+      return false
+    }
+    return this.host.linked(peer)
   }
 
   async stop(): Promise<void> {
     this.stopped = true
+    this.redial.stop()
     this.host.libp2p.removeEventListener('peer:discovery', this.onDiscovery as never)
     if (this.bootstrapTimer) clearInterval(this.bootstrapTimer)
     await this.local?.stop()

@@ -11,6 +11,7 @@
  * whether theirs had been handed to the stream.
  */
 import type { Stream } from '@libp2p/interface'
+import { LatencyWindow } from '../request/balancer.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
 import { FRAME_HEADER_BYTES } from './frames.js'
 import type { ReleasedCheck } from './send-released.js'
@@ -103,6 +104,8 @@ export class Link {
   readonly openedAt: number
   /** Smoothed round-trip time (ms) from heartbeats and replies; null before a sample. */
   latencyMs: number | null = null
+  /** Recent heartbeat round trips, which the request balancer reads (ageing, neutral start). */
+  readonly recentRtt: LatencyWindow
   /** Local time of the last frame received from this peer. */
   lastSeen: number
   /** Bytes received from this peer on its stream while this link was up (metrics). */
@@ -118,6 +121,7 @@ export class Link {
   ) {
     this.lastSeen = now
     this.openedAt = now
+    this.recentRtt = new LatencyWindow(now)
     stream.addEventListener('drain', () => {
       this.waitingDrain = false
       this.flush()

@@ -254,6 +254,7 @@ export class LinkManager {
   /** Feeds a round-trip sample (ms) into the peer's latency average. */
   sample(link: Link, rttMs: number): void {
     if (!(rttMs >= 0)) return
+    link.recentRtt.add(rttMs, this.now())
     link.latencyMs =
       link.latencyMs === null ? rttMs : link.latencyMs + LATENCY_EWMA_ALPHA * (rttMs - link.latencyMs)
   }

@@ -4,8 +4,13 @@
  * not yet measured)
  * take turns in round-robin order, so equally fast members share sequential load while a
  * clearly slower one is used only when the faster ones are busier.
+ *
+ * The latency of a member is its link's `LatencyWindow`: the lowest heartbeat round trip of
+ * the last few seconds (samples age out by time), and neutral while the link is new, so a
+ * restarted member whose first samples are slow (a busy machine, a cold process) takes its
+ * share at once instead of waiting for an average to decay.
  */
-import { LATENCY_SLACK_MS, LATENCY_TOLERANCE } from '../constants.js'
+import { BALANCER_LATENCY, LATENCY_SLACK_MS, LATENCY_TOLERANCE } from '../constants.js'
 
 /** A member the balancer may pick. */
 export interface Candidate {
@@ -37,4 +42,45 @@ export function chooseMember<T extends Candidate>(cands: readonly T[], turn: num
   // Sort by peer id so the round-robin order is stable whatever order candidates came in.
   fast.sort((a, b) => (a.peer < b.peer ? -1 : a.peer > b.peer ? 1 : 0))
   return fast[turn % fast.length]
+}
+
+/**
+ * Recent round-trip samples of one link, read by the balancer (pure: the caller passes the
+ * time). `estimate` is the lowest sample of the last `windowMs`, or null (neutral: counted as
+ * fast as the best) while the window started less than `warmupMs` ago or holds no sample.
+ * Memory is fixed (`samples` entries).
+ */
+export class LatencyWindow {
+  private readonly at: Float64Array
+  private readonly ms: Float64Array
+  private next = 0
+  private count = 0
+
+  constructor(
+    /** Local time the link opened (ms): the warm-up counts from it. */
+    private readonly startedAt: number,
+    private readonly opts: { windowMs: number; warmupMs: number; samples: number } = BALANCER_LATENCY,
+  ) {
+    this.at = new Float64Array(opts.samples)
+    this.ms = new Float64Array(opts.samples)
+  }
+
+  /** Records a round trip of `rttMs` measured at `now` (negative or NaN samples are ignored). */
+  add(rttMs: number, now: number): void {
+    if (!(rttMs >= 0)) return
+    this.at[this.next] = now
+    this.ms[this.next] = rttMs
+    this.next = (this.next + 1) % this.at.length
+    if (this.count < this.at.length) this.count++
+  }
+
+  /** The latency to balance on at `now` (ms), or null for neutral. */
+  estimate(now: number): number | null {
+    if (now - this.startedAt < this.opts.warmupMs) return null
+    let best = Number.POSITIVE_INFINITY
+    for (let i = 0; i < this.count; i++) {
+      if (now - this.at[i]! <= this.opts.windowMs && this.ms[i]! < best) best = this.ms[i]!
+    }
+    return best === Number.POSITIVE_INFINITY ? null : best
+  }
 }

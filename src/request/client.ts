@@ -8,10 +8,14 @@
  * more, overloaded) or whose link closed before the request was handed to the stream is
  * sent to another member. When the link closes after that, the caller gets
  * `MemberLostError` unless it passed `retry: true`, which resends it (at-least-once).
+ *
+ * Unreachable members: a member silent for two heartbeats (`LINK.suspectAfter`) gets no new
+ * requests while another is reachable; when every member left has no link and its last dial
+ * failed, the request fails at once with `NoMembersError` instead of waiting for its deadline.
  */
 
 import { noRoleMessage, type Role } from '../cluster/roles.js'
-import { DEFAULT_REQUEST_TIMEOUT, LATENCY_EWMA_ALPHA } from '../constants.js'
+import { DEFAULT_REQUEST_TIMEOUT, LATENCY_EWMA_ALPHA, LINK } from '../constants.js'
 import {
   AbortedError,
   errorFromWire,
@@ -41,6 +45,8 @@ export interface ClientHost {
   /** True while the node is young enough that members may still be on their way. */
   discovering(): boolean
   count(counter: string): void
+  /** True when `peer` has no link and the last dial to it failed (requests fail at once). */
+  unreachable?(peer: string): boolean
   /** Told how each request ended (`err` undefined: a reply) and how long it took (metrics). */
   settled?(cluster: string, err: Error | undefined, seconds: number): void
 }
@@ -203,7 +209,9 @@ export class RequestClient {
       if (this.trySend(p)) return
       const known = this.host.servers(p.cluster, 'request')
       const untried = known.filter((m) => !p.tried?.has(m))
-      if (untried.length === 0 && !(known.length === 0 && this.host.discovering())) {
+      // Every member left is unlinked and its last dial failed: fail now, not at the deadline.
+      const unreachable = untried.length > 0 && untried.every((m) => this.host.unreachable?.(m) === true)
+      if (unreachable || (untried.length === 0 && !(known.length === 0 && this.host.discovering()))) {
         this.finish(p)
         const tried = p.tried?.size ?? 0
         const all = this.host.members(p.cluster).length
@@ -211,6 +219,12 @@ export class RequestClient {
         else if (known.length === 0 && all > 0)
           p.reject(new NoMembersError(noRoleMessage(p.cluster, 'request', all)))
         else if (known.length === 0) p.reject(new NoMembersError(`no members of ${p.cluster} are known`))
+        else if (unreachable)
+          p.reject(
+            new NoMembersError(
+              `no reachable member of ${p.cluster}: ${untried.length} known, no link and dials failing (tried ${tried})`,
+            ),
+          )
         else p.reject(new NoMembersError(`no reachable member of ${p.cluster} (tried ${tried})`))
         return
       }
@@ -236,18 +250,23 @@ export class RequestClient {
     role: Role = 'request',
   ): Array<Candidate & { peer: string }> {
     const out: Candidate[] = []
+    const now = this.host.now()
+    let suspect: Candidate[] | undefined
     for (const peer of this.host.servers(p.cluster, role)) {
       if (p.tried?.has(peer)) continue
       const local = peer === this.host.self
-      if (!local && !this.host.link(peer)) continue
+      const link = local ? undefined : this.host.link(peer)
+      if (!local && !link) continue
       const s = this.memberStats(peer)
-      // Latency is the link's heartbeat round trip: the network distance to the member.
-      // Request round trips are not used here: under concurrency they measure queueing,
-      // which `outstanding` already accounts for, and a member would starve on one slow reply.
-      const latency = local ? 0 : (this.host.link(peer)?.latencyMs ?? null)
-      out.push({ peer, outstanding: s.outstanding, latencyMs: latency })
+      // Latency is the link's recent heartbeat round trips (balancer.ts LatencyWindow): the
+      // network distance to the member. Request round trips are not used here: under
+      // concurrency they measure queueing, which `outstanding` already accounts for.
+      const c = { peer, outstanding: s.outstanding, latencyMs: link ? link.recentRtt.estimate(now) : 0 }
+      // A member silent for two heartbeats is likely cut off: used only when no other is left.
+      if (link && now - link.lastSeen > LINK.suspectAfter) (suspect ??= []).push(c)
+      else out.push(c)
     }
-    return out
+    return out.length > 0 || suspect === undefined ? out : suspect
   }
 
   private send(p: Pending, peer: string): void {

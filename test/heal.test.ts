@@ -1,0 +1,189 @@
+/**
+ * Links heal (issue 15), real nodes over loopback with same-host discovery off, so only
+ * redialling brings a lost link back: a closed connection is redialled; a member killed and
+ * restarted on the same port and identity is linked again and takes its share of requests
+ * within 2 s; a silent (stopped) member gets no new requests once suspect; requests to
+ * members that are all unreachable fail at once instead of at their deadline.
+ */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { Libp2p } from '@libp2p/interface'
+import { afterEach, describe, expect, it } from 'vitest'
+import { generateKey, NoMembersError, type PlexusNode } from '../src/index.js'
+import { startNode, uniqueNetwork, waitFor, waitForMembers } from './helpers/nodes.js'
+import { spawnNode, waitForLine } from './helpers/procs.js'
+
+const dirs: string[] = []
+afterEach(() => {
+  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
+})
+
+/** The node's libp2p (internal; tests only). */
+function libp2pOf(node: PlexusNode): Libp2p {
+  return (node as unknown as { libp2p: Libp2p }).libp2p
+}
+
+function tcpAddr(node: PlexusNode): string {
+  const a = node.addresses.find((x) => x.includes('/tcp/'))
+  if (!a) throw new Error('node has no tcp address')
+  return a
+}
+
+/** Resolves when `node` opens a connection to `peer` (an event, not a poll). */
+function connected(node: PlexusNode, peer: string, ms = 10_000): Promise<void> {
+  const l = libp2pOf(node)
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      l.removeEventListener('connection:open', on)
+      reject(new Error(`no connection to ${peer} within ${ms} ms`))
+    }, ms)
+    const on = (evt: CustomEvent<{ remotePeer: { toString(): string } }>) => {
+      if (evt.detail.remotePeer.toString() !== peer) return
+      clearTimeout(timer)
+      l.removeEventListener('connection:open', on)
+      resolve()
+    }
+    l.addEventListener('connection:open', on)
+  })
+}
+
+const noLocal = { discovery: { local: false } }
+
+/** Spawns a member process (test/fixtures/heal-member.mjs). */
+async function spawnMember(
+  network: string,
+  key: string,
+  name: string,
+  listen: string,
+  dataDir: string,
+  boot: string,
+): Promise<{ proc: ReturnType<typeof spawnNode>; id: string; addr: string }> {
+  const proc = spawnNode(['test/fixtures/heal-member.mjs', network, 'db', key, name, listen, dataDir, boot])
+  const m = await waitForLine(proc, /^ready (\S+) (\S+)$/, 20_000)
+  return { proc, id: m[1]!, addr: m[2]! }
+}
+
+describe('links heal', () => {
+  it('a closed connection to a member learned from announcements is redialled; requests flow', async () => {
+    const network = uniqueNetwork('heal')
+    const key = generateKey()
+    const hub = await startNode({ network, ...noLocal })
+    const boot = [`${tcpAddr(hub)}/p2p/${hub.id}`]
+    const member = await startNode({ network, bootstrap: boot, ...noLocal })
+    await member.join('db', { key, onRequest: () => 'm' })
+    const client = await startNode({ network, bootstrap: boot, ...noLocal })
+    await waitForMembers(client, 'db', 1, 10_000)
+    expect(new TextDecoder().decode(await client.request('db', 'x', { timeout: 5000 }))).toBe('m')
+
+    for (let round = 0; round < 3; round++) {
+      const back = connected(client, member.id)
+      const t0 = performance.now()
+      await libp2pOf(client).hangUp(libp2pOf(member).peerId)
+      await back
+      await waitForMembers(client, 'db', 1, 5000)
+      const reply = await client.request('db', 'x', { timeout: 5000 })
+      expect(new TextDecoder().decode(reply)).toBe('m')
+      console.log(
+        `round ${round}: relinked and answered ${(performance.now() - t0).toFixed(0)} ms after hang-up`,
+      )
+    }
+  }, 40_000)
+
+  it('a member killed and restarted on the same port and identity takes its share within 2 s', async () => {
+    const network = uniqueNetwork('heal')
+    const key = generateKey()
+    const hub = await startNode({ network, ...noLocal })
+    const boot = `${tcpAddr(hub)}/p2p/${hub.id}`
+    await hub.join('db', { key, onRequest: () => 'hub' })
+    const dir = mkdtempSync(join(tmpdir(), 'plexus-heal-'))
+    dirs.push(dir)
+    let a = await spawnMember(network, key, 'a', '/ip4/127.0.0.1/tcp/0', dir, boot)
+    const port = a.addr.match(/\/tcp\/(\d+)/)![1]!
+    const client = await startNode({ network, bootstrap: [boot], ...noLocal })
+    await waitForMembers(client, 'db', 2, 15_000)
+
+    a.proc.kill('SIGKILL')
+    await waitFor(() => client.status().clusters[0]!.members.some((m) => m.id === a.id && !m.connected), 5000)
+    const back = connected(client, a.id, 20_000)
+    const restarted = performance.now()
+    a = await spawnMember(network, key, 'a', `/ip4/127.0.0.1/tcp/${port}`, dir, boot)
+    const ready = performance.now()
+    await back
+    const linked = performance.now()
+    // Sequential requests (the case latency decides): the restarted member answers soon.
+    const served: Array<{ by: string; at: number }> = []
+    while (performance.now() - linked < 4000) {
+      const by = new TextDecoder().decode(await client.request('db', 'x', { timeout: 5000 }))
+      served.push({ by, at: performance.now() - linked })
+    }
+    const first = served.find((s) => s.by === 'a')
+    console.log(
+      `restart: linked ${(linked - restarted).toFixed(0)} ms after the process started ` +
+        `(${(linked - ready).toFixed(0)} ms after it printed ready); first request served by a ` +
+        `${first?.at.toFixed(0)} ms after the link; share of a: ${served.filter((s) => s.by === 'a').length}/${served.length}`,
+    )
+    expect(first).toBeDefined()
+    expect(first!.at).toBeLessThan(2000)
+    const late = served.filter((s) => s.at >= 1000)
+    expect(late.filter((s) => s.by === 'a').length).toBeGreaterThan(late.length / 4)
+  }, 60_000)
+
+  it('a silent member gets no new requests after suspectAfter; all unreachable fail at once', async () => {
+    const network = uniqueNetwork('heal')
+    const key = generateKey()
+    const hub = await startNode({ network, ...noLocal })
+    const boot = `${tcpAddr(hub)}/p2p/${hub.id}`
+    const dirA = mkdtempSync(join(tmpdir(), 'plexus-heal-'))
+    const dirB = mkdtempSync(join(tmpdir(), 'plexus-heal-'))
+    dirs.push(dirA, dirB)
+    const a = await spawnMember(network, key, 'a', '/ip4/127.0.0.1/tcp/0', dirA, boot)
+    const b = await spawnMember(network, key, 'b', '/ip4/127.0.0.1/tcp/0', dirB, boot)
+    const client = await startNode({ network, bootstrap: [boot], ...noLocal })
+    await waitForMembers(client, 'db', 2, 15_000)
+
+    // Requests every 50 ms while `a` is stopped (its link stays open but silent).
+    a.proc.kill('SIGSTOP')
+    const stopped = performance.now()
+    const results: Array<{ at: number; took: number; by: string }> = []
+    const all: Promise<void>[] = []
+    while (performance.now() - stopped < 5000) {
+      const at = performance.now() - stopped
+      all.push(
+        client.request('db', 'x', { timeout: 8000, retry: true }).then(
+          (r) =>
+            void results.push({
+              at,
+              took: performance.now() - stopped - at,
+              by: new TextDecoder().decode(r),
+            }),
+          (e: Error) => void results.push({ at, took: performance.now() - stopped - at, by: e.name }),
+        ),
+      )
+      await new Promise((r) => setTimeout(r, 50))
+    }
+    await Promise.all(all)
+    a.proc.kill('SIGCONT')
+    // After the link is suspect (2 s, plus a heartbeat of slack) every request goes to b at once.
+    const after = results.filter((r) => r.at >= 3000)
+    const slowAfter = after.filter((r) => r.by !== 'b' || r.took > 1000)
+    const firstQuick = results.filter((r) => r.by === 'b' && r.took < 1000).map((r) => r.at)
+    console.log(
+      `silent member: ${after.length} requests after 3 s, ${slowAfter.length} not answered by b within 1 s; ` +
+        `requests held by a: ${results.filter((r) => r.took >= 1000).length} (resent when its link closed)`,
+    )
+    expect(after.length).toBeGreaterThan(10)
+    expect(slowAfter).toEqual([])
+    expect(Math.min(...firstQuick.filter((t) => t > 0))).toBeLessThan(3000)
+
+    // Every member gone: a request fails with NoMembersError well before its deadline.
+    a.proc.kill('SIGKILL')
+    b.proc.kill('SIGKILL')
+    await waitFor(() => client.status().clusters[0]!.members.every((m) => !m.connected), 10_000)
+    const t0 = performance.now()
+    await expect(client.request('db', 'x', { timeout: 10_000 })).rejects.toBeInstanceOf(NoMembersError)
+    const took = performance.now() - t0
+    console.log(`all members unreachable: NoMembersError after ${took.toFixed(0)} ms (timeout 10000)`)
+    expect(took).toBeLessThan(3000)
+  }, 60_000)
+})
