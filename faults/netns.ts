@@ -64,13 +64,18 @@ export class Netns {
     readonly prefix: string,
     readonly subnet: string,
     readonly size: number,
+    private readonly withHost: boolean,
   ) {}
 
-  /** Creates the namespaces (deleting what was made if a step fails). */
-  static async create(n: number): Promise<Netns> {
+  /**
+   * Creates the namespaces (deleting what was made if a step fails). `hostLink: false` leaves
+   * out the runner's veth, so nothing sent on the bridge (multicast included) reaches the
+   * runner's namespace.
+   */
+  static async create(n: number, opts: { hostLink?: boolean } = {}): Promise<Netns> {
     const prefix = `pxf${process.pid}`
     const subnet = `10.213.${process.pid % 250}`
-    const ns = new Netns(prefix, subnet, n)
+    const ns = new Netns(prefix, subnet, n, opts.hostLink !== false)
     try {
       await ns.build()
     } catch (err) {
@@ -122,6 +127,7 @@ export class Netns {
       await ip('-n', m, 'addr', 'add', `${this.memberAddr(i)}/24`, 'dev', 'eth0')
       await ip('-n', m, 'link', 'set', 'eth0', 'up')
     }
+    if (!this.withHost) return
     const host = `pxh${process.pid}`
     await ip('link', 'add', host, 'type', 'veth', 'peer', 'name', 'vh', 'netns', br)
     this.hostLink = host

@@ -177,6 +177,7 @@ class Node implements PlexusNode {
       mdns: this.cfg.mdns,
       dht: this.cfg.dht,
       count: (c) => this.count(c),
+      mdnsFound: (peer) => this.dialer?.mdnsFound(peer.id.toString(), peer.multiaddrs.map(String)),
     })
     const self = (this.id = this.libp2p.peerId.toString())
     this.startedAt = Date.now()

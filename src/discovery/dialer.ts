@@ -69,6 +69,16 @@ export class Dialer {
     if (!this.stopped && peer !== this.host.libp2p.peerId.toString()) this.redial.member(peer, addrs)
   }
 
+  /**
+   * An mDNS answer from `peer`: it is reachable now, so it is wanted again and, when unlinked,
+   * dialled soon even during a backoff (`Redialer.heard`).
+   */
+  mdnsFound(peer: string, addrs: string[]): void {
+    if (this.stopped || peer === this.host.libp2p.peerId.toString()) return
+    this.redial.found(peer, addrs)
+    this.redial.heard(peer, addrs)
+  }
+
   /** A fresh announcement of member `peer` arrived: dialled soon if unlinked (`Redialer.heard`). */
   heard(peer: string, addrs: string[]): void {
     this.redial.heard(peer, addrs)

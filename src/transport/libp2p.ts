@@ -8,11 +8,12 @@
  */
 import { bootstrap } from '@libp2p/bootstrap'
 import { identify } from '@libp2p/identify'
-import type { PeerDiscovery, PrivateKey } from '@libp2p/interface'
+import type { PeerDiscovery, PeerId, PrivateKey } from '@libp2p/interface'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
+import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { CONNECTIONS, DEFAULT_CIPHER } from '../constants.js'
 import { ConnectionGuard } from './connection-guard.js'
@@ -43,6 +44,11 @@ export interface Libp2pConfig {
   cipher?: CipherChoice
   /** Counts refused connections (`connections.refused.<reason>`). */
   count?: (counter: string) => void
+  /**
+   * Told of every mDNS answer (libp2p's `peer:discovery` fires only for peers new to the
+   * peer store, so a peer found again after a partition would go unnoticed).
+   */
+  mdnsFound?: (peer: { id: PeerId; multiaddrs: Multiaddr[] }) => void
 }
 
 /** The libp2p node type Plexus runs on. */
@@ -62,7 +68,13 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
   // DHT's modules alone add ~1.9 MB to every node's heap, which V8 marks on every cycle).
   if (cfg.mdns) {
     const { mdns } = await import('@libp2p/mdns')
-    peerDiscovery.push(mdns({ serviceTag: p.mdnsTag, interval: 2000 }))
+    const make = mdns({ serviceTag: p.mdnsTag, interval: 2000 })
+    peerDiscovery.push((components) => {
+      const d = make(components)
+      const found = cfg.mdnsFound
+      if (found) d.addEventListener('peer', (evt) => found(evt.detail))
+      return d
+    })
   }
   if (cfg.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: cfg.bootstrap, timeout: 0 }))
   const services: Record<string, any> = {
