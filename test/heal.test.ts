@@ -95,10 +95,16 @@ describe('links heal', () => {
     const key = generateKey()
     const hub = await startNode({ network, ...noLocal })
     const boot = `${tcpAddr(hub)}/p2p/${hub.id}`
-    await hub.join('db', { key, onRequest: () => 'hub' })
     const dir = mkdtempSync(join(tmpdir(), 'plexus-heal-'))
-    dirs.push(dir)
-    let a = await spawnMember(network, key, 'a', '/ip4/127.0.0.1/tcp/0', dir, boot)
+    const dirB = mkdtempSync(join(tmpdir(), 'plexus-heal-'))
+    dirs.push(dir, dirB)
+    // Two member processes alike, so each one's share is about half (a member in this
+    // process would be faster to reach and rightly take most sequential requests).
+    const [a0] = await Promise.all([
+      spawnMember(network, key, 'a', '/ip4/127.0.0.1/tcp/0', dir, boot),
+      spawnMember(network, key, 'b', '/ip4/127.0.0.1/tcp/0', dirB, boot),
+    ])
+    let a = a0
     const port = a.addr.match(/\/tcp\/(\d+)/)![1]!
     const client = await startNode({ network, bootstrap: [boot], ...noLocal })
     await waitForMembers(client, 'db', 2, 15_000)
