@@ -116,6 +116,19 @@ export const CONSUMER = {
    * divided by the partitions read, so each partition can keep a long poll waiting.
    */
   fetchBytes: 1024 * 1024,
+  /** Largest `max` of `Consumer.fetch`, and its default. */
+  fetchMaxMessages: 4096,
+  fetchDefaultMessages: 100,
+  /** Largest `expires` of `Consumer.fetch` (ms), and its default. */
+  fetchMaxExpires: 10 * 60_000,
+  fetchDefaultExpires: 30_000,
+  /** Default `ackWait` (ms) and `maxAckPending` of durable consumers. */
+  ackWait: 30_000,
+  maxAckPending: 1024,
+  /** Most values of `ConsumeOptions.backoff`. */
+  maxBackoff: 64,
+  /** Pub/sub topic prefix of consumer advisories (`$` is a valid token character). */
+  advisoryPrefix: '$plexus.advisory',
 } as const
 
 /** Default request timeout (ms). */

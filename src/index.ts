@@ -35,6 +35,7 @@ export type {
   Consumer,
   ConsumerInfo,
   ConsumerSummary,
+  FetchOptions,
   FlushOptions,
   JoinOptions,
   Limits,

@@ -261,6 +261,7 @@ class Node implements PlexusNode {
       replaceAfterMs: this.cfg.replaceReplicaAfter,
       raftLogBytes: this.cfg.raftLogBytes,
       logger: childLogger(this.cfg.logger, 'streams'),
+      advise: (topic, data) => void this.pubsub.publish(topic, data, undefined, undefined)?.catch(() => {}),
     })
     this.streamService.start()
     this.tunnels = new TunnelManager({

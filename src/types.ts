@@ -487,6 +487,15 @@ export interface ConsumerInfo {
     /** The consumer holding the partition's lease now (null: none). */
     holder: string | null
   }>
+  /**
+   * Messages delivered again (after `ackWait`, `backoff` or a `nak`), terminated (`term()`)
+   * and dropped after `maxDeliver` deliveries, by the consumers of this name, as reported to
+   * the current metadata leader (in memory: counted since it took over; reported about once
+   * a second and on `close()`).
+   */
+  redelivered: number
+  terminated: number
+  maxDeliverDropped: number
 }
 
 /** Where `consume` starts in each partition. */
@@ -505,10 +514,40 @@ export interface ConsumeOptions {
    * partitions: each partition is read by one of them at a time.
    */
   durable?: string
-  /** Durable only: an unacknowledged message is delivered again after this long (ms, default 30 s). */
+  /**
+   * Durable only: an unacknowledged message is delivered again this long (ms, default 30 s)
+   * after it was handed out (`working()` restarts the wait; `backoff` replaces it).
+   */
   ackWait?: number
   /** Durable only: delivery pauses while this many messages are unacknowledged (default 1,024). */
   maxAckPending?: number
+  /**
+   * A subject pattern (`*`, `>` as in `subscribe`) that must overlap the stream's subject:
+   * only messages whose topic matches are delivered; the others are skipped and count as
+   * acknowledged for a durable consumer's position.
+   */
+  filter?: string
+  /**
+   * Durable only: deliveries of one message at most (default unlimited). When the last one
+   * is not acknowledged in time (or is `nak`ed) the message is dropped: it counts as
+   * acknowledged for the position, is counted in `consumerInfo` (`maxDeliverDropped`), and an
+   * advisory (JSON `{ stream, durable, partition, offset, deliveries }`) is published, at most
+   * once, on the pub/sub topic `$plexus.advisory.max_deliveries.<stream>.<durable>`.
+   * Deliveries are counted as `deliveryCount` is: per consumer session.
+   */
+  maxDeliver?: number
+  /**
+   * Durable only: how long (ms, each ≥ 0) to wait for the acknowledgement of the first,
+   * second, … delivery before delivering again, instead of `ackWait`; the last value repeats.
+   * At most 64 values, and no more than `maxDeliver`.
+   */
+  backoff?: number[]
+  /**
+   * Durable only: `'explicit'` (default) — each message is acknowledged with `ack()` (or
+   * `term()`, `nak()`); `'none'` — a message counts as acknowledged once handed out (never
+   * delivered again by this consumer; the position is committed as for explicit acks).
+   */
+  ackPolicy?: 'explicit' | 'none'
   /**
    * Byte budget of the consumer (default 16 MiB, `CONSUMER.maxBytesInFlight`): fetching from
    * the replicas pauses while this many bytes of messages are in flight — fetched and not
@@ -548,9 +587,35 @@ export interface StreamMessage extends MessageData {
   /**
    * Acknowledges the message. For a durable consumer the position is committed (replicated)
    * every 100 ms and on `close()`; messages acknowledged in the last 100 ms before a crash
-   * may be delivered again. A no-op for other consumers.
+   * may be delivered again. A no-op for other consumers (and with `ackPolicy: 'none'`), as
+   * are `nak`, `term` and `working`; each is also a no-op once the message was acknowledged,
+   * terminated or dropped, or its partition moved to another consumer.
    */
   ack(): Promise<void>
+  /**
+   * Durable: deliver this message again after `delayMs` (default 0: at once, ms ≥ 0;
+   * `InvalidArgumentError` otherwise). It stays unacknowledged meanwhile (it counts against
+   * `maxAckPending`); a `nak` of an earlier delivery than the latest is ignored.
+   */
+  nak(delayMs?: number): Promise<void>
+  /**
+   * Durable: never deliver this message again. It counts as acknowledged for the position
+   * and is counted in `consumerInfo` (`terminated`).
+   */
+  term(): Promise<void>
+  /**
+   * Durable: still being processed: restarts the wait before redelivery (`ackWait`, or the
+   * `backoff` value of this delivery) from now. Ignored for an earlier delivery than the latest.
+   */
+  working(): Promise<void>
+}
+
+/** Options of `Consumer.fetch`. */
+export interface FetchOptions {
+  /** Messages at most (default 100, at most 4,096: `CONSUMER.fetchMaxMessages`). */
+  max?: number
+  /** How long to wait for `max` messages (ms, default 30 s, at most 10 minutes). */
+  expires?: number
 }
 
 /**
@@ -566,6 +631,15 @@ export interface Consumer extends AsyncIterable<StreamMessage> {
    * than the room left.
    */
   readonly bytesInFlight: number
+  /**
+   * Pull: resolves with the next messages once `max` of them are there or `expires` ms
+   * passed (possibly with none; at once with none once the consumer ended). A consumer is read
+   * either with `fetch` or as an iterator: the first use picks, and the other then throws
+   * `InvalidArgumentError`. Calls made while one runs wait their turn (`expires` counts from
+   * each call). The `ackWait` of a message starts when `fetch` returns it. Rejects with the
+   * consumer's failure (e.g. `StreamNotFoundError`) when it failed and nothing is left.
+   */
+  fetch(options?: FetchOptions): Promise<StreamMessage[]>
   /** Ends the iteration; pending reads stop. */
   close(): void
 }

@@ -12,7 +12,7 @@ import { errorFromWire, InvalidArgumentError } from '../../src/errors.js'
 import { BoundedQueue } from '../../src/pubsub/queue.js'
 import type { StreamMessage } from '../../src/types.js'
 import type { BinaryWriter } from '../../src/util/binary.js'
-import { ReceivedStreamMessage } from '../../src/util/received.js'
+import { type MessageSettler, ReceivedStreamMessage } from '../../src/util/received.js'
 import { CreditReturn } from '../wire/credit.js'
 import { Op } from '../wire/protocol.js'
 import { CloseKind } from '../wire/protocol-ext.js'
@@ -48,8 +48,6 @@ export function clientConsumerWindow(maxFrame: number): number {
   return Math.max(2 * 1024 * 1024, maxFrame)
 }
 
-const noAck = () => Promise.resolve()
-
 /** One consumer in the thin client (internal). */
 export class ClientConsumer implements RelayConsumer {
   received = 0
@@ -61,13 +59,15 @@ export class ClientConsumer implements RelayConsumer {
   private userClosed = false
   private iterating = false
   private readonly onAbort = () => this.close()
+  /** Settles messages of a durable consumer through the relay (none: no acknowledgements). */
+  private readonly settler: MessageSettler | undefined
 
   constructor(
     readonly id: number,
     readonly stream: string,
     /** Credit granted to the relay (bound on the queue). */
     readonly window: number,
-    private readonly durable: boolean,
+    readonly durable: boolean,
     private readonly signal: AbortSignal | undefined,
     private readonly wire: ClientConsumerWire,
   ) {
@@ -82,6 +82,13 @@ export class ClientConsumer implements RelayConsumer {
       this.settle = { resolve, reject }
     })
     this.ready.catch(() => {}) // observed through `ready` or iteration, never unhandled
+    if (durable)
+      this.settler = {
+        ack: (m) => this.wire.ack(this.id, m.partition, m.offset),
+        nak: (m) => this.wire.ack(this.id, m.partition, m.offset),
+        term: (m) => this.wire.ack(this.id, m.partition, m.offset),
+        working: (m) => this.wire.ack(this.id, m.partition, m.offset),
+      }
     signal?.addEventListener('abort', this.onAbort, { once: true })
   }
 
@@ -98,18 +105,20 @@ export class ClientConsumer implements RelayConsumer {
   /** A CONSUME_MESSAGE; `cost` is its frame's length field. */
   deliver(m: ConsumeMessageBody, cost: number): void {
     if (this.closed) return
-    const message: StreamMessage = new ReceivedStreamMessage({
-      stream: this.stream,
-      topic: m.topic,
-      partition: m.partition,
-      offset: m.offset,
-      timestamp: m.timestamp,
-      deliveryCount: m.deliveryCount,
-      data: m.data,
-      ack: this.durable ? () => this.wire.ack(this.id, m.partition, m.offset) : noAck,
-      key: m.key,
-      headers: m.headers,
-    })
+    const message: StreamMessage = new ReceivedStreamMessage(
+      {
+        stream: this.stream,
+        topic: m.topic,
+        partition: m.partition,
+        offset: m.offset,
+        timestamp: m.timestamp,
+        deliveryCount: m.deliveryCount,
+        data: m.data,
+        key: m.key,
+        headers: m.headers,
+      },
+      this.settler,
+    )
     if (!this.queue.push({ message, cost })) {
       this.wire.send(Op.ConsumeClose, this.id, (w) =>
         encodeConsumeClose(w, {

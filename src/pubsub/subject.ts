@@ -88,6 +88,19 @@ export function patternCovers(outer: string, inner: string): boolean {
   }
 }
 
+/** True when some topic matches both patterns (both valid). */
+export function patternsOverlap(a: string, b: string): boolean {
+  const p = a.split('.')
+  const q = b.split('.')
+  for (let i = 0; ; i++) {
+    const x = p[i]
+    const y = q[i]
+    if (x === undefined || y === undefined) return x === y
+    if (x === '>' || y === '>') return true
+    if (x !== '*' && y !== '*' && x !== y) return false
+  }
+}
+
 interface TrieNode<T> {
   children: Map<string, TrieNode<T>>
   star: TrieNode<T> | undefined

@@ -11,7 +11,13 @@ import { InvalidArgumentError } from '../errors.js'
 import type { ConsumerInfo, ConsumerSummary, StreamCallOptions, StreamInfo, StreamUpdate } from '../types.js'
 import { checkOptions, describe } from '../util/validate.js'
 import type { StreamsClient } from './client.js'
-import { decodeLeaderReply, encodeConsumerCall, readDurable, readDurables } from './consumer/consumer-wire.js'
+import {
+  decodeLeaderReply,
+  encodeConsumerCall,
+  readDurable,
+  readDurables,
+  readTally,
+} from './consumer/consumer-wire.js'
 import { encodePurgeCall } from './host/purge.js'
 import { newRequestId } from './meta/metadata.js'
 import { checkStreamName, validateStreamUpdate } from './meta/metadata-codec.js'
@@ -124,6 +130,14 @@ export async function consumerInfo(
     (b) => decodeLeaderReply(b, (r) => readDurable(r, name)),
     opts,
   )
+  const none = { redelivered: 0, terminated: 0, dropped: 0 }
+  const tally = await c.leaderCall(
+    cluster,
+    's.cons',
+    encodeConsumerCall({ ...ref, op: 'tally', tally: none }),
+    (b) => decodeLeaderReply(b, readTally),
+    opts,
+  )
   const info = await c.api.info(stream, {
     timeout: Math.max(1, opts.deadline - Date.now()),
     signal: opts.signal,
@@ -132,6 +146,9 @@ export async function consumerInfo(
     stream,
     name,
     lastActive: d.lastActive === 0 ? null : d.lastActive,
+    redelivered: tally.redelivered,
+    terminated: tally.terminated,
+    maxDeliverDropped: tally.dropped,
     partitions: info.partitions.map((p) => {
       const position = d.positions.get(p.partition) ?? null
       return {

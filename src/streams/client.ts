@@ -81,6 +81,8 @@ export interface StreamsClientDeps {
   nextChange(signal: AbortSignal): Promise<void>
   maxMessageSize: number
   count(name: string): void
+  /** Publishes an advisory on pub/sub (best effort, at most once; consumer advisories). */
+  advise?(topic: string, data: Uint8Array): void
 }
 
 const utf8 = new TextEncoder()
@@ -160,6 +162,11 @@ export class StreamsClient {
       consumerInfo: (stream, name, options) => consumerInfo(this, stream, name, options),
       deleteConsumer: (stream, name, options) => deleteConsumer(this, stream, name, options),
     }
+  }
+
+  /** Publishes an advisory on pub/sub (best effort; see `StreamsClientDeps.advise`). */
+  advise(topic: string, data: Uint8Array): void {
+    this.d.advise?.(topic, data)
   }
 
   /** The link to `peer` went down: capabilities presented there are presented again. */

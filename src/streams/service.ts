@@ -94,6 +94,8 @@ export interface StreamServiceDeps {
   raftLogBytes: number
   /** Where replica failures, restarts and rebuilds are reported. */
   logger: Logger
+  /** Publishes consumer advisories on pub/sub (`StreamsClientDeps.advise`). */
+  advise?(topic: string, data: Uint8Array): void
 }
 
 /** The node's durable-stream layer; see the module doc. */
@@ -130,6 +132,7 @@ export class StreamService {
       nextChange: d.nextChange,
       maxMessageSize: d.maxMessageSize,
       count: d.count,
+      advise: d.advise,
     })
   }
 

@@ -4,6 +4,7 @@
  * by every local subscription it matches.
  */
 import type { Message, MessageData, StreamMessage } from '../types.js'
+import { checkDelay } from './validate.js'
 
 const utf8 = new TextDecoder()
 
@@ -31,8 +32,24 @@ export class ReceivedMessage extends Received implements Message {
   }
 }
 
-/** The fields of a stream message, as a consumer builds it. */
-export type StreamMessageFields = Omit<StreamMessage, keyof MessageData> & { data: Uint8Array }
+/** The fields of a stream message, as a consumer builds it (the settling methods aside). */
+export type StreamMessageFields = Omit<StreamMessage, keyof MessageData | Settle> & { data: Uint8Array }
+
+type Settle = 'ack' | 'nak' | 'term' | 'working'
+
+/**
+ * How a consumer settles the messages it handed out (`ack`, `nak`, `term`, `working`), one
+ * object per consumer or partition session rather than closures per message. `delayMs` is
+ * validated before it is called.
+ */
+export interface MessageSettler {
+  ack(m: StreamMessage): Promise<void>
+  nak(m: StreamMessage, delayMs: number): Promise<void>
+  term(m: StreamMessage): Promise<void>
+  working(m: StreamMessage): Promise<void>
+}
+
+const settled = Promise.resolve()
 
 /** A stream message as delivered by a consumer (library or relay client). */
 export class ReceivedStreamMessage extends Received implements StreamMessage {
@@ -45,8 +62,9 @@ export class ReceivedStreamMessage extends Received implements StreamMessage {
   data: Uint8Array
   headers?: Record<string, string>
   deliveryCount: number
-  ack: () => Promise<void>
-  constructor(f: StreamMessageFields) {
+  readonly #settler: MessageSettler | undefined
+  /** Without `settler` the settling methods are no-ops (consumers without acknowledgements). */
+  constructor(f: StreamMessageFields, settler?: MessageSettler) {
     super()
     this.stream = f.stream
     this.topic = f.topic
@@ -57,6 +75,23 @@ export class ReceivedStreamMessage extends Received implements StreamMessage {
     this.data = f.data
     if (f.headers !== undefined) this.headers = f.headers
     this.deliveryCount = f.deliveryCount
-    this.ack = f.ack
+    this.#settler = settler
+  }
+  ack(): Promise<void> {
+    return this.#settler?.ack(this) ?? settled
+  }
+  nak(delayMs?: number): Promise<void> {
+    try {
+      const delay = checkDelay(delayMs, 'delayMs') ?? 0
+      return this.#settler?.nak(this, delay) ?? settled
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+  term(): Promise<void> {
+    return this.#settler?.term(this) ?? settled
+  }
+  working(): Promise<void> {
+    return this.#settler?.working(this) ?? settled
   }
 }

@@ -88,6 +88,12 @@ export function checkNetworkName(value: unknown, field = 'network'): string {
   return value
 }
 
+/** A delay in milliseconds: 0 up to `MAX_TIMEOUT` (as `checkTimeout`, but 0 is allowed). */
+export function checkDelay(value: unknown, field: string): number | undefined {
+  if (value === 0) return 0
+  return checkTimeout(value, field)
+}
+
 /**
  * A positive number of milliseconds up to `MAX_TIMEOUT` (2^31 - 1: Node's timers fire at
  * once for longer delays, so longer ones are refused, never shortened), or undefined when

@@ -51,7 +51,7 @@ describe('plexus stream purge|update and plexus consumer ls|info|rm', () => {
     expect(ls).toMatchObject([{ name: 'billing', positions: [{ partition: 0, position: 1 }] }])
     const info = await ok(['consumer', 'info', 'jobs', 'billing'])
     expect(info).toMatch(
-      /^consumer billing of stream jobs, last active 20.*\n +PARTITION +POSITION +END +PENDING +HOLDER\n +0 +1 +3 +2 +- *\n$/,
+      /^consumer billing of stream jobs, last active 20.*\nredelivered 0, terminated 0, dropped after maxDeliver 0\n +PARTITION +POSITION +END +PENDING +HOLDER\n +0 +1 +3 +2 +- *\n$/,
     )
     const missing = await cli(['consumer', 'info', 'jobs', 'nobody'])
     expect(missing.code).toBe(1)

@@ -168,7 +168,8 @@ export function formatConsumerInfo(c: ConsumerInfo): string {
     String(p.pending),
     p.holder ?? '-',
   ])
-  return `consumer ${c.name} of stream ${c.stream}, last active ${when(c.lastActive)}\n${table([
+  const counts = `redelivered ${c.redelivered}, terminated ${c.terminated}, dropped after maxDeliver ${c.maxDeliverDropped}`
+  return `consumer ${c.name} of stream ${c.stream}, last active ${when(c.lastActive)}\n${counts}\n${table([
     ['PARTITION', 'POSITION', 'END', 'PENDING', 'HOLDER'],
     ...rows,
   ])}\n`

@@ -18,8 +18,10 @@
 import type { Capability } from '../../cluster/capability.js'
 import { CONSUMER } from '../../constants.js'
 import { AbortedError, InvalidArgumentError, PlexusError } from '../../errors.js'
-import type { ConsumeFrom, Consumer, StreamMessage } from '../../types.js'
-import { ReceivedStreamMessage } from '../../util/received.js'
+import { patternsOverlap } from '../../pubsub/subject.js'
+import type { ConsumeFrom, Consumer, FetchOptions, StreamMessage } from '../../types.js'
+import { type MessageSettler, ReceivedStreamMessage } from '../../util/received.js'
+import { checkOptions, describe } from '../../util/validate.js'
 import type { DataAuth } from '../access/grants.js'
 import type { StreamsClient } from '../client.js'
 import type { StreamMeta } from '../meta/metadata.js'
@@ -82,6 +84,12 @@ export abstract class BufferedConsumer implements Consumer {
   protected ended = false
   private wakeReader: (() => void) | undefined
   private spaceWaiters: Array<() => void> = []
+  /** How the consumer is read, fixed by the first use (`fetch` or the iterator). */
+  private mode: 'iterate' | 'fetch' | undefined
+  /** The last `fetch` call: calls run one after another. */
+  private fetching: Promise<unknown> = Promise.resolve()
+  /** `ConsumeOptions.filter`: topics not matching it are skipped. */
+  protected filter: string | undefined
 
   constructor(
     protected readonly client: StreamsClient,
@@ -120,6 +128,7 @@ export abstract class BufferedConsumer implements Consumer {
   }
 
   [Symbol.asyncIterator](): AsyncIterator<StreamMessage> {
+    this.use('iterate')
     return {
       next: async () => {
         while (true) {
@@ -142,6 +151,75 @@ export abstract class BufferedConsumer implements Consumer {
         this.close()
         return { value: undefined, done: true }
       },
+    }
+  }
+
+  /** Fixes how the consumer is read; the other way is refused. */
+  private use(mode: 'iterate' | 'fetch'): void {
+    if (this.mode === undefined) this.mode = mode
+    else if (this.mode !== mode)
+      throw new InvalidArgumentError(
+        mode === 'fetch'
+          ? `consumer of stream "${this.stream}" is being iterated: it cannot also be read with fetch()`
+          : `consumer of stream "${this.stream}" is read with fetch(): it cannot also be iterated`,
+      )
+  }
+
+  fetch(options?: FetchOptions): Promise<StreamMessage[]> {
+    try {
+      const o = checkOptions<FetchOptions>(options ?? {}, 'options')
+      const max = o.max ?? CONSUMER.fetchDefaultMessages
+      if (!Number.isSafeInteger(max) || max < 1 || max > CONSUMER.fetchMaxMessages)
+        throw new InvalidArgumentError(
+          `options.max must be an integer from 1 to ${CONSUMER.fetchMaxMessages}, got ${describe(o.max)}`,
+        )
+      const expires = o.expires ?? CONSUMER.fetchDefaultExpires
+      if (
+        typeof expires !== 'number' ||
+        !Number.isFinite(expires) ||
+        expires < 0 ||
+        expires > CONSUMER.fetchMaxExpires
+      )
+        throw new InvalidArgumentError(
+          `options.expires must be 0 to ${CONSUMER.fetchMaxExpires} ms, got ${describe(o.expires)}`,
+        )
+      this.use('fetch')
+      const deadline = Date.now() + expires
+      const run = this.fetching.then(() => this.pull(max, deadline))
+      this.fetching = run.catch(() => {})
+      return run
+    } catch (err) {
+      return Promise.reject(err)
+    }
+  }
+
+  /** One fetch: takes messages until `max` or `deadline`. */
+  private async pull(max: number, deadline: number): Promise<StreamMessage[]> {
+    const batch: StreamMessage[] = []
+    for (;;) {
+      for (let m = this.take(); m; m = batch.length < max ? this.take() : undefined) batch.push(m)
+      this.wakeSpace()
+      if (batch.length >= max || this.ended) return batch
+      if (this.failure) {
+        if (batch.length > 0) return batch // the failure is reported by the next call
+        const err = this.failure
+        this.failure = undefined
+        this.close()
+        throw err
+      }
+      const left = deadline - Date.now()
+      if (left <= 0) return batch
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          if (this.wakeReader === wake) this.wakeReader = undefined
+          resolve()
+        }, left)
+        const wake = () => {
+          clearTimeout(t)
+          resolve()
+        }
+        this.wakeReader = wake
+      })
     }
   }
 
@@ -266,6 +344,10 @@ export abstract class BufferedConsumer implements Consumer {
       signal: this.ac.signal,
     })
     const { meta } = known
+    if (this.filter !== undefined && !patternsOverlap(this.filter, meta.subject))
+      throw new InvalidArgumentError(
+        `options.filter "${this.filter}" matches nothing of stream ${this.stream}'s subject "${meta.subject}"`,
+      )
     this.auth = this.client.data.pick(known.cluster, meta, 'consume', this.capability)
     this.partitionsRead = only === undefined ? Math.max(1, meta.placement.length) : 1
     if (only !== undefined && only >= meta.partitions)
@@ -309,20 +391,22 @@ export function toStreamMessage(
   partition: number,
   m: PartitionMessage,
   deliveryCount: number,
-  ack: () => Promise<void>,
+  settler?: MessageSettler,
 ): StreamMessage {
   let headers: Record<string, string> | undefined
   for (const [k, v] of Object.entries(m.headers ?? {})) (headers ??= {})[k] = decoder.decode(v)
-  return new ReceivedStreamMessage({
-    stream,
-    topic: m.topic,
-    partition,
-    offset: m.offset,
-    timestamp: m.timestamp,
-    key: m.key,
-    data: m.value,
-    headers,
-    deliveryCount,
-    ack,
-  })
+  return new ReceivedStreamMessage(
+    {
+      stream,
+      topic: m.topic,
+      partition,
+      offset: m.offset,
+      timestamp: m.timestamp,
+      key: m.key,
+      data: m.value,
+      headers,
+      deliveryCount,
+    },
+    settler,
+  )
 }

@@ -11,7 +11,12 @@
  * 3. Every delivered message is pending until acked; delivery pauses at `maxAckPending`
  *    unacked, and fetching while `maxBytesInFlight` bytes are unacked (buffered ones
  *    included: the consumer keeps them for redelivery); an unacked message is delivered
- *    again after `ackWait` (delivery count + 1).
+ *    again after `ackWait` (or its `backoff` value; `working()` restarts the wait, `nak()`
+ *    sets it), delivery count + 1, and dropped instead after `maxDeliver` deliveries.
+ *    `term()`, a drop, and messages skipped by `filter` count as acked; with `ackPolicy:
+ *    'none'` a message is acked when handed out. Redeliveries are checked every `TICK_MS`, so
+ *    one comes at most `TICK_MS` (plus a busy event loop) after it is due; `nak()` without a
+ *    delay redelivers at once.
  * 4. Every `TICK_MS` (and on close) the acked prefix is committed: the position moves to the
  *    first unacked offset. Positions only move forward.
  * A session ends when its lease is lost, or when this consumer holds more than its fair share
@@ -23,19 +28,32 @@
  * next commit or lease renewal (within `TICK_MS`) fails with `ConsumerNotFoundError`, which
  * ends its iteration with that error; nothing it acks afterwards is recorded.
  *
+ * Counts of redeliveries, terminations and drops are sent to the metadata leader (`s.cons`
+ * op `tally`) with every lease renewal and on close; it keeps them in memory for
+ * `consumerInfo`.
+ *
  * Guarantees: at least once. Nothing below the committed position is delivered again;
  * messages acked within the last tick before a crash, and unacked ones, are.
  */
 
 import { randomBytes } from 'node:crypto'
-import type { Capability } from '../../cluster/capability.js'
 import { CONSUMER } from '../../constants.js'
 import { AbortedError, ConsumerNotFoundError } from '../../errors.js'
+import { matches } from '../../pubsub/subject.js'
 import type { ConsumeFrom, StreamMessage } from '../../types.js'
 import type { BinaryReader } from '../../util/binary.js'
+import type { MessageSettler } from '../../util/received.js'
 import type { DurableStats, StreamsClient } from '../client.js'
 import type { StreamMeta } from '../meta/metadata.js'
-import { BufferedConsumer, type Chunk, toStreamMessage } from './consumer-base.js'
+import { BufferedConsumer, toStreamMessage } from './consumer-base.js'
+import {
+  type DurableOptions,
+  maxDeliveriesAdvisory,
+  type Pending,
+  redelivery,
+  type Session,
+  sleep,
+} from './consumer-settle.js'
 import {
   type ConsumerCall,
   type ConsumerRef,
@@ -43,7 +61,11 @@ import {
   encodeConsumerCall,
   readLease,
   readPositions,
+  readTally,
+  type Tally,
 } from './consumer-wire.js'
+
+export type { DurableOptions }
 
 /** Lease lifetime (ms): a dead holder's partitions move on after this long. */
 export const LEASE_TTL_MS = 5000
@@ -52,43 +74,6 @@ const TICK_MS = 100
 /** Renew the lease every this many ticks. */
 const RENEW_EVERY = 10
 
-/** Durable options, validated. */
-export interface DurableOptions {
-  durable: string
-  ackWait: number
-  maxAckPending: number
-  maxBytesInFlight: number
-  /** `ConsumeOptions.capability`, parsed. */
-  capability?: Capability
-}
-
-interface Pending {
-  msg: StreamMessage
-  deliveredAt: number
-  acked: boolean
-  /** The fetch it came from: its bytes stay in flight until acked or given up. */
-  chunk: Chunk
-}
-
-interface Session {
-  partition: number
-  /** Aborted when the lease is lost or the consumer closes. */
-  ac: AbortController
-  pending: Map<number, Pending>
-  /** Offsets below are acked (and pruned from `pending`). */
-  ackedUpTo: number
-  /** The next offset to fetch. */
-  readPos: number
-  committed: number
-  unacked: number
-  /** The partition's end (next offset) as the last fetch reply said (metrics). */
-  end: number
-  /** Resolved on an ack (delivery may resume below `maxAckPending`). */
-  ackWaiters: Array<() => void>
-  /** Ended to leave the partition to another consumer of the name (fair share). */
-  yielded?: boolean
-}
-
 /** A durable consumer; see the module doc. */
 export class DurableConsumer extends BufferedConsumer {
   private readonly holder = randomBytes(8).toString('hex')
@@ -96,6 +81,9 @@ export class DurableConsumer extends BufferedConsumer {
   private readonly sessions = new Set<Session>()
   private partCount = 1
   private lastYield = 0
+  /** Counts not yet reported to the metadata leader. */
+  private readonly tally: Tally = { redelivered: 0, terminated: 0, dropped: 0 }
+  private reporting = false
 
   constructor(
     client: StreamsClient,
@@ -109,6 +97,7 @@ export class DurableConsumer extends BufferedConsumer {
     client.durables.add(this)
     // The budget counts unacknowledged messages too: read ahead only two fetches of it.
     this.readAhead = Math.min(o.maxBytesInFlight, 2 * CONSUMER.fetchBytes)
+    this.filter = o.filter
     if (!this.ended) this.run(partition).catch((err) => this.fail(err))
   }
 
@@ -129,7 +118,7 @@ export class DurableConsumer extends BufferedConsumer {
     if (this.ended) return
     const sessions = [...this.sessions]
     super.close()
-    for (const s of sessions) void this.finish(s)
+    void Promise.all(sessions.map((s) => this.finish(s))).then(() => this.report(this.finalOptions()))
   }
 
   protected override take(): StreamMessage | undefined {
@@ -139,8 +128,9 @@ export class DurableConsumer extends BufferedConsumer {
       const m = b.msg
       for (const s of this.sessions) {
         const p = s.partition === m.partition && !s.ac.signal.aborted ? s.pending.get(m.offset) : undefined
-        if (p && !p.acked) {
-          p.deliveredAt = Date.now()
+        if (p && !p.acked && p.msg === m) {
+          if (this.o.ackNone) this.done(s, p)
+          else p.due = Date.now() + this.waitFor(m.deliveryCount)
           return m
         }
       }
@@ -182,9 +172,11 @@ export class DurableConsumer extends BufferedConsumer {
       const pref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
       const start =
         positions.get(partition) ?? (await this.startOffset(meta, pref, this.from, this.ac.signal))
+      const ac = new AbortController()
+      const signal = AbortSignal.any([this.ac.signal, ac.signal])
       const s: Session = {
         partition,
-        ac: new AbortController(),
+        ac,
         pending: new Map(),
         ackedUpTo: start,
         readPos: start,
@@ -192,9 +184,11 @@ export class DurableConsumer extends BufferedConsumer {
         unacked: 0,
         end: start,
         ackWaiters: [],
+        settler: undefined as never,
+        signal,
       }
+      s.settler = this.settlerOf(s)
       this.sessions.add(s)
-      const signal = AbortSignal.any([this.ac.signal, s.ac.signal])
       const ticking = this.tick(s, signal)
       try {
         await this.read(meta, s, start, signal)
@@ -233,19 +227,27 @@ export class DurableConsumer extends BufferedConsumer {
         s.readPos = offset
         this.advance(s)
       }
+      const filter = this.filter
       for (const [i, m] of res.messages.entries()) {
+        if (filter !== undefined && !matches(filter, m.topic)) {
+          // Skipped: counts as acknowledged (the position passes it once those before are).
+          this.release(chunk)
+          offset = m.offset + 1
+          s.readPos = offset
+          this.advance(s)
+          continue
+        }
         await this.room(s, signal)
         if (signal.aborted) {
           this.release(chunk, res.messages.length - i)
           return
         }
         const p: Pending = {
-          msg: undefined as never,
-          deliveredAt: Number.POSITIVE_INFINITY,
+          msg: toStreamMessage(meta.name, s.partition, m, 1, s.settler),
+          due: Number.POSITIVE_INFINITY,
           acked: false,
           chunk,
         }
-        p.msg = toStreamMessage(meta.name, s.partition, m, 1, () => this.ack(s, m.offset))
         s.pending.set(m.offset, p)
         s.unacked++
         offset = m.offset + 1
@@ -264,15 +266,69 @@ export class DurableConsumer extends BufferedConsumer {
       await new Promise<void>((r) => s.ackWaiters.push(r))
   }
 
-  private ack(s: Session, offset: number): Promise<void> {
-    const p = s.pending.get(offset)
-    if (p === undefined || p.acked || s.ac.signal.aborted) return Promise.resolve()
+  /** The ack kinds of one session's messages; each a no-op once the message is settled. */
+  private settlerOf(s: Session): MessageSettler {
+    /** The pending entry of `m` while unsettled (and, `latest`, when `m` is its latest delivery). */
+    const open = (m: StreamMessage, latest: boolean): Pending | undefined => {
+      const p = s.pending.get(m.offset)
+      if (p === undefined || p.acked || s.ac.signal.aborted) return undefined
+      return latest && (p.msg !== m || p.due === Number.POSITIVE_INFINITY) ? undefined : p
+    }
+    return {
+      ack: async (m) => {
+        const p = open(m, false)
+        if (p) this.done(s, p)
+      },
+      term: async (m) => {
+        const p = open(m, false)
+        if (!p) return
+        this.done(s, p)
+        this.tally.terminated++
+      },
+      nak: async (m, delayMs) => {
+        const p = open(m, true)
+        if (!p) return
+        if (delayMs > 0) p.due = Date.now() + delayMs
+        else this.expire(s, p)
+      },
+      working: async (m) => {
+        const p = open(m, true)
+        if (p) p.due = Date.now() + this.waitFor(p.msg.deliveryCount)
+      },
+    }
+  }
+
+  /** How long delivery number `n` waits for its acknowledgement (ms). */
+  private waitFor(n: number): number {
+    const b = this.o.backoff
+    return b === undefined ? this.o.ackWait : b[Math.min(n, b.length) - 1]!
+  }
+
+  /** `p` is settled (acked, terminated, dropped): it counts as acknowledged. */
+  private done(s: Session, p: Pending): void {
     p.acked = true
     s.unacked--
     this.release(p.chunk)
     this.advance(s)
     for (const w of s.ackWaiters.splice(0)) w()
-    return Promise.resolve()
+  }
+
+  /** `p`'s wait ran out (or it was `nak`ed): deliver it again, or drop it after `maxDeliver`. */
+  private expire(s: Session, p: Pending): void {
+    const m = p.msg
+    if (this.o.maxDeliver !== undefined && m.deliveryCount >= this.o.maxDeliver) {
+      this.done(s, p)
+      this.tally.dropped++
+      const ref = this.ref
+      if (ref === undefined) return
+      const a = maxDeliveriesAdvisory(ref, m)
+      this.client.advise(a.topic, a.data)
+      return
+    }
+    p.due = Number.POSITIVE_INFINITY
+    p.msg = redelivery(m, s.settler)
+    this.tally.redelivered++
+    void this.push(p.msg, s.signal)
   }
 
   /** Moves `ackedUpTo` to the first unacked offset (offsets may have gaps after compaction). */
@@ -308,6 +364,7 @@ export class DurableConsumer extends BufferedConsumer {
             s.ac.abort() // another consumer holds it now
             break
           }
+          await this.report({ deadline: Date.now() + 5000, signal })
           // Fair share: with n consumers on this name, hold at most ceil(partitions / n).
           const held = [...this.sessions].filter((x) => !x.ac.signal.aborted).length
           if (held > Math.ceil(this.partCount / l.consumers) && Date.now() - this.lastYield > LEASE_TTL_MS) {
@@ -318,7 +375,7 @@ export class DurableConsumer extends BufferedConsumer {
             break
           }
         }
-        this.redeliver(s, signal)
+        this.redeliver(s)
       } catch (err) {
         if (signal.aborted) break
         if (err instanceof ConsumerNotFoundError) {
@@ -341,21 +398,47 @@ export class DurableConsumer extends BufferedConsumer {
     s.committed = Math.max(s.committed, next)
   }
 
-  private redeliver(s: Session, signal: AbortSignal): void {
+  private redeliver(s: Session): void {
     const now = Date.now()
-    for (const p of s.pending.values()) {
-      if (p.acked || now - p.deliveredAt < this.o.ackWait) continue // Infinity: still buffered
-      p.deliveredAt = Number.POSITIVE_INFINITY
-      p.msg = { ...p.msg, deliveryCount: p.msg.deliveryCount + 1 }
-      void this.push(p.msg, signal)
+    for (const p of s.pending.values()) if (!p.acked && p.due <= now) this.expire(s, p)
+  }
+
+  /** Sends the counts not yet reported to the metadata leader (one call at a time). */
+  private async report(opts: { deadline: number; signal: AbortSignal }): Promise<void> {
+    const t = this.tally
+    const ref = this.ref
+    if (this.reporting || ref === undefined || t.redelivered + t.terminated + t.dropped === 0) return
+    this.reporting = true
+    const sent = { ...t }
+    try {
+      await this.client.leaderCall(
+        ref.cluster,
+        's.cons',
+        encodeConsumerCall({ ...ref, op: 'tally', tally: sent, auth: this.auth?.hash }),
+        (b) => decodeLeaderReply(b, readTally),
+        opts,
+        this.auth,
+      )
+      t.redelivered -= sent.redelivered
+      t.terminated -= sent.terminated
+      t.dropped -= sent.dropped
+    } catch {
+      // kept for the next report
+    } finally {
+      this.reporting = false
     }
+  }
+
+  /** Call options of the calls made on close (a short deadline of their own). */
+  private finalOptions(): { deadline: number; signal: AbortSignal } {
+    return { deadline: Date.now() + 2000, signal: new AbortController().signal }
   }
 
   /** Final commit and lease release on close (best effort, bounded by a short deadline). */
   private async finish(s: Session): Promise<void> {
     const ref = this.ref
     if (ref === undefined) return
-    const opts = { deadline: Date.now() + 2000, signal: new AbortController().signal }
+    const opts = this.finalOptions()
     const call = (c: ConsumerCall) =>
       this.client.leaderCall(
         c.cluster,
@@ -373,19 +456,4 @@ export class DurableConsumer extends BufferedConsumer {
       // the lease expires by itself
     }
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(new AbortedError('aborted'))
-    const t = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = () => {
-      clearTimeout(t)
-      reject(new AbortedError('aborted'))
-    }
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
 }

@@ -2,16 +2,18 @@
  * Bodies of `s.cons`, the durable-consumer calls a consumer makes to its stream's metadata
  * leader (util/binary; decoders throw `DecodeError`):
  *
- * call: `u8 op (1 commit, 2 positions, 3 lease, 4 list, 5 describe) | str cluster | str stream |
- * u64 createdIndex | str durable ('' for list) | commit: u16 n | n × (u16 partition | u64 next
- * offset) | str holder ('' none) | lease: u16 partition | str holder | u32 ttl ms (0 releases)
- * | [bytes token hash]` (the hash of the capability the caller presented, streams/access/grants.ts;
+ * call: `u8 op (1 commit, 2 positions, 3 lease, 4 list, 5 describe, 6 tally) | str cluster |
+ * str stream | u64 createdIndex | str durable ('' for list) | commit: u16 n | n × (u16
+ * partition | u64 next offset) | str holder ('' none) | lease: u16 partition | str holder | u32
+ * ttl ms (0 releases) | tally: u64 redelivered | u64 terminated | u64 dropped (counts to add;
+ * zeros only read) | [bytes token hash]` (the hash of the capability the caller presented, streams/access/grants.ts;
  * absent: none)
  *
  * reply: `u8 status` — 0 ok: commit: nothing; positions: `u16 n | n × (u16 partition | u64
  * next offset)`; lease: `u8 granted | str current holder | u16 consumers asking lately`; list:
  * `u16 n | n × (str durable | u64 last active ms (0 unknown) | positions)`; describe: `u64 last
- * active | positions | u16 n | n × (u16 partition | str lease holder)`; 1 not leader: `str
+ * active | positions | u16 n | n × (u16 partition | str lease holder)`; tally: the totals,
+ * `u64 redelivered | u64 terminated | u64 dropped`; 1 not leader: `str
  * hint`; 2 error: `str error name | str message` (`ConsumerNotFoundError` for a consumer that
  * was deleted while it ran, or a describe of an unknown one).
  */
@@ -37,7 +39,15 @@ export type ConsumerCall = ConsumerRef &
     | { op: 'lease'; partition: number; holder: string; ttlMs: number }
     | { op: 'list' }
     | { op: 'describe' }
+    | { op: 'tally'; tally: Tally }
   )
+
+/** What durable consumers count besides positions (`ConsumerInfo`): messages redelivered, terminated, dropped after `maxDeliver`. */
+export interface Tally {
+  redelivered: number
+  terminated: number
+  dropped: number
+}
 
 /** One durable consumer as the metadata leader knows it (list, describe). */
 export interface DurableState {
@@ -64,7 +74,7 @@ export type LeaderReply<T> =
   | { status: 'notLeader'; hint: string | null }
   | { status: 'error'; name: string; message: string }
 
-const OPS = ['commit', 'positions', 'lease', 'list', 'describe'] as const
+const OPS = ['commit', 'positions', 'lease', 'list', 'describe', 'tally'] as const
 
 /** Encodes a durable-consumer call. */
 export function encodeConsumerCall(c: ConsumerCall): Uint8Array {
@@ -79,6 +89,7 @@ export function encodeConsumerCall(c: ConsumerCall): Uint8Array {
     for (const [p, o] of c.offsets) w.u16(p).u64(o)
     w.str(c.holder ?? '')
   } else if (c.op === 'lease') w.u16(c.partition).str(c.holder).u32(c.ttlMs)
+  else if (c.op === 'tally') writeTally(w, c.tally)
   if (c.auth !== undefined) w.bytes(c.auth)
   return w.finish().slice()
 }
@@ -105,6 +116,7 @@ export function decodeConsumerCall(bytes: Uint8Array): ConsumerCall {
   } else if (op === 'positions' || op === 'list' || op === 'describe') c = { ...ref, op }
   else if (op === 'lease')
     c = { ...ref, op, partition: r.u16('partition'), holder: r.str('holder'), ttlMs: r.u32('ttl') }
+  else if (op === 'tally') c = { ...ref, op, tally: readTally(r) }
   else throw new DecodeError('unknown consumer op')
   if (r.remaining > 0) c.auth = r.bytes('capability hash')
   r.end('consumer call')
@@ -182,6 +194,16 @@ export function readDurable(r: BinaryReader, durable: string): DurableState {
   const holders = new Map<number, string>()
   for (let i = 0; i < n; i++) holders.set(r.u16('partition'), r.str('holder'))
   return { durable, lastActive, positions, holders }
+}
+
+/** Writes counts (a tally call, or its reply). */
+export function writeTally(w: BinaryWriter, t: Tally): void {
+  w.u64(t.redelivered).u64(t.terminated).u64(t.dropped)
+}
+
+/** Reads counts written by `writeTally`. */
+export function readTally(r: BinaryReader): Tally {
+  return { redelivered: r.u64('redelivered'), terminated: r.u64('terminated'), dropped: r.u64('dropped') }
 }
 
 /** Writes a lease result. */

@@ -13,12 +13,13 @@
 import type { Capability } from '../../cluster/capability.js'
 import { CONSUMER } from '../../constants.js'
 import { InvalidArgumentError } from '../../errors.js'
+import { checkPattern, matches } from '../../pubsub/subject.js'
 import type { ConsumeFrom, ConsumeOptions, Consumer } from '../../types.js'
-import { checkOptions, checkSignal, checkTimeout, describe } from '../../util/validate.js'
+import { checkDelay, checkOptions, checkSignal, checkTimeout, describe } from '../../util/validate.js'
 import type { StreamsClient } from '../client.js'
 import type { StreamMeta } from '../meta/metadata.js'
 import { BufferedConsumer, toStreamMessage } from './consumer-base.js'
-import { DurableConsumer } from './consumer-durable.js'
+import { DurableConsumer, type DurableOptions } from './consumer-durable.js'
 
 const DURABLE_RE = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -72,10 +73,15 @@ export function openConsumer(
       `options.maxBytesInFlight must be a positive integer (bytes), got ${describe(o.maxBytesInFlight)}`,
     )
   const capability = client.data.option(o.capability, 'options.capability')
+  const filter = o.filter === undefined ? undefined : checkPattern(o.filter, 'options.filter')
+  const acks = checkAckOptions(o)
   if (o.durable === undefined) {
-    if (ackWait !== undefined || maxAckPending !== undefined)
-      throw new InvalidArgumentError('options.ackWait and options.maxAckPending need options.durable')
-    return new StreamConsumer(client, stream, from, o.partition, o.signal, maxBytes, capability)
+    const given = (['ackWait', 'maxAckPending', 'maxDeliver', 'backoff', 'ackPolicy'] as const).filter(
+      (k) => o[k] !== undefined,
+    )
+    if (given.length > 0)
+      throw new InvalidArgumentError(`options.${given.join(', options.')} need options.durable`)
+    return new StreamConsumer(client, stream, from, o.partition, o.signal, maxBytes, capability, filter)
   }
   if (typeof o.durable !== 'string' || !DURABLE_RE.test(o.durable))
     throw new InvalidArgumentError(
@@ -83,14 +89,45 @@ export function openConsumer(
     )
   return new DurableConsumer(client, stream, from, o.partition, o.signal, {
     durable: o.durable,
-    ackWait: ackWait ?? 30_000,
-    maxAckPending: maxAckPending ?? 1024,
+    ackWait: ackWait ?? CONSUMER.ackWait,
+    maxAckPending: maxAckPending ?? CONSUMER.maxAckPending,
     maxBytesInFlight: maxBytes,
     capability,
+    filter,
+    ...acks,
   })
 }
 
-const noAck = () => Promise.resolve()
+/** Validates `maxDeliver`, `backoff` and `ackPolicy` (and what `'none'` excludes). */
+function checkAckOptions(o: ConsumeOptions): Pick<DurableOptions, 'maxDeliver' | 'backoff' | 'ackNone'> {
+  const { maxDeliver, backoff, ackPolicy } = o
+  if (maxDeliver !== undefined && (!Number.isSafeInteger(maxDeliver) || maxDeliver < 1))
+    throw new InvalidArgumentError(
+      `options.maxDeliver must be a positive integer, got ${describe(maxDeliver)}`,
+    )
+  if (backoff !== undefined) {
+    const most = Math.min(CONSUMER.maxBackoff, maxDeliver ?? CONSUMER.maxBackoff)
+    if (!Array.isArray(backoff) || backoff.length === 0 || backoff.length > most)
+      throw new InvalidArgumentError(
+        `options.backoff must be an array of 1 to ${most} delays (at most 64${maxDeliver === undefined ? '' : ' and at most options.maxDeliver'}), got ${describe(backoff)}`,
+      )
+    for (const [i, d] of backoff.entries()) checkDelay(d, `options.backoff[${i}]`)
+  }
+  if (ackPolicy !== undefined && ackPolicy !== 'explicit' && ackPolicy !== 'none')
+    throw new InvalidArgumentError(
+      `options.ackPolicy must be 'explicit' or 'none', got ${describe(ackPolicy)}`,
+    )
+  if (ackPolicy === 'none') {
+    const given = (['ackWait', 'maxAckPending', 'maxDeliver', 'backoff'] as const).filter(
+      (k) => o[k] !== undefined,
+    )
+    if (given.length > 0)
+      throw new InvalidArgumentError(
+        `options.${given.join(', options.')} mean nothing with options.ackPolicy 'none'`,
+      )
+  }
+  return { maxDeliver, backoff: backoff && [...backoff], ackNone: ackPolicy === 'none' }
+}
 
 class StreamConsumer extends BufferedConsumer {
   constructor(
@@ -101,8 +138,10 @@ class StreamConsumer extends BufferedConsumer {
     signal: AbortSignal | undefined,
     maxBytesInFlight: number,
     capability: Capability | undefined,
+    filter: string | undefined,
   ) {
     super(client, stream, signal, maxBytesInFlight, capability)
+    this.filter = filter
     if (!this.ended) this.run(from, partition).catch((err) => this.fail(err))
   }
 
@@ -121,8 +160,14 @@ class StreamConsumer extends BufferedConsumer {
       if (!got) return
       const { res, chunk } = got
       if (res.messages.length === 0 && res.firstOffset > offset) offset = res.firstOffset
+      const filter = this.filter
       for (const [i, m] of res.messages.entries()) {
-        if (!(await this.push(toStreamMessage(meta.name, partition, m, 1, noAck), signal, chunk))) {
+        if (filter !== undefined && !matches(filter, m.topic)) {
+          this.release(chunk)
+          offset = m.offset + 1
+          continue
+        }
+        if (!(await this.push(toStreamMessage(meta.name, partition, m, 1), signal, chunk))) {
           this.release(chunk, res.messages.length - i)
           return
         }

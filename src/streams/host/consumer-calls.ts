@@ -2,7 +2,7 @@
  * The metadata leader's side of `s.cons`, the durable-consumer calls (consumer-wire.ts):
  * commit positions (replicated through the metadata group, so a commit answered `ok` is
  * durable on a quorum), read positions, take/renew a partition lease, list and describe
- * durable consumers. Leases and activity live in the leader's memory (consumer-leases.ts).
+ * durable consumers, add up their counts (`tally`). Leases, activity and counts live in the leader's memory (consumer-leases.ts).
  * A consumer that ran under a name when it was deleted gets `ConsumerNotFoundError` for its
  * commits and leases. Any other member answers `notLeader` with the leader it knows.
  */
@@ -14,6 +14,7 @@ import {
   writeDurables,
   writeLease,
   writePositions,
+  writeTally,
 } from '../consumer/consumer-wire.js'
 import { type ConsumerLeases, durableKey } from '../meta/consumer-leases.js'
 import type { MetaGroup } from '../meta/meta-group.js'
@@ -62,6 +63,8 @@ export async function serveConsumerCall(call: ConsumerCall, h: ConsumerCallHost)
       writeDurable,
     )
   }
+  if (call.op === 'tally')
+    return encodeLeaderReply({ status: 'ok', value: h.consumers.tally(key, call.tally) }, writeTally)
   if (call.op === 'positions')
     return encodeLeaderReply(
       { status: 'ok', value: h.catalog.positions(call.stream, call.durable) },

@@ -6,9 +6,13 @@
  * again within a lease time, and a consumer that outlived a deletion across a leader change
  * is no longer told (its next commit records the name again).
  *
- * Bounded: at most `MAX_LEASES` leases and as many durable names seen or ended (expired or
- * oldest entries go first).
+ * It also adds up what the consumers of each name report (`tally`: redeliveries,
+ * terminations, drops after `maxDeliver`), for `consumerInfo`; a new leader starts at zero.
+ *
+ * Bounded: at most `MAX_LEASES` leases and as many durable names seen, ended or tallied
+ * (expired or oldest entries go first).
  */
+import type { Tally } from '../consumer/consumer-wire.js'
 
 /** Most consumer leases (and durable names tracked) a metadata leader keeps. */
 const MAX_LEASES = 65_536
@@ -28,6 +32,22 @@ export class ConsumerLeases {
   private readonly ended = new Map<string, Set<string>>()
   /** durable key → last lease request of any of its consumers (ms). */
   private readonly active = new Map<string, number>()
+  /** durable key → counts reported by its consumers. */
+  private readonly tallies = new Map<string, Tally>()
+
+  /** Adds `t` to the counts of `key`; returns the totals. */
+  tally(key: string, t: Tally): Tally {
+    let sum = this.tallies.get(key)
+    if (sum === undefined) {
+      if (t.redelivered + t.terminated + t.dropped === 0) return { redelivered: 0, terminated: 0, dropped: 0 }
+      if (this.tallies.size >= MAX_LEASES) this.tallies.delete(this.tallies.keys().next().value!)
+      this.tallies.set(key, (sum = { redelivered: 0, terminated: 0, dropped: 0 }))
+    }
+    sum.redelivered += t.redelivered
+    sum.terminated += t.terminated
+    sum.dropped += t.dropped
+    return { ...sum }
+  }
 
   /**
    * Takes, renews (`ttlMs` > 0, capped at 60 s) or releases (0) the lease of `partition` for
@@ -91,6 +111,7 @@ export class ConsumerLeases {
     const holders = this.seen.get(key)
     this.seen.delete(key)
     this.active.delete(key)
+    this.tallies.delete(key)
     if (holders === undefined || holders.size === 0) return
     if (this.ended.size >= MAX_LEASES) this.ended.delete(this.ended.keys().next().value!)
     const set = this.ended.get(key) ?? new Set()
