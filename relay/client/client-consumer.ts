@@ -85,9 +85,10 @@ export class ClientConsumer implements RelayConsumer {
     if (durable)
       this.settler = {
         ack: (m) => this.wire.ack(this.id, m.partition, m.offset),
-        nak: (m) => this.wire.ack(this.id, m.partition, m.offset),
-        term: (m) => this.wire.ack(this.id, m.partition, m.offset),
-        working: (m) => this.wire.ack(this.id, m.partition, m.offset),
+        nak: () => Promise.reject(new InvalidArgumentError('nak() is not available through the relay yet')),
+        term: () => Promise.reject(new InvalidArgumentError('term() is not available through the relay yet')),
+        working: () =>
+          Promise.reject(new InvalidArgumentError('working() is not available through the relay yet')),
       }
     signal?.addEventListener('abort', this.onAbort, { once: true })
   }
