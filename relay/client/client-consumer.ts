@@ -7,10 +7,18 @@
  * reading from the stream. `close()` (also breaking out of `for await`, or the `signal`)
  * ends the iteration at once and tells the relay; a failure on the node side ends it with
  * the error class the relay named (e.g. `StreamNotFoundError`).
+ *
+ * The consumer is opened deferred: the first use picks how it is read, as in the library.
+ * Iterating sends CONSUME_START (the relay pushes); `fetch` sends CONSUME_FETCH and collects
+ * the CONSUME_MESSAGE frames that come before the OK counting them, returning their credit
+ * as they arrive (a batch is at most `max` messages, bounded by `CONSUMER.fetchMaxMessages`).
+ * A durable consumer with explicit acks settles its messages with CONSUME_ACK, CONSUME_NAK,
+ * CONSUME_TERM and CONSUME_WORKING.
  */
 import { errorFromWire, InvalidArgumentError } from '../../src/errors.js'
 import { BoundedQueue } from '../../src/pubsub/queue.js'
-import type { StreamMessage } from '../../src/types.js'
+import { checkFetchOptions } from '../../src/streams/consumer/consumer-options.js'
+import type { FetchOptions, StreamMessage } from '../../src/types.js'
 import type { BinaryWriter } from '../../src/util/binary.js'
 import { type MessageSettler, ReceivedStreamMessage } from '../../src/util/received.js'
 import { CreditReturn } from '../wire/credit.js'
@@ -26,6 +34,8 @@ export interface RelayConsumer extends AsyncIterable<StreamMessage> {
   readonly ready: Promise<void>
   /** Messages delivered to the application so far. */
   readonly received: number
+  /** Pull: as `Consumer.fetch` of the library (one mode per consumer, fetches in turn). */
+  fetch(options?: FetchOptions): Promise<StreamMessage[]>
   /** Ends the iteration (pending reads end, queued messages are discarded). Idempotent. */
   close(): void
 }
@@ -33,8 +43,15 @@ export interface RelayConsumer extends AsyncIterable<StreamMessage> {
 /** How a client consumer writes frames, acknowledges messages and forgets itself. */
 export interface ClientConsumerWire {
   send(opcode: number, id: number, body?: (w: BinaryWriter) => void): boolean
-  /** CONSUME_ACK for a durable consumer's message. */
-  ack(consumerId: number, partition: number, offset: number): Promise<void>
+  /** CONSUME_ACK / NAK / TERM / WORKING for a durable consumer's message. */
+  settle(
+    kind: 'ack' | 'nak' | 'term' | 'working',
+    consumerId: number,
+    m: StreamMessage,
+    delayMs?: number,
+  ): Promise<void>
+  /** CONSUME_FETCH; resolves with the count of the OK (the messages came before it). */
+  fetch(consumerId: number, max: number, expires: number): Promise<number>
   finished(id: number): void
 }
 
@@ -58,6 +75,12 @@ export class ClientConsumer implements RelayConsumer {
   private closed = false
   private userClosed = false
   private iterating = false
+  /** How the consumer is read, fixed by the first use. */
+  private mode: 'iterate' | 'fetch' | undefined
+  /** Pull: messages of the fetch under way (their credit already returned). */
+  private pulled: StreamMessage[] = []
+  private fetching: Promise<unknown> = Promise.resolve()
+  private failure: Error | undefined
   private readonly onAbort = () => this.close()
   /** Settles messages of a durable consumer through the relay (none: no acknowledgements). */
   private readonly settler: MessageSettler | undefined
@@ -84,11 +107,10 @@ export class ClientConsumer implements RelayConsumer {
     this.ready.catch(() => {}) // observed through `ready` or iteration, never unhandled
     if (durable)
       this.settler = {
-        ack: (m) => this.wire.ack(this.id, m.partition, m.offset),
-        nak: () => Promise.reject(new InvalidArgumentError('nak() is not available through the relay yet')),
-        term: () => Promise.reject(new InvalidArgumentError('term() is not available through the relay yet')),
-        working: () =>
-          Promise.reject(new InvalidArgumentError('working() is not available through the relay yet')),
+        ack: (m) => this.wire.settle('ack', this.id, m),
+        nak: (m, delayMs) => this.wire.settle('nak', this.id, m, delayMs),
+        term: (m) => this.wire.settle('term', this.id, m),
+        working: (m) => this.wire.settle('working', this.id, m),
       }
     signal?.addEventListener('abort', this.onAbort, { once: true })
   }
@@ -120,6 +142,14 @@ export class ClientConsumer implements RelayConsumer {
       },
       this.settler,
     )
+    if (this.mode === 'fetch') {
+      // Bounded by the fetch's `max`: the credit goes back at once, so a batch larger than
+      // the window still arrives.
+      this.pulled.push(message)
+      this.received++
+      this.returns.consumed(cost, true)
+      return
+    }
     if (!this.queue.push({ message, cost })) {
       this.wire.send(Op.ConsumeClose, this.id, (w) =>
         encodeConsumeClose(w, {
@@ -150,6 +180,7 @@ export class ClientConsumer implements RelayConsumer {
   fail(err: Error): void {
     if (this.closed) return
     this.closed = true
+    this.failure = err
     this.queue.fail(err)
     this.detach()
   }
@@ -175,8 +206,45 @@ export class ClientConsumer implements RelayConsumer {
     if (!this.closed) this.returns.consumed(e.cost, this.queue.length === 0)
   }
 
+  fetch(options?: FetchOptions): Promise<StreamMessage[]> {
+    let max: number
+    let expires: number
+    try {
+      ;({ max, expires } = checkFetchOptions(options))
+      this.use('fetch')
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    const run = this.fetching.then(async () => {
+      if (this.closed) {
+        const err = this.failure
+        this.failure = undefined
+        if (err && !this.userClosed) throw err
+        return []
+      }
+      const n = await this.wire.fetch(this.id, max, Math.round(expires))
+      return this.pulled.splice(0, n)
+    })
+    this.fetching = run.catch(() => {})
+    return run
+  }
+
+  /** Fixes how the consumer is read (the first use); the other way is refused. */
+  private use(mode: 'iterate' | 'fetch'): void {
+    if (this.mode === undefined) {
+      this.mode = mode
+      if (mode === 'iterate') this.wire.send(Op.ConsumeStart, this.id)
+    } else if (this.mode !== mode)
+      throw new InvalidArgumentError(
+        mode === 'fetch'
+          ? `consumer of stream "${this.stream}" is being iterated: it cannot also be read with fetch()`
+          : `consumer of stream "${this.stream}" is read with fetch(): it cannot also be iterated`,
+      )
+  }
+
   [Symbol.asyncIterator](): AsyncIterator<StreamMessage> {
     if (this.iterating) throw new InvalidArgumentError('this consumer is already being iterated')
+    this.use('iterate')
     this.iterating = true
     return {
       next: async () => {

@@ -9,6 +9,7 @@ import { parseCapability } from '../../src/cluster/capability.js'
 import { splitCapability } from '../../src/cluster/capability-text.js'
 import { AbortedError } from '../../src/errors.js'
 import { checkPattern } from '../../src/pubsub/subject.js'
+import { checkAckOptions } from '../../src/streams/consumer/consumer-options.js'
 import type {
   ConsumeFrom,
   ConsumeOptions,
@@ -28,6 +29,7 @@ import {
   checkTimeout,
 } from '../../src/util/validate.js'
 import { FRAME_OVERHEAD, type Frame, Op } from '../wire/protocol.js'
+import { encodeConsumeFetch, encodeConsumeSettle } from '../wire/protocol-consume.js'
 import {
   decodeConsumeClose,
   decodeConsumeMessage,
@@ -43,6 +45,9 @@ import {
 import { type RelayStreamsAdmin, relayStreamsAdmin } from './client-admin.js'
 import { invalid } from './client-api.js'
 import { ClientConsumer, clientConsumerWindow, type RelayConsumer } from './client-consumer.js'
+
+/** The frame of each settling kind other than ack. */
+const SETTLE_OPS = { nak: Op.ConsumeNak, term: Op.ConsumeTerm, working: Op.ConsumeWorking } as const
 
 /** `client.streams`: durable streams of the network, created and inspected through the relay. */
 export interface RelayStreams extends RelayStreamsAdmin {
@@ -297,9 +302,19 @@ export class ClientStreams implements RelayStreams {
       maxBytes === undefined
         ? clientConsumerWindow(maxFrame)
         : Math.min(0xffffffff, Math.max(maxFrame, maxBytes))
-    const c = new ClientConsumer(id, stream, window, o.durable !== undefined, o.signal, {
+    const acks = checkAckOptions(o)
+    const c = new ClientConsumer(id, stream, window, o.durable !== undefined && !acks.ackNone, o.signal, {
       send: (opcode, cid, body) => this.host.send(opcode, cid, body),
-      ack: (cid, partition, offset) => this.ack(cid, partition, offset),
+      settle: (kind, cid, m, delayMs) => this.settle(kind, cid, m.partition, m.offset, delayMs),
+      fetch: async (cid, max, expires) => {
+        const f = await this.host.call(Op.ConsumeFetch, (w) =>
+          encodeConsumeFetch(w, { consumerId: cid, max, expires }),
+        )
+        this.host.expect(f, Op.Ok)
+        const n = f.body.u32('count')
+        f.body.end('OK')
+        return n
+      },
       finished: (cid) => {
         if (this.open.get(cid) === c) this.open.delete(cid)
       },
@@ -314,6 +329,14 @@ export class ClientStreams implements RelayStreams {
       ackWait: ackWait === undefined ? undefined : Math.min(0xffffffff, Math.max(1, Math.round(ackWait))),
       capability:
         o.capability === undefined ? undefined : splitCapability(o.capability, 'options.capability').text,
+      options: {
+        ackNone: acks.ackNone,
+        deferred: true,
+        maxAckPending: o.maxAckPending,
+        maxDeliver: acks.maxDeliver,
+        backoff: acks.backoff?.map((d) => Math.round(d)),
+        filter: acks.filter,
+      },
       window,
     }
     this.host
@@ -333,10 +356,18 @@ export class ClientStreams implements RelayStreams {
     return c
   }
 
-  private async ack(consumerId: number, partition: number, offset: number): Promise<void> {
-    const f = await this.host.call(Op.ConsumeAck, (w) =>
-      encodeConsumeAck(w, { consumerId, partition, offset }),
-    )
+  private async settle(
+    kind: 'ack' | 'nak' | 'term' | 'working',
+    consumerId: number,
+    partition: number,
+    offset: number,
+    delayMs = 0,
+  ): Promise<void> {
+    const body = { consumerId, partition, offset, delayMs: Math.min(0xffffffff, Math.round(delayMs)) }
+    const f =
+      kind === 'ack'
+        ? await this.host.call(Op.ConsumeAck, (w) => encodeConsumeAck(w, body))
+        : await this.host.call(SETTLE_OPS[kind], (w) => encodeConsumeSettle(w, body, kind === 'nak'))
     this.host.expect(f, Op.Ok)
   }
 

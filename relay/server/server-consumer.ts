@@ -13,12 +13,17 @@
  * consumer its budget plus one held message, per connection the consumers' share of the
  * outbound buffer is at most the high-water mark plus one frame.
  *
- * For a durable consumer the relay remembers which messages it sent and not yet saw
- * acknowledged (CONSUME_ACK), bounded by `CONSUMER_LIMITS`: beyond it the oldest are
- * forgotten, their CONSUME_ACK becomes a no-op and the library redelivers them after
- * `ackWait` (at-least-once is kept).
+ * For a durable consumer with explicit acks the relay remembers which messages it sent and
+ * not yet saw settled (CONSUME_ACK, CONSUME_TERM, CONSUME_NAK; CONSUME_WORKING keeps it),
+ * bounded by `CONSUMER_LIMITS`: beyond it the oldest are forgotten, their settling frames
+ * become no-ops and the library redelivers them after `ackWait` (at-least-once is kept).
+ *
+ * A deferred consumer (CONSUME options block) sends nothing until the client picks how it
+ * is read: CONSUME_START pushes as above; CONSUME_FETCH runs the library consumer's `fetch`
+ * and sends its messages (under the same credit) before the OK that counts them. Fetches
+ * are answered in the order they came.
  */
-import { errorMessage, errorName, PlexusError } from '../../src/errors.js'
+import { errorMessage, errorName, InvalidArgumentError, PlexusError } from '../../src/errors.js'
 import type { Consumer, StreamMessage } from '../../src/types.js'
 import type { FramedConnection } from '../wire/connection.js'
 import { SendCredit } from '../wire/credit.js'
@@ -91,6 +96,10 @@ export class ConsumerBridge {
   private readonly unacked = new Map<string, Unacked>()
   private unackedBytes = 0
   private drained: (() => void) | undefined
+  /** How the client reads it: picked at once (not deferred) or by CONSUME_START / CONSUME_FETCH. */
+  private mode: 'push' | 'fetch' | undefined
+  /** The fetch whose messages are being sent: fetches are answered in order. */
+  private fetching: Promise<unknown> = Promise.resolve()
 
   constructor(
     readonly id: number,
@@ -98,18 +107,55 @@ export class ConsumerBridge {
     private readonly consumer: Consumer,
     /** Credit the client granted in CONSUME. */
     readonly window: number,
+    /** Durable with explicit acks: sent messages are remembered until settled. */
     private readonly durable: boolean,
     private readonly conn: FramedConnection,
     /** Largest frame the client accepts (a costlier message fails the consumer). */
     private readonly maxFrame: number,
     private readonly onFinished: (id: number) => void,
+    /** Wait for CONSUME_START or CONSUME_FETCH before sending anything. */
+    private readonly deferred = false,
   ) {
     this.credit = new SendCredit(window)
   }
 
-  /** Starts pushing messages (call after the CONSUME was answered OK). */
+  /** Starts pushing messages unless deferred (call after the CONSUME was answered OK). */
   start(): void {
+    if (!this.deferred) this.push()
+  }
+
+  /** CONSUME_START (or a consumer that is not deferred): push messages as credit allows. */
+  push(): void {
+    if (this.mode === 'push' || this.done) return
+    if (this.mode === 'fetch') {
+      this.fail(new InvalidArgumentError('CONSUME_START on a consumer read with CONSUME_FETCH'))
+      return
+    }
+    this.mode = 'push'
     void this.readLoop()
+  }
+
+  /**
+   * CONSUME_FETCH: the library consumer's `fetch({ max, expires })`, its messages sent as
+   * CONSUME_MESSAGE; resolves with how many were sent (after the previous fetches').
+   */
+  fetch(max: number, expires: number): Promise<number> {
+    if (this.mode === 'push')
+      return Promise.reject(
+        new InvalidArgumentError('CONSUME_FETCH on a consumer that pushes (CONSUME_START)'),
+      )
+    this.mode = 'fetch'
+    const got = this.consumer.fetch({ max, expires })
+    const run = this.fetching.then(async () => {
+      let sent = 0
+      for (const m of await got) {
+        if (!(await this.sendMessage(m))) break
+        sent++
+      }
+      return sent
+    })
+    this.fetching = run.catch(() => {})
+    return run
   }
 
   /** CONSUME_CREDIT from the client. */
@@ -146,11 +192,27 @@ export class ConsumerBridge {
    * when it is remembered; a no-op otherwise (not durable, already acked or forgotten).
    */
   async ack(partition: number, offset: number): Promise<void> {
+    await this.settle('ack', partition, offset)
+  }
+
+  /**
+   * CONSUME_ACK / CONSUME_NAK / CONSUME_TERM / CONSUME_WORKING for the message at
+   * (`partition`, `offset`): passed to the library when it is remembered, a no-op otherwise.
+   */
+  async settle(
+    kind: 'ack' | 'nak' | 'term' | 'working',
+    partition: number,
+    offset: number,
+    delayMs = 0,
+  ): Promise<void> {
     const k = `${partition}:${offset}`
     const u = this.unacked.get(k)
     if (!u) return
+    if (kind === 'working') return u.message.working()
     this.unacked.delete(k)
     this.unackedBytes -= u.cost
+    if (kind === 'nak') return u.message.nak(delayMs)
+    if (kind === 'term') return u.message.term()
     await u.message.ack()
   }
 
@@ -190,14 +252,20 @@ export class ConsumerBridge {
   }
 
   private remember(m: StreamMessage, cost: number): void {
-    this.unacked.set(`${m.partition}:${m.offset}`, { message: m, cost })
+    const k = `${m.partition}:${m.offset}`
+    const old = this.unacked.get(k) // a redelivery replaces the earlier one
+    if (old) {
+      this.unacked.delete(k)
+      this.unackedBytes -= old.cost
+    }
+    this.unacked.set(k, { message: m, cost })
     this.unackedBytes += cost
     while (
       this.unacked.size > CONSUMER_LIMITS.maxUnacked ||
       this.unackedBytes > CONSUMER_LIMITS.maxUnackedBytes
     ) {
-      const [k, oldest] = this.unacked.entries().next().value as [string, Unacked]
-      this.unacked.delete(k)
+      const [first, oldest] = this.unacked.entries().next().value as [string, Unacked]
+      this.unacked.delete(first)
       this.unackedBytes -= oldest.cost
     }
   }
@@ -219,34 +287,42 @@ export class ConsumerBridge {
           this.finish()
           return
         }
-        const m = r.value
-        const body: ConsumeMessageBody = {
-          topic: m.topic,
-          partition: m.partition,
-          offset: m.offset,
-          timestamp: m.timestamp,
-          deliveryCount: m.deliveryCount,
-          data: m.data,
-        }
-        if (m.key) body.key = m.key
-        if (m.headers) body.headers = m.headers
-        const cost = consumeMessageCost(body)
-        if (cost > this.maxFrame) {
-          throw new PlexusError(
-            `message at partition ${m.partition} offset ${m.offset} of stream "${this.stream}" needs a ${cost}-byte frame, over the relay's limit of ${this.maxFrame}`,
-          )
-        }
-        this.held = cost
-        if (!(await this.credit.acquire(cost, stopped))) return
-        if (!(await this.socketRoom())) return
-        this.credit.take(cost)
-        this.held = 0
-        this.sent++
-        if (this.durable) this.remember(m, cost)
-        this.conn.send(Op.ConsumeMessage, this.id, (w) => encodeConsumeMessage(w, body))
+        if (!(await this.sendMessage(r.value))) return
       }
     } catch (err) {
       this.fail(err)
     }
+  }
+
+  /** Sends one message once the credit covers it (false: the consumer ended meanwhile). */
+  private async sendMessage(m: StreamMessage): Promise<boolean> {
+    const body: ConsumeMessageBody = {
+      topic: m.topic,
+      partition: m.partition,
+      offset: m.offset,
+      timestamp: m.timestamp,
+      deliveryCount: m.deliveryCount,
+      data: m.data,
+    }
+    if (m.key) body.key = m.key
+    if (m.headers) body.headers = m.headers
+    const cost = consumeMessageCost(body)
+    if (cost > this.maxFrame) {
+      const err = new PlexusError(
+        `message at partition ${m.partition} offset ${m.offset} of stream "${this.stream}" needs a ${cost}-byte frame, over the relay's limit of ${this.maxFrame}`,
+      )
+      this.fail(err)
+      throw err
+    }
+    const stopped = () => this.done
+    this.held = cost
+    if (!(await this.credit.acquire(cost, stopped))) return false
+    if (!(await this.socketRoom())) return false
+    this.credit.take(cost)
+    this.held = 0
+    this.sent++
+    if (this.durable) this.remember(m, cost)
+    this.conn.send(Op.ConsumeMessage, this.id, (w) => encodeConsumeMessage(w, body))
+    return true
   }
 }

@@ -12,6 +12,7 @@ import { BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import type { FramedConnection } from '../wire/connection.js'
 import { FRAME_OVERHEAD, type Frame, Op } from '../wire/protocol.js'
 import { AdminKind, decodeStreamAdmin, parseAdminArgs } from '../wire/protocol-admin.js'
+import { decodeConsumeFetch, decodeConsumeSettle } from '../wire/protocol-consume.js'
 import {
   type ConsumeBody,
   decodeConsume,
@@ -123,20 +124,46 @@ export class RelayStreams {
         return true
       case Op.ConsumeAck: {
         const a = decodeConsumeAck(f.body)
-        const c = this.consumers.get(a.consumerId)
-        if (!c) {
-          this.host.sendError(
+        const c = this.consumer(f.id, a.consumerId)
+        if (c)
+          this.host.track(
             f.id,
-            new InvalidArgumentError(`consumer id ${a.consumerId} is not open on this connection`),
+            0,
+            () => c.ack(a.partition, a.offset),
+            () => [Op.Ok],
           )
-          return true
-        }
-        this.host.track(
-          f.id,
-          0,
-          () => c.ack(a.partition, a.offset),
-          () => [Op.Ok],
-        )
+        return true
+      }
+      case Op.ConsumeNak:
+      case Op.ConsumeTerm:
+      case Op.ConsumeWorking: {
+        const nak = f.opcode === Op.ConsumeNak
+        const kind = nak ? 'nak' : f.opcode === Op.ConsumeTerm ? 'term' : 'working'
+        const a = decodeConsumeSettle(f.body, nak, `CONSUME_${kind.toUpperCase()}`)
+        const c = this.consumer(f.id, a.consumerId)
+        if (c)
+          this.host.track(
+            f.id,
+            0,
+            () => c.settle(kind, a.partition, a.offset, a.delayMs),
+            () => [Op.Ok],
+          )
+        return true
+      }
+      case Op.ConsumeStart:
+        f.body.end('CONSUME_START')
+        this.consumers.get(f.id)?.push()
+        return true
+      case Op.ConsumeFetch: {
+        const a = decodeConsumeFetch(f.body)
+        const c = this.consumer(f.id, a.consumerId)
+        if (c)
+          this.host.track(
+            f.id,
+            0,
+            () => c.fetch(a.max, a.expires),
+            (n) => [Op.Ok, (w) => w.u32(n)],
+          )
         return true
       }
       default:
@@ -214,6 +241,17 @@ export class RelayStreams {
     )
   }
 
+  /** The open consumer `id`; undefined after answering call `callId` with an ERROR. */
+  private consumer(callId: number, id: number): ConsumerBridge | undefined {
+    const c = this.consumers.get(id)
+    if (!c)
+      this.host.sendError(
+        callId,
+        new InvalidArgumentError(`consumer id ${id} is not open on this connection`),
+      )
+    return c
+  }
+
   private onConsume(callId: number, m: ConsumeBody): void {
     try {
       if (this.closed) throw new InvalidArgumentError('the connection is closing')
@@ -238,18 +276,25 @@ export class RelayStreams {
       if (m.durable !== undefined) opts.durable = m.durable
       if (m.ackWait !== undefined) opts.ackWait = m.ackWait
       if (m.capability !== undefined) opts.capability = m.capability // this client's own
+      const x = m.options
+      if (x?.ackNone) opts.ackPolicy = 'none'
+      if (x?.maxAckPending !== undefined) opts.maxAckPending = x.maxAckPending
+      if (x?.maxDeliver !== undefined) opts.maxDeliver = x.maxDeliver
+      if (x?.backoff !== undefined) opts.backoff = x.backoff
+      if (x?.filter !== undefined) opts.filter = x.filter
       const consumer = this.host.node.consume(m.stream, opts)
       const b = new ConsumerBridge(
         m.consumerId,
         m.stream,
         consumer,
         m.window,
-        m.durable !== undefined,
+        m.durable !== undefined && !x?.ackNone,
         this.host.conn,
         this.maxFrame,
         (id) => {
           if (this.consumers.get(id) === b) this.consumers.delete(id)
         },
+        x?.deferred === true,
       )
       this.consumers.set(m.consumerId, b)
       this.host.conn.send(Op.Ok, callId)

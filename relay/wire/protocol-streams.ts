@@ -1,7 +1,8 @@
 /**
  * Bodies of the durable-stream relay frames (0x60–0x6F, an extension of protocol version
  * 2): stream create / info / delete / list and consumers (CONSUME, CONSUME_MESSAGE,
- * CONSUME_CREDIT, CONSUME_CLOSE, CONSUME_ACK). Layouts are normative in
+ * CONSUME_CREDIT, CONSUME_CLOSE, CONSUME_ACK; the later consumer frames are in
+ * protocol-consume.ts). Layouts are normative in
  * `docs/relay-protocol.md`, "Durable streams"; every decoder consumes the body exactly and
  * throws `DecodeError` on anything malformed.
  */
@@ -13,13 +14,14 @@ import type {
   StreamRetention,
 } from '../../src/types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from '../../src/util/binary.js'
+import { type ConsumeExtras, readConsumeExtras, writeConsumeExtras } from './protocol-consume.js'
 import { CloseKind, MsgFlag } from './protocol-ext.js'
 
 /** CONSUME start kinds (`from`). */
 export const FromKind = { earliest: 0, latest: 1, new: 2, offset: 3, time: 4 } as const
 
 /** CONSUME option flags: which optional fields follow. */
-export const ConsumeFlag = { Partition: 1, Durable: 2, AckWait: 4, Capability: 8 } as const
+export const ConsumeFlag = { Partition: 1, Durable: 2, AckWait: 4, Capability: 8, Options: 16 } as const
 
 /** Largest stream count a STREAM_LIST_REPLY or partition count a STREAM_INFO_REPLY may carry. */
 const MAX_ITEMS = 65_536
@@ -279,6 +281,8 @@ export interface ConsumeBody {
   ackWait?: number
   /** A capability (`pxc1.…`) the node reads with (flag 0x08). */
   capability?: string
+  /** The options block (flag 0x10; protocol-consume.ts). */
+  options?: ConsumeExtras
   /** Credit (bytes) granted to the relay: at least the largest frame. */
   window: number
 }
@@ -294,12 +298,14 @@ export function encodeConsume(w: BinaryWriter, m: ConsumeBody): void {
     (m.partition !== undefined ? ConsumeFlag.Partition : 0) |
     (m.durable !== undefined ? ConsumeFlag.Durable : 0) |
     (m.ackWait !== undefined ? ConsumeFlag.AckWait : 0) |
-    (m.capability !== undefined ? ConsumeFlag.Capability : 0)
+    (m.capability !== undefined ? ConsumeFlag.Capability : 0) |
+    (m.options !== undefined ? ConsumeFlag.Options : 0)
   w.u8(flags)
   if (m.partition !== undefined) w.u32(m.partition)
   if (m.durable !== undefined) w.str(m.durable)
   if (m.ackWait !== undefined) w.u32(m.ackWait)
   if (m.capability !== undefined) w.str(m.capability)
+  if (m.options !== undefined) writeConsumeExtras(w, m.options)
   w.u32(m.window)
 }
 
@@ -316,12 +322,13 @@ export function decodeConsume(r: BinaryReader): ConsumeBody {
   else if (kind === FromKind.time) from = { time: new Date(r.u64('from time')) }
   else throw new DecodeError(`unknown CONSUME from kind ${kind}`)
   const flags = r.u8('flags')
-  if (flags > 15) throw new DecodeError(`unknown CONSUME flags ${flags}`)
+  if (flags > 31) throw new DecodeError(`unknown CONSUME flags ${flags}`)
   const m: ConsumeBody = { consumerId, stream, from, window: 0 }
   if (flags & ConsumeFlag.Partition) m.partition = r.u32('partition')
   if (flags & ConsumeFlag.Durable) m.durable = r.str('durable')
   if (flags & ConsumeFlag.AckWait) m.ackWait = r.u32('ack wait')
   if (flags & ConsumeFlag.Capability) m.capability = r.str('capability')
+  if (flags & ConsumeFlag.Options) m.options = readConsumeExtras(r)
   m.window = r.u32('window')
   r.end('CONSUME')
   return m

@@ -33,7 +33,7 @@ export const CONNECTION_ID = 0
 
 /**
  * Opcodes. Ranges 0x30–0x3F (broadcast), 0x40–0x4F (pub/sub), 0x50–0x5F (tunnels) and
- * 0x60–0x6F (durable streams) keep their unassigned codes for later versions;
+ * 0x60–0x6F and 0x70–0x7F (durable streams) keep their unassigned codes for later versions;
  * 0xF0–0xFF are never assigned (private experiments). A relay answers an opcode it does not
  * implement with ERROR (InvalidArgumentError) and keeps the connection open.
  */
@@ -48,7 +48,7 @@ export const Op = {
   Ping: 0x04,
   /** either way: empty body; answers a PING. */
   Pong: 0x05,
-  /** s→c: success. Empty for JOIN, LEAVE, SUBSCRIBE, UNSUBSCRIBE, PUBLISH, STREAM_DELETE, CONSUME, CONSUME_ACK; `u32 count` for BROADCAST. */
+  /** s→c: success. Empty for JOIN, LEAVE, SUBSCRIBE, UNSUBSCRIBE, PUBLISH, STREAM_DELETE, CONSUME, CONSUME_ACK/NAK/TERM/WORKING; `u32 count` for BROADCAST and CONSUME_FETCH. */
   Ok: 0x08,
   /** s→c: str error name, str message. With id 0 the connection closes after it. */
   Error: 0x09,
@@ -130,6 +130,16 @@ export const Op = {
   ConsumeClose: 0x6b,
   /** c→s: u32 consumer id, u32 partition, u64 offset. Answered OK or ERROR. */
   ConsumeAck: 0x6c,
+  /** c→s: u32 consumer id, u32 partition, u64 offset, u32 delay ms: redeliver. Answered OK or ERROR. */
+  ConsumeNak: 0x6d,
+  /** c→s: u32 consumer id, u32 partition, u64 offset: never redeliver. Answered OK or ERROR. */
+  ConsumeTerm: 0x6e,
+  /** c→s: u32 consumer id, u32 partition, u64 offset: restart the ack wait. Answered OK or ERROR. */
+  ConsumeWorking: 0x6f,
+  /** c→s (id = consumer id): empty body; a deferred consumer starts pushing CONSUME_MESSAGE. */
+  ConsumeStart: 0x70,
+  /** c→s: u32 consumer id, u32 max, u32 expires ms; the messages as CONSUME_MESSAGE, then OK `u32 count`. */
+  ConsumeFetch: 0x71,
 } as const
 
 /** JOIN flags (version 2): what the client serves for the cluster. */
@@ -141,6 +151,7 @@ export const RESERVED_OPCODES: ReadonlyArray<{ from: number; to: number; use: st
   { from: 0x40, to: 0x4f, use: 'pub/sub' },
   { from: 0x50, to: 0x5f, use: 'tunnels' },
   { from: 0x60, to: 0x6f, use: 'durable streams' },
+  { from: 0x70, to: 0x7f, use: 'durable streams, continued' },
   { from: 0xf0, to: 0xff, use: 'private experiments' },
 ]
 

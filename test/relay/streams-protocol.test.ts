@@ -181,7 +181,8 @@ describe('stream frame codecs', () => {
   it('names the stream opcodes', () => {
     expect(opcodeName(Op.StreamCreate)).toBe('STREAM_CREATE (0x60)')
     expect(opcodeName(Op.ConsumeMessage)).toBe('CONSUME_MESSAGE (0x69)')
-    expect(opcodeName(0x6f)).toBe('0x6f (reserved for durable streams)')
+    expect(opcodeName(0x6f)).toBe('CONSUME_WORKING (0x6f)')
+    expect(opcodeName(0x72)).toBe('0x72 (reserved for durable streams, continued)')
   })
 })
 

@@ -235,7 +235,9 @@ describe('durable streams through the relay', () => {
     )
     const c = client.consume('big', { from: 'earliest' })
     await c.ready
-    // Nobody reads: the relay sends until the window is used up, then holds one message.
+    // The iterator is taken (CONSUME_START: the relay pushes) but nobody reads: the relay
+    // sends until the window is used up, then holds one message.
+    const it = c[Symbol.asyncIterator]()
     await waitFor(
       () => relay.stats().consumers.some((s) => s.held > 0),
       20_000,
@@ -248,7 +250,9 @@ describe('durable streams through the relay', () => {
     expect(s.clientCredit).toBeLessThan(cost)
     expect(s.held).toBeGreaterThan(payload.length)
     // Reading returns credit: everything arrives, in order.
-    const got = await take(c, total)
+    const got: StreamMessage[] = []
+    while (got.length < total) got.push((await it.next()).value as StreamMessage)
+    c.close()
     expect(got.map((m) => m.offset)).toEqual(Array.from({ length: total }, (_, i) => i))
     expect(got.every((m) => m.data.length === payload.length)).toBe(true)
   }, 90_000)

@@ -21,12 +21,12 @@ import { AbortedError, InvalidArgumentError, PlexusError } from '../../errors.js
 import { patternsOverlap } from '../../pubsub/subject.js'
 import type { ConsumeFrom, Consumer, FetchOptions, StreamMessage } from '../../types.js'
 import { type MessageSettler, ReceivedStreamMessage } from '../../util/received.js'
-import { checkOptions, describe } from '../../util/validate.js'
 import type { DataAuth } from '../access/grants.js'
 import type { StreamsClient } from '../client.js'
 import type { StreamMeta } from '../meta/metadata.js'
 import type { PartitionMessage } from '../partition/types.js'
 import type { FetchResult, PartitionRef } from '../wire.js'
+import { checkFetchOptions } from './consumer-options.js'
 
 /** Messages buffered by one consumer before fetching pauses. */
 export const MAX_BUFFERED = CONSUMER.maxMessagesInFlight
@@ -167,22 +167,7 @@ export abstract class BufferedConsumer implements Consumer {
 
   fetch(options?: FetchOptions): Promise<StreamMessage[]> {
     try {
-      const o = checkOptions<FetchOptions>(options ?? {}, 'options')
-      const max = o.max ?? CONSUMER.fetchDefaultMessages
-      if (!Number.isSafeInteger(max) || max < 1 || max > CONSUMER.fetchMaxMessages)
-        throw new InvalidArgumentError(
-          `options.max must be an integer from 1 to ${CONSUMER.fetchMaxMessages}, got ${describe(o.max)}`,
-        )
-      const expires = o.expires ?? CONSUMER.fetchDefaultExpires
-      if (
-        typeof expires !== 'number' ||
-        !Number.isFinite(expires) ||
-        expires < 0 ||
-        expires > CONSUMER.fetchMaxExpires
-      )
-        throw new InvalidArgumentError(
-          `options.expires must be 0 to ${CONSUMER.fetchMaxExpires} ms, got ${describe(o.expires)}`,
-        )
+      const { max, expires } = checkFetchOptions(options)
       this.use('fetch')
       const deadline = Date.now() + expires
       const run = this.fetching.then(() => this.pull(max, deadline))

@@ -19,7 +19,8 @@ import { checkDelay, checkOptions, checkSignal, checkTimeout, describe } from '.
 import type { StreamsClient } from '../client.js'
 import type { StreamMeta } from '../meta/metadata.js'
 import { BufferedConsumer, toStreamMessage } from './consumer-base.js'
-import { DurableConsumer, type DurableOptions } from './consumer-durable.js'
+import { DurableConsumer } from './consumer-durable.js'
+import { checkAckOptions } from './consumer-options.js'
 
 const DURABLE_RE = /^[A-Za-z0-9_-]{1,64}$/
 
@@ -63,26 +64,15 @@ export function openConsumer(
   checkSignal(o.signal)
   const ackWait = checkTimeout(o.ackWait, 'options.ackWait')
   const maxAckPending = o.maxAckPending
-  if (maxAckPending !== undefined && (!Number.isSafeInteger(maxAckPending) || maxAckPending < 1))
-    throw new InvalidArgumentError(
-      `options.maxAckPending must be a positive integer, got ${describe(maxAckPending)}`,
-    )
   const maxBytes = o.maxBytesInFlight ?? CONSUMER.maxBytesInFlight
   if (!Number.isSafeInteger(maxBytes) || maxBytes < 1)
     throw new InvalidArgumentError(
       `options.maxBytesInFlight must be a positive integer (bytes), got ${describe(o.maxBytesInFlight)}`,
     )
   const capability = client.data.option(o.capability, 'options.capability')
-  const filter = o.filter === undefined ? undefined : checkPattern(o.filter, 'options.filter')
-  const acks = checkAckOptions(o)
-  if (o.durable === undefined) {
-    const given = (['ackWait', 'maxAckPending', 'maxDeliver', 'backoff', 'ackPolicy'] as const).filter(
-      (k) => o[k] !== undefined,
-    )
-    if (given.length > 0)
-      throw new InvalidArgumentError(`options.${given.join(', options.')} need options.durable`)
+  const { filter, ...acks } = checkAckOptions(o)
+  if (o.durable === undefined)
     return new StreamConsumer(client, stream, from, o.partition, o.signal, maxBytes, capability, filter)
-  }
   if (typeof o.durable !== 'string' || !DURABLE_RE.test(o.durable))
     throw new InvalidArgumentError(
       `options.durable must be 1-64 characters of [A-Za-z0-9_-], got ${describe(o.durable)}`,
@@ -96,37 +86,6 @@ export function openConsumer(
     filter,
     ...acks,
   })
-}
-
-/** Validates `maxDeliver`, `backoff` and `ackPolicy` (and what `'none'` excludes). */
-function checkAckOptions(o: ConsumeOptions): Pick<DurableOptions, 'maxDeliver' | 'backoff' | 'ackNone'> {
-  const { maxDeliver, backoff, ackPolicy } = o
-  if (maxDeliver !== undefined && (!Number.isSafeInteger(maxDeliver) || maxDeliver < 1))
-    throw new InvalidArgumentError(
-      `options.maxDeliver must be a positive integer, got ${describe(maxDeliver)}`,
-    )
-  if (backoff !== undefined) {
-    const most = Math.min(CONSUMER.maxBackoff, maxDeliver ?? CONSUMER.maxBackoff)
-    if (!Array.isArray(backoff) || backoff.length === 0 || backoff.length > most)
-      throw new InvalidArgumentError(
-        `options.backoff must be an array of 1 to ${most} delays (at most 64${maxDeliver === undefined ? '' : ' and at most options.maxDeliver'}), got ${describe(backoff)}`,
-      )
-    for (const [i, d] of backoff.entries()) checkDelay(d, `options.backoff[${i}]`)
-  }
-  if (ackPolicy !== undefined && ackPolicy !== 'explicit' && ackPolicy !== 'none')
-    throw new InvalidArgumentError(
-      `options.ackPolicy must be 'explicit' or 'none', got ${describe(ackPolicy)}`,
-    )
-  if (ackPolicy === 'none') {
-    const given = (['ackWait', 'maxAckPending', 'maxDeliver', 'backoff'] as const).filter(
-      (k) => o[k] !== undefined,
-    )
-    if (given.length > 0)
-      throw new InvalidArgumentError(
-        `options.${given.join(', options.')} mean nothing with options.ackPolicy 'none'`,
-      )
-  }
-  return { maxDeliver, backoff: backoff && [...backoff], ackNone: ackPolicy === 'none' }
 }
 
 class StreamConsumer extends BufferedConsumer {
