@@ -1,9 +1,10 @@
 /**
  * The Python package (clients/python, plexus_relay) against real nodes: node A has a relay
  * and a data directory and is the one storage member of a cluster; node B (a relay too)
- * serves an echo cluster (requests, broadcasts, tunnels) from TypeScript. The Python unittest suite
- * (clients/python/tests) runs against A's relay, imported through PYTHONPATH (not
- * installed), and must pass. Skipped, saying why, without python3 >= 3.9.
+ * serves an echo cluster (requests, broadcasts, tunnels) from TypeScript. The Python
+ * unittest suite (clients/python/tests; test_fake_relay.py needs no node) runs against A's
+ * relay, imported through PYTHONPATH (not installed), and must pass. Skipped, saying why,
+ * without python3 >= 3.9.
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp } from 'node:fs/promises'

@@ -245,10 +245,10 @@ class Client:
                 self._dispatch(op, corr_id, body, len(body) + 5)
         except asyncio.CancelledError:
             raise
+        except PlexusError as e:  # before OSError: RelayUnavailableError is a ConnectionError
+            self._fail(e)
         except (asyncio.IncompleteReadError, OSError):
             self._fail(RelayUnavailableError(f"connection to the relay at {self.where} was lost"))
-        except PlexusError as e:
-            self._fail(e)
         except Exception as e:  # a bug here must not leave callers waiting forever
             self._fail(RelayUnavailableError(f"relay client failed reading from {self.where}: {e!r}"))
 

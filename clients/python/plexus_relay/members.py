@@ -166,15 +166,23 @@ class Memberships:
                 out = check.payload(reply, "reply", client.max_message_size)
             except Exception as e:  # the caller gets RemoteError with this message
                 message = e.message if isinstance(e, PlexusError) else (str(e) or type(e).__name__)
-                if self._invocations.pop(inv_id, None) is not None:
+                if self._invocations.get(inv_id) is task:
+                    del self._invocations[inv_id]
                     client._send(Op.INVOKE_ERROR, inv_id, Writer().text(message[:4096]).body())
                 return
-            if self._invocations.pop(inv_id, None) is not None:
+            if self._invocations.get(inv_id) is task:
+                del self._invocations[inv_id]
                 client._send(Op.INVOKE_REPLY, inv_id, Writer().blob(out).body())
 
         task = client._spawn(invoke())
         self._invocations[inv_id] = task
-        task.add_done_callback(lambda _t: self._invocations.pop(inv_id, None))
+
+        def done(t: "asyncio.Task[None]") -> None:
+            # The relay may reuse the id for a new INVOKE once this one was answered.
+            if self._invocations.get(inv_id) is t:
+                del self._invocations[inv_id]
+
+        task.add_done_callback(done)
 
     def _on_invoke_cancel(self, inv_id: int, _body: bytes, _length: int) -> None:
         task = self._invocations.pop(inv_id, None)
