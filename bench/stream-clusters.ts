@@ -273,7 +273,9 @@ export async function startJetStreamCluster(opts: {
       await writeFile(conf, serverConfig(s, servers))
       s.child = spawnTracked(bin, ['-c', conf])
     }
-    await Promise.all(servers.map((s) => waitForLine(s.child!, /Server is ready/, 15_000, 'stderr')))
+    // 45 s: at a load average of 18 on 2 cores one of three servers once took over 15 s to
+    // get there (the e2e part of a bench run failed on it); on a quiet machine it takes < 1 s.
+    await Promise.all(servers.map((s) => waitForLine(s.child!, /Server is ready/, 45_000, 'stderr')))
     const t0 = Date.now()
     const meta = await retry('a JetStream meta leader', 30_000, () => metaLeader(servers[0]))
     log(`JetStream: 3 servers (${bin}), meta leader ${meta} after ${Date.now() - t0} ms`)
