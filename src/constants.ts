@@ -335,3 +335,10 @@ export const DASHBOARD = {
  * needs both). It stops sooner once its own log shows it removed; its data is kept (ms).
  */
 export const RETIRE_GRACE_MS = 30_000
+/**
+ * Keys a partition replica's key index holds (`streams.last`, key-value buckets and the
+ * `expectedRevision` check of a publish): the keys written most recently, each at about 100
+ * bytes plus the key's length, so about 10 MiB per partition at the bound with short keys.
+ * Beyond it the key whose latest record is oldest is dropped (streams/partition/key-index.ts).
+ */
+export const DEFAULT_KEY_INDEX_MAX_KEYS = 100_000

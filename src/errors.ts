@@ -70,6 +70,31 @@ export class AbortedError extends PlexusError {}
  */
 export class DataDirInUseError extends PlexusError {}
 
+/**
+ * A conditional write (`expectedRevision`, `kv.update`) was refused: the key's latest revision
+ * is not the one expected. Nothing was stored. `current` is the revision the leader found
+ * (-1: the key has none), read from the message, so it survives the wire; undefined when the
+ * leader could not tell (its key index dropped keys for its bound).
+ */
+export class WrongRevisionError extends PlexusError {
+  /** The key's revision when the write was refused (-1: absent; undefined: unknown). */
+  get current(): number | undefined {
+    const m = /current revision (absent|\d+)/.exec(this.message)
+    if (m === null) return undefined
+    return m[1] === 'absent' ? -1 : Number(m[1])
+  }
+}
+
+/** `kv.create` was refused: the key has a value. Nothing was stored. */
+export class KeyExistsError extends PlexusError {}
+
+/**
+ * No such message: `streams.get` at an offset not stored (never written, trimmed by
+ * retention or a purge, or dropped by compaction), `streams.last` of a key without a live
+ * message.
+ */
+export class MessageNotFoundError extends PlexusError {}
+
 /** Every error class by name, to rebuild an error that crossed the wire. */
 export const errorClasses = {
   PlexusError,
@@ -86,6 +111,9 @@ export const errorClasses = {
   MemberLostError,
   LeadershipLostError,
   AbortedError,
+  WrongRevisionError,
+  KeyExistsError,
+  MessageNotFoundError,
 } as const
 
 /** Name of an error class that may cross the wire. */

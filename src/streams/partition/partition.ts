@@ -22,7 +22,7 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_RAFT_LOG_BYTES } from '../../constants.js'
+import { DEFAULT_KEY_INDEX_MAX_KEYS, DEFAULT_RAFT_LOG_BYTES } from '../../constants.js'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../../errors.js'
 import type { Log } from '../../log/index.js'
 import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../../raft/index.js'
@@ -36,6 +36,7 @@ import { encodePurgeEntry } from '../host/purge.js'
 import { DEFAULT_DUPLICATE_WINDOW } from '../meta/metadata-codec.js'
 import { type BatchMessage, encodeBatch, MSG_ID_HEADER, messageSize } from './batch.js'
 import { DedupeWindow } from './dedupe.js'
+import { KeyIndex, keyText, rebuildKeyIndex } from './key-index.js'
 import {
   dataMessages,
   entriesToRecords,
@@ -43,6 +44,7 @@ import {
   openPartitionLog,
   rebuildDedupe,
 } from './partition-apply.js'
+import { CasGate } from './partition-cas.js'
 import { type CopyChunk, copyRange } from './partition-copy.js'
 import { TopicCache, toBatchMessages, toMessage } from './partition-messages.js'
 import { CompactionPlanner, decodePartitionSnapshot, encodePartitionSnapshot } from './partition-snapshot.js'
@@ -59,6 +61,8 @@ interface Publish {
   messages: BatchMessage[]
   bytes: number
   ack: PublishOptions['ack']
+  /** Keys written (partition-cas.ts: in flight until applied), when any. */
+  keys: string[] | undefined
   resolve: (r: PublishResult) => void
   reject: (err: unknown) => void
 }
@@ -114,6 +118,10 @@ export class PartitionReplica {
   compactions = 0
   /** The write of the last purge applied (purge.ts). */
   private purged: Promise<void> = Promise.resolve()
+  /** Latest live record per key (key-index.ts): `last`, conditional appends. */
+  readonly keyIndex: KeyIndex
+  /** Conditional appends, checked and serialized per key on the leader (partition-cas.ts). */
+  private readonly cas: CasGate
 
   constructor(opts: PartitionReplicaOptions) {
     if (typeof opts.id !== 'string' || opts.id === '')
@@ -133,6 +141,8 @@ export class PartitionReplica {
       opts.raftCompactBytes ?? DEFAULT_RAFT_LOG_BYTES,
       opts.raftRetainBytes ?? DEFAULT_RAFT_LOG_BYTES / 4,
     )
+    this.keyIndex = new KeyIndex(opts.keyIndexMaxKeys ?? DEFAULT_KEY_INDEX_MAX_KEYS)
+    this.cas = new CasGate(this.keyIndex, () => this.leaderView())
   }
 
   /**
@@ -148,6 +158,7 @@ export class PartitionReplica {
       const opened = await openPartitionLog(this.opts)
       this.log = opened.log
       await rebuildDedupe(opened.log, this.dedupe)
+      await rebuildKeyIndex(opened.log, this.keyIndex)
       this.appliedIndex = opened.appliedIndex
       this.nextOffset = opened.nextOffset
       this.writtenNext = opened.nextOffset
@@ -181,6 +192,7 @@ export class PartitionReplica {
     if (this.state === 'stopped') return
     this.state = 'stopped'
     const err = new AbortedError('partition replica stopped')
+    this.cas.failAll(err)
     for (const p of this.queue.splice(0)) p.reject(err)
     // The driver first (it stops taking work at once), then abort a catch-up copy it may be
     // waiting for: the aborted restore is then a stop, not a failure.
@@ -201,14 +213,18 @@ export class PartitionReplica {
    * `OverloadedError` (more than `maxPendingMessages` pending), `InvalidArgumentError`, and,
    * with an unknown outcome (it may still commit: retry only if duplicates are acceptable),
    * `LeadershipLostError` (for `'leader'`: leadership ended before the entry was fsynced)
-   * or `AbortedError`.
+   * or `AbortedError`. A message with `expectedRevision` (alone in its call) is appended only
+   * when its key's latest live record is at that offset (partition-cas.ts), else rejects with
+   * `WrongRevisionError`, nothing appended.
    */
   publish(messages: readonly PublishMessage[], options: PublishOptions): Promise<PublishResult> {
     let batch: BatchMessage[]
+    let expected: number | undefined
     try {
       if (options?.ack !== 'all' && options?.ack !== 'leader')
         throw new InvalidArgumentError(`ack must be 'leader' or 'all', got ${String(options?.ack)}`)
       batch = toBatchMessages(messages, (this.opts.now ?? Date.now)(), this.topics)
+      expected = checkExpected(messages)
     } catch (err) {
       return Promise.reject(err)
     }
@@ -220,15 +236,58 @@ export class PartitionReplica {
     if (this.pendingMessages + batch.length > max)
       return Promise.reject(new OverloadedError(`${max} messages pending on partition replica ${this.id}`))
     let bytes = 0
-    for (const m of batch) bytes += messageSize(m)
+    let keys: string[] | undefined
+    for (const m of batch) {
+      bytes += messageSize(m)
+      if (m.key !== undefined) (keys ??= []).push(keyText(m.key))
+    }
     this.pendingMessages += batch.length
     return new Promise<PublishResult>((resolve, reject) => {
-      this.queue.push({ messages: batch, bytes, ack: options.ack, resolve, reject })
-      if (!this.flushScheduled) {
-        this.flushScheduled = true
-        queueMicrotask(() => this.flush())
+      const p: Publish = { messages: batch, bytes, ack: options.ack, keys, resolve, reject }
+      const go = () => {
+        if (keys !== undefined) this.cas.begin(keys)
+        this.queue.push(p)
+        if (!this.flushScheduled) {
+          this.flushScheduled = true
+          queueMicrotask(() => this.flush())
+        }
       }
+      if (expected === undefined) return go()
+      const fail = (err: unknown) => {
+        this.pendingMessages -= batch.length
+        reject(err)
+      }
+      this.cas.submit({ key: batch[0]!.key!, keyText: keys![0]!, expected, go, fail })
     })
+  }
+
+  /**
+   * The latest live message of `key` (a non-empty value; an empty one is a tombstone), or
+   * undefined; from this replica's key index (key-index.ts), so committed messages only.
+   * `dropped` tells whether the index dropped keys for its bound (a miss may then be one).
+   */
+  async last(key: Uint8Array): Promise<{ message: PartitionMessage | undefined; dropped: boolean }> {
+    const dropped = this.keyIndex.evicted > 0
+    const offset = this.keyIndex.get(key)
+    if (offset === undefined) return { message: undefined, dropped }
+    // Applied records reach the partition log just after (pipelined apply): wait for it.
+    if (offset >= this.writtenNext) await this.openLog().waitForNew(offset - 1, AbortSignal.timeout(5000))
+    const [m] = await this.read(offset, { maxRecords: 1 })
+    return { message: m?.offset === offset ? m : undefined, dropped }
+  }
+
+  /** Whether this replica leads with a current view (partition-cas.ts), or the error to send. */
+  private leaderView(): 'ready' | 'wait' | NotLeaderError {
+    const d = this.driver
+    if (this.state !== 'running' || d === undefined) return new NotLeaderError(null)
+    if (d.role !== 'leader') return new NotLeaderError(d.leader)
+    const { commit, term } = d.status()
+    try {
+      if (d.storage?.term(commit) !== term) return 'wait'
+    } catch {
+      return 'wait' // commit index past the persisted log, or compacted: not current yet
+    }
+    return this.appliedIndex >= commit ? 'ready' : 'wait'
   }
 
   /**
@@ -360,7 +419,10 @@ export class PartitionReplica {
       }
       const group = this.queue.splice(0, n)
       // queued and uncommitted messages count against maxPendingMessages, whatever the ack
-      const release = () => (this.pendingMessages -= msgs)
+      const release = () => {
+        this.pendingMessages -= msgs
+        for (const p of group) if (p.keys !== undefined) this.cas.end(p.keys)
+      }
       if (driver === undefined || this.state !== 'running') {
         release()
         for (const p of group) p.reject(new AbortedError('partition replica stopped'))
@@ -468,6 +530,9 @@ export class PartitionReplica {
     this.nextOffset = run.nextOffset
     this.appliedIndex = run.appliedIndex
     for (const [i, first] of run.spans) this.spans.set(i, first)
+    for (const r of run.records)
+      if (r.key !== undefined) this.keyIndex.record(r.key, r.offset, r.value.length === 0)
+    if (run.purgeTo >= 0) this.keyIndex.dropBelow(run.purgeTo)
     let bytes = 0
     for (const e of entries) bytes += e.data.length
     this.planner.applied(run.appliedIndex, run.nextOffset, bytes)
@@ -488,6 +553,7 @@ export class PartitionReplica {
       () => {},
     )
     this.maybeCompact()
+    if (this.cas.size > 0) this.cas.run()
     return written
   }
 
@@ -580,5 +646,25 @@ export class PartitionReplica {
     this.planner.reset(snap.index, target)
     this.dedupe = new DedupeWindow(this.dedupe.windowMs)
     await rebuildDedupe(log, this.dedupe)
+    await rebuildKeyIndex(log, this.keyIndex)
   }
+}
+
+/** The `expectedRevision` of a call (only alone, on a keyed message), or undefined. */
+function checkExpected(messages: readonly PublishMessage[]): number | undefined {
+  let expected: number | undefined
+  messages.forEach((m, i) => {
+    const e = m.expectedRevision
+    if (e === undefined) return
+    if (!Number.isSafeInteger(e) || e < -1)
+      throw new InvalidArgumentError(
+        `messages[${i}].expectedRevision must be an offset or -1 (absent), got ${e}`,
+      )
+    if (messages.length !== 1 || m.key === undefined)
+      throw new InvalidArgumentError(
+        `messages[${i}].expectedRevision needs a keyed message alone in its call`,
+      )
+    expected = e
+  })
+  return expected
 }

@@ -22,6 +22,12 @@ export interface PublishMessage {
    * not stored again (its original offset is returned, `duplicate` set).
    */
   msgId?: string
+  /**
+   * Conditional append (partition-cas.ts): stored only when the key's latest live record is
+   * at this offset, or with -1 when the key has none; else `WrongRevisionError`. Needs a key
+   * and a call of one message.
+   */
+  expectedRevision?: number
 }
 
 /** Options of `publish`. */
@@ -101,6 +107,8 @@ export interface PartitionReplicaOptions {
   copy?: CopySource
   /** Where a catch-up by copy (start, finish) is logged; default silent. */
   logger?: Logger
+  /** Most keys the key index holds (`DEFAULT_KEY_INDEX_MAX_KEYS`; key-index.ts). */
+  keyIndexMaxKeys?: number
   /** Compact the raft log once this many bytes of entries were applied since the last snapshot (32 MiB). */
   raftCompactBytes?: number
   /** Bytes of the newest applied entries the raft log keeps at compaction (8 MiB). */
