@@ -15,8 +15,10 @@ export {
   ConsumerNotFoundError,
   DataDirInUseError,
   InvalidArgumentError,
+  KeyExistsError,
   LeadershipLostError,
   MemberLostError,
+  MessageNotFoundError,
   NoMembersError,
   NotEnoughReplicasError,
   OverloadedError,
@@ -26,6 +28,7 @@ export {
   TimeoutError,
   TunnelClosedError,
   UnauthorizedError,
+  WrongRevisionError,
 } from './errors.js'
 export { createNode } from './node.js'
 export type {
@@ -38,6 +41,10 @@ export type {
   FetchOptions,
   FlushOptions,
   JoinOptions,
+  KvBucket,
+  KvEntry,
+  KvOptions,
+  KvWatch,
   Limits,
   Logger,
   MemberRoles,

@@ -18,6 +18,8 @@ import {
 } from './constants.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
+import { kvDeps } from './kv/deps.js'
+import { openBucket } from './kv/index.js'
 import { decodeReply, decodeRequest, encodeBytesFrame, FrameType } from './link/frames.js'
 import { abortCounter } from './link/link.js'
 import { LinkManager } from './link/manager.js'
@@ -42,6 +44,8 @@ import type {
   Consumer,
   FlushOptions,
   JoinOptions,
+  KvBucket,
+  KvOptions,
   Membership,
   Message,
   NodeOptions,
@@ -727,6 +731,13 @@ class Node implements PlexusNode {
   consume(stream: string, options?: ConsumeOptions): Consumer {
     this.assertRunning()
     return this.streamService.consume(stream, options)
+  }
+
+  kv(bucket: string, options: KvOptions): Promise<KvBucket> {
+    this.assertRunning()
+    return openBucket(this.streams, bucket, options, (o) =>
+      kvDeps(this.streamService, this.cfg.maxMessageSize, o),
+    )
   }
 
   status(): NodeStatus {

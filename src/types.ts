@@ -452,6 +452,28 @@ export interface Streams {
    * unknown.
    */
   deleteConsumer(stream: string, name: string, options?: StreamCallOptions): Promise<void>
+  /**
+   * The message at `offset` of `partition` (default 0); `MessageNotFoundError` when none is
+   * stored there. Read by the partition leader with a current view: every message
+   * acknowledged with `ack: 'all'` before the call is seen. `capability`: `consume` access.
+   */
+  get(
+    name: string,
+    at: { partition?: number; offset: number },
+    options?: Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>,
+  ): Promise<StreamMessage>
+  /**
+   * The latest message with `key` (in the key's partition), on any stream; on a compacted one
+   * the compaction keeps it. A keyed message with an empty value is a tombstone: the key then
+   * has none. `MessageNotFoundError` when none. Served from the partition leader's key index
+   * (bounded: the `DEFAULT_KEY_INDEX_MAX_KEYS` keys written most recently), not by a scan;
+   * same consistency as `get`.
+   */
+  last(
+    name: string,
+    by: { key: string | Uint8Array },
+    options?: Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>,
+  ): Promise<StreamMessage>
 }
 
 /** What `streams.update` may change: the retention limits, the replicas, or both. */
@@ -644,6 +666,86 @@ export interface Consumer extends AsyncIterable<StreamMessage> {
   close(): void
 }
 
+/** Options of `node.kv` (docs/kv.md). */
+export interface KvOptions {
+  /** The cluster whose members store the bucket (its stream `KV_<bucket>`). */
+  cluster: string
+  /** Replicas of the bucket's stream when it is created (default 3, as streams). */
+  replicas?: number
+  /** Deadline of each operation in ms (default 10 s). */
+  timeout?: number
+  /** Creating the bucket on a cluster this node has not joined: as `streams.create`. */
+  clusterKey?: string | Uint8Array
+  /** A capability: `create` to make the bucket, `publish`/`consume` for its stream's access. */
+  capability?: string
+}
+
+/** One revision of a key (`kv.get`, `kv.history`, `kv.watch`). */
+export interface KvEntry {
+  key: string
+  /** The value (empty for a delete). */
+  value: Uint8Array
+  /** The offset of the write in the bucket's stream: revisions of a bucket are totally ordered. */
+  revision: number
+  /** `put`, or `delete` (a tombstone). */
+  operation: 'put' | 'delete'
+  /** Milliseconds since the epoch (the leader's clock at the write). */
+  timestamp: number
+  /** The value as UTF-8 text. */
+  string(): string
+  /** The value parsed as JSON. */
+  json<T = unknown>(): T
+}
+
+/**
+ * A key-value bucket (`node.kv`): a compacted stream of one partition, so every write of the
+ * bucket has a revision (its offset) in one total order. Writes resolve once committed on a
+ * majority of the bucket's replicas (`ack: 'all'`); `create` and `update` are checked and
+ * appended atomically by the partition leader. Reads (`get`) ask the leader, which answers
+ * with a current view: a read sees every write acknowledged before it started. Keys are
+ * dot-separated tokens of `[A-Za-z0-9_=/-]` (at most 256 characters); `watch` patterns use
+ * `*` and `>` as topics do. Values are non-empty (an empty value is a delete).
+ */
+export interface KvBucket {
+  /** The bucket's name. */
+  readonly bucket: string
+  /** The stream holding it (`KV_<bucket>`). */
+  readonly stream: string
+  /** Writes `value` under `key`; resolves with the new revision. */
+  put(key: string, value: Uint8Array | string): Promise<number>
+  /** The current value of `key`, or null (never written, or deleted). */
+  get(key: string): Promise<KvEntry | null>
+  /** Writes only if `key` has no value (`KeyExistsError` otherwise); the new revision. */
+  create(key: string, value: Uint8Array | string): Promise<number>
+  /**
+   * Writes only if `key`'s current revision is `revision` (compare-and-set), else
+   * `WrongRevisionError` (its `current` is the key's revision, -1 when it has none).
+   */
+  update(key: string, value: Uint8Array | string, revision: number): Promise<number>
+  /** Deletes `key`: a tombstone (`get` then gives null; `history` shows it); its revision. */
+  delete(key: string): Promise<number>
+  /** The keys with a value, sorted. Reads the bucket's log (what compaction kept). */
+  keys(): Promise<string[]>
+  /**
+   * Every revision of `key` still in the bucket's log, oldest first, deletes included:
+   * compaction keeps only the latest revision of a key in sealed segments, so older ones
+   * disappear over time. Reads the bucket's log.
+   */
+  history(key: string): Promise<KvEntry[]>
+  /**
+   * Changes of the keys matching `pattern` (default `>`: all): first the current value of
+   * each matching key (as of the call, oldest revision first), then every later put and
+   * delete, live, in revision order. Ends with `stop()` or `break`.
+   */
+  watch(pattern?: string): KvWatch
+}
+
+/** The iterable `kv.watch` returns. */
+export interface KvWatch extends AsyncIterable<KvEntry> {
+  /** Ends the watch. */
+  stop(): void
+}
+
 /** One member as seen by this node. */
 export interface MemberStatus {
   id: string
@@ -776,6 +878,11 @@ export interface PlexusNode {
   readonly streams: Streams
   /** Reads a stream's committed messages (every partition unless `partition` is given). */
   consume(stream: string, options?: ConsumeOptions): Consumer
+  /**
+   * Opens key-value bucket `bucket` (1-61 characters of `[A-Za-z0-9_-]`), creating its stream
+   * `KV_<bucket>` (compacted, one partition) in `options.cluster` when it does not exist.
+   */
+  kv(bucket: string, options: KvOptions): Promise<KvBucket>
   /** Snapshot of peers, clusters, members and counters. */
   status(): NodeStatus
   /** Stop everything; leaves no open handles. Idempotent. */

@@ -44,6 +44,7 @@ import { newRequestId, validateStreamConfig } from './meta/metadata.js'
 import { accessOf } from './meta/metadata-codec.js'
 import { checkStorageMembers } from './meta/placement.js'
 import { Publisher, sleep } from './publisher.js'
+import { getMessage, lastMessage } from './read.js'
 import {
   decodeFetchReply,
   decodeLoad,
@@ -57,6 +58,7 @@ import {
   type MetaCall,
   type PartitionRef,
   type PartitionState,
+  type PubMessage,
   type Routed,
   type Stored,
   type WireAck,
@@ -161,12 +163,19 @@ export class StreamsClient {
       consumers: (stream, options) => listConsumers(this, stream, options),
       consumerInfo: (stream, name, options) => consumerInfo(this, stream, name, options),
       deleteConsumer: (stream, name, options) => deleteConsumer(this, stream, name, options),
+      get: (name, at, options) => getMessage(this, name, at, options),
+      last: (name, by, options) => lastMessage(this, name, by, options),
     }
   }
 
   /** Publishes an advisory on pub/sub (best effort; see `StreamsClientDeps.advise`). */
   advise(topic: string, data: Uint8Array): void {
     this.d.advise?.(topic, data)
+  }
+
+  /** The partition of a keyed message in a stream of `partitions` partitions. */
+  keyPartition(key: Uint8Array, partitions: number): number {
+    return keyHash(key) % partitions
   }
 
   /** The link to `peer` went down: capabilities presented there are presented again. */
@@ -485,6 +494,8 @@ export class StreamsClient {
     timeout: number,
     msgId?: string,
     capability?: Capability,
+    /** Conditional append: the key's latest live offset (-1: none); partition-cas.ts. */
+    expectedRevision?: number,
   ): Promise<PublishAck | undefined> | undefined {
     const known = this.d.directory.forTopic(topic)
     if (known === undefined) {
@@ -505,7 +516,8 @@ export class StreamsClient {
     }
     const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
     const replicas = meta.placement[partition]!
-    const message = { topic, msgId, key, headers, data }
+    const message: PubMessage = { topic, msgId, key, headers, data }
+    if (expectedRevision !== undefined) message.expectedRevision = expectedRevision
     const auth = this.data.pick(known.cluster, meta, 'publish', capability, topic)
     const send = (resolve: (s: Stored) => void, reject: (err: unknown) => void) =>
       this.publisher.publish(

@@ -2,7 +2,7 @@
  * `StreamService`: the durable-stream layer of a node. It owns the network-wide
  * `StreamDirectory`, one `ClusterHost` per joined cluster (when the node has a data
  * directory), the internal calls partition replicas and metadata leaders serve
- * (`s.meta`, `s.pub`, `s.fetch`, `s.pstat`, `s.load` in wire.ts; `s.copy` in
+ * (`s.meta`, `s.pub`, `s.fetch`, `s.pstat`, `s.load` in wire.ts; `s.get` in read-wire.ts; `s.copy` in
  * partition-copy.ts; `s.purge` in purge.ts), and the client
  * side every node offers: `streams.create/info/delete/list`, publish routing, `consume`
  * (client.ts, consumer.ts). See docs/architecture.md, "Durable streams".
@@ -10,24 +10,33 @@
 import { join } from 'node:path'
 import type { ClusterSigner } from '../cluster/proof.js'
 import { MAX_LONG_POLL_MS } from '../constants.js'
-import { AbortedError } from '../errors.js'
+import { AbortedError, TimeoutError } from '../errors.js'
 import { ProposalDroppedError } from '../raft/index.js'
 import { NotLeaderError, type RaftTransport } from '../replication/index.js'
 import type { PeerRpc, RpcContext } from '../rpc/rpc.js'
-import type { ConsumeOptions, Consumer, Logger, NodeStatus, PublishAck, Streams } from '../types.js'
+import type {
+  ConsumeOptions,
+  Consumer,
+  Logger,
+  NodeStatus,
+  PublishAck,
+  StreamMessage,
+  Streams,
+} from '../types.js'
 import { errFields } from '../util/logger.js'
 import { AdminCredentials, type ResolvedCredentials } from './access/authz.js'
 import { DataGate } from './access/grants.js'
 import { ReadBudget } from './access/read-budget.js'
 import { type DurableStats, StreamsClient } from './client.js'
 import { openConsumer } from './consumer/consumer.js'
+import { toStreamMessage } from './consumer/consumer-base.js'
 import { decodeConsumerCall, decodeSeek, encodeLeaderReply } from './consumer/consumer-wire.js'
 import { ClusterHost, type HostedPartition, partitionKey } from './host/host.js'
 import { servePublish } from './host/publish-serve.js'
 import { checkPurge, decodePurgeCall } from './host/purge.js'
+import { leaderEnd, serveGet } from './host/read-serve.js'
 import { replicaState } from './host/replica-state.js'
 import { StreamDirectory } from './meta/directory.js'
-import type { PartitionReplica } from './partition/partition.js'
 import {
   COPY_MAX_BYTES,
   decodeCopyCall,
@@ -36,6 +45,8 @@ import {
   encodeCopyReply,
   fitCopyChunk,
 } from './partition/partition-copy.js'
+import { lastOrUndefined, type ReadCallOptions } from './read.js'
+import { decodeGetCall, encodeGetReply } from './read-wire.js'
 import {
   decodeFetchCall,
   decodeMetaCall,
@@ -154,6 +165,7 @@ export class StreamService {
         return new Uint8Array(0)
       }),
       rpc.handle('s.seek', (b, ctx) => this.onSeek(b, ctx)),
+      rpc.handle('s.get', (b, ctx) => this.onGet(b, ctx)),
       rpc.handle('s.pstat', (b) => encodeStateReply(this.partitionState(b))),
       rpc.handle('s.copy', (b) => this.onCopy(b)),
       rpc.handle('s.purge', (b) => this.onPurge(b)),
@@ -263,9 +275,52 @@ export class StreamService {
     timeout: number,
     msgId?: string,
     capability?: string,
+    /** Conditional append (partition-cas.ts); the key-value buckets use it. */
+    expectedRevision?: number,
   ): Promise<PublishAck | undefined> | undefined {
     const cap = this.client.data.option(capability, 'options.capability')
-    return this.client.publish(topic, data, key, headers, ack, timeout, msgId, cap)
+    return this.client.publish(topic, data, key, headers, ack, timeout, msgId, cap, expectedRevision)
+  }
+
+  /** `streams.last` without the error: undefined when `key` has no live message (read.ts). */
+  last(name: string, key: Uint8Array, options?: ReadCallOptions): Promise<StreamMessage | undefined> {
+    return lastOrUndefined(this.client, name, { key }, options)
+  }
+
+  /**
+   * Reads partition `partition` of stream `name` from its earliest message up to its
+   * committed end at the time of the call (asked of the leader), handing each fetched batch
+   * to `onBatch` in offset order; resolves with that end.
+   */
+  async scan(
+    name: string,
+    partition: number,
+    onBatch: (messages: StreamMessage[]) => void,
+    options: { timeout?: number; signal?: AbortSignal; capability?: string } = {},
+  ): Promise<number> {
+    const c = this.client
+    const opts = c.callOptions({ timeout: options.timeout, signal: options.signal })
+    const { cluster, meta } = await c.locate(name, opts)
+    const ref = { stream: meta.name, createdIndex: meta.createdIndex, partition }
+    const replicas = meta.placement[partition]!
+    const auth = c.data.pick(
+      cluster,
+      meta,
+      'consume',
+      c.data.option(options.capability, 'options.capability'),
+    )
+    const end = await c.seek(ref, replicas, 'end', opts.signal)
+    let offset = 0
+    while (offset < end) {
+      if (Date.now() > opts.deadline) throw new TimeoutError(`reading stream ${name} took too long`)
+      const r = await c.fetch(ref, replicas, offset, 1000, opts.signal, 1 << 20, auth)
+      const batch = r.messages.filter((m) => m.offset < end)
+      if (batch.length > 0)
+        onBatch(batch.map((m) => toStreamMessage(name, partition, m, 1, () => Promise.resolve())))
+      const last = r.messages[r.messages.length - 1]
+      offset = Math.max(offset, r.firstOffset, last === undefined ? offset : last.offset + 1)
+    }
+    return end
   }
 
   /** Opens a consumer (see `Consumer`). */
@@ -370,6 +425,15 @@ export class StreamService {
     if (call.target === 'end') return encodeOffsetReply({ status: 'ok', value: end })
     const offset = await h.replica.offsetForTime(call.target.time)
     return encodeOffsetReply({ status: 'ok', value: offset ?? h.replica.latest() + 1 })
+  }
+
+  /** `s.get` (read-wire.ts, host/read-serve.ts): one message, read by the partition leader. */
+  private async onGet(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
+    const call = decodeGetCall(body)
+    const h = this.hosted.get(partitionKey(call))
+    if (h === undefined) return encodeGetReply({ status: 'notHere' })
+    this.gate.check(h.meta, h.cluster, 'consume', ctx.from, call.auth)
+    return encodeGetReply(await serveGet(h, call, ctx.signal))
   }
 
   private async onConsumer(body: Uint8Array, ctx: RpcContext): Promise<Uint8Array> {
@@ -480,42 +544,5 @@ export class StreamService {
   /** A hosted replica's view (replica-state.ts); in-sync followers heard within 3 election timeouts. */
   private stateOf(h: HostedPartition): PartitionState {
     return replicaState(h, this.d.self, 3 * (this.d.tickMs ?? 50) * (this.d.electionTick ?? 10))
-  }
-}
-
-/** Longest a new leader makes a seek wait for its commit index to be current (ms). */
-const LEADER_READY_MS = 2000
-
-/**
- * The committed end of a hosted partition (its next offset) if this replica leads it and its
- * view is current: it has committed an entry of its own term (a new leader learns the commit
- * index of earlier terms only then, as Raft requires before serving reads) and applied every
- * committed entry. A leader just elected gets up to `LEADER_READY_MS` for that; a follower,
- * or a leader still not ready then, gives a `notLeader` reply to send instead.
- */
-async function leaderEnd(
-  h: HostedPartition,
-  signal: AbortSignal,
-): Promise<number | { status: 'notLeader'; hint: string | null } | { status: 'notHere' }> {
-  const deadline = Date.now() + LEADER_READY_MS
-  for (;;) {
-    const driver = h.replica.raft
-    if (driver === undefined) return { status: 'notHere' }
-    if (driver.role !== 'leader') return { status: 'notLeader', hint: driver.leader }
-    let s: ReturnType<PartitionReplica['status']>
-    try {
-      s = h.replica.status()
-    } catch {
-      return { status: 'notHere' }
-    }
-    let own = false
-    try {
-      own = driver.storage?.term(s.raft.commit) === s.raft.term
-    } catch {
-      // commit index past this leader's persisted log, or compacted: not ready yet
-    }
-    if (own && s.appliedIndex >= s.raft.commit) return s.nextOffset
-    if (signal.aborted || Date.now() >= deadline) return { status: 'notLeader', hint: null }
-    await new Promise((r) => setTimeout(r, 10))
   }
 }

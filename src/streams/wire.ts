@@ -14,7 +14,7 @@
  * - `s.pub` call, a batch of messages for one partition, appended in order: `str stream |
  *   u64 createdIndex | u16 partition | u8 ack (0 none, 1 leader, 2 all) | u16 n (1..) | n ×
  *   (str topic | str msgId ('' none) | u8 has key | [bytes key] | u16 h | h × (str, str) header
- *   | bytes data)`; reply: `u8 status` — 0 ok: `u16 n | n × result` (one per message, in order:
+ *   | bytes data)` (a conditional append carries its expected revision as header `px.er`); reply: `u8 status` — 0 ok: `u16 n | n × result` (one per message, in order:
  *   `u8 0 | u64 offset` stored, `u8 1 | u64 offset` a duplicate of a stored msgId, `u8 2 | str
  *   error name | str message` failed, `u8 3` not appended: send it again, to the leader),
  *   then, when the caller publishes with a capability, `bytes token hash` (streams/access/grants.ts);
@@ -42,6 +42,9 @@ import {
   writeSpec,
 } from './meta/metadata-codec.js'
 import type { PartitionMessage } from './partition/types.js'
+
+/** Header carrying a publish's `expectedRevision` on the wire (never stored). */
+export const EXPECTED_REVISION_HEADER = 'px.er'
 
 /** Reply status codes shared by the stream calls. */
 export const Status = { Ok: 0, NotLeader: 1, Error: 2, NotHere: 3 } as const
@@ -95,6 +98,12 @@ export interface PubMessage {
   key: Uint8Array | undefined
   headers: Record<string, string> | undefined
   data: Uint8Array
+  /**
+   * Conditional append (partition-cas.ts): the offset the key's latest live record must be
+   * at, -1 for none. On the wire as the header `px.er` (decimal), which a leader that does
+   * not know it refuses as reserved rather than append unconditionally.
+   */
+  expectedRevision?: number
 }
 
 /**
@@ -238,7 +247,8 @@ export function decodeMetaReply(bytes: Uint8Array): MetaReply {
   return m
 }
 
-function writeRef(b: BinaryWriter, p: PartitionRef): BinaryWriter {
+/** Writes a partition reference (`str stream | u64 createdIndex | u16 partition`). */
+export function writeRef(b: BinaryWriter, p: PartitionRef): BinaryWriter {
   return b.str(p.stream).u64(p.createdIndex).u16(p.partition)
 }
 
@@ -260,6 +270,7 @@ export function peerStream(name: string, field = 'stream'): string {
 export function pubMessageSize(m: PubMessage): number {
   let n = 16 + m.topic.length * 3 + (m.msgId?.length ?? 0) * 3 + (m.key?.length ?? 0) + m.data.length
   if (m.headers) for (const k in m.headers) n += 4 + (k.length + m.headers[k]!.length) * 3
+  if (m.expectedRevision !== undefined) n += 32
   return n
 }
 
@@ -274,6 +285,7 @@ export function writePubMessage(b: BinaryWriter, m: PubMessage): BinaryWriter {
   if (m.key) b.u8(1).bytes(m.key)
   else b.u8(0)
   const h = m.headers ? Object.entries(m.headers) : []
+  if (m.expectedRevision !== undefined) h.push([EXPECTED_REVISION_HEADER, String(m.expectedRevision)])
   b.u16(h.length)
   for (const [k, v] of h) b.str(k).str(v)
   return b.bytes(m.data)
@@ -305,7 +317,15 @@ export function decodePubCall(bytes: Uint8Array): PubCall {
       if (Object.hasOwn(headers, name)) throw new PeerInputError('headers', `header ${name} repeated`)
       headers[name] = r.str('header value')
     }
-    messages[i] = { topic, msgId, key, headers, data: r.bytes('data') }
+    const msg: PubMessage = { topic, msgId, key, headers, data: r.bytes('data') }
+    const er = headers?.[EXPECTED_REVISION_HEADER]
+    if (er !== undefined && headers !== undefined) {
+      if (!/^(-1|0|[1-9]\d{0,15})$/.test(er)) throw new PeerInputError('expectedRevision', `bad value ${er}`)
+      msg.expectedRevision = Number(er)
+      delete headers[EXPECTED_REVISION_HEADER]
+      if (Object.keys(headers).length === 0) msg.headers = undefined
+    }
+    messages[i] = msg
   }
   const call: PubCall = { ...ref, ack, messages }
   if (r.remaining > 0) call.auth = r.bytes('capability hash')
@@ -318,7 +338,7 @@ export function decodePubCall(bytes: Uint8Array): PubCall {
  * lives on the JS heap (cheap), beyond that it is not zero-filled. The writer is not reused,
  * so its view is returned without a copy.
  */
-function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void, size = 64): Uint8Array {
+export function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void, size = 64): Uint8Array {
   const b = new BinaryWriter(0, size > 64 ? uninitializedBytes(size) : new Uint8Array(size))
   if (x.status === 'ok') write(b.u8(Status.Ok), x.value)
   else if (x.status === 'notLeader') b.u8(Status.NotLeader).str(x.hint ?? '')
@@ -326,7 +346,8 @@ function encodeRouted<T>(x: Routed<T>, write: (b: BinaryWriter, v: T) => void, s
   return b.finish()
 }
 
-function decodeRouted<T>(bytes: Uint8Array, read: (r: BinaryReader) => T, what: string): Routed<T> {
+/** Decodes what `encodeRouted` wrote, the value with `read`; `what` names it in errors. */
+export function decodeRouted<T>(bytes: Uint8Array, read: (r: BinaryReader) => T, what: string): Routed<T> {
   const r = new BinaryReader(bytes)
   const s = r.u8('status')
   let x: Routed<T>

@@ -11,7 +11,9 @@
  *   `frames.refused.<reason>`; the others are appended.
  * - Messages with a `msgId` are handed to the replica one per `publish` (in the same turn, so
  *   still one raft entry): the replica reports one offset range per `publish`, and a duplicate
- *   among several messages would hide which one it was.
+ *   among several messages would hide which one it was. So are conditional appends
+ *   (`expectedRevision`, partition-cas.ts), which the replica takes only alone; a refused one
+ *   fails alone with `WrongRevisionError`.
  * - Not the leader: the whole call is answered `notLeader` (nothing appended). Proposals the
  *   raft group dropped unappended (leadership transfer) or whose index another entry took
  *   (`EntryOverwrittenError`: never committed) are answered `retry` per message.
@@ -89,7 +91,9 @@ function refusal(
 function toReplicaMessage(m: PubMessage): PublishMessage {
   let headers: Record<string, Uint8Array> | undefined
   if (m.headers) for (const k in m.headers) (headers ??= {})[k] = enc.encode(m.headers[k]!)
-  return { key: m.key, value: m.data, headers, topic: m.topic, msgId: m.msgId }
+  const out: PublishMessage = { key: m.key, value: m.data, headers, topic: m.topic, msgId: m.msgId }
+  if (m.expectedRevision !== undefined) out.expectedRevision = m.expectedRevision
+  return out
 }
 
 const failed = (err: unknown): PubResult => ({ error: { name: errorName(err), message: errorMessage(err) } })
@@ -160,7 +164,7 @@ export async function servePublish(
       results[i] = failed(new UnauthorizedError(`publish to stream ${call.stream}: ${why}`))
       continue
     }
-    if (m.msgId === undefined) {
+    if (m.msgId === undefined && m.expectedRevision === undefined) {
       idx.push(i)
       msgs.push(toReplicaMessage(m))
       continue
