@@ -19,7 +19,9 @@ export {
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client/client.js'
+export { type RelayKvOptions, WATCH_QUEUE } from './client/client-kv.js'
 export type { ReconnectOptions } from './client/client-reconnect.js'
+export type { RelayStoredMessage } from './client/client-streams.js'
 export {
   RELAY_LIMITS,
   type RelayServer,

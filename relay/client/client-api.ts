@@ -7,6 +7,7 @@ import type {
   BroadcastContext,
   ConsumeOptions,
   FlushOptions,
+  KvBucket,
   Limits,
   Message,
   NodeStatus,
@@ -17,6 +18,7 @@ import type {
 } from '../../src/types.js'
 import { checkHeaders as checkLibraryHeaders, checkPositiveInt, describe } from '../../src/util/validate.js'
 import type { RelayConsumer } from './client-consumer.js'
+import type { RelayKvOptions } from './client-kv.js'
 import type { RelayStreams } from './client-streams.js'
 import type { RelaySubscription } from './client-subscription.js'
 import type { RelayTunnel } from './client-tunnel.js'
@@ -152,6 +154,11 @@ export interface RelayClient {
    * `ready` and end the iteration.
    */
   consume(stream: string, options?: ConsumeOptions): RelayConsumer
+  /**
+   * A key-value bucket (the library's `KvBucket`), run by the node (`node.kv`); created in
+   * `options.cluster` when absent. Without `cluster` the bucket must exist.
+   */
+  kv(bucket: string, options?: RelayKvOptions): Promise<KvBucket>
   /** The node's status snapshot. */
   status(): Promise<NodeStatus>
   /** Closes the connection; pending calls reject with AbortedError. Idempotent. */

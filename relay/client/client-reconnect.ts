@@ -15,6 +15,7 @@ import { AbortedError } from '../../src/errors.js'
 import { checkPattern } from '../../src/pubsub/subject.js'
 import type {
   ConsumeOptions,
+  KvBucket,
   Message,
   NodeStatus,
   PublishAck,
@@ -33,6 +34,7 @@ import {
   RelayUnavailableError,
 } from './client-api.js'
 import type { RelayConsumer } from './client-consumer.js'
+import type { RelayKvOptions } from './client-kv.js'
 import type { RelayStreams } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import type { RelayTunnel } from './client-tunnel.js'
@@ -186,6 +188,8 @@ class ReconnectingClient implements RelayClient {
       info: async (...a) => (await live()).streams.info(...a),
       delete: async (...a) => (await live()).streams.delete(...a),
       list: async () => (await live()).streams.list(),
+      get: async (...a) => (await live()).streams.get(...a),
+      last: async (...a) => (await live()).streams.last(...a),
     } as RelayStreams
   }
 
@@ -261,6 +265,11 @@ class ReconnectingClient implements RelayClient {
     if (this.closedErr) throw this.closedErr
     if (!this.current) throw new RelayUnavailableError('not connected to the relay (reconnecting)')
     return this.current.consume(stream, options)
+  }
+
+  /** A key-value bucket on the current connection (a watch ends when it drops). */
+  async kv(bucket: string, options?: RelayKvOptions): Promise<KvBucket> {
+    return (await this.live()).kv(bucket, options)
   }
 
   async status(): Promise<NodeStatus> {

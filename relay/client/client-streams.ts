@@ -7,7 +7,7 @@
 
 import { parseCapability } from '../../src/cluster/capability.js'
 import { splitCapability } from '../../src/cluster/capability-text.js'
-import { AbortedError } from '../../src/errors.js'
+import { AbortedError, InvalidArgumentError } from '../../src/errors.js'
 import { checkPattern } from '../../src/pubsub/subject.js'
 import { checkAckOptions } from '../../src/streams/consumer/consumer-options.js'
 import type {
@@ -30,6 +30,7 @@ import {
 } from '../../src/util/validate.js'
 import { FRAME_OVERHEAD, type Frame, Op } from '../wire/protocol.js'
 import { encodeConsumeFetch, encodeConsumeSettle } from '../wire/protocol-consume.js'
+import type { ReadMessage } from '../wire/protocol-kv.js'
 import {
   decodeConsumeClose,
   decodeConsumeMessage,
@@ -45,6 +46,7 @@ import {
 import { type RelayStreamsAdmin, relayStreamsAdmin } from './client-admin.js'
 import { invalid } from './client-api.js'
 import { ClientConsumer, clientConsumerWindow, type RelayConsumer } from './client-consumer.js'
+import { ClientWatches, relayRead } from './client-kv.js'
 
 /** The frame of each settling kind other than ack. */
 const SETTLE_OPS = { nak: Op.ConsumeNak, term: Op.ConsumeTerm, working: Op.ConsumeWorking } as const
@@ -59,6 +61,27 @@ export interface RelayStreams extends RelayStreamsAdmin {
   delete(name: string, options?: StreamCallOptions): Promise<void>
   /** The streams the node knows of, sorted by name. */
   list(): Promise<StreamSummary[]>
+  /** See the library's `Streams.get`: the message at an offset; `MessageNotFoundError` when none. */
+  get(
+    name: string,
+    at: { partition?: number; offset: number },
+    options?: Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>,
+  ): Promise<RelayStoredMessage>
+  /** See the library's `Streams.last`: the latest message of a key; `MessageNotFoundError` when none. */
+  last(
+    name: string,
+    by: { key: string | Uint8Array },
+    options?: Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>,
+  ): Promise<RelayStoredMessage>
+}
+
+/** A stored message read with `client.streams.get` / `last`. */
+export interface RelayStoredMessage extends ReadMessage {
+  stream: string
+  /** The data as UTF-8 text. */
+  string(): string
+  /** The data parsed as JSON. */
+  json<T = unknown>(): T
 }
 
 /** What `ClientStreams` needs from the relay client that owns it. */
@@ -220,14 +243,35 @@ export class ClientStreams implements RelayStreams {
   readonly consumers: RelayStreamsAdmin['consumers']
   readonly consumerInfo: RelayStreamsAdmin['consumerInfo']
   readonly deleteConsumer: RelayStreamsAdmin['deleteConsumer']
+  /** Key-value watches (client-kv.ts). */
+  readonly watches: ClientWatches
 
   constructor(private readonly host: ClientStreamsHost) {
+    this.watches = new ClientWatches(host)
     const admin = relayStreamsAdmin(host)
     this.update = admin.update
     this.purge = admin.purge
     this.consumers = admin.consumers
     this.consumerInfo = admin.consumerInfo
     this.deleteConsumer = admin.deleteConsumer
+  }
+
+  async get(
+    name: string,
+    at: { partition?: number; offset: number },
+    options?: Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>,
+  ): Promise<RelayStoredMessage> {
+    return stored(name, await relayRead(this.host, name, at, options))
+  }
+
+  async last(
+    name: string,
+    by: { key: string | Uint8Array },
+    options?: Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>,
+  ): Promise<RelayStoredMessage> {
+    const b = checkOptions<{ key?: unknown }>(by, 'options')
+    if (b.key === undefined) throw new InvalidArgumentError('options.key is required')
+    return stored(name, await relayRead(this.host, name, { key: b.key as string }, options))
   }
 
   async create(name: string, config: StreamConfig, options?: StreamCallOptions): Promise<StreamInfo> {
@@ -384,12 +428,24 @@ export class ClientStreams implements RelayStreams {
       this.open.get(f.id)?.onClose(c.kind, c.name, c.message)
       return true
     }
-    return false
+    return this.watches.onFrame(f)
   }
 
   /** Ends every consumer with `err` (the connection is gone). */
   failAll(err: Error): void {
     for (const c of [...this.open.values()]) c.fail(err)
     this.open.clear()
+    this.watches.failAll(err)
+  }
+}
+
+const storedText = new TextDecoder()
+
+function stored(stream: string, m: ReadMessage): RelayStoredMessage {
+  return {
+    ...m,
+    stream,
+    string: () => storedText.decode(m.data),
+    json: <T>() => JSON.parse(storedText.decode(m.data)) as T,
   }
 }

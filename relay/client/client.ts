@@ -16,6 +16,7 @@ import {
 import { checkPattern, checkTopic } from '../../src/pubsub/subject.js'
 import type {
   ConsumeOptions,
+  KvBucket,
   Message,
   NodeStatus,
   PublishAck,
@@ -74,10 +75,11 @@ import {
   RelayUnavailableError,
 } from './client-api.js'
 import type { RelayConsumer } from './client-consumer.js'
+import { type RelayKvOptions, relayKv } from './client-kv.js'
 import { ClientMemberships } from './client-members.js'
 import { checkPublishOptions, type RelayTarget, resolveConnectOptions } from './client-options.js'
 import { connectReconnecting } from './client-reconnect.js'
-import { ClientStreams } from './client-streams.js'
+import { ClientStreams, type ClientStreamsHost } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import { openClientTransport } from './client-transport.js'
 import { ClientTunnel, clientTunnelWindow, type RelayTunnel } from './client-tunnel.js'
@@ -228,13 +230,15 @@ class Client implements RelayClient {
   }
 
   /** Durable streams through the relay: create, info, delete, list. */
-  readonly streams: ClientStreams = new ClientStreams({
+  private readonly streamsHost: ClientStreamsHost = {
     maxMessageSize: () => this.maxMessageSize,
     closedError: () => this.closedErr,
     send: (opcode, id, body) => this.conn.send(opcode, id, body),
     call: (opcode, body, signal) => this.call(opcode, body, signal),
     expect: (f, opcode) => this.expect(f, opcode),
-  })
+  }
+
+  readonly streams: ClientStreams = new ClientStreams(this.streamsHost)
 
   private readonly members = new ClientMemberships({
     maxMessageSize: () => this.maxMessageSize,
@@ -476,6 +480,10 @@ class Client implements RelayClient {
 
   consume(stream: string, options?: ConsumeOptions): RelayConsumer {
     return this.streams.consume(stream, options)
+  }
+  /** A key-value bucket through the relay (client-kv.ts): the library's `KvBucket`. */
+  kv(bucket: string, options?: RelayKvOptions): Promise<KvBucket> {
+    return relayKv(this.streamsHost, this.streams.watches, bucket, options)
   }
 
   async tunnel(cluster: string, opts: RelayTunnelOptions = {}): Promise<RelayTunnel> {

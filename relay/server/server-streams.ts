@@ -24,6 +24,7 @@ import {
   encodeStreamList,
 } from '../wire/protocol-streams.js'
 import { CONSUMER_LIMITS, ConsumerBridge, type ConsumerBridgeStats } from './server-consumer.js'
+import { RelayKv } from './server-kv.js'
 
 /** What `RelayStreams` needs from the connection that owns it. */
 export interface RelayStreamsHost {
@@ -50,17 +51,21 @@ const timeoutOf = (ms: number) => (ms === 0 ? undefined : ms)
 export class RelayStreams {
   private readonly consumers = new Map<number, ConsumerBridge>()
   private closed = false
+  /** KV_* and STREAM_READ frames (server-kv.ts). */
+  private readonly kv: RelayKv
 
-  constructor(private readonly host: RelayStreamsHost) {}
+  constructor(private readonly host: RelayStreamsHost) {
+    this.kv = new RelayKv(host, () => this.maxFrame)
+  }
 
   /** Largest frame the client accepts. */
   private get maxFrame(): number {
     return this.host.maxMessageSize + FRAME_OVERHEAD
   }
 
-  /** Consumers open. */
+  /** Consumers and watches open. */
   get size(): number {
-    return this.consumers.size
+    return this.consumers.size + this.kv.size
   }
 
   /** Handles a stream frame; false when `f` is not one. */
@@ -167,7 +172,7 @@ export class RelayStreams {
         return true
       }
       default:
-        return false
+        return this.kv.onFrame(f)
     }
   }
 
@@ -308,6 +313,7 @@ export class RelayStreams {
   /** The connection's outbound buffer has room: consumers waiting for it may send. */
   pump(): void {
     for (const c of this.consumers.values()) c.pump()
+    this.kv.pump()
   }
 
   /** Counters of every open consumer. */
@@ -320,5 +326,6 @@ export class RelayStreams {
     this.closed = true
     for (const c of [...this.consumers.values()]) c.close()
     this.consumers.clear()
+    this.kv.closeAll()
   }
 }

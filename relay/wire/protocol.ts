@@ -140,6 +140,20 @@ export const Op = {
   ConsumeStart: 0x70,
   /** c→s: u32 consumer id, u32 max, u32 expires ms; the messages as CONSUME_MESSAGE, then OK `u32 count`. */
   ConsumeFetch: 0x71,
+  /** c→s: a key-value call (protocol-kv.ts). Answered KV_REPLY or ERROR. */
+  KvCall: 0x78,
+  /** s→c: the result of a KV_CALL. */
+  KvReply: 0x79,
+  /** c→s: opens a watch of a bucket (id = the watch). Answered OK, then KV_CHANGE frames. */
+  KvWatch: 0x7a,
+  /** s→c: one change of a watched bucket. */
+  KvChange: 0x7b,
+  /** either way: a watch ended (kind 0) or failed (kind 1, error name and message). */
+  KvWatchClose: 0x7c,
+  /** c→s: one stored message (`streams.get` / `streams.last`). Answered STREAM_READ_REPLY. */
+  StreamRead: 0x7d,
+  /** s→c: the message a STREAM_READ asked for. */
+  StreamReadReply: 0x7e,
 } as const
 
 /** JOIN flags (version 2): what the client serves for the cluster. */
@@ -151,7 +165,7 @@ export const RESERVED_OPCODES: ReadonlyArray<{ from: number; to: number; use: st
   { from: 0x40, to: 0x4f, use: 'pub/sub' },
   { from: 0x50, to: 0x5f, use: 'tunnels' },
   { from: 0x60, to: 0x6f, use: 'durable streams' },
-  { from: 0x70, to: 0x7f, use: 'durable streams, continued' },
+  { from: 0x70, to: 0x7f, use: 'durable streams, continued (0x78-0x7f: key-value buckets, stream reads)' },
   { from: 0xf0, to: 0xff, use: 'private experiments' },
 ]
 

@@ -1,0 +1,79 @@
+/**
+ * Key-value buckets and single-message reads through the relay (KV_* and STREAM_READ
+ * frames, 0x78–0x7E), real nodes over loopback: a thin client opens a bucket (created on
+ * the cluster), runs every operation, sees `KeyExistsError` / `WrongRevisionError` by name,
+ * watches changes (current values first, then live puts and deletes in order), and reads a
+ * stream message by offset and by key.
+ */
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { expect, it } from 'vitest'
+import { connectRelay, startRelay } from '../../relay/index.js'
+import { generateKey, type KvEntry } from '../../src/index.js'
+import { cleanedAfterEach } from '../helpers/cleanup.js'
+import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
+
+const { dirs, mine, relays, clients } = cleanedAfterEach()
+
+it('runs key-value operations, watches and stream reads through the relay', async () => {
+  const network = uniqueNetwork('rkv')
+  const root = await mkdtemp(join(tmpdir(), 'plexus-relay-kv-'))
+  dirs.push(root)
+  const members = await Promise.all(
+    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
+  )
+  mine.push(...members)
+  const key = generateKey()
+  for (const m of members) await m.join('db', { key })
+  for (const m of members) await waitForMembers(m, 'db', 3, 10_000)
+  const relay = await startRelay(members[0]!, { host: '127.0.0.1', port: 0 })
+  relays.push(relay)
+  const client = await connectRelay({ address: relay.address })
+  clients.push(client)
+
+  const kv = await client.kv('cfg', { cluster: 'db' })
+  const r1 = await kv.put('a.x', 'one')
+  expect((await kv.get('a.x'))!.string()).toBe('one')
+  expect(await kv.get('nope')).toBeNull()
+  await expect(kv.create('a.x', 'two')).rejects.toMatchObject({ name: 'KeyExistsError' })
+  const r2 = await kv.update('a.x', 'two', r1)
+  const stale = await kv.update('a.x', 'three', r1).catch((e) => e)
+  expect(stale.name).toBe('WrongRevisionError')
+  expect(stale.current).toBe(r2)
+  await kv.put('b', 'bee')
+  // a second client opens the existing bucket without naming the cluster
+  const other = await connectRelay({ address: relay.address })
+  clients.push(other)
+  const kv2 = await other.kv('cfg')
+  expect(await kv2.keys()).toEqual(['a.x', 'b'])
+
+  const w = kv2.watch('a.>')
+  const it = w[Symbol.asyncIterator]()
+  const first = await it.next()
+  expect([first.value.key, first.value.string()]).toEqual(['a.x', 'two'])
+  const d = await kv.delete('a.x')
+  await kv.put('b', 'not watched')
+  const r3 = await kv.put('a.y', 'why')
+  const got: KvEntry[] = [(await it.next()).value, (await it.next()).value]
+  expect(got.map((e) => [e.key, e.operation, e.revision])).toEqual([
+    ['a.x', 'delete', d],
+    ['a.y', 'put', r3],
+  ])
+  w.stop()
+  expect((await it.next()).done).toBe(true)
+  expect((await kv.history('a.x')).map((e) => e.operation)).toEqual(['put', 'put', 'delete'])
+  await expect(kv.put('bad key', 'v')).rejects.toMatchObject({ name: 'InvalidArgumentError' })
+  await expect(client.kv('missing')).rejects.toMatchObject({ name: 'StreamNotFoundError' })
+
+  const m = await client.streams.get('KV_cfg', { offset: r1 })
+  expect(m.string()).toBe('one')
+  const last = await client.streams.last('KV_cfg', { key: 'a.y' })
+  expect([last.offset, last.string(), last.topic]).toEqual([r3, 'why', '$kv.cfg.a.y'])
+  await expect(client.streams.last('KV_cfg', { key: 'a.x' })).rejects.toMatchObject({
+    name: 'MessageNotFoundError',
+  })
+  await expect(client.streams.get('KV_cfg', { offset: 9999 })).rejects.toMatchObject({
+    name: 'MessageNotFoundError',
+  })
+}, 30_000)
