@@ -17,8 +17,6 @@ import { decodeGetReply, encodeGetCall, type GetCall, type GetResult } from './r
 /** Options of `streams.get` and `streams.last` (a `capability` reads with `consume` access). */
 export type ReadCallOptions = Pick<StreamCallOptions, 'timeout' | 'signal' | 'capability'>
 
-const noAck = () => Promise.resolve()
-
 /** `streams.get`: the message at `offset` of `partition`; `MessageNotFoundError` when none. */
 export async function getMessage(
   c: StreamsClient,
@@ -45,7 +43,7 @@ export async function getMessage(
       `stream ${name} partition ${r.partition} has no message at offset ${offset} ` +
         '(not written yet, or removed by retention, a purge or compaction)',
     )
-  return toStreamMessage(name, r.partition, r.result.message, 1, noAck)
+  return toStreamMessage(name, r.partition, r.result.message, 1)
 }
 
 /**
@@ -84,7 +82,7 @@ export async function lastOrUndefined(
       )
     return undefined
   }
-  return toStreamMessage(name, r.partition, m, 1, noAck)
+  return toStreamMessage(name, r.partition, m, 1)
 }
 
 async function read(

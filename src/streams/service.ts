@@ -315,8 +315,7 @@ export class StreamService {
       if (Date.now() > opts.deadline) throw new TimeoutError(`reading stream ${name} took too long`)
       const r = await c.fetch(ref, replicas, offset, 1000, opts.signal, 1 << 20, auth)
       const batch = r.messages.filter((m) => m.offset < end)
-      if (batch.length > 0)
-        onBatch(batch.map((m) => toStreamMessage(name, partition, m, 1, () => Promise.resolve())))
+      if (batch.length > 0) onBatch(batch.map((m) => toStreamMessage(name, partition, m, 1)))
       const last = r.messages[r.messages.length - 1]
       offset = Math.max(offset, r.firstOffset, last === undefined ? offset : last.offset + 1)
     }
