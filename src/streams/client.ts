@@ -446,6 +446,11 @@ export class StreamsClient {
     opts: { deadline: number; signal: AbortSignal },
     /** The capability the body's hash names, presented first (grants.ts). */
     auth?: DataAuth,
+    /**
+     * The call only reads (`s.fetch`, `s.seek`): when the link to the replica is lost while
+     * it waits (`MemberLostError`, e.g. the leader's process died), ask the next replica.
+     */
+    readOnly = false,
   ): Promise<T> {
     const key = partitionKey(ref)
     let next: string | undefined = this.leaders.get(key)
@@ -462,7 +467,7 @@ export class StreamsClient {
         const o = { timeout: remaining, signal: opts.signal }
         r = decode(await this.presenter.call(peer, method, body, o, auth))
       } catch (err) {
-        if (!(err instanceof PeerUnreachableError)) throw err
+        if (!(err instanceof PeerUnreachableError || (readOnly && err instanceof MemberLostError))) throw err
         if (this.leaders.get(key) === peer) this.leaders.delete(key)
         if (turn % replicas.length === 0) await sleep(100, opts.signal)
         continue
@@ -570,10 +575,17 @@ export class StreamsClient {
    */
   seek(ref: PartitionRef, replicas: string[], target: SeekTarget, signal: AbortSignal): Promise<number> {
     const sig = AbortSignal.any([signal, this.closing.signal])
-    return this.route(ref, replicas, 's.seek', encodeSeek(ref, target), decodeOffsetReply, {
-      deadline: Date.now() + 10_000,
-      signal: sig,
-    })
+    const opts = { deadline: Date.now() + 10_000, signal: sig }
+    return this.route(
+      ref,
+      replicas,
+      's.seek',
+      encodeSeek(ref, target),
+      decodeOffsetReply,
+      opts,
+      undefined,
+      true,
+    )
   }
 
   /** Fetches committed messages of a partition from `offset` (long poll up to `waitMs`). */
@@ -598,6 +610,6 @@ export class StreamsClient {
     })
     const sig = AbortSignal.any([signal, this.closing.signal])
     const opts = { deadline: Date.now() + waitMs + 10_000, signal: sig }
-    return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, opts, auth)
+    return this.route(ref, replicas, 's.fetch', body, decodeFetchReply, opts, auth, true)
   }
 }
