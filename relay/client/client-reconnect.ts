@@ -215,13 +215,11 @@ class ReconnectingClient implements RelayClient {
     return (await this.live()).broadcast(cluster, data)
   }
 
-  subscribe(pattern: string, options?: SubscribeOptions): RelaySubscription
   subscribe(
     pattern: string,
-    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    handlerOrOptions?: ((msg: Message) => void | Promise<void>) | SubscribeOptions,
     options?: SubscribeOptions,
-  ): RelaySubscription
-  subscribe(pattern: string, handlerOrOptions?: unknown, options?: SubscribeOptions): RelaySubscription {
+  ): RelaySubscription {
     checkPattern(pattern, 'pattern')
     const { handler, queue } = checkSubscribeArgs<(msg: Message) => void | Promise<void>>(
       handlerOrOptions,

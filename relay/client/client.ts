@@ -100,6 +100,9 @@ export type { RelayStreams } from './client-streams.js'
 export type { RelaySubscription } from './client-subscription.js'
 export type { RelayTunnel } from './client-tunnel.js'
 
+/** A subscription's message handler. */
+type SubHandler = (msg: Message) => void | Promise<void>
+
 /**
  * Connects to a node's relay and completes the handshake. `opts` may be the relay's address
  * alone: `'host:port'` (TCP) or a `ws://` / `wss://` URL. With `reconnect`, the client
@@ -400,6 +403,12 @@ class Client implements RelayClient {
     return decodeBytesBody(f.body, 'REPLY', this.maxMessageSize).slice()
   }
 
+  /** A subscription ended (`tellRelay`: by the application, so the relay is told). */
+  private readonly subEnded = (s: ClientSubscription, tellRelay: boolean): void => {
+    if (this.subs.get(s.id) === s) this.subs.delete(s.id)
+    if (tellRelay && !this.closedErr) this.call(Op.Unsubscribe, (w) => w.u32(s.id)).catch(() => {})
+  }
+
   join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership> {
     return this.members.join(cluster, opts)
   }
@@ -414,32 +423,18 @@ class Client implements RelayClient {
     return n
   }
 
-  subscribe(pattern: string, options?: SubscribeOptions): RelaySubscription
   subscribe(
     pattern: string,
-    handler: ((msg: Message) => void | Promise<void>) | undefined,
+    handlerOrOptions?: SubHandler | SubscribeOptions,
     options?: SubscribeOptions,
-  ): RelaySubscription
-  subscribe(pattern: string, handlerOrOptions?: unknown, options?: SubscribeOptions): RelaySubscription {
+  ): RelaySubscription {
     checkPattern(pattern, 'pattern')
-    const { handler: h, queue } = checkSubscribeArgs<(msg: Message) => void | Promise<void>>(
-      handlerOrOptions,
-      options,
-    )
+    const { handler, queue } = checkSubscribeArgs<SubHandler>(handlerOrOptions, options)
     if (this.closedErr) throw this.closedErr
     let id = this.nextSubId
     while (id === 0 || this.subs.has(id)) id = (id + 1) >>> 0
     this.nextSubId = (id + 1) >>> 0
-    const sub = new ClientSubscription(
-      id,
-      pattern,
-      h,
-      (s, tellRelay) => {
-        if (this.subs.get(s.id) === s) this.subs.delete(s.id)
-        if (tellRelay && !this.closedErr) this.call(Op.Unsubscribe, (w) => w.u32(s.id)).catch(() => {})
-      },
-      queue,
-    )
+    const sub = new ClientSubscription(id, pattern, handler, this.subEnded, queue)
     this.subs.set(id, sub)
     this.call(Op.Subscribe, (w) => encodeSubscribe(w, { subId: id, pattern, maxPending: 0, queue })).then(
       (f) => {

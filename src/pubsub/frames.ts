@@ -4,7 +4,7 @@
  *   Interest: u8 mode (0 replace all, 1 add, 2 remove) | u16 n | n × str pattern |
  *             [u16 m | m × (str pattern, str queue)]
  *   Publish:  str topic | u8 flags (1 key, 2 headers, 4 queues, 8 queues only) | [bytes key] |
- *             [u16 n | n × (str name, str value)] | [u8 q | q × str queue] | bytes data
+ *             [u16 n | n × (str name, str value)] | [u16 q | q × str queue] | bytes data
  *
  * Queue groups: the optional tail of an Interest frame lists (pattern, queue) entries under
  * the same mode; it is written only when non-empty, so a node without queue subscriptions
@@ -33,8 +33,6 @@ const FLAG_KEY = 1
 const FLAG_HEADERS = 2
 const FLAG_QUEUES = 4
 const FLAG_QUEUES_ONLY = 8
-/** Most groups one Publish frame names (a message has one copy per group network-wide). */
-export const MAX_FRAME_QUEUES = 255
 
 /** One queue-group interest entry: a subscription of `queue` on `pattern`. */
 export interface QueueEntry {
@@ -109,7 +107,7 @@ export function writePublish(
     for (const [k, v] of entries) w.str(k).str(v)
   }
   if (queues) {
-    w.u8(queues.queues.length)
+    w.u16(queues.queues.length) // at most a peer's queue entries (10,000)
     for (const q of queues.queues) w.str(q)
   }
   w.bytes(data)
@@ -151,7 +149,7 @@ export function readPublishRest(
     peerHeaders(headers)
   }
   if (flags & FLAG_QUEUES) {
-    const q = r.u8('queue count')
+    const q = r.u16('queue count')
     const names: string[] = []
     for (let i = 0; i < q; i++) names.push(peerQueue(r.str('queue')))
     if (queues) {
