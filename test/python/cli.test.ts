@@ -4,12 +4,14 @@
  * client in another language. The package is imported through PYTHONPATH, not installed.
  */
 import { type ChildProcess, execFile, spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
 import { generateKey } from '../../src/index.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
 import { python, pythonEnv, pythonMissing } from '../helpers/python.js'
 
 const missing = pythonMissing()
+const quickstart = fileURLToPath(new URL('../../examples/python/quickstart.py', import.meta.url))
 const pyEnv = pythonEnv
 const children: ChildProcess[] = []
 afterEach(() => {
@@ -105,6 +107,30 @@ describe.skipIf(missing !== undefined)('python3 -m plexus_relay (python3 >= 3.9 
     const bad = await run(['publish', 'py.*', 'x', '--relay', a.relayAddress!])
     expect(bad.code).toBe(1)
     expect(bad.stderr).toMatch(/^InvalidArgumentError: .*topic/)
+  })
+
+  it('runs examples/python/quickstart.py against two relays', async () => {
+    const network = uniqueNetwork('relaypy')
+    const [a, b] = await Promise.all([
+      startNode({ network, relay: { port: 0 } }),
+      startNode({ network, relay: { port: 0 } }),
+    ])
+    const out = await new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => {
+      execFile(
+        python,
+        [quickstart],
+        {
+          env: { ...pyEnv, PLEXUS_RELAY: a.relayAddress!, PLEXUS_RELAY_2: b.relayAddress! },
+          timeout: 20_000,
+        },
+        (err, stdout, stderr) =>
+          resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      )
+    })
+    expect(out.stderr).toBe('')
+    expect(out.stdout).toBe(
+      `attached to node ${a.id} on network ${network}\ngreetings.python: hello from python\nSHOUT\n`,
+    )
   })
 })
 
