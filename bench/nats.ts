@@ -8,6 +8,7 @@
  */
 import { pathToFileURL } from 'node:url'
 import { connect, type NatsConnection } from 'nats'
+import { idleCpu } from './cpu.js'
 import {
   concurrent,
   findExecutable,
@@ -38,13 +39,23 @@ export interface RequestFigures {
    * nats-server), per phase: sequential and 100 in flight, 1 and 3 responders.
    */
   cpu: { seq1: number; seq3: number; conc1: number; conc3: number }
+  /** CPU ms per second of the same processes with no request in flight (`idleCpu`). */
+  idleCpuMsPerS: number
 }
 
 /** Measurement sizes; `quick` shortens every phase. */
 export function phases(quick: boolean) {
   return quick
-    ? { seq: { warmup: 200, count: 1500, ms: 1500 }, conc: { inFlight: 100, warmupMs: 500, ms: 1500 } }
-    : { seq: { warmup: 500, count: 5000, ms: 3500 }, conc: { inFlight: 100, warmupMs: 1000, ms: 4000 } }
+    ? {
+        seq: { warmup: 200, count: 1500, ms: 1500 },
+        conc: { inFlight: 100, warmupMs: 500, ms: 1500 },
+        idleMs: 3000,
+      }
+    : {
+        seq: { warmup: 500, count: 5000, ms: 3500 },
+        conc: { inFlight: 100, warmupMs: 1000, ms: 4000 },
+        idleMs: 5000,
+      }
 }
 
 export const NATS_INSTALL_HINT = 'nats-server not found; install it with: sudo apt-get install nats-server'
@@ -98,6 +109,9 @@ export async function runNatsRequestBench(opts: {
     const t1 = await concurrent(one, { ...p.conc, pids })
     log('NATS: throughput, 100 in flight, 3 responders')
     const t3 = await concurrent(all, { ...p.conc, pids })
+    // Idle last, once connections, JIT and collections have settled.
+    log('NATS: idle CPU')
+    const idleCpuMsPerS = await idleCpu(pids, p.idleMs)
     return {
       latency1,
       latency3,
@@ -105,6 +119,7 @@ export async function runNatsRequestBench(opts: {
       throughput3: t3.rate,
       loaded3: t3.latency,
       cpu: { seq1: latency1.cpuUs, seq3: latency3.cpuUs, conc1: t1.cpuUs, conc3: t3.cpuUs },
+      idleCpuMsPerS,
     }
   } finally {
     await nc?.close().catch(() => {})

@@ -135,6 +135,12 @@ function requestRows(plexus: RequestFigures, nats: RequestFigures | undefined): 
       unit: 'µs',
     },
     {
+      name: '  idle CPU, all processes (no request in flight)',
+      value: plexus.idleCpuMsPerS,
+      nats: n?.idleCpuMsPerS,
+      unit: 'ms/s',
+    },
+    {
       name: 'p50 under load (100 in flight, 3 members)',
       value: plexus.loaded3.p50,
       nats: n?.loaded3.p50,

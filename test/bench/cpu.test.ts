@@ -12,6 +12,7 @@ import {
   clockTicks,
   cpuSince,
   cpuSnapshot,
+  idleCpu,
   parseCpuList,
   parseStatTicks,
   pinSelf,
@@ -81,6 +82,23 @@ describe('CPU time from /proc', () => {
       await once(child, 'exit')
       expect(cpuSince(start)).toBeNaN()
       expect(cpuSince(new Map())).toBeNaN()
+    } finally {
+      child.kill('SIGKILL')
+    }
+  })
+})
+
+describe('idle CPU', () => {
+  it('is CPU ms per second of wall time: near 0 for a process that only waits', async () => {
+    const child = spawn(process.execPath, ['-e', "console.log('READY'); setTimeout(() => {}, 60000)"], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    })
+    try {
+      await once(child.stdout!, 'data') // past its start-up
+      const v = await idleCpu([child.pid], 1000)
+      expect(v).toBeGreaterThanOrEqual(0)
+      // One tick (10 ms) at each end at most, plus a timer's wake-up.
+      expect(v).toBeLessThan(40)
     } finally {
       child.kill('SIGKILL')
     }
