@@ -133,6 +133,11 @@ export const CONSUMER = {
 
 /** Default request timeout (ms). */
 export const DEFAULT_REQUEST_TIMEOUT = 10_000
+/**
+ * Most requests one `requestMany` has in flight at once (one per member); further members
+ * are asked as earlier ones answer.
+ */
+export const REQUEST_MANY_MAX_IN_FLIGHT = 64
 /** Default per-member limits when joining a cluster. */
 export const DEFAULT_LIMITS = {
   /** Requests running at once in this member's handler. */

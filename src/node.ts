@@ -31,6 +31,7 @@ import { PUBSUB_SYNC, SYNC_TIMEOUT } from './pubsub/ready.js'
 import { checkTopic } from './pubsub/subject.js'
 import { RaftTransport } from './replication/transport.js'
 import { RequestClient } from './request/client.js'
+import { requestMany } from './request/many.js'
 import { type RequestHandler, RequestServer } from './request/server.js'
 import { PeerRpc, PeerUnreachableError } from './rpc/rpc.js'
 import { STREAM_CALL_TIMEOUT } from './streams/client.js'
@@ -46,6 +47,7 @@ import type {
   JoinOptions,
   KvBucket,
   KvOptions,
+  ManyReply,
   Membership,
   Message,
   NodeOptions,
@@ -53,7 +55,9 @@ import type {
   PlexusNode,
   PublishAck,
   PublishOptions,
+  RequestManyOptions,
   RequestOptions,
+  RequestReply,
   Streams,
   SubscribeOptions,
   Subscription,
@@ -73,6 +77,7 @@ import {
   checkKey,
   checkMsgId,
   checkOptions,
+  checkPositiveInt,
   checkSignal,
   checkSubscribeArgs,
   checkTimeout,
@@ -211,7 +216,7 @@ class Node implements PlexusNode {
       servers: (c, role) => this.directory.servers(c, role),
       link,
       servesLocally: (c) => this.directory.joined(c),
-      runLocal: (c, data, remaining) => this.server.runLocal(c, data, remaining, self),
+      runLocal: (c, data, headers, remaining) => this.server.runLocal(c, data, headers, remaining, self),
       nextChange,
       discovering,
       count,
@@ -634,7 +639,7 @@ class Node implements PlexusNode {
     cluster: string,
     data: Uint8Array | string,
     options: RequestOptions = {},
-  ): Promise<Uint8Array> {
+  ): Promise<RequestReply> {
     this.assertRunning()
     checkClusterName(cluster, 'cluster')
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
@@ -644,7 +649,27 @@ class Node implements PlexusNode {
     if (o.retry !== undefined && typeof o.retry !== 'boolean') {
       throw new InvalidArgumentError(`options.retry must be a boolean, got ${describe(o.retry)}`)
     }
-    return this.client.request(cluster, payload, { timeout, signal: o.signal, retry: o.retry })
+    const headers = checkHeaders(o.headers)
+    return this.client.request(cluster, payload, { timeout, signal: o.signal, retry: o.retry, headers })
+  }
+
+  requestMany(
+    cluster: string,
+    data: Uint8Array | string,
+    options: RequestManyOptions = {},
+  ): AsyncIterable<ManyReply> {
+    this.assertRunning()
+    checkClusterName(cluster, 'cluster')
+    const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
+    const o = checkOptions<RequestManyOptions>(options, 'options')
+    const many = {
+      maxReplies: checkPositiveInt(o.maxReplies, 'options.maxReplies') ?? Number.POSITIVE_INFINITY,
+      timeout: checkTimeout(o.timeout, 'options.timeout') ?? DEFAULT_REQUEST_TIMEOUT,
+      headers: checkHeaders(o.headers),
+      signal: o.signal,
+    }
+    checkSignal(o.signal)
+    return requestMany(this.client, cluster, payload, many)
   }
 
   async broadcast(cluster: string, data: Uint8Array | string): Promise<number> {

@@ -139,7 +139,27 @@ export interface RequestContext {
   deadline: number
   /** Aborted when the caller gives up (deadline, cancel) or the node stops. */
   signal: AbortSignal
+  /** The request's headers (`RequestOptions.headers`); absent when it carried none. */
+  headers?: Record<string, string>
 }
+
+/**
+ * A reply with headers, which a request handler may return instead of the bytes alone: the
+ * caller's reply then carries `headers` (same limits as message headers).
+ */
+export interface ReplyWithHeaders {
+  data: Uint8Array | string
+  headers?: Record<string, string>
+}
+
+/** What a request handler may return (or resolve to): the reply bytes, text, or `{ data, headers }`. */
+export type RequestHandlerResult = Uint8Array | string | ReplyWithHeaders
+
+/**
+ * The reply `node.request` resolves to: the reply bytes, with `headers` set when the member's
+ * handler returned some (`ReplyWithHeaders`).
+ */
+export type RequestReply = Uint8Array & { headers?: Record<string, string> }
 
 /** What a broadcast handler learns about the broadcast. */
 export interface BroadcastContext {
@@ -151,7 +171,7 @@ export interface BroadcastContext {
 export interface JoinOptions {
   /** The cluster key (from `generateKey()`); proves membership, never sent. */
   key: string | Uint8Array
-  onRequest?: (data: Uint8Array, ctx: RequestContext) => Uint8Array | string | Promise<Uint8Array | string>
+  onRequest?: (data: Uint8Array, ctx: RequestContext) => RequestHandlerResult | Promise<RequestHandlerResult>
   onBroadcast?: (data: Uint8Array, ctx: BroadcastContext) => void | Promise<void>
   onTunnel?: (tunnel: Tunnel, ctx: { from: string; cluster: string }) => void | Promise<void>
   limits?: Limits
@@ -171,6 +191,40 @@ export interface RequestOptions {
   /** Resend to another member when the chosen one dies after the request was written
    * (at-least-once instead of at-most-once). */
   retry?: boolean
+  /**
+   * Headers the handler sees as `ctx.headers` (at most 64, names of 1 to 256 bytes, 16 KiB
+   * of names and values together). Members must run a version that reads request headers.
+   */
+  headers?: Record<string, string>
+}
+
+/** Options of `node.requestMany`. */
+export interface RequestManyOptions {
+  /** Stop after this many successful replies (default: one from every member asked). */
+  maxReplies?: number
+  /**
+   * Ms to wait for replies (default 10 s); the iteration ends at it with what came, and it
+   * travels with each request as its deadline.
+   */
+  timeout?: number
+  /** Aborting ends the iteration with `AbortedError` and cancels what is still running. */
+  signal?: AbortSignal
+  /** Headers every member's handler sees as `ctx.headers` (limits as `RequestOptions.headers`). */
+  headers?: Record<string, string>
+}
+
+/**
+ * One item of `node.requestMany`: a member's reply (`data`, `headers`, `string()`, `json()`),
+ * or, with `error` set and empty `data`, why that member gave none (its handler threw:
+ * `RemoteError`; it was overloaded, left or was lost: `OverloadedError`, `NoMembersError`,
+ * `MemberLostError`).
+ */
+export interface ManyReply extends MessageData {
+  /** Peer id of the member. */
+  from: string
+  data: Uint8Array
+  headers?: Record<string, string>
+  error?: Error
 }
 
 /**
@@ -848,7 +902,20 @@ export interface PlexusNode {
   /** Serve a cluster. Resolves once the membership is announced. */
   join(cluster: string, options: JoinOptions): Promise<Membership>
   /** Send one request to one proven member, chosen by load; resolves to its reply. */
-  request(cluster: string, data: Uint8Array | string, options?: RequestOptions): Promise<Uint8Array>
+  request(cluster: string, data: Uint8Array | string, options?: RequestOptions): Promise<RequestReply>
+  /**
+   * Sends `data` to several members of `cluster` (each at most once; members that serve
+   * requests and are reachable when it starts, at most 64 asked at once) and yields their
+   * replies as they arrive. Ends after `maxReplies` successful replies, at `timeout` (with
+   * what came; no error), or once every member asked answered or failed. A member that fails
+   * yields an item with `error` (it does not count towards `maxReplies`). Breaking out of the
+   * loop cancels the requests still running. No member serving requests: `NoMembersError`.
+   */
+  requestMany(
+    cluster: string,
+    data: Uint8Array | string,
+    options?: RequestManyOptions,
+  ): AsyncIterable<ManyReply>
   /** Send `data` to every member of `cluster` reachable now, at most once each, no replies.
    * Resolves to the number of members it was handed to (this node included when a member). */
   broadcast(cluster: string, data: Uint8Array | string): Promise<number>

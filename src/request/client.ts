@@ -24,9 +24,31 @@ import {
   OverloadedError,
   TimeoutError,
 } from '../errors.js'
-import { encodeRequest, encodeU32Frame, FrameType, type ReplyFrame, ReplyStatus } from '../link/frames.js'
+import {
+  encodeRequest,
+  encodeU32Frame,
+  FrameType,
+  type ReplyFrame,
+  ReplyStatus,
+  RequestFlag,
+} from '../link/frames.js'
 import type { Link } from '../link/link.js'
+import type { RequestReply } from '../types.js'
 import { type Candidate, chooseMember } from './balancer.js'
+import type { ServedReply } from './server.js'
+
+/** Options of one request as the client takes them (checked by the node). */
+export interface ClientRequestOptions {
+  timeout?: number
+  signal?: AbortSignal
+  retry?: boolean
+  headers?: Record<string, string>
+  /**
+   * Send to this member only (for `requestMany`): no other member is tried, and a refusal
+   * (not a member, overloaded) or a lost link fails the request at once.
+   */
+  only?: string
+}
 
 /** What the client needs from the node around it. */
 export interface ClientHost {
@@ -39,7 +61,12 @@ export interface ClientHost {
   link(peer: string): Link | undefined
   /** True when this node serves the cluster itself. */
   servesLocally(cluster: string): boolean
-  runLocal(cluster: string, data: Uint8Array, remainingMs: number): Promise<Uint8Array>
+  runLocal(
+    cluster: string,
+    data: Uint8Array,
+    headers: Record<string, string> | undefined,
+    remainingMs: number,
+  ): Promise<ServedReply>
   /** Resolves on the next membership or link change (or when `signal` aborts). */
   nextChange(signal: AbortSignal): Promise<void>
   /** True while the node is young enough that members may still be on their way. */
@@ -71,10 +98,12 @@ class Pending {
     readonly id: number,
     readonly cluster: string,
     readonly data: Uint8Array,
+    readonly headers: Record<string, string> | undefined,
+    readonly only: string | undefined,
     readonly deadline: number,
     readonly retry: boolean,
     readonly userSignal: AbortSignal | undefined,
-    private readonly res: (v: Uint8Array) => void,
+    private readonly res: (v: RequestReply) => void,
     private readonly rej: (e: Error) => void,
   ) {}
 
@@ -89,7 +118,7 @@ class Pending {
     this.ac?.abort(SETTLED)
   }
 
-  resolve(v: Uint8Array): void {
+  resolve(v: RequestReply): void {
     this.cleanup()
     this.res(v)
   }
@@ -128,14 +157,10 @@ export class RequestClient {
     return this.pending.size
   }
 
-  request(
-    cluster: string,
-    data: Uint8Array,
-    opts: { timeout?: number; signal?: AbortSignal; retry?: boolean },
-  ): Promise<Uint8Array> {
+  request(cluster: string, data: Uint8Array, opts: ClientRequestOptions): Promise<RequestReply> {
     const timeout = opts.timeout ?? DEFAULT_REQUEST_TIMEOUT
     if (opts.signal?.aborted) return Promise.reject(new AbortedError('request aborted before it was sent'))
-    return new Promise<Uint8Array>((res, rej) => {
+    return new Promise<RequestReply>((res, rej) => {
       let resolve = res
       let reject = rej
       const settled = this.host.settled
@@ -156,6 +181,8 @@ export class RequestClient {
         id,
         cluster,
         data,
+        opts.headers,
+        opts.only,
         this.host.now() + timeout,
         opts.retry === true,
         opts.signal,
@@ -207,6 +234,12 @@ export class RequestClient {
   private async dispatch(p: Pending): Promise<void> {
     while (this.pending.get(p.id) === p) {
       if (this.trySend(p)) return
+      if (p.only !== undefined) {
+        // One member only: it cannot be reached (or was already tried).
+        this.finish(p)
+        p.reject(new NoMembersError(`member ${p.only} of ${p.cluster} is not reachable`))
+        return
+      }
       const known = this.host.servers(p.cluster, 'request')
       const untried = known.filter((m) => !p.tried?.has(m))
       // Every member left is unlinked and its last dial failed: fail now, not at the deadline.
@@ -238,6 +271,31 @@ export class RequestClient {
   }
 
   /**
+   * Members of `cluster` a request could go to now (serving requests, linked, or this node),
+   * best first as `chooseMember` ranks them: fewest outstanding, then lowest latency. While
+   * none is reachable it waits for a membership or link change as a request does; it rejects
+   * with `NoMembersError` when no member will come (or `signal` aborts: its reason).
+   */
+  async reachable(cluster: string, signal: AbortSignal): Promise<string[]> {
+    for (;;) {
+      const list = this.candidates({ cluster, tried: undefined })
+      if (list.length > 0) {
+        const lat = (c: Candidate) => c.latencyMs ?? Number.MAX_SAFE_INTEGER
+        list.sort((x, y) => x.outstanding - y.outstanding || lat(x) - lat(y))
+        return list.map((c) => c.peer)
+      }
+      const known = this.host.servers(cluster, 'request').length
+      if (known === 0 && !this.host.discovering()) {
+        const all = this.host.members(cluster).length
+        throw new NoMembersError(
+          all > 0 ? noRoleMessage(cluster, 'request', all) : `no members of ${cluster} are known`,
+        )
+      }
+      await this.host.nextChange(signal)
+    }
+  }
+
+  /**
    * Picks a member of `cluster` with `role` like a request would, skipping `exclude` (for
    * tunnels).
    */
@@ -246,14 +304,16 @@ export class RequestClient {
   }
 
   private candidates(
-    p: Pick<Pending, 'cluster' | 'tried'>,
+    p: Pick<Pending, 'cluster' | 'tried'> & { only?: string },
     role: Role = 'request',
   ): Array<Candidate & { peer: string }> {
     const out: Candidate[] = []
     const now = this.host.now()
     let suspect: Candidate[] | undefined
+    const only = p.only
     for (const peer of this.host.servers(p.cluster, role)) {
       if (p.tried?.has(peer)) continue
+      if (only !== undefined && peer !== only) continue
       const local = peer === this.host.self
       const link = local ? undefined : this.host.link(peer)
       if (!local && !link) continue
@@ -278,11 +338,20 @@ export class RequestClient {
     p.sentAt = this.host.now()
     const remaining = p.deadline - p.sentAt
     if (peer === this.host.self) {
-      this.host.runLocal(p.cluster, p.data, remaining).then(
-        (reply) => this.onReply(peer, { id: p.id, status: ReplyStatus.Ok, data: reply }, p),
+      this.host.runLocal(p.cluster, p.data, p.headers, remaining).then(
+        (reply) =>
+          this.onReply(
+            peer,
+            { id: p.id, status: ReplyStatus.Ok, data: reply.data, headers: reply.headers },
+            p,
+          ),
         (err: Error & { overloaded?: boolean }) => {
           if (err.overloaded)
-            this.onReply(peer, { id: p.id, status: ReplyStatus.Overloaded, name: '', message: '' }, p)
+            this.onReply(
+              peer,
+              { id: p.id, status: ReplyStatus.Overloaded, name: 'OverloadedError', message: err.message },
+              p,
+            )
           else if (this.pending.get(p.id) === p) {
             this.finish(p)
             p.reject(err)
@@ -298,7 +367,8 @@ export class RequestClient {
           id: p.id,
           cluster: p.cluster,
           remainingMs: p.deadline - this.host.now(),
-          flags: 0,
+          flags: RequestFlag.ReplyHeaders,
+          headers: p.headers,
           data: p.data,
         }),
       )
@@ -330,10 +400,18 @@ export class RequestClient {
     p.member = undefined
     if (f.status === ReplyStatus.Ok) {
       this.pending.delete(p.id)
-      p.resolve((f as { data: Uint8Array }).data)
+      const ok = f as { data: Uint8Array; headers?: Record<string, string> }
+      if (!ok.headers) {
+        p.resolve(ok.data)
+        return
+      }
+      // The headers ride on a view of the bytes of its own (a local handler's array may be reused).
+      const reply: RequestReply = new Uint8Array(ok.data.buffer, ok.data.byteOffset, ok.data.length)
+      reply.headers = ok.headers
+      p.resolve(reply)
       return
     }
-    if (f.status === ReplyStatus.NotMember || f.status === ReplyStatus.Overloaded) {
+    if (p.only === undefined && (f.status === ReplyStatus.NotMember || f.status === ReplyStatus.Overloaded)) {
       // Not run: safe to try another member.
       if (f.status === ReplyStatus.Overloaded) p.overloaded = true
       this.host.count('requests.failover')
@@ -353,10 +431,13 @@ export class RequestClient {
       if (s && s.outstanding > 0) s.outstanding--
       p.member = undefined
       const written = p.ticket > 0 && link.isFlushed(p.ticket)
-      if (!written || p.retry) {
+      if (p.only === undefined && (!written || p.retry)) {
         this.host.count(written ? 'requests.retried' : 'requests.failover')
         if (written) p.tried?.delete(link.peer)
         void this.dispatch(p)
+      } else if (p.only !== undefined) {
+        this.pending.delete(p.id)
+        p.reject(new MemberLostError(`member ${link.peer} of ${p.cluster} was lost before it replied`))
       } else {
         this.pending.delete(p.id)
         p.reject(

@@ -10,17 +10,29 @@
  * A handler that throws becomes a RemoteError reply; it never takes the node down.
  */
 import { errorMessage, errorName, RemoteError } from '../errors.js'
-import { encodeReplyError, encodeReplyOk, ReplyStatus, type RequestFrame } from '../link/frames.js'
-import type { Limits, RequestContext } from '../types.js'
+import {
+  encodeReplyError,
+  encodeReplyOk,
+  ReplyStatus,
+  RequestFlag,
+  type RequestFrame,
+} from '../link/frames.js'
+import type { Limits, RequestContext, RequestHandlerResult } from '../types.js'
 import type { BinaryWriter } from '../util/binary.js'
 import { peerShare } from '../util/peer-share.js'
-import { toBytes } from '../util/validate.js'
+import { toReply } from '../util/validate.js'
 
-/** A request handler as given to `join`. */
+/** A request handler as given to `join`: the reply bytes, text, or `{ data, headers }`. */
 export type RequestHandler = (
   data: Uint8Array,
   ctx: RequestContext,
-) => Uint8Array | string | Promise<Uint8Array | string>
+) => RequestHandlerResult | Promise<RequestHandlerResult>
+
+/** A handler's reply as the server passes it on. */
+export interface ServedReply {
+  data: Uint8Array
+  headers: Record<string, string> | undefined
+}
 
 interface Served {
   cluster: string
@@ -33,7 +45,7 @@ interface Served {
 }
 
 /** Outcome callback of one execution. */
-type Done = (err: unknown, reply?: Uint8Array) => void
+type Done = (err: unknown, reply?: Uint8Array, headers?: Record<string, string>) => void
 
 /** What the server needs from the node around it. */
 export interface ServerHost {
@@ -88,9 +100,12 @@ export class RequestServer {
       return
     }
     const key = `${peer}/${f.id}`
-    const refused = this.execute(s, peer, f.data, f.remainingMs, key, true, (err, data) => {
+    // Reply headers go only to a caller that reads them (older callers get the data alone).
+    const replyHeaders = (f.flags & RequestFlag.ReplyHeaders) !== 0
+    const refused = this.execute(s, peer, f.data, f.headers, f.remainingMs, key, true, (err, data, h) => {
       this.running.delete(key)
-      if (err === undefined) this.host.sendTo(peer, (w) => encodeReplyOk(w, f.id, data!))
+      if (err === undefined)
+        this.host.sendTo(peer, (w) => encodeReplyOk(w, f.id, data!, replyHeaders ? h : undefined))
       else
         this.host.sendTo(peer, (w) =>
           encodeReplyError(w, f.id, ReplyStatus.Error, errorName(err), errorMessage(err)),
@@ -124,12 +139,18 @@ export class RequestServer {
    * Runs a request for a cluster this node serves, without the network (the node is its
    * own member). Rejects with Overloaded/NoMembers like a remote member would answer.
    */
-  runLocal(cluster: string, data: Uint8Array, remainingMs: number, from: string): Promise<Uint8Array> {
+  runLocal(
+    cluster: string,
+    data: Uint8Array,
+    headers: Record<string, string> | undefined,
+    remainingMs: number,
+    from: string,
+  ): Promise<ServedReply> {
     const s = this.served.get(cluster)
     if (!s) return Promise.reject(new RemoteError(`not a member of ${cluster}`))
     return new Promise((resolve, reject) => {
-      const refused = this.execute(s, from, data, remainingMs, undefined, false, (err, reply) =>
-        err === undefined ? resolve(reply!) : reject(err),
+      const refused = this.execute(s, from, data, headers, remainingMs, undefined, false, (err, reply, h) =>
+        err === undefined ? resolve({ data: reply!, headers: h }) : reject(err),
       )
       if (refused) reject(Object.assign(new Error(refused), { overloaded: true }))
     })
@@ -144,6 +165,7 @@ export class RequestServer {
     s: Served,
     from: string,
     data: Uint8Array,
+    headers: Record<string, string> | undefined,
     remainingMs: number,
     key: string | undefined,
     remote: boolean,
@@ -183,6 +205,7 @@ export class RequestServer {
       from,
       cluster: s.cluster,
       deadline,
+      headers,
       get signal() {
         if (!ac) {
           ac = new AbortController()
@@ -197,7 +220,7 @@ export class RequestServer {
         return ac.signal
       },
     }
-    const finish = (err: unknown, reply?: Uint8Array) => {
+    const finish = (err: unknown, reply?: Uint8Array, replyHeaders?: Record<string, string>) => {
       if (finished) return
       finished = true
       if (timer) clearTimeout(timer)
@@ -217,7 +240,7 @@ export class RequestServer {
       }
       this.host.count(err === undefined ? 'requests.served' : 'requests.failed')
       this.host.served?.(s.cluster, err === undefined ? 'ok' : 'error')
-      done(err, reply)
+      done(err, reply, replyHeaders)
     }
     if (!s.handler) {
       finish(new RemoteError(`${s.cluster}: this member has no request handler`))
@@ -237,8 +260,13 @@ export class RequestServer {
     return undefined
 
     function finishValue(r: unknown) {
+      if (r instanceof Uint8Array) {
+        finish(undefined, r)
+        return
+      }
       try {
-        finish(undefined, toBytes(r, 'reply'))
+        const reply = toReply(r)
+        finish(undefined, reply.data, reply.headers)
       } catch (err) {
         finish(asRemote(err))
       }

@@ -3,7 +3,7 @@
  * a shared prototype (no per-message closures). Built once per received message and shared
  * by every local subscription it matches.
  */
-import type { Message, MessageData, StreamMessage } from '../types.js'
+import type { ManyReply, Message, MessageData, StreamMessage } from '../types.js'
 import { checkDelay } from './validate.js'
 
 const utf8 = new TextDecoder()
@@ -29,6 +29,26 @@ export class ReceivedMessage extends Received implements Message {
     public from: string,
   ) {
     super()
+  }
+}
+
+const NO_DATA = new Uint8Array(0)
+
+/** One item of `requestMany` (library or relay client): a member's reply, or its `error` with no data. */
+export class ReceivedReply extends Received implements ManyReply {
+  data: Uint8Array
+  headers?: Record<string, string>
+  error?: Error
+  constructor(
+    public from: string,
+    data: Uint8Array | undefined,
+    headers?: Record<string, string>,
+    error?: Error,
+  ) {
+    super()
+    this.data = data ?? NO_DATA
+    if (headers !== undefined) this.headers = headers
+    if (error !== undefined) this.error = error
   }
 }
 

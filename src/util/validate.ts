@@ -226,6 +226,27 @@ export function checkHeaders(
   return h as Record<string, string>
 }
 
+/**
+ * A request handler's result: bytes, text (UTF-8), or `{ data, headers }` with headers checked
+ * as `checkHeaders` does (`field.data`, `field.headers` named); empty headers become undefined.
+ */
+export function toReply(
+  value: unknown,
+  field = 'reply',
+): { data: Uint8Array; headers: Record<string, string> | undefined } {
+  if (value instanceof Uint8Array || typeof value === 'string')
+    return { data: toBytes(value, field), headers: undefined }
+  if (value === null || typeof value !== 'object' || !('data' in value)) {
+    throw new InvalidArgumentError(
+      `${field} must be a Uint8Array, a string or { data, headers }, got ${describe(value)}`,
+    )
+  }
+  const v = value as { data: unknown; headers?: unknown }
+  const data = toBytes(v.data, `${field}.data`)
+  const headers = checkHeaders(v.headers, `${field}.headers`)
+  return { data, headers: headers && Object.keys(headers).length > 0 ? headers : undefined }
+}
+
 /** A message key (or undefined): bytes or a string (UTF-8), at most `MAX_KEY_BYTES`. */
 export function checkKey(value: unknown, field = 'options.key'): Uint8Array | undefined {
   if (value === undefined) return undefined
