@@ -9,11 +9,15 @@ import type {
   FlushOptions,
   KvBucket,
   Limits,
+  ManyReply,
   Message,
   NodeStatus,
   PublishAck,
   PublishOptions,
   RequestContext,
+  RequestHandlerResult,
+  RequestManyOptions,
+  RequestReply,
   SubscribeOptions,
 } from '../../src/types.js'
 import { checkHeaders as checkLibraryHeaders, checkPositiveInt, describe } from '../../src/util/validate.js'
@@ -75,13 +79,19 @@ export interface RelayRequestOptions {
   timeout?: number
   /** Aborting sends CANCEL and rejects with AbortedError. */
   signal?: AbortSignal
+  /** Headers the member's handler sees as `ctx.headers` (the library's limits; REQUEST_HEADERS). */
+  headers?: Record<string, string>
 }
+
+/** Options of `RelayClient.requestMany`: the library's (`maxReplies`, `timeout`, `signal`, `headers`). */
+export type RelayRequestManyOptions = RequestManyOptions
 
 /** Options of `RelayClient.join`. */
 export interface RelayJoinOptions {
   /** The cluster key; it goes to the local node over loopback, never to the network. */
   key: string | Uint8Array
-  onRequest?: (data: Uint8Array, ctx: RequestContext) => Uint8Array | string | Promise<Uint8Array | string>
+  /** Serves requests; may return `{ data, headers }` (the caller's reply then carries the headers). */
+  onRequest?: (data: Uint8Array, ctx: RequestContext) => RequestHandlerResult | Promise<RequestHandlerResult>
   /** Called for each broadcast to the cluster; it counts against `limits.broadcasts` until it settles. */
   onBroadcast?: (data: Uint8Array, ctx: BroadcastContext) => void | Promise<void>
   /** Called with each tunnel a caller opens to this member. */
@@ -115,8 +125,20 @@ export interface RelayClient {
   readonly network: string
   /** Largest payload the node accepts (bytes). */
   readonly maxMessageSize: number
-  /** One request to one member of `cluster` (at-most-once); resolves to its reply. */
-  request(cluster: string, data: Uint8Array | string, opts?: RelayRequestOptions): Promise<Uint8Array>
+  /**
+   * One request to one member of `cluster` (at-most-once); resolves to its reply, with
+   * `headers` when the member's handler returned some.
+   */
+  request(cluster: string, data: Uint8Array | string, opts?: RelayRequestOptions): Promise<RequestReply>
+  /**
+   * As the library's `node.requestMany`: one request to each reachable member of `cluster`,
+   * replies (or a member's `error`) yielded as they arrive; breaking out sends CANCEL.
+   */
+  requestMany(
+    cluster: string,
+    data: Uint8Array | string,
+    opts?: RelayRequestManyOptions,
+  ): AsyncIterable<ManyReply>
   /** Serve `cluster` from this process; resolves once the node announced the membership. */
   join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership>
   /** Sends `data` to every reachable member of `cluster`; resolves to how many were handed it. */

@@ -6,9 +6,17 @@ import { errorMessage, RemoteError, TimeoutError } from '../../src/errors.js'
 import type { Limits, RequestContext } from '../../src/types.js'
 import type { BinaryWriter } from '../../src/util/binary.js'
 import { parseKey } from '../../src/util/keys.js'
-import { checkClusterName, checkFunction, checkOptions, toBytes, toPayload } from '../../src/util/validate.js'
+import {
+  checkClusterName,
+  checkFunction,
+  checkOptions,
+  toBytes,
+  toPayload,
+  toReply,
+} from '../../src/util/validate.js'
 import { decodeInvoke, encodeJoin, type Frame, JoinFlag, Op } from '../wire/protocol.js'
 import { decodeBroadcastDeliver, decodeTunnelIncoming } from '../wire/protocol-ext.js'
+import { decodeInvokeHeaders, encodeReplyHeaders } from '../wire/protocol-requests.js'
 import { unrefTimer } from '../wire/transport.js'
 import { checkU32, invalid, type RelayJoinOptions, type RelayMembership } from './client-api.js'
 import { ClientTunnel, type ClientTunnelWire, clientTunnelWindow } from './client-tunnel.js'
@@ -59,8 +67,9 @@ export class ClientMemberships {
     const onRequest = checkFunction<RelayJoinOptions['onRequest']>(o.onRequest, 'options.onRequest')
     const onBroadcast = checkFunction<RelayJoinOptions['onBroadcast']>(o.onBroadcast, 'options.onBroadcast')
     const onTunnel = checkFunction<RelayJoinOptions['onTunnel']>(o.onTunnel, 'options.onTunnel')
+    // With a request handler the client reads request headers (INVOKE_HEADERS).
     const flags =
-      (onRequest ? JoinFlag.Requests : 0) |
+      (onRequest ? JoinFlag.Requests | JoinFlag.Headers : 0) |
       (onBroadcast ? JoinFlag.Broadcasts : 0) |
       (onTunnel ? JoinFlag.Tunnels : 0)
     const l = checkOptions<Limits>(o.limits, 'options.limits')
@@ -139,20 +148,34 @@ export class ClientMemberships {
       .catch((err) => t.abort(`handler failed: ${errorMessage(err)}`))
   }
 
-  /** An INVOKE: runs the cluster's request handler and answers INVOKE_REPLY or INVOKE_ERROR. */
+  /**
+   * An INVOKE or INVOKE_HEADERS: runs the cluster's request handler and answers INVOKE_REPLY
+   * (INVOKE_REPLY_HEADERS when it returned headers) or INVOKE_ERROR.
+   */
   onInvoke(f: Frame): void {
-    const inv = decodeInvoke(f.body, this.host.maxMessageSize())
+    const inv: {
+      cluster: string
+      remainingMs: number
+      from: string
+      data: Uint8Array
+      headers?: Record<string, string>
+    } =
+      f.opcode === Op.InvokeHeaders
+        ? decodeInvokeHeaders(f.body, this.host.maxMessageSize())
+        : decodeInvoke(f.body, this.host.maxMessageSize())
     const handler = this.handlers.get(inv.cluster)?.onRequest
     const id = f.id
     const ac = new AbortController()
     this.invocations.set(id, ac)
     const deadline = Date.now() + inv.remainingMs
     const timer = unrefTimer(() => ac.abort(new TimeoutError('deadline passed')), inv.remainingMs)
-    const finish = (err: unknown, data?: Uint8Array) => {
+    const finish = (err: unknown, data?: Uint8Array, headers?: Record<string, string>) => {
       clearTimeout(timer)
       if (this.invocations.get(id) !== ac) return
       this.invocations.delete(id)
-      if (err === undefined) this.host.send(Op.InvokeReply, id, (w) => w.bytes(data!))
+      if (err === undefined && headers)
+        this.host.send(Op.InvokeReplyHeaders, id, (w) => encodeReplyHeaders(w, { headers, data: data! }))
+      else if (err === undefined) this.host.send(Op.InvokeReply, id, (w) => w.bytes(data!))
       else this.host.send(Op.InvokeError, id, (w) => w.str(errorMessage(err).slice(0, 4096)))
     }
     if (!handler) {
@@ -160,10 +183,14 @@ export class ClientMemberships {
       return
     }
     const ctx: RequestContext = { from: inv.from, cluster: inv.cluster, deadline, signal: ac.signal }
+    if (inv.headers) ctx.headers = inv.headers
     Promise.resolve()
       .then(() => handler(inv.data, ctx))
       .then(
-        (r) => finish(undefined, toPayload(r, 'reply', this.host.maxMessageSize())),
+        (r) => {
+          const reply = toReply(r)
+          finish(undefined, toPayload(reply.data, 'reply', this.host.maxMessageSize()), reply.headers)
+        },
         (err) => finish(err),
       )
       .catch((err) => finish(err))

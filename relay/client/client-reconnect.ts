@@ -16,10 +16,12 @@ import { checkPattern } from '../../src/pubsub/subject.js'
 import type {
   ConsumeOptions,
   KvBucket,
+  ManyReply,
   Message,
   NodeStatus,
   PublishAck,
   PublishOptions,
+  RequestReply,
   SubscribeOptions,
 } from '../../src/types.js'
 import { checkSubscribeArgs } from '../../src/util/validate.js'
@@ -29,6 +31,7 @@ import {
   type RelayClient,
   type RelayJoinOptions,
   type RelayMembership,
+  type RelayRequestManyOptions,
   type RelayRequestOptions,
   type RelayTunnelOptions,
   RelayUnavailableError,
@@ -193,8 +196,20 @@ class ReconnectingClient implements RelayClient {
     } as RelayStreams
   }
 
-  async request(cluster: string, data: Uint8Array | string, opts?: RelayRequestOptions): Promise<Uint8Array> {
+  async request(
+    cluster: string,
+    data: Uint8Array | string,
+    opts?: RelayRequestOptions,
+  ): Promise<RequestReply> {
     return (await this.live()).request(cluster, data, opts)
+  }
+
+  async *requestMany(
+    cluster: string,
+    data: Uint8Array | string,
+    opts?: RelayRequestManyOptions,
+  ): AsyncGenerator<ManyReply, void, undefined> {
+    yield* (await this.live()).requestMany(cluster, data, opts)
   }
 
   async join(cluster: string, opts: RelayJoinOptions): Promise<RelayMembership> {

@@ -41,7 +41,6 @@ import {
   decodeStrBody,
   decodeWelcome,
   encodeHello,
-  encodeRequest,
   FRAME_OVERHEAD,
   type Frame,
   Op,
@@ -70,7 +69,6 @@ import {
   type RelayClient,
   type RelayJoinOptions,
   type RelayMembership,
-  type RelayRequestOptions,
   type RelayTunnelOptions,
   RelayUnavailableError,
 } from './client-api.js'
@@ -79,6 +77,7 @@ import { type RelayKvOptions, relayKv } from './client-kv.js'
 import { ClientMemberships } from './client-members.js'
 import { checkPublishOptions, type RelayTarget, resolveConnectOptions } from './client-options.js'
 import { connectReconnecting } from './client-reconnect.js'
+import { ClientRequests } from './client-requests.js'
 import { ClientStreams, type ClientStreamsHost } from './client-streams.js'
 import { ClientSubscription, type RelaySubscription } from './client-subscription.js'
 import { openClientTransport } from './client-transport.js'
@@ -90,6 +89,7 @@ export {
   type RelayClient,
   type RelayJoinOptions,
   type RelayMembership,
+  type RelayRequestManyOptions,
   type RelayRequestOptions,
   type RelayTunnelOptions,
   RelayUnavailableError,
@@ -253,6 +253,14 @@ class Client implements RelayClient {
     expect: (f, opcode) => this.expect(f, opcode),
   })
 
+  private readonly requests = new ClientRequests({
+    maxMessageSize: () => this.maxMessageSize,
+    call: (opcode, body, signal, onId) => this.call(opcode, body, signal, onId),
+    expect: (f, opcode) => this.expect(f, opcode),
+  })
+  readonly request: RelayClient['request'] = (c, d, o) => this.requests.request(c, d, o)
+  readonly requestMany: RelayClient['requestMany'] = (c, d, o) => this.requests.requestMany(c, d, o)
+
   private onFrame(f: Frame): void {
     switch (f.opcode) {
       case Op.Welcome:
@@ -265,7 +273,11 @@ class Client implements RelayClient {
         return
       }
       case Op.Invoke:
+      case Op.InvokeHeaders:
         this.members.onInvoke(f)
+        return
+      case Op.ManyReply:
+        this.requests.onManyReply(f)
         return
       case Op.InvokeCancel:
         this.members.cancelInvoke(f.id)
@@ -378,29 +390,6 @@ class Client implements RelayClient {
         `relay sent ${opcodeName(f.opcode)} where ${opcodeName(opcode)} was expected`,
       )
     }
-  }
-
-  async request(
-    cluster: string,
-    data: Uint8Array | string,
-    opts: RelayRequestOptions = {},
-  ): Promise<Uint8Array> {
-    checkClusterName(cluster, 'cluster')
-    const payload = toPayload(data, 'data', this.maxMessageSize)
-    const o = checkOptions<RelayRequestOptions>(opts, 'options')
-    const timeout = checkTimeout(o.timeout, 'options.timeout')
-    if (o.signal !== undefined && !(o.signal instanceof AbortSignal)) {
-      throw invalid('options.signal', o.signal, 'an AbortSignal')
-    }
-    if (o.signal?.aborted) throw new AbortedError('request aborted before it was sent')
-    const timeoutMs = timeout === undefined ? 0 : Math.min(0xffffffff, Math.max(1, Math.round(timeout)))
-    const f = await this.call(
-      Op.Request,
-      (w) => encodeRequest(w, { cluster, timeoutMs, data: payload }),
-      o.signal,
-    )
-    this.expect(f, Op.Reply)
-    return decodeBytesBody(f.body, 'REPLY', this.maxMessageSize).slice()
   }
 
   /** A subscription ended (`tellRelay`: by the application, so the relay is told). */

@@ -12,7 +12,6 @@ import {
   errorName,
   InvalidArgumentError,
   OverloadedError,
-  RemoteError,
 } from '../../src/errors.js'
 import { checkPattern, checkTopic } from '../../src/pubsub/subject.js'
 import type { PlexusNode } from '../../src/types.js'
@@ -23,7 +22,6 @@ import {
   CONNECTION_ID,
   decodeBytesBody,
   decodeHello,
-  decodeRequest,
   decodeStrBody,
   encodeError,
   encodeWelcome,
@@ -50,6 +48,7 @@ import type { ByteTransport } from '../wire/transport.js'
 import type { ConsumerBridgeStats } from './server-consumer.js'
 import { RelayMemberships } from './server-members.js'
 import { RelaySubscriptions } from './server-pubsub.js'
+import { onRequestFrame, type RelayRequestHost } from './server-requests.js'
 import { RelayStreams } from './server-streams.js'
 import { RelayTunnels, type TunnelBridgeStats } from './server-tunnels.js'
 
@@ -112,6 +111,7 @@ export class RelayClientConnection {
   private readonly tunnels: RelayTunnels
   private readonly members: RelayMemberships
   private readonly streams: RelayStreams
+  private readonly requestHost: RelayRequestHost
   /** `Date.now()` when the connection opened or the client last sent a frame. */
   lastActivity = Date.now()
   /** True once the handshake timeout closed this connection. */
@@ -155,6 +155,12 @@ export class RelayClientConnection {
       peerEnded: () => this.peerEnded,
       sendError: (id, err) => this.sendError(id, err),
     })
+    this.requestHost = {
+      node,
+      conn: this.conn,
+      maxMessageSize,
+      track: (id, bytes, run, answer) => this.track(id, bytes, run, answer),
+    }
     this.streams = new RelayStreams({
       node,
       conn: this.conn,
@@ -292,7 +298,9 @@ export class RelayClientConnection {
     }
     switch (f.opcode) {
       case Op.Request:
-        this.onRequest(f)
+      case Op.RequestHeaders:
+      case Op.RequestMany:
+        onRequestFrame(this.requestHost, f)
         return
       case Op.Cancel:
         f.body.end('CANCEL')
@@ -306,10 +314,9 @@ export class RelayClientConnection {
         this.members.onLeave(f.id, decodeStrBody(f.body, 'LEAVE'))
         return
       case Op.InvokeReply:
-        this.members.settleInvoke(f.id, decodeBytesBody(f.body, 'INVOKE_REPLY', this.maxMessageSize))
-        return
+      case Op.InvokeReplyHeaders:
       case Op.InvokeError:
-        this.members.settleInvoke(f.id, new RemoteError(decodeStrBody(f.body, 'INVOKE_ERROR')))
+        this.members.onInvokeAnswer(f, this.maxMessageSize)
         return
       case Op.Status:
         f.body.end('STATUS')
@@ -462,20 +469,6 @@ export class RelayClientConnection {
         done()
         this.sendError(id, err)
       },
-    )
-  }
-
-  private onRequest(f: Frame): void {
-    const req = decodeRequest(f.body, this.maxMessageSize)
-    this.track(
-      f.id,
-      req.data.length,
-      (signal) =>
-        this.node.request(req.cluster, req.data, {
-          timeout: req.timeoutMs === 0 ? undefined : req.timeoutMs,
-          signal,
-        }),
-      (reply) => [Op.Reply, (w) => w.bytes(reply)],
     )
   }
 

@@ -10,16 +10,27 @@ import type {
   Limits,
   Membership,
   PlexusNode,
+  ReplyWithHeaders,
   RequestContext,
   Tunnel,
 } from '../../src/types.js'
 import type { FramedConnection } from '../wire/connection.js'
-import { CONNECTION_ID, decodeJoin, encodeInvoke, type Frame, JoinFlag, Op } from '../wire/protocol.js'
+import {
+  CONNECTION_ID,
+  decodeBytesBody,
+  decodeJoin,
+  decodeStrBody,
+  encodeInvoke,
+  type Frame,
+  JoinFlag,
+  Op,
+} from '../wire/protocol.js'
 import { encodeBroadcastDeliver, encodeTunnelIncoming } from '../wire/protocol-ext.js'
+import { decodeReplyHeaders, encodeInvokeHeaders } from '../wire/protocol-requests.js'
 import type { RelayTunnels } from './server-tunnels.js'
 
 interface PendingInvoke {
-  resolve(data: Uint8Array): void
+  resolve(reply: ReplyWithHeaders): void
   reject(err: Error): void
 }
 
@@ -120,7 +131,8 @@ export class RelayMemberships {
     }
     const cluster = j.cluster
     const opts: JoinOptions = { key: j.key, limits }
-    if (j.flags & JoinFlag.Requests) opts.onRequest = (data, ctx) => this.invoke(cluster, data, ctx)
+    const headers = (j.flags & JoinFlag.Headers) !== 0
+    if (j.flags & JoinFlag.Requests) opts.onRequest = (data, ctx) => this.invoke(cluster, data, ctx, headers)
     if (j.flags & JoinFlag.Broadcasts) opts.onBroadcast = (data, ctx) => this.deliverBroadcast(data, ctx)
     if (j.flags & JoinFlag.Tunnels) opts.onTunnel = (t, ctx) => this.incomingTunnel(t, ctx)
     let p: Promise<Membership>
@@ -159,8 +171,17 @@ export class RelayMemberships {
     )
   }
 
-  /** Forwards one request for a joined cluster to the client; resolves with its reply. */
-  private invoke(cluster: string, data: Uint8Array, ctx: RequestContext): Promise<Uint8Array> {
+  /**
+   * Forwards one request for a joined cluster to the client (as INVOKE_HEADERS when it joined
+   * with `JoinFlag.Headers`, else INVOKE: the request's headers are not passed on); resolves
+   * with its reply.
+   */
+  private invoke(
+    cluster: string,
+    data: Uint8Array,
+    ctx: RequestContext,
+    withHeaders: boolean,
+  ): Promise<ReplyWithHeaders> {
     const conn = this.host.conn
     if (conn.isClosed)
       return Promise.reject(new RemoteError('the relay client serving this cluster disconnected'))
@@ -168,7 +189,7 @@ export class RelayMemberships {
     let id = this.nextInvokeId
     while (id === CONNECTION_ID || this.invokes.has(id)) id = (id + 1) >>> 0
     this.nextInvokeId = (id + 1) >>> 0
-    return new Promise<Uint8Array>((resolve, reject) => {
+    return new Promise<ReplyWithHeaders>((resolve, reject) => {
       const onAbort = () => {
         if (!this.invokes.delete(id)) return
         conn.send(Op.InvokeCancel, id)
@@ -186,14 +207,34 @@ export class RelayMemberships {
         },
       })
       signal.addEventListener('abort', onAbort, { once: true })
-      conn.send(Op.Invoke, id, (w) =>
-        encodeInvoke(w, { cluster, remainingMs: remaining, from: ctx.from, data }),
-      )
+      if (withHeaders)
+        conn.send(Op.InvokeHeaders, id, (w) =>
+          encodeInvokeHeaders(w, {
+            cluster,
+            remainingMs: remaining,
+            from: ctx.from,
+            headers: ctx.headers,
+            data,
+          }),
+        )
+      else
+        conn.send(Op.Invoke, id, (w) =>
+          encodeInvoke(w, { cluster, remainingMs: remaining, from: ctx.from, data }),
+        )
     })
   }
 
-  /** The client's INVOKE_REPLY or INVOKE_ERROR for invoke `id`. */
-  settleInvoke(id: number, outcome: Uint8Array | Error): void {
+  /** An INVOKE_REPLY, INVOKE_REPLY_HEADERS or INVOKE_ERROR frame from the client. */
+  onInvokeAnswer(f: Frame, maxMessageSize: number): void {
+    if (f.opcode === Op.InvokeError)
+      this.settleInvoke(f.id, new RemoteError(decodeStrBody(f.body, 'INVOKE_ERROR')))
+    else if (f.opcode === Op.InvokeReplyHeaders)
+      this.settleInvoke(f.id, decodeReplyHeaders(f.body, maxMessageSize, 'INVOKE_REPLY_HEADERS'))
+    else this.settleInvoke(f.id, { data: decodeBytesBody(f.body, 'INVOKE_REPLY', maxMessageSize) })
+  }
+
+  /** The client's answer to invoke `id`: its reply (the node checks reply headers) or error. */
+  settleInvoke(id: number, outcome: ReplyWithHeaders | Error): void {
     const p = this.invokes.get(id)
     if (!p) return // late (after cancel) or unknown: ignored
     this.invokes.delete(id)

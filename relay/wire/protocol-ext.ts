@@ -112,14 +112,15 @@ export function decodeUnsubscribe(r: BinaryReader): number {
   return id
 }
 
-function writeHeaders(w: BinaryWriter, headers: Record<string, string>): void {
+/** Writes headers: u16 n, n × (str name, str value). */
+export function writeHeaders(w: BinaryWriter, headers: Record<string, string>): void {
   const entries = Object.entries(headers)
   w.u16(entries.length)
   for (const [k, v] of entries) w.str(k).str(v)
 }
 
 /** Reads headers; more than `max` is a malformed frame. */
-function readHeaders(r: BinaryReader, max = MAX_HEADERS): Record<string, string> {
+export function readHeaders(r: BinaryReader, max = MAX_HEADERS): Record<string, string> {
   const n = r.u16('header count')
   if (n > max) throw new DecodeError(`${n} headers, at most ${max} allowed`)
   const h: Record<string, string> = {}

@@ -58,6 +58,14 @@ export const Op = {
   Reply: 0x11,
   /** c→s: empty body; the caller gives up on the REQUEST with this id. */
   Cancel: 0x12,
+  /** c→s: str cluster, u32 timeout ms, headers, bytes data (protocol-requests.ts). Answered REPLY_HEADERS or ERROR. */
+  RequestHeaders: 0x13,
+  /** s→c: headers, bytes reply data. */
+  ReplyHeaders: 0x14,
+  /** c→s: str cluster, u32 timeout ms, u32 max replies, headers, bytes data. Answered MANY_REPLY…, then OK or ERROR. */
+  RequestMany: 0x15,
+  /** s→c (id of the REQUEST_MANY): str from, u8 kind (0 reply, 1 failed), headers + bytes data | str name + str message. */
+  ManyReply: 0x16,
   /** c→s: str cluster, u8 key form, bytes key, u32 × 4 limits (0 = default), u8 flags (v2). */
   Join: 0x18,
   /** c→s: str cluster. */
@@ -70,6 +78,10 @@ export const Op = {
   InvokeError: 0x22,
   /** s→c: empty body; the INVOKE's caller gave up or its deadline passed. */
   InvokeCancel: 0x23,
+  /** s→c: INVOKE with headers (to clients that joined with `JoinFlag.Headers`): str cluster, u32 remaining ms, str from, headers, bytes data. */
+  InvokeHeaders: 0x24,
+  /** c→s: headers, bytes reply data (id of the INVOKE or INVOKE_HEADERS). */
+  InvokeReplyHeaders: 0x25,
   /** c→s: empty body. */
   Status: 0x28,
   /** s→c: bytes UTF-8 JSON of NodeStatus. */
@@ -156,8 +168,11 @@ export const Op = {
   StreamReadReply: 0x7e,
 } as const
 
-/** JOIN flags (version 2): what the client serves for the cluster. */
-export const JoinFlag = { Requests: 1, Broadcasts: 2, Tunnels: 4 } as const
+/**
+ * JOIN flags (version 2): what the client serves for the cluster; `Headers`: send requests as
+ * INVOKE_HEADERS (the client reads request headers).
+ */
+export const JoinFlag = { Requests: 1, Broadcasts: 2, Tunnels: 4, Headers: 8 } as const
 
 /** Reserved opcode ranges (inclusive) and what they are kept for. */
 export const RESERVED_OPCODES: ReadonlyArray<{ from: number; to: number; use: string }> = [
@@ -376,7 +391,7 @@ export function decodeJoin(r: BinaryReader, version = PROTOCOL_VERSION): JoinBod
   limits.tunnels = r.u32('limits.tunnels')
   limits.queueBytes = r.u32('limits.queueBytes')
   const flags = version >= 2 ? r.u8('flags') : JoinFlag.Requests
-  if (flags > 7) throw new DecodeError(`unknown JOIN flags ${flags}`)
+  if (flags > 15) throw new DecodeError(`unknown JOIN flags ${flags}`)
   r.end('JOIN')
   return { cluster, key, limits, flags }
 }

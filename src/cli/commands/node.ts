@@ -205,7 +205,8 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
       options.onRequest = execHandler(g.exec)
       options.limits = { requests: g.maxRequests ?? DEFAULT_EXEC_CONCURRENCY }
     } else {
-      if (g.echo) options.onRequest = (data) => data
+      // Echo: the request's data, and its headers when it has some.
+      if (g.echo) options.onRequest = (data, ctx) => (ctx.headers ? { data, headers: ctx.headers } : data)
       if (g.maxRequests !== undefined) options.limits = { requests: g.maxRequests }
     }
     if (g.tunnelExec !== undefined) options.onTunnel = tunnelExecHandler(g.tunnelExec)
