@@ -10,7 +10,6 @@ import { connectRelay, type RelayClient } from '../../relay/index.js'
 import { decodeError, encodeJoin, FrameDecoder, JoinFlag, Op, writeFrame } from '../../relay/wire/protocol.js'
 import {
   decodeInvokeHeaders,
-  decodeReplyHeaders,
   encodeReplyHeaders,
   encodeRequestHeaders,
 } from '../../relay/wire/protocol-requests.js'
