@@ -151,11 +151,11 @@ class Relay(unittest.IsolatedAsyncioTestCase):
         # Giving up on the caller's side (cancelling the awaiting task) sends CANCEL: the
         # member's handler is cancelled long before the request's own 20 s deadline. (From
         # node B: a request its own node serves is not cancelled by the library on abort.)
-        remote = await self.client(RELAY_B)
-        await self.members_seen(remote, cluster, 1)
+        far = await self.client(RELAY_B)
+        await self.members_seen(far, cluster, 1)
         cancelled.clear()
         with self.assertRaises(asyncio.TimeoutError):
-            await asyncio.wait_for(remote.request(cluster, b"slow", timeout=20), 0.3)
+            await asyncio.wait_for(far.request(cluster, b"slow", timeout=20), 0.3)
         await asyncio.wait_for(cancelled.wait(), 5)
         held = asyncio.ensure_future(caller.request(cluster, b"hold", timeout=5))
         while len(seen) < 5:
