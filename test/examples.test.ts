@@ -9,7 +9,7 @@ import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const EXAMPLES = ['chat', 'pubsub-wildcards', 'file-transfer', 'queue-workers/main']
+const EXAMPLES = ['chat', 'pubsub-wildcards', 'file-transfer', 'queue-workers/main', 'pull-worker/main']
 
 beforeAll(() => {
   const stale = EXAMPLES.some((e) => {
@@ -63,6 +63,14 @@ describe('examples', () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toContain('audit saw 30 of 30; every job done once: true')
     expect(r.stdout.match(/^worker \d: \d+ jobs$/gm)).toHaveLength(3)
+  })
+
+  it('pull-worker: fetched batches acked, nak-ed, terminated; the poison task dropped with an advisory', async () => {
+    const r = await run('pull-worker/main')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain("done 18, nak'ed once 4, terminated 1")
+    expect(r.stdout).toContain('dropped after 3 deliveries: offset 6')
   })
 
   it('file-transfer: 20 MB over a tunnel, the same SHA-256 at both ends', async () => {
