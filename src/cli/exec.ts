@@ -2,7 +2,8 @@
  * The `--exec CMD` request handler: each request runs `/bin/sh -c CMD` with the request bytes
  * on stdin; its stdout is the reply. A non-zero exit fails the request with the command's
  * stderr (trimmed, bounded) as the `RemoteError` message. When the caller gives up or the
- * node stops (`ctx.signal` aborts), the command's whole process group is killed.
+ * node stops (`ctx.signal` aborts), the command's whole process group is killed. A request's
+ * headers reach the command as `PLEXUS_HEADERS`, a JSON object (unset without headers).
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { DEFAULT_MAX_MESSAGE_SIZE } from '../constants.js'
@@ -36,7 +37,8 @@ export function execHandler(
       let child: ChildProcess
       try {
         // detached: the command gets its own process group, so killing it reaches its children.
-        child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true })
+        const env = ctx.headers && { ...process.env, PLEXUS_HEADERS: JSON.stringify(ctx.headers) }
+        child = spawn('/bin/sh', ['-c', command], { stdio: ['pipe', 'pipe', 'pipe'], detached: true, env })
       } catch (err) {
         reject(new RemoteError(`--exec: cannot start /bin/sh: ${(err as Error).message}`))
         return
