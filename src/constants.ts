@@ -183,6 +183,11 @@ export const REDIAL = {
   minDelay: 250,
   /** Longest wait between two dials of one peer (ms). */
   maxDelay: 30_000,
+  /**
+   * After a link drops, the end with the higher peer id waits this much longer (ms) before its
+   * first redial, so usually only one end dials (two dials would open two connections).
+   */
+  yieldDelay: 750,
   /** Each wait is shortened by a random share of up to this (0.5: between 50% and 100%). */
   jitter: 0.5,
   /**

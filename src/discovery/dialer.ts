@@ -61,6 +61,7 @@ export class Dialer {
     this.redial = new Redialer({
       linked: (peer) => this.host.linked(peer),
       dial: (peer, addrs) => this.dial(peer, addrs),
+      self: host.libp2p.peerId.toString(),
     })
   }
 

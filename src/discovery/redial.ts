@@ -7,7 +7,8 @@
  * or last linked. The first dial of a newly found peer goes at once; after a link drops or a
  * dial fails the next waits `minDelay`, doubling at each failure up to `maxDelay`, each wait
  * shortened by a random share of up to `jitter` so peers that lost each other do not dial in
- * step. When any link comes up (the network may be back after a partition), peers in a long
+ * step (after a link drops, the end with the higher peer id waits `yieldDelay` more, so
+ * usually one end redials). When any link comes up (the network may be back after a partition), peers in a long
  * wait are dialled within `minDelay`, at most once per `kickInterval` (their backoff is kept);
  * so is a member whose fresh announcement reaches us while we have no link to it. One dial per peer is in
  * flight at a time; at most `maxPeers` peers are remembered.
@@ -23,6 +24,8 @@ export interface RedialHost {
   now?(): number
   /** Uniform in [0, 1) (tests pass a seeded one). */
   random?(): number
+  /** This node's peer id: after a link drops, the higher id of the two dials second. */
+  self?: string
 }
 
 /** One peer we want a link to. */
@@ -110,12 +113,18 @@ export class Redialer {
     this.kick()
   }
 
-  /** The link to `peer` closed: dial it again after `minDelay` (jittered). */
+  /**
+   * The link to `peer` closed: dial it again after `minDelay` (jittered), plus `yieldDelay`
+   * when our peer id is the higher one, so the two ends do not both dial and open two
+   * connections when both are up.
+   */
   linkDown(peer: string): void {
     if (this.stopped) return
     const w = this.entry(peer, [])
     w.until = Math.max(w.until, this.now() + REDIAL.forgetAfter)
-    if (!w.dialing && w.timer === undefined) this.schedule(peer, w)
+    const self = this.host.self
+    if (!w.dialing && w.timer === undefined)
+      this.schedule(peer, w, false, self !== undefined && self > peer ? REDIAL.yieldDelay : 0)
   }
 
   stop(): void {
@@ -166,8 +175,11 @@ export class Redialer {
     void this.attempt(peer, w)
   }
 
-  /** Sets the next dial: after the backoff of `failures`, or after `minDelay` when `soon`. */
-  private schedule(peer: string, w: Wanted, soon = false): void {
+  /**
+   * Sets the next dial: after the backoff of `failures`, or after `minDelay` when `soon`
+   * (jittered), plus `extra` ms.
+   */
+  private schedule(peer: string, w: Wanted, soon = false, extra = 0): void {
     this.clear(w)
     if (!this.wanted(w)) {
       this.forget(peer, w)
@@ -176,7 +188,7 @@ export class Redialer {
     const step = soon
       ? REDIAL.minDelay
       : Math.min(REDIAL.maxDelay, REDIAL.minDelay * 2 ** Math.min(w.failures, 20))
-    const delay = step * (1 - REDIAL.jitter * this.random())
+    const delay = step * (1 - REDIAL.jitter * this.random()) + extra
     w.due = this.now() + delay
     w.timer = setTimeout(() => {
       w.timer = undefined

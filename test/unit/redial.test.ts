@@ -11,7 +11,7 @@ const seed = testSeed()
 console.log(`redial test seed ${seed} (TEST_SEED=${seed} to replay)`)
 
 /** A host whose dials fail until `up` holds the peer; records the time of every dial. */
-function fakeHost(random = mulberry32(seed)) {
+function fakeHost(random = mulberry32(seed), self?: string) {
   const up = new Set<string>()
   const reachable = new Set<string>()
   const dials: Array<{ peer: string; at: number }> = []
@@ -24,6 +24,7 @@ function fakeHost(random = mulberry32(seed)) {
       return true
     },
     random,
+    self,
   })
   return { r, up, reachable, dials }
 }
@@ -81,6 +82,23 @@ describe('Redialer', () => {
     await vi.advanceTimersByTimeAsync(REDIAL.forgetAfter)
     expect(dials).toHaveLength(1)
     r.stop()
+  })
+
+  it('after a link drops, the end with the higher peer id redials yieldDelay later', async () => {
+    for (const [self, peer, extra] of [
+      ['b', 'a', REDIAL.yieldDelay],
+      ['a', 'b', 0],
+    ] as const) {
+      const { r, reachable, dials } = fakeHost(mulberry32(seed), self)
+      reachable.add(peer)
+      const t0 = Date.now()
+      r.linkDown(peer)
+      await vi.advanceTimersByTimeAsync(REDIAL.minDelay + REDIAL.yieldDelay)
+      expect(dials).toHaveLength(1)
+      expect(dials[0]!.at - t0).toBeGreaterThanOrEqual(REDIAL.minDelay * (1 - REDIAL.jitter) + extra)
+      expect(dials[0]!.at - t0).toBeLessThanOrEqual(REDIAL.minDelay + extra)
+      r.stop()
+    }
   })
 
   it('stops dialling a peer forgetAfter after it was last found or linked', async () => {
