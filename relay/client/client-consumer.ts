@@ -222,8 +222,13 @@ export class ClientConsumer implements RelayConsumer {
         if (err && !this.userClosed) throw err
         return []
       }
-      const n = await this.wire.fetch(this.id, max, Math.round(expires))
-      return this.pulled.splice(0, n)
+      try {
+        const n = await this.wire.fetch(this.id, max, Math.round(expires))
+        return this.pulled.splice(0, n)
+      } catch (err) {
+        this.pulled = [] // a failed fetch's messages are not handed out (they come back after ackWait)
+        throw err
+      }
     })
     this.fetching = run.catch(() => {})
     return run

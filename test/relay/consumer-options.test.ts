@@ -89,7 +89,7 @@ describe('relay consumer frames', () => {
     encodeConsume(bad, { ...body, options: { ...body.options, backoff: new Array(65).fill(1) } })
     expect(() => decodeConsume(new BinaryReader(bad.finish()))).toThrow(/backoff/)
     expect(opcodeName(Op.ConsumeFetch)).toBe('CONSUME_FETCH (0x71)')
-    expect(opcodeName(0x7a)).toBe('0x7a (reserved for durable streams, continued)')
+    expect(opcodeName(0x77)).toMatch(/^0x77 \(reserved for durable streams, continued/)
   })
 
   it('bad options are refused by the client, naming the field', async () => {

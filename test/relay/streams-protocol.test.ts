@@ -182,7 +182,7 @@ describe('stream frame codecs', () => {
     expect(opcodeName(Op.StreamCreate)).toBe('STREAM_CREATE (0x60)')
     expect(opcodeName(Op.ConsumeMessage)).toBe('CONSUME_MESSAGE (0x69)')
     expect(opcodeName(0x6f)).toBe('CONSUME_WORKING (0x6f)')
-    expect(opcodeName(0x72)).toBe('0x72 (reserved for durable streams, continued)')
+    expect(opcodeName(0x72)).toMatch(/^0x72 \(reserved for durable streams, continued/)
   })
 })
 
