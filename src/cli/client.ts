@@ -22,6 +22,14 @@ export const CLIENT_COMMANDS = [
   'stream info',
   'stream delete',
   'stream list',
+  'stream get',
+  'stream last',
+  'kv put',
+  'kv get',
+  'kv del',
+  'kv keys',
+  'kv history',
+  'kv watch',
 ] as const
 
 /** The relay address given with `--relay` to the running command (wins over PLEXUS_RELAY). */

@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 /**
  * The `plexus` command line (SPEC "CLI"): `keygen`, `node`, `request`, `broadcast`,
- * `publish`, `subscribe`, `tunnel`, `stream create|info|delete|list`, `consume`, `status`,
+ * `publish`, `subscribe`, `tunnel`, `stream create|info|delete|list|get|last`, `consume`,
+ * `kv get|put|del|keys|history|watch`, `status`,
  * `bench`, and `--version`.
  * Client commands attach to the local node's relay (`--relay HOST:PORT`, else
  * `PLEXUS_RELAY=host:port`, else 127.0.0.1:55555). Every failure prints one line on stderr, `plexus: <ErrorName>: message`,
@@ -14,6 +15,7 @@ import { Command, CommanderError } from 'commander'
 import { addRelayFlag } from './client.js'
 import { registerBench } from './commands/bench.js'
 import { registerKeygen } from './commands/keygen.js'
+import { registerKv } from './commands/kv.js'
 import { registerNode } from './commands/node.js'
 import { registerPubSub } from './commands/pubsub.js'
 import { registerRequest } from './commands/request.js'
@@ -42,6 +44,7 @@ export function buildProgram(): Command {
   registerPubSub(program)
   registerTunnel(program)
   registerStreams(program)
+  registerKv(program)
   registerStatus(program)
   registerBench(program)
   addRelayFlag(program)

@@ -56,6 +56,7 @@ import { createProgress } from '../progress.js'
 import { formatStreamInfo, formatStreamList } from '../stream-format.js'
 import { watchWaiting } from '../wait-notice.js'
 import { registerStreamAdmin } from './admin.js'
+import { registerStreamReads } from './kv.js'
 
 /** Flags of `stream create` as commander parsed them. */
 interface CreateFlags {
@@ -199,6 +200,7 @@ export function registerStreams(program: Command): void {
     })
 
   registerStreamAdmin(stream, program)
+  registerStreamReads(stream)
 
   addCapabilityFlag(program.command('consume'), 'consume')
     .description("print a stream's committed messages, one per line, tailing live")
