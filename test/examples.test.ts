@@ -9,7 +9,14 @@ import { fileURLToPath } from 'node:url'
 import { beforeAll, describe, expect, it } from 'vitest'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
-const EXAMPLES = ['chat', 'pubsub-wildcards', 'file-transfer', 'queue-workers/main', 'pull-worker/main']
+const EXAMPLES = [
+  'chat',
+  'pubsub-wildcards',
+  'file-transfer',
+  'queue-workers/main',
+  'pull-worker/main',
+  'kv-config-watch/main',
+]
 
 beforeAll(() => {
   const stale = EXAMPLES.some((e) => {
@@ -71,6 +78,14 @@ describe('examples', () => {
     expect(r.code).toBe(0)
     expect(r.stdout).toContain("done 18, nak'ed once 4, terminated 1")
     expect(r.stdout).toContain('dropped after 3 deliveries: offset 6')
+  })
+
+  it('kv-config-watch: the service sees current values, then changes; a stale update is refused', async () => {
+    const r = await run('kv-config-watch/main')
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(r.stdout).toContain('operator: stale update refused: WrongRevisionError')
+    expect(r.stdout).toContain('service config: {"app.log-level":"debug","app.feature-x":"on"}')
   })
 
   it('file-transfer: 20 MB over a tunnel, the same SHA-256 at both ends', async () => {
