@@ -12,6 +12,7 @@ export {
   type RelayConsumer,
   type RelayJoinOptions,
   type RelayMembership,
+  type RelayRequestManyOptions,
   type RelayRequestOptions,
   type RelayStreams,
   type RelaySubscription,
@@ -50,4 +51,5 @@ export {
   writeFrame,
 } from './wire/protocol.js'
 export { AckMode, CloseKind, MsgFlag } from './wire/protocol-ext.js'
+export { ManyKind } from './wire/protocol-requests.js'
 export { FromKind } from './wire/protocol-streams.js'

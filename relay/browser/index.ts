@@ -26,6 +26,7 @@ export {
   type RelayConsumer,
   type RelayJoinOptions,
   type RelayMembership,
+  type RelayRequestManyOptions,
   type RelayRequestOptions,
   type RelayStreams,
   type RelaySubscription,
