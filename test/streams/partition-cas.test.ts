@@ -155,4 +155,31 @@ describe('KeyIndex', () => {
     ix.dropBelow(4)
     expect([...ix.keys()].map((b) => new TextDecoder().decode(b))).toEqual(['d'])
   })
+
+  it('matches a plain model under random writes, tombstones and purges (seeded)', () => {
+    const rand = mulberry32(seed)
+    const ix = new KeyIndex(50)
+    const model = new Map<string, number>() // key -> latest live offset, insertion = write order
+    const enc = new TextEncoder()
+    let evicted = 0
+    for (let offset = 0; offset < 20_000; offset++) {
+      const k = `k${Math.floor(rand() * 200)}`
+      const tomb = rand() < 0.1
+      ix.record(enc.encode(k), offset, tomb)
+      model.delete(k)
+      if (!tomb) model.set(k, offset)
+      if (model.size > 50) {
+        model.delete(model.keys().next().value as string)
+        evicted++
+      }
+      if (rand() < 0.001) {
+        const below = offset - Math.floor(rand() * 100)
+        ix.dropBelow(below)
+        for (const [mk, mo] of model) if (mo < below) model.delete(mk)
+      }
+    }
+    expect(ix.evicted).toBe(evicted)
+    expect([...ix.keys()].map((b) => new TextDecoder().decode(b))).toEqual([...model.keys()])
+    for (const [mk, mo] of model) expect(ix.get(enc.encode(mk))).toBe(mo)
+  })
 })
