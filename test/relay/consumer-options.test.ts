@@ -1,15 +1,5 @@
-/**
- * Consumer options, acknowledgement kinds and pull consumers through the relay (real nodes
- * over loopback, a relay on one member, a thin client): options reach the node's consumer
- * (filter, maxDeliver, backoff, ackPolicy), NAK / TERM / WORKING settle what the relay sent,
- * FETCH returns batches (larger than the consumer's window too), one mode per consumer, and
- * the codecs of the new frames round-trip and refuse malformed bodies.
- */
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { connectRelay, type RelayClient, startRelay } from '../../relay/index.js'
+import type { RelayClient } from '../../relay/index.js'
 import { Op, opcodeName } from '../../relay/wire/protocol.js'
 import {
   decodeConsumeFetch,
@@ -18,28 +8,15 @@ import {
   encodeConsumeSettle,
 } from '../../relay/wire/protocol-consume.js'
 import { decodeConsume, encodeConsume } from '../../relay/wire/protocol-streams.js'
-import { generateKey, InvalidArgumentError, type PlexusNode, type StreamMessage } from '../../src/index.js'
+import { InvalidArgumentError, type PlexusNode, type StreamMessage } from '../../src/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import { cleanedAfterEach } from '../helpers/cleanup.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { waitFor } from '../helpers/nodes.js'
 
-const { dirs, mine, relays, clients } = cleanedAfterEach()
+const { storageRelay } = cleanedAfterEach()
 
 async function setup(): Promise<{ a: PlexusNode; client: RelayClient }> {
-  const network = uniqueNetwork('rcons')
-  const root = await mkdtemp(join(tmpdir(), 'plexus-relay-consopt-'))
-  dirs.push(root)
-  const members = await Promise.all(
-    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
-  )
-  mine.push(...members)
-  const key = generateKey()
-  for (const m of members) await m.join('db', { key })
-  for (const m of members) await waitForMembers(m, 'db', 3, 10_000)
-  const relay = await startRelay(members[0]!, { host: '127.0.0.1', port: 0 })
-  relays.push(relay)
-  const client = await connectRelay({ address: relay.address })
-  clients.push(client)
+  const { members, client } = await storageRelay('rcons')
   await members[0]!.streams.create('jobs', { cluster: 'db', subject: 'jobs.>', replicas: 3, partitions: 1 })
   return { a: members[0]!, client }
 }

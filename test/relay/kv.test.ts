@@ -1,36 +1,12 @@
-/**
- * Key-value buckets and single-message reads through the relay (KV_* and STREAM_READ
- * frames, 0x78–0x7E), real nodes over loopback: a thin client opens a bucket (created on
- * the cluster), runs every operation, sees `KeyExistsError` / `WrongRevisionError` by name,
- * watches changes (current values first, then live puts and deletes in order), and reads a
- * stream message by offset and by key.
- */
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { expect, it } from 'vitest'
-import { connectRelay, startRelay } from '../../relay/index.js'
-import { generateKey, type KvEntry } from '../../src/index.js'
+import { connectRelay } from '../../relay/index.js'
+import type { KvEntry } from '../../src/index.js'
 import { cleanedAfterEach } from '../helpers/cleanup.js'
-import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 
-const { dirs, mine, relays, clients } = cleanedAfterEach()
+const { clients, storageRelay } = cleanedAfterEach()
 
 it('runs key-value operations, watches and stream reads through the relay', async () => {
-  const network = uniqueNetwork('rkv')
-  const root = await mkdtemp(join(tmpdir(), 'plexus-relay-kv-'))
-  dirs.push(root)
-  const members = await Promise.all(
-    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
-  )
-  mine.push(...members)
-  const key = generateKey()
-  for (const m of members) await m.join('db', { key })
-  for (const m of members) await waitForMembers(m, 'db', 3, 10_000)
-  const relay = await startRelay(members[0]!, { host: '127.0.0.1', port: 0 })
-  relays.push(relay)
-  const client = await connectRelay({ address: relay.address })
-  clients.push(client)
+  const { relay, client } = await storageRelay('rkv')
 
   const kv = await client.kv('cfg', { cluster: 'db' })
   const r1 = await kv.put('a.x', 'one')

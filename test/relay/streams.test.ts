@@ -1,53 +1,18 @@
-/**
- * Durable streams through the relay with real nodes over loopback: three members of a
- * cluster, each with a data directory, and a relay on one of them. A thin client creates,
- * inspects, lists and deletes streams, publishes with acks and consumes (from earliest,
- * latest, an offset, one partition, new messages), with credit flow control on the relay
- * hop bounding what the relay and the client buffer. Errors cross the wire by class name
- * (StreamNotFoundError, NotEnoughReplicasError, InvalidArgumentError); bad input is refused
- * by the client before anything is sent, and by the relay when a raw peer sends it.
- */
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import {
-  CONSUMER_LIMITS,
-  connectRelay,
-  type RelayClient,
-  type RelayConsumer,
-  type RelayServer,
-  startRelay,
-} from '../../relay/index.js'
+import { CONSUMER_LIMITS, connectRelay, type RelayConsumer } from '../../relay/index.js'
 import { decodeError, Op } from '../../relay/wire/protocol.js'
 import { encodeConsume } from '../../relay/wire/protocol-streams.js'
-import { generateKey, type PlexusNode, type StreamMessage } from '../../src/index.js'
+import type { StreamMessage } from '../../src/index.js'
 import { cleanedAfterEach } from '../helpers/cleanup.js'
-import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { waitFor } from '../helpers/nodes.js'
 import { RawPeer } from './helpers.js'
 
-const { dirs, mine, relays, clients } = cleanedAfterEach()
+const { storageRelay } = cleanedAfterEach()
 
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
 /** Three members of `db` with data directories, a relay on the first, a thin client on it. */
-async function setup(): Promise<{ members: PlexusNode[]; relay: RelayServer; client: RelayClient }> {
-  const network = uniqueNetwork('rstream')
-  const root = await mkdtemp(join(tmpdir(), 'plexus-relay-streams-'))
-  dirs.push(root)
-  const members = await Promise.all(
-    [0, 1, 2].map((i) => startNode({ network, dataDir: join(root, `m${i}`) })),
-  )
-  mine.push(...members)
-  const key = generateKey()
-  for (const m of members) await m.join('db', { key })
-  for (const m of members) await waitForMembers(m, 'db', 3, 10_000)
-  const relay = await startRelay(members[0]!, { host: '127.0.0.1', port: 0 })
-  relays.push(relay)
-  const client = await connectRelay({ address: relay.address })
-  clients.push(client)
-  return { members, relay, client }
-}
+const setup = () => storageRelay('rstream')
 
 /** Reads `n` messages from `c`, then closes it. */
 async function take(c: RelayConsumer, n: number): Promise<StreamMessage[]> {
