@@ -280,9 +280,33 @@ class ReconnectingClient implements RelayClient {
     return this.current.consume(stream, options)
   }
 
-  /** A key-value bucket on the current connection (a watch ends when it drops). */
+  /**
+   * A key-value bucket whose calls go over the connection live at the time of each call
+   * (opened again on a new connection); a watch ends when its connection drops.
+   */
   async kv(bucket: string, options?: RelayKvOptions): Promise<KvBucket> {
-    return (await this.live()).kv(bucket, options)
+    let cached: { on: Inner; kv: KvBucket } | undefined
+    const get = async (): Promise<KvBucket> => {
+      const c = await this.live()
+      if (cached?.on !== c) cached = { on: c, kv: await c.kv(bucket, options) }
+      return cached.kv
+    }
+    const first = await get()
+    return {
+      bucket: first.bucket,
+      stream: first.stream,
+      put: async (k, v) => (await get()).put(k, v),
+      get: async (k) => (await get()).get(k),
+      create: async (k, v) => (await get()).create(k, v),
+      update: async (k, v, r) => (await get()).update(k, v, r),
+      delete: async (k) => (await get()).delete(k),
+      keys: async () => (await get()).keys(),
+      history: async (k) => (await get()).history(k),
+      watch: (p) => {
+        if (cached === undefined) throw new RelayUnavailableError('not connected to the relay (reconnecting)')
+        return cached.kv.watch(p)
+      },
+    }
   }
 
   async status(): Promise<NodeStatus> {

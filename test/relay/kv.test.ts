@@ -53,3 +53,32 @@ it('runs key-value operations, watches and stream reads through the relay', asyn
     name: 'MessageNotFoundError',
   })
 }, 30_000)
+
+it('a reconnecting client keeps using a bucket across a relay restart', async () => {
+  const network = uniqueNetwork('rkvr')
+  const root = await mkdtemp(join(tmpdir(), 'plexus-relay-kvr-'))
+  dirs.push(root)
+  const member = await startNode({ network, dataDir: join(root, 'm0') })
+  mine.push(member)
+  await member.join('db', { key: generateKey() })
+  await waitForMembers(member, 'db', 1, 10_000)
+  const first = await startRelay(member, { host: '127.0.0.1', port: 0 })
+  const port = Number(first.address.split(':').at(-1))
+  const client = await connectRelay({
+    address: first.address,
+    timeout: 2000,
+    reconnect: { minDelay: 50, maxDelay: 200 },
+  })
+  clients.push(client)
+  const kv = await client.kv('r', { cluster: 'db', replicas: 1 })
+  const rev = await kv.put('k', 'before')
+  await first.close()
+  const second = await startRelay(member, { host: '127.0.0.1', port })
+  relays.push(second)
+  await expect
+    .poll(async () => (await kv.update('k', 'after', rev).catch((e) => e.name)) === rev + 1, {
+      timeout: 10_000,
+    })
+    .toBe(true)
+  expect((await kv.get('k'))!.string()).toBe('after')
+}, 30_000)
