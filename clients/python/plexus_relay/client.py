@@ -434,13 +434,16 @@ class Client:
             raise RelayUnavailableError(f"relay sent {opcode_name(op)} where OK or PUBLISH_ACK was expected")
         return None
 
-    def subscribe(self, pattern: str, *, max_pending: int = 0) -> Subscription:
+    def subscribe(self, pattern: str, *, max_pending: int = 0, queue: Optional[str] = None) -> Subscription:
         """Subscribes to ``pattern`` (``*`` one token, ``>`` the rest). ``await`` the result to
         wait until the subscription is live (a publish made after that by any node linked to
         the relay's node reaches it), then iterate it with ``async for``; or iterate at once.
         Messages wait in a queue of ``max_pending`` messages (0: 8192; also the relay's
-        bound); beyond it new ones are dropped and counted in ``sub.dropped``."""
-        return self._subs.subscribe(pattern, max_pending)
+        bound); beyond it new ones are dropped and counted in ``sub.dropped``. With ``queue``
+        (1-64 characters of ``[A-Za-z0-9_-]``) the subscription joins that queue group: each
+        message goes to one subscriber of the group network-wide (at most once), while plain
+        subscribers all get it."""
+        return self._subs.subscribe(pattern, max_pending, queue)
 
     async def flush(self, timeout: Optional[float] = None) -> None:
         """Returns once every subscribe and unsubscribe the node has handled so far is known

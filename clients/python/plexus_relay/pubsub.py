@@ -143,8 +143,10 @@ class Subscriptions:
         self._next_id = 1
         client._handlers[Op.MESSAGE] = self._on_message
 
-    def subscribe(self, pattern: str, max_pending: int) -> Subscription:
+    def subscribe(self, pattern: str, max_pending: int, queue: Optional[str] = None) -> Subscription:
         check.pattern(pattern)
+        if queue is not None:
+            check.name(queue, "queue")
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or not 0 <= max_pending <= MAX_PENDING:
             raise InvalidArgumentError(f"max_pending must be an integer from 0 to {MAX_PENDING}, got {max_pending!r}")
         client = self.client
@@ -160,7 +162,10 @@ class Subscriptions:
         self._subs[sub_id] = sub
 
         async def confirm() -> None:
-            body = Writer().u32(sub_id).text(pattern).u32(max_pending).body()
+            w = Writer().u32(sub_id).text(pattern).u32(max_pending)
+            if queue is not None:
+                w.text(queue)  # optional trailing field: a relay without queue groups never sees it
+            body = w.body()
             try:
                 await client._call(Op.SUBSCRIBE, body, Op.OK)
             except asyncio.CancelledError:

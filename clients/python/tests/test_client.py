@@ -361,6 +361,32 @@ class Relay(unittest.IsolatedAsyncioTestCase):
         self.assertEqual(got, [(i, i, size) for i in range(count)])
         await c.streams.delete(name, timeout=10)
 
+    async def test_queue_group_splits_messages(self) -> None:
+        a, b, plain, pub = await self.client(), await self.client(), await self.client(), await self.client()
+        topic = unique("pyq")
+        subs = [await a.subscribe(f"{topic}.*", queue="workers"), await b.subscribe(f"{topic}.*", queue="workers")]
+        every = await plain.subscribe(f"{topic}.*")
+        await pub.flush(timeout=5)
+        for i in range(20):
+            await pub.publish(f"{topic}.x", f"m{i}")
+        everything = []
+        async for m in every:
+            everything.append(m.string())
+            if len(everything) == 20:
+                break
+        self.assertEqual(everything, [f"m{i}" for i in range(20)])
+        got: list = []
+        for s in subs:
+            while True:
+                try:
+                    m = await asyncio.wait_for(s.__anext__(), 0.5 if got else 5)
+                except asyncio.TimeoutError:
+                    break
+                got.append(m.string())
+        self.assertEqual(sorted(got), sorted(everything))  # each once, across the group
+        with self.assertRaises(px.InvalidArgumentError):
+            a.subscribe(topic, queue="bad name")
+
     async def test_slow_subscriber_drops_and_counts(self) -> None:
         sub_client, pub = await self.client(), await self.client()
         topic = unique("pyslow")
