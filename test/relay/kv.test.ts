@@ -1,9 +1,13 @@
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { expect, it } from 'vitest'
-import { connectRelay } from '../../relay/index.js'
-import type { KvEntry } from '../../src/index.js'
+import { connectRelay, startRelay } from '../../relay/index.js'
+import { generateKey, type KvEntry } from '../../src/index.js'
 import { cleanedAfterEach } from '../helpers/cleanup.js'
+import { startNode, uniqueNetwork, waitForMembers } from '../helpers/nodes.js'
 
-const { clients, storageRelay } = cleanedAfterEach()
+const { clients, storageRelay, relays, dirs, mine } = cleanedAfterEach()
 
 it('runs key-value operations, watches and stream reads through the relay', async () => {
   const { relay, client } = await storageRelay('rkv')
