@@ -34,6 +34,7 @@ import {
   encodeCopyCall,
   encodeCopyReply,
 } from '../src/streams/partition/partition-copy.js'
+import { decodeGetCall, decodeGetReply, encodeGetCall, encodeGetReply } from '../src/streams/read-wire.js'
 import {
   decodeFetchCall,
   decodeFetchReply,
@@ -358,6 +359,50 @@ describe('fuzzed internal call bodies: only DecodeError, never an invalid value'
     checkStreamName(c.stream),
   )
   fuzz('s.seek reply', [encodeOffsetReply({ status: 'ok', value: 9 })], decodeOffsetReply)
+  fuzz(
+    's.pub call (conditional)',
+    [
+      writePubMessage(writePubHead(new BinaryWriter(64), ref, 'all', 1), { ...msg, expectedRevision: 7 })
+        .finish()
+        .slice(),
+    ],
+    decodePubCall,
+    (c) => {
+      checkStreamName(c.stream)
+      for (const m of c.messages)
+        if (m.expectedRevision !== undefined && !(m.expectedRevision >= -1)) throw new Error('bad revision')
+    },
+  )
+  fuzz(
+    's.get call',
+    [
+      encodeGetCall({ ...ref, op: 'offset', offset: 4 }),
+      encodeGetCall({ ...ref, op: 'key', key: enc.encode('k'), auth: new Uint8Array(16) }),
+    ],
+    decodeGetCall,
+    (c) => checkStreamName(c.stream),
+  )
+  fuzz(
+    's.get reply',
+    [
+      encodeGetReply({
+        status: 'ok',
+        value: {
+          message: {
+            offset: 1,
+            timestamp: 5,
+            topic: 't',
+            key: enc.encode('k'),
+            headers: undefined,
+            value: enc.encode('v'),
+          },
+          dropped: true,
+        },
+      }),
+      encodeGetReply({ status: 'notLeader', hint: 'x' }),
+    ],
+    decodeGetReply,
+  )
   const cref = { cluster: 'db', stream: 'orders', createdIndex: 2, durable: 'billing' }
   fuzz(
     's.cons call',
