@@ -413,6 +413,8 @@ function summarize(ctx: Ctx, consumers: ConsumerProc[]): void {
  * was killed (at `victim.killedAt`):
  * - every ack names a published message (payload at its partition and offset);
  * - each consumer acks each partition in one run of consecutive offsets (so never twice);
+ *   with `handovers` (consumers sharing a name hand partitions over for a fair share, see
+ *   consumer-durable.ts), in increasing offsets, the others' runs filling what it skipped;
  * - together they cover every offset of every partition (no gap);
  * - a message acked twice was acked by the victim at most `REDELIVERY_WINDOW_MS` before the
  *   kill and by the other consumer after it; nothing is acked three times;
@@ -422,7 +424,13 @@ function summarize(ctx: Ctx, consumers: ConsumerProc[]): void {
  * - no consumer ended with an error (the cluster stays healthy throughout).
  * Returns the offsets acked twice, per partition.
  */
-function checkConsumption(ctx: Ctx, table: string[][], consumers: ConsumerProc[], victim: ConsumerProc) {
+function checkConsumption(
+  ctx: Ctx,
+  table: string[][],
+  consumers: ConsumerProc[],
+  victim: ConsumerProc,
+  handovers = false,
+) {
   const killedAt = victim.killedAt!
   for (const c of consumers) expect(c.failures, `${c.name}'s consumer failures`).toEqual([])
   const byOffset = table.map((row) => row.map(() => [] as Array<{ c: ConsumerProc; a: Ack }>))
@@ -438,7 +446,7 @@ function checkConsumption(ctx: Ctx, table: string[][], consumers: ConsumerProc[]
     for (let p = 0; p < ctx.partitions; p++) {
       const offsets = c.acks.filter((a) => a.partition === p).map((a) => a.offset)
       for (let k = 1; k < offsets.length; k++)
-        if (offsets[k] !== offsets[k - 1]! + 1)
+        if (handovers ? offsets[k]! <= offsets[k - 1]! : offsets[k] !== offsets[k - 1]! + 1)
           throw new Error(
             `${c.name} acked ${p}/${offsets[k]} right after ${p}/${offsets[k - 1]} (not one run)`,
           )
@@ -615,12 +623,18 @@ describe('durable consumers and replicas across kill -9 of processes', () => {
       })
       await sleep(500)
       summarize(ctx, consumers)
-      const twice = checkConsumption(ctx, table, consumers, victim)
+      const twice = checkConsumption(ctx, table, consumers, victim, true)
 
       for (let p = 0; p < ctx.partitions; p++) {
-        // While both lived, one reader per partition.
-        const readers = consumers.filter((c) => c.acks.some((a) => a.partition === p && a.at < killedAt))
-        expect(readers.length, `readers of partition ${p} while both consumers lived`).toBeLessThanOrEqual(1)
+        // While both lived, one reader at a time per partition: the acks in time order form
+        // runs of one consumer each (a new run is a handover for the fair share, at most one
+        // per lease lifetime per consumer, so a few in these seconds; readers taking turns
+        // message by message would make many).
+        const before = consumers
+          .flatMap((c) => c.acks.filter((a) => a.partition === p && a.at < killedAt).map((a) => ({ c, a })))
+          .sort((x, y) => x.a.at - y.a.at || x.a.offset - y.a.offset)
+        const runs = before.filter((x, k) => k === 0 || before[k - 1]!.c !== x.c).length
+        expect(runs, `turns at partition ${p} while both consumers lived`).toBeLessThanOrEqual(3)
         if (!victim.acks.some((a) => a.partition === p)) continue
         // The victim's partition: the survivor takes it over once the lease expires.
         const firstAfter = survivor.acks.find((a) => a.partition === p && a.at >= killedAt)

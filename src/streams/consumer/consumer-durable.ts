@@ -73,6 +73,12 @@ export const LEASE_TTL_MS = 5000
 const TICK_MS = 100
 /** Renew the lease every this many ticks. */
 const RENEW_EVERY = 10
+/**
+ * Handing a partition over (fair share), the session first stops delivering and waits this
+ * long at most for the messages it handed out to be acknowledged, so that they are committed
+ * and the next holder does not receive them again (ms).
+ */
+const YIELD_DRAIN_MS = 2000
 
 /** A durable consumer; see the module doc. */
 export class DurableConsumer extends BufferedConsumer {
@@ -207,7 +213,7 @@ export class DurableConsumer extends BufferedConsumer {
         await this.call({ ...ref, op: 'lease', partition, holder: this.holder, ttlMs: 0 }, readLease).catch(
           () => {},
         )
-        await sleep(2 * LEASE_TTL_MS, this.ac.signal).catch(() => {})
+        await sleep(LEASE_TTL_MS, this.ac.signal).catch(() => {})
       }
     }
   }
@@ -260,10 +266,25 @@ export class DurableConsumer extends BufferedConsumer {
     }
   }
 
-  /** Waits while `maxAckPending` messages are unacknowledged. */
+  /** Waits while `maxAckPending` messages are unacknowledged, or the session drains. */
   private async room(s: Session, signal: AbortSignal): Promise<void> {
-    while (s.unacked >= this.o.maxAckPending && !signal.aborted)
+    while ((s.unacked >= this.o.maxAckPending || s.draining === true) && !signal.aborted)
       await new Promise<void>((r) => s.ackWaiters.push(r))
+  }
+
+  /** Stops delivery and waits (at most `YIELD_DRAIN_MS`) until every handed-out message is settled. */
+  private async drain(s: Session): Promise<void> {
+    s.draining = true
+    const deadline = Date.now() + YIELD_DRAIN_MS
+    while (s.unacked > 0 && !s.signal.aborted && Date.now() < deadline) {
+      await new Promise<void>((r) => {
+        const t = setTimeout(r, Math.max(1, deadline - Date.now()))
+        s.ackWaiters.push(() => {
+          clearTimeout(t)
+          r()
+        })
+      })
+    }
   }
 
   /** The ack kinds of one session's messages; each a no-op once the message is settled. */
@@ -369,6 +390,7 @@ export class DurableConsumer extends BufferedConsumer {
           const held = [...this.sessions].filter((x) => !x.ac.signal.aborted).length
           if (held > Math.ceil(this.partCount / l.consumers) && Date.now() - this.lastYield > LEASE_TTL_MS) {
             this.lastYield = Date.now()
+            await this.drain(s)
             await this.commit(s)
             s.yielded = true
             s.ac.abort()

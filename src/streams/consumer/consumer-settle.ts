@@ -55,6 +55,8 @@ export interface Session {
   ackWaiters: Array<() => void>
   /** Ended to leave the partition to another consumer of the name (fair share). */
   yielded?: boolean
+  /** Being handed over: nothing new is delivered while what was handed out is acknowledged. */
+  draining?: boolean
   /** Settles this session's messages (ack kinds). */
   settler: MessageSettler
   /** Aborted with the session or the consumer. */
