@@ -124,6 +124,21 @@ export async function readKeyFile(file: string, flag: string): Promise<string> {
   return text
 }
 
+/** Parses `--backoff`: comma-separated delays in milliseconds (each >= 0), e.g. `1000,5000`. */
+export function parseBackoff(value: string): number[] {
+  const parts = value.split(',').map((v) => v.trim())
+  if (parts.some((v) => !/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))))
+    throw new UsageError(`--backoff must be comma-separated whole milliseconds, got ${describe(value)}`)
+  return parts.map(Number)
+}
+
+/** Parses `--ack-policy`: `explicit` or `none`. */
+export function parseAckPolicy(value: string): 'explicit' | 'none' {
+  if (value !== 'explicit' && value !== 'none')
+    throw new UsageError(`--ack-policy must be explicit or none, got ${describe(value)}`)
+  return value
+}
+
 /** Parses `--ack`: `leader` or `all` (a durable stream must capture the topic). */
 export function parseAck(value: string): 'leader' | 'all' {
   if (value !== 'leader' && value !== 'all') {

@@ -135,6 +135,23 @@ describe('plexus stream, publish --ack, consume, status', () => {
     expect(typeof lines[0].timestamp).toBe('number')
     const latest = await runCli(['consume', 'orders', '--from', 'latest', '--count', '1'], { env })
     expect(latest.stdout).toBe('last\n')
+    // Consumer options: only orders.us, for a durable that acknowledges nothing explicitly.
+    const filtered = await runCli(
+      [
+        'consume',
+        'orders',
+        '--durable',
+        'us',
+        '--filter',
+        'orders.us',
+        '--ack-policy',
+        'none',
+        '--count',
+        '1',
+      ],
+      { env },
+    )
+    expect({ code: filtered.code, stdout: filtered.stdout }).toEqual({ code: 0, stdout: 'last\n' })
 
     const info = await runCli(['stream', 'info', 'orders'], { env })
     expect(info.code).toBe(0)
@@ -237,6 +254,10 @@ describe('plexus stream, publish --ack, consume, status', () => {
       [['consume', 'x', '--partition', '-1'], 2, /--partition/],
       [['consume', 'x', '--count', '0'], 2, /--count/],
       [['consume', 'x', '--ack-wait', '100'], 2, /--ack-wait needs --durable/],
+      [['consume', 'x', '--max-deliver', '3'], 2, /--max-deliver needs --durable/],
+      [['consume', 'x', '--durable', 'd', '--backoff', '1s'], 2, /--backoff/],
+      [['consume', 'x', '--durable', 'd', '--ack-policy', 'all'], 2, /--ack-policy/],
+      [['consume', 'x', '--filter', 'a..b'], 2, /--filter/],
       [['publish', 'x.y', 'z', '--ack', 'most'], 2, /--ack/],
       [['publish', 'x.y', 'z', '--json'], 2, /--json needs --ack/],
       [['publish', 'x.y', 'z', '--ack', 'all', '--timeout', '0'], 2, /--timeout/],

@@ -41,6 +41,8 @@ import type {
 import {
   checkCluster,
   checkStreamName,
+  parseAckPolicy,
+  parseBackoff,
   parseFrom,
   parseMs,
   parseNonNegativeInt,
@@ -83,6 +85,11 @@ interface ConsumeFlags {
   durable?: string
   ackWait?: number
   capability?: string
+  filter?: string
+  maxDeliver?: number
+  backoff?: number[]
+  maxAckPending?: number
+  ackPolicy?: 'explicit' | 'none'
 }
 
 /** The stream config `stream create`'s flags describe; throws `UsageError` naming a missing flag. */
@@ -226,12 +233,38 @@ export function registerStreams(program: Command): void {
       'durable consumers: redeliver messages not acknowledged within this',
       parseMs('--ack-wait'),
     )
+    .option('--filter <pattern>', 'only messages whose topic matches (within the stream subject)', (v) =>
+      checkPattern(v, '--filter'),
+    )
+    .option(
+      '--max-deliver <n>',
+      'durable consumers: deliver a message at most N times, then drop it (an advisory is published)',
+      parsePositiveInt('--max-deliver'),
+    )
+    .option('--backoff <ms,...>', 'durable consumers: the wait before each redelivery', parseBackoff)
+    .option(
+      '--max-ack-pending <n>',
+      'durable consumers: at most N delivered and not yet acknowledged',
+      parsePositiveInt('--max-ack-pending'),
+    )
+    .option('--ack-policy <policy>', 'durable consumers: explicit (default) or none', parseAckPolicy)
     .action(async (name: string, flags: ConsumeFlags) => {
       checkStreamName(name, 'STREAM')
-      if (flags.ackWait !== undefined && flags.durable === undefined) {
-        throw new UsageError('--ack-wait needs --durable NAME (only durable consumers acknowledge)')
-      }
+      for (const [flag, v] of [
+        ['--ack-wait', flags.ackWait],
+        ['--max-deliver', flags.maxDeliver],
+        ['--backoff', flags.backoff],
+        ['--max-ack-pending', flags.maxAckPending],
+        ['--ack-policy', flags.ackPolicy],
+      ] as const)
+        if (v !== undefined && flags.durable === undefined)
+          throw new UsageError(`${flag} needs --durable NAME (only durable consumers acknowledge)`)
       const opts: ConsumeOptions = {}
+      if (flags.filter !== undefined) opts.filter = flags.filter
+      if (flags.maxDeliver !== undefined) opts.maxDeliver = flags.maxDeliver
+      if (flags.backoff !== undefined) opts.backoff = flags.backoff
+      if (flags.maxAckPending !== undefined) opts.maxAckPending = flags.maxAckPending
+      if (flags.ackPolicy !== undefined) opts.ackPolicy = flags.ackPolicy
       if (flags.from !== undefined) opts.from = flags.from
       if (flags.partition !== undefined) opts.partition = flags.partition
       if (flags.durable !== undefined) opts.durable = flags.durable
