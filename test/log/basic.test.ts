@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import type { Log, LogOptions } from '../../src/log/index.js'
 import { LogClosedError, openLog } from '../../src/log/index.js'
 import { SYNC_WRITES } from '../../src/log/segment.js'
+import { waitFor } from '../helpers/nodes.js'
 import { b, clock, recs, s, summary, tempDir } from './helpers.js'
 
 const cleanups: Array<() => Promise<void>> = []
@@ -309,9 +310,12 @@ describe('commit log basics', () => {
         expect(s(r!.value)).toBe(`v${from - (from % 4)}-${from % 4}`)
       }),
     )
-    expect(fds() - base).toBeLessThanOrEqual(20)
+    // Handles evicted while a read still used them close when it lets go (asynchronously):
+    // the count comes back under the bound, it does not grow with the reads.
+    const bounded = () => waitFor(() => fds() - base <= 20, 5000, `open files within 20 of ${base}`)
+    await bounded()
     for (let from = 0; from < 200; from += 3)
       expect((await log.read(from, { maxRecords: 1 }))[0]!.offset).toBe(from)
-    expect(fds() - base).toBeLessThanOrEqual(20)
+    await bounded()
   })
 })
