@@ -51,7 +51,15 @@ const counter = (n: PlexusNode, name: string) => n.status().counters[name] ?? 0
 const text = (b: Uint8Array) => new TextDecoder().decode(b)
 
 /** The partition of `stream` hosted by `member` (its wire reference). */
-function hostedRef(member: PlexusNode, stream: string) {
+/** The member's replica of `stream` (partition 0), once it hosts it (create resolves first). */
+async function hostedRef(member: PlexusNode, stream: string) {
+  const find = () => hostedMap(member).find((x) => x.meta.name === stream)
+  await waitFor(() => find() !== undefined, 10_000, `a replica of ${stream} hosted`)
+  const h = find()!
+  return { stream, createdIndex: h.meta.createdIndex, partition: h.partition }
+}
+
+function hostedMap(member: PlexusNode) {
   const hosted = (
     member as unknown as {
       streamService: {
@@ -59,8 +67,7 @@ function hostedRef(member: PlexusNode, stream: string) {
       }
     }
   ).streamService.hosted
-  const h = [...hosted.values()].find((x) => x.meta.name === stream)!
-  return { stream, createdIndex: h.meta.createdIndex, partition: h.partition }
+  return [...hosted.values()]
 }
 
 /** Reads `n` messages of `stream` from the start. */
@@ -90,7 +97,7 @@ describe('per-peer bounds', () => {
     // More long polls than the node-wide limit, each asking to wait ~24 days.
     const evil = await hostile(member)
     const body = encodeFetchCall({
-      ...hostedRef(member, 'orders'),
+      ...(await hostedRef(member, 'orders')),
       offset: 1e9,
       maxBytes: 1024,
       waitMs: 0x7fffffff,
@@ -230,7 +237,12 @@ describe('per-peer bounds on unread replies', () => {
     const evil = await hostile(member)
     evil.stopReading()
     // Each call asks for 4 MiB of stored messages; none of the replies is read.
-    const body = encodeFetchCall({ ...hostedRef(member, 'big'), offset: 0, maxBytes: 4 << 20, waitMs: 0 })
+    const body = encodeFetchCall({
+      ...(await hostedRef(member, 'big')),
+      offset: 0,
+      maxBytes: 4 << 20,
+      waitMs: 0,
+    })
     for (let i = 0; i < 40; i++) evil.call('s.fetch', body, 30_000)
     // Reads beyond the peer's 32 MiB share are refused; replies beyond its link bound too.
     await waitFor(() => counter(member, 'rpc.refused.queue') >= 1, 20_000, 'replies refused')
@@ -252,7 +264,7 @@ describe('a keyless peer flooding every internal method', () => {
     const good = outside[0]!
     await good.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 1 })
     await good.publish('orders.eu', 'first', { ack: 'all', timeout: 5000 })
-    const ref = hostedRef(member, 'orders')
+    const ref = await hostedRef(member, 'orders')
     const valid: Record<string, Uint8Array> = {
       's.fetch': encodeFetchCall({ ...ref, offset: 1e6, maxBytes: 1 << 20, waitMs: 0x7fffffff }),
       's.pstat': encodeRef(ref),
@@ -316,7 +328,7 @@ describe('a member-looking node with a wrong cluster key', () => {
     )
     const rpc = (imposter as unknown as { rpc: PeerRpc }).rpc
     const body = encodeFetchCall({
-      ...hostedRef(member, 'orders'),
+      ...(await hostedRef(member, 'orders')),
       offset: 1e6,
       maxBytes: 1024,
       waitMs: 0x7fffffff,
