@@ -43,6 +43,31 @@ export interface RequestFigures {
   idleCpuMsPerS: number
 }
 
+/**
+ * One system's figures from its four phases, after measuring idle CPU of `pids` last (once
+ * connections, JIT and collections have settled).
+ */
+export async function requestFigures(
+  log: (s: string) => void,
+  label: string,
+  pids: Array<number | undefined>,
+  idleMs: number,
+  [latency1, latency3]: Array<LatencySummary & { cpuUs: number }>,
+  [t1, t3]: Array<{ rate: number; latency: LatencySummary; cpuUs: number }>,
+): Promise<RequestFigures> {
+  log(`${label}: idle CPU`)
+  const idleCpuMsPerS = await idleCpu(pids, idleMs)
+  return {
+    latency1: latency1!,
+    latency3: latency3!,
+    throughput1: t1!.rate,
+    throughput3: t3!.rate,
+    loaded3: t3!.latency,
+    cpu: { seq1: latency1!.cpuUs, seq3: latency3!.cpuUs, conc1: t1!.cpuUs, conc3: t3!.cpuUs },
+    idleCpuMsPerS,
+  }
+}
+
 /** Measurement sizes; `quick` shortens every phase. */
 export function phases(quick: boolean) {
   return quick
@@ -109,18 +134,7 @@ export async function runNatsRequestBench(opts: {
     const t1 = await concurrent(one, { ...p.conc, pids })
     log('NATS: throughput, 100 in flight, 3 responders')
     const t3 = await concurrent(all, { ...p.conc, pids })
-    // Idle last, once connections, JIT and collections have settled.
-    log('NATS: idle CPU')
-    const idleCpuMsPerS = await idleCpu(pids, p.idleMs)
-    return {
-      latency1,
-      latency3,
-      throughput1: t1.rate,
-      throughput3: t3.rate,
-      loaded3: t3.latency,
-      cpu: { seq1: latency1.cpuUs, seq3: latency3.cpuUs, conc1: t1.cpuUs, conc3: t3.cpuUs },
-      idleCpuMsPerS,
-    }
+    return await requestFigures(log, 'NATS', pids, p.idleMs, [latency1, latency3], [t1, t3])
   } finally {
     await nc?.close().catch(() => {})
     await Promise.all(responders.map((r) => stopChild(r, 2000)))

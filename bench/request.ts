@@ -9,8 +9,7 @@ import { rmdir } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createNode, generateKey, type PlexusNode } from '../src/index.js'
-import { idleCpu } from './cpu.js'
-import { phases, type RequestFigures } from './nats.js'
+import { phases, type RequestFigures, requestFigures } from './nats.js'
 import { concurrent, sequential, spawnTracked, stopChild, waitForLine, waitUntil } from './util.js'
 
 export const CLUSTER_ALL = 'bench'
@@ -86,18 +85,7 @@ export async function runPlexusRequestBench(opts: {
     log('Plexus: throughput, 100 in flight, 3 members')
     const t3 = await concurrent(all, { ...p.conc, pids })
     if (t1.errors || t3.errors) log(`Plexus: ${t1.errors + t3.errors} requests failed during throughput runs`)
-    // Idle last, once connections, JIT and collections have settled.
-    log('Plexus: idle CPU')
-    const idleCpuMsPerS = await idleCpu(pids, p.idleMs)
-    return {
-      latency1,
-      latency3,
-      throughput1: t1.rate,
-      throughput3: t3.rate,
-      loaded3: t3.latency,
-      cpu: { seq1: latency1.cpuUs, seq3: latency3.cpuUs, conc1: t1.cpuUs, conc3: t3.cpuUs },
-      idleCpuMsPerS,
-    }
+    return await requestFigures(log, 'Plexus', pids, p.idleMs, [latency1, latency3], [t1, t3])
   } finally {
     await requester?.stop().catch(() => {})
     // SIGTERM first so members stop their nodes (and write --cpu-prof output), then SIGKILL.
