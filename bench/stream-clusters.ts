@@ -268,14 +268,16 @@ export async function startJetStreamCluster(opts: {
       const [port, clusterPort, httpPort] = [await freePort(), await freePort(), await freePort()]
       servers.push({ name: `n${i}`, port, clusterPort, httpPort, dir: join(root, `n${i}`) })
     }
-    for (const s of servers) {
-      const conf = join(root, `${s.name}.conf`)
-      await writeFile(conf, serverConfig(s, servers))
-      s.child = spawnTracked(bin, ['-c', conf])
-    }
-    // 45 s: at a load average of 18 on 2 cores one of three servers once took over 15 s to
-    // get there (the e2e part of a bench run failed on it); on a quiet machine it takes < 1 s.
-    await Promise.all(servers.map((s) => waitForLine(s.child!, /Server is ready/, 45_000, 'stderr')))
+    for (const s of servers) await writeFile(join(root, `${s.name}.conf`), serverConfig(s, servers))
+    // Each waiter is attached in the same turn as its spawn: a server that is ready in a few
+    // milliseconds (a quiet machine) prints the line before an awaited write would return, and
+    // a line read with no waiter is gone. 45 s: at a load average of 18 on 2 cores one of three
+    // servers once took over 15 s to get there.
+    const ready = servers.map((s) => {
+      s.child = spawnTracked(bin, ['-c', join(root, `${s.name}.conf`)])
+      return waitForLine(s.child, /Server is ready/, 45_000, 'stderr')
+    })
+    await Promise.all(ready)
     const t0 = Date.now()
     const meta = await retry('a JetStream meta leader', 30_000, () => metaLeader(servers[0]))
     log(`JetStream: 3 servers (${bin}), meta leader ${meta} after ${Date.now() - t0} ms`)
