@@ -352,3 +352,34 @@ export const RETIRE_GRACE_MS = 30_000
  * Beyond it the key whose latest record is oldest is dropped (streams/partition/key-index.ts).
  */
 export const DEFAULT_KEY_INDEX_MAX_KEYS = 100_000
+
+/**
+ * Clusters found across networks through the Kademlia DHT (`discovery/dht.ts`, on with
+ * `discovery.dht`): members advertise each joined cluster as a provider record; a call that
+ * addresses a cluster with no known (or no reachable) member looks its providers up.
+ */
+export const DHT = {
+  /** A member re-advertises each joined cluster this often (ms), jittered by up to 10%. */
+  provideInterval: 10 * 60_000,
+  /**
+   * How long a provider record is kept by the nodes that store it (ms); a member that
+   * crashed or left stays listed this long at most (records cannot be withdrawn remotely).
+   */
+  recordTtl: 30 * 60_000,
+  /** First retry of an advertisement that reached no peer (ms); doubles up to `provideInterval`. */
+  provideRetry: 1000,
+  /** Longest one advertisement may run (ms). */
+  provideTimeout: 30_000,
+  /** Longest one lookup may run (ms); the call that started it stops waiting at its own deadline. */
+  lookupTimeout: 10_000,
+  /** Providers dialled per lookup (the lookup stops once this many are found). */
+  maxProviders: 3,
+  /** Lookups running at once; a call finding the limit reached fails as without the DHT. */
+  maxLookups: 8,
+  /** A finished lookup is reused this long (ms): no new lookup of that cluster meanwhile. */
+  cacheMs: 10_000,
+  /** After a lookup found providers, calls wait this long (ms) for their announcements. */
+  reachWait: 5000,
+  /** Clusters whose lookup state is remembered (the oldest finished ones go first). */
+  maxEntries: 256,
+} as const

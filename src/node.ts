@@ -16,6 +16,7 @@ import {
   LINK,
   LOG_RATE_INTERVAL,
 } from './constants.js'
+import { ClusterDht } from './discovery/dht.js'
 import { Dialer } from './discovery/dialer.js'
 import { AbortedError, InvalidArgumentError, MemberLostError, TimeoutError } from './errors.js'
 import { kvDeps } from './kv/deps.js'
@@ -38,7 +39,7 @@ import { STREAM_CALL_TIMEOUT } from './streams/client.js'
 import { MAX_TABLE_BYTES } from './streams/meta/directory.js'
 import { StreamService } from './streams/service.js'
 import { loadIdentity } from './transport/identity.js'
-import { buildLibp2p, type PlexusLibp2p, protocols } from './transport/libp2p.js'
+import { buildLibp2p, dhtRouting, type PlexusLibp2p, protocols } from './transport/libp2p.js'
 import { TunnelManager } from './tunnel/manager.js'
 import type {
   ConsumeOptions,
@@ -111,9 +112,24 @@ export async function createNode(options: NodeOptions = {}): Promise<PlexusNode>
  * the Raft transport over links and the proven members of a cluster. Not part of the
  * public API.
  */
-export function nodeInternals(node: PlexusNode): { raft: RaftTransport; members(cluster: string): string[] } {
+export function nodeInternals(node: PlexusNode): {
+  raft: RaftTransport
+  members(cluster: string): string[]
+  /**
+   * Tests only: with `false` the node passes on no other node's announcements (no snapshot
+   * when a link comes up, no flooding onwards), so peers linked only to it learn members
+   * another way (the DHT).
+   */
+  relayAnnouncements(on: boolean): void
+} {
   if (!(node instanceof Node)) throw new InvalidArgumentError('not a node made by createNode')
-  return { raft: node.raft, members: (c) => node.membersOf(c) }
+  return {
+    raft: node.raft,
+    members: (c) => node.membersOf(c),
+    relayAnnouncements: (on) => {
+      node.relaysAnnouncements = on
+    },
+  }
 }
 
 class Node implements PlexusNode {
@@ -126,6 +142,10 @@ class Node implements PlexusNode {
   private broadcaster!: Broadcaster
   private tunnels!: TunnelManager
   private dialer!: Dialer
+  /** Cluster advertising and lookups through the DHT (`discovery.dht`), else undefined. */
+  private dht: ClusterDht | undefined
+  /** False: other nodes' announcements are not passed on (tests; see nodeInternals). */
+  relaysAnnouncements = true
   /** Raft traffic of every group this node takes part in (internal; see nodeInternals). */
   raft!: RaftTransport
   private rpc!: PeerRpc
@@ -195,6 +215,22 @@ class Node implements PlexusNode {
     const link = (p: string) => this.links.get(p)
     const members = (c: string) => this.directory.members(c).map((m) => m.peer)
     const discovering = () => Date.now() - this.startedAt < DISCOVERY_GRACE
+    const routing = dhtRouting(this.libp2p, () => this.notifyChange())
+    if (routing) {
+      this.dht = new ClusterDht({
+        network: this.cfg.network,
+        self,
+        provide: routing.provide,
+        withdraw: routing.withdraw,
+        findProviders: routing.findProviders,
+        ready: routing.ready,
+        linked: (p) => this.links.get(p) !== undefined,
+        dial: (p, addrs) => this.dialer.providerFound(p, addrs),
+        changed: () => this.notifyChange(),
+      })
+    }
+    const dht = this.dht
+    const lookup = dht && ((c: string) => dht.lookup(c))
     const nextChange = (signal: AbortSignal) => this.nextChange(signal)
     // Loaded only when asked for: nodes without `http` do not load prom-client.
     const observe = this.cfg.http ? await import('./observe/index.js') : undefined
@@ -219,6 +255,7 @@ class Node implements PlexusNode {
       runLocal: (c, data, headers, remaining) => this.server.runLocal(c, data, headers, remaining, self),
       nextChange,
       discovering,
+      lookup,
       count,
       unreachable: (p) => this.dialer.unreachable(p),
       settled: metrics && ((c, err, t) => metrics.requestDone(c, err, t)),
@@ -254,7 +291,12 @@ class Node implements PlexusNode {
       rpc: this.rpc,
       maxMessageSize: this.cfg.maxMessageSize,
       members,
-      storageMembers: (c) => this.directory.servers(c, 'storage'),
+      storageMembers: (c) => {
+        const storing = this.directory.servers(c, 'storage')
+        // No member known: a stream call waits for changes until its deadline; look it up.
+        if (storing.length === 0) lookup?.(c)
+        return storing
+      },
       clusters: () => this.directory.clusterNames(),
       signer: (c) => this.directory.signer(c),
       credentials: this.cfg.credentials,
@@ -280,6 +322,7 @@ class Node implements PlexusNode {
       unserved: (c) => unservedMessage(this.directory, c, 'tunnel'),
       nextChange,
       discovering,
+      lookup,
       maxMessageSize: this.cfg.maxMessageSize,
       count,
     })
@@ -289,16 +332,19 @@ class Node implements PlexusNode {
       now,
       addresses: () => this.addresses.slice(0, 16),
       flood: (bytes, except) => {
+        if (except !== undefined && !this.relaysAnnouncements) return
         for (const l of this.links.all()) {
           if (l.peer !== except) l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
         }
       },
-      changed: (_cluster, peer, added, entry) => {
+      changed: (cluster, peer, added, entry) => {
         this.broadcaster.invalidate()
         if (peer === self) {
           // nothing to dial
-        } else if (added && entry) this.dialer.member(peer, entry.addrs)
-        else if (!added && !this.directory.clusterNames().some((c) => this.directory.isMember(c, peer)))
+        } else if (added && entry) {
+          this.dialer.member(peer, entry.addrs)
+          this.dht?.memberAdded(cluster, peer)
+        } else if (!added && !this.directory.clusterNames().some((c) => this.directory.isMember(c, peer)))
           this.dialer.notMember(peer)
         this.notifyChange()
       },
@@ -316,12 +362,13 @@ class Node implements PlexusNode {
       },
       {
         onUp: (l) => {
-          for (const bytes of this.directory.snapshot())
+          for (const bytes of this.announcementsFor())
             l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
           for (const bytes of this.streamService.directory.snapshot())
             l.write((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
           this.pubsub.onLinkUp(l)
           this.dialer.linkUp(l.peer)
+          this.dht?.linkUp()
           this.notifyChange()
         },
         onDown: (l) => {
@@ -567,6 +614,30 @@ class Node implements PlexusNode {
     })
   }
 
+  /** What a new link receives: every fresh announcement, or only ours (`relaysAnnouncements`). */
+  private announcementsFor(): Uint8Array[] {
+    if (this.relaysAnnouncements) return this.directory.snapshot()
+    return this.directory
+      .clusterNames()
+      .flatMap((c) => this.directory.members(c).filter((m) => m.peer === this.id))
+      .map((m) => m.bytes)
+  }
+
+  /**
+   * Waits (at most `DEFAULT_REQUEST_TIMEOUT`) while a DHT lookup of `cluster`, which has no
+   * known member, may still find one (for broadcasts, which have no timeout of their own).
+   */
+  private async lookedUp(cluster: string): Promise<void> {
+    const signal = AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT)
+    while (this.directory.members(cluster).length === 0 && this.dht?.lookup(cluster)) {
+      try {
+        await this.nextChange(signal)
+      } catch {
+        return
+      }
+    }
+  }
+
   /** The layers observation reads (observe/source.ts). */
   private parts(): NodeParts {
     return {
@@ -617,6 +688,7 @@ class Node implements PlexusNode {
       storage: this.cfg.dataDir !== undefined,
     })
     await this.streamService.onJoin(cluster)
+    this.dht?.advertise(cluster)
     let left = false
     const membership: Membership = {
       cluster,
@@ -625,6 +697,7 @@ class Node implements PlexusNode {
         left = true
         this.joins.delete(cluster)
         this.directory.leave(cluster)
+        this.dht?.withdraw(cluster)
         this.server.unserve(cluster)
         this.broadcaster.unserve(cluster)
         this.tunnels.unserve(cluster)
@@ -675,7 +748,9 @@ class Node implements PlexusNode {
   async broadcast(cluster: string, data: Uint8Array | string): Promise<number> {
     this.assertRunning()
     checkClusterName(cluster, 'cluster')
-    return this.broadcaster.broadcast(cluster, toPayload(data, 'data', this.cfg.maxMessageSize))
+    const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
+    if (this.dht && this.directory.members(cluster).length === 0) await this.lookedUp(cluster)
+    return this.broadcaster.broadcast(cluster, payload)
   }
 
   async tunnel(cluster: string, options: TunnelOptions = {}): Promise<Tunnel> {
@@ -807,6 +882,14 @@ class Node implements PlexusNode {
     counters['pubsub.peerPatterns'] = ps.patternsFromPeers
     counters['pubsub.readyWaiters'] = ps.readyWaiters
     counters['tunnels.open'] = this.tunnels.openCount
+    if (this.dht) {
+      const d = this.dht.counters
+      counters['dht.lookups'] = d.lookups
+      counters['dht.providersFound'] = d.providersFound
+      counters['dht.membersReached'] = d.membersReached
+      counters['dht.provides'] = d.provides
+      counters['dht.provideMisses'] = d.provideMisses
+    }
     const rpc = this.rpc.stats()
     counters['rpc.serving'] = rpc.serving
     counters['rpc.servingPeers'] = rpc.servingPeers
@@ -857,6 +940,7 @@ class Node implements PlexusNode {
     await this.streamService?.stop()
     this.directory?.leaveAll()
     this.directory?.stop()
+    this.dht?.stop()
     this.client?.abortAll()
     this.server?.abortAll()
     this.tunnels?.closeAll()

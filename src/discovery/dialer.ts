@@ -80,6 +80,14 @@ export class Dialer {
     this.redial.heard(peer, addrs)
   }
 
+  /**
+   * A provider of a cluster found in the DHT (`dht.ts`): its record is fresh, so it is dialled
+   * like an mDNS answer.
+   */
+  providerFound(peer: string, addrs: string[]): void {
+    this.mdnsFound(peer, addrs)
+  }
+
   /** A fresh announcement of member `peer` arrived: dialled soon if unlinked (`Redialer.heard`). */
   heard(peer: string, addrs: string[]): void {
     this.redial.heard(peer, addrs)

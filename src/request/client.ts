@@ -71,6 +71,11 @@ export interface ClientHost {
   nextChange(signal: AbortSignal): Promise<void>
   /** True while the node is young enough that members may still be on their way. */
   discovering(): boolean
+  /**
+   * The cluster has no known or no reachable member: true while a DHT lookup for it is worth
+   * waiting for (starting one if needed; discovery/dht.ts). Absent without the DHT.
+   */
+  lookup?(cluster: string): boolean
   count(counter: string): void
   /** True when `peer` has no link and the last dial to it failed (requests fail at once). */
   unreachable?(peer: string): boolean
@@ -244,7 +249,11 @@ export class RequestClient {
       const untried = known.filter((m) => !p.tried?.has(m))
       // Every member left is unlinked and its last dial failed: fail now, not at the deadline.
       const unreachable = untried.length > 0 && untried.every((m) => this.host.unreachable?.(m) === true)
-      if (unreachable || (untried.length === 0 && !(known.length === 0 && this.host.discovering()))) {
+      const searching = (unreachable || known.length === 0) && this.host.lookup?.(p.cluster) === true
+      if (
+        !searching &&
+        (unreachable || (untried.length === 0 && !(known.length === 0 && this.host.discovering())))
+      ) {
         this.finish(p)
         const tried = p.tried?.size ?? 0
         const all = this.host.members(p.cluster).length
@@ -285,7 +294,7 @@ export class RequestClient {
         return list.map((c) => c.peer)
       }
       const known = this.host.servers(cluster, 'request').length
-      if (known === 0 && !this.host.discovering()) {
+      if (known === 0 && !this.host.discovering() && this.host.lookup?.(cluster) !== true) {
         const all = this.host.members(cluster).length
         throw new NoMembersError(
           all > 0 ? noRoleMessage(cluster, 'request', all) : `no members of ${cluster} are known`,

@@ -15,7 +15,9 @@ import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
-import { CONNECTIONS, DEFAULT_CIPHER } from '../constants.js'
+import type { CID } from 'multiformats/cid'
+import { CONNECTIONS, DEFAULT_CIPHER, DHT } from '../constants.js'
+import type { FoundProvider } from '../discovery/dht.js'
 import { ConnectionGuard } from './connection-guard.js'
 import { type CipherChoice, connectionEncrypters } from './encrypters.js'
 import './yamux-window.js'
@@ -87,6 +89,11 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
       protocol: p.kad,
       clientMode: false,
       peerInfoMapper: passthroughMapper,
+      // Records we store for others live `DHT.recordTtl` (a crashed member is not listed
+      // for 48 h); members re-advertise every `DHT.provideInterval` themselves
+      // (discovery/dht.ts), kad-dht's own republisher only as a fallback.
+      providers: { provideValidity: DHT.recordTtl / 1000 },
+      reprovide: { validity: DHT.recordTtl, threshold: DHT.recordTtl / 2, interval: DHT.provideInterval },
     })
   }
   const node = await createLibp2p({
@@ -113,4 +120,49 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
     connectionMonitor: { enabled: false },
   })
   return node as unknown as PlexusLibp2p
+}
+
+/** The provider-record calls of the node's kad-dht service (discovery/dht.ts's host). */
+export interface DhtRouting {
+  /** True when the routing table holds a peer (a lookup can ask someone). */
+  ready(): boolean
+  provide(key: CID, signal: AbortSignal): Promise<number>
+  withdraw(key: CID): Promise<void>
+  findProviders(key: CID, signal: AbortSignal): AsyncIterable<FoundProvider>
+}
+
+/**
+ * Provider records through the node's kad-dht, or undefined when it runs none. `peerAdded` is
+ * told when the routing table gains a peer (calls waiting for a lookup can start one).
+ */
+export function dhtRouting(node: PlexusLibp2p, peerAdded: () => void): DhtRouting | undefined {
+  const dht = node.services.dht as
+    | {
+        routingTable: EventTarget & { size: number }
+        provide(key: CID, o: { signal: AbortSignal }): AsyncIterable<any>
+        cancelReprovide(key: CID): Promise<void>
+        findProviders(key: CID, o: { signal: AbortSignal }): AsyncIterable<any>
+      }
+    | undefined
+  if (!dht) return undefined
+  dht.routingTable.addEventListener('peer:add', peerAdded)
+  return {
+    ready: () => dht.routingTable.size > 0,
+    /** Resolves with the number of peers that acknowledged our record. */
+    async provide(key, signal) {
+      const took = new Set<string>()
+      for await (const ev of dht.provide(key, { signal })) {
+        if (ev.name === 'PEER_RESPONSE' && ev.messageName === 'ADD_PROVIDER') took.add(ev.from.toString())
+      }
+      return took.size
+    },
+    withdraw: (key) => dht.cancelReprovide(key),
+    async *findProviders(key, signal) {
+      for await (const ev of dht.findProviders(key, { signal })) {
+        if (ev.name !== 'PROVIDER') continue
+        for (const p of ev.providers as Array<{ id: PeerId; multiaddrs: Multiaddr[] }>)
+          yield { id: p.id.toString(), addrs: p.multiaddrs.map((m) => m.toString()) }
+      }
+    },
+  }
 }

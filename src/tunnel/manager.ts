@@ -88,6 +88,8 @@ export interface TunnelHost {
   /** Waits for a membership or link change. */
   nextChange(signal: AbortSignal): Promise<void>
   discovering(): boolean
+  /** No member can be picked: true while a DHT lookup for the cluster is worth waiting for. */
+  lookup?(cluster: string): boolean
   maxMessageSize: number
   count(counter: string): void
 }
@@ -135,7 +137,8 @@ export class TunnelManager {
         if (ac.signal.aborted) throw ac.signal.reason
         const peer = this.host.pick(cluster, tried)
         if (!peer) {
-          const waiting = this.host.discovering()
+          const waiting =
+            this.host.discovering() || (tried.size === 0 && this.host.lookup?.(cluster) === true)
           if (!waiting && tried.size > 0 && overloaded)
             throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
           const none = tried.size === 0 ? this.host.unserved(cluster) : undefined
