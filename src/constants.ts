@@ -383,3 +383,13 @@ export const DHT = {
   /** Clusters whose lookup state is remembered (the oldest finished ones go first). */
   maxEntries: 256,
 } as const
+/**
+ * Purges by key (`streams.purge(name, { key })`) a partition replica remembers: per key, the
+ * offset below which its messages are hidden (streams/partition/purged-keys.ts), about 100
+ * bytes plus the key each, kept in a file and carried in partition snapshots. A mark is dropped
+ * once retention or a purge `before` passed it; a purge of a further key beyond the bound is
+ * refused (`InvalidArgumentError`) until then.
+ */
+export const DEFAULT_PURGED_KEYS_MAX = 4096
+/** Longest key a purge by key names (bytes). */
+export const MAX_PURGE_KEY_BYTES = 1024

@@ -484,8 +484,16 @@ export interface Streams {
    * `target.partition`), every message below offset `target.before`, or all of them when it is
    * absent. Replicated as an entry of each partition's Raft log, so every replica applies it at
    * the same point; it survives restarts. Reads and consumers below the new start continue
-   * from it. `key` (remove one key's messages) is not supported yet (`InvalidArgumentError`).
-   * Resolves with each purged partition's new first offset.
+   * from it.
+   *
+   * With `key` (1–1024 bytes; a string is UTF-8) only that key's messages go, like a
+   * JetStream purge by subject or a Kafka tombstone: in the key's partition (where keyed
+   * publishes go; `partition` overrides), those below `before`, or all of them so far. Once it
+   * resolves, consumers (plain and durable), `get` and `last` no longer return them, on every
+   * replica, across restarts and leader changes (acknowledged = durable). The records stay on
+   * disk until retention or a purge `before` passes them; each partition remembers up to
+   * `DEFAULT_PURGED_KEYS_MAX` (4,096) purged keys until then, and refuses a purge of a further
+   * key with `InvalidArgumentError`. Resolves with each purged partition's first offset.
    */
   purge(
     name: string,

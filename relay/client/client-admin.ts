@@ -29,7 +29,7 @@ export interface RelayStreamsAdmin {
   /** See the library's `Streams.purge`. */
   purge(
     name: string,
-    target?: { before?: number; partition?: number },
+    target?: { before?: number; partition?: number; key?: string | Uint8Array },
     options?: StreamCallOptions,
   ): Promise<Array<{ partition: number; firstOffset: number }>>
   /** See the library's `Streams.consumers`. */
@@ -74,7 +74,14 @@ export function relayStreamsAdmin(host: ClientStreamsHost): RelayStreamsAdmin {
       return decodeStreamInfo(f.body)
     },
     async purge(name, target, options) {
-      return json(await call(AdminKind.Purge, name, '', target ?? {}, options, Op.StreamAdminReply))
+      let args: unknown = target ?? {}
+      const key = (target as { key?: unknown } | undefined)?.key
+      if (key instanceof Uint8Array) {
+        // JSON carries text: bytes go as base64 (the server turns them back into bytes).
+        const { key: _, ...rest } = target!
+        args = { ...rest, keyBase64: btoa(String.fromCharCode(...key)) }
+      }
+      return json(await call(AdminKind.Purge, name, '', args, options, Op.StreamAdminReply))
     },
     async consumers(stream, options) {
       return json(await call(AdminKind.Consumers, stream, '', undefined, options, Op.StreamAdminReply))

@@ -235,7 +235,7 @@ export class RelayStreams {
             await streams.deleteConsumer(m.stream, m.name, o)
             return [Op.Ok]
           case AdminKind.Purge:
-            return json(await streams.purge(m.stream, args, o))
+            return json(await streams.purge(m.stream, purgeTarget(args), o))
           case AdminKind.Update: {
             const info = await streams.update(m.stream, args as never, o)
             return this.reply(Op.StreamInfoReply, (w) => encodeStreamInfo(w, info))
@@ -328,4 +328,16 @@ export class RelayStreams {
     this.consumers.clear()
     this.kv.closeAll()
   }
+}
+
+/**
+ * A STREAM_ADMIN purge's JSON args as the library's target: `keyBase64` (a key that is not
+ * UTF-8 text) becomes `key` bytes; anything else is checked by `streams.purge`.
+ */
+function purgeTarget(args: Record<string, unknown>): Record<string, unknown> {
+  const { keyBase64, ...rest } = args
+  if (keyBase64 === undefined) return rest
+  if (typeof keyBase64 !== 'string' || rest.key !== undefined)
+    throw new InvalidArgumentError('keyBase64 must be a base64 string, without key')
+  return { ...rest, key: new Uint8Array(Buffer.from(keyBase64, 'base64')) }
 }

@@ -8,8 +8,8 @@
  *   STREAM_ADMIN_REPLY with the `ConsumerSummary[]` as JSON;
  * - kind 2 CONSUMER_INFO (`consumerInfo(stream, name)`): answered with the `ConsumerInfo`;
  * - kind 3 CONSUMER_DELETE (`deleteConsumer(stream, name)`): answered OK;
- * - kind 4 PURGE (`purge(stream, args)`, args `{"before"?, "partition"?}`): answered with
- *   `[{ partition, firstOffset }]`;
+ * - kind 4 PURGE (`purge(stream, args)`, args `{"before"?, "partition"?, "key"?}`, `key` a
+ *   UTF-8 string, or `"keyBase64"` for other bytes): answered with `[{ partition, firstOffset }]`;
  * - kind 5 UPDATE (`update(stream, args)`, args `{"retention": {…}}`): answered
  *   STREAM_INFO_REPLY.
  * The credential tail is the one of STREAM_CREATE (protocol-streams.ts `RelayAuth`).

@@ -7,6 +7,7 @@
  * (`consumers`, `consumerInfo`) ask the metadata leader (`s.cons` list/describe) and are open
  * like `streams.info`.
  */
+import { MAX_PURGE_KEY_BYTES } from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
 import type { ConsumerInfo, ConsumerSummary, StreamCallOptions, StreamInfo, StreamUpdate } from '../types.js'
 import { checkOptions, describe } from '../util/validate.js'
@@ -23,6 +24,7 @@ import { newRequestId } from './meta/metadata.js'
 import { checkStreamName, validateStreamUpdate } from './meta/metadata-codec.js'
 import { decodeOffsetReply, encodeMetaCall, type MetaCall } from './wire.js'
 
+const utf8 = new TextEncoder()
 const nameOf = (v: unknown, field: string) => checkStreamName(v, field)
 
 /** `streams.update`: see `Streams.update`. */
@@ -53,8 +55,14 @@ export async function purgeStream(
   for (const k of Object.keys(t))
     if (!['before', 'partition', 'key'].includes(k))
       throw new InvalidArgumentError(`target has an unknown option "${k}"`)
-  if (t.key !== undefined)
-    throw new InvalidArgumentError('key: purging the messages of one key is not supported yet')
+  let key: Uint8Array | undefined
+  if (t.key !== undefined) {
+    if (typeof t.key === 'string') key = utf8.encode(t.key)
+    else if (t.key instanceof Uint8Array) key = t.key
+    else throw new InvalidArgumentError(`key must be a string or a Uint8Array, got ${describe(t.key)}`)
+    if (key.length === 0 || key.length > MAX_PURGE_KEY_BYTES)
+      throw new InvalidArgumentError(`key must be 1-${MAX_PURGE_KEY_BYTES} bytes, got ${key.length}`)
+  }
   for (const k of ['before', 'partition'] as const) {
     const v = t[k]
     if (v !== undefined && (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0))
@@ -70,8 +78,15 @@ export async function purgeStream(
   const call: MetaCall = { op: 'purge', cluster, requestId: newRequestId(), name }
   if (t.partition !== undefined) call.partition = t.partition
   if (t.before !== undefined) call.before = t.before
+  if (key !== undefined) call.key = key
   const proven = c.admin.prove(call, auth, encodeMetaCall)
-  const parts = t.partition !== undefined ? [t.partition] : meta.placement.map((_, p) => p)
+  // A keyed message is stored in its key's partition: a purge by key goes there only.
+  const parts =
+    t.partition !== undefined
+      ? [t.partition]
+      : key !== undefined
+        ? [c.keyPartition(key, meta.partitions)]
+        : meta.placement.map((_, p) => p)
   return Promise.all(
     parts.map(async (partition) => {
       const ref = { stream: name, createdIndex: meta.createdIndex, partition }

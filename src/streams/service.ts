@@ -483,23 +483,30 @@ export class StreamService {
     // Bytes read are held until the reply is encoded, within the caller's share (read-budget.ts).
     let grant = this.reads.take(ctx.from, maxBytes)
     try {
-      let messages = await r.read(call.offset, { maxBytes: grant })
-      if (messages.length === 0 && call.waitMs > 0 && r.latest() < call.offset) {
+      // Messages purged by key are left out; `scanned` is where the reader goes on past them.
+      let { messages, scanned } = await r.readVisible(call.offset, { maxBytes: grant })
+      const from = Math.max(call.offset, scanned)
+      if (messages.length === 0 && call.waitMs > 0 && r.latest() < from) {
         this.reads.give(ctx.from, grant) // a long poll holds nothing while it waits
         grant = 0
         const wait = Math.min(call.waitMs, MAX_LONG_POLL_MS) // whatever the caller asks
         const signal = AbortSignal.any([ctx.signal, AbortSignal.timeout(wait)])
         try {
-          await r.waitForNew(call.offset - 1, signal)
+          await r.waitForNew(from - 1, signal)
           grant = this.reads.take(ctx.from, maxBytes)
-          messages = await r.read(call.offset, { maxBytes: grant })
+          ;({ messages, scanned } = await r.readVisible(from, { maxBytes: grant }))
         } catch (err) {
           if (!(err instanceof AbortedError)) throw err
         }
       }
       return encodeFetchReply({
         status: 'ok',
-        value: { firstOffset: r.earliest(), nextOffset: r.latest() + 1, messages },
+        // With nothing to return, `firstOffset` tells the reader to go on past purged messages.
+        value: {
+          firstOffset: messages.length === 0 ? Math.max(r.earliest(), scanned) : r.earliest(),
+          nextOffset: r.latest() + 1,
+          messages,
+        },
       })
     } finally {
       if (grant > 0) this.reads.give(ctx.from, grant)
@@ -508,16 +515,18 @@ export class StreamService {
 
   /**
    * `s.purge` (purge.ts): the proof is checked first (`UnauthorizedError`), then the partition
-   * leader proposes the purge entry and answers with the new first offset once applied here.
+   * leader proposes the purge entry (by key when the call names one) and answers with the new
+   * first offset once applied here.
    */
   private async onPurge(body: Uint8Array): Promise<Uint8Array> {
     const call = decodePurgeCall(body)
     const h = this.hosted.get(partitionKey(call))
     const signer = h && this.d.signer(h.cluster)
     if (h === undefined || signer === undefined) return encodeOffsetReply({ status: 'notHere' })
-    const before = checkPurge(call, signer, Date.now())
+    const { before, key } = checkPurge(call, signer, Date.now())
     try {
-      return encodeOffsetReply({ status: 'ok', value: await h.replica.purge(before) })
+      const first = key === undefined ? await h.replica.purge(before) : await h.replica.purgeKey(before, key)
+      return encodeOffsetReply({ status: 'ok', value: first })
     } catch (err) {
       if (err instanceof NotLeaderError) return encodeOffsetReply({ status: 'notLeader', hint: err.leader })
       if (err instanceof ProposalDroppedError) return encodeOffsetReply({ status: 'notLeader', hint: null })

@@ -4,8 +4,8 @@
  *
  * - `s.meta` call: `u8 op (1 create, 2 delete, 3 table, 4 consumer-delete, 5 purge, 6 update) |
  *   str cluster | str requestId | create: spec | delete: str name | consumer-delete: str name |
- *   str durable | purge: str name | u8 flags (1 partition, 2 before) | [u16 partition] | [u64
- *   before] | update: str name | u8 what (1 retention, 2 replicas) | [u8 flags | u64 each present
+ *   str durable | purge: str name | u8 flags (1 partition, 2 before, 4 key) | [u16 partition] |
+ *   [u64 before] | [bytes key] | update: str name | u8 what (1 retention, 2 replicas) | [u8 flags | u64 each present
  *   retention limit (metadata-codec.ts)] | [u8 replicas] | [bytes proof]`
  *   (every op but table: the admin proof of cluster/capability.ts over every byte before it;
  *   absent: none, refused). A purge is served by partition leaders (`s.purge`), not here.
@@ -30,6 +30,7 @@
  *   3 not here.
  * - `s.load` call: `str cluster`; reply `u8 can host | u32 replicas hosted`.
  */
+import { MAX_PURGE_KEY_BYTES } from '../constants.js'
 import { BinaryReader, BinaryWriter, DecodeError, uninitializedBytes } from '../util/binary.js'
 import { fromPeer, PeerInputError, peerCluster } from '../util/peer-input.js'
 import type { StreamSpec, StreamUpdate } from './meta/metadata-codec.js'
@@ -69,10 +70,14 @@ export type MetaCall =
   | ({ op: 'purge'; cluster: string; requestId: string; name: string } & PurgeTarget & Proven)
   | ({ op: 'update'; cluster: string; requestId: string; name: string } & StreamUpdate & Proven)
 
-/** What a purge removes: offsets below `before` (absent: everything) of `partition` (absent: all). */
+/**
+ * What a purge removes: offsets below `before` (absent: everything) of `partition` (absent:
+ * all), only the messages with `key` when set.
+ */
 export interface PurgeTarget {
   partition?: number
   before?: number
+  key?: Uint8Array
 }
 
 /**
@@ -165,9 +170,14 @@ export function encodeMetaCall(c: MetaCall): Uint8Array {
   else if (c.op === 'purge') {
     b.str(c.requestId)
       .str(c.name)
-      .u8((c.partition !== undefined ? 1 : 0) | (c.before !== undefined ? 2 : 0))
+      .u8(
+        (c.partition !== undefined ? 1 : 0) |
+          (c.before !== undefined ? 2 : 0) |
+          (c.key !== undefined ? 4 : 0),
+      )
     if (c.partition !== undefined) b.u16(c.partition)
     if (c.before !== undefined) b.u64(c.before)
+    if (c.key !== undefined) b.bytes(c.key)
   } else if (c.op === 'update') {
     b.str(c.requestId)
       .str(c.name)
@@ -200,9 +210,10 @@ export function decodeMetaCall(bytes: Uint8Array): MetaCall {
   else if (op === 'purge') {
     const p: MetaCall = { op, cluster, requestId: r.str('requestId'), name: peerStream(r.str('name')) }
     const flags = r.u8('purge flags')
-    if (flags > 3) throw new DecodeError(`unknown purge flags ${flags}`)
+    if (flags > 7) throw new DecodeError(`unknown purge flags ${flags}`)
     if (flags & 1) p.partition = r.u16('partition')
     if (flags & 2) p.before = r.u64('before')
+    if (flags & 4) p.key = r.bytes('key', MAX_PURGE_KEY_BYTES).slice()
     c = p
   } else if (op === 'update') {
     const u: MetaCall = { op, cluster, requestId: r.str('requestId'), name: peerStream(r.str('name')) }

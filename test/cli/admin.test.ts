@@ -65,6 +65,18 @@ describe('plexus stream purge|update and plexus consumer ls|info|rm', () => {
       await ok(['stream', 'purge', 'jobs', '--before', '2', '--cluster-key-file', key, '--json']),
     )
     expect(purged).toEqual([{ partition: 0, firstOffset: 2 }])
+    // --key: only that key's messages go (here above the start offset).
+    await ok(['publish', 'jobs.x', 'keyed', '--key', 'k1', '--ack', 'all'], byMember)
+    expect((await ok(['stream', 'last', 'jobs', '--key', 'k1'])).trim()).toBe('keyed')
+    expect(
+      JSON.parse(await ok(['stream', 'purge', 'jobs', '--key', 'k1', '--cluster-key-file', key, '--json'])),
+    ).toEqual([{ partition: 0, firstOffset: 2 }])
+    const lastGone = await cli(['stream', 'last', 'jobs', '--key', 'k1'])
+    expect(lastGone.code).toBe(1)
+    expect(lastGone.stderr).toMatch(/^plexus: MessageNotFoundError: /)
+    const emptyKey = await cli(['stream', 'purge', 'jobs', '--key', '', '--cluster-key-file', key])
+    expect(emptyKey.code).toBe(2)
+    expect(emptyKey.stderr).toMatch(/--key must not be empty/)
     const cap = issueCapability(
       readFileSync(key, 'utf8').trim(),
       { cluster: 'db', ops: ['update', 'consumer-delete'], stream: 'jobs', expires: Date.now() + 3_600_000 },

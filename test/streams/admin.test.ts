@@ -178,10 +178,6 @@ describe('stream administration: consumers, purge, update', () => {
 
     await expectRefused((o) => keyless.streams.purge('p', { before: 5 }, o), key, 'purge', 'p', network)
     expect((await keyless.streams.info('p', T)).partitions[0]!.firstOffset).toBe(0)
-    await expect(keyless.streams.purge('p', { key: 'k' }, { clusterKey: key })).rejects.toMatchObject({
-      name: 'InvalidArgumentError',
-      message: expect.stringMatching(/key: .*not supported yet/),
-    })
     await expect(keyless.streams.purge('p', { partition: 1 }, { clusterKey: key })).rejects.toMatchObject({
       name: 'InvalidArgumentError',
       message: expect.stringMatching(/partition/),

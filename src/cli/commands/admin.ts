@@ -2,9 +2,9 @@
  * Stream administration from the command line, through the local node's relay (like `plexus
  * stream create`; credentials from auth.ts):
  *
- * - `stream purge NAME [--before OFFSET] [--partition P] [--json]`: removes the messages below
- *   OFFSET (every message without it) in every partition or in P; prints each partition's new
- *   first offset.
+ * - `stream purge NAME [--before OFFSET] [--partition P] [--key K] [--json]`: removes the
+ *   messages below OFFSET (every message without it) in every partition or in P; with `--key`
+ *   only the messages of key K (UTF-8), in its partition; prints each partition's first offset.
  * - `stream update NAME [--max-age MS] [--max-bytes N] [--max-messages N] [--replicas N] [--json]`:
  *   replaces the retention limits (no flag at all: every limit removed; `--replicas` alone
  *   leaves them) and/or sets the replicas, and prints the stream info.
@@ -22,7 +22,7 @@ import type { ConsumerInfo, ConsumerSummary, StreamRetention, StreamUpdate } fro
 import { checkStreamName, parseMs, parseNonNegativeInt, parsePositiveInt, timeoutOption } from '../args.js'
 import { type AuthFlags, addAuthFlags, authOptions } from '../auth.js'
 import { withRelay } from '../client.js'
-import { writeOut } from '../output.js'
+import { UsageError, writeOut } from '../output.js'
 import { formatStreamInfo } from '../stream-format.js'
 import { table } from '../table.js'
 
@@ -39,24 +39,37 @@ export function registerStreamAdmin(stream: Command, program: Command): void {
     .argument('<name>', 'stream name')
     .option('--before <offset>', 'remove offsets below this one', parseNonNegativeInt('--before'))
     .option('--partition <p>', 'only this partition', parseNonNegativeInt('--partition'))
+    .option('--key <key>', "only this key's messages (in the key's partition)")
     .option('--json', 'print a JSON array of { partition, firstOffset }')
-    .action(async (name: string, flags: Common & AuthFlags & { before?: number; partition?: number }) => {
-      checkStreamName(name, 'NAME')
-      const auth = await authOptions(flags)
-      const target: { before?: number; partition?: number } = {}
-      if (flags.before !== undefined) target.before = flags.before
-      if (flags.partition !== undefined) target.partition = flags.partition
-      const res = await withRelay((client, signal) =>
-        client.streams.purge(name, target, { timeout: flags.timeout, signal, ...auth }),
-      )
-      const text = flags.json
-        ? `${JSON.stringify(res)}\n`
-        : `${table(
-            [['PARTITION', 'FIRST OFFSET'], ...res.map((r) => [String(r.partition), String(r.firstOffset)])],
-            '',
-          )}\n`
-      await writeOut(process.stdout, text)
-    })
+    .action(
+      async (
+        name: string,
+        flags: Common & AuthFlags & { before?: number; partition?: number; key?: string },
+      ) => {
+        checkStreamName(name, 'NAME')
+        const auth = await authOptions(flags)
+        const target: { before?: number; partition?: number; key?: string } = {}
+        if (flags.key !== undefined) {
+          if (flags.key === '') throw new UsageError('--key must not be empty')
+          target.key = flags.key
+        }
+        if (flags.before !== undefined) target.before = flags.before
+        if (flags.partition !== undefined) target.partition = flags.partition
+        const res = await withRelay((client, signal) =>
+          client.streams.purge(name, target, { timeout: flags.timeout, signal, ...auth }),
+        )
+        const text = flags.json
+          ? `${JSON.stringify(res)}\n`
+          : `${table(
+              [
+                ['PARTITION', 'FIRST OFFSET'],
+                ...res.map((r) => [String(r.partition), String(r.firstOffset)]),
+              ],
+              '',
+            )}\n`
+        await writeOut(process.stdout, text)
+      },
+    )
 
   addAuthFlags(stream.command('update'))
     .addOption(timeoutOption())

@@ -75,6 +75,13 @@ export class KeyIndex {
     }
   }
 
+  /** Drops `key` when its latest live record lies below `offset` (a purge by key). */
+  dropKeyBelow(key: Uint8Array, offset: number): void {
+    const k = keyText(key)
+    const o = this.map.get(k)
+    if (o !== undefined && o < offset) this.map.delete(k)
+  }
+
   /** Keys held, as bytes, in the order of their latest record (oldest first). */
   *keys(): IterableIterator<Uint8Array> {
     for (const k of this.map.keys()) yield Buffer.from(k, 'latin1')
@@ -93,15 +100,22 @@ export function indexRecord(index: KeyIndex, r: LogRecord): void {
   if (r.key !== undefined) index.record(r.key, r.offset, r.value.length === 0)
 }
 
-/** Refills `index` from the whole partition log, in offset order (start, snapshot restore). */
-export async function rebuildKeyIndex(log: Log, index: KeyIndex): Promise<void> {
+/**
+ * Refills `index` from the whole partition log, in offset order (start, snapshot restore),
+ * leaving out the records `hidden` says were purged by key (purged-keys.ts).
+ */
+export async function rebuildKeyIndex(
+  log: Log,
+  index: KeyIndex,
+  hidden?: (key: Uint8Array | undefined, offset: number) => boolean,
+): Promise<void> {
   index.clear()
   let offset = log.earliestOffset()
   const last = log.latestOffset()
   while (offset <= last) {
     const recs = await log.read(offset, { maxBytes: 4 << 20 })
     if (recs.length === 0) break
-    for (const r of recs) indexRecord(index, r)
+    for (const r of recs) if (hidden === undefined || !hidden(r.key, r.offset)) indexRecord(index, r)
     offset = recs[recs.length - 1]!.offset + 1
   }
 }

@@ -50,6 +50,8 @@ export interface AppliedRun {
   skipped: number
   /** The start offset purge entries of the run ask for (purge.ts; -1: none). */
   purgeTo: number
+  /** Purges by key of the run, in order: `key`'s messages below `below` (purge.ts). */
+  keyPurges: Array<{ key: Uint8Array; below: number }>
 }
 
 /**
@@ -70,15 +72,18 @@ export function entriesToRecords(
   let last = appliedIndex
   let skipped = 0
   let purgeTo = -1
+  const keyPurges: AppliedRun['keyPurges'] = []
   const spans: Array<[number, number[]]> = []
   for (const e of entries) {
     if (e.index <= last) continue // re-delivered after a restart: already in the partition log
     last = e.index
     if (e.type !== 'normal' || e.data.length === 0) continue // conf change, leader no-op
-    const before = decodePurgeEntry(e.data)
-    if (before !== undefined) {
-      // Everything applied so far is below `offset`: the same start on every replica.
-      purgeTo = Math.max(purgeTo, Math.min(before, offset))
+    const purge = decodePurgeEntry(e.data)
+    if (purge !== undefined) {
+      // Everything applied so far is below `offset`: the same mark on every replica.
+      const below = Math.min(purge.before, offset)
+      if (purge.key !== undefined) keyPurges.push({ key: purge.key, below })
+      else purgeTo = Math.max(purgeTo, below)
       continue
     }
     let batch: BatchMessage[]
@@ -121,7 +126,7 @@ export function entriesToRecords(
       })
     }
   }
-  return { records, nextOffset: offset, appliedIndex: last, spans, skipped, purgeTo }
+  return { records, nextOffset: offset, appliedIndex: last, spans, skipped, purgeTo, keyPurges }
 }
 
 /**

@@ -4,7 +4,9 @@
  * the partition log's next offset at the snapshot's raft index. A replica that installs one
  * copies the records it lacks from another replica (partition-copy.ts).
  *
- * Snapshot data layout: `u8 version (1) | u64 nextOffset`.
+ * Snapshot data layout: `u8 version (1) | u64 nextOffset`, or with the partition's purges by
+ * key (purged-keys.ts) `u8 version (2) | u64 nextOffset | marks` (version 1 when there are none,
+ * so older replicas read it).
  *
  * `CompactionPlanner` decides where to compact: at a checkpoint (raft index, next offset) taken
  * after an apply, once `compactBytes` of entries were applied since the last snapshot, keeping
@@ -12,25 +14,41 @@
  * sent entries rather than a snapshot.
  */
 import { BinaryReader, BinaryWriter, DecodeError } from '../../util/binary.js'
+import { decodeMarks, encodeMarks } from './purged-keys.js'
 
 const SNAPSHOT_VERSION = 1
 /** Checkpoints kept (one per `CHECKPOINT_BYTES` applied at most). */
 const MAX_CHECKPOINTS = 1024
 const CHECKPOINT_BYTES = 256 * 1024
 
-/** Encodes the snapshot data of a partition group. */
-export function encodePartitionSnapshot(nextOffset: number): Uint8Array {
-  return new BinaryWriter(16).u8(SNAPSHOT_VERSION).u64(nextOffset).finish().slice()
+/** Encodes the snapshot data of a partition group (with its purges by key, if any). */
+export function encodePartitionSnapshot(
+  nextOffset: number,
+  purgedKeys: ReadonlyArray<readonly [Uint8Array, number]> = [],
+): Uint8Array {
+  if (purgedKeys.length === 0)
+    return new BinaryWriter(16).u8(SNAPSHOT_VERSION).u64(nextOffset).finish().slice()
+  return new BinaryWriter(64)
+    .u8(SNAPSHOT_VERSION + 1)
+    .u64(nextOffset)
+    .raw(encodeMarks(purgedKeys))
+    .finish()
+    .slice()
 }
 
 /** Decodes the snapshot data of a partition group; throws `DecodeError` on malformed bytes. */
-export function decodePartitionSnapshot(data: Uint8Array): { nextOffset: number } {
+export function decodePartitionSnapshot(data: Uint8Array): {
+  nextOffset: number
+  purgedKeys: Array<[Uint8Array, number]>
+} {
   const r = new BinaryReader(data)
   const v = r.u8('partition snapshot version')
-  if (v !== SNAPSHOT_VERSION) throw new DecodeError(`unknown partition snapshot version ${v}`)
+  if (v !== SNAPSHOT_VERSION && v !== SNAPSHOT_VERSION + 1)
+    throw new DecodeError(`unknown partition snapshot version ${v}`)
   const nextOffset = r.u64('nextOffset')
+  const purgedKeys = v === SNAPSHOT_VERSION ? [] : decodeMarks(r)
   r.end('partition snapshot')
-  return { nextOffset }
+  return { nextOffset, purgedKeys }
 }
 
 /** A point the partition log reached: raft `index` applied, `next` offset, `bytes` applied so far. */

@@ -22,7 +22,11 @@
  */
 import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { DEFAULT_KEY_INDEX_MAX_KEYS, DEFAULT_RAFT_LOG_BYTES } from '../../constants.js'
+import {
+  DEFAULT_KEY_INDEX_MAX_KEYS,
+  DEFAULT_PURGED_KEYS_MAX,
+  DEFAULT_RAFT_LOG_BYTES,
+} from '../../constants.js'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../../errors.js'
 import type { Log } from '../../log/index.js'
 import { type Entry, type NodeId, RaftInvariantError, type Role, type Snapshot } from '../../raft/index.js'
@@ -32,7 +36,7 @@ import {
   NotLeaderError,
   ReplicaDriver,
 } from '../../replication/index.js'
-import { encodePurgeEntry } from '../host/purge.js'
+import { encodePurgeEntry, encodePurgeKeyEntry } from '../host/purge.js'
 import { DEFAULT_DUPLICATE_WINDOW } from '../meta/metadata-codec.js'
 import { type BatchMessage, encodeBatch, MSG_ID_HEADER, messageSize } from './batch.js'
 import { DedupeWindow } from './dedupe.js'
@@ -48,6 +52,7 @@ import { CasGate } from './partition-cas.js'
 import { type CopyChunk, copyRange } from './partition-copy.js'
 import { TopicCache, toBatchMessages, toMessage } from './partition-messages.js'
 import { CompactionPlanner, decodePartitionSnapshot, encodePartitionSnapshot } from './partition-snapshot.js'
+import { PurgedKeys } from './purged-keys.js'
 import type {
   PartitionMessage,
   PartitionRecovery,
@@ -120,6 +125,10 @@ export class PartitionReplica {
   private purged: Promise<void> = Promise.resolve()
   /** Latest live record per key (key-index.ts): `last`, conditional appends. */
   readonly keyIndex: KeyIndex
+  /** Purges by key applied (purged-keys.ts): their messages are hidden from every read. */
+  readonly purgedKeys: PurgedKeys
+  private readonly hidden = (key: Uint8Array | undefined, offset: number) =>
+    this.purgedKeys.hides(key, offset)
   /** Conditional appends, checked and serialized per key on the leader (partition-cas.ts). */
   private readonly cas: CasGate
 
@@ -142,6 +151,7 @@ export class PartitionReplica {
       opts.raftRetainBytes ?? DEFAULT_RAFT_LOG_BYTES / 4,
     )
     this.keyIndex = new KeyIndex(opts.keyIndexMaxKeys ?? DEFAULT_KEY_INDEX_MAX_KEYS)
+    this.purgedKeys = new PurgedKeys(opts.purgedKeysMax ?? DEFAULT_PURGED_KEYS_MAX)
     this.cas = new CasGate(this.keyIndex, () => this.leaderView())
   }
 
@@ -158,7 +168,8 @@ export class PartitionReplica {
       const opened = await openPartitionLog(this.opts)
       this.log = opened.log
       await rebuildDedupe(opened.log, this.dedupe)
-      await rebuildKeyIndex(opened.log, this.keyIndex)
+      this.purgedKeys.loadSync(this.opts.dir)
+      await rebuildKeyIndex(opened.log, this.keyIndex, this.hidden)
       this.appliedIndex = opened.appliedIndex
       this.nextOffset = opened.nextOffset
       this.writtenNext = opened.nextOffset
@@ -299,8 +310,29 @@ export class PartitionReplica {
     fromOffset: number,
     opts: { maxBytes?: number; maxRecords?: number } = {},
   ): Promise<PartitionMessage[]> {
-    const recs = await this.openLog().read(fromOffset, opts)
-    return recs.map(toMessage)
+    return (await this.readVisible(fromOffset, opts)).messages
+  }
+
+  /**
+   * `read`, leaving out messages purged by key (purged-keys.ts): when a read finds only purged
+   * ones it reads on (a few times), so `messages` is empty only near the end; `scanned` is the
+   * offset after the last record looked at (`fromOffset` when none), where a reader goes on.
+   */
+  async readVisible(
+    fromOffset: number,
+    opts: { maxBytes?: number; maxRecords?: number } = {},
+  ): Promise<{ messages: PartitionMessage[]; scanned: number }> {
+    const log = this.openLog()
+    let recs = await log.read(fromOffset, opts)
+    if (recs.length === 0) return { messages: [], scanned: fromOffset }
+    if (this.purgedKeys.size === 0) return { messages: recs.map(toMessage), scanned: recs.at(-1)!.offset + 1 }
+    for (let round = 1; ; round++) {
+      const scanned = recs.at(-1)!.offset + 1
+      const kept = recs.filter((r) => !this.purgedKeys.hides(r.key, r.offset))
+      if (kept.length > 0 || round >= 8) return { messages: kept.map(toMessage), scanned }
+      recs = await log.read(scanned, opts)
+      if (recs.length === 0) return { messages: [], scanned }
+    }
   }
 
   /**
@@ -336,6 +368,31 @@ export class PartitionReplica {
     if (this.appliedIndex < index)
       throw new AbortedError(`purge entry ${index} committed but not applied here`)
     await this.purged // the start offset is written by the (pipelined) apply
+    return this.openLog().earliestOffset()
+  }
+
+  /**
+   * Purges the messages of `key` below `before` (`PURGE_ALL`: all of them) on every replica:
+   * proposes a purge-by-key entry (purge.ts) on the leader and resolves, once it is committed
+   * and applied here (the mark durable), with the partition's first offset. Rejects with
+   * `InvalidArgumentError` when the replica already remembers `purgedKeysMax` other keys,
+   * `NotLeaderError` (nothing proposed) or, outcome unknown, `AbortedError`.
+   */
+  async purgeKey(before: number, key: Uint8Array): Promise<number> {
+    const driver = this.driver
+    if (this.state !== 'running' || driver === undefined)
+      throw new AbortedError('partition replica is not running')
+    if (driver.role !== 'leader') throw new NotLeaderError(driver.leader)
+    const full = () =>
+      new InvalidArgumentError(
+        `key: partition remembers ${this.purgedKeys.max} purged keys already; ` +
+          'a purge before an offset (or retention) past them frees room',
+      )
+    if (!this.purgedKeys.accepts(key, this.openLog().earliestOffset())) throw full()
+    const { index } = await driver.propose(encodePurgeKeyEntry(before, key))
+    if (this.appliedIndex < index)
+      throw new AbortedError(`purge entry ${index} committed but not applied here`)
+    if (!this.purgedKeys.accepts(key, this.openLog().earliestOffset())) throw full()
     return this.openLog().earliestOffset()
   }
 
@@ -533,6 +590,7 @@ export class PartitionReplica {
     for (const r of run.records)
       if (r.key !== undefined) this.keyIndex.record(r.key, r.offset, r.value.length === 0)
     if (run.purgeTo >= 0) this.keyIndex.dropBelow(run.purgeTo)
+    if (run.keyPurges.length > 0) this.applyKeyPurges(run.keyPurges, log.earliestOffset())
     let bytes = 0
     for (const e of entries) bytes += e.data.length
     this.planner.applied(run.appliedIndex, run.nextOffset, bytes)
@@ -558,6 +616,21 @@ export class PartitionReplica {
   }
 
   /**
+   * Records purges by key and writes them durably before any later record is queued on the
+   * partition log (synchronously: rare admin entries), so a crash either keeps them or
+   * restarts below their entries, which are then applied again.
+   */
+  private applyKeyPurges(purges: Array<{ key: Uint8Array; below: number }>, start: number): void {
+    let changed = false
+    for (const p of purges) {
+      if (!this.purgedKeys.record(p.key, p.below, start)) continue
+      this.keyIndex.dropKeyBelow(p.key, p.below)
+      changed = true
+    }
+    if (changed) this.purgedKeys.saveSync(this.opts.dir)
+  }
+
+  /**
    * Compacts the raft log when the planner says so: the partition log is fdatasynced first
    * (everything applied so far was queued on it before), so the messages of every entry the
    * snapshot covers are durable in the partition log before the raft log lets them go.
@@ -572,7 +645,7 @@ export class PartitionReplica {
       try {
         await this.openLog().flush()
         if (this.state !== 'running') return
-        await driver.compact(p.index, encodePartitionSnapshot(p.next))
+        await driver.compact(p.index, encodePartitionSnapshot(p.next, this.purgedKeys.entries()))
         this.planner.compacted(p)
         this.compactions++
       } catch (err) {
@@ -603,7 +676,7 @@ export class PartitionReplica {
    */
   private async restore(snap: Snapshot): Promise<void> {
     if (snap.index <= this.appliedIndex) return
-    const { nextOffset: target } = decodePartitionSnapshot(snap.data)
+    const { nextOffset: target, purgedKeys } = decodePartitionSnapshot(snap.data)
     const log = this.openLog()
     if (this.nextOffset > target)
       throw new RaftInvariantError(
@@ -646,7 +719,11 @@ export class PartitionReplica {
     this.planner.reset(snap.index, target)
     this.dedupe = new DedupeWindow(this.dedupe.windowMs)
     await rebuildDedupe(log, this.dedupe)
-    await rebuildKeyIndex(log, this.keyIndex)
+    if (purgedKeys.length > 0) {
+      for (const [k, below] of purgedKeys) this.purgedKeys.record(k, below, log.earliestOffset())
+      this.purgedKeys.saveSync(this.opts.dir)
+    }
+    await rebuildKeyIndex(log, this.keyIndex, this.hidden)
   }
 }
 

@@ -109,6 +109,8 @@ export interface PartitionReplicaOptions {
   logger?: Logger
   /** Most keys the key index holds (`DEFAULT_KEY_INDEX_MAX_KEYS`; key-index.ts). */
   keyIndexMaxKeys?: number
+  /** Most purges by key remembered (`DEFAULT_PURGED_KEYS_MAX`; purged-keys.ts). */
+  purgedKeysMax?: number
   /** Compact the raft log once this many bytes of entries were applied since the last snapshot (32 MiB). */
   raftCompactBytes?: number
   /** Bytes of the newest applied entries the raft log keeps at compaction (8 MiB). */
