@@ -8,7 +8,17 @@
  * log or a snapshot) and asks the leader to add it; only when nobody answers does the member
  * with the lowest peer id bootstrap a one-voter group. The leader adds joiners one conf
  * change at a time (up to `maxVoters`). A member whose directory already holds replica state
- * restarts from it and only asks to be added when it is not a voter yet.
+ * restarts from it and only asks to be added when it is not a voter yet. A member the group
+ * had no room for stays outside and asks again every `outsideRetryMs`.
+ *
+ * Leaving: a member that stops (node stop or cluster leave) first takes itself out of the
+ * voters (a leader hands leadership to another voter first; then it asks the leader), waiting
+ * at most `leaveMs`, unless it is the last voter. A group whose voters stop
+ * one after another therefore keeps a quorum of those still running, and a joiner is never
+ * left waiting on a two-voter group whose other voter is gone. A voter that vanishes without
+ * leaving (killed) is removed by the leader once it has been missing from the cluster's
+ * members for `departedVoterMs` (its announcement expired), so an outside member can take
+ * its seat; it joins again like a new member when it comes back.
  *
  * The raft log is compacted every `META_COMPACT_ENTRIES` applied entries into a snapshot of
  * the catalog (`StreamCatalog.snapshot`), so durable consumer commits (ten a second per
@@ -20,11 +30,13 @@
  * - probeReply (2): `u8 running | str leader ('' none) | u16 n | n × str voter`
  * - join (3): `str id` (must be the sender)
  * - joinReply (4): `u8 status (0 ok, 1 not leader, 2 error) | str leader hint or message`
+ * - leave (5): `str id` (must be the sender); leaveReply (6): as joinReply. A member from before
+ *   leaves drops both kinds; the leaver then stops after its wait.
  */
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { AbortedError } from '../../errors.js'
-import type { ProposalResult } from '../../raft/index.js'
+import type { ConfChange, ProposalResult } from '../../raft/index.js'
 import {
   NotLeaderError,
   type RaftTransport,
@@ -36,6 +48,16 @@ import type { StreamCatalog } from './metadata.js'
 
 /** Applied entries after which the metadata raft log is compacted into a catalog snapshot. */
 export const META_COMPACT_ENTRIES = 4096
+/** Longest a stopping member waits for its removal from the voters (ms). */
+export const META_LEAVE_MS = 2000
+/** Pause between join attempts of a member the group had no room for (ms). */
+export const META_OUTSIDE_RETRY_MS = 2000
+/**
+ * A voter missing from the cluster's members this long (ms) is removed by a leader that has
+ * led at least as long. Members keep a killed node's announcement until it expires (60 s), so
+ * a voter is removed about 70 s after it was killed, never during a restart or a short cut.
+ */
+export const META_DEPARTED_VOTER_MS = 10_000
 
 /** What a `MetaGroup` needs from its node (see `nodeInternals`). */
 export interface MetaGroupHost {
@@ -75,6 +97,12 @@ export interface MetaGroupOptions {
   settleMs?: number
   /** Applied entries after which the raft log is compacted (default `META_COMPACT_ENTRIES`). */
   compactEntries?: number
+  /** Longest wait for this member's removal when it stops (ms, default `META_LEAVE_MS`). */
+  leaveMs?: number
+  /** Pause between join attempts while the group is full (ms, default `META_OUTSIDE_RETRY_MS`). */
+  outsideRetryMs?: number
+  /** How long a voter may be missing from the members before the leader removes it (ms). */
+  departedVoterMs?: number
 }
 
 enum Kind {
@@ -82,6 +110,8 @@ enum Kind {
   ProbeReply = 2,
   Join = 3,
   JoinReply = 4,
+  Leave = 5,
+  LeaveReply = 6,
 }
 
 type JoinReply =
@@ -94,7 +124,9 @@ interface ProbeReply {
   leader: string | null
   voters: string[]
 }
-type Reply = { kind: Kind.ProbeReply; probe: ProbeReply } | { kind: Kind.JoinReply; join: JoinReply }
+type Reply =
+  | { kind: Kind.ProbeReply; probe: ProbeReply }
+  | { kind: Kind.JoinReply | Kind.LeaveReply; join: JoinReply }
 
 /** One node's member of a cluster's metadata Raft group. */
 export class MetaGroup {
@@ -108,7 +140,16 @@ export class MetaGroup {
   private nextRequest = 1
   private joinChain: Promise<unknown> = Promise.resolve()
   private stopped = false
+  /** A leader answered our join with ok (this replica may not have applied it yet). */
+  private accepted = false
+  /** Set while a stopping member takes itself out of the voters: no more joins. */
+  private leaving = false
   private running: Promise<void> | undefined
+  /** Once a second: departed voters (leader only). */
+  private reaper: NodeJS.Timeout | undefined
+  /** Since when each voter has been missing from the members, and since when we lead (ms). */
+  private readonly missingSince = new Map<string, number>()
+  private leaderSince: number | undefined
   /** Set when the group is full and this member stays outside it. */
   private outside = false
   /** Entries applied since the last compaction, and the compaction running (if any). */
@@ -135,11 +176,20 @@ export class MetaGroup {
     this.running = this.run().catch((err) => {
       if (!this.stopped) this.opts.driver?.onError?.(err)
     })
+    this.reaper = setInterval(() => this.removeDeparted(), 1000)
+    this.reaper.unref()
     return Promise.resolve()
   }
 
-  /** Stops the replica and unregisters both groups. */
+  /**
+   * Leaves the voters (see the module doc; at most `leaveMs`), then stops the replica and
+   * unregisters both groups.
+   */
   async stop(): Promise<void> {
+    if (this.stopped) return
+    clearInterval(this.reaper)
+    this.leaving = true
+    await this.leave().catch(() => {})
     this.stopped = true
     for (const u of this.unregister.splice(0)) u()
     for (const w of this.waiting.values())
@@ -178,7 +228,9 @@ export class MetaGroup {
 
   /** This member's role; `outside` when it has no replica (yet, or the group is full). */
   get role(): string {
-    return this.driver && !this.outside ? this.driver.role : 'outside'
+    const d = this.driver
+    if (d === undefined) return 'outside'
+    return this.outside && !d.status().voters.includes(this.opts.id) ? 'outside' : d.role
   }
 
   /** The replica driver, once started (diagnostics and tests). */
@@ -203,14 +255,17 @@ export class MetaGroup {
     const started = Date.now()
     let view = ''
     let viewSince = started
-    while (!this.stopped && !this.outside) {
+    while (!this.stopped && !this.leaving) {
       const now = Date.now()
       const seen = this.members().sort().join(',')
       if (seen !== view) {
         view = seen
         viewSince = now
       }
-      if (this.driver?.status().voters.includes(id)) return
+      if (this.driver?.status().voters.includes(id)) {
+        this.outside = false
+        return
+      }
       if (target === null) {
         const replies = await this.probe()
         if (this.stopped) return
@@ -231,10 +286,15 @@ export class MetaGroup {
       if (target !== null) {
         const reply = await this.request(target, Kind.Join, (w) => w.str(id))
         if (reply?.kind !== Kind.JoinReply) target = null
+        else if (reply.join.status === 'ok') this.accepted = true
         else if (reply.join.status === 'notLeader') target = reply.join.leader
         else if (reply.join.status === 'error') {
-          if (reply.join.message === 'full') this.outside = true
           target = null
+          if (reply.join.message === 'full') {
+            this.outside = true
+            await sleep(this.opts.outsideRetryMs ?? META_OUTSIDE_RETRY_MS)
+            continue
+          }
         }
       }
       await sleep(this.retryMs)
@@ -361,15 +421,21 @@ export class MetaGroup {
           r.end('join')
           if (id !== from) return
           void this.onJoin(id).then((res) =>
-            this.reply(from, Kind.JoinReply, req, (w) => {
-              if (res.status === 'ok') w.u8(0).str('')
-              else if (res.status === 'notLeader') w.u8(1).str(res.leader ?? '')
-              else w.u8(2).str(res.message)
-            }),
+            this.reply(from, Kind.JoinReply, req, (w) => writeJoinReply(w, res)),
           )
           return
         }
-        case Kind.JoinReply: {
+        case Kind.Leave: {
+          const id = r.str('id')
+          r.end('leave')
+          if (id !== from) return
+          void this.onLeave(id).then((res) =>
+            this.reply(from, Kind.LeaveReply, req, (w) => writeJoinReply(w, res)),
+          )
+          return
+        }
+        case Kind.JoinReply:
+        case Kind.LeaveReply: {
           const status = r.u8('status')
           const text = r.str('hint')
           r.end('join reply')
@@ -390,14 +456,37 @@ export class MetaGroup {
 
   /** Leader side of a join: adds `id` as a voter, one conf change at a time. */
   private onJoin(id: string): Promise<JoinReply> {
+    return this.changeVoters((voters) => {
+      if (voters.includes(id)) return 'done'
+      if (voters.length >= (this.opts.maxVoters ?? 3)) return 'full'
+      return { type: 'addNode', nodeId: id }
+    })
+  }
+
+  /** Leader side of a leave (or of removing a departed voter): removes `id` unless it is the last voter. */
+  private onLeave(id: string): Promise<JoinReply> {
+    return this.changeVoters((voters) => {
+      if (!voters.includes(id)) return 'done'
+      if (voters.length <= 1) return 'last voter'
+      return { type: 'removeNode', nodeId: id }
+    })
+  }
+
+  /**
+   * Runs one voter change on the leader, after the previous one (one conf change at a time);
+   * `decide` sees the voters at that moment and names the change, 'done', or a refusal.
+   */
+  private changeVoters(
+    decide: (voters: string[]) => ConfChange | 'done' | 'full' | 'last voter',
+  ): Promise<JoinReply> {
     const run = async (): Promise<JoinReply> => {
       const d = this.driver
       if (d === undefined || d.role !== 'leader') return { status: 'notLeader', leader: d?.leader ?? null }
-      const voters = d.status().voters
-      if (voters.includes(id)) return { status: 'ok' }
-      if (voters.length >= (this.opts.maxVoters ?? 3)) return { status: 'error', message: 'full' }
+      const change = decide(d.status().voters)
+      if (change === 'done') return { status: 'ok' }
+      if (typeof change === 'string') return { status: 'error', message: change }
       try {
-        await d.proposeConfChange({ type: 'addNode', nodeId: id })
+        await d.proposeConfChange(change)
         return { status: 'ok' }
       } catch (err) {
         if (err instanceof NotLeaderError) return { status: 'notLeader', leader: err.leader }
@@ -409,6 +498,75 @@ export class MetaGroup {
     this.joinChain = p.catch(() => {})
     return p
   }
+
+  /**
+   * A stopping member takes itself out of the voters: a leader first hands leadership to
+   * another voter that is still a member (a leader removing itself would step down before
+   * its followers learn the removal committed, which leaves a two-voter group without a
+   * leader), then, as a follower, asks the leader to remove it. Gives up after `leaveMs`; the
+   * last voter, a member outside the voters and one that never started stay as they are.
+   */
+  private async leave(): Promise<void> {
+    const d = this.driver
+    const id = this.opts.id
+    if (d === undefined) return
+    const deadline = Date.now() + (this.opts.leaveMs ?? META_LEAVE_MS)
+    let handedAt = 0
+    while (Date.now() < deadline) {
+      const voters = d.status().voters
+      // A join the leader accepted counts before this replica applied it: the leader needs
+      // this member's acks from then on.
+      const mine = voters.includes(id) || this.accepted
+      if (!mine || (voters.length <= 1 && voters[0] === id)) return
+      if (d.role === 'leader') {
+        const members = new Set(this.members())
+        const heir = voters.find((v) => v !== id && members.has(v))
+        if (heir === undefined) return // nobody to hand the group to
+        if (Date.now() - handedAt >= 500) {
+          d.transferLeader(heir)
+          handedAt = Date.now()
+        }
+        await sleep(20)
+        continue
+      }
+      const leader = d.leader
+      const reply =
+        leader !== null && leader !== id
+          ? await this.request(leader, Kind.Leave, (w) => w.str(id))
+          : undefined
+      if (reply?.kind === Kind.LeaveReply && reply.join.status === 'ok') return
+      await sleep(50)
+    }
+  }
+
+  /** Leader, once a second: removes one voter that has been missing from the members too long. */
+  private removeDeparted(): void {
+    const d = this.driver
+    const now = Date.now()
+    if (this.stopped || this.leaving || d === undefined || d.role !== 'leader') {
+      this.leaderSince = undefined
+      this.missingSince.clear()
+      return
+    }
+    this.leaderSince ??= now
+    const grace = this.opts.departedVoterMs ?? META_DEPARTED_VOTER_MS
+    const members = new Set(this.members())
+    const voters = d.status().voters.filter((v) => v !== this.opts.id)
+    for (const v of [...this.missingSince.keys()])
+      if (members.has(v) || !voters.includes(v)) this.missingSince.delete(v)
+    for (const v of voters) if (!members.has(v) && !this.missingSince.has(v)) this.missingSince.set(v, now)
+    if (now - this.leaderSince < grace) return
+    const gone = [...this.missingSince].find(([, since]) => now - since >= grace)
+    if (gone === undefined) return
+    this.missingSince.delete(gone[0])
+    void this.onLeave(gone[0])
+  }
+}
+
+function writeJoinReply(w: BinaryWriter, res: JoinReply): void {
+  if (res.status === 'ok') w.u8(0).str('')
+  else if (res.status === 'notLeader') w.u8(1).str(res.leader ?? '')
+  else w.u8(2).str(res.message)
 }
 
 function sleep(ms: number): Promise<void> {
