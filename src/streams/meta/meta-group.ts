@@ -50,6 +50,8 @@ import type { StreamCatalog } from './metadata.js'
 export const META_COMPACT_ENTRIES = 4096
 /** Longest a stopping member waits for its removal from the voters (ms). */
 export const META_LEAVE_MS = 2000
+/** How long a member that said it is leaving is not chosen to take the group over (ms). */
+const META_LEAVER_MS = 10_000
 /** Pause between join attempts of a member the group had no room for (ms). */
 export const META_OUTSIDE_RETRY_MS = 2000
 /**
@@ -140,6 +142,8 @@ export class MetaGroup {
   private nextRequest = 1
   private joinChain: Promise<unknown> = Promise.resolve()
   private stopped = false
+  /** Members that told us they are leaving, and when (kept `META_LEAVER_MS`). */
+  private readonly leavers = new Map<string, number>()
   /** A leader answered our join with ok (this replica may not have applied it yet). */
   private accepted = false
   /** Set while a stopping member takes itself out of the voters: no more joins. */
@@ -429,6 +433,8 @@ export class MetaGroup {
           const id = r.str('id')
           r.end('leave')
           if (id !== from) return
+          this.leavers.set(from, Date.now())
+          if (req === 0) return // a notice (see `leave`)
           void this.onLeave(id).then((res) =>
             this.reply(from, Kind.LeaveReply, req, (w) => writeJoinReply(w, res)),
           )
@@ -511,17 +517,28 @@ export class MetaGroup {
     const id = this.opts.id
     if (d === undefined) return
     const deadline = Date.now() + (this.opts.leaveMs ?? META_LEAVE_MS)
+    // Tell the other voters first (request id 0: no reply): members stopping together then
+    // see that nobody stays to hold the group and stop without handing it around.
+    for (const v of d.status().voters) {
+      if (v === id) continue
+      const w = new BinaryWriter(64)
+      w.u8(Kind.Leave).u32(0).str(id)
+      this.opts.host.raft.send(this.ctlGroup, v, w.finish().slice())
+    }
     let handedAt = 0
     while (Date.now() < deadline) {
       const voters = d.status().voters
       // A join the leader accepted counts before this replica applied it: the leader needs
       // this member's acks from then on.
       const mine = voters.includes(id) || this.accepted
-      if (!mine || (voters.length <= 1 && voters[0] === id)) return
+      const members = new Set(this.members())
+      const now = Date.now()
+      const staying = voters.filter(
+        (v) => v !== id && members.has(v) && now - (this.leavers.get(v) ?? -Infinity) > META_LEAVER_MS,
+      )
+      if (!mine || staying.length === 0) return
       if (d.role === 'leader') {
-        const members = new Set(this.members())
-        const heir = voters.find((v) => v !== id && members.has(v))
-        if (heir === undefined) return // nobody to hand the group to
+        const heir = staying[0]!
         if (Date.now() - handedAt >= 500) {
           d.transferLeader(heir)
           handedAt = Date.now()
