@@ -205,6 +205,35 @@ export const REDIAL = {
   maxPeers: 4096,
 } as const
 
+/**
+ * Bounded links (`src/overlay/`): a node keeps at most `maxLinks` neighbour links, chosen for
+ * connectivity, plus on-demand links to the peers it exchanges traffic with.
+ */
+export const OVERLAY = {
+  /** Default `maxLinks`: neighbour links a node keeps (a network this size or smaller is a full mesh). */
+  maxLinks: 24,
+  /** Largest `maxLinks` accepted. */
+  maxMaxLinks: 1024,
+  /** On-demand links a node keeps, as a multiple of `maxLinks` (the least recently used close first). */
+  onDemandFactor: 4,
+  /** An on-demand link without data frames (requests, calls, publishes, tunnels) this long (ms) closes. */
+  idleAfter: 60_000,
+  /** How often (ms) neighbours are checked: proposals, trimming, idle on-demand links. */
+  tickInterval: 1000,
+  /** A peer that refused or dropped us as a neighbour is not proposed to again for this long (ms). */
+  declineFor: 60_000,
+  /** An on-demand dial that failed makes the peer unreachable (requests fail over) for this long (ms). */
+  failedFor: 5_000,
+  /** Peers remembered for neighbour selection (the least recently heard of are forgotten first). */
+  maxKnown: 10_000,
+  /** Time for a neighbour proposal or drop call to be answered (ms). */
+  callTimeout: 5_000,
+  /** Messages queued per peer while its on-demand link opens (more are dropped and counted). */
+  pendingMessages: 1024,
+  /** Bytes queued per peer while its on-demand link opens (more are dropped and counted). */
+  pendingBytes: 4 * 1024 * 1024,
+} as const
+
 /** Membership announcements. */
 export const MEMBERSHIP = {
   /** Members re-sign their announcement this often (ms) so it stays fresh. */

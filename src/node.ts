@@ -4,8 +4,6 @@
  * announcements) → request-reply, broadcast, pub/sub and tunnels, plus discovery and the
  * optional relay endpoint for thin clients. See docs/architecture.md.
  */
-import type { PeerId } from '@libp2p/interface'
-import { peerIdFromString } from '@libp2p/peer-id'
 import { type RelayServer, startRelay } from '../relay/server/server.js'
 import { Broadcaster } from './broadcast/broadcast.js'
 import { MemberDirectory, unservedMessage } from './cluster/membership.js'
@@ -27,6 +25,7 @@ import { LinkManager } from './link/manager.js'
 import { observeLogs } from './log/observers.js'
 import type { Dashboard, Health, HttpEndpoint, NodeMetrics, NodeParts } from './observe/index.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
+import { OVERLAY_DROP, OVERLAY_PROPOSE, Overlay } from './overlay/overlay.js'
 import { PubSub } from './pubsub/pubsub.js'
 import { PUBSUB_SYNC, SYNC_TIMEOUT } from './pubsub/ready.js'
 import { checkTopic } from './pubsub/subject.js'
@@ -121,6 +120,7 @@ export function nodeInternals(node: PlexusNode): {
    * another way (the DHT).
    */
   relayAnnouncements(on: boolean): void
+  overlay: Overlay
 } {
   if (!(node instanceof Node)) throw new InvalidArgumentError('not a node made by createNode')
   return {
@@ -129,6 +129,7 @@ export function nodeInternals(node: PlexusNode): {
     relayAnnouncements: (on) => {
       node.relaysAnnouncements = on
     },
+    overlay: node.overlay,
   }
 }
 
@@ -146,6 +147,8 @@ class Node implements PlexusNode {
   private dht: ClusterDht | undefined
   /** False: other nodes' announcements are not passed on (tests; see nodeInternals). */
   relaysAnnouncements = true
+  /** Which links are kept: neighbours and on-demand links (internal; see nodeInternals). */
+  overlay!: Overlay
   /** Raft traffic of every group this node takes part in (internal; see nodeInternals). */
   raft!: RaftTransport
   private rpc!: PeerRpc
@@ -257,7 +260,8 @@ class Node implements PlexusNode {
       discovering,
       lookup,
       count,
-      unreachable: (p) => this.dialer.unreachable(p),
+      unreachable: (p) => this.dialer.unreachable(p) || this.overlay.unreachable(p),
+      want: (p) => this.overlay.want(p),
       settled: metrics && ((c, err, t) => metrics.requestDone(c, err, t)),
     })
     this.pubsub = new PubSub({
@@ -272,7 +276,8 @@ class Node implements PlexusNode {
       members,
       isMember: (c, p) => this.directory.isMember(c, p),
       linkQueueBytes: LINK.maxQueuedBytes,
-      link,
+      // A member without a link misses this broadcast; it gets an on-demand link for the next.
+      link: (p) => this.links.get(p) ?? this.overlay.want(p),
       count,
     })
     this.raft = new RaftTransport({ sendTo: (p, enc) => this.sendTo(p, enc), count })
@@ -303,7 +308,7 @@ class Node implements PlexusNode {
       publicKey: (c) => this.directory.publicKey(c),
       flood: (bytes, except) => {
         for (const l of this.links.all()) {
-          if (l.peer !== except) l.write((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
+          if (l.peer !== except) l.writeControl((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
         }
       },
       nextChange,
@@ -334,7 +339,7 @@ class Node implements PlexusNode {
       flood: (bytes, except) => {
         if (except !== undefined && !this.relaysAnnouncements) return
         for (const l of this.links.all()) {
-          if (l.peer !== except) l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+          if (l.peer !== except) l.writeControl((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
         }
       },
       changed: (cluster, peer, added, entry) => {
@@ -359,16 +364,18 @@ class Node implements PlexusNode {
         protocol: protocols(this.cfg.network).link,
         maxFrameSize: this.cfg.maxMessageSize + FRAME_OVERHEAD,
         logger: childLogger(this.cfg.logger, 'link'),
+        keep: (p) => this.overlay.wantsLink(p),
       },
       {
         onUp: (l) => {
           for (const bytes of this.announcementsFor())
-            l.write((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+            l.writeControl((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
           for (const bytes of this.streamService.directory.snapshot())
-            l.write((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
+            l.writeControl((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
           this.pubsub.onLinkUp(l)
           this.dialer.linkUp(l.peer)
           this.dht?.linkUp()
+          this.overlay.linkUp(l)
           this.notifyChange()
         },
         onDown: (l) => {
@@ -376,6 +383,7 @@ class Node implements PlexusNode {
           this.rpc.onLinkDown(l.peer)
           this.streamService.onLinkDown(l.peer)
           this.tunnels.onLinkDown(l.peer)
+          this.overlay.linkDown(l.peer)
           this.dialer.linkDown(l.peer)
           this.notifyChange()
         },
@@ -396,8 +404,29 @@ class Node implements PlexusNode {
       linked: (p) => this.links.get(p) !== undefined,
       ensureLink: (p) => this.links.ensure(p),
       count,
+      shouldDial: (p) => this.overlay.wantsLink(p),
+      found: (p, addrs) => this.overlay.learn(p, addrs),
       logger: childLogger(this.cfg.logger, 'discovery'),
     })
+    const links = this.links
+    const dialer = this.dialer
+    this.overlay = new Overlay({
+      self,
+      maxLinks: this.cfg.maxLinks,
+      now,
+      link,
+      links: () => links.all(),
+      takeUse: (p) => links.takeUse(p),
+      hangUp: (p) => links.hangUp(p),
+      dial: (p, addrs) => dialer.dialNow(p, addrs),
+      call: (p, method, body, timeout) => this.rpc.call(p, method, body, { timeout }),
+      count,
+      changed: () => this.notifyChange(),
+      logger: childLogger(this.cfg.logger, 'overlay'),
+    })
+    this.rpc.handle(OVERLAY_PROPOSE, (_b, ctx) => this.overlay.onPropose(ctx.from))
+    this.rpc.handle(OVERLAY_DROP, (_b, ctx) => this.overlay.onDrop(ctx.from))
+    this.overlay.start()
     await this.links.start()
     this.directory.start()
     await this.dialer.start({ local: this.cfg.local, bootstrap: this.cfg.bootstrap })
@@ -491,14 +520,7 @@ class Node implements PlexusNode {
       this.count('frames.undeliverable')
       undeliverable?.()
     }
-    let id: PeerId
-    try {
-      id = peerIdFromString(peer)
-    } catch {
-      fail()
-      return
-    }
-    this.links.ensure(id).then((opened) => {
+    this.overlay.open(peer).then((opened) => {
       if (opened && !opened.closed) opened.write(encode)
       else fail()
     }, fail)
@@ -848,6 +870,7 @@ class Node implements PlexusNode {
         addresses: conns.map((c) => c.remoteAddr.toString()),
         latencyMs: l.latencyMs === null ? null : Math.round(l.latencyMs * 1000) / 1000,
         encryption: conns[0]?.encryption ?? null,
+        link: this.overlay.isNeighbour(l.peer) ? ('neighbour' as const) : ('on-demand' as const),
       }
     })
     const clusters = this.directory.clusterNames().map((name) => ({
@@ -874,6 +897,14 @@ class Node implements PlexusNode {
     counters['requests.sent'] = this.client.sent
     counters['links.bytesSent'] = this.links.sentBytes
     counters['links.bytesReceived'] = this.links.receivedBytes
+    const lc = this.overlay.counts()
+    counters['links.neighbours'] = lc.neighbours
+    counters['links.onDemand'] = lc.onDemand
+    counters['links.maxLinks'] = this.cfg.maxLinks
+    counters['links.idleClosed'] = this.overlay.closed.idle
+    counters['links.lruClosed'] = this.overlay.closed.lru
+    counters['links.trimmed'] = this.overlay.closed.trimmed
+    counters['links.refusedByPeers'] = this.overlay.closed.refused
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
     counters['pubsub.published'] = this.pubsub.published
@@ -945,6 +976,7 @@ class Node implements PlexusNode {
     this.server?.abortAll()
     this.tunnels?.closeAll()
     this.pubsub?.close()
+    this.overlay?.stop()
     await this.dialer?.stop()
     await this.links?.stop()
     await this.libp2p?.stop()

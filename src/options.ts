@@ -21,6 +21,7 @@ import {
   MAX_MAX_MESSAGE_SIZE,
   MAX_RAFT_LOG_BYTES,
   MAX_TIMEOUT,
+  OVERLAY,
 } from './constants.js'
 import { InvalidArgumentError } from './errors.js'
 import { checkCredentials, type ResolvedCredentials } from './streams/access/authz.js'
@@ -70,6 +71,8 @@ export interface NodeConfig {
   /** The monitoring HTTP endpoint (observe/http.ts); off when undefined. */
   http: { host: string; port: number } | undefined
   maxMessageSize: number
+  /** Neighbour links kept (`maxLinks`, src/overlay/). */
+  maxLinks: number
   replaceReplicaAfter: number
   raftLogBytes: number
   /** Credentials for stream administration on clusters not joined (streams/access/authz.ts). */
@@ -94,6 +97,7 @@ export const KNOWN_NODE_OPTIONS = {
     'relay',
     'http',
     'maxMessageSize',
+    'maxLinks',
     'streams',
     'credentials',
   ],
@@ -143,6 +147,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   }
   const maxMessageSize =
     checkPositiveInt(o.maxMessageSize, 'maxMessageSize', MAX_MAX_MESSAGE_SIZE) ?? DEFAULT_MAX_MESSAGE_SIZE
+  const maxLinks = checkPositiveInt(o.maxLinks, 'maxLinks', OVERLAY.maxMaxLinks) ?? OVERLAY.maxLinks
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
     throw new InvalidArgumentError(`dataDir must be a non-empty path string, got ${describe(o.dataDir)}`)
   }
@@ -204,6 +209,7 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     relay,
     http,
     maxMessageSize,
+    maxLinks,
     replaceReplicaAfter,
     raftLogBytes,
     credentials: checkCredentials(o.credentials),

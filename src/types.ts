@@ -100,6 +100,14 @@ export interface NodeOptions {
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
   /**
+   * Neighbour links this node keeps (default 24, at most 1024): a few peers close by id plus
+   * random ones, so the overlay stays connected with a low diameter. Peers it exchanges
+   * traffic with (requests, tunnels, internal calls, publishes to their subscriptions) get
+   * on-demand links besides, opened on first use and closed after a minute without data
+   * (at most 4 × `maxLinks`). A network of `maxLinks + 1` nodes or fewer is a full mesh.
+   */
+  maxLinks?: number
+  /**
    * What this node proves stream administration (create, delete) with on clusters it has
    * not joined (a joined cluster's own key is always used). See `NodeCredentials`.
    */
@@ -845,6 +853,11 @@ export interface NodeStatus {
      * (AES-256-GCM) or `/noise` (ChaCha20-Poly1305); null when not known.
      */
     encryption: string | null
+    /**
+     * `neighbour`: one of the at most `maxLinks` overlay links; `on-demand`: opened for traffic
+     * with this peer (requests, calls, tunnels, publishes) and closed when idle.
+     */
+    link: 'neighbour' | 'on-demand'
   }>
   clusters: Array<{ name: string; joined: boolean; members: MemberStatus[] }>
   counters: Record<string, number>

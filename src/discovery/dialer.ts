@@ -30,6 +30,13 @@ export interface DialerHost {
   ensureLink(peer: PeerId): Promise<unknown>
   count(counter: string): void
   /**
+   * False when the link policy does not want a link to `peer` (bounded links, src/overlay/):
+   * discovery and healing then leave it alone. Default: every peer is dialled.
+   */
+  shouldDial?(peer: string): boolean
+  /** Every peer discovery finds (same host, mDNS, libp2p discovery, announced members), with its addresses. */
+  found?(peer: string, addrs: string[]): void
+  /**
    * Where failed dials are logged: a bootstrap address at warn (at most once per address per
    * `LOG_RATE_INTERVAL`), a discovered or announced peer at debug. Default silent.
    */
@@ -46,10 +53,9 @@ export class Dialer {
   private readonly onDiscovery = (evt: CustomEvent) => {
     const info = evt.detail as { id: PeerId; multiaddrs: Multiaddr[] }
     if (info.id.equals(this.host.libp2p.peerId) || this.stopped) return
-    this.redial.found(
-      info.id.toString(),
-      info.multiaddrs.map((m) => m.toString()),
-    )
+    const addrs = info.multiaddrs.map((m) => m.toString())
+    this.host.found?.(info.id.toString(), addrs)
+    this.redial.found(info.id.toString(), addrs)
   }
 
   private readonly log: Logger
@@ -61,13 +67,16 @@ export class Dialer {
     this.redial = new Redialer({
       linked: (peer) => this.host.linked(peer),
       dial: (peer, addrs) => this.dial(peer, addrs),
+      shouldDial: host.shouldDial && ((peer) => host.shouldDial!(peer)),
       self: host.libp2p.peerId.toString(),
     })
   }
 
   /** `peer` is a member of a cluster (announced with `addrs`): dialled now and kept linked. */
   member(peer: string, addrs: string[]): void {
-    if (!this.stopped && peer !== this.host.libp2p.peerId.toString()) this.redial.member(peer, addrs)
+    if (this.stopped || peer === this.host.libp2p.peerId.toString()) return
+    this.host.found?.(peer, addrs)
+    this.redial.member(peer, addrs)
   }
 
   /**
@@ -76,6 +85,7 @@ export class Dialer {
    */
   mdnsFound(peer: string, addrs: string[]): void {
     if (this.stopped || peer === this.host.libp2p.peerId.toString()) return
+    this.host.found?.(peer, addrs)
     this.redial.found(peer, addrs)
     this.redial.heard(peer, addrs)
   }
@@ -123,6 +133,7 @@ export class Dialer {
         self,
         addresses: () => this.localAddresses(),
         found: (peer) => {
+          this.host.found?.(peer.id, peer.addrs)
           if (this.host.linked(peer.id)) return
           const seen = this.firstSeen.get(peer.id) ?? Date.now()
           this.firstSeen.set(peer.id, seen)
@@ -136,7 +147,7 @@ export class Dialer {
         for (const a of opts.bootstrap) {
           const ma = multiaddr(a)
           const peer = ma.getComponents().find((c) => c.name === 'p2p')?.value
-          if (peer && this.host.linked(peer)) continue
+          if (peer && (this.host.linked(peer) || this.host.shouldDial?.(peer) === false)) continue
           this.host.libp2p.dial(ma, { signal: AbortSignal.timeout(LINK.openTimeout) }).catch((err) => {
             this.host.count('dials.failed')
             if (!this.stopped)
@@ -154,6 +165,15 @@ export class Dialer {
     const all = this.host.libp2p.getMultiaddrs().map((a) => a.toString())
     const loop = all.filter((a) => a.startsWith('/ip4/127.') || a.startsWith('/ip6/::1/'))
     return loop.length > 0 ? loop : all
+  }
+
+  /**
+   * Dials `peer` now (adding `addrs` to what libp2p knows of it) and opens the link; resolves
+   * true when the link is open (never rejects). The overlay's own dials (neighbours, on-demand
+   * links) go through here.
+   */
+  dialNow(peer: string, addrs: string[]): Promise<boolean> {
+    return this.dial(peer, addrs)
   }
 
   /** Dials a peer and opens the link; resolves true when the link is open (never rejects). */

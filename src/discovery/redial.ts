@@ -11,7 +11,8 @@
  * usually one end redials). When any link comes up (the network may be back after a partition), peers in a long
  * wait are dialled within `minDelay`, at most once per `kickInterval` (their backoff is kept);
  * so is a member whose fresh announcement reaches us while we have no link to it. One dial per peer is in
- * flight at a time; at most `maxPeers` peers are remembered.
+ * flight at a time; at most `maxPeers` peers are remembered. With bounded links, a peer the
+ * link policy does not want now (`shouldDial`) is remembered but not dialled.
  */
 import { REDIAL } from '../constants.js'
 
@@ -21,6 +22,11 @@ export interface RedialHost {
   linked(peer: string): boolean
   /** Dials `peer` (adding `addrs` to what is known of it) and opens the link; true when linked. */
   dial(peer: string, addrs: string[]): Promise<boolean>
+  /**
+   * False when the link policy does not want a link to `peer` now (bounded links,
+   * src/overlay/): it is remembered but not dialled; default: every wanted peer is dialled.
+   */
+  shouldDial?(peer: string): boolean
   now?(): number
   /** Uniform in [0, 1) (tests pass a seeded one). */
   random?(): number
@@ -207,6 +213,7 @@ export class Redialer {
       this.forget(peer, w)
       return
     }
+    if (this.host.shouldDial?.(peer) === false) return
     w.dialing = true
     this.dials++
     let ok = false

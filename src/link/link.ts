@@ -110,6 +110,11 @@ export class Link {
   lastSeen: number
   /** Bytes received from this peer on its stream while this link was up (metrics). */
   bytesReceived = 0
+  /**
+   * Set by every `write` (not `writeControl`): the link carried data since the overlay last
+   * looked (it clears the flag; idle on-demand links close, src/overlay/).
+   */
+  used = false
 
   constructor(
     readonly peer: string,
@@ -161,6 +166,7 @@ export class Link {
    */
   write(encode: (w: BinaryWriter) => void): number {
     if (this.closed) throw new Error(`link to ${this.peer} is closed`)
+    this.used = true
     const before = this.w.length
     encode(this.w)
     this.queuedTotal += this.w.length - before
@@ -215,6 +221,17 @@ export class Link {
     if (this.unreleased.length === 0 || !this.released!()) return
     for (const b of this.unreleased) if (spare.length < SPARE_BUFFERS) spare.push(b)
     this.unreleased = []
+  }
+
+  /**
+   * `write` for overlay upkeep (heartbeats, announcements, interest): the same queue and
+   * order, but it does not mark the link `used`, so it does not keep an on-demand link open.
+   */
+  writeControl(encode: (w: BinaryWriter) => void): number {
+    const used = this.used
+    const ticket = this.write(encode)
+    this.used = used
+    return ticket
   }
 
   /** True once the frame with this ticket has been handed to the stream. */

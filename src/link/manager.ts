@@ -41,6 +41,11 @@ export interface LinkManagerOptions {
   now?: () => number
   /** Where links up and down are logged (component `link`); default silent. */
   logger?: Logger
+  /**
+   * Whether a link whose stream closed while the peer is still connected is reopened (the
+   * link policy, src/overlay/: not an idle on-demand link). Default: always.
+   */
+  keep?(peer: string): boolean
 }
 
 /** Link lifecycle callbacks and frame dispatch. */
@@ -63,13 +68,18 @@ export class LinkManager {
   private heartbeat: NodeJS.Timeout | undefined
   private stopped = false
   private readonly now: () => number
-  private readonly opts: Required<Omit<LinkManagerOptions, 'now' | 'logger'>>
+  private readonly opts: Required<Omit<LinkManagerOptions, 'now' | 'logger' | 'keep'>>
+  private readonly keep: (peer: string) => boolean
+  /** Peers we hung up on just now: their link is not reopened while the connection closes. */
+  private readonly hungUp = new Set<string>()
   private readonly log: Logger
   private readonly listeners: Array<[string, (evt: any) => void]> = []
   /** Bytes sent on links that have closed. */
   private closedSentBytes = 0
   /** Bytes received from peers on their link streams (counted per chunk). */
   receivedBytes = 0
+  /** Per peer: a data frame (not upkeep, see `CONTROL_FRAMES`) arrived since `takeUse` last looked. */
+  private readonly inboundUse = new Map<string, { used: boolean }>()
 
   constructor(
     private readonly libp2p: PlexusLibp2p,
@@ -78,6 +88,7 @@ export class LinkManager {
   ) {
     this.now = options.now ?? Date.now
     this.log = options.logger ?? SILENT_LOGGER
+    this.keep = options.keep ?? (() => true)
     this.opts = {
       protocol: options.protocol,
       maxFrameSize: options.maxFrameSize ?? LINK.maxFrameSize,
@@ -107,6 +118,7 @@ export class LinkManager {
     })
     this.on('peer:disconnect', (evt) => {
       const peer = (evt.detail as PeerId).toString()
+      this.inboundUse.delete(peer)
       this.links.get(peer)?.abort(new Error('peer disconnected'))
       this.events.onPeerGone(peer)
     })
@@ -188,7 +200,12 @@ export class LinkManager {
       this.log.info({ peer: key, reason: link.closeReason, upMs: this.now() - link.openedAt }, 'link down')
       this.events.onDown(link)
       // Reopen when the stream died but the peer is still connected.
-      if (!this.stopped && this.libp2p.getConnections(peer).length > 0) {
+      if (
+        !this.stopped &&
+        !this.hungUp.has(key) &&
+        this.keep(key) &&
+        this.libp2p.getConnections(peer).some((c) => c.status === 'open')
+      ) {
         setTimeout(() => void this.ensure(peer), 200).unref()
       }
     })
@@ -216,6 +233,9 @@ export class LinkManager {
     tuneConnection(connection)
     const peer = connection.remotePeer.toString()
     this.foreign.delete(peer) // it opened our link protocol: it speaks it now
+    let use = this.inboundUse.get(peer)
+    if (!use) this.inboundUse.set(peer, (use = { used: false }))
+    const inUse = use
     // Any data from the peer proves it alive (once per chunk, not per frame).
     stream.addEventListener('message', (evt) => {
       this.receivedBytes += evt.data.byteLength
@@ -233,7 +253,7 @@ export class LinkManager {
         if (type === FrameType.Ping) {
           const token = body.u64('ping token')
           body.end('ping')
-          this.links.get(from)?.write((w) => encodeU64Frame(w, FrameType.Pong, token))
+          this.links.get(from)?.writeControl((w) => encodeU64Frame(w, FrameType.Pong, token))
           return
         }
         if (type === FrameType.Pong) {
@@ -243,12 +263,37 @@ export class LinkManager {
           if (link) this.sample(link, this.now() - token)
           return
         }
+        if (type > 31 || ((CONTROL_FRAMES >>> type) & 1) === 0) inUse.used = true
         this.events.onFrame(from, type, body)
       },
       (err) => this.events.onAbort?.(peer, err),
     )
     // Make sure we can answer: open our side if we have not yet.
     void this.ensure(connection.remotePeer)
+  }
+
+  /**
+   * True when the link to `peer` carried data either way (anything but upkeep frames) since
+   * the last call; clears that mark (src/overlay/ closes idle on-demand links with it).
+   */
+  takeUse(peer: string): boolean {
+    const link = this.links.get(peer)
+    const use = this.inboundUse.get(peer)
+    const used = (link?.used ?? false) || (use?.used ?? false)
+    if (link) link.used = false
+    if (use) use.used = false
+    return used
+  }
+
+  /** Closes the link to `peer` and every connection to it (the peer sees the link go down). */
+  hangUp(peer: string): void {
+    this.hungUp.add(peer)
+    this.links.get(peer)?.abort(new Error('closed by the overlay'))
+    const closing: Promise<void>[] = []
+    for (const c of this.libp2p.getConnections()) {
+      if (c.remotePeer.toString() === peer) closing.push(c.close().catch(() => {}))
+    }
+    void Promise.all(closing).finally(() => this.hungUp.delete(peer))
   }
 
   /** Feeds a round-trip sample (ms) into the peer's latency average. */
@@ -268,7 +313,7 @@ export class LinkManager {
         for (const c of conns) void c.close().catch(() => {})
         continue
       }
-      link.write((w) => encodeU64Frame(w, FrameType.Ping, now))
+      link.writeControl((w) => encodeU64Frame(w, FrameType.Ping, now))
     }
   }
 
@@ -280,6 +325,14 @@ export class LinkManager {
     await this.libp2p.unhandle(this.opts.protocol).catch(() => {})
   }
 }
+
+/** Frame types that are link upkeep, not data (a bit each): they do not keep an on-demand link open. */
+const CONTROL_FRAMES =
+  (1 << FrameType.Ping) |
+  (1 << FrameType.Pong) |
+  (1 << FrameType.Announce) |
+  (1 << FrameType.Interest) |
+  (1 << FrameType.StreamTable)
 
 /** Per-process tweaks of libp2p internals found on the first connection (see their modules). */
 function tuneConnection(connection: Connection): void {

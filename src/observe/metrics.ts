@@ -323,6 +323,10 @@ export class NodeMetrics {
     )
     gauge('plexus_tunnels_open', 'Tunnel ends open on this node', () => ev('tunnels.open'))
     gauge('plexus_links', 'Peers linked now', () => snap().links.length)
+    gauge('plexus_links_neighbours', 'Neighbour links now (at most maxLinks)', () => ev('links.neighbours'))
+    gauge('plexus_links_on_demand', 'On-demand links now (traffic with non-neighbours)', () =>
+      ev('links.onDemand'),
+    )
     const perPeer = (name: string, help: string, read: (l: LinkStats) => number | null) =>
       new Gauge({
         name,
@@ -479,6 +483,9 @@ const NOT_EVENTS = new Set([
   'broadcasts.dropped',
   'links.bytesSent',
   'links.bytesReceived',
+  'links.neighbours',
+  'links.onDemand',
+  'links.maxLinks',
   'pubsub.queueDropped',
   'requests.inFlight',
   'requests.serving',

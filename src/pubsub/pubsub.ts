@@ -199,7 +199,9 @@ export class PubSub {
 
   private sendInterest(mode: number, patterns: string[], queued?: QueueEntry[]): void {
     for (const link of this.host.links()) {
-      link.write((w) => writeFrame(w, FrameType.Interest, (b) => writeInterest(b, mode, patterns, queued)))
+      link.writeControl((w) =>
+        writeFrame(w, FrameType.Interest, (b) => writeInterest(b, mode, patterns, queued)),
+      )
     }
     this.sync.changed()
   }
@@ -208,7 +210,7 @@ export class PubSub {
   onLinkUp(link: Link): void {
     const patterns = [...this.patternCount.keys()]
     const queued = this.groups.localEntries()
-    link.write((w) =>
+    link.writeControl((w) =>
       writeFrame(w, FrameType.Interest, (b) => writeInterest(b, InterestMode.Replace, patterns, queued)),
     )
   }

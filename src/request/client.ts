@@ -50,6 +50,9 @@ export interface ClientRequestOptions {
   only?: string
 }
 
+/** On-demand links asked for at once when no member of a cluster is linked. */
+const WANT_AT_ONCE = 2
+
 /** What the client needs from the node around it. */
 export interface ClientHost {
   self: string
@@ -79,6 +82,11 @@ export interface ClientHost {
   count(counter: string): void
   /** True when `peer` has no link and the last dial to it failed (requests fail at once). */
   unreachable?(peer: string): boolean
+  /**
+   * No member with the role is linked: open an on-demand link to `peer` (bounded links,
+   * src/overlay/); the request waits for the link like for any other change.
+   */
+  want?(peer: string): void
   /** Told how each request ended (`err` undefined: a reply) and how long it took (metrics). */
   settled?(cluster: string, err: Error | undefined, seconds: number): void
 }
@@ -335,7 +343,20 @@ export class RequestClient {
       if (link && now - link.lastSeen > LINK.suspectAfter) (suspect ??= []).push(c)
       else out.push(c)
     }
+    if (out.length === 0 && suspect === undefined && this.host.want) this.wantSome(p, role, only)
     return out.length > 0 || suspect === undefined ? out : suspect
+  }
+
+  /** Asks for on-demand links to a few unlinked members (none is linked now). */
+  private wantSome(p: Pick<Pending, 'cluster' | 'tried'>, role: Role, only: string | undefined): void {
+    let asked = 0
+    for (const peer of this.host.servers(p.cluster, role)) {
+      if (asked >= WANT_AT_ONCE) return
+      if (peer === this.host.self || p.tried?.has(peer) || (only !== undefined && peer !== only)) continue
+      if (this.host.unreachable?.(peer)) continue
+      this.host.want!(peer)
+      asked++
+    }
   }
 
   private send(p: Pending, peer: string): void {

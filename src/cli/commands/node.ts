@@ -17,6 +17,7 @@ import {
   DEFAULT_NETWORK,
   DEFAULT_RELAY_HOST,
   DEFAULT_RELAY_PORT,
+  OVERLAY,
 } from '../../constants.js'
 import { CIPHER_CHOICES, type CipherChoice } from '../../transport/encrypters.js'
 import type { JoinOptions, PlexusNode } from '../../types.js'
@@ -48,6 +49,7 @@ export interface NodeFlags {
   relayWsStatic?: string
   httpPort?: number
   httpHost?: string
+  maxLinks?: number
   mdns: boolean
   local: boolean
   gcTuning: boolean
@@ -134,6 +136,11 @@ export function registerNode(
       parsePort('--http-port'),
     )
     .option('--http-host <host>', `address the HTTP port listens on (default ${DEFAULT_HTTP_HOST})`)
+    .option(
+      '--max-links <n>',
+      `neighbour links kept (default ${OVERLAY.maxLinks}); peers it exchanges traffic with get on-demand links besides`,
+      parsePositiveInt('--max-links'),
+    )
     .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
     .option(
       '--no-local',
@@ -265,6 +272,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     dataDir: flags.dataDir,
     discovery: { mdns: flags.mdns, local: flags.local },
     gcTuning: flags.gcTuning,
+    maxLinks: flags.maxLinks,
     relay: {
       host: DEFAULT_RELAY_HOST,
       port: flags.relayPort,

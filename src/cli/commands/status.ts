@@ -91,13 +91,15 @@ export function formatStatus(s: StatusWithStreams | NodeStatus): string {
   )
   out.push(`addresses (${s.addresses.length})`)
   for (const a of s.addresses) out.push(`  ${a}`)
-  out.push(`peers (${s.peers.length})`)
+  const neighbours = s.peers.filter((p) => p.link !== 'on-demand').length
+  out.push(`peers (${s.peers.length}: ${neighbours} neighbours, ${s.peers.length - neighbours} on demand)`)
   if (s.peers.length > 0) {
     out.push(
       table([
-        ['ID', 'LATENCY', 'CIPHER', 'ADDRESS'],
+        ['ID', 'LINK', 'LATENCY', 'CIPHER', 'ADDRESS'],
         ...s.peers.map((p) => [
           p.id,
+          p.link ?? '-',
           ms(p.latencyMs),
           cipherName(p.encryption),
           p.addresses.join(' ') || '-',
