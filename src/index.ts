@@ -73,6 +73,7 @@ export type {
   StreamInfo,
   StreamMessage,
   StreamRetention,
+  StreamSummary,
   Streams,
   StreamUpdate,
   SubscribeOptions,

@@ -455,6 +455,28 @@ export interface StreamInfo {
   partitions: PartitionInfo[]
 }
 
+/**
+ * One stream as `streams.list()` reports it: from this node's stream directory (the signed
+ * tables the clusters' metadata leaders flood), no network call. `placement` is as the table
+ * says; a partition's `leader` is this node's latest view (its own replica's when it hosts one,
+ * else the leader its last call there reached; null: not known here — `info` asks).
+ */
+export interface StreamSummary {
+  name: string
+  cluster: string
+  subject: string
+  partitions: number
+  replicas: number
+  retention: StreamRetention
+  compact: boolean
+  duplicateWindow: number
+  access: StreamAccess
+  /** The metadata leader that signed the table this node holds. */
+  metadataLeader: string | null
+  /** Per partition: its replicas (preferred leader first) and the leader as known here. */
+  placement: Array<{ partition: number; replicas: string[]; leader: string | null }>
+}
+
 /** Durable streams of the network (any node may call these, members or not). */
 export interface Streams {
   /**
@@ -467,8 +489,12 @@ export interface Streams {
   info(name: string, options?: StreamCallOptions): Promise<StreamInfo>
   /** Deletes the stream and its data on every replica; `StreamNotFoundError` when absent. */
   delete(name: string, options?: StreamCallOptions): Promise<void>
-  /** The streams this node knows of (name, cluster, subject), sorted by name. */
-  list(): Array<{ name: string; cluster: string; subject: string; partitions: number; replicas: number }>
+  /**
+   * The streams this node knows of, sorted by name, with their configuration and placement
+   * (`StreamSummary`): synchronous, from the local directory, so an operator sees every
+   * stream without one `info` call each (`info` adds the live offsets and in-sync replicas).
+   */
+  list(): StreamSummary[]
   /**
    * Changes a stream (admin: `update`), agreed by the metadata group.
    * - `retention` replaces the whole policy (`{}` removes every limit); every replica applies

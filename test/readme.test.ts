@@ -717,7 +717,7 @@ async function check(step: Step, walk: Walk, r: { stdout: string; stderr: string
       for (const [name, s] of walk.streams) {
         expect(r.stdout, what).toMatch(
           new RegExp(
-            `^${name}\\s+${s.cluster}\\s+${s.subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${s.partitions}\\s+${s.replicas}$`,
+            `^${name}\\s+${s.cluster}\\s+${s.subject.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\s+${s.partitions}\\s+${s.replicas}\\s`,
             'm',
           ),
         )

@@ -18,6 +18,7 @@ import type {
   StreamConfig,
   StreamInfo,
   StreamRetention,
+  StreamSummary,
 } from '../../src/types.js'
 import type { BinaryWriter } from '../../src/util/binary.js'
 import { parseKey } from '../../src/util/keys.js'
@@ -40,8 +41,8 @@ import {
   encodeConsumeAck,
   encodeStreamCreate,
   encodeStreamName,
+  LIST_DETAILS,
   type RelayAuth,
-  type StreamSummary,
 } from '../wire/protocol-streams.js'
 import { type RelayStreamsAdmin, relayStreamsAdmin } from './client-admin.js'
 import { invalid } from './client-api.js'
@@ -59,7 +60,7 @@ export interface RelayStreams extends RelayStreamsAdmin {
   info(name: string, options?: StreamCallOptions): Promise<StreamInfo>
   /** Deletes the stream and its data on every replica; `StreamNotFoundError` when absent. */
   delete(name: string, options?: StreamCallOptions): Promise<void>
-  /** The streams the node knows of, sorted by name. */
+  /** See the library's `Streams.list`: the streams the node knows, with details, sorted by name. */
   list(): Promise<StreamSummary[]>
   /** See the library's `Streams.get`: the message at an offset; `MessageNotFoundError` when none. */
   get(
@@ -310,7 +311,7 @@ export class ClientStreams implements RelayStreams {
   }
 
   async list(): Promise<StreamSummary[]> {
-    const f = await this.host.call(Op.StreamList)
+    const f = await this.host.call(Op.StreamList, (w) => void w.u8(LIST_DETAILS))
     this.host.expect(f, Op.StreamListReply)
     return decodeStreamList(f.body)
   }

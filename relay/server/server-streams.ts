@@ -22,6 +22,7 @@ import {
   decodeStreamName,
   encodeStreamInfo,
   encodeStreamList,
+  LIST_DETAILS,
 } from '../wire/protocol-streams.js'
 import { CONSUMER_LIMITS, ConsumerBridge, type ConsumerBridgeStats } from './server-consumer.js'
 import { RelayKv } from './server-kv.js'
@@ -101,16 +102,21 @@ export class RelayStreams {
         )
         return true
       }
-      case Op.StreamList:
+      case Op.StreamList: {
+        // Empty (older clients): the five base fields; `u8 flags` LIST_DETAILS: everything.
+        const flags = f.body.remaining > 0 ? f.body.u8('STREAM_LIST flags') : 0
         f.body.end('STREAM_LIST')
+        if (flags > LIST_DETAILS) throw new DecodeError(`unknown STREAM_LIST flags ${flags}`)
         try {
           const list = this.host.node.streams.list()
-          const [opcode, body] = this.reply(Op.StreamListReply, (w) => encodeStreamList(w, list))
+          const details = flags === LIST_DETAILS
+          const [opcode, body] = this.reply(Op.StreamListReply, (w) => encodeStreamList(w, list, details))
           this.host.conn.send(opcode, f.id, body)
         } catch (err) {
           this.host.sendError(f.id, err)
         }
         return true
+      }
       case Op.StreamAdmin:
         this.onAdmin(f)
         return true

@@ -12,6 +12,7 @@ import type {
   StreamAccess,
   StreamInfo,
   StreamRetention,
+  StreamSummary,
 } from '../../src/types.js'
 import { type BinaryReader, type BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import { type ConsumeExtras, readConsumeExtras, writeConsumeExtras } from './protocol-consume.js'
@@ -237,8 +238,8 @@ export function decodeStreamInfo(r: BinaryReader): StreamInfo {
   return { name, cluster, subject, replicas, retention, compact, duplicateWindow, access, partitions }
 }
 
-/** One stream of a STREAM_LIST_REPLY (as `node.streams.list()` returns it). */
-export interface StreamSummary {
+/** One stream of a STREAM_LIST_REPLY without details (the first fields of `StreamSummary`). */
+export interface StreamBrief {
   name: string
   cluster: string
   subject: string
@@ -246,24 +247,60 @@ export interface StreamSummary {
   replicas: number
 }
 
-/** Writes a STREAM_LIST_REPLY body. */
-export function encodeStreamList(w: BinaryWriter, list: StreamSummary[]): void {
+/** STREAM_LIST flag: the reply carries each stream's details (`StreamSummary`). */
+export const LIST_DETAILS = 1
+
+/**
+ * Writes a STREAM_LIST_REPLY body; with `details`, each stream's base fields are followed by
+ * its retention block (as STREAM_INFO_REPLY), `str metadata leader` ('' unknown) and `u32 n`
+ * × (`str leader` ('' unknown), `u16 r` × `str replica`).
+ */
+export function encodeStreamList(w: BinaryWriter, list: StreamSummary[], details: boolean): void {
   w.u32(list.length)
-  for (const s of list) w.str(s.name).str(s.cluster).str(s.subject).u32(s.partitions).u16(s.replicas)
+  for (const s of list) {
+    w.str(s.name).str(s.cluster).str(s.subject).u32(s.partitions).u16(s.replicas)
+    if (!details) continue
+    writeRetention(w, s.retention, s.compact, s.duplicateWindow, s.access)
+    w.str(s.metadataLeader ?? '').u32(s.placement.length)
+    for (const p of s.placement) {
+      w.str(p.leader ?? '')
+      writeIds(w, p.replicas)
+    }
+  }
 }
 
-/** Reads a STREAM_LIST_REPLY body. */
+/** Reads a STREAM_LIST_REPLY body written with `details`. */
 export function decodeStreamList(r: BinaryReader): StreamSummary[] {
   const n = r.u32('stream count')
   if (n > MAX_ITEMS) throw new DecodeError(`${n} streams, at most ${MAX_ITEMS}`)
   const out: StreamSummary[] = []
   for (let i = 0; i < n; i++) {
+    const name = r.str('name')
+    const cluster = r.str('cluster')
+    const subject = r.str('subject')
+    const partitions = r.u32('partitions')
+    const replicas = r.u16('replicas')
+    const { retention, compact, duplicateWindow, access } = readRetention(r)
+    const metadataLeader = r.str('metadata leader')
+    const count = r.u32('partition count')
+    if (count > MAX_ITEMS) throw new DecodeError(`${count} partitions, at most ${MAX_ITEMS}`)
+    const placement: StreamSummary['placement'] = []
+    for (let p = 0; p < count; p++) {
+      const leader = r.str('leader')
+      placement.push({ partition: p, replicas: readIds(r, 'replica'), leader: leader === '' ? null : leader })
+    }
     out.push({
-      name: r.str('name'),
-      cluster: r.str('cluster'),
-      subject: r.str('subject'),
-      partitions: r.u32('partitions'),
-      replicas: r.u16('replicas'),
+      name,
+      cluster,
+      subject,
+      partitions,
+      replicas,
+      retention,
+      compact,
+      duplicateWindow,
+      access,
+      metadataLeader: metadataLeader === '' ? null : metadataLeader,
+      placement,
     })
   }
   r.end('STREAM_LIST_REPLY')

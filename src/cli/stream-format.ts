@@ -2,7 +2,7 @@
  * How the CLI shows durable streams: `stream info`/`stream create` (one stream with every
  * partition), `stream list`, and the streams section of `status`.
  */
-import type { NodeStatus, StreamInfo, StreamRetention } from '../types.js'
+import type { NodeStatus, StreamInfo, StreamRetention, StreamSummary } from '../types.js'
 import { table } from './table.js'
 
 /** A stream as `status` shows it: what the node knows, plus `streams.info` through the relay. */
@@ -61,15 +61,41 @@ export function formatStreamInfo(s: StreamInfo): string {
   return `${out.join('\n')}\n`
 }
 
-/** The text of `stream list` (ends with a newline). */
-export function formatStreamList(
-  list: Array<{ name: string; cluster: string; subject: string; partitions: number; replicas: number }>,
-): string {
+/**
+ * The text of `stream list` (ends with a newline): one row per stream, the columns of older
+ * versions first, then retention (`none`, or `maxAge=MSms,maxBytes=N,maxMessages=N`, `+compact`),
+ * access (`open`, or who needs a capability) and each partition's leader as this node knows it
+ * (the end of its peer id; `?` unknown), comma-separated in partition order.
+ */
+export function formatStreamList(list: StreamSummary[]): string {
   if (list.length === 0) return 'no streams\n'
+  const retention = (s: StreamSummary) => {
+    const r = s.retention
+    const parts: string[] = []
+    if (r.maxAge !== undefined) parts.push(`maxAge=${r.maxAge}ms`)
+    if (r.maxBytes !== undefined) parts.push(`maxBytes=${r.maxBytes}`)
+    if (r.maxMessages !== undefined) parts.push(`maxMessages=${r.maxMessages}`)
+    return (parts.length === 0 ? 'none' : parts.join(',')) + (s.compact ? '+compact' : '')
+  }
+  const access = (s: StreamSummary) => {
+    const needs = (['publish', 'consume'] as const).filter((k) => s.access[k] === 'capability')
+    return needs.length === 0 ? 'open' : `capability:${needs.join('+')}`
+  }
+  const leaders = (s: StreamSummary) =>
+    s.placement.map((p) => (p.leader === null ? '?' : `…${p.leader.slice(-6)}`)).join(',')
   return `${table(
     [
-      ['NAME', 'CLUSTER', 'SUBJECT', 'PARTITIONS', 'REPLICAS'],
-      ...list.map((s) => [s.name, s.cluster, s.subject, String(s.partitions), String(s.replicas)]),
+      ['NAME', 'CLUSTER', 'SUBJECT', 'PARTITIONS', 'REPLICAS', 'RETENTION', 'ACCESS', 'LEADERS'],
+      ...list.map((s) => [
+        s.name,
+        s.cluster,
+        s.subject,
+        String(s.partitions),
+        String(s.replicas),
+        retention(s),
+        access(s),
+        leaders(s),
+      ]),
     ],
     '',
   )}\n`

@@ -9,7 +9,14 @@
  */
 import { MAX_PURGE_KEY_BYTES } from '../constants.js'
 import { InvalidArgumentError } from '../errors.js'
-import type { ConsumerInfo, ConsumerSummary, StreamCallOptions, StreamInfo, StreamUpdate } from '../types.js'
+import type {
+  ConsumerInfo,
+  ConsumerSummary,
+  StreamCallOptions,
+  StreamInfo,
+  StreamSummary,
+  StreamUpdate,
+} from '../types.js'
 import { checkOptions, describe } from '../util/validate.js'
 import type { StreamsClient } from './client.js'
 import {
@@ -20,12 +27,37 @@ import {
   readTally,
 } from './consumer/consumer-wire.js'
 import { encodePurgeCall } from './host/purge.js'
+import type { StreamDirectory } from './meta/directory.js'
 import { newRequestId } from './meta/metadata.js'
-import { checkStreamName, validateStreamUpdate } from './meta/metadata-codec.js'
-import { decodeOffsetReply, encodeMetaCall, type MetaCall } from './wire.js'
+import { accessOf, checkStreamName, validateStreamUpdate } from './meta/metadata-codec.js'
+import { decodeOffsetReply, encodeMetaCall, type MetaCall, type PartitionRef } from './wire.js'
 
 const utf8 = new TextEncoder()
 const nameOf = (v: unknown, field: string) => checkStreamName(v, field)
+
+/** `streams.list`: see `Streams.list` (`leaderOf`: the leader of a partition as known here). */
+export function listStreams(
+  directory: StreamDirectory,
+  leaderOf: (ref: PartitionRef) => string | null,
+): StreamSummary[] {
+  return directory.list().map(({ cluster, meta }) => ({
+    name: meta.name,
+    cluster,
+    subject: meta.subject,
+    partitions: meta.partitions,
+    replicas: meta.replicas,
+    retention: { ...meta.retention },
+    compact: meta.compact,
+    duplicateWindow: meta.duplicateWindow,
+    access: { ...accessOf(meta) },
+    metadataLeader: directory.tableInfo(cluster)?.leader ?? null,
+    placement: meta.placement.map((replicas, partition) => ({
+      partition,
+      replicas: [...replicas],
+      leader: leaderOf({ stream: meta.name, createdIndex: meta.createdIndex, partition }),
+    })),
+  }))
+}
 
 /** `streams.update`: see `Streams.update`. */
 export async function updateStream(

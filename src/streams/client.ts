@@ -36,7 +36,14 @@ import type {
 import { checkOptions, checkSignal, checkTimeout, describe } from '../util/validate.js'
 import type { AdminCredentials } from './access/authz.js'
 import { type DataAuth, DataCredentials, GrantPresenter } from './access/grants.js'
-import { consumerInfo, deleteConsumer, listConsumers, purgeStream, updateStream } from './admin.js'
+import {
+  consumerInfo,
+  deleteConsumer,
+  listConsumers,
+  listStreams,
+  purgeStream,
+  updateStream,
+} from './admin.js'
 import { encodeSeek, type LeaderReply, type SeekTarget } from './consumer/consumer-wire.js'
 import { partitionKey } from './host/host.js'
 import type { KnownStream, StreamDirectory } from './meta/directory.js'
@@ -74,6 +81,8 @@ export interface StreamsClientDeps {
   self: string
   rpc: PeerRpc
   directory: StreamDirectory
+  /** The leader of a partition this node hosts, as its replica sees it (`streams.list`). */
+  localLeader?: (ref: PartitionRef) => string | null | undefined
   members(cluster: string): string[]
   /** Proven members of a cluster with a data directory (they host replicas and metadata). */
   storageMembers(cluster: string): string[]
@@ -151,13 +160,10 @@ export class StreamsClient {
       info: (name, options) => this.info(name, options),
       delete: (name, options) => this.delete(name, options),
       list: () =>
-        d.directory.list().map(({ cluster, meta }) => ({
-          name: meta.name,
-          cluster,
-          subject: meta.subject,
-          partitions: meta.partitions,
-          replicas: meta.replicas,
-        })),
+        listStreams(
+          d.directory,
+          (ref) => d.localLeader?.(ref) ?? this.leaders.get(partitionKey(ref)) ?? null,
+        ),
       update: (name, changes, options) => updateStream(this, name, changes, options),
       purge: (name, target, options) => purgeStream(this, name, target, options),
       consumers: (stream, options) => listConsumers(this, stream, options),

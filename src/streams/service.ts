@@ -136,6 +136,7 @@ export class StreamService {
       self: d.self,
       rpc: d.rpc,
       directory: this.directory,
+      localLeader: (ref) => this.hosted.get(partitionKey(ref))?.replica.raft?.leader,
       members: d.members,
       storageMembers: d.storageMembers,
       admin: new AdminCredentials(d.network, d.credentials, (c) => d.signer(c)),

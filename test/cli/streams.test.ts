@@ -160,10 +160,13 @@ describe('plexus stream, publish --ack, consume, status', () => {
     expect(infoJson.partitions[0].nextOffset).toBe(4)
     expect(ids).toContain(infoJson.partitions[0].leader)
     const list = await runCli(['stream', 'list'], { env })
-    expect(list.stdout).toMatch(/^orders +db +orders\.> +1 +3$/m)
-    expect(JSON.parse((await runCli(['stream', 'list', '--json'], { env })).stdout)).toEqual([
-      { name: 'orders', cluster: 'db', subject: 'orders.>', partitions: 1, replicas: 3 },
+    expect(list.stdout).toMatch(/^NAME +CLUSTER +SUBJECT +PARTITIONS +REPLICAS +RETENTION +ACCESS +LEADERS$/m)
+    expect(list.stdout).toMatch(/^orders +db +orders\.> +1 +3 +none +open +(\?|…\S{6})$/m)
+    const listed = JSON.parse((await runCli(['stream', 'ls', '--json'], { env })).stdout)
+    expect(listed).toMatchObject([
+      { name: 'orders', cluster: 'db', subject: 'orders.>', partitions: 1, replicas: 3, retention: {} },
     ])
+    expect(listed[0].placement[0].replicas.sort()).toEqual([...ids].sort())
 
     // status: the stream with partitions, leader and in-sync replicas asked through the relay.
     const status = await runCli(['status'], { env })

@@ -29,7 +29,7 @@ import {
   encodeStreamList,
   encodeStreamName,
 } from '../../relay/wire/protocol-streams.js'
-import { generateKey, type StreamInfo } from '../../src/index.js'
+import { generateKey, type StreamInfo, type StreamSummary } from '../../src/index.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../../src/util/binary.js'
 import { startNode, uniqueNetwork } from '../helpers/nodes.js'
 import { RawPeer } from './helpers.js'
@@ -108,12 +108,51 @@ describe('stream frame codecs', () => {
       ],
     }
     expect(roundTrip((w) => encodeStreamInfo(w, info), decodeStreamInfo)).toEqual(info)
-    const list = [
-      { name: 'a', cluster: 'c', subject: 'a.>', partitions: 4, replicas: 3 },
-      { name: 'b', cluster: 'c', subject: 'b', partitions: 1, replicas: 1 },
+    const base = { retention: {}, compact: false, duplicateWindow: 120_000 }
+    const list: StreamSummary[] = [
+      {
+        name: 'a',
+        cluster: 'c',
+        subject: 'a.>',
+        partitions: 2,
+        replicas: 2,
+        ...base,
+        retention: { maxAge: 1000 },
+        access: { publish: 'capability', consume: 'open' },
+        metadataLeader: 'M',
+        placement: [
+          { partition: 0, replicas: ['A', 'B'], leader: 'A' },
+          { partition: 1, replicas: ['B', 'A'], leader: null },
+        ],
+      },
+      {
+        name: 'b',
+        cluster: 'c',
+        subject: 'b',
+        partitions: 1,
+        replicas: 1,
+        ...base,
+        compact: true,
+        access: { publish: 'open', consume: 'open' },
+        metadataLeader: null,
+        placement: [{ partition: 0, replicas: ['A'], leader: null }],
+      },
     ]
-    expect(roundTrip((w) => encodeStreamList(w, list), decodeStreamList)).toEqual(list)
-    expect(roundTrip((w) => encodeStreamList(w, []), decodeStreamList)).toEqual([])
+    expect(roundTrip((w) => encodeStreamList(w, list, true), decodeStreamList)).toEqual(list)
+    expect(roundTrip((w) => encodeStreamList(w, [], true), decodeStreamList)).toEqual([])
+    // Without details (an older client's empty STREAM_LIST): the five base fields only.
+    const w = new BinaryWriter(64)
+    encodeStreamList(w, list.slice(1), false)
+    const r = new BinaryReader(w.finish())
+    expect([r.u32(), r.str(), r.str(), r.str(), r.u32(), r.u16(), r.remaining]).toEqual([
+      1,
+      'b',
+      'c',
+      'b',
+      1,
+      1,
+      0,
+    ])
 
     const consumes: ConsumeBody[] = [
       { consumerId: 1, stream: 's', from: 'earliest', window: 1 << 21 },
@@ -216,7 +255,8 @@ describe('stream frames under hostile input', () => {
       [Op.StreamCreate, (w) => w.str('n')],
       [Op.StreamInfo, (w) => w.str('n')],
       [Op.StreamDelete, (w) => w.str('n').u32(0).u8(1)],
-      [Op.StreamList, (w) => w.u8(1)],
+      [Op.StreamList, (w) => w.u8(2)],
+      [Op.StreamList, (w) => w.u8(1).u8(0)],
       [
         Op.Consume,
         (w) =>

@@ -63,9 +63,24 @@ describe('durable streams through the relay', () => {
     expect(
       (await client.streams.create('orders', { cluster: 'db', subject: 'orders.>', replicas: 3 })).name,
     ).toBe('orders')
-    expect(await client.streams.list()).toEqual([
-      { name: 'orders', cluster: 'db', subject: 'orders.>', partitions: 1, replicas: 3 },
+    const listed = await client.streams.list()
+    expect(listed).toMatchObject([
+      {
+        name: 'orders',
+        cluster: 'db',
+        subject: 'orders.>',
+        partitions: 1,
+        replicas: 3,
+        retention: {},
+        compact: false,
+        duplicateWindow: 120_000,
+        access: { publish: 'open', consume: 'open' },
+      },
     ])
+    expect(listed[0]!.placement.map((p) => [p.partition, p.replicas])).toEqual([
+      [0, info.partitions[0]!.replicas],
+    ])
+    expect(members.map((m) => m.id)).toContain(listed[0]!.metadataLeader)
 
     const acks = []
     for (let i = 0; i < 20; i++) {
@@ -81,6 +96,9 @@ describe('durable streams through the relay', () => {
     }
     expect(acks.map((a) => a!.offset)).toEqual(Array.from({ length: 20 }, (_, i) => i))
     expect(acks[0]).toEqual({ stream: 'orders', partition: 0, offset: 0 })
+    // The relay node routed those publishes: list() now names the partition leader it reached.
+    const leader = (await client.streams.info('orders')).partitions[0]!.leader
+    expect((await client.streams.list())[0]!.placement[0]!.leader).toBe(leader)
     expect(await client.publish('orders.us', 'last', { ack: 'leader' })).toEqual({
       stream: 'orders',
       partition: 0,

@@ -199,8 +199,14 @@ export function registerStreams(program: Command): void {
 
   stream
     .command('list')
-    .description('list the streams the local node knows')
-    .option('--json', 'print a JSON array')
+    .alias('ls')
+    .description(
+      'list the streams the node knows: configuration, placement and partition leaders (no call per stream)',
+    )
+    .option(
+      '--json',
+      'print a JSON array of stream summaries (retention, access, per partition replicas and leader)',
+    )
     .action(async (flags: { json?: boolean }) => {
       const list = await withRelay((client) => client.streams.list())
       await writeOut(process.stdout, flags.json ? `${JSON.stringify(list)}\n` : formatStreamList(list))
