@@ -25,6 +25,8 @@ import { LinkManager } from './link/manager.js'
 import { observeLogs } from './log/observers.js'
 import type { Dashboard, Health, HttpEndpoint, NodeMetrics, NodeParts } from './observe/index.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
+import { FarDelivery } from './overlay/deliver.js'
+import { InterestRecords, OVERLAY_INTEREST } from './overlay/interest.js'
 import { OVERLAY_DROP, OVERLAY_PROPOSE, Overlay } from './overlay/overlay.js'
 import { PubSub } from './pubsub/pubsub.js'
 import { PUBSUB_SYNC, SYNC_TIMEOUT } from './pubsub/ready.js'
@@ -121,6 +123,7 @@ export function nodeInternals(node: PlexusNode): {
    */
   relayAnnouncements(on: boolean): void
   overlay: Overlay
+  records: InterestRecords
 } {
   if (!(node instanceof Node)) throw new InvalidArgumentError('not a node made by createNode')
   return {
@@ -130,6 +133,7 @@ export function nodeInternals(node: PlexusNode): {
       node.relaysAnnouncements = on
     },
     overlay: node.overlay,
+    records: node.records,
   }
 }
 
@@ -149,6 +153,10 @@ class Node implements PlexusNode {
   relaysAnnouncements = true
   /** Which links are kept: neighbours and on-demand links (internal; see nodeInternals). */
   overlay!: Overlay
+  /** Every node's signed interest, spread over the neighbours (bounded links). */
+  records!: InterestRecords
+  /** Publishes to subscribers without a link. */
+  private far!: FarDelivery
   /** Raft traffic of every group this node takes part in (internal; see nodeInternals). */
   raft!: RaftTransport
   private rpc!: PeerRpc
@@ -199,10 +207,11 @@ class Node implements PlexusNode {
   async start(): Promise<void> {
     if (this.cfg.gcTuning) tuneGc()
     if (this.cfg.dataDir !== undefined) this.dirLock = lockDataDir(this.cfg.dataDir)
+    const privateKey = await loadIdentity(this.cfg.dataDir)
     this.libp2p = await buildLibp2p({
       network: this.cfg.network,
       cipher: this.cfg.cipher,
-      privateKey: await loadIdentity(this.cfg.dataDir),
+      privateKey,
       listen: this.cfg.listen,
       bootstrap: this.cfg.bootstrap,
       networkKey: this.cfg.networkKey,
@@ -270,6 +279,32 @@ class Node implements PlexusNode {
       link,
       count,
       sync: (p) => this.syncPeer(p),
+      farRoute: (t) => this.records.route(t),
+      sendFar: (p, frame) => this.far.send(p, frame),
+      interestChanged: () => this.records.changed(),
+    })
+    this.far = new FarDelivery({
+      link,
+      open: (p) => this.overlay.open(p),
+      count: (c, n = 1) => {
+        this.counters[c] = (this.counters[c] ?? 0) + n
+      },
+    })
+    this.records = new InterestRecords({
+      self,
+      network: this.cfg.network,
+      now,
+      sign: async (d) => privateKey.sign(d),
+      addresses: () => this.addresses.slice(0, 16),
+      patterns: () => this.pubsub.localPatterns(),
+      flood: (bytes, except) => {
+        for (const l of this.links.all()) {
+          if (l.peer !== except && this.overlay.isNeighbour(l.peer))
+            this.rpc.notify(l.peer, OVERLAY_INTEREST, bytes)
+        }
+      },
+      learned: (p, addrs) => this.overlay.learn(p, addrs),
+      count,
     })
     this.broadcaster = new Broadcaster({
       self,
@@ -422,13 +457,21 @@ class Node implements PlexusNode {
       call: (p, method, body, timeout) => this.rpc.call(p, method, body, { timeout }),
       count,
       changed: () => this.notifyChange(),
+      neighbourAdded: (p) => {
+        for (const bytes of this.records.snapshot()) this.rpc.notify(p, OVERLAY_INTEREST, bytes)
+      },
       logger: childLogger(this.cfg.logger, 'overlay'),
     })
     this.rpc.handle(OVERLAY_PROPOSE, (_b, ctx) => this.overlay.onPropose(ctx.from))
     this.rpc.handle(OVERLAY_DROP, (_b, ctx) => this.overlay.onDrop(ctx.from))
+    this.rpc.handle(OVERLAY_INTEREST, (b, ctx) => {
+      void this.records.receive(b, ctx.from)
+      return NO_BYTES
+    })
     this.overlay.start()
     await this.links.start()
     this.directory.start()
+    this.records.start()
     await this.dialer.start({ local: this.cfg.local, bootstrap: this.cfg.bootstrap })
     if (this.cfg.relay) {
       this.relayServer = await startRelay(this, {
@@ -905,6 +948,9 @@ class Node implements PlexusNode {
     counters['links.lruClosed'] = this.overlay.closed.lru
     counters['links.trimmed'] = this.overlay.closed.trimmed
     counters['links.refusedByPeers'] = this.overlay.closed.refused
+    counters['interest.records'] = this.records.size
+    for (const [reason, n] of Object.entries(this.records.refused)) counters[`interest.refused.${reason}`] = n
+    counters['pubsub.farPending'] = this.far.pending
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
     counters['pubsub.published'] = this.pubsub.published
@@ -975,7 +1021,9 @@ class Node implements PlexusNode {
     this.client?.abortAll()
     this.server?.abortAll()
     this.tunnels?.closeAll()
+    await this.records?.stop()
     this.pubsub?.close()
+    this.far?.clear()
     this.overlay?.stop()
     await this.dialer?.stop()
     await this.links?.stop()

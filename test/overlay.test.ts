@@ -2,7 +2,9 @@
  * Bounded links (src/overlay/): real nodes over loopback on one network, found through the
  * same-host registry. With `maxLinks: 4`, 12 nodes keep at most 4 neighbour links each, the
  * neighbour graph stays connected, membership still reaches everyone, a member that is not a
- * neighbour is reached over an on-demand link, and an idle on-demand link closes. A small
+ * neighbour is reached over an on-demand link, an idle on-demand link closes, and a
+ * subscriber with no link to the publisher gets every message in order (its interest travels
+ * in a signed record over the neighbours; the publisher links on demand). A small
  * network under the default bound stays a full mesh.
  */
 import { describe, expect, it } from 'vitest'
@@ -80,6 +82,42 @@ describe('bounded links', () => {
     expect(client.status().counters['links.idleClosed']).toBeGreaterThan(0)
     // And opens again on the next request.
     expect(Buffer.from(await client.request('solo', 'again', { timeout: 5000 })).toString()).toBe('again')
+
+    // Pub/sub: a subscriber with no link to the publisher gets every message, in order.
+    const linkedTo = (a: PlexusNode, b: PlexusNode) => a.status().peers.some((p) => p.id === b.id)
+    let pair: [PlexusNode, PlexusNode] | undefined
+    for (const p of nodes) {
+      const s = nodes.find((n) => n !== p && !linkedTo(p, n) && !linkedTo(n, p))
+      if (s) {
+        pair = [p, s]
+        break
+      }
+    }
+    expect(pair, 'some pair of nodes has no link').toBeDefined()
+    const [publisher, subscriber] = pair!
+    const got: string[] = []
+    const sub = subscriber.subscribe('news.>', (m) => {
+      got.push(m.string())
+    })
+    await sub.ready
+    await waitFor(
+      () => nodeInternals(publisher).records.route('news.eu').includes(subscriber.id),
+      10_000,
+      "the subscriber's interest record to reach the publisher",
+    )
+    expect(linkedTo(publisher, subscriber)).toBe(false)
+    const n = 200
+    for (let i = 0; i < n; i++) await publisher.publish(`news.${i % 2 ? 'eu' : 'us'}`, `m${i}`)
+    await waitFor(() => got.length >= n, 10_000, `${n} messages at the subscriber`)
+    expect(got).toEqual(Array.from({ length: n }, (_, i) => `m${i}`))
+    expect(publisher.status().peers.find((p) => p.id === subscriber.id)?.link).toBe('on-demand')
+    // Unsubscribed: the record without the pattern reaches the publisher, which stops sending.
+    sub.unsubscribe()
+    await waitFor(
+      () => !nodeInternals(publisher).records.route('news.eu').includes(subscriber.id),
+      10_000,
+      'the withdrawn interest to reach the publisher',
+    )
   }, 60_000)
 
   it('a 3-node network under the default bound is a full mesh of neighbours', async () => {

@@ -486,6 +486,8 @@ const NOT_EVENTS = new Set([
   'links.neighbours',
   'links.onDemand',
   'links.maxLinks',
+  'interest.records',
+  'pubsub.farPending',
   'pubsub.queueDropped',
   'requests.inFlight',
   'requests.serving',

@@ -52,6 +52,8 @@ export interface OverlayHost {
   count(counter: string): void
   /** Neighbours changed (waiters look again). */
   changed(): void
+  /** `peer` became a neighbour (it gets what gossip we hold). */
+  neighbourAdded?(peer: string): void
   logger?: Logger
 }
 
@@ -284,6 +286,7 @@ export class Overlay {
     if (this.neighbours.has(peer)) return
     this.neighbours.set(peer, this.host.now())
     this.declined.delete(peer)
+    this.host.neighbourAdded?.(peer)
     this.host.changed()
   }
 

@@ -9,8 +9,14 @@
  * bounded queue (`maxPending` messages / `maxPendingBytes`): when it is full, new messages
  * for that subscription are dropped and counted (`dropped`, `pubsub.dropped` in status).
  *
- * Readiness (`sub.ready`, `flush`): peers acknowledge the interest they applied; see
- * `ready.ts`. Queue groups (`subscribe(p, { queue })`, one member per message): `groups.ts`.
+ * With bounded links, a subscriber's plain patterns also travel in its signed interest record
+ * over the neighbour graph (src/overlay/interest.ts); a publisher sends to a matching node it
+ * has no interest from over an on-demand link (src/overlay/deliver.ts), once per node and in
+ * publish order like any other.
+ *
+ * Readiness (`sub.ready`, `flush`): linked peers acknowledge the interest they applied; see
+ * `ready.ts`. A publisher without a link learns it from the record, which readiness does not
+ * wait for. Queue groups (`subscribe(p, { queue })`, one member per message): `groups.ts`.
  */
 import { PEER_PATTERNS_TOTAL } from '../constants.js'
 import { AbortedError, InvalidArgumentError, TimeoutError } from '../errors.js'
@@ -50,6 +56,15 @@ export interface PubSubHost {
   count(counter: string, n?: number): void
   /** See `SyncHost.sync` in ready.ts: answers once `peer` applied the frames sent before. */
   sync(peer: string): Promise<unknown>
+  /**
+   * Bounded links (src/overlay/): peers whose interest record matches `topic`. Those we have
+   * no direct interest from (no link yet) get the message through `sendFar`.
+   */
+  farRoute?(topic: string): string[]
+  /** Sends an encoded Publish frame to a peer without a link (opening one on demand). */
+  sendFar?(peer: string, frame: Uint8Array): void
+  /** Our plain patterns changed (the interest record is re-signed). */
+  interestChanged?(): void
 }
 
 /** Pub/sub engine of one node. */
@@ -204,6 +219,36 @@ export class PubSub {
       )
     }
     this.sync.changed()
+    this.host.interestChanged?.()
+  }
+
+  /** Our plain subscription patterns (for the interest record). */
+  localPatterns(): string[] {
+    return [...this.patternCount.keys()]
+  }
+
+  /**
+   * Sends to the peers of `far` we have no direct interest from (`frame`: the encoded Publish
+   * frame when already made).
+   */
+  private publishFar(
+    far: string[],
+    topic: string,
+    data: Uint8Array,
+    key: Uint8Array | undefined,
+    headers: Record<string, string> | undefined,
+    frame: Uint8Array | undefined,
+  ): void {
+    for (const peer of far) {
+      if (this.remote.has(peer) || peer === this.host.self) continue
+      if (!frame) {
+        this.scratch.reset()
+        writeFrame(this.scratch, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers))
+        frame = this.scratch.finish()
+      }
+      this.sentToPeers++
+      this.host.sendFar!(peer, frame)
+    }
   }
 
   /** A link came up: tell the peer everything we are subscribed to. */
@@ -308,8 +353,8 @@ export class PubSub {
     }
     const peers = this.route(topic)
     let waits: Promise<void>[] | undefined
+    let frame: Uint8Array | undefined
     if (peers.length > 0) {
-      let frame: Uint8Array | undefined
       if (peers.length > 1) {
         // Encode once; every link copies the bytes into its own block.
         this.scratch.reset()
@@ -330,6 +375,8 @@ export class PubSub {
         if (link.crowded) (waits ??= []).push(link.writable(SENDER_WAIT_BYTES).catch(() => {}))
       }
     }
+    const far = this.host.farRoute?.(topic)
+    if (far !== undefined && far.length > 0) this.publishFar(far, topic, data, key, headers, frame)
     this.out = EMPTY
     if (this.local.size > 0) {
       const subs = this.localMatches(topic)
@@ -378,6 +425,8 @@ export class PubSub {
       if (queues) picks.delete(peer)
       send(peer, queues ? { queues, only: false } : undefined)
     }
+    const far = this.host.farRoute?.(topic)
+    if (far !== undefined && far.length > 0) this.publishFar(far, topic, data, key, headers, undefined)
     let localQueues: string[] | undefined
     for (const [peer, queues] of picks) {
       if (peer === self) localQueues = queues
