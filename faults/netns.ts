@@ -173,3 +173,102 @@ export class Netns {
       } catch {}
   }
 }
+
+/**
+ * Subnets joined by a router: one router namespace holding a bridge per subnet (the
+ * subnet's gateway, `.254`) with IP forwarding on, and host namespaces each on one subnet
+ * with a default route through it. Unicast crosses subnets through the router; multicast
+ * and broadcast stay inside their subnet (nothing routes them). No link to the runner's
+ * namespace. Names start with `prefix` plus the runner's pid (a test passes its own prefix).
+ *
+ *   <prefix><pid>-r: br0 10.N.0.254/24, br1 10.N.1.254/24, ... (ip_forward=1)
+ *   <prefix><pid>-s0h0: eth0 10.N.0.1 ─ veth into br0; <prefix><pid>-s1h0: eth0 10.N.1.1 ...
+ */
+export class RoutedNetns {
+  private readonly made: string[] = []
+  private destroyed = false
+
+  private constructor(
+    readonly prefix: string,
+    /** Second octet of every address (10.N.subnet.host). */
+    readonly octet: number,
+    /** Hosts per subnet. */
+    readonly hosts: readonly number[],
+  ) {}
+
+  /**
+   * Creates the router and `hosts[k]` host namespaces on subnet k (deleting what was made if
+   * a step fails). `prefix` names everything (`pxd` gives `pxd<pid>-r`, `pxd<pid>-s0h0`).
+   */
+  static async create(prefix: string, hosts: number[]): Promise<RoutedNetns> {
+    const ns = new RoutedNetns(`${prefix}${process.pid}`, 64 + (process.pid % 150), hosts)
+    try {
+      await ns.build()
+    } catch (err) {
+      await ns.destroy()
+      throw err
+    }
+    return ns
+  }
+
+  /** Name of the router namespace. */
+  get router(): string {
+    return `${this.prefix}-r`
+  }
+
+  /** Name of host `i` of subnet `k`. */
+  host(k: number, i: number): string {
+    return `${this.prefix}-s${k}h${i}`
+  }
+
+  /** Address of host `i` of subnet `k`. */
+  addr(k: number, i: number): string {
+    return `10.${this.octet}.${k}.${i + 1}`
+  }
+
+  /** Command prefix running a program in host `i` of subnet `k`. */
+  exec(k: number, i: number): string[] {
+    return ['ip', 'netns', 'exec', this.host(k, i)]
+  }
+
+  private async build(): Promise<void> {
+    const r = this.router
+    await ip('netns', 'add', r)
+    this.made.push(r)
+    await ip('-n', r, 'link', 'set', 'lo', 'up')
+    await run('ip', ['netns', 'exec', r, 'sysctl', '-qw', 'net.ipv4.ip_forward=1'])
+    for (let k = 0; k < this.hosts.length; k++) {
+      await ip('-n', r, 'link', 'add', `br${k}`, 'type', 'bridge')
+      await ip('-n', r, 'addr', 'add', `10.${this.octet}.${k}.254/24`, 'dev', `br${k}`)
+      await ip('-n', r, 'link', 'set', `br${k}`, 'up')
+      for (let i = 0; i < this.hosts[k]!; i++) {
+        const h = this.host(k, i)
+        await ip('netns', 'add', h)
+        this.made.push(h)
+        await ip('-n', h, 'link', 'set', 'lo', 'up')
+        await ip('-n', r, 'link', 'add', `v${k}h${i}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', h)
+        await ip('-n', r, 'link', 'set', `v${k}h${i}`, 'master', `br${k}`, 'up')
+        await ip('-n', h, 'addr', 'add', `${this.addr(k, i)}/24`, 'dev', 'eth0')
+        await ip('-n', h, 'link', 'set', 'eth0', 'up')
+        await ip('-n', h, 'route', 'add', 'default', 'via', `10.${this.octet}.${k}.254`)
+      }
+    }
+  }
+
+  /** Deletes every namespace this object made (idempotent, never throws). */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return
+    this.destroyed = true
+    for (const name of this.made.reverse()) await ip('netns', 'del', name).catch(() => {})
+  }
+
+  /** Synchronous best-effort cleanup for process exit handlers. */
+  destroySync(): void {
+    if (this.destroyed) return
+    this.destroyed = true
+    for (const name of this.made.reverse())
+      try {
+        execFileSync('ip', ['netns', 'del', name])
+      } catch {}
+  }
+}
