@@ -237,12 +237,13 @@ class Node implements PlexusNode {
         findProviders: routing.findProviders,
         ready: routing.ready,
         linked: (p) => this.links.get(p) !== undefined,
+        known: (c, p) => this.directory.isMember(c, p),
         dial: (p, addrs) => this.dialer.providerFound(p, addrs),
         changed: () => this.notifyChange(),
       })
     }
     const dht = this.dht
-    const lookup = dht && ((c: string) => dht.lookup(c))
+    const lookup = dht && ((c: string) => dht.lookup(c, this.directory.members(c).length === 0))
     const nextChange = (signal: AbortSignal) => this.nextChange(signal)
     // Loaded only when asked for: nodes without `http` do not load prom-client.
     const observe = this.cfg.http ? await import('./observe/index.js') : undefined

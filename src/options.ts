@@ -204,7 +204,8 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     bootstrap,
     local: discovery.local !== false,
     mdns: discovery.mdns !== undefined && discovery.mdns !== false,
-    dht: discovery.dht === true,
+    // On when bootstrap addresses are given (cheap: docs/operations.md, "Across networks").
+    dht: discovery.dht ?? bootstrap.length > 0,
     dataDir: o.dataDir,
     relay,
     http,

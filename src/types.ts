@@ -60,7 +60,9 @@ export interface NodeOptions {
   /** Multiaddrs of known nodes to dial at start and keep dialling while unreachable. */
   bootstrap?: string[]
   /** Discovery methods. Same-host discovery (`local`) is on by default; mDNS is on by default
-   * in the CLI and off by default in the library; the DHT is off by default. */
+   * in the CLI and off by default in the library; the DHT (members advertise their clusters
+   * in it, calls look up clusters with no known member) is on by default when `bootstrap` is
+   * given, else off. */
   discovery?: { local?: boolean; mdns?: boolean | { interface?: string }; dht?: boolean }
   /** Directory for the identity (same peer id after restart) and stream data. */
   dataDir?: string

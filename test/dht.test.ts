@@ -44,6 +44,8 @@ class FakeHost implements DhtHost {
   peers = 1
   ready = () => this.peers > 0
   linked = (p: string) => this.linkedPeers.has(p)
+  members = new Set<string>()
+  known = (_c: string, p: string) => this.members.has(p)
   dial = (p: string) => {
     this.dialled.push(p)
   }
@@ -154,6 +156,29 @@ describe('ClusterDht lookups', () => {
     await settle()
     expect(d.inFlight).toBe(0)
     expect(d.lookup('svc')).toBe(false) // stopped
+  })
+
+  it('with members known but unreachable the call does not wait; new providers are waited for', async () => {
+    const h = new FakeHost()
+    const d = new ClusterDht(h)
+    h.members.add('old')
+    expect(d.lookup('svc', false)).toBe(false) // started, but not waited for
+    expect(h.finds).toHaveLength(1)
+    expect(d.lookup('svc', false)).toBe(false)
+    h.finds[0]!.release([{ id: 'old', addrs: [] }])
+    await settle()
+    expect(d.counters.providersFound).toBe(1)
+    expect(d.lookup('svc', false)).toBe(false) // found only what was known
+    h.clock += DHT.cacheMs
+    expect(d.lookup('svc', false)).toBe(false)
+    h.finds[1]!.release([
+      { id: 'old', addrs: [] },
+      { id: 'new', addrs: [] },
+    ])
+    await settle()
+    expect(d.lookup('svc', false)).toBe(true) // a new provider is being reached
+    expect(h.dialled).toEqual(['new']) // known members are the redialler's business
+    d.stop()
   })
 
   it('starts no lookup while the DHT has no peer to ask', () => {

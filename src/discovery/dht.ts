@@ -58,6 +58,8 @@ export interface DhtHost {
   ready(): boolean
   /** True when a link to `peer` is open. */
   linked(peer: string): boolean
+  /** True when `peer` is already a proven member of `cluster` (found again, it is nothing new). */
+  known(cluster: string, peer: string): boolean
   /** Dials `peer` through the discovery dial path (never throws). */
   dial(peer: string, addrs: string[]): void
   /** A lookup ended: callers waiting on it re-check. */
@@ -69,12 +71,13 @@ export interface DhtHost {
 
 /** One cluster's lookup state. */
 interface Lookup {
+  cluster: string
   key: CID
   running: boolean
   ac: AbortController
   /** When it ended (ms), or 0 while running. */
   doneAt: number
-  /** Providers found (not this node). */
+  /** Providers found that were not known members (not this node). */
   found: number
   /** Providers dialled for it, not yet seen as members. */
   dialled: Set<string>
@@ -167,20 +170,23 @@ export class ClusterDht {
   /**
    * A call addresses `cluster` and has no (reachable) member: true while it is worth waiting
    * for one found through the DHT. Starts a lookup unless one is running or a finished one is
-   * still cached; false when the last lookup found nothing (or its providers had
-   * `DHT.reachWait` to announce themselves), when `DHT.maxLookups` are running, or when the
-   * DHT has no peer to ask yet (a node just started: the call's own discovery grace covers
-   * that, and the next check after the first DHT peer starts the lookup).
+   * still cached. True while it runs when `none` (no member of the cluster is known at all;
+   * with known but unreachable members the call fails at once as before, and the lookup runs
+   * for the next calls), and for `DHT.reachWait` after one that found providers that were
+   * not known members (while they are dialled and announce themselves). False when the last
+   * lookup found nothing new, when `DHT.maxLookups` are running, or when the DHT has no peer
+   * to ask yet (a node just started: the call's own discovery grace covers that, and the next
+   * check after the first DHT peer starts the lookup).
    */
-  lookup(cluster: string): boolean {
+  lookup(cluster: string, none = true): boolean {
     if (this.stopped) return false
     const now = this.now()
     const e = this.lookups.get(cluster)
-    if (e?.running) return true
+    if (e?.running) return none
     if (e && now - e.doneAt < DHT.cacheMs) return e.found > 0 && now - e.doneAt < DHT.reachWait
     if (this.running >= DHT.maxLookups || !this.host.ready()) return false
     this.start(cluster, e?.key ?? clusterKey(this.host.network, cluster))
-    return true
+    return none
   }
 
   /** `peer` was accepted as a member of `cluster`: counted when a lookup dialled it. */
@@ -206,6 +212,7 @@ export class ClusterDht {
 
   private start(cluster: string, key: CID): void {
     const e: Lookup = {
+      cluster,
       key,
       running: true,
       ac: new AbortController(),
@@ -238,8 +245,9 @@ export class ClusterDht {
       for await (const p of this.host.findProviders(e.key, signal)) {
         if (p.id === this.host.self || seen.has(p.id)) continue
         seen.add(p.id)
-        e.found++
         this.counters.providersFound++
+        if (this.host.known(e.cluster, p.id)) continue
+        e.found++
         if (!this.host.linked(p.id)) {
           e.dialled.add(p.id)
           this.host.dial(p.id, p.addrs)

@@ -52,6 +52,7 @@ export interface NodeFlags {
   maxLinks?: number
   mdns: boolean
   local: boolean
+  dht?: boolean
   gcTuning: boolean
   config?: string
   printConfig?: boolean
@@ -142,6 +143,11 @@ export function registerNode(
       parsePositiveInt('--max-links'),
     )
     .option('--no-mdns', 'do not use mDNS (LAN multicast) discovery')
+    .option(
+      '--dht',
+      'run the Kademlia DHT: members advertise their clusters, calls look up clusters with no known member (default: on with --bootstrap)',
+    )
+    .option('--no-dht', 'do not run the DHT, even with --bootstrap')
     .option(
       '--no-local',
       'do not find (or be found by) other nodes on this machine through the same-host registry',
@@ -270,7 +276,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     listen: flags.listen,
     bootstrap: flags.bootstrap,
     dataDir: flags.dataDir,
-    discovery: { mdns: flags.mdns, local: flags.local },
+    discovery: { mdns: flags.mdns, local: flags.local, dht: flags.dht },
     gcTuning: flags.gcTuning,
     maxLinks: flags.maxLinks,
     relay: {
