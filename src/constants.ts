@@ -65,6 +65,13 @@ export const DEFAULT_REPLACE_REPLICA_AFTER = 60_000
  * slightly behind).
  */
 export const DEFAULT_RAFT_LOG_BYTES = 32 * 1024 * 1024
+/**
+ * Heartbeats a Raft leader sends within a follower's shortest election timeout, when the
+ * driver is not given `heartbeatTick` (replication/driver.ts `defaultHeartbeatTick`): 3, so a
+ * follower campaigns only after three heartbeats in a row went missing, and an idle group
+ * costs a third of what one heartbeat per tick cost.
+ */
+export const RAFT_HEARTBEATS_PER_ELECTION = 3
 /** Largest `streams.raftLogBytes` a node accepts: the raft log window is disk per replica. */
 export const MAX_RAFT_LOG_BYTES = 16 * 1024 * 1024 * 1024
 /** Default relay endpoint (thin clients and the CLI). */

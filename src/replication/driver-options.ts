@@ -64,7 +64,10 @@ export interface ReplicaDriverOptions {
   tickMs?: number
   /** Ticks before a follower campaigns (default 10, randomized in [n, 2n)). */
   electionTick?: number
-  /** Ticks between heartbeats (default 1). */
+  /**
+   * Ticks between a leader's heartbeats (default a third of `electionTick`, at least 1:
+   * 3 ticks, 150 ms, with the defaults; see `defaultHeartbeatTick`).
+   */
   heartbeatTick?: number
   /** Randomness for election jitter (default `Math.random`). */
   rand?: () => number

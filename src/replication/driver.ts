@@ -1,7 +1,7 @@
 /**
  * `ReplicaDriver`: the etcd-style loop around one `RawNode`, persisting to a
- * `RaftLogStorage`. It owns the clock (a tick timer), batches local proposals, and runs the
- * Ready loop in the order the core's contract requires:
+ * `RaftLogStorage`. It ticks on the process's shared clock (`ticker.ts`), batches local
+ * proposals, and runs the Ready loop in the order the core's contract requires:
  *
  *   1. persist the Ready's snapshot, entries and hard state, awaiting the fsync;
  *   2. only then send its messages (they may promise that step 1 is durable);
@@ -16,6 +16,7 @@
  * No networking inside: the transport is injected as `send(to, bytes)` and feeds
  * `receive(from, bytes)`.
  */
+import { RAFT_HEARTBEATS_PER_ELECTION } from '../constants.js'
 import { AbortedError, InvalidArgumentError, OverloadedError } from '../errors.js'
 import {
   type ConfChange,
@@ -34,9 +35,20 @@ import type { DriverStats, ReplicaDriverOptions } from './driver-options.js'
 import { LeadershipLostError, NotLeaderError } from './errors.js'
 import { type ProposalStages, ProposalTracker, type Queued, type Waiter } from './proposals.js'
 import { RaftLogStorage } from './storage.js'
+import { onTick } from './ticker.js'
 
 export type { DriverStats, LeaderChange, ReplicaDriverOptions } from './driver-options.js'
 export type { ProposalStages } from './proposals.js'
+
+/**
+ * Ticks between a leader's heartbeats when not configured: a third of the election timeout
+ * (at least 1), so a follower's shortest election timeout spans three heartbeats. Every
+ * heartbeat is a message to each follower and an answer back, the whole cost of an idle
+ * group; with the defaults (50 ms ticks, 10 ticks to an election) one every 150 ms.
+ */
+export function defaultHeartbeatTick(electionTick: number): number {
+  return Math.max(1, Math.floor(electionTick / RAFT_HEARTBEATS_PER_ELECTION))
+}
 
 /**
  * One Raft member, driven. Ordering: committed entries reach `apply` in index order, each
@@ -49,7 +61,8 @@ export class ReplicaDriver {
   private readonly opts: ReplicaDriverOptions
   private node: RawNode | undefined
   private store: RaftLogStorage | undefined
-  private timer: NodeJS.Timeout | undefined
+  /** Unsubscribes from the process's shared clock (`ticker.ts`). */
+  private untick: (() => void) | undefined
   private running: Promise<void> | undefined
   private scheduled = false
   /** Work arrived while the loop was running (see `schedule`). */
@@ -126,7 +139,7 @@ export class ReplicaDriver {
         rand: o.rand ?? Math.random,
         applied: o.applied ?? 0,
         electionTick: o.electionTick ?? 10,
-        heartbeatTick: o.heartbeatTick ?? 1,
+        heartbeatTick: o.heartbeatTick ?? defaultHeartbeatTick(o.electionTick ?? 10),
         recovering: store.recovering,
         ...o.raft,
       })
@@ -161,8 +174,7 @@ export class ReplicaDriver {
         this.schedule()
       })()
     }
-    this.timer = setInterval(() => this.tick(), o.tickMs ?? 50)
-    this.timer.unref()
+    this.untick = onTick(o.tickMs ?? 50, () => this.tick())
   }
 
   /**
@@ -176,7 +188,8 @@ export class ReplicaDriver {
     const flush = options.flush ?? true
     this.state = 'stopping'
     this.killed = !flush
-    if (this.timer) clearInterval(this.timer)
+    this.untick?.()
+    this.untick = undefined
     this.proposals.rejectAll(new AbortedError('replica stopped'))
     await this.restoring?.catch(() => {}) // the application's restore watches its own stop
     if (flush) await this.running?.catch(() => {})
@@ -336,7 +349,8 @@ export class ReplicaDriver {
   private tick(): void {
     if (this.state !== 'running' || this.node === undefined) return
     this.node.tick()
-    this.schedule()
+    // Most ticks of an idle member change nothing: no loop round for them.
+    if (this.node.hasReady()) this.schedule()
   }
 
   private schedule(): void {
