@@ -3,7 +3,8 @@
  * record (pid, process start time and loopback addresses) into a directory shared by all
  * nodes of its network on this machine
  * (`<tmpdir>/plexus-local/<network>-<key tag>/<peer id>.json`), watches the directory and
- * rescans it every second. The record is written atomically (temp file + rename) and
+ * rescans it every second (a rescan rereads only the records the watcher saw change, and
+ * every record after 10 s). The record is written atomically (temp file + rename) and
  * removed on stop, with the directory when it is left empty. Records of dead processes (or
  * of a pid now running another process) are removed by every scan, and at each start and
  * stop `sweepLocalRoot` cleans the directories of every network: dead records, temp files
@@ -18,6 +19,12 @@ import { LOCAL_DISCOVERY } from '../constants.js'
 import { pidAlive, startTimeOf } from '../util/data-dir-lock.js'
 import { sha256 } from '../util/keys.js'
 
+/**
+ * A record read by a scan is reused by later scans for this long (ms) unless the directory
+ * watcher reports a change of its file: a rescan then costs one `readdir` and a liveness
+ * check of each known pid, not a file read per node.
+ */
+const RECORD_REUSE_MS = 10_000
 /** A temp record file this old (ms) was left by a process that died while writing it. */
 const TMP_STALE_AFTER = 10_000
 /** Most network directories one sweep looks into (the rest wait for a later one). */
@@ -131,6 +138,8 @@ export class LocalDiscovery {
   private scanning = false
   private rescan = false
   private stopped = false
+  /** Records read by earlier scans, by file name, and when (see `RECORD_REUSE_MS`). */
+  private readonly known = new Map<string, { rec: LocalRecord; at: number }>()
 
   constructor(private readonly opts: LocalDiscoveryOptions) {
     this.dir = localDirectory(opts.network, opts.networkKey, opts.root)
@@ -141,7 +150,11 @@ export class LocalDiscovery {
     await sweepLocalRoot(this.opts.root)
     await this.publish()
     try {
-      this.watcher = watch(this.dir, () => void this.scan())
+      this.watcher = watch(this.dir, (_event, name) => {
+        if (typeof name === 'string') this.known.delete(name)
+        else this.known.clear()
+        void this.scan()
+      })
       this.watcher.on('error', () => {})
       this.watcher.unref()
     } catch {
@@ -195,17 +208,34 @@ export class LocalDiscovery {
         }
         // Our record (or the directory) removed by someone else: write it again.
         if (!names.includes(`${this.opts.self}.json`) && !this.stopped) await this.publish().catch(() => {})
+        const listed = new Set(names)
+        for (const name of this.known.keys()) if (!listed.has(name)) this.known.delete(name)
         for (const name of names) {
           if (!name.endsWith('.json') || name === `${this.opts.self}.json`) continue
           const path = join(this.dir, name)
-          let rec: LocalRecord | undefined
-          try {
-            rec = parseRecord(await readFile(path, 'utf8'))
-          } catch {
-            continue
+          const now = Date.now()
+          let k = this.known.get(name)
+          const reread = k === undefined || now - k.at >= RECORD_REUSE_MS
+          if (reread) {
+            let rec: LocalRecord | undefined
+            try {
+              rec = parseRecord(await readFile(path, 'utf8'))
+            } catch {
+              this.known.delete(name)
+              continue
+            }
+            if (rec === undefined) {
+              this.known.delete(name)
+              continue
+            }
+            k = { rec, at: now }
+            this.known.set(name, k)
           }
-          if (rec === undefined) continue
-          if (dead(rec)) {
+          const rec = k!.rec
+          // A reused pid is caught by the start time, checked when the record is (re)read;
+          // a process gone is caught at once.
+          if (reread ? dead(rec) : !pidAlive(rec.pid)) {
+            this.known.delete(name)
             await unlink(path).catch(() => {})
             continue
           }
