@@ -12,7 +12,7 @@
  * 2.9.10 refuses the config with `unknown field "sync_interval"`).
  */
 import { connect, type NatsConnection } from 'nats'
-import { CPU_PER_MSG } from './cpu.js'
+import { CPU_PER_MSG, idleCpu } from './cpu.js'
 import { BENCH_STREAM, startJetStreamCluster } from './stream-clusters.js'
 import { concurrent, type LatencySummary, type Row, sequential } from './util.js'
 
@@ -34,6 +34,11 @@ export interface DurableFigures {
   /** CPU µs per acked publish, summed over every process (publisher, servers/members). */
   sequentialCpuUs: number
   pipelinedCpuUs: number
+  /**
+   * CPU ms per second of the same processes with nothing published (last, after the
+   * pipelined phase settled): heartbeats, ticks and timers of the stream's replicas.
+   */
+  idleCpuMsPerS: number
   /** Publishes that failed in the pipelined phase. */
   errors: number
   /** Publishes acked in all phases, and messages the stream holds at the end (should match). */
@@ -51,10 +56,12 @@ export function durablePhases(quick: boolean) {
     ? {
         seq: { warmup: 100, count: 1_000_000, ms: 2000 },
         conc: { inFlight: DURABLE_IN_FLIGHT, warmupMs: 500, ms: 2000 },
+        idleMs: 2000,
       }
     : {
         seq: { warmup: 300, count: 1_000_000, ms: 4000 },
         conc: { inFlight: DURABLE_IN_FLIGHT, warmupMs: 1000, ms: 4000 },
+        idleMs: 3000,
       }
 }
 
@@ -67,8 +74,8 @@ export function durablePayload(): Uint8Array {
 
 /**
  * Runs both phases against `publish` (which must resolve once the message is acked):
- * one at a time, then `DURABLE_IN_FLIGHT` outstanding. Shared by both systems. `pids`: every
- * process involved (this one included), for the CPU per publish.
+ * one at a time, then `DURABLE_IN_FLIGHT` outstanding, then nothing (idle CPU). Shared by
+ * both systems. `pids`: every process involved (this one included), for the CPU figures.
  */
 export async function measureDurable(
   publish: () => Promise<unknown>,
@@ -87,7 +94,11 @@ export async function measureDurable(
   opts.log(`${opts.label}: ${DURABLE_IN_FLIGHT} publishes in flight`)
   const conc = await concurrent(call, { ...p.conc, pids: opts.pids })
   const t2 = performance.now()
+  opts.log(`${opts.label}: idle CPU`)
+  await new Promise((r) => setTimeout(r, 500)) // the last acks and commit notices settle
+  const idleCpuMsPerS = await idleCpu(opts.pids, p.idleMs)
   return {
+    idleCpuMsPerS,
     phases: { sequential: [t0, t1], pipelined: [t1, t2] },
     sequentialRate: seq.mean > 0 ? 1e6 / seq.mean : 0,
     sequential: seq,
@@ -130,6 +141,7 @@ export function durableRows(plexus: DurableFigures | undefined, js: DurableFigur
     row(`  latency p50, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelined.p50, 'µs'),
     row(`  ${CPU_PER_MSG}, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelinedCpuUs, 'µs', 'lower'),
     row(`  latency p99, ${DURABLE_IN_FLIGHT} in flight`, (f) => f.pipelined.p99, 'µs'),
+    row('idle CPU, all processes (nothing published)', (f) => f.idleCpuMsPerS, 'ms/s'),
     row('acked but not in the stream at the end', (f) => f.acked - f.stored, 'msgs'),
   ]
 }
