@@ -168,6 +168,17 @@ async function attacker(network: string, addr: string): Promise<void> {
   let flooding: Promise<void> | undefined
   let stop = false
   let sent = 0
+  let wake: (() => void) | undefined
+  /** Resolves on the stream's next `drain` (or close, or `stop`). Not `onDrain()`: it caches
+   * a resolved promise after its first use, and the attacker's own buffer then grew without
+   * bound, so "frames sent" counted frames the victim never got, which then kept reaching
+   * the victim long after `stop`. */
+  const drained = (s: Stream) =>
+    new Promise<void>((resolve) => {
+      wake = resolve
+      s.addEventListener('drain', () => resolve(), { once: true })
+      s.addEventListener('close', () => resolve(), { once: true })
+    })
   const flood = async (batch: Uint8Array) => {
     const s = stream!
     while (!stop && s.status === 'open') {
@@ -175,7 +186,7 @@ async function attacker(network: string, addr: string): Promise<void> {
       for (let k = 0; k < 16 && !stop; k++) {
         sent += BATCH
         if (!s.send(batch)) {
-          await s.onDrain({ signal: AbortSignal.timeout(30_000) }).catch(() => {})
+          await drained(s)
           break
         }
       }
@@ -192,6 +203,7 @@ async function attacker(network: string, addr: string): Promise<void> {
         console.log('STARTED')
       } else if (cmd === 'stop') {
         stop = true
+        wake?.()
         await flooding
         console.log(`STOPPED ${sent}`)
       }

@@ -179,6 +179,24 @@ export const LINK = {
    * members while one is reachable, until the peer is heard again or `deadAfter` closes it.
    */
   suspectAfter: 2000,
+  /**
+   * Fair dispatch (`link/reader.ts`): frames one link dispatches per event-loop turn before
+   * other links get theirs (a flooding peer's frames wait, its stream paused, while a good
+   * peer's frame is served within a turn).
+   */
+  readSlice: 64,
+  /** Bytes of frames one link dispatches per turn (at least one frame always goes). */
+  readSliceBytes: 256 * 1024,
+  /**
+   * Share windows (ms) of fair dispatch: while the event loop was busier than
+   * `readShareBusy` (its utilization) in the last window and another link was active, an
+   * untrusted link (a peer that is not a proven member) that dispatched more than a slice
+   * gets half as many frames for the next window, then a quarter more per window again;
+   * never fewer than `readShareMin`. Members are never held to a share.
+   */
+  readShareWindow: 20,
+  readShareBusy: 0.5,
+  readShareMin: 8,
 } as const
 
 /**

@@ -431,6 +431,8 @@ class Node implements PlexusNode {
         },
         onFrame: (peer, type, body) => this.onFrame(peer, type, body),
         onAbort: (_peer, err) => this.count(abortCounter(err)),
+        trusted: (peer) => this.directory.clusterNames().some((c) => this.directory.isMember(c, peer)),
+        onThrottle: () => this.count('links.throttled'),
       },
     )
     this.dialer = new Dialer({

@@ -4,7 +4,7 @@
  * full blocks and, at the end of each event-loop turn, the partial one are handed to the
  * stream, so frames queued in one turn leave together. When the stream pushes back
  * (`send()` false) blocks wait, bounded by `maxQueuedBytes`, until `drain`. Frames from the
- * peer arrive on its own outbound stream (our inbound) and are read by `readFrames`.
+ * peer arrive on its own outbound stream (our inbound) and are read by `readFrames` (reader.ts).
  *
  * Ordering: frames are sent in the order `write` was called. Durability: none; a frame
  * still queued when the stream closes is lost, and `isFlushed(ticket)` tells callers
@@ -12,28 +12,10 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { LatencyWindow } from '../request/balancer.js'
-import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
-import { FRAME_HEADER_BYTES } from './frames.js'
+import { BinaryWriter } from '../util/binary.js'
 import type { ReleasedCheck } from './send-released.js'
 
-/** A frame's length prefix is 0 or over the bound: the stream is reset. */
-export class FrameLengthError extends DecodeError {
-  override name = 'FrameLengthError'
-}
-
-/**
- * The counter a link stream reset by `readFrames` is counted under: `frames.refused.length`
- * (length prefix out of range), `frames.refused.malformed` (a frame that failed to decode),
- * `links.aborted.error` (anything else: a bug, never expected from any input).
- */
-export function abortCounter(err: unknown): string {
-  if (err instanceof FrameLengthError) return 'frames.refused.length'
-  if (err instanceof DecodeError) return 'frames.refused.malformed'
-  return 'links.aborted.error'
-}
-
-/** Called for each complete frame; throwing `DecodeError` resets the stream. */
-export type FrameHandler = (peer: string, type: number, body: BinaryReader) => void
+export { abortCounter, type FrameHandler, FrameLengthError, type ReadOptions, readFrames } from './reader.js'
 
 /** Frames are gathered into blocks of exactly this size: one yamux data frame that fills one
  * noise message (65,535 − 16 tag − 12 yamux header = 65,507 bytes). A full block leaves as
@@ -359,80 +341,4 @@ export class Link {
     this.closeListeners = []
     for (const fn of listeners) fn()
   }
-}
-
-/**
- * Reads frames from a peer's stream. Frames that lie whole inside one received chunk are
- * decoded in place (no copy); only a frame split across chunks is gathered into a buffer.
- * Bounded: a length prefix above `maxFrameSize` or a frame that fails to decode aborts
- * the stream (`onAbort` is told why first; `abortCounter` names it).
- */
-export function readFrames(
-  stream: Stream,
-  peer: string,
-  maxFrameSize: number,
-  handle: FrameHandler,
-  onAbort?: (err: unknown) => void,
-): void {
-  /** A frame split across chunks, allocated at its full size once its length is known. */
-  let partial: Uint8Array | undefined
-  let filled = 0
-  /** Fewer than 4 bytes left over: the start of a length prefix. */
-  let head: Uint8Array | undefined
-  const frameLength = (b: Uint8Array, p: number) => {
-    const len = ((b[p]! << 24) | (b[p + 1]! << 16) | (b[p + 2]! << 8) | b[p + 3]!) >>> 0
-    if (len < 1 || len > maxFrameSize) throw new FrameLengthError(`frame length ${len} out of range`)
-    return len
-  }
-  /** Hands the frame at `buf[start, end)` (after its length prefix) to the handler. */
-  const dispatch = (buf: Uint8Array, start: number, end: number) => {
-    const r = new BinaryReader(buf, start, end)
-    handle(peer, r.u8('frame type'), r)
-  }
-  const onChunk = (chunk: Uint8Array) => {
-    let buf = chunk
-    let pos = 0
-    if (partial) {
-      const take = Math.min(partial.length - filled, buf.length)
-      partial.set(buf.subarray(0, take), filled)
-      filled += take
-      pos = take
-      if (filled < partial.length) return
-      const frame = partial
-      partial = undefined
-      dispatch(frame, FRAME_HEADER_BYTES, frame.length)
-    } else if (head) {
-      const joined = new Uint8Array(head.length + buf.length)
-      joined.set(head)
-      joined.set(buf, head.length)
-      buf = joined
-      head = undefined
-    }
-    const end = buf.length
-    while (end - pos >= FRAME_HEADER_BYTES) {
-      const len = frameLength(buf, pos)
-      const total = FRAME_HEADER_BYTES + len
-      if (end - pos < total) {
-        partial = uninitialized(total)
-        partial.set(buf.subarray(pos))
-        filled = end - pos
-        return
-      }
-      const start = pos + FRAME_HEADER_BYTES
-      pos += total
-      dispatch(buf, start, pos)
-    }
-    if (pos < end) head = buf.slice(pos)
-  }
-  stream.addEventListener('message', (evt) => {
-    try {
-      const data = evt.data
-      if (data instanceof Uint8Array) onChunk(data)
-      else for (const c of data) onChunk(c)
-    } catch (err) {
-      partial = head = undefined
-      onAbort?.(err)
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-    }
-  })
 }

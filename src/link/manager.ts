@@ -57,6 +57,10 @@ export interface LinkEvents {
   onFrame(peer: string, type: number, body: BinaryReader): void
   /** The peer's link stream was reset on what it sent (`abortCounter` names the reason). */
   onAbort?(peer: string, err: unknown): void
+  /** Whether the peer is a proven member of a joined cluster (fair dispatch, link/reader.ts). */
+  trusted?(peer: string): boolean
+  /** The peer's link was held to its share of the event loop (link/reader.ts). */
+  onThrottle?(peer: string): void
 }
 
 /** Manages links to every connected peer. */
@@ -267,6 +271,15 @@ export class LinkManager {
         this.events.onFrame(from, type, body)
       },
       (err) => this.events.onAbort?.(peer, err),
+      {
+        slice: LINK.readSlice,
+        trusted: () => this.events.trusted?.(peer) ?? false,
+        onThrottle: () => this.events.onThrottle?.(peer),
+        onSlice: () => {
+          const link = this.links.get(peer)
+          if (link) link.lastSeen = this.now()
+        },
+      },
     )
     // Make sure we can answer: open our side if we have not yet.
     void this.ensure(connection.remotePeer)

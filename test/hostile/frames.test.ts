@@ -89,7 +89,12 @@ describe('hostile link frames', () => {
       expect(evil.open, `${name} frames are well formed: the link stays`).toBe(true)
     }
     // A peer without the key sends only its own broadcasts: nothing forged was forwarded.
-    expect(counter(victim, 'broadcasts.refused.forwarder')).toBeGreaterThan(0)
+    // (The victim may still be working through the attacker's last flood, at its share.)
+    await waitFor(
+      () => counter(victim, 'broadcasts.refused.forwarder') > 0,
+      10_000,
+      'forged broadcasts refused',
+    )
     expect([...broadcasts.keys()].every((from) => from === evil.id || from === good.id)).toBe(true)
     // Only its shares were taken: the interest patterns it declared stop at 10,000.
     expect(counter(victim, 'pubsub.peerPatterns')).toBeLessThanOrEqual(10_000)
