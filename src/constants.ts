@@ -188,6 +188,12 @@ export const LINK = {
   /** Bytes of frames one link dispatches per turn (at least one frame always goes). */
   readSliceBytes: 256 * 1024,
   /**
+   * Time (ms) one link's frames may take per turn, checked every 8 frames: a good peer's
+   * frame waits behind about this much of each busy link (64 echoed requests can take a
+   * millisecond on a loaded machine).
+   */
+  readSliceMs: 0.25,
+  /**
    * Share windows (ms) of fair dispatch: while the event loop was busier than
    * `readShareBusy` (its utilization) in the last window and another link was active, an
    * untrusted link (a peer that is not a proven member) that dispatched more than a slice

@@ -3,8 +3,8 @@
  * node one by one, in the order they were sent.
  *
  * Fair dispatch (issue 18, opt-in with `ReadOptions.slice`): one link dispatches at most a
- * slice of frames (`LINK.readSlice` frames or `LINK.readSliceBytes` bytes, whichever comes
- * first) per event-loop turn. A link with more waits, its stream paused, in a queue that
+ * slice of frames (`LINK.readSlice` frames, `LINK.readSliceBytes` bytes or
+ * `LINK.readSliceMs`, whichever comes first) per event-loop turn. A link with more waits, its stream paused, in a queue that
  * gives each waiting link one slice per turn, round-robin; meanwhile other links' frames
  * are dispatched as they arrive. A peer flooding cheap frames therefore gets one slice per
  * turn, and a good peer's frame waits behind at most one slice of each busy link instead of
@@ -156,6 +156,8 @@ export function readFrames(
   let turn = -1
   let frames = 0
   let bytes = 0
+  /** When this turn's slice ends (`performance.now()`, fair readers only). */
+  let sliceEnd = Number.POSITIVE_INFINITY
   /** Share accounting (fair readers only): frames dispatched in window `win`. */
   const account: Account = { active: Number.NEGATIVE_INFINITY }
   let win = -1
@@ -218,7 +220,9 @@ export function readFrames(
       frames = bytes = 0
       if (fair) {
         scheduleTurn()
-        const w = windowOf(performance.now())
+        const now = performance.now()
+        sliceEnd = now + LINK.readSliceMs
+        const w = windowOf(now)
         if (w !== win) newWindow(w)
       }
     }
@@ -226,7 +230,8 @@ export function readFrames(
       throttled = true
       return false
     }
-    return frames < slice && bytes < sliceBytes
+    // The clock is read every 8 frames only.
+    return frames < slice && bytes < sliceBytes && ((frames & 7) !== 0 || performance.now() < sliceEnd)
   }
   /**
    * Dispatches the frames of `chunk` while the slice has room; returns where it stopped

@@ -68,9 +68,11 @@ describe('hostile peer CPU share', () => {
       const baseline = await sequentialRate(good, 1000, `${attack} baseline`)
       await command(attacker, `start ${attack}`, /^STARTED/)
       await new Promise((r) => setTimeout(r, 200))
-      // The best of two windows: one pause of the shared machine must not fail the test.
-      let during = await sequentialRate(good, 1000, attack)
-      if (during < baseline * KEEP) during = Math.max(during, await sequentialRate(good, 1000, attack))
+      // The best of up to three windows: a pause of the shared machine must not fail the test
+      // (the old code failed all three: the good peer got 0–10% or lost its link).
+      let during = 0
+      for (let i = 0; i < 3 && during < baseline * KEEP; i++)
+        during = Math.max(during, await sequentialRate(good, 1000, attack))
       const sent = Number((await command(attacker, 'stop', /^STOPPED (\d+)/))[1])
       const stopped = performance.now()
       // Back at half the baseline within a few seconds of the flood's end (nothing left queued).
