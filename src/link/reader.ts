@@ -189,12 +189,15 @@ export function readFrames(
   }
   /**
    * A new share window: the link's allowance for it. An untrusted link that dispatched
-   * more than a slice in the last window, while the loop was busier than
+   * more than a slice per window since its last one, while the loop was busier than
    * `LINK.readShareBusy` and another link was active, gets half of what it dispatched;
    * otherwise its allowance grows back by a quarter per window (to none once large).
    */
   const newWindow = (w: number) => {
-    const last = win === w - 1 ? winFrames : 0
+    // Frames per window since the link's last window began: a turn longer than a window
+    // (a long slice, or a process waiting for a CPU) spans several, and must not read as idle.
+    const gap = w - win
+    const last = gap > 0 && gap <= 50 ? winFrames / gap : 0
     win = w
     winFrames = 0
     if (
