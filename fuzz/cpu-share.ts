@@ -185,8 +185,13 @@ async function attacker(network: string, addr: string): Promise<void> {
       // Keep the stream's buffer full; yield now and then so pings and acks get through.
       for (let k = 0; k < 16 && !stop; k++) {
         sent += BATCH
-        if (s.status !== 'open') break
-        if (!s.send(batch)) {
+        let more: boolean
+        try {
+          more = s.send(batch)
+        } catch {
+          return // the victim closed the stream
+        }
+        if (!more) {
           await drained(s)
           break
         }
