@@ -18,7 +18,9 @@ from .errors import (
     AbortedError,
     ConsumerNotFoundError,
     InvalidArgumentError,
+    KeyExistsError,
     LeadershipLostError,
+    MessageNotFoundError,
     MemberLostError,
     NoMembersError,
     NotEnoughReplicasError,
@@ -30,12 +32,15 @@ from .errors import (
     StreamNotFoundError,
     TunnelClosedError,
     UnauthorizedError,
+    WrongRevisionError,
     error_from_wire,
 )
 from .members import Limits, Membership, RequestContext
 from .pubsub import Message, Subscription
 from .consumer import Consumer, StreamMessage
-from .streams import PartitionInfo, StreamInfo, Streams, StreamSummary
+from .streams import PartitionInfo, PartitionPlacement, StoredMessage, StreamInfo, Streams, StreamSummary
+from .kv import Kv, KvEntry, KvWatch
+from .requests import Reply
 from .tunnel import Tunnel
 
 __version__ = "0.1.0"
@@ -49,6 +54,15 @@ __all__ = [
     "Consumer",
     "ConsumerNotFoundError",
     "InvalidArgumentError",
+    "KeyExistsError",
+    "Kv",
+    "KvEntry",
+    "KvWatch",
+    "MessageNotFoundError",
+    "PartitionPlacement",
+    "Reply",
+    "StoredMessage",
+    "WrongRevisionError",
     "LeadershipLostError",
     "Limits",
     "MemberLostError",

@@ -10,7 +10,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, Coroutine, Dict, Optional, Set, Tuple
+from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Dict, List, Optional, Set, Tuple
 
 from . import validate as check
 from .errors import (
@@ -26,6 +26,8 @@ from .members import Limits, Memberships, Membership, RequestHandler, BroadcastH
 from .pubsub import Subscriptions, Subscription
 from .consumer import Consumer, Consumers
 from .streams import Streams
+from .kv import Kv, Watches
+from .requests import ManyReplies, Reply, request_many, request_reply
 from .tunnel import Tunnel, tunnel_window
 from .wire import (
     ACK_MODES,
@@ -161,6 +163,8 @@ class Client:
         self._members = Memberships(self)
         self.streams = Streams(self)
         self._consumers = Consumers(self)
+        self._many = ManyReplies(self)
+        self._watches = Watches(self)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -225,6 +229,7 @@ class Client:
             t._terminate(lost)
         self.tunnels.clear()
         self._consumers.fail_all(err)
+        self._watches.fail_all(err)
         for task in list(self._tasks):
             task.cancel()
 
@@ -314,6 +319,7 @@ class Client:
         *,
         cancel: bool = False,
         hook: Optional[Callable[[int, bytes], None]] = None,
+        on_id: Optional[Callable[[int], None]] = None,
     ) -> Tuple[int, Reader]:
         """Sends one call frame and waits for its answer. An ERROR answer raises its class;
         with ``expect``, another opcode raises ``RelayUnavailableError``. If the waiting task
@@ -322,6 +328,8 @@ class Client:
         if self._closed_error is not None:
             raise self._closed_error
         corr_id = self._alloc_id()
+        if on_id is not None:
+            on_id(corr_id)
         fut: _Answer = asyncio.get_running_loop().create_future()
         self._pending[corr_id] = (fut, hook)
         self._send(opcode, corr_id, body)
@@ -370,6 +378,44 @@ class Client:
         reply = r.blob("data")
         r.end()
         return reply
+
+    async def request_reply(
+        self,
+        cluster: str,
+        data: check.Payload,
+        *,
+        headers: Optional[Dict[str, str]] = None,
+        timeout: Optional[float] = None,
+    ) -> Reply:
+        """``request`` with headers both ways: sends ``headers`` with the request and returns a
+        ``Reply`` with the data and the headers the member's handler returned (``{}`` none).
+        Same delivery, errors and cancelling as ``request``."""
+        return await request_reply(self, cluster, data, headers, timeout)
+
+    def request_many(
+        self,
+        cluster: str,
+        data: check.Payload,
+        *,
+        max_replies: int = 0,
+        timeout: Optional[float] = None,
+        headers: Optional[Dict[str, str]] = None,
+    ) -> AsyncIterator[Reply]:
+        """Asks every member of ``cluster`` that serves requests (each at most once) and yields
+        their ``Reply``s (``from_`` names the member) as they come, until ``max_replies`` replies
+        (0: every member), the ``timeout`` (seconds; what came by then) or every member
+        answered. Members that fail are skipped. ``NoMembersError`` when none serves requests.
+        Leaving the loop early sends CANCEL."""
+        return request_many(self, cluster, data, max_replies, timeout, headers)
+
+    async def kv(
+        self, bucket: str, *, cluster: Optional[str] = None, replicas: Optional[int] = None, timeout: Optional[float] = None
+    ) -> Kv:
+        """Opens key-value bucket ``bucket`` (creating its compacted stream in ``cluster`` with
+        ``replicas`` when absent; an existing bucket needs no cluster). See ``Kv``."""
+        kv = Kv(self, bucket, cluster, replicas)
+        await kv._open(timeout)
+        return kv
 
     async def broadcast(self, cluster: str, data: check.Payload) -> int:
         """Sends ``data`` to every reachable member of ``cluster``, at most once each, no
@@ -512,13 +558,24 @@ class Client:
         partition: Optional[int] = None,
         ack_wait: Optional[float] = None,
         capability: Optional[str] = None,
+        filter: Optional[str] = None,
+        max_deliver: Optional[int] = None,
+        backoff: Optional[List[float]] = None,
+        max_ack_pending: Optional[int] = None,
+        ack_policy: Optional[str] = None,
     ) -> Consumer:
         """Reads a durable stream: every partition (or ``partition``) in offset order, then
         live. ``from_``: 'earliest', 'latest', 'new', an offset (int or ``{'offset': n}``) or a
         ``datetime``. A ``durable`` consumer resumes after its last acknowledged message
         (``await m.ack()``); an unacknowledged one is redelivered after ``ack_wait`` seconds.
-        ``await`` the result to wait until it is open; iterate it with ``async for``."""
-        return self._consumers.consume(stream, durable, from_, partition, ack_wait, capability)
+        ``await`` the result to wait until it is open; iterate it with ``async for`` (push), or
+        call ``await consumer.fetch(max, expires)`` for batches (pull; one way per consumer).
+        Options as the library's ``ConsumeOptions``: ``filter`` (a subject pattern within the
+        stream), and for durable consumers ``max_deliver`` (then the message is dropped and
+        counted), ``backoff`` (redelivery delays in seconds), ``max_ack_pending`` and
+        ``ack_policy`` ('explicit' or 'none'). The node refuses bad values naming the option."""
+        options = (filter, max_deliver, backoff, max_ack_pending, ack_policy)
+        return self._consumers.consume(stream, durable, from_, partition, ack_wait, capability, options)
 
     async def status(self) -> Dict[str, Any]:
         """The node's status (peers, clusters and members, streams, counters) as a dict."""

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import json
-from typing import TYPE_CHECKING, Any, Dict, Generator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Generator, List, Optional, Tuple
 
 from . import validate as check
 from ._queue import BoundedQueue, CreditReturn
@@ -19,6 +19,7 @@ from .wire import (
     CONSUME_ACK_WAIT,
     CONSUME_CAPABILITY,
     CONSUME_DURABLE,
+    CONSUME_OPTIONS,
     CONSUME_PARTITION,
     FLAG_HEADERS,
     FLAG_KEY,
@@ -28,6 +29,8 @@ from .wire import (
     FROM_NEW,
     FROM_OFFSET,
     FROM_TIME,
+    OPTIONS_ACK_NONE,
+    OPTIONS_DEFERRED,
     Op,
     Reader,
     Writer,
@@ -93,6 +96,20 @@ class StreamMessage:
         been delivered again meanwhile."""
         await self._consumer._ack(self.partition, self.offset)
 
+    async def nak(self, delay: Optional[float] = None) -> None:
+        """Asks for the message again after ``delay`` seconds (None or 0: at once), as
+        JetStream's nak (durable consumers with explicit acks; a no-op otherwise)."""
+        ms = 0 if delay is None else check.timeout_ms(delay, "delay")
+        await self._consumer._settle(Op.CONSUME_NAK, self.partition, self.offset, ms)
+
+    async def term(self) -> None:
+        """Never deliver the message again; it counts as acknowledged (durable consumers)."""
+        await self._consumer._settle(Op.CONSUME_TERM, self.partition, self.offset, None)
+
+    async def working(self) -> None:
+        """Still working on it: restarts the message's ack wait (durable consumers)."""
+        await self._consumer._settle(Op.CONSUME_WORKING, self.partition, self.offset, None)
+
     def __repr__(self) -> str:
         return f"StreamMessage(stream={self.stream!r}, partition={self.partition}, offset={self.offset}, data={self.data[:64]!r})"
 
@@ -116,6 +133,8 @@ class Consumer:
         self._returns = CreditReturn(window, lambda n: client._send(Op.CONSUME_CREDIT, consumer_id, Writer().u32(n).body()))
         self._queue: BoundedQueue[Tuple[StreamMessage, int]] = BoundedQueue(1 << 62, window, lambda e: e[1], self._taken)
         self._ready: "asyncio.Future[None]" = asyncio.get_running_loop().create_future()
+        #: How it is read, picked by the first ``async for`` (push) or ``fetch`` (pull).
+        self._mode: Optional[str] = None
 
     async def ready(self) -> None:
         """Returns once the relay opened the consumer; raises its error otherwise."""
@@ -133,6 +152,11 @@ class Consumer:
             raise StopAsyncIteration
         if not self._ready.done():
             await self.ready()
+        if self._mode is None:
+            self._mode = "push"
+            self._owner.client._send(Op.CONSUME_START, self.id)
+        elif self._mode == "pull":
+            raise InvalidArgumentError("this consumer is read with fetch(); iterate another one")
         msg, _cost = await self._queue.get()
         if self._user_closed:
             raise StopAsyncIteration
@@ -155,6 +179,49 @@ class Consumer:
         self._queue.end()
         self._queue.clear()
         self._owner._forget(self)
+
+    async def fetch(self, max: int = 1, expires: float = 30.0) -> List[StreamMessage]:
+        """Pull: up to ``max`` messages (1-4096), returned once that many are there or after
+        ``expires`` seconds (at most 600) with what came (maybe none). Fetches run in order;
+        a consumer read with ``fetch`` cannot also be iterated."""
+        if isinstance(max, bool) or not isinstance(max, int) or not 1 <= max <= 4096:
+            raise InvalidArgumentError(f"max must be an integer 1-4096, got {check.describe(max)}")
+        if isinstance(expires, bool) or not isinstance(expires, (int, float)) or not 0 < expires <= 600:
+            raise InvalidArgumentError(f"expires must be 0-600 seconds, got {check.describe(expires)}")
+        if self._mode == "push":
+            raise InvalidArgumentError("this consumer is iterated (push); fetch from another one")
+        await self.ready()
+        self._mode = "pull"
+        body = Writer().u32(self.id).u32(max).u32(max_ms(expires)).body()
+        call = asyncio.ensure_future(self._owner.client._call(Op.CONSUME_FETCH, body, Op.OK, cancel=True))
+        out: List[StreamMessage] = []
+        try:
+            # Messages are read as they come (a batch may exceed the window: their credit goes
+            # back meanwhile); the OK after them says how many there were.
+            while not call.done():
+                get = asyncio.ensure_future(self._queue.get())
+                done, _ = await asyncio.wait({get, call}, return_when=asyncio.FIRST_COMPLETED)
+                if get in done:
+                    out.append(get.result()[0])
+                else:
+                    get.cancel()  # nothing is lost: an item leaves the queue only in a get that returns
+            _op, r = call.result()
+            count = r.u32("count")
+            r.end()
+            while len(out) < count:
+                out.append((await self._queue.get())[0])
+            return out
+        finally:
+            if not call.done():
+                call.cancel()
+
+    async def _settle(self, op: int, partition: int, offset: int, delay_ms: Optional[int]) -> None:
+        if self.durable is None:
+            return
+        w = Writer().u32(self.id).u32(partition).u64(offset)
+        if delay_ms is not None:
+            w.u32(delay_ms)
+        await self._owner.client._call(op, w.body(), Op.OK)
 
     async def _ack(self, partition: int, offset: int) -> None:
         if self.durable is None:
@@ -225,6 +292,36 @@ def _from_body(w: Writer, from_: Any) -> None:
         w.u8(FROM_OFFSET).u64(offset)
 
 
+def max_ms(seconds: float) -> int:
+    """Seconds as whole milliseconds (at least 1)."""
+    return max(1, round(seconds * 1000))
+
+
+def _options_block(w: Writer, options: Tuple[Any, ...]) -> None:
+    """The CONSUME options block (always deferred: the first read picks push or pull)."""
+    filter_, max_deliver, backoff, max_ack_pending, ack_policy = options
+    if ack_policy not in (None, "explicit", "none"):
+        raise InvalidArgumentError(f"ack_policy must be 'explicit' or 'none', got {check.describe(ack_policy)}")
+    if filter_ is not None:
+        check.pattern(filter_, "filter")
+    for name, v in (("max_deliver", max_deliver), ("max_ack_pending", max_ack_pending)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= 0xFFFFFFFF):
+            raise InvalidArgumentError(f"{name} must be a positive integer, got {check.describe(v)}")
+    delays: List[int] = []
+    if backoff is not None:
+        if not isinstance(backoff, (list, tuple)) or not 1 <= len(backoff) <= 64:
+            raise InvalidArgumentError(f"backoff must be a list of 1-64 delays in seconds, got {check.describe(backoff)}")
+        for i, d in enumerate(backoff):
+            if isinstance(d, bool) or not isinstance(d, (int, float)) or d <= 0:
+                raise InvalidArgumentError(f"backoff[{i}] must be a positive number of seconds, got {check.describe(d)}")
+            delays.append(check.timeout_ms(d, f"backoff[{i}]"))
+    w.u8((OPTIONS_ACK_NONE if ack_policy == "none" else 0) | OPTIONS_DEFERRED)
+    w.u32(max_ack_pending or 0).u32(max_deliver or 0).u16(len(delays))
+    for d in delays:
+        w.u32(d)
+    w.text(filter_ or "")
+
+
 class Consumers:
     """The consumers of one client (internal): ids, CONSUME_MESSAGE / CONSUME_CLOSE routing."""
 
@@ -243,6 +340,7 @@ class Consumers:
         partition: Optional[int],
         ack_wait: Optional[float],
         capability: Optional[str],
+        options: Tuple[Any, ...] = (None, None, None, None, None),
     ) -> Consumer:
         """See ``Client.consume``."""
         client = self.client
@@ -270,7 +368,10 @@ class Consumers:
             | (CONSUME_DURABLE if durable is not None else 0)
             | (CONSUME_ACK_WAIT if ack_ms is not None else 0)
             | (CONSUME_CAPABILITY if capability is not None else 0)
+            | CONSUME_OPTIONS
         )
+        opts = Writer()
+        _options_block(opts, options)
         body = Writer().u32(cid).text(stream).raw(w.body()).u8(flags)
         if partition is not None:
             body.u32(partition)
@@ -280,7 +381,7 @@ class Consumers:
             body.u32(ack_ms)
         if capability is not None:
             body.text(capability.strip())
-        body.u32(window)
+        body.raw(opts.body()).u32(window)
         consumer = Consumer(self, cid, stream, durable, window)
         self._open[cid] = consumer
 

@@ -104,6 +104,24 @@ class AbortedError(PlexusError):
     name = "AbortedError"
 
 
+class KeyExistsError(PlexusError):
+    """``kv.create``: the key already has a value."""
+
+    name = "KeyExistsError"
+
+
+class WrongRevisionError(PlexusError):
+    """``kv.update``: the key's revision is not the expected one (the message ends with the current one)."""
+
+    name = "WrongRevisionError"
+
+
+class MessageNotFoundError(PlexusError):
+    """``streams.get`` / ``last``: no message there (never written, purged, or removed by retention)."""
+
+    name = "MessageNotFoundError"
+
+
 class RelayUnavailableError(PlexusError, ConnectionError):
     """This client's own error: no relay listens at the address, it refused the connection,
     the connection was lost, or the relay sent a frame this client cannot read."""
@@ -129,6 +147,9 @@ ERROR_CLASSES: Dict[str, Type[PlexusError]] = {
         MemberLostError,
         LeadershipLostError,
         AbortedError,
+        KeyExistsError,
+        WrongRevisionError,
+        MessageNotFoundError,
         RelayUnavailableError,
     )
 }

@@ -6,9 +6,10 @@ Durations are seconds here (the wire's milliseconds are converted)."""
 
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from . import validate as check
 from .errors import InvalidArgumentError
@@ -53,14 +54,49 @@ class StreamInfo:
 
 
 @dataclass(frozen=True)
+class PartitionPlacement:
+    """A partition as ``streams.list()`` shows it: replicas (preferred leader first) and the
+    leader as the node knows it (None: not known there; ``info`` asks)."""
+
+    partition: int
+    replicas: List[str]
+    leader: Optional[str]
+
+
+@dataclass(frozen=True)
 class StreamSummary:
-    """One stream of ``streams.list()``."""
+    """One stream of ``streams.list()``: configuration and placement from the node's
+    directory (no call per stream). ``retention``/``access`` as in ``StreamInfo``."""
 
     name: str
     cluster: str
     subject: str
     partitions: int
     replicas: int
+    retention: Dict[str, float] = field(default_factory=dict)
+    compact: bool = False
+    duplicate_window: Optional[float] = None
+    access: Dict[str, str] = field(default_factory=dict)
+    metadata_leader: Optional[str] = None
+    placement: List[PartitionPlacement] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    """One message read by ``streams.get`` / ``last``."""
+
+    stream: str
+    partition: int
+    offset: int
+    timestamp: int
+    topic: str
+    key: Optional[bytes]
+    headers: Dict[str, str]
+    data: bytes
+
+    def string(self) -> str:
+        """The data as UTF-8 text."""
+        return self.data.decode("utf-8")
 
 
 def _retention_values(retention: Dict[str, float]) -> Dict[int, int]:
@@ -151,14 +187,65 @@ class Streams:
         await self.client._call(Op.STREAM_DELETE, w.body(), Op.OK, cancel=True)
 
     async def list(self) -> List[StreamSummary]:
-        """The streams the node knows of, sorted by name."""
-        _op, r = await self.client._call(Op.STREAM_LIST, b"", Op.STREAM_LIST_REPLY)
-        out = [
-            StreamSummary(r.text("name"), r.text("cluster"), r.text("subject"), r.u32("partitions"), r.u16("replicas"))
-            for _ in range(r.u32("stream count"))
-        ]
+        """The streams the node knows of, sorted by name, with their configuration and
+        placement (STREAM_LIST with details)."""
+        _op, r = await self.client._call(Op.STREAM_LIST, Writer().u8(1).body(), Op.STREAM_LIST_REPLY)
+        out: List[StreamSummary] = []
+        for _ in range(r.u32("stream count")):
+            name, cluster, subject, partitions, replicas = (
+                r.text("name"),
+                r.text("cluster"),
+                r.text("subject"),
+                r.u32("partitions"),
+                r.u16("replicas"),
+            )
+            retention, compact, duplicate_window, access = _read_retention(r)
+            meta_leader = r.text("metadata leader")
+            placement: List[PartitionPlacement] = []
+            for p in range(r.u32("partition count")):
+                leader = r.text("leader")
+                reps = [r.text("replica") for _ in range(r.u16("replica count"))]
+                placement.append(PartitionPlacement(p, reps, leader or None))
+            out.append(
+                StreamSummary(
+                    name, cluster, subject, partitions, replicas, retention, compact, duplicate_window, access, meta_leader or None, placement
+                )
+            )
         r.end()
         return out
+
+    async def get(
+        self, name: str, *, offset: int, partition: int = 0, timeout: Optional[float] = None, capability: Optional[str] = None
+    ) -> StoredMessage:
+        """The message at ``offset`` of ``partition``, read by the partition leader (sees every
+        message acknowledged with ack='all' before); ``MessageNotFoundError`` when none."""
+        for k, v in (("offset", offset), ("partition", partition)):
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v < 2**53:
+                raise InvalidArgumentError(f"{k} must be a non-negative integer, got {check.describe(v)}")
+        return await self._read(name, 1, partition, offset, b"", timeout, capability)
+
+    async def last(
+        self, name: str, *, key: check.Payload, timeout: Optional[float] = None, capability: Optional[str] = None
+    ) -> StoredMessage:
+        """The latest message with ``key`` (in the key's partition); ``MessageNotFoundError`` when none."""
+        k = check.key(key)
+        if not k:
+            raise InvalidArgumentError("key must not be empty")
+        return await self._read(name, 2, 0, 0, k, timeout, capability)
+
+    async def _read(
+        self, name: str, kind: int, partition: int, offset: int, key: bytes, timeout: Optional[float], capability: Optional[str]
+    ) -> StoredMessage:
+        check.name(name, "name")
+        w = Writer().text(name).u8(kind).u32(partition).u64(offset).blob(key).u32(check.timeout_ms(timeout))
+        self._auth(w, None, capability)
+        _op, r = await self.client._call(Op.STREAM_READ, w.body(), Op.STREAM_READ_REPLY, cancel=True)
+        p, o, ts, topic = r.u32("partition"), r.u64("offset"), r.u64("timestamp"), r.text("topic")
+        k = r.blob("key") if r.u8("has key") else None
+        headers = r.headers()
+        data = r.blob("data")
+        r.end()
+        return StoredMessage(name, p, o, ts, topic, k, headers, data)
 
     @staticmethod
     def _retention(
@@ -245,13 +332,24 @@ class Streams:
         *,
         before: Optional[int] = None,
         partition: Optional[int] = None,
+        key: Optional[check.Payload] = None,
         timeout: Optional[float] = None,
         cluster_key: Any = None,
         capability: Optional[str] = None,
     ) -> List[Dict[str, int]]:
         """Drops the messages below offset ``before`` (default: all) of every partition (or
-        ``partition``); returns ``[{'partition', 'firstOffset'}]`` after it."""
+        ``partition``); with ``key`` only that key's messages, in the key's partition (durable,
+        replicated; reads, consumers, ``get`` and ``last`` no longer return them). Returns
+        ``[{'partition', 'firstOffset'}]`` after it."""
         args: Dict[str, Any] = {}
+        if key is not None:
+            kb = check.key(key) or b""
+            if not kb or len(kb) > 1024:
+                raise InvalidArgumentError(f"key must be 1-1024 bytes, got {len(kb)}")
+            try:
+                args["key"] = kb.decode("utf-8")
+            except UnicodeDecodeError:
+                args["keyBase64"] = base64.b64encode(kb).decode("ascii")
         for k, v in (("before", before), ("partition", partition)):
             if v is not None:
                 if isinstance(v, bool) or not isinstance(v, int) or v < 0:
@@ -282,8 +380,8 @@ class Streams:
         r.end()
 
 
-def _read_info(r: Reader) -> StreamInfo:
-    name, cluster, subject, replicas = r.text("name"), r.text("cluster"), r.text("subject"), r.u16("replicas")
+def _read_retention(r: Reader) -> Tuple[Dict[str, float], bool, Optional[float], Dict[str, str]]:
+    """The retention block of STREAM_INFO_REPLY (and of STREAM_LIST_REPLY with details)."""
     flags = r.u8("retention flags")
     retention: Dict[str, float] = {}
     for k, _wire, bit, seconds in _RETENTION:
@@ -296,6 +394,12 @@ def _read_info(r: Reader) -> StreamInfo:
         "publish": "capability" if flags & _PUBLISH_CAPABILITY else "open",
         "consume": "capability" if flags & _CONSUME_CAPABILITY else "open",
     }
+    return retention, compact, duplicate_window, access
+
+
+def _read_info(r: Reader) -> StreamInfo:
+    name, cluster, subject, replicas = r.text("name"), r.text("cluster"), r.text("subject"), r.u16("replicas")
+    retention, compact, duplicate_window, access = _read_retention(r)
     parts: List[PartitionInfo] = []
     for _ in range(r.u32("partition count")):
         p, leader = r.u32("partition"), r.text("leader")

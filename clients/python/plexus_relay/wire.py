@@ -45,6 +45,10 @@ class Op:
     REQUEST = 0x10
     REPLY = 0x11
     CANCEL = 0x12
+    REQUEST_HEADERS = 0x13
+    REPLY_HEADERS = 0x14
+    REQUEST_MANY = 0x15
+    MANY_REPLY = 0x16
     JOIN = 0x18
     LEAVE = 0x19
     INVOKE = 0x20
@@ -81,6 +85,18 @@ class Op:
     CONSUME_CREDIT = 0x6A
     CONSUME_CLOSE = 0x6B
     CONSUME_ACK = 0x6C
+    CONSUME_NAK = 0x6D
+    CONSUME_TERM = 0x6E
+    CONSUME_WORKING = 0x6F
+    CONSUME_START = 0x70
+    CONSUME_FETCH = 0x71
+    KV_CALL = 0x78
+    KV_REPLY = 0x79
+    KV_WATCH = 0x7A
+    KV_CHANGE = 0x7B
+    KV_WATCH_CLOSE = 0x7C
+    STREAM_READ = 0x7D
+    STREAM_READ_REPLY = 0x7E
 
 
 def opcode_name(op: int) -> str:
@@ -102,6 +118,10 @@ CLOSE_HALF, CLOSE_FAILED = 0, 1
 #: CONSUME start kinds and option flags.
 FROM_EARLIEST, FROM_LATEST, FROM_NEW, FROM_OFFSET, FROM_TIME = 0, 1, 2, 3, 4
 CONSUME_PARTITION, CONSUME_DURABLE, CONSUME_ACK_WAIT, CONSUME_CAPABILITY = 0x01, 0x02, 0x04, 0x08
+#: CONSUME flag: the options block follows (filter, max deliver, backoff, max ack pending, ack policy).
+CONSUME_OPTIONS = 0x10
+#: Options block flags: ack policy none; deferred (CONSUME_START or CONSUME_FETCH picks push or pull).
+OPTIONS_ACK_NONE, OPTIONS_DEFERRED = 0x01, 0x02
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
