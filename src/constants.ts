@@ -453,3 +453,37 @@ export const DHT = {
 export const DEFAULT_PURGED_KEYS_MAX = 4096
 /** Longest key a purge by key names (bytes). */
 export const MAX_PURGE_KEY_BYTES = 1024
+
+/**
+ * Circuit relay v2, AutoNAT and DCUtR (`transport/nat.ts`; docs/operations.md, "Behind a
+ * NAT"): nodes behind a NAT reserve slots on relay-capable nodes and are dialled through them
+ * until a direct connection replaces the relayed one.
+ */
+export const CIRCUIT_RELAY = {
+  /** When to reserve relay slots: `auto` once peers see this node behind a NAT. */
+  reserve: 'auto' as 'auto' | 'always' | 'never',
+  /** Relays a node behind a NAT holds a slot on at once. */
+  reservations: 2,
+  /** Slots a relay server grants at once (libp2p's default is 15). */
+  maxReservations: 64,
+  /** Bytes one relayed connection may carry (both ways) before the relay ends it. */
+  dataLimit: 4 * 1024 * 1024,
+  /** How long one relayed connection may last (ms) before the relay ends it. */
+  durationLimit: 10 * 60_000,
+  /** Budget for the direct addresses of a member announced with relayed ones (ms); then the relay. */
+  directFirstMs: 2000,
+  /** Budget of one attempt to replace a relayed connection by a direct one (ms). */
+  upgradeTimeout: 3000,
+  /** Longest wait after a relayed connection opens for identify before trying a direct one (ms). */
+  upgradeDelay: 2000,
+  /** After a failed attempt, the next one waits this long (ms), doubling each time... */
+  upgradeRetry: 30_000,
+  /** ...up to this (ms), while the relayed connection is open. */
+  upgradeRetryMax: 5 * 60_000,
+  /** A link moves to a new direct connection once it carried nothing this long (ms)... */
+  moveQuietMs: 100,
+  /** ...or after this long at the latest (ms). */
+  moveMaxWaitMs: 5000,
+  /** NAT observations remembered (peers that told us the address they see us at). */
+  maxObservations: 64,
+} as const

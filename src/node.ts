@@ -41,6 +41,7 @@ import { MAX_TABLE_BYTES } from './streams/meta/directory.js'
 import { StreamService } from './streams/service.js'
 import { loadIdentity } from './transport/identity.js'
 import { buildLibp2p, dhtRouting, type PlexusLibp2p, protocols } from './transport/libp2p.js'
+import type { NatService } from './transport/nat.js'
 import { TunnelManager } from './tunnel/manager.js'
 import type {
   ConsumeOptions,
@@ -219,6 +220,14 @@ class Node implements PlexusNode {
       dht: this.cfg.dht,
       count: (c) => this.count(c),
       mdnsFound: (peer) => this.dialer?.mdnsFound(peer.id.toString(), peer.multiaddrs.map(String)),
+      circuitRelay: this.cfg.circuitRelay,
+      // A relay slot made or lost: members re-announce with the new addresses at once.
+      addressesChanged: () => this.directory?.refresh(),
+      linkActivity: (p) => {
+        const l = this.links?.get(p)
+        return l ? l.sentBytes + l.bytesReceived : 0
+      },
+      linkBusy: (p) => this.client.memberStats(p).outstanding > 0 || this.server.servingFor(p) > 0,
     })
     const self = (this.id = this.libp2p.peerId.toString())
     this.startedAt = Date.now()
@@ -908,17 +917,29 @@ class Node implements PlexusNode {
     )
   }
 
+  /** The circuit relay / reachability service of the libp2p node (`transport/nat.ts`). */
+  private natService(): NatService | undefined {
+    return this.libp2p.services.nat as NatService | undefined
+  }
+
   status(): NodeStatus {
+    const nat = this.natService()
     const peers = this.links.all().map((l) => {
       const conns = this.libp2p.getConnections().filter((c) => c.remotePeer.toString() === l.peer)
+      const relayed = conns.length > 0 && conns.every((c) => c.limits != null)
       return {
         id: l.peer,
         addresses: conns.map((c) => c.remoteAddr.toString()),
         latencyMs: l.latencyMs === null ? null : Math.round(l.latencyMs * 1000) / 1000,
         encryption: conns[0]?.encryption ?? null,
         link: this.overlay.isNeighbour(l.peer) ? ('neighbour' as const) : ('on-demand' as const),
+        relayed,
+        relayedReason: relayed ? (nat?.relayedReason(l.peer) ?? 'no direct connection yet') : null,
       }
     })
+    const relayServer = this.libp2p.services.circuitRelay as
+      | { reservations: { keys(): Iterable<{ toString(): string }> } }
+      | undefined
     const clusters = this.directory.clusterNames().map((name) => ({
       name,
       joined: this.directory.joined(name),
@@ -996,6 +1017,10 @@ class Node implements PlexusNode {
       network: this.cfg.network,
       addresses: this.addresses,
       peers,
+      nat: {
+        ...(nat?.status() ?? { reachability: 'unknown', reason: 'not started', reservations: [] }),
+        serving: relayServer ? [...relayServer.reservations.keys()].map(String) : null,
+      },
       clusters,
       counters,
       streams: this.streamService.status(),

@@ -4,6 +4,7 @@
  */
 import { multiaddr } from '@multiformats/multiaddr'
 import {
+  CIRCUIT_RELAY,
   DEFAULT_CIPHER,
   DEFAULT_GC_TUNING,
   DEFAULT_HTTP_HOST,
@@ -77,6 +78,18 @@ export interface NodeConfig {
   raftLogBytes: number
   /** Credentials for stream administration on clusters not joined (streams/access/authz.ts). */
   credentials: ResolvedCredentials
+  /** Circuit relay settings (`transport/nat.ts`), defaults from `CIRCUIT_RELAY`. */
+  circuitRelay: CircuitRelayConfig
+}
+
+/** The validated `circuitRelay` option. */
+export interface CircuitRelayConfig {
+  server: boolean
+  reserve: 'auto' | 'always' | 'never'
+  reservations: number
+  maxReservations: number
+  dataLimit: number
+  durationLimitMs: number
 }
 
 /**
@@ -100,7 +113,9 @@ export const KNOWN_NODE_OPTIONS = {
     'maxLinks',
     'streams',
     'credentials',
+    'circuitRelay',
   ],
+  circuitRelay: ['server', 'reserve', 'reservations', 'maxReservations', 'dataLimit', 'durationLimitMs'],
   discovery: ['local', 'mdns', 'dht'],
   'discovery.mdns': ['interface'],
   relay: [
@@ -214,6 +229,34 @@ export function parseNodeOptions(options: unknown): NodeConfig {
     replaceReplicaAfter,
     raftLogBytes,
     credentials: checkCredentials(o.credentials),
+    circuitRelay: checkCircuitRelay(o.circuitRelay),
+  }
+}
+
+/** The `circuitRelay` option (see `NodeOptions.circuitRelay`). */
+function checkCircuitRelay(value: unknown): CircuitRelayConfig {
+  const c = checkOptions<NonNullable<NodeOptions['circuitRelay']>>(value, 'circuitRelay')
+  checkKnownKeys(c, KNOWN_NODE_OPTIONS.circuitRelay, 'circuitRelay')
+  if (c.server !== undefined && typeof c.server !== 'boolean')
+    throw new InvalidArgumentError(`circuitRelay.server must be a boolean, got ${describe(c.server)}`)
+  if (c.reserve !== undefined && !['auto', 'always', 'never'].includes(c.reserve as string))
+    throw new InvalidArgumentError(
+      `circuitRelay.reserve must be one of auto, always, never, got ${describe(c.reserve)}`,
+    )
+  return {
+    server: c.server ?? false,
+    reserve: c.reserve ?? CIRCUIT_RELAY.reserve,
+    reservations:
+      checkPositiveInt(c.reservations, 'circuitRelay.reservations', 16) ?? CIRCUIT_RELAY.reservations,
+    maxReservations:
+      checkPositiveInt(c.maxReservations, 'circuitRelay.maxReservations', 65_536) ??
+      CIRCUIT_RELAY.maxReservations,
+    dataLimit:
+      checkPositiveInt(c.dataLimit, 'circuitRelay.dataLimit', Number.MAX_SAFE_INTEGER) ??
+      CIRCUIT_RELAY.dataLimit,
+    durationLimitMs:
+      checkPositiveInt(c.durationLimitMs, 'circuitRelay.durationLimitMs', MAX_TIMEOUT) ??
+      CIRCUIT_RELAY.durationLimit,
   }
 }
 

@@ -67,6 +67,28 @@ export interface NodeOptions {
   /** Directory for the identity (same peer id after restart) and stream data. */
   dataDir?: string
   /**
+   * Circuit relay v2 for nodes behind a NAT (docs/operations.md, "Behind a NAT"). Every node
+   * can dial relayed (`/p2p-circuit`) addresses. `server: true` (default false) makes this
+   * node a relay for nodes of its network (only peers that speak the network's link
+   * protocol get a slot): run it on nodes that others can dial. `reserve`: when this node
+   * takes slots on the relay servers it is connected to and announces its relayed addresses
+   * — `auto` (default) once peers see it from an address that is not its own (a NAT; or when
+   * AutoNAT could not confirm a public address), `always`, or `never`. `reservations`
+   * (default 2): relays to hold a slot on. On a server: `maxReservations` (default 64) slots
+   * at once; each relayed connection may carry `dataLimit` bytes (default 4 MiB) for
+   * `durationLimitMs` (default 10 min), after which the relay ends it and the link is
+   * redialled. Relayed links are replaced by direct connections when one can be made
+   * (DCUtR hole punching, or the NATed end dialling out); `status().nat` tells which.
+   */
+  circuitRelay?: {
+    server?: boolean
+    reserve?: 'auto' | 'always' | 'never'
+    reservations?: number
+    maxReservations?: number
+    dataLimit?: number
+    durationLimitMs?: number
+  }
+  /**
    * Relay endpoint for thin clients; off unless given (`{}` means 127.0.0.1:55555).
    * `maxConnections` (default 1024): at the limit a new client is accepted by closing the
    * oldest idle connection (nothing open on it), or refused when none is idle.
@@ -867,6 +889,22 @@ export interface MemberRoles {
   storage: boolean
 }
 
+/** What a node knows of its own reachability and its circuit relay use (`status().nat`). */
+export interface NatStatus {
+  /**
+   * `public`: AutoNAT confirmed a public address, or peers see this node at an address of
+   * its own; `private`: a peer sees it at an address that is not its own (behind a NAT);
+   * `unknown`: no evidence yet.
+   */
+  reachability: 'unknown' | 'public' | 'private'
+  /** The evidence behind `reachability`, in words. */
+  reason: string
+  /** Relay peers this node holds a slot on (its relayed addresses go through them). */
+  reservations: string[]
+  /** When this node is a circuit relay server: the peers holding a slot on it; else null. */
+  serving: string[] | null
+}
+
 /** Snapshot for `plexus status`. */
 export interface NodeStatus {
   id: string
@@ -886,7 +924,19 @@ export interface NodeStatus {
      * with this peer (requests, calls, tunnels, publishes) and closed when idle.
      */
     link: 'neighbour' | 'on-demand'
+    /**
+     * True when the link runs over a circuit relay (a limited connection: the relay's data
+     * and duration limits apply, and bulk traffic is slower); `relayedReason` says why no
+     * direct connection replaced it yet (null on direct links).
+     */
+    relayed?: boolean
+    relayedReason?: string | null
   }>
+  /**
+   * Reachability and circuit relay state (docs/operations.md, "Behind a NAT"); absent only in
+   * the status of a node older than circuit relay (read through a relay).
+   */
+  nat?: NatStatus
   clusters: Array<{ name: string; joined: boolean; members: MemberStatus[] }>
   counters: Record<string, number>
   /** Streams this node knows, with the partitions it hosts. */

@@ -7,8 +7,9 @@
 import type { PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
-import { LINK, LOG_RATE_INTERVAL } from '../constants.js'
+import { CIRCUIT_RELAY, LINK, LOG_RATE_INTERVAL } from '../constants.js'
 import type { PlexusLibp2p } from '../transport/libp2p.js'
+import { isRelayed } from '../transport/nat.js'
 import type { Logger } from '../types.js'
 import { errFields, RateLimitedLog, SILENT_LOGGER } from '../util/logger.js'
 import { LocalDiscovery } from './local.js'
@@ -195,7 +196,9 @@ export class Dialer {
     }
     try {
       if (mas.length > 0) await this.host.libp2p.peerStore.merge(id, { multiaddrs: mas })
-      await this.host.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
+      // Already connected (say, through a relay, which libp2p's dial would not reuse): the
+      // link opens on that connection; transport/nat.ts looks for a direct one.
+      if (!this.host.libp2p.getConnections(id).some((c) => c.status === 'open')) await this.connect(id, mas)
       await this.host.ensureLink(id)
     } catch (err) {
       this.host.count('dials.failed')
@@ -203,6 +206,31 @@ export class Dialer {
       return false
     }
     return this.host.linked(peer)
+  }
+
+  /**
+   * Connects to `id`. A peer announced with relayed (`/p2p-circuit`) addresses is behind a NAT:
+   * its direct addresses get `CIRCUIT_RELAY.directFirstMs` (they work from its own LAN), then
+   * its relays are dialled (libp2p would spend its whole budget on a blackholed private
+   * address before reaching them); `transport/nat.ts` replaces a relayed connection with a
+   * direct one when it can.
+   */
+  private async connect(id: PeerId, announced: Multiaddr[]): Promise<void> {
+    const relayed = announced.filter((m) => isRelayed(m))
+    if (relayed.length === 0) {
+      await this.host.libp2p.dial(id, { signal: AbortSignal.timeout(LINK.openTimeout) })
+      return
+    }
+    const direct = announced.filter((m) => !isRelayed(m) && m.getComponents().some((c) => c.name === 'p2p'))
+    if (direct.length > 0) {
+      try {
+        await this.host.libp2p.dial(direct, { signal: AbortSignal.timeout(CIRCUIT_RELAY.directFirstMs) })
+        return
+      } catch {
+        // behind a NAT: through a relay
+      }
+    }
+    await this.host.libp2p.dial(relayed, { signal: AbortSignal.timeout(LINK.openTimeout) })
   }
 
   async stop(): Promise<void> {

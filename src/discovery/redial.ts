@@ -103,8 +103,10 @@ export class Redialer {
    */
   heard(peer: string, addrs: string[]): void {
     const w = this.peers.get(peer)
-    if (!w || this.stopped || w.dialing || this.host.linked(peer)) return
+    if (!w || this.stopped) return
+    // New addresses (say, a relayed one) are kept for the next dial even while one is in flight.
     if (addrs.length > 0) w.addrs = addrs
+    if (w.dialing || this.host.linked(peer)) return
     if (w.timer === undefined) void this.attempt(peer, w)
     else if (w.due - this.now() > REDIAL.minDelay) this.schedule(peer, w, true)
   }

@@ -106,6 +106,9 @@ export class LinkManager {
     await this.libp2p.handle(this.opts.protocol, (stream, connection) => this.onInbound(stream, connection), {
       maxInboundStreams: 8,
       maxOutboundStreams: 8,
+      // Links run over circuit relays too (limited connections; transport/nat.ts moves them
+      // to a direct connection when one can be made).
+      runOnLimitedConnection: true,
     })
     this.on('connection:open', (evt) => {
       const conn = evt.detail as Connection
@@ -174,9 +177,14 @@ export class LinkManager {
     const key = peer.toString()
     let stream: Stream
     try {
-      stream = await this.libp2p.dialProtocol(peer, this.opts.protocol, {
-        signal: AbortSignal.timeout(LINK.openTimeout),
-      })
+      const signal = AbortSignal.timeout(LINK.openTimeout)
+      // libp2p reuses only unlimited connections: with nothing but a relayed (limited) one,
+      // open the stream on it rather than dial the peer again.
+      const conns = this.libp2p.getConnections(peer).filter((c) => c.status === 'open')
+      const relayed = conns.every((c) => c.limits != null) ? conns[0] : undefined
+      stream = relayed
+        ? await relayed.newStream(this.opts.protocol, { signal, runOnLimitedConnection: true })
+        : await this.libp2p.dialProtocol(peer, this.opts.protocol, { signal, runOnLimitedConnection: true })
     } catch (err) {
       if ((err as Error).name === 'UnsupportedProtocolError') {
         // Another network (or not Plexus): no traffic with it; tried again after a while.

@@ -72,6 +72,13 @@ export class RequestServer {
     this.served.delete(cluster)
   }
 
+  /** Handlers running now for requests from `peer`, every cluster together. */
+  servingFor(peer: string): number {
+    let n = 0
+    for (const s of this.served.values()) n += s.byPeer.get(peer)?.running ?? 0
+    return n
+  }
+
   /** Handlers running now, every served cluster together (for status). */
   get serving(): number {
     let n = 0

@@ -5,8 +5,18 @@
  * optional pnet (network key), mDNS, kad-dht and bootstrap; inbound connections bounded per
  * remote host (`connection-guard.ts`) and streams per connection. Protocol names carry the network name, so nodes of two networks on one
  * machine never speak the same protocol.
+ *
+ * Nodes behind a NAT (`nat.ts`): the circuit relay v2 transport on every node (dials
+ * `/p2p-circuit` addresses, reserves slots), the relay server (hop) when
+ * `circuitRelay.server`, AutoNAT (under our own protocol id) when reservations are
+ * `auto`, DCUtR hole punching, and the `nat` service. The relay, stop and DCUtR protocol
+ * ids are fixed by libp2p (no prefix option): a relay serves only peers that speak our
+ * network's link protocol (the gater below), and pnet keeps other networks out altogether.
  */
+import { autoNAT } from '@libp2p/autonat'
 import { bootstrap } from '@libp2p/bootstrap'
+import { circuitRelayServer, circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
 import { identify } from '@libp2p/identify'
 import type { PeerDiscovery, PeerId, PrivateKey } from '@libp2p/interface'
 import { ping } from '@libp2p/ping'
@@ -16,10 +26,12 @@ import { yamux } from '@libp2p/yamux'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import type { CID } from 'multiformats/cid'
-import { CONNECTIONS, DEFAULT_CIPHER, DHT } from '../constants.js'
+import { CIRCUIT_RELAY, CONNECTIONS, DEFAULT_CIPHER, DHT } from '../constants.js'
 import type { FoundProvider } from '../discovery/dht.js'
+import type { CircuitRelayConfig } from '../options.js'
 import { ConnectionGuard } from './connection-guard.js'
 import { type CipherChoice, connectionEncrypters } from './encrypters.js'
+import { NatService } from './nat.js'
 import './yamux-window.js'
 
 /** Protocol ids of one network. */
@@ -27,6 +39,8 @@ export function protocols(network: string) {
   return {
     link: `/plexus/${network}/link/1.0.0`,
     kad: `/plexus/${network}/kad/1.0.0`,
+    /** AutoNAT's prefix: its protocol is `/plexus/<network>/autonat/1.0.0`. */
+    autonatPrefix: `plexus/${network}`,
     identify: `plexus-${network}`,
     mdnsTag: `plexus-${network}`,
   }
@@ -51,6 +65,14 @@ export interface Libp2pConfig {
    * peer store, so a peer found again after a partition would go unnoticed).
    */
   mdnsFound?: (peer: { id: PeerId; multiaddrs: Multiaddr[] }) => void
+  /** Circuit relay settings; default: client only, reservations `auto` (`CIRCUIT_RELAY`). */
+  circuitRelay?: CircuitRelayConfig
+  /** Our relayed addresses changed (a reservation was made or lost): re-announce. */
+  addressesChanged?: () => void
+  /** Bytes carried so far by the link to a peer (a relayed link moves when it is quiet). */
+  linkActivity?: (peer: string) => number
+  /** True while requests to or from a peer are unanswered (a relayed link moves after them). */
+  linkBusy?: (peer: string) => boolean
 }
 
 /** The libp2p node type Plexus runs on. */
@@ -79,10 +101,43 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
     })
   }
   if (cfg.bootstrap.length > 0) peerDiscovery.push(bootstrap({ list: cfg.bootstrap, timeout: 0 }))
+  const relay: CircuitRelayConfig = cfg.circuitRelay ?? {
+    server: false,
+    reserve: CIRCUIT_RELAY.reserve,
+    reservations: CIRCUIT_RELAY.reservations,
+    maxReservations: CIRCUIT_RELAY.maxReservations,
+    dataLimit: CIRCUIT_RELAY.dataLimit,
+    durationLimitMs: CIRCUIT_RELAY.durationLimit,
+  }
+  let nat: NatService | undefined
   const services: Record<string, any> = {
     identify: identify({ protocolPrefix: p.identify }),
     ping: ping({ maxOutboundStreams: 8, maxInboundStreams: 8 }),
+    dcutr: dcutr(),
+    nat: (components: any) =>
+      (nat = new NatService(components, {
+        linkProtocol: p.link,
+        reserve: relay.reserve,
+        reservations: relay.reservations,
+        server: relay.server,
+        count: cfg.count,
+        onAddressesChanged: cfg.addressesChanged,
+        activity: cfg.linkActivity,
+        busy: cfg.linkBusy,
+      })),
   }
+  if (relay.reserve === 'auto') services.autonat = autoNAT({ protocolPrefix: p.autonatPrefix })
+  if (relay.server) {
+    services.circuitRelay = circuitRelayServer({
+      reservations: {
+        maxReservations: relay.maxReservations,
+        defaultDataLimit: BigInt(relay.dataLimit),
+        defaultDurationLimit: relay.durationLimitMs,
+      },
+    })
+  }
+  const guard = new ConnectionGuard(CONNECTIONS, cfg.count ?? (() => {})).gater
+  const foreign = (peer: PeerId) => nat?.foreign(peer) ?? true
   if (cfg.dht) {
     const { kadDHT, passthroughMapper } = await import('@libp2p/kad-dht')
     services.dht = kadDHT({
@@ -99,7 +154,7 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
   const node = await createLibp2p({
     privateKey: cfg.privateKey,
     addresses: { listen: cfg.listen },
-    transports: [tcp()],
+    transports: [tcp(), circuitRelayTransport({ reservationCompletionTimeout: 5000 })],
     connectionEncrypters: connectionEncrypters(cfg.cipher ?? DEFAULT_CIPHER),
     streamMuxers: [
       yamux({
@@ -116,7 +171,17 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
       maxConnections: CONNECTIONS.maxConnections,
       dialTimeout: 5000,
     },
-    connectionGater: new ConnectionGuard(CONNECTIONS, cfg.count ?? (() => {})).gater,
+    connectionGater: {
+      ...guard,
+      // Our relay serves only peers of our network (see the module doc).
+      denyInboundRelayReservation: async (source) => {
+        const deny = await foreign(source)
+        if (deny) cfg.count?.('nat.reservationsRefused')
+        return deny
+      },
+      denyOutboundRelayedConnection: async (source, destination) =>
+        (await foreign(source)) || (await foreign(destination)),
+    },
     connectionMonitor: { enabled: false },
   })
   return node as unknown as PlexusLibp2p

@@ -54,6 +54,8 @@ export interface NodeFlags {
   local: boolean
   dht?: boolean
   gcTuning: boolean
+  circuitRelayServer?: boolean
+  circuitRelayReserve?: 'auto' | 'always' | 'never'
   config?: string
   printConfig?: boolean
   logLevel?: string
@@ -151,6 +153,15 @@ export function registerNode(
     .option(
       '--no-local',
       'do not find (or be found by) other nodes on this machine through the same-host registry',
+    )
+    .option(
+      '--circuit-relay-server',
+      'be a circuit relay for nodes of this network behind a NAT (run it where others can dial in)',
+    )
+    .option(
+      '--circuit-relay-reserve <when>',
+      'take slots on circuit relays: auto (when peers see this node behind a NAT; default)|always|never',
+      parseChoice(['auto', 'always', 'never'] as const, '--circuit-relay-reserve'),
     )
     .option('--no-gc-tuning', "leave V8's garbage-collector settings as they are (see README Performance)")
     .option(
@@ -279,6 +290,7 @@ async function runNode(flags: NodeFlags, joins: JoinGroup[]): Promise<void> {
     discovery: { mdns: flags.mdns, local: flags.local, dht: flags.dht },
     gcTuning: flags.gcTuning,
     maxLinks: flags.maxLinks,
+    circuitRelay: { server: flags.circuitRelayServer === true, reserve: flags.circuitRelayReserve },
     relay: {
       host: DEFAULT_RELAY_HOST,
       port: flags.relayPort,

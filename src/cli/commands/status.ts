@@ -91,6 +91,11 @@ export function formatStatus(s: StatusWithStreams | NodeStatus): string {
   )
   out.push(`addresses (${s.addresses.length})`)
   for (const a of s.addresses) out.push(`  ${a}`)
+  if (s.nat) {
+    out.push(`reachability ${s.nat.reachability}: ${s.nat.reason}`)
+    if (s.nat.reservations.length > 0) out.push(`  circuit relay slots on: ${s.nat.reservations.join(' ')}`)
+    if (s.nat.serving) out.push(`  circuit relay server: ${s.nat.serving.length} slot(s) taken`)
+  }
   const neighbours = s.peers.filter((p) => p.link !== 'on-demand').length
   out.push(`peers (${s.peers.length}: ${neighbours} neighbours, ${s.peers.length - neighbours} on demand)`)
   if (s.peers.length > 0) {
@@ -106,6 +111,8 @@ export function formatStatus(s: StatusWithStreams | NodeStatus): string {
         ]),
       ]),
     )
+    for (const p of s.peers)
+      if (p.relayed) out.push(`  ${p.id} is relayed (circuit relay limits apply): ${p.relayedReason ?? ''}`)
   }
   out.push(`clusters (${s.clusters.length})`)
   for (const c of s.clusters) {
