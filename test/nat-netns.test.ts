@@ -9,9 +9,9 @@
  * R and C route the private subnets to their routers (so a direct dial is dropped there, a
  * timeout as on the Internet), and so do the routers to each other's. Every node has only
  * R's address. Asserted: M1 and M2 find themselves behind a NAT, reserve a slot on R and
- * announce relayed addresses; C's requests, a broadcast and a small tunnel reach `svc`,
- * first through R, then over a direct connection M1 dials out through its NAT (status says
- * which); M1 reaches `svc2` on M2 through R (requests, broadcast, tunnel), the link stays
+ * announce relayed addresses; C's requests, a broadcast and a small tunnel reach `svc` over
+ * a direct connection M1 dials out through its NAT (through R until then, when C dialled
+ * first; printed); M1 reaches `svc2` on M2 through R (requests, broadcast, tunnel), the link stays
  * relayed and status says why (DCUtR's hole punch is reported). Needs root and iptables;
  * skipped with the reason printed otherwise. Every namespace is deleted after the test, also
  * when it fails or the process exits early.
@@ -138,6 +138,7 @@ interface State {
   circuit: string[]
   links: Record<string, { relayed: boolean; reason: string | null; addrs: string[] }>
   members: Record<string, number>
+  relayedConnections: number
   upgraded: number
   directFailed: number
 }
@@ -234,7 +235,7 @@ describe.skipIf(skipReason !== undefined)('nodes behind a NAT (network namespace
     rmSync(tmp, { recursive: true, force: true })
   })
 
-  it('a NATed member is reached through a relay, then directly; two NATed members reach each other through the relay', async () => {
+  it('a NATed member serves a public client (directly once it dials out); two NATed members reach each other through the relay', async () => {
     const t0 = performance.now()
     const at = () => `${((performance.now() - t0) / 1000).toFixed(1)} s`
     topo.build()
@@ -274,6 +275,8 @@ describe.skipIf(skipReason !== undefined)('nodes behind a NAT (network namespace
     const m2 = start('m2', 'm2', '/ip4/0.0.0.0/tcp/4001', boot, 'member:svc2', key2)
     const c = start('c', 'c', `/ip4/${P}.2/tcp/4001`, boot, 'client')
 
+    for (const p of [m1, m2, c]) await p.until(() => p.id, 30_000, 'ready')
+    console.log(`${at()} every node started`)
     // M1 and M2 learn they are behind a NAT and take a slot on R.
     for (const m of [m1, m2]) {
       await m.until(() => m.state?.reach === 'private' && m.state.circuit.length > 0, 30_000, 'a relay slot')
@@ -282,7 +285,7 @@ describe.skipIf(skipReason !== undefined)('nodes behind a NAT (network namespace
       )
       expect(m.state!.reservations).toEqual([r.id])
     }
-    await c.until(() => c.state?.reach, 10_000, 'a reachability verdict')
+    await c.until(() => c.state && c.state.reach !== 'unknown', 10_000, 'a reachability verdict')
     console.log(`${at()} c: ${c.state!.reach} (${c.state!.reason})`)
     expect(c.state!.reach).toBe('public')
     await r.until(() => r.state?.serving?.length === 2, 10_000, 'two slots served')
@@ -297,10 +300,18 @@ describe.skipIf(skipReason !== undefined)('nodes behind a NAT (network namespace
     // link when it closes fails with MemberLostError (at-most-once, as at any link drop).
     expect(served1.filter((x) => x !== 'm1').every((x) => x === 'MemberLostError')).toBe(true)
     expect(served1.filter((x) => x === 'm1').length).toBeGreaterThanOrEqual(9)
+    // C can dial M1 only through R (its direct address is dropped by N1); M1 can dial C out
+    // through its NAT once it knows C's address (the overlay spreads every node's addresses,
+    // and identify on a relayed connection gives them too). Whichever came first, the link
+    // ends up direct; the relayed connection, if any, is closed when the link is quiet.
     const firstLink = c.states.find((s) => s.links[m1.id])!.links[m1.id]!
-    console.log(`${at()} c's first link to m1: relayed ${firstLink.relayed} via ${firstLink.addrs.join(' ')}`)
-    expect(firstLink.relayed).toBe(true)
-    expect(firstLink.addrs[0]).toContain('/p2p-circuit')
+    const viaRelay = c.states.some((s) => s.relayedConnections > 0)
+    console.log(
+      `${at()} c's first link to m1 seen: relayed ${firstLink.relayed} via ${firstLink.addrs.join(' ')}; ` +
+        (viaRelay
+          ? `c reached m1 through R first (upgrades seen by c ${c.state!.upgraded}, by m1 ${m1.state!.upgraded})`
+          : 'm1 dialled c out through its NAT before c needed R'),
+    )
     const direct = await c.until(
       () => c.state?.links[m1.id]?.relayed === false && c.state.links[m1.id],
       20_000,

@@ -15,7 +15,8 @@ describe('circuit relay (loopback)', () => {
   it('a member that cannot be dialled serves requests, broadcasts and a tunnel through a relay (with a network key)', async () => {
     const network = uniqueNetwork('nat')
     const networkKey = generateKey()
-    const base = { network, networkKey, discovery: { local: false } }
+    // No DHT: the member must not learn the client's address (it would dial it directly).
+    const base = { network, networkKey, discovery: { local: false, dht: false } }
     const relay = await startNode({ ...base, circuitRelay: { server: true } })
     const bootstrap = [relay.addresses[0]!]
     const member = await startNode({ ...base, listen: [], bootstrap, circuitRelay: { reserve: 'always' } })
@@ -34,7 +35,8 @@ describe('circuit relay (loopback)', () => {
     expect(member.status().nat?.reservations).toEqual([relay.id])
     expect(relay.status().nat?.serving).toEqual([member.id])
 
-    const client = await startNode({ ...base, bootstrap })
+    // The client cannot be dialled either: the two meet only through the relay.
+    const client = await startNode({ ...base, listen: [], bootstrap })
     await waitForMembers(client, 'svc', 1, 15_000)
     expect(new TextDecoder().decode(await client.request('svc', 'a', { timeout: 5000 }))).toBe('ok a')
     const link = client.status().peers.find((p) => p.id === member.id)!
