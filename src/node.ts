@@ -700,13 +700,22 @@ class Node implements PlexusNode {
       .map((m) => m.bytes)
   }
 
+  /** True when this node is a member of `cluster` or has a link to one. */
+  private reachesMember(cluster: string): boolean {
+    return this.directory.members(cluster).some((m) => m.peer === this.id || this.links.get(m.peer))
+  }
+
   /**
-   * Waits (at most `DEFAULT_REQUEST_TIMEOUT`) while a DHT lookup of `cluster`, which has no
-   * known member, may still find one (for broadcasts, which have no timeout of their own).
+   * Waits (at most `DEFAULT_REQUEST_TIMEOUT`) until a member of `cluster` is reachable, while
+   * a DHT lookup may still find one (`ClusterDht.lookup`) or during the node's first
+   * `DISCOVERY_GRACE` ms (the lookup starts once the DHT has a peer to ask); for broadcasts,
+   * which have no timeout of their own.
    */
   private async lookedUp(cluster: string): Promise<void> {
     const signal = AbortSignal.timeout(DEFAULT_REQUEST_TIMEOUT)
-    while (this.directory.members(cluster).length === 0 && this.dht?.lookup(cluster)) {
+    const young = () => Date.now() - this.startedAt < DISCOVERY_GRACE
+    const none = () => this.directory.members(cluster).length === 0
+    while (!this.reachesMember(cluster) && (this.dht?.lookup(cluster, none()) || young())) {
       try {
         await this.nextChange(signal)
       } catch {
@@ -826,7 +835,7 @@ class Node implements PlexusNode {
     this.assertRunning()
     checkClusterName(cluster, 'cluster')
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
-    if (this.dht && this.directory.members(cluster).length === 0) await this.lookedUp(cluster)
+    if (this.dht && !this.reachesMember(cluster)) await this.lookedUp(cluster)
     return this.broadcaster.broadcast(cluster, payload)
   }
 

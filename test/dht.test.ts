@@ -238,9 +238,26 @@ describe('a member found only through the DHT (loopback)', () => {
     nodeInternals(b).relayAnnouncements(false)
     const boot = [b.addresses[0]!]
     const m = await startNode({ ...opts, bootstrap: boot })
-    await m.join('svc', { key: generateKey(), onRequest: (d) => d })
+    const got: string[] = []
+    await m.join('svc', {
+      key: generateKey(),
+      onRequest: (d) => d,
+      onBroadcast: (d) => {
+        got.push(new TextDecoder().decode(d))
+      },
+      onTunnel: async (t) => {
+        for await (const chunk of t) await t.send(chunk)
+        await t.close()
+      },
+    })
     // The member's record reached the bootstrap node.
     await waitFor(() => (m.status().counters['dht.provides'] ?? 0) >= 1, 15_000, 'provider record stored')
+    // A broadcast from a fresh node, sent at once, finds the member the same way (first: a
+    // broadcast goes only to linked members, and later nodes may learn the member from others).
+    const cb = await startNode({ ...opts, bootstrap: boot })
+    expect(await cb.broadcast('svc', 'to all')).toBe(1)
+    await waitFor(() => got.includes('to all'), 5000, 'the broadcast delivered')
+    expect(cb.status().counters['dht.lookups']).toBeGreaterThanOrEqual(1)
     // The request leaves at once, before the client has any link: it waits out the discovery
     // grace, and the lookup starts as soon as the DHT holds its first peer (the bootstrap node).
     const c = await startNode({ ...opts, bootstrap: boot })
@@ -263,5 +280,22 @@ describe('a member found only through the DHT (loopback)', () => {
     await expect(c.request('nobody', 'x', { timeout: 10_000 })).rejects.toThrow(/no members of nobody/)
     console.log(`unknown cluster refused ${(performance.now() - t1).toFixed(0)} ms after the call`)
     expect(c.status().counters['dht.lookups']).toBe(2)
-  }, 30_000)
+
+    // So does a tunnel.
+    const ct = await startNode({ ...opts, bootstrap: boot })
+    const tunnel = await ct.tunnel('svc', { timeout: 10_000 })
+    await tunnel.send('through')
+    await tunnel.close()
+    const echoed: string[] = []
+    for await (const chunk of tunnel) echoed.push(new TextDecoder().decode(chunk))
+    expect(echoed.join('')).toBe('through')
+    expect(ct.status().counters['dht.lookups']).toBeGreaterThanOrEqual(1)
+    // And requestMany.
+    const cm = await startNode({ ...opts, bootstrap: boot })
+    const replies: string[] = []
+    for await (const r of cm.requestMany('svc', 'all of you', { timeout: 10_000 }))
+      replies.push(r.error ? r.error.name : r.string())
+    expect(replies).toEqual(['all of you'])
+    expect(cm.status().counters['dht.lookups']).toBeGreaterThanOrEqual(1)
+  }, 45_000)
 })

@@ -302,7 +302,8 @@ export class RequestClient {
         return list.map((c) => c.peer)
       }
       const known = this.host.servers(cluster, 'request').length
-      if (known === 0 && !this.host.discovering() && this.host.lookup?.(cluster) !== true) {
+      // The lookup is asked first so it starts even while the node is young.
+      if (known === 0 && this.host.lookup?.(cluster) !== true && !this.host.discovering()) {
         const all = this.host.members(cluster).length
         throw new NoMembersError(
           all > 0 ? noRoleMessage(cluster, 'request', all) : `no members of ${cluster} are known`,

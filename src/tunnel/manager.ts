@@ -137,8 +137,9 @@ export class TunnelManager {
         if (ac.signal.aborted) throw ac.signal.reason
         const peer = this.host.pick(cluster, tried)
         if (!peer) {
-          const waiting =
-            this.host.discovering() || (tried.size === 0 && this.host.lookup?.(cluster) === true)
+          // The lookup is asked first so it starts even while the node is young.
+          const searching = tried.size === 0 && this.host.lookup?.(cluster) === true
+          const waiting = searching || this.host.discovering()
           if (!waiting && tried.size > 0 && overloaded)
             throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
           const none = tried.size === 0 ? this.host.unserved(cluster) : undefined
