@@ -77,6 +77,15 @@ describe('plexus stream purge|update and plexus consumer ls|info|rm', () => {
     const emptyKey = await cli(['stream', 'purge', 'jobs', '--key', '', '--cluster-key-file', key])
     expect(emptyKey.code).toBe(2)
     expect(emptyKey.stderr).toMatch(/--key must not be empty/)
+    // Pull: one batch (j2 is all that is left), acknowledged; the next batch is empty.
+    expect(await ok(['consume', 'jobs', '--durable', 'puller', '--fetch', '5', '--expires', '1000'])).toBe(
+      'j2\n',
+    )
+    expect(await ok(['consume', 'jobs', '--durable', 'puller', '--fetch', '5', '--expires', '300'])).toBe('')
+    const noDurable = await cli(['consume', 'jobs', '--fetch', '5'])
+    expect(noDurable.code).toBe(2)
+    expect(noDurable.stderr).toMatch(/--fetch needs --durable NAME/)
+    await ok(['consumer', 'rm', 'jobs', 'puller', '--cluster-key-file', key])
     const cap = issueCapability(
       readFileSync(key, 'utf8').trim(),
       { cluster: 'db', ops: ['update', 'consumer-delete'], stream: 'jobs', expires: Date.now() + 3_600_000 },

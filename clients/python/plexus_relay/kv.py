@@ -6,6 +6,7 @@ through the partition's Raft leader (linearizable); reads as ``streams.get``."""
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, List, Optional
@@ -41,6 +42,10 @@ class KvEntry:
     def string(self) -> str:
         """The value as UTF-8 text."""
         return self.value.decode("utf-8")
+
+    def json(self) -> Any:
+        """The value parsed as JSON."""
+        return json.loads(self.value)
 
 
 def _entry(r: Reader) -> KvEntry:

@@ -5,8 +5,9 @@ REQUEST_MANY"). ``Client.request_reply`` and ``Client.request_many`` call these.
 from __future__ import annotations
 
 import asyncio
+import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, AsyncIterator, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, AsyncIterator, Dict, Optional, Tuple, Union
 
 from . import validate as check
 from .errors import InvalidArgumentError, PlexusError, RelayUnavailableError, error_from_wire
@@ -31,6 +32,10 @@ class Reply:
     def string(self) -> str:
         """The data as UTF-8 text."""
         return self.data.decode("utf-8")
+
+    def json(self) -> Any:
+        """The data parsed as JSON."""
+        return json.loads(self.data)
 
 
 async def request_reply(

@@ -98,6 +98,10 @@ class StoredMessage:
         """The data as UTF-8 text."""
         return self.data.decode("utf-8")
 
+    def json(self) -> Any:
+        """The data parsed as JSON."""
+        return json.loads(self.data)
+
 
 def _retention_values(retention: Dict[str, float]) -> Dict[int, int]:
     """Checks ``retention`` (``max_age`` seconds, ``max_bytes``, ``max_messages``): wire values by flag bit."""

@@ -39,6 +39,7 @@ class Parity(unittest.IsolatedAsyncioTestCase):
     async def test_request_headers_and_request_many(self) -> None:
         r = await self.c.request_reply(ECHO, b"hi", headers={"trace": "t1"}, timeout=5)
         self.assertEqual(r.data, b"echo:hi")
+        self.assertEqual(r.string(), "echo:hi")
         self.assertEqual(r.headers.get("trace"), "t1")  # the handler echoes the headers it got
         self.assertEqual(r.headers.get("echoed"), "yes")
         replies = [m async for m in self.c.request_many(ECHO, b"all", max_replies=0, timeout=5)]
@@ -56,6 +57,8 @@ class Parity(unittest.IsolatedAsyncioTestCase):
             await self.c.publish(f"{subject}.x", f"v{i}".encode(), key=b"a" if i % 2 == 0 else b"b", ack="all")
         m = await self.c.streams.get(name, offset=1)
         self.assertEqual((m.offset, m.key, m.data), (1, b"b", b"v1"))
+        await self.c.publish(f"{subject}.x", b'{"n": 1}', key=b"j", ack="all")
+        self.assertEqual((await self.c.streams.last(name, key="j")).json(), {"n": 1})
         self.assertEqual((await self.c.streams.last(name, key="a")).data, b"v4")
         listed = {s.name: s for s in await self.c.streams.list()}
         self.assertEqual(listed[name].placement[0].replicas, (await self.c.streams.info(name)).partitions[0].replicas)
@@ -71,7 +74,7 @@ class Parity(unittest.IsolatedAsyncioTestCase):
                 got.append(sm.data)
                 if len(got) == 3:
                     break
-        self.assertEqual(got, [b"v1", b"v3", b"v5"])
+        self.assertEqual(got, [b"v1", b"v3", b"v5"])  # then the j message
         with self.assertRaises(px.InvalidArgumentError):
             await self.c.streams.purge(name, key=b"")
 
@@ -117,6 +120,8 @@ class Parity(unittest.IsolatedAsyncioTestCase):
         kv = await self.c.kv(unique("cfg"), cluster=STORE, replicas=1)
         watch = kv.watch("app.>")
         await watch
+        await kv.put("app.json", '{"on": true}')
+        self.assertEqual((await kv.get("app.json")).json(), {"on": True})  # type: ignore[union-attr]
         r1 = await kv.put("app.db", "one")
         entry = await kv.get("app.db")
         assert entry is not None
@@ -127,7 +132,7 @@ class Parity(unittest.IsolatedAsyncioTestCase):
         with self.assertRaises(px.WrongRevisionError):
             await kv.update("app.db", "three", r1)
         await kv.create("app.cache", b"on")
-        self.assertEqual(sorted(await kv.keys()), ["app.cache", "app.db"])
+        self.assertEqual(sorted(await kv.keys()), ["app.cache", "app.db", "app.json"])
         await kv.delete("app.cache")
         self.assertIsNone(await kv.get("app.cache"))
         self.assertEqual([e.string() for e in await kv.history("app.db")], ["one", "two"])

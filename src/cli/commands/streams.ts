@@ -90,6 +90,8 @@ interface ConsumeFlags {
   backoff?: number[]
   maxAckPending?: number
   ackPolicy?: 'explicit' | 'none'
+  fetch?: number
+  expires?: number
 }
 
 /** The stream config `stream create`'s flags describe; throws `UsageError` naming a missing flag. */
@@ -254,6 +256,16 @@ export function registerStreams(program: Command): void {
       parsePositiveInt('--max-ack-pending'),
     )
     .option('--ack-policy <policy>', 'durable consumers: explicit (default) or none', parseAckPolicy)
+    .option(
+      '--fetch <n>',
+      'durable consumers: pull one batch of at most N messages (acknowledging each), then exit',
+      parsePositiveInt('--fetch'),
+    )
+    .option(
+      '--expires <ms>',
+      'with --fetch: wait at most this long for the batch (default 5000)',
+      parseMs('--expires'),
+    )
     .action(async (name: string, flags: ConsumeFlags) => {
       checkStreamName(name, 'STREAM')
       for (const [flag, v] of [
@@ -262,9 +274,16 @@ export function registerStreams(program: Command): void {
         ['--backoff', flags.backoff],
         ['--max-ack-pending', flags.maxAckPending],
         ['--ack-policy', flags.ackPolicy],
+        ['--fetch', flags.fetch],
       ] as const)
         if (v !== undefined && flags.durable === undefined)
           throw new UsageError(`${flag} needs --durable NAME (only durable consumers acknowledge)`)
+      if (flags.expires !== undefined && flags.fetch === undefined)
+        throw new UsageError('--expires needs --fetch N')
+      if (flags.fetch !== undefined && flags.count !== undefined)
+        throw new UsageError(
+          '--fetch and --count cannot be combined (--fetch N takes one batch of at most N)',
+        )
       const opts: ConsumeOptions = {}
       if (flags.filter !== undefined) opts.filter = flags.filter
       if (flags.maxDeliver !== undefined) opts.maxDeliver = flags.maxDeliver
@@ -276,6 +295,26 @@ export function registerStreams(program: Command): void {
       if (flags.durable !== undefined) opts.durable = flags.durable
       if (flags.ackWait !== undefined) opts.ackWait = flags.ackWait
       if (flags.capability !== undefined) opts.capability = await readCapability(flags.capability)
+      if (flags.fetch !== undefined) {
+        const max = flags.fetch
+        const expires = flags.expires ?? 5000
+        // Pull: one batch, printed and acknowledged in order; an empty batch prints nothing.
+        await withRelay(async (client) => {
+          const consumer = client.consume(name, opts)
+          try {
+            for (const m of await consumer.fetch({ max, expires })) {
+              await writeChunk(
+                process.stdout,
+                flags.json ? `${JSON.stringify(streamMessageJson(m))}\n` : lineOf(m.data),
+              )
+              await m.ack()
+            }
+          } finally {
+            consumer.close()
+          }
+        })
+        return
+      }
       const bar = createProgress({
         label: `consume ${name}`,
         unit: 'messages',
