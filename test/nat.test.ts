@@ -41,7 +41,7 @@ describe('circuit relay (loopback)', () => {
     expect(new TextDecoder().decode(await client.request('svc', 'a', { timeout: 5000 }))).toBe('ok a')
     const link = client.status().peers.find((p) => p.id === member.id)!
     expect(link.relayed).toBe(true)
-    expect(link.addresses.every((a) => a.includes('/p2p-circuit'))).toBe(true)
+    expect(link.addresses.every((a) => a.includes(`/p2p/${relay.id}/p2p-circuit`))).toBe(true)
     // Noise runs between client and member over the circuit: the relay sees ciphertext only.
     expect(link.encryption).toMatch(/noise/)
     await waitFor(
