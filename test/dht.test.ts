@@ -4,6 +4,9 @@
  * advertising and its retry), then three real nodes on loopback where the client can learn
  * the member only through the DHT: the bootstrap node passes on no announcements.
  */
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { DHT } from '../src/constants.js'
 import { ClusterDht, clusterKey, type DhtHost, type FoundProvider } from '../src/discovery/dht.js'
@@ -298,4 +301,26 @@ describe('a member found only through the DHT (loopback)', () => {
     expect(replies).toEqual(['all of you'])
     expect(cm.status().counters['dht.lookups']).toBeGreaterThanOrEqual(1)
   }, 45_000)
+
+  it('a stream call from a node that knows no member of the cluster finds it the same way', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'plexus-dht-'))
+    try {
+      const network = uniqueNetwork('dhts')
+      const opts = { network, discovery: { local: false, dht: true } }
+      const b = await startNode(opts)
+      nodeInternals(b).relayAnnouncements(false)
+      const boot = [b.addresses[0]!]
+      const key = generateKey()
+      const m = await startNode({ ...opts, bootstrap: boot, dataDir: join(dir, 'm') })
+      await m.join('st', { key })
+      await waitFor(() => (m.status().counters['dht.provides'] ?? 0) >= 1, 15_000, 'provider record stored')
+      const c = await startNode({ ...opts, bootstrap: boot, credentials: { clusterKeys: { st: key } } })
+      const info = await c.streams.create('orders', { cluster: 'st', subject: 'orders.>', replicas: 1 })
+      expect(info.name).toBe('orders')
+      expect(c.status().counters['dht.lookups']).toBeGreaterThanOrEqual(1)
+      await m.stop() // before its directory goes
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  }, 30_000)
 })
