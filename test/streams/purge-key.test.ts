@@ -163,10 +163,17 @@ it('purges one key: consumers, get and last skip it; before bounds it; a restart
   expect(own.filter((m) => text(m.key) !== 'a').map((m) => text(m.value))).toEqual(expected)
   expect(own.filter((m) => text(m.key) === 'a').map((m) => text(m.value))).toEqual(['a-late'])
   expect((await r.last(new TextEncoder().encode('a'))).message?.offset).toBe(late.offset)
-  await waitFor(() => (replicaOf(back, 'kp', pb)?.latest() ?? -1) >= bs.at(-1)!.offset, 15_000, 'pb')
-  const ownB = await replicaOf(back, 'kp', pb)!.read(0, { maxBytes: 1 << 20 })
-  expect(ownB.filter((m) => text(m.key) === 'b').map((m) => m.offset)).toEqual(
-    bs.filter((s) => s.offset >= bCut).map((s) => s.offset),
+  // Partition pb got no entry after the purge of b: the restarted replica applies it once it
+  // hears the leader's commit index, so wait for its reads to show it.
+  const bKept = bs.filter((s) => s.offset >= bCut).map((s) => s.offset)
+  const ownB = async () =>
+    (await (replicaOf(back, 'kp', pb)?.read(0, { maxBytes: 1 << 20 }) ?? Promise.resolve([])))
+      .filter((m) => text(m.key) === 'b')
+      .map((m) => m.offset)
+  await waitFor(
+    async () => JSON.stringify(await ownB()) === JSON.stringify(bKept),
+    15_000,
+    'm2 hides the purged b messages',
   )
   await back.stop()
 }, 60_000)

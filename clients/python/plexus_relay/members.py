@@ -7,13 +7,13 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Union
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Dict, Optional, Tuple, Union
 
 from . import validate as check
 from .errors import InvalidArgumentError, PlexusError
 from .tunnel import Tunnel, tunnel_window
-from .wire import JOIN_BROADCASTS, JOIN_REQUESTS, JOIN_TUNNELS, Op, Reader, Writer
+from .wire import JOIN_BROADCASTS, JOIN_HEADERS, JOIN_REQUESTS, JOIN_TUNNELS, Op, Reader, Writer
 
 if TYPE_CHECKING:
     from .client import Client
@@ -39,6 +39,8 @@ class RequestContext:
     cluster: str
     from_: str
     deadline: float
+    #: The request's headers (``request_reply`` / ``request_many`` / the library's ``headers``); {} when none.
+    headers: Dict[str, str] = field(default_factory=dict)
 
     @property
     def remaining(self) -> float:
@@ -46,8 +48,8 @@ class RequestContext:
         return max(0.0, self.deadline - time.time())
 
 
-Reply = Union[bytes, bytearray, memoryview, str]
-#: ``handler(data, ctx) -> reply`` (bytes or str), plain or async.
+Reply = Union[bytes, bytearray, memoryview, str, Tuple[Union[bytes, bytearray, memoryview, str], Dict[str, str]]]
+#: ``handler(data, ctx) -> reply`` (bytes or str, or ``(data, headers)`` to send reply headers), plain or async.
 RequestHandler = Callable[[bytes, RequestContext], Union[Reply, Awaitable[Reply]]]
 #: ``handler(data, ctx)``, plain or async; its return value is ignored.
 BroadcastHandler = Callable[[bytes, RequestContext], Any]
@@ -98,6 +100,7 @@ class Memberships:
         self._handlers: Dict[str, _Handlers] = {}
         self._invocations: "Dict[int, asyncio.Task[None]]" = {}
         client._handlers[Op.INVOKE] = self._on_invoke
+        client._handlers[Op.INVOKE_HEADERS] = self._on_invoke_headers
         client._handlers[Op.INVOKE_CANCEL] = self._on_invoke_cancel
         client._handlers[Op.BROADCAST_DELIVER] = self._on_broadcast
         client._handlers[Op.TUNNEL_INCOMING] = self._on_tunnel_incoming
@@ -122,7 +125,9 @@ class Memberships:
         if cluster in self._handlers:
             raise InvalidArgumentError(f"cluster must be a cluster not yet joined by this client, got {cluster!r}")
         flags = (
-            (JOIN_REQUESTS if on_request else 0) | (JOIN_BROADCASTS if on_broadcast else 0) | (JOIN_TUNNELS if on_tunnel else 0)
+            (JOIN_REQUESTS | JOIN_HEADERS if on_request else 0)
+            | (JOIN_BROADCASTS if on_broadcast else 0)
+            | (JOIN_TUNNELS if on_tunnel else 0)
         )
         w = Writer().text(cluster)
         if isinstance(key, str):
@@ -147,15 +152,26 @@ class Memberships:
         self._invocations.clear()
 
     def _on_invoke(self, inv_id: int, body: bytes, _length: int) -> None:
-        client = self.client
         r = Reader(body, "INVOKE")
         cluster, remaining_ms, sender, data = r.text("cluster"), r.u32("remaining"), r.text("from"), r.blob("data")
         r.end()
+        self._invoke(inv_id, cluster, remaining_ms, sender, {}, data)
+
+    def _on_invoke_headers(self, inv_id: int, body: bytes, _length: int) -> None:
+        r = Reader(body, "INVOKE_HEADERS")
+        cluster, remaining_ms, sender = r.text("cluster"), r.u32("remaining"), r.text("from")
+        headers = r.headers()
+        data = r.blob("data")
+        r.end()
+        self._invoke(inv_id, cluster, remaining_ms, sender, headers, data)
+
+    def _invoke(self, inv_id: int, cluster: str, remaining_ms: int, sender: str, headers: Dict[str, str], data: bytes) -> None:
+        client = self.client
         h = self._handlers.get(cluster)
         if h is None or h.on_request is None:
             client._send(Op.INVOKE_ERROR, inv_id, Writer().text(f"{cluster}: this member has no request handler").body())
             return
-        ctx = RequestContext(cluster, sender, time.time() + remaining_ms / 1000)
+        ctx = RequestContext(cluster, sender, time.time() + remaining_ms / 1000, headers)
         handler = h.on_request
 
         async def invoke() -> None:
@@ -163,6 +179,11 @@ class Memberships:
             # which cancels this task: no answer is sent then.
             try:
                 reply = await _run(handler, data, ctx)
+                reply_headers: Optional[Dict[str, str]] = None
+                if isinstance(reply, tuple):
+                    if len(reply) != 2:
+                        raise InvalidArgumentError("a reply tuple must be (data, headers)")
+                    reply, reply_headers = reply[0], check.headers(reply[1], "reply headers")
                 out = check.payload(reply, "reply", client.max_message_size)
             except Exception as e:  # the caller gets RemoteError with this message
                 message = e.message if isinstance(e, PlexusError) else (str(e) or type(e).__name__)
@@ -172,7 +193,10 @@ class Memberships:
                 return
             if self._invocations.get(inv_id) is task:
                 del self._invocations[inv_id]
-                client._send(Op.INVOKE_REPLY, inv_id, Writer().blob(out).body())
+                if reply_headers:
+                    client._send(Op.INVOKE_REPLY_HEADERS, inv_id, Writer().headers(reply_headers).blob(out).body())
+                else:
+                    client._send(Op.INVOKE_REPLY, inv_id, Writer().blob(out).body())
 
         task = client._spawn(invoke())
         self._invocations[inv_id] = task

@@ -55,6 +55,8 @@ class Op:
     INVOKE_REPLY = 0x21
     INVOKE_ERROR = 0x22
     INVOKE_CANCEL = 0x23
+    INVOKE_HEADERS = 0x24
+    INVOKE_REPLY_HEADERS = 0x25
     STATUS = 0x28
     STATUS_REPLY = 0x29
     BROADCAST = 0x30
@@ -109,6 +111,8 @@ def opcode_name(op: int) -> str:
 
 #: JOIN flags (version 2): what the client serves for the cluster.
 JOIN_REQUESTS, JOIN_BROADCASTS, JOIN_TUNNELS = 0x01, 0x02, 0x04
+#: JOIN flag: requests come as INVOKE_HEADERS (the caller's headers); replies may carry headers.
+JOIN_HEADERS = 0x08
 #: PUBLISH / MESSAGE / CONSUME_MESSAGE flags: which optional fields follow.
 FLAG_KEY, FLAG_HEADERS, FLAG_MSG_ID, FLAG_CAPABILITY = 0x01, 0x02, 0x04, 0x08
 #: PUBLISH ack modes.

@@ -51,6 +51,28 @@ class Parity(unittest.IsolatedAsyncioTestCase):
             async for _m in self.c.request_many(unique("nobody"), b"x", timeout=2):
                 pass
 
+    async def test_python_member_sees_and_returns_headers(self) -> None:
+        member = await px.connect(RELAY, name="py-parity-member")
+        try:
+            cluster = unique("pyhdr")
+            key = os.environ.get("PLEXUS_TEST_STORE_KEY", "")
+
+            def handler(data: bytes, ctx: px.RequestContext) -> "tuple[bytes, dict]":
+                return data.upper(), {"seen": ctx.headers.get("h", "-")}
+
+            await member.join(cluster, key, on_request=handler)
+            # Until the node lists the new member (no event for that): NoMembersError.
+            for _ in range(100):
+                try:
+                    r = await self.c.request_reply(cluster, b"abc", headers={"h": "v"}, timeout=5)
+                    break
+                except px.NoMembersError:
+                    await asyncio.sleep(0.05)
+            self.assertEqual((r.data, r.headers), (b"ABC", {"seen": "v"}))
+            self.assertEqual(await self.c.request(cluster, b"x"), b"X")  # plain callers still work
+        finally:
+            await member.close()
+
     async def test_get_last_list_and_purge_by_key(self) -> None:
         name, subject = await self.stream()
         for i in range(6):
