@@ -197,8 +197,9 @@ export const LINK = {
    * Share windows (ms) of fair dispatch: while the event loop was busier than
    * `readShareBusy` (its utilization) in the last window and another link was active, an
    * untrusted link (a peer that is not a proven member) that dispatched more than a slice
-   * gets half as many frames for the next window, then a quarter more per window again;
-   * never fewer than `readShareMin`. Members are never held to a share.
+   * gets half as many frames for the next window (once held, halved again while it
+   * dispatches more than `readShareMin`), then a quarter more per window again; never fewer
+   * than `readShareMin`. Members are never held to a share.
    */
   readShareWindow: 20,
   readShareBusy: 0.5,

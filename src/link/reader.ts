@@ -189,7 +189,7 @@ export function readFrames(
   }
   /**
    * A new share window: the link's allowance for it. An untrusted link that dispatched
-   * more than a slice per window since its last one, while the loop was busier than
+   * more than a slice (once held: more than `LINK.readShareMin`) per window since its last one, while the loop was busier than
    * `LINK.readShareBusy` and another link was active, gets half of what it dispatched;
    * otherwise its allowance grows back by a quarter per window (to none once large).
    */
@@ -201,7 +201,9 @@ export function readFrames(
     win = w
     winFrames = 0
     if (
-      last > slice &&
+      // A link enters its share over a slice per window; once held, the share follows the
+      // loop's load down to `readShareMin`.
+      last > (allow === Number.POSITIVE_INFINITY ? slice : LINK.readShareMin) &&
       loopBusy(w) > LINK.readShareBusy &&
       othersActive(account, w) &&
       !(opts.trusted?.() ?? false)
