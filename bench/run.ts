@@ -14,6 +14,7 @@
  *   npm run bench -- --only catchup    # read 1M x 1 KB from earliest (--quick: 100k), beside JetStream
  *   npm run bench -- --only catchup --messages 300000   # catch-up with another message count
  *   npm run bench -- --quick           # shorter phases
+ *   npm run bench -- --only overlay    # 30 node processes, --max-links 6: links, idle CPU, RSS, membership
  *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
  *                                           # (durable: all 3 members; the notes name the leader)
@@ -44,13 +45,24 @@ import { type E2EFigures, e2eRows, runJetStreamE2E, runPlexusE2E } from './e2e.j
 import { formatTunnelTable, runBroadcastPart, runPubsubPart, runTunnelPart } from './flow.js'
 import { type DurableFigures, durableRows, runJetStreamDurableBench } from './jetstream.js'
 import { NATS_INSTALL_HINT, type RequestFigures, runNatsRequestBench } from './nats.js'
+import { runOverlayPart } from './overlay.js'
 import { runPlexusRequestBench } from './request.js'
 import { formatTable, type Row, stopAllChildren } from './util.js'
 
 type LogRow = { name: string; value: number; unit: string; note?: string }
 type LogBench = (opts?: { quick?: boolean }) => Promise<LogRow[]>
 
-const PARTS = ['request', 'pubsub', 'broadcast', 'tunnel', 'log', 'durable', 'e2e', 'catchup'] as const
+const PARTS = [
+  'request',
+  'pubsub',
+  'broadcast',
+  'tunnel',
+  'log',
+  'durable',
+  'e2e',
+  'catchup',
+  'overlay',
+] as const
 type Part = (typeof PARTS)[number]
 
 /** 1-minute load average: other work on the machine skews every figure. */
@@ -498,6 +510,10 @@ async function main(): Promise<number> {
             'm.ack(), JetStream a durable pull consumer (explicit ack, batches of 1,024). MB = 10^6 bytes of payload. ' +
             'Reads come from the page cache (the data was just written).',
         )
+      } else if (part === 'overlay') {
+        const { rows, notes } = await runOverlayPart({ quick, log: progress })
+        out(formatTable(rows, '-'))
+        for (const n of notes) out(`  ${n}`)
       } else if (part === 'tunnel') {
         const { rows, notes } = await runTunnelPart({
           quick,
