@@ -1050,6 +1050,8 @@ class Node implements PlexusNode {
     const log = childLogger(this.cfg.logger, 'node')
     if (this.id !== '') log.info({ peer: this.id }, 'node stopping')
     await this.relayServer?.close()
+    // Peers forget our interest at once (sent as an internal call: before rpc closes).
+    await this.records?.stop()
     this.rpc?.close()
     await this.streamService?.stop()
     this.directory?.leaveAll()
@@ -1058,7 +1060,6 @@ class Node implements PlexusNode {
     this.client?.abortAll()
     this.server?.abortAll()
     this.tunnels?.closeAll()
-    await this.records?.stop()
     this.pubsub?.close()
     this.far?.clear()
     this.overlay?.stop()

@@ -127,6 +127,16 @@ describe('bounded links', () => {
       expect(n.status().counters['links.onDemand']).toBe(0)
       expect(n.status().counters['links.maxLinks']).toBe(24)
     }
+    // Interest records travel in a full mesh too; a node that stops sends a leave at once.
+    const [a, , c] = nodes as [PlexusNode, PlexusNode, PlexusNode]
+    c.subscribe('x.>')
+    await waitFor(() => nodeInternals(a).records.route('x.y').includes(c.id), 5000, "c's record at a")
+    await c.stop()
+    await waitFor(
+      () => !nodeInternals(a).records.route('x.y').includes(c.id),
+      5000,
+      "c's leave at a (not its 60 s expiry)",
+    )
   }, 30_000)
 
   it('refuses a bad maxLinks naming the field', async () => {
