@@ -135,6 +135,18 @@ describe('durable streams through the relay', () => {
     // Every consumer closed above (breaking out of for await) is gone from the relay.
     await waitFor(() => relay.stats().consumers.length === 0, 5000, 'consumers closed on the relay')
 
+    // Purge by key through the relay, the key as bytes (sent as keyBase64): k1's messages go.
+    expect(await client.streams.purge('orders', { key: new TextEncoder().encode('k1') })).toEqual([
+      { partition: 0, firstOffset: 0 },
+    ])
+    expect(text((await client.streams.last('orders', { key: 'k2' })).data)).toBe('m18')
+    await expect(client.streams.last('orders', { key: 'k1' })).rejects.toMatchObject({
+      name: 'MessageNotFoundError',
+    })
+    await expect(client.streams.purge('orders', { key: '' })).rejects.toMatchObject({
+      name: 'InvalidArgumentError',
+    })
+
     await client.streams.delete('orders')
     await expect(client.streams.info('orders', { timeout: 3000 })).rejects.toMatchObject({
       name: 'StreamNotFoundError',
