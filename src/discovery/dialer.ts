@@ -93,10 +93,14 @@ export class Dialer {
 
   /**
    * A provider of a cluster found in the DHT (`dht.ts`): its record is fresh, so it is dialled
-   * like an mDNS answer.
+   * like an mDNS answer; with bounded links, when the link policy does not want it as a
+   * neighbour, it is dialled once all the same (an on-demand link: its announcements come with
+   * the link, and the link closes when idle).
    */
   providerFound(peer: string, addrs: string[]): void {
     this.mdnsFound(peer, addrs)
+    if (!this.stopped && this.host.shouldDial?.(peer) === false && !this.host.linked(peer))
+      void this.dial(peer, addrs)
   }
 
   /** A fresh announcement of member `peer` arrived: dialled soon if unlinked (`Redialer.heard`). */
