@@ -228,6 +228,7 @@ class Node implements PlexusNode {
         return l ? l.sentBytes + l.bytesReceived : 0
       },
       linkBusy: (p) => this.client.memberStats(p).outstanding > 0 || this.server.servingFor(p) > 0,
+      relink: (p) => void this.links?.ensure(p),
     })
     const self = (this.id = this.libp2p.peerId.toString())
     this.startedAt = Date.now()

@@ -73,6 +73,8 @@ export interface Libp2pConfig {
   linkActivity?: (peer: string) => number
   /** True while requests to or from a peer are unanswered (a relayed link moves after them). */
   linkBusy?: (peer: string) => boolean
+  /** Opens the link to a peer now (after its relayed connection was replaced). */
+  relink?: (peer: PeerId) => void
 }
 
 /** The libp2p node type Plexus runs on. */
@@ -124,6 +126,7 @@ export async function buildLibp2p(cfg: Libp2pConfig): Promise<PlexusLibp2p> {
         onAddressesChanged: cfg.addressesChanged,
         activity: cfg.linkActivity,
         busy: cfg.linkBusy,
+        relink: cfg.relink,
       })),
   }
   if (relay.reserve === 'auto') services.autonat = autoNAT({ protocolPrefix: p.autonatPrefix })

@@ -43,6 +43,7 @@ export interface NatComponents {
   }
   transportManager: { listen(addrs: Multiaddr[]): Promise<void> }
   addressManager: {
+    getAddresses(): Multiaddr[]
     getAddressesWithMetadata(): Array<{ multiaddr: Multiaddr; verified: boolean; type: string }>
   }
 }
@@ -63,7 +64,12 @@ export interface NatInit {
   activity?: (peer: string) => number
   /** True while requests to or from `peer` are unanswered. */
   busy?: (peer: string) => boolean
+  /** Opens the link to `peer` (on the direct connection, once the relayed one closed). */
+  relink?: (peer: PeerId) => void
 }
+
+/** libp2p events after which our addresses may have changed. */
+const ADDRESS_EVENTS = ['self:peer:update', 'transport:listening', 'transport:close']
 
 /** True when `ma` goes through a circuit relay. */
 export function isRelayed(ma: Multiaddr | string): boolean {
@@ -109,7 +115,9 @@ export class NatService {
     this.c.events.addEventListener('peer:identify', this.onIdentify)
     this.c.events.addEventListener('connection:open', this.onOpen)
     this.c.events.addEventListener('connection:close', this.onClose)
-    this.c.events.addEventListener('self:peer:update', this.onSelfUpdate)
+    // A relay listener says `listening` once its address is confirmed (self:peer:update comes
+    // from a debounced peer store write that does not always follow).
+    for (const e of ADDRESS_EVENTS) this.c.events.addEventListener(e, this.onSelfUpdate)
   }
 
   afterStart(): void {
@@ -121,7 +129,7 @@ export class NatService {
     this.c.events.removeEventListener('peer:identify', this.onIdentify)
     this.c.events.removeEventListener('connection:open', this.onOpen)
     this.c.events.removeEventListener('connection:close', this.onClose)
-    this.c.events.removeEventListener('self:peer:update', this.onSelfUpdate)
+    for (const e of ADDRESS_EVENTS) this.c.events.removeEventListener(e, this.onSelfUpdate)
     for (const t of this.timers) clearTimeout(t)
     this.timers.clear()
     this.upgrading.clear()
@@ -211,9 +219,10 @@ export class NatService {
   }
 
   private readonly onSelfUpdate = (): void => {
+    // What `getMultiaddrs()` (and so our announcements) carries.
     const relayed = this.c.addressManager
-      .getAddressesWithMetadata()
-      .map((a) => a.multiaddr.toString())
+      .getAddresses()
+      .map((a) => a.toString())
       .filter(isRelayed)
       .sort()
       .join(' ')
@@ -233,7 +242,7 @@ export class NatService {
       if (relayed.length > 0) {
         this.count('nat.upgraded')
         this.relayedWhy.set(key, 'moving to a direct connection')
-        this.closeWhenQuiet(key, relayed)
+        this.closeWhenQuiet(peer, relayed)
       }
       return
     }
@@ -292,7 +301,8 @@ export class NatService {
    * `moveMaxWaitMs`: a frame in flight on it when it closes is lost like on any link drop
    * (and a tunnel over it ends), so the move waits for a pause.
    */
-  private closeWhenQuiet(peer: string, relayed: Connection[]): void {
+  private closeWhenQuiet(peerId: PeerId, relayed: Connection[]): void {
+    const peer = peerId.toString()
     const activity = this.init.activity ?? (() => 0)
     const busy = this.init.busy ?? (() => false)
     const started = Date.now()
@@ -308,8 +318,13 @@ export class NatService {
       }
       if (now - quietSince >= CIRCUIT_RELAY.moveQuietMs || now - started >= CIRCUIT_RELAY.moveMaxWaitMs) {
         this.relayedWhy.delete(peer)
-        for (const r of relayed)
-          void r.close().catch(() => r.abort(new Error('replaced by a direct connection')))
+        const closing = relayed.map((r) =>
+          r.close().catch(() => r.abort(new Error('replaced by a direct connection'))),
+        )
+        // The link reopens on the direct connection now, not after the link layer's pause.
+        void Promise.all(closing).then(() => {
+          if (!this.stopped) this.init.relink?.(peerId)
+        })
         return
       }
       const t = setTimeout(() => {
