@@ -56,6 +56,10 @@ describe('circuit relay (loopback)', () => {
     console.log(
       `relayed link reason: ${client.status().peers.find((p) => p.id === member.id)!.relayedReason}`,
     )
+    const { formatStatus } = await import('../src/cli/commands/status.js')
+    const printed = formatStatus(client.status())
+    expect(printed).toContain(`${member.id} is relayed (circuit relay limits apply): no direct address`)
+    expect(formatStatus(member.status())).toContain(`circuit relay slots on: ${relay.id}`)
 
     expect(await client.broadcast('svc', 'b1')).toBe(1)
     await waitFor(() => broadcasts.length === 1, 5000, 'the broadcast')
