@@ -274,19 +274,21 @@ async function parent(windowMs: number, attacks: string[]): Promise<void> {
     const g = new Child(['--role', 'good', '--network', network, '--key', key], [], process.env.VICTIM_CPUS)
     children.push(g)
     await g.next()
-    const a = new Child(
-      ['--role', 'attacker', '--network', network, '--addr', addr],
-      [],
-      process.env.ATTACKER_CPUS,
-    )
-    children.push(a)
-    await a.next()
     const measure = async (ms = windowMs) => (await g.next(`measure ${ms}`)).split(' ').slice(1).map(Number)
     await measure() // warm-up
     const [first] = await measure()
     console.log(`good peer alone: ${first!.toFixed(0)} requests/s (sequential, 64 bytes)`)
     console.log('attack     baseline/s  p99 ms   under attack/s  p99 ms   fraction  attacker frames/s  recovery ms')
     for (const attack of attacks) {
+      // A fresh attacker per attack: the last one's yamux window may still be full of its
+      // flood (read at its share), so it would send next to nothing.
+      const a = new Child(
+        ['--role', 'attacker', '--network', network, '--addr', addr],
+        [],
+        process.env.ATTACKER_CPUS,
+      )
+      children.push(a)
+      await a.next()
       const [base, baseP99] = await measure()
       await a.next(`start ${attack}`)
       await new Promise((r) => setTimeout(r, 200))
@@ -307,6 +309,7 @@ async function parent(windowMs: number, attacks: string[]): Promise<void> {
         String(Date.now() - stopped).padStart(11),
       ]
       console.log(cells.join('  '))
+      a.end()
     }
   } finally {
     for (const c of children.reverse()) c.end()
