@@ -8,9 +8,10 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import type { KvBucket, KvEntry, PlexusNode } from '../../src/index.js'
+import type { KvBucket, PlexusNode } from '../../src/index.js'
 import { startStreamCluster, stopStartedNodes } from '../helpers/nodes.js'
 import { mulberry32 } from '../helpers/rng.js'
+import { take } from '../helpers/take.js'
 
 const seed = Number(process.env.KV_SEED ?? Date.now() % 1_000_000)
 console.log(`kv seed ${seed} (KV_SEED to replay)`)
@@ -35,26 +36,6 @@ afterAll(async () => {
   await stopStartedNodes()
   if (root !== undefined) await rm(root, { recursive: true, force: true })
 })
-
-/** Takes `n` entries from a watch iterator within `ms`. */
-async function take(it: AsyncIterator<KvEntry>, n: number, ms = 10_000): Promise<KvEntry[]> {
-  const out: KvEntry[] = []
-  const deadline = Date.now() + ms
-  while (out.length < n) {
-    let timer: NodeJS.Timeout | undefined
-    const next = await Promise.race([
-      it.next(),
-      new Promise<'timeout'>((r) => {
-        timer = setTimeout(() => r('timeout'), Math.max(1, deadline - Date.now()))
-      }),
-    ])
-    clearTimeout(timer)
-    if (next === 'timeout') throw new Error(`only ${out.length} of ${n} entries within ${ms} ms`)
-    if (next.done) break
-    out.push(next.value)
-  }
-  return out
-}
 
 describe('kv', () => {
   it('every operation, compare-and-set across nodes, bad input', async () => {

@@ -10,9 +10,10 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { generateKey, issueCapability, type StreamMessage } from '../../src/index.js'
+import { generateKey, issueCapability } from '../../src/index.js'
 import { openLog } from '../../src/log/index.js'
 import { startNode, startStreamCluster, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { take } from '../helpers/take.js'
 
 const roots: string[] = []
 afterAll(async () => {
@@ -27,22 +28,6 @@ async function tempRoot(): Promise<string> {
 
 const T = { timeout: 5000 }
 const hour = () => Date.now() + 3_600_000
-
-/** Takes `n` messages from a consumer's iterator (without ending it). */
-async function take(it: AsyncIterator<StreamMessage>, n: number, ms = 10_000): Promise<StreamMessage[]> {
-  const out: StreamMessage[] = []
-  const deadline = Date.now() + ms
-  while (out.length < n) {
-    const next = await Promise.race([
-      it.next(),
-      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(1, deadline - Date.now()))),
-    ])
-    if (next === 'timeout') throw new Error(`only ${out.length} of ${n} messages within ${ms} ms`)
-    if (next.done) break
-    out.push(next.value)
-  }
-  return out
-}
 
 /** The refusals every admin call must give a keyless node (`call` runs it with options). */
 async function expectRefused(

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import type { Consumer, PlexusNode, StreamMessage } from '../../src/index.js'
 import { startStreamCluster } from '../helpers/nodes.js'
+import { take } from '../helpers/take.js'
 
 const dirs: string[] = []
 const mine: PlexusNode[] = []
@@ -30,22 +31,6 @@ async function setup(partitions = 1): Promise<{ members: PlexusNode[]; a: Plexus
 }
 
 const text = (m: StreamMessage) => new TextDecoder().decode(m.data)
-
-/** Takes `n` messages from a consumer's iterator (without ending the consumer). */
-async function take(it: AsyncIterator<StreamMessage>, n: number, ms = 10_000): Promise<StreamMessage[]> {
-  const out: StreamMessage[] = []
-  const deadline = Date.now() + ms
-  while (out.length < n) {
-    const next = await Promise.race([
-      it.next(),
-      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(1, deadline - Date.now()))),
-    ])
-    if (next === 'timeout') throw new Error(`only ${out.length} of ${n} messages within ${ms} ms`)
-    if (next.done) break
-    out.push(next.value)
-  }
-  return out
-}
 
 /** Resolves to the next message, or undefined if none comes within `ms`. */
 async function none(it: AsyncIterator<StreamMessage>, ms: number): Promise<StreamMessage | undefined> {

@@ -11,10 +11,11 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, expect, it } from 'vitest'
-import type { PlexusNode, StreamMessage } from '../../src/index.js'
+import type { PlexusNode } from '../../src/index.js'
 import { keyHash } from '../../src/streams/client.js'
 import type { PartitionReplica } from '../../src/streams/partition/partition.js'
 import { startNode, startStreamCluster, waitFor, waitForMembers } from '../helpers/nodes.js'
+import { take } from '../helpers/take.js'
 
 const roots: string[] = []
 afterAll(async () => {
@@ -23,22 +24,6 @@ afterAll(async () => {
 
 const T = { timeout: 5000 }
 const text = (b: Uint8Array | undefined) => (b === undefined ? '' : new TextDecoder().decode(b))
-
-/** Takes `n` messages from a consumer's iterator (without ending it). */
-async function take(it: AsyncIterator<StreamMessage>, n: number, ms = 10_000): Promise<StreamMessage[]> {
-  const out: StreamMessage[] = []
-  const deadline = Date.now() + ms
-  while (out.length < n) {
-    const next = await Promise.race([
-      it.next(),
-      new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), Math.max(1, deadline - Date.now()))),
-    ])
-    if (next === 'timeout') throw new Error(`only ${out.length} of ${n} messages within ${ms} ms`)
-    if (next.done) break
-    out.push(next.value)
-  }
-  return out
-}
 
 /** The replica `node` hosts of partition `p` of stream `name` (internal: tests only). */
 function replicaOf(node: PlexusNode, name: string, p: number): PartitionReplica | undefined {

@@ -267,8 +267,21 @@ export class MetaGroup {
         viewSince = now
       }
       if (this.driver?.status().voters.includes(id)) {
-        this.outside = false
-        return
+        // A voter by its own state, which may predate its removal (it left as it stopped and
+        // restarted from its directory before applying that): the leader's view decides.
+        const replies = await this.probe()
+        if (this.stopped || this.leaving) return
+        const led = replies.find((r) => r.running && r.leader !== null && r.from === r.leader)
+        if (led?.voters.includes(id)) {
+          this.outside = false
+          return
+        }
+        if (led === undefined) {
+          // No leader answered (the group is starting, or it is us): ask again later.
+          await sleep(this.opts.outsideRetryMs ?? META_OUTSIDE_RETRY_MS)
+          continue
+        }
+        target = led.leader
       }
       if (target === null) {
         const replies = await this.probe()
