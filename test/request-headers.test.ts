@@ -153,12 +153,15 @@ describe('requestMany', () => {
   })
 
   it('a member that throws yields an item with RemoteError, which does not count towards maxReplies', async () => {
+    // The good members answer 200 ms late, so the error is in first: if both good replies came
+    // before it, maxReplies would end the loop and cancel the broken member's request.
+    const late = (s: string) => () => new Promise<string>((r) => setTimeout(() => r(s), 200))
     const { caller, ids } = await threeMembers([
-      () => 'ok0',
+      late('ok0'),
       () => {
         throw new Error('broken member')
       },
-      () => 'ok2',
+      late('ok2'),
     ])
     const replies = await collect(caller.requestMany('many', 'x', { maxReplies: 2 }))
     expect(replies).toHaveLength(3)
