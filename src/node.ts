@@ -369,6 +369,7 @@ class Node implements PlexusNode {
     this.tunnels = new TunnelManager({
       self,
       link,
+      open: (p) => this.overlay.open(p),
       pick: (c, exclude) => this.client.pick(c, new Set([...exclude, self]), 'tunnel'),
       unserved: (c) => unservedMessage(this.directory, c, 'tunnel'),
       nextChange,

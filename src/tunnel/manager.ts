@@ -6,6 +6,11 @@
  * its `tunnels` limit (and one peer's share of it, `peerShare`), answers, and hands the
  * new end to `onTunnel`. Tunnels with a peer
  * whose link closes end with `TunnelClosedError` at once.
+ *
+ * Links are one-way (each end writes on the stream it opened), so an opening can reach the
+ * acceptor over the opener's on-demand link before the acceptor's own link back is up: the
+ * acceptor then opens it (`TunnelHost.open`) and answers once it is up, never dropping the
+ * opening silently (the opener would wait out its whole timeout).
  */
 import { DEFAULT_REQUEST_TIMEOUT } from '../constants.js'
 import { NoMembersError, OverloadedError, TimeoutError, TunnelClosedError } from '../errors.js'
@@ -75,6 +80,8 @@ class EndTable {
 export interface TunnelHost {
   self: string
   link(peer: string): Link | undefined
+  /** Our link to `peer`, opened when it is not up yet (undefined when it cannot be). */
+  open(peer: string): Promise<Link | undefined>
   /**
    * Picks a linked member of the cluster with a tunnel handler, not in `exclude` (like a
    * request), or undefined.
@@ -278,9 +285,22 @@ export class TunnelManager {
     }
   }
 
-  private accept(peer: string, tid: number, cluster: string, window: number): void {
+  private accept(peer: string, tid: number, cluster: string, window: number, waited = false): void {
+    const link = this.host.link(peer)
+    if (!link) {
+      // Our link back is not up yet (see the module doc): answer once it is.
+      if (waited) return void this.host.count('tunnels.undeliverable')
+      this.host.open(peer).then(
+        (l) =>
+          l && !l.closed
+            ? this.accept(peer, tid, cluster, window, true)
+            : this.host.count('tunnels.undeliverable'),
+        () => this.host.count('tunnels.undeliverable'),
+      )
+      return
+    }
     const refuse = (reason: number, message: string) =>
-      this.host.link(peer)?.write((w) => writeClose(w, tid, Dir.FromAcceptor, reason, message))
+      link.write((w) => writeClose(w, tid, Dir.FromAcceptor, reason, message))
     const s = this.served.get(cluster)
     if (!s) return void refuse(CloseReason.NotMember, `not a member of ${cluster}`)
     if (!s.handler) return void refuse(CloseReason.Refused, `${cluster}: this member does not accept tunnels`)
@@ -295,8 +315,6 @@ export class TunnelManager {
       const message = `${cluster}: ${mine} tunnels open from ${peer}, limit per peer ${share}`
       return void refuse(CloseReason.Refused, message)
     }
-    const link = this.host.link(peer)
-    if (!link) return
     s.open++
     const end = this.makeEnd(tid, Dir.FromAcceptor, peer, cluster, window)
     link.write((w) => writeAccept(w, tid, TUNNEL_WINDOW))
