@@ -284,23 +284,6 @@ class Node implements PlexusNode {
       want: (p) => this.overlay.want(p),
       settled: metrics && ((c, err, t) => metrics.requestDone(c, err, t)),
     })
-    this.pubsub = new PubSub({
-      self,
-      links: () => this.links.all(),
-      link,
-      count,
-      sync: (p) => this.syncPeer(p),
-      farRoute: (t) => this.records.route(t),
-      sendFar: (p, frame) => this.far.send(p, frame),
-      interestChanged: () => this.records.changed(),
-    })
-    this.far = new FarDelivery({
-      link,
-      open: (p) => this.overlay.open(p),
-      count: (c, n = 1) => {
-        this.counters[c] = (this.counters[c] ?? 0) + n
-      },
-    })
     this.records = new InterestRecords({
       self,
       network: this.cfg.network,
@@ -308,6 +291,8 @@ class Node implements PlexusNode {
       sign: async (d) => privateKey.sign(d),
       addresses: () => this.addresses.slice(0, 16),
       patterns: () => this.pubsub.localPatterns(),
+      queues: () => this.pubsub.localQueues(),
+      unreachable: (p) => this.overlay.unreachable(p),
       flood: (bytes, except) => {
         for (const l of this.links.all()) {
           if (l.peer !== except && this.overlay.isNeighbour(l.peer))
@@ -317,13 +302,30 @@ class Node implements PlexusNode {
       learned: (p, addrs) => this.overlay.learn(p, addrs),
       count,
     })
+    this.pubsub = new PubSub({
+      self,
+      links: () => this.links.all(),
+      link,
+      count,
+      sync: (p) => this.syncPeer(p),
+      farRoute: (t) => this.records.route(t),
+      sendFar: (p, frame) => this.far.send(p, frame),
+      farGroups: this.records,
+      interestChanged: () => this.records.changed(),
+    })
+    this.far = new FarDelivery({
+      link,
+      open: (p) => this.overlay.open(p),
+      count: (c, n = 1) => void (this.counters[c] = (this.counters[c] ?? 0) + n),
+    })
     this.broadcaster = new Broadcaster({
       self,
       members,
       isMember: (c, p) => this.directory.isMember(c, p),
       linkQueueBytes: LINK.maxQueuedBytes,
-      // A member without a link misses this broadcast; it gets an on-demand link for the next.
-      link: (p) => this.links.get(p) ?? this.overlay.want(p),
+      link,
+      far: this.far,
+      unreachable: (p) => this.dialer.unreachable(p) || this.overlay.unreachable(p),
       count,
     })
     this.raft = new RaftTransport({ sendTo: (p, enc) => this.sendTo(p, enc), count })
@@ -457,17 +459,15 @@ class Node implements PlexusNode {
       found: (p, addrs) => this.overlay.learn(p, addrs),
       logger: childLogger(this.cfg.logger, 'discovery'),
     })
-    const links = this.links
-    const dialer = this.dialer
     this.overlay = new Overlay({
       self,
       maxLinks: this.cfg.maxLinks,
       now,
       link,
-      links: () => links.all(),
-      takeUse: (p) => links.takeUse(p),
-      hangUp: (p) => links.hangUp(p),
-      dial: (p, addrs) => dialer.dialNow(p, addrs),
+      links: () => this.links.all(),
+      takeUse: (p) => this.links.takeUse(p),
+      hangUp: (p) => this.links.hangUp(p),
+      dial: (p, addrs) => this.dialer.dialNow(p, addrs),
       call: (p, method, body, timeout) => this.rpc.call(p, method, body, { timeout }),
       count,
       changed: () => this.notifyChange(),
@@ -478,10 +478,7 @@ class Node implements PlexusNode {
     })
     this.rpc.handle(OVERLAY_PROPOSE, (_b, ctx) => this.overlay.onPropose(ctx.from))
     this.rpc.handle(OVERLAY_DROP, (_b, ctx) => this.overlay.onDrop(ctx.from))
-    this.rpc.handle(OVERLAY_INTEREST, (b, ctx) => {
-      void this.records.receive(b, ctx.from)
-      return NO_BYTES
-    })
+    this.rpc.handle(OVERLAY_INTEREST, this.records.onCall)
     this.overlay.start()
     await this.links.start()
     this.directory.start()
@@ -837,7 +834,8 @@ class Node implements PlexusNode {
     this.assertRunning()
     checkClusterName(cluster, 'cluster')
     const payload = toPayload(data, 'data', this.cfg.maxMessageSize)
-    if (this.dht && !this.reachesMember(cluster)) await this.lookedUp(cluster)
+    // Members known but not linked get it over on-demand links: wait only while none is known.
+    if (this.dht && this.directory.members(cluster).length === 0) await this.lookedUp(cluster)
     return this.broadcaster.broadcast(cluster, payload)
   }
 

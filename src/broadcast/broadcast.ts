@@ -1,10 +1,17 @@
 /**
- * Cluster broadcast with tree fan-out. The sender splits the proven members it can reach
- * into at most `BROADCAST_FANOUT` groups and sends the message once to the first linked
- * member of each group, naming the rest of the group as that member's delegates; each
- * receiver delivers locally (if it is a member) and forwards the same way to its
- * delegates. A broadcaster therefore writes O(fan-out) frames whatever the cluster size,
- * and the message reaches N members in O(log N) hops.
+ * Cluster broadcast with tree fan-out. The sender splits the proven members it knows into
+ * at most `BROADCAST_FANOUT` groups and sends the message once to the first linked member of
+ * each group, naming the rest of the group as that member's delegates; each receiver
+ * delivers locally (if it is a member) and forwards the same way to its delegates. A
+ * broadcaster therefore writes O(fan-out) frames whatever the cluster size, and the message
+ * reaches N members in O(log N) hops.
+ *
+ * Bounded links (src/overlay/): a group with no linked member is sent to its first member
+ * not recently unreachable over an on-demand link (`far`, overlay/deliver.ts: frames
+ * wait in a bounded queue per peer while it opens and leave in order); if that dial fails the
+ * next member of the group carries it. So every member known from announcements gets each
+ * broadcast once, linked or not, and the sender's count says how many were actually handed
+ * to an open link (itself included), groups whose every member is unreachable not counted.
  *
  * At most once: every message carries (origin, sequence) and receivers remember, per
  * origin, the last `BROADCAST_DEDUPE` sequence numbers (`seen.ts`), so overlapping views
@@ -30,6 +37,7 @@
 import { randomInt } from 'node:crypto'
 import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
+import type { FarDelivery } from '../overlay/deliver.js'
 import type { BroadcastContext } from '../types.js'
 import { type BinaryReader, BinaryWriter, DecodeError, RepeatedString } from '../util/binary.js'
 import { peerCluster, peerPayload } from '../util/peer-input.js'
@@ -100,6 +108,14 @@ export interface BroadcastHost {
   /** Bytes a link may queue (`maxQueuedBytes`): one peer's forwards hold a share of it. */
   linkQueueBytes: number
   link(peer: string): Link | undefined
+  /**
+   * Frames to members without a link, over on-demand links (overlay/deliver.ts: `send` says
+   * true written now, false dropped, else whether the link opened; `waits` is true while
+   * frames for a peer wait for its link, so later ones queue behind them).
+   */
+  far?: Pick<FarDelivery, 'send' | 'waits'>
+  /** True while a dial of `peer` failed recently (not tried as a group's carrier). */
+  unreachable?(peer: string): boolean
   count(counter: string): void
 }
 
@@ -178,10 +194,42 @@ export class Broadcaster {
       local = 1
     }
     const crowded: Link[] = []
-    const sent = this.fanOut(this.host.self, this.seq, cluster, targets, data, crowded)
+    const far: Promise<number>[] = []
+    let sent = this.fanOut(this.host.self, this.seq, cluster, targets, data, crowded, undefined, far)
     if (crowded.length > 0)
       await Promise.all(crowded.map((l) => l.writable(SENDER_WAIT_BYTES).catch(() => {})))
+    for (const n of await Promise.all(far)) sent += n
     return local + sent
+  }
+
+  /** The open link to `peer`, unless earlier frames still wait for its on-demand link. */
+  private linkTo(peer: string): Link | undefined {
+    return this.host.far?.waits(peer) ? undefined : this.host.link(peer)
+  }
+
+  /**
+   * Sends a group with no linked member over an on-demand link to its first member not
+   * unreachable, naming the rest as delegates; when that link cannot be opened, the next
+   * member carries it (still naming the ones that failed: they may be reachable from it).
+   * Resolves to the members handed the frame, not counting those we failed to reach.
+   */
+  private async farGroup(
+    origin: string,
+    seq: number,
+    cluster: string,
+    group: readonly string[],
+    data: Uint8Array,
+  ): Promise<number> {
+    const far = this.host.far
+    for (let i = 0; far && i < group.length; i++) {
+      const head = group[i]!
+      if (this.host.unreachable?.(head)) continue
+      const w = new BinaryWriter(data.length + 64 * (group.length + 1))
+      writeBroadcast(w, origin, seq, cluster, group.slice(0, i).concat(group.slice(i + 1)), data)
+      if (await far.send(head, w.finish(), 'broadcasts')) return group.length - i
+    }
+    this.host.count('broadcasts.unreachable')
+    return 0
   }
 
   /** Membership changed: forget cached recipient lists. */
@@ -203,6 +251,7 @@ export class Broadcaster {
     data: Uint8Array,
     crowded?: Link[],
     forPeer?: string,
+    far?: Promise<number>[],
   ): number {
     const n = targets.length
     const groups = Math.min(BROADCAST_FANOUT, n)
@@ -210,9 +259,10 @@ export class Broadcaster {
       let frame: Uint8Array | undefined
       let sent = 0
       for (const peer of targets) {
-        const link = this.host.link(peer)
+        const link = this.linkTo(peer)
         if (!link) {
-          this.host.count('broadcasts.unreachable')
+          const p = this.farGroup(origin, seq, cluster, [peer], data)
+          far?.push(p)
           continue
         }
         if (!frame) {
@@ -238,11 +288,12 @@ export class Broadcaster {
       let head = -1
       let link: Link | undefined
       for (let i = start; i < end && !link; i++) {
-        link = this.host.link(targets[i]!)
+        link = this.linkTo(targets[i]!)
         if (link) head = i
       }
       if (!link) {
-        this.host.count('broadcasts.unreachable')
+        const p = this.farGroup(origin, seq, cluster, targets.slice(start, end), data)
+        far?.push(p)
         continue
       }
       const delegates: string[] = []

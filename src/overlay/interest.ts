@@ -3,7 +3,10 @@
  * publisher learns the interest of subscribers it has no link to (bounded links).
  *
  * A record is `u8 version (1) | str peer | u64 counter | u8 kind (0 alive, 1 leave) |
- * u16 n × str address | u16 n × str pattern | bytes signature`, the signature made with the
+ * u16 n × str address | u16 n × str pattern | bytes signature`; version 2 adds the node's
+ * queue-group entries after the patterns, `u16 n × (str pattern | str queue)` (made only by a
+ * node with queue-group members, so nodes without them stay readable by older nodes), so a
+ * publisher picks far group members too (`pubsub/groups.ts`). The signature is made with the
  * node's own libp2p key over `plexus-interest/<network>/` followed by every byte before it,
  * so nobody announces interest for another node. The counter is the signing time in ms
  * (strictly increasing per node); a record is accepted when it is newer than the one held
@@ -19,8 +22,11 @@
  */
 import { peerIdFromString } from '@libp2p/peer-id'
 import { MEMBERSHIP, OVERLAY } from '../constants.js'
+import type { QueueEntry } from '../pubsub/frames.js'
+import type { FarGroups, MemberState } from '../pubsub/groups.js'
 import { checkPattern, SubjectIndex } from '../pubsub/subject.js'
 import { BinaryReader, BinaryWriter, DecodeError } from '../util/binary.js'
+import { checkQueueName } from '../util/validate.js'
 
 /** Internal call (no reply) carrying one record to a neighbour. */
 export const OVERLAY_INTEREST = 'overlay.interest'
@@ -33,6 +39,9 @@ const MAX_ADDRS = 16
 /** Delay between a pattern change and the re-signed record (several changes make one record). */
 const CHANGE_DELAY = 50
 const VERSION = 1
+const NO_ANSWER = new Uint8Array(0)
+/** A record with queue-group entries (see the module doc). */
+const VERSION_QUEUES = 2
 const ALIVE = 0
 const LEAVE = 1
 
@@ -47,6 +56,10 @@ export interface InterestHost {
   addresses(): string[]
   /** This node's plain subscription patterns now. */
   patterns(): string[]
+  /** This node's queue-group entries now (one per pattern and queue with a local member). */
+  queues?(): QueueEntry[]
+  /** True while a dial of `peer` failed recently (a far group member is not picked then). */
+  unreachable?(peer: string): boolean
   /** Sends a record to every neighbour but `except`. */
   flood(bytes: Uint8Array, except?: string): void
   /** A node's record told its addresses (a neighbour candidate). */
@@ -57,6 +70,7 @@ export interface InterestHost {
 interface Held {
   counter: number
   patterns: string[]
+  queues: QueueEntry[]
   bytes: Uint8Array
 }
 
@@ -67,16 +81,21 @@ interface Decoded {
   kind: number
   addrs: string[]
   patterns: string[]
+  queues: QueueEntry[]
   signed: Uint8Array
   signature: Uint8Array
 }
 
 /** Every node's interest as far as records tell (see the module doc). */
-export class InterestRecords {
+export class InterestRecords implements FarGroups {
   private readonly held = new Map<string, Held>()
   /** Patterns of every record: pattern → peers. */
   private readonly index = new SubjectIndex<string>()
+  /** Queue-group entries of every record: pattern → `${queue} ${peer}` (neither has a space). */
+  private readonly queueIndex = new SubjectIndex<string>()
   private cache = new Map<string, string[]>()
+  /** Bumped whenever a record's queue entries change (group routes are recomputed). */
+  private queueVersion = 0
   private counter = 0
   private own: Uint8Array | undefined
   private timer: NodeJS.Timeout | undefined
@@ -134,6 +153,25 @@ export class InterestRecords {
     return peers
   }
 
+  /** Changes whenever a record's queue-group entries change (`FarGroups`, pubsub/groups.ts). */
+  groupVersion(): number {
+    return this.queueVersion
+  }
+
+  /** A far group member can be picked unless a dial to it failed recently (`FarGroups`). */
+  readonly state = (peer: string): MemberState => (this.host.unreachable?.(peer) ? 0 : 2)
+
+  /** Queue-group members a record tells of for `topic`: [peer, queue] pairs (not cached). */
+  groupRoute(topic: string): Array<[string, string]> {
+    if (this.queueIndex.size === 0) return []
+    const out: Array<[string, string]> = []
+    for (const k of this.queueIndex.match(topic)) {
+      const sp = k.indexOf(' ')
+      out.push([k.slice(sp + 1), k.slice(0, sp)])
+    }
+    return out
+  }
+
   /** Nodes whose record we hold. */
   get size(): number {
     return this.held.size
@@ -146,6 +184,12 @@ export class InterestRecords {
     if (this.own) out.push(this.own)
     for (const h of this.held.values()) if (now - h.counter <= this.maxAge) out.push(h.bytes)
     return out
+  }
+
+  /** The `OVERLAY_INTEREST` call handler: a record from the caller (no answer). */
+  readonly onCall = (bytes: Uint8Array, ctx: { from: string }): Uint8Array => {
+    void this.receive(bytes, ctx.from)
+    return NO_ANSWER
   }
 
   /** A record from `from`: applied and passed on when new (see the module doc). */
@@ -187,12 +231,14 @@ export class InterestRecords {
     if (this.stopped) return
     this.forget(d.peer)
     if (d.kind === ALIVE) {
-      this.held.set(d.peer, { counter: d.counter, patterns: d.patterns, bytes })
+      this.held.set(d.peer, { counter: d.counter, patterns: d.patterns, queues: d.queues, bytes })
       for (const p of d.patterns) this.index.add(p, d.peer)
+      for (const e of d.queues) this.queueIndex.add(e.pattern, `${e.queue} ${d.peer}`)
+      if (d.queues.length > 0) this.queueVersion++
       if (d.addrs.length > 0) this.host.learned(d.peer, d.addrs)
     } else {
       // A leave is remembered (no patterns) so an older alive record cannot come back.
-      this.held.set(d.peer, { counter: d.counter, patterns: [], bytes })
+      this.held.set(d.peer, { counter: d.counter, patterns: [], queues: [], bytes })
     }
     this.host.flood(bytes, from)
   }
@@ -201,6 +247,8 @@ export class InterestRecords {
     const h = this.held.get(peer)
     if (!h) return
     for (const p of h.patterns) this.index.delete(p, peer)
+    for (const e of h.queues) this.queueIndex.delete(e.pattern, `${e.queue} ${peer}`)
+    if (h.queues.length > 0) this.queueVersion++
     this.held.delete(peer)
     this.cache.clear()
   }
@@ -222,8 +270,12 @@ export class InterestRecords {
 
   private async make(kind: number): Promise<Uint8Array> {
     this.counter = Math.max(this.counter + 1, this.host.now())
+    const queued = kind === ALIVE ? (this.host.queues?.() ?? []) : []
     const w = new BinaryWriter(1024)
-    w.u8(VERSION).str(this.host.self).u64(this.counter).u8(kind)
+    w.u8(queued.length > 0 ? VERSION_QUEUES : VERSION)
+      .str(this.host.self)
+      .u64(this.counter)
+      .u8(kind)
     const addrs = kind === ALIVE ? this.host.addresses().slice(0, MAX_ADDRS) : []
     w.u16(addrs.length)
     for (const a of addrs) w.str(a)
@@ -235,9 +287,20 @@ export class InterestRecords {
       if (patterns.length >= MAX_RECORD_PATTERNS || size > MAX_RECORD_BYTES - 256) break
       patterns.push(p)
     }
-    if (patterns.length < all.length) this.host.count('pubsub.interestTruncated')
+    const queues: QueueEntry[] = []
+    for (const e of queued) {
+      size += 4 + Buffer.byteLength(e.pattern) + Buffer.byteLength(e.queue)
+      if (patterns.length + queues.length >= MAX_RECORD_PATTERNS || size > MAX_RECORD_BYTES - 256) break
+      queues.push(e)
+    }
+    if (patterns.length < all.length || queues.length < queued.length)
+      this.host.count('pubsub.interestTruncated')
     w.u16(patterns.length)
     for (const p of patterns) w.str(p)
+    if (queued.length > 0) {
+      w.u16(queues.length)
+      for (const e of queues) w.str(e.pattern).str(e.queue)
+    }
     const body = w.finish()
     const signed = new Uint8Array(this.prefix.length + body.length)
     signed.set(this.prefix)
@@ -253,7 +316,9 @@ export class InterestRecords {
 function decode(bytes: Uint8Array): Decoded {
   if (bytes.length > MAX_RECORD_BYTES) throw new DecodeError('interest record too large')
   const r = new BinaryReader(bytes)
-  if (r.u8('version') !== VERSION) throw new DecodeError('unknown interest record version')
+  const version = r.u8('version')
+  if (version !== VERSION && version !== VERSION_QUEUES)
+    throw new DecodeError('unknown interest record version')
   const peer = r.str('peer')
   const counter = r.u64('counter')
   const kind = r.u8('kind')
@@ -274,8 +339,21 @@ function decode(bytes: Uint8Array): Decoded {
     }
     patterns.push(p)
   }
+  const queues: QueueEntry[] = []
+  const nq = version === VERSION_QUEUES ? r.u16('queue entries') : 0
+  if (np + nq > MAX_RECORD_PATTERNS) throw new DecodeError('too many patterns')
+  for (let i = 0; i < nq; i++) {
+    const e = { pattern: r.str('pattern'), queue: r.str('queue') }
+    try {
+      checkPattern(e.pattern)
+      checkQueueName(e.queue, 'queue')
+    } catch {
+      throw new DecodeError('bad queue entry')
+    }
+    queues.push(e)
+  }
   const signedEnd = r.pos
   const signature = r.bytes('signature', 256)
   r.end('interest record')
-  return { peer, counter, kind, addrs, patterns, signed: bytes.subarray(0, signedEnd), signature }
+  return { peer, counter, kind, addrs, patterns, queues, signed: bytes.subarray(0, signedEnd), signature }
 }

@@ -15,6 +15,11 @@
  * is at most once, like all pub/sub: a message sent to a member whose link drops before the
  * member read it is lost, as is one reaching a node whose member just unsubscribed.
  *
+ * With bounded links (src/overlay/), group members at nodes we have no link to are known from
+ * their signed interest records (`FarGroups`): they are picked like the others (taken as
+ * free until a dial to them fails), and the chosen one gets the message over an on-demand
+ * link (`pubsub.ts`); once linked, its direct Interest takes over.
+ *
  * Memory: one index entry per (peer, pattern, queue) announced, bounded with the peer's
  * patterns (`PubSub.onInterest`); route caches of at most `ROUTE_CACHE_SIZE` topics; one
  * round-robin counter per group name seen (at most `MAX_TURNS`, then started over).
@@ -34,12 +39,22 @@ export const MAX_PEER_QUEUE_ENTRIES = 10_000
 export interface GroupRoute {
   readonly queue: string
   readonly members: string[]
+  /** Members known only from interest records (no link; reached on demand). */
+  readonly far?: Set<string>
 }
 
 /** How a member node can take a message now: 0 unreachable, 1 reachable but busy, 2 free. */
 export type MemberState = 0 | 1 | 2
 
 const NO_ROUTES: GroupRoute[] = []
+
+/** Group members known from interest records (src/overlay/interest.ts). */
+export interface FarGroups {
+  /** Changes whenever the records' queue entries change (routes are recomputed). */
+  groupVersion(): number
+  /** [peer, queue] of every record entry whose pattern matches `topic`. */
+  groupRoute(topic: string): Array<[string, string]>
+}
 
 function entryKey(pattern: string, queue: string): string {
   return `${queue} ${pattern}` // neither may contain a space
@@ -57,12 +72,16 @@ export class QueueGroups<S extends { readonly queue?: string | undefined }> {
   private routes = new Map<string, GroupRoute[]>()
   private localRoutes = new Map<string, Map<string, S[]>>()
   private turns = new Map<string, number>()
+  private farVersion = 0
 
-  constructor(private readonly self: string) {}
+  constructor(
+    private readonly self: string,
+    private readonly far?: FarGroups,
+  ) {}
 
-  /** True when any group member is known (here or at a peer): publishes must look. */
+  /** True when any group member is known (here, at a peer or in a record): publishes must look. */
   get active(): boolean {
-    return this.local.size > 0 || this.remote.size > 0
+    return this.local.size > 0 || this.remote.size > 0 || (this.far?.groupVersion() ?? 0) > 0
   }
 
   /** True when this node holds a group member. */
@@ -175,6 +194,11 @@ export class QueueGroups<S extends { readonly queue?: string | undefined }> {
 
   /** The groups with a member matching `topic`, each with its member nodes (cached). */
   route(topic: string): GroupRoute[] {
+    const v = this.far?.groupVersion() ?? 0
+    if (v !== this.farVersion) {
+      this.farVersion = v
+      this.routes = new Map()
+    }
     let r = this.routes.get(topic)
     if (r) return r
     const byQueue = new Map<string, string[]>()
@@ -185,13 +209,24 @@ export class QueueGroups<S extends { readonly queue?: string | undefined }> {
         else byQueue.set(q, [peer])
       }
     }
+    // A record's entries count only for nodes without direct interest (it is older news).
+    const far = new Map<string, Set<string>>()
+    for (const [peer, q] of this.far?.groupRoute(topic) ?? []) {
+      if (peer === this.self || this.remote.has(peer)) continue
+      const members = byQueue.get(q)
+      if (!members) byQueue.set(q, [peer])
+      else if (!members.includes(peer)) members.push(peer)
+      const f = far.get(q)
+      if (f) f.add(peer)
+      else far.set(q, new Set([peer]))
+    }
     for (const q of this.localGroups(topic).keys()) {
       const members = byQueue.get(q)
       if (members) members.push(this.self)
       else byQueue.set(q, [this.self])
     }
     r = byQueue.size === 0 ? NO_ROUTES : []
-    for (const [queue, members] of byQueue) r.push({ queue, members: members.sort() })
+    for (const [queue, members] of byQueue) r.push({ queue, members: members.sort(), far: far.get(queue) })
     if (this.routes.size >= ROUTE_CACHE_SIZE) this.routes = new Map()
     this.routes.set(topic, r)
     return r
@@ -200,15 +235,20 @@ export class QueueGroups<S extends { readonly queue?: string | undefined }> {
   /**
    * One member node of `g` for the next message: round-robin from the group's turn,
    * the first free node (`state` 2), else the first busy one (1); undefined when none is
-   * reachable.
+   * reachable. A far member without a link is free unless `farState` says otherwise.
    */
-  pick(g: GroupRoute, state: (member: string) => MemberState): string | undefined {
+  pick(
+    g: GroupRoute,
+    state: (member: string) => MemberState,
+    farState?: (member: string) => MemberState,
+  ): string | undefined {
     const n = g.members.length
     const start = this.turn(g.queue)
     let busy: string | undefined
     for (let i = 0; i < n; i++) {
       const m = g.members[(start + i) % n]!
-      const s = m === this.self ? 2 : state(m)
+      let s = m === this.self ? 2 : state(m)
+      if (s === 0 && g.far?.has(m)) s = farState?.(m) ?? 0
       if (s === 2) {
         this.turns.set(g.queue, start + i + 1)
         return m

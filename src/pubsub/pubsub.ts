@@ -19,10 +19,10 @@
  * wait for. Queue groups (`subscribe(p, { queue })`, one member per message): `groups.ts`.
  */
 import { PEER_PATTERNS_TOTAL } from '../constants.js'
-import { AbortedError, InvalidArgumentError, TimeoutError } from '../errors.js'
+import { AbortedError, InvalidArgumentError } from '../errors.js'
 import { FrameType, writeFrame } from '../link/frames.js'
 import { type Link, SENDER_WAIT_BYTES } from '../link/link.js'
-import { type BinaryReader, BinaryWriter, RepeatedString } from '../util/binary.js'
+import { type BinaryReader, BinaryWriter, encoded, RepeatedString } from '../util/binary.js'
 import { PeerInputError, peerTopic } from '../util/peer-input.js'
 import { ReceivedMessage } from '../util/received.js'
 import {
@@ -38,8 +38,8 @@ import {
 
 export type { Subscription } from './subscription.js'
 
-import { type GroupRoute, type MemberState, QueueGroups } from './groups.js'
-import { InterestSync, type SyncWaiter } from './ready.js'
+import { type FarGroups, type GroupRoute, type MemberState, QueueGroups } from './groups.js'
+import { flushLinked, InterestSync } from './ready.js'
 import { checkPattern, SubjectIndex } from './subject.js'
 import { Sub, type Subscription } from './subscription.js'
 
@@ -63,6 +63,8 @@ export interface PubSubHost {
   farRoute?(topic: string): string[]
   /** Sends an encoded Publish frame to a peer without a link (opening one on demand). */
   sendFar?(peer: string, frame: Uint8Array): void
+  /** Queue-group members known from interest records, and whether one is reachable now. */
+  farGroups?: FarGroups & { state(peer: string): MemberState }
   /** Our plain patterns changed (the interest record is re-signed). */
   interestChanged?(): void
 }
@@ -106,7 +108,7 @@ export class PubSub {
   received = 0
 
   constructor(readonly host: PubSubHost) {
-    this.groups = new QueueGroups(host.self)
+    this.groups = new QueueGroups(host.self, host.farGroups)
     this.sync = new InterestSync({
       peers: () => host.links().map((l) => l.peer),
       sync: (peer) => host.sync(peer),
@@ -160,35 +162,7 @@ export class PubSub {
    * on `signal` or when the node stops.
    */
   flush(timeout: number, signal?: AbortSignal): Promise<void> {
-    if (signal?.aborted) return Promise.reject(new AbortedError('flush aborted'))
-    return new Promise<void>((resolve, reject) => {
-      let timer: NodeJS.Timeout | undefined
-      let waiter: SyncWaiter | undefined
-      let settled = false
-      const finish = (err?: Error) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        signal?.removeEventListener('abort', onAbort)
-        this.flushes.delete(finish)
-        if (waiter) this.sync.cancel(waiter)
-        if (err) reject(err)
-        else resolve()
-      }
-      const onAbort = () => finish(new AbortedError('flush aborted'))
-      waiter = this.sync.wait(this.sync.epoch, () => finish())
-      if (settled) return
-      const pending = () => waiter?.pending.size ?? 0
-      timer = setTimeout(
-        () =>
-          finish(
-            new TimeoutError(`flush: ${pending()} linked peers did not acknowledge within ${timeout} ms`),
-          ),
-        timeout,
-      )
-      signal?.addEventListener('abort', onAbort, { once: true })
-      this.flushes.add(finish)
-    })
+    return flushLinked(this.sync, this.flushes, timeout, signal)
   }
 
   /** Called by a subscription's `unsubscribe`. */
@@ -225,6 +199,11 @@ export class PubSub {
   /** Our plain subscription patterns (for the interest record). */
   localPatterns(): string[] {
     return [...this.patternCount.keys()]
+  }
+
+  /** Our queue-group entries (for the interest record). */
+  localQueues(): QueueEntry[] {
+    return this.groups.localEntries()
   }
 
   /**
@@ -404,7 +383,7 @@ export class PubSub {
     const self = this.host.self
     const picks = new Map<string, string[]>()
     for (const g of groups) {
-      const m = this.groups.pick(g, this.memberState)
+      const m = this.groups.pick(g, this.memberState, this.host.farGroups?.state)
       if (m === undefined) continue // every member's link is down: no copy for this group
       const q = picks.get(m)
       if (q) q.push(g.queue)
@@ -413,11 +392,13 @@ export class PubSub {
     let waits: Promise<void>[] | undefined
     const send = (peer: string, queues: PublishQueues | undefined) => {
       const link = this.host.link(peer)
+      const write = (w: BinaryWriter) =>
+        writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers, queues))
+      // A far group member (picked from its interest record) gets it over an on-demand link.
+      if (!link && queues && this.host.sendFar) this.host.sendFar(peer, encoded(write))
       if (!link) return
       this.sentToPeers++
-      link.write((w) =>
-        writeFrame(w, FrameType.Publish, (b) => writePublish(b, topic, data, key, headers, queues)),
-      )
+      link.write(write)
       if (link.crowded) (waits ??= []).push(link.writable(SENDER_WAIT_BYTES).catch(() => {}))
     }
     for (const peer of this.route(topic)) {

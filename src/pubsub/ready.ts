@@ -20,6 +20,8 @@
  * nothing behind.
  */
 
+import { AbortedError, TimeoutError } from '../errors.js'
+
 /** Name of the internal call a peer answers once it applied our earlier interest frames. */
 export const PUBSUB_SYNC = 'pubsub.sync'
 
@@ -150,4 +152,45 @@ export class InterestSync {
     this.active--
     w.done()
   }
+}
+
+/**
+ * `node.flush()`: resolves once every peer linked now acknowledged every interest change made
+ * so far (or is no longer linked); rejects with `TimeoutError` after `timeout` ms,
+ * `AbortedError` on `signal` or when the node stops (`pending` holds the callbacks that fail
+ * it; the pub/sub engine calls them on close).
+ */
+export function flushLinked(
+  sync: InterestSync,
+  pending: Set<(err: Error) => void>,
+  timeout: number,
+  signal?: AbortSignal,
+): Promise<void> {
+  if (signal?.aborted) return Promise.reject(new AbortedError('flush aborted'))
+  return new Promise<void>((resolve, reject) => {
+    let timer: NodeJS.Timeout | undefined
+    let waiter: SyncWaiter | undefined
+    let settled = false
+    const finish = (err?: Error) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+      pending.delete(finish)
+      if (waiter) sync.cancel(waiter)
+      if (err) reject(err)
+      else resolve()
+    }
+    const onAbort = () => finish(new AbortedError('flush aborted'))
+    waiter = sync.wait(sync.epoch, () => finish())
+    if (settled) return
+    const waiting = () => waiter?.pending.size ?? 0
+    timer = setTimeout(
+      () =>
+        finish(new TimeoutError(`flush: ${waiting()} linked peers did not acknowledge within ${timeout} ms`)),
+      timeout,
+    )
+    signal?.addEventListener('abort', onAbort, { once: true })
+    pending.add(finish)
+  })
 }

@@ -26,6 +26,13 @@ export class DecodeError extends Error {
 }
 
 /** Growable big-endian writer. */
+/** The bytes `write` puts into a fresh writer (a frame encoded once, outside a link). */
+export function encoded(write: (w: BinaryWriter) => void): Uint8Array {
+  const w = new BinaryWriter()
+  write(w)
+  return w.finish()
+}
+
 export class BinaryWriter {
   private buf: Uint8Array
   private pos = 0
