@@ -197,16 +197,15 @@ export const LINK = {
    * Share windows (ms) of fair dispatch: while the event loop was busier than
    * `readShareBusy` (its utilization) in the last window and another link was active, an
    * untrusted link (a peer that is not a proven member) that dispatched more than a slice
-   * gets half as many frames for the next window (once held, halved again while it
-   * dispatches more than `readShareMin`), then a quarter more per window again; never fewer
-   * than `readShareMin`. Members are never held to a share.
+   * per window gets the shared slice for the next window: `readShareSlice` frames, an eighth
+   * of the bytes and a quarter of the time of a full slice per turn. It still gets a slice
+   * every turn, so what it may use is relative to the loop (turns come faster as slices
+   * shrink) and a backlog keeps draining; only the others' frames wait less behind it.
+   * Members always get the full slice.
    */
   readShareWindow: 20,
-  // Off (utilization never exceeds 1): held to its share, a flooding non-member's frames were
-  // dispatched so slowly that a hostile test saw none of them refused within 10 s. Fair
-  // round-robin slices stay on. To be fixed, then set back to 0.5.
-  readShareBusy: 2,
-  readShareMin: 8,
+  readShareBusy: 0.5,
+  readShareSlice: 8,
 } as const
 
 /**

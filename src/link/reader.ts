@@ -13,6 +13,13 @@
  * as fast as its slices are dispatched, and nothing piles up in memory beyond the window.
  * A link alone on the loop loses one `setImmediate` per slice.
  *
+ * Shared slices: while the loop is over half busy and another link is active, a peer that
+ * is no proven member and sends more than a slice per 20 ms window gets a smaller slice
+ * (`LINK.readShareSlice` frames) per turn. Its share stays relative to the loop: it still
+ * gets a slice every turn, turns come faster as slices shrink, and a backlog keeps draining
+ * at a fraction of the loop's speed; what shrinks is how long the other links' frames wait
+ * behind it (with its replies and other work its frames start).
+ *
  * Frames are never dropped or reordered by waiting; frames of a link whose stream closed
  * while it waited are still dispatched.
  */
@@ -71,9 +78,6 @@ interface Account {
 
 /** Every fair reader of the process (the event loop is the process's). */
 const accounts = new Set<Account>()
-
-/** A share above this many frames per window is lifted altogether. */
-const ALLOW_FREE = 1 << 20
 
 /** The share window `now` (ms, `performance.now()`) falls in. */
 const windowOf = (now: number) => Math.floor(now / LINK.readShareWindow)
@@ -158,14 +162,17 @@ export function readFrames(
   let bytes = 0
   /** When this turn's slice ends (`performance.now()`, fair readers only). */
   let sliceEnd = Number.POSITIVE_INFINITY
-  /** Share accounting (fair readers only): frames dispatched in window `win`. */
+  /** Share accounting (fair readers only): the window the link last looked at. */
   const account: Account = { active: Number.NEGATIVE_INFINITY }
   let win = -1
+  /** Frames dispatched since the link's window began. */
   let winFrames = 0
-  /** Frames the link may dispatch per window (lowered while it floods a busy loop). */
-  let allow = Number.POSITIVE_INFINITY
-  /** Set while the link waits for the next window (its allowance is used up). */
-  let throttled = false
+  /** This window: the link gets the shared slice (see `newWindow`). */
+  let shared = false
+  /** This turn's limits (the full slice, or the shared one). */
+  let turnFrames = slice
+  let turnBytes = sliceBytes
+  let turnMs: number = LINK.readSliceMs
   const fair = slice !== Number.POSITIVE_INFINITY
   if (fair) {
     accounts.add(account)
@@ -188,10 +195,10 @@ export function readFrames(
     handle(peer, r.u8('frame type'), r)
   }
   /**
-   * A new share window: the link's allowance for it. An untrusted link that dispatched
-   * more than a slice (once held: more than `LINK.readShareMin`) per window since its last one, while the loop was busier than
-   * `LINK.readShareBusy` and another link was active, gets half of what it dispatched;
-   * otherwise its allowance grows back by a quarter per window (to none once large).
+   * A new share window: whether the link gets the shared slice in it. An untrusted link that
+   * dispatched more than a slice per window since its last one, while the loop was busier
+   * than `LINK.readShareBusy` and another link was active, does; so does one that had it and
+   * still sends more than a shared slice per window under the same conditions.
    */
   const newWindow = (w: number) => {
     // Frames per window since the link's last window began: a turn longer than a window
@@ -200,25 +207,18 @@ export function readFrames(
     const last = gap > 0 && gap <= 50 ? winFrames / gap : 0
     win = w
     winFrames = 0
-    if (
-      // A link enters its share over a slice per window; once held, the share follows the
-      // loop's load down to `readShareMin`.
-      last > (allow === Number.POSITIVE_INFINITY ? slice : LINK.readShareMin) &&
+    const was = shared
+    shared =
+      last > (was ? LINK.readShareSlice : slice) &&
       loopBusy(w) > LINK.readShareBusy &&
       othersActive(account, w) &&
       !(opts.trusted?.() ?? false)
-    ) {
-      const lower = Math.max(LINK.readShareMin, Math.floor(Math.min(allow, last) / 2))
-      if (lower < allow) {
-        allow = lower
-        opts.onThrottle?.()
-      }
-    } else if (allow !== Number.POSITIVE_INFINITY) {
-      allow = Math.ceil(allow * 1.25)
-      if (allow > ALLOW_FREE) allow = Number.POSITIVE_INFINITY
-    }
+    if (shared && !was) opts.onThrottle?.()
+    turnFrames = shared ? LINK.readShareSlice : slice
+    turnBytes = shared ? Math.ceil(sliceBytes / 8) : sliceBytes
+    turnMs = shared ? LINK.readSliceMs / 4 : LINK.readSliceMs
   }
-  /** True while this turn's slice (and the link's window allowance) has room for another frame. */
+  /** True while this turn's slice has room for another frame. */
   const room = () => {
     if (turn !== turnNo) {
       turn = turnNo
@@ -226,17 +226,13 @@ export function readFrames(
       if (fair) {
         scheduleTurn()
         const now = performance.now()
-        sliceEnd = now + LINK.readSliceMs
         const w = windowOf(now)
         if (w !== win) newWindow(w)
+        sliceEnd = now + turnMs
       }
     }
-    if (winFrames >= allow) {
-      throttled = true
-      return false
-    }
     // The clock is read every 8 frames only.
-    return frames < slice && bytes < sliceBytes && ((frames & 7) !== 0 || performance.now() < sliceEnd)
+    return frames < turnFrames && bytes < turnBytes && ((frames & 7) !== 0 || performance.now() < sliceEnd)
   }
   /**
    * Dispatches the frames of `chunk` while the slice has room; returns where it stopped
@@ -328,27 +324,12 @@ export function readFrames(
       // Closing: nothing more will come.
     }
   }
-  /** The link's share is back (its window ended): it queues for its next slice. */
-  const release = () => {
-    throttled = false
-    waiting.push(next)
-    scheduleTurn()
-  }
-  /**
-   * Holds the link until its next slice (or, over its share, until the window ends); its
-   * stream stops reading (unless in `resume`).
-   */
+  /** Holds the link until its next slice; its stream stops reading (unless in `resume`). */
   const wait = () => {
     if (queued) return
     queued = true
-    if (throttled) {
-      // Its allowance is used up: it waits for the next window.
-      const left = (win + 1) * LINK.readShareWindow - performance.now()
-      setTimeout(release, Math.max(1, Math.ceil(left)))
-    } else {
-      waiting.push(next)
-      scheduleTurn()
-    }
+    waiting.push(next)
+    scheduleTurn()
     if (!resuming) pause()
   }
   const take = (chunk: Uint8Array) => {

@@ -5,6 +5,7 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { describe, expect, it } from 'vitest'
+import { LINK } from '../../src/constants.js'
 import { encodeBytesFrame, FrameType } from '../../src/link/frames.js'
 import { readFrames } from '../../src/link/reader.js'
 import { BinaryWriter } from '../../src/util/binary.js'
@@ -48,8 +49,12 @@ function frames(n: number, tag: number): Uint8Array {
   return w.finish().slice()
 }
 
-/** Starts a fair reader on a new stream; bodies received are pushed to `out` as `tag:i`. */
-function reader(out: string[], slice: number): PausableStream {
+/**
+ * Starts a fair reader on a new stream; bodies received are pushed to `out` as `tag:i`.
+ * `work` runs for each frame (to make the loop busy); `trusted` says whether the peer is a
+ * proven member.
+ */
+function reader(out: string[], slice: number, trusted = true, work?: () => void): PausableStream {
   const s = new PausableStream()
   readFrames(
     s as unknown as Stream,
@@ -58,11 +63,39 @@ function reader(out: string[], slice: number): PausableStream {
     (_peer, _type, body) => {
       const b = body.bytes()
       out.push(`${b[0]}:${b[1]}`)
+      work?.()
     },
     undefined,
-    { slice, trusted: () => true },
+    { slice, trusted: () => trusted },
   )
   return s
+}
+
+/** Keeps the loop busy for `ms` (a handler's work). */
+const spin = (ms: number) => () => {
+  const end = performance.now() + ms
+  while (performance.now() < end);
+}
+
+/** Frames of each tag dispatched in each of `turns` turns, while `each` runs before every turn. */
+async function perTurn(out: string[], turns: number, each: () => void): Promise<Array<Map<string, number>>> {
+  const counts: Array<Map<string, number>> = []
+  for (let t = 0; t < turns; t++) {
+    const from = out.length
+    each()
+    await turn()
+    const m = new Map<string, number>()
+    for (const x of out.slice(from)) {
+      const tag = x.slice(0, x.indexOf(':'))
+      m.set(tag, (m.get(tag) ?? 0) + 1)
+    }
+    counts.push(m)
+  }
+  return counts
+}
+
+const closeAll = (...streams: PausableStream[]) => {
+  for (const s of streams) s.dispatchEvent(new Event('close'))
 }
 
 describe('fair reader', () => {
@@ -110,5 +143,40 @@ describe('fair reader', () => {
     }
     for (let i = 0; i < 300 && out.length < 200; i++) await turn()
     expect(out, `seed ${seed}`).toEqual(Array.from({ length: 200 }, (_, i) => `7:${i & 0xff}`))
+  })
+
+  it('a non-member flooding a busy loop beside an active link gets shared slices; a member keeps full ones', async () => {
+    const out: string[] = []
+    const work = spin(0.002)
+    const stranger = reader(out, 64, false, work)
+    const member = reader(out, 64, true, work)
+    const good = reader(out, 64, true)
+    stranger.push(frames(40_000, 1))
+    member.push(frames(40_000, 2))
+    // A good peer sends a frame every turn (an active link); turns of about 0.3 ms: several
+    // 20 ms windows of a loop busy all the time.
+    const counts = await perTurn(out, 400, () => good.push(frames(1, 3)))
+    // Totals over the last 200 turns (a measured turn may hold two of a reader's turns or
+    // none: the test's setImmediate and the readers' share the check phase).
+    const late = counts.slice(200)
+    const total = (tag: string) => late.reduce((n, m) => n + (m.get(tag) ?? 0), 0)
+    expect(total('1'), 'the non-member: a shared slice per turn').toBeLessThanOrEqual(
+      LINK.readShareSlice * (late.length + 1),
+    )
+    expect(total('1'), 'it still gets a slice every turn').toBeGreaterThanOrEqual(late.length / 2)
+    expect(total('2'), 'the member: full slices').toBeGreaterThan(LINK.readShareSlice * 2 * late.length)
+    expect(total('3'), "the good peer's frame every turn").toBe(late.length)
+    closeAll(stranger, member, good)
+  })
+
+  it('a non-member alone on a busy loop keeps full slices', async () => {
+    const out: string[] = []
+    const stranger = reader(out, 64, false, spin(0.002))
+    stranger.push(frames(30_000, 1))
+    const counts = await perTurn(out, 300, () => {})
+    // Full slices (64 frames; fewer only where the slice's time ran out on a loaded machine).
+    const got = counts.slice(100).reduce((n, m) => n + (m.get('1') ?? 0), 0)
+    expect(got, 'more than shared slices').toBeGreaterThan(LINK.readShareSlice * 2 * 200)
+    closeAll(stranger)
   })
 })
