@@ -56,8 +56,9 @@ export interface ReplicaDriverOptions {
    * for a caught-up follower (default 10; 0 sends it at once). The next append to that
    * follower carries the commit instead, so under pipelined traffic, and for a publisher
    * waiting on each acknowledgement in turn, these messages (and the follower's answers)
-   * are mostly never sent. It never delays a commit or an acknowledgement, only (briefly)
-   * what followers apply; followers serve no reads.
+   * are mostly never sent. Each held append leaves `commitDelayMs` after it was first held
+   * (`commit-hold.ts`). It never delays a commit or an acknowledgement, only (briefly) what
+   * followers apply; followers serve no reads.
    */
   commitDelayMs?: number
   /** Milliseconds per Raft tick (default 50). */

@@ -31,6 +31,7 @@ import {
   type Role,
   type Status,
 } from '../raft/index.js'
+import { CommitHold } from './commit-hold.js'
 import type { DriverStats, ReplicaDriverOptions } from './driver-options.js'
 import { LeadershipLostError, NotLeaderError } from './errors.js'
 import { type ProposalStages, ProposalTracker, type Queued, type Waiter } from './proposals.js'
@@ -91,9 +92,8 @@ export class ReplicaDriver {
     batches: 0,
   }
   private readonly proposals: ProposalTracker
-  /** Commit-only appends held back, by follower (see `sendMessage`). */
-  private readonly held = new Map<NodeId, Message>()
-  private heldTimer: NodeJS.Timeout | undefined
+  /** Commit-only appends held back, by follower (see `holdCommitOnly`); built in `start`. */
+  private held: CommitHold | undefined
 
   constructor(opts: ReplicaDriverOptions) {
     if (typeof opts.send !== 'function') throw new InvalidArgumentError('send must be a function')
@@ -174,6 +174,8 @@ export class ReplicaDriver {
         this.schedule()
       })()
     }
+    const delay = o.commitDelayMs ?? 10
+    if (delay > 0) this.held = new CommitHold(delay, this.releaseOne)
     this.untick = onTick(o.tickMs ?? 50, () => this.tick())
   }
 
@@ -428,7 +430,7 @@ export class ReplicaDriver {
     if (m.type === 'MsgApp') {
       if (m.entries.length === 0 && this.holdCommitOnly(m)) return
       // Every append carries the leader's commit index: a held commit-only one is superseded.
-      if (this.held.delete(m.to)) this.counters.commitOnlySaved++
+      if (this.held?.drop(m.to)) this.counters.commitOnlySaved++
     }
     this.transmit(m)
   }
@@ -450,22 +452,23 @@ export class ReplicaDriver {
    * Appends to a probing follower are probes and leave at once.
    */
   private holdCommitOnly(m: Message): boolean {
-    const delay = this.opts.commitDelayMs ?? 10
     const node = this.node
-    if (delay === 0 || node === undefined || node.raft.role !== 'leader') return false
+    if (this.held === undefined || node === undefined || node.raft.role !== 'leader') return false
     // Also when idle: the answer to the proposer (who waits on the commit, not on the
     // followers) and the next append go first, and a later append usually carries the
     // commit instead; followers serve no reads, so a commit index up to `commitDelayMs`
     // old costs them nothing but the moment they apply.
     const pr = node.raft.tracker.progress.get(m.to)
     if (pr === undefined || pr.state !== 'replicate') return false
-    if (this.held.has(m.to)) this.counters.commitOnlySaved++
-    this.held.set(m.to, m)
-    if (this.heldTimer === undefined) {
-      this.heldTimer = setTimeout(() => this.releaseHeld(), delay)
-      this.heldTimer.unref()
-    }
+    if (this.held.hold(m)) this.counters.commitOnlySaved++
     return true
+  }
+
+  /** Sends a held commit-only append whose hold ended, if its term is still led. */
+  private readonly releaseOne = (m: Message): void => {
+    const node = this.node
+    if (this.state === 'running' && node?.raft.role === 'leader' && node.raft.term === m.term)
+      this.transmit(m)
   }
 
   /**
@@ -473,15 +476,11 @@ export class ReplicaDriver {
    * `send` is false) and stops holding.
    */
   private releaseHeld(send = this.state === 'running'): void {
-    if (this.heldTimer) clearTimeout(this.heldTimer)
-    this.heldTimer = undefined
     const node = this.node
-    if (send && node !== undefined) {
-      for (const m of this.held.values()) {
-        if (node.raft.role === 'leader' && node.raft.term === m.term) this.transmit(m)
-      }
+    for (const m of this.held?.takeAll() ?? []) {
+      if (send && node !== undefined && node.raft.role === 'leader' && node.raft.term === m.term)
+        this.transmit(m)
     }
-    this.held.clear()
   }
 
   private async persist(store: RaftLogStorage, rd: Ready): Promise<void> {

@@ -349,6 +349,32 @@ describe('ReplicaDriver commit-only appends', () => {
     )
   })
 
+  it('one proposal at a time, each within the hold of the last commit: no commit-only append leaves', async () => {
+    // The next proposal's append (carrying the commit) always comes 20 ms after the commit,
+    // well within the 200 ms hold. A hold timer shared by successive commits (before issue
+    // 17's fix) fired 200 ms after the first hold and sent whatever was held at that moment,
+    // a commit held a few ms earlier: about one pair of empty appends per 200 ms here.
+    const { reps, net } = await cluster(3, { commitDelayMs: 200, electionTick: 200, heartbeatTick: 100 })
+    reps[0]!.driver.campaign()
+    const leader = await leaderOf(reps, 10_000)
+    await proposeAll(leader, ['warm'])
+    await new Promise((r) => setTimeout(r, 250)) // the warm-up commit's hold has ended
+    const c = countAppends(net)
+    for (const p of range(0, 20)) {
+      await leader.driver.propose(b(p))
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    expect(c.withEntries).toBeGreaterThanOrEqual(40)
+    expect(c.empty).toBe(0)
+    // idle after the last one: its commit still reaches the followers when the hold ends
+    await until(
+      () => reps.every((r) => r.payloads().at(-1) === 'p19'),
+      2000,
+      'followers apply the last entry',
+    )
+    expect(c.empty).toBe(2)
+  })
+
   it('commitDelayMs: 0 sends every commit at once', async () => {
     const { reps, net } = await cluster(3, { commitDelayMs: 0, electionTick: 200, heartbeatTick: 100 })
     reps[0]!.driver.campaign()
