@@ -38,6 +38,7 @@ import { type RequestHandler, RequestServer } from './request/server.js'
 import { PeerRpc, PeerUnreachableError } from './rpc/rpc.js'
 import { STREAM_CALL_TIMEOUT } from './streams/client.js'
 import { MAX_TABLE_BYTES } from './streams/meta/directory.js'
+import { peerLiveness } from './streams/host/liveness.js'
 import { StreamService } from './streams/service.js'
 import { loadIdentity } from './transport/identity.js'
 import { buildLibp2p, dhtRouting, type PlexusLibp2p, protocols } from './transport/libp2p.js'
@@ -361,7 +362,7 @@ class Node implements PlexusNode {
       },
       nextChange,
       count,
-      isUp: (p) => p === self || this.links.get(p) !== undefined,
+      isUp: peerLiveness(self, link, (p) => this.syncPeer(p)),
       replaceAfterMs: this.cfg.replaceReplicaAfter,
       raftLogBytes: this.cfg.raftLogBytes,
       logger: childLogger(this.cfg.logger, 'streams'),

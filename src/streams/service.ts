@@ -97,7 +97,7 @@ export interface StreamServiceDeps {
   electionTick?: number
   /** Stream table refresh (ms, default 10 s). */
   refreshMs?: number
-  /** True while this node has a link to `peer` (true for itself). */
+  /** True while `peer` is linked or answered a probe lately (host/liveness.ts; itself: always). */
   isUp(peer: string): boolean
   /** A placed replica unreachable this long is replaced (ms). */
   replaceAfterMs: number

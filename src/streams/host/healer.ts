@@ -1,8 +1,9 @@
 /**
  * Self-healing replication factor, in two halves that never need to talk to each other:
  *
- * - `Healer` runs on the cluster's metadata leader. A placed replica whose member has had no
- *   link to the leader for `replaceAfterMs` is replaced in the placement by the least loaded
+ * - `Healer` runs on the cluster's metadata leader. A placed replica whose member has been
+ *   down for `replaceAfterMs` (neither linked to the leader nor answering its probes over an
+ *   on-demand link, `liveness.ts`) is replaced in the placement by the least loaded
  *   live member able to host that does not hold the partition (an `updatePlacement` command,
  *   one partition at a time). With no such member the partition stays as it is (counted
  *   `streams.underReplicated`) and is healed as soon as one appears.
@@ -36,7 +37,7 @@ export interface HealerDeps {
   meta: MetaGroup
   /** Proven members of the cluster. */
   members(): string[]
-  /** True while this node has a link to `peer` (always true for itself). */
+  /** True while `peer` is linked or answered a probe lately (`liveness.ts`; itself: always). */
   isUp(peer: string): boolean
   loads(members: string[]): Promise<Map<string, number>>
   now(): number

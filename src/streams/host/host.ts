@@ -107,7 +107,7 @@ export interface ClusterHostDeps {
   electionTick: number
   /** Table refresh interval (ms). */
   refreshMs: number
-  /** True while this node has a link to `peer` (true for itself). */
+  /** True while `peer` is linked or answered a probe lately (host/liveness.ts; itself: always). */
   isUp(peer: string): boolean
   /** A placed replica whose member is unreachable this long is replaced (ms). */
   replaceAfterMs: number
