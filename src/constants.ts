@@ -248,6 +248,8 @@ export const OVERLAY = {
   maxLinks: 24,
   /** Largest `maxLinks` accepted. */
   maxMaxLinks: 1024,
+  /** Smallest `maxLinks` accepted: with 1, two pairs of nodes can each fill their only link and split the graph. */
+  minMaxLinks: 2,
   /** On-demand links a node keeps, as a multiple of `maxLinks` (the least recently used close first). */
   onDemandFactor: 4,
   /** An on-demand link without data frames (requests, calls, publishes, tunnels) this long (ms) closes. */

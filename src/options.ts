@@ -163,6 +163,8 @@ export function parseNodeOptions(options: unknown): NodeConfig {
   const maxMessageSize =
     checkPositiveInt(o.maxMessageSize, 'maxMessageSize', MAX_MAX_MESSAGE_SIZE) ?? DEFAULT_MAX_MESSAGE_SIZE
   const maxLinks = checkPositiveInt(o.maxLinks, 'maxLinks', OVERLAY.maxMaxLinks) ?? OVERLAY.maxLinks
+  if (maxLinks < OVERLAY.minMaxLinks)
+    throw new InvalidArgumentError(`maxLinks must be at least ${OVERLAY.minMaxLinks}, got ${maxLinks}`)
   if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
     throw new InvalidArgumentError(`dataDir must be a non-empty path string, got ${describe(o.dataDir)}`)
   }

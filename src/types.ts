@@ -124,7 +124,7 @@ export interface NodeOptions {
   /** Largest payload accepted (bytes). Default 1 MiB. */
   maxMessageSize?: number
   /**
-   * Neighbour links this node keeps (default 24, at most 1024): a few peers close by id plus
+   * Neighbour links this node keeps (default 24, at least 2, at most 1024): a few peers close by id plus
    * random ones, so the overlay stays connected with a low diameter. Peers it exchanges
    * traffic with (requests, tunnels, internal calls, publishes to their subscriptions) get
    * on-demand links besides, opened on first use and closed after a minute without data

@@ -142,5 +142,7 @@ describe('bounded links', () => {
   it('refuses a bad maxLinks naming the field', async () => {
     await expect(startNodes(1, { maxLinks: 0 })).rejects.toThrow(/maxLinks/)
     await expect(startNodes(1, { maxLinks: 2.5 })).rejects.toThrow(/maxLinks/)
+    // 1 can split the graph (two pairs each holding their only link).
+    await expect(startNodes(1, { maxLinks: 1 })).rejects.toThrow(/maxLinks must be at least 2, got 1/)
   })
 })
