@@ -95,6 +95,13 @@ export class KeyExistsError extends PlexusError {}
  */
 export class MessageNotFoundError extends PlexusError {}
 
+/**
+ * A noise handshake or an encrypted connection failed: a malformed, truncated or oversized
+ * message, a payload whose signature does not verify, a peer other than the one dialled, or
+ * a message that does not decrypt. The connection is closed; nothing of it was used.
+ */
+export class HandshakeError extends PlexusError {}
+
 /** Every error class by name, to rebuild an error that crossed the wire. */
 export const errorClasses = {
   PlexusError,

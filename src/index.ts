@@ -14,6 +14,7 @@ export {
   AbortedError,
   ConsumerNotFoundError,
   DataDirInUseError,
+  HandshakeError,
   InvalidArgumentError,
   KeyExistsError,
   LeadershipLostError,

@@ -12,8 +12,8 @@
  */
 import type { Stream } from '@libp2p/interface'
 import { LatencyWindow } from '../request/balancer.js'
+import type { ReleasedCheck } from '../transport/noise/index.js'
 import { BinaryWriter } from '../util/binary.js'
-import type { ReleasedCheck } from './send-released.js'
 
 export { abortCounter, type FrameHandler, FrameLengthError, type ReadOptions, readFrames } from './reader.js'
 

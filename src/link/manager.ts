@@ -15,14 +15,12 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { LATENCY_EWMA_ALPHA, LINK } from '../constants.js'
 import type { PlexusLibp2p } from '../transport/libp2p.js'
+import { releasedOnSend } from '../transport/noise/index.js'
 import type { Logger } from '../types.js'
 import type { BinaryReader } from '../util/binary.js'
 import { SILENT_LOGGER } from '../util/logger.js'
 import { encodeU64Frame, FrameType } from './frames.js'
 import { Link, readFrames } from './link.js'
-import { tuneNoiseReads } from './noise-reads.js'
-import { sendReleased } from './send-released.js'
-import { corkSocketWrites } from './socket-writes.js'
 
 /** First wait before a peer that refused our link protocol is tried again (ms). */
 export const FOREIGN_RETRY_MIN = 10_000
@@ -111,9 +109,7 @@ export class LinkManager {
       runOnLimitedConnection: true,
     })
     this.on('connection:open', (evt) => {
-      const conn = evt.detail as Connection
-      tuneConnection(conn)
-      void this.ensure(conn.remotePeer)
+      void this.ensure((evt.detail as Connection).remotePeer)
     })
     this.on('peer:identify', (evt) => {
       const r = evt.detail as { peerId: PeerId; protocols: string[] }
@@ -129,10 +125,7 @@ export class LinkManager {
       this.links.get(peer)?.abort(new Error('peer disconnected'))
       this.events.onPeerGone(peer)
     })
-    for (const conn of this.libp2p.getConnections()) {
-      tuneConnection(conn)
-      void this.ensure(conn.remotePeer)
-    }
+    for (const conn of this.libp2p.getConnections()) void this.ensure(conn.remotePeer)
     this.heartbeat = setInterval(() => this.beat(), this.opts.heartbeatInterval)
     this.heartbeat.unref()
   }
@@ -203,7 +196,13 @@ export class LinkManager {
       return undefined
     }
     const connection = this.libp2p.getConnections(peer).find((c) => c.streams.includes(stream))
-    const link = new Link(key, stream, this.opts.maxQueuedBytes, this.now(), sendReleased(stream, connection))
+    const link = new Link(
+      key,
+      stream,
+      this.opts.maxQueuedBytes,
+      this.now(),
+      releasedOnSend(stream, connection),
+    )
     // Our outbound stream carries only our frames; anything the peer sends on it is ignored.
     this.links.set(key, link)
     link.onClose(() => {
@@ -242,7 +241,6 @@ export class LinkManager {
   }
 
   private onInbound(stream: Stream, connection: Connection): void {
-    tuneConnection(connection)
     const peer = connection.remotePeer.toString()
     this.foreign.delete(peer) // it opened our link protocol: it speaks it now
     let use = this.inboundUse.get(peer)
@@ -354,9 +352,3 @@ const CONTROL_FRAMES =
   (1 << FrameType.Announce) |
   (1 << FrameType.Interest) |
   (1 << FrameType.StreamTable)
-
-/** Per-process tweaks of libp2p internals found on the first connection (see their modules). */
-function tuneConnection(connection: Connection): void {
-  corkSocketWrites(connection)
-  tuneNoiseReads(connection)
-}

@@ -1,14 +1,15 @@
 /**
  * The connection encrypters a node offers, in order of preference.
  *
- * Both are `@chainsafe/libp2p-noise` (the XX handshake over X25519 and SHA-256, each side's
- * libp2p identity signed into it), differing only in the AEAD:
+ * Both are Plexus's own noise (`transport/noise/`: the XX handshake over X25519 and SHA-256,
+ * each side's libp2p identity signed into it), differing only in the AEAD:
  *
  * - `/plexus/noise-aes256gcm/1.0.0`: AES-256-GCM. Offered first when the CPU has AES
  *   instructions, where it is about twice as fast as ChaCha20-Poly1305 (every link block is
  *   encrypted once per receiving peer, so a publisher fanning out to five subscribers spends
  *   a fifth of its CPU here). Its handshake hashes a prologue naming the suite, so the two
  *   ends of a handshake agree on it or the handshake fails; it never mixes with `/noise`.
+ *   Bytes on the wire are those of earlier Plexus nodes (built on `@chainsafe/libp2p-noise`).
  * - `/noise`: ChaCha20-Poly1305, the libp2p noise spec. Always offered, so any libp2p node,
  *   and a Plexus node without AES instructions, still connects.
  *
@@ -17,10 +18,9 @@
  * is slower than ChaCha20 and harder to make constant-time), so its peers fall back.
  */
 import { readFileSync } from 'node:fs'
-import { noise } from '@chainsafe/libp2p-noise'
 import type { ConnectionEncrypter } from '@libp2p/interface'
-import { NOISE_AES_GCM_PROTOCOL } from '../constants.js'
-import { aesGcmCrypto, chachaPolyCrypto } from './noise-crypto.js'
+import { NOISE_AES_GCM_PROTOCOL, NOISE_PROTOCOL } from '../constants.js'
+import { type NoiseComponents, plexusNoise } from './noise/index.js'
 
 /** Which AEAD a node prefers for its connections (`NodeOptions.cipher`). */
 export type CipherChoice = 'auto' | 'aes-256-gcm' | 'chacha20-poly1305'
@@ -30,24 +30,17 @@ export const CIPHER_CHOICES: readonly CipherChoice[] = ['auto', 'aes-256-gcm', '
 /** Hashed into every AES-256-GCM handshake: binds the suite to the session keys. */
 const AES_GCM_PROLOGUE = new TextEncoder().encode('plexus noise XX 25519 AES-256-GCM SHA256')
 
-type EncrypterFactory = (components: any) => ConnectionEncrypter
-
-/** Noise with AES-256-GCM under its own protocol id. */
-function noiseAesGcm(): EncrypterFactory {
-  const make = noise({ crypto: aesGcmCrypto, prologueBytes: AES_GCM_PROLOGUE })
-  return (components) => {
-    const encrypter = make(components)
-    // A field of the noise class; libp2p reads it when the node is built.
-    ;(encrypter as { protocol: string }).protocol = NOISE_AES_GCM_PROTOCOL
-    return encrypter
-  }
-}
+type EncrypterFactory = (components: NoiseComponents) => ConnectionEncrypter
 
 /** The encrypters to register, most preferred first (see the module doc). */
 export function connectionEncrypters(choice: CipherChoice): EncrypterFactory[] {
-  const standard = noise({ crypto: chachaPolyCrypto }) as EncrypterFactory
+  const standard = plexusNoise({ protocol: NOISE_PROTOCOL, aead: 'chacha20-poly1305' })
   const aes = choice === 'aes-256-gcm' || (choice === 'auto' && hasAesInstructions())
-  return aes ? [noiseAesGcm(), standard] : [standard]
+  if (!aes) return [standard]
+  return [
+    plexusNoise({ protocol: NOISE_AES_GCM_PROTOCOL, aead: 'aes-256-gcm', prologue: AES_GCM_PROLOGUE }),
+    standard,
+  ]
 }
 
 let aesInstructions: boolean | undefined
