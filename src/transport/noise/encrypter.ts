@@ -5,12 +5,11 @@
  * the transport phase of `connection.ts`.
  *
  * A handshake that fails (malformed or truncated message, bad signature, a peer other than
- * the one dialled, the connection closing, the upgrade's signal aborting) rejects with
- * `HandshakeError`; libp2p's upgrader then closes the connection.
+ * the one dialled, the connection closing, the upgrade's signal aborting) aborts the
+ * connection and rejects with `HandshakeError`.
  */
 import { publicKeyFromProtobuf, publicKeyToProtobuf } from '@libp2p/crypto/keys'
 import type {
-  ComponentLogger,
   ConnectionEncrypter,
   MessageStream,
   PeerId,
@@ -33,7 +32,6 @@ import { type DhKeyPair, dhKeyPair } from './x25519.js'
 export interface NoiseComponents {
   privateKey: PrivateKey
   upgrader: { getStreamMuxers(): Map<string, StreamMuxerFactory> }
-  logger: ComponentLogger
 }
 
 /** One noise suite (a protocol id with its AEAD and prologue). */
@@ -121,7 +119,11 @@ export class PlexusNoise implements ConnectionEncrypter<NoiseExtensions> {
       }
     } catch (err) {
       channel.release()
-      throw err instanceof HandshakeError ? err : new HandshakeError('noise handshake failed', { cause: err })
+      const error =
+        err instanceof HandshakeError ? err : new HandshakeError('noise handshake failed', { cause: err })
+      // Nothing of this connection is usable: close it here, whoever called us.
+      raw.abort(error)
+      throw error
     }
     const leftover = channel.release()
     const { send, receive } = hs.split()
