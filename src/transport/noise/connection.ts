@@ -84,7 +84,8 @@ export class NoiseConnection extends AbstractMessageStream {
   }
 
   private receive(data: Uint8Array | Uint8ArrayList): void {
-    if (this.status !== 'open') return
+    // After an abort the reader's state is unknown; a half-closed connection still reads.
+    if (this.status === 'aborted' || this.status === 'reset') return
     let plain: Uint8ArrayList | undefined
     try {
       plain = this.reader.push(data)
