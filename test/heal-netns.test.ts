@@ -8,7 +8,7 @@
  * Needs root; skipped with the reason printed otherwise. Every namespace is deleted after
  * the test, also when it fails or the process exits early.
  */
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -16,6 +16,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { Netns, netnsUnavailable } from '../faults/netns.js'
 import { generateKey } from '../src/index.js'
+import { LineProcess } from './helpers/procs.js'
 
 const skipReason = netnsUnavailable()
 if (skipReason) console.warn(`partition heal test skipped: ${skipReason}`)
@@ -24,59 +25,20 @@ const PARTITION_MS = 10_000
 const WHOLE_WITHIN_MS = 5000
 
 /** One node process and what it printed last. */
-class Proc {
+class Proc extends LineProcess {
   links = -1
   lastServed: string[] | undefined
-  private waiters: Array<() => void> = []
-  err = ''
 
-  constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    let buf = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const lines = buf.split('\n')
-      buf = lines.pop()!
-      for (const line of lines) {
-        const l = line.match(/^links (\d+)$/)
-        if (l) this.links = Number(l[1])
-        const s = line.match(/^served (.*)$/)
-        if (s) this.lastServed = JSON.parse(s[1]!)
-        if (line.startsWith('ready ')) this.links = Math.max(this.links, 0)
-      }
-      for (const w of this.waiters.splice(0)) w()
-    })
-    child.stderr!.on('data', (d: Buffer) => {
-      this.err = (this.err + d.toString()).slice(-4000)
-    })
-    child.on('exit', () => {
-      for (const w of this.waiters.splice(0)) w()
-    })
+  protected override onLine(line: string): void {
+    const l = line.match(/^links (\d+)$/)
+    if (l) this.links = Number(l[1])
+    const s = line.match(/^served (.*)$/)
+    if (s) this.lastServed = JSON.parse(s[1]!)
+    if (line.startsWith('ready ')) this.links = Math.max(this.links, 0)
   }
 
-  /** Resolves when `cond` holds after some output (checked at once and on every chunk). */
-  until(cond: () => boolean, ms: number, what: string): Promise<void> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(`${this.name}: no ${what} within ${ms} ms (links ${this.links}); stderr: ${this.err}`),
-          ),
-        ms,
-      )
-      const check = () => {
-        if (cond()) {
-          clearTimeout(timer)
-          resolve()
-        } else if (this.child.exitCode !== null || this.child.signalCode !== null) {
-          clearTimeout(timer)
-          reject(new Error(`${this.name} exited; stderr: ${this.err}`))
-        } else this.waiters.push(check)
-      }
-      check()
-    })
+  protected override detail(): string {
+    return `links ${this.links}`
   }
 }
 

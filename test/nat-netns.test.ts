@@ -16,7 +16,7 @@
  * skipped with the reason printed otherwise. Every namespace is deleted after the test, also
  * when it fails or the process exits early.
  */
-import { type ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process'
+import { execFileSync, spawn, spawnSync } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -24,6 +24,7 @@ import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { netnsUnavailable } from '../faults/netns.js'
 import { generateKey } from '../src/index.js'
+import { LineProcess } from './helpers/procs.js'
 
 function unavailable(): string | undefined {
   const ns = netnsUnavailable()
@@ -144,63 +145,24 @@ interface State {
 }
 
 /** One node process, its latest state and every line it printed. */
-class Proc {
+class Proc extends LineProcess {
   id = ''
   state: State | undefined
   readonly states: State[] = []
   readonly lines: string[] = []
-  private waiters: Array<() => void> = []
-  err = ''
 
-  constructor(
-    readonly name: string,
-    readonly child: ChildProcess,
-  ) {
-    let buf = ''
-    child.stdout!.on('data', (d: Buffer) => {
-      buf += d.toString()
-      const lines = buf.split('\n')
-      buf = lines.pop()!
-      for (const line of lines) {
-        this.lines.push(line)
-        if (line.startsWith('ready ')) this.id = line.slice(6)
-        if (line.startsWith('state ')) this.states.push((this.state = JSON.parse(line.slice(6))))
-      }
-      for (const w of this.waiters.splice(0)) w()
-    })
-    child.stderr!.on('data', (d: Buffer) => {
-      this.err = (this.err + d.toString()).slice(-4000)
-      if (process.env.NAT_DEBUG) appendFileSync(join(tmpdir(), `plexus-nat-${name}.log`), d)
-    })
-    child.on('exit', () => {
-      for (const w of this.waiters.splice(0)) w()
-    })
+  protected override onLine(line: string): void {
+    this.lines.push(line)
+    if (line.startsWith('ready ')) this.id = line.slice(6)
+    if (line.startsWith('state ')) this.states.push((this.state = JSON.parse(line.slice(6))))
   }
 
-  /** Resolves with `cond`'s value once truthy (checked at once and after every output). */
-  until<T>(cond: () => T | undefined | false, ms: number, what: string): Promise<T> {
-    return new Promise((resolve, reject) => {
-      const timer = setTimeout(
-        () =>
-          reject(
-            new Error(
-              `${this.name}: no ${what} within ${ms} ms; state ${JSON.stringify(this.state)}; stderr: ${this.err}`,
-            ),
-          ),
-        ms,
-      )
-      const check = () => {
-        const v = cond()
-        if (v) {
-          clearTimeout(timer)
-          resolve(v)
-        } else if (this.child.exitCode !== null || this.child.signalCode !== null) {
-          clearTimeout(timer)
-          reject(new Error(`${this.name} exited; stderr: ${this.err}`))
-        } else this.waiters.push(check)
-      }
-      check()
-    })
+  protected override onStderr(chunk: Buffer): void {
+    if (process.env.NAT_DEBUG) appendFileSync(join(tmpdir(), `plexus-nat-${this.name}.log`), chunk)
+  }
+
+  protected override detail(): string {
+    return `state ${JSON.stringify(this.state)}`
   }
 
   /** Sends a command and waits for the first line starting with `reply` after it. */

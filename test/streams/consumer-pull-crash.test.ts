@@ -13,7 +13,6 @@
  * (`MemberLostError` on a read is retried). The time from the kill to the first message
  * published after it being fetched (a leader election included) is printed. Randomness (batch sizes, kill point) comes from TEST_SEED; a failure prints it.
  */
-import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -21,7 +20,7 @@ import { afterEach, expect, it } from 'vitest'
 import { localDirectory } from '../../src/discovery/local.js'
 import { generateKey } from '../../src/index.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
-import { exited, spawnNode, waitForLine } from '../helpers/procs.js'
+import { killChildren, spawnNode, waitForLine } from '../helpers/procs.js'
 import { mulberry32, testSeed } from '../helpers/rng.js'
 
 const MEMBER = 'test/fixtures/stream-member.mjs'
@@ -34,18 +33,10 @@ const COMMIT_WINDOW_MS = 1000
 const BEFORE = 150
 const AFTER = 50
 
-const children: ChildProcess[] = []
 const dirs: string[] = []
 const networks: string[] = []
 afterEach(async () => {
-  await Promise.all(
-    children.splice(0).map(async (c) => {
-      if (c.exitCode === null && c.signalCode === null) {
-        c.kill('SIGKILL')
-        await exited(c)
-      }
-    }),
-  )
+  await killChildren() // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
   for (const n of networks.splice(0)) await rm(localDirectory(n), { recursive: true, force: true })
 })
@@ -65,7 +56,6 @@ it('a pull worker loses nothing and repeats no committed ack when the partition 
     const members = await Promise.all(
       [0, 1, 2].map(async (i) => {
         const child = spawnNode([MEMBER, network, 'db', key, join(root, `m${i}`)])
-        children.push(child)
         const id = (await waitForLine(child, /^ready (\S+)/, 20_000))[1]!
         return { child, id }
       }),

@@ -16,24 +16,16 @@ import { afterEach, expect, it } from 'vitest'
 import { localDirectory } from '../../src/discovery/local.js'
 import { generateKey, type StreamMessage } from '../../src/index.js'
 import { startNode, uniqueNetwork, waitFor, waitForMembers } from '../helpers/nodes.js'
-import { exited, spawnNode, waitForLine } from '../helpers/procs.js'
+import { exited, killChildren, spawnNode, waitForLine } from '../helpers/procs.js'
 import { mulberry32, testSeed } from '../helpers/rng.js'
 
 const MEMBER = 'test/fixtures/stream-member.mjs'
 const text = (b: Uint8Array | undefined) => (b === undefined ? '' : new TextDecoder().decode(b))
 
-const children: ChildProcess[] = []
 const dirs: string[] = []
 const networks: string[] = []
 afterEach(async () => {
-  await Promise.all(
-    children.splice(0).map(async (c) => {
-      if (c.exitCode === null && c.signalCode === null) {
-        c.kill('SIGKILL')
-        await exited(c)
-      }
-    }),
-  )
+  await killChildren() // before their directories go
   for (const d of dirs.splice(0)) await rm(d, { recursive: true, force: true })
   for (const n of networks.splice(0)) await rm(localDirectory(n), { recursive: true, force: true })
 })
@@ -59,7 +51,6 @@ it('a purge by key holds when the partition leader is killed right after it reso
     dirs.push(root)
     const spawn = async (i: number) => {
       const child = spawnNode([MEMBER, network, 'db', key, join(root, `m${i}`)])
-      children.push(child)
       const id = (await waitForLine(child, /^ready (\S+)/, 20_000))[1]!
       return { child, id }
     }
