@@ -3,6 +3,7 @@
  * directory fsync and atomic file replacement.
  */
 
+import { writeSync } from 'node:fs'
 import type { FileHandle } from 'node:fs/promises'
 import { open, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -39,6 +40,22 @@ export async function writeFully(
     off += bytesWritten
     len -= bytesWritten
     position += bytesWritten
+  }
+}
+
+/** `writeFully`, blocking the caller (small writes to the page cache: see `INLINE_WRITE_BYTES`). */
+export function writeFullySync(
+  fd: number,
+  buf: Uint8Array,
+  off: number,
+  len: number,
+  position: number,
+): void {
+  while (len > 0) {
+    const n = writeSync(fd, buf, off, len, position)
+    off += n
+    len -= n
+    position += n
   }
 }
 

@@ -9,10 +9,10 @@
  * instead of two). Index files are not written per round (see `Segment.flushIndexes`).
  */
 import { InvalidArgumentError } from '../errors.js'
-import { MAX_RELATIVE_OFFSET } from './constants.js'
+import { INLINE_WRITE_BYTES, MAX_RELATIVE_OFFSET } from './constants.js'
 import type { LogCore } from './core.js'
 import { LogClosedError } from './errors.js'
-import { writeFully } from './fsutil.js'
+import { writeFully, writeFullySync } from './fsutil.js'
 import { type LogObserver, logObserverFor } from './observers.js'
 import { encodeRecord } from './record.js'
 import { type Segment, SYNC_WRITES } from './segment.js'
@@ -281,14 +281,16 @@ export class Writer {
 
   /**
    * Writes `buf[0, len)` at the end of `seg` (under 'always' through its O_DSYNC handle: durable
-   * when this resolves). The position is reserved before the first await, so the caller may
-   * encode the next round meanwhile.
+   * when this resolves; otherwise up to `INLINE_WRITE_BYTES` with a blocking `pwrite`, no
+   * thread-pool round trip). The position is reserved before the first await, so the caller
+   * may encode the next round meanwhile.
    */
   private async write(seg: Segment, buf: Buffer, len: number): Promise<void> {
     const pos = seg.size
     seg.size += len
     const fh = this.always && SYNC_WRITES ? await seg.syncHandle() : await seg.handle()
-    await writeFully(fh, buf, 0, len, pos)
+    if (!this.always && len <= INLINE_WRITE_BYTES) writeFullySync(fh.fd, buf, 0, len, pos)
+    else await writeFully(fh, buf, 0, len, pos)
     if (!this.always) seg.visibleSize = pos + len
     this.core.stats.writes++
   }

@@ -1,6 +1,7 @@
 import { open, readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { INLINE_WRITE_BYTES } from '../../src/log/constants.js'
 import type { Log, LogOptions } from '../../src/log/index.js'
 import { LogClosedError, openLog } from '../../src/log/index.js'
 import { SYNC_WRITES } from '../../src/log/segment.js'
@@ -243,6 +244,40 @@ describe('commit log basics', () => {
     expect(log.stats().fsyncs).toBe(5)
     expect(log.durableOffset()).toBe(4)
     expect(datasyncs).toBe(SYNC_WRITES ? 0 : 5)
+  })
+
+  it('without fsync always, small rounds are written inline (no thread-pool write), large ones through it', async () => {
+    const { log, dir, reopen } = await fresh({ fsync: 'never' })
+    const probe = await log.append([{ value: b('probe') }]) // opens the segment
+    expect(probe.firstOffset).toBe(0)
+    const fh = await open(join(dir, 'probe'), 'w')
+    const proto = Object.getPrototypeOf(fh) as { write: (...a: unknown[]) => Promise<unknown> }
+    await fh.close()
+    const original = proto.write
+    let writes = 0
+    proto.write = function (this: unknown, ...a: unknown[]) {
+      writes++
+      return original.apply(this, a)
+    }
+    try {
+      for (let i = 0; i < 5; i++) await log.append([{ value: b(`i${i}`) }])
+      expect(writes).toBe(0) // one small round each, written with a blocking pwrite
+      await log.append([{ value: new Uint8Array(INLINE_WRITE_BYTES) }]) // over the bound
+      expect(writes).toBe(1)
+    } finally {
+      proto.write = original
+    }
+    expect((await readAll(log)).slice(0, 6).map((r) => r.value)).toEqual([
+      'probe',
+      'i0',
+      'i1',
+      'i2',
+      'i3',
+      'i4',
+    ])
+    await log.close()
+    const again = await reopen()
+    expect(again.latestOffset()).toBe(6)
   })
 
   it('eagerWrites: a round starts right after the appending turn; appends of one turn still share it', async () => {
