@@ -12,7 +12,9 @@ through it: requests, serving clusters, broadcasts, pub/sub, tunnels and durable
     asyncio.run(main())
 """
 
-from .client import DEFAULT_RELAY, RELAY_ENV, Client, PublishAck, connect, parse_address
+from .address import DEFAULT_RELAY, RELAY_ENV, parse_address
+from .client import Client, connect
+from .pubsub import PublishAck
 from .errors import (
     ERROR_CLASSES,
     AbortedError,

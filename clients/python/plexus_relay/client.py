@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, AsyncIterator, Callable, Coroutine, Dict, List, Optional, Set, Tuple
 
 from . import validate as check
 from .errors import (
     AbortedError,
-    InvalidArgumentError,
     PlexusError,
     PlexusTimeoutError,
     RelayUnavailableError,
@@ -23,20 +20,16 @@ from .errors import (
     error_from_wire,
 )
 from .members import Limits, Memberships, Membership, RequestHandler, BroadcastHandler, TunnelHandler
-from .pubsub import Subscriptions, Subscription
+from .address import parse_address
+from .pubsub import PublishAck, Subscriptions, Subscription, publish_body, read_publish_answer
 from .consumer import Consumer, Consumers
 from .streams import Streams
 from .kv import Kv, Watches
 from .requests import ManyReplies, Reply, request_many, request_reply
-from .tunnel import Tunnel, tunnel_window
+from .tunnel import Tunnel, open_tunnel
 from .wire import (
-    ACK_MODES,
     CONNECTION_ID,
     DEFAULT_MAX_MESSAGE_SIZE,
-    FLAG_CAPABILITY,
-    FLAG_HEADERS,
-    FLAG_KEY,
-    FLAG_MSG_ID,
     FRAME_OVERHEAD,
     MAGIC,
     PROTOCOL_VERSION,
@@ -50,10 +43,6 @@ from .wire import (
     u32_body,
 )
 
-#: Where clients attach when no address is given and ``PLEXUS_RELAY`` is unset.
-DEFAULT_RELAY = "127.0.0.1:55555"
-#: The environment variable naming the relay (``host:port``, IPv6 as ``[::1]:55555``).
-RELAY_ENV = "PLEXUS_RELAY"
 #: Seconds between PINGs while connected, so the relay's idle timeout (5 min) never closes
 #: a connection its program still holds.
 KEEPALIVE_SECONDS = 60.0
@@ -65,34 +54,6 @@ else:
 
 #: Handles one server-initiated frame: (correlation id, body, frame length field).
 FrameHandler = Callable[[int, bytes, int], None]
-
-
-@dataclass(frozen=True)
-class PublishAck:
-    """Where a message published with ``ack`` was stored. ``duplicate``: its ``msg_id`` was
-    already stored at ``offset`` and nothing was added."""
-
-    stream: str
-    partition: int
-    offset: int
-    duplicate: bool = False
-
-
-def parse_address(address: Optional[str]) -> Tuple[str, int]:
-    """``host:port`` (IPv6 as ``[::1]:55555``): the argument, else ``$PLEXUS_RELAY``, else 127.0.0.1:55555."""
-    field = "address"
-    if address is None:
-        address = os.environ.get(RELAY_ENV) or None
-        field = RELAY_ENV
-    if address is None:
-        address = DEFAULT_RELAY
-    if not isinstance(address, str):
-        raise InvalidArgumentError(f"{field} must be host:port, got {check.describe(address)}")
-    host, sep, port = address.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise InvalidArgumentError(f"{field} must be host:port, got {check.describe(address)}")
-    return host, int(port)
 
 
 async def connect(address: Optional[str] = None, *, timeout: float = 5.0, name: str = "plexus-python") -> "Client":
@@ -444,41 +405,9 @@ class Client:
         the topic: returns ``PublishAck(stream, partition, offset)`` once the partition leader
         stored it (leader) or a majority of its replicas did (all); else None once the node
         queued it on every link. ``msg_id`` lets the stream drop a duplicate."""
-        check.topic(topic)
-        payload = check.payload(data, "data", self.max_message_size)
-        k = check.key(key)
-        h = check.headers(headers)
-        mid = check.msg_id(msg_id)
-        mode = ACK_MODES.get(ack or "none")
-        if mode is None:
-            raise InvalidArgumentError(f"ack must be 'none', 'leader' or 'all', got {check.describe(ack)}")
-        ms = check.timeout_ms(timeout)
-        if capability is not None and (not isinstance(capability, str) or not capability.strip()):
-            raise InvalidArgumentError(f"capability must be a pxc1.… capability, got {check.describe(capability)}")
-        flags = (
-            (FLAG_KEY if k is not None else 0)
-            | (FLAG_HEADERS if h is not None else 0)
-            | (FLAG_MSG_ID if mid is not None else 0)
-            | (FLAG_CAPABILITY if capability is not None else 0)
-        )
-        w = Writer().text(topic).u8(flags)
-        if k is not None:
-            w.blob(k)
-        if h is not None:
-            w.headers(h)
-        if mid is not None:
-            w.text(mid)
-        if capability is not None:
-            w.text(capability.strip())
-        w.u8(mode).u32(ms).blob(payload)
-        op, r = await self._call(Op.PUBLISH, w.body())
-        if op == Op.PUBLISH_ACK:
-            a = PublishAck(r.text("stream"), r.u32("partition"), r.u64("offset"), r.u8("duplicate") == 1)
-            r.end()
-            return a
-        if op != Op.OK:
-            raise RelayUnavailableError(f"relay sent {opcode_name(op)} where OK or PUBLISH_ACK was expected")
-        return None
+        body = publish_body(topic, data, self.max_message_size, key, headers, ack, msg_id, timeout, capability)
+        op, r = await self._call(Op.PUBLISH, body)
+        return read_publish_answer(op, r)
 
     def subscribe(self, pattern: str, *, max_pending: int = 0, queue: Optional[str] = None) -> Subscription:
         """Subscribes to ``pattern`` (``*`` one token, ``>`` the rest). ``await`` the result to
@@ -523,31 +452,7 @@ class Client:
         """Opens a tunnel to one member of ``cluster`` (one that joined with ``on_tunnel``):
         an ordered, flow-controlled, bidirectional message channel. Raises ``NoMembersError``,
         ``OverloadedError``, ``PlexusTimeoutError``."""
-        check.name(cluster, "cluster")
-        ms = check.timeout_ms(timeout)
-        window = tunnel_window(self.max_message_size)
-        made: Dict[str, Tunnel] = {}
-
-        def opened(op: int, body: bytes) -> None:
-            # Runs in the reader as TUNNEL_OPENED arrives, so data right behind it is not lost.
-            if op != Op.TUNNEL_OPENED:
-                return
-            r = Reader(body, "TUNNEL_OPENED")
-            tid, peer, credit = r.u32("tunnel id"), r.text("peer"), r.u32("window")
-            r.end()
-            t = Tunnel(self, tid, peer, cluster, credit, window)
-            self.tunnels[tid] = t
-            made["t"] = t
-
-        try:
-            await self._call(
-                Op.TUNNEL_OPEN, Writer().text(cluster).u32(ms).u32(window).body(), Op.TUNNEL_OPENED, cancel=True, hook=opened
-            )
-        except asyncio.CancelledError:
-            if "t" in made:
-                made["t"].abort("the tunnel setup was abandoned")
-            raise
-        return made["t"]
+        return await open_tunnel(self, cluster, timeout)
 
     def consume(
         self,

@@ -6,12 +6,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Dict, Generator, Optional
 
 from . import validate as check
 from ._queue import BoundedQueue
 from .errors import AbortedError, InvalidArgumentError, PlexusError, RelayUnavailableError
-from .wire import FLAG_HEADERS, FLAG_KEY, Op, Reader, Writer, optional_key_headers
+from .wire import (
+    ACK_MODES,
+    FLAG_CAPABILITY,
+    FLAG_HEADERS,
+    FLAG_KEY,
+    FLAG_MSG_ID,
+    Op,
+    Reader,
+    Writer,
+    opcode_name,
+    optional_key_headers,
+)
 
 if TYPE_CHECKING:
     from .client import Client
@@ -200,3 +212,67 @@ class Subscriptions:
         sub = self._subs.get(sub_id)
         if sub is not None:
             sub._deliver(Message(topic, data, sender, key, headers), dropped)
+
+
+@dataclass(frozen=True)
+class PublishAck:
+    """Where a message published with ``ack`` was stored. ``duplicate``: its ``msg_id`` was
+    already stored at ``offset`` and nothing was added."""
+
+    stream: str
+    partition: int
+    offset: int
+    duplicate: bool = False
+
+
+def publish_body(
+    topic: str,
+    data: check.Payload,
+    max_message_size: int,
+    key: Optional[check.Payload],
+    headers: Optional[Dict[str, str]],
+    ack: Optional[str],
+    msg_id: Optional[str],
+    timeout: Optional[float],
+    capability: Optional[str],
+) -> bytes:
+    """The body of a PUBLISH frame, every argument checked as ``Client.publish`` documents."""
+    check.topic(topic)
+    payload = check.payload(data, "data", max_message_size)
+    k = check.key(key)
+    h = check.headers(headers)
+    mid = check.msg_id(msg_id)
+    mode = ACK_MODES.get(ack or "none")
+    if mode is None:
+        raise InvalidArgumentError(f"ack must be 'none', 'leader' or 'all', got {check.describe(ack)}")
+    ms = check.timeout_ms(timeout)
+    if capability is not None and (not isinstance(capability, str) or not capability.strip()):
+        raise InvalidArgumentError(f"capability must be a pxc1.… capability, got {check.describe(capability)}")
+    flags = (
+        (FLAG_KEY if k is not None else 0)
+        | (FLAG_HEADERS if h is not None else 0)
+        | (FLAG_MSG_ID if mid is not None else 0)
+        | (FLAG_CAPABILITY if capability is not None else 0)
+    )
+    w = Writer().text(topic).u8(flags)
+    if k is not None:
+        w.blob(k)
+    if h is not None:
+        w.headers(h)
+    if mid is not None:
+        w.text(mid)
+    if capability is not None:
+        w.text(capability.strip())
+    w.u8(mode).u32(ms).blob(payload)
+    return w.body()
+
+
+def read_publish_answer(op: int, r: Reader) -> Optional[PublishAck]:
+    """What PUBLISH answered: a ``PublishAck`` (PUBLISH_ACK) or None (OK)."""
+    if op == Op.PUBLISH_ACK:
+        a = PublishAck(r.text("stream"), r.u32("partition"), r.u64("offset"), r.u8("duplicate") == 1)
+        r.end()
+        return a
+    if op != Op.OK:
+        raise RelayUnavailableError(f"relay sent {opcode_name(op)} where OK or PUBLISH_ACK was expected")
+    return None

@@ -7,12 +7,12 @@ slows the remote writer end to end."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 from . import validate as check
 from ._queue import BoundedQueue, CreditReturn
 from .errors import TunnelClosedError, error_from_wire
-from .wire import CLOSE_FAILED, CLOSE_HALF, Op, Writer
+from .wire import CLOSE_FAILED, CLOSE_HALF, Op, Reader, Writer
 
 if TYPE_CHECKING:
     from .client import Client
@@ -164,3 +164,31 @@ class Tunnel:
     def _closed_error(self) -> BaseException:
         return self._error or TunnelClosedError("tunnel closed")
 
+
+async def open_tunnel(client: "Client", cluster: str, timeout: Optional[float]) -> Tunnel:
+    """Opens a tunnel to one member of ``cluster`` through ``client`` (``Client.tunnel``)."""
+    check.name(cluster, "cluster")
+    ms = check.timeout_ms(timeout)
+    window = tunnel_window(client.max_message_size)
+    made: Dict[str, Tunnel] = {}
+
+    def opened(op: int, body: bytes) -> None:
+        # Runs in the reader as TUNNEL_OPENED arrives, so data right behind it is not lost.
+        if op != Op.TUNNEL_OPENED:
+            return
+        r = Reader(body, "TUNNEL_OPENED")
+        tid, peer, credit = r.u32("tunnel id"), r.text("peer"), r.u32("window")
+        r.end()
+        t = Tunnel(client, tid, peer, cluster, credit, window)
+        client.tunnels[tid] = t
+        made["t"] = t
+
+    try:
+        await client._call(
+            Op.TUNNEL_OPEN, Writer().text(cluster).u32(ms).u32(window).body(), Op.TUNNEL_OPENED, cancel=True, hook=opened
+        )
+    except asyncio.CancelledError:
+        if "t" in made:
+            made["t"].abort("the tunnel setup was abandoned")
+        raise
+    return made["t"]
