@@ -256,6 +256,11 @@ export const OVERLAY = {
   idleAfter: 60_000,
   /** How often (ms) neighbours are checked: proposals, trimming, idle on-demand links. */
   tickInterval: 1000,
+  /**
+   * How often (ms, jittered ±25%) a node compares one slice of its records with one random
+   * neighbour by digest (anti-entropy push-pull, overlay/anti-entropy.ts).
+   */
+  antiEntropyInterval: 3000,
   /** A peer that refused or dropped us as a neighbour is not proposed to again for this long (ms). */
   declineFor: 60_000,
   /** An on-demand dial that failed makes the peer unreachable (requests fail over) for this long (ms). */
@@ -271,6 +276,32 @@ export const OVERLAY = {
 } as const
 
 /** Membership announcements. */
+/**
+ * Failure detection (overlay/swim.ts): SWIM's indirect probes and suspicion with Lifeguard's
+ * local health, on top of link heartbeats. A crashed member is declared dead network-wide
+ * about `probeTimeout` + the suspicion timeout after its neighbours' links to it fail.
+ */
+export const SWIM = {
+  /** Neighbours asked to probe a peer whose link failed (K). */
+  indirectProbes: 3,
+  /** How long (ms) a node waits for their answers before it suspects the peer. */
+  probeTimeout: 1500,
+  /** Unit (ms) of the suspicion timeout: the link heartbeat interval. */
+  interval: 1000,
+  /** Shortest suspicion timeout = this × max(1, log10 N) × interval (N nodes known). */
+  suspicionMult: 2,
+  /** Longest suspicion timeout (no confirmations) = this × the shortest. */
+  suspicionMaxMult: 3,
+  /** Highest local-health score (every timeout × (1 + score)). */
+  maxHealth: 8,
+  /** How long (ms) a dead peer is remembered (a record older than its death cannot revive it). */
+  deadFor: 60_000,
+  /** Most peers suspected or remembered dead at once. */
+  maxTracked: 4096,
+  /** A helper asked to probe a peer it has no live link to dials it for at most this long (ms). */
+  dialTimeout: 1000,
+} as const
+
 export const MEMBERSHIP = {
   /** Members re-sign their announcement this often (ms) so it stays fresh. */
   refreshInterval: 20_000,

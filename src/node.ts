@@ -26,6 +26,7 @@ import { observeLogs } from './log/observers.js'
 import type { Dashboard, Health, HttpEndpoint, NodeMetrics, NodeParts } from './observe/index.js'
 import { type NodeConfig, parseLimits, parseNodeOptions } from './options.js'
 import { FarDelivery } from './overlay/deliver.js'
+import { OverlayGossip } from './overlay/gossip.js'
 import { InterestRecords, OVERLAY_INTEREST } from './overlay/interest.js'
 import { OVERLAY_DROP, OVERLAY_PROPOSE, Overlay } from './overlay/overlay.js'
 import { PubSub } from './pubsub/pubsub.js'
@@ -159,6 +160,8 @@ class Node implements PlexusNode {
   records!: InterestRecords
   /** Publishes to subscribers without a link. */
   private far!: FarDelivery
+  /** Digests, anti-entropy and failure detection over the neighbours. */
+  private gossip!: OverlayGossip
   /** Raft traffic of every group this node takes part in (internal; see nodeInternals). */
   raft!: RaftTransport
   private rpc!: PeerRpc
@@ -301,6 +304,7 @@ class Node implements PlexusNode {
         }
       },
       learned: (p, addrs) => this.overlay.learn(p, addrs),
+      accepted: (p, counter) => this.gossip.swim.onRecord(p, counter),
       count,
     })
     this.pubsub = new PubSub({
@@ -418,8 +422,7 @@ class Node implements PlexusNode {
       },
       {
         onUp: (l) => {
-          for (const bytes of this.announcementsFor())
-            l.writeControl((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
+          this.gossip.linkUp(l.peer)
           for (const bytes of this.streamService.directory.snapshot())
             l.writeControl((w) => encodeBytesFrame(w, FrameType.StreamTable, bytes))
           this.pubsub.onLinkUp(l)
@@ -433,6 +436,7 @@ class Node implements PlexusNode {
           this.rpc.onLinkDown(l.peer)
           this.streamService.onLinkDown(l.peer)
           this.tunnels.onLinkDown(l.peer)
+          this.gossip.linkDown(l.peer)
           this.overlay.linkDown(l.peer)
           this.dialer.linkDown(l.peer)
           this.notifyChange()
@@ -472,10 +476,14 @@ class Node implements PlexusNode {
       call: (p, method, body, timeout) => this.rpc.call(p, method, body, { timeout }),
       count,
       changed: () => this.notifyChange(),
-      neighbourAdded: (p) => {
-        for (const bytes of this.records.snapshot()) this.rpc.notify(p, OVERLAY_INTEREST, bytes)
-      },
+      neighbourAdded: (p) => this.gossip.neighbourAdded(p),
       logger: childLogger(this.cfg.logger, 'overlay'),
+    })
+    this.gossip = new OverlayGossip({
+      ...{ self, now, rpc: this.rpc, link, links: () => this.links.all(), overlay: this.overlay },
+      ...{ directory: this.directory, records: this.records, relays: () => this.relaysAnnouncements },
+      dial: (p) => this.dialer.dialNow(p, this.overlay.addresses(p)),
+      changed: () => this.notifyChange(),
     })
     this.rpc.handle(OVERLAY_PROPOSE, (_b, ctx) => this.overlay.onPropose(ctx.from))
     this.rpc.handle(OVERLAY_DROP, (_b, ctx) => this.overlay.onDrop(ctx.from))
@@ -484,6 +492,7 @@ class Node implements PlexusNode {
     await this.links.start()
     this.directory.start()
     this.records.start()
+    this.gossip.start()
     await this.dialer.start({ local: this.cfg.local, bootstrap: this.cfg.bootstrap })
     if (this.cfg.relay) {
       this.relayServer = await startRelay(this, {
@@ -689,15 +698,6 @@ class Node implements PlexusNode {
       signal.addEventListener('abort', onAbort, { once: true })
       this.changeWaiters.push(done)
     })
-  }
-
-  /** What a new link receives: every fresh announcement, or only ours (`relaysAnnouncements`). */
-  private announcementsFor(): Uint8Array[] {
-    if (this.relaysAnnouncements) return this.directory.snapshot()
-    return this.directory
-      .clusterNames()
-      .flatMap((c) => this.directory.members(c).filter((m) => m.peer === this.id))
-      .map((m) => m.bytes)
   }
 
   /** True when this node is a member of `cluster` or has a link to one. */
@@ -982,8 +982,7 @@ class Node implements PlexusNode {
     counters['links.lruClosed'] = this.overlay.closed.lru
     counters['links.trimmed'] = this.overlay.closed.trimmed
     counters['links.refusedByPeers'] = this.overlay.closed.refused
-    counters['interest.records'] = this.records.size
-    for (const [reason, n] of Object.entries(this.records.refused)) counters[`interest.refused.${reason}`] = n
+    Object.assign(counters, this.gossip.counters())
     counters['pubsub.farPending'] = this.far.pending
     const ps = this.pubsub.stats()
     counters['pubsub.subscriptions'] = ps.subscriptions
@@ -1064,6 +1063,7 @@ class Node implements PlexusNode {
     this.pubsub?.close()
     this.far?.clear()
     this.overlay?.stop()
+    this.gossip?.stop()
     await this.dialer?.stop()
     await this.links?.stop()
     await this.libp2p?.stop()

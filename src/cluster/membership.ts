@@ -58,7 +58,7 @@ export interface DirectoryHost {
 }
 
 /** Why a member left the directory (logged). */
-type RemoveReason = 'left' | 'expired' | 'cluster key changed'
+type RemoveReason = 'left' | 'expired' | 'dead' | 'cluster key changed'
 
 /** Why an announcement was refused (counted in status). */
 export type RefuseReason = 'malformed' | 'signature' | 'replay' | 'stale' | 'wrong-key' | 'self'
@@ -304,10 +304,36 @@ export class MemberDirectory {
     if (!m?.delete(peer)) return
     const fields = { cluster, peer, self: peer === this.host.self }
     if (reason === 'left') this.log.info(fields, 'member left')
+    else if (reason === 'dead') this.log.info(fields, 'member declared dead (failure detector)')
     else if (reason === 'expired') this.log.info(fields, 'member expired (no announcement within maxAge)')
     else this.log.info(fields, 'member dropped: cluster key changed')
     if (m.size === 0) this.clusters.delete(cluster)
     this.host.changed(cluster, peer, false)
+  }
+
+  /**
+   * `peer` was declared dead by the failure detector (overlay/swim.ts): it leaves every
+   * cluster at once; only an announcement newer than the ones held brings it back.
+   */
+  declareDead(peer: string): void {
+    if (peer === this.host.self) return
+    for (const cluster of [...this.clusters.keys()]) this.remove(cluster, peer, 'dead')
+  }
+
+  /**
+   * Every fresh announcement we hold (only ours with `ownOnly`) with its key (`peer/cluster`)
+   * and counter: what a digest lists (overlay/digest.ts).
+   */
+  versioned(ownOnly = false): { key: string; version: number; bytes: Uint8Array }[] {
+    const now = this.host.now()
+    const out: { key: string; version: number; bytes: Uint8Array }[] = []
+    for (const m of this.clusters.values()) {
+      for (const e of m.values()) {
+        if (now - e.counter > this.maxAge || (ownOnly && e.peer !== this.host.self)) continue
+        out.push({ key: `${e.peer}/${e.cluster}`, version: e.counter, bytes: e.bytes })
+      }
+    }
+    return out
   }
 
   /** Every fresh announcement we hold, to send to a peer that just linked up. */

@@ -64,6 +64,8 @@ export interface InterestHost {
   flood(bytes: Uint8Array, except?: string): void
   /** A node's record told its addresses (a neighbour candidate). */
   learned(peer: string, addrs: string[]): void
+  /** A node's record (alive or leave) at `counter` was accepted (it refutes a suspicion). */
+  accepted?(peer: string, counter: number): void
   count(counter: string): void
 }
 
@@ -72,6 +74,10 @@ interface Held {
   patterns: string[]
   queues: QueueEntry[]
   bytes: Uint8Array
+  /** A leave, or a node declared dead: it has no interest until a newer record. */
+  gone?: boolean
+  /** Declared dead: `bytes` is its last alive record, not passed on. */
+  dead?: boolean
 }
 
 /** Decoded record. */
@@ -98,6 +104,7 @@ export class InterestRecords implements FarGroups {
   private queueVersion = 0
   private counter = 0
   private own: Uint8Array | undefined
+  private ownCounter = 0
   private timer: NodeJS.Timeout | undefined
   private pending: NodeJS.Timeout | undefined
   private stopped = false
@@ -192,6 +199,42 @@ export class InterestRecords implements FarGroups {
     return NO_ANSWER
   }
 
+  /**
+   * The counter of the newest record held from `peer` (ours for this node; 0 when none): the
+   * incarnation a suspicion of it names (swim.ts).
+   */
+  version(peer: string): number {
+    if (peer === this.host.self) return this.ownCounter
+    return this.held.get(peer)?.counter ?? 0
+  }
+
+  /** True when `peer`'s newest record is a leave or it was declared dead. */
+  gone(peer: string): boolean {
+    return this.held.get(peer)?.gone === true
+  }
+
+  /** `peer` was declared dead: its interest is dropped, its version kept (older records stay out). */
+  markDead(peer: string): void {
+    const h = this.held.get(peer)
+    if (!h || h.gone) return
+    for (const p of h.patterns) this.index.delete(p, peer)
+    for (const e of h.queues) this.queueIndex.delete(e.pattern, `${e.queue} ${peer}`)
+    if (h.queues.length > 0) this.queueVersion++
+    this.held.set(peer, { ...h, patterns: [], queues: [], gone: true, dead: true })
+    this.cache.clear()
+  }
+
+  /** Every fresh record held, ours included, with its key (the peer) and counter (digests). */
+  versioned(): { key: string; version: number; bytes: Uint8Array }[] {
+    const now = this.host.now()
+    const out: { key: string; version: number; bytes: Uint8Array }[] = []
+    if (this.own) out.push({ key: this.host.self, version: this.ownCounter, bytes: this.own })
+    for (const [peer, h] of this.held)
+      if (now - h.counter <= this.maxAge && !h.dead)
+        out.push({ key: peer, version: h.counter, bytes: h.bytes })
+    return out
+  }
+
   /** A record from `from`: applied and passed on when new (see the module doc). */
   async receive(bytes: Uint8Array, from: string): Promise<void> {
     let d: Decoded
@@ -238,8 +281,9 @@ export class InterestRecords implements FarGroups {
       if (d.addrs.length > 0) this.host.learned(d.peer, d.addrs)
     } else {
       // A leave is remembered (no patterns) so an older alive record cannot come back.
-      this.held.set(d.peer, { counter: d.counter, patterns: [], queues: [], bytes })
+      this.held.set(d.peer, { counter: d.counter, patterns: [], queues: [], bytes, gone: true })
     }
+    this.host.accepted?.(d.peer, d.counter)
     this.host.flood(bytes, from)
   }
 
@@ -265,6 +309,7 @@ export class InterestRecords implements FarGroups {
     const bytes = await this.make(ALIVE).catch(() => undefined)
     if (!bytes || this.stopped) return
     this.own = bytes
+    this.ownCounter = decode(bytes).counter
     this.host.flood(bytes)
   }
 

@@ -1,0 +1,306 @@
+/**
+ * Failure detection without a heartbeat on every pair (pure): SWIM's indirect probes and
+ * suspicion, with Lifeguard's local health and confirmations, adapted to links.
+ *
+ * A node heartbeats only its links. When the link to a neighbour fails (`linkFailed`), the
+ * node asks up to `indirectProbes` other neighbours to probe it (`askProbe`: they answer from
+ * their own link's liveness or a short dial). One "alive" answer ends it; when every answer is
+ * "not alive", or `probeTimeout` passes, the node **suspects** the peer: a suspicion (target,
+ * incarnation, accuser) spreads over the neighbours, each node passing each (target,
+ * incarnation, accuser) on once. The incarnation is the version of the newest signed record
+ * the accuser holds from the target; a record newer than that **refutes** it (the target
+ * re-signs its records when it hears it is suspected, `refute`). Unrefuted for the suspicion
+ * timeout, the peer is declared **dead** by every node that holds the suspicion (`dead`), and
+ * stays dead until a newer record of it arrives.
+ *
+ * Timeouts (`SWIM` in constants.ts): the suspicion timeout starts at
+ * `suspicionMaxMult × min` and falls towards `min = suspicionMult × max(1, log10 N) ×
+ * interval` as independent accusers confirm it (Lifeguard: `max − (max − min) × log(C + 1) /
+ * log(K + 1)` with C confirmations and K = `indirectProbes`). Local health (0 …
+ * `maxHealth`) rises when our own probes get no answer at all or our timers fire late
+ * (`late`), and falls when a probe round is answered; every timeout is multiplied by
+ * `1 + health`, so a slow node waits longer before it accuses or declares anyone dead.
+ *
+ * Clock, randomness and transport are injected (`SwimIO`); nothing here reads time or does
+ * I/O, so the simulation (bench/gossip-sim.ts) and the node (gossip.ts) run the same code.
+ */
+import { SWIM } from '../constants.js'
+
+/** Timely timer firings in a row (`late`) after which local health improves by one. */
+const HEALTHY_TICKS = 20
+
+/** One accusation: `accuser` suspects `target` at `incarnation`. */
+export interface Suspicion {
+  target: string
+  incarnation: number
+  accuser: string
+}
+
+/** Timeouts and bounds of the detector (defaults in constants.ts, `SWIM`). */
+export interface SwimConfig {
+  /** Neighbours asked to probe a peer whose link failed (K). */
+  indirectProbes: number
+  /** How long (ms) to wait for their answers. */
+  probeTimeout: number
+  /** The link heartbeat interval (ms): the unit of the suspicion timeout. */
+  interval: number
+  /** min suspicion timeout = suspicionMult × max(1, log10 N) × interval. */
+  suspicionMult: number
+  /** max suspicion timeout = suspicionMaxMult × min. */
+  suspicionMaxMult: number
+  /** Highest local-health score. */
+  maxHealth: number
+  /** How long (ms) a dead peer is remembered. */
+  deadFor: number
+  /** Most peers suspected or remembered dead at once. */
+  maxTracked: number
+}
+
+/** What the detector needs from around it. */
+export interface SwimIO {
+  self: string
+  now(): number
+  random(): number
+  /** Peers with a neighbour link up now. */
+  neighbours(): string[]
+  /** How many nodes the network has, as far as we know (N). */
+  size(): number
+  /** Version of the newest signed record we hold from `peer` (0 when none). */
+  incarnation(peer: string): number
+  /** Ask `via` to probe `target`; its answer comes back through `probeAnswer`. */
+  askProbe(via: string, target: string): void
+  /** Pass a suspicion on to every neighbour but `except`. */
+  spread(s: Suspicion, except?: string): void
+  /** We are suspected at `incarnation`: sign a newer record of ours and spread it. */
+  refute(incarnation: number): void
+  /** `peer` is declared dead (stop using it). */
+  dead(peer: string): void
+  /** `peer`, suspected or dead, is alive after all (a newer record). */
+  alive?(peer: string): void
+}
+
+interface Probe {
+  deadline: number
+  asked: number
+  answered: number
+}
+
+interface Suspect {
+  incarnation: number
+  since: number
+  accusers: Set<string>
+}
+
+/** The failure detector of one node (see the module doc). */
+export class Swim {
+  private readonly cfg: SwimConfig
+  private readonly probes = new Map<string, Probe>()
+  private readonly suspects = new Map<string, Suspect>()
+  private readonly gone = new Map<string, { incarnation: number; at: number }>()
+  private readonly seen = new Set<string>()
+  private refutedAt = -1
+  private onTime = 0
+  /** Lifeguard's local health: 0 healthy … `maxHealth`; timeouts × (1 + health). */
+  health = 0
+  /** Counters (status): probes started, answered alive, suspicions, refutations, deaths. */
+  readonly stats = { probes: 0, probedAlive: 0, suspected: 0, refuted: 0, dead: 0, refutations: 0 }
+
+  constructor(
+    private readonly io: SwimIO,
+    cfg: Partial<SwimConfig> = {},
+  ) {
+    this.cfg = { ...SWIM, ...cfg }
+  }
+
+  /** True while `peer` is declared dead. */
+  isDead(peer: string): boolean {
+    return this.gone.has(peer)
+  }
+
+  /** True while `peer` is suspected (not yet dead). */
+  isSuspect(peer: string): boolean {
+    return this.suspects.has(peer)
+  }
+
+  /** Peers suspected now, and declared dead and remembered. */
+  counts(): { suspects: number; dead: number } {
+    return { suspects: this.suspects.size, dead: this.gone.size }
+  }
+
+  /** The link to neighbour `peer` failed (heartbeat or connection): probe it indirectly. */
+  linkFailed(peer: string): void {
+    if (peer === this.io.self || this.gone.has(peer) || this.probes.has(peer)) return
+    const s = this.suspects.get(peer)
+    if (s) {
+      // Already suspected: our own failed link confirms it.
+      this.onSuspect({ target: peer, incarnation: s.incarnation, accuser: this.io.self }, this.io.self)
+      return
+    }
+    const helpers = shuffle(
+      this.io.neighbours().filter((p) => p !== peer),
+      this.io.random,
+    ).slice(0, this.cfg.indirectProbes)
+    this.stats.probes++
+    if (helpers.length === 0) {
+      this.suspect(peer)
+      return
+    }
+    const deadline = this.io.now() + this.cfg.probeTimeout * (1 + this.health)
+    this.probes.set(peer, { deadline, asked: helpers.length, answered: 0 })
+    for (const h of helpers) this.io.askProbe(h, peer)
+  }
+
+  /** The link to `peer` is up again: a probe in progress ends (it is reachable). */
+  linkUp(peer: string): void {
+    this.probes.delete(peer)
+  }
+
+  /** `via` answered our probe of `target`. */
+  probeAnswer(target: string, via: string, alive: boolean): void {
+    void via
+    const p = this.probes.get(target)
+    if (!p) return
+    p.answered++
+    if (alive) {
+      this.probes.delete(target)
+      this.stats.probedAlive++
+      this.health = Math.max(0, this.health - 1)
+      return
+    }
+    if (p.answered >= p.asked) {
+      this.probes.delete(target)
+      this.health = Math.max(0, this.health - 1)
+      this.suspect(target)
+    }
+  }
+
+  /**
+   * Our periodic timer fired `lagMs` late: more than half an interval (the event loop was
+   * blocked) worsens local health; every `HEALTHY_TICKS` timely ones in a row improve it.
+   */
+  late(lagMs: number): void {
+    if (lagMs > this.cfg.interval / 2) {
+      this.health = Math.min(this.cfg.maxHealth, this.health + 1)
+      this.onTime = 0
+    } else if (++this.onTime >= HEALTHY_TICKS) {
+      this.health = Math.max(0, this.health - 1)
+      this.onTime = 0
+    }
+  }
+
+  private suspect(peer: string): void {
+    this.onSuspect(
+      { target: peer, incarnation: this.io.incarnation(peer), accuser: this.io.self },
+      this.io.self,
+    )
+  }
+
+  /** A suspicion from `from` (or our own): recorded, passed on once, or refuted when about us. */
+  onSuspect(s: Suspicion, from: string): void {
+    if (s.target === this.io.self) {
+      if (s.incarnation > this.refutedAt || this.refutedAt < 0) {
+        this.refutedAt = Math.max(s.incarnation, this.io.incarnation(this.io.self))
+        this.stats.refutations++
+        this.io.refute(s.incarnation)
+      }
+      return
+    }
+    if (this.io.incarnation(s.target) > s.incarnation) return // refuted already
+    const dead = this.gone.get(s.target)
+    if (dead && dead.incarnation >= s.incarnation) return
+    const key = `${s.target}/${s.incarnation}/${s.accuser}`
+    if (this.seen.has(key)) return
+    this.remember(key)
+    const had = this.suspects.get(s.target)
+    if (had && had.incarnation > s.incarnation) return
+    if (had && had.incarnation === s.incarnation) {
+      if (had.accusers.has(s.accuser)) return
+      had.accusers.add(s.accuser)
+      // Confirmations travel too (up to K), so everyone's timeout shrinks alike.
+      if (had.accusers.size <= this.cfg.indirectProbes + 1) this.io.spread(s, from)
+      return
+    }
+    if (!had && this.suspects.size >= this.cfg.maxTracked) return
+    this.suspects.set(s.target, {
+      incarnation: s.incarnation,
+      since: this.io.now(),
+      accusers: new Set([s.accuser]),
+    })
+    this.probes.delete(s.target)
+    this.stats.suspected++
+    this.io.spread(s, from === this.io.self ? undefined : from)
+  }
+
+  /** A signed record of `peer` at `version` was accepted: newer than a suspicion, it refutes it. */
+  onRecord(peer: string, version: number): void {
+    const s = this.suspects.get(peer)
+    if (s && version > s.incarnation) {
+      this.suspects.delete(peer)
+      this.stats.refuted++
+      this.io.alive?.(peer)
+    }
+    const d = this.gone.get(peer)
+    if (d && version > d.incarnation) {
+      this.gone.delete(peer)
+      this.io.alive?.(peer)
+    }
+  }
+
+  /** The suspicion timeout (ms) for a suspicion with `accusers` accusers (see the module doc). */
+  suspicionTimeout(accusers: number): number {
+    const n = Math.max(1, this.io.size())
+    const min = this.cfg.suspicionMult * Math.max(1, Math.log10(n)) * this.cfg.interval
+    const max = this.cfg.suspicionMaxMult * min
+    const k = this.cfg.indirectProbes
+    const c = Math.min(k, Math.max(0, accusers - 1))
+    const t = Math.max(min, max - ((max - min) * Math.log(c + 1)) / Math.log(k + 1))
+    return t * (1 + this.health)
+  }
+
+  /** Runs the timers: probes without enough answers, suspicions past their timeout, old deaths. */
+  tick(): void {
+    const now = this.io.now()
+    for (const [peer, p] of this.probes) {
+      if (now < p.deadline) continue
+      this.probes.delete(peer)
+      // Nobody answered at all: likely our own messages are slow (Lifeguard's missed nack).
+      if (p.answered === 0) this.health = Math.min(this.cfg.maxHealth, this.health + 1)
+      this.suspect(peer)
+    }
+    for (const [peer, s] of this.suspects) {
+      if (now - s.since < this.suspicionTimeout(s.accusers.size)) continue
+      this.suspects.delete(peer)
+      this.gone.set(peer, { incarnation: s.incarnation, at: now })
+      if (this.gone.size > this.cfg.maxTracked) {
+        const oldest = this.gone.keys().next().value
+        if (oldest !== undefined) this.gone.delete(oldest)
+      }
+      this.stats.dead++
+      this.io.dead(peer)
+    }
+    for (const [peer, d] of this.gone) {
+      if (now - d.at < this.cfg.deadFor) break // oldest first
+      this.gone.delete(peer)
+    }
+  }
+
+  private remember(key: string): void {
+    this.seen.add(key)
+    if (this.seen.size > this.cfg.maxTracked * 4) {
+      const oldest = this.seen.values().next().value
+      if (oldest !== undefined) this.seen.delete(oldest)
+    }
+  }
+}
+
+/** Fisher–Yates on a copy, with injected randomness. */
+function shuffle<T>(items: T[], random: () => number): T[] {
+  const a = [...items]
+  for (let i = a.length - 1; i > 0; i--) {
+    const j = Math.floor(random() * (i + 1))
+    const t = a[i]!
+    a[i] = a[j]!
+    a[j] = t
+  }
+  return a
+}
