@@ -96,6 +96,7 @@ export class OverlayGossip {
           () => {},
         )
       },
+      tell: (p, s) => d.rpc.notify(p, OVERLAY_SUSPECT, encodeSuspicion(s)),
       spread: (s, except) => {
         const body = encodeSuspicion(s)
         for (const p of neighbours()) if (p !== except) d.rpc.notify(p, OVERLAY_SUSPECT, body)

@@ -3,8 +3,9 @@
  * suspicion, with Lifeguard's local health and confirmations, adapted to links.
  *
  * A node heartbeats only its links. When the link to a neighbour fails (`linkFailed`), the
- * node asks up to `indirectProbes` other neighbours to probe it (`askProbe`: they answer from
- * their own link's liveness or a short dial). One "alive" answer ends it; when every answer is
+ * node probes it itself (`askProbe` to itself: a short dial), then asks up to
+ * `indirectProbes` other neighbours to probe it (each answers from its own link's liveness
+ * or a short dial). One "alive" answer ends it; when every answer is
  * "not alive", or `probeTimeout` passes, the node **suspects** the peer: a suspicion (target,
  * incarnation, accuser) spreads over the neighbours, each node passing each (target,
  * incarnation, accuser) on once. The incarnation is the version of the newest signed record
@@ -69,6 +70,8 @@ export interface SwimIO {
   incarnation(peer: string): number
   /** Ask `via` to probe `target`; its answer comes back through `probeAnswer`. */
   askProbe(via: string, target: string): void
+  /** Send a suspicion to `peer` alone (a suspect whose link came back). */
+  tell?(peer: string, s: Suspicion): void
   /** Pass a suspicion on to every neighbour but `except`. */
   spread(s: Suspicion, except?: string): void
   /** We are suspected at `incarnation`: sign a newer record of ours and spread it. */
@@ -81,6 +84,8 @@ export interface SwimIO {
 
 interface Probe {
   deadline: number
+  /** Our own probe (a dial), before the indirect ones. */
+  direct: boolean
   asked: number
   answered: number
 }
@@ -136,30 +141,52 @@ export class Swim {
       this.onSuspect({ target: peer, incarnation: s.incarnation, accuser: this.io.self }, this.io.self)
       return
     }
+    // First ourselves (a short dial: a link also drops for other reasons than the peer's
+    // death), then K other neighbours.
+    this.stats.probes++
+    this.probes.set(peer, { deadline: this.probeDeadline(), direct: true, asked: 1, answered: 0 })
+    this.io.askProbe(this.io.self, peer)
+  }
+
+  private probeDeadline(): number {
+    return this.io.now() + this.cfg.probeTimeout * (1 + this.health)
+  }
+
+  /** Our own probe of `peer` failed: ask up to K other neighbours (none: suspect it). */
+  private indirect(peer: string): void {
     const helpers = shuffle(
-      this.io.neighbours().filter((p) => p !== peer),
+      this.io.neighbours().filter((p) => p !== peer && p !== this.io.self),
       this.io.random,
     ).slice(0, this.cfg.indirectProbes)
-    this.stats.probes++
     if (helpers.length === 0) {
+      this.probes.delete(peer)
       this.suspect(peer)
       return
     }
-    const deadline = this.io.now() + this.cfg.probeTimeout * (1 + this.health)
-    this.probes.set(peer, { deadline, asked: helpers.length, answered: 0 })
+    this.probes.set(peer, {
+      deadline: this.probeDeadline(),
+      direct: false,
+      asked: helpers.length,
+      answered: 0,
+    })
     for (const h of helpers) this.io.askProbe(h, peer)
   }
 
-  /** The link to `peer` is up again: a probe in progress ends (it is reachable). */
+  /**
+   * The link to `peer` is up again: a probe in progress ends (it is reachable); when we
+   * suspect it, it hears of it (`tell`) so it can refute.
+   */
   linkUp(peer: string): void {
     this.probes.delete(peer)
+    const s = this.suspects.get(peer)
+    if (s) this.io.tell?.(peer, { target: peer, incarnation: s.incarnation, accuser: this.io.self })
   }
 
   /** `via` answered our probe of `target`. */
   probeAnswer(target: string, via: string, alive: boolean): void {
-    void via
     const p = this.probes.get(target)
-    if (!p) return
+    // An answer from the other phase (late) is not counted in this one.
+    if (!p || p.direct !== (via === this.io.self)) return
     p.answered++
     if (alive) {
       this.probes.delete(target)
@@ -167,11 +194,14 @@ export class Swim {
       this.health = Math.max(0, this.health - 1)
       return
     }
-    if (p.answered >= p.asked) {
-      this.probes.delete(target)
-      this.health = Math.max(0, this.health - 1)
-      this.suspect(target)
+    if (p.answered < p.asked) return
+    if (p.direct) {
+      this.indirect(target)
+      return
     }
+    this.probes.delete(target)
+    this.health = Math.max(0, this.health - 1)
+    this.suspect(target)
   }
 
   /**
@@ -262,6 +292,10 @@ export class Swim {
     const now = this.io.now()
     for (const [peer, p] of this.probes) {
       if (now < p.deadline) continue
+      if (p.direct) {
+        this.indirect(peer)
+        continue
+      }
       this.probes.delete(peer)
       // Nobody answered at all: likely our own messages are slow (Lifeguard's missed nack).
       if (p.answered === 0) this.health = Math.min(this.cfg.maxHealth, this.health + 1)

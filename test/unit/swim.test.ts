@@ -38,9 +38,12 @@ function harness(self = 'me', neighbours = ['a', 'b', 'c', 'x']) {
 }
 
 describe('swim core', () => {
-  it('a failed link is probed through K other neighbours; one alive answer ends it', () => {
+  it('a failed link is probed by ourselves, then through K other neighbours; one alive answer ends it', () => {
     const h = harness()
     h.swim.linkFailed('x')
+    expect(h.asked).toEqual([['me', 'x']])
+    h.swim.probeAnswer('x', 'me', false)
+    h.asked.shift()
     expect(h.asked.length).toBe(SWIM.indirectProbes)
     expect(h.asked.every(([via, t]) => via !== 'x' && t === 'x')).toBe(true)
     h.swim.probeAnswer('x', h.asked[0]![0], false)
@@ -54,7 +57,8 @@ describe('swim core', () => {
   it('all answers "not alive": suspected at its incarnation, spread, dead after the timeout', () => {
     const h = harness()
     h.swim.linkFailed('x')
-    for (const [via] of h.asked) h.swim.probeAnswer('x', via, false)
+    h.swim.probeAnswer('x', 'me', false)
+    for (const [via] of h.asked.slice(1)) h.swim.probeAnswer('x', via, false)
     expect(h.spread).toEqual([[{ target: 'x', incarnation: 10, accuser: 'me' }, undefined]])
     expect(h.swim.isSuspect('x')).toBe(true)
     // N = 10: min = 2 × 1 × 1000 ms, max = 3 × min; one accuser waits the max.
@@ -71,9 +75,12 @@ describe('swim core', () => {
     expect(h.swim.isDead('x')).toBe(false)
   })
 
-  it('no answer at all: suspects after probeTimeout and its own health worsens', () => {
+  it('no answer at all: suspects after two probeTimeouts and its own health worsens', () => {
     const h = harness()
     h.swim.linkFailed('x')
+    h.advance(SWIM.probeTimeout + 50)
+    expect(h.swim.isSuspect('x')).toBe(false) // our own dial timed out: the others are asked
+    expect(h.asked.length).toBe(1 + SWIM.indirectProbes)
     h.advance(SWIM.probeTimeout + 50)
     expect(h.swim.isSuspect('x')).toBe(true)
     expect(h.swim.health).toBe(1)
