@@ -327,6 +327,8 @@ export class NodeMetrics {
     gauge('plexus_links_on_demand', 'On-demand links now (traffic with non-neighbours)', () =>
       ev('links.onDemand'),
     )
+    gauge('plexus_overlay_suspects', 'Peers suspected now (failure detector)', () => ev('overlay.suspects'))
+    gauge('plexus_overlay_dead', 'Peers declared dead, remembered 60 s', () => ev('overlay.deadKnown'))
     const perPeer = (name: string, help: string, read: (l: LinkStats) => number | null) =>
       new Gauge({
         name,
@@ -487,6 +489,9 @@ const NOT_EVENTS = new Set([
   'links.onDemand',
   'links.maxLinks',
   'interest.records',
+  'overlay.suspects',
+  'overlay.deadKnown',
+  'overlay.localHealth',
   'pubsub.farPending',
   'pubsub.queueDropped',
   'requests.inFlight',
