@@ -476,6 +476,8 @@ export const DHT = {
   cacheMs: 10_000,
   /** After a lookup found providers, calls wait this long (ms) for their announcements. */
   reachWait: 5000,
+  /** A call with no member known waits this long (ms) after the node started for the DHT's first peer. */
+  firstPeerWait: 10_000,
   /** Clusters whose lookup state is remembered (the oldest finished ones go first). */
   maxEntries: 256,
 } as const

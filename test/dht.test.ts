@@ -184,10 +184,14 @@ describe('ClusterDht lookups', () => {
     d.stop()
   })
 
-  it('starts no lookup while the DHT has no peer to ask', () => {
+  it('starts no lookup while the DHT has no peer to ask; a young node waits for its first peer', () => {
     const h = new FakeHost()
     h.peers = 0
     const d = new ClusterDht(h)
+    expect(d.lookup('svc')).toBe(true) // young: its first DHT peer may still come
+    expect(d.lookup('svc', false)).toBe(false) // members known: no waiting
+    expect(h.finds).toHaveLength(0)
+    h.clock += DHT.firstPeerWait
     expect(d.lookup('svc')).toBe(false)
     expect(h.finds).toHaveLength(0)
     h.peers = 1

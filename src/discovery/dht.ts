@@ -122,9 +122,13 @@ export class ClusterDht {
     provideMisses: 0,
   }
 
+  /** When this node started (ms; see `DHT.firstPeerWait`). */
+  private readonly startedAt: number
+
   constructor(private readonly host: DhtHost) {
     this.now = host.now ?? Date.now
     this.random = host.random ?? Math.random
+    this.startedAt = this.now()
   }
 
   /** Lookups running now. */
@@ -174,9 +178,10 @@ export class ClusterDht {
    * with known but unreachable members the call fails at once as before, and the lookup runs
    * for the next calls), and for `DHT.reachWait` after one that found providers that were
    * not known members (while they are dialled and announce themselves). False when the last
-   * lookup found nothing new, when `DHT.maxLookups` are running, or when the DHT has no peer
-   * to ask yet (a node just started: the call's own discovery grace covers that, and the next
-   * check after the first DHT peer starts the lookup).
+   * lookup found nothing new or when `DHT.maxLookups` are running. While the DHT has no peer
+   * to ask yet, true (when `none`) during the node's first `DHT.firstPeerWait` ms (on a busy
+   * machine the first peer can take longer than the call's 3 s discovery grace), and the next
+   * check after the first DHT peer starts the lookup.
    */
   lookup(cluster: string, none = true): boolean {
     if (this.stopped) return false
@@ -184,7 +189,8 @@ export class ClusterDht {
     const e = this.lookups.get(cluster)
     if (e?.running) return none
     if (e && now - e.doneAt < DHT.cacheMs) return e.found > 0 && now - e.doneAt < DHT.reachWait
-    if (this.running >= DHT.maxLookups || !this.host.ready()) return false
+    if (this.running >= DHT.maxLookups) return false
+    if (!this.host.ready()) return none && now - this.startedAt < DHT.firstPeerWait
     this.start(cluster, e?.key ?? clusterKey(this.host.network, cluster))
     return none
   }

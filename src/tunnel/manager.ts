@@ -10,7 +10,9 @@
  * Links are one-way (each end writes on the stream it opened), so an opening can reach the
  * acceptor over the opener's on-demand link before the acceptor's own link back is up: the
  * acceptor then opens it (`TunnelHost.open`) and answers once it is up, never dropping the
- * opening silently (the opener would wait out its whole timeout).
+ * opening silently (the opener would wait out its whole timeout). An opening whose link
+ * closes before the answer (a busy machine's link timing out) is tried once more on that
+ * member when it is linked again, within the timeout.
  */
 import { DEFAULT_REQUEST_TIMEOUT } from '../constants.js'
 import { NoMembersError, OverloadedError, TimeoutError, TunnelClosedError } from '../errors.js'
@@ -20,6 +22,13 @@ import { peerCluster } from '../util/peer-input.js'
 import { peerShare } from '../util/peer-share.js'
 import { CloseReason, Dir, TUNNEL_WINDOW, writeAccept, writeClose, writeOpen } from './frames.js'
 import { type Tunnel, TunnelEnd } from './tunnel.js'
+
+/**
+ * Internal refusal reason (never on the wire): the link to the acceptor closed while the
+ * opening waited; the same member may be tried again once linked (a busy machine's link
+ * timing out is no answer from the member).
+ */
+const LINK_LOST = -1
 
 /** A tunnel handler as given to `join`. */
 export type TunnelHandler = (tunnel: Tunnel, ctx: { from: string; cluster: string }) => void | Promise<void>
@@ -138,6 +147,8 @@ export class TunnelManager {
     const onAbort = () => ac.abort(signal?.reason)
     signal?.addEventListener('abort', onAbort, { once: true })
     const tried = new Set<string>()
+    /** Members whose link closed during their opening: each is tried once more when linked. */
+    const lost = new Set<string>()
     let overloaded = false
     try {
       for (;;) {
@@ -146,7 +157,8 @@ export class TunnelManager {
         if (!peer) {
           // The lookup is asked first so it starts even while the node is young.
           const searching = tried.size === 0 && this.host.lookup?.(cluster) === true
-          const waiting = searching || this.host.discovering()
+          const retrying = [...lost].some((p) => !tried.has(p))
+          const waiting = searching || retrying || this.host.discovering()
           if (!waiting && tried.size > 0 && overloaded)
             throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
           const none = tried.size === 0 ? this.host.unserved(cluster) : undefined
@@ -161,6 +173,10 @@ export class TunnelManager {
         const result = await this.tryOpen(peer, cluster, Math.max(1, deadline - Date.now()), ac.signal)
         if (result instanceof TunnelEnd) return result
         if (result === CloseReason.Refused) overloaded = true
+        if (result === LINK_LOST && !lost.has(peer)) {
+          lost.add(peer) // no answer: it may take it once linked again (until the timeout)
+          tried.delete(peer)
+        }
       }
     } finally {
       clearTimeout(timer)
@@ -334,7 +350,7 @@ export class TunnelManager {
       for (const end of table.ofPeer(peer))
         end.terminate(new TunnelClosedError(`tunnel peer ${peer} is gone`))
     }
-    for (const [, o] of [...this.opening]) if (o.peer === peer) o.refuse(CloseReason.NotMember, 'peer gone')
+    for (const [, o] of [...this.opening]) if (o.peer === peer) o.refuse(LINK_LOST, 'peer gone')
   }
 
   /** Ends every tunnel (node stopping). */

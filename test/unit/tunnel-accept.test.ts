@@ -117,4 +117,41 @@ describe('tunnel setup over a link that is up one way only', () => {
     await expect(a.open('svc', 5000)).rejects.toThrow(/no member of svc accepted/)
     expect(performance.now() - t0).toBeLessThan(1000)
   })
+
+  it('an opening whose link closes first is tried again on that member once linked again', async () => {
+    const aLinks = new Map<string, Link>()
+    const bLinks = new Map<string, Link>()
+    let a!: TunnelManager
+    let b!: TunnelManager
+    let changed: () => void = () => {}
+    const h = host('a', aLinks, async (p) => aLinks.get(p))
+    h.pick = (_c, exclude) => (aLinks.has('b') && !exclude.has('b') ? 'b' : undefined)
+    h.nextChange = () => new Promise<void>((r) => (changed = r))
+    a = new TunnelManager(h)
+    b = new TunnelManager(
+      host('b', bLinks, async () => {
+        bLinks.set(
+          'a',
+          fakeLink('b', () => a),
+        )
+        return bLinks.get('a')
+      }),
+    )
+    b.serve('svc', () => {}, 10)
+    // The first opening goes out on a link that is lost before it arrives.
+    aLinks.set('b', { peer: 'b', closed: false, write: () => 0 } as unknown as Link)
+    const opening = a.open('svc', 2000)
+    await new Promise((r) => setImmediate(r))
+    aLinks.delete('b')
+    a.onLinkDown('b')
+    await new Promise((r) => setImmediate(r))
+    // Linked again: the same member is tried once more and accepts.
+    aLinks.set(
+      'b',
+      fakeLink('a', () => b),
+    )
+    changed()
+    expect(await opening).toBeDefined()
+    expect(b.openCount).toBe(1)
+  })
 })
