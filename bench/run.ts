@@ -14,7 +14,7 @@
  *   npm run bench -- --only catchup    # read 1M x 1 KB from earliest (--quick: 100k), beside JetStream
  *   npm run bench -- --only catchup --messages 300000   # catch-up with another message count
  *   npm run bench -- --quick           # shorter phases
- *   npm run bench -- --only overlay    # 30 node processes, --max-links 6: links, idle CPU, RSS, membership
+ *   npm run bench -- --only overlay    # 100 nodes (10 per process): links, idle CPU, RSS, new member, 10% killed
  *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
  *                                           # (durable: all 3 members; the notes name the leader)
