@@ -25,6 +25,9 @@ const STEP = 50
 /** Link heartbeats every this many ms; a link with none answered for `silentAfter` ms fails. */
 const HEARTBEAT = 1000
 const SILENT_AFTER = 3500
+/** Stalls of the slow node (`slowNode`): how long, how often (ms). */
+const STALL = 4000
+const STALL_EVERY = 10_000
 /** Anti-entropy period (ms) and the record refresh interval of the real node. */
 const ANTI_ENTROPY = 3000
 const REFRESH = 20_000
@@ -39,6 +42,12 @@ export interface SimOptions {
   seed: number
   /** Simulated duration (ms). */
   duration?: number
+  /**
+   * Node 0 is slow: it stalls (no message handled, no timer, no heartbeat) for `STALL` ms
+   * every `STALL_EVERY` ms, like a process starved of CPU. It must not declare live peers
+   * dead, nor be declared dead.
+   */
+  slowNode?: boolean
 }
 
 /** What one run measured. */
@@ -97,6 +106,8 @@ export function simulate(opts: SimOptions): SimResult {
   const index = new Map(ids.map((id, i) => [id, i]))
   const nodes: SimNode[] = []
   let queue: Msg[] = []
+  /** Messages to the slow node while it stalls. */
+  const held: Msg[] = []
   let sent = 0
   const lost = () => random() < opts.loss
   const send = (m: Msg) => {
@@ -194,9 +205,23 @@ export function simulate(opts: SimOptions): SimResult {
     // Deliver last step's messages.
     const batch = queue
     queue = []
+    const stalled = (i: number) =>
+      opts.slowNode === true && i === 0 && now % STALL_EVERY >= STALL_EVERY - STALL
+    if (opts.slowNode && now % STALL_EVERY === 0) {
+      // The slow node wakes up: its timers fire STALL ms late and, as in Node's event loop,
+      // before the messages that waited meanwhile are read.
+      nodes[0]!.swim.late(STALL)
+      nodes[0]!.swim.tick()
+      batch.push(...held)
+      held.length = 0
+    }
     for (const m of batch) {
       const to = nodes[m.to]!
       if (!to.alive) continue
+      if (stalled(m.to)) {
+        held.push(m)
+        continue
+      }
       switch (m.kind) {
         case 'record':
           record(to, m.key, m.version, m.from, m.hops)
@@ -215,8 +240,10 @@ export function simulate(opts: SimOptions): SimResult {
         }
         case 'probe': {
           const t = nodes[m.target]!
-          // Linked and heard lately, or a short dial: both work exactly when the target is up.
-          send({ kind: 'probeAnswer', from: to.i, to: m.from, target: m.target, alive: t.alive && !lost() })
+          // Linked and heard lately, or a short dial: both work exactly when the target is up
+          // and not stalled (a stalled process accepts the connection but never answers).
+          const alive = t.alive && !stalled(m.target) && !lost()
+          send({ kind: 'probeAnswer', from: to.i, to: m.from, target: m.target, alive })
           break
         }
         case 'probeAnswer':
@@ -231,11 +258,11 @@ export function simulate(opts: SimOptions): SimResult {
     // Heartbeats, once a second per link and direction; a silent link fails.
     if (now % HEARTBEAT === 0) {
       for (const node of nodes) {
-        if (!node.alive) continue
+        if (!node.alive || stalled(node.i)) continue
         for (const l of node.links) {
           heartbeats++
           const peer = nodes[l]!
-          if (peer.alive && !lost() && !lost()) node.lastHeard.set(l, now)
+          if (peer.alive && !stalled(l) && !lost() && !lost()) node.lastHeard.set(l, now)
           if (now - (node.lastHeard.get(l) ?? now) >= SILENT_AFTER) {
             node.lastHeard.set(l, now) // the link is redialled (it comes back when the peer is up)
             node.swim.linkFailed(peer.id)
@@ -244,7 +271,7 @@ export function simulate(opts: SimOptions): SimResult {
       }
     }
     for (const node of nodes) {
-      if (!node.alive) continue
+      if (!node.alive || stalled(node.i)) continue
       node.swim.tick()
       if (now >= node.nextAntiEntropy) {
         node.nextAntiEntropy = now + ANTI_ENTROPY * (0.75 + 0.5 * random())

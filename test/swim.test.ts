@@ -34,11 +34,18 @@ describe('failure detection (SWIM over links)', () => {
 
     const t0 = Date.now()
     victim.kill('SIGKILL')
+    // About 4 s on an idle machine; local health (late timers on a loaded one) stretches the
+    // timeouts, hence 15 s. Without the detector it takes 60 s (the announcement's expiry).
+    const overlayCounters = (n: PlexusNode) =>
+      Object.entries(n.status().counters).filter(([k]) => k.startsWith('overlay.') && !k.includes('digests'))
     await waitFor(
       () => !members(client, 'svc').includes(victimId),
-      10_000,
+      15_000,
       'the client to drop the killed member',
-    )
+    ).catch((err) => {
+      for (const n of nodes) console.log(n === client ? 'client' : n.id, JSON.stringify(overlayCounters(n)))
+      throw err
+    })
     const tClient = Date.now() - t0
     await waitFor(
       () => nodes.every((n) => !members(n, 'svc').includes(victimId)),

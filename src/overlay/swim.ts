@@ -27,6 +27,8 @@
  */
 import { SWIM } from '../constants.js'
 
+/** Least time (ms) between two refutations of a suspicion of an older version of ours. */
+const REFUTE_EVERY = 1000
 /** Timely timer firings in a row (`late`) after which local health improves by one. */
 const HEALTHY_TICKS = 20
 
@@ -104,6 +106,7 @@ export class Swim {
   private readonly gone = new Map<string, { incarnation: number; at: number }>()
   private readonly seen = new Set<string>()
   private refutedAt = -1
+  private lastRefute = Number.NEGATIVE_INFINITY
   private onTime = 0
   /** Lifeguard's local health: 0 healthy … `maxHealth`; timeouts × (1 + health). */
   health = 0
@@ -226,16 +229,16 @@ export class Swim {
   }
 
   /** A suspicion from `from` (or our own): recorded, passed on once, or refuted when about us. */
-  onSuspect(s: Suspicion, from: string): void {
-    if (s.target === this.io.self) {
-      if (s.incarnation > this.refutedAt || this.refutedAt < 0) {
-        this.refutedAt = Math.max(s.incarnation, this.io.incarnation(this.io.self))
-        this.stats.refutations++
-        this.io.refute(s.incarnation)
-      }
+  onSuspect(suspicion: Suspicion, from: string): void {
+    const known = this.io.incarnation(suspicion.target)
+    if (suspicion.target === this.io.self) {
+      this.refuteIfNeeded(suspicion.incarnation, known)
       return
     }
-    if (this.io.incarnation(s.target) > s.incarnation) return // refuted already
+    if (known === 0) return // a peer we hold no record of: not passed on (no amplification)
+    if (known > suspicion.incarnation) return // refuted already
+    // Never above the version we hold: a suspicion naming a future version could not be refuted.
+    const s = { ...suspicion, incarnation: Math.min(suspicion.incarnation, known) }
     const dead = this.gone.get(s.target)
     if (dead && dead.incarnation >= s.incarnation) return
     const key = `${s.target}/${s.incarnation}/${s.accuser}`
@@ -259,6 +262,21 @@ export class Swim {
     this.probes.delete(s.target)
     this.stats.suspected++
     this.io.spread(s, from === this.io.self ? undefined : from)
+  }
+
+  /**
+   * We are suspected at `incarnation` (our record version is `mine`): refute once per version
+   * of ours when our current one is suspected, and otherwise (an accuser that has not seen
+   * our newest record yet) at most once a second.
+   */
+  private refuteIfNeeded(incarnation: number, mine: number): void {
+    const now = this.io.now()
+    const current = incarnation >= mine && this.refutedAt !== mine
+    if (!current && now - this.lastRefute < REFUTE_EVERY) return
+    this.refutedAt = mine
+    this.lastRefute = now
+    this.stats.refutations++
+    this.io.refute(incarnation)
   }
 
   /** A signed record of `peer` at `version` was accepted: newer than a suspicion, it refutes it. */

@@ -119,8 +119,28 @@ describe('swim core', () => {
     h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'b' }, 'b')
     expect(h.refuted).toEqual([10])
     expect(h.spread).toEqual([])
-    h.swim.onSuspect({ target: 'x', incarnation: 20, accuser: 'a' }, 'a')
-    expect(h.refuted).toEqual([10, 20])
+    // Our newer record (11) is suspected in turn: refuted again.
+    h.versions.set('x', 11)
+    h.swim.onSuspect({ target: 'x', incarnation: 11, accuser: 'a' }, 'a')
+    expect(h.refuted).toEqual([10, 11])
+    // An accuser behind (version 10 while we are at 11): again at most once a second.
+    h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'c' }, 'c')
+    expect(h.refuted).toEqual([10, 11])
+    h.advance(1000)
+    h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'c' }, 'c')
+    expect(h.refuted).toEqual([10, 11, 10])
+  })
+
+  it('suspicions of unknown peers are dropped; a future incarnation is clamped to ours', () => {
+    const h = harness()
+    h.swim.onSuspect({ target: 'nobody', incarnation: 5, accuser: 'a' }, 'a')
+    expect(h.spread).toEqual([])
+    // A hostile "version 1e12" could never be refuted; it is taken as the 10 we hold.
+    h.swim.onSuspect({ target: 'x', incarnation: 1e12, accuser: 'a' }, 'a')
+    expect(h.spread).toEqual([[{ target: 'x', incarnation: 10, accuser: 'a' }, 'a']])
+    h.versions.set('x', 11)
+    h.swim.onRecord('x', 11)
+    expect(h.swim.isSuspect('x')).toBe(false)
   })
 
   it('a slow node (late timers) waits longer: a refutation in time keeps the peer alive', () => {
