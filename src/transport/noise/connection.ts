@@ -23,6 +23,29 @@ import { NoiseFrameReader } from './reader.js'
 
 const EMPTY = new Uint8Array(0)
 
+/**
+ * Cipher text of large sends is carved from a shared slab: a fresh 64 KiB buffer per block
+ * costs its allocation and the first touch of its pages, several times the copy into it
+ * (`docs/benchmarks-history.md`, 8 December 2026). A slab stays alive while any frame cut
+ * from it is still queued below us. Small frames come from Node's own buffer pool.
+ */
+const SLAB_BYTES = 1024 * 1024
+const SMALL_FRAME = 4096
+let slab: Buffer | undefined
+let slabAt = 0
+
+function frameBuffer(size: number): Buffer {
+  if (size < SMALL_FRAME) return Buffer.allocUnsafe(size)
+  if (size > SLAB_BYTES / 4) return Buffer.allocUnsafeSlow(size)
+  if (slab === undefined || slabAt + size > SLAB_BYTES) {
+    slab = Buffer.allocUnsafeSlow(SLAB_BYTES)
+    slabAt = 0
+  }
+  const out = slab.subarray(slabAt, slabAt + size)
+  slabAt += size
+  return out
+}
+
 /** An encrypted libp2p message stream over `raw` (see the module doc). */
 export class NoiseConnection extends AbstractMessageStream {
   private readonly reader: NoiseFrameReader
@@ -67,7 +90,7 @@ export class NoiseConnection extends AbstractMessageStream {
   private seal(data: Uint8Array | Uint8ArrayList): Uint8Array {
     const total = data.byteLength
     const messages = Math.ceil(total / MAX_PLAINTEXT)
-    const out = Buffer.allocUnsafe(total + messages * (2 + TAG_BYTES))
+    const out = frameBuffer(total + messages * (2 + TAG_BYTES))
     let at = 0
     for (let start = 0; start < total; start += MAX_PLAINTEXT) {
       const length = Math.min(MAX_PLAINTEXT, total - start)
