@@ -177,6 +177,7 @@ export async function statusOf(relay: string): Promise<{
   id: string
   network: string
   clusters: Array<{ name: string; members: Array<{ id: string; connected: boolean }> }>
+  counters: Record<string, number>
 }> {
   const r = await runCli(['status', '--json'], { env: { PLEXUS_RELAY: relay } })
   if (r.code !== 0) throw new Error(`status failed (${r.code}): ${r.stderr}`)

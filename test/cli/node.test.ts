@@ -57,6 +57,9 @@ describe('plexus node + request + status', () => {
     expect(s.network).toBe(network)
     const c = s.clusters.find((x) => x.name === 'echoes')
     expect(c?.members.map((m) => m.id)).toEqual([member.id])
+    // The failure detector's counters (docs/overlay.md): nobody suspected, nobody dead.
+    expect(s.counters['overlay.suspects']).toBe(0)
+    expect(s.counters['overlay.declaredDead']).toBe(0)
     // The human table names the same things.
     const human = await runCli(['status'], { env })
     expect(human.code).toBe(0)
