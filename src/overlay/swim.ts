@@ -27,7 +27,7 @@
  */
 import { SWIM } from '../constants.js'
 
-/** Least time (ms) between two refutations of a suspicion of an older version of ours. */
+/** Least time (ms) between two refutations. */
 const REFUTE_EVERY = 1000
 /** Timely timer firings in a row (`late`) after which local health improves by one. */
 const HEALTHY_TICKS = 20
@@ -107,6 +107,7 @@ export class Swim {
   private readonly seen = new Set<string>()
   private refutedAt = -1
   private lastRefute = Number.NEGATIVE_INFINITY
+  private pendingRefute: number | undefined
   private onTime = 0
   /** Lifeguard's local health: 0 healthy … `maxHealth`; timeouts × (1 + health). */
   health = 0
@@ -247,7 +248,8 @@ export class Swim {
     const had = this.suspects.get(s.target)
     if (had && had.incarnation > s.incarnation) return
     if (had && had.incarnation === s.incarnation) {
-      if (had.accusers.has(s.accuser)) return
+      // K + 1 accusers are all the timeout counts (and all that travel): no more are kept.
+      if (had.accusers.has(s.accuser) || had.accusers.size > this.cfg.indirectProbes) return
       had.accusers.add(s.accuser)
       // Confirmations travel too (up to K), so everyone's timeout shrinks alike.
       if (had.accusers.size <= this.cfg.indirectProbes + 1) this.io.spread(s, from)
@@ -267,14 +269,23 @@ export class Swim {
   /**
    * We are suspected at `incarnation` (our record version is `mine`): refute once per version
    * of ours when our current one is suspected, and otherwise (an accuser that has not seen
-   * our newest record yet) at most once a second.
+   * our newest record yet) too; at most once a second either way.
    */
   private refuteIfNeeded(incarnation: number, mine: number): void {
-    const now = this.io.now()
     const current = incarnation >= mine && this.refutedAt !== mine
-    if (!current && now - this.lastRefute < REFUTE_EVERY) return
+    if (this.io.now() - this.lastRefute < REFUTE_EVERY) {
+      // Refuted within the last second: a suspicion of our current version waits for the
+      // next tick past it (so a node suspecting us in a loop gets one record a second).
+      if (current) this.pendingRefute = incarnation
+      return
+    }
+    this.refuteNow(incarnation, mine)
+  }
+
+  private refuteNow(incarnation: number, mine: number): void {
+    this.pendingRefute = undefined
     this.refutedAt = mine
-    this.lastRefute = now
+    this.lastRefute = this.io.now()
     this.stats.refutations++
     this.io.refute(incarnation)
   }
@@ -308,6 +319,8 @@ export class Swim {
   /** Runs the timers: probes without enough answers, suspicions past their timeout, old deaths. */
   tick(): void {
     const now = this.io.now()
+    if (this.pendingRefute !== undefined && now - this.lastRefute >= REFUTE_EVERY)
+      this.refuteNow(this.pendingRefute, this.io.incarnation(this.io.self))
     for (const [peer, p] of this.probes) {
       if (now < p.deadline) continue
       if (p.direct) {

@@ -119,16 +119,30 @@ describe('swim core', () => {
     h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'b' }, 'b')
     expect(h.refuted).toEqual([10])
     expect(h.spread).toEqual([])
+    h.advance(2000) // nothing pending: version 10 was refuted already
+    expect(h.refuted).toEqual([10])
     // Our newer record (11) is suspected in turn: refuted again.
     h.versions.set('x', 11)
     h.swim.onSuspect({ target: 'x', incarnation: 11, accuser: 'a' }, 'a')
     expect(h.refuted).toEqual([10, 11])
-    // An accuser behind (version 10 while we are at 11): again at most once a second.
-    h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'c' }, 'c')
+    // And 12 at once after: refuted a second after the last refutation, not before.
+    h.versions.set('x', 12)
+    h.swim.onSuspect({ target: 'x', incarnation: 12, accuser: 'a' }, 'a')
     expect(h.refuted).toEqual([10, 11])
     h.advance(1000)
+    expect(h.refuted).toEqual([10, 11, 12])
+    // An accuser behind (version 10 while we are at 12): refuted too, at most once a second.
     h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'c' }, 'c')
-    expect(h.refuted).toEqual([10, 11, 10])
+    expect(h.refuted).toEqual([10, 11, 12])
+    h.advance(1000)
+    h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: 'c' }, 'c')
+    expect(h.refuted).toEqual([10, 11, 12, 10])
+  })
+
+  it('however many accusers, one suspicion travels at most K + 1 times', () => {
+    const h = harness()
+    for (let i = 0; i < 100; i++) h.swim.onSuspect({ target: 'x', incarnation: 10, accuser: `acc${i}` }, 'a')
+    expect(h.spread.length).toBe(SWIM.indirectProbes + 1)
   })
 
   it('suspicions of unknown peers are dropped; a future incarnation is clamped to ours', () => {
