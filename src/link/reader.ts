@@ -56,6 +56,8 @@ export interface ReadOptions {
   slice?: number
   /** With `slice`: at most this many bytes of frames per turn (`LINK.readSliceBytes`). */
   sliceBytes?: number
+  /** With `slice`: at most this much time (ms) of frames per turn (`LINK.readSliceMs`). */
+  sliceMs?: number
   /**
    * With `slice`: whether the peer is trusted (a proven member of a cluster this node
    * joined); asked only when the link is about to be held to a share. Default: untrusted.
@@ -172,7 +174,8 @@ export function readFrames(
   /** This turn's limits (the full slice, or the shared one). */
   let turnFrames = slice
   let turnBytes = sliceBytes
-  let turnMs: number = LINK.readSliceMs
+  const sliceMs = opts.sliceMs ?? LINK.readSliceMs
+  let turnMs = sliceMs
   const fair = slice !== Number.POSITIVE_INFINITY
   if (fair) {
     accounts.add(account)
@@ -216,7 +219,7 @@ export function readFrames(
     if (shared && !was) opts.onThrottle?.()
     turnFrames = shared ? LINK.readShareSlice : slice
     turnBytes = shared ? Math.ceil(sliceBytes / 8) : sliceBytes
-    turnMs = shared ? LINK.readSliceMs / 4 : LINK.readSliceMs
+    turnMs = shared ? sliceMs / 4 : sliceMs
   }
   /** True while this turn's slice has room for another frame. */
   const room = () => {

@@ -66,7 +66,9 @@ function reader(out: string[], slice: number, trusted = true, work?: () => void)
       work?.()
     },
     undefined,
-    { slice, trusted: () => trusted },
+    // A slice's time bound far above what these frames take: a loaded machine pausing the
+    // process mid-slice must not cut slices short (the frame and byte bounds are tested).
+    { slice, trusted: () => trusted, sliceMs: 1000 },
   )
   return s
 }
