@@ -75,8 +75,7 @@ export class OverlayGossip {
       announcements: () => d.directory.versioned(!d.relays()),
       interest: () => d.records.versioned(),
       neighbours,
-      sendAnnouncement: (p, bytes) =>
-        d.link(p)?.writeControl((w) => encodeBytesFrame(w, FrameType.Announce, bytes)),
+      sendAnnouncement: (p, bytes) => this.sendAnnouncement(p, bytes),
       sendInterest: (p, bytes) => d.rpc.notify(p, OVERLAY_INTEREST, bytes),
       notify: (p, method, body) => d.rpc.notify(p, method, body),
       call: (p, method, body, timeout) => d.rpc.call(p, method, body, { timeout }),
@@ -138,8 +137,11 @@ export class OverlayGossip {
     if (this.timer) clearInterval(this.timer)
   }
 
-  /** A link came up (before the overlay hears of it): it gets our digest. */
+  /** A link came up (before the overlay hears of it): it gets our announcements and our digest. */
   linkUp(peer: string): void {
+    // Our own announcements go at once (one per joined cluster: the peer learns us without
+    // the digest's round trip); the others by digest.
+    for (const r of this.d.directory.versioned(true)) this.sendAnnouncement(peer, r.bytes)
     this.antiEntropy.linkUp(peer)
     this.swim.linkUp(peer)
   }
@@ -153,6 +155,10 @@ export class OverlayGossip {
   /** A neighbour link was agreed: it gets the digest of our interest records. */
   neighbourAdded(peer: string): void {
     this.antiEntropy.neighbourAdded(peer)
+  }
+
+  private sendAnnouncement(peer: string, bytes: Uint8Array): void {
+    this.d.link(peer)?.writeControl((w) => encodeBytesFrame(w, FrameType.Announce, bytes))
   }
 
   /** Counters for `status()`. */
