@@ -4,7 +4,7 @@
  * boundaries, and does not hold back another link's frame behind its own.
  */
 import type { Stream } from '@libp2p/interface'
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, onTestFinished } from 'vitest'
 import { LINK } from '../../src/constants.js'
 import { encodeBytesFrame, FrameType } from '../../src/link/frames.js'
 import { readFrames } from '../../src/link/reader.js'
@@ -153,6 +153,7 @@ describe('fair reader', () => {
     const stranger = reader(out, 64, false, work)
     const member = reader(out, 64, true, work)
     const good = reader(out, 64, true)
+    onTestFinished(() => closeAll(stranger, member, good))
     stranger.push(frames(40_000, 1))
     member.push(frames(40_000, 2))
     // A good peer sends a frame every turn (an active link); turns of about 0.3 ms: several
@@ -162,23 +163,25 @@ describe('fair reader', () => {
     // none: the test's setImmediate and the readers' share the check phase).
     const late = counts.slice(200)
     const total = (tag: string) => late.reduce((n, m) => n + (m.get(tag) ?? 0), 0)
+    // At most a shared slice per turn, with slack for windows in which the loop, paused by a
+    // loaded machine for longer than two windows, saw no other link active (full slices
+    // would be 64 per turn: eight times the bound).
     expect(total('1'), 'the non-member: a shared slice per turn').toBeLessThanOrEqual(
-      LINK.readShareSlice * (late.length + 1),
+      3 * LINK.readShareSlice * late.length,
     )
     expect(total('1'), 'it still gets a slice every turn').toBeGreaterThanOrEqual(late.length / 2)
     expect(total('2'), 'the member: full slices').toBeGreaterThan(LINK.readShareSlice * 2 * late.length)
     expect(total('3'), "the good peer's frame every turn").toBe(late.length)
-    closeAll(stranger, member, good)
   })
 
   it('a non-member alone on a busy loop keeps full slices', async () => {
     const out: string[] = []
     const stranger = reader(out, 64, false, spin(0.002))
+    onTestFinished(() => closeAll(stranger))
     stranger.push(frames(30_000, 1))
     const counts = await perTurn(out, 300, () => {})
     // Full slices (64 frames; fewer only where the slice's time ran out on a loaded machine).
     const got = counts.slice(100).reduce((n, m) => n + (m.get('1') ?? 0), 0)
     expect(got, 'more than shared slices').toBeGreaterThan(LINK.readShareSlice * 2 * 200)
-    closeAll(stranger)
   })
 })
