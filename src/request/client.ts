@@ -315,10 +315,16 @@ export class RequestClient {
 
   /**
    * Picks a member of `cluster` with `role` like a request would, skipping `exclude` (for
-   * tunnels).
+   * tunnels). Null when none is linked but some known one is not unreachable: on-demand links
+   * to them are opening (`candidates` asked for them), worth waiting for as a request does.
    */
-  pick(cluster: string, exclude: Set<string>, role: Role = 'request'): string | undefined {
-    return chooseMember(this.candidates({ cluster, tried: exclude }, role), this.turn++)?.peer
+  pick(cluster: string, exclude: Set<string>, role: Role = 'request'): string | undefined | null {
+    const peer = chooseMember(this.candidates({ cluster, tried: exclude }, role), this.turn++)?.peer
+    if (peer !== undefined || !this.host.want) return peer
+    for (const m of this.host.servers(cluster, role)) {
+      if (!exclude.has(m) && !this.host.link(m) && !this.host.unreachable?.(m)) return null
+    }
+    return undefined
   }
 
   private candidates(

@@ -93,9 +93,10 @@ export interface TunnelHost {
   open(peer: string): Promise<Link | undefined>
   /**
    * Picks a linked member of the cluster with a tunnel handler, not in `exclude` (like a
-   * request), or undefined.
+   * request), or undefined; null while only unlinked ones are known whose on-demand links
+   * are opening (the opening waits for them).
    */
-  pick(cluster: string, exclude: Set<string>): string | undefined
+  pick(cluster: string, exclude: Set<string>): string | undefined | null
   /**
    * Why no member can take a tunnel when members are known but none has a tunnel handler
    * (the `NoMembersError` message); undefined otherwise.
@@ -158,7 +159,7 @@ export class TunnelManager {
           // The lookup is asked first so it starts even while the node is young.
           const searching = tried.size === 0 && this.host.lookup?.(cluster) === true
           const retrying = [...lost].some((p) => !tried.has(p))
-          const waiting = searching || retrying || this.host.discovering()
+          const waiting = peer === null || searching || retrying || this.host.discovering()
           if (!waiting && tried.size > 0 && overloaded)
             throw new OverloadedError(`every member of ${cluster} refused the tunnel`)
           const none = tried.size === 0 ? this.host.unserved(cluster) : undefined
