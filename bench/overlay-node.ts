@@ -40,8 +40,10 @@ benchMain(async () => {
   }
   const member = values.role === 'member'
   const nodes: PlexusNode[] = []
-  for (let i = 0; i < Number(values.nodes); i++)
+  for (let i = 0; i < Number(values.nodes); i++) {
     nodes.push(await startBenchNode(network, Number(values['max-links'])))
+    console.error(`node ${i + 1} started after ${Math.round(performance.now() - t0)} ms`) // child logs
+  }
   const known = (n: PlexusNode) => n.status().clusters.find((c) => c.name === CLUSTER)?.members.length ?? 0
   const seen = nodes.map(() => new Set<string>())
   const tally = { failed: 0, answered: 0, lastFailure: 0 }

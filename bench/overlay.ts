@@ -1,7 +1,7 @@
 /**
- * The overlay part of the benchmark (`npm run bench -- --only overlay`, issue 15): 100 nodes
- * on this machine (`--quick` 16), several per process (members 10 per process, `--quick` 3;
- * clients 10), all
+ * The overlay part of the benchmark (`npm run bench -- --only overlay [--nodes N]`, issue 15):
+ * 100 nodes on this machine (`--quick` 16), several per process (members 5 per process,
+ * `--quick` 3; clients 10), all
  * with the default `maxLinks` (24; `--quick` 4), found through the same-host registry; 90
  * members of one cluster answer requests with their peer id, 10 client nodes send requests
  * one at a time each. Reports start-up and membership convergence, links per node once
@@ -19,15 +19,17 @@ import { idleCpu } from './cpu.js'
 import { type Row, sleep, spawnTracked, waitForLine } from './util.js'
 
 /** Processes started at once. */
-const WAVE = 2
-/** Member nodes per process (few processes: module loading and runtimes cost less). */
-const MEMBERS_PER_PROCESS = 10
+const WAVE = 3
+/** Member nodes per process (10% of the members are killed as whole processes). */
+const MEMBERS_PER_PROCESS = 5
 /** A new member or a recovery is waited for this long at most (ms). */
 const WAIT = 60_000
 
 /** Options of the overlay part. */
 export interface OverlayOptions {
   quick: boolean
+  /** Nodes in all (default 100, `--quick` 16): a tenth of them clients. */
+  nodes?: number
   log?: (line: string) => void
 }
 
@@ -52,9 +54,10 @@ const sum = (xs: number[]) => xs.reduce((a, b) => a + b, 0)
 
 /** Runs the overlay part; returns its rows and notes. */
 export async function runOverlayPart(opts: OverlayOptions): Promise<{ rows: Row[]; notes: string[] }> {
-  const members = opts.quick ? 12 : 90
-  const clients = opts.quick ? 4 : 10
-  const clientsPerProcess = opts.quick ? 4 : 10
+  const total = opts.nodes ?? (opts.quick ? 16 : 100)
+  const clients = Math.max(2, Math.round(total / 10))
+  const members = total - clients
+  const clientsPerProcess = 10
   const membersPerProcess = opts.quick ? 3 : MEMBERS_PER_PROCESS
   const maxLinks = opts.quick ? 4 : OVERLAY.maxLinks
   const n = members + clients

@@ -14,7 +14,7 @@
  *   npm run bench -- --only catchup    # read 1M x 1 KB from earliest (--quick: 100k), beside JetStream
  *   npm run bench -- --only catchup --messages 300000   # catch-up with another message count
  *   npm run bench -- --quick           # shorter phases
- *   npm run bench -- --only overlay    # 100 nodes (10 per process): links, idle CPU, RSS, new member, 10% killed
+ *   npm run bench -- --only overlay    # 100 nodes (5 per process; --nodes N): links, idle CPU, RSS, new member, 10% killed
  *   npm run bench -- --no-nats         # Plexus only (e.g. while profiling)
  *   npm run bench -- --profile-member DIR   # member 0 runs with --cpu-prof into DIR
  *                                           # (durable: all 3 members; the notes name the leader)
@@ -377,6 +377,7 @@ async function main(): Promise<number> {
       'node-flags': { type: 'string' },
       'fanout-only': { type: 'boolean', default: false },
       cpus: { type: 'string' },
+      nodes: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   })
@@ -511,7 +512,8 @@ async function main(): Promise<number> {
             'Reads come from the page cache (the data was just written).',
         )
       } else if (part === 'overlay') {
-        const { rows, notes } = await runOverlayPart({ quick, log: progress })
+        const nodes = values.nodes === undefined ? undefined : Number(values.nodes)
+        const { rows, notes } = await runOverlayPart({ quick, nodes, log: progress })
         out(formatTable(rows, '-'))
         for (const n of notes) out(`  ${n}`)
       } else if (part === 'tunnel') {
