@@ -13,8 +13,9 @@ import { multiaddrConnectionPair } from '@libp2p/utils'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it } from 'vitest'
 import { HandshakeError } from '../../src/errors.js'
-import { buildLibp2p, type PlexusLibp2p } from '../../src/transport/libp2p.js'
+import type { PlexusLibp2p } from '../../src/transport/libp2p.js'
 import { PlexusNoise } from '../../src/transport/noise/index.js'
+import { keylessLibp2p } from '../helpers/keyless-libp2p.js'
 import { uniqueNetwork } from '../helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from '../helpers/rng.js'
 
@@ -130,14 +131,7 @@ describe('a real node facing a raw TCP peer', () => {
     await Promise.all(nodes.splice(0).map((n) => n.stop()))
   })
   const node = async (network: string) => {
-    const n = await buildLibp2p({
-      network,
-      privateKey: await generateKeyPair('Ed25519'),
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      mdns: false,
-      dht: false,
-    })
+    const n = await keylessLibp2p(network)
     nodes.push(n)
     return n
   }

@@ -9,7 +9,6 @@ import { createCipheriv, createDecipheriv, createHash } from 'node:crypto'
 import { once } from 'node:events'
 import { type ICryptoInterface, noise } from '@chainsafe/libp2p-noise'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
-import { generateKeyPair } from '@libp2p/crypto/keys'
 import type { Connection, ConnectionEncrypter, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
@@ -17,8 +16,9 @@ import { createLibp2p } from 'libp2p'
 import { afterEach, describe, expect, it } from 'vitest'
 import { NOISE_AES_GCM_PROTOCOL, NOISE_PROTOCOL } from '../../src/constants.js'
 import { aesFromCpu, type CipherChoice } from '../../src/transport/encrypters.js'
-import { buildLibp2p, type PlexusLibp2p } from '../../src/transport/libp2p.js'
+import type { PlexusLibp2p } from '../../src/transport/libp2p.js'
 import { releasedOnSend } from '../../src/transport/noise/index.js'
+import { keylessLibp2p } from '../helpers/keyless-libp2p.js'
 import { uniqueNetwork } from '../helpers/nodes.js'
 import { mulberry32, randomBytesFrom, testSeed } from '../helpers/rng.js'
 
@@ -49,15 +49,7 @@ describe('noise connections between real nodes', () => {
   })
   /** A libp2p node as Plexus builds it, on loopback (stopped after the test). */
   const plexusNode = async (network: string, cipher: CipherChoice) => {
-    const n = await buildLibp2p({
-      network,
-      cipher,
-      privateKey: await generateKeyPair('Ed25519'),
-      listen: ['/ip4/127.0.0.1/tcp/0'],
-      bootstrap: [],
-      mdns: false,
-      dht: false,
-    })
+    const n = await keylessLibp2p(network, cipher)
     nodes.push(n)
     return n
   }
