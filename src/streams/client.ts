@@ -237,7 +237,15 @@ export class StreamsClient {
     const other = this.d.directory.get(name)
     if (other && other.cluster !== cluster)
       throw new InvalidArgumentError(`stream "${name}" already exists in cluster ${other.cluster}`)
-    const storing = this.d.storageMembers(cluster).length
+    // Members reach a node over its links one by one (a node just linked may know the stream
+    // tables before every member): a short view is looked at again after each change while
+    // it grows (a change, or 250 ms without one, that adds nobody ends the wait).
+    let storing = this.d.storageMembers(cluster).length
+    for (let last = -1; storing < spec.replicas && storing > last; ) {
+      last = storing
+      await this.d.nextChange(opts.signal).catch(() => {})
+      storing = this.d.storageMembers(cluster).length
+    }
     checkStorageMembers(cluster, spec.replicas, this.d.members(cluster).length, storing)
     const auth = this.d.admin.resolve(cluster, 'create', name, options)
     const table = await this.meta({ op: 'create', cluster, requestId: newRequestId(), spec }, opts, auth)
