@@ -59,59 +59,53 @@ function host(
   }
 }
 
+/**
+ * Two tunnel managers: a already linked to b, b's link back to a opened only when b asks
+ * (after `delayMs`). `hostA` may adjust a's host before a is built.
+ */
+function pair(delayMs = 0, hostA?: (h: ReturnType<typeof host>, aLinks: Map<string, Link>) => void) {
+  const aLinks = new Map<string, Link>()
+  const bLinks = new Map<string, Link>()
+  const counts = { opened: 0 }
+  let a!: TunnelManager
+  let b!: TunnelManager
+  aLinks.set(
+    'b',
+    fakeLink('a', () => b),
+  )
+  const ha = host('a', aLinks, async (p) => aLinks.get(p))
+  hostA?.(ha, aLinks)
+  a = new TunnelManager(ha)
+  b = new TunnelManager(
+    host('b', bLinks, async () => {
+      counts.opened++
+      if (delayMs > 0) await new Promise((r) => setTimeout(r, delayMs))
+      bLinks.set(
+        'a',
+        fakeLink('b', () => a),
+      )
+      return bLinks.get('a')
+    }),
+  )
+  return { a, b, aLinks, bLinks, counts }
+}
+
 describe('tunnel setup over a link that is up one way only', () => {
   it('the acceptor opens its link back and accepts instead of dropping the opening', async () => {
-    const aLinks = new Map<string, Link>()
-    const bLinks = new Map<string, Link>()
-    let a!: TunnelManager
-    let b!: TunnelManager
-    aLinks.set(
-      'b',
-      fakeLink('a', () => b),
-    )
-    let opened = 0
-    a = new TunnelManager(host('a', aLinks, async (p) => aLinks.get(p)))
     // b's link to a opens only when asked, a little later (a dial on an existing connection).
-    b = new TunnelManager(
-      host('b', bLinks, async () => {
-        opened++
-        await new Promise((r) => setTimeout(r, 20))
-        bLinks.set(
-          'a',
-          fakeLink('b', () => a),
-        )
-        return bLinks.get('a')
-      }),
-    )
+    const { a, b, counts } = pair(20)
     const accepted: string[] = []
     b.serve('svc', (_t, ctx) => void accepted.push(ctx.from), 10)
     const t = await a.open('svc', 1000)
     expect(t).toBeDefined()
     expect(accepted).toEqual(['a'])
-    expect(opened).toBe(1)
+    expect(counts.opened).toBe(1)
     expect(a.openCount).toBe(1)
     expect(b.openCount).toBe(1)
   })
 
   it('a refusal also waits for the link back, so the opener learns it at once', async () => {
-    const aLinks = new Map<string, Link>()
-    const bLinks = new Map<string, Link>()
-    let a!: TunnelManager
-    let b!: TunnelManager
-    aLinks.set(
-      'b',
-      fakeLink('a', () => b),
-    )
-    a = new TunnelManager(host('a', aLinks, async (p) => aLinks.get(p)))
-    b = new TunnelManager(
-      host('b', bLinks, async () => {
-        bLinks.set(
-          'a',
-          fakeLink('b', () => a),
-        )
-        return bLinks.get('a')
-      }),
-    )
+    const { a } = pair()
     // Not a member of svc: refused (NotMember), and with no other member the opener fails fast.
     const t0 = performance.now()
     await expect(a.open('svc', 5000)).rejects.toThrow(/no member of svc accepted/)
@@ -119,24 +113,11 @@ describe('tunnel setup over a link that is up one way only', () => {
   })
 
   it('an opening whose link closes first is tried again on that member once linked again', async () => {
-    const aLinks = new Map<string, Link>()
-    const bLinks = new Map<string, Link>()
-    let a!: TunnelManager
-    let b!: TunnelManager
     let changed: () => void = () => {}
-    const h = host('a', aLinks, async (p) => aLinks.get(p))
-    h.pick = (_c, exclude) => (aLinks.has('b') && !exclude.has('b') ? 'b' : undefined)
-    h.nextChange = () => new Promise<void>((r) => (changed = r))
-    a = new TunnelManager(h)
-    b = new TunnelManager(
-      host('b', bLinks, async () => {
-        bLinks.set(
-          'a',
-          fakeLink('b', () => a),
-        )
-        return bLinks.get('a')
-      }),
-    )
+    const { a, b, aLinks } = pair(0, (h, links) => {
+      h.pick = (_c, exclude) => (links.has('b') && !exclude.has('b') ? 'b' : undefined)
+      h.nextChange = () => new Promise<void>((r) => (changed = r))
+    })
     b.serve('svc', () => {}, 10)
     // The first opening goes out on a link that is lost before it arrives.
     aLinks.set('b', { peer: 'b', closed: false, write: () => 0 } as unknown as Link)
